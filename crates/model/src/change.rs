@@ -1,0 +1,188 @@
+//! What a committed write did. Every mutation in the store yields a `Change`;
+//! the audit record and the outbox event of that mutation are derived from it
+//! here, so no backend can invent its own vocabulary.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::artifact::Artifact;
+use crate::audit::{AuditDraft, Outcome};
+use crate::digest::Digest;
+use crate::event::EventDraft;
+use crate::relation::{Collection, Relation};
+
+crate::artifact::word_enum!(
+    /// The kind of an artifact change record.
+    ChangeKind { Created = "created", Updated = "updated", Deleted = "deleted", Restored = "restored", Purged = "purged" } default Created
+);
+
+/// Why a relation was deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationDeleteCause {
+    /// Someone deleted the relation itself.
+    Requested,
+    /// One of its endpoints was deleted or purged.
+    EndpointDeleted,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    CollectionCreated {
+        collection: Collection,
+    },
+    /// A new revision: created, updated, deleted, restored or purged.
+    Artifact {
+        kind: ChangeKind,
+        artifact: Artifact,
+        prev_digest: Option<Digest>,
+    },
+    /// A put whose content and attributes equal the current revision: nothing was written.
+    ArtifactUnchanged {
+        artifact: Artifact,
+    },
+    RelationCreated {
+        relation: Relation,
+    },
+    RelationUpdated {
+        relation: Relation,
+    },
+    RelationDeleted {
+        relation: Relation,
+        cause: RelationDeleteCause,
+    },
+    /// An audit-only record (a denial, a recovery action) with no state change.
+    Audited {
+        action: String,
+    },
+}
+
+impl Change {
+    /// Whether the store wrote anything (and so appended audit and outbox records).
+    pub fn is_mutation(&self) -> bool {
+        !matches!(self, Change::ArtifactUnchanged { .. })
+    }
+
+    /// The audit draft for this change. Carries ids, names and digests, never content.
+    pub fn audit_draft(&self) -> Option<AuditDraft> {
+        let d = match self {
+            Change::CollectionCreated { collection } => AuditDraft {
+                action: "collection.create".into(),
+                target_kind: "collection".into(),
+                target_id: collection.id.to_string(),
+                target_name: Some(collection.name.to_string()),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: None,
+            },
+            Change::Artifact {
+                kind,
+                artifact,
+                prev_digest,
+            } => AuditDraft {
+                action: format!("artifact.{}", verb(*kind)),
+                target_kind: "artifact".into(),
+                target_id: artifact.id.to_string(),
+                target_name: Some(format!("{}/{}", artifact.collection, artifact.name)),
+                revision: Some(artifact.revision),
+                prev_digest: *prev_digest,
+                digest: Some(artifact.digest),
+                outcome: Outcome::Success,
+                detail: None,
+            },
+            Change::ArtifactUnchanged { .. } => return None,
+            Change::RelationCreated { relation } | Change::RelationUpdated { relation } => {
+                let action = if matches!(self, Change::RelationCreated { .. }) {
+                    "relation.create"
+                } else {
+                    "relation.update"
+                };
+                relation_draft(action, relation, None)
+            }
+            Change::RelationDeleted { relation, cause } => {
+                relation_draft("relation.delete", relation, Some(json!({ "cause": cause })))
+            }
+            Change::Audited { .. } => return None,
+        };
+        Some(d)
+    }
+
+    /// The outbox event for this change.
+    pub fn event(&self) -> Option<EventDraft> {
+        let (kind, subject, payload) = match self {
+            Change::CollectionCreated { collection } => (
+                "collection.created".to_owned(),
+                collection.id.to_string(),
+                json!({ "name": collection.name }),
+            ),
+            Change::Artifact {
+                kind,
+                artifact,
+                prev_digest,
+            } => (
+                format!("artifact.{kind}"),
+                artifact.id.to_string(),
+                json!({
+                    "collection": artifact.collection,
+                    "name": artifact.name,
+                    "revision": artifact.revision,
+                    "digest": artifact.digest,
+                    "prev_digest": prev_digest,
+                    "state": artifact.state,
+                }),
+            ),
+            Change::ArtifactUnchanged { .. } | Change::Audited { .. } => return None,
+            Change::RelationCreated { relation }
+            | Change::RelationUpdated { relation }
+            | Change::RelationDeleted { relation, .. } => {
+                let kind = match self {
+                    Change::RelationCreated { .. } => "relation.created",
+                    Change::RelationUpdated { .. } => "relation.updated",
+                    _ => "relation.deleted",
+                };
+                (
+                    kind.to_owned(),
+                    relation.id.to_string(),
+                    json!({
+                        "type": relation.rel_type,
+                        "source": relation.source,
+                        "target": relation.target,
+                        "revision": relation.revision,
+                    }),
+                )
+            }
+        };
+        Some(EventDraft {
+            kind,
+            subject,
+            payload,
+        })
+    }
+}
+
+fn verb(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Created => "create",
+        ChangeKind::Updated => "update",
+        ChangeKind::Deleted => "delete",
+        ChangeKind::Restored => "restore",
+        ChangeKind::Purged => "purge",
+    }
+}
+
+fn relation_draft(action: &str, r: &Relation, detail: Option<serde_json::Value>) -> AuditDraft {
+    AuditDraft {
+        action: action.into(),
+        target_kind: "relation".into(),
+        target_id: r.id.to_string(),
+        target_name: Some(format!("{} {} {}", r.source, r.rel_type, r.target)),
+        revision: Some(r.revision),
+        prev_digest: None,
+        digest: None,
+        outcome: Outcome::Success,
+        detail,
+    }
+}

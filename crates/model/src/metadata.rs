@@ -1,0 +1,143 @@
+//! Artifact metadata: a JSON object kept exactly as the caller wrote it.
+//!
+//! The text is validated once and then stored and returned byte for byte, so
+//! key order, number spelling and whitespace survive a round trip through any
+//! backend (no float re-encoding, no key sorting).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::ModelError;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Metadata(String);
+
+impl Metadata {
+    pub const MAX_LEN: usize = 1 << 20;
+
+    /// The empty object `{}`.
+    pub fn empty() -> Self {
+        Metadata("{}".to_owned())
+    }
+
+    /// Validates that `text` is one JSON object (and nothing else).
+    pub fn parse(text: &str) -> Result<Self, ModelError> {
+        if text.len() > Self::MAX_LEN {
+            return Err(ModelError::invalid(
+                "metadata",
+                format!("{}…", &text[..text.floor_char_boundary(40)]),
+                "larger than 1 MiB",
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            ModelError::invalid("metadata", short(text), format!("not valid JSON: {e}"))
+        })?;
+        if !value.is_object() {
+            return Err(ModelError::invalid(
+                "metadata",
+                short(text),
+                "must be a JSON object, e.g. {\"owner\":\"docs\"}",
+            ));
+        }
+        Ok(Metadata(text.to_owned()))
+    }
+
+    /// Builds an object from `key=value` pairs, in the order given; values are strings.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut out = String::from("{");
+        for (i, (k, v)) in pairs.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::from(k).to_string());
+            out.push(':');
+            out.push_str(&serde_json::Value::from(v).to_string());
+        }
+        out.push('}');
+        Metadata(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The parsed value, for filtering and display.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn as_raw(&self) -> Box<RawValue> {
+        RawValue::from_string(self.0.clone())
+            .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("literal is valid"))
+    }
+}
+
+fn short(text: &str) -> String {
+    if text.len() <= 60 {
+        text.to_owned()
+    } else {
+        format!("{}…", &text[..text.floor_char_boundary(60)])
+    }
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_raw().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Metadata::parse(raw.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preserved_exactly() {
+        let text = r#"{"z": 1.50, "a": [true, null], "big": 123456789012345678901234567890}"#;
+        let m = Metadata::parse(text).unwrap();
+        assert_eq!(m.as_str(), text);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, text);
+    }
+
+    #[test]
+    fn refuses_non_objects_with_a_reason() {
+        let e = Metadata::parse("[1,2]").unwrap_err().to_string();
+        assert!(e.contains("must be a JSON object"), "{e}");
+        let e = Metadata::parse("{\"a\":").unwrap_err().to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn pairs_keep_order() {
+        let m = Metadata::from_pairs([("owner", "docs"), ("a", "x\"y")]);
+        assert_eq!(m.as_str(), r#"{"owner":"docs","a":"x\"y"}"#);
+        Metadata::parse(m.as_str()).unwrap();
+    }
+}

@@ -1,0 +1,334 @@
+//! The store contract: what every backend guarantees.
+//!
+//! Guarantees common to all methods:
+//! - **Namespaces.** Every read and write is scoped to one namespace; ids of
+//!   another namespace are not found.
+//! - **Atomicity.** [`Backend::write`] applies a whole [`WriteBatch`] or none
+//!   of it. A failed batch leaves no trace (no revision, blob, audit record or
+//!   event), and never affects other callers' batches committed alongside it.
+//! - **Visibility and durability.** When `write` returns `Ok`, the changes are
+//!   durable and visible to every later read, from any handle or process.
+//! - **Ordering.** Listings have a deterministic order and keyset cursors.
+//!   Audit and outbox sequence numbers follow commit order, without reuse.
+
+use std::io::Read;
+
+use kontextual_model::audit::ChainReport;
+use kontextual_model::{
+    Actor, Artifact, ArtifactId, ArtifactName, AuditDraft, AuditRecord, ChainHead, Change,
+    Classification, Collection, CollectionName, CorrelationId, Digest, Lifecycle, Metadata,
+    Namespace, OutboxEvent, Provenance, Relation, RelationId, RelationType, Revision, RunId,
+};
+use serde::Serialize;
+
+use crate::Result;
+
+/// Who writes, on whose behalf, in which namespace.
+#[derive(Clone, Debug)]
+pub struct WriteContext {
+    pub namespace: Namespace,
+    pub actor: Actor,
+    pub correlation_id: CorrelationId,
+    /// The operation run this write belongs to, if any (ingest, import, …).
+    pub run_id: Option<RunId>,
+}
+
+/// A set of operations applied atomically, in order.
+#[derive(Debug)]
+pub struct WriteBatch {
+    pub ctx: WriteContext,
+    pub ops: Vec<Op>,
+}
+
+/// Addresses an artifact within the batch's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArtifactKey {
+    Id(ArtifactId),
+    Name {
+        collection: CollectionName,
+        name: ArtifactName,
+    },
+}
+
+impl std::fmt::Display for ArtifactKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArtifactKey::Id(id) => write!(f, "artifact {id}"),
+            ArtifactKey::Name { collection, name } => write!(f, "artifact {collection}/{name}"),
+        }
+    }
+}
+
+/// What a write expects to find (optimistic concurrency).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expect {
+    /// No expectation: create or update.
+    #[default]
+    Any,
+    /// Create only: a live artifact with that name is `AlreadyExists`.
+    Absent,
+    /// Update only if the current revision is exactly this one, else `Conflict`.
+    Revision(u64),
+}
+
+/// Content for a new revision. Readers are streamed in chunks, never held whole.
+pub enum Content {
+    Bytes(Vec<u8>),
+    Reader(Box<dyn Read + Send>),
+    /// Keep the current content (attribute-only update). Invalid on create.
+    Keep,
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Content::Reader(_) => f.write_str("Reader"),
+            Content::Keep => f.write_str("Keep"),
+        }
+    }
+}
+
+/// Create or update an artifact by name. `None` attributes keep their current
+/// value on update and take their default on create.
+///
+/// A put whose content and attributes equal the current live revision writes
+/// nothing and yields [`Change::ArtifactUnchanged`] (`provenance.source_mtime`
+/// alone does not count as a change). A put on a deleted or purged artifact
+/// restores it as a new revision of the same id.
+#[derive(Debug)]
+pub struct PutArtifact {
+    pub collection: CollectionName,
+    pub name: ArtifactName,
+    pub content: Content,
+    pub artifact_type: Option<String>,
+    pub media_type: Option<String>,
+    pub metadata: Option<Metadata>,
+    pub lifecycle: Option<Lifecycle>,
+    pub classification: Option<Classification>,
+    pub source_system: Option<String>,
+    pub provenance: Option<Provenance>,
+    pub expect: Expect,
+}
+
+impl PutArtifact {
+    pub fn new(collection: CollectionName, name: ArtifactName, content: Content) -> Self {
+        PutArtifact {
+            collection,
+            name,
+            content,
+            artifact_type: None,
+            media_type: None,
+            metadata: None,
+            lifecycle: None,
+            classification: None,
+            source_system: None,
+            provenance: None,
+            expect: Expect::Any,
+        }
+    }
+}
+
+/// One mutation. Each yields one or more [`Change`]s.
+#[derive(Debug)]
+pub enum Op {
+    /// `AlreadyExists` if the name is taken, unless `if_absent` (then unchanged, no change record).
+    CreateCollection {
+        name: CollectionName,
+        description: String,
+        if_absent: bool,
+    },
+    PutArtifact(PutArtifact),
+    /// Tombstone: a new revision in state `deleted`; content stays (history, restore).
+    /// Live relations touching the artifact are deleted too, each with its own change.
+    DeleteArtifact {
+        key: ArtifactKey,
+        expect: Option<u64>,
+    },
+    /// Erase content for good: every revision loses its bytes (digests stay as
+    /// records), blobs no revision needs are collected, a `purged` revision is
+    /// added. Works on live or deleted artifacts.
+    PurgeArtifact {
+        key: ArtifactKey,
+        expect: Option<u64>,
+    },
+    /// Both endpoints must be live artifacts; an identical live edge is `AlreadyExists`.
+    CreateRelation {
+        source: ArtifactKey,
+        rel_type: RelationType,
+        target: ArtifactKey,
+        properties: Metadata,
+    },
+    UpdateRelation {
+        id: RelationId,
+        rel_type: Option<RelationType>,
+        properties: Option<Metadata>,
+        expect: Option<u64>,
+    },
+    DeleteRelation {
+        id: RelationId,
+        expect: Option<u64>,
+    },
+    /// Append an audit record that accompanies no state change (e.g. a denial).
+    Audit(AuditDraft),
+}
+
+/// A page request: keyset cursor plus size.
+#[derive(Clone, Debug, Default)]
+pub struct PageRequest {
+    /// Resume after this cursor (from a previous [`Page::next`]).
+    pub after: Option<Cursor>,
+    /// Maximum items; 0 means the backend default (100). Capped at 1000.
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    pub fn first(limit: u32) -> Self {
+        PageRequest { after: None, limit }
+    }
+
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+/// An opaque position in a listing. Only valid for the listing that produced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Cursor(pub String);
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more items may follow.
+    pub next: Option<Cursor>,
+}
+
+/// Artifact listing filter. Order: collection name, then artifact name.
+#[derive(Clone, Debug, Default)]
+pub struct ArtifactQuery {
+    pub collection: Option<CollectionName>,
+    pub digest: Option<Digest>,
+    /// Include deleted and purged artifacts (tombstones).
+    pub include_deleted: bool,
+}
+
+/// Relation listing filter. Order: creation (id).
+#[derive(Clone, Debug, Default)]
+pub struct RelationQuery {
+    /// Relations where this artifact is the source or the target.
+    pub artifact: Option<ArtifactId>,
+    pub rel_type: Option<RelationType>,
+    pub include_deleted: bool,
+}
+
+/// Schema and content summary, for `db status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreStatus {
+    pub backend: String,
+    pub location: String,
+    pub store_id: String,
+    pub schema_version: u32,
+    pub latest_schema_version: u32,
+    pub pending_migrations: Vec<String>,
+    pub collections: u64,
+    pub artifacts_live: u64,
+    pub artifacts_deleted: u64,
+    pub artifacts_purged: u64,
+    pub revisions: u64,
+    pub relations_live: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub audit_records: u64,
+    pub audit_head: Option<ChainHead>,
+    pub outbox_events: u64,
+    pub outbox_last_seq: u64,
+    pub size_bytes: u64,
+}
+
+/// What kind of problem `check` found; `verify` reports them by category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCategory {
+    /// The database or a blob is damaged (integrity check, digest mismatch).
+    Corruption,
+    /// A record points at something that is not there (missing blob, endpoint, revision).
+    MissingReference,
+    /// The schema is behind this binary.
+    PendingMigration,
+    /// The audit chain does not verify.
+    AuditChain,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    pub category: ProblemCategory,
+    pub subject: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub blobs_checked: u64,
+    pub blob_bytes_checked: u64,
+    pub revisions_checked: u64,
+    pub audit: ChainReport,
+    /// Where the expected audit head came from, if one was checked.
+    pub audit_head_source: Option<String>,
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The storage port. Object-safe and synchronous; see the module docs for the
+/// guarantees every method gives.
+pub trait Backend: Send + Sync {
+    /// A short description (`sqlite:/path/kontextual.db`), for logs and status.
+    fn describe(&self) -> String;
+
+    /// Applies a batch atomically and returns what it did, in op order. Errors:
+    /// `NotFound`, `AlreadyExists`, `Conflict`, `DanglingReference`,
+    /// `InvalidInput`, `Locked`, `Io` (reading content), `Internal`.
+    fn write(&self, batch: WriteBatch) -> Result<Vec<Change>>;
+
+    fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>>;
+    fn collections(&self, ns: &Namespace, page: &PageRequest) -> Result<Page<Collection>>;
+
+    /// The artifact in any state (live, deleted, purged); `None` if it never existed.
+    fn artifact(&self, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>>;
+    fn artifacts(&self, ns: &Namespace, q: &ArtifactQuery, page: &PageRequest) -> Result<Page<Artifact>>;
+
+    /// History in revision order (oldest first).
+    fn revisions(&self, ns: &Namespace, id: ArtifactId, page: &PageRequest) -> Result<Page<Revision>>;
+    fn revision(&self, ns: &Namespace, id: ArtifactId, revision: u64) -> Result<Option<Revision>>;
+
+    /// Streams a blob. `NotFound` if no blob has this digest (never stored, or purged).
+    fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>>;
+
+    fn relation(&self, ns: &Namespace, id: RelationId) -> Result<Option<Relation>>;
+    fn relations(&self, ns: &Namespace, q: &RelationQuery, page: &PageRequest) -> Result<Page<Relation>>;
+
+    /// Audit records with `seq > after`, in sequence order (all namespaces: one chain).
+    fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
+    fn audit_head(&self) -> Result<Option<ChainHead>>;
+
+    /// Outbox events with `seq > after`, in commit order.
+    fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>>;
+
+    fn status(&self) -> Result<StoreStatus>;
+
+    /// Full integrity check: engine integrity, every blob's digest, references,
+    /// pending migrations and the audit chain (against `expect_head` if given,
+    /// else against the last head recorded outside the database, if any).
+    fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport>;
+}

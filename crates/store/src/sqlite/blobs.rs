@@ -1,0 +1,204 @@
+//! Content-addressed blobs stored in chunks.
+//!
+//! Small content (one chunk) is hashed in memory and inserted once. Larger
+//! content streams in: chunks are written under a staging key while being
+//! hashed, then renamed to the digest (or dropped if that digest already
+//! exists). Either way the blob appears in the same transaction as the
+//! revision that needs it.
+
+use std::io::{self, Read};
+
+use kontextual_model::{Digest, DigestWriter, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{SqliteBackend, micros, sql_err};
+use crate::port::Content;
+use crate::{Result, StoreError};
+
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// Reads until `buf` is full or the reader is exhausted.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn blob_exists(conn: &Connection, digest: &Digest) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")
+        .map_err(sql_err)?
+        .query_row([digest.hex()], |_| Ok(()))
+        .optional()
+        .map_err(sql_err)?
+        .is_some())
+}
+
+fn insert_chunk(conn: &Connection, key: &str, idx: i64, data: &[u8]) -> Result<()> {
+    conn.prepare_cached("INSERT INTO blob_chunks (digest, idx, data) VALUES (?1, ?2, ?3)")
+        .map_err(sql_err)?
+        .execute(params![key, idx, data])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+fn insert_blob(conn: &Connection, digest: &Digest, size: u64, chunks: i64, now: Timestamp) -> Result<()> {
+    conn.prepare_cached("INSERT INTO blobs (digest, size, chunks, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(sql_err)?
+        .execute(params![digest.hex(), size as i64, chunks, micros(now)])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+/// Stores `content` (deduplicated) and returns its digest and size.
+/// `Content::Keep` is resolved by the caller.
+pub(crate) fn store(conn: &Connection, content: Content, now: Timestamp) -> Result<(Digest, u64)> {
+    match content {
+        Content::Keep => Err(StoreError::InvalidInput("content is required".to_owned())),
+        Content::Bytes(bytes) => store_small(conn, &bytes, now),
+        Content::Reader(mut r) => {
+            let mut buf = vec![0u8; CHUNK];
+            let n = fill(&mut *r, &mut buf).map_err(|e| StoreError::io("reading content", e))?;
+            if n < CHUNK {
+                return store_small(conn, &buf[..n], now);
+            }
+            let staging = format!("staging:{}", uuid::Uuid::now_v7());
+            let mut hasher = DigestWriter::new();
+            let mut idx = 0i64;
+            let mut len = n;
+            loop {
+                hasher.update(&buf[..len]);
+                insert_chunk(conn, &staging, idx, &buf[..len])?;
+                idx += 1;
+                if len < CHUNK {
+                    break;
+                }
+                len = fill(&mut *r, &mut buf).map_err(|e| StoreError::io("reading content", e))?;
+                if len == 0 {
+                    break;
+                }
+            }
+            let (digest, size) = hasher.finish();
+            if blob_exists(conn, &digest)? {
+                conn.execute("DELETE FROM blob_chunks WHERE digest = ?1", [&staging])
+                    .map_err(sql_err)?;
+            } else {
+                conn.execute(
+                    "UPDATE blob_chunks SET digest = ?1 WHERE digest = ?2",
+                    params![digest.hex(), staging],
+                )
+                .map_err(sql_err)?;
+                insert_blob(conn, &digest, size, idx, now)?;
+            }
+            Ok((digest, size))
+        }
+    }
+}
+
+fn store_small(conn: &Connection, bytes: &[u8], now: Timestamp) -> Result<(Digest, u64)> {
+    let digest = Digest::of(bytes);
+    if !blob_exists(conn, &digest)? {
+        let mut chunks = 0;
+        for (i, part) in bytes.chunks(CHUNK).enumerate() {
+            insert_chunk(conn, &digest.hex(), i as i64, part)?;
+            chunks += 1;
+        }
+        insert_blob(conn, &digest, bytes.len() as u64, chunks, now)?;
+    }
+    Ok((digest, bytes.len() as u64))
+}
+
+/// Removes the given blobs unless some revision with available content still needs them.
+pub(crate) fn collect(conn: &Connection, digests: &[Digest]) -> Result<u64> {
+    let mut removed = 0;
+    for d in digests {
+        let needed = conn
+            .query_row(
+                "SELECT 1 FROM revisions WHERE digest = ?1 AND content_available = 1 LIMIT 1",
+                [d.hex()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(sql_err)?
+            .is_some();
+        if !needed {
+            conn.execute("DELETE FROM blob_chunks WHERE digest = ?1", [d.hex()])
+                .map_err(sql_err)?;
+            removed += conn
+                .execute("DELETE FROM blobs WHERE digest = ?1", [d.hex()])
+                .map_err(sql_err)? as u64;
+        }
+    }
+    Ok(removed)
+}
+
+/// Streams a blob chunk by chunk, each fetched in its own short read.
+pub(crate) struct ChunkReader {
+    backend: SqliteBackend,
+    digest: Digest,
+    chunks: i64,
+    next: i64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChunkReader {
+    pub(crate) fn open(backend: &SqliteBackend, digest: &Digest) -> Result<Self> {
+        let chunks = backend.read(|c| {
+            c.query_row("SELECT chunks FROM blobs WHERE digest = ?1", [digest.hex()], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map_err(sql_err)
+        })?;
+        let chunks = chunks.ok_or_else(|| StoreError::not_found(format!("content {digest}")))?;
+        Ok(ChunkReader {
+            backend: backend.clone(),
+            digest: *digest,
+            chunks,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+        })
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            if self.next >= self.chunks {
+                return Ok(0);
+            }
+            let (digest, idx) = (self.digest.hex(), self.next);
+            let data = self
+                .backend
+                .read(|c| {
+                    c.prepare_cached("SELECT data FROM blob_chunks WHERE digest = ?1 AND idx = ?2")
+                        .map_err(sql_err)?
+                        .query_row(params![digest, idx], |r| r.get::<_, Vec<u8>>(0))
+                        .optional()
+                        .map_err(sql_err)
+                })
+                .map_err(io::Error::other)?;
+            self.buf = data.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("chunk {idx} of content {} is missing", self.digest),
+                )
+            })?;
+            self.pos = 0;
+            self.next += 1;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

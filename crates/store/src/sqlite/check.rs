@@ -1,0 +1,206 @@
+//! `verify`: integrity of the engine, blobs, references, schema and audit chain.
+
+use kontextual_model::audit::ChainVerifier;
+use kontextual_model::{ChainHead, Digest, DigestWriter};
+use rusqlite::{Connection, params};
+
+use super::{SqliteBackend, read, read_head_file, schema, sql_err};
+use crate::port::{CheckReport, Problem, ProblemCategory};
+use crate::Result;
+
+fn problem(category: ProblemCategory, subject: impl Into<String>, detail: impl Into<String>) -> Problem {
+    Problem {
+        category,
+        subject: subject.into(),
+        detail: detail.into(),
+    }
+}
+
+fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(sql).map_err(sql_err)?;
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)
+}
+
+pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Result<CheckReport> {
+    let mut problems = Vec::new();
+
+    backend.read(|conn| {
+        for line in strings(conn, "PRAGMA integrity_check")? {
+            if line != "ok" {
+                problems.push(problem(ProblemCategory::Corruption, "database", line));
+            }
+        }
+        let mut stmt = conn.prepare("PRAGMA foreign_key_check").map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?)))
+            .map_err(sql_err)?;
+        for row in rows {
+            let (table, rowid, parent) = row.map_err(sql_err)?;
+            problems.push(problem(
+                ProblemCategory::MissingReference,
+                format!("{table} row {}", rowid.map_or("?".to_owned(), |r| r.to_string())),
+                format!("points at a missing {parent} record"),
+            ));
+        }
+        let state = schema::inspect(conn)?;
+        for m in &state.pending {
+            problems.push(problem(
+                ProblemCategory::PendingMigration,
+                format!("migration {} ({})", m.version, m.name),
+                "not applied yet: run `kontextual db migrate`",
+            ));
+        }
+        if !state.pending.is_empty() {
+            return Ok(()); // later checks assume the full schema
+        }
+        // Revisions whose content should be present but whose blob is gone.
+        let mut stmt = conn
+            .prepare(
+                "SELECT hex(r.artifact_id), r.revision, r.digest FROM revisions r \
+                 LEFT JOIN blobs b ON b.digest = r.digest \
+                 WHERE r.content_available = 1 AND b.digest IS NULL ORDER BY 1, 2",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+            .map_err(sql_err)?;
+        for row in rows {
+            let (id, rev, digest) = row.map_err(sql_err)?;
+            problems.push(problem(
+                ProblemCategory::MissingReference,
+                format!("artifact {} revision {rev}", uuid_from_hex(&id)),
+                format!("content sha256:{digest} is missing"),
+            ));
+        }
+        // Artifacts whose current revision row is missing.
+        let mut stmt = conn
+            .prepare(
+                "SELECT hex(a.id), a.revision FROM artifacts a LEFT JOIN revisions r \
+                 ON r.artifact_id = a.id AND r.revision = a.revision WHERE r.artifact_id IS NULL",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql_err)?;
+        for row in rows {
+            let (id, rev) = row.map_err(sql_err)?;
+            problems.push(problem(
+                ProblemCategory::MissingReference,
+                format!("artifact {}", uuid_from_hex(&id)),
+                format!("its current revision {rev} is missing"),
+            ));
+        }
+        Ok(())
+    })?;
+
+    if problems.iter().any(|p| p.category == ProblemCategory::PendingMigration) {
+        return Ok(CheckReport {
+            blobs_checked: 0,
+            blob_bytes_checked: 0,
+            revisions_checked: 0,
+            audit: kontextual_model::audit::ChainReport {
+                records: 0,
+                head: None,
+                problems: Vec::new(),
+            },
+            audit_head_source: None,
+            problems,
+        });
+    }
+
+    // Every blob: recompute its digest and size from its chunks, streaming.
+    let digests = backend.read(|c| strings(c, "SELECT digest FROM blobs ORDER BY digest"))?;
+    let mut blob_bytes = 0u64;
+    for hex in &digests {
+        let (size, chunks): (i64, i64) = backend.read(|c| {
+            c.query_row("SELECT size, chunks FROM blobs WHERE digest = ?1", [hex], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(sql_err)
+        })?;
+        let mut hasher = DigestWriter::new();
+        let mut missing_chunk = None;
+        for idx in 0..chunks {
+            let data: Option<Vec<u8>> = backend.read(|c| {
+                use rusqlite::OptionalExtension;
+                c.query_row(
+                    "SELECT data FROM blob_chunks WHERE digest = ?1 AND idx = ?2",
+                    params![hex, idx],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)
+            })?;
+            match data {
+                Some(d) => hasher.update(&d),
+                None => {
+                    missing_chunk = Some(idx);
+                    break;
+                }
+            }
+        }
+        let subject = format!("content sha256:{hex}");
+        if let Some(idx) = missing_chunk {
+            problems.push(problem(ProblemCategory::Corruption, subject, format!("chunk {idx} is missing")));
+            continue;
+        }
+        let (actual, len) = hasher.finish();
+        blob_bytes += len;
+        if Digest::from_hex(hex).ok() != Some(actual) {
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                subject,
+                format!("digest mismatch: the stored bytes hash to {actual}"),
+            ));
+        } else if len != size as u64 {
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                subject,
+                format!("size mismatch: recorded {size} bytes, stored {len}"),
+            ));
+        }
+    }
+    let revisions_checked = backend.read(|c| read::count(c, "SELECT count(*) FROM revisions"))?;
+
+    // The audit chain, streamed in pages, against the best head available.
+    let (expect, source) = match expect_head {
+        Some(h) => (Some(h), Some("given".to_owned())),
+        None => match backend.head_file().and_then(|p| read_head_file(&p).map(|h| (h, p))) {
+            Some((h, p)) => (Some(h), Some(p.display().to_string())),
+            None => (None, None),
+        },
+    };
+    let mut verifier = ChainVerifier::new(expect);
+    let mut after = 0;
+    loop {
+        let page = backend.read(|c| read::audit(c, after, 1000))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for rec in &page {
+            verifier.push(rec);
+        }
+    }
+    let audit = verifier.finish();
+    for p in &audit.problems {
+        problems.push(problem(ProblemCategory::AuditChain, "audit chain", p.to_string()));
+    }
+
+    Ok(CheckReport {
+        blobs_checked: digests.len() as u64,
+        blob_bytes_checked: blob_bytes,
+        revisions_checked,
+        audit,
+        audit_head_source: source,
+        problems,
+    })
+}
+
+fn uuid_from_hex(h: &str) -> String {
+    hex::decode(h)
+        .ok()
+        .and_then(|b| uuid::Uuid::from_slice(&b).ok())
+        .map_or_else(|| h.to_owned(), |u| u.to_string())
+}

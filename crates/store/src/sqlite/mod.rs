@@ -1,0 +1,533 @@
+//! The SQLite backend: one database file in the data directory, WAL mode.
+//!
+//! Writes go through one writer thread that group-commits: it drains every
+//! batch queued while the previous commit was syncing and applies them in one
+//! `BEGIN IMMEDIATE` transaction, each batch inside its own savepoint (a
+//! failing batch rolls back alone). So throughput is not capped by fsync.
+//! Reads use a small pool of reader connections (WAL readers never block the
+//! writer). Several processes may share one data directory: SQLite's write
+//! lock serializes their transactions and the audit head is re-read inside
+//! each one, so the chain stays single.
+
+mod blobs;
+mod check;
+mod read;
+pub mod schema;
+mod write;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kontextual_model::{ChainHead, Change, Timestamp};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::port::WriteBatch;
+use crate::{Result, StoreError};
+
+pub use schema::latest_version;
+
+/// File names inside a data directory.
+pub const DB_FILE: &str = "kontextual.db";
+/// The last audit chain head, kept outside the database to detect truncation.
+pub const HEAD_FILE: &str = "audit.head";
+/// Most batches one group commit takes.
+const MAX_GROUP: usize = 512;
+
+/// How to open a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the store if missing and apply all migrations (`init`).
+    Create,
+    /// Open an existing, up-to-date store; pending migrations are an error.
+    ReadWrite,
+    /// Open an existing store whatever its schema (`db status`, `verify`).
+    Inspect,
+    /// Open an existing store and apply pending migrations (`db migrate`).
+    Migrate,
+}
+
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub mode: OpenMode,
+    /// How long a write waits for another process's write lock.
+    pub busy_timeout: Duration,
+    /// Stop migrating at this version (tests of upgrade paths).
+    #[doc(hidden)]
+    pub schema_target: Option<u32>,
+}
+
+impl OpenOptions {
+    pub fn new(mode: OpenMode) -> Self {
+        OpenOptions {
+            mode,
+            busy_timeout: Duration::from_secs(5),
+            schema_target: None,
+        }
+    }
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Locked { waited_ms: 0 },
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupted(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        },
+        rusqlite::Error::FromSqlConversionFailure(col, _, inner) => {
+            StoreError::Corrupted(format!("unreadable value in column {col}: {inner}"))
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+pub(crate) fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub(crate) fn from_micros(us: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_microsecond(us).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+enum Location {
+    File { dir: PathBuf, db: PathBuf },
+    Memory,
+}
+
+struct Inner {
+    location: Location,
+    busy_timeout: Duration,
+    /// Memory stores have one connection, shared by the writer and readers.
+    shared: Option<Arc<Mutex<Connection>>>,
+    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Option<Sender<WriteJob>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct WriteJob {
+    batch: WriteBatch,
+    reply: SyncSender<Result<Vec<Change>>>,
+}
+
+/// A Kontextual store in SQLite (a file in a data directory, or in memory).
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a connection cannot leave SQLite inconsistent
+    // (its own transaction handling covers that), so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn configure(conn: &Connection, busy: Duration, file: bool) -> Result<()> {
+    conn.busy_timeout(busy).map_err(sql_err)?;
+    if file {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(sql_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Internal(format!("could not enable WAL (journal mode {mode})")));
+        }
+    }
+    // FULL: a committed write survives power loss, not just a crash; group
+    // commit amortizes the extra fsync.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+impl SqliteBackend {
+    /// Opens (or with [`OpenMode::Create`] creates) the store in `dir`.
+    pub fn open_dir(dir: &Path, opts: &OpenOptions) -> Result<Self> {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            if opts.mode != OpenMode::Create {
+                if dir.is_dir() && fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+                    return Err(StoreError::NotAStore {
+                        path: dir.to_owned(),
+                        reason: format!("the directory holds no {DB_FILE}; run `kontextual init` to create a store"),
+                    });
+                }
+                return Err(StoreError::NotInitialized { path: dir.to_owned() });
+            }
+            if dir.exists() && !dir.is_dir() {
+                return Err(StoreError::NotAStore {
+                    path: dir.to_owned(),
+                    reason: "it is a file, not a directory".to_owned(),
+                });
+            }
+            let foreign = fs::read_dir(dir)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .any(|e| e.file_name() != "kontextual.toml")
+                })
+                .unwrap_or(false);
+            if foreign {
+                return Err(StoreError::NotAStore {
+                    path: dir.to_owned(),
+                    reason: "the directory is not empty; choose an empty or new directory for a new store".to_owned(),
+                });
+            }
+            fs::create_dir_all(dir)
+                .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let open = || Connection::open_with_flags(&db, flags).map_err(sql_err);
+        let mut conn = open()?;
+        Self::check_identity(&conn, dir)?;
+        configure(&conn, opts.busy_timeout, true)?;
+        Self::prepare_schema(&mut conn, opts)?;
+        let backend = SqliteBackend::start(
+            Location::File {
+                dir: dir.to_owned(),
+                db: db.clone(),
+            },
+            opts.busy_timeout,
+            conn,
+        );
+        Ok(backend)
+    }
+
+    /// A fresh, private in-memory store (tests, dry runs). Lost on drop.
+    pub fn memory() -> Result<Self> {
+        let mut conn = Connection::open_in_memory().map_err(sql_err)?;
+        configure(&conn, Duration::from_secs(5), false)?;
+        Self::prepare_schema(&mut conn, &OpenOptions::new(OpenMode::Create))?;
+        Ok(SqliteBackend::start_shared(Arc::new(Mutex::new(conn))))
+    }
+
+    fn check_identity(conn: &Connection, dir: &Path) -> Result<()> {
+        let not_a_store = |reason: String| StoreError::NotAStore {
+            path: dir.to_owned(),
+            reason,
+        };
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| not_a_store(format!("{DB_FILE} is not a SQLite database ({e})")))?;
+        if app_id == schema::APPLICATION_ID {
+            return Ok(());
+        }
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| not_a_store(format!("{DB_FILE} is not a SQLite database ({e})")))?;
+        if app_id == 0 && tables == 0 {
+            return Ok(()); // empty file: a store being created
+        }
+        Err(not_a_store(format!(
+            "{DB_FILE} is a SQLite database of another application (application_id {app_id:#x})"
+        )))
+    }
+
+    fn prepare_schema(conn: &mut Connection, opts: &OpenOptions) -> Result<()> {
+        let state = schema::inspect(conn)?;
+        let fresh = state.current == 0;
+        match opts.mode {
+            OpenMode::Create | OpenMode::Migrate => {
+                if fresh && opts.mode == OpenMode::Migrate {
+                    return Err(StoreError::Corrupted("the store has no schema".to_owned()));
+                }
+                schema::migrate(conn, opts.schema_target)?;
+                if fresh {
+                    conn.execute_batch(&format!(
+                        "PRAGMA application_id = {}",
+                        schema::APPLICATION_ID
+                    ))
+                    .map_err(sql_err)?;
+                    conn.execute(
+                        "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('store_id', ?1), ('created_at', ?2), ('format', 'kontextual-sqlite')",
+                        rusqlite::params![
+                            uuid::Uuid::now_v7().to_string(),
+                            kontextual_model::now().to_string()
+                        ],
+                    )
+                    .map_err(sql_err)?;
+                }
+            }
+            OpenMode::ReadWrite => {
+                if !state.pending.is_empty() {
+                    return Err(StoreError::MigrationsPending {
+                        current: state.current,
+                        latest: latest_version(),
+                    });
+                }
+            }
+            OpenMode::Inspect => {
+                if fresh {
+                    return Err(StoreError::Corrupted("the store has no schema".to_owned()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start(location: Location, busy: Duration, writer: Connection) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let head_file = match &location {
+            Location::File { dir, .. } => Some(dir.join(HEAD_FILE)),
+            Location::Memory => None,
+        };
+        let writer = WriterConn::Own(writer);
+        let handle = std::thread::Builder::new()
+            .name("kontextual-sqlite-writer".to_owned())
+            .spawn(move || writer_loop(writer, rx, head_file, busy.as_millis() as u64))
+            .ok();
+        SqliteBackend {
+            inner: Arc::new(Inner {
+                location,
+                busy_timeout: busy,
+                shared: None,
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(handle),
+            }),
+        }
+    }
+
+    fn start_shared(shared: Arc<Mutex<Connection>>) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let writer = WriterConn::Shared(shared.clone());
+        let handle = std::thread::Builder::new()
+            .name("kontextual-sqlite-writer".to_owned())
+            .spawn(move || writer_loop(writer, rx, None, 5000))
+            .ok();
+        SqliteBackend {
+            inner: Arc::new(Inner {
+                location: Location::Memory,
+                busy_timeout: Duration::from_secs(5),
+                shared: Some(shared),
+                readers: Mutex::new(Vec::new()),
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(handle),
+            }),
+        }
+    }
+
+    /// Runs `f` on a reader connection.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if let Some(shared) = &self.inner.shared {
+            return f(&lock(shared));
+        }
+        let Location::File { db, .. } = &self.inner.location else {
+            return Err(StoreError::Internal("memory store without connection".to_owned()));
+        };
+        let pooled = lock(&self.inner.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    db,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql_err)?;
+                configure(&c, self.inner.busy_timeout, true)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = lock(&self.inner.readers);
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    pub(crate) fn submit(&self, batch: WriteBatch) -> Result<Vec<Change>> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        {
+            let guard = lock(&self.inner.writer);
+            let tx = guard
+                .as_ref()
+                .ok_or_else(|| StoreError::Internal("the store is closed".to_owned()))?;
+            tx.send(WriteJob { batch, reply })
+                .map_err(|_| StoreError::Internal("the store writer has stopped".to_owned()))?;
+        }
+        rx.recv()
+            .map_err(|_| StoreError::Internal("the store writer stopped before answering".to_owned()))?
+    }
+
+    pub(crate) fn head_file(&self) -> Option<PathBuf> {
+        match &self.inner.location {
+            Location::File { dir, .. } => Some(dir.join(HEAD_FILE)),
+            Location::Memory => None,
+        }
+    }
+
+    pub(crate) fn db_path(&self) -> Option<&Path> {
+        match &self.inner.location {
+            Location::File { db, .. } => Some(db),
+            Location::Memory => None,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        lock(&self.writer).take();
+        if let Some(h) = lock(&self.writer_thread).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+enum WriterConn {
+    Own(Connection),
+    Shared(Arc<Mutex<Connection>>),
+}
+
+fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathBuf>, busy_ms: u64) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let head = match &conn {
+            WriterConn::Own(c) => write::commit_group(c, jobs, busy_ms),
+            WriterConn::Shared(m) => write::commit_group(&lock(m), jobs, busy_ms),
+        };
+        if let (Some(path), Some(head)) = (&head_file, head) {
+            record_head(path, &head);
+        }
+    }
+}
+
+/// Keeps a copy of the newest chain head outside the database. Only moves
+/// forward; best effort (the database stays the source of truth).
+fn record_head(path: &Path, head: &ChainHead) {
+    if let Some(old) = read_head_file(path)
+        && old.seq >= head.seq
+    {
+        return;
+    }
+    let tmp = path.with_extension("head.tmp");
+    let ok = fs::write(&tmp, format!("{head}\n")).and_then(|_| fs::rename(&tmp, path));
+    if let Err(e) = ok {
+        tracing::warn!(error = %e, "could not record the audit head outside the database");
+    }
+}
+
+pub(crate) fn read_head_file(path: &Path) -> Option<ChainHead> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl crate::Backend for SqliteBackend {
+    fn describe(&self) -> String {
+        match &self.inner.location {
+            Location::File { db, .. } => format!("sqlite:{}", db.display()),
+            Location::Memory => "sqlite::memory:".to_owned(),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<Vec<Change>> {
+        self.submit(batch)
+    }
+
+    fn collection(&self, ns: &kontextual_model::Namespace, name: &kontextual_model::CollectionName) -> Result<Option<kontextual_model::Collection>> {
+        self.read(|c| read::load_collection(c, ns, name.as_str()))
+    }
+
+    fn collections(&self, ns: &kontextual_model::Namespace, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Collection>> {
+        self.read(|c| read::collections(c, ns, page))
+    }
+
+    fn artifact(&self, ns: &kontextual_model::Namespace, key: &crate::ArtifactKey) -> Result<Option<kontextual_model::Artifact>> {
+        self.read(|c| read::load_artifact(c, ns, key))
+    }
+
+    fn artifacts(&self, ns: &kontextual_model::Namespace, q: &crate::ArtifactQuery, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Artifact>> {
+        self.read(|c| read::artifacts(c, ns, q, page))
+    }
+
+    fn revisions(&self, ns: &kontextual_model::Namespace, id: kontextual_model::ArtifactId, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Revision>> {
+        self.read(|c| read::revisions(c, ns, id, page))
+    }
+
+    fn revision(&self, ns: &kontextual_model::Namespace, id: kontextual_model::ArtifactId, revision: u64) -> Result<Option<kontextual_model::Revision>> {
+        self.read(|c| read::revision(c, ns, id, revision))
+    }
+
+    fn open_content(&self, digest: &kontextual_model::Digest) -> Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(blobs::ChunkReader::open(self, digest)?))
+    }
+
+    fn relation(&self, ns: &kontextual_model::Namespace, id: kontextual_model::RelationId) -> Result<Option<kontextual_model::Relation>> {
+        self.read(|c| read::relation(c, ns, id))
+    }
+
+    fn relations(&self, ns: &kontextual_model::Namespace, q: &crate::RelationQuery, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Relation>> {
+        self.read(|c| read::relations(c, ns, q, page))
+    }
+
+    fn audit(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::AuditRecord>> {
+        self.read(|c| read::audit(c, after, limit.clamp(1, 10_000)))
+    }
+
+    fn audit_head(&self) -> Result<Option<ChainHead>> {
+        self.read(read::audit_head)
+    }
+
+    fn outbox(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::OutboxEvent>> {
+        self.read(|c| read::outbox(c, after, limit.clamp(1, 10_000)))
+    }
+
+    fn status(&self) -> Result<crate::StoreStatus> {
+        let size_bytes = self
+            .db_path()
+            .map(|p| {
+                let f = |ext: &str| fs::metadata(p.with_extension(ext)).map(|m| m.len()).unwrap_or(0);
+                f("db") + f("db-wal")
+            })
+            .unwrap_or(0);
+        self.read(|c| {
+            let state = schema::inspect(c)?;
+            let complete = state.pending.is_empty();
+            let n = |sql: &str| if complete { read::count(c, sql) } else { Ok(0) };
+            let store_id = c
+                .query_row("SELECT value FROM store_meta WHERE key = 'store_id'", [], |r| r.get(0))
+                .unwrap_or_default();
+            Ok(crate::StoreStatus {
+                backend: "sqlite".to_owned(),
+                location: self.describe(),
+                store_id,
+                schema_version: state.current,
+                latest_schema_version: latest_version(),
+                pending_migrations: state
+                    .pending
+                    .iter()
+                    .map(|m| format!("{:04}_{}", m.version, m.name))
+                    .collect(),
+                collections: n("SELECT count(*) FROM collections")?,
+                artifacts_live: n("SELECT count(*) FROM artifacts WHERE state = 'live'")?,
+                artifacts_deleted: n("SELECT count(*) FROM artifacts WHERE state = 'deleted'")?,
+                artifacts_purged: n("SELECT count(*) FROM artifacts WHERE state = 'purged'")?,
+                revisions: n("SELECT count(*) FROM revisions")?,
+                relations_live: n("SELECT count(*) FROM relations WHERE deleted = 0")?,
+                blobs: n("SELECT count(*) FROM blobs")?,
+                blob_bytes: n("SELECT sum(size) FROM blobs")?,
+                audit_records: n("SELECT count(*) FROM audit_log")?,
+                audit_head: if complete { read::audit_head(c)? } else { None },
+                outbox_events: n("SELECT count(*) FROM outbox")?,
+                outbox_last_seq: n("SELECT max(seq) FROM outbox")?,
+                size_bytes,
+            })
+        })
+    }
+
+    fn check(&self, expect_head: Option<ChainHead>) -> Result<crate::CheckReport> {
+        check::run(self, expect_head)
+    }
+}

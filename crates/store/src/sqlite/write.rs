@@ -1,0 +1,624 @@
+//! Applying write batches: group commit, ops, and the audit/outbox append
+//! that accompanies every change in the same transaction.
+
+use kontextual_model::artifact::{check_artifact_type, check_media_type};
+use kontextual_model::audit::AuditContext;
+use kontextual_model::change::RelationDeleteCause;
+use kontextual_model::{
+    Artifact, ArtifactId, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind,
+    Collection, CollectionId, Digest, Metadata, Provenance, Relation, RelationId, Timestamp,
+};
+use rusqlite::{Connection, params};
+
+use super::read::{self, load_artifact, load_collection};
+use super::{WriteJob, blobs, micros, sql_err};
+use crate::port::{ArtifactKey, Content, Expect, Op, PutArtifact, WriteBatch, WriteContext};
+use crate::{Result, StoreError};
+
+/// Commits a group of jobs in one transaction and answers each caller.
+/// Returns the new audit head if anything was committed.
+pub(super) fn commit_group(conn: &Connection, jobs: Vec<WriteJob>, busy_ms: u64) -> Option<ChainHead> {
+    let fail_all = |jobs: Vec<WriteJob>, e: StoreError| {
+        for j in jobs {
+            let _ = j.reply.send(Err(e.duplicate()));
+        }
+    };
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = match sql_err(e) {
+            StoreError::Locked { .. } => StoreError::Locked {
+                waited_ms: busy_ms,
+            },
+            other => other,
+        };
+        fail_all(jobs, e);
+        return None;
+    }
+    let mut head = match read::audit_head(conn) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_all(jobs, e);
+            return None;
+        }
+    };
+    let start_head = head.clone();
+    let now = kontextual_model::now();
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push(job.reply);
+        let saved = head.clone();
+        let outcome = conn
+            .execute_batch("SAVEPOINT batch")
+            .map_err(sql_err)
+            .and_then(|_| apply_batch(conn, job.batch, &mut head, now));
+        match outcome {
+            Ok(changes) => {
+                if let Err(e) = conn.execute_batch("RELEASE batch") {
+                    results.push(Err(sql_err(e)));
+                } else {
+                    results.push(Ok(changes));
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK TO batch; RELEASE batch");
+                head = saved;
+                results.push(Err(e));
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let _ = conn.execute_batch("ROLLBACK");
+        let e = sql_err(e);
+        for r in replies {
+            let _ = r.send(Err(e.duplicate()));
+        }
+        return None;
+    }
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+    if head != start_head { head } else { None }
+}
+
+fn apply_batch(conn: &Connection, batch: WriteBatch, head: &mut Option<ChainHead>, now: Timestamp) -> Result<Vec<Change>> {
+    let WriteBatch { ctx, ops } = batch;
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let changes = match op {
+            Op::CreateCollection {
+                name,
+                description,
+                if_absent,
+            } => create_collection(conn, &ctx, name.as_str(), &description, if_absent, now)?,
+            Op::PutArtifact(put) => vec![put_artifact(conn, &ctx, put, now)?],
+            Op::DeleteArtifact { key, expect } => delete_artifact(conn, &ctx, &key, expect, now)?,
+            Op::PurgeArtifact { key, expect } => purge_artifact(conn, &ctx, &key, expect, now)?,
+            Op::CreateRelation {
+                source,
+                rel_type,
+                target,
+                properties,
+            } => vec![create_relation(conn, &ctx, &source, rel_type, &target, properties, now)?],
+            Op::UpdateRelation {
+                id,
+                rel_type,
+                properties,
+                expect,
+            } => vec![update_relation(conn, &ctx, id, rel_type, properties, expect, now)?],
+            Op::DeleteRelation { id, expect } => {
+                let rel = live_relation(conn, &ctx, id, expect)?;
+                vec![delete_relation(conn, rel, RelationDeleteCause::Requested, now)?]
+            }
+            Op::Audit(draft) => {
+                append_audit(conn, &ctx, head, now, draft)?;
+                out.push(Change::Audited {
+                    action: String::new(),
+                });
+                continue;
+            }
+        };
+        for change in &changes {
+            if let Some(draft) = change.audit_draft() {
+                let seq = append_audit(conn, &ctx, head, now, draft)?;
+                if let Some(ev) = change.event() {
+                    append_event(conn, &ctx, now, seq, &ev)?;
+                }
+            }
+        }
+        out.extend(changes);
+    }
+    Ok(out)
+}
+
+fn append_audit(conn: &Connection, ctx: &WriteContext, head: &mut Option<ChainHead>, now: Timestamp, draft: AuditDraft) -> Result<u64> {
+    let actx = AuditContext {
+        namespace: &ctx.namespace,
+        actor: &ctx.actor,
+        correlation_id: &ctx.correlation_id,
+        run_id: ctx.run_id,
+    };
+    let rec = AuditRecord::seal(head.as_ref(), now, &actx, draft);
+    let d = &rec.draft;
+    conn.prepare_cached(
+        "INSERT INTO audit_log (seq, at, namespace, actor, correlation_id, run_id, action, target_kind, \
+         target_id, target_name, revision, prev_digest, digest, outcome, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        rec.seq as i64,
+        micros(rec.at),
+        rec.namespace.as_str(),
+        rec.actor.to_string(),
+        rec.correlation_id.as_str(),
+        rec.run_id.map(|r| r.0),
+        d.action,
+        d.target_kind,
+        d.target_id,
+        d.target_name,
+        d.revision.map(|r| r as i64),
+        d.prev_digest.map(|x| x.hex()),
+        d.digest.map(|x| x.hex()),
+        d.outcome.as_str(),
+        d.detail.as_ref().map(|v| v.to_string()),
+        rec.prev_hash,
+        rec.hash,
+    ])
+    .map_err(sql_err)?;
+    *head = Some(rec.head());
+    Ok(rec.seq)
+}
+
+fn append_event(conn: &Connection, ctx: &WriteContext, now: Timestamp, audit_seq: u64, ev: &kontextual_model::EventDraft) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (at, namespace, correlation_id, audit_seq, kind, subject, payload) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        micros(now),
+        ctx.namespace.as_str(),
+        ctx.correlation_id.as_str(),
+        audit_seq as i64,
+        ev.kind,
+        ev.subject,
+        ev.payload.to_string(),
+    ])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn create_collection(conn: &Connection, ctx: &WriteContext, name: &str, description: &str, if_absent: bool, now: Timestamp) -> Result<Vec<Change>> {
+    if let Some(existing) = load_collection(conn, &ctx.namespace, name)? {
+        if if_absent {
+            let _ = existing;
+            return Ok(Vec::new());
+        }
+        return Err(StoreError::AlreadyExists {
+            what: format!("collection {name}"),
+        });
+    }
+    let c = Collection {
+        id: CollectionId::new(),
+        namespace: ctx.namespace.clone(),
+        name: name.parse()?,
+        description: description.to_owned(),
+        created_at: now,
+        artifact_count: 0,
+    };
+    conn.execute(
+        "INSERT INTO collections (id, namespace, name, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.id.0, c.namespace.as_str(), c.name.as_str(), c.description, micros(now)],
+    )
+    .map_err(sql_err)?;
+    Ok(vec![Change::CollectionCreated { collection: c }])
+}
+
+fn check_expect(what: &str, current: Option<&Artifact>, expect: Expect) -> Result<()> {
+    match (expect, current) {
+        (Expect::Any, _) => Ok(()),
+        (Expect::Absent, Some(a)) if a.is_live() => Err(StoreError::AlreadyExists {
+            what: what.to_owned(),
+        }),
+        (Expect::Absent, _) => Ok(()),
+        (Expect::Revision(r), Some(a)) if a.revision == r => Ok(()),
+        (Expect::Revision(r), Some(a)) => Err(StoreError::Conflict {
+            what: what.to_owned(),
+            expected: r,
+            actual: a.revision.to_string(),
+        }),
+        (Expect::Revision(r), None) => Err(StoreError::Conflict {
+            what: what.to_owned(),
+            expected: r,
+            actual: "none (it does not exist)".to_owned(),
+        }),
+    }
+}
+
+fn provenance_eq_ignoring_mtime(a: &Provenance, b: &Provenance) -> bool {
+    a.source_path == b.source_path && a.derived_from == b.derived_from && a.transformation == b.transformation
+}
+
+fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> Result<()> {
+    for id in &p.derived_from {
+        match load_artifact(conn, &ctx.namespace, &ArtifactKey::Id(*id))? {
+            Some(a) if a.is_live() => {}
+            _ => {
+                return Err(StoreError::DanglingReference {
+                    what: format!("derived_from artifact {id} does not exist or is deleted"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_artifact(conn: &Connection, ctx: &WriteContext, put: PutArtifact, now: Timestamp) -> Result<Change> {
+    let what = format!("artifact {}/{}", put.collection, put.name);
+    let coll = load_collection(conn, &ctx.namespace, put.collection.as_str())?
+        .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
+    let current = load_artifact(
+        conn,
+        &ctx.namespace,
+        &ArtifactKey::Name {
+            collection: put.collection.clone(),
+            name: put.name.clone(),
+        },
+    )?;
+    check_expect(&what, current.as_ref(), put.expect)?;
+    if let Some(t) = &put.artifact_type {
+        check_artifact_type(t)?;
+    }
+    if let Some(m) = &put.media_type {
+        check_media_type(m)?;
+    }
+    if let Some(p) = &put.provenance {
+        check_derived_from(conn, ctx, p)?;
+        if p.transformation.is_some() && p.derived_from.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "a transformation needs the artifacts it derived from (derived_from)".to_owned(),
+            ));
+        }
+    }
+    let (digest, size) = match (put.content, &current) {
+        (Content::Keep, Some(cur)) if cur.state != ArtifactState::Purged => (cur.digest, cur.size),
+        (Content::Keep, _) => {
+            return Err(StoreError::InvalidInput(format!(
+                "{what} has no content to keep: provide content"
+            )));
+        }
+        (content, _) => blobs::store(conn, content, now)?,
+    };
+    let prev = current.as_ref();
+    let next = Artifact {
+        id: prev.map_or_else(ArtifactId::new, |a| a.id),
+        namespace: ctx.namespace.clone(),
+        collection_id: coll.id,
+        collection: coll.name.clone(),
+        name: put.name,
+        artifact_type: put
+            .artifact_type
+            .or_else(|| prev.map(|a| a.artifact_type.clone()))
+            .unwrap_or_else(|| "opaque".to_owned()),
+        media_type: put
+            .media_type
+            .or_else(|| prev.map(|a| a.media_type.clone()))
+            .unwrap_or_else(|| "application/octet-stream".to_owned()),
+        digest,
+        size,
+        metadata: put
+            .metadata
+            .or_else(|| prev.map(|a| a.metadata.clone()))
+            .unwrap_or_else(Metadata::empty),
+        lifecycle: put.lifecycle.or(prev.map(|a| a.lifecycle)).unwrap_or_default(),
+        classification: put
+            .classification
+            .or(prev.map(|a| a.classification))
+            .unwrap_or_default(),
+        source_system: put.source_system.or_else(|| prev.and_then(|a| a.source_system.clone())),
+        provenance: put
+            .provenance
+            .or_else(|| prev.map(|a| a.provenance.clone()))
+            .unwrap_or_default(),
+        state: ArtifactState::Live,
+        revision: prev.map_or(1, |a| a.revision + 1),
+        run_id: ctx.run_id,
+        created_at: prev.map_or(now, |a| a.created_at),
+        updated_at: now,
+    };
+    let kind = match prev {
+        None => ChangeKind::Created,
+        Some(p) if p.state != ArtifactState::Live => ChangeKind::Restored,
+        Some(p) => {
+            let same = p.digest == next.digest
+                && p.artifact_type == next.artifact_type
+                && p.media_type == next.media_type
+                && p.metadata == next.metadata
+                && p.lifecycle == next.lifecycle
+                && p.classification == next.classification
+                && p.source_system == next.source_system
+                && provenance_eq_ignoring_mtime(&p.provenance, &next.provenance);
+            if same {
+                return Ok(Change::ArtifactUnchanged { artifact: p.clone() });
+            }
+            ChangeKind::Updated
+        }
+    };
+    let prev_digest = prev.map(|p| p.digest);
+    write_artifact(conn, &next, prev.is_none())?;
+    insert_revision(conn, ctx, &next, kind, prev_digest, true)?;
+    Ok(Change::Artifact {
+        kind,
+        artifact: next,
+        prev_digest,
+    })
+}
+
+fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
+    let provenance = serde_json::to_string(&a.provenance)
+        .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
+    let sql = if insert {
+        "INSERT INTO artifacts (id, namespace, collection_id, name, artifact_type, media_type, digest, size, \
+         metadata, lifecycle, classification, source_system, provenance, state, revision, run_id, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    } else {
+        "UPDATE artifacts SET namespace = ?2, collection_id = ?3, name = ?4, artifact_type = ?5, media_type = ?6, \
+         digest = ?7, size = ?8, metadata = ?9, lifecycle = ?10, classification = ?11, source_system = ?12, \
+         provenance = ?13, state = ?14, revision = ?15, run_id = ?16, created_at = ?17, updated_at = ?18 WHERE id = ?1"
+    };
+    conn.prepare_cached(sql)
+        .map_err(sql_err)?
+        .execute(params![
+            a.id.0,
+            a.namespace.as_str(),
+            a.collection_id.0,
+            a.name.as_str(),
+            a.artifact_type,
+            a.media_type,
+            a.digest.hex(),
+            a.size as i64,
+            a.metadata.as_str(),
+            a.lifecycle.as_str(),
+            a.classification.as_str(),
+            a.source_system,
+            provenance,
+            a.state.as_str(),
+            a.revision as i64,
+            a.run_id.map(|r| r.0),
+            micros(a.created_at),
+            micros(a.updated_at),
+        ])
+        .map_err(|e| match sql_err(e) {
+            StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
+                what: format!("artifact {}/{}", a.collection, a.name),
+            },
+            other => other,
+        })?;
+    Ok(())
+}
+
+fn insert_revision(conn: &Connection, ctx: &WriteContext, a: &Artifact, kind: ChangeKind, prev_digest: Option<Digest>, content_available: bool) -> Result<()> {
+    let provenance = serde_json::to_string(&a.provenance)
+        .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO revisions (artifact_id, revision, change, prev_digest, digest, size, media_type, metadata, \
+         lifecycle, classification, provenance, content_available, actor, correlation_id, run_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        a.id.0,
+        a.revision as i64,
+        kind.as_str(),
+        prev_digest.map(|d| d.hex()),
+        a.digest.hex(),
+        a.size as i64,
+        a.media_type,
+        a.metadata.as_str(),
+        a.lifecycle.as_str(),
+        a.classification.as_str(),
+        provenance,
+        content_available,
+        ctx.actor.to_string(),
+        ctx.correlation_id.as_str(),
+        ctx.run_id.map(|r| r.0),
+        micros(a.updated_at),
+    ])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn existing(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Result<Artifact> {
+    load_artifact(conn, &ctx.namespace, key)?.ok_or_else(|| StoreError::not_found(key.to_string()))
+}
+
+fn check_rev(what: &str, current: u64, expect: Option<u64>) -> Result<()> {
+    match expect {
+        Some(e) if e != current => Err(StoreError::Conflict {
+            what: what.to_owned(),
+            expected: e,
+            actual: current.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn cascade_relations(conn: &Connection, id: ArtifactId, now: Timestamp) -> Result<Vec<Change>> {
+    read::live_relations_of(conn, id)?
+        .into_iter()
+        .map(|r| delete_relation(conn, r, RelationDeleteCause::EndpointDeleted, now))
+        .collect()
+}
+
+fn delete_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expect: Option<u64>, now: Timestamp) -> Result<Vec<Change>> {
+    let cur = existing(conn, ctx, key)?;
+    let what = format!("artifact {}/{}", cur.collection, cur.name);
+    if !cur.is_live() {
+        return Err(StoreError::not_found(format!("{what} (already {})", cur.state)));
+    }
+    check_rev(&what, cur.revision, expect)?;
+    let mut changes = cascade_relations(conn, cur.id, now)?;
+    let next = Artifact {
+        state: ArtifactState::Deleted,
+        revision: cur.revision + 1,
+        run_id: ctx.run_id,
+        updated_at: now,
+        ..cur.clone()
+    };
+    write_artifact(conn, &next, false)?;
+    insert_revision(conn, ctx, &next, ChangeKind::Deleted, Some(cur.digest), true)?;
+    changes.push(Change::Artifact {
+        kind: ChangeKind::Deleted,
+        artifact: next,
+        prev_digest: Some(cur.digest),
+    });
+    Ok(changes)
+}
+
+fn purge_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expect: Option<u64>, now: Timestamp) -> Result<Vec<Change>> {
+    let cur = existing(conn, ctx, key)?;
+    let what = format!("artifact {}/{}", cur.collection, cur.name);
+    if cur.state == ArtifactState::Purged {
+        return Err(StoreError::not_found(format!("content of {what} (already purged)")));
+    }
+    check_rev(&what, cur.revision, expect)?;
+    let mut changes = cascade_relations(conn, cur.id, now)?;
+    let digests: Vec<Digest> = {
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT digest FROM revisions WHERE artifact_id = ?1 AND content_available = 1")
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([cur.id.0], |r| r.get::<_, String>(0))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err)?;
+        rows.iter().map(|h| Digest::from_hex(h)).collect::<Result<_, _>>()?
+    };
+    conn.execute(
+        "UPDATE revisions SET content_available = 0 WHERE artifact_id = ?1",
+        [cur.id.0],
+    )
+    .map_err(sql_err)?;
+    let next = Artifact {
+        state: ArtifactState::Purged,
+        revision: cur.revision + 1,
+        run_id: ctx.run_id,
+        updated_at: now,
+        ..cur.clone()
+    };
+    write_artifact(conn, &next, false)?;
+    insert_revision(conn, ctx, &next, ChangeKind::Purged, Some(cur.digest), false)?;
+    blobs::collect(conn, &digests)?;
+    changes.push(Change::Artifact {
+        kind: ChangeKind::Purged,
+        artifact: next,
+        prev_digest: Some(cur.digest),
+    });
+    Ok(changes)
+}
+
+fn endpoint(conn: &Connection, ctx: &WriteContext, role: &str, key: &ArtifactKey) -> Result<Artifact> {
+    match load_artifact(conn, &ctx.namespace, key)? {
+        Some(a) if a.is_live() => Ok(a),
+        Some(a) => Err(StoreError::DanglingReference {
+            what: format!("relation {role} {key} is {}", a.state),
+        }),
+        None => Err(StoreError::DanglingReference {
+            what: format!("relation {role} {key} does not exist"),
+        }),
+    }
+}
+
+fn write_relation(conn: &Connection, r: &Relation, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO relations (id, namespace, rel_type, source_id, target_id, properties, revision, deleted, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    } else {
+        "UPDATE relations SET namespace = ?2, rel_type = ?3, source_id = ?4, target_id = ?5, properties = ?6, \
+         revision = ?7, deleted = ?8, created_at = ?9, updated_at = ?10 WHERE id = ?1"
+    };
+    conn.prepare_cached(sql)
+        .map_err(sql_err)?
+        .execute(params![
+            r.id.0,
+            r.namespace.as_str(),
+            r.rel_type.as_str(),
+            r.source.0,
+            r.target.0,
+            r.properties.as_str(),
+            r.revision as i64,
+            r.deleted,
+            micros(r.created_at),
+            micros(r.updated_at),
+        ])
+        .map_err(|e| match sql_err(e) {
+            StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
+                what: format!("relation {} {} {}", r.source, r.rel_type, r.target),
+            },
+            other => other,
+        })?;
+    Ok(())
+}
+
+fn create_relation(conn: &Connection, ctx: &WriteContext, source: &ArtifactKey, rel_type: kontextual_model::RelationType, target: &ArtifactKey, properties: Metadata, now: Timestamp) -> Result<Change> {
+    let s = endpoint(conn, ctx, "source", source)?;
+    let t = endpoint(conn, ctx, "target", target)?;
+    let r = Relation {
+        id: RelationId::new(),
+        namespace: ctx.namespace.clone(),
+        rel_type,
+        source: s.id,
+        target: t.id,
+        properties,
+        revision: 1,
+        deleted: false,
+        created_at: now,
+        updated_at: now,
+    };
+    write_relation(conn, &r, true).map_err(|e| match e {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+            what: format!(
+                "relation {}/{} {} {}/{}",
+                s.collection, s.name, r.rel_type, t.collection, t.name
+            ),
+        },
+        other => other,
+    })?;
+    Ok(Change::RelationCreated { relation: r })
+}
+
+fn live_relation(conn: &Connection, ctx: &WriteContext, id: RelationId, expect: Option<u64>) -> Result<Relation> {
+    let r = read::relation(conn, &ctx.namespace, id)?
+        .filter(|r| !r.deleted)
+        .ok_or_else(|| StoreError::not_found(format!("relation {id}")))?;
+    check_rev(&format!("relation {id}"), r.revision, expect)?;
+    Ok(r)
+}
+
+fn update_relation(conn: &Connection, ctx: &WriteContext, id: RelationId, rel_type: Option<kontextual_model::RelationType>, properties: Option<Metadata>, expect: Option<u64>, now: Timestamp) -> Result<Change> {
+    let cur = live_relation(conn, ctx, id, expect)?;
+    let next = Relation {
+        rel_type: rel_type.unwrap_or_else(|| cur.rel_type.clone()),
+        properties: properties.unwrap_or_else(|| cur.properties.clone()),
+        revision: cur.revision + 1,
+        updated_at: now,
+        ..cur
+    };
+    write_relation(conn, &next, false)?;
+    Ok(Change::RelationUpdated { relation: next })
+}
+
+fn delete_relation(conn: &Connection, cur: Relation, cause: RelationDeleteCause, now: Timestamp) -> Result<Change> {
+    let next = Relation {
+        deleted: true,
+        revision: cur.revision + 1,
+        updated_at: now,
+        ..cur
+    };
+    write_relation(conn, &next, false)?;
+    Ok(Change::RelationDeleted {
+        relation: next,
+        cause,
+    })
+}

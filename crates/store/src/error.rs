@@ -28,7 +28,9 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("{what} already exists")]
     AlreadyExists { what: String },
-    #[error("conflict on {what}: expected revision {expected}, but the current revision is {actual}")]
+    #[error(
+        "conflict on {what}: expected revision {expected}, but the current revision is {actual}"
+    )]
     Conflict {
         what: String,
         expected: u64,
@@ -77,7 +79,9 @@ impl StoreError {
             StoreError::DanglingReference { .. } => ErrorKind::DanglingReference,
             StoreError::Invalid(_) | StoreError::InvalidInput(_) => ErrorKind::InvalidInput,
             StoreError::Locked { .. } => ErrorKind::Locked,
-            StoreError::NotInitialized { .. } | StoreError::NotAStore { .. } => ErrorKind::NotAStore,
+            StoreError::NotInitialized { .. } | StoreError::NotAStore { .. } => {
+                ErrorKind::NotAStore
+            }
             StoreError::SchemaTooNew { .. } | StoreError::MigrationsPending { .. } => {
                 ErrorKind::SchemaMismatch
             }

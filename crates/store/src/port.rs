@@ -306,17 +306,32 @@ pub trait Backend: Send + Sync {
 
     /// The artifact in any state (live, deleted, purged); `None` if it never existed.
     fn artifact(&self, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>>;
-    fn artifacts(&self, ns: &Namespace, q: &ArtifactQuery, page: &PageRequest) -> Result<Page<Artifact>>;
+    fn artifacts(
+        &self,
+        ns: &Namespace,
+        q: &ArtifactQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Artifact>>;
 
     /// History in revision order (oldest first).
-    fn revisions(&self, ns: &Namespace, id: ArtifactId, page: &PageRequest) -> Result<Page<Revision>>;
+    fn revisions(
+        &self,
+        ns: &Namespace,
+        id: ArtifactId,
+        page: &PageRequest,
+    ) -> Result<Page<Revision>>;
     fn revision(&self, ns: &Namespace, id: ArtifactId, revision: u64) -> Result<Option<Revision>>;
 
     /// Streams a blob. `NotFound` if no blob has this digest (never stored, or purged).
     fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>>;
 
     fn relation(&self, ns: &Namespace, id: RelationId) -> Result<Option<Relation>>;
-    fn relations(&self, ns: &Namespace, q: &RelationQuery, page: &PageRequest) -> Result<Page<Relation>>;
+    fn relations(
+        &self,
+        ns: &Namespace,
+        q: &RelationQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Relation>>;
 
     /// Audit records with `seq > after`, in sequence order (all namespaces: one chain).
     fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;

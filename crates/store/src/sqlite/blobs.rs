@@ -49,11 +49,19 @@ fn insert_chunk(conn: &Connection, key: &str, idx: i64, data: &[u8]) -> Result<(
     Ok(())
 }
 
-fn insert_blob(conn: &Connection, digest: &Digest, size: u64, chunks: i64, now: Timestamp) -> Result<()> {
-    conn.prepare_cached("INSERT INTO blobs (digest, size, chunks, created_at) VALUES (?1, ?2, ?3, ?4)")
-        .map_err(sql_err)?
-        .execute(params![digest.hex(), size as i64, chunks, micros(now)])
-        .map_err(sql_err)?;
+fn insert_blob(
+    conn: &Connection,
+    digest: &Digest,
+    size: u64,
+    chunks: i64,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO blobs (digest, size, chunks, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(sql_err)?
+    .execute(params![digest.hex(), size as i64, chunks, micros(now)])
+    .map_err(sql_err)?;
     Ok(())
 }
 
@@ -152,9 +160,11 @@ pub(crate) struct ChunkReader {
 impl ChunkReader {
     pub(crate) fn open(backend: &SqliteBackend, digest: &Digest) -> Result<Self> {
         let chunks = backend.read(|c| {
-            c.query_row("SELECT chunks FROM blobs WHERE digest = ?1", [digest.hex()], |r| {
-                r.get::<_, i64>(0)
-            })
+            c.query_row(
+                "SELECT chunks FROM blobs WHERE digest = ?1",
+                [digest.hex()],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()
             .map_err(sql_err)
         })?;

@@ -5,10 +5,14 @@ use kontextual_model::{ChainHead, Digest, DigestWriter};
 use rusqlite::{Connection, params};
 
 use super::{SqliteBackend, read, read_head_file, schema, sql_err};
-use crate::port::{CheckReport, Problem, ProblemCategory};
 use crate::Result;
+use crate::port::{CheckReport, Problem, ProblemCategory};
 
-fn problem(category: ProblemCategory, subject: impl Into<String>, detail: impl Into<String>) -> Problem {
+fn problem(
+    category: ProblemCategory,
+    subject: impl Into<String>,
+    detail: impl Into<String>,
+) -> Problem {
     Problem {
         category,
         subject: subject.into(),
@@ -35,13 +39,22 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
         }
         let mut stmt = conn.prepare("PRAGMA foreign_key_check").map_err(sql_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(sql_err)?;
         for row in rows {
             let (table, rowid, parent) = row.map_err(sql_err)?;
             problems.push(problem(
                 ProblemCategory::MissingReference,
-                format!("{table} row {}", rowid.map_or("?".to_owned(), |r| r.to_string())),
+                format!(
+                    "{table} row {}",
+                    rowid.map_or("?".to_owned(), |r| r.to_string())
+                ),
                 format!("points at a missing {parent} record"),
             ));
         }
@@ -65,7 +78,13 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
             )
             .map_err(sql_err)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .map_err(sql_err)?;
         for row in rows {
             let (id, rev, digest) = row.map_err(sql_err)?;
@@ -96,7 +115,10 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
         Ok(())
     })?;
 
-    if problems.iter().any(|p| p.category == ProblemCategory::PendingMigration) {
+    if problems
+        .iter()
+        .any(|p| p.category == ProblemCategory::PendingMigration)
+    {
         return Ok(CheckReport {
             blobs_checked: 0,
             blob_bytes_checked: 0,
@@ -116,9 +138,11 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
     let mut blob_bytes = 0u64;
     for hex in &digests {
         let (size, chunks): (i64, i64) = backend.read(|c| {
-            c.query_row("SELECT size, chunks FROM blobs WHERE digest = ?1", [hex], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            c.query_row(
+                "SELECT size, chunks FROM blobs WHERE digest = ?1",
+                [hex],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(sql_err)
         })?;
         let mut hasher = DigestWriter::new();
@@ -144,7 +168,11 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
         }
         let subject = format!("content sha256:{hex}");
         if let Some(idx) = missing_chunk {
-            problems.push(problem(ProblemCategory::Corruption, subject, format!("chunk {idx} is missing")));
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                subject,
+                format!("chunk {idx} is missing"),
+            ));
             continue;
         }
         let (actual, len) = hasher.finish();
@@ -168,7 +196,10 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
     // The audit chain, streamed in pages, against the best head available.
     let (expect, source) = match expect_head {
         Some(h) => (Some(h), Some("given".to_owned())),
-        None => match backend.head_file().and_then(|p| read_head_file(&p).map(|h| (h, p))) {
+        None => match backend
+            .head_file()
+            .and_then(|p| read_head_file(&p).map(|h| (h, p)))
+        {
             Some((h, p)) => (Some(h), Some(p.display().to_string())),
             None => (None, None),
         },
@@ -185,7 +216,11 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
     }
     let audit = verifier.finish();
     for p in &audit.problems {
-        problems.push(problem(ProblemCategory::AuditChain, "audit chain", p.to_string()));
+        problems.push(problem(
+            ProblemCategory::AuditChain,
+            "audit chain",
+            p.to_string(),
+        ));
     }
 
     Ok(CheckReport {

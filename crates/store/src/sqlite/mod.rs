@@ -73,7 +73,9 @@ impl OpenOptions {
 pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Locked { waited_ms: 0 },
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Locked { waited_ms: 0 }
+            }
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
                 StoreError::Corrupted(e.to_string())
             }
@@ -135,7 +137,9 @@ fn configure(conn: &Connection, busy: Duration, file: bool) -> Result<()> {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(sql_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Internal(format!("could not enable WAL (journal mode {mode})")));
+            return Err(StoreError::Internal(format!(
+                "could not enable WAL (journal mode {mode})"
+            )));
         }
     }
     // FULL: a committed write survives power loss, not just a crash; group
@@ -151,13 +155,21 @@ impl SqliteBackend {
         let db = dir.join(DB_FILE);
         if !db.exists() {
             if opts.mode != OpenMode::Create {
-                if dir.is_dir() && fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+                if dir.is_dir()
+                    && fs::read_dir(dir)
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(false)
+                {
                     return Err(StoreError::NotAStore {
                         path: dir.to_owned(),
-                        reason: format!("the directory holds no {DB_FILE}; run `kontextual init` to create a store"),
+                        reason: format!(
+                            "the directory holds no {DB_FILE}; run `kontextual init` to create a store"
+                        ),
                     });
                 }
-                return Err(StoreError::NotInitialized { path: dir.to_owned() });
+                return Err(StoreError::NotInitialized {
+                    path: dir.to_owned(),
+                });
             }
             if dir.exists() && !dir.is_dir() {
                 return Err(StoreError::NotAStore {
@@ -320,7 +332,9 @@ impl SqliteBackend {
             return f(&lock(shared));
         }
         let Location::File { db, .. } = &self.inner.location else {
-            return Err(StoreError::Internal("memory store without connection".to_owned()));
+            return Err(StoreError::Internal(
+                "memory store without connection".to_owned(),
+            ));
         };
         let pooled = lock(&self.inner.readers).pop();
         let conn = match pooled {
@@ -353,8 +367,9 @@ impl SqliteBackend {
             tx.send(WriteJob { batch, reply })
                 .map_err(|_| StoreError::Internal("the store writer has stopped".to_owned()))?;
         }
-        rx.recv()
-            .map_err(|_| StoreError::Internal("the store writer stopped before answering".to_owned()))?
+        rx.recv().map_err(|_| {
+            StoreError::Internal("the store writer stopped before answering".to_owned())
+        })?
     }
 
     pub(crate) fn head_file(&self) -> Option<PathBuf> {
@@ -436,39 +451,78 @@ impl crate::Backend for SqliteBackend {
         self.submit(batch)
     }
 
-    fn collection(&self, ns: &kontextual_model::Namespace, name: &kontextual_model::CollectionName) -> Result<Option<kontextual_model::Collection>> {
+    fn collection(
+        &self,
+        ns: &kontextual_model::Namespace,
+        name: &kontextual_model::CollectionName,
+    ) -> Result<Option<kontextual_model::Collection>> {
         self.read(|c| read::load_collection(c, ns, name.as_str()))
     }
 
-    fn collections(&self, ns: &kontextual_model::Namespace, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Collection>> {
+    fn collections(
+        &self,
+        ns: &kontextual_model::Namespace,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Collection>> {
         self.read(|c| read::collections(c, ns, page))
     }
 
-    fn artifact(&self, ns: &kontextual_model::Namespace, key: &crate::ArtifactKey) -> Result<Option<kontextual_model::Artifact>> {
+    fn artifact(
+        &self,
+        ns: &kontextual_model::Namespace,
+        key: &crate::ArtifactKey,
+    ) -> Result<Option<kontextual_model::Artifact>> {
         self.read(|c| read::load_artifact(c, ns, key))
     }
 
-    fn artifacts(&self, ns: &kontextual_model::Namespace, q: &crate::ArtifactQuery, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Artifact>> {
+    fn artifacts(
+        &self,
+        ns: &kontextual_model::Namespace,
+        q: &crate::ArtifactQuery,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Artifact>> {
         self.read(|c| read::artifacts(c, ns, q, page))
     }
 
-    fn revisions(&self, ns: &kontextual_model::Namespace, id: kontextual_model::ArtifactId, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Revision>> {
+    fn revisions(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::ArtifactId,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Revision>> {
         self.read(|c| read::revisions(c, ns, id, page))
     }
 
-    fn revision(&self, ns: &kontextual_model::Namespace, id: kontextual_model::ArtifactId, revision: u64) -> Result<Option<kontextual_model::Revision>> {
+    fn revision(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::ArtifactId,
+        revision: u64,
+    ) -> Result<Option<kontextual_model::Revision>> {
         self.read(|c| read::revision(c, ns, id, revision))
     }
 
-    fn open_content(&self, digest: &kontextual_model::Digest) -> Result<Box<dyn std::io::Read + Send>> {
+    fn open_content(
+        &self,
+        digest: &kontextual_model::Digest,
+    ) -> Result<Box<dyn std::io::Read + Send>> {
         Ok(Box::new(blobs::ChunkReader::open(self, digest)?))
     }
 
-    fn relation(&self, ns: &kontextual_model::Namespace, id: kontextual_model::RelationId) -> Result<Option<kontextual_model::Relation>> {
+    fn relation(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::RelationId,
+    ) -> Result<Option<kontextual_model::Relation>> {
         self.read(|c| read::relation(c, ns, id))
     }
 
-    fn relations(&self, ns: &kontextual_model::Namespace, q: &crate::RelationQuery, page: &crate::PageRequest) -> Result<crate::Page<kontextual_model::Relation>> {
+    fn relations(
+        &self,
+        ns: &kontextual_model::Namespace,
+        q: &crate::RelationQuery,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Relation>> {
         self.read(|c| read::relations(c, ns, q, page))
     }
 
@@ -488,7 +542,11 @@ impl crate::Backend for SqliteBackend {
         let size_bytes = self
             .db_path()
             .map(|p| {
-                let f = |ext: &str| fs::metadata(p.with_extension(ext)).map(|m| m.len()).unwrap_or(0);
+                let f = |ext: &str| {
+                    fs::metadata(p.with_extension(ext))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                };
                 f("db") + f("db-wal")
             })
             .unwrap_or(0);
@@ -497,7 +555,11 @@ impl crate::Backend for SqliteBackend {
             let complete = state.pending.is_empty();
             let n = |sql: &str| if complete { read::count(c, sql) } else { Ok(0) };
             let store_id = c
-                .query_row("SELECT value FROM store_meta WHERE key = 'store_id'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM store_meta WHERE key = 'store_id'",
+                    [],
+                    |r| r.get(0),
+                )
                 .unwrap_or_default();
             Ok(crate::StoreStatus {
                 backend: "sqlite".to_owned(),

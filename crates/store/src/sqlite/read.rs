@@ -35,7 +35,8 @@ fn digest(r: &Row<'_>, idx: usize) -> rusqlite::Result<Digest> {
 
 fn opt_digest(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Digest>> {
     let s: Option<String> = r.get(idx)?;
-    s.map(|s| Digest::from_hex(&s).map_err(|e| conv(idx, e))).transpose()
+    s.map(|s| Digest::from_hex(&s).map_err(|e| conv(idx, e)))
+        .transpose()
 }
 
 fn metadata(r: &Row<'_>, idx: usize) -> rusqlite::Result<Metadata> {
@@ -84,7 +85,11 @@ pub(crate) fn artifact_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
     })
 }
 
-pub(crate) fn load_artifact(conn: &Connection, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>> {
+pub(crate) fn load_artifact(
+    conn: &Connection,
+    ns: &Namespace,
+    key: &ArtifactKey,
+) -> Result<Option<Artifact>> {
     let row = match key {
         ArtifactKey::Id(id) => conn
             .prepare_cached(&format!(
@@ -120,7 +125,11 @@ fn collection_row(r: &Row<'_>) -> rusqlite::Result<Collection> {
     })
 }
 
-pub(crate) fn load_collection(conn: &Connection, ns: &Namespace, name: &str) -> Result<Option<Collection>> {
+pub(crate) fn load_collection(
+    conn: &Connection,
+    ns: &Namespace,
+    name: &str,
+) -> Result<Option<Collection>> {
     conn.prepare_cached(&format!(
         "SELECT {COLLECTION_COLS} FROM collections c WHERE c.namespace = ?1 AND c.name = ?2"
     ))
@@ -155,10 +164,16 @@ fn page<T>(
 }
 
 fn bad_cursor() -> StoreError {
-    StoreError::InvalidInput("the page cursor is malformed or belongs to another listing".to_owned())
+    StoreError::InvalidInput(
+        "the page cursor is malformed or belongs to another listing".to_owned(),
+    )
 }
 
-pub(crate) fn collections(conn: &Connection, ns: &Namespace, req: &PageRequest) -> Result<Page<Collection>> {
+pub(crate) fn collections(
+    conn: &Connection,
+    ns: &Namespace,
+    req: &PageRequest,
+) -> Result<Page<Collection>> {
     let limit = req.effective_limit();
     let after = req.after.as_ref().map(|c| c.0.clone()).unwrap_or_default();
     page(
@@ -186,7 +201,12 @@ fn decode_pair(c: &Cursor) -> Result<(String, String)> {
     Ok((dec(a)?, dec(b)?))
 }
 
-pub(crate) fn artifacts(conn: &Connection, ns: &Namespace, q: &ArtifactQuery, req: &PageRequest) -> Result<Page<Artifact>> {
+pub(crate) fn artifacts(
+    conn: &Connection,
+    ns: &Namespace,
+    q: &ArtifactQuery,
+    req: &PageRequest,
+) -> Result<Page<Artifact>> {
     let limit = req.effective_limit();
     let (after_c, after_n) = match &req.after {
         Some(c) => decode_pair(c)?,
@@ -243,7 +263,12 @@ fn revision_row(r: &Row<'_>) -> rusqlite::Result<Revision> {
     })
 }
 
-pub(crate) fn revisions(conn: &Connection, ns: &Namespace, id: ArtifactId, req: &PageRequest) -> Result<Page<Revision>> {
+pub(crate) fn revisions(
+    conn: &Connection,
+    ns: &Namespace,
+    id: ArtifactId,
+    req: &PageRequest,
+) -> Result<Page<Revision>> {
     let limit = req.effective_limit();
     let after: i64 = match &req.after {
         Some(c) => c.0.parse().map_err(|_| bad_cursor())?,
@@ -263,7 +288,12 @@ pub(crate) fn revisions(conn: &Connection, ns: &Namespace, id: ArtifactId, req: 
     )
 }
 
-pub(crate) fn revision(conn: &Connection, ns: &Namespace, id: ArtifactId, rev: u64) -> Result<Option<Revision>> {
+pub(crate) fn revision(
+    conn: &Connection,
+    ns: &Namespace,
+    id: ArtifactId,
+    rev: u64,
+) -> Result<Option<Revision>> {
     conn.prepare_cached(&format!(
         "SELECT {REVISION_COLS} FROM revisions r JOIN artifacts a ON a.id = r.artifact_id \
          WHERE r.artifact_id = ?1 AND a.namespace = ?2 AND r.revision = ?3"
@@ -292,7 +322,11 @@ fn relation_row(r: &Row<'_>) -> rusqlite::Result<Relation> {
     })
 }
 
-pub(crate) fn relation(conn: &Connection, ns: &Namespace, id: RelationId) -> Result<Option<Relation>> {
+pub(crate) fn relation(
+    conn: &Connection,
+    ns: &Namespace,
+    id: RelationId,
+) -> Result<Option<Relation>> {
     conn.prepare_cached(&format!(
         "SELECT {RELATION_COLS} FROM relations WHERE id = ?1 AND namespace = ?2"
     ))
@@ -302,7 +336,12 @@ pub(crate) fn relation(conn: &Connection, ns: &Namespace, id: RelationId) -> Res
     .map_err(sql_err)
 }
 
-pub(crate) fn relations(conn: &Connection, ns: &Namespace, q: &RelationQuery, req: &PageRequest) -> Result<Page<Relation>> {
+pub(crate) fn relations(
+    conn: &Connection,
+    ns: &Namespace,
+    q: &RelationQuery,
+    req: &PageRequest,
+) -> Result<Page<Relation>> {
     let limit = req.effective_limit();
     let after: Uuid = match &req.after {
         Some(c) => Uuid::parse_str(&c.0).map_err(|_| bad_cursor())?,
@@ -318,7 +357,14 @@ pub(crate) fn relations(conn: &Connection, ns: &Namespace, q: &RelationQuery, re
                AND (?4 IS NULL OR rel_type = ?4) AND (?5 OR deleted = 0) \
              ORDER BY id LIMIT ?6"
         ),
-        &[&ns.as_str(), &after, &art, &ty, &q.include_deleted, &(limit as i64 + 1)],
+        &[
+            &ns.as_str(),
+            &after,
+            &art,
+            &ty,
+            &q.include_deleted,
+            &(limit as i64 + 1),
+        ],
         limit,
         relation_row,
         |r| Cursor(r.id.to_string()),

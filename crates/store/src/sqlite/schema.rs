@@ -147,7 +147,10 @@ mod tests {
             let mut stmt = conn
                 .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY name")
                 .unwrap();
-            stmt.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
         };
         let mut a = Connection::open_in_memory().unwrap();
         let mut b = Connection::open_in_memory().unwrap();
@@ -169,6 +172,9 @@ mod tests {
         )
         .unwrap();
         let e = inspect(&c).unwrap_err();
-        assert!(matches!(e, StoreError::SchemaTooNew { found: 99, .. }), "{e}");
+        assert!(
+            matches!(e, StoreError::SchemaTooNew { found: 99, .. }),
+            "{e}"
+        );
     }
 }

@@ -17,7 +17,11 @@ use crate::{Result, StoreError};
 
 /// Commits a group of jobs in one transaction and answers each caller.
 /// Returns the new audit head if anything was committed.
-pub(super) fn commit_group(conn: &Connection, jobs: Vec<WriteJob>, busy_ms: u64) -> Option<ChainHead> {
+pub(super) fn commit_group(
+    conn: &Connection,
+    jobs: Vec<WriteJob>,
+    busy_ms: u64,
+) -> Option<ChainHead> {
     let fail_all = |jobs: Vec<WriteJob>, e: StoreError| {
         for j in jobs {
             let _ = j.reply.send(Err(e.duplicate()));
@@ -25,9 +29,7 @@ pub(super) fn commit_group(conn: &Connection, jobs: Vec<WriteJob>, busy_ms: u64)
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = match sql_err(e) {
-            StoreError::Locked { .. } => StoreError::Locked {
-                waited_ms: busy_ms,
-            },
+            StoreError::Locked { .. } => StoreError::Locked { waited_ms: busy_ms },
             other => other,
         };
         fail_all(jobs, e);
@@ -81,7 +83,12 @@ pub(super) fn commit_group(conn: &Connection, jobs: Vec<WriteJob>, busy_ms: u64)
     if head != start_head { head } else { None }
 }
 
-fn apply_batch(conn: &Connection, batch: WriteBatch, head: &mut Option<ChainHead>, now: Timestamp) -> Result<Vec<Change>> {
+fn apply_batch(
+    conn: &Connection,
+    batch: WriteBatch,
+    head: &mut Option<ChainHead>,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
@@ -99,16 +106,25 @@ fn apply_batch(conn: &Connection, batch: WriteBatch, head: &mut Option<ChainHead
                 rel_type,
                 target,
                 properties,
-            } => vec![create_relation(conn, &ctx, &source, rel_type, &target, properties, now)?],
+            } => vec![create_relation(
+                conn, &ctx, &source, rel_type, &target, properties, now,
+            )?],
             Op::UpdateRelation {
                 id,
                 rel_type,
                 properties,
                 expect,
-            } => vec![update_relation(conn, &ctx, id, rel_type, properties, expect, now)?],
+            } => vec![update_relation(
+                conn, &ctx, id, rel_type, properties, expect, now,
+            )?],
             Op::DeleteRelation { id, expect } => {
                 let rel = live_relation(conn, &ctx, id, expect)?;
-                vec![delete_relation(conn, rel, RelationDeleteCause::Requested, now)?]
+                vec![delete_relation(
+                    conn,
+                    rel,
+                    RelationDeleteCause::Requested,
+                    now,
+                )?]
             }
             Op::Audit(draft) => {
                 append_audit(conn, &ctx, head, now, draft)?;
@@ -131,7 +147,13 @@ fn apply_batch(conn: &Connection, batch: WriteBatch, head: &mut Option<ChainHead
     Ok(out)
 }
 
-fn append_audit(conn: &Connection, ctx: &WriteContext, head: &mut Option<ChainHead>, now: Timestamp, draft: AuditDraft) -> Result<u64> {
+fn append_audit(
+    conn: &Connection,
+    ctx: &WriteContext,
+    head: &mut Option<ChainHead>,
+    now: Timestamp,
+    draft: AuditDraft,
+) -> Result<u64> {
     let actx = AuditContext {
         namespace: &ctx.namespace,
         actor: &ctx.actor,
@@ -170,7 +192,13 @@ fn append_audit(conn: &Connection, ctx: &WriteContext, head: &mut Option<ChainHe
     Ok(rec.seq)
 }
 
-fn append_event(conn: &Connection, ctx: &WriteContext, now: Timestamp, audit_seq: u64, ev: &kontextual_model::EventDraft) -> Result<()> {
+fn append_event(
+    conn: &Connection,
+    ctx: &WriteContext,
+    now: Timestamp,
+    audit_seq: u64,
+    ev: &kontextual_model::EventDraft,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO outbox (at, namespace, correlation_id, audit_seq, kind, subject, payload) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -189,7 +217,14 @@ fn append_event(conn: &Connection, ctx: &WriteContext, now: Timestamp, audit_seq
     Ok(())
 }
 
-fn create_collection(conn: &Connection, ctx: &WriteContext, name: &str, description: &str, if_absent: bool, now: Timestamp) -> Result<Vec<Change>> {
+fn create_collection(
+    conn: &Connection,
+    ctx: &WriteContext,
+    name: &str,
+    description: &str,
+    if_absent: bool,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
     if let Some(existing) = load_collection(conn, &ctx.namespace, name)? {
         if if_absent {
             let _ = existing;
@@ -237,7 +272,9 @@ fn check_expect(what: &str, current: Option<&Artifact>, expect: Expect) -> Resul
 }
 
 fn provenance_eq_ignoring_mtime(a: &Provenance, b: &Provenance) -> bool {
-    a.source_path == b.source_path && a.derived_from == b.derived_from && a.transformation == b.transformation
+    a.source_path == b.source_path
+        && a.derived_from == b.derived_from
+        && a.transformation == b.transformation
 }
 
 fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> Result<()> {
@@ -254,7 +291,12 @@ fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> 
     Ok(())
 }
 
-fn put_artifact(conn: &Connection, ctx: &WriteContext, put: PutArtifact, now: Timestamp) -> Result<Change> {
+fn put_artifact(
+    conn: &Connection,
+    ctx: &WriteContext,
+    put: PutArtifact,
+    now: Timestamp,
+) -> Result<Change> {
     let what = format!("artifact {}/{}", put.collection, put.name);
     let coll = load_collection(conn, &ctx.namespace, put.collection.as_str())?
         .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
@@ -311,12 +353,17 @@ fn put_artifact(conn: &Connection, ctx: &WriteContext, put: PutArtifact, now: Ti
             .metadata
             .or_else(|| prev.map(|a| a.metadata.clone()))
             .unwrap_or_else(Metadata::empty),
-        lifecycle: put.lifecycle.or(prev.map(|a| a.lifecycle)).unwrap_or_default(),
+        lifecycle: put
+            .lifecycle
+            .or(prev.map(|a| a.lifecycle))
+            .unwrap_or_default(),
         classification: put
             .classification
             .or(prev.map(|a| a.classification))
             .unwrap_or_default(),
-        source_system: put.source_system.or_else(|| prev.and_then(|a| a.source_system.clone())),
+        source_system: put
+            .source_system
+            .or_else(|| prev.and_then(|a| a.source_system.clone())),
         provenance: put
             .provenance
             .or_else(|| prev.map(|a| a.provenance.clone()))
@@ -340,7 +387,9 @@ fn put_artifact(conn: &Connection, ctx: &WriteContext, put: PutArtifact, now: Ti
                 && p.source_system == next.source_system
                 && provenance_eq_ignoring_mtime(&p.provenance, &next.provenance);
             if same {
-                return Ok(Change::ArtifactUnchanged { artifact: p.clone() });
+                return Ok(Change::ArtifactUnchanged {
+                    artifact: p.clone(),
+                });
             }
             ChangeKind::Updated
         }
@@ -398,7 +447,14 @@ fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
     Ok(())
 }
 
-fn insert_revision(conn: &Connection, ctx: &WriteContext, a: &Artifact, kind: ChangeKind, prev_digest: Option<Digest>, content_available: bool) -> Result<()> {
+fn insert_revision(
+    conn: &Connection,
+    ctx: &WriteContext,
+    a: &Artifact,
+    kind: ChangeKind,
+    prev_digest: Option<Digest>,
+    content_available: bool,
+) -> Result<()> {
     let provenance = serde_json::to_string(&a.provenance)
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     conn.prepare_cached(
@@ -451,11 +507,20 @@ fn cascade_relations(conn: &Connection, id: ArtifactId, now: Timestamp) -> Resul
         .collect()
 }
 
-fn delete_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expect: Option<u64>, now: Timestamp) -> Result<Vec<Change>> {
+fn delete_artifact(
+    conn: &Connection,
+    ctx: &WriteContext,
+    key: &ArtifactKey,
+    expect: Option<u64>,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
     let cur = existing(conn, ctx, key)?;
     let what = format!("artifact {}/{}", cur.collection, cur.name);
     if !cur.is_live() {
-        return Err(StoreError::not_found(format!("{what} (already {})", cur.state)));
+        return Err(StoreError::not_found(format!(
+            "{what} (already {})",
+            cur.state
+        )));
     }
     check_rev(&what, cur.revision, expect)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
@@ -467,7 +532,14 @@ fn delete_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, exp
         ..cur.clone()
     };
     write_artifact(conn, &next, false)?;
-    insert_revision(conn, ctx, &next, ChangeKind::Deleted, Some(cur.digest), true)?;
+    insert_revision(
+        conn,
+        ctx,
+        &next,
+        ChangeKind::Deleted,
+        Some(cur.digest),
+        true,
+    )?;
     changes.push(Change::Artifact {
         kind: ChangeKind::Deleted,
         artifact: next,
@@ -476,11 +548,19 @@ fn delete_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, exp
     Ok(changes)
 }
 
-fn purge_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expect: Option<u64>, now: Timestamp) -> Result<Vec<Change>> {
+fn purge_artifact(
+    conn: &Connection,
+    ctx: &WriteContext,
+    key: &ArtifactKey,
+    expect: Option<u64>,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
     let cur = existing(conn, ctx, key)?;
     let what = format!("artifact {}/{}", cur.collection, cur.name);
     if cur.state == ArtifactState::Purged {
-        return Err(StoreError::not_found(format!("content of {what} (already purged)")));
+        return Err(StoreError::not_found(format!(
+            "content of {what} (already purged)"
+        )));
     }
     check_rev(&what, cur.revision, expect)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
@@ -493,7 +573,9 @@ fn purge_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expe
             .map_err(sql_err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sql_err)?;
-        rows.iter().map(|h| Digest::from_hex(h)).collect::<Result<_, _>>()?
+        rows.iter()
+            .map(|h| Digest::from_hex(h))
+            .collect::<Result<_, _>>()?
     };
     conn.execute(
         "UPDATE revisions SET content_available = 0 WHERE artifact_id = ?1",
@@ -508,7 +590,14 @@ fn purge_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expe
         ..cur.clone()
     };
     write_artifact(conn, &next, false)?;
-    insert_revision(conn, ctx, &next, ChangeKind::Purged, Some(cur.digest), false)?;
+    insert_revision(
+        conn,
+        ctx,
+        &next,
+        ChangeKind::Purged,
+        Some(cur.digest),
+        false,
+    )?;
     blobs::collect(conn, &digests)?;
     changes.push(Change::Artifact {
         kind: ChangeKind::Purged,
@@ -518,7 +607,12 @@ fn purge_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey, expe
     Ok(changes)
 }
 
-fn endpoint(conn: &Connection, ctx: &WriteContext, role: &str, key: &ArtifactKey) -> Result<Artifact> {
+fn endpoint(
+    conn: &Connection,
+    ctx: &WriteContext,
+    role: &str,
+    key: &ArtifactKey,
+) -> Result<Artifact> {
     match load_artifact(conn, &ctx.namespace, key)? {
         Some(a) if a.is_live() => Ok(a),
         Some(a) => Err(StoreError::DanglingReference {
@@ -561,7 +655,15 @@ fn write_relation(conn: &Connection, r: &Relation, insert: bool) -> Result<()> {
     Ok(())
 }
 
-fn create_relation(conn: &Connection, ctx: &WriteContext, source: &ArtifactKey, rel_type: kontextual_model::RelationType, target: &ArtifactKey, properties: Metadata, now: Timestamp) -> Result<Change> {
+fn create_relation(
+    conn: &Connection,
+    ctx: &WriteContext,
+    source: &ArtifactKey,
+    rel_type: kontextual_model::RelationType,
+    target: &ArtifactKey,
+    properties: Metadata,
+    now: Timestamp,
+) -> Result<Change> {
     let s = endpoint(conn, ctx, "source", source)?;
     let t = endpoint(conn, ctx, "target", target)?;
     let r = Relation {
@@ -588,7 +690,12 @@ fn create_relation(conn: &Connection, ctx: &WriteContext, source: &ArtifactKey, 
     Ok(Change::RelationCreated { relation: r })
 }
 
-fn live_relation(conn: &Connection, ctx: &WriteContext, id: RelationId, expect: Option<u64>) -> Result<Relation> {
+fn live_relation(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: RelationId,
+    expect: Option<u64>,
+) -> Result<Relation> {
     let r = read::relation(conn, &ctx.namespace, id)?
         .filter(|r| !r.deleted)
         .ok_or_else(|| StoreError::not_found(format!("relation {id}")))?;
@@ -596,7 +703,15 @@ fn live_relation(conn: &Connection, ctx: &WriteContext, id: RelationId, expect: 
     Ok(r)
 }
 
-fn update_relation(conn: &Connection, ctx: &WriteContext, id: RelationId, rel_type: Option<kontextual_model::RelationType>, properties: Option<Metadata>, expect: Option<u64>, now: Timestamp) -> Result<Change> {
+fn update_relation(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: RelationId,
+    rel_type: Option<kontextual_model::RelationType>,
+    properties: Option<Metadata>,
+    expect: Option<u64>,
+    now: Timestamp,
+) -> Result<Change> {
     let cur = live_relation(conn, ctx, id, expect)?;
     let next = Relation {
         rel_type: rel_type.unwrap_or_else(|| cur.rel_type.clone()),
@@ -609,7 +724,12 @@ fn update_relation(conn: &Connection, ctx: &WriteContext, id: RelationId, rel_ty
     Ok(Change::RelationUpdated { relation: next })
 }
 
-fn delete_relation(conn: &Connection, cur: Relation, cause: RelationDeleteCause, now: Timestamp) -> Result<Change> {
+fn delete_relation(
+    conn: &Connection,
+    cur: Relation,
+    cause: RelationDeleteCause,
+    now: Timestamp,
+) -> Result<Change> {
     let next = Relation {
         deleted: true,
         revision: cur.revision + 1,

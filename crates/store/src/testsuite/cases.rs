@@ -1,0 +1,902 @@
+//! Conformance cases. Each takes a harness and panics on a contract breach.
+
+use std::io::{self, Read};
+
+use kontextual_model::{
+    Artifact, ArtifactState, Change, ChangeKind, Digest, Metadata, Provenance, RelationType,
+};
+
+use super::{Harness, coll, ctx, name};
+use crate::{
+    ArtifactKey, ArtifactQuery, Content, ErrorKind, Expect, Op, PageRequest, PutArtifact,
+    RelationQuery, Store, WriteBatch, WriteContext,
+};
+
+fn write(store: &Store, ctx: &WriteContext, ops: Vec<Op>) -> crate::Result<Vec<Change>> {
+    store.write(WriteBatch {
+        ctx: ctx.clone(),
+        ops,
+    })
+}
+
+fn mkcoll(store: &Store, ctx: &WriteContext, c: &str) {
+    write(
+        store,
+        ctx,
+        vec![Op::CreateCollection {
+            name: coll(c),
+            description: String::new(),
+            if_absent: true,
+        }],
+    )
+    .expect("create collection");
+}
+
+fn put_op(c: &str, n: &str, bytes: &[u8]) -> Op {
+    Op::PutArtifact(PutArtifact::new(
+        coll(c),
+        name(n),
+        Content::Bytes(bytes.to_vec()),
+    ))
+}
+
+fn put(store: &Store, ctx: &WriteContext, c: &str, n: &str, bytes: &[u8]) -> Artifact {
+    match write(store, ctx, vec![put_op(c, n, bytes)])
+        .expect("put")
+        .pop()
+    {
+        Some(Change::Artifact { artifact, .. }) | Some(Change::ArtifactUnchanged { artifact }) => {
+            artifact
+        }
+        other => panic!("unexpected change {other:?}"),
+    }
+}
+
+fn key(c: &str, n: &str) -> ArtifactKey {
+    ArtifactKey::Name {
+        collection: coll(c),
+        name: name(n),
+    }
+}
+
+fn read_all(store: &Store, d: &Digest) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .open_content(d)
+        .expect("open content")
+        .read_to_end(&mut out)
+        .expect("read");
+    out
+}
+
+fn all_artifacts(store: &Store, ctx: &WriteContext, q: &ArtifactQuery) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    let mut req = PageRequest::first(7);
+    loop {
+        let page = store.artifacts(&ctx.namespace, q, &req).expect("list");
+        out.extend(page.items);
+        match page.next {
+            Some(c) => req.after = Some(c),
+            None => return out,
+        }
+    }
+}
+
+fn audit_count(store: &Store) -> u64 {
+    store.audit_head().expect("head").map_or(0, |h| h.seq)
+}
+
+pub fn k2_put_and_lookup_by_id_name_and_digest(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "handbook");
+    let a = put(&s, &c, "handbook", "intro.md", b"# Intro\n");
+    assert_eq!(a.revision, 1);
+    assert_eq!(a.digest, Digest::of(b"# Intro\n"));
+    assert_eq!(a.size, 8);
+    assert_eq!(a.id.0.get_version_num(), 7, "ids are UUIDv7");
+    let by_id = s
+        .artifact(&c.namespace, &ArtifactKey::Id(a.id))
+        .unwrap()
+        .unwrap();
+    let by_name = s
+        .artifact(&c.namespace, &key("handbook", "intro.md"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_id, a);
+    assert_eq!(by_name, a);
+    let by_digest = all_artifacts(
+        &s,
+        &c,
+        &ArtifactQuery {
+            digest: Some(a.digest),
+            ..Default::default()
+        },
+    );
+    assert_eq!(by_digest, vec![a.clone()]);
+    assert_eq!(read_all(&s, &a.digest), b"# Intro\n");
+    assert!(
+        s.artifact(&c.namespace, &key("handbook", "nope.md"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub fn k2_update_creates_revision_with_change_record(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let v1 = put(&s, &c, "h", "a.md", b"one");
+    let changes = write(&s, &c, vec![put_op("h", "a.md", b"two")]).unwrap();
+    let [
+        Change::Artifact {
+            kind,
+            artifact: v2,
+            prev_digest,
+        },
+    ] = &changes[..]
+    else {
+        panic!("expected one artifact change, got {changes:?}");
+    };
+    assert_eq!(*kind, ChangeKind::Updated);
+    assert_eq!(v2.id, v1.id);
+    assert_eq!(v2.revision, 2);
+    assert_eq!(*prev_digest, Some(v1.digest));
+    let hist = s
+        .revisions(&c.namespace, v1.id, &PageRequest::default())
+        .unwrap()
+        .items;
+    assert_eq!(hist.len(), 2);
+    assert_eq!(hist[0].change, ChangeKind::Created);
+    assert_eq!(hist[0].prev_digest, None);
+    assert_eq!(hist[1].change, ChangeKind::Updated);
+    assert_eq!(hist[1].prev_digest, Some(v1.digest));
+    assert_eq!(hist[1].digest, Digest::of(b"two"));
+    assert_eq!(
+        read_all(&s, &hist[0].digest),
+        b"one",
+        "old revisions keep their content"
+    );
+}
+
+pub fn k2_unchanged_put_writes_nothing(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"same");
+    let before = audit_count(&s);
+    let changes = write(&s, &c, vec![put_op("h", "a.md", b"same")]).unwrap();
+    assert!(matches!(changes[..], [Change::ArtifactUnchanged { .. }]));
+    assert_eq!(audit_count(&s), before, "no audit record for a no-op");
+    let a = s
+        .artifact(&c.namespace, &key("h", "a.md"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.revision, 1);
+}
+
+pub fn k2_stale_expected_revision_is_a_conflict(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"1");
+    put(&s, &c, "h", "a.md", b"2");
+    let mut stale = PutArtifact::new(coll("h"), name("a.md"), Content::Bytes(b"3".to_vec()));
+    stale.expect = Expect::Revision(1);
+    let e = write(&s, &c, vec![Op::PutArtifact(stale)]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("expected revision 1"), "{e}");
+    let a = s
+        .artifact(&c.namespace, &key("h", "a.md"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.revision, a.digest),
+        (2, Digest::of(b"2")),
+        "never an overwrite"
+    );
+    let mut ok = PutArtifact::new(coll("h"), name("a.md"), Content::Bytes(b"3".to_vec()));
+    ok.expect = Expect::Revision(2);
+    write(&s, &c, vec![Op::PutArtifact(ok)]).unwrap();
+    let e = write(
+        &s,
+        &c,
+        vec![Op::DeleteArtifact {
+            key: key("h", "a.md"),
+            expect: Some(2),
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    let mut absent = PutArtifact::new(coll("h"), name("a.md"), Content::Bytes(b"x".to_vec()));
+    absent.expect = Expect::Absent;
+    let e = write(&s, &c, vec![Op::PutArtifact(absent)]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+}
+
+pub fn k2_duplicate_names_and_missing_collections_are_typed_errors(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let e = write(
+        &s,
+        &c,
+        vec![Op::CreateCollection {
+            name: coll("h"),
+            description: String::new(),
+            if_absent: false,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(e.to_string(), "collection h already exists");
+    let e = write(&s, &c, vec![put_op("missing", "a.md", b"x")]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.to_string(), "collection missing not found");
+}
+
+pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let a = put(&s, &c, "h", "a.md", b"a");
+    put(&s, &c, "h", "b.md", b"b");
+    let refs = RelationType::new("references").unwrap();
+    write(
+        &s,
+        &c,
+        vec![Op::CreateRelation {
+            source: key("h", "a.md"),
+            rel_type: refs.clone(),
+            target: key("h", "b.md"),
+            properties: Metadata::empty(),
+        }],
+    )
+    .unwrap();
+    let changes = write(
+        &s,
+        &c,
+        vec![Op::DeleteArtifact {
+            key: key("h", "b.md"),
+            expect: None,
+        }],
+    )
+    .unwrap();
+    assert!(
+        matches!(changes[0], Change::RelationDeleted { .. }),
+        "{changes:?}"
+    );
+    assert!(matches!(
+        changes[1],
+        Change::Artifact {
+            kind: ChangeKind::Deleted,
+            ..
+        }
+    ));
+    let b = s
+        .artifact(&c.namespace, &key("h", "b.md"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.state, ArtifactState::Deleted);
+    assert_eq!(b.revision, 2);
+    let live = all_artifacts(&s, &c, &ArtifactQuery::default());
+    assert_eq!(
+        live.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+        ["a.md"]
+    );
+    let all = all_artifacts(
+        &s,
+        &c,
+        &ArtifactQuery {
+            include_deleted: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(all.len(), 2);
+    let q = RelationQuery {
+        artifact: Some(a.id),
+        ..Default::default()
+    };
+    assert!(
+        s.relations(&c.namespace, &q, &PageRequest::default())
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let q = RelationQuery {
+        include_deleted: true,
+        ..q
+    };
+    let rels = s
+        .relations(&c.namespace, &q, &PageRequest::default())
+        .unwrap()
+        .items;
+    assert_eq!(rels.len(), 1);
+    assert!(rels[0].deleted);
+    let hist = s
+        .revisions(&c.namespace, b.id, &PageRequest::default())
+        .unwrap()
+        .items;
+    assert_eq!(hist.last().unwrap().change, ChangeKind::Deleted);
+    let e = write(
+        &s,
+        &c,
+        vec![Op::DeleteArtifact {
+            key: key("h", "b.md"),
+            expect: None,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "deleting twice: {e}");
+    let coll_info = s.collection(&c.namespace, &coll("h")).unwrap().unwrap();
+    assert_eq!(coll_info.artifact_count, 1, "counts exclude tombstones");
+}
+
+pub fn k2_put_after_delete_restores_same_id(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let a = put(&s, &c, "h", "a.md", b"a");
+    write(
+        &s,
+        &c,
+        vec![Op::DeleteArtifact {
+            key: ArtifactKey::Id(a.id),
+            expect: Some(1),
+        }],
+    )
+    .unwrap();
+    let changes = write(&s, &c, vec![put_op("h", "a.md", b"a2")]).unwrap();
+    let [
+        Change::Artifact {
+            kind: ChangeKind::Restored,
+            artifact,
+            ..
+        },
+    ] = &changes[..]
+    else {
+        panic!("{changes:?}");
+    };
+    assert_eq!(artifact.id, a.id);
+    assert_eq!(artifact.revision, 3);
+    assert!(artifact.is_live());
+}
+
+pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let a = put(&s, &c, "h", "a.md", b"a");
+    let b = put(&s, &c, "h", "b.md", b"b");
+    let rel = |t: &str| Op::CreateRelation {
+        source: ArtifactKey::Id(a.id),
+        rel_type: RelationType::new(t).unwrap(),
+        target: ArtifactKey::Id(b.id),
+        properties: Metadata::parse(r#"{"weight": 1}"#).unwrap(),
+    };
+    let r = match &write(&s, &c, vec![rel("references")]).unwrap()[..] {
+        [Change::RelationCreated { relation }] => relation.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((r.source, r.target, r.revision), (a.id, b.id, 1));
+    let e = write(&s, &c, vec![rel("references")]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    write(&s, &c, vec![rel("depends-on")]).expect("another type is another edge");
+    let up = Op::UpdateRelation {
+        id: r.id,
+        rel_type: None,
+        properties: Some(Metadata::parse(r#"{"weight": 2}"#).unwrap()),
+        expect: Some(1),
+    };
+    write(&s, &c, vec![up]).unwrap();
+    let got = s.relation(&c.namespace, r.id).unwrap().unwrap();
+    assert_eq!(
+        (got.revision, got.properties.as_str()),
+        (2, r#"{"weight": 2}"#)
+    );
+    let stale = Op::DeleteRelation {
+        id: r.id,
+        expect: Some(1),
+    };
+    assert_eq!(
+        write(&s, &c, vec![stale]).unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    write(
+        &s,
+        &c,
+        vec![Op::DeleteRelation {
+            id: r.id,
+            expect: Some(2),
+        }],
+    )
+    .unwrap();
+    assert!(s.relation(&c.namespace, r.id).unwrap().unwrap().deleted);
+    let again = Op::DeleteRelation {
+        id: r.id,
+        expect: None,
+    };
+    assert_eq!(
+        write(&s, &c, vec![again]).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    write(&s, &c, vec![rel("references")]).expect("a deleted edge can be re-created");
+    let q = RelationQuery {
+        artifact: Some(b.id),
+        ..Default::default()
+    };
+    let listed = s
+        .relations(&c.namespace, &q, &PageRequest::default())
+        .unwrap()
+        .items;
+    assert_eq!(listed.len(), 2);
+}
+
+pub fn k2_dangling_references_are_refused(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"a");
+    let before = audit_count(&s);
+    let e = write(
+        &s,
+        &c,
+        vec![Op::CreateRelation {
+            source: key("h", "a.md"),
+            rel_type: RelationType::new("references").unwrap(),
+            target: key("h", "ghost.md"),
+            properties: Metadata::empty(),
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DanglingReference);
+    assert!(e.to_string().contains("h/ghost.md does not exist"), "{e}");
+    assert_eq!(audit_count(&s), before);
+}
+
+pub fn k2_derived_artifacts_record_existing_inputs(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let src = put(&s, &c, "h", "src.md", b"source");
+    let mut d = PutArtifact::new(
+        coll("h"),
+        name("summary.md"),
+        Content::Bytes(b"sum".to_vec()),
+    );
+    d.provenance = Some(Provenance {
+        derived_from: vec![src.id],
+        transformation: Some("summarize".into()),
+        ..Default::default()
+    });
+    write(&s, &c, vec![Op::PutArtifact(d)]).unwrap();
+    let got = s
+        .artifact(&c.namespace, &key("h", "summary.md"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.provenance.derived_from, vec![src.id]);
+    let mut bad = PutArtifact::new(coll("h"), name("bad.md"), Content::Bytes(b"x".to_vec()));
+    bad.provenance = Some(Provenance {
+        derived_from: vec![kontextual_model::ArtifactId::new()],
+        ..Default::default()
+    });
+    let e = write(&s, &c, vec![Op::PutArtifact(bad)]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DanglingReference);
+}
+
+pub fn k2_batch_writes_are_atomic(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let before_audit = audit_count(&s);
+    let before_outbox = s.outbox(0, 10_000).unwrap().len();
+    let e = write(
+        &s,
+        &c,
+        vec![
+            put_op("h", "one.md", b"1"),
+            put_op("h", "two.md", b"2"),
+            Op::DeleteArtifact {
+                key: key("h", "ghost.md"),
+                expect: None,
+            },
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(all_artifacts(&s, &c, &ArtifactQuery::default()).is_empty());
+    assert_eq!(audit_count(&s), before_audit);
+    assert_eq!(s.outbox(0, 10_000).unwrap().len(), before_outbox);
+    assert_eq!(
+        s.status().unwrap().blobs,
+        0,
+        "no orphan blob from a failed batch"
+    );
+    let ok = write(
+        &s,
+        &c,
+        vec![put_op("h", "one.md", b"1"), put_op("h", "two.md", b"2")],
+    )
+    .unwrap();
+    assert_eq!(ok.len(), 2);
+}
+
+struct FailingReader {
+    sent: usize,
+}
+
+impl Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.sent >= 3 << 20 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file vanished",
+            ));
+        }
+        let n = buf.len().min(64 * 1024);
+        buf[..n].fill(b'x');
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+pub fn k2_failed_content_read_leaves_no_trace(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let before = s.status().unwrap();
+    let op = Op::PutArtifact(PutArtifact::new(
+        coll("h"),
+        name("big.bin"),
+        Content::Reader(Box::new(FailingReader { sent: 0 })),
+    ));
+    let e = write(&s, &c, vec![op]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(e.to_string().contains("file vanished"), "{e}");
+    let after = s.status().unwrap();
+    assert_eq!(
+        (after.blobs, after.artifacts_live, after.audit_records),
+        (before.blobs, 0, before.audit_records)
+    );
+    assert!(s.check(None).unwrap().is_ok());
+}
+
+pub fn k2_keyset_pagination_is_deterministic(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "b");
+    mkcoll(&s, &c, "a");
+    let mut ops = Vec::new();
+    for i in (0..25).rev() {
+        ops.push(put_op(
+            "b",
+            &format!("doc{i:02}.md"),
+            format!("{i}").as_bytes(),
+        ));
+        ops.push(put_op(
+            "a",
+            &format!("doc{i:02}.md"),
+            format!("a{i}").as_bytes(),
+        ));
+    }
+    write(&s, &c, ops).unwrap();
+    let listed: Vec<String> = all_artifacts(&s, &c, &ArtifactQuery::default())
+        .iter()
+        .map(|a| format!("{}/{}", a.collection, a.name))
+        .collect();
+    let mut expected = listed.clone();
+    expected.sort();
+    assert_eq!(listed.len(), 50);
+    assert_eq!(listed, expected, "ordered by collection, then name");
+    let only_b = all_artifacts(
+        &s,
+        &c,
+        &ArtifactQuery {
+            collection: Some(coll("b")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(only_b.len(), 25);
+    let bad = PageRequest {
+        after: Some(crate::Cursor("garbage".into())),
+        limit: 5,
+    };
+    let e = s
+        .artifacts(&c.namespace, &ArtifactQuery::default(), &bad)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+pub fn k2_metadata_is_preserved_exactly(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let text = r#"{ "z": 1.50, "a": {"nested": [1, 2.0e3]}, "big": 12345678901234567890123 }"#;
+    let mut p = PutArtifact::new(coll("h"), name("m.json"), Content::Bytes(b"{}".to_vec()));
+    p.metadata = Some(Metadata::parse(text).unwrap());
+    write(&s, &c, vec![Op::PutArtifact(p)]).unwrap();
+    let s = h.reopen();
+    let a = s
+        .artifact(&c.namespace, &key("h", "m.json"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.metadata.as_str(), text);
+}
+
+pub fn x9_namespaces_isolate_names_and_ids(h: &mut dyn Harness) {
+    let s = h.store();
+    let one = ctx("default");
+    let two = ctx("team-b");
+    mkcoll(&s, &one, "h");
+    mkcoll(&s, &two, "h");
+    let a1 = put(&s, &one, "h", "a.md", b"one");
+    let a2 = put(&s, &two, "h", "a.md", b"two");
+    assert_ne!(a1.id, a2.id);
+    assert!(
+        s.artifact(&two.namespace, &ArtifactKey::Id(a1.id))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        all_artifacts(&s, &two, &ArtifactQuery::default()),
+        vec![a2.clone()]
+    );
+    let e = write(
+        &s,
+        &two,
+        vec![Op::CreateRelation {
+            source: ArtifactKey::Id(a2.id),
+            rel_type: RelationType::new("references").unwrap(),
+            target: ArtifactKey::Id(a1.id),
+            properties: Metadata::empty(),
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::DanglingReference,
+        "no edges across namespaces"
+    );
+    assert_eq!(
+        s.collections(&two.namespace, &PageRequest::default())
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+pub fn k4_blobs_are_deduplicated_and_streamed(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let big: Vec<u8> = (0..(2_500_000u32))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let op = |n: &str| {
+        Op::PutArtifact(PutArtifact::new(
+            coll("h"),
+            name(n),
+            Content::Reader(Box::new(io::Cursor::new(big.clone()))),
+        ))
+    };
+    write(&s, &c, vec![op("big1.bin")]).unwrap();
+    write(&s, &c, vec![op("big2.bin")]).unwrap();
+    put(&s, &c, "h", "small1", b"dup");
+    put(&s, &c, "h", "small2", b"dup");
+    let status = s.status().unwrap();
+    assert_eq!(status.blobs, 2, "identical content is stored once");
+    assert_eq!(status.blob_bytes, big.len() as u64 + 3);
+    let s = h.reopen();
+    let a = s
+        .artifact(&c.namespace, &key("h", "big2.bin"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.digest, Digest::of(&big));
+    assert_eq!(a.size, big.len() as u64);
+    assert!(
+        read_all(&s, &a.digest) == big,
+        "content streams back intact"
+    );
+    let e = s.open_content(&Digest::of(b"never stored")).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+pub fn k4_purge_erases_content_and_collects_unneeded_blobs(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let v1 = put(&s, &c, "h", "secret.md", b"secret v1");
+    put(&s, &c, "h", "secret.md", b"shared");
+    put(&s, &c, "h", "other.md", b"shared");
+    let changes = write(
+        &s,
+        &c,
+        vec![Op::PurgeArtifact {
+            key: key("h", "secret.md"),
+            expect: None,
+        }],
+    )
+    .unwrap();
+    assert!(matches!(
+        changes[..],
+        [Change::Artifact {
+            kind: ChangeKind::Purged,
+            ..
+        }]
+    ));
+    assert_eq!(
+        s.open_content(&v1.digest).err().unwrap().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        read_all(&s, &Digest::of(b"shared")),
+        b"shared",
+        "still needed by other.md"
+    );
+    let a = s
+        .artifact(&c.namespace, &key("h", "secret.md"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.state, ArtifactState::Purged);
+    let hist = s
+        .revisions(&c.namespace, a.id, &PageRequest::default())
+        .unwrap()
+        .items;
+    assert_eq!(hist.len(), 3);
+    assert!(hist.iter().all(|r| !r.content_available));
+    assert_eq!(
+        hist[0].digest, v1.digest,
+        "the record of what was there stays"
+    );
+    assert_eq!(s.status().unwrap().blobs, 1);
+    let records = s.audit(0, 1000).unwrap();
+    let last = records.last().unwrap();
+    assert_eq!(last.draft.action, "artifact.purge");
+    assert!(
+        s.check(None).unwrap().is_ok(),
+        "{:?}",
+        s.check(None).unwrap().problems
+    );
+    let e = write(
+        &s,
+        &c,
+        vec![Op::PurgeArtifact {
+            key: key("h", "secret.md"),
+            expect: None,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+pub fn x3_every_mutation_is_audited_with_an_event(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"1");
+    put(&s, &c, "h", "a.md", b"2");
+    put(&s, &c, "h", "a.md", b"2");
+    write(
+        &s,
+        &c,
+        vec![Op::DeleteArtifact {
+            key: key("h", "a.md"),
+            expect: None,
+        }],
+    )
+    .unwrap();
+    let recs = s.audit(0, 100).unwrap();
+    let actions: Vec<&str> = recs.iter().map(|r| r.draft.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "collection.create",
+            "artifact.create",
+            "artifact.update",
+            "artifact.delete"
+        ]
+    );
+    assert!(
+        recs.iter()
+            .all(|r| r.actor.to_string() == "user:local-admin")
+    );
+    assert_eq!(recs[2].draft.prev_digest, Some(Digest::of(b"1")));
+    assert_eq!(recs[2].draft.digest, Some(Digest::of(b"2")));
+    let events = s.outbox(0, 100).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.draft.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "collection.created",
+            "artifact.created",
+            "artifact.updated",
+            "artifact.deleted"
+        ]
+    );
+    for (e, r) in events.iter().zip(&recs) {
+        assert_eq!(e.audit_seq, r.seq);
+        assert_eq!(e.correlation_id, r.correlation_id);
+    }
+    let denial = kontextual_model::AuditDraft {
+        action: "artifact.read".into(),
+        target_kind: "artifact".into(),
+        target_id: "x".into(),
+        target_name: None,
+        revision: None,
+        prev_digest: None,
+        digest: None,
+        outcome: kontextual_model::Outcome::Denied,
+        detail: None,
+    };
+    write(&s, &c, vec![Op::Audit(denial)]).unwrap();
+    let report = s.check(None).unwrap();
+    assert!(report.audit.is_valid());
+    assert_eq!(report.audit.records, 5);
+}
+
+pub fn x3_concurrent_writers_keep_one_chain_and_outbox_order(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let s = s.clone();
+            let c = c.clone();
+            scope.spawn(move || {
+                for i in 0..25 {
+                    put(
+                        &s,
+                        &c,
+                        "h",
+                        &format!("t{t}/{i}.md"),
+                        format!("{t}-{i}").as_bytes(),
+                    );
+                }
+            });
+        }
+    });
+    let events = s.outbox(0, 10_000).unwrap();
+    assert_eq!(events.len(), 101);
+    for w in events.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "no gaps in the outbox");
+        assert!(
+            w[1].audit_seq > w[0].audit_seq,
+            "outbox follows audit order"
+        );
+    }
+    let report = s.check(None).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.audit.records, 101);
+}
+
+pub fn k3_data_survives_reopen(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let a = put(&s, &c, "h", "a.md", b"persist me");
+    let head = s.audit_head().unwrap();
+    drop(s);
+    let s = h.reopen();
+    let got = s
+        .artifact(&c.namespace, &ArtifactKey::Id(a.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, a);
+    assert_eq!(s.audit_head().unwrap(), head);
+    put(&s, &c, "h", "b.md", b"after reopen");
+    assert!(s.check(head).unwrap().is_ok());
+}
+
+pub fn k4_check_passes_on_a_healthy_store(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"a");
+    let r = s.check(None).unwrap();
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!((r.blobs_checked, r.revisions_checked), (1, 1));
+    let st = s.status().unwrap();
+    assert_eq!(st.schema_version, st.latest_schema_version);
+    assert!(st.pending_migrations.is_empty());
+}

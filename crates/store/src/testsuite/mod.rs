@@ -1,0 +1,162 @@
+//! The backend conformance suite: one set of behaviour contracts, run
+//! unchanged against every backend (`conformance_suite!`), plus a proptest
+//! model test comparing random operation sequences with an in-memory oracle.
+//!
+//! A backend joins by providing a [`Harness`] and invoking the macro.
+
+mod cases;
+mod model;
+
+pub use cases::*;
+pub use model::model_test;
+
+use std::path::PathBuf;
+
+use kontextual_model::{Actor, ArtifactName, CollectionName, CorrelationId, Namespace};
+
+use crate::sqlite::{OpenMode, OpenOptions, SqliteBackend};
+use crate::{Store, WriteContext};
+
+/// Gives the suite a store and a way to close and reopen it.
+pub trait Harness {
+    fn store(&mut self) -> Store;
+    /// Drops every handle and opens the same store again (a no-op where the
+    /// store cannot outlive its handle, e.g. in memory).
+    fn reopen(&mut self) -> Store;
+    /// Whether `reopen` really reopens.
+    fn persistent(&self) -> bool;
+}
+
+/// SQLite in a temporary data directory.
+pub struct SqliteFileHarness {
+    dir: tempfile::TempDir,
+    store: Option<Store>,
+}
+
+impl SqliteFileHarness {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::new(
+            SqliteBackend::open_dir(
+                &dir.path().join("data"),
+                &OpenOptions::new(OpenMode::Create),
+            )
+            .expect("create store"),
+        );
+        SqliteFileHarness {
+            dir,
+            store: Some(store),
+        }
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Default for SqliteFileHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness for SqliteFileHarness {
+    fn store(&mut self) -> Store {
+        self.store.clone().expect("open store")
+    }
+    fn reopen(&mut self) -> Store {
+        self.store = None;
+        let s = Store::new(
+            SqliteBackend::open_dir(&self.data_dir(), &OpenOptions::new(OpenMode::ReadWrite))
+                .expect("reopen store"),
+        );
+        self.store = Some(s.clone());
+        s
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+/// SQLite in memory.
+pub struct SqliteMemoryHarness(Store);
+
+impl SqliteMemoryHarness {
+    pub fn new() -> Self {
+        SqliteMemoryHarness(Store::new(SqliteBackend::memory().expect("memory store")))
+    }
+}
+
+impl Default for SqliteMemoryHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Harness for SqliteMemoryHarness {
+    fn store(&mut self) -> Store {
+        self.0.clone()
+    }
+    fn reopen(&mut self) -> Store {
+        self.0.clone()
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+}
+
+pub fn ctx(ns: &str) -> WriteContext {
+    WriteContext {
+        namespace: Namespace::new(ns).expect("namespace"),
+        actor: Actor::local_admin(),
+        correlation_id: CorrelationId::new(),
+        run_id: None,
+    }
+}
+
+pub fn coll(s: &str) -> CollectionName {
+    CollectionName::new(s).expect("collection name")
+}
+
+pub fn name(s: &str) -> ArtifactName {
+    ArtifactName::new(s).expect("artifact name")
+}
+
+/// Instantiates every conformance case as a `#[test]` for one backend.
+/// `$make` is an expression producing a fresh `impl Harness`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            k2_put_and_lookup_by_id_name_and_digest,
+            k2_update_creates_revision_with_change_record,
+            k2_unchanged_put_writes_nothing,
+            k2_stale_expected_revision_is_a_conflict,
+            k2_duplicate_names_and_missing_collections_are_typed_errors,
+            k2_delete_tombstones_hides_and_cascades_relations,
+            k2_put_after_delete_restores_same_id,
+            k2_relations_create_update_delete,
+            k2_dangling_references_are_refused,
+            k2_derived_artifacts_record_existing_inputs,
+            k2_batch_writes_are_atomic,
+            k2_failed_content_read_leaves_no_trace,
+            k2_keyset_pagination_is_deterministic,
+            k2_metadata_is_preserved_exactly,
+            x9_namespaces_isolate_names_and_ids,
+            k4_blobs_are_deduplicated_and_streamed,
+            k4_purge_erases_content_and_collects_unneeded_blobs,
+            x3_every_mutation_is_audited_with_an_event,
+            x3_concurrent_writers_keep_one_chain_and_outbox_order,
+            k3_data_survives_reopen,
+            k4_check_passes_on_a_healthy_store,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let mut h = $make;
+                $crate::testsuite::$case(&mut h);
+            }
+        )+
+    };
+}

@@ -1,0 +1,234 @@
+//! SQLite-file specifics: corruption and schema diagnostics (K3, K4), foreign
+//! files (X8) and another process holding the write lock.
+
+use std::time::Duration;
+
+use kontextual_model::{ChainHead, Digest};
+use kontextual_store::sqlite::{DB_FILE, OpenMode, OpenOptions, SqliteBackend};
+use kontextual_store::testsuite::{coll, ctx, name};
+use kontextual_store::{Content, ErrorKind, Op, ProblemCategory, PutArtifact, Store, WriteBatch};
+use rusqlite::Connection;
+
+fn create(dir: &std::path::Path) -> Store {
+    Store::new(SqliteBackend::open_dir(dir, &OpenOptions::new(OpenMode::Create)).unwrap())
+}
+
+fn open(dir: &std::path::Path) -> Result<Store, kontextual_store::StoreError> {
+    SqliteBackend::open_dir(dir, &OpenOptions::new(OpenMode::ReadWrite)).map(Store::new)
+}
+
+fn seed(s: &Store) {
+    let c = ctx("default");
+    s.write(WriteBatch {
+        ctx: c.clone(),
+        ops: vec![
+            Op::CreateCollection {
+                name: coll("h"),
+                description: String::new(),
+                if_absent: false,
+            },
+            Op::PutArtifact(PutArtifact::new(
+                coll("h"),
+                name("a.md"),
+                Content::Bytes(b"alpha".to_vec()),
+            )),
+            Op::PutArtifact(PutArtifact::new(
+                coll("h"),
+                name("b.md"),
+                Content::Bytes(b"beta".to_vec()),
+            )),
+        ],
+    })
+    .unwrap();
+}
+
+fn raw(dir: &std::path::Path) -> Connection {
+    Connection::open(dir.join(DB_FILE)).unwrap()
+}
+
+#[test]
+fn k4_verify_finds_corrupt_and_missing_blobs() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    seed(&create(&dir));
+    let alpha = Digest::of(b"alpha").hex();
+    let beta = Digest::of(b"beta").hex();
+    raw(&dir)
+        .execute(
+            "UPDATE blob_chunks SET data = x'00' WHERE digest = ?1",
+            [&alpha],
+        )
+        .unwrap();
+    raw(&dir)
+        .execute("DELETE FROM blob_chunks WHERE digest = ?1", [&beta])
+        .unwrap();
+    raw(&dir)
+        .execute("DELETE FROM blobs WHERE digest = ?1", [&beta])
+        .unwrap();
+    let report = open(&dir).unwrap().check(None).unwrap();
+    let cats: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.category, p.subject.clone(), p.detail.clone()))
+        .collect();
+    assert!(
+        cats.iter()
+            .any(|(c, s, d)| *c == ProblemCategory::Corruption
+                && s.contains(&alpha)
+                && d.contains("digest mismatch")),
+        "{cats:?}"
+    );
+    assert!(
+        cats.iter()
+            .any(|(c, _, d)| *c == ProblemCategory::MissingReference && d.contains(&beta)),
+        "{cats:?}"
+    );
+}
+
+#[test]
+fn x3_verify_detects_altered_audit_and_truncation_via_head_file() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    seed(&create(&dir));
+    let s = open(&dir).unwrap();
+    let head = s.audit_head().unwrap().unwrap();
+    assert_eq!(head.seq, 3);
+    assert!(s.check(None).unwrap().is_ok());
+    drop(s);
+    // the head recorded outside the database
+    let file: ChainHead = std::fs::read_to_string(dir.join("audit.head"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(file, head);
+    raw(&dir)
+        .execute("DELETE FROM audit_log WHERE seq = 3", [])
+        .unwrap();
+    let report = open(&dir).unwrap().check(None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.detail.contains("tail truncated")),
+        "{:?}",
+        report.problems
+    );
+    raw(&dir)
+        .execute(
+            "UPDATE audit_log SET actor = 'user:mallory' WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+    let report = open(&dir).unwrap().check(None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.detail.contains("record 1 was altered")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn k3_newer_schema_and_pending_migrations_are_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    let mut opts = OpenOptions::new(OpenMode::Create);
+    opts.schema_target = Some(1);
+    drop(SqliteBackend::open_dir(&dir, &opts).unwrap());
+    let e = open(&dir).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SchemaMismatch);
+    assert!(e.to_string().contains("run `kontextual db migrate`"), "{e}");
+    let inspect = SqliteBackend::open_dir(&dir, &OpenOptions::new(OpenMode::Inspect)).unwrap();
+    let report = kontextual_store::Backend::check(&inspect, None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.category == ProblemCategory::PendingMigration)
+    );
+    assert_eq!(report.problems.len(), 2);
+    drop(inspect);
+    drop(SqliteBackend::open_dir(&dir, &OpenOptions::new(OpenMode::Migrate)).unwrap());
+    let s = open(&dir).unwrap();
+    seed(&s);
+    drop(s);
+    raw(&dir)
+        .execute(
+            "INSERT INTO schema_migrations VALUES (42, 'future', 'x', 0)",
+            [],
+        )
+        .unwrap();
+    let e = open(&dir).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("newer than this kontextual supports"),
+        "{e}"
+    );
+}
+
+#[test]
+fn x8_foreign_files_and_directories_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let e = open(&t.path().join("missing")).unwrap_err();
+    assert!(e.to_string().contains("run `kontextual init`"), "{e}");
+    std::fs::write(t.path().join("notes.txt"), "hi").unwrap();
+    let e = SqliteBackend::open_dir(t.path(), &OpenOptions::new(OpenMode::Create))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotAStore);
+    assert!(e.to_string().contains("not empty"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("notes.txt")).unwrap(),
+        "hi"
+    );
+    let junk = t.path().join("junk");
+    std::fs::create_dir(&junk).unwrap();
+    std::fs::write(
+        junk.join(DB_FILE),
+        b"this is not sqlite at all, just text padding it out",
+    )
+    .unwrap();
+    let e = open(&junk).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotAStore, "{e}");
+    let other = t.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    Connection::open(other.join(DB_FILE))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let e = open(&other).unwrap_err();
+    assert!(e.to_string().contains("another application"), "{e}");
+}
+
+#[test]
+fn x8_a_store_locked_by_another_writer_is_a_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    seed(&create(&dir));
+    let mut opts = OpenOptions::new(OpenMode::ReadWrite);
+    opts.busy_timeout = Duration::from_millis(200);
+    let s = Store::new(SqliteBackend::open_dir(&dir, &opts).unwrap());
+    let other = raw(&dir);
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let e = s
+        .write(WriteBatch {
+            ctx: ctx("default"),
+            ops: vec![Op::PutArtifact(PutArtifact::new(
+                coll("h"),
+                name("c.md"),
+                Content::Bytes(b"c".to_vec()),
+            ))],
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Locked);
+    assert!(
+        e.to_string()
+            .contains("locked by another writer (waited 200 ms)"),
+        "{e}"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(s.status().unwrap().artifacts_live, 2, "nothing lost");
+}

@@ -1,1 +1,77 @@
-fn main() {}
+//! The `kontextual` binary: parse, run, map the outcome to an exit code.
+
+mod cli;
+mod commands;
+mod config;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kontextual_services::ErrorKind;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.global.quiet);
+    let json = cli.global.json;
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => report(&err, json),
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KONTEXTUAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Stable exit codes, also listed in `--help`.
+fn classify(err: &anyhow::Error) -> (u8, &'static str) {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<kontextual_services::Error>() {
+            return match e.kind() {
+                ErrorKind::InvalidInput => (2, "invalid_input"),
+                ErrorKind::NotFound => (3, "not_found"),
+                ErrorKind::Conflict => (4, "conflict"),
+                ErrorKind::Unavailable => (5, "store_unavailable"),
+                ErrorKind::Denied => (6, "permission_denied"),
+                ErrorKind::Corrupted => (7, "corrupted"),
+                ErrorKind::Io => (8, "io_error"),
+                ErrorKind::Internal => (10, "internal"),
+            };
+        }
+        if cause
+            .downcast_ref::<kontextual_model::ModelError>()
+            .is_some()
+        {
+            return (2, "invalid_input");
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return (0, "broken_pipe");
+            }
+            return (8, "io_error");
+        }
+    }
+    (2, "invalid_input")
+}
+
+fn report(err: &anyhow::Error, json: bool) -> ExitCode {
+    let (code, name) = classify(err);
+    if code == 0 {
+        return ExitCode::SUCCESS;
+    }
+    let message = format!("{err:#}");
+    if json {
+        let body = serde_json::json!({ "error": { "code": name, "message": message } });
+        println!("{body}");
+    }
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}

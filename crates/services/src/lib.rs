@@ -1,1 +1,238 @@
-//! stub
+//! Application services: the only door to the store for every surface (CLI
+//! now, HTTP next). Each operation resolves references, asks the policy,
+//! stamps the write with the caller's actor, namespace and correlation id,
+//! and hands it to the store, which audits it in the same transaction.
+//!
+//! Invariant: no surface holds a `Store`; they hold `Services`.
+//! Boundary: this crate knows no CLI or HTTP types, and no database driver.
+
+mod artifacts;
+mod diff;
+mod error;
+mod media;
+mod policy;
+mod relations;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kontextual_model::audit::ChainReport;
+use kontextual_model::{
+    Actor, AuditRecord, ChainHead, Collection, CollectionName, CorrelationId, Namespace,
+};
+use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
+use kontextual_store::{
+    CheckReport, Op, Page, PageRequest, Store, StoreStatus, WriteBatch, WriteContext,
+};
+
+pub use artifacts::{ContentSource, Diff, DiffContent, PutOutcome, PutRequest};
+
+/// Store query and page types surfaces need to build requests.
+pub mod store_types {
+    pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
+}
+pub use error::{Error, ErrorKind, Result};
+pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
+pub use kontextual_store::{
+    CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
+    ProblemCategory,
+};
+pub use policy::{AllowAll, Permission, Policy};
+
+/// Who is calling: actor, namespace and the correlation id of this request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub actor: Actor,
+    pub namespace: Namespace,
+    pub correlation_id: CorrelationId,
+}
+
+impl Caller {
+    pub fn new(actor: Actor, namespace: Namespace) -> Self {
+        Caller {
+            actor,
+            namespace,
+            correlation_id: CorrelationId::new(),
+        }
+    }
+
+    pub(crate) fn write_ctx(&self) -> WriteContext {
+        WriteContext {
+            namespace: self.namespace.clone(),
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            run_id: None,
+        }
+    }
+}
+
+/// Where the store lives and how to open it.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub busy_timeout: Duration,
+}
+
+/// The services over one open store.
+pub struct Services {
+    store: Store,
+    policy: Box<dyn Policy>,
+}
+
+/// Result of `audit verify`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditVerification {
+    #[serde(flatten)]
+    pub report: ChainReport,
+    /// Where the expected head came from (`given`, or the head file), if any.
+    pub expected_head_source: Option<String>,
+}
+
+impl Services {
+    /// Opens the store in `cfg.data_dir`. [`OpenMode::Create`] is `init`.
+    pub fn open(cfg: &StoreConfig, mode: OpenMode) -> Result<Self> {
+        let mut opts = OpenOptions::new(mode);
+        opts.busy_timeout = cfg.busy_timeout;
+        let backend = SqliteBackend::open_dir(&cfg.data_dir, &opts)?;
+        Ok(Services::with_store(
+            Store::new(backend),
+            Box::new(AllowAll),
+        ))
+    }
+
+    /// Services over an existing store with a given policy (tests, embedding).
+    pub fn with_store(store: Store, policy: Box<dyn Policy>) -> Self {
+        Services { store, policy }
+    }
+
+    /// Whether a data directory already holds a store.
+    pub fn store_exists(data_dir: &Path) -> bool {
+        data_dir.join(kontextual_store::sqlite::DB_FILE).exists()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn write(
+        &self,
+        caller: &Caller,
+        ops: Vec<Op>,
+    ) -> Result<Vec<kontextual_model::Change>> {
+        Ok(self.store.write(WriteBatch {
+            ctx: caller.write_ctx(),
+            ops,
+        })?)
+    }
+
+    // ---- collections ----
+
+    pub fn collection_create(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: &str,
+    ) -> Result<Collection> {
+        let name = CollectionName::new(name)?;
+        self.authorize(caller, Permission::Write, &format!("collection {name}"))?;
+        self.write(
+            caller,
+            vec![Op::CreateCollection {
+                name: name.clone(),
+                description: description.to_owned(),
+                if_absent: false,
+            }],
+        )?;
+        self.collection_show(caller, name.as_str())
+    }
+
+    pub fn collection_show(&self, caller: &Caller, name: &str) -> Result<Collection> {
+        let name = CollectionName::new(name)?;
+        self.authorize(caller, Permission::Read, &format!("collection {name}"))?;
+        self.store
+            .collection(&caller.namespace, &name)?
+            .ok_or_else(|| Error::NotFound(format!("collection {name}")))
+    }
+
+    pub fn collection_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Collection>> {
+        self.authorize(caller, Permission::Read, "collections")?;
+        Ok(self.store.collections(&caller.namespace, page)?)
+    }
+
+    // ---- audit and integrity ----
+
+    /// Audit records after `after`, filtered; the chain is store-wide but a
+    /// caller sees only its namespace.
+    pub fn audit_list(
+        &self,
+        caller: &Caller,
+        filter: &AuditFilter,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>> {
+        self.authorize(caller, Permission::Admin, "audit log")?;
+        let mut out = Vec::new();
+        let mut cursor = after;
+        let limit = limit.clamp(1, 10_000) as usize;
+        loop {
+            let page = self.store.audit(cursor, 1000)?;
+            let Some(last) = page.last() else { break };
+            cursor = last.seq;
+            out.extend(
+                page.into_iter()
+                    .filter(|r| r.namespace == caller.namespace && filter.matches(r)),
+            );
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn audit_verify(
+        &self,
+        caller: &Caller,
+        expect: Option<ChainHead>,
+    ) -> Result<AuditVerification> {
+        self.authorize(caller, Permission::Admin, "audit log")?;
+        let (report, expected_head_source) = self.store.verify_audit(expect)?;
+        Ok(AuditVerification {
+            report,
+            expected_head_source,
+        })
+    }
+
+    pub fn verify(&self, caller: &Caller, expect: Option<ChainHead>) -> Result<CheckReport> {
+        self.authorize(caller, Permission::Admin, "store")?;
+        Ok(self.store.check(expect)?)
+    }
+
+    pub fn status(&self, caller: &Caller) -> Result<StoreStatus> {
+        self.authorize(caller, Permission::Admin, "store")?;
+        Ok(self.store.status()?)
+    }
+}
+
+/// Filters for `audit list`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Matches the target id or the target name.
+    pub target: Option<String>,
+}
+
+impl AuditFilter {
+    fn matches(&self, r: &AuditRecord) -> bool {
+        self.actor
+            .as_ref()
+            .is_none_or(|a| r.actor.to_string() == *a)
+            && self.action.as_ref().is_none_or(|a| {
+                r.draft.action == *a || r.draft.action.starts_with(&format!("{a}."))
+            })
+            && self.target.as_ref().is_none_or(|t| {
+                r.draft.target_id == *t || r.draft.target_name.as_deref() == Some(t.as_str())
+            })
+    }
+}

@@ -342,6 +342,12 @@ pub trait Backend: Send + Sync {
 
     fn status(&self) -> Result<StoreStatus>;
 
+    /// Verifies the audit chain alone (cheaper than `check`), against
+    /// `expect_head` if given, else the head recorded outside the database.
+    /// Returns the report and where the expected head came from.
+    fn verify_audit(&self, expect_head: Option<ChainHead>)
+    -> Result<(ChainReport, Option<String>)>;
+
     /// Full integrity check: engine integrity, every blob's digest, references,
     /// pending migrations and the audit chain (against `expect_head` if given,
     /// else against the last head recorded outside the database, if any).

@@ -193,7 +193,30 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
     }
     let revisions_checked = backend.read(|c| read::count(c, "SELECT count(*) FROM revisions"))?;
 
-    // The audit chain, streamed in pages, against the best head available.
+    let (audit, source) = verify_chain(backend, expect_head)?;
+    for p in &audit.problems {
+        problems.push(problem(
+            ProblemCategory::AuditChain,
+            "audit chain",
+            p.to_string(),
+        ));
+    }
+
+    Ok(CheckReport {
+        blobs_checked: digests.len() as u64,
+        blob_bytes_checked: blob_bytes,
+        revisions_checked,
+        audit,
+        audit_head_source: source,
+        problems,
+    })
+}
+
+/// Streams the audit chain in pages through the verifier.
+pub(super) fn verify_chain(
+    backend: &SqliteBackend,
+    expect_head: Option<ChainHead>,
+) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
     let (expect, source) = match expect_head {
         Some(h) => (Some(h), Some("given".to_owned())),
         None => match backend
@@ -214,23 +237,7 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
             verifier.push(rec);
         }
     }
-    let audit = verifier.finish();
-    for p in &audit.problems {
-        problems.push(problem(
-            ProblemCategory::AuditChain,
-            "audit chain",
-            p.to_string(),
-        ));
-    }
-
-    Ok(CheckReport {
-        blobs_checked: digests.len() as u64,
-        blob_bytes_checked: blob_bytes,
-        revisions_checked,
-        audit,
-        audit_head_source: source,
-        problems,
-    })
+    Ok((verifier.finish(), source))
 }
 
 fn uuid_from_hex(h: &str) -> String {

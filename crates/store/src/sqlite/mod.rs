@@ -589,6 +589,13 @@ impl crate::Backend for SqliteBackend {
         })
     }
 
+    fn verify_audit(
+        &self,
+        expect_head: Option<ChainHead>,
+    ) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
+        check::verify_chain(self, expect_head)
+    }
+
     fn check(&self, expect_head: Option<ChainHead>) -> Result<crate::CheckReport> {
         check::run(self, expect_head)
     }

@@ -670,7 +670,7 @@ pub fn k4_blobs_are_deduplicated_and_streamed(h: &mut dyn Harness) {
     let s = h.store();
     let c = ctx("default");
     mkcoll(&s, &c, "h");
-    let big: Vec<u8> = (0..(2_500_000u32))
+    let big: Vec<u8> = (0..2_500_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let op = |n: &str| {

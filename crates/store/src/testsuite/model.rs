@@ -59,6 +59,7 @@ pub fn model_test(make: &dyn Fn() -> Box<dyn Harness>, cases: u32) {
         .unwrap_or_else(|e| panic!("model test failed: {e}"));
 }
 
+#[allow(clippy::map_entry)] // the branches assert different errors
 fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
     let c = ctx("default");
     let refs = RelationType::new("references").unwrap();

@@ -1,0 +1,290 @@
+//! The command-line grammar: `kontextual [GLOBAL FLAGS] <noun> <verb> [ARGS]`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kontextual",
+    version,
+    about = "Kontextual: the self-hosted knowledge runtime for AI agents and their operators.",
+    long_about = "Kontextual keeps what agents know: collections of artifacts with full revision \
+history, typed relationships, content-addressed blobs and a hash-chained audit log.\n\n\
+Artifacts are addressed by id or by COLLECTION/NAME (e.g. handbook/guides/setup.md); \
+escape '#' and '%' inside names as %23 and %25.",
+    after_help = "Exit codes: 0 ok, 1 verification found problems, 2 invalid input, 3 not found, \
+4 conflict, 5 store unavailable, 6 permission denied, 7 corruption, 8 I/O error, 10 internal error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Data directory holding the embedded store [default: ./kontextual-data]
+    #[arg(long, global = true, env = "KONTEXTUAL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; when set, PostgreSQL holds everything (not available in this build yet)
+    #[arg(
+        long,
+        global = true,
+        env = "KONTEXTUAL_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Namespace (tenant) to act in [default: default]
+    #[arg(long, global = true, env = "KONTEXTUAL_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Actor to act as, KIND:NAME [default: user:local-admin]
+    #[arg(long, global = true, env = "KONTEXTUAL_ACTOR", value_name = "ACTOR")]
+    pub actor: Option<String>,
+    /// Config file [default: DATA_DIR/kontextual.toml, if present]
+    #[arg(long, global = true, env = "KONTEXTUAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors (and requested data)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the store (data directory and database); safe to run again
+    Init,
+    /// Collections of artifacts
+    #[command(subcommand)]
+    Collection(CollectionCmd),
+    /// Artifacts, their revisions and content
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// Relate two artifacts: SRC TYPE DST (e.g. handbook/a.md references handbook/b.md)
+    Relate(RelateArgs),
+    /// Typed relationships
+    #[command(subcommand)]
+    Relation(RelationCmd),
+    /// The hash-chained audit log
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Check the whole store: database integrity, every blob, references, migrations, audit chain
+    Verify(VerifyArgs),
+    /// Schema status and migrations
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PageArgs {
+    /// Maximum number of items
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Continue after this cursor (printed as `next` by the previous page)
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CollectionCmd {
+    /// Create a collection
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List collections with their artifact counts
+    List(PageArgs),
+    /// Show one collection
+    Show { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ArtifactCmd {
+    /// Create or update an artifact from a file or stdin (a new revision when anything changed)
+    Put(PutArgs),
+    /// Show an artifact's current state (or print its content with --content)
+    Show {
+        /// COLLECTION/NAME or id
+        artifact: String,
+        /// Print the raw content to stdout instead
+        #[arg(long)]
+        content: bool,
+        /// Revision to print with --content [default: current]
+        #[arg(long, requires = "content")]
+        revision: Option<u64>,
+    },
+    /// List artifacts
+    List {
+        #[arg(long)]
+        collection: Option<String>,
+        /// Include deleted and purged artifacts
+        #[arg(long)]
+        include_deleted: bool,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Revision history: every change record with old and new digest
+    History {
+        artifact: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Differences between two revisions [default: the last two]
+    Diff {
+        artifact: String,
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Delete (tombstone) an artifact; its history stays and its relations are deleted
+    Delete {
+        artifact: String,
+        /// Fail unless the current revision is this one
+        #[arg(long, value_name = "N")]
+        expect_revision: Option<u64>,
+    },
+    /// Erase an artifact's content for good (all revisions); a tombstone and change record remain
+    Purge {
+        artifact: String,
+        #[arg(long, value_name = "N")]
+        expect_revision: Option<u64>,
+        /// Confirm the erasure (required: it cannot be undone)
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// COLLECTION/NAME (the collection must exist) or the id of an existing artifact
+    pub artifact: String,
+    /// Read content from this file (streamed)
+    #[arg(long, short, value_name = "PATH", conflicts_with_all = ["stdin", "keep_content"])]
+    pub file: Option<PathBuf>,
+    /// Read content from stdin (streamed)
+    #[arg(long, conflicts_with = "keep_content")]
+    pub stdin: bool,
+    /// Keep the current content; change attributes only
+    #[arg(long)]
+    pub keep_content: bool,
+    /// Metadata entry KEY=VALUE (repeatable; string values)
+    #[arg(long = "meta", value_name = "KEY=VALUE", conflicts_with = "metadata")]
+    pub meta: Vec<String>,
+    /// Metadata as a JSON object, kept exactly as written
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+    /// Artifact type (markdown, text, html, json, opaque, …) [default: from the name]
+    #[arg(long = "type", value_name = "TYPE")]
+    pub artifact_type: Option<String>,
+    /// Media type [default: from the name]
+    #[arg(long, value_name = "TYPE/SUBTYPE")]
+    pub media_type: Option<String>,
+    /// draft, active, deprecated or archived
+    #[arg(long)]
+    pub lifecycle: Option<String>,
+    /// public, internal, confidential or restricted
+    #[arg(long)]
+    pub classification: Option<String>,
+    /// The system the content came from
+    #[arg(long, value_name = "NAME")]
+    pub source_system: Option<String>,
+    /// Fail with a conflict unless the current revision is N (optimistic concurrency)
+    #[arg(long, value_name = "N", conflicts_with = "create_only")]
+    pub expect_revision: Option<u64>,
+    /// Fail if the artifact already exists
+    #[arg(long)]
+    pub create_only: bool,
+    /// An artifact this one was derived from (repeatable)
+    #[arg(long, value_name = "ARTIFACT")]
+    pub derived_from: Vec<String>,
+    /// The transformation that derived it
+    #[arg(long, value_name = "NAME", requires = "derived_from")]
+    pub transformation: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RelateArgs {
+    pub source: String,
+    /// Relation type, e.g. references, depends-on, derived-from
+    #[arg(value_name = "TYPE")]
+    pub rel_type: String,
+    pub target: String,
+    /// Properties as a JSON object
+    #[arg(long, value_name = "JSON")]
+    pub props: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RelationCmd {
+    /// List relations (of one artifact, as source or target)
+    List {
+        #[arg(long)]
+        artifact: Option<String>,
+        #[arg(long = "type", value_name = "TYPE")]
+        rel_type: Option<String>,
+        #[arg(long)]
+        include_deleted: bool,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Change a relation's type or properties
+    Update {
+        id: String,
+        #[arg(long = "type", value_name = "TYPE")]
+        rel_type: Option<String>,
+        #[arg(long, value_name = "JSON")]
+        props: Option<String>,
+        #[arg(long, value_name = "N")]
+        expect_revision: Option<u64>,
+    },
+    /// Delete a relation
+    Delete {
+        id: String,
+        #[arg(long, value_name = "N")]
+        expect_revision: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// List audit records, oldest first
+    List {
+        /// Only records of this actor (KIND:NAME)
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action (e.g. artifact.update) or family (artifact)
+        #[arg(long)]
+        action: Option<String>,
+        /// Only records about this target id or name
+        #[arg(long)]
+        target: Option<String>,
+        /// Start after this sequence number
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Verify the hash chain; prints the head to keep as SEQ:HASH
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A chain head recorded earlier (SEQ:HASH); detects a truncated tail
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub expect_head: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCmd {
+    /// Schema version, pending migrations and what the store holds
+    Status,
+    /// Apply pending migrations
+    Migrate,
+}

@@ -1,0 +1,760 @@
+//! Command handlers: turn arguments into service calls and print results.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use kontextual_model::{Actor, ArtifactRef, ChainHead, Metadata, Namespace, RelationId, Revision};
+use kontextual_services::{
+    AuditFilter, Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode,
+    StorePageRequest,
+};
+use kontextual_store_types::{ArtifactQuery, Cursor};
+
+use crate::cli::*;
+use crate::config::{CONFIG_FILE, Config, DEFAULT_CONFIG};
+use crate::output::{Out, bytes, short_digest, time};
+
+/// Re-exported store types the CLI needs for queries and cursors.
+mod kontextual_store_types {
+    pub use kontextual_services::store_types::{ArtifactQuery, Cursor};
+}
+
+struct Ctx {
+    cfg: Config,
+    caller: Caller,
+    out: Out,
+}
+
+impl Ctx {
+    fn open(&self, mode: StoreOpenMode) -> Result<Services> {
+        Ok(Services::open(
+            &StoreConfig {
+                data_dir: self.cfg.data_dir.clone(),
+                busy_timeout: self.cfg.busy_timeout,
+            },
+            mode,
+        )?)
+    }
+    fn rw(&self) -> Result<Services> {
+        self.open(StoreOpenMode::ReadWrite)
+    }
+}
+
+fn page(p: &PageArgs) -> StorePageRequest {
+    StorePageRequest {
+        after: p.after.clone().map(Cursor),
+        limit: p.limit,
+    }
+}
+
+fn aref(s: &str) -> Result<ArtifactRef> {
+    Ok(s.parse::<ArtifactRef>()?)
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let cfg = Config::load(&cli.global)?;
+    let caller = Caller::new(
+        cfg.actor.parse::<Actor>().context("actor")?,
+        Namespace::new(&cfg.namespace).context("namespace")?,
+    );
+    let ctx = Ctx {
+        cfg,
+        caller,
+        out: Out {
+            json: cli.global.json,
+            quiet: cli.global.quiet,
+        },
+    };
+    match cli.command {
+        Command::Init => init(&ctx),
+        Command::Collection(c) => collection(&ctx, c),
+        Command::Artifact(c) => artifact(&ctx, c),
+        Command::Relate(a) => relate(&ctx, a),
+        Command::Relation(c) => relation(&ctx, c),
+        Command::Audit(c) => audit(&ctx, c),
+        Command::Verify(a) => verify(&ctx, a),
+        Command::Db(c) => db(&ctx, c),
+    }
+}
+
+fn ok() -> Result<ExitCode> {
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init(ctx: &Ctx) -> Result<ExitCode> {
+    let existed = Services::store_exists(&ctx.cfg.data_dir);
+    let svc = ctx.open(StoreOpenMode::Create)?;
+    let cfg_path = ctx.cfg.data_dir.join(CONFIG_FILE);
+    if !cfg_path.exists() {
+        std::fs::write(&cfg_path, DEFAULT_CONFIG)
+            .with_context(|| format!("writing {}", cfg_path.display()))?;
+    }
+    let status = svc.status(&ctx.caller)?;
+    if ctx.out.json {
+        ctx.out.json(&serde_json::json!({
+            "data_dir": ctx.cfg.data_dir,
+            "created": !existed,
+            "schema_version": status.schema_version,
+            "store_id": status.store_id,
+        }))?;
+    } else if existed {
+        ctx.out.note(format!(
+            "Store already initialised at {} (schema v{}).",
+            ctx.cfg.data_dir.display(),
+            status.schema_version
+        ));
+    } else {
+        ctx.out.note(format!(
+            "Initialised a new store at {} (schema v{}, config {}).",
+            ctx.cfg.data_dir.display(),
+            status.schema_version,
+            cfg_path.display()
+        ));
+    }
+    ok()
+}
+
+fn collection(ctx: &Ctx, cmd: CollectionCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    match cmd {
+        CollectionCmd::Create { name, description } => {
+            let c = svc.collection_create(&ctx.caller, &name, &description)?;
+            if ctx.out.json {
+                ctx.out.json(&c)?;
+            } else {
+                ctx.out
+                    .note(format!("Created collection {} ({}).", c.name, c.id));
+            }
+        }
+        CollectionCmd::Show { name } => {
+            let c = svc.collection_show(&ctx.caller, &name)?;
+            if ctx.out.json {
+                ctx.out.json(&c)?;
+            } else {
+                ctx.out.fields(&[
+                    ("name", c.name.to_string()),
+                    ("id", c.id.to_string()),
+                    ("namespace", c.namespace.to_string()),
+                    ("description", c.description.clone()),
+                    ("artifacts", c.artifact_count.to_string()),
+                    ("created", time(c.created_at)),
+                ]);
+            }
+        }
+        CollectionCmd::List(p) => {
+            let pg = svc.collection_list(&ctx.caller, &page(&p))?;
+            if ctx.out.json {
+                ctx.out.json(&pg)?;
+            } else {
+                let rows = pg
+                    .items
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.to_string(),
+                            c.artifact_count.to_string(),
+                            time(c.created_at),
+                            c.description.clone(),
+                        ]
+                    })
+                    .collect();
+                ctx.out
+                    .table(&["collection", "artifacts", "created", "description"], rows);
+                next_hint(ctx, pg.next.as_ref());
+            }
+        }
+    }
+    ok()
+}
+
+fn next_hint(ctx: &Ctx, next: Option<&Cursor>) {
+    if let Some(c) = next {
+        ctx.out.note(format!("More results: --after {}", c.0));
+    }
+}
+
+fn parse_metadata(args: &PutArgs) -> Result<Option<Metadata>> {
+    if let Some(text) = &args.metadata {
+        return Ok(Some(Metadata::parse(text)?));
+    }
+    if args.meta.is_empty() {
+        return Ok(None);
+    }
+    let mut pairs = Vec::new();
+    for m in &args.meta {
+        let Some((k, v)) = m.split_once('=') else {
+            bail!("--meta {m:?}: expected KEY=VALUE");
+        };
+        if k.is_empty() {
+            bail!("--meta {m:?}: the key is empty");
+        }
+        pairs.push((k, v));
+    }
+    Ok(Some(Metadata::from_pairs(pairs)))
+}
+
+fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    match cmd {
+        ArtifactCmd::Put(args) => {
+            let content = match (&args.file, args.stdin, args.keep_content) {
+                (Some(p), _, _) => ContentSource::File(p.clone()),
+                (None, true, _) => ContentSource::Stdin,
+                (None, false, true) => ContentSource::Keep,
+                (None, false, false) => {
+                    bail!("give the content with --file PATH or --stdin (or --keep-content)")
+                }
+            };
+            let mut req = PutRequest::new(aref(&args.artifact)?, content);
+            req.metadata = parse_metadata(&args)?;
+            req.artifact_type = args.artifact_type.clone();
+            req.media_type = args.media_type.clone();
+            req.lifecycle = args.lifecycle.as_deref().map(str::parse).transpose()?;
+            req.classification = args.classification.as_deref().map(str::parse).transpose()?;
+            req.source_system = args.source_system.clone();
+            req.expect_revision = args.expect_revision;
+            req.create_only = args.create_only;
+            req.derived_from = args
+                .derived_from
+                .iter()
+                .map(|s| aref(s))
+                .collect::<Result<_>>()?;
+            req.transformation = args.transformation.clone();
+            let outcome = svc.artifact_put(&ctx.caller, req)?;
+            let a = &outcome.artifact;
+            if ctx.out.json {
+                ctx.out.json(&outcome)?;
+            } else {
+                match outcome.change {
+                    Some(kind) => ctx.out.note(format!(
+                        "{} {}/{} revision {} ({}, {}).",
+                        capitalize(kind.as_str()),
+                        a.collection,
+                        a.name,
+                        a.revision,
+                        short_digest(&a.digest),
+                        bytes(a.size)
+                    )),
+                    None => ctx.out.note(format!(
+                        "Unchanged {}/{} (revision {}): content and attributes are identical.",
+                        a.collection, a.name, a.revision
+                    )),
+                }
+            }
+        }
+        ArtifactCmd::Show {
+            artifact,
+            content,
+            revision,
+        } => {
+            let r = aref(&artifact)?;
+            if content {
+                let mut reader = svc.artifact_content(&ctx.caller, &r, revision)?;
+                let mut stdout = io::stdout().lock();
+                io::copy(&mut reader, &mut stdout)?;
+                stdout.flush()?;
+                return ok();
+            }
+            let a = svc.artifact_show(&ctx.caller, &r)?;
+            if ctx.out.json {
+                ctx.out.json(&a)?;
+            } else {
+                let mut rows = vec![
+                    ("artifact", format!("{}/{}", a.collection, a.name)),
+                    ("id", a.id.to_string()),
+                    ("state", a.state.to_string()),
+                    ("revision", a.revision.to_string()),
+                    ("type", a.artifact_type.clone()),
+                    ("media type", a.media_type.clone()),
+                    ("digest", a.digest.to_string()),
+                    ("size", bytes(a.size)),
+                    ("metadata", a.metadata.to_string()),
+                    ("lifecycle", a.lifecycle.to_string()),
+                    ("classification", a.classification.to_string()),
+                ];
+                if let Some(s) = &a.source_system {
+                    rows.push(("source system", s.clone()));
+                }
+                if let Some(p) = &a.provenance.source_path {
+                    rows.push(("source path", p.clone()));
+                }
+                if let Some(t) = a.provenance.source_mtime {
+                    rows.push(("source mtime", time(t)));
+                }
+                if !a.provenance.derived_from.is_empty() {
+                    let ids: Vec<String> = a
+                        .provenance
+                        .derived_from
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect();
+                    rows.push(("derived from", ids.join(", ")));
+                }
+                if let Some(t) = &a.provenance.transformation {
+                    rows.push(("transformation", t.clone()));
+                }
+                rows.push(("created", time(a.created_at)));
+                rows.push(("updated", time(a.updated_at)));
+                ctx.out.fields(&rows);
+            }
+        }
+        ArtifactCmd::List {
+            collection,
+            include_deleted,
+            page: p,
+        } => {
+            let q = ArtifactQuery {
+                collection: collection.as_deref().map(str::parse).transpose()?,
+                digest: None,
+                include_deleted,
+            };
+            let pg = svc.artifact_list(&ctx.caller, &q, &page(&p))?;
+            if ctx.out.json {
+                ctx.out.json(&pg)?;
+            } else {
+                let rows = pg
+                    .items
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            format!(
+                                "{}/{}",
+                                a.collection,
+                                kontextual_model::names::escape_name(a.name.as_str())
+                            ),
+                            a.revision.to_string(),
+                            a.state.to_string(),
+                            a.artifact_type.clone(),
+                            bytes(a.size),
+                            time(a.updated_at),
+                        ]
+                    })
+                    .collect();
+                ctx.out.table(
+                    &["artifact", "rev", "state", "type", "size", "updated"],
+                    rows,
+                );
+                next_hint(ctx, pg.next.as_ref());
+            }
+        }
+        ArtifactCmd::History { artifact, page: p } => {
+            let pg = svc.artifact_history(&ctx.caller, &aref(&artifact)?, &page(&p))?;
+            if ctx.out.json {
+                ctx.out.json(&pg)?;
+            } else {
+                let rows = pg.items.iter().map(history_row).collect();
+                ctx.out.table(
+                    &["rev", "change", "digest", "previous", "size", "actor", "at"],
+                    rows,
+                );
+                next_hint(ctx, pg.next.as_ref());
+            }
+        }
+        ArtifactCmd::Diff { artifact, from, to } => {
+            let d = svc.artifact_diff(&ctx.caller, &aref(&artifact)?, from, to)?;
+            if ctx.out.json {
+                ctx.out.json(&d)?;
+            } else {
+                println!(
+                    "{}: revision {} → {}",
+                    d.artifact, d.from.revision, d.to.revision
+                );
+                for (field, old, new) in &d.attributes {
+                    println!("  {field}: {old} → {new}");
+                }
+                use kontextual_services::DiffContent;
+                match &d.content {
+                    DiffContent::Same => println!("content: unchanged"),
+                    DiffContent::Unavailable => println!("content: unavailable (purged)"),
+                    DiffContent::Binary { from_size, to_size } => {
+                        println!(
+                            "content: binary or too large to show ({} → {})",
+                            bytes(*from_size),
+                            bytes(*to_size)
+                        )
+                    }
+                    DiffContent::Text { unified } => print!("{unified}"),
+                }
+            }
+        }
+        ArtifactCmd::Delete {
+            artifact,
+            expect_revision,
+        } => {
+            let a = svc.artifact_delete(&ctx.caller, &aref(&artifact)?, expect_revision)?;
+            if ctx.out.json {
+                ctx.out.json(&a)?;
+            } else {
+                ctx.out.note(format!(
+                    "Deleted {}/{} (tombstone at revision {}; history kept).",
+                    a.collection, a.name, a.revision
+                ));
+            }
+        }
+        ArtifactCmd::Purge {
+            artifact,
+            expect_revision,
+            yes,
+        } => {
+            if !yes {
+                bail!(
+                    "purge erases the content of every revision of {artifact} for good; add --yes to confirm"
+                );
+            }
+            let a = svc.artifact_purge(&ctx.caller, &aref(&artifact)?, expect_revision)?;
+            if ctx.out.json {
+                ctx.out.json(&a)?;
+            } else {
+                ctx.out.note(format!(
+                    "Purged the content of {}/{} (revision {}); the tombstone and change records remain.",
+                    a.collection, a.name, a.revision
+                ));
+            }
+        }
+    }
+    ok()
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn history_row(r: &Revision) -> Vec<String> {
+    let mut digest = short_digest(&r.digest);
+    if !r.content_available {
+        digest.push_str(" (purged)");
+    }
+    vec![
+        r.revision.to_string(),
+        r.change.to_string(),
+        digest,
+        r.prev_digest
+            .as_ref()
+            .map(short_digest)
+            .unwrap_or_else(|| "-".to_owned()),
+        bytes(r.size),
+        r.actor.to_string(),
+        time(r.created_at),
+    ]
+}
+
+fn relate(ctx: &Ctx, a: RelateArgs) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    let props = a.props.as_deref().map(Metadata::parse).transpose()?;
+    let r = svc.relate(
+        &ctx.caller,
+        &aref(&a.source)?,
+        &a.rel_type,
+        &aref(&a.target)?,
+        props,
+    )?;
+    if ctx.out.json {
+        ctx.out.json(&r)?;
+    } else {
+        ctx.out.note(format!(
+            "Related {} {} {} (relation {}).",
+            a.source, r.rel_type, a.target, r.id
+        ));
+    }
+    ok()
+}
+
+fn relation(ctx: &Ctx, cmd: RelationCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    match cmd {
+        RelationCmd::List {
+            artifact,
+            rel_type,
+            include_deleted,
+            page: p,
+        } => {
+            let artifact = artifact.as_deref().map(aref).transpose()?;
+            let pg = svc.relation_list(
+                &ctx.caller,
+                artifact.as_ref(),
+                rel_type.as_deref(),
+                include_deleted,
+                &page(&p),
+            )?;
+            if ctx.out.json {
+                ctx.out.json(&pg)?;
+            } else {
+                let name = |id: kontextual_model::ArtifactId| -> String {
+                    svc.artifact_show(&ctx.caller, &ArtifactRef::Id(id))
+                        .map(|a| format!("{}/{}", a.collection, a.name))
+                        .unwrap_or_else(|_| id.to_string())
+                };
+                let rows = pg
+                    .items
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.to_string(),
+                            name(r.source),
+                            r.rel_type.to_string(),
+                            name(r.target),
+                            r.revision.to_string(),
+                            if r.deleted { "deleted" } else { "live" }.to_owned(),
+                        ]
+                    })
+                    .collect();
+                ctx.out.table(
+                    &["relation", "source", "type", "target", "rev", "state"],
+                    rows,
+                );
+                next_hint(ctx, pg.next.as_ref());
+            }
+        }
+        RelationCmd::Update {
+            id,
+            rel_type,
+            props,
+            expect_revision,
+        } => {
+            let id: RelationId = id.parse()?;
+            let props = props.as_deref().map(Metadata::parse).transpose()?;
+            let r =
+                svc.relation_update(&ctx.caller, id, rel_type.as_deref(), props, expect_revision)?;
+            if ctx.out.json {
+                ctx.out.json(&r)?;
+            } else {
+                ctx.out.note(format!(
+                    "Updated relation {} (revision {}).",
+                    r.id, r.revision
+                ));
+            }
+        }
+        RelationCmd::Delete {
+            id,
+            expect_revision,
+        } => {
+            let id: RelationId = id.parse()?;
+            let r = svc.relation_delete(&ctx.caller, id, expect_revision)?;
+            if ctx.out.json {
+                ctx.out.json(&r)?;
+            } else {
+                ctx.out.note(format!("Deleted relation {}.", r.id));
+            }
+        }
+    }
+    ok()
+}
+
+fn parse_head(s: Option<&str>) -> Result<Option<ChainHead>> {
+    Ok(s.map(str::parse::<ChainHead>).transpose()?)
+}
+
+fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
+    match cmd {
+        AuditCmd::List {
+            actor,
+            action,
+            target,
+            after,
+            limit,
+        } => {
+            let svc = ctx.rw()?;
+            let filter = AuditFilter {
+                actor,
+                action,
+                target,
+            };
+            let recs = svc.audit_list(&ctx.caller, &filter, after, limit)?;
+            if ctx.out.json {
+                ctx.out.json(&recs)?;
+            } else {
+                let rows = recs
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.seq.to_string(),
+                            time(r.at),
+                            r.actor.to_string(),
+                            r.draft.action.clone(),
+                            r.draft
+                                .target_name
+                                .clone()
+                                .unwrap_or_else(|| r.draft.target_id.clone()),
+                            r.draft.outcome.as_str().to_owned(),
+                            r.correlation_id.to_string(),
+                        ]
+                    })
+                    .collect();
+                ctx.out.table(
+                    &[
+                        "seq",
+                        "at",
+                        "actor",
+                        "action",
+                        "target",
+                        "outcome",
+                        "correlation",
+                    ],
+                    rows,
+                );
+            }
+            ok()
+        }
+        AuditCmd::Verify(args) => {
+            let svc = ctx.open(StoreOpenMode::Inspect)?;
+            let v = svc.audit_verify(&ctx.caller, parse_head(args.expect_head.as_deref())?)?;
+            if ctx.out.json {
+                ctx.out.json(&v)?;
+            } else {
+                let head = v
+                    .report
+                    .head
+                    .as_ref()
+                    .map_or("(empty)".to_owned(), |h| h.to_string());
+                if v.report.is_valid() {
+                    println!("Audit chain OK: {} records.", v.report.records);
+                } else {
+                    println!(
+                        "Audit chain BROKEN: {} records, {} problems:",
+                        v.report.records,
+                        v.report.problems.len()
+                    );
+                    for p in &v.report.problems {
+                        println!("  - {p}");
+                    }
+                }
+                println!("head: {head}");
+                if let Some(src) = &v.expected_head_source {
+                    println!("checked against the expected head from {src}");
+                }
+                if v.report.is_valid() {
+                    println!(
+                        "Keep this head outside the store and pass it later: audit verify --expect-head {head}"
+                    );
+                }
+            }
+            Ok(if v.report.is_valid() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
+    let svc = ctx.open(StoreOpenMode::Inspect)?;
+    let r = svc.verify(&ctx.caller, parse_head(args.expect_head.as_deref())?)?;
+    if ctx.out.json {
+        ctx.out.json(&r)?;
+    } else {
+        println!(
+            "Checked {} blobs ({}), {} revisions, {} audit records.",
+            r.blobs_checked,
+            bytes(r.blob_bytes_checked),
+            r.revisions_checked,
+            r.audit.records
+        );
+        if let Some(h) = &r.audit.head {
+            println!("audit head: {h}");
+        }
+        if r.is_ok() {
+            println!("Store OK.");
+        } else {
+            println!("{} problems:", r.problems.len());
+            for p in &r.problems {
+                let cat = serde_json::to_value(p.category)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                println!("  [{cat}] {}: {}", p.subject, p.detail);
+            }
+        }
+    }
+    Ok(if r.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn db(ctx: &Ctx, cmd: DbCmd) -> Result<ExitCode> {
+    match cmd {
+        DbCmd::Status => {
+            let svc = ctx.open(StoreOpenMode::Inspect)?;
+            let s = svc.status(&ctx.caller)?;
+            if ctx.out.json {
+                ctx.out.json(&s)?;
+            } else {
+                let pending = if s.pending_migrations.is_empty() {
+                    "none".to_owned()
+                } else {
+                    format!(
+                        "{} (run `kontextual db migrate`)",
+                        s.pending_migrations.join(", ")
+                    )
+                };
+                ctx.out.fields(&[
+                    ("store", s.location.clone()),
+                    ("store id", s.store_id.clone()),
+                    (
+                        "schema version",
+                        format!(
+                            "{} (this kontextual: {})",
+                            s.schema_version, s.latest_schema_version
+                        ),
+                    ),
+                    ("pending migrations", pending),
+                    ("collections", s.collections.to_string()),
+                    (
+                        "artifacts",
+                        format!(
+                            "{} live, {} deleted, {} purged",
+                            s.artifacts_live, s.artifacts_deleted, s.artifacts_purged
+                        ),
+                    ),
+                    ("revisions", s.revisions.to_string()),
+                    ("relations", s.relations_live.to_string()),
+                    ("blobs", format!("{} ({})", s.blobs, bytes(s.blob_bytes))),
+                    ("audit records", s.audit_records.to_string()),
+                    (
+                        "audit head",
+                        s.audit_head
+                            .as_ref()
+                            .map_or("-".to_owned(), |h| h.to_string()),
+                    ),
+                    (
+                        "outbox",
+                        format!(
+                            "{} events (last seq {})",
+                            s.outbox_events, s.outbox_last_seq
+                        ),
+                    ),
+                    ("database size", bytes(s.size_bytes)),
+                ]);
+            }
+        }
+        DbCmd::Migrate => {
+            let before = ctx.open(StoreOpenMode::Inspect)?.status(&ctx.caller)?;
+            let svc = ctx.open(StoreOpenMode::Migrate)?;
+            let after = svc.status(&ctx.caller)?;
+            if ctx.out.json {
+                ctx.out.json(&serde_json::json!({
+                    "from": before.schema_version,
+                    "to": after.schema_version,
+                    "applied": before.pending_migrations,
+                }))?;
+            } else if before.pending_migrations.is_empty() {
+                ctx.out
+                    .note(format!("Schema is up to date (v{}).", after.schema_version));
+            } else {
+                ctx.out.note(format!(
+                    "Migrated schema v{} → v{} ({}).",
+                    before.schema_version,
+                    after.schema_version,
+                    before.pending_migrations.join(", ")
+                ));
+            }
+        }
+    }
+    ok()
+}

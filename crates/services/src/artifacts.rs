@@ -1,0 +1,417 @@
+//! Artifact operations: put, show, content, history, diff, list, delete, purge.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+
+use kontextual_model::{
+    Artifact, ArtifactRef, Change, ChangeKind, Classification, Lifecycle, Metadata, Provenance,
+    Revision,
+};
+use kontextual_store::{
+    ArtifactKey, ArtifactQuery, Content, Expect, Op, Page, PageRequest, PutArtifact,
+};
+use serde::Serialize;
+
+use crate::{Caller, Error, Permission, Result, Services, media};
+
+/// Where new content comes from.
+#[derive(Debug)]
+pub enum ContentSource {
+    File(PathBuf),
+    Stdin,
+    Bytes(Vec<u8>),
+    /// Keep the current content; change attributes only.
+    Keep,
+}
+
+#[derive(Debug)]
+pub struct PutRequest {
+    /// `COLLECTION/NAME` (or an id, to update an existing artifact).
+    pub target: ArtifactRef,
+    pub content: ContentSource,
+    pub artifact_type: Option<String>,
+    pub media_type: Option<String>,
+    pub metadata: Option<Metadata>,
+    pub lifecycle: Option<Lifecycle>,
+    pub classification: Option<Classification>,
+    pub source_system: Option<String>,
+    /// Fail with a conflict unless the current revision is this one.
+    pub expect_revision: Option<u64>,
+    /// Fail if a live artifact with this name exists.
+    pub create_only: bool,
+    /// Inputs of a derived artifact, and the transformation that derived it.
+    pub derived_from: Vec<ArtifactRef>,
+    pub transformation: Option<String>,
+}
+
+impl PutRequest {
+    pub fn new(target: ArtifactRef, content: ContentSource) -> Self {
+        PutRequest {
+            target,
+            content,
+            artifact_type: None,
+            media_type: None,
+            metadata: None,
+            lifecycle: None,
+            classification: None,
+            source_system: None,
+            expect_revision: None,
+            create_only: false,
+            derived_from: Vec::new(),
+            transformation: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PutOutcome {
+    /// `created`, `updated`, `restored` — or `None` when nothing changed.
+    pub change: Option<ChangeKind>,
+    pub artifact: Artifact,
+}
+
+/// Differences between two revisions.
+#[derive(Clone, Debug, Serialize)]
+pub struct Diff {
+    pub artifact: String,
+    pub from: Revision,
+    pub to: Revision,
+    /// `(field, old, new)` for every attribute that differs.
+    pub attributes: Vec<(String, String, String)>,
+    pub content: DiffContent,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DiffContent {
+    Same,
+    /// A unified diff of UTF-8 text.
+    Text {
+        unified: String,
+    },
+    /// Not text (or too large to diff): sizes only.
+    Binary {
+        from_size: u64,
+        to_size: u64,
+    },
+    /// One side's content was purged.
+    Unavailable,
+}
+
+const DIFF_LIMIT: u64 = 8 << 20;
+
+impl Services {
+    /// Turns a user reference into a store key; sections are for retrieval.
+    pub(crate) fn key(&self, r: &ArtifactRef) -> Result<ArtifactKey> {
+        match r {
+            ArtifactRef::Id(id) => Ok(ArtifactKey::Id(*id)),
+            ArtifactRef::Name {
+                section: Some(s), ..
+            } => Err(Error::InvalidInput(format!(
+                "section selector #{s}: this command addresses whole artifacts; drop the #section"
+            ))),
+            ArtifactRef::Name {
+                collection, name, ..
+            } => Ok(ArtifactKey::Name {
+                collection: collection.clone(),
+                name: name.clone(),
+            }),
+        }
+    }
+
+    /// The artifact in any state, or `NotFound`.
+    pub fn artifact_show(&self, caller: &Caller, r: &ArtifactRef) -> Result<Artifact> {
+        let key = self.key(r)?;
+        self.authorize(caller, Permission::Read, &r.to_string())?;
+        self.store()
+            .artifact(&caller.namespace, &key)?
+            .ok_or_else(|| Error::NotFound(format!("artifact {r}")))
+    }
+
+    pub fn artifact_put(&self, caller: &Caller, req: PutRequest) -> Result<PutOutcome> {
+        let (collection, name) = match &req.target {
+            ArtifactRef::Id(_) => {
+                let a = self.artifact_show(caller, &req.target)?;
+                (a.collection, a.name)
+            }
+            ArtifactRef::Name {
+                section: Some(s), ..
+            } => {
+                return Err(Error::InvalidInput(format!(
+                    "cannot put a section (#{s}); put the whole artifact"
+                )));
+            }
+            ArtifactRef::Name {
+                collection, name, ..
+            } => (collection.clone(), name.clone()),
+        };
+        self.authorize(caller, Permission::Write, &format!("{collection}/{name}"))?;
+        let existing = self.store().artifact(
+            &caller.namespace,
+            &ArtifactKey::Name {
+                collection: collection.clone(),
+                name: name.clone(),
+            },
+        )?;
+        let mut provenance: Option<Provenance> = None;
+        let content = match req.content {
+            ContentSource::Bytes(b) => Content::Bytes(b),
+            ContentSource::Keep => Content::Keep,
+            ContentSource::Stdin => Content::Reader(Box::new(std::io::stdin())),
+            ContentSource::File(path) => {
+                let file = File::open(&path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let meta = file
+                    .metadata()
+                    .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+                if meta.is_dir() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} is a directory; `artifact put` takes one file (ingest takes trees)",
+                        path.display()
+                    )));
+                }
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| kontextual_model::Timestamp::try_from(t).ok())
+                    .and_then(|t| {
+                        kontextual_model::Timestamp::from_microsecond(t.as_microsecond()).ok()
+                    });
+                provenance = Some(Provenance {
+                    source_path: Some(path.display().to_string()),
+                    source_mtime: mtime,
+                    ..existing
+                        .as_ref()
+                        .map(|a| a.provenance.clone())
+                        .unwrap_or_default()
+                });
+                Content::Reader(Box::new(file) as Box<dyn Read + Send>)
+            }
+        };
+        if !req.derived_from.is_empty() || req.transformation.is_some() {
+            let mut ids = Vec::new();
+            for r in &req.derived_from {
+                ids.push(self.artifact_show(caller, r)?.id);
+            }
+            let base = provenance
+                .take()
+                .or_else(|| existing.as_ref().map(|a| a.provenance.clone()))
+                .unwrap_or_default();
+            provenance = Some(Provenance {
+                derived_from: ids,
+                transformation: req.transformation.clone(),
+                ..base
+            });
+        }
+        let (guess_type, guess_media) = media::guess(name.as_str());
+        let fresh = existing.is_none();
+        let put = PutArtifact {
+            collection,
+            name,
+            content,
+            artifact_type: req
+                .artifact_type
+                .or_else(|| fresh.then(|| guess_type.to_owned())),
+            media_type: req
+                .media_type
+                .or_else(|| fresh.then(|| guess_media.to_owned())),
+            metadata: req.metadata,
+            lifecycle: req.lifecycle,
+            classification: req.classification,
+            source_system: req.source_system,
+            provenance,
+            expect: match (req.expect_revision, req.create_only) {
+                (Some(r), _) => Expect::Revision(r),
+                (None, true) => Expect::Absent,
+                (None, false) => Expect::Any,
+            },
+        };
+        let changes = self.write(caller, vec![Op::PutArtifact(put)])?;
+        match changes.into_iter().next() {
+            Some(Change::Artifact { kind, artifact, .. }) => Ok(PutOutcome {
+                change: Some(kind),
+                artifact,
+            }),
+            Some(Change::ArtifactUnchanged { artifact }) => Ok(PutOutcome {
+                change: None,
+                artifact,
+            }),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Streams the content of the current revision, or of `revision`.
+    pub fn artifact_content(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        revision: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let a = self.artifact_show(caller, r)?;
+        let rev = self.revision_of(caller, &a, revision.unwrap_or(a.revision))?;
+        if !rev.content_available {
+            return Err(Error::NotFound(format!(
+                "content of {r} revision {} (it was purged)",
+                rev.revision
+            )));
+        }
+        Ok(self.store().open_content(&rev.digest)?)
+    }
+
+    fn revision_of(&self, caller: &Caller, a: &Artifact, revision: u64) -> Result<Revision> {
+        self.store()
+            .revision(&caller.namespace, a.id, revision)?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "revision {revision} of {}/{} (it has revisions 1 to {})",
+                    a.collection, a.name, a.revision
+                ))
+            })
+    }
+
+    pub fn artifact_history(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        page: &PageRequest,
+    ) -> Result<Page<Revision>> {
+        let a = self.artifact_show(caller, r)?;
+        Ok(self.store().revisions(&caller.namespace, a.id, page)?)
+    }
+
+    pub fn artifact_list(
+        &self,
+        caller: &Caller,
+        q: &ArtifactQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Artifact>> {
+        let target = q
+            .collection
+            .as_ref()
+            .map_or("artifacts".to_owned(), |c| format!("collection {c}"));
+        self.authorize(caller, Permission::Read, &target)?;
+        if let Some(c) = &q.collection {
+            self.collection_show(caller, c.as_str())?;
+        }
+        Ok(self.store().artifacts(&caller.namespace, q, page)?)
+    }
+
+    pub fn artifact_delete(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        expect: Option<u64>,
+    ) -> Result<Artifact> {
+        let key = self.key(r)?;
+        self.authorize(caller, Permission::Write, &r.to_string())?;
+        let changes = self.write(caller, vec![Op::DeleteArtifact { key, expect }])?;
+        last_artifact(changes)
+    }
+
+    pub fn artifact_purge(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        expect: Option<u64>,
+    ) -> Result<Artifact> {
+        let key = self.key(r)?;
+        self.authorize(caller, Permission::Admin, &r.to_string())?;
+        let changes = self.write(caller, vec![Op::PurgeArtifact { key, expect }])?;
+        last_artifact(changes)
+    }
+
+    pub fn artifact_diff(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        from: Option<u64>,
+        to: Option<u64>,
+    ) -> Result<Diff> {
+        let a = self.artifact_show(caller, r)?;
+        let to_rev = to.unwrap_or(a.revision);
+        let from_rev = from.unwrap_or(to_rev.saturating_sub(1).max(1));
+        let from = self.revision_of(caller, &a, from_rev)?;
+        let to = self.revision_of(caller, &a, to_rev)?;
+        let mut attributes = Vec::new();
+        let mut cmp = |field: &str, x: String, y: String| {
+            if x != y {
+                attributes.push((field.to_owned(), x, y));
+            }
+        };
+        cmp("media_type", from.media_type.clone(), to.media_type.clone());
+        cmp(
+            "metadata",
+            from.metadata.to_string(),
+            to.metadata.to_string(),
+        );
+        cmp(
+            "lifecycle",
+            from.lifecycle.to_string(),
+            to.lifecycle.to_string(),
+        );
+        cmp(
+            "classification",
+            from.classification.to_string(),
+            to.classification.to_string(),
+        );
+        cmp("digest", from.digest.to_string(), to.digest.to_string());
+        let content = if from.digest == to.digest && from.content_available == to.content_available
+        {
+            DiffContent::Same
+        } else if !from.content_available || !to.content_available {
+            DiffContent::Unavailable
+        } else if from.size > DIFF_LIMIT || to.size > DIFF_LIMIT {
+            DiffContent::Binary {
+                from_size: from.size,
+                to_size: to.size,
+            }
+        } else {
+            let old = self.read_text(&from)?;
+            let new = self.read_text(&to)?;
+            match (old, new) {
+                (Some(old), Some(new)) => DiffContent::Text {
+                    unified: crate::diff::unified(
+                        &old,
+                        &new,
+                        &format!("{r}@{}", from.revision),
+                        &format!("{r}@{}", to.revision),
+                    ),
+                },
+                _ => DiffContent::Binary {
+                    from_size: from.size,
+                    to_size: to.size,
+                },
+            }
+        };
+        Ok(Diff {
+            artifact: format!("{}/{}", a.collection, a.name),
+            from,
+            to,
+            attributes,
+            content,
+        })
+    }
+
+    fn read_text(&self, rev: &Revision) -> Result<Option<String>> {
+        let mut buf = Vec::with_capacity(rev.size as usize);
+        self.store()
+            .open_content(&rev.digest)?
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("reading content", e))?;
+        Ok(String::from_utf8(buf).ok())
+    }
+}
+
+fn last_artifact(changes: Vec<Change>) -> Result<Artifact> {
+    changes
+        .into_iter()
+        .rev()
+        .find_map(|c| match c {
+            Change::Artifact { artifact, .. } => Some(artifact),
+            _ => None,
+        })
+        .ok_or_else(|| Error::InvalidInput("the store reported no artifact change".to_owned()))
+}

@@ -1,0 +1,73 @@
+//! Service errors: what went wrong, in words a user can act on.
+
+use kontextual_model::ModelError;
+use kontextual_store::{ErrorKind as StoreKind, StoreError};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Coarse classes the surfaces map to exit codes and HTTP statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidInput,
+    NotFound,
+    Conflict,
+    Denied,
+    Unavailable,
+    Corrupted,
+    Io,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Invalid(#[from] ModelError),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("permission denied: {actor} may not {permission} {target}")]
+    Denied {
+        actor: String,
+        permission: &'static str,
+        target: String,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store(e) => match e.kind() {
+                StoreKind::NotFound => ErrorKind::NotFound,
+                StoreKind::AlreadyExists | StoreKind::Conflict => ErrorKind::Conflict,
+                StoreKind::DanglingReference | StoreKind::InvalidInput => ErrorKind::InvalidInput,
+                StoreKind::Locked | StoreKind::NotAStore | StoreKind::SchemaMismatch => {
+                    ErrorKind::Unavailable
+                }
+                StoreKind::Corrupted => ErrorKind::Corrupted,
+                StoreKind::Io => ErrorKind::Io,
+                _ => ErrorKind::Internal,
+            },
+            Error::Invalid(_) | Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Denied { .. } => ErrorKind::Denied,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

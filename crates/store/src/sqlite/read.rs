@@ -99,14 +99,14 @@ pub(crate) fn load_artifact(
             .map_err(sql_err)?
             .query_row(params![id.0, ns.as_str()], artifact_row)
             .optional(),
-        ArtifactKey::Name { collection, name } => conn
-            .prepare_cached(&format!(
-                "SELECT {ARTIFACT_COLS} FROM artifacts a JOIN collections c ON c.id = a.collection_id \
-                 WHERE c.namespace = ?1 AND c.name = ?2 AND a.name = ?3"
-            ))
-            .map_err(sql_err)?
-            .query_row(params![ns.as_str(), collection.as_str(), name.as_str()], artifact_row)
-            .optional(),
+        ArtifactKey::Name { collection, name } => {
+            // Two simple lookups instead of one join: a parameter used twice
+            // in one statement makes SQLite (with STAT4) re-prepare it on every bind.
+            let Some(cid) = collection_id(conn, ns, collection.as_str())? else {
+                return Ok(None);
+            };
+            return load_artifact_in(conn, ns, cid, collection.as_str(), name.as_str());
+        }
     };
     row.map_err(sql_err)
 }
@@ -137,6 +137,29 @@ pub(crate) fn load_collection(
     .query_row(params![ns.as_str(), name], collection_row)
     .optional()
     .map_err(sql_err)
+}
+
+/// An artifact by collection id and name. No join: with a join, SQLite
+/// derives a transitive constraint on the bound id and then re-prepares the
+/// statement on every execution (STAT4 expmask), which dominated the write path.
+pub(crate) fn load_artifact_in(conn: &Connection, ns: &Namespace, cid: CollectionId, collection: &str, name: &str) -> Result<Option<Artifact>> {
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM artifacts a WHERE a.namespace = ?1 AND a.collection_id = ?2 AND a.name = ?3",
+        ARTIFACT_COLS.replacen("c.name", "?4", 1)
+    ))
+    .map_err(sql_err)?
+    .query_row(params![ns.as_str(), cid.0, name, collection], artifact_row)
+    .optional()
+    .map_err(sql_err)
+}
+
+/// The id of a collection, without the artifact count (the write path).
+pub(crate) fn collection_id(conn: &Connection, ns: &Namespace, name: &str) -> Result<Option<CollectionId>> {
+    conn.prepare_cached("SELECT id FROM collections WHERE namespace = ?1 AND name = ?2")
+        .map_err(sql_err)?
+        .query_row(params![ns.as_str(), name], |r| Ok(CollectionId(r.get(0)?)))
+        .optional()
+        .map_err(sql_err)
 }
 
 /// Runs a listing query that fetches `limit + 1` rows to know whether more follow.

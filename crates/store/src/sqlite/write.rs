@@ -10,7 +10,7 @@ use kontextual_model::{
 };
 use rusqlite::{Connection, params};
 
-use super::read::{self, load_artifact, load_collection};
+use super::read::{self, load_artifact};
 use super::{WriteJob, blobs, micros, sql_err};
 use crate::port::{ArtifactKey, Content, Expect, Op, PutArtifact, WriteBatch, WriteContext};
 use crate::{Result, StoreError};
@@ -225,9 +225,8 @@ fn create_collection(
     if_absent: bool,
     now: Timestamp,
 ) -> Result<Vec<Change>> {
-    if let Some(existing) = load_collection(conn, &ctx.namespace, name)? {
+    if read::collection_id(conn, &ctx.namespace, name)?.is_some() {
         if if_absent {
-            let _ = existing;
             return Ok(Vec::new());
         }
         return Err(StoreError::AlreadyExists {
@@ -298,7 +297,7 @@ fn put_artifact(
     now: Timestamp,
 ) -> Result<Change> {
     let what = format!("artifact {}/{}", put.collection, put.name);
-    let coll = load_collection(conn, &ctx.namespace, put.collection.as_str())?
+    let coll_id = read::collection_id(conn, &ctx.namespace, put.collection.as_str())?
         .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
     let current = load_artifact(
         conn,
@@ -336,8 +335,8 @@ fn put_artifact(
     let next = Artifact {
         id: prev.map_or_else(ArtifactId::new, |a| a.id),
         namespace: ctx.namespace.clone(),
-        collection_id: coll.id,
-        collection: coll.name.clone(),
+        collection_id: coll_id,
+        collection: put.collection.clone(),
         name: put.name,
         artifact_type: put
             .artifact_type

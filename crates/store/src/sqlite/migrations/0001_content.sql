@@ -54,6 +54,7 @@ CREATE TABLE artifacts (
     UNIQUE (namespace, collection_id, name)
 ) STRICT;
 CREATE INDEX artifacts_digest ON artifacts (namespace, digest);
+CREATE INDEX artifacts_collection_state ON artifacts (collection_id, state);
 
 CREATE TABLE revisions (
     artifact_id       BLOB NOT NULL REFERENCES artifacts (id),

@@ -14,8 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kontextual_model::{Actor, ArtifactName, ArtifactRef, CollectionName, CorrelationId, Namespace};
-use kontextual_services::{Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode};
+use kontextual_model::{
+    Actor, ArtifactName, ArtifactRef, CollectionName, CorrelationId, Namespace,
+};
+use kontextual_services::{
+    Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode,
+};
 use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
 use kontextual_store::{Content, Op, PutArtifact, Store, WriteBatch, WriteContext};
 
@@ -27,7 +31,12 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { only: None, n: 20_000, writers: 8, batch: 256 };
+    let mut a = Args {
+        only: None,
+        n: 20_000,
+        writers: 8,
+        batch: 256,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || -> Result<usize> { Ok(it.next().context("missing value")?.parse()?) };
@@ -37,7 +46,9 @@ fn args() -> Result<Args> {
             "--batch" => a.batch = val()?.max(1),
             "--only" => a.only = it.next(),
             "--bench" => {} // passed by `cargo bench`
-            other => bail!("unknown flag {other}; use --n, --writers, --batch, --only floor|concurrent|batched"),
+            other => bail!(
+                "unknown flag {other}; use --n, --writers, --batch, --only floor|concurrent|batched"
+            ),
         }
     }
     Ok(a)
@@ -53,7 +64,17 @@ fn make_corpus(dir: &Path, n: usize) -> Result<(Vec<PathBuf>, u64)> {
         state ^= state << 17;
         state
     };
-    let words = ["agent ", "context ", "store ", "revision ", "audit ", "chain ", "blob ", "query ", "\n"];
+    let words = [
+        "agent ",
+        "context ",
+        "store ",
+        "revision ",
+        "audit ",
+        "chain ",
+        "blob ",
+        "query ",
+        "\n",
+    ];
     let mut files = Vec::with_capacity(n);
     let mut total = 0u64;
     for i in 0..n {
@@ -83,7 +104,10 @@ fn floor(dir: &Path, files: &[PathBuf]) -> Result<Duration> {
         let mut stmt = conn.prepare("INSERT INTO docs (name, content) VALUES (?1, ?2)")?;
         for f in files {
             let bytes = std::fs::read(f)?;
-            stmt.execute(rusqlite::params![f.file_name().and_then(|s| s.to_str()), bytes])?;
+            stmt.execute(rusqlite::params![
+                f.file_name().and_then(|s| s.to_str()),
+                bytes
+            ])?;
         }
     }
     conn.execute_batch("COMMIT")?;
@@ -92,7 +116,10 @@ fn floor(dir: &Path, files: &[PathBuf]) -> Result<Duration> {
 
 /// Many concurrent callers, one put per call: the group commit path (server, agents).
 fn kontextual_concurrent(dir: &Path, files: &[PathBuf], writers: usize) -> Result<Duration> {
-    let cfg = StoreConfig { data_dir: dir.join("concurrent"), busy_timeout: Duration::from_secs(30) };
+    let cfg = StoreConfig {
+        data_dir: dir.join("concurrent"),
+        busy_timeout: Duration::from_secs(30),
+    };
     let svc = Services::open(&cfg, StoreOpenMode::Create)?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
     svc.collection_create(&caller, "bench", "")?;
@@ -111,7 +138,10 @@ fn kontextual_concurrent(dir: &Path, files: &[PathBuf], writers: usize) -> Resul
                             name: ArtifactName::new(name)?,
                             section: None,
                         };
-                        svc.artifact_put(&caller, PutRequest::new(target, ContentSource::File(f.clone())))?;
+                        svc.artifact_put(
+                            &caller,
+                            PutRequest::new(target, ContentSource::File(f.clone())),
+                        )?;
                     }
                 })
             })
@@ -128,7 +158,10 @@ fn kontextual_concurrent(dir: &Path, files: &[PathBuf], writers: usize) -> Resul
 
 /// One caller writing atomic batches (the ingest path).
 fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Duration> {
-    let store = Store::new(SqliteBackend::open_dir(&dir.join("batched"), &OpenOptions::new(OpenMode::Create))?);
+    let store = Store::new(SqliteBackend::open_dir(
+        &dir.join("batched"),
+        &OpenOptions::new(OpenMode::Create),
+    )?);
     let ctx = WriteContext {
         namespace: Namespace::default(),
         actor: Actor::local_admin(),
@@ -138,7 +171,11 @@ fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Dur
     let coll = CollectionName::new("bench")?;
     store.write(WriteBatch {
         ctx: ctx.clone(),
-        ops: vec![Op::CreateCollection { name: coll.clone(), description: String::new(), if_absent: false }],
+        ops: vec![Op::CreateCollection {
+            name: coll.clone(),
+            description: String::new(),
+            if_absent: false,
+        }],
     })?;
     let start = Instant::now();
     for chunk in files.chunks(batch) {
@@ -146,14 +183,26 @@ fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Dur
         for f in chunk {
             let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
             let file = std::fs::File::open(f)?;
-            ops.push(Op::PutArtifact(PutArtifact::new(coll.clone(), ArtifactName::new(name)?, Content::Reader(Box::new(file)))));
+            ops.push(Op::PutArtifact(PutArtifact::new(
+                coll.clone(),
+                ArtifactName::new(name)?,
+                Content::Reader(Box::new(file)),
+            )));
         }
-        store.write(WriteBatch { ctx: ctx.clone(), ops })?;
+        store.write(WriteBatch {
+            ctx: ctx.clone(),
+            ops,
+        })?;
     }
     let elapsed = start.elapsed();
     let status = store.status()?;
-    if status.artifacts_live != files.len() as u64 || status.audit_records != files.len() as u64 + 1 {
-        bail!("batched run stored {} artifacts / {} audit records", status.artifacts_live, status.audit_records);
+    if status.artifacts_live != files.len() as u64 || status.audit_records != files.len() as u64 + 1
+    {
+        bail!(
+            "batched run stored {} artifacts / {} audit records",
+            status.artifacts_live,
+            status.audit_records
+        );
     }
     Ok(elapsed)
 }
@@ -161,7 +210,11 @@ fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Dur
 fn check(svc: &Services, caller: &Caller, n: usize) -> Result<()> {
     let status = svc.status(caller)?;
     if status.artifacts_live != n as u64 || status.outbox_events != n as u64 + 1 {
-        bail!("stored {} artifacts and {} events, expected {n}", status.artifacts_live, status.outbox_events);
+        bail!(
+            "stored {} artifacts and {} events, expected {n}",
+            status.artifacts_live,
+            status.outbox_events
+        );
     }
     Ok(())
 }
@@ -175,11 +228,23 @@ fn main() -> Result<()> {
     let run = |what: &str| a.only.as_deref().is_none_or(|o| o == what);
     let zero = Duration::from_nanos(1);
     eprintln!("floor (plain rusqlite, one transaction)…");
-    let f = if run("floor") { floor(tmp.path(), &files)? } else { zero };
+    let f = if run("floor") {
+        floor(tmp.path(), &files)?
+    } else {
+        zero
+    };
     eprintln!("kontextual, {} concurrent writers…", a.writers);
-    let c = if run("concurrent") { kontextual_concurrent(tmp.path(), &files, a.writers)? } else { zero };
+    let c = if run("concurrent") {
+        kontextual_concurrent(tmp.path(), &files, a.writers)?
+    } else {
+        zero
+    };
     eprintln!("kontextual, batches of {}…", a.batch);
-    let b = if run("batched") { kontextual_batched(tmp.path(), &files, a.batch)? } else { zero };
+    let b = if run("batched") {
+        kontextual_batched(tmp.path(), &files, a.batch)?
+    } else {
+        zero
+    };
     let row = |label: &str, d: Duration| {
         let s = d.as_secs_f64();
         println!(
@@ -194,7 +259,16 @@ fn main() -> Result<()> {
     println!("| writer | seconds | docs/s | MB/s | vs floor |");
     println!("|---|---|---|---|---|");
     row("floor: plain rusqlite, 1 transaction", f);
-    row(&format!("kontextual: {} concurrent callers, 1 put each (group commit)", a.writers), c);
-    row(&format!("kontextual: 1 caller, atomic batches of {}", a.batch), b);
+    row(
+        &format!(
+            "kontextual: {} concurrent callers, 1 put each (group commit)",
+            a.writers
+        ),
+        c,
+    );
+    row(
+        &format!("kontextual: 1 caller, atomic batches of {}", a.batch),
+        b,
+    );
     Ok(())
 }

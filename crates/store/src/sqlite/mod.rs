@@ -148,9 +148,6 @@ fn configure(conn: &Connection, busy: Duration, file: bool) -> Result<()> {
     // commit amortizes the extra fsync.
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(sql_err)?;
-    if let Ok(v) = std::env::var("KX_EXPERIMENT") {
-        conn.execute_batch(&v).map_err(sql_err)?;
-    }
     Ok(())
 }
 
@@ -350,13 +347,13 @@ impl SqliteBackend {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(sql_err)?;
-                configure(&c, self.inner.busy_timeout, true)?;
+                configure(&c, self.inner.busy_timeout, false)?;
                 c
             }
         };
         let out = f(&conn);
         let mut pool = lock(&self.inner.readers);
-        if pool.len() < 8 {
+        if pool.len() < 32 {
             pool.push(conn);
         }
         out

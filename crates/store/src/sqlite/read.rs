@@ -142,7 +142,13 @@ pub(crate) fn load_collection(
 /// An artifact by collection id and name. No join: with a join, SQLite
 /// derives a transitive constraint on the bound id and then re-prepares the
 /// statement on every execution (STAT4 expmask), which dominated the write path.
-pub(crate) fn load_artifact_in(conn: &Connection, ns: &Namespace, cid: CollectionId, collection: &str, name: &str) -> Result<Option<Artifact>> {
+pub(crate) fn load_artifact_in(
+    conn: &Connection,
+    ns: &Namespace,
+    cid: CollectionId,
+    collection: &str,
+    name: &str,
+) -> Result<Option<Artifact>> {
     conn.prepare_cached(&format!(
         "SELECT {} FROM artifacts a WHERE a.namespace = ?1 AND a.collection_id = ?2 AND a.name = ?3",
         ARTIFACT_COLS.replacen("c.name", "?4", 1)
@@ -154,7 +160,11 @@ pub(crate) fn load_artifact_in(conn: &Connection, ns: &Namespace, cid: Collectio
 }
 
 /// The id of a collection, without the artifact count (the write path).
-pub(crate) fn collection_id(conn: &Connection, ns: &Namespace, name: &str) -> Result<Option<CollectionId>> {
+pub(crate) fn collection_id(
+    conn: &Connection,
+    ns: &Namespace,
+    name: &str,
+) -> Result<Option<CollectionId>> {
     conn.prepare_cached("SELECT id FROM collections WHERE namespace = ?1 AND name = ?2")
         .map_err(sql_err)?
         .query_row(params![ns.as_str(), name], |r| Ok(CollectionId(r.get(0)?)))

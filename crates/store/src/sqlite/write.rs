@@ -47,25 +47,36 @@ pub(super) fn commit_group(
     let now = kontextual_model::now();
     let mut results = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
+    // A lone batch needs no savepoint: if it fails, the whole transaction
+    // rolls back (savepoints cost a sub-journal write per touched page).
+    let isolate = jobs.len() > 1;
     for job in jobs {
         replies.push(job.reply);
         let saved = head.clone();
-        let outcome = conn
-            .execute_batch("SAVEPOINT batch")
-            .map_err(sql_err)
-            .and_then(|_| apply_batch(conn, job.batch, &mut head, now));
+        let outcome = if isolate {
+            conn.execute_batch("SAVEPOINT batch")
+                .map_err(sql_err)
+                .and_then(|_| apply_batch(conn, job.batch, &mut head, now))
+        } else {
+            apply_batch(conn, job.batch, &mut head, now)
+        };
         match outcome {
-            Ok(changes) => {
-                if let Err(e) = conn.execute_batch("RELEASE batch") {
-                    results.push(Err(sql_err(e)));
-                } else {
-                    results.push(Ok(changes));
-                }
-            }
-            Err(e) => {
+            Ok(changes) => match isolate.then(|| conn.execute_batch("RELEASE batch")) {
+                Some(Err(e)) => results.push(Err(sql_err(e))),
+                _ => results.push(Ok(changes)),
+            },
+            Err(e) if isolate => {
                 let _ = conn.execute_batch("ROLLBACK TO batch; RELEASE batch");
                 head = saved;
                 results.push(Err(e));
+            }
+            Err(e) => {
+                // The only batch of this group failed: undo the whole transaction.
+                let _ = conn.execute_batch("ROLLBACK");
+                if let Some(r) = replies.pop() {
+                    let _ = r.send(Err(e));
+                }
+                return None;
             }
         }
     }

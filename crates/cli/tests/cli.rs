@@ -1,0 +1,606 @@
+//! End-to-end tests: the real `kontextual` binary in a temporary directory.
+//! Each command is a new process, so every step also proves persistence.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+    fn write(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(args);
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    /// Runs and asserts success.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+    /// Runs, asserts the exit code, returns stderr.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stderr(&out)
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn db(env: &Env) -> rusqlite::Connection {
+    rusqlite::Connection::open(env.data().join("kontextual.db")).unwrap()
+}
+
+fn seeded() -> Env {
+    let env = Env::new();
+    env.ok(&["init"]);
+    env.ok(&["collection", "create", "handbook"]);
+    let intro = env.write("intro.md", "# Intro\nHello\n");
+    env.ok(&[
+        "artifact",
+        "put",
+        "handbook/intro.md",
+        "--file",
+        intro.to_str().unwrap(),
+        "--meta",
+        "owner=docs",
+    ]);
+    env
+}
+
+/// K2, K3, K4, X3, X5: the README tour, one process per step.
+#[test]
+fn k2_tour_works_across_processes() {
+    let env = seeded();
+    let intro = env.write("intro.md", "# Intro\nHello world\n");
+    let out = env.json(&[
+        "artifact",
+        "put",
+        "handbook/intro.md",
+        "--file",
+        intro.to_str().unwrap(),
+    ]);
+    assert_eq!(out["change"], "updated");
+    assert_eq!(out["artifact"]["revision"], 2);
+    assert_eq!(
+        out["artifact"]["metadata"]["owner"], "docs",
+        "metadata kept on update"
+    );
+    let again = env.json(&[
+        "artifact",
+        "put",
+        "handbook/intro.md",
+        "--file",
+        intro.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        again["change"],
+        Value::Null,
+        "unchanged content makes no revision"
+    );
+
+    let show = env.json(&["artifact", "show", "handbook/intro.md"]);
+    assert_eq!(show["type"], "markdown");
+    assert_eq!(show["media_type"], "text/markdown");
+    assert_eq!(show["revision"], 2);
+    assert_eq!(
+        env.ok(&["artifact", "show", "handbook/intro.md", "--content"]),
+        "# Intro\nHello world\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "artifact",
+            "show",
+            "handbook/intro.md",
+            "--content",
+            "--revision",
+            "1"
+        ]),
+        "# Intro\nHello\n"
+    );
+    let id = show["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env.json(&["artifact", "show", &id])["name"],
+        "intro.md",
+        "lookup by id"
+    );
+
+    let hist = env.json(&["artifact", "history", "handbook/intro.md"]);
+    let items = hist["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["change"], "updated");
+    assert_eq!(items[1]["prev_digest"], items[0]["digest"]);
+
+    let diff = env.ok(&[
+        "artifact",
+        "diff",
+        "handbook/intro.md",
+        "--from",
+        "1",
+        "--to",
+        "2",
+    ]);
+    assert!(
+        diff.contains("-Hello\n") && diff.contains("+Hello world\n"),
+        "{diff}"
+    );
+
+    let setup = env.write("setup.md", "setup\n");
+    env.ok(&[
+        "artifact",
+        "put",
+        "handbook/setup.md",
+        "--file",
+        setup.to_str().unwrap(),
+    ]);
+    let rel = env.json(&[
+        "relate",
+        "handbook/intro.md",
+        "references",
+        "handbook/setup.md",
+    ]);
+    assert_eq!(rel["type"], "references");
+    assert_eq!(
+        env.json(&["relation", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    env.ok(&["artifact", "delete", "handbook/setup.md"]);
+    assert!(
+        env.json(&["relation", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let all = env.json(&["relation", "list", "--include-deleted"]);
+    assert_eq!(all["items"][0]["deleted"], true);
+    let listed = env.json(&["artifact", "list", "--collection", "handbook"]);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let colls = env.json(&["collection", "list"]);
+    assert_eq!(colls["items"][0]["artifact_count"], 1);
+
+    let verify = env.ok(&["audit", "verify"]);
+    assert!(verify.contains("Audit chain OK"), "{verify}");
+    let head = env.json(&["audit", "verify"])["head"].clone();
+    let head = format!("{}:{}", head["seq"], head["hash"].as_str().unwrap());
+    env.ok(&["audit", "verify", "--expect-head", &head]);
+    assert!(env.ok(&["verify"]).contains("Store OK"));
+    let status = env.json(&["db", "status"]);
+    assert_eq!(status["schema_version"], status["latest_schema_version"]);
+    assert_eq!(status["artifacts_live"], 1);
+    assert_eq!(status["artifacts_deleted"], 1);
+    let audit = env.json(&["audit", "list", "--action", "artifact"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "artifact.create",
+            "artifact.update",
+            "artifact.create",
+            "artifact.delete"
+        ]
+    );
+}
+
+/// X8: each bad input gets a clear error and a meaningful exit code, and nothing stored is lost.
+#[test]
+fn x8_bad_input_is_refused_and_loses_nothing() {
+    let env = seeded();
+    let before = env.json(&["db", "status"]);
+    let f = env.write("x.md", "x");
+    let file = f.to_str().unwrap();
+    let e = env.fails(
+        2,
+        &[
+            "artifact",
+            "put",
+            "handbook/x.md",
+            "--file",
+            file,
+            "--metadata",
+            "{\"a\":",
+        ],
+    );
+    assert!(e.contains("not valid JSON"), "{e}");
+    let e = env.fails(
+        2,
+        &[
+            "artifact",
+            "put",
+            "handbook/x.md",
+            "--file",
+            file,
+            "--metadata",
+            "[1]",
+        ],
+    );
+    assert!(e.contains("must be a JSON object"), "{e}");
+    let e = env.fails(
+        2,
+        &[
+            "relate",
+            "handbook/intro.md",
+            "references",
+            "handbook/ghost.md",
+        ],
+    );
+    assert!(
+        e.contains("dangling reference") && e.contains("handbook/ghost.md does not exist"),
+        "{e}"
+    );
+    let e = env.fails(4, &["collection", "create", "handbook"]);
+    assert!(e.contains("collection handbook already exists"), "{e}");
+    let e = env.fails(
+        4,
+        &[
+            "artifact",
+            "put",
+            "handbook/intro.md",
+            "--file",
+            file,
+            "--expect-revision",
+            "7",
+        ],
+    );
+    assert!(
+        e.contains("expected revision 7, but the current revision is 1"),
+        "{e}"
+    );
+    let e = env.fails(
+        4,
+        &[
+            "artifact",
+            "put",
+            "handbook/intro.md",
+            "--file",
+            file,
+            "--create-only",
+        ],
+    );
+    assert!(e.contains("already exists"), "{e}");
+    let e = env.fails(3, &["artifact", "put", "nope/x.md", "--file", file]);
+    assert!(e.contains("collection nope not found"), "{e}");
+    let e = env.fails(
+        8,
+        &[
+            "artifact",
+            "put",
+            "handbook/y.md",
+            "--file",
+            "/definitely/missing.md",
+        ],
+    );
+    assert!(e.contains("cannot read /definitely/missing.md"), "{e}");
+    let e = env.fails(
+        2,
+        &["artifact", "put", "handbook/../etc/passwd", "--file", file],
+    );
+    assert!(e.contains("'.' or '..'"), "{e}");
+    let e = env.fails(
+        2,
+        &[
+            "artifact",
+            "put",
+            "handbook/y.md",
+            "--file",
+            file,
+            "--lifecycle",
+            "shiny",
+        ],
+    );
+    assert!(e.contains("draft, active, deprecated, archived"), "{e}");
+    let e = env.fails(3, &["artifact", "show", "handbook/nothing.md"]);
+    assert!(e.contains("artifact handbook/nothing.md not found"), "{e}");
+    let e = env.fails(2, &["artifact", "purge", "handbook/intro.md"]);
+    assert!(e.contains("--yes"), "{e}");
+    let e = env.fails(2, &["--actor", "robot", "collection", "list"]);
+    assert!(e.contains("KIND:NAME"), "{e}");
+    let out = env.run(&["--json", "artifact", "show", "handbook/nothing.md"]);
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "not_found");
+
+    let after = env.json(&["db", "status"]);
+    for k in ["artifacts_live", "revisions", "audit_records", "blobs"] {
+        assert_eq!(before[k], after[k], "{k} changed after refused input");
+    }
+    env.ok(&["verify"]);
+}
+
+/// X8: a directory that is not a store, a file that is not our database, a locked store.
+#[test]
+fn x8_foreign_and_locked_stores_are_clear_errors() {
+    let env = Env::new();
+    let e = env.fails(5, &["collection", "list"]);
+    assert!(e.contains("run `kontextual init`"), "{e}");
+    std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+    std::fs::write(env.path("elsewhere/notes.txt"), "keep me").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kontextual"))
+        .env_clear()
+        .args([
+            "--data-dir",
+            env.path("elsewhere").to_str().unwrap(),
+            "init",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(env.path("elsewhere/notes.txt")).unwrap(),
+        "keep me"
+    );
+
+    env.ok(&["init"]);
+    env.ok(&["collection", "create", "h"]);
+    std::fs::write(
+        env.data().join("kontextual.toml"),
+        "busy_timeout_ms = 300\n",
+    )
+    .unwrap();
+    let holder = db(&env);
+    holder
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO store_meta VALUES ('lock-test', 'x');")
+        .unwrap();
+    let e = env.fails(5, &["collection", "create", "other"]);
+    assert!(
+        e.contains("locked by another writer (waited 300 ms)"),
+        "{e}"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    env.ok(&["collection", "create", "other"]);
+    assert_eq!(
+        env.json(&["collection", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    std::fs::write(env.data().join("kontextual.toml"), "colour = \"blue\"\n").unwrap();
+    let e = env.fails(2, &["collection", "list"]);
+    assert!(e.contains("unknown field `colour`"), "{e}");
+}
+
+/// X3: tampering with the audit log in the database is detected by `audit verify` and `verify`.
+#[test]
+fn x3_audit_verify_detects_tampering_and_truncation() {
+    let env = seeded();
+    let v = env.json(&["audit", "verify"]);
+    let head = format!(
+        "{}:{}",
+        v["head"]["seq"],
+        v["head"]["hash"].as_str().unwrap()
+    );
+    db(&env)
+        .execute(
+            "UPDATE audit_log SET target_name = 'handbook/other.md' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let out = env.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("record 2 was altered"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("[audit_chain]"), "{}", stdout(&out));
+
+    let env = seeded();
+    let v = env.json(&["audit", "verify"]);
+    let head2 = format!(
+        "{}:{}",
+        v["head"]["seq"],
+        v["head"]["hash"].as_str().unwrap()
+    );
+    std::fs::remove_file(env.data().join("audit.head")).unwrap();
+    db(&env)
+        .execute("DELETE FROM audit_log WHERE seq = 2", [])
+        .unwrap();
+    let out = env.run(&["audit", "verify", "--expect-head", &head2]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("tail truncated"), "{}", stdout(&out));
+    let _ = head;
+}
+
+/// K3: migrations status, a newer store refused, a pending migration reported.
+#[test]
+fn k3_schema_version_is_inspectable_and_newer_stores_are_refused() {
+    let env = seeded();
+    let s = env.ok(&["db", "status"]);
+    assert!(
+        s.contains("schema version      3 (this kontextual: 3)"),
+        "{s}"
+    );
+    assert!(env.ok(&["db", "migrate"]).contains("up to date"));
+    db(&env)
+        .execute(
+            "INSERT INTO schema_migrations VALUES (4, 'from-the-future', 'x', 0)",
+            [],
+        )
+        .unwrap();
+    let e = env.fails(5, &["artifact", "list"]);
+    assert!(
+        e.contains("schema is version 4, newer than this kontextual supports (3)"),
+        "{e}"
+    );
+    let e = env.fails(5, &["db", "status"]);
+    assert!(e.contains("upgrade kontextual"), "{e}");
+}
+
+/// K4: content streams in and out intact; purge erases it and `verify` stays clean.
+#[test]
+fn k4_large_content_streams_and_purge_erases() {
+    let env = seeded();
+    let big: String = (0..300_000).map(|i| format!("{i}\n")).collect();
+    let mut child = env
+        .cmd(&["artifact", "put", "handbook/big.txt", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(big.as_bytes())
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let out = env.ok(&["artifact", "show", "handbook/big.txt", "--content"]);
+    assert!(
+        out == big,
+        "content differs after streaming ({} vs {} bytes)",
+        out.len(),
+        big.len()
+    );
+    env.ok(&["artifact", "purge", "handbook/big.txt", "--yes"]);
+    let e = env.fails(3, &["artifact", "show", "handbook/big.txt", "--content"]);
+    assert!(e.contains("purged"), "{e}");
+    let shown = env.json(&["artifact", "show", "handbook/big.txt"]);
+    assert_eq!(shown["state"], "purged");
+    assert_eq!(
+        env.json(&["db", "status"])["blobs"],
+        1,
+        "only intro.md's blob is left"
+    );
+    env.ok(&["verify"]);
+}
+
+/// K4: `verify` names a corrupt blob (exit 1).
+#[test]
+fn k4_verify_reports_corrupt_content() {
+    let env = seeded();
+    db(&env)
+        .execute("UPDATE blob_chunks SET data = x'41'", [])
+        .unwrap();
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("[corruption]") && text.contains("digest mismatch"),
+        "{text}"
+    );
+}
+
+/// X6, X9: config file < environment < flags; namespaces keep data apart.
+#[test]
+fn x6_config_layers_and_x9_namespaces() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    assert!(
+        env.data().join("kontextual.toml").exists(),
+        "init writes a commented config"
+    );
+    std::fs::write(
+        env.data().join("kontextual.toml"),
+        "namespace = \"alpha\"\n",
+    )
+    .unwrap();
+    env.ok(&["collection", "create", "from-file"]);
+    let mut c = env.cmd(&["collection", "create", "from-env"]);
+    c.env("KONTEXTUAL_NAMESPACE", "beta");
+    assert!(c.output().unwrap().status.success());
+    let mut c = env.cmd(&["--namespace", "gamma", "collection", "create", "from-flag"]);
+    c.env("KONTEXTUAL_NAMESPACE", "beta");
+    assert!(c.output().unwrap().status.success());
+    let names = |ns: &str| -> Vec<String> {
+        env.json(&["--namespace", ns, "collection", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("alpha"), ["from-file"]);
+    assert_eq!(names("beta"), ["from-env"]);
+    assert_eq!(names("gamma"), ["from-flag"]);
+    assert!(names("default").is_empty());
+    let e = env.fails(2, &["--namespace", "Bad NS", "collection", "list"]);
+    assert!(e.contains("namespace"), "{e}");
+}
+
+/// X5: --help explains, and output goes to stdout while messages go to stderr.
+#[test]
+fn x5_help_explains_commands() {
+    let env = Env::new();
+    let help = env.ok(&["--help"]);
+    for word in [
+        "init",
+        "collection",
+        "artifact",
+        "relate",
+        "audit",
+        "verify",
+        "db",
+        "Exit codes",
+    ] {
+        assert!(help.contains(word), "--help lacks {word}");
+    }
+    let put = env.ok(&["artifact", "put", "--help"]);
+    assert!(
+        put.contains("--expect-revision") && put.contains("--meta"),
+        "{put}"
+    );
+}

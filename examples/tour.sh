@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README tour on the embedded default: a fresh data directory, a
+# collection, artifacts with revisions, a relationship, a delete, and the
+# integrity checks. Run from anywhere; leaves its store in ./kontextual-tour.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+profile="${TOUR_PROFILE:-release}"   # CI sets dev to reuse the test build
+cargo build --profile "$profile" --quiet --manifest-path "$here/../Cargo.toml" -p kontextual
+outdir="$profile"; [ "$profile" = dev ] && outdir=debug
+k() { "${CARGO_TARGET_DIR:-$here/../target}/$outdir/kontextual" --data-dir "${TOUR_DIR:-./kontextual-tour}" "$@"; }
+step() { printf '\n$ kontextual %s\n' "$*"; k "$@"; }
+
+rm -rf "${TOUR_DIR:-./kontextual-tour}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp "$here/handbook/intro.md" "$work/intro.md"
+
+step init
+step collection create handbook --description "Team handbook"
+step artifact put handbook/intro.md --file "$work/intro.md" --meta owner=docs
+printf '\nNew: every change is a revision.\n' >> "$work/intro.md"
+step artifact put handbook/intro.md --file "$work/intro.md"
+step artifact put handbook/guides/setup.md --file "$here/handbook/guides/setup.md" --meta owner=ops
+step artifact show handbook/intro.md
+step artifact history handbook/intro.md
+step artifact diff handbook/intro.md --from 1 --to 2
+step relate handbook/intro.md references handbook/guides/setup.md
+step relation list
+step artifact delete handbook/guides/setup.md
+step collection list
+step audit verify
+step verify
+step db status

@@ -264,6 +264,12 @@ pub enum AuditCmd {
         /// Only records about this target id or name
         #[arg(long)]
         target: Option<String>,
+        /// Only records at or after this time (RFC 3339, e.g. 2026-11-21T00:00:00Z, or a date)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only records before this time
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         /// Start after this sequence number
         #[arg(long, default_value_t = 0)]
         after: u64,

@@ -544,6 +544,17 @@ fn relation(ctx: &Ctx, cmd: RelationCmd) -> Result<ExitCode> {
     ok()
 }
 
+/// An RFC 3339 instant, or a date (midnight UTC).
+fn parse_time(s: &str) -> Result<kontextual_model::Timestamp> {
+    if let Ok(t) = s.parse::<kontextual_model::Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = s.parse().with_context(|| {
+        format!("{s:?} is not a time: use RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21)")
+    })?;
+    Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+}
+
 fn parse_head(s: Option<&str>) -> Result<Option<ChainHead>> {
     Ok(s.map(str::parse::<ChainHead>).transpose()?)
 }
@@ -554,6 +565,8 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             actor,
             action,
             target,
+            since,
+            until,
             after,
             limit,
         } => {
@@ -562,6 +575,8 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 actor,
                 action,
                 target,
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: until.as_deref().map(parse_time).transpose()?,
             };
             let recs = svc.audit_list(&ctx.caller, &filter, after, limit)?;
             if ctx.out.json {

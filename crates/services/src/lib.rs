@@ -221,6 +221,10 @@ pub struct AuditFilter {
     pub action: Option<String>,
     /// Matches the target id or the target name.
     pub target: Option<String>,
+    /// Only records at or after this instant.
+    pub since: Option<kontextual_model::Timestamp>,
+    /// Only records before this instant.
+    pub until: Option<kontextual_model::Timestamp>,
 }
 
 impl AuditFilter {
@@ -234,5 +238,7 @@ impl AuditFilter {
             && self.target.as_ref().is_none_or(|t| {
                 r.draft.target_id == *t || r.draft.target_name.as_deref() == Some(t.as_str())
             })
+            && self.since.is_none_or(|s| r.at >= s)
+            && self.until.is_none_or(|u| r.at < u)
     }
 }

@@ -52,6 +52,12 @@ pub enum Change {
         relation: Relation,
         cause: RelationDeleteCause,
     },
+    /// Outbox events every consumer had applied, and old enough, were deleted.
+    OutboxPruned {
+        /// Highest sequence number removed.
+        through_seq: u64,
+        count: u64,
+    },
     /// An audit-only record (a denial, a recovery action) with no state change.
     Audited {
         action: String,
@@ -105,6 +111,17 @@ impl Change {
             Change::RelationDeleted { relation, cause } => {
                 relation_draft("relation.delete", relation, Some(json!({ "cause": cause })))
             }
+            Change::OutboxPruned { through_seq, count } => AuditDraft {
+                action: "outbox.prune".into(),
+                target_kind: "outbox".into(),
+                target_id: format!("..={through_seq}"),
+                target_name: None,
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(json!({ "count": count.to_string() })),
+            },
             Change::Audited { .. } => return None,
         };
         Some(d)
@@ -134,7 +151,11 @@ impl Change {
                     "state": artifact.state,
                 }),
             ),
-            Change::ArtifactUnchanged { .. } | Change::Audited { .. } => return None,
+            Change::ArtifactUnchanged { .. }
+            | Change::Audited { .. }
+            | Change::OutboxPruned { .. } => {
+                return None;
+            }
             Change::RelationCreated { relation }
             | Change::RelationUpdated { relation }
             | Change::RelationDeleted { relation, .. } => {

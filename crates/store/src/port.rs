@@ -171,6 +171,12 @@ pub enum Op {
     },
     /// Append an audit record that accompanies no state change (e.g. a denial).
     Audit(AuditDraft),
+    /// Retention: delete outbox events that every registered consumer has
+    /// acknowledged and that are older than `older_than`. With no consumer
+    /// registered nothing is deleted (a future consumer may still need them).
+    PruneOutbox {
+        older_than: kontextual_model::Timestamp,
+    },
 }
 
 /// A page request: keyset cursor plus size.
@@ -339,6 +345,14 @@ pub trait Backend: Send + Sync {
 
     /// Outbox events with `seq > after`, in commit order.
     fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>>;
+
+    /// Records that `consumer` has applied every event up to `seq` (registering
+    /// it on first use). Cursors only move forward; a `seq` beyond the last
+    /// event is `InvalidInput`. Bookkeeping, not domain state: not audited.
+    fn outbox_ack(&self, consumer: &str, seq: u64) -> Result<()>;
+
+    /// Every registered consumer and its cursor, by name.
+    fn outbox_cursors(&self) -> Result<Vec<(String, u64)>>;
 
     fn status(&self) -> Result<StoreStatus>;
 

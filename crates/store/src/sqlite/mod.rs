@@ -540,6 +540,43 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::outbox(c, after, limit.clamp(1, 10_000)))
     }
 
+    fn outbox_ack(&self, consumer: &str, seq: u64) -> Result<()> {
+        if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
+            return Err(StoreError::InvalidInput(format!(
+                "outbox consumer name {consumer:?} must be 1-128 printable characters"
+            )));
+        }
+        self.read(|c| {
+            let last = read::count(c, "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")?;
+            if seq > last {
+                return Err(StoreError::InvalidInput(format!(
+                    "cannot acknowledge outbox event {seq}: the last event is {last}"
+                )));
+            }
+            c.execute(
+                "INSERT INTO outbox_consumers (name, cursor, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at",
+                rusqlite::params![consumer, seq as i64, micros(kontextual_model::now())],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+
+    fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare("SELECT name, cursor FROM outbox_consumers ORDER BY name")
+                .map_err(sql_err)?;
+            stmt.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)
+        })
+    }
+
     fn status(&self) -> Result<crate::StoreStatus> {
         let size_bytes = self
             .db_path()
@@ -585,7 +622,7 @@ impl crate::Backend for SqliteBackend {
                 audit_records: n("SELECT count(*) FROM audit_log")?,
                 audit_head: if complete { read::audit_head(c)? } else { None },
                 outbox_events: n("SELECT count(*) FROM outbox")?,
-                outbox_last_seq: n("SELECT max(seq) FROM outbox")?,
+                outbox_last_seq: n("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")?,
                 size_bytes,
             })
         })

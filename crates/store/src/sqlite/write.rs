@@ -137,6 +137,7 @@ fn apply_batch(
                     now,
                 )?]
             }
+            Op::PruneOutbox { older_than } => prune_outbox(conn, older_than)?,
             Op::Audit(draft) => {
                 append_audit(conn, &ctx, head, now, draft)?;
                 out.push(Change::Audited {
@@ -751,4 +752,32 @@ fn delete_relation(
         relation: next,
         cause,
     })
+}
+
+fn prune_outbox(conn: &Connection, older_than: Timestamp) -> Result<Vec<Change>> {
+    let min_cursor: Option<i64> = conn
+        .query_row("SELECT min(cursor) FROM outbox_consumers", [], |r| r.get(0))
+        .map_err(sql_err)?;
+    let Some(min_cursor) = min_cursor else {
+        return Ok(Vec::new());
+    };
+    let (count, through): (i64, Option<i64>) = conn
+        .query_row(
+            "SELECT count(*), max(seq) FROM outbox WHERE seq <= ?1 AND at < ?2",
+            params![min_cursor, micros(older_than)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql_err)?;
+    let Some(through) = through else {
+        return Ok(Vec::new());
+    };
+    conn.execute(
+        "DELETE FROM outbox WHERE seq <= ?1 AND at < ?2",
+        params![min_cursor, micros(older_than)],
+    )
+    .map_err(sql_err)?;
+    Ok(vec![Change::OutboxPruned {
+        through_seq: through as u64,
+        count: count as u64,
+    }])
 }

@@ -900,3 +900,72 @@ pub fn k4_check_passes_on_a_healthy_store(h: &mut dyn Harness) {
     assert_eq!(st.schema_version, st.latest_schema_version);
     assert!(st.pending_migrations.is_empty());
 }
+
+pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    for i in 0..5 {
+        put(&s, &c, "h", &format!("{i}.md"), format!("{i}").as_bytes());
+    }
+    let far_future = kontextual_model::Timestamp::from_second(4_000_000_000).unwrap();
+    let prune = |s: &Store| {
+        write(
+            s,
+            &c,
+            vec![Op::PruneOutbox {
+                older_than: far_future,
+            }],
+        )
+        .unwrap()
+    };
+    assert!(
+        prune(&s).is_empty(),
+        "no consumer registered: nothing pruned"
+    );
+    s.outbox_ack("index", 4).unwrap();
+    s.outbox_ack("webhooks", 2).unwrap();
+    s.outbox_ack("index", 3).unwrap(); // never moves back
+    assert_eq!(
+        s.outbox_cursors().unwrap(),
+        vec![("index".to_owned(), 4), ("webhooks".to_owned(), 2)]
+    );
+    assert_eq!(
+        s.outbox_ack("index", 99).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let changes = prune(&s);
+    assert!(
+        matches!(
+            changes[..],
+            [Change::OutboxPruned {
+                through_seq: 2,
+                count: 2
+            }]
+        ),
+        "{changes:?}"
+    );
+    let left: Vec<u64> = s.outbox(0, 100).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(left, [3, 4, 5, 6]);
+    let recent = write(
+        &s,
+        &c,
+        vec![Op::PruneOutbox {
+            older_than: kontextual_model::Timestamp::UNIX_EPOCH,
+        }],
+    )
+    .unwrap();
+    assert!(recent.is_empty(), "events newer than the cutoff stay");
+    put(&s, &c, "h", "next.md", b"n");
+    assert_eq!(
+        s.outbox(0, 100).unwrap().last().unwrap().seq,
+        7,
+        "sequence numbers are never reused"
+    );
+    assert_eq!(s.status().unwrap().outbox_last_seq, 7);
+    assert_eq!(
+        s.audit(0, 100).unwrap().last().unwrap().draft.action,
+        "artifact.create"
+    );
+    assert!(s.check(None).unwrap().is_ok());
+}

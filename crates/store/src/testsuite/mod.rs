@@ -148,6 +148,7 @@ macro_rules! conformance_suite {
             x3_concurrent_writers_keep_one_chain_and_outbox_order,
             k3_data_survives_reopen,
             k4_check_passes_on_a_healthy_store,
+            outbox_retention_follows_consumer_cursors,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -604,3 +604,34 @@ fn x5_help_explains_commands() {
         "{put}"
     );
 }
+
+/// K2, X5: the JSON documents scripts rely on, pinned as snapshots (ids and times redacted).
+#[test]
+fn k2_json_documents_are_stable() {
+    let env = seeded();
+    let intro = env.write("intro.md", "# Intro\nHello again\n");
+    env.ok(&[
+        "artifact",
+        "put",
+        "handbook/intro.md",
+        "--file",
+        intro.to_str().unwrap(),
+        "--lifecycle",
+        "deprecated",
+    ]);
+    let history = env.json(&["artifact", "history", "handbook/intro.md"]);
+    insta::assert_json_snapshot!("artifact_history", history, {
+        ".items[].artifact_id" => "[id]",
+        ".items[].created_at" => "[time]",
+        ".items[].correlation_id" => "[correlation]",
+        ".items[].provenance.source_path" => "[path]",
+        ".items[].provenance.source_mtime" => "[time]",
+    });
+    let status = env.json(&["db", "status"]);
+    insta::assert_json_snapshot!("db_status", status, {
+        ".location" => "[location]",
+        ".store_id" => "[id]",
+        ".size_bytes" => "[size]",
+        ".audit_head.hash" => "[hash]",
+    });
+}

@@ -384,6 +384,49 @@ mod tests {
         ));
     }
 
+    /// X3: the canonical form and hash of a fixed record are pinned, so other
+    /// implementations (and later versions) can reproduce them.
+    #[test]
+    fn x3_canonical_hash_of_a_fixed_record_is_pinned() {
+        let ns = Namespace::default();
+        let actor: Actor = "agent:ci".parse().unwrap();
+        let corr: CorrelationId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let ctx = AuditContext {
+            namespace: &ns,
+            actor: &actor,
+            correlation_id: &corr,
+            run_id: None,
+        };
+        let draft = AuditDraft {
+            action: "artifact.update".into(),
+            target_kind: "artifact".into(),
+            target_id: "01a1fcb3-8270-7580-8f0b-8b1602cfcfa1".into(),
+            target_name: Some("handbook/intro.md".into()),
+            revision: Some(2),
+            prev_digest: Some(Digest::of(b"one")),
+            digest: Some(Digest::of(b"two")),
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        let at = Timestamp::from_microsecond(1_763_700_000_123_456).unwrap();
+        let rec = AuditRecord::seal(None, at, &ctx, draft);
+        let text = String::from_utf8(rec.canonical_bytes()).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"action":"artifact.update","actor":"agent:ci","at":"2025-11-21T04:40:00.123456Z","#,
+                r#""correlation_id":"0123456789abcdef0123456789abcdef","detail":null,"#,
+                r#""digest":"sha256:3fc4ccfe745870e2c0d99f71f30ff0656c8dedd41cc1d7d3d376b0dbe685e2f3","#,
+                r#""namespace":"default","outcome":"success","#,
+                r#""prev_digest":"sha256:7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed","#,
+                r#""prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","#,
+                r#""revision":"2","run_id":null,"seq":"1","target_id":"01a1fcb3-8270-7580-8f0b-8b1602cfcfa1","#,
+                r#""target_kind":"artifact","target_name":"handbook/intro.md"}"#
+            )
+        );
+        assert_eq!(rec.hash, hex::encode(Sha256::digest(text.as_bytes())));
+    }
+
     #[test]
     fn chain_head_parses() {
         let h: ChainHead = format!("7:{}", "ab".repeat(32)).parse().unwrap();

@@ -547,7 +547,7 @@ impl crate::Backend for SqliteBackend {
             )));
         }
         self.read(|c| {
-            let last = read::count(c, "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")?;
+            let last = read::count(c, "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")?;
             if seq > last {
                 return Err(StoreError::InvalidInput(format!(
                     "cannot acknowledge outbox event {seq}: the last event is {last}"
@@ -622,7 +622,9 @@ impl crate::Backend for SqliteBackend {
                 audit_records: n("SELECT count(*) FROM audit_log")?,
                 audit_head: if complete { read::audit_head(c)? } else { None },
                 outbox_events: n("SELECT count(*) FROM outbox")?,
-                outbox_last_seq: n("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")?,
+                outbox_last_seq: n(
+                    "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+                )?,
                 size_bytes,
             })
         })

@@ -89,6 +89,15 @@ fn audit_count(store: &Store) -> u64 {
 pub fn k2_put_and_lookup_by_id_name_and_digest(h: &mut dyn Harness) {
     let s = h.store();
     let c = ctx("default");
+    let empty = s.status().expect("status of an empty store");
+    assert_eq!(
+        (
+            empty.artifacts_live,
+            empty.outbox_last_seq,
+            empty.audit_head
+        ),
+        (0, 0, None)
+    );
     mkcoll(&s, &c, "handbook");
     let a = put(&s, &c, "handbook", "intro.md", b"# Intro\n");
     assert_eq!(a.revision, 1);

@@ -242,3 +242,40 @@ impl AuditFilter {
             && self.until.is_none_or(|u| r.at < u)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kontextual_model::Outcome;
+
+    struct ReadOnly;
+    impl Policy for ReadOnly {
+        fn allows(&self, _: &Caller, p: Permission, _: &str) -> bool {
+            p == Permission::Read
+        }
+    }
+
+    /// X2/X3: a denied write changes nothing and is itself audited.
+    #[test]
+    fn x3_denials_are_audited_and_change_nothing() {
+        let store = Store::new(SqliteBackend::memory().unwrap());
+        let admin = Services::with_store(store.clone(), Box::new(AllowAll));
+        let caller = Caller::new("agent:ci".parse().unwrap(), Namespace::default());
+        admin.collection_create(&caller, "handbook", "").unwrap();
+        let limited = Services::with_store(store.clone(), Box::new(ReadOnly));
+        let e = limited.collection_create(&caller, "other", "").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Denied);
+        assert!(
+            e.to_string()
+                .contains("agent:ci may not write collection other"),
+            "{e}"
+        );
+        assert!(limited.collection_show(&caller, "other").is_err());
+        let last = store.audit(0, 100).unwrap().pop().unwrap();
+        assert_eq!(last.draft.outcome, Outcome::Denied);
+        assert_eq!(last.draft.action, "policy.deny.write");
+        assert_eq!(last.actor.to_string(), "agent:ci");
+        assert_eq!(last.correlation_id, caller.correlation_id);
+        assert_eq!(store.status().unwrap().collections, 1);
+    }
+}

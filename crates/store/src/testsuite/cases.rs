@@ -978,3 +978,44 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
     );
     assert!(s.check(None).unwrap().is_ok());
 }
+
+pub fn k2_failing_batches_do_not_disturb_concurrent_ones(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    std::thread::scope(|scope| {
+        for t in 0..6 {
+            let s = s.clone();
+            let c = c.clone();
+            scope.spawn(move || {
+                for i in 0..20 {
+                    let good = put_op("h", &format!("t{t}-{i}.md"), format!("{t}/{i}").as_bytes());
+                    if (t + i) % 3 == 0 {
+                        // same batch, then a failing op: the whole batch must vanish
+                        let bad = Op::DeleteArtifact {
+                            key: key("h", "ghost.md"),
+                            expect: None,
+                        };
+                        let e = write(&s, &c, vec![good, bad]).unwrap_err();
+                        assert_eq!(e.kind(), ErrorKind::NotFound);
+                    } else {
+                        write(&s, &c, vec![good]).expect("good batch");
+                    }
+                }
+            });
+        }
+    });
+    let live = all_artifacts(&s, &c, &ArtifactQuery::default());
+    let expected = (0..6)
+        .flat_map(|t| (0..20).map(move |i| (t, i)))
+        .filter(|(t, i)| (t + i) % 3 != 0)
+        .count();
+    assert_eq!(live.len(), expected);
+    assert_eq!(audit_count(&s), expected as u64 + 1);
+    assert_eq!(
+        s.status().unwrap().blobs,
+        expected as u64,
+        "failed batches left no blob"
+    );
+    assert!(s.check(None).unwrap().is_ok());
+}

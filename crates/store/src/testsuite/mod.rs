@@ -149,6 +149,7 @@ macro_rules! conformance_suite {
             k3_data_survives_reopen,
             k4_check_passes_on_a_healthy_store,
             outbox_retention_follows_consumer_cursors,
+            k2_failing_batches_do_not_disturb_concurrent_ones,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -214,6 +214,8 @@ pub enum ChainProblem {
     Truncated { expected: ChainHead, last_seq: u64 },
     /// The record at the expected head's position has another hash.
     HeadMismatch { expected: ChainHead, found: String },
+    /// The head kept outside the database exists but cannot be read.
+    HeadUnreadable { path: String },
 }
 
 impl fmt::Display for ChainProblem {
@@ -231,6 +233,10 @@ impl fmt::Display for ChainProblem {
             ChainProblem::Truncated { expected, last_seq } => write!(
                 f,
                 "chain ends at record {last_seq} but the expected head is {expected} (tail truncated)"
+            ),
+            ChainProblem::HeadUnreadable { path } => write!(
+                f,
+                "the recorded chain head {path} is unreadable (expected SEQ:HASH); it was damaged or replaced"
             ),
             ChainProblem::HeadMismatch { expected, found } => write!(
                 f,

@@ -89,6 +89,9 @@ impl Change {
                 artifact,
                 prev_digest,
             } => AuditDraft {
+                detail: Some(json!({
+                    "revision_hash": revision_fingerprint(&RevisionFacts::of(artifact, *kind, *prev_digest)),
+                })),
                 action: format!("artifact.{}", verb(*kind)),
                 target_kind: "artifact".into(),
                 target_id: artifact.id.to_string(),
@@ -97,7 +100,6 @@ impl Change {
                 prev_digest: *prev_digest,
                 digest: Some(artifact.digest),
                 outcome: Outcome::Success,
-                detail: None,
             },
             Change::ArtifactUnchanged { .. } => return None,
             Change::RelationCreated { relation } | Change::RelationUpdated { relation } => {
@@ -182,6 +184,78 @@ impl Change {
             payload,
         })
     }
+}
+
+/// The facts of one revision that its audit record vouches for.
+#[derive(Debug, Clone, Copy)]
+pub struct RevisionFacts<'a> {
+    pub artifact_id: crate::ArtifactId,
+    pub revision: u64,
+    pub change: ChangeKind,
+    pub prev_digest: Option<Digest>,
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: &'a str,
+    pub metadata: &'a crate::Metadata,
+    pub lifecycle: crate::Lifecycle,
+    pub classification: crate::Classification,
+    pub provenance: &'a crate::Provenance,
+}
+
+impl<'a> RevisionFacts<'a> {
+    pub fn of(a: &'a Artifact, change: ChangeKind, prev_digest: Option<Digest>) -> Self {
+        RevisionFacts {
+            artifact_id: a.id,
+            revision: a.revision,
+            change,
+            prev_digest,
+            digest: a.digest,
+            size: a.size,
+            media_type: &a.media_type,
+            metadata: &a.metadata,
+            lifecycle: a.lifecycle,
+            classification: a.classification,
+            provenance: &a.provenance,
+        }
+    }
+
+    pub fn of_revision(r: &'a crate::Revision) -> Self {
+        RevisionFacts {
+            artifact_id: r.artifact_id,
+            revision: r.revision,
+            change: r.change,
+            prev_digest: r.prev_digest,
+            digest: r.digest,
+            size: r.size,
+            media_type: &r.media_type,
+            metadata: &r.metadata,
+            lifecycle: r.lifecycle,
+            classification: r.classification,
+            provenance: &r.provenance,
+        }
+    }
+}
+
+/// SHA-256 over the RFC 8785 form of a revision's facts (metadata as its exact
+/// text). Stored in the revision's audit record, so `verify` can prove that no
+/// revision row was edited behind the chain's back.
+pub fn revision_fingerprint(f: &RevisionFacts<'_>) -> String {
+    use sha2::{Digest as _, Sha256};
+    let v = json!({
+        "artifact_id": f.artifact_id,
+        "revision": f.revision.to_string(),
+        "change": f.change,
+        "prev_digest": f.prev_digest,
+        "digest": f.digest,
+        "size": f.size.to_string(),
+        "media_type": f.media_type,
+        "metadata": f.metadata.as_str(),
+        "lifecycle": f.lifecycle,
+        "classification": f.classification,
+        "provenance": f.provenance,
+    });
+    let bytes = serde_json_canonicalizer::to_vec(&v).unwrap_or_else(|_| v.to_string().into_bytes());
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn verb(kind: ChangeKind) -> &'static str {

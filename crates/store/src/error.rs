@@ -60,11 +60,10 @@ pub enum StoreError {
     MigrationsPending { current: u32, latest: u32 },
     #[error("the store is corrupted: {0}")]
     Corrupted(String),
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("storage engine error: {0}")]
     Internal(String),
@@ -95,10 +94,10 @@ impl StoreError {
         StoreError::NotFound { what: what.into() }
     }
 
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         StoreError::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 
@@ -108,9 +107,9 @@ impl StoreError {
             StoreError::Locked { waited_ms } => StoreError::Locked {
                 waited_ms: *waited_ms,
             },
-            StoreError::Io { context, source } => StoreError::Io {
+            StoreError::Io { context, cause } => StoreError::Io {
                 context: context.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
+                cause: std::io::Error::new(cause.kind(), cause.to_string()),
             },
             other => StoreError::Internal(other.to_string()),
         }

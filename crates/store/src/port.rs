@@ -177,6 +177,14 @@ pub enum Op {
     PruneOutbox {
         older_than: kontextual_model::Timestamp,
     },
+    /// Records that `consumer` applied every outbox event up to `seq`
+    /// (registering it on first use). Cursors only move forward; a `seq`
+    /// beyond the last event is `InvalidInput`. Projection bookkeeping, not
+    /// domain state: it yields no change and no audit record.
+    AckOutbox {
+        consumer: String,
+        seq: u64,
+    },
 }
 
 /// A page request: keyset cursor plus size.
@@ -345,11 +353,6 @@ pub trait Backend: Send + Sync {
 
     /// Outbox events with `seq > after`, in commit order.
     fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>>;
-
-    /// Records that `consumer` has applied every event up to `seq` (registering
-    /// it on first use). Cursors only move forward; a `seq` beyond the last
-    /// event is `InvalidInput`. Bookkeeping, not domain state: not audited.
-    fn outbox_ack(&self, consumer: &str, seq: u64) -> Result<()>;
 
     /// Every registered consumer and its cursor, by name.
     fn outbox_cursors(&self) -> Result<Vec<(String, u64)>>;

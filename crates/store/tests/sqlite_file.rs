@@ -232,3 +232,164 @@ fn x8_a_store_locked_by_another_writer_is_a_clear_error() {
     other.execute_batch("ROLLBACK").unwrap();
     assert_eq!(s.status().unwrap().artifacts_live, 2, "nothing lost");
 }
+
+#[test]
+fn k4_reading_corrupted_content_fails_instead_of_returning_bad_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    seed(&create(&dir));
+    raw(&dir)
+        .execute(
+            "UPDATE blob_chunks SET data = x'616c70686100' WHERE digest = ?1",
+            [Digest::of(b"alpha").hex()],
+        )
+        .unwrap();
+    let s = open(&dir).unwrap();
+    let mut out = Vec::new();
+    let e = std::io::Read::read_to_end(
+        &mut s.open_content(&Digest::of(b"alpha")).unwrap(),
+        &mut out,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(e.to_string().contains("is corrupted"), "{e}");
+}
+
+fn problems_after(dir: &std::path::Path, sql: &str) -> Vec<(ProblemCategory, String)> {
+    raw(dir).execute_batch(sql).unwrap();
+    let report = open(dir).unwrap().check(None).unwrap();
+    report
+        .problems
+        .into_iter()
+        .map(|p| (p.category, format!("{}: {}", p.subject, p.detail)))
+        .collect()
+}
+
+#[test]
+fn k4_verify_finds_rows_edited_behind_the_audit_chain() {
+    let fresh = || {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("d");
+        let s = create(&dir);
+        seed(&s);
+        s.write(WriteBatch {
+            ctx: ctx("default"),
+            ops: vec![Op::PutArtifact(PutArtifact::new(
+                coll("h"),
+                name("a.md"),
+                Content::Bytes(b"alpha 2".to_vec()),
+            ))],
+        })
+        .unwrap();
+        drop(s);
+        (t, dir)
+    };
+    let (_t, dir) = fresh();
+    let p = problems_after(
+        &dir,
+        "UPDATE revisions SET metadata = '{\"owner\":\"mallory\"}' WHERE revision = 1",
+    );
+    assert!(
+        p.iter()
+            .any(|(c, d)| *c == ProblemCategory::Corruption && d.contains("audit record")),
+        "{p:?}"
+    );
+    let (_t, dir) = fresh();
+    let beta = Digest::of(b"beta").hex();
+    let p = problems_after(
+        &dir,
+        &format!(
+            "UPDATE revisions SET digest = '{beta}' WHERE revision = 2; UPDATE artifacts SET digest = '{beta}' WHERE revision = 2"
+        ),
+    );
+    assert!(
+        p.iter()
+            .any(|(c, d)| *c == ProblemCategory::Corruption && d.contains("revision 2")),
+        "{p:?}"
+    );
+    let (_t, dir) = fresh();
+    let p = problems_after(
+        &dir,
+        "DELETE FROM revisions WHERE revision = 1 AND digest = (SELECT digest FROM blobs WHERE size = 5)",
+    );
+    assert!(
+        p.iter()
+            .any(|(c, d)| *c == ProblemCategory::MissingReference
+                && d.contains("revisions are missing")),
+        "{p:?}"
+    );
+    let (_t, dir) = fresh();
+    let p = problems_after(&dir, "UPDATE artifacts SET metadata = '{\"x\":1}'");
+    assert!(
+        p.iter()
+            .any(|(c, d)| *c == ProblemCategory::Corruption && d.contains("current state differs")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn k4_purge_leaves_no_bytes_in_the_database_files() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    let s = create(&dir);
+    let marker = b"TOP-SECRET-MARKER-5f1d2c".repeat(500);
+    s.write(WriteBatch {
+        ctx: ctx("default"),
+        ops: vec![
+            Op::CreateCollection {
+                name: coll("h"),
+                description: String::new(),
+                if_absent: false,
+            },
+            Op::PutArtifact(PutArtifact::new(
+                coll("h"),
+                name("secret.txt"),
+                Content::Bytes(marker.clone()),
+            )),
+        ],
+    })
+    .unwrap();
+    s.write(WriteBatch {
+        ctx: ctx("default"),
+        ops: vec![Op::PurgeArtifact {
+            key: kontextual_store::ArtifactKey::Name {
+                collection: coll("h"),
+                name: name("secret.txt"),
+            },
+            expect: None,
+        }],
+    })
+    .unwrap();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let path = f.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(24).any(|w| w == b"TOP-SECRET-MARKER-5f1d2c"),
+            "purged content still readable in {}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn x3_an_unreadable_head_file_is_a_problem_and_a_missing_one_is_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    seed(&create(&dir));
+    std::fs::write(dir.join("audit.head"), "garbage").unwrap();
+    let s = open(&dir).unwrap();
+    let (report, source) = s.verify_audit(None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.to_string().contains("unreadable")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(source, None);
+    std::fs::remove_file(dir.join("audit.head")).unwrap();
+    let (report, source) = s.verify_audit(None).unwrap();
+    assert!(report.is_valid());
+    assert_eq!(source, None, "no head to compare with");
+}

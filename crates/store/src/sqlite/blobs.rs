@@ -157,6 +157,9 @@ pub(crate) fn collect(conn: &Connection, digests: &[Digest]) -> Result<u64> {
 pub(crate) struct ChunkReader {
     backend: SqliteBackend,
     digest: Digest,
+    /// Hash of what was handed out so far; checked at the end, so a reader
+    /// never finishes cleanly on corrupted content.
+    hasher: Option<DigestWriter>,
     chunks: i64,
     next: i64,
     buf: Vec<u8>,
@@ -178,6 +181,7 @@ impl ChunkReader {
         Ok(ChunkReader {
             backend: backend.clone(),
             digest: *digest,
+            hasher: Some(DigestWriter::new()),
             chunks,
             next: 0,
             buf: Vec::new(),
@@ -190,6 +194,18 @@ impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.buf.len() {
             if self.next >= self.chunks {
+                if let Some(h) = self.hasher.take() {
+                    let (actual, _) = h.finish();
+                    if actual != self.digest {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "content {} is corrupted: the stored bytes hash to {actual}",
+                                self.digest
+                            ),
+                        ));
+                    }
+                }
                 return Ok(0);
             }
             let (digest, idx) = (self.digest.hex(), self.next);
@@ -211,6 +227,9 @@ impl Read for ChunkReader {
             })?;
             self.pos = 0;
             self.next += 1;
+            if let Some(h) = &mut self.hasher {
+                h.update(&self.buf);
+            }
         }
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);

@@ -192,6 +192,8 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
         }
     }
     let revisions_checked = backend.read(|c| read::count(c, "SELECT count(*) FROM revisions"))?;
+    cross_check_rows(backend, &mut problems)?;
+    cross_check_audit(backend, revisions_checked, &mut problems)?;
 
     let (audit, source) = verify_chain(backend, expect_head)?;
     for p in &audit.problems {
@@ -212,18 +214,137 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
     })
 }
 
+/// Artifact rows against their revisions: history without gaps, and the
+/// denormalized current state equal to the current revision.
+fn cross_check_rows(backend: &SqliteBackend, problems: &mut Vec<Problem>) -> Result<()> {
+    backend.read(|c| {
+        let mut stmt = c
+            .prepare(
+                "SELECT hex(a.id), a.revision, (SELECT count(*) FROM revisions r WHERE r.artifact_id = a.id) \
+                 FROM artifacts a WHERE a.revision != (SELECT count(*) FROM revisions r WHERE r.artifact_id = a.id) \
+                 OR a.revision != (SELECT max(revision) FROM revisions r WHERE r.artifact_id = a.id)",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(sql_err)?;
+        for row in rows {
+            let (id, rev, n) = row.map_err(sql_err)?;
+            problems.push(problem(
+                ProblemCategory::MissingReference,
+                format!("artifact {}", uuid_from_hex(&id)),
+                format!("history has {n} revision rows for revisions 1 to {rev}: revisions are missing"),
+            ));
+        }
+        let mut stmt = c
+            .prepare(
+                "SELECT hex(a.id), a.revision FROM artifacts a JOIN revisions r \
+                 ON r.artifact_id = a.id AND r.revision = a.revision \
+                 WHERE a.digest != r.digest OR a.size != r.size OR a.metadata != r.metadata \
+                    OR a.media_type != r.media_type OR a.lifecycle != r.lifecycle \
+                    OR a.classification != r.classification OR a.provenance != r.provenance",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql_err)?;
+        for row in rows {
+            let (id, rev) = row.map_err(sql_err)?;
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                format!("artifact {}", uuid_from_hex(&id)),
+                format!("its current state differs from its revision {rev} (edited outside Kontextual)"),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Every revision against the fingerprint its audit record vouches for, so a
+/// revision edited, repointed or inserted behind the chain's back is found.
+fn cross_check_audit(
+    backend: &SqliteBackend,
+    revisions: u64,
+    problems: &mut Vec<Problem>,
+) -> Result<()> {
+    use kontextual_model::change::{RevisionFacts, revision_fingerprint};
+    let mut audited = 0u64;
+    let mut after = 0;
+    loop {
+        let page = backend.read(|c| read::audit(c, after, 1000))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for rec in &page {
+            let d = &rec.draft;
+            let (Some(rev), Some(expected)) = (
+                d.revision,
+                d.detail
+                    .as_ref()
+                    .and_then(|v| v.get("revision_hash"))
+                    .and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            if d.target_kind != "artifact" {
+                continue;
+            }
+            audited += 1;
+            let subject = format!("artifact {} revision {rev}", d.target_id);
+            let Ok(id) = d.target_id.parse::<kontextual_model::ArtifactId>() else {
+                problems.push(problem(
+                    ProblemCategory::AuditChain,
+                    subject,
+                    "audit record names no valid artifact id",
+                ));
+                continue;
+            };
+            match backend.read(|c| read::revision(c, &rec.namespace, id, rev))? {
+                None => problems.push(problem(
+                    ProblemCategory::MissingReference,
+                    subject,
+                    format!("audited by record {} but missing from the history", rec.seq),
+                )),
+                Some(r) => {
+                    if revision_fingerprint(&RevisionFacts::of_revision(&r)) != expected {
+                        problems.push(problem(
+                            ProblemCategory::Corruption,
+                            subject,
+                            format!("differs from what audit record {} vouches for (edited outside Kontextual)", rec.seq),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if revisions > audited {
+        problems.push(problem(
+            ProblemCategory::AuditChain,
+            "revisions",
+            format!(
+                "{} revisions have no audit record (written outside Kontextual)",
+                revisions - audited
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Streams the audit chain in pages through the verifier.
 pub(super) fn verify_chain(
     backend: &SqliteBackend,
     expect_head: Option<ChainHead>,
 ) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
+    let mut unreadable = None;
     let (expect, source) = match expect_head {
-        Some(h) => (Some(h), Some("given".to_owned())),
-        None => match backend
-            .head_file()
-            .and_then(|p| read_head_file(&p).map(|h| (h, p)))
-        {
-            Some((h, p)) => (Some(h), Some(p.display().to_string())),
+        Some(h) => (Some(h), Some("--expect-head".to_owned())),
+        None => match backend.head_file().filter(|p| p.exists()) {
+            Some(p) => match read_head_file(&p) {
+                Some(h) => (Some(h), Some(p.display().to_string())),
+                None => {
+                    unreadable = Some(p.display().to_string());
+                    (None, None)
+                }
+            },
             None => (None, None),
         },
     };
@@ -237,7 +358,13 @@ pub(super) fn verify_chain(
             verifier.push(rec);
         }
     }
-    Ok((verifier.finish(), source))
+    let mut report = verifier.finish();
+    if let Some(path) = unreadable {
+        report
+            .problems
+            .push(kontextual_model::audit::ChainProblem::HeadUnreadable { path });
+    }
+    Ok((report, source))
 }
 
 fn uuid_from_hex(h: &str) -> String {

@@ -146,8 +146,11 @@ fn configure(conn: &Connection, busy: Duration, file: bool) -> Result<()> {
     }
     // FULL: a committed write survives power loss, not just a crash; group
     // commit amortizes the extra fsync.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(sql_err)?;
+    // secure_delete: purged content is overwritten, not left in free pages.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+    )
+    .map_err(sql_err)?;
     Ok(())
 }
 
@@ -416,8 +419,8 @@ fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathB
             WriterConn::Own(c) => write::commit_group(c, jobs, busy_ms),
             WriterConn::Shared(m) => write::commit_group(&lock(m), jobs, busy_ms),
         };
-        if let (Some(path), Some(head)) = (&head_file, head) {
-            record_head(path, &head);
+        if let (Some(path), Some(head)) = (&head_file, &head) {
+            record_head(path, head);
         }
     }
 }
@@ -538,29 +541,6 @@ impl crate::Backend for SqliteBackend {
 
     fn outbox(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::OutboxEvent>> {
         self.read(|c| read::outbox(c, after, limit.clamp(1, 10_000)))
-    }
-
-    fn outbox_ack(&self, consumer: &str, seq: u64) -> Result<()> {
-        if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
-            return Err(StoreError::InvalidInput(format!(
-                "outbox consumer name {consumer:?} must be 1-128 printable characters"
-            )));
-        }
-        self.read(|c| {
-            let last = read::count(c, "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)")?;
-            if seq > last {
-                return Err(StoreError::InvalidInput(format!(
-                    "cannot acknowledge outbox event {seq}: the last event is {last}"
-                )));
-            }
-            c.execute(
-                "INSERT INTO outbox_consumers (name, cursor, updated_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at",
-                rusqlite::params![consumer, seq as i64, micros(kontextual_model::now())],
-            )
-            .map_err(sql_err)?;
-            Ok(())
-        })
     }
 
     fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {

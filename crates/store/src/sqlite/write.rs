@@ -88,6 +88,27 @@ pub(super) fn commit_group(
         }
         return None;
     }
+    let purged = results.iter().flatten().flatten().any(|c| {
+        matches!(
+            c,
+            Change::Artifact {
+                kind: ChangeKind::Purged,
+                ..
+            }
+        )
+    });
+    if purged {
+        // Old WAL frames may still hold purged bytes (secure_delete zeroes the
+        // pages, not their earlier copies): checkpoint and truncate the WAL
+        // before the caller hears that the content is gone.
+        match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!("WAL not truncated after purge: readers were active"),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint after purge failed"),
+        }
+    }
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }
@@ -138,6 +159,10 @@ fn apply_batch(
                 )?]
             }
             Op::PruneOutbox { older_than } => prune_outbox(conn, older_than)?,
+            Op::AckOutbox { consumer, seq } => {
+                ack_outbox(conn, &consumer, seq, now)?;
+                continue;
+            }
             Op::Audit(draft) => {
                 append_audit(conn, &ctx, head, now, draft)?;
                 out.push(Change::Audited {
@@ -282,10 +307,10 @@ fn check_expect(what: &str, current: Option<&Artifact>, expect: Expect) -> Resul
     }
 }
 
-fn provenance_eq_ignoring_mtime(a: &Provenance, b: &Provenance) -> bool {
-    a.source_path == b.source_path
-        && a.derived_from == b.derived_from
-        && a.transformation == b.transformation
+/// Where the bytes were read from (path, mtime) is not a change of the artifact;
+/// what it was derived from is.
+fn same_lineage(a: &Provenance, b: &Provenance) -> bool {
+    a.derived_from == b.derived_from && a.transformation == b.transformation
 }
 
 fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> Result<()> {
@@ -396,7 +421,7 @@ fn put_artifact(
                 && p.lifecycle == next.lifecycle
                 && p.classification == next.classification
                 && p.source_system == next.source_system
-                && provenance_eq_ignoring_mtime(&p.provenance, &next.provenance);
+                && same_lineage(&p.provenance, &next.provenance);
             if same {
                 return Ok(Change::ArtifactUnchanged {
                     artifact: p.clone(),
@@ -780,4 +805,28 @@ fn prune_outbox(conn: &Connection, older_than: Timestamp) -> Result<Vec<Change>>
         through_seq: through as u64,
         count: count as u64,
     }])
+}
+
+fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {
+    if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
+        return Err(StoreError::InvalidInput(format!(
+            "outbox consumer name {consumer:?} must be 1-128 printable characters"
+        )));
+    }
+    let last = read::count(
+        conn,
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+    )?;
+    if seq > last {
+        return Err(StoreError::InvalidInput(format!(
+            "cannot acknowledge outbox event {seq}: the last event is {last}"
+        )));
+    }
+    conn.execute(
+        "INSERT INTO outbox_consumers (name, cursor, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at",
+        params![consumer, seq as i64, micros(now)],
+    )
+    .map_err(sql_err)?;
+    Ok(())
 }

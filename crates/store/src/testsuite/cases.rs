@@ -932,15 +932,28 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
         prune(&s).is_empty(),
         "no consumer registered: nothing pruned"
     );
-    s.outbox_ack("index", 4).unwrap();
-    s.outbox_ack("webhooks", 2).unwrap();
-    s.outbox_ack("index", 3).unwrap(); // never moves back
+    let ack = |consumer: &str, seq: u64| {
+        write(
+            &s,
+            &c,
+            vec![Op::AckOutbox {
+                consumer: consumer.to_owned(),
+                seq,
+            }],
+        )
+    };
+    assert!(
+        ack("index", 4).unwrap().is_empty(),
+        "bookkeeping yields no change"
+    );
+    ack("webhooks", 2).unwrap();
+    ack("index", 3).unwrap(); // never moves back
     assert_eq!(
         s.outbox_cursors().unwrap(),
         vec![("index".to_owned(), 4), ("webhooks".to_owned(), 2)]
     );
     assert_eq!(
-        s.outbox_ack("index", 99).unwrap_err().kind(),
+        ack("index", 99).unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
     let changes = prune(&s);

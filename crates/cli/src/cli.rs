@@ -81,8 +81,8 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct PageArgs {
-    /// Maximum number of items
-    #[arg(long, default_value_t = 100)]
+    /// Maximum number of items (1-1000)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Continue after this cursor (printed as `next` by the previous page)
     #[arg(long, value_name = "CURSOR")]
@@ -114,12 +114,13 @@ pub enum ArtifactCmd {
         /// Print the raw content to stdout instead
         #[arg(long)]
         content: bool,
-        /// Revision to print with --content [default: current]
-        #[arg(long, requires = "content")]
+        /// Show (or with --content, print) this revision instead of the current one
+        #[arg(long, value_name = "N")]
         revision: Option<u64>,
     },
     /// List artifacts
     List {
+        /// Only artifacts of this collection
         #[arg(long)]
         collection: Option<String>,
         /// Include deleted and purged artifacts
@@ -173,10 +174,10 @@ pub struct PutArgs {
     /// Keep the current content; change attributes only
     #[arg(long)]
     pub keep_content: bool,
-    /// Metadata entry KEY=VALUE (repeatable; string values)
+    /// Metadata entry KEY=VALUE (repeatable; string values). Replaces the whole metadata object
     #[arg(long = "meta", value_name = "KEY=VALUE", conflicts_with = "metadata")]
     pub meta: Vec<String>,
-    /// Metadata as a JSON object, kept exactly as written
+    /// Metadata as a JSON object, kept exactly as written. Replaces the whole metadata object
     #[arg(long, value_name = "JSON")]
     pub metadata: Option<String>,
     /// Artifact type (markdown, text, html, json, opaque, …) [default: from the name]
@@ -210,10 +211,12 @@ pub struct PutArgs {
 
 #[derive(Args, Debug)]
 pub struct RelateArgs {
+    /// The source artifact (COLLECTION/NAME or id)
     pub source: String,
     /// Relation type, e.g. references, depends-on, derived-from
     #[arg(value_name = "TYPE")]
     pub rel_type: String,
+    /// The target artifact (COLLECTION/NAME or id)
     pub target: String,
     /// Properties as a JSON object
     #[arg(long, value_name = "JSON")]
@@ -255,9 +258,9 @@ pub enum RelationCmd {
 pub enum AuditCmd {
     /// List audit records, oldest first
     List {
-        /// Only records of this actor (KIND:NAME)
-        #[arg(long)]
-        actor: Option<String>,
+        /// Only records by this actor (KIND:NAME)
+        #[arg(long = "by", value_name = "ACTOR")]
+        by: Option<String>,
         /// Only this action (e.g. artifact.update) or family (artifact)
         #[arg(long)]
         action: Option<String>,
@@ -273,7 +276,8 @@ pub enum AuditCmd {
         /// Start after this sequence number
         #[arg(long, default_value_t = 0)]
         after: u64,
-        #[arg(long, default_value_t = 100)]
+        /// Maximum number of records (1-10000)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
     },
     /// Verify the hash chain; prints the head to keep as SEQ:HASH

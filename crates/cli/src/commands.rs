@@ -228,17 +228,17 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
             } else {
                 match outcome.change {
                     Some(kind) => ctx.out.note(format!(
-                        "{} {}/{} revision {} ({}, {}).",
+                        "{} {} revision {} ({}, {}).",
                         capitalize(kind.as_str()),
-                        a.collection,
-                        a.name,
+                        addr(a),
                         a.revision,
                         short_digest(&a.digest),
                         bytes(a.size)
                     )),
                     None => ctx.out.note(format!(
-                        "Unchanged {}/{} (revision {}): content and attributes are identical.",
-                        a.collection, a.name, a.revision
+                        "Unchanged {} (revision {}): content and attributes are identical.",
+                        addr(a),
+                        a.revision
                     )),
                 }
             }
@@ -256,12 +256,47 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
                 stdout.flush()?;
                 return ok();
             }
+            if let Some(n) = revision {
+                let rev = svc.artifact_revision(&ctx.caller, &r, n)?;
+                if ctx.out.json {
+                    ctx.out.json(&rev)?;
+                } else {
+                    ctx.out.fields(&[
+                        ("artifact", r.to_string()),
+                        ("revision", rev.revision.to_string()),
+                        ("change", rev.change.to_string()),
+                        ("digest", rev.digest.to_string()),
+                        (
+                            "previous digest",
+                            rev.prev_digest.map_or("-".to_owned(), |d| d.to_string()),
+                        ),
+                        (
+                            "content",
+                            if rev.content_available {
+                                "available"
+                            } else {
+                                "purged"
+                            }
+                            .to_owned(),
+                        ),
+                        ("size", bytes(rev.size)),
+                        ("media type", rev.media_type.clone()),
+                        ("metadata", rev.metadata.to_string()),
+                        ("lifecycle", rev.lifecycle.to_string()),
+                        ("classification", rev.classification.to_string()),
+                        ("actor", rev.actor.to_string()),
+                        ("correlation", rev.correlation_id.to_string()),
+                        ("at", time(rev.created_at)),
+                    ]);
+                }
+                return ok();
+            }
             let a = svc.artifact_show(&ctx.caller, &r)?;
             if ctx.out.json {
                 ctx.out.json(&a)?;
             } else {
                 let mut rows = vec![
-                    ("artifact", format!("{}/{}", a.collection, a.name)),
+                    ("artifact", addr(&a)),
                     ("id", a.id.to_string()),
                     ("state", a.state.to_string()),
                     ("revision", a.revision.to_string()),
@@ -387,8 +422,9 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
                 ctx.out.json(&a)?;
             } else {
                 ctx.out.note(format!(
-                    "Deleted {}/{} (tombstone at revision {}; history kept).",
-                    a.collection, a.name, a.revision
+                    "Deleted {} (tombstone at revision {}; history kept).",
+                    addr(&a),
+                    a.revision
                 ));
             }
         }
@@ -407,13 +443,31 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
                 ctx.out.json(&a)?;
             } else {
                 ctx.out.note(format!(
-                    "Purged the content of {}/{} (revision {}); the tombstone and change records remain.",
-                    a.collection, a.name, a.revision
+                    "Purged the content of {} (revision {}); the tombstone and change records remain.",
+                    addr(&a),
+                    a.revision
                 ));
             }
         }
     }
     ok()
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// An artifact's address as the user types it back (`#` and `%` escaped).
+fn addr(a: &kontextual_model::Artifact) -> String {
+    format!(
+        "{}/{}",
+        a.collection,
+        kontextual_model::names::escape_name(a.name.as_str())
+    )
 }
 
 fn capitalize(s: &str) -> String {
@@ -485,7 +539,7 @@ fn relation(ctx: &Ctx, cmd: RelationCmd) -> Result<ExitCode> {
             } else {
                 let name = |id: kontextual_model::ArtifactId| -> String {
                     svc.artifact_show(&ctx.caller, &ArtifactRef::Id(id))
-                        .map(|a| format!("{}/{}", a.collection, a.name))
+                        .map(|a| addr(&a))
                         .unwrap_or_else(|_| id.to_string())
                 };
                 let rows = pg
@@ -562,7 +616,7 @@ fn parse_head(s: Option<&str>) -> Result<Option<ChainHead>> {
 fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
     match cmd {
         AuditCmd::List {
-            actor,
+            by,
             action,
             target,
             since,
@@ -572,15 +626,20 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
         } => {
             let svc = ctx.rw()?;
             let filter = AuditFilter {
-                actor,
+                actor: by,
                 action,
                 target,
                 since: since.as_deref().map(parse_time).transpose()?,
                 until: until.as_deref().map(parse_time).transpose()?,
             };
             let recs = svc.audit_list(&ctx.caller, &filter, after, limit)?;
+            // a full page may have more after it: resume with --after <last seq>
+            let next = (recs.len() == limit as usize)
+                .then(|| recs.last().map(|r| r.seq))
+                .flatten();
             if ctx.out.json {
-                ctx.out.json(&recs)?;
+                ctx.out
+                    .json(&serde_json::json!({ "items": recs, "next": next }))?;
             } else {
                 let rows = recs
                     .iter()
@@ -620,31 +679,37 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             if ctx.out.json {
                 ctx.out.json(&v)?;
             } else {
-                let head = v
-                    .report
-                    .head
-                    .as_ref()
-                    .map_or("(empty)".to_owned(), |h| h.to_string());
+                let q = ctx.out.quiet;
+                let head = v.report.head.as_ref().map(|h| h.to_string());
                 if v.report.is_valid() {
-                    println!("Audit chain OK: {} records.", v.report.records);
+                    if !q {
+                        println!("Audit chain OK: {} records.", v.report.records);
+                    }
                 } else {
                     println!(
-                        "Audit chain BROKEN: {} records, {} problems:",
+                        "Audit chain BROKEN: {} records, {}:",
                         v.report.records,
-                        v.report.problems.len()
+                        plural(v.report.problems.len(), "problem")
                     );
                     for p in &v.report.problems {
                         println!("  - {p}");
                     }
                 }
-                println!("head: {head}");
-                if let Some(src) = &v.expected_head_source {
-                    println!("checked against the expected head from {src}");
-                }
-                if v.report.is_valid() {
-                    println!(
-                        "Keep this head outside the store and pass it later: audit verify --expect-head {head}"
-                    );
+                if !q {
+                    println!("head: {}", head.as_deref().unwrap_or("(empty chain)"));
+                    match &v.expected_head_source {
+                        Some(src) => println!("checked against the expected head from {src}"),
+                        None if v.report.records > 0 => eprintln!(
+                            "warning: no chain head recorded outside the database was found, so a truncated \
+                             tail cannot be detected; pass --expect-head SEQ:HASH"
+                        ),
+                        None => {}
+                    }
+                    if let (true, Some(h)) = (v.report.is_valid(), &head) {
+                        println!(
+                            "Keep this head outside the store and pass it later: audit verify --expect-head {h}"
+                        );
+                    }
                 }
             }
             Ok(if v.report.is_valid() {
@@ -662,20 +727,22 @@ fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     if ctx.out.json {
         ctx.out.json(&r)?;
     } else {
-        println!(
-            "Checked {} blobs ({}), {} revisions, {} audit records.",
-            r.blobs_checked,
-            bytes(r.blob_bytes_checked),
-            r.revisions_checked,
-            r.audit.records
-        );
-        if let Some(h) = &r.audit.head {
-            println!("audit head: {h}");
+        if !ctx.out.quiet {
+            println!(
+                "Checked {} blobs ({}), {} revisions, {} audit records.",
+                r.blobs_checked,
+                bytes(r.blob_bytes_checked),
+                r.revisions_checked,
+                r.audit.records
+            );
+            if let Some(h) = &r.audit.head {
+                println!("audit head: {h}");
+            }
         }
         if r.is_ok() {
-            println!("Store OK.");
+            ctx.out.note("Store OK.");
         } else {
-            println!("{} problems:", r.problems.len());
+            println!("{}:", plural(r.problems.len(), "problem"));
             for p in &r.problems {
                 let cat = serde_json::to_value(p.category)
                     .ok()

@@ -8,16 +8,48 @@ mod output;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind as ClapKind;
 use kontextual_services::ErrorKind;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     init_tracing(cli.global.quiet);
     let json = cli.global.json;
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => report(&err, json),
     }
+}
+
+/// Clap's own errors, as JSON when the caller asked for JSON; help and version print normally.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ClapKind::DisplayHelp
+            | ClapKind::DisplayVersion
+            | ClapKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ClapKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    if std::env::args().any(|a| a == "--json") {
+        let message = e
+            .kind()
+            .as_str()
+            .map_or_else(|| e.to_string(), str::to_owned);
+        let detail = e.render().to_string();
+        let body = serde_json::json!({ "error": { "code": "usage", "message": message, "detail": detail.trim() } });
+        println!("{body}");
+    }
+    let _ = e.print();
+    ExitCode::from(2)
 }
 
 fn init_tracing(quiet: bool) {
@@ -53,10 +85,12 @@ fn classify(err: &anyhow::Error) -> (u8, &'static str) {
             return (2, "invalid_input");
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::BrokenPipe {
-                return (0, "broken_pipe");
-            }
-            return (8, "io_error");
+            return match io.kind() {
+                std::io::ErrorKind::BrokenPipe => (0, "broken_pipe"),
+                // a content stream whose bytes do not match their digest
+                std::io::ErrorKind::InvalidData => (7, "corrupted"),
+                _ => (8, "io_error"),
+            };
         }
     }
     (2, "invalid_input")

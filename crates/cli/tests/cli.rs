@@ -222,7 +222,7 @@ fn k2_tour_works_across_processes() {
     assert_eq!(status["artifacts_live"], 1);
     assert_eq!(status["artifacts_deleted"], 1);
     let audit = env.json(&["audit", "list", "--action", "artifact"]);
-    let actions: Vec<&str> = audit
+    let actions: Vec<&str> = audit["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -634,4 +634,78 @@ fn k2_json_documents_are_stable() {
         ".size_bytes" => "[size]",
         ".audit_head.hash" => "[hash]",
     });
+}
+
+/// X5, X8: usage errors are JSON under --json; limits are validated; single revisions are shown.
+#[test]
+fn x5_usage_errors_and_revision_views() {
+    let env = seeded();
+    let out = env.run(&["--json", "artifact", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "usage");
+    env.fails(2, &["artifact", "list", "--limit", "0"]);
+    let rev = env.json(&["artifact", "show", "handbook/intro.md", "--revision", "1"]);
+    assert_eq!(rev["metadata"]["owner"], "docs");
+    assert_eq!(rev["change"], "created");
+    let e = env.fails(2, &["artifact", "diff", "handbook/intro.md"]);
+    assert!(e.contains("nothing to compare"), "{e}");
+    let e = env.fails(2, &["artifact", "show", "/etc/passwd"]);
+    assert!(e.contains("not an absolute path"), "{e}");
+}
+
+/// K2: the same bytes from another path or with a new mtime are not a new revision;
+/// a derived-from reference must point at a live artifact.
+#[test]
+fn k2_provenance_only_changes_make_no_revision() {
+    let env = seeded();
+    let copy = env.write("copy-of-intro.md", "# Intro\nHello\n");
+    let out = env.json(&[
+        "artifact",
+        "put",
+        "handbook/intro.md",
+        "--file",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(out["change"], Value::Null, "{out}");
+    let f = env.write("d.md", "derived");
+    let e = env.fails(
+        2,
+        &[
+            "artifact",
+            "put",
+            "handbook/d.md",
+            "--file",
+            f.to_str().unwrap(),
+            "--derived-from",
+            "handbook/ghost.md",
+        ],
+    );
+    assert!(
+        e.contains("dangling reference: derived-from artifact handbook/ghost.md does not exist"),
+        "{e}"
+    );
+    let ok = env.json(&[
+        "artifact",
+        "put",
+        "handbook/d.md",
+        "--file",
+        f.to_str().unwrap(),
+        "--derived-from",
+        "handbook/intro.md",
+        "--transformation",
+        "copy",
+    ]);
+    assert_eq!(ok["artifact"]["provenance"]["transformation"], "copy");
+}
+
+/// K4: reading corrupted content ends with the corruption exit code, not success.
+#[test]
+fn k4_corrupted_content_is_not_served_silently() {
+    let env = seeded();
+    db(&env)
+        .execute("UPDATE blob_chunks SET data = x'41414141'", [])
+        .unwrap();
+    let e = env.fails(7, &["artifact", "show", "handbook/intro.md", "--content"]);
+    assert!(e.contains("is corrupted"), "{e}");
 }

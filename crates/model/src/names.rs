@@ -253,6 +253,13 @@ impl FromStr for ArtifactRef {
         if let Ok(id) = s.parse::<ArtifactId>() {
             return Ok(ArtifactRef::Id(id));
         }
+        if s.starts_with('/') {
+            return Err(ModelError::invalid(
+                "artifact reference",
+                s,
+                "expected an artifact id or COLLECTION/NAME, not an absolute path",
+            ));
+        }
         let (path, section) = match s.split_once('#') {
             Some((p, sec)) => (p, Some(unescape("section selector", sec)?)),
             None => (s, None),

@@ -192,7 +192,21 @@ impl Services {
         if !req.derived_from.is_empty() || req.transformation.is_some() {
             let mut ids = Vec::new();
             for r in &req.derived_from {
-                ids.push(self.artifact_show(caller, r)?.id);
+                match self.artifact_show(caller, r) {
+                    Ok(a) if a.is_live() => ids.push(a.id),
+                    Ok(a) => {
+                        return Err(Error::InvalidInput(format!(
+                            "dangling reference: derived-from artifact {r} is {}",
+                            a.state
+                        )));
+                    }
+                    Err(Error::NotFound(_)) => {
+                        return Err(Error::InvalidInput(format!(
+                            "dangling reference: derived-from artifact {r} does not exist"
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             let base = provenance
                 .take()
@@ -259,6 +273,17 @@ impl Services {
             )));
         }
         Ok(self.store().open_content(&rev.digest)?)
+    }
+
+    /// One revision of an artifact (its state and change record).
+    pub fn artifact_revision(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        revision: u64,
+    ) -> Result<Revision> {
+        let a = self.artifact_show(caller, r)?;
+        self.revision_of(caller, &a, revision)
     }
 
     fn revision_of(&self, caller: &Caller, a: &Artifact, revision: u64) -> Result<Revision> {
@@ -333,6 +358,12 @@ impl Services {
         let a = self.artifact_show(caller, r)?;
         let to_rev = to.unwrap_or(a.revision);
         let from_rev = from.unwrap_or(to_rev.saturating_sub(1).max(1));
+        if from_rev == to_rev {
+            return Err(Error::InvalidInput(format!(
+                "nothing to compare: {r} has {} revision(s); pass two different ones with --from and --to",
+                a.revision
+            )));
+        }
         let from = self.revision_of(caller, &a, from_rev)?;
         let to = self.revision_of(caller, &a, to_rev)?;
         let mut attributes = Vec::new();
@@ -341,6 +372,12 @@ impl Services {
                 attributes.push((field.to_owned(), x, y));
             }
         };
+        let state = |r: &Revision| match r.change {
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Purged => "purged",
+            _ => "live",
+        };
+        cmp("state", state(&from).to_owned(), state(&to).to_owned());
         cmp("media_type", from.media_type.clone(), to.media_type.clone());
         cmp(
             "metadata",

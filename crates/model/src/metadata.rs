@@ -31,10 +31,10 @@ impl Metadata {
                 "larger than 1 MiB",
             ));
         }
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let checked: UniqueKeys = serde_json::from_str(text).map_err(|e| {
             ModelError::invalid("metadata", short(text), format!("not valid JSON: {e}"))
         })?;
-        if !value.is_object() {
+        if !checked.0 {
             return Err(ModelError::invalid(
                 "metadata",
                 short(text),
@@ -71,6 +71,62 @@ impl Metadata {
     pub fn as_raw(&self) -> Box<RawValue> {
         RawValue::from_string(self.0.clone())
             .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("literal is valid"))
+    }
+}
+
+/// Deserializes any JSON value, failing on a duplicated object key anywhere
+/// (RFC 8259 leaves their meaning open, so we refuse them). Holds whether the
+/// top level was an object.
+struct UniqueKeys(bool);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(false))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(false))
+            }
+            fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+                Ok(UniqueKeys(false))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                while seq.next_element::<UniqueKeys>()?.is_some() {}
+                Ok(UniqueKeys(false))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if !seen.insert(key.clone()) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                    map.next_value::<UniqueKeys>()?;
+                }
+                Ok(UniqueKeys(true))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -132,6 +188,14 @@ mod tests {
         assert!(e.contains("must be a JSON object"), "{e}");
         let e = Metadata::parse("{\"a\":").unwrap_err().to_string();
         assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let e = Metadata::parse(r#"{"a":1,"a":2}"#).unwrap_err().to_string();
+        assert!(e.contains("duplicate key \"a\""), "{e}");
+        assert!(Metadata::parse(r#"{"x":[{"b":1,"b":1}]}"#).is_err());
+        Metadata::parse(r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#).unwrap();
     }
 
     #[test]

@@ -236,6 +236,8 @@ impl Services {
             source_system: req.source_system,
             provenance,
             expect: match (req.expect_revision, req.create_only) {
+                // revision 0 = "before the first revision": the artifact must not exist yet
+                (Some(0), _) => Expect::Absent,
                 (Some(r), _) => Expect::Revision(r),
                 (None, true) => Expect::Absent,
                 (None, false) => Expect::Any,

@@ -79,3 +79,18 @@ fn architecture_doc_names_every_crate() {
         );
     }
 }
+
+/// K1: the backend decision is recorded as an ADR.
+#[test]
+fn k1_storage_decision_is_recorded() {
+    let adr = std::fs::read_to_string(root().join("docs/adr/0001-storage.md")).unwrap();
+    for needle in [
+        "SQLite",
+        "PostgreSQL",
+        "synchronous",
+        "SHA-256",
+        "Status: accepted",
+    ] {
+        assert!(adr.contains(needle), "ADR 0001 does not record {needle}");
+    }
+}

@@ -234,41 +234,89 @@ fn decode_pair(c: &Cursor) -> Result<(String, String)> {
     Ok((dec(a)?, dec(b)?))
 }
 
+/// Lists artifacts in (collection name, artifact name) order with a keyset
+/// cursor. Two index-ordered range scans instead of one filtered scan, so a
+/// page costs O(log n + page) however deep the cursor: first the rest of the
+/// cursor's collection, then the collections after it.
 pub(crate) fn artifacts(
     conn: &Connection,
     ns: &Namespace,
     q: &ArtifactQuery,
     req: &PageRequest,
 ) -> Result<Page<Artifact>> {
-    let limit = req.effective_limit();
+    let limit = req.effective_limit() as usize;
     let (after_c, after_n) = match &req.after {
         Some(c) => decode_pair(c)?,
         None => (String::new(), String::new()),
     };
     let coll = q.collection.as_ref().map(|c| c.as_str().to_owned());
     let dig = q.digest.map(|d| d.hex());
-    page(
-        conn,
-        &format!(
-            "SELECT {ARTIFACT_COLS} FROM artifacts a JOIN collections c ON c.id = a.collection_id \
-             WHERE a.namespace = ?1 AND (c.name, a.name) > (?2, ?3) \
-               AND (?4 IS NULL OR c.name = ?4) AND (?5 IS NULL OR a.digest = ?5) \
-               AND (?6 OR a.state = 'live') \
-             ORDER BY c.name, a.name LIMIT ?7"
-        ),
-        &[
-            &ns.as_str(),
+    let filters = "AND (?4 IS NULL OR c.name = ?4) AND (?5 IS NULL OR a.digest = ?5) AND (?6 OR a.state = 'live')";
+    let mut items: Vec<Artifact> = Vec::with_capacity(limit + 1);
+    let mut run = |sql: String,
+                   c_name: &str,
+                   a_name: &str,
+                   want: usize,
+                   items: &mut Vec<Artifact>|
+     -> Result<()> {
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    ns.as_str(),
+                    c_name,
+                    a_name,
+                    coll,
+                    dig,
+                    q.include_deleted,
+                    want as i64
+                ],
+                artifact_row,
+            )
+            .map_err(sql_err)?;
+        for row in rows {
+            items.push(row.map_err(sql_err)?);
+        }
+        Ok(())
+    };
+    if req.after.is_some() {
+        run(
+            format!(
+                "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
+                   ON a.namespace = c.namespace AND a.collection_id = c.id \
+                 WHERE c.namespace = ?1 AND c.name = ?2 AND a.name > ?3 {filters} \
+                 ORDER BY a.name LIMIT ?7"
+            ),
             &after_c,
             &after_n,
-            &coll,
-            &dig,
-            &q.include_deleted,
-            &(limit as i64 + 1),
-        ],
-        limit,
-        artifact_row,
-        |a| encode_pair(a.collection.as_str(), a.name.as_str()),
-    )
+            limit + 1,
+            &mut items,
+        )?;
+    }
+    if items.len() <= limit {
+        let want = limit + 1 - items.len();
+        run(
+            format!(
+                "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
+                   ON a.namespace = c.namespace AND a.collection_id = c.id \
+                 WHERE c.namespace = ?1 AND c.name > ?2 AND ?3 = ?3 {filters} \
+                 ORDER BY c.name, a.name LIMIT ?7"
+            ),
+            &after_c,
+            "",
+            want,
+            &mut items,
+        )?;
+    }
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items
+            .last()
+            .map(|a| encode_pair(a.collection.as_str(), a.name.as_str()))
+    } else {
+        None
+    };
+    Ok(Page { items, next })
 }
 
 const REVISION_COLS: &str = "r.artifact_id, r.revision, r.change, r.prev_digest, r.digest, r.size, \

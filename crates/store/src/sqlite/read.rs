@@ -253,7 +253,7 @@ pub(crate) fn artifacts(
     let dig = q.digest.map(|d| d.hex());
     let filters = "AND (?4 IS NULL OR c.name = ?4) AND (?5 IS NULL OR a.digest = ?5) AND (?6 OR a.state = 'live')";
     let mut items: Vec<Artifact> = Vec::with_capacity(limit + 1);
-    let mut run = |sql: String,
+    let run = |sql: String,
                    c_name: &str,
                    a_name: &str,
                    want: usize,

@@ -191,7 +191,7 @@ fn parse_metadata(args: &PutArgs) -> Result<Option<Metadata>> {
         }
         pairs.push((k, v));
     }
-    Ok(Some(Metadata::from_pairs(pairs)))
+    Ok(Some(Metadata::from_pairs(pairs)?))
 }
 
 fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {

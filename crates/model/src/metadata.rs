@@ -44,19 +44,36 @@ impl Metadata {
         Ok(Metadata(text.to_owned()))
     }
 
-    /// Builds an object from `key=value` pairs, in the order given; values are strings.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    /// Builds an object from `key=value` pairs, in the order given; values are
+    /// strings. The same rules as [`Metadata::parse`] apply (unique keys, size).
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ModelError> {
         let mut out = String::from("{");
+        let mut seen = std::collections::HashSet::new();
         for (i, (k, v)) in pairs.into_iter().enumerate() {
+            if !seen.insert(k) {
+                return Err(ModelError::invalid("metadata", k, "the key is given twice"));
+            }
             if i > 0 {
                 out.push(',');
             }
             out.push_str(&serde_json::Value::from(k).to_string());
             out.push(':');
             out.push_str(&serde_json::Value::from(v).to_string());
+            if out.len() > Self::MAX_LEN {
+                return Err(ModelError::invalid("metadata", k, "larger than 1 MiB"));
+            }
         }
         out.push('}');
-        Metadata(out)
+        Ok(Metadata(out))
+    }
+
+    /// Wraps metadata read back from a store: it was validated when written,
+    /// and re-validating on read would turn one bad row into an unreadable
+    /// listing (integrity is `verify`'s job, through the audit fingerprints).
+    pub fn from_stored(text: String) -> Self {
+        Metadata(text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -200,7 +217,10 @@ mod tests {
 
     #[test]
     fn pairs_keep_order() {
-        let m = Metadata::from_pairs([("owner", "docs"), ("a", "x\"y")]);
+        let m = Metadata::from_pairs([("owner", "docs"), ("a", "x\"y")]).unwrap();
+        assert!(Metadata::from_pairs([("a", "1"), ("a", "2")]).is_err());
+        let big = "x".repeat(600_000);
+        assert!(Metadata::from_pairs([("a", big.as_str()), ("b", big.as_str())]).is_err());
         assert_eq!(m.as_str(), r#"{"owner":"docs","a":"x\"y"}"#);
         Metadata::parse(m.as_str()).unwrap();
     }

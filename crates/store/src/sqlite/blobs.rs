@@ -65,6 +65,38 @@ fn insert_blob(
     Ok(())
 }
 
+/// Drains a content reader before the write transaction starts: content of
+/// one chunk or less into memory, larger content into an anonymous temporary
+/// file in `spool_dir` (the data directory, so it is on the same disk; the
+/// system temp dir for memory stores). The writer then streams from local
+/// disk. Reading errors surface here, before anything is locked.
+pub(crate) fn stage(
+    mut r: Box<dyn Read + Send>,
+    spool_dir: Option<&std::path::Path>,
+) -> Result<Content> {
+    let mut head = Vec::with_capacity(64 * 1024);
+    (&mut *r)
+        .take(CHUNK as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| StoreError::io("reading content", e))?;
+    if head.len() < CHUNK {
+        return Ok(Content::Bytes(head));
+    }
+    let file = match spool_dir {
+        Some(dir) => tempfile::tempfile_in(dir),
+        None => tempfile::tempfile(),
+    }
+    .map_err(|e| StoreError::io("creating a spool file for large content", e))?;
+    let mut w = std::io::BufWriter::with_capacity(CHUNK, file);
+    std::io::Write::write_all(&mut w, &head).map_err(|e| StoreError::io("spooling content", e))?;
+    io::copy(&mut r, &mut w).map_err(|e| StoreError::io("reading content", e))?;
+    let mut file = w
+        .into_inner()
+        .map_err(|e| StoreError::io("spooling content", e.into_error()))?;
+    io::Seek::rewind(&mut file).map_err(|e| StoreError::io("spooling content", e))?;
+    Ok(Content::Reader(Box::new(file)))
+}
+
 /// Stores `content` (deduplicated) and returns its digest and size.
 /// `Content::Keep` is resolved by the caller.
 pub(crate) fn store(conn: &Connection, content: Content, now: Timestamp) -> Result<(Digest, u64)> {

@@ -28,7 +28,45 @@ fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>> {
         .map_err(sql_err)
 }
 
+/// One read transaction: every check sees the same snapshot, so a purge or
+/// write committed meanwhile cannot produce a false alarm.
+struct Snap<'a> {
+    conn: &'a Connection,
+    head_file: Option<std::path::PathBuf>,
+}
+
+impl Snap<'_> {
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(self.conn)
+    }
+    fn head_file(&self) -> Option<std::path::PathBuf> {
+        self.head_file.clone()
+    }
+}
+
+/// Runs `f` inside one read transaction (a consistent snapshot).
+fn in_snapshot<T>(backend: &SqliteBackend, f: impl FnOnce(&Snap<'_>) -> Result<T>) -> Result<T> {
+    let head_file = backend.head_file();
+    backend.read(|conn| {
+        conn.execute_batch("BEGIN").map_err(sql_err)?;
+        let out = f(&Snap { conn, head_file });
+        let _ = conn.execute_batch("COMMIT");
+        out
+    })
+}
+
 pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Result<CheckReport> {
+    in_snapshot(backend, |snap| run_in(snap, expect_head))
+}
+
+pub(super) fn verify_audit(
+    backend: &SqliteBackend,
+    expect_head: Option<ChainHead>,
+) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
+    in_snapshot(backend, |snap| verify_chain(snap, expect_head))
+}
+
+fn run_in(backend: &Snap<'_>, expect_head: Option<ChainHead>) -> Result<CheckReport> {
     let mut problems = Vec::new();
 
     backend.read(|conn| {
@@ -216,7 +254,7 @@ pub(super) fn run(backend: &SqliteBackend, expect_head: Option<ChainHead>) -> Re
 
 /// Artifact rows against their revisions: history without gaps, and the
 /// denormalized current state equal to the current revision.
-fn cross_check_rows(backend: &SqliteBackend, problems: &mut Vec<Problem>) -> Result<()> {
+fn cross_check_rows(backend: &Snap<'_>, problems: &mut Vec<Problem>) -> Result<()> {
     backend.read(|c| {
         let mut stmt = c
             .prepare(
@@ -263,7 +301,7 @@ fn cross_check_rows(backend: &SqliteBackend, problems: &mut Vec<Problem>) -> Res
 /// Every revision against the fingerprint its audit record vouches for, so a
 /// revision edited, repointed or inserted behind the chain's back is found.
 fn cross_check_audit(
-    backend: &SqliteBackend,
+    backend: &Snap<'_>,
     revisions: u64,
     problems: &mut Vec<Problem>,
 ) -> Result<()> {
@@ -330,8 +368,8 @@ fn cross_check_audit(
 }
 
 /// Streams the audit chain in pages through the verifier.
-pub(super) fn verify_chain(
-    backend: &SqliteBackend,
+fn verify_chain(
+    backend: &Snap<'_>,
     expect_head: Option<ChainHead>,
 ) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
     let mut unreadable = None;

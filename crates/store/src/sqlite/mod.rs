@@ -79,6 +79,13 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
             ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
                 StoreError::Corrupted(e.to_string())
             }
+            ErrorCode::DiskFull => StoreError::io(
+                "writing the store",
+                std::io::Error::new(std::io::ErrorKind::StorageFull, "the disk is full"),
+            ),
+            ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
+                StoreError::io("accessing the store", std::io::Error::other(e.to_string()))
+            }
             _ => StoreError::Internal(e.to_string()),
         },
         rusqlite::Error::FromSqlConversionFailure(col, _, inner) => {
@@ -362,7 +369,22 @@ impl SqliteBackend {
         out
     }
 
-    pub(crate) fn submit(&self, batch: WriteBatch) -> Result<Vec<Change>> {
+    pub(crate) fn submit(&self, mut batch: WriteBatch) -> Result<Vec<Change>> {
+        // Read streamed content here, in the caller's thread and outside any
+        // transaction: a slow or stalled source must never hold the write
+        // lock that every other writer (and process) waits for.
+        for op in &mut batch.ops {
+            if let crate::Op::PutArtifact(put) = op
+                && let crate::Content::Reader(_) = &put.content
+            {
+                let crate::Content::Reader(r) =
+                    std::mem::replace(&mut put.content, crate::Content::Keep)
+                else {
+                    unreachable!("checked above")
+                };
+                put.content = blobs::stage(r, self.spool_dir().as_deref())?;
+            }
+        }
         let (reply, rx) = mpsc::sync_channel(1);
         {
             let guard = lock(&self.inner.writer);
@@ -375,6 +397,14 @@ impl SqliteBackend {
         rx.recv().map_err(|_| {
             StoreError::Internal("the store writer stopped before answering".to_owned())
         })?
+    }
+
+    /// Where large content is staged before its write transaction.
+    fn spool_dir(&self) -> Option<PathBuf> {
+        match &self.inner.location {
+            Location::File { dir, .. } => Some(dir.clone()),
+            Location::Memory => None,
+        }
     }
 
     pub(crate) fn head_file(&self) -> Option<PathBuf> {
@@ -407,6 +437,7 @@ enum WriterConn {
 }
 
 fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathBuf>, busy_ms: u64) {
+    let mut wipe_pending = false;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -416,8 +447,10 @@ fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathB
             }
         }
         let head = match &conn {
-            WriterConn::Own(c) => write::commit_group(c, jobs, busy_ms),
-            WriterConn::Shared(m) => write::commit_group(&lock(m), jobs, busy_ms),
+            WriterConn::Own(c) => write::commit_group(c, jobs, busy_ms, &mut wipe_pending),
+            WriterConn::Shared(m) => {
+                write::commit_group(&lock(m), jobs, busy_ms, &mut wipe_pending)
+            }
         };
         if let (Some(path), Some(head)) = (&head_file, &head) {
             record_head(path, head);
@@ -614,7 +647,7 @@ impl crate::Backend for SqliteBackend {
         &self,
         expect_head: Option<ChainHead>,
     ) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
-        check::verify_chain(self, expect_head)
+        check::verify_audit(self, expect_head)
     }
 
     fn check(&self, expect_head: Option<ChainHead>) -> Result<crate::CheckReport> {

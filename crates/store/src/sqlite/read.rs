@@ -41,7 +41,7 @@ fn opt_digest(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Digest>> {
 
 fn metadata(r: &Row<'_>, idx: usize) -> rusqlite::Result<Metadata> {
     let s: String = r.get(idx)?;
-    Metadata::parse(&s).map_err(|e| conv(idx, e))
+    Ok(Metadata::from_stored(s))
 }
 
 fn json<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
@@ -254,10 +254,10 @@ pub(crate) fn artifacts(
     let filters = "AND (?4 IS NULL OR c.name = ?4) AND (?5 IS NULL OR a.digest = ?5) AND (?6 OR a.state = 'live')";
     let mut items: Vec<Artifact> = Vec::with_capacity(limit + 1);
     let run = |sql: String,
-                   c_name: &str,
-                   a_name: &str,
-                   want: usize,
-                   items: &mut Vec<Artifact>|
+               c_name: &str,
+               a_name: &str,
+               want: usize,
+               items: &mut Vec<Artifact>|
      -> Result<()> {
         let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
         let rows = stmt

@@ -8,6 +8,11 @@ use kontextual_model::{
     Artifact, ArtifactId, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind,
     Collection, CollectionId, Digest, Metadata, Provenance, Relation, RelationId, Timestamp,
 };
+use std::sync::mpsc::SyncSender;
+
+/// Where a caller waits for its batch's outcome.
+type Reply = SyncSender<Result<Vec<Change>>>;
+
 use rusqlite::{Connection, params};
 
 use super::read::{self, load_artifact};
@@ -16,42 +21,38 @@ use crate::port::{ArtifactKey, Content, Expect, Op, PutArtifact, WriteBatch, Wri
 use crate::{Result, StoreError};
 
 /// Commits a group of jobs in one transaction and answers each caller.
-/// Returns the new audit head if anything was committed.
+/// Returns the new audit head if anything was committed. `wipe_pending` says
+/// a purge's WAL truncation has not happened yet (readers were active); it is
+/// retried after every commit until it succeeds.
 pub(super) fn commit_group(
     conn: &Connection,
     jobs: Vec<WriteJob>,
     busy_ms: u64,
+    wipe_pending: &mut bool,
 ) -> Option<ChainHead> {
-    let fail_all = |jobs: Vec<WriteJob>, e: StoreError| {
-        for j in jobs {
-            let _ = j.reply.send(Err(e.duplicate()));
-        }
-    };
+    let mut jobs = jobs.into_iter();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = match sql_err(e) {
             StoreError::Locked { .. } => StoreError::Locked { waited_ms: busy_ms },
             other => other,
         };
-        fail_all(jobs, e);
+        abort(conn, Vec::new(), jobs, e);
         return None;
     }
     let mut head = match read::audit_head(conn) {
         Ok(h) => h,
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            fail_all(jobs, e);
+            abort(conn, Vec::new(), jobs, e);
             return None;
         }
     };
     let start_head = head.clone();
     let now = kontextual_model::now();
-    let mut results = Vec::with_capacity(jobs.len());
-    let mut replies = Vec::with_capacity(jobs.len());
     // A lone batch needs no savepoint: if it fails, the whole transaction
     // rolls back (savepoints cost a sub-journal write per touched page).
     let isolate = jobs.len() > 1;
-    for job in jobs {
-        replies.push(job.reply);
+    let mut done: Vec<(Reply, Result<Vec<Change>>)> = Vec::new();
+    while let Some(job) = jobs.next() {
         let saved = head.clone();
         let outcome = if isolate {
             conn.execute_batch("SAVEPOINT batch")
@@ -61,58 +62,119 @@ pub(super) fn commit_group(
             apply_batch(conn, job.batch, &mut head, now)
         };
         match outcome {
-            Ok(changes) => match isolate.then(|| conn.execute_batch("RELEASE batch")) {
-                Some(Err(e)) => results.push(Err(sql_err(e))),
-                _ => results.push(Ok(changes)),
-            },
-            Err(e) if isolate => {
-                let _ = conn.execute_batch("ROLLBACK TO batch; RELEASE batch");
-                head = saved;
-                results.push(Err(e));
+            Ok(changes) => {
+                if isolate && let Err(e) = conn.execute_batch("RELEASE batch") {
+                    done.push((job.reply, Err(sql_err(e))));
+                    let e = StoreError::Internal("releasing a savepoint failed".to_owned());
+                    abort_all(conn, done, jobs, e);
+                    return None;
+                }
+                done.push((job.reply, Ok(changes)));
+            }
+            // SQLite itself rolled back the whole transaction (disk full, I/O
+            // error, out of memory), or this was the only batch: nothing of
+            // this group is committed, and every caller must hear so.
+            Err(e) if !isolate || conn.is_autocommit() => {
+                abort(
+                    conn,
+                    done.into_iter().map(|(r, _)| r).collect(),
+                    jobs,
+                    e.duplicate(),
+                );
+                let _ = job.reply.send(Err(e));
+                return None;
             }
             Err(e) => {
-                // The only batch of this group failed: undo the whole transaction.
-                let _ = conn.execute_batch("ROLLBACK");
-                if let Some(r) = replies.pop() {
-                    let _ = r.send(Err(e));
+                if let Err(e2) = conn.execute_batch("ROLLBACK TO batch; RELEASE batch") {
+                    done.push((job.reply, Err(e)));
+                    abort_all(conn, done, jobs, sql_err(e2));
+                    return None;
                 }
-                return None;
+                head = saved;
+                done.push((job.reply, Err(e)));
             }
         }
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        let e = sql_err(e);
-        for r in replies {
-            let _ = r.send(Err(e.duplicate()));
-        }
+        abort_all(conn, done, jobs, sql_err(e));
         return None;
     }
-    let purged = results.iter().flatten().flatten().any(|c| {
-        matches!(
-            c,
-            Change::Artifact {
-                kind: ChangeKind::Purged,
-                ..
-            }
-        )
+    let purged = done.iter().any(|(_, r)| {
+        r.as_ref().is_ok_and(|cs| {
+            cs.iter().any(|c| {
+                matches!(
+                    c,
+                    Change::Artifact {
+                        kind: ChangeKind::Purged,
+                        ..
+                    }
+                )
+            })
+        })
     });
-    if purged {
+    if purged || *wipe_pending {
         // Old WAL frames may still hold purged bytes (secure_delete zeroes the
         // pages, not their earlier copies): checkpoint and truncate the WAL
-        // before the caller hears that the content is gone.
+        // before the caller hears that the content is gone. A reader holding
+        // an old snapshot prevents that; then it is retried after later commits.
         match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             r.get::<_, i64>(0)
         }) {
-            Ok(0) => {}
-            Ok(_) => tracing::warn!("WAL not truncated after purge: readers were active"),
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint after purge failed"),
+            Ok(0) => *wipe_pending = false,
+            Ok(_) => {
+                *wipe_pending = true;
+                tracing::warn!(
+                    "purged content may remain in the WAL until active readers finish; retrying after the next commit"
+                );
+            }
+            Err(e) => {
+                *wipe_pending = true;
+                tracing::warn!(error = %e, "WAL checkpoint after purge failed");
+            }
         }
     }
-    for (reply, result) in replies.into_iter().zip(results) {
+    for (reply, result) in done {
         let _ = reply.send(result);
     }
     if head != start_head { head } else { None }
+}
+
+/// Rolls back whatever is open and fails every caller of the group: those
+/// already applied (their work is undone) and those not reached yet.
+fn abort(
+    conn: &Connection,
+    applied: Vec<Reply>,
+    rest: std::vec::IntoIter<WriteJob>,
+    e: StoreError,
+) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for r in applied {
+        let _ = r.send(Err(e.duplicate()));
+    }
+    for j in rest {
+        let _ = j.reply.send(Err(e.duplicate()));
+    }
+}
+
+/// Like [`abort`], keeping a failed batch's own error for its caller.
+fn abort_all(
+    conn: &Connection,
+    done: Vec<(Reply, Result<Vec<Change>>)>,
+    rest: std::vec::IntoIter<WriteJob>,
+    e: StoreError,
+) {
+    let mut applied = Vec::new();
+    for (reply, result) in done {
+        match result {
+            Err(own) => {
+                let _ = reply.send(Err(own));
+            }
+            Ok(_) => applied.push(reply),
+        }
+    }
+    abort(conn, applied, rest, e);
 }
 
 fn apply_batch(

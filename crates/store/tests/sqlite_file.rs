@@ -393,3 +393,43 @@ fn x3_an_unreadable_head_file_is_a_problem_and_a_missing_one_is_reported() {
     assert!(report.is_valid());
     assert_eq!(source, None, "no head to compare with");
 }
+
+#[test]
+fn k3_concurrent_init_creates_one_store() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    let results: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    SqliteBackend::open_dir(&dir, &OpenOptions::new(OpenMode::Create))
+                        .map(Store::new)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stores: Vec<Store> = results
+        .into_iter()
+        .map(|r| r.expect("every concurrent init succeeds"))
+        .collect();
+    let ids: std::collections::BTreeSet<String> = stores
+        .iter()
+        .map(|s| s.status().unwrap().store_id)
+        .collect();
+    assert_eq!(ids.len(), 1, "one store identity: {ids:?}");
+    drop(stores);
+    seed(&open(&dir).unwrap());
+}
+
+#[test]
+fn k3_an_interrupted_init_is_reported_as_not_initialised() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join(DB_FILE), b"").unwrap();
+    let e = open(&dir).unwrap_err();
+    assert!(e.to_string().contains("run `kontextual init`"), "{e}");
+    create(&dir);
+    seed(&open(&dir).unwrap());
+}

@@ -191,8 +191,17 @@ impl SqliteBackend {
             }
             let foreign = fs::read_dir(dir)
                 .map(|d| {
+                    // our own files may appear while a concurrent `init` runs
+                    let ours = [
+                        "kontextual.toml",
+                        DB_FILE,
+                        "kontextual.db-wal",
+                        "kontextual.db-shm",
+                        "kontextual.db-journal",
+                        HEAD_FILE,
+                    ];
                     d.filter_map(|e| e.ok())
-                        .any(|e| e.file_name() != "kontextual.toml")
+                        .any(|e| !ours.iter().any(|o| e.file_name() == *o))
                 })
                 .unwrap_or(false);
             if foreign {
@@ -212,7 +221,7 @@ impl SqliteBackend {
         let mut conn = open()?;
         Self::check_identity(&conn, dir)?;
         configure(&conn, opts.busy_timeout, true)?;
-        Self::prepare_schema(&mut conn, opts)?;
+        Self::prepare_schema(&mut conn, opts, dir)?;
         let backend = SqliteBackend::start(
             Location::File {
                 dir: dir.to_owned(),
@@ -228,7 +237,11 @@ impl SqliteBackend {
     pub fn memory() -> Result<Self> {
         let mut conn = Connection::open_in_memory().map_err(sql_err)?;
         configure(&conn, Duration::from_secs(5), false)?;
-        Self::prepare_schema(&mut conn, &OpenOptions::new(OpenMode::Create))?;
+        Self::prepare_schema(
+            &mut conn,
+            &OpenOptions::new(OpenMode::Create),
+            Path::new(":memory:"),
+        )?;
         Ok(SqliteBackend::start_shared(Arc::new(Mutex::new(conn))))
     }
 
@@ -237,15 +250,23 @@ impl SqliteBackend {
             path: dir.to_owned(),
             reason,
         };
-        let app_id: i32 = conn
-            .query_row("PRAGMA application_id", [], |r| r.get(0))
+        // Both facts from one snapshot: a concurrent `init` commits them together.
+        let read_both = || -> rusqlite::Result<(i32, i64)> {
+            conn.execute_batch("BEGIN")?;
+            let out = conn
+                .query_row("PRAGMA application_id", [], |r| r.get(0))
+                .and_then(|app: i32| {
+                    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                        .map(|n: i64| (app, n))
+                });
+            let _ = conn.execute_batch("COMMIT");
+            out
+        };
+        let (app_id, tables) = read_both()
             .map_err(|e| not_a_store(format!("{DB_FILE} is not a SQLite database ({e})")))?;
         if app_id == schema::APPLICATION_ID {
             return Ok(());
         }
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(|e| not_a_store(format!("{DB_FILE} is not a SQLite database ({e})")))?;
         if app_id == 0 && tables == 0 {
             return Ok(()); // empty file: a store being created
         }
@@ -254,30 +275,26 @@ impl SqliteBackend {
         )))
     }
 
-    fn prepare_schema(conn: &mut Connection, opts: &OpenOptions) -> Result<()> {
+    fn prepare_schema(conn: &mut Connection, opts: &OpenOptions, dir: &Path) -> Result<()> {
         let state = schema::inspect(conn)?;
         let fresh = state.current == 0;
         match opts.mode {
-            OpenMode::Create | OpenMode::Migrate => {
-                if fresh && opts.mode == OpenMode::Migrate {
-                    return Err(StoreError::Corrupted("the store has no schema".to_owned()));
-                }
-                schema::migrate(conn, opts.schema_target)?;
-                if fresh {
-                    conn.execute_batch(&format!(
-                        "PRAGMA application_id = {}",
-                        schema::APPLICATION_ID
-                    ))
-                    .map_err(sql_err)?;
-                    conn.execute(
-                        "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('store_id', ?1), ('created_at', ?2), ('format', 'kontextual-sqlite')",
-                        rusqlite::params![
-                            uuid::Uuid::now_v7().to_string(),
-                            kontextual_model::now().to_string()
-                        ],
-                    )
-                    .map_err(sql_err)?;
-                }
+            OpenMode::Create => {
+                schema::migrate(conn, opts.schema_target, true)?;
+            }
+            OpenMode::Migrate if fresh => {
+                return Err(StoreError::NotInitialized {
+                    path: dir.to_owned(),
+                });
+            }
+            OpenMode::Migrate => {
+                schema::migrate(conn, opts.schema_target, false)?;
+            }
+            // An empty database file: `init` was interrupted before its first commit.
+            OpenMode::ReadWrite | OpenMode::Inspect if fresh => {
+                return Err(StoreError::NotInitialized {
+                    path: dir.to_owned(),
+                });
             }
             OpenMode::ReadWrite => {
                 if !state.pending.is_empty() {
@@ -287,11 +304,7 @@ impl SqliteBackend {
                     });
                 }
             }
-            OpenMode::Inspect => {
-                if fresh {
-                    return Err(StoreError::Corrupted("the store has no schema".to_owned()));
-                }
-            }
+            OpenMode::Inspect => {}
         }
         Ok(())
     }

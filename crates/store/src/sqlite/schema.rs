@@ -112,28 +112,41 @@ pub fn inspect(conn: &Connection) -> Result<SchemaState> {
     Ok(SchemaState { current, pending })
 }
 
-/// Applies pending migrations up to `target` (all when `None`). Returns the versions applied.
-pub fn migrate(conn: &mut Connection, target: Option<u32>) -> Result<Vec<u32>> {
-    conn.execute_batch(HISTORY_DDL).map_err(sql_err)?;
-    let state = inspect(conn)?;
+/// Applies pending migrations up to `target` (all when `None`), all in one
+/// `IMMEDIATE` transaction, so concurrent openers wait for each other and a
+/// crash leaves either the old or the new schema. With `init`, a fresh store
+/// also gets its identity (application id, store id) in the same transaction.
+/// Returns the versions applied.
+pub fn migrate(conn: &mut Connection, target: Option<u32>, init: bool) -> Result<Vec<u32>> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    tx.execute_batch(HISTORY_DDL).map_err(sql_err)?;
+    let state = inspect(&tx)?;
     let mut done = Vec::new();
-    for m in state.pending {
+    for m in &state.pending {
         if target.is_some_and(|t| m.version > t) {
             break;
         }
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql_err)?;
         tx.execute_batch(m.sql).map_err(sql_err)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
             params![m.version, m.name, checksum(m.sql), kontextual_model::now().as_microsecond()],
         )
         .map_err(sql_err)?;
-        tx.commit().map_err(sql_err)?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
         done.push(m.version);
     }
+    if init && state.current == 0 {
+        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+            .map_err(sql_err)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO store_meta (key, value) VALUES ('store_id', ?1), ('created_at', ?2), ('format', 'kontextual-sqlite')",
+            params![uuid::Uuid::now_v7().to_string(), kontextual_model::now().to_string()],
+        )
+        .map_err(sql_err)?;
+    }
+    tx.commit().map_err(sql_err)?;
     Ok(done)
 }
 
@@ -154,18 +167,18 @@ mod tests {
         };
         let mut a = Connection::open_in_memory().unwrap();
         let mut b = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut a, None).unwrap(), vec![1, 2, 3]);
-        migrate(&mut b, Some(1)).unwrap();
+        assert_eq!(migrate(&mut a, None, true).unwrap(), vec![1, 2, 3]);
+        migrate(&mut b, Some(1), true).unwrap();
         assert_eq!(inspect(&b).unwrap().pending.len(), 2);
-        migrate(&mut b, None).unwrap();
+        migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
-        assert!(migrate(&mut a, None).unwrap().is_empty());
+        assert!(migrate(&mut a, None, false).unwrap().is_empty());
     }
 
     #[test]
     fn k3_newer_schema_is_refused() {
         let mut c = Connection::open_in_memory().unwrap();
-        migrate(&mut c, None).unwrap();
+        migrate(&mut c, None, true).unwrap();
         c.execute(
             "INSERT INTO schema_migrations VALUES (99, 'future', 'x', 0)",
             [],

@@ -934,7 +934,7 @@ mod tests {
     #[test]
     fn k2_a_whole_group_rollback_fails_every_caller() {
         let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn, None).unwrap();
+        super::super::schema::migrate(&mut conn, None, true).unwrap();
         let mut wipe = false;
         let (j, rx) = job(vec![Op::CreateCollection {
             name: CollectionName::new("h").unwrap(),

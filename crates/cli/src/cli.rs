@@ -198,7 +198,8 @@ pub struct PutArgs {
     /// Fail with a conflict unless the current revision is N (optimistic concurrency)
     #[arg(long, value_name = "N", conflicts_with = "create_only")]
     pub expect_revision: Option<u64>,
-    /// Fail if the artifact already exists
+    /// Fail if a live artifact with this name exists (a deleted one is restored).
+    /// `--expect-revision 0` means the same
     #[arg(long)]
     pub create_only: bool,
     /// An artifact this one was derived from (repeatable)

@@ -91,6 +91,7 @@ impl Change {
             } => AuditDraft {
                 detail: Some(json!({
                     "revision_hash": revision_fingerprint(&RevisionFacts::of(artifact, *kind, *prev_digest)),
+                    "artifact_hash": artifact_fingerprint(artifact),
                 })),
                 action: format!("artifact.{}", verb(*kind)),
                 target_kind: "artifact".into(),
@@ -254,6 +255,31 @@ pub fn revision_fingerprint(f: &RevisionFacts<'_>) -> String {
         "classification": f.classification,
         "provenance": f.provenance,
     });
+    let bytes = serde_json_canonicalizer::to_vec(&v).unwrap_or_else(|_| v.to_string().into_bytes());
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 over the RFC 8785 form of an artifact's whole current state
+/// (name, type, state, namespace, … with metadata as its exact text). The
+/// audit record of each revision carries it, so `verify` can prove that the
+/// artifact row still is what that revision made it.
+pub fn artifact_fingerprint(a: &Artifact) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut v = serde_json::to_value(a).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "metadata".to_owned(),
+            serde_json::Value::String(a.metadata.as_str().to_owned()),
+        );
+        obj.insert(
+            "revision".to_owned(),
+            serde_json::Value::String(a.revision.to_string()),
+        );
+        obj.insert(
+            "size".to_owned(),
+            serde_json::Value::String(a.size.to_string()),
+        );
+    }
     let bytes = serde_json_canonicalizer::to_vec(&v).unwrap_or_else(|_| v.to_string().into_bytes());
     hex::encode(Sha256::digest(bytes))
 }

@@ -133,7 +133,12 @@ impl ArtifactName {
     pub const MAX_LEN: usize = 1024;
 
     pub fn new(s: &str) -> Result<Self, ModelError> {
-        let bad = |reason: &str| Err(ModelError::invalid("artifact name", s, reason));
+        let shown = if s.len() > 80 {
+            format!("{}…", &s[..s.floor_char_boundary(80)])
+        } else {
+            s.to_owned()
+        };
+        let bad = |reason: &str| Err(ModelError::invalid("artifact name", shown.clone(), reason));
         if s.is_empty() {
             return bad("must not be empty");
         }

@@ -318,6 +318,17 @@ fn k4_verify_finds_rows_edited_behind_the_audit_chain() {
                 && d.contains("revisions are missing")),
         "{p:?}"
     );
+    for edit in [
+        "UPDATE artifacts SET state = 'deleted' WHERE name = 'b.md'",
+        "UPDATE artifacts SET name = 'renamed.md' WHERE name = 'b.md'",
+        "UPDATE artifacts SET artifact_type = 'html' WHERE name = 'b.md'",
+        "UPDATE artifacts SET source_system = 'elsewhere' WHERE name = 'b.md'",
+        "UPDATE artifacts SET namespace = 'other' WHERE name = 'b.md'",
+    ] {
+        let (_t, dir) = fresh();
+        let p = problems_after(&dir, edit);
+        assert!(!p.is_empty(), "{edit} went unnoticed");
+    }
     let (_t, dir) = fresh();
     let p = problems_after(&dir, "UPDATE artifacts SET metadata = '{\"x\":1}'");
     assert!(

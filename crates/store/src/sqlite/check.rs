@@ -305,7 +305,7 @@ fn cross_check_audit(
     revisions: u64,
     problems: &mut Vec<Problem>,
 ) -> Result<()> {
-    use kontextual_model::change::{RevisionFacts, revision_fingerprint};
+    use kontextual_model::change::{RevisionFacts, artifact_fingerprint, revision_fingerprint};
     let mut audited = 0u64;
     let mut after = 0;
     loop {
@@ -350,6 +350,33 @@ fn cross_check_audit(
                             format!("differs from what audit record {} vouches for (edited outside Kontextual)", rec.seq),
                         ));
                     }
+                }
+            }
+            // The artifact row must still be what its current revision made it.
+            let artifact_hash = d
+                .detail
+                .as_ref()
+                .and_then(|v| v.get("artifact_hash"))
+                .and_then(|v| v.as_str());
+            if let Some(expected_state) = artifact_hash {
+                let key = crate::ArtifactKey::Id(id);
+                match backend.read(|c| read::load_artifact(c, &rec.namespace, &key))? {
+                    None => problems.push(problem(
+                        ProblemCategory::MissingReference,
+                        format!("artifact {}", d.target_id),
+                        format!("audited by record {} but missing (or moved to another namespace)", rec.seq),
+                    )),
+                    Some(a) if a.revision == rev && artifact_fingerprint(&a) != expected_state => {
+                        problems.push(problem(
+                            ProblemCategory::Corruption,
+                            format!("artifact {}", d.target_id),
+                            format!(
+                                "its current state differs from what audit record {} vouches for (edited outside Kontextual)",
+                                rec.seq
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
                 }
             }
         }

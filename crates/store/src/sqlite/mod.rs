@@ -479,7 +479,8 @@ fn record_head(path: &Path, head: &ChainHead) {
     {
         return;
     }
-    let tmp = path.with_extension("head.tmp");
+    // one temporary file per process, so concurrent writers never clobber each other's
+    let tmp = path.with_extension(format!("head.{}.tmp", std::process::id()));
     let ok = fs::write(&tmp, format!("{head}\n")).and_then(|_| fs::rename(&tmp, path));
     if let Err(e) = ok {
         tracing::warn!(error = %e, "could not record the audit head outside the database");

@@ -764,6 +764,12 @@ fn create_relation(
 ) -> Result<Change> {
     let s = endpoint(conn, ctx, "source", source)?;
     let t = endpoint(conn, ctx, "target", target)?;
+    if s.id == t.id {
+        return Err(StoreError::InvalidInput(format!(
+            "artifact {}/{} cannot be related to itself",
+            s.collection, s.name
+        )));
+    }
     let r = Relation {
         id: RelationId::new(),
         namespace: ctx.namespace.clone(),

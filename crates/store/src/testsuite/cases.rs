@@ -391,6 +391,16 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
     let e = write(&s, &c, vec![rel("references")]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     write(&s, &c, vec![rel("depends-on")]).expect("another type is another edge");
+    let selfie = Op::CreateRelation {
+        source: ArtifactKey::Id(a.id),
+        rel_type: RelationType::new("references").unwrap(),
+        target: ArtifactKey::Id(a.id),
+        properties: Metadata::empty(),
+    };
+    assert_eq!(
+        write(&s, &c, vec![selfie]).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     let up = Op::UpdateRelation {
         id: r.id,
         rel_type: None,

@@ -134,6 +134,8 @@ fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
                 let live = |n: u8| o.artifacts.get(&nm(n)).is_some_and(|e| e.2);
                 if !live(a) || !live(b) {
                     assert_eq!(r.unwrap_err().kind(), ErrorKind::DanglingReference);
+                } else if a == b {
+                    assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidInput);
                 } else if o.edges.contains_key(&(nm(a), nm(b))) {
                     assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
                 } else {

@@ -430,11 +430,17 @@ pub(crate) fn relations(
     };
     let art = q.artifact.map(|a| a.0);
     let ty = q.rel_type.as_ref().map(|t| t.as_str().to_owned());
+    // With an artifact, look it up through the source and target indexes
+    // (then order the few matches); without, walk the primary key in order.
+    let endpoint = if art.is_some() {
+        "AND (source_id = ?3 OR target_id = ?3)"
+    } else {
+        "AND ?3 IS NULL"
+    };
     page(
         conn,
         &format!(
-            "SELECT {RELATION_COLS} FROM relations WHERE namespace = ?1 AND id > ?2 \
-               AND (?3 IS NULL OR source_id = ?3 OR target_id = ?3) \
+            "SELECT {RELATION_COLS} FROM relations WHERE namespace = ?1 AND id > ?2 {endpoint} \
                AND (?4 IS NULL OR rel_type = ?4) AND (?5 OR deleted = 0) \
              ORDER BY id LIMIT ?6"
         ),

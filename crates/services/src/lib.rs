@@ -171,23 +171,15 @@ impl Services {
         limit: u32,
     ) -> Result<Vec<AuditRecord>> {
         self.authorize(caller, Permission::Admin, "audit log")?;
-        let mut out = Vec::new();
-        let mut cursor = after;
-        let limit = limit.clamp(1, 10_000) as usize;
-        loop {
-            let page = self.store.audit(cursor, 1000)?;
-            let Some(last) = page.last() else { break };
-            cursor = last.seq;
-            out.extend(
-                page.into_iter()
-                    .filter(|r| r.namespace == caller.namespace && filter.matches(r)),
-            );
-            if out.len() >= limit {
-                out.truncate(limit);
-                break;
-            }
-        }
-        Ok(out)
+        let q = kontextual_store::AuditQuery {
+            namespace: Some(caller.namespace.clone()),
+            actor: filter.actor.clone(),
+            action: filter.action.clone(),
+            target: filter.target.clone(),
+            since: filter.since,
+            until: filter.until,
+        };
+        Ok(self.store.audit_query(&q, after, limit)?)
     }
 
     pub fn audit_verify(
@@ -225,22 +217,6 @@ pub struct AuditFilter {
     pub since: Option<kontextual_model::Timestamp>,
     /// Only records before this instant.
     pub until: Option<kontextual_model::Timestamp>,
-}
-
-impl AuditFilter {
-    fn matches(&self, r: &AuditRecord) -> bool {
-        self.actor
-            .as_ref()
-            .is_none_or(|a| r.actor.to_string() == *a)
-            && self.action.as_ref().is_none_or(|a| {
-                r.draft.action == *a || r.draft.action.starts_with(&format!("{a}."))
-            })
-            && self.target.as_ref().is_none_or(|t| {
-                r.draft.target_id == *t || r.draft.target_name.as_deref() == Some(t.as_str())
-            })
-            && self.since.is_none_or(|s| r.at >= s)
-            && self.until.is_none_or(|u| r.at < u)
-    }
 }
 
 #[cfg(test)]

@@ -242,6 +242,20 @@ pub struct RelationQuery {
     pub include_deleted: bool,
 }
 
+/// Audit query filter; every field narrows. Order: sequence.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub namespace: Option<Namespace>,
+    /// `KIND:NAME`.
+    pub actor: Option<String>,
+    /// An action (`artifact.update`) or a family (`artifact`).
+    pub action: Option<String>,
+    /// A target id or target name.
+    pub target: Option<String>,
+    pub since: Option<kontextual_model::Timestamp>,
+    pub until: Option<kontextual_model::Timestamp>,
+}
+
 /// Schema and content summary, for `db status`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoreStatus {
@@ -350,6 +364,9 @@ pub trait Backend: Send + Sync {
     /// Audit records with `seq > after`, in sequence order (all namespaces: one chain).
     fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
     fn audit_head(&self) -> Result<Option<ChainHead>>;
+
+    /// Audit records with `seq > after` matching `q`, in sequence order.
+    fn audit_query(&self, q: &AuditQuery, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
 
     /// Outbox events with `seq > after`, in commit order.
     fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>>;

@@ -582,6 +582,15 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::audit(c, after, limit.clamp(1, 10_000)))
     }
 
+    fn audit_query(
+        &self,
+        q: &crate::AuditQuery,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<kontextual_model::AuditRecord>> {
+        self.read(|c| read::audit_query(c, q, after, limit.clamp(1, 10_000)))
+    }
+
     fn audit_head(&self) -> Result<Option<ChainHead>> {
         self.read(read::audit_head)
     }

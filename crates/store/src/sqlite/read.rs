@@ -514,6 +514,40 @@ pub(crate) fn audit(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Aud
         .map_err(sql_err)
 }
 
+pub(crate) fn audit_query(
+    conn: &Connection,
+    q: &crate::AuditQuery,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<AuditRecord>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > ?1 \
+               AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR actor = ?3) \
+               AND (?4 IS NULL OR action = ?4 OR substr(action, 1, length(?4) + 1) = ?4 || '.') \
+               AND (?5 IS NULL OR target_id = ?5 OR target_name = ?5) \
+               AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
+             ORDER BY seq LIMIT ?8"
+        ))
+        .map_err(sql_err)?;
+    stmt.query_map(
+        params![
+            after as i64,
+            q.namespace.as_ref().map(|n| n.as_str()),
+            q.actor,
+            q.action,
+            q.target,
+            q.since.map(super::micros),
+            q.until.map(super::micros),
+            limit as i64
+        ],
+        audit_row,
+    )
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}
+
 pub(crate) fn audit_head(conn: &Connection) -> Result<Option<ChainHead>> {
     conn.prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .map_err(sql_err)?

@@ -7,7 +7,7 @@
 //! Reports docs/s, MB/s and the ratio to the floor. Not a test: no timing is
 //! asserted anywhere.
 //!
-//! Usage: cargo run --release -p kontextual-bench -- [--n 20000] [--writers 8]
+//! Usage: cargo run --release -p kontextual-bench -- [--n 20000] [--writers 8] [--runs 3]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +24,7 @@ use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
 use kontextual_store::{Content, Op, PutArtifact, Store, WriteBatch, WriteContext};
 
 struct Args {
+    runs: usize,
     only: Option<String>,
     n: usize,
     writers: usize,
@@ -32,6 +33,7 @@ struct Args {
 
 fn args() -> Result<Args> {
     let mut a = Args {
+        runs: 3,
         only: None,
         n: 20_000,
         writers: 8,
@@ -45,9 +47,10 @@ fn args() -> Result<Args> {
             "--writers" => a.writers = val()?.max(1),
             "--batch" => a.batch = val()?.max(1),
             "--only" => a.only = it.next(),
+            "--runs" => a.runs = val()?.max(1),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --only floor|concurrent|batched"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched"
             ),
         }
     }
@@ -219,6 +222,12 @@ fn check(svc: &Services, caller: &Caller, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Writes back all dirty pages (`sync`) and lets the disk settle. Not timed.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 fn main() -> Result<()> {
     let a = args()?;
     let tmp = tempfile::tempdir()?;
@@ -227,24 +236,44 @@ fn main() -> Result<()> {
     let mb = total as f64 / 1e6;
     let run = |what: &str| a.only.as_deref().is_none_or(|o| o == what);
     let zero = Duration::from_nanos(1);
-    eprintln!("floor (plain rusqlite, one transaction)…");
-    let f = if run("floor") {
-        floor(tmp.path(), &files)?
-    } else {
-        zero
+    let (mut fs, mut cs, mut bs) = (Vec::new(), Vec::new(), Vec::new());
+    // Interleaved rounds, each into fresh stores, so disk and cache drift hit every side alike.
+    for round in 0..a.runs {
+        let dir = tmp.path().join(format!("round{round}"));
+        std::fs::create_dir_all(&dir)?;
+        eprintln!(
+            "round {}/{}: floor, {} concurrent writers, batches of {}…",
+            round + 1,
+            a.runs,
+            a.writers,
+            a.batch
+        );
+        // Flush earlier rounds' dirty pages first, so no side pays for another's writeback.
+        settle();
+        fs.push(if run("floor") {
+            floor(&dir, &files)?
+        } else {
+            zero
+        });
+        settle();
+        cs.push(if run("concurrent") {
+            kontextual_concurrent(&dir, &files, a.writers)?
+        } else {
+            zero
+        });
+        settle();
+        bs.push(if run("batched") {
+            kontextual_batched(&dir, &files, a.batch)?
+        } else {
+            zero
+        });
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
     };
-    eprintln!("kontextual, {} concurrent writers…", a.writers);
-    let c = if run("concurrent") {
-        kontextual_concurrent(tmp.path(), &files, a.writers)?
-    } else {
-        zero
-    };
-    eprintln!("kontextual, batches of {}…", a.batch);
-    let b = if run("batched") {
-        kontextual_batched(tmp.path(), &files, a.batch)?
-    } else {
-        zero
-    };
+    let (f, c, b) = (median(&mut fs), median(&mut cs), median(&mut bs));
     let row = |label: &str, d: Duration| {
         let s = d.as_secs_f64();
         println!(
@@ -255,7 +284,10 @@ fn main() -> Result<()> {
             f.as_secs_f64() / s
         );
     };
-    println!("\n{} artifacts, {:.1} MB, synchronous=FULL, WAL\n", a.n, mb);
+    println!(
+        "\n{} artifacts, {:.1} MB, synchronous=FULL, WAL; median of {} interleaved rounds\n",
+        a.n, mb, a.runs
+    );
     println!("| writer | seconds | docs/s | MB/s | vs floor |");
     println!("|---|---|---|---|---|");
     row("floor: plain rusqlite, 1 transaction", f);

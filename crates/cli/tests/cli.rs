@@ -533,7 +533,7 @@ fn k4_large_content_streams_and_purge_erases() {
 fn k4_verify_reports_corrupt_content() {
     let env = seeded();
     db(&env)
-        .execute("UPDATE blob_chunks SET data = x'41'", [])
+        .execute("UPDATE blobs SET data = x'41'", [])
         .unwrap();
     let out = env.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
@@ -704,7 +704,7 @@ fn k2_provenance_only_changes_make_no_revision() {
 fn k4_corrupted_content_is_not_served_silently() {
     let env = seeded();
     db(&env)
-        .execute("UPDATE blob_chunks SET data = x'41414141'", [])
+        .execute("UPDATE blobs SET data = x'41414141'", [])
         .unwrap();
     let e = env.fails(7, &["artifact", "show", "handbook/intro.md", "--content"]);
     assert!(e.contains("is corrupted"), "{e}");

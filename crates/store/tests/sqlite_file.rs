@@ -54,10 +54,7 @@ fn k4_verify_finds_corrupt_and_missing_blobs() {
     let alpha = Digest::of(b"alpha").hex();
     let beta = Digest::of(b"beta").hex();
     raw(&dir)
-        .execute(
-            "UPDATE blob_chunks SET data = x'00' WHERE digest = ?1",
-            [&alpha],
-        )
+        .execute("UPDATE blobs SET data = x'00' WHERE digest = ?1", [&alpha])
         .unwrap();
     raw(&dir)
         .execute("DELETE FROM blob_chunks WHERE digest = ?1", [&beta])
@@ -240,7 +237,7 @@ fn k4_reading_corrupted_content_fails_instead_of_returning_bad_bytes() {
     seed(&create(&dir));
     raw(&dir)
         .execute(
-            "UPDATE blob_chunks SET data = x'616c70686100' WHERE digest = ?1",
+            "UPDATE blobs SET data = x'616c70686100' WHERE digest = ?1",
             [Digest::of(b"alpha").hex()],
         )
         .unwrap();
@@ -443,4 +440,43 @@ fn k3_an_interrupted_init_is_reported_as_not_initialised() {
     assert!(e.to_string().contains("run `kontextual init`"), "{e}");
     create(&dir);
     seed(&open(&dir).unwrap());
+}
+
+#[test]
+fn k4_verify_finds_a_missing_chunk_of_large_content() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    let s = create(&dir);
+    seed(&s);
+    let big = vec![42u8; 3 << 20];
+    s.write(WriteBatch {
+        ctx: ctx("default"),
+        ops: vec![Op::PutArtifact(PutArtifact::new(
+            coll("h"),
+            name("big.bin"),
+            Content::Reader(Box::new(std::io::Cursor::new(big.clone()))),
+        ))],
+    })
+    .unwrap();
+    drop(s);
+    let chunks: i64 = raw(&dir)
+        .query_row(
+            "SELECT chunks FROM blobs WHERE digest = ?1",
+            [Digest::of(&big).hex()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(chunks, 3, "large content is chunked");
+    raw(&dir)
+        .execute("DELETE FROM blob_chunks WHERE idx = 1", [])
+        .unwrap();
+    let report = open(&dir).unwrap().check(None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.detail == "chunk 1 is missing"),
+        "{:?}",
+        report.problems
+    );
 }

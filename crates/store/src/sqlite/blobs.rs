@@ -148,15 +148,21 @@ pub(crate) fn store(conn: &Connection, content: Content, now: Timestamp) -> Resu
     }
 }
 
+/// Content of one chunk or less: one row, inline (`chunks = 0`).
 fn store_small(conn: &Connection, bytes: &[u8], now: Timestamp) -> Result<(Digest, u64)> {
     let digest = Digest::of(bytes);
     if !blob_exists(conn, &digest)? {
-        let mut chunks = 0;
-        for (i, part) in bytes.chunks(CHUNK).enumerate() {
-            insert_chunk(conn, &digest.hex(), i as i64, part)?;
-            chunks += 1;
-        }
-        insert_blob(conn, &digest, bytes.len() as u64, chunks, now)?;
+        conn.prepare_cached(
+            "INSERT INTO blobs (digest, size, chunks, created_at, data) VALUES (?1, ?2, 0, ?3, ?4)",
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            digest.hex(),
+            bytes.len() as i64,
+            micros(now),
+            bytes
+        ])
+        .map_err(sql_err)?;
     }
     Ok((digest, bytes.len() as u64))
 }
@@ -200,23 +206,37 @@ pub(crate) struct ChunkReader {
 
 impl ChunkReader {
     pub(crate) fn open(backend: &SqliteBackend, digest: &Digest) -> Result<Self> {
-        let chunks = backend.read(|c| {
+        let found = backend.read(|c| {
             c.query_row(
-                "SELECT chunks FROM blobs WHERE digest = ?1",
+                "SELECT chunks, data FROM blobs WHERE digest = ?1",
                 [digest.hex()],
-                |r| r.get::<_, i64>(0),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
             )
             .optional()
             .map_err(sql_err)
         })?;
-        let chunks = chunks.ok_or_else(|| StoreError::not_found(format!("content {digest}")))?;
+        let (chunks, inline) =
+            found.ok_or_else(|| StoreError::not_found(format!("content {digest}")))?;
+        let mut hasher = DigestWriter::new();
+        let buf = match (chunks, inline) {
+            (0, Some(data)) => {
+                hasher.update(&data);
+                data
+            }
+            (0, None) => {
+                return Err(StoreError::Corrupted(format!(
+                    "content {digest} has no bytes"
+                )));
+            }
+            _ => Vec::new(),
+        };
         Ok(ChunkReader {
             backend: backend.clone(),
             digest: *digest,
-            hasher: Some(DigestWriter::new()),
+            hasher: Some(hasher),
             chunks,
             next: 0,
-            buf: Vec::new(),
+            buf,
             pos: 0,
         })
     }

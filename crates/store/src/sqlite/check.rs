@@ -175,15 +175,18 @@ fn run_in(backend: &Snap<'_>, expect_head: Option<ChainHead>) -> Result<CheckRep
     let digests = backend.read(|c| strings(c, "SELECT digest FROM blobs ORDER BY digest"))?;
     let mut blob_bytes = 0u64;
     for hex in &digests {
-        let (size, chunks): (i64, i64) = backend.read(|c| {
+        let (size, chunks, inline): (i64, i64, Option<Vec<u8>>) = backend.read(|c| {
             c.query_row(
-                "SELECT size, chunks FROM blobs WHERE digest = ?1",
+                "SELECT size, chunks, data FROM blobs WHERE digest = ?1",
                 [hex],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(sql_err)
         })?;
         let mut hasher = DigestWriter::new();
+        if let Some(data) = &inline {
+            hasher.update(data);
+        }
         let mut missing_chunk = None;
         for idx in 0..chunks {
             let data: Option<Vec<u8>> = backend.read(|c| {

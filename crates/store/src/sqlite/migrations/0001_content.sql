@@ -16,14 +16,17 @@ CREATE TABLE collections (
     UNIQUE (namespace, name)
 ) STRICT;
 
+-- Content of at most 1 MiB lives inline in `data` (chunks = 0); larger content
+-- lives in `blob_chunks` (chunks = its number of chunks, data NULL).
 CREATE TABLE blobs (
     digest     TEXT PRIMARY KEY,
     size       INTEGER NOT NULL,
     chunks     INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    data       BLOB
 ) STRICT;
 
--- Content in chunks of at most 1 MiB, so no value is ever read or written whole.
+-- Large content in chunks of 1 MiB, so no value is ever read or written whole.
 -- While a large blob streams in, its chunks carry a staging key instead of a digest.
 CREATE TABLE blob_chunks (
     digest TEXT NOT NULL,

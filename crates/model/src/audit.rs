@@ -20,6 +20,14 @@ use crate::error::ModelError;
 use crate::ids::{CorrelationId, RunId};
 use crate::names::Namespace;
 
+/// Appends `s` as a JSON string. serde_json escapes exactly what RFC 8785
+/// (ECMAScript `JSON.stringify`) escapes: `"`, `\\`, and control characters,
+/// with the short forms where they exist and `\u00xx` (lowercase) otherwise.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 /// `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -126,6 +134,67 @@ impl AuditRecord {
 
     /// The RFC 8785 canonical JSON of every field except `hash`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        // RFC 8785 for this fixed shape, written directly: the members in
+        // sorted order (they are all ASCII, so UTF-16 order is byte order),
+        // every scalar a string or null (numbers are written as strings, so
+        // none needs ECMAScript number formatting), strings escaped as JSON.
+        // `detail`, the one free-form member, goes through the general
+        // canonicalizer. A property test checks this against the general
+        // canonicalizer for random records.
+        let d = &self.draft;
+        let mut out = Vec::with_capacity(768);
+        let mut first = true;
+        let mut member = |out: &mut Vec<u8>, key: &str, value: Option<&str>| {
+            out.push(if first { b'{' } else { b',' });
+            first = false;
+            json_str(out, key);
+            out.push(b':');
+            match value {
+                Some(v) => json_str(out, v),
+                None => out.extend_from_slice(b"null"),
+            }
+        };
+        let actor = self.actor.to_string();
+        let at = self.at.to_string();
+        let digest = d.digest.map(|x| x.to_string());
+        let prev_digest = d.prev_digest.map(|x| x.to_string());
+        let revision = d.revision.map(|r| r.to_string());
+        let run_id = self.run_id.map(|r| r.to_string());
+        let seq = self.seq.to_string();
+        member(&mut out, "action", Some(&d.action));
+        member(&mut out, "actor", Some(&actor));
+        member(&mut out, "at", Some(&at));
+        member(
+            &mut out,
+            "correlation_id",
+            Some(self.correlation_id.as_str()),
+        );
+        // detail: canonical JSON of an arbitrary value, or null
+        out.extend_from_slice(b",\"detail\":");
+        match &d.detail {
+            Some(v) => out.extend(
+                serde_json_canonicalizer::to_vec(v).unwrap_or_else(|_| v.to_string().into_bytes()),
+            ),
+            None => out.extend_from_slice(b"null"),
+        }
+        member(&mut out, "digest", digest.as_deref());
+        member(&mut out, "namespace", Some(self.namespace.as_str()));
+        member(&mut out, "outcome", Some(d.outcome.as_str()));
+        member(&mut out, "prev_digest", prev_digest.as_deref());
+        member(&mut out, "prev_hash", Some(&self.prev_hash));
+        member(&mut out, "revision", revision.as_deref());
+        member(&mut out, "run_id", run_id.as_deref());
+        member(&mut out, "seq", Some(&seq));
+        member(&mut out, "target_id", Some(&d.target_id));
+        member(&mut out, "target_kind", Some(&d.target_kind));
+        member(&mut out, "target_name", d.target_name.as_deref());
+        out.push(b'}');
+        out
+    }
+
+    /// The same bytes through the general RFC 8785 canonicalizer (tests and
+    /// independent verifiers).
+    pub fn canonical_bytes_reference(&self) -> Vec<u8> {
         let d = &self.draft;
         let v = json!({
             "seq": self.seq.to_string(),
@@ -145,8 +214,6 @@ impl AuditRecord {
             "detail": d.detail,
             "prev_hash": self.prev_hash,
         });
-        // Canonicalizing a Value built from strings, bools and nulls cannot fail;
-        // numbers are written as strings above so none exceeds 2^53.
         serde_json_canonicalizer::to_vec(&v).unwrap_or_else(|_| v.to_string().into_bytes())
     }
 
@@ -459,6 +526,39 @@ mod tests {
     }
 
     proptest! {
+        /// X3: the direct canonical form equals the general RFC 8785 canonicalizer's.
+        #[test]
+        fn x3_direct_canonical_form_matches_rfc8785(
+            action in "[a-z.]{1,12}",
+            target in "(?s).{0,20}",
+            name in proptest::option::of("\\PC{0,20}"),
+            rev in proptest::option::of(0u64..u64::MAX),
+            detail in proptest::option::of("\\PC{0,10}"),
+            micros in 0i64..4_000_000_000_000_000,
+        ) {
+            let ns = Namespace::default();
+            let actor = Actor::local_admin();
+            let corr = CorrelationId::new();
+            let ctx = AuditContext { namespace: &ns, actor: &actor, correlation_id: &corr, run_id: Some(crate::RunId::new()) };
+            let draft = AuditDraft {
+                action,
+                target_kind: "artifact".into(),
+                target_id: target,
+                target_name: name,
+                revision: rev,
+                prev_digest: Some(Digest::of(b"x")),
+                digest: None,
+                outcome: Outcome::Denied,
+                detail: detail.map(|d| serde_json::json!({ "zeta": d, "alpha": [1, "\u{7f}\u{1f}"] })),
+            };
+            let at = Timestamp::from_microsecond(micros).unwrap();
+            let rec = AuditRecord::seal(None, at, &ctx, draft);
+            prop_assert_eq!(
+                String::from_utf8(rec.canonical_bytes()).unwrap(),
+                String::from_utf8(rec.canonical_bytes_reference()).unwrap()
+            );
+        }
+
         /// X3: any single alteration, removal or swap of records is detected.
         #[test]
         fn x3_any_tampering_is_detected(n in 2usize..12, pick in 0usize..100, how in 0u8..3) {

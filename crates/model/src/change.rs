@@ -237,51 +237,99 @@ impl<'a> RevisionFacts<'a> {
     }
 }
 
-/// SHA-256 over the RFC 8785 form of a revision's facts (metadata as its exact
-/// text). Stored in the revision's audit record, so `verify` can prove that no
-/// revision row was edited behind the chain's back.
-pub fn revision_fingerprint(f: &RevisionFacts<'_>) -> String {
-    use sha2::{Digest as _, Sha256};
-    let v = json!({
-        "artifact_id": f.artifact_id,
-        "revision": f.revision.to_string(),
-        "change": f.change,
-        "prev_digest": f.prev_digest,
-        "digest": f.digest,
-        "size": f.size.to_string(),
-        "media_type": f.media_type,
-        "metadata": f.metadata.as_str(),
-        "lifecycle": f.lifecycle,
-        "classification": f.classification,
-        "provenance": f.provenance,
-    });
-    let bytes = serde_json_canonicalizer::to_vec(&v).unwrap_or_else(|_| v.to_string().into_bytes());
-    hex::encode(Sha256::digest(bytes))
+/// Feeds fields into SHA-256 as `len (u64 LE) || bytes`, so no two field
+/// sequences collide and nothing is allocated. `None` is a length of
+/// `u64::MAX`. The fingerprints below are Kontextual's own integrity checks
+/// (the audit record itself is RFC 8785); their field order is the format.
+struct Fields(sha2::Sha256);
+
+impl Fields {
+    fn new(domain: &str) -> Self {
+        use sha2::Digest as _;
+        let mut f = Fields(sha2::Sha256::new());
+        f.put(domain.as_bytes());
+        f
+    }
+    fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        use sha2::Digest as _;
+        self.0.update((bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+        self
+    }
+    fn opt(&mut self, bytes: Option<&[u8]>) -> &mut Self {
+        use sha2::Digest as _;
+        match bytes {
+            Some(b) => self.put(b),
+            None => {
+                self.0.update(u64::MAX.to_le_bytes());
+                self
+            }
+        }
+    }
+    fn provenance(&mut self, p: &crate::Provenance) -> &mut Self {
+        self.opt(p.source_path.as_deref().map(str::as_bytes));
+        self.opt(
+            p.source_mtime
+                .map(|t| t.as_microsecond().to_le_bytes())
+                .as_ref()
+                .map(|b| &b[..]),
+        );
+        self.put(&(p.derived_from.len() as u64).to_le_bytes());
+        for id in &p.derived_from {
+            self.put(id.0.as_bytes());
+        }
+        self.opt(p.transformation.as_deref().map(str::as_bytes))
+    }
+    fn finish(self) -> String {
+        use sha2::Digest as _;
+        hex::encode(self.0.finalize())
+    }
 }
 
-/// SHA-256 over the RFC 8785 form of an artifact's whole current state
-/// (name, type, state, namespace, … with metadata as its exact text). The
-/// audit record of each revision carries it, so `verify` can prove that the
-/// artifact row still is what that revision made it.
+/// SHA-256 over a revision's facts (metadata as its exact text). Stored in
+/// the revision's audit record, so `verify` can prove that no revision row
+/// was edited behind the chain's back.
+pub fn revision_fingerprint(f: &RevisionFacts<'_>) -> String {
+    let mut h = Fields::new("kontextual.revision.v1");
+    h.put(f.artifact_id.0.as_bytes())
+        .put(&f.revision.to_le_bytes())
+        .put(f.change.as_str().as_bytes())
+        .opt(f.prev_digest.as_ref().map(|d| &d.as_bytes()[..]))
+        .put(f.digest.as_bytes())
+        .put(&f.size.to_le_bytes())
+        .put(f.media_type.as_bytes())
+        .put(f.metadata.as_str().as_bytes())
+        .put(f.lifecycle.as_str().as_bytes())
+        .put(f.classification.as_str().as_bytes())
+        .provenance(f.provenance);
+    h.finish()
+}
+
+/// SHA-256 over an artifact's whole current state (name, type, state,
+/// namespace, …). The audit record of each revision carries it, so `verify`
+/// can prove that the artifact row still is what that revision made it.
 pub fn artifact_fingerprint(a: &Artifact) -> String {
-    use sha2::{Digest as _, Sha256};
-    let mut v = serde_json::to_value(a).unwrap_or(serde_json::Value::Null);
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "metadata".to_owned(),
-            serde_json::Value::String(a.metadata.as_str().to_owned()),
-        );
-        obj.insert(
-            "revision".to_owned(),
-            serde_json::Value::String(a.revision.to_string()),
-        );
-        obj.insert(
-            "size".to_owned(),
-            serde_json::Value::String(a.size.to_string()),
-        );
-    }
-    let bytes = serde_json_canonicalizer::to_vec(&v).unwrap_or_else(|_| v.to_string().into_bytes());
-    hex::encode(Sha256::digest(bytes))
+    let mut h = Fields::new("kontextual.artifact.v1");
+    h.put(a.id.0.as_bytes())
+        .put(a.namespace.as_str().as_bytes())
+        .put(a.collection_id.0.as_bytes())
+        .put(a.collection.as_str().as_bytes())
+        .put(a.name.as_str().as_bytes())
+        .put(a.artifact_type.as_bytes())
+        .put(a.media_type.as_bytes())
+        .put(a.digest.as_bytes())
+        .put(&a.size.to_le_bytes())
+        .put(a.metadata.as_str().as_bytes())
+        .put(a.lifecycle.as_str().as_bytes())
+        .put(a.classification.as_str().as_bytes())
+        .opt(a.source_system.as_deref().map(str::as_bytes))
+        .provenance(&a.provenance)
+        .put(a.state.as_str().as_bytes())
+        .put(&a.revision.to_le_bytes())
+        .opt(a.run_id.map(|r| *r.0.as_bytes()).as_ref().map(|b| &b[..]))
+        .put(&a.created_at.as_microsecond().to_le_bytes())
+        .put(&a.updated_at.as_microsecond().to_le_bytes());
+    h.finish()
 }
 
 fn verb(kind: ChangeKind) -> &'static str {

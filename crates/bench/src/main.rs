@@ -222,9 +222,14 @@ fn check(svc: &Services, caller: &Caller, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Writes back all dirty pages (`sync`) and lets the disk settle. Not timed.
-fn settle() {
+/// Writes back all dirty pages (`sync`), reads the corpus once so every side
+/// starts with it equally warm in the page cache, and lets the disk settle.
+/// Not timed.
+fn settle(files: &[PathBuf]) {
     let _ = std::process::Command::new("sync").status();
+    for f in files {
+        let _ = std::fs::read(f);
+    }
     std::thread::sleep(Duration::from_millis(200));
 }
 
@@ -248,25 +253,28 @@ fn main() -> Result<()> {
             a.writers,
             a.batch
         );
-        // Flush earlier rounds' dirty pages first, so no side pays for another's writeback.
-        settle();
-        fs.push(if run("floor") {
-            floor(&dir, &files)?
-        } else {
-            zero
-        });
-        settle();
-        cs.push(if run("concurrent") {
-            kontextual_concurrent(&dir, &files, a.writers)?
-        } else {
-            zero
-        });
-        settle();
-        bs.push(if run("batched") {
-            kontextual_batched(&dir, &files, a.batch)?
-        } else {
-            zero
-        });
+        // Each round rotates which side goes first: a disk that has just
+        // absorbed gigabytes writes slower, and no side should always pay that.
+        for side in 0..3 {
+            settle(&files);
+            match (side + round) % 3 {
+                0 => fs.push(if run("floor") {
+                    floor(&dir, &files)?
+                } else {
+                    zero
+                }),
+                1 => cs.push(if run("concurrent") {
+                    kontextual_concurrent(&dir, &files, a.writers)?
+                } else {
+                    zero
+                }),
+                _ => bs.push(if run("batched") {
+                    kontextual_batched(&dir, &files, a.batch)?
+                } else {
+                    zero
+                }),
+            }
+        }
         std::fs::remove_dir_all(&dir)?;
     }
     let median = |v: &mut Vec<Duration>| {

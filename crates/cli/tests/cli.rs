@@ -131,7 +131,11 @@ fn k2_tour_works_across_processes() {
 
     let show = env.json(&["artifact", "show", "handbook/intro.md"]);
     assert_eq!(show["type"], "markdown");
-    assert_eq!(show["media_type"], "text/markdown");
+    assert_eq!(show["media_type"], "text/markdown; charset=utf-8");
+    assert_eq!(
+        show["title"], "Intro",
+        "title detected from the first heading"
+    );
     assert_eq!(show["revision"], 2);
     assert_eq!(
         env.ok(&["artifact", "show", "handbook/intro.md", "--content"]),
@@ -468,19 +472,19 @@ fn k3_schema_version_is_inspectable_and_newer_stores_are_refused() {
     let env = seeded();
     let s = env.ok(&["db", "status"]);
     assert!(
-        s.contains("schema version      3 (this kontextual: 3)"),
+        s.contains("schema version      4 (this kontextual: 4)"),
         "{s}"
     );
     assert!(env.ok(&["db", "migrate"]).contains("up to date"));
     db(&env)
         .execute(
-            "INSERT INTO schema_migrations VALUES (4, 'from-the-future', 'x', 0)",
+            "INSERT INTO schema_migrations VALUES (5, 'from-the-future', 'x', 0)",
             [],
         )
         .unwrap();
     let e = env.fails(5, &["artifact", "list"]);
     assert!(
-        e.contains("schema is version 4, newer than this kontextual supports (3)"),
+        e.contains("schema is version 5, newer than this kontextual supports (4)"),
         "{e}"
     );
     let e = env.fails(5, &["db", "status"]);

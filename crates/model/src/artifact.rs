@@ -90,6 +90,9 @@ pub struct Artifact {
     #[serde(rename = "type")]
     pub artifact_type: String,
     pub media_type: String,
+    /// A title taken from the content (first heading, HTML `<title>`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub digest: Digest,
     pub size: u64,
     pub metadata: Metadata,
@@ -126,6 +129,8 @@ pub struct Revision {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub metadata: Metadata,
     pub lifecycle: Lifecycle,
     pub classification: Classification,

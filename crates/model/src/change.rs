@@ -52,6 +52,10 @@ pub enum Change {
         relation: Relation,
         cause: RelationDeleteCause,
     },
+    /// A run started, changed status (finished, failed, interrupted) — with its manifest.
+    Run {
+        run: crate::Run,
+    },
     /// Outbox events every consumer had applied, and old enough, were deleted.
     OutboxPruned {
         /// Highest sequence number removed.
@@ -114,6 +118,27 @@ impl Change {
             Change::RelationDeleted { relation, cause } => {
                 relation_draft("relation.delete", relation, Some(json!({ "cause": cause })))
             }
+            Change::Run { run } => AuditDraft {
+                action: format!(
+                    "run.{}",
+                    if run.status == crate::RunStatus::Running {
+                        "start"
+                    } else {
+                        run.status.as_str()
+                    }
+                ),
+                target_kind: "run".into(),
+                target_id: run.id.to_string(),
+                target_name: Some(run.kind.clone()),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: match run.status {
+                    crate::RunStatus::Failed | crate::RunStatus::Interrupted => Outcome::Failure,
+                    _ => Outcome::Success,
+                },
+                detail: None,
+            },
             Change::OutboxPruned { through_seq, count } => AuditDraft {
                 action: "outbox.prune".into(),
                 target_kind: "outbox".into(),
@@ -153,6 +178,11 @@ impl Change {
                     "prev_digest": prev_digest,
                     "state": artifact.state,
                 }),
+            ),
+            Change::Run { run } => (
+                format!("run.{}", run.status),
+                run.id.to_string(),
+                json!({ "kind": run.kind, "status": run.status }),
             ),
             Change::ArtifactUnchanged { .. }
             | Change::Audited { .. }
@@ -197,6 +227,7 @@ pub struct RevisionFacts<'a> {
     pub digest: Digest,
     pub size: u64,
     pub media_type: &'a str,
+    pub title: Option<&'a str>,
     pub metadata: &'a crate::Metadata,
     pub lifecycle: crate::Lifecycle,
     pub classification: crate::Classification,
@@ -213,6 +244,7 @@ impl<'a> RevisionFacts<'a> {
             digest: a.digest,
             size: a.size,
             media_type: &a.media_type,
+            title: a.title.as_deref(),
             metadata: &a.metadata,
             lifecycle: a.lifecycle,
             classification: a.classification,
@@ -229,6 +261,7 @@ impl<'a> RevisionFacts<'a> {
             digest: r.digest,
             size: r.size,
             media_type: &r.media_type,
+            title: r.title.as_deref(),
             metadata: &r.metadata,
             lifecycle: r.lifecycle,
             classification: r.classification,
@@ -298,6 +331,7 @@ pub fn revision_fingerprint(f: &RevisionFacts<'_>) -> String {
         .put(f.digest.as_bytes())
         .put(&f.size.to_le_bytes())
         .put(f.media_type.as_bytes())
+        .opt(f.title.map(str::as_bytes))
         .put(f.metadata.as_str().as_bytes())
         .put(f.lifecycle.as_str().as_bytes())
         .put(f.classification.as_str().as_bytes())
@@ -317,6 +351,7 @@ pub fn artifact_fingerprint(a: &Artifact) -> String {
         .put(a.name.as_str().as_bytes())
         .put(a.artifact_type.as_bytes())
         .put(a.media_type.as_bytes())
+        .opt(a.title.as_deref().map(str::as_bytes))
         .put(a.digest.as_bytes())
         .put(&a.size.to_le_bytes())
         .put(a.metadata.as_str().as_bytes())

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod metadata;
 pub mod names;
 pub mod relation;
+pub mod run;
 
 pub use actor::{Actor, ActorKind};
 pub use artifact::{Artifact, ArtifactState, Classification, Lifecycle, Provenance, Revision};
@@ -28,6 +29,7 @@ pub use ids::{ArtifactId, CollectionId, CorrelationId, RelationId, RunId};
 pub use metadata::Metadata;
 pub use names::{ArtifactName, ArtifactRef, CollectionName, Namespace, RelationType};
 pub use relation::{Collection, Relation};
+pub use run::{Run, RunStatus, RunStep};
 
 /// Timestamps are UTC instants; they serialize as RFC 3339 strings.
 pub type Timestamp = jiff::Timestamp;

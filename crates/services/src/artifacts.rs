@@ -101,6 +101,43 @@ pub enum DiffContent {
 
 const DIFF_LIMIT: u64 = 8 << 20;
 
+/// Content up to this size is read whole and validated by its adapter.
+const SNIFF_WHOLE: u64 = 8 << 20;
+
+/// Reads up to [`SNIFF_WHOLE`] bytes to detect the format. Small content comes
+/// back whole and fully validated; larger content is described from its first
+/// bytes and streams on (head, then the rest of the reader).
+pub(crate) fn sniff(
+    collection: &str,
+    name: &str,
+    mut r: Box<dyn Read + Send>,
+) -> Result<(Content, kontextual_adapters::Parsed)> {
+    let mut buf = Vec::new();
+    (&mut r)
+        .take(SNIFF_WHOLE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(format!("reading {collection}/{name}"), e))?;
+    let refuse = |e: kontextual_adapters::AdapterError| {
+        Error::InvalidInput(format!("{collection}/{name}: {e}"))
+    };
+    if buf.len() as u64 <= SNIFF_WHOLE {
+        let (_, p) = kontextual_adapters::detect(name, &buf).map_err(refuse)?;
+        return Ok((Content::Bytes(buf), p));
+    }
+    // Describe from a head cut at a character boundary.
+    let mut head = &buf[..64 * 1024];
+    if let Err(e) = std::str::from_utf8(head)
+        && e.error_len().is_none()
+    {
+        head = &head[..e.valid_up_to()];
+    }
+    let (_, p) = kontextual_adapters::detect(name, head).map_err(refuse)?;
+    Ok((
+        Content::Reader(Box::new(std::io::Cursor::new(buf).chain(r))),
+        p,
+    ))
+}
+
 impl Services {
     /// Turns a user reference into a store key; sections are for retrieval.
     pub(crate) fn key(&self, r: &ArtifactRef) -> Result<ArtifactKey> {
@@ -218,18 +255,37 @@ impl Services {
                 ..base
             });
         }
-        let (guess_type, guess_media) = media::guess(name.as_str());
+        // Detect the format from the bytes (K5): whole content up to 8 MiB,
+        // else from its first bytes (large content then streams on).
+        let (content, parsed) = match content {
+            Content::Keep => (Content::Keep, None),
+            Content::Bytes(b) => {
+                let (_, p) = kontextual_adapters::detect(name.as_str(), &b)
+                    .map_err(|e| Error::InvalidInput(format!("{collection}/{name}: {e}")))?;
+                (Content::Bytes(b), Some(p))
+            }
+            Content::Reader(r) => {
+                let (c, p) = sniff(collection.as_str(), name.as_str(), r)?;
+                (c, Some(p))
+            }
+        };
         let fresh = existing.is_none();
+        let (guess_type, guess_media) = match &parsed {
+            Some(p) => (p.artifact_type.to_owned(), p.media_type.clone()),
+            None => media::guess(name.as_str()),
+        };
         let put = PutArtifact {
             collection,
             name,
             content,
+            // detected for every new content; an explicit --type/--media-type wins
             artifact_type: req
                 .artifact_type
-                .or_else(|| fresh.then(|| guess_type.to_owned())),
+                .or_else(|| (fresh || parsed.is_some()).then(|| guess_type.clone())),
             media_type: req
                 .media_type
-                .or_else(|| fresh.then(|| guess_media.to_owned())),
+                .or_else(|| (fresh || parsed.is_some()).then(|| guess_media.clone())),
+            title: parsed.as_ref().and_then(|p| p.title.clone()),
             metadata: req.metadata,
             lifecycle: req.lifecycle,
             classification: req.classification,

@@ -103,6 +103,9 @@ pub struct PutArtifact {
     pub content: Content,
     pub artifact_type: Option<String>,
     pub media_type: Option<String>,
+    /// The content's title (from its adapter). Unlike the other attributes,
+    /// `None` means "no title" — unless the content is kept, which keeps it.
+    pub title: Option<String>,
     pub metadata: Option<Metadata>,
     pub lifecycle: Option<Lifecycle>,
     pub classification: Option<Classification>,
@@ -119,6 +122,7 @@ impl PutArtifact {
             content,
             artifact_type: None,
             media_type: None,
+            title: None,
             metadata: None,
             lifecycle: None,
             classification: None,

@@ -283,7 +283,8 @@ fn cross_check_rows(backend: &Snap<'_>, problems: &mut Vec<Problem>) -> Result<(
                  ON r.artifact_id = a.id AND r.revision = a.revision \
                  WHERE a.digest != r.digest OR a.size != r.size OR a.metadata != r.metadata \
                     OR a.media_type != r.media_type OR a.lifecycle != r.lifecycle \
-                    OR a.classification != r.classification OR a.provenance != r.provenance",
+                    OR a.classification != r.classification OR a.provenance != r.provenance \
+                    OR a.title IS NOT r.title",
             )
             .map_err(sql_err)?;
         let rows = stmt

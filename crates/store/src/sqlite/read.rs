@@ -59,7 +59,7 @@ fn u64_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
 
 pub(crate) const ARTIFACT_COLS: &str = "a.id, a.namespace, a.collection_id, c.name, a.name, a.artifact_type, \
      a.media_type, a.digest, a.size, a.metadata, a.lifecycle, a.classification, a.source_system, \
-     a.provenance, a.state, a.revision, a.run_id, a.created_at, a.updated_at";
+     a.provenance, a.state, a.revision, a.run_id, a.created_at, a.updated_at, a.title";
 
 pub(crate) fn artifact_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
     Ok(Artifact {
@@ -82,6 +82,7 @@ pub(crate) fn artifact_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
         run_id: r.get::<_, Option<Uuid>>(16)?.map(RunId),
         created_at: ts(r, 17)?,
         updated_at: ts(r, 18)?,
+        title: r.get(19)?,
     })
 }
 
@@ -321,7 +322,7 @@ pub(crate) fn artifacts(
 
 const REVISION_COLS: &str = "r.artifact_id, r.revision, r.change, r.prev_digest, r.digest, r.size, \
      r.media_type, r.metadata, r.lifecycle, r.classification, r.provenance, r.content_available, \
-     r.actor, r.correlation_id, r.run_id, r.created_at";
+     r.actor, r.correlation_id, r.run_id, r.created_at, r.title";
 
 fn revision_row(r: &Row<'_>) -> rusqlite::Result<Revision> {
     Ok(Revision {
@@ -341,6 +342,7 @@ fn revision_row(r: &Row<'_>) -> rusqlite::Result<Revision> {
         correlation_id: parsed(r, 13)?,
         run_id: r.get::<_, Option<Uuid>>(14)?.map(RunId),
         created_at: ts(r, 15)?,
+        title: r.get(16)?,
     })
 }
 

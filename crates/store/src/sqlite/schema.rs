@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "relations",
         sql: include_str!("migrations/0003_relations.sql"),
     },
+    Migration {
+        version: 4,
+        name: "runs",
+        sql: include_str!("migrations/0004_runs.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -167,9 +172,9 @@ mod tests {
         };
         let mut a = Connection::open_in_memory().unwrap();
         let mut b = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut a, None, true).unwrap(), vec![1, 2, 3]);
+        assert_eq!(migrate(&mut a, None, true).unwrap(), vec![1, 2, 3, 4]);
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 2);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 3);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

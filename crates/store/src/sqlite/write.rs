@@ -421,6 +421,7 @@ fn put_artifact(
             ));
         }
     }
+    let keep = matches!(put.content, Content::Keep);
     let (digest, size) = match (put.content, &current) {
         (Content::Keep, Some(cur)) if cur.state != ArtifactState::Purged => (cur.digest, cur.size),
         (Content::Keep, _) => {
@@ -445,6 +446,12 @@ fn put_artifact(
             .media_type
             .or_else(|| prev.map(|a| a.media_type.clone()))
             .unwrap_or_else(|| "application/octet-stream".to_owned()),
+        // the title comes with the content; keeping the content keeps it
+        title: if keep {
+            prev.and_then(|a| a.title.clone())
+        } else {
+            put.title
+        },
         digest,
         size,
         metadata: put
@@ -479,6 +486,7 @@ fn put_artifact(
             let same = p.digest == next.digest
                 && p.artifact_type == next.artifact_type
                 && p.media_type == next.media_type
+                && p.title == next.title
                 && p.metadata == next.metadata
                 && p.lifecycle == next.lifecycle
                 && p.classification == next.classification
@@ -507,12 +515,12 @@ fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     let sql = if insert {
         "INSERT INTO artifacts (id, namespace, collection_id, name, artifact_type, media_type, digest, size, \
-         metadata, lifecycle, classification, source_system, provenance, state, revision, run_id, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+         metadata, lifecycle, classification, source_system, provenance, state, revision, run_id, created_at, updated_at, title) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     } else {
         "UPDATE artifacts SET namespace = ?2, collection_id = ?3, name = ?4, artifact_type = ?5, media_type = ?6, \
          digest = ?7, size = ?8, metadata = ?9, lifecycle = ?10, classification = ?11, source_system = ?12, \
-         provenance = ?13, state = ?14, revision = ?15, run_id = ?16, created_at = ?17, updated_at = ?18 WHERE id = ?1"
+         provenance = ?13, state = ?14, revision = ?15, run_id = ?16, created_at = ?17, updated_at = ?18, title = ?19 WHERE id = ?1"
     };
     conn.prepare_cached(sql)
         .map_err(sql_err)?
@@ -535,6 +543,7 @@ fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
             a.run_id.map(|r| r.0),
             micros(a.created_at),
             micros(a.updated_at),
+            a.title,
         ])
         .map_err(|e| match sql_err(e) {
             StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
@@ -557,8 +566,8 @@ fn insert_revision(
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     conn.prepare_cached(
         "INSERT INTO revisions (artifact_id, revision, change, prev_digest, digest, size, media_type, metadata, \
-         lifecycle, classification, provenance, content_available, actor, correlation_id, run_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         lifecycle, classification, provenance, content_available, actor, correlation_id, run_id, created_at, title) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )
     .map_err(sql_err)?
     .execute(params![
@@ -578,6 +587,7 @@ fn insert_revision(
         ctx.correlation_id.as_str(),
         ctx.run_id.map(|r| r.0),
         micros(a.updated_at),
+        a.title,
     ])
     .map_err(sql_err)?;
     Ok(())

@@ -1,0 +1,280 @@
+//! Source adapters (K5): the "Markitect adapter" boundary. Each format's
+//! parsing lives here, behind [`SourceAdapter`]; the store never parses.
+//!
+//! Detection looks at the bytes first and the file name second: known binary
+//! signatures and NUL bytes win over any extension, a file that claims a text
+//! format must really be UTF-8 (and JSON must parse), and HTML is recognised
+//! by its markup even without an `.html` name.
+//!
+//! Invariant: no IO; every function takes bytes and returns facts.
+
+mod html;
+mod markdown;
+
+use std::fmt;
+
+/// What an adapter learned about some content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    /// The artifact type word (`markdown`, `html`, `json`, `text`, `opaque`).
+    pub artifact_type: &'static str,
+    pub media_type: String,
+    /// A human title (first heading, `<title>`, a JSON `title` member).
+    pub title: Option<String>,
+}
+
+/// Why content was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdapterError {
+    #[error("invalid UTF-8 at byte {offset} in a {format} file")]
+    InvalidUtf8 { format: &'static str, offset: usize },
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+}
+
+/// One format. Implementations are cheap, stateless and thread-safe.
+pub trait SourceAdapter: Send + Sync + fmt::Debug {
+    /// The artifact type this adapter produces.
+    fn artifact_type(&self) -> &'static str;
+    /// Validates the content and describes it.
+    fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError>;
+    /// Readable text for retrieval (markup removed).
+    fn text(&self, bytes: &[u8]) -> String;
+}
+
+fn utf8<'a>(format: &'static str, bytes: &'a [u8]) -> Result<&'a str, AdapterError> {
+    std::str::from_utf8(bytes).map_err(|e| AdapterError::InvalidUtf8 {
+        format,
+        offset: e.valid_up_to(),
+    })
+}
+
+fn strip_bom(s: &str) -> &str {
+    s.strip_prefix('\u{feff}').unwrap_or(s)
+}
+
+#[derive(Debug)]
+pub struct Markdown;
+#[derive(Debug)]
+pub struct Html;
+#[derive(Debug)]
+pub struct Json;
+#[derive(Debug)]
+pub struct Text;
+/// Any other bytes, kept as they are; `media_type` from a known signature.
+#[derive(Debug)]
+pub struct Opaque(pub &'static str);
+
+impl SourceAdapter for Markdown {
+    fn artifact_type(&self) -> &'static str {
+        "markdown"
+    }
+    fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
+        let s = strip_bom(utf8("markdown", bytes)?);
+        Ok(Parsed {
+            artifact_type: "markdown",
+            media_type: "text/markdown; charset=utf-8".to_owned(),
+            title: markdown::title(s),
+        })
+    }
+    fn text(&self, bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+impl SourceAdapter for Html {
+    fn artifact_type(&self) -> &'static str {
+        "html"
+    }
+    fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
+        let s = strip_bom(utf8("HTML", bytes)?);
+        Ok(Parsed {
+            artifact_type: "html",
+            media_type: "text/html; charset=utf-8".to_owned(),
+            title: html::title(s),
+        })
+    }
+    fn text(&self, bytes: &[u8]) -> String {
+        html::text(&String::from_utf8_lossy(bytes))
+    }
+}
+
+impl SourceAdapter for Json {
+    fn artifact_type(&self) -> &'static str {
+        "json"
+    }
+    fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
+        let s = strip_bom(utf8("JSON", bytes)?);
+        let v: serde_json::Value =
+            serde_json::from_str(s).map_err(|e| AdapterError::InvalidJson(e.to_string()))?;
+        let title = v
+            .get("title")
+            .and_then(|t| t.as_str())
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        Ok(Parsed {
+            artifact_type: "json",
+            media_type: "application/json".to_owned(),
+            title,
+        })
+    }
+    fn text(&self, bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+impl SourceAdapter for Text {
+    fn artifact_type(&self) -> &'static str {
+        "text"
+    }
+    fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
+        utf8("text", bytes)?;
+        Ok(Parsed {
+            artifact_type: "text",
+            media_type: "text/plain; charset=utf-8".to_owned(),
+            title: None,
+        })
+    }
+    fn text(&self, bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+impl SourceAdapter for Opaque {
+    fn artifact_type(&self) -> &'static str {
+        "opaque"
+    }
+    fn parse(&self, _: &[u8]) -> Result<Parsed, AdapterError> {
+        Ok(Parsed {
+            artifact_type: "opaque",
+            media_type: self.0.to_owned(),
+            title: None,
+        })
+    }
+    fn text(&self, _: &[u8]) -> String {
+        String::new()
+    }
+}
+
+/// Binary signatures that decide the format whatever the name says.
+static SIGNATURES: &[(&[u8], Opaque)] = &[
+    (b"%PDF-", Opaque("application/pdf")),
+    (b"\x89PNG\r\n\x1a\n", Opaque("image/png")),
+    (b"\xff\xd8\xff", Opaque("image/jpeg")),
+    (b"GIF87a", Opaque("image/gif")),
+    (b"GIF89a", Opaque("image/gif")),
+    (b"PK\x03\x04", Opaque("application/zip")),
+    (b"\x1f\x8b", Opaque("application/gzip")),
+    (b"\x28\xb5\x2f\xfd", Opaque("application/zstd")),
+    (b"\x7fELF", Opaque("application/x-elf")),
+    (b"\0asm", Opaque("application/wasm")),
+    (b"SQLite format 3\0", Opaque("application/vnd.sqlite3")),
+];
+
+fn extension(name: &str) -> String {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    file.rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn looks_like_html(head: &str) -> bool {
+    let t = strip_bom(head).trim_start();
+    let lower: String = t.chars().take(15).collect::<String>().to_ascii_lowercase();
+    lower.starts_with("<!doctype html") || lower.starts_with("<html")
+}
+
+/// Chooses the adapter for `bytes` named `name`, validates, and describes.
+/// Errors only for content that claims a text format but is not valid in it.
+pub fn detect(
+    name: &str,
+    bytes: &[u8],
+) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
+    static MARKDOWN: Markdown = Markdown;
+    static HTML: Html = Html;
+    static JSON: Json = Json;
+    static TEXT: Text = Text;
+    for (sig, adapter) in SIGNATURES {
+        if bytes.starts_with(sig) {
+            return Ok((adapter, adapter.parse(bytes)?));
+        }
+    }
+    let head = &bytes[..bytes.len().min(8192)];
+    let ext = extension(name);
+    let claims_text = matches!(
+        ext.as_str(),
+        "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"
+    );
+    if head.contains(&0) && !claims_text {
+        static BIN: Opaque = Opaque("application/octet-stream");
+        return Ok((&BIN, BIN.parse(bytes)?));
+    }
+    let head_str = String::from_utf8_lossy(head);
+    let adapter: &'static dyn SourceAdapter = match ext.as_str() {
+        "html" | "htm" => &HTML,
+        "md" | "markdown" => &MARKDOWN,
+        "json" => &JSON,
+        "txt" | "text" => &TEXT,
+        _ if looks_like_html(&head_str) => &HTML,
+        _ => {
+            // Unknown name: text if it is valid UTF-8 (JSON if it parses), else opaque.
+            if std::str::from_utf8(bytes).is_ok() {
+                let t = head_str.trim_start();
+                if (t.starts_with('{') || t.starts_with('[')) && JSON.parse(bytes).is_ok() {
+                    &JSON
+                } else {
+                    &TEXT
+                }
+            } else {
+                static BIN: Opaque = Opaque("application/octet-stream");
+                &BIN
+            }
+        }
+    };
+    let parsed = adapter.parse(bytes)?;
+    Ok((adapter, parsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(name: &str, bytes: &[u8]) -> (String, String, Option<String>) {
+        let (_, p) = detect(name, bytes).unwrap();
+        (p.artifact_type.to_owned(), p.media_type, p.title)
+    }
+
+    #[test]
+    fn k5_detection_trusts_bytes_over_names() {
+        assert_eq!(kind("a.md", b"%PDF-1.7 ...").1, "application/pdf");
+        assert_eq!(kind("notes", b"<!DOCTYPE html><title>Hi</title>").0, "html");
+        assert_eq!(
+            kind("data", br#"{"title": "T", "x": 1}"#),
+            ("json".into(), "application/json".into(), Some("T".into()))
+        );
+        assert_eq!(kind("README", b"plain words").0, "text");
+        assert_eq!(kind("blob.bin", b"\x00\x01\x02").0, "opaque");
+        assert_eq!(
+            kind("guide.md", "# Guide\n\ntext".as_bytes()).2,
+            Some("Guide".into())
+        );
+    }
+
+    #[test]
+    fn k5_text_formats_must_be_valid() {
+        let e = detect("a.md", b"ok \xff\xfe bad").unwrap_err();
+        assert_eq!(
+            e,
+            AdapterError::InvalidUtf8 {
+                format: "markdown",
+                offset: 3
+            }
+        );
+        assert!(e.to_string().contains("invalid UTF-8 at byte 3"));
+        assert!(matches!(
+            detect("a.json", b"{nope").unwrap_err(),
+            AdapterError::InvalidJson(_)
+        ));
+    }
+}

@@ -181,6 +181,28 @@ pub enum Op {
     PruneOutbox {
         older_than: kontextual_model::Timestamp,
     },
+    /// Starts an operation run in state `running` (audited as `run.start`).
+    StartRun {
+        id: RunId,
+        kind: String,
+        input: serde_json::Value,
+        /// The process that runs it, to detect a dead owner later.
+        owner: String,
+    },
+    /// Appends a step to a running run: bookkeeping, no change, no audit record.
+    RunStep {
+        id: RunId,
+        name: String,
+        status: kontextual_model::RunStatus,
+        detail: serde_json::Value,
+    },
+    /// Ends a running run with its final status and manifest (audited).
+    /// `Conflict` if the run is not running any more.
+    FinishRun {
+        id: RunId,
+        status: kontextual_model::RunStatus,
+        manifest: serde_json::Value,
+    },
     /// Records that `consumer` applied every outbox event up to `seq`
     /// (registering it on first use). Cursors only move forward; a `seq`
     /// beyond the last event is `InvalidInput`. Projection bookkeeping, not
@@ -379,6 +401,18 @@ pub trait Backend: Send + Sync {
     fn outbox_cursors(&self) -> Result<Vec<(String, u64)>>;
 
     fn status(&self) -> Result<StoreStatus>;
+
+    fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>>;
+    /// Runs, newest first; optionally only those in one status.
+    fn runs(
+        &self,
+        ns: &Namespace,
+        status: Option<kontextual_model::RunStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Run>>;
+    fn run_steps(&self, ns: &Namespace, id: RunId) -> Result<Vec<kontextual_model::RunStep>>;
+    /// Every run still marked `running`, in any namespace (to find dead owners).
+    fn running_runs(&self) -> Result<Vec<kontextual_model::Run>>;
 
     /// Verifies the audit chain alone (cheaper than `check`), against
     /// `expect_head` if given, else the head recorded outside the database.

@@ -704,6 +704,35 @@ impl crate::Backend for SqliteBackend {
         })
     }
 
+    fn run(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::RunId,
+    ) -> Result<Option<kontextual_model::Run>> {
+        self.read(|c| read::run(c, ns, id))
+    }
+
+    fn runs(
+        &self,
+        ns: &kontextual_model::Namespace,
+        status: Option<kontextual_model::RunStatus>,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Run>> {
+        self.read(|c| read::runs(c, ns, status, page))
+    }
+
+    fn run_steps(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::RunId,
+    ) -> Result<Vec<kontextual_model::RunStep>> {
+        self.read(|c| read::run_steps(c, ns, id))
+    }
+
+    fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {
+        self.read(read::running_runs)
+    }
+
     fn verify_audit(
         &self,
         expect_head: Option<ChainHead>,

@@ -594,3 +594,101 @@ pub(crate) fn count(conn: &Connection, sql: &str) -> Result<u64> {
         .map(|v| v.unwrap_or(0) as u64)
         .map_err(sql_err)
 }
+
+const RUN_COLS: &str =
+    "id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at";
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<kontextual_model::Run> {
+    let manifest: Option<String> = r.get(6)?;
+    Ok(kontextual_model::Run {
+        id: RunId(r.get(0)?),
+        namespace: parsed(r, 1)?,
+        kind: r.get(2)?,
+        status: parsed(r, 3)?,
+        actor: parsed(r, 4)?,
+        input: json(r, 5)?,
+        manifest: manifest
+            .map(|m| serde_json::from_str(&m).map_err(|e| conv(6, e)))
+            .transpose()?,
+        owner: r.get(7)?,
+        started_at: ts(r, 8)?,
+        finished_at: r.get::<_, Option<i64>>(9)?.map(from_micros).transpose()?,
+    })
+}
+
+pub(crate) fn run(
+    conn: &Connection,
+    ns: &Namespace,
+    id: RunId,
+) -> Result<Option<kontextual_model::Run>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RUN_COLS} FROM runs WHERE id = ?1 AND namespace = ?2"
+    ))
+    .map_err(sql_err)?
+    .query_row(params![id.0, ns.as_str()], run_row)
+    .optional()
+    .map_err(sql_err)
+}
+
+pub(crate) fn runs(
+    conn: &Connection,
+    ns: &Namespace,
+    status: Option<kontextual_model::RunStatus>,
+    req: &PageRequest,
+) -> Result<Page<kontextual_model::Run>> {
+    let limit = req.effective_limit();
+    let before: Uuid = match &req.after {
+        Some(c) => Uuid::parse_str(&c.0).map_err(|_| bad_cursor())?,
+        None => Uuid::max(),
+    };
+    let status = status.map(|s| s.as_str());
+    page(
+        conn,
+        &format!(
+            "SELECT {RUN_COLS} FROM runs WHERE namespace = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3) \
+             ORDER BY id DESC LIMIT ?4"
+        ),
+        &[&ns.as_str(), &before, &status, &(limit as i64 + 1)],
+        limit,
+        run_row,
+        |r| Cursor(r.id.to_string()),
+    )
+}
+
+pub(crate) fn running_runs(conn: &Connection) -> Result<Vec<kontextual_model::Run>> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {RUN_COLS} FROM runs WHERE status = 'running' ORDER BY id"
+        ))
+        .map_err(sql_err)?;
+    stmt.query_map([], run_row)
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)
+}
+
+pub(crate) fn run_steps(
+    conn: &Connection,
+    ns: &Namespace,
+    id: RunId,
+) -> Result<Vec<kontextual_model::RunStep>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT s.run_id, s.seq, s.name, s.status, s.detail, s.at FROM run_steps s \
+             JOIN runs r ON r.id = s.run_id WHERE s.run_id = ?1 AND r.namespace = ?2 ORDER BY s.seq",
+        )
+        .map_err(sql_err)?;
+    stmt.query_map(params![id.0, ns.as_str()], |r| {
+        Ok(kontextual_model::RunStep {
+            run_id: RunId(r.get(0)?),
+            seq: u64_col(r, 1)?,
+            name: r.get(2)?,
+            status: parsed(r, 3)?,
+            detail: json(r, 4)?,
+            at: ts(r, 5)?,
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}

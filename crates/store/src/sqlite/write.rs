@@ -221,6 +221,26 @@ fn apply_batch(
                 )?]
             }
             Op::PruneOutbox { older_than } => prune_outbox(conn, older_than)?,
+            Op::StartRun {
+                id,
+                kind,
+                input,
+                owner,
+            } => vec![start_run(conn, &ctx, id, kind, input, owner, now)?],
+            Op::RunStep {
+                id,
+                name,
+                status,
+                detail,
+            } => {
+                run_step(conn, &ctx, id, &name, status, &detail, now)?;
+                continue;
+            }
+            Op::FinishRun {
+                id,
+                status,
+                manifest,
+            } => vec![finish_run(conn, &ctx, id, status, manifest, now)?],
             Op::AckOutbox { consumer, seq } => {
                 ack_outbox(conn, &consumer, seq, now)?;
                 continue;
@@ -987,4 +1007,115 @@ mod tests {
         commit_group(&conn, vec![d], 0, &mut wipe);
         assert!(rd.recv().unwrap().is_ok());
     }
+}
+
+fn start_run(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+    kind: String,
+    input: serde_json::Value,
+    owner: String,
+    now: Timestamp,
+) -> Result<Change> {
+    let run = kontextual_model::Run {
+        id,
+        namespace: ctx.namespace.clone(),
+        kind,
+        status: kontextual_model::RunStatus::Running,
+        actor: ctx.actor.clone(),
+        input,
+        manifest: None,
+        owner,
+        started_at: now,
+        finished_at: None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, NULL)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        run.id.0,
+        run.namespace.as_str(),
+        run.kind,
+        run.status.as_str(),
+        run.actor.to_string(),
+        run.input.to_string(),
+        run.owner,
+        micros(now),
+    ])
+    .map_err(|e| match sql_err(e) {
+        StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists { what: format!("run {id}") },
+        other => other,
+    })?;
+    Ok(Change::Run { run })
+}
+
+fn running(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+) -> Result<kontextual_model::Run> {
+    let run = read::run(conn, &ctx.namespace, id)?
+        .ok_or_else(|| StoreError::not_found(format!("run {id}")))?;
+    if run.status.is_final() {
+        return Err(StoreError::Conflict {
+            what: format!("run {id}"),
+            expected: 0,
+            actual: format!("{} (the run is no longer running)", run.status),
+        });
+    }
+    Ok(run)
+}
+
+fn run_step(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+    name: &str,
+    status: kontextual_model::RunStatus,
+    detail: &serde_json::Value,
+    now: Timestamp,
+) -> Result<()> {
+    running(conn, ctx, id)?;
+    conn.prepare_cached(
+        "INSERT INTO run_steps (run_id, seq, name, status, detail, at) \
+         VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM run_steps WHERE run_id = ?1), ?2, ?3, ?4, ?5)",
+    )
+    .map_err(sql_err)?
+    .execute(params![id.0, name, status.as_str(), detail.to_string(), micros(now)])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn finish_run(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+    status: kontextual_model::RunStatus,
+    manifest: serde_json::Value,
+    now: Timestamp,
+) -> Result<Change> {
+    if !status.is_final() {
+        return Err(StoreError::InvalidInput(
+            "a run finishes in a final status".to_owned(),
+        ));
+    }
+    let mut run = running(conn, ctx, id)?;
+    run.status = status;
+    run.manifest = Some(manifest);
+    run.finished_at = Some(now);
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, manifest = ?3, finished_at = ?4 WHERE id = ?1",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        id.0,
+        status.as_str(),
+        run.manifest.as_ref().map(|m| m.to_string()),
+        micros(now)
+    ])
+    .map_err(sql_err)?;
+    Ok(Change::Run { run })
 }

@@ -1042,3 +1042,115 @@ pub fn k2_failing_batches_do_not_disturb_concurrent_ones(h: &mut dyn Harness) {
     );
     assert!(s.check(None).unwrap().is_ok());
 }
+
+pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
+    use kontextual_model::{RunId, RunStatus};
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let id = RunId::new();
+    let start = Op::StartRun {
+        id,
+        kind: "ingest".into(),
+        input: serde_json::json!({"paths": ["docs"]}),
+        owner: "host:1:1".into(),
+    };
+    write(&s, &c, vec![start]).unwrap();
+    let in_run = WriteContext {
+        run_id: Some(id),
+        ..c.clone()
+    };
+    let a = put(&s, &in_run, "h", "a.md", b"from the run");
+    assert_eq!(
+        a.run_id,
+        Some(id),
+        "the artifact links to the run that produced it"
+    );
+    let step = Op::RunStep {
+        id,
+        name: "write".into(),
+        status: RunStatus::Succeeded,
+        detail: serde_json::json!({"files": 1}),
+    };
+    assert!(write(&s, &c, vec![step]).unwrap().is_empty());
+    assert_eq!(s.running_runs().unwrap().len(), 1);
+    let s = h.reopen();
+    let run = s.run(&c.namespace, id).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Running, "status survives a reopen");
+    let finish = |st| Op::FinishRun {
+        id,
+        status: st,
+        manifest: serde_json::json!({"outputs": 1}),
+    };
+    write(&s, &c, vec![finish(RunStatus::Succeeded)]).unwrap();
+    let e = write(&s, &c, vec![finish(RunStatus::Failed)]).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "a finished run stays finished"
+    );
+    let run = s.run(&c.namespace, id).unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.manifest.clone()),
+        (
+            RunStatus::Succeeded,
+            Some(serde_json::json!({"outputs": 1}))
+        )
+    );
+    assert!(run.finished_at.is_some());
+    let steps = s.run_steps(&c.namespace, id).unwrap();
+    assert_eq!(
+        (steps.len(), steps[0].name.as_str(), steps[0].seq),
+        (1, "write", 1)
+    );
+    let hist = s
+        .revisions(&c.namespace, a.id, &PageRequest::default())
+        .unwrap()
+        .items;
+    assert_eq!(hist[0].run_id, Some(id));
+    let second = RunId::new();
+    write(
+        &s,
+        &c,
+        vec![Op::StartRun {
+            id: second,
+            kind: "ingest".into(),
+            input: serde_json::json!({}),
+            owner: "x".into(),
+        }],
+    )
+    .unwrap();
+    let listed: Vec<RunId> = s
+        .runs(&c.namespace, None, &PageRequest::default())
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, vec![second, id], "newest first");
+    let running = s
+        .runs(
+            &c.namespace,
+            Some(RunStatus::Running),
+            &PageRequest::default(),
+        )
+        .unwrap()
+        .items;
+    assert_eq!(running.len(), 1);
+    assert!(
+        s.run(&kontextual_model::Namespace::new("other").unwrap(), id)
+            .unwrap()
+            .is_none()
+    );
+    let actions: Vec<String> = s
+        .audit(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.draft.action)
+        .collect();
+    assert!(
+        actions.contains(&"run.start".to_owned()) && actions.contains(&"run.succeeded".to_owned()),
+        "{actions:?}"
+    );
+    assert!(s.check(None).unwrap().is_ok());
+}

@@ -150,6 +150,7 @@ macro_rules! conformance_suite {
             k4_check_passes_on_a_healthy_store,
             outbox_retention_follows_consumer_cursors,
             k2_failing_batches_do_not_disturb_concurrent_ones,
+            k6_runs_record_steps_outputs_and_final_status,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -929,86 +929,6 @@ fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Re
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-
-    use super::*;
-    use crate::ErrorKind;
-    use kontextual_model::{Actor, ArtifactName, CollectionName, CorrelationId, Namespace};
-
-    fn ctx() -> WriteContext {
-        WriteContext {
-            namespace: Namespace::default(),
-            actor: Actor::local_admin(),
-            correlation_id: CorrelationId::new(),
-            run_id: None,
-        }
-    }
-
-    fn job(ops: Vec<Op>) -> (WriteJob, mpsc::Receiver<Result<Vec<Change>>>) {
-        let (reply, rx) = mpsc::sync_channel(1);
-        (
-            WriteJob {
-                batch: WriteBatch { ctx: ctx(), ops },
-                reply,
-            },
-            rx,
-        )
-    }
-
-    fn put(name: &str, bytes: Vec<u8>) -> Op {
-        Op::PutArtifact(PutArtifact::new(
-            CollectionName::new("h").unwrap(),
-            ArtifactName::new(name).unwrap(),
-            Content::Bytes(bytes),
-        ))
-    }
-
-    /// K2: when SQLite rolls back the whole transaction (here: the disk is
-    /// full), no batch of the group is committed and every caller is told so.
-    #[test]
-    fn k2_a_whole_group_rollback_fails_every_caller() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::schema::migrate(&mut conn, None, true).unwrap();
-        let mut wipe = false;
-        let (j, rx) = job(vec![Op::CreateCollection {
-            name: CollectionName::new("h").unwrap(),
-            description: String::new(),
-            if_absent: false,
-        }]);
-        let head = commit_group(&conn, vec![j], 0, &mut wipe);
-        assert!(rx.recv().unwrap().is_ok());
-        let pages: i64 = conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .unwrap();
-        conn.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 40))
-            .unwrap();
-        let (a, ra) = job(vec![put("a.md", b"small a".to_vec())]);
-        let (b, rb) = job(vec![put("b.bin", vec![7u8; 4 << 20])]);
-        let (c, rc) = job(vec![put("c.md", b"small c".to_vec())]);
-        assert_eq!(commit_group(&conn, vec![a, b, c], 0, &mut wipe), None);
-        let eb = rb.recv().unwrap().unwrap_err();
-        assert_eq!(eb.kind(), ErrorKind::Io, "{eb}");
-        assert!(eb.to_string().contains("disk is full"), "{eb}");
-        assert!(
-            ra.recv().unwrap().is_err(),
-            "a was rolled back with the group"
-        );
-        assert!(rc.recv().unwrap().is_err(), "c never ran in a transaction");
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM artifacts", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 0, "nothing of the group is visible");
-        assert_eq!(read::audit_head(&conn).unwrap(), head);
-        assert!(conn.is_autocommit());
-        // the writer carries on afterwards
-        let (d, rd) = job(vec![put("d.md", b"d".to_vec())]);
-        commit_group(&conn, vec![d], 0, &mut wipe);
-        assert!(rd.recv().unwrap().is_ok());
-    }
-}
-
 fn start_run(
     conn: &Connection,
     ctx: &WriteContext,
@@ -1118,4 +1038,84 @@ fn finish_run(
     ])
     .map_err(sql_err)?;
     Ok(Change::Run { run })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::ErrorKind;
+    use kontextual_model::{Actor, ArtifactName, CollectionName, CorrelationId, Namespace};
+
+    fn ctx() -> WriteContext {
+        WriteContext {
+            namespace: Namespace::default(),
+            actor: Actor::local_admin(),
+            correlation_id: CorrelationId::new(),
+            run_id: None,
+        }
+    }
+
+    fn job(ops: Vec<Op>) -> (WriteJob, mpsc::Receiver<Result<Vec<Change>>>) {
+        let (reply, rx) = mpsc::sync_channel(1);
+        (
+            WriteJob {
+                batch: WriteBatch { ctx: ctx(), ops },
+                reply,
+            },
+            rx,
+        )
+    }
+
+    fn put(name: &str, bytes: Vec<u8>) -> Op {
+        Op::PutArtifact(PutArtifact::new(
+            CollectionName::new("h").unwrap(),
+            ArtifactName::new(name).unwrap(),
+            Content::Bytes(bytes),
+        ))
+    }
+
+    /// K2: when SQLite rolls back the whole transaction (here: the disk is
+    /// full), no batch of the group is committed and every caller is told so.
+    #[test]
+    fn k2_a_whole_group_rollback_fails_every_caller() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn, None, true).unwrap();
+        let mut wipe = false;
+        let (j, rx) = job(vec![Op::CreateCollection {
+            name: CollectionName::new("h").unwrap(),
+            description: String::new(),
+            if_absent: false,
+        }]);
+        let head = commit_group(&conn, vec![j], 0, &mut wipe);
+        assert!(rx.recv().unwrap().is_ok());
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 40))
+            .unwrap();
+        let (a, ra) = job(vec![put("a.md", b"small a".to_vec())]);
+        let (b, rb) = job(vec![put("b.bin", vec![7u8; 4 << 20])]);
+        let (c, rc) = job(vec![put("c.md", b"small c".to_vec())]);
+        assert_eq!(commit_group(&conn, vec![a, b, c], 0, &mut wipe), None);
+        let eb = rb.recv().unwrap().unwrap_err();
+        assert_eq!(eb.kind(), ErrorKind::Io, "{eb}");
+        assert!(eb.to_string().contains("disk is full"), "{eb}");
+        assert!(
+            ra.recv().unwrap().is_err(),
+            "a was rolled back with the group"
+        );
+        assert!(rc.recv().unwrap().is_err(), "c never ran in a transaction");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM artifacts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "nothing of the group is visible");
+        assert_eq!(read::audit_head(&conn).unwrap(), head);
+        assert!(conn.is_autocommit());
+        // the writer carries on afterwards
+        let (d, rd) = job(vec![put("d.md", b"d".to_vec())]);
+        commit_group(&conn, vec![d], 0, &mut wipe);
+        assert!(rd.recv().unwrap().is_ok());
+    }
 }

@@ -64,6 +64,11 @@ pub enum Command {
     /// Artifacts, their revisions and content
     #[command(subcommand)]
     Artifact(ArtifactCmd),
+    /// Ingest files and directory trees into a collection (created if missing)
+    Ingest(IngestArgs),
+    /// Operation runs (ingests): input, steps, manifest, diagnostics
+    #[command(subcommand)]
+    Run(RunCmd),
     /// Relate two artifacts: SRC TYPE DST (e.g. handbook/a.md references handbook/b.md)
     Relate(RelateArgs),
     /// Typed relationships
@@ -298,4 +303,39 @@ pub enum DbCmd {
     Status,
     /// Apply pending migrations
     Migrate,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Files and directories; names are paths relative to each given directory
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The collection to ingest into
+    #[arg(long, short)]
+    pub collection: String,
+    /// Tombstone artifacts of the collection whose files are no longer there
+    #[arg(long)]
+    pub prune: bool,
+    /// The system the files came from (recorded as provenance)
+    #[arg(long, value_name = "NAME")]
+    pub source_system: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunCmd {
+    /// Runs, newest first
+    List {
+        /// Only runs in this status (running, succeeded, partial, failed, interrupted)
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One run: input bundle, steps, manifest, diagnostics, audit chain head
+    Show {
+        run: String,
+        /// Also list every output artifact of the manifest
+        #[arg(long)]
+        outputs: bool,
+    },
 }

@@ -20,10 +20,10 @@ mod kontextual_store_types {
     pub use kontextual_services::store_types::{ArtifactQuery, Cursor};
 }
 
-struct Ctx {
-    cfg: Config,
-    caller: Caller,
-    out: Out,
+pub(crate) struct Ctx {
+    pub(crate) cfg: Config,
+    pub(crate) caller: Caller,
+    pub(crate) out: Out,
 }
 
 impl Ctx {
@@ -36,7 +36,7 @@ impl Ctx {
             mode,
         )?)
     }
-    fn rw(&self) -> Result<Services> {
+    pub(crate) fn rw(&self) -> Result<Services> {
         self.open(StoreOpenMode::ReadWrite)
     }
 }
@@ -70,6 +70,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init => init(&ctx),
         Command::Collection(c) => collection(&ctx, c),
         Command::Artifact(c) => artifact(&ctx, c),
+        Command::Ingest(a) => crate::ingest::ingest(&ctx, a),
+        Command::Run(c) => crate::ingest::run(&ctx, c),
         Command::Relate(a) => relate(&ctx, a),
         Command::Relation(c) => relation(&ctx, c),
         Command::Audit(c) => audit(&ctx, c),

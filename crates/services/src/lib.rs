@@ -9,9 +9,11 @@
 mod artifacts;
 mod diff;
 mod error;
+mod ingest;
 mod media;
 mod policy;
 mod relations;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,12 +34,14 @@ pub mod store_types {
     pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
 }
 pub use error::{Error, ErrorKind, Result};
+pub use ingest::{FileFailure, IngestProgress, IngestReport, IngestRequest, NoProgress};
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
     ProblemCategory,
 };
 pub use policy::{AllowAll, Permission, Policy};
+pub use runs::this_process;
 
 /// Who is calling: actor, namespace and the correlation id of this request.
 #[derive(Clone, Debug)]

@@ -1,0 +1,221 @@
+//! `ingest` and `run`: the progress bar, the summary, and run views.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use kontextual_model::{RunId, RunStatus};
+use kontextual_services::{IngestProgress, IngestRequest, NoProgress, StorePageRequest};
+
+use crate::cli::{IngestArgs, RunCmd};
+use crate::commands::Ctx;
+use crate::output::{bytes, time};
+
+/// A bar over bytes, on stderr, only when stderr is a terminal.
+struct Bar(ProgressBar);
+
+impl IngestProgress for Bar {
+    fn scanned(&self, files: u64, total: u64) {
+        self.0.set_length(total);
+        self.0.set_message(format!("{files} files"));
+    }
+    fn advanced(&self, _files: u64, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn finished(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    let req = IngestRequest {
+        paths: args.paths,
+        collection: args.collection,
+        prune: args.prune,
+        source_system: args.source_system,
+    };
+    let show_bar = !ctx.out.quiet && !ctx.out.json && std::io::stderr().is_terminal();
+    let report = if show_bar {
+        let pb = ProgressBar::new(0);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        svc.ingest(&ctx.caller, &req, &Bar(pb))?
+    } else {
+        svc.ingest(&ctx.caller, &req, &NoProgress)?
+    };
+    if ctx.out.json {
+        ctx.out.json(&report)?;
+    } else {
+        for f in &report.failures {
+            eprintln!("failed: {}: {}", f.path, f.reason);
+        }
+        if !ctx.out.quiet || report.failed > 0 {
+            println!(
+                "{} files: {} new, {} updated, {} unchanged, {} pruned, {} failed — {:.1} MB/s, {:.2} s (run {})",
+                report.files,
+                report.new,
+                report.updated,
+                report.unchanged,
+                report.pruned,
+                report.failed,
+                report.mb_per_s(),
+                report.elapsed_ms as f64 / 1000.0,
+                report.run_id.map(|r| r.to_string()).unwrap_or_default(),
+            );
+        }
+    }
+    // 1: the run completed, but some files failed (listed above and in the run).
+    Ok(if report.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    match cmd {
+        RunCmd::List { status, page } => {
+            let status = status.as_deref().map(str::parse::<RunStatus>).transpose()?;
+            let req = StorePageRequest {
+                after: page
+                    .after
+                    .clone()
+                    .map(kontextual_services::store_types::Cursor),
+                limit: page.limit,
+            };
+            let pg = svc.run_list(&ctx.caller, status, &req)?;
+            if ctx.out.json {
+                ctx.out.json(&pg)?;
+            } else {
+                let rows = pg
+                    .items
+                    .iter()
+                    .map(|r| {
+                        let counts = r.manifest.as_ref().and_then(|m| m.get("counts")).map_or(
+                            String::new(),
+                            |c| {
+                                format!(
+                                    "{} new, {} updated, {} unchanged, {} pruned, {} failed",
+                                    c["new"],
+                                    c["updated"],
+                                    c["unchanged"],
+                                    c["pruned"],
+                                    c["failed"]
+                                )
+                            },
+                        );
+                        vec![
+                            r.id.to_string(),
+                            r.kind.clone(),
+                            r.status.to_string(),
+                            time(r.started_at),
+                            r.finished_at.map(time).unwrap_or_default(),
+                            counts,
+                        ]
+                    })
+                    .collect();
+                ctx.out.table(
+                    &["run", "kind", "status", "started", "finished", "result"],
+                    rows,
+                );
+                if let Some(c) = &pg.next {
+                    ctx.out.note(format!("More results: --after {}", c.0));
+                }
+            }
+        }
+        RunCmd::Show { run, outputs } => {
+            let id: RunId = run.parse()?;
+            let (r, steps) = svc.run_show(&ctx.caller, id)?;
+            if ctx.out.json {
+                ctx.out
+                    .json(&serde_json::json!({ "run": r, "steps": steps }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let m = r.manifest.clone().unwrap_or(serde_json::Value::Null);
+            ctx.out.fields(&[
+                ("run", r.id.to_string()),
+                ("kind", r.kind.clone()),
+                ("status", r.status.to_string()),
+                ("actor", r.actor.to_string()),
+                ("owner", r.owner.clone()),
+                ("started", time(r.started_at)),
+                (
+                    "finished",
+                    r.finished_at.map(time).unwrap_or_else(|| "-".to_owned()),
+                ),
+                ("input", r.input.to_string()),
+                (
+                    "counts",
+                    m.get("counts").map_or("-".to_owned(), |c| c.to_string()),
+                ),
+                (
+                    "timings (ms)",
+                    m.get("timings_ms")
+                        .map_or("-".to_owned(), |c| c.to_string()),
+                ),
+                (
+                    "audit head",
+                    m.get("audit_head")
+                        .and_then(|h| {
+                            Some(format!("{}:{}", h.get("seq")?, h.get("hash")?.as_str()?))
+                        })
+                        .unwrap_or_else(|| "-".to_owned()),
+                ),
+            ]);
+            if let Some(i) = m.get("interrupted") {
+                println!("interrupted: {}", i["reason"].as_str().unwrap_or_default());
+            }
+            println!("steps:");
+            for s in &steps {
+                println!(
+                    "  {}. {} {} {} {}",
+                    s.seq,
+                    s.name,
+                    s.status,
+                    time(s.at),
+                    s.detail
+                );
+            }
+            if let Some(d) = m
+                .get("diagnostics")
+                .and_then(|d| d.as_array())
+                .filter(|d| !d.is_empty())
+            {
+                println!("diagnostics ({}):", d.len());
+                for f in d {
+                    println!(
+                        "  {}: {}",
+                        f["path"].as_str().unwrap_or_default(),
+                        f["reason"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            if let Some(o) = m.get("outputs").and_then(|o| o.as_array()) {
+                if outputs {
+                    println!("outputs ({}):", o.len());
+                    for x in o {
+                        println!(
+                            "  {} {} rev {} {}",
+                            x["change"].as_str().unwrap_or_default(),
+                            x["name"].as_str().unwrap_or_default(),
+                            x["revision"],
+                            x["digest"].as_str().unwrap_or_default()
+                        );
+                    }
+                } else {
+                    println!("outputs: {} (list them with --outputs)", o.len());
+                }
+            }
+            let _ = bytes;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,612 @@
+//! Ingest (K5, K6): files and directory trees into a collection, as one
+//! operation run. Formats are detected by the adapters; unchanged files make
+//! no revision; `prune` tombstones artifacts whose files are gone. A file
+//! that cannot be read or parsed is reported with its reason and skipped;
+//! the rest still lands.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kontextual_model::{
+    ArtifactName, Change, ChangeKind, CollectionName, Provenance, RunId, RunStatus, Timestamp,
+};
+use kontextual_store::{
+    ArtifactKey, ArtifactQuery, Op, PageRequest, PutArtifact, WriteBatch, WriteContext,
+};
+use serde::Serialize;
+
+use crate::artifacts::sniff;
+use crate::runs::this_process;
+use crate::{Caller, Error, Permission, Result, Services};
+
+/// Files per write batch (one group commit each).
+const BATCH_FILES: usize = 128;
+/// Bytes per write batch, whichever limit comes first.
+const BATCH_BYTES: u64 = 32 << 20;
+
+#[derive(Clone, Debug)]
+pub struct IngestRequest {
+    pub paths: Vec<PathBuf>,
+    pub collection: String,
+    /// Tombstone artifacts of the collection whose files are gone.
+    pub prune: bool,
+    pub source_system: Option<String>,
+}
+
+/// Receives progress; the CLI draws a bar with it.
+pub trait IngestProgress {
+    fn scanned(&self, files: u64, bytes: u64);
+    fn advanced(&self, files: u64, bytes: u64);
+    fn finished(&self);
+}
+
+/// Does nothing (no terminal, `--quiet`, tests).
+pub struct NoProgress;
+
+impl IngestProgress for NoProgress {
+    fn scanned(&self, _: u64, _: u64) {}
+    fn advanced(&self, _: u64, _: u64) {}
+    fn finished(&self) {}
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FileFailure {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestReport {
+    pub run_id: Option<RunId>,
+    pub status: Option<RunStatus>,
+    pub files: u64,
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub pruned: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub elapsed_ms: u64,
+    pub failures: Vec<FileFailure>,
+}
+
+impl IngestReport {
+    pub fn mb_per_s(&self) -> f64 {
+        let s = self.elapsed_ms.max(1) as f64 / 1000.0;
+        self.bytes as f64 / 1e6 / s
+    }
+}
+
+/// A file found by the scan.
+struct Found {
+    name: ArtifactName,
+    path: PathBuf,
+    size: u64,
+}
+
+/// One output line of the run manifest.
+#[derive(Serialize)]
+struct Output {
+    name: String,
+    id: String,
+    revision: u64,
+    digest: String,
+    change: &'static str,
+}
+
+impl Services {
+    pub fn ingest(
+        &self,
+        caller: &Caller,
+        req: &IngestRequest,
+        progress: &dyn IngestProgress,
+    ) -> Result<IngestReport> {
+        let started = Instant::now();
+        let collection = CollectionName::new(&req.collection)?;
+        self.authorize(
+            caller,
+            Permission::Write,
+            &format!("collection {collection}"),
+        )?;
+        if req.paths.is_empty() {
+            return Err(Error::InvalidInput(
+                "give at least one file or directory to ingest".to_owned(),
+            ));
+        }
+        for p in &req.paths {
+            if !p.exists() {
+                return Err(Error::InvalidInput(format!(
+                    "{}: no such file or directory",
+                    p.display()
+                )));
+            }
+        }
+        let run_id = RunId::new();
+        let roots: Vec<String> = req
+            .paths
+            .iter()
+            .map(|p| {
+                std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let input = serde_json::json!({
+            "kind": "ingest",
+            "paths": roots,
+            "collection": collection,
+            "prune": req.prune,
+            "source_system": req.source_system,
+        });
+        self.write(
+            caller,
+            vec![
+                Op::CreateCollection {
+                    name: collection.clone(),
+                    description: String::new(),
+                    if_absent: true,
+                },
+                Op::StartRun {
+                    id: run_id,
+                    kind: "ingest".into(),
+                    input,
+                    owner: this_process(),
+                },
+            ],
+        )?;
+        let ctx = WriteContext {
+            run_id: Some(run_id),
+            ..caller.write_ctx()
+        };
+        let mut report = IngestReport {
+            run_id: Some(run_id),
+            ..Default::default()
+        };
+        let mut outputs: Vec<Output> = Vec::new();
+
+        // 1. scan
+        let t = Instant::now();
+        let mut found = Vec::new();
+        let mut seen = BTreeSet::new();
+        for root in &req.paths {
+            scan(root, &mut found, &mut report.failures);
+        }
+        found.retain(|f| {
+            let fresh = seen.insert(f.name.clone());
+            if !fresh {
+                report.failures.push(FileFailure {
+                    path: f.path.display().to_string(),
+                    reason: format!("another input already has the name {}", f.name),
+                });
+            }
+            fresh
+        });
+        report.files = found.len() as u64 + report.failures.len() as u64;
+        let total: u64 = found.iter().map(|f| f.size).sum();
+        progress.scanned(report.files, total);
+        let scan_time = t.elapsed();
+        self.step(&ctx, run_id, "scan", RunStatus::Succeeded, serde_json::json!({
+            "files": found.len(), "bytes": total, "skipped": report.failures.len(), "ms": ms(scan_time),
+        }))?;
+
+        // 2. read, detect and write, in batches
+        let t = Instant::now();
+        let mut batch: Vec<&Found> = Vec::new();
+        let mut batch_bytes = 0;
+        for f in &found {
+            batch.push(f);
+            batch_bytes += f.size;
+            if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                self.write_batch(
+                    &ctx,
+                    &collection,
+                    req,
+                    &batch,
+                    &mut report,
+                    &mut outputs,
+                    progress,
+                )?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.write_batch(
+                &ctx,
+                &collection,
+                req,
+                &batch,
+                &mut report,
+                &mut outputs,
+                progress,
+            )?;
+        }
+        let write_time = t.elapsed();
+        self.step(
+            &ctx,
+            run_id,
+            "write",
+            RunStatus::Succeeded,
+            serde_json::json!({
+                "new": report.new, "updated": report.updated, "unchanged": report.unchanged,
+                "failed": report.failures.len(), "bytes": report.bytes, "ms": ms(write_time),
+            }),
+        )?;
+
+        // 3. prune
+        let t = Instant::now();
+        if req.prune {
+            let keep: BTreeSet<String> = seen.iter().map(|n| n.to_string()).collect();
+            let mut gone = Vec::new();
+            let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+            let q = ArtifactQuery {
+                collection: Some(collection.clone()),
+                ..Default::default()
+            };
+            loop {
+                let p = self.store().artifacts(&caller.namespace, &q, &page)?;
+                gone.extend(
+                    p.items
+                        .into_iter()
+                        .filter(|a| !keep.contains(a.name.as_str())),
+                );
+                match p.next {
+                    Some(c) => page.after = Some(c),
+                    None => break,
+                }
+            }
+            for chunk in gone.chunks(BATCH_FILES) {
+                let ops = chunk
+                    .iter()
+                    .map(|a| Op::DeleteArtifact {
+                        key: ArtifactKey::Id(a.id),
+                        expect: Some(a.revision),
+                    })
+                    .collect();
+                for change in self.store().write(WriteBatch {
+                    ctx: ctx.clone(),
+                    ops,
+                })? {
+                    if let Change::Artifact {
+                        kind: ChangeKind::Deleted,
+                        artifact,
+                        ..
+                    } = change
+                    {
+                        report.pruned += 1;
+                        outputs.push(output(&artifact, "pruned"));
+                    }
+                }
+            }
+            self.step(
+                &ctx,
+                run_id,
+                "prune",
+                RunStatus::Succeeded,
+                serde_json::json!({
+                    "pruned": report.pruned, "ms": ms(t.elapsed()),
+                }),
+            )?;
+        }
+        progress.finished();
+
+        // 4. finish the run with its manifest
+        report.failed = report.failures.len() as u64;
+        report.elapsed_ms = ms(started.elapsed());
+        let ok = report.new + report.updated + report.unchanged + report.pruned;
+        let status = match (report.failed, ok) {
+            (0, _) => RunStatus::Succeeded,
+            (_, 0) if !found.is_empty() || report.failed > 0 => RunStatus::Failed,
+            _ => RunStatus::Partial,
+        };
+        report.status = Some(status);
+        let manifest = serde_json::json!({
+            "inputs": { "files": report.files, "bytes": total },
+            "outputs": outputs,
+            "counts": {
+                "new": report.new, "updated": report.updated, "unchanged": report.unchanged,
+                "pruned": report.pruned, "failed": report.failed,
+            },
+            "diagnostics": report.failures,
+            "timings_ms": {
+                "scan": ms(scan_time), "write": ms(write_time), "total": report.elapsed_ms,
+            },
+            "audit_head": self.store().audit_head()?,
+        });
+        self.store().write(WriteBatch {
+            ctx: caller.write_ctx(),
+            ops: vec![Op::FinishRun {
+                id: run_id,
+                status,
+                manifest,
+            }],
+        })?;
+        Ok(report)
+    }
+
+    fn step(
+        &self,
+        ctx: &WriteContext,
+        id: RunId,
+        name: &str,
+        status: RunStatus,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.store().write(WriteBatch {
+            ctx: ctx.clone(),
+            ops: vec![Op::RunStep {
+                id,
+                name: name.to_owned(),
+                status,
+                detail,
+            }],
+        })?;
+        Ok(())
+    }
+
+    /// Reads and detects a batch of files (in parallel), then writes it
+    /// atomically. If the store refuses the batch, each file is retried alone
+    /// so one bad file cannot sink the others.
+    #[allow(clippy::too_many_arguments)]
+    fn write_batch(
+        &self,
+        ctx: &WriteContext,
+        collection: &CollectionName,
+        req: &IngestRequest,
+        batch: &[&Found],
+        report: &mut IngestReport,
+        outputs: &mut Vec<Output>,
+        progress: &dyn IngestProgress,
+    ) -> Result<()> {
+        let prepared = prepare_all(collection, req, batch);
+        let mut ops = Vec::new();
+        let mut names = Vec::new();
+        for (f, r) in batch.iter().zip(prepared) {
+            match r {
+                Ok(op) => {
+                    ops.push(op);
+                    names.push(*f);
+                }
+                Err(reason) => report.failures.push(FileFailure {
+                    path: f.path.display().to_string(),
+                    reason,
+                }),
+            }
+        }
+        let bytes: u64 = batch.iter().map(|f| f.size).sum();
+        match self.store().write(WriteBatch {
+            ctx: ctx.clone(),
+            ops,
+        }) {
+            Ok(changes) => {
+                for c in changes {
+                    tally(c, report, outputs);
+                }
+            }
+            Err(e) if names.len() > 1 => {
+                tracing::warn!(error = %e, "batch refused; retrying its files one by one");
+                for f in names {
+                    let one = prepare(collection, req, f).and_then(|op| {
+                        self.store()
+                            .write(WriteBatch {
+                                ctx: ctx.clone(),
+                                ops: vec![op],
+                            })
+                            .map_err(|e| e.to_string())
+                    });
+                    match one {
+                        Ok(changes) => changes.into_iter().for_each(|c| tally(c, report, outputs)),
+                        Err(reason) => report.failures.push(FileFailure {
+                            path: f.path.display().to_string(),
+                            reason,
+                        }),
+                    }
+                }
+            }
+            Err(e) => {
+                if let Some(f) = names.first() {
+                    report.failures.push(FileFailure {
+                        path: f.path.display().to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        report.bytes += bytes;
+        progress.advanced(batch.len() as u64, bytes);
+        Ok(())
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn output(a: &kontextual_model::Artifact, change: &'static str) -> Output {
+    Output {
+        name: a.name.to_string(),
+        id: a.id.to_string(),
+        revision: a.revision,
+        digest: a.digest.to_string(),
+        change,
+    }
+}
+
+fn tally(c: Change, report: &mut IngestReport, outputs: &mut Vec<Output>) {
+    match c {
+        Change::Artifact { kind, artifact, .. } => {
+            let label = match kind {
+                ChangeKind::Created => {
+                    report.new += 1;
+                    "created"
+                }
+                ChangeKind::Restored => {
+                    report.new += 1;
+                    "restored"
+                }
+                _ => {
+                    report.updated += 1;
+                    "updated"
+                }
+            };
+            outputs.push(output(&artifact, label));
+        }
+        Change::ArtifactUnchanged { artifact } => {
+            report.unchanged += 1;
+            outputs.push(output(&artifact, "unchanged"));
+        }
+        _ => {}
+    }
+}
+
+/// Reads and detects every file of a batch, on all cores.
+fn prepare_all(
+    collection: &CollectionName,
+    req: &IngestRequest,
+    batch: &[&Found],
+) -> Vec<Result<Op, String>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(batch.len())
+        .max(1);
+    let chunk = batch.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = batch
+            .chunks(chunk.max(1))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|f| prepare(collection, req, f))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err("internal error while reading".to_owned())])
+            })
+            .collect()
+    })
+}
+
+/// One file → one put, or the reason it cannot be ingested.
+fn prepare(collection: &CollectionName, req: &IngestRequest, f: &Found) -> Result<Op, String> {
+    let file = File::open(&f.path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| Timestamp::try_from(t).ok())
+        .and_then(|t| Timestamp::from_microsecond(t.as_microsecond()).ok());
+    let (content, parsed) = match sniff(collection.as_str(), f.name.as_str(), Box::new(file)) {
+        Ok(x) => x,
+        Err(Error::Io { cause, .. }) => return Err(format!("cannot read: {cause}")),
+        Err(e) => return Err(strip_prefix(&e.to_string(), collection, &f.name)),
+    };
+    let mut put = PutArtifact::new(collection.clone(), f.name.clone(), content);
+    put.artifact_type = Some(parsed.artifact_type.to_owned());
+    put.media_type = Some(parsed.media_type);
+    put.title = parsed.title;
+    put.source_system = req.source_system.clone();
+    put.provenance = Some(Provenance {
+        source_path: Some(f.path.display().to_string()),
+        source_mtime: mtime,
+        ..Default::default()
+    });
+    Ok(Op::PutArtifact(put))
+}
+
+fn strip_prefix(msg: &str, collection: &CollectionName, name: &ArtifactName) -> String {
+    msg.strip_prefix(&format!("{collection}/{name}: "))
+        .unwrap_or(msg)
+        .to_owned()
+}
+
+/// Collects regular files under `root` (names relative to it, `/`-separated),
+/// sorted. Symlinks are not followed: they could leave the tree.
+fn scan(root: &Path, found: &mut Vec<Found>, failures: &mut Vec<FileFailure>) {
+    let meta = match std::fs::symlink_metadata(root) {
+        Ok(m) => m,
+        Err(e) => {
+            failures.push(FileFailure {
+                path: root.display().to_string(),
+                reason: format!("cannot read: {e}"),
+            });
+            return;
+        }
+    };
+    if meta.is_file() {
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        push(root, name, meta.len(), found, failures);
+        return;
+    }
+    let mut stack = vec![root.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                failures.push(FileFailure {
+                    path: dir.display().to_string(),
+                    reason: format!("cannot read directory: {e}"),
+                });
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => {
+                    files.push((path, entry.metadata().map(|m| m.len()).unwrap_or(0)))
+                }
+                Ok(t) if t.is_symlink() => failures.push(FileFailure {
+                    path: path.display().to_string(),
+                    reason: "symbolic link: not followed".to_owned(),
+                }),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    for (path, size) in files {
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let name: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+        match name {
+            Some(parts) => push(&path, &parts.join("/"), size, found, failures),
+            None => failures.push(FileFailure {
+                path: path.display().to_string(),
+                reason: "the file name is not valid UTF-8".to_owned(),
+            }),
+        }
+    }
+}
+
+fn push(
+    path: &Path,
+    name: &str,
+    size: u64,
+    found: &mut Vec<Found>,
+    failures: &mut Vec<FileFailure>,
+) {
+    match ArtifactName::new(name) {
+        Ok(name) => found.push(Found {
+            name,
+            path: path.to_path_buf(),
+            size,
+        }),
+        Err(e) => failures.push(FileFailure {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}

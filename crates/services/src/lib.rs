@@ -98,10 +98,14 @@ impl Services {
         let mut opts = OpenOptions::new(mode);
         opts.busy_timeout = cfg.busy_timeout;
         let backend = SqliteBackend::open_dir(&cfg.data_dir, &opts)?;
-        Ok(Services::with_store(
-            Store::new(backend),
-            Box::new(AllowAll),
-        ))
+        let svc = Services::with_store(Store::new(backend), Box::new(AllowAll));
+        if matches!(mode, OpenMode::ReadWrite | OpenMode::Create) {
+            // A run whose process died shows as interrupted, not running (K6).
+            if let Err(e) = svc.recover_interrupted_runs() {
+                tracing::warn!(error = %e, "could not check for interrupted runs");
+            }
+        }
+        Ok(svc)
     }
 
     /// Services over an existing store with a given policy (tests, embedding).

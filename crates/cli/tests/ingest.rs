@@ -1,0 +1,295 @@
+//! K5, K6, X8: ingest end to end with the real binary, including SIGKILL crash safety.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        env.ok(&["init"]);
+        env
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .args(args);
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}{}", text(&out.stdout), text(&out.stderr)))
+    }
+    fn write(&self, rel: &str, body: &[u8]) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ingest(env: &Env, extra: &[&str]) -> Value {
+    let mut a = vec!["ingest", "docs", "--collection", "handbook"];
+    a.extend_from_slice(extra);
+    env.json(&a)
+}
+
+/// K5: formats detected from bytes, re-ingest is a no-op, a change makes one
+/// revision, --prune tombstones what is gone; K6: the run records it all.
+#[test]
+fn k5_ingest_detects_changes_and_prunes() {
+    let env = Env::new();
+    env.write("docs/guide.md", b"# Guide\n\nInstall it.\n");
+    env.write(
+        "docs/web/page.html",
+        b"<!doctype html><title>Page</title><p>hi</p>",
+    );
+    env.write("docs/data.json", br#"{"title": "Data", "n": 1}"#);
+    env.write("docs/notes", b"plain text without an extension");
+    env.write(
+        "docs/report.md",
+        b"%PDF-1.7 binary pretending to be markdown",
+    );
+    let r = ingest(&env, &[]);
+    assert_eq!(
+        (r["files"].as_u64(), r["new"].as_u64(), r["failed"].as_u64()),
+        (Some(5), Some(5), Some(0)),
+        "{r}"
+    );
+    let show = |name: &str| env.json(&["artifact", "show", &format!("handbook/{name}")]);
+    assert_eq!(show("guide.md")["type"], "markdown");
+    assert_eq!(show("guide.md")["title"], "Guide");
+    assert_eq!(show("web/page.html")["type"], "html");
+    assert_eq!(show("web/page.html")["title"], "Page");
+    assert_eq!(show("data.json")["title"], "Data");
+    assert_eq!(show("notes")["type"], "text");
+    assert_eq!(
+        show("report.md")["media_type"],
+        "application/pdf",
+        "bytes beat the extension"
+    );
+    let g = show("guide.md");
+    assert!(
+        g["provenance"]["source_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("docs/guide.md")
+    );
+    assert!(g["provenance"]["source_mtime"].is_string());
+    let first_run = r["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        g["run_id"], first_run,
+        "revisions link to the run that produced them"
+    );
+
+    let again = ingest(&env, &[]);
+    assert_eq!(
+        (
+            again["new"].as_u64(),
+            again["updated"].as_u64(),
+            again["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(5))
+    );
+
+    env.write("docs/guide.md", b"# Guide\n\nInstall it twice.\n");
+    std::fs::remove_file(env.path("docs/notes")).unwrap();
+    let no_prune = ingest(&env, &[]);
+    assert_eq!(
+        (no_prune["updated"].as_u64(), no_prune["pruned"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(show("guide.md")["revision"], 2, "exactly one new revision");
+    let pruned = ingest(&env, &["--prune"]);
+    assert_eq!(
+        (
+            pruned["updated"].as_u64(),
+            pruned["pruned"].as_u64(),
+            pruned["unchanged"].as_u64()
+        ),
+        (Some(0), Some(1), Some(4))
+    );
+    assert_eq!(show("notes")["state"], "deleted");
+    let colls = env.json(&["collection", "list"]);
+    assert_eq!(colls["items"][0]["artifact_count"], 4);
+
+    let runs = env.json(&["run", "list"]);
+    let items = runs["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(items.iter().all(|r| r["status"] == "succeeded"));
+    let shown = env.json(&["run", "show", &first_run]);
+    let steps: Vec<&str> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["scan", "write"]);
+    let m = &shown["run"]["manifest"];
+    assert_eq!(m["outputs"].as_array().unwrap().len(), 5);
+    assert_eq!(m["counts"]["new"], 5);
+    assert!(m["audit_head"]["hash"].is_string());
+    assert_eq!(shown["run"]["input"]["collection"], "handbook");
+    assert!(env.ok(&["verify"]).contains("Store OK"));
+}
+
+/// X8: bad files are reported one by one, skipped, and the rest lands; exit 1.
+#[test]
+fn x8_bad_files_are_skipped_with_reasons() {
+    let env = Env::new();
+    env.write("docs/good.md", b"# Good\n");
+    env.write("docs/bad.md", b"caf\xe9 in latin-1");
+    env.write("docs/broken.json", b"{\"a\": ");
+    env.write("docs/fine.txt", b"fine");
+    std::os::unix::fs::symlink("/etc/passwd", env.path("docs/escape")).unwrap();
+    let out = env.run(&["ingest", "docs", "--collection", "handbook"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.md: invalid UTF-8 at byte 3 in a markdown file"),
+        "{err}"
+    );
+    assert!(err.contains("broken.json: invalid JSON"), "{err}");
+    assert!(err.contains("escape: symbolic link: not followed"), "{err}");
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains("5 files: 2 new, 0 updated, 0 unchanged, 0 pruned, 3 failed"),
+        "{summary}"
+    );
+    let runs = env.json(&["run", "list"]);
+    assert_eq!(runs["items"][0]["status"], "partial");
+    let e = env.run(&["ingest", "nowhere", "--collection", "handbook"]);
+    assert_eq!(e.status.code(), Some(2));
+    assert!(text(&e.stderr).contains("nowhere: no such file or directory"));
+}
+
+fn live_pid_of(child: &std::process::Child) -> u32 {
+    child.id()
+}
+
+/// K6 + crash safety: SIGKILL a large ingest at several moments. Every time:
+/// verify passes, the run shows as interrupted, no half-written revision is
+/// visible, and a re-run converges to exactly one artifact per file.
+#[test]
+fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
+    let env = Env::new();
+    let n = 1500;
+    for i in 0..n {
+        let body = format!(
+            "# Doc {i}\n\n{}\n",
+            "lorem ipsum dolor sit amet ".repeat(200 + i % 300)
+        );
+        env.write(
+            &format!("docs/d{:02}/doc{i:05}.md", i % 37),
+            body.as_bytes(),
+        );
+    }
+    let mut interrupted = 0;
+    for (round, delay_ms) in [40u64, 120, 300].into_iter().enumerate() {
+        let mut child = env
+            .cmd(&["--quiet", "ingest", "docs", "--collection", "handbook"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let pid = live_pid_of(&child);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let _ = child.wait();
+        // reopen: the dead run is noticed and marked
+        let verify = env.run(&["verify"]);
+        assert!(
+            verify.status.success(),
+            "round {round}: {}",
+            text(&verify.stdout)
+        );
+        let runs = env.json(&["run", "list"]);
+        let latest = &runs["items"][0];
+        assert!(
+            latest["status"] == "interrupted" || latest["status"] == "succeeded",
+            "round {round}: {latest}"
+        );
+        if latest["status"] == "interrupted" {
+            interrupted += 1;
+            assert!(
+                latest["manifest"]["interrupted"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is gone")
+            );
+        }
+        assert!(
+            runs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["status"] != "running"),
+            "round {round}: {runs}"
+        );
+        // whatever committed is intact: every live artifact's content matches its digest
+        let listed = env.json(&[
+            "artifact",
+            "list",
+            "--collection",
+            "handbook",
+            "--limit",
+            "1000",
+        ]);
+        for a in listed["items"].as_array().unwrap().iter().take(50) {
+            let name = format!("handbook/{}", a["name"].as_str().unwrap());
+            let out = env.run(&["artifact", "show", &name, "--content"]);
+            assert!(out.status.success(), "{name}");
+            let src = std::fs::read(env.path("docs").join(a["name"].as_str().unwrap())).unwrap();
+            assert_eq!(out.stdout, src, "{name} content");
+        }
+    }
+    assert!(
+        interrupted > 0,
+        "no kill landed mid-ingest; the test proved nothing"
+    );
+    let r = ingest(&env, &[]);
+    assert_eq!(r["failed"], 0);
+    let total = r["new"].as_u64().unwrap() + r["unchanged"].as_u64().unwrap();
+    assert_eq!(total, n as u64, "{r}");
+    let status = env.json(&["db", "status"]);
+    assert_eq!(status["artifacts_live"], n);
+    assert_eq!(
+        status["revisions"], n,
+        "exactly one revision per file: nothing half-written or doubled"
+    );
+    assert!(env.ok(&["audit", "verify"]).contains("Audit chain OK"));
+}

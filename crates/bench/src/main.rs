@@ -159,6 +159,27 @@ fn kontextual_concurrent(dir: &Path, files: &[PathBuf], writers: usize) -> Resul
     Ok(elapsed)
 }
 
+/// `Services::ingest` of the corpus directory: scan, read, detect, write,
+/// run records — the whole `kontextual ingest` path without the CLI.
+fn kontextual_ingest(dir: &Path, corpus: &Path, n: usize) -> Result<(Duration, kontextual_services::IngestReport)> {
+    let cfg = StoreConfig { data_dir: dir.join("ingest"), busy_timeout: Duration::from_secs(30) };
+    let svc = Services::open(&cfg, StoreOpenMode::Create)?;
+    let caller = Caller::new(Actor::local_admin(), Namespace::default());
+    let req = kontextual_services::IngestRequest {
+        paths: vec![corpus.to_path_buf()],
+        collection: "bench".to_owned(),
+        prune: false,
+        source_system: None,
+    };
+    let start = Instant::now();
+    let report = svc.ingest(&caller, &req, &kontextual_services::NoProgress)?;
+    let elapsed = start.elapsed();
+    if report.new != n as u64 || report.failed != 0 {
+        bail!("ingest stored {} new, {} failed", report.new, report.failed);
+    }
+    Ok((elapsed, report))
+}
+
 /// One caller writing atomic batches (the ingest path).
 fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Duration> {
     let store = Store::new(SqliteBackend::open_dir(
@@ -241,7 +262,8 @@ fn main() -> Result<()> {
     let mb = total as f64 / 1e6;
     let run = |what: &str| a.only.as_deref().is_none_or(|o| o == what);
     let zero = Duration::from_nanos(1);
-    let (mut fs, mut cs, mut bs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fs, mut cs, mut bs, mut is) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last_ingest = None;
     // Interleaved rounds, each into fresh stores, so disk and cache drift hit every side alike.
     for round in 0..a.runs {
         let dir = tmp.path().join(format!("round{round}"));
@@ -255,9 +277,18 @@ fn main() -> Result<()> {
         );
         // Each round rotates which side goes first: a disk that has just
         // absorbed gigabytes writes slower, and no side should always pay that.
-        for side in 0..3 {
+        for side in 0..4 {
             settle(&files);
-            match (side + round) % 3 {
+            match (side + round) % 4 {
+                3 => {
+                    if run("ingest") {
+                        let (d, r) = kontextual_ingest(&dir, &tmp.path().join("corpus"), files.len())?;
+                        is.push(d);
+                        last_ingest = Some(r);
+                    } else {
+                        is.push(zero);
+                    }
+                }
                 0 => fs.push(if run("floor") {
                     floor(&dir, &files)?
                 } else {
@@ -281,7 +312,7 @@ fn main() -> Result<()> {
         v.sort();
         v[v.len() / 2]
     };
-    let (f, c, b) = (median(&mut fs), median(&mut cs), median(&mut bs));
+    let (f, c, b, i) = (median(&mut fs), median(&mut cs), median(&mut bs), median(&mut is));
     let row = |label: &str, d: Duration| {
         let s = d.as_secs_f64();
         println!(
@@ -310,5 +341,12 @@ fn main() -> Result<()> {
         &format!("kontextual: 1 caller, atomic batches of {}", a.batch),
         b,
     );
+    row("kontextual ingest (scan, read, detect, write, run records)", i);
+    if let Some(r) = last_ingest {
+        println!(
+            "\ningest time (last round): scan {} ms, read + detect {} ms, store (hash, rows, audit, outbox, commit) {} ms, total {} ms",
+            r.scan_ms, r.read_parse_ms, r.store_ms, r.elapsed_ms
+        );
+    }
     Ok(())
 }

@@ -161,8 +161,15 @@ fn kontextual_concurrent(dir: &Path, files: &[PathBuf], writers: usize) -> Resul
 
 /// `Services::ingest` of the corpus directory: scan, read, detect, write,
 /// run records — the whole `kontextual ingest` path without the CLI.
-fn kontextual_ingest(dir: &Path, corpus: &Path, n: usize) -> Result<(Duration, kontextual_services::IngestReport)> {
-    let cfg = StoreConfig { data_dir: dir.join("ingest"), busy_timeout: Duration::from_secs(30) };
+fn kontextual_ingest(
+    dir: &Path,
+    corpus: &Path,
+    n: usize,
+) -> Result<(Duration, kontextual_services::IngestReport)> {
+    let cfg = StoreConfig {
+        data_dir: dir.join("ingest"),
+        busy_timeout: Duration::from_secs(30),
+    };
     let svc = Services::open(&cfg, StoreOpenMode::Create)?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
     let req = kontextual_services::IngestRequest {
@@ -282,7 +289,8 @@ fn main() -> Result<()> {
             match (side + round) % 4 {
                 3 => {
                     if run("ingest") {
-                        let (d, r) = kontextual_ingest(&dir, &tmp.path().join("corpus"), files.len())?;
+                        let (d, r) =
+                            kontextual_ingest(&dir, &tmp.path().join("corpus"), files.len())?;
                         is.push(d);
                         last_ingest = Some(r);
                     } else {
@@ -312,7 +320,12 @@ fn main() -> Result<()> {
         v.sort();
         v[v.len() / 2]
     };
-    let (f, c, b, i) = (median(&mut fs), median(&mut cs), median(&mut bs), median(&mut is));
+    let (f, c, b, i) = (
+        median(&mut fs),
+        median(&mut cs),
+        median(&mut bs),
+        median(&mut is),
+    );
     let row = |label: &str, d: Duration| {
         let s = d.as_secs_f64();
         println!(
@@ -341,7 +354,10 @@ fn main() -> Result<()> {
         &format!("kontextual: 1 caller, atomic batches of {}", a.batch),
         b,
     );
-    row("kontextual ingest (scan, read, detect, write, run records)", i);
+    row(
+        "kontextual ingest (scan, read, detect, write, run records)",
+        i,
+    );
     if let Some(r) = last_ingest {
         println!(
             "\ningest time (last round): scan {} ms, read + detect {} ms, store (hash, rows, audit, outbox, commit) {} ms, total {} ms",

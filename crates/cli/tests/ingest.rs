@@ -176,6 +176,13 @@ fn x8_bad_files_are_skipped_with_reasons() {
     env.write("docs/broken.json", b"{\"a\": ");
     env.write("docs/fine.txt", b"fine");
     std::os::unix::fs::symlink("/etc/passwd", env.path("docs/escape")).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(env.path("docs/pipe"))
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = env.run(&["ingest", "docs", "--collection", "handbook"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -185,9 +192,10 @@ fn x8_bad_files_are_skipped_with_reasons() {
     );
     assert!(err.contains("broken.json: invalid JSON"), "{err}");
     assert!(err.contains("escape: symbolic link: not followed"), "{err}");
+    assert!(err.contains("pipe: not a regular file"), "{err}");
     let summary = text(&out.stdout);
     assert!(
-        summary.contains("5 files: 2 new, 0 updated, 0 unchanged, 0 pruned, 3 failed"),
+        summary.contains("6 files: 2 new, 0 updated, 0 unchanged, 0 pruned, 4 failed"),
         "{summary}"
     );
     let runs = env.json(&["run", "list"]);

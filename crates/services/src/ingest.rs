@@ -584,7 +584,14 @@ fn scan(root: &Path, found: &mut Vec<Found>, failures: &mut Vec<FileFailure>) {
                     path: path.display().to_string(),
                     reason: "symbolic link: not followed".to_owned(),
                 }),
-                _ => {}
+                Ok(_) => failures.push(FileFailure {
+                    path: path.display().to_string(),
+                    reason: "not a regular file (FIFO, socket or device): skipped".to_owned(),
+                }),
+                Err(e) => failures.push(FileFailure {
+                    path: path.display().to_string(),
+                    reason: format!("cannot read: {e}"),
+                }),
             }
         }
     }

@@ -5,6 +5,17 @@
 //! html2text measured ≈ 15 MB/s here).
 
 pub fn title(s: &str) -> Option<String> {
+    // the document's own <title>: not one in a comment or an inline SVG
+    let mut cleaned = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("<!--") {
+        cleaned.push_str(&rest[..at]);
+        rest = rest[at..].find("-->").map_or("", |e| &rest[at + e + 3..]);
+    }
+    cleaned.push_str(rest);
+    let lower_all = cleaned.to_ascii_lowercase();
+    let cut = lower_all.find("<svg").unwrap_or(cleaned.len());
+    let s = &cleaned[..cut];
     let lower = s.to_ascii_lowercase();
     let start = lower.find("<title")?;
     let open_end = start + lower[start..].find('>')? + 1;
@@ -113,6 +124,19 @@ fn decode(s: &str) -> String {
                 "quot" => Some('"'),
                 "apos" | "#39" => Some('\''),
                 "nbsp" => Some(' '),
+                "mdash" => Some('—'),
+                "ndash" => Some('–'),
+                "hellip" => Some('…'),
+                "copy" => Some('©'),
+                "reg" => Some('®'),
+                "trade" => Some('™'),
+                "laquo" => Some('«'),
+                "raquo" => Some('»'),
+                "lsquo" => Some('‘'),
+                "rsquo" => Some('’'),
+                "ldquo" => Some('“'),
+                "rdquo" => Some('”'),
+                "middot" => Some('·'),
                 _ if ent.starts_with("#x") || ent.starts_with("#X") => {
                     u32::from_str_radix(&ent[2..], 16)
                         .ok()

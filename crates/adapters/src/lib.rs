@@ -180,7 +180,23 @@ fn extension(name: &str) -> String {
 }
 
 fn looks_like_html(head: &str) -> bool {
-    let t = strip_bom(head).trim_start();
+    let mut t = strip_bom(head).trim_start();
+    // skip an XML declaration and leading comments
+    loop {
+        if t.starts_with("<?xml") || t.starts_with("<!--") {
+            let end = if t.starts_with("<!--") {
+                t.find("-->").map(|e| e + 3)
+            } else {
+                t.find("?>").map(|e| e + 2)
+            };
+            match end {
+                Some(e) => t = t[e..].trim_start(),
+                None => return false,
+            }
+        } else {
+            break;
+        }
+    }
     let lower: String = t.chars().take(15).collect::<String>().to_ascii_lowercase();
     lower.starts_with("<!doctype html") || lower.starts_with("<html")
 }
@@ -190,6 +206,24 @@ fn looks_like_html(head: &str) -> bool {
 pub fn detect(
     name: &str,
     bytes: &[u8],
+) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
+    detect_inner(name, bytes, true)
+}
+
+/// Like [`detect`], from the first bytes of content too large to read whole:
+/// the format is chosen the same way, but a JSON document cannot be parsed
+/// from a prefix, so it is not validated (and has no title).
+pub fn detect_prefix(
+    name: &str,
+    head: &[u8],
+) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
+    detect_inner(name, head, false)
+}
+
+fn detect_inner(
+    name: &str,
+    bytes: &[u8],
+    complete: bool,
 ) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
     static MARKDOWN: Markdown = Markdown;
     static HTML: Html = Html;
@@ -220,7 +254,7 @@ pub fn detect(
         _ => {
             // Unknown name: text if it is valid UTF-8 (JSON if it parses), else opaque.
             if std::str::from_utf8(bytes).is_ok() {
-                let t = head_str.trim_start();
+                let t = strip_bom(&head_str).trim_start();
                 if (t.starts_with('{') || t.starts_with('[')) && JSON.parse(bytes).is_ok() {
                     &JSON
                 } else {
@@ -232,8 +266,43 @@ pub fn detect(
             }
         }
     };
-    let parsed = adapter.parse(bytes)?;
+    if !complete && adapter.artifact_type() == "json" {
+        utf8("JSON", bytes)?;
+        return Ok((
+            adapter,
+            Parsed {
+                artifact_type: "json",
+                media_type: "application/json".to_owned(),
+                title: None,
+            },
+        ));
+    }
+    let mut parsed = adapter.parse(bytes)?;
+    if adapter.artifact_type() == "text" {
+        parsed.media_type = text_media_type(&ext).to_owned();
+    }
+    parsed.title = parsed
+        .title
+        .map(|t| t.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|t| !t.is_empty());
     Ok((adapter, parsed))
+}
+
+/// Text formats without an adapter of their own keep a precise media type.
+fn text_media_type(ext: &str) -> &'static str {
+    match ext {
+        "csv" => "text/csv; charset=utf-8",
+        "tsv" => "text/tab-separated-values; charset=utf-8",
+        "jsonl" | "ndjson" => "application/jsonl",
+        "svg" => "image/svg+xml",
+        "xml" => "application/xml",
+        "yaml" | "yml" => "application/yaml",
+        "toml" => "application/toml",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "rs" | "py" | "go" | "c" | "h" | "java" | "sh" | "ts" => "text/x-source; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +327,35 @@ mod tests {
         assert_eq!(
             kind("guide.md", "# Guide\n\ntext".as_bytes()).2,
             Some("Guide".into())
+        );
+    }
+
+    #[test]
+    fn k5_review_cases() {
+        let (_, p) = detect_prefix("big.json", b"{\"a\": [1, 2, ").unwrap();
+        assert_eq!(
+            p.artifact_type, "json",
+            "a large JSON file is described from its prefix"
+        );
+        assert_eq!(
+            kind(
+                "page",
+                b"<!-- generated --><?xml version='1.0'?><html><title>X</title></html>"
+            )
+            .0,
+            "html"
+        );
+        assert_eq!(
+            kind("doc", "\u{feff}{\"title\": \"B\"}".as_bytes()).0,
+            "json"
+        );
+        assert_eq!(kind("a.csv", b"a,b\n1,2\n").1, "text/csv; charset=utf-8");
+        assert_eq!(kind("p.html", b"<html><!-- <title>no</title> --><title>A &mdash; B</title><svg><title>icon</title></svg></html>").2, Some("A — B".into()));
+        assert_eq!(kind("c.md", b"    # code\n\ntext").2, None);
+        assert_eq!(
+            kind("f.md", b"---\n# Real\n").2,
+            Some("Real".into()),
+            "unclosed front matter is no front matter"
         );
     }
 

@@ -3,7 +3,12 @@
 
 pub fn title(s: &str) -> Option<String> {
     let mut lines = s.lines().peekable();
-    if lines.peek().is_some_and(|l| l.trim_end() == "---") {
+    // front matter only counts if it is closed
+    let closed = s
+        .lines()
+        .skip(1)
+        .any(|l| l.trim_end() == "---" || l.trim_end() == "...");
+    if closed && lines.peek().is_some_and(|l| l.trim_end() == "---") {
         lines.next();
         for l in lines.by_ref() {
             if l.trim_end() == "---" || l.trim_end() == "..." {
@@ -27,6 +32,11 @@ pub fn title(s: &str) -> Option<String> {
             continue;
         }
         if in_fence {
+            continue;
+        }
+        let indent = l.len() - t.len();
+        if indent >= 4 {
+            prev = None; // indented code, not a heading
             continue;
         }
         if let Some(rest) = t.strip_prefix("# ") {

@@ -304,6 +304,7 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
                     ("revision", a.revision.to_string()),
                     ("type", a.artifact_type.clone()),
                     ("media type", a.media_type.clone()),
+                    ("title", a.title.clone().unwrap_or_else(|| "-".to_owned())),
                     ("digest", a.digest.to_string()),
                     ("size", bytes(a.size)),
                     ("metadata", a.metadata.to_string()),

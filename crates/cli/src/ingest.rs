@@ -53,18 +53,24 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     if ctx.out.json {
         ctx.out.json(&report)?;
     } else {
+        if !ctx.out.quiet {
+            for f in &report.skipped {
+                eprintln!("skipped: {}: {}", f.path, f.reason);
+            }
+        }
         for f in &report.failures {
             eprintln!("failed: {}: {}", f.path, f.reason);
         }
         if !ctx.out.quiet || report.failed > 0 {
             println!(
-                "{} files: {} new, {} updated, {} unchanged, {} pruned, {} failed — {:.1} MB/s, {:.2} s (run {})",
+                "{} files: {} new, {} updated, {} unchanged, {} pruned, {} failed, {} skipped — {:.1} MB/s, {:.2} s (run {})",
                 report.files,
                 report.new,
                 report.updated,
                 report.unchanged,
                 report.pruned,
                 report.failed,
+                report.skipped.len(),
                 report.mb_per_s(),
                 report.elapsed_ms as f64 / 1000.0,
                 report.run_id.map(|r| r.to_string()).unwrap_or_default(),

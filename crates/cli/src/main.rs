@@ -13,6 +13,7 @@ use clap::error::ErrorKind as ClapKind;
 use kontextual_services::ErrorKind;
 
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -22,6 +23,17 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => report(&err, json),
+    }
+}
+
+/// Output piped into `head` and closed early ends the process quietly, as
+/// Unix tools do, instead of panicking on a failed `println!`.
+fn reset_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -195,14 +195,32 @@ fn x8_bad_files_are_skipped_with_reasons() {
     assert!(err.contains("pipe: not a regular file"), "{err}");
     let summary = text(&out.stdout);
     assert!(
-        summary.contains("6 files: 2 new, 0 updated, 0 unchanged, 0 pruned, 4 failed"),
+        summary.contains("4 files: 2 new, 0 updated, 0 unchanged, 0 pruned, 2 failed, 2 skipped"),
         "{summary}"
     );
     let runs = env.json(&["run", "list"]);
     assert_eq!(runs["items"][0]["status"], "partial");
     let e = env.run(&["ingest", "nowhere", "--collection", "handbook"]);
+    assert_eq!(e.status.code(), Some(3));
+    assert!(
+        text(&e.stderr).contains("nowhere (no such file or directory) not found"),
+        "{}",
+        text(&e.stderr)
+    );
+    let e = env.run(&[
+        "ingest",
+        "docs/good.md",
+        "--collection",
+        "handbook",
+        "--prune",
+    ]);
     assert_eq!(e.status.code(), Some(2));
-    assert!(text(&e.stderr).contains("nowhere: no such file or directory"));
+    assert!(text(&e.stderr).contains("--prune needs directories"));
+    // symlinks and FIFOs alone are not failures
+    std::fs::remove_file(env.path("docs/bad.md")).unwrap();
+    std::fs::remove_file(env.path("docs/broken.json")).unwrap();
+    let out = env.run(&["ingest", "docs", "--collection", "handbook"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
 
 fn live_pid_of(child: &std::process::Child) -> u32 {

@@ -76,6 +76,9 @@ pub struct IngestReport {
     pub read_parse_ms: u64,
     pub store_ms: u64,
     pub failures: Vec<FileFailure>,
+    /// Entries deliberately not ingested (symbolic links, FIFOs, `.git`):
+    /// reported, but not failures.
+    pub skipped: Vec<FileFailure>,
 }
 
 impl IngestReport {
@@ -121,28 +124,26 @@ impl Services {
                 "give at least one file or directory to ingest".to_owned(),
             ));
         }
+        let mut roots_seen = BTreeSet::new();
+        let mut paths = Vec::new();
         for p in &req.paths {
-            if !p.exists() {
+            let canonical = std::fs::canonicalize(p).map_err(|_| {
+                Error::NotFound(format!("{} (no such file or directory)", p.display()))
+            })?;
+            if req.prune && !canonical.is_dir() {
                 return Err(Error::InvalidInput(format!(
-                    "{}: no such file or directory",
+                    "--prune needs directories: with the file {} it would tombstone the rest of the collection",
                     p.display()
                 )));
             }
+            if roots_seen.insert(canonical.clone()) {
+                paths.push(canonical);
+            }
         }
         let run_id = RunId::new();
-        let roots: Vec<String> = req
-            .paths
-            .iter()
-            .map(|p| {
-                std::fs::canonicalize(p)
-                    .unwrap_or_else(|_| p.clone())
-                    .display()
-                    .to_string()
-            })
-            .collect();
         let input = serde_json::json!({
             "kind": "ingest",
-            "paths": roots,
+            "paths": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "collection": collection,
             "prune": req.prune,
             "source_system": req.source_system,
@@ -163,41 +164,118 @@ impl Services {
                 },
             ],
         )?;
-        let ctx = WriteContext {
-            run_id: Some(run_id),
-            ..caller.write_ctx()
-        };
         let mut report = IngestReport {
             run_id: Some(run_id),
             ..Default::default()
         };
         let mut outputs: Vec<Output> = Vec::new();
+        let body = self.ingest_run(
+            caller,
+            req,
+            &collection,
+            run_id,
+            &paths,
+            &mut report,
+            &mut outputs,
+            progress,
+        );
+        progress.finished();
+        report.failed = report.failures.len() as u64;
+        report.elapsed_ms = ms(started.elapsed());
+        // Whatever happened, the run ends with a status and a manifest.
+        let (status, error) = match &body {
+            Ok(()) => {
+                let ok = report.new + report.updated + report.unchanged + report.pruned;
+                let status = match (report.failed, ok) {
+                    (0, _) => RunStatus::Succeeded,
+                    (_, 0) => RunStatus::Failed,
+                    _ => RunStatus::Partial,
+                };
+                (status, None)
+            }
+            Err(e) => (RunStatus::Failed, Some(e.to_string())),
+        };
+        report.status = Some(status);
+        let manifest = serde_json::json!({
+            "inputs": { "files": report.files, "bytes": report.bytes },
+            "outputs": outputs,
+            "counts": {
+                "new": report.new, "updated": report.updated, "unchanged": report.unchanged,
+                "pruned": report.pruned, "failed": report.failed, "skipped": report.skipped.len(),
+            },
+            "diagnostics": report.failures,
+            "skipped": report.skipped,
+            "error": error,
+            "timings_ms": {
+                "scan": report.scan_ms, "read_parse": report.read_parse_ms,
+                "store": report.store_ms, "total": report.elapsed_ms,
+            },
+            "audit_head": self.store().audit_head()?,
+        });
+        self.store().write(WriteBatch {
+            ctx: caller.write_ctx(),
+            ops: vec![Op::FinishRun {
+                id: run_id,
+                status,
+                manifest,
+            }],
+        })?;
+        body.map(|()| report)
+    }
+
+    /// The body of an ingest run: scan, write, prune. An error here ends
+    /// the run as `failed` (never left `running`).
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_run(
+        &self,
+        caller: &Caller,
+        req: &IngestRequest,
+        collection: &CollectionName,
+        run_id: RunId,
+        paths: &[PathBuf],
+        report: &mut IngestReport,
+        outputs: &mut Vec<Output>,
+        progress: &dyn IngestProgress,
+    ) -> Result<()> {
+        let ctx = WriteContext {
+            run_id: Some(run_id),
+            ..caller.write_ctx()
+        };
 
         // 1. scan
         let t = Instant::now();
-        let mut found = Vec::new();
-        let mut seen = BTreeSet::new();
-        for root in &req.paths {
-            scan(root, &mut found, &mut report.failures);
+        let mut scanned = Scan::default();
+        for root in paths {
+            scan(root, &mut scanned);
         }
-        found.retain(|f| {
-            let fresh = seen.insert(f.name.clone());
-            if !fresh {
+        let mut seen = BTreeSet::new();
+        let mut found = Vec::new();
+        for f in scanned.found {
+            if seen.insert(f.name.clone()) {
+                found.push(f);
+            } else {
                 report.failures.push(FileFailure {
                     path: f.path.display().to_string(),
                     reason: format!("another input already has the name {}", f.name),
                 });
             }
-            fresh
-        });
+        }
+        report.failures.extend(scanned.failures);
+        report.skipped = scanned.skipped;
         report.files = found.len() as u64 + report.failures.len() as u64;
         let total: u64 = found.iter().map(|f| f.size).sum();
         progress.scanned(report.files, total);
-        let scan_time = t.elapsed();
-        report.scan_ms = ms(scan_time);
-        self.step(&ctx, run_id, "scan", RunStatus::Succeeded, serde_json::json!({
-            "files": found.len(), "bytes": total, "skipped": report.failures.len(), "ms": ms(scan_time),
-        }))?;
+        report.scan_ms = ms(t.elapsed());
+        self.step(
+            &ctx,
+            run_id,
+            "scan",
+            RunStatus::Succeeded,
+            serde_json::json!({
+                "files": found.len(), "bytes": total, "failed": report.failures.len(),
+                "skipped": report.skipped.len(), "ms": report.scan_ms,
+            }),
+        )?;
 
         // 2. read, detect and write, in batches
         let t = Instant::now();
@@ -207,31 +285,14 @@ impl Services {
             batch.push(f);
             batch_bytes += f.size;
             if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
-                self.write_batch(
-                    &ctx,
-                    &collection,
-                    req,
-                    &batch,
-                    &mut report,
-                    &mut outputs,
-                    progress,
-                )?;
+                self.write_batch(&ctx, collection, req, &batch, report, outputs, progress)?;
                 batch.clear();
                 batch_bytes = 0;
             }
         }
         if !batch.is_empty() {
-            self.write_batch(
-                &ctx,
-                &collection,
-                req,
-                &batch,
-                &mut report,
-                &mut outputs,
-                progress,
-            )?;
+            self.write_batch(&ctx, collection, req, &batch, report, outputs, progress)?;
         }
-        let write_time = t.elapsed();
         self.step(
             &ctx,
             run_id,
@@ -239,13 +300,27 @@ impl Services {
             RunStatus::Succeeded,
             serde_json::json!({
                 "new": report.new, "updated": report.updated, "unchanged": report.unchanged,
-                "failed": report.failures.len(), "bytes": report.bytes, "ms": ms(write_time),
+                "failed": report.failures.len(), "bytes": report.bytes, "ms": ms(t.elapsed()),
             }),
         )?;
 
-        // 3. prune
-        let t = Instant::now();
+        // 3. prune: only when every directory could be read, and never what changed meanwhile
         if req.prune {
+            let t = Instant::now();
+            if let Some(dir) = scanned.unreadable_dirs.first() {
+                report.failures.push(FileFailure {
+                    path: dir.clone(),
+                    reason: "prune skipped: a directory could not be read, so missing files cannot be told from unreadable ones".to_owned(),
+                });
+                self.step(
+                    &ctx,
+                    run_id,
+                    "prune",
+                    RunStatus::Failed,
+                    serde_json::json!({"skipped_because_unreadable": scanned.unreadable_dirs}),
+                )?;
+                return Ok(());
+            }
             let keep: BTreeSet<String> = seen.iter().map(|n| n.to_string()).collect();
             let mut gone = Vec::new();
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
@@ -266,17 +341,34 @@ impl Services {
                 }
             }
             for chunk in gone.chunks(BATCH_FILES) {
-                let ops = chunk
-                    .iter()
-                    .map(|a| Op::DeleteArtifact {
-                        key: ArtifactKey::Id(a.id),
-                        expect: Some(a.revision),
-                    })
-                    .collect();
-                for change in self.store().write(WriteBatch {
+                let op = |a: &kontextual_model::Artifact| Op::DeleteArtifact {
+                    key: ArtifactKey::Id(a.id),
+                    expect: Some(a.revision),
+                };
+                let changes = match self.store().write(WriteBatch {
                     ctx: ctx.clone(),
-                    ops,
-                })? {
+                    ops: chunk.iter().map(op).collect(),
+                }) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        // something changed meanwhile: prune one by one, leave what changed
+                        let mut all = Vec::new();
+                        for a in chunk {
+                            match self.store().write(WriteBatch {
+                                ctx: ctx.clone(),
+                                ops: vec![op(a)],
+                            }) {
+                                Ok(c) => all.extend(c),
+                                Err(e) => report.failures.push(FileFailure {
+                                    path: format!("{collection}/{}", a.name),
+                                    reason: format!("not pruned: {e}"),
+                                }),
+                            }
+                        }
+                        all
+                    }
+                };
+                for change in changes {
                     if let Change::Artifact {
                         kind: ChangeKind::Deleted,
                         artifact,
@@ -298,41 +390,7 @@ impl Services {
                 }),
             )?;
         }
-        progress.finished();
-
-        // 4. finish the run with its manifest
-        report.failed = report.failures.len() as u64;
-        report.elapsed_ms = ms(started.elapsed());
-        let ok = report.new + report.updated + report.unchanged + report.pruned;
-        let status = match (report.failed, ok) {
-            (0, _) => RunStatus::Succeeded,
-            (_, 0) if !found.is_empty() || report.failed > 0 => RunStatus::Failed,
-            _ => RunStatus::Partial,
-        };
-        report.status = Some(status);
-        let manifest = serde_json::json!({
-            "inputs": { "files": report.files, "bytes": total },
-            "outputs": outputs,
-            "counts": {
-                "new": report.new, "updated": report.updated, "unchanged": report.unchanged,
-                "pruned": report.pruned, "failed": report.failed,
-            },
-            "diagnostics": report.failures,
-            "timings_ms": {
-                "scan": ms(scan_time), "write": ms(write_time), "read_parse": report.read_parse_ms,
-                "store": report.store_ms, "total": report.elapsed_ms,
-            },
-            "audit_head": self.store().audit_head()?,
-        });
-        self.store().write(WriteBatch {
-            ctx: caller.write_ctx(),
-            ops: vec![Op::FinishRun {
-                id: run_id,
-                status,
-                manifest,
-            }],
-        })?;
-        Ok(report)
+        Ok(())
     }
 
     fn step(
@@ -506,10 +564,30 @@ fn prepare_all(
     })
 }
 
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        File::open(path)
+    }
+}
+
 /// One file → one put, or the reason it cannot be ingested.
 fn prepare(collection: &CollectionName, req: &IngestRequest, f: &Found) -> Result<Op, String> {
-    let file = File::open(&f.path).map_err(|e| format!("cannot read: {e}"))?;
+    // Non-blocking: a FIFO put in place of a file after the scan must not hang us.
+    let file = open_nonblocking(&f.path).map_err(|e| format!("cannot read: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !meta.is_file() {
+        return Err("no longer a regular file: skipped".to_owned());
+    }
     let mtime = meta
         .modified()
         .ok()
@@ -539,13 +617,24 @@ fn strip_prefix(msg: &str, collection: &CollectionName, name: &ArtifactName) -> 
         .to_owned()
 }
 
+/// What a scan found.
+#[derive(Default)]
+struct Scan {
+    found: Vec<Found>,
+    failures: Vec<FileFailure>,
+    skipped: Vec<FileFailure>,
+    unreadable_dirs: Vec<String>,
+}
+
 /// Collects regular files under `root` (names relative to it, `/`-separated),
-/// sorted. Symlinks are not followed: they could leave the tree.
-fn scan(root: &Path, found: &mut Vec<Found>, failures: &mut Vec<FileFailure>) {
-    let meta = match std::fs::symlink_metadata(root) {
+/// sorted. A root given explicitly is followed if it is a symlink; inside the
+/// tree, symbolic links are not followed (they could leave it), and `.git`
+/// directories, FIFOs, sockets and devices are skipped.
+fn scan(root: &Path, out: &mut Scan) {
+    let meta = match std::fs::metadata(root) {
         Ok(m) => m,
         Err(e) => {
-            failures.push(FileFailure {
+            out.failures.push(FileFailure {
                 path: root.display().to_string(),
                 reason: format!("cannot read: {e}"),
             });
@@ -557,7 +646,7 @@ fn scan(root: &Path, found: &mut Vec<Found>, failures: &mut Vec<FileFailure>) {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        push(root, name, meta.len(), found, failures);
+        push(root, name, meta.len(), &mut out.found, &mut out.failures);
         return;
     }
     let mut stack = vec![root.to_path_buf()];
@@ -566,29 +655,33 @@ fn scan(root: &Path, found: &mut Vec<Found>, failures: &mut Vec<FileFailure>) {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
-                failures.push(FileFailure {
+                out.failures.push(FileFailure {
                     path: dir.display().to_string(),
                     reason: format!("cannot read directory: {e}"),
                 });
+                out.unreadable_dirs.push(dir.display().to_string());
                 continue;
             }
         };
         for entry in entries.flatten() {
             let path = entry.path();
+            let skip = |reason: &str| FileFailure {
+                path: path.display().to_string(),
+                reason: reason.to_owned(),
+            };
             match entry.file_type() {
+                Ok(t) if t.is_dir() && entry.file_name() == ".git" => {
+                    out.skipped.push(skip("git metadata: skipped"))
+                }
                 Ok(t) if t.is_dir() => stack.push(path),
                 Ok(t) if t.is_file() => {
                     files.push((path, entry.metadata().map(|m| m.len()).unwrap_or(0)))
                 }
-                Ok(t) if t.is_symlink() => failures.push(FileFailure {
-                    path: path.display().to_string(),
-                    reason: "symbolic link: not followed".to_owned(),
-                }),
-                Ok(_) => failures.push(FileFailure {
-                    path: path.display().to_string(),
-                    reason: "not a regular file (FIFO, socket or device): skipped".to_owned(),
-                }),
-                Err(e) => failures.push(FileFailure {
+                Ok(t) if t.is_symlink() => out.skipped.push(skip("symbolic link: not followed")),
+                Ok(_) => out
+                    .skipped
+                    .push(skip("not a regular file (FIFO, socket or device): skipped")),
+                Err(e) => out.failures.push(FileFailure {
                     path: path.display().to_string(),
                     reason: format!("cannot read: {e}"),
                 }),
@@ -600,8 +693,14 @@ fn scan(root: &Path, found: &mut Vec<Found>, failures: &mut Vec<FileFailure>) {
         let rel = path.strip_prefix(root).unwrap_or(&path);
         let name: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
         match name {
-            Some(parts) => push(&path, &parts.join("/"), size, found, failures),
-            None => failures.push(FileFailure {
+            Some(parts) => push(
+                &path,
+                &parts.join("/"),
+                size,
+                &mut out.found,
+                &mut out.failures,
+            ),
+            None => out.failures.push(FileFailure {
                 path: path.display().to_string(),
                 reason: "the file name is not valid UTF-8".to_owned(),
             }),

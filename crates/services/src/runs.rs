@@ -38,6 +38,10 @@ fn owner_is_dead(owner: &str) -> bool {
     if host != hostname() {
         return false;
     }
+    // Without /proc (not Linux) no process can be judged: never guess "dead".
+    if start_ticks(std::process::id()).is_none() {
+        return false;
+    }
     let (Ok(pid), Ok(ticks)) = (pid.parse::<u32>(), ticks.parse::<u64>()) else {
         return false;
     };

@@ -480,3 +480,36 @@ fn k4_verify_finds_a_missing_chunk_of_large_content() {
         report.problems
     );
 }
+
+#[test]
+fn x3_verify_while_writers_run_raises_no_false_alarm() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("d");
+    seed(&create(&dir));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // another "process": its own handle on the same data directory
+            let w = open(&dir).unwrap();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                w.write(WriteBatch {
+                    ctx: ctx("default"),
+                    ops: vec![Op::PutArtifact(PutArtifact::new(
+                        coll("h"),
+                        name(&format!("w{i}.md")),
+                        Content::Bytes(vec![b'x'; i % 3000]),
+                    ))],
+                })
+                .unwrap();
+            }
+        });
+        let r = open(&dir).unwrap();
+        for _ in 0..15 {
+            let report = r.check(None).unwrap();
+            assert!(report.is_ok(), "{:?}", report.problems);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}

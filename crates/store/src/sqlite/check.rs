@@ -32,24 +32,30 @@ fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>> {
 /// write committed meanwhile cannot produce a false alarm.
 struct Snap<'a> {
     conn: &'a Connection,
-    head_file: Option<std::path::PathBuf>,
+    /// The head kept outside the database, read *before* the snapshot began:
+    /// it is written after each commit, so it can never be ahead of the
+    /// snapshot (reading it later could see a newer head than the snapshot
+    /// and cry "truncated" while writers run).
+    recorded: Option<(Option<ChainHead>, std::path::PathBuf)>,
 }
 
 impl Snap<'_> {
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         f(self.conn)
     }
-    fn head_file(&self) -> Option<std::path::PathBuf> {
-        self.head_file.clone()
-    }
 }
 
 /// Runs `f` inside one read transaction (a consistent snapshot).
 fn in_snapshot<T>(backend: &SqliteBackend, f: impl FnOnce(&Snap<'_>) -> Result<T>) -> Result<T> {
-    let head_file = backend.head_file();
+    let recorded = backend
+        .head_file()
+        .filter(|p| p.exists())
+        .map(|p| (read_head_file(&p), p));
     backend.read(|conn| {
         conn.execute_batch("BEGIN").map_err(sql_err)?;
-        let out = f(&Snap { conn, head_file });
+        // a first read pins the snapshot now, after the head file was read
+        let _ = read::audit_head(conn);
+        let out = f(&Snap { conn, recorded });
         let _ = conn.execute_batch("COMMIT");
         out
     })
@@ -406,14 +412,12 @@ fn verify_chain(
     let mut unreadable = None;
     let (expect, source) = match expect_head {
         Some(h) => (Some(h), Some("--expect-head".to_owned())),
-        None => match backend.head_file().filter(|p| p.exists()) {
-            Some(p) => match read_head_file(&p) {
-                Some(h) => (Some(h), Some(p.display().to_string())),
-                None => {
-                    unreadable = Some(p.display().to_string());
-                    (None, None)
-                }
-            },
+        None => match &backend.recorded {
+            Some((Some(h), p)) => (Some(h.clone()), Some(p.display().to_string())),
+            Some((None, p)) => {
+                unreadable = Some(p.display().to_string());
+                (None, None)
+            }
             None => (None, None),
         },
     };

@@ -139,23 +139,18 @@ fn run_in(backend: &Snap<'_>, expect_head: Option<ChainHead>) -> Result<CheckRep
             ));
         }
         // Artifacts whose current revision row is missing.
-        let mut stmt = conn
-            .prepare(
-                "SELECT hex(a.id), a.revision FROM artifacts a LEFT JOIN revisions r \
-                 ON r.artifact_id = a.id AND r.revision = a.revision WHERE r.artifact_id IS NULL",
-            )
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql_err)?;
-        for row in rows {
-            let (id, rev) = row.map_err(sql_err)?;
-            problems.push(problem(
-                ProblemCategory::MissingReference,
-                format!("artifact {}", uuid_from_hex(&id)),
-                format!("its current revision {rev} is missing"),
-            ));
-        }
+        for_artifact_rows(
+            conn,
+            "SELECT hex(a.id), a.revision FROM artifacts a LEFT JOIN revisions r \
+             ON r.artifact_id = a.id AND r.revision = a.revision WHERE r.artifact_id IS NULL",
+            |id, rev| {
+                problems.push(problem(
+                    ProblemCategory::MissingReference,
+                    format!("artifact {id}"),
+                    format!("its current revision {rev} is missing"),
+                ))
+            },
+        )?;
         Ok(())
     })?;
 
@@ -283,27 +278,22 @@ fn cross_check_rows(backend: &Snap<'_>, problems: &mut Vec<Problem>) -> Result<(
                 format!("history has {n} revision rows for revisions 1 to {rev}: revisions are missing"),
             ));
         }
-        let mut stmt = c
-            .prepare(
-                "SELECT hex(a.id), a.revision FROM artifacts a JOIN revisions r \
-                 ON r.artifact_id = a.id AND r.revision = a.revision \
-                 WHERE a.digest != r.digest OR a.size != r.size OR a.metadata != r.metadata \
-                    OR a.media_type != r.media_type OR a.lifecycle != r.lifecycle \
-                    OR a.classification != r.classification OR a.provenance != r.provenance \
-                    OR a.title IS NOT r.title",
-            )
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql_err)?;
-        for row in rows {
-            let (id, rev) = row.map_err(sql_err)?;
-            problems.push(problem(
-                ProblemCategory::Corruption,
-                format!("artifact {}", uuid_from_hex(&id)),
-                format!("its current state differs from its revision {rev} (edited outside Kontextual)"),
-            ));
-        }
+        for_artifact_rows(
+            c,
+            "SELECT hex(a.id), a.revision FROM artifacts a JOIN revisions r \
+             ON r.artifact_id = a.id AND r.revision = a.revision \
+             WHERE a.digest != r.digest OR a.size != r.size OR a.metadata != r.metadata \
+                OR a.media_type != r.media_type OR a.lifecycle != r.lifecycle \
+                OR a.classification != r.classification OR a.provenance != r.provenance \
+                OR a.title IS NOT r.title",
+            |id, rev| {
+                problems.push(problem(
+                    ProblemCategory::Corruption,
+                    format!("artifact {id}"),
+                    format!("its current state differs from its revision {rev} (edited outside Kontextual)"),
+                ))
+            },
+        )?;
         Ok(())
     })
 }
@@ -438,6 +428,24 @@ fn verify_chain(
             .push(kontextual_model::audit::ChainProblem::HeadUnreadable { path });
     }
     Ok((report, source))
+}
+
+/// Runs a query yielding `(hex(artifact id), revision)` rows and hands each
+/// row to `found` with the id spelled as a UUID.
+fn for_artifact_rows(
+    conn: &Connection,
+    sql: &str,
+    mut found: impl FnMut(String, i64),
+) -> Result<()> {
+    let mut stmt = conn.prepare(sql).map_err(sql_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(sql_err)?;
+    for row in rows {
+        let (id, rev) = row.map_err(sql_err)?;
+        found(uuid_from_hex(&id), rev);
+    }
+    Ok(())
 }
 
 fn uuid_from_hex(h: &str) -> String {

@@ -170,7 +170,7 @@ fn collection(ctx: &Ctx, cmd: CollectionCmd) -> Result<ExitCode> {
     ok()
 }
 
-fn next_hint(ctx: &Ctx, next: Option<&Cursor>) {
+pub(crate) fn next_hint(ctx: &Ctx, next: Option<&Cursor>) {
     if let Some(c) = next {
         ctx.out.note(format!("More results: --after {}", c.0));
     }

@@ -132,9 +132,7 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
                     &["run", "kind", "status", "started", "finished", "result"],
                     rows,
                 );
-                if let Some(c) = &pg.next {
-                    ctx.out.note(format!("More results: --after {}", c.0));
-                }
+                crate::commands::next_hint(ctx, pg.next.as_ref());
             }
         }
         RunCmd::Show { run, outputs } => {

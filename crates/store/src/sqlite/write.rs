@@ -652,28 +652,37 @@ fn delete_artifact(
     }
     check_rev(&what, cur.revision, expect)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
+    changes.push(tombstone(conn, ctx, &cur, ChangeKind::Deleted, now)?);
+    Ok(changes)
+}
+
+/// Appends the revision that ends an artifact's life (deleted or purged):
+/// same content record, new state, one revision up.
+fn tombstone(
+    conn: &Connection,
+    ctx: &WriteContext,
+    cur: &Artifact,
+    kind: ChangeKind,
+    now: Timestamp,
+) -> Result<Change> {
+    let (state, content_available) = match kind {
+        ChangeKind::Purged => (ArtifactState::Purged, false),
+        _ => (ArtifactState::Deleted, true),
+    };
     let next = Artifact {
-        state: ArtifactState::Deleted,
+        state,
         revision: cur.revision + 1,
         run_id: ctx.run_id,
         updated_at: now,
         ..cur.clone()
     };
     write_artifact(conn, &next, false)?;
-    insert_revision(
-        conn,
-        ctx,
-        &next,
-        ChangeKind::Deleted,
-        Some(cur.digest),
-        true,
-    )?;
-    changes.push(Change::Artifact {
-        kind: ChangeKind::Deleted,
+    insert_revision(conn, ctx, &next, kind, Some(cur.digest), content_available)?;
+    Ok(Change::Artifact {
+        kind,
         artifact: next,
         prev_digest: Some(cur.digest),
-    });
-    Ok(changes)
+    })
 }
 
 fn purge_artifact(
@@ -710,28 +719,9 @@ fn purge_artifact(
         [cur.id.0],
     )
     .map_err(sql_err)?;
-    let next = Artifact {
-        state: ArtifactState::Purged,
-        revision: cur.revision + 1,
-        run_id: ctx.run_id,
-        updated_at: now,
-        ..cur.clone()
-    };
-    write_artifact(conn, &next, false)?;
-    insert_revision(
-        conn,
-        ctx,
-        &next,
-        ChangeKind::Purged,
-        Some(cur.digest),
-        false,
-    )?;
+    let change = tombstone(conn, ctx, &cur, ChangeKind::Purged, now)?;
     blobs::collect(conn, &digests)?;
-    changes.push(Change::Artifact {
-        kind: ChangeKind::Purged,
-        artifact: next,
-        prev_digest: Some(cur.digest),
-    });
+    changes.push(change);
     Ok(changes)
 }
 

@@ -10,6 +10,7 @@
 
 mod html;
 mod markdown;
+pub mod sections;
 
 use std::fmt;
 
@@ -203,6 +204,23 @@ fn looks_like_html(head: &str) -> bool {
 
 /// Chooses the adapter for `bytes` named `name`, validates, and describes.
 /// Errors only for content that claims a text format but is not valid in it.
+/// The adapter that produced `artifact_type`, to read stored content back
+/// (readable text, sections). Unknown types are treated as opaque bytes.
+pub fn for_type(artifact_type: &str) -> &'static dyn SourceAdapter {
+    match artifact_type {
+        "markdown" => &Markdown,
+        "html" => &Html,
+        "json" => &Json,
+        "text" => &Text,
+        _ => &Opaque("application/octet-stream"),
+    }
+}
+
+/// Whether content of this type has readable text worth indexing.
+pub fn has_text(artifact_type: &str) -> bool {
+    matches!(artifact_type, "markdown" | "html" | "json" | "text")
+}
+
 pub fn detect(
     name: &str,
     bytes: &[u8],

@@ -1,0 +1,254 @@
+//! Addressable sections (K5): a document split by its headings, each part
+//! named by a selector — the path of heading slugs from the top, e.g.
+//! `installation/linux` for `## Linux` under `# Installation`.
+//!
+//! Formats add their own selectors by implementing [`Sectioner`]; the store
+//! never sees any of this, it is recomputed from the bytes whenever needed.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+
+/// One addressable part of a document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// Heading path of slugs joined by `/`; unique within the document.
+    pub selector: String,
+    /// The heading as written (inline markup removed).
+    pub heading: String,
+    /// Heading depth, 1 for `#`.
+    pub level: u8,
+    /// Byte range of the whole section: its heading through the end of its
+    /// last subsection (up to the next heading of the same or a higher level).
+    pub range: Range<usize>,
+    /// End of the section's own text, before its first subsection. Search
+    /// indexes `range.start..own_end` so nested text is not counted twice.
+    pub own_end: usize,
+}
+
+impl Section {
+    /// The section's own text (heading and body, without subsections).
+    pub fn own_range(&self) -> Range<usize> {
+        self.range.start..self.own_end
+    }
+}
+
+/// Splits one format into sections. Stateless and cheap.
+pub trait Sectioner: Send + Sync {
+    /// Sections in document order. `text` is the whole document.
+    fn sections(&self, text: &str) -> Vec<Section>;
+}
+
+/// The sectioner for an artifact type, if that format has sections.
+pub fn sectioner_for(artifact_type: &str) -> Option<&'static dyn Sectioner> {
+    match artifact_type {
+        "markdown" => Some(&MarkdownSections),
+        _ => None,
+    }
+}
+
+/// Markdown (CommonMark + GFM tables): ATX and setext headings. Headings in
+/// code blocks and YAML front matter are not headings.
+#[derive(Debug)]
+pub struct MarkdownSections;
+
+impl Sectioner for MarkdownSections {
+    fn sections(&self, text: &str) -> Vec<Section> {
+        let opts = Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
+            | Options::ENABLE_TABLES
+            | Options::ENABLE_FOOTNOTES
+            | Options::ENABLE_STRIKETHROUGH
+            | Options::ENABLE_TASKLISTS
+            | Options::ENABLE_HEADING_ATTRIBUTES;
+        // (level, start offset, heading text)
+        let mut headings: Vec<(u8, usize, String)> = Vec::new();
+        let mut current: Option<(u8, usize, String)> = None;
+        for (event, range) in Parser::new_ext(text, opts).into_offset_iter() {
+            match event {
+                Event::Start(Tag::Heading { level, .. }) => {
+                    current = Some((level_number(level), range.start, String::new()));
+                }
+                Event::End(TagEnd::Heading(_)) => {
+                    if let Some(h) = current.take() {
+                        headings.push(h);
+                    }
+                }
+                Event::Text(t) | Event::Code(t) => {
+                    if let Some((_, _, s)) = current.as_mut() {
+                        s.push_str(&t);
+                    }
+                }
+                Event::SoftBreak | Event::HardBreak => {
+                    if let Some((_, _, s)) = current.as_mut() {
+                        s.push(' ');
+                    }
+                }
+                _ => {}
+            }
+        }
+        build(text.len(), headings)
+    }
+}
+
+fn level_number(l: HeadingLevel) -> u8 {
+    match l {
+        HeadingLevel::H1 => 1,
+        HeadingLevel::H2 => 2,
+        HeadingLevel::H3 => 3,
+        HeadingLevel::H4 => 4,
+        HeadingLevel::H5 => 5,
+        HeadingLevel::H6 => 6,
+    }
+}
+
+/// Turns headings (in order) into sections with ranges and unique selectors.
+fn build(len: usize, headings: Vec<(u8, usize, String)>) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::with_capacity(headings.len());
+    let mut stack: Vec<(u8, String)> = Vec::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    for (i, (level, start, heading)) in headings.iter().enumerate() {
+        while stack.last().is_some_and(|(l, _)| *l >= *level) {
+            stack.pop();
+        }
+        let parent: Vec<&str> = stack.iter().map(|(_, s)| s.as_str()).collect();
+        let base = slug(heading);
+        let mut selector = join(&parent, &base);
+        let mut n = 1;
+        while taken.contains(&selector) {
+            selector = join(&parent, &format!("{base}-{n}"));
+            n += 1;
+        }
+        taken.insert(selector.clone());
+        let leaf = selector.rsplit('/').next().unwrap_or(&selector).to_owned();
+        stack.push((*level, leaf));
+        let own_end = headings.get(i + 1).map_or(len, |h| h.1);
+        let end = headings[i + 1..]
+            .iter()
+            .find(|h| h.0 <= *level)
+            .map_or(len, |h| h.1);
+        out.push(Section {
+            selector,
+            heading: heading.trim().to_owned(),
+            level: *level,
+            range: *start..end,
+            own_end,
+        });
+    }
+    out
+}
+
+fn join(parent: &[&str], leaf: &str) -> String {
+    if parent.is_empty() {
+        leaf.to_owned()
+    } else {
+        format!("{}/{leaf}", parent.join("/"))
+    }
+}
+
+/// A heading's slug: lowercase letters and digits, runs of anything else
+/// become one `-`. `/` never survives (it separates path levels).
+pub fn slug(heading: &str) -> String {
+    let mut s = String::with_capacity(heading.len());
+    let mut dash = false;
+    for c in heading.trim().chars() {
+        if c.is_alphanumeric() || c == '_' {
+            if dash && !s.is_empty() {
+                s.push('-');
+            }
+            dash = false;
+            s.extend(c.to_lowercase());
+        } else {
+            dash = true;
+        }
+    }
+    if s.is_empty() {
+        "section".to_owned()
+    } else {
+        s
+    }
+}
+
+/// Finds a section by selector: an exact path, else a unique path suffix
+/// (`linux` finds `installation/linux` when no other section ends so).
+pub fn find<'a>(sections: &'a [Section], selector: &str) -> Result<&'a Section, Vec<&'a str>> {
+    let wanted = selector.trim_matches('/').to_lowercase();
+    if let Some(s) = sections.iter().find(|s| s.selector == wanted) {
+        return Ok(s);
+    }
+    let suffix = format!("/{wanted}");
+    let matches: Vec<&Section> = sections
+        .iter()
+        .filter(|s| s.selector.ends_with(&suffix))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Vec::new()),
+        many => Err(many.iter().map(|s| s.selector.as_str()).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE: &str = "---\ntitle: Guide\n---\nIntro text.\n\n# Installation\n\nGeneral.\n\n## Linux\n\napt install.\n\n```\n# not a heading\n```\n\n## macOS\n\nbrew.\n\n# Usage\n\nRun it.\n\n## Linux\n\nsame slug, other parent\n\nSetext Title\n============\n\n# Usage\n\ndup.\n";
+
+    /// K5: headings become a path of selectors with byte ranges.
+    #[test]
+    fn k5_markdown_sections_have_paths_and_ranges() {
+        let secs = MarkdownSections.sections(GUIDE);
+        let sels: Vec<&str> = secs.iter().map(|s| s.selector.as_str()).collect();
+        assert_eq!(
+            sels,
+            [
+                "installation",
+                "installation/linux",
+                "installation/macos",
+                "usage",
+                "usage/linux",
+                "setext-title",
+                "usage-1"
+            ]
+        );
+        let linux = &secs[1];
+        assert_eq!(
+            &GUIDE[linux.range.clone()],
+            "## Linux\n\napt install.\n\n```\n# not a heading\n```\n\n"
+        );
+        let inst = &secs[0];
+        assert!(GUIDE[inst.range.clone()].contains("brew."));
+        assert_eq!(&GUIDE[inst.own_range()], "# Installation\n\nGeneral.\n\n");
+        assert_eq!(secs[5].heading, "Setext Title");
+        assert_eq!(secs[5].level, 1);
+    }
+
+    #[test]
+    fn find_by_path_or_unique_suffix() {
+        let secs = MarkdownSections.sections(GUIDE);
+        assert_eq!(
+            find(&secs, "installation/linux").unwrap().selector,
+            "installation/linux"
+        );
+        assert_eq!(find(&secs, "macos").unwrap().selector, "installation/macos");
+        assert_eq!(
+            find(&secs, "linux").unwrap_err(),
+            ["installation/linux", "usage/linux"]
+        );
+        assert!(find(&secs, "nope").unwrap_err().is_empty());
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("Getting Started!"), "getting-started");
+        assert_eq!(slug("  C++ / Rust  "), "c-rust");
+        assert_eq!(slug("Überblick"), "überblick");
+        assert_eq!(slug("???"), "section");
+    }
+
+    #[test]
+    fn no_headings_no_sections() {
+        assert!(MarkdownSections.sections("just text\n").is_empty());
+        assert!(MarkdownSections.sections("").is_empty());
+    }
+}

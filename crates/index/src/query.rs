@@ -1,0 +1,279 @@
+//! Searching: query parsing with clear errors, filters, BM25 ranking with a
+//! stable order, pagination, total counts and highlighted snippets.
+
+use std::ops::Bound;
+
+use serde::Serialize;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
+};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+
+use crate::fields::{self, SEARCHABLE, date, meta_term};
+use crate::{IndexError, Result, SearchIndex};
+
+/// Which documents a search returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// One hit per artifact (the whole document).
+    #[default]
+    Artifacts,
+    /// One hit per section (markdown headings).
+    Sections,
+    /// Both.
+    All,
+}
+
+/// Narrowing filters; each present filter must match. Within one list
+/// (e.g. two collections) any value matches.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub collections: Vec<String>,
+    pub types: Vec<String>,
+    pub lifecycles: Vec<String>,
+    pub classifications: Vec<String>,
+    /// Every pair must match (`key` is a dotted path).
+    pub metadata: Vec<(String, String)>,
+    /// Last updated at or after.
+    pub since: Option<jiff::Timestamp>,
+    /// Last updated before.
+    pub until: Option<jiff::Timestamp>,
+    /// Only these artifacts (ids).
+    pub artifact_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchRequest<'a> {
+    pub namespace: &'a str,
+    /// tantivy query syntax: words, `"phrases"`, `+must`, `-not`, `field:term`.
+    /// Empty or `*` matches everything (filters only).
+    pub query: &'a str,
+    pub filters: Filters,
+    pub granularity: Granularity,
+    pub offset: usize,
+    pub limit: usize,
+    /// Snippet length in characters; 0 for no snippets.
+    pub snippet_chars: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Snippet {
+    pub text: String,
+    /// Byte ranges of matched terms within `text`.
+    pub highlights: Vec<(usize, usize)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Hit {
+    pub artifact_id: String,
+    pub selector: Option<String>,
+    pub heading: Option<String>,
+    pub revision: u64,
+    pub score: f32,
+    pub collection: String,
+    pub name: String,
+    pub title: Option<String>,
+    pub artifact_type: String,
+    pub lifecycle: String,
+    pub snippet: Option<Snippet>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchResults {
+    /// Documents matching the query and filters (before paging).
+    pub total: usize,
+    pub hits: Vec<Hit>,
+}
+
+impl SearchIndex {
+    /// Parses a query on its own, to report syntax errors early.
+    pub fn parse(&self, query: &str) -> Result<Box<dyn Query>> {
+        let q = query.trim();
+        if q.is_empty() || q == "*" {
+            return Ok(Box::new(AllQuery));
+        }
+        let f = &self.fields;
+        let mut parser = QueryParser::for_index(
+            &self.index,
+            vec![f.title, f.name, f.heading, f.body, f.meta],
+        );
+        parser.set_field_boost(f.title, 3.0);
+        parser.set_field_boost(f.name, 2.0);
+        parser.set_field_boost(f.heading, 2.0);
+        parser
+            .parse_query(q)
+            .map_err(|e| IndexError::Query(explain(query, &e)))
+    }
+
+    pub fn search(&self, req: &SearchRequest<'_>) -> Result<SearchResults> {
+        let text_query = self.parse(req.query)?;
+        let query = self.filtered(text_query.box_clone(), req);
+        let searcher = self.reader.searcher();
+        let limit = req.limit.max(1);
+        let top = TopDocs::with_limit(limit)
+            .and_offset(req.offset)
+            .order_by_score();
+        let (top, total) = searcher
+            .search(&query, &(top, Count))
+            .map_err(|e| self.engine(e))?;
+        let snippets = if req.snippet_chars > 0 {
+            let mut g = SnippetGenerator::create(&searcher, &*text_query, self.fields.body)
+                .map_err(|e| self.engine(e))?;
+            g.set_max_num_chars(req.snippet_chars);
+            Some(g)
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            hits.push(self.hit(
+                &searcher,
+                score,
+                addr,
+                snippets.as_ref().map(|g| (g, req.snippet_chars)),
+            )?);
+        }
+        Ok(SearchResults { total, hits })
+    }
+
+    fn filtered(&self, text: Box<dyn Query>, req: &SearchRequest<'_>) -> Box<dyn Query> {
+        let f = &self.fields;
+        let term = |field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, v),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let any_of = |field, values: &[String]| -> Box<dyn Query> {
+            if values.len() == 1 {
+                term(field, &values[0])
+            } else {
+                Box::new(BooleanQuery::new(
+                    values
+                        .iter()
+                        .map(|v| (Occur::Should, term(field, v)))
+                        .collect(),
+                ))
+            }
+        };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, text),
+            (Occur::Must, filter(term(f.namespace, req.namespace))),
+        ];
+        match req.granularity {
+            Granularity::Artifacts => {
+                clauses.push((Occur::Must, filter(term(f.kind, fields::KIND_ARTIFACT))))
+            }
+            Granularity::Sections => {
+                clauses.push((Occur::Must, filter(term(f.kind, fields::KIND_SECTION))))
+            }
+            Granularity::All => {}
+        }
+        let fl = &req.filters;
+        for (field, values) in [
+            (f.collection, &fl.collections),
+            (f.artifact_type, &fl.types),
+            (f.lifecycle, &fl.lifecycles),
+            (f.classification, &fl.classifications),
+            (f.artifact_id, &fl.artifact_ids),
+        ] {
+            if !values.is_empty() {
+                clauses.push((Occur::Must, filter(any_of(field, values))));
+            }
+        }
+        for (k, v) in &fl.metadata {
+            clauses.push((Occur::Must, filter(term(f.meta_kv, &meta_term(k, v)))));
+        }
+        if fl.since.is_some() || fl.until.is_some() {
+            let lower = fl.since.map_or(Bound::Unbounded, |t| {
+                Bound::Included(Term::from_field_date(f.updated_at, date(t)))
+            });
+            let upper = fl.until.map_or(Bound::Unbounded, |t| {
+                Bound::Excluded(Term::from_field_date(f.updated_at, date(t)))
+            });
+            clauses.push((Occur::Must, filter(Box::new(RangeQuery::new(lower, upper)))));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        score: f32,
+        addr: DocAddress,
+        snippets: Option<(&SnippetGenerator, usize)>,
+    ) -> Result<Hit> {
+        let doc: TantivyDocument = searcher.doc(addr).map_err(|e| self.engine(e))?;
+        let f = &self.fields;
+        let s = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let snippet = snippets.map(|(g, chars)| {
+            let mut sn = g.snippet_from_doc(&doc);
+            if sn.is_empty() {
+                // No query term in the body (matched on title or name, or a
+                // filter-only search): show the start of the text instead.
+                let body = s(f.body).unwrap_or_default();
+                let mut end = body.len().min(chars);
+                while !body.is_char_boundary(end) {
+                    end -= 1;
+                }
+                return Snippet {
+                    text: body[..end].trim().to_owned(),
+                    highlights: Vec::new(),
+                };
+            }
+            sn.set_snippet_prefix_postfix("", "");
+            Snippet {
+                text: sn.fragment().to_owned(),
+                highlights: sn.highlighted().iter().map(|r| (r.start, r.end)).collect(),
+            }
+        });
+        Ok(Hit {
+            artifact_id: s(f.artifact_id).unwrap_or_default(),
+            selector: s(f.selector),
+            heading: s(f.heading),
+            revision: doc
+                .get_first(f.revision)
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+            score,
+            collection: s(f.collection).unwrap_or_default(),
+            name: s(f.name_exact).unwrap_or_default(),
+            title: s(f.title),
+            artifact_type: s(f.artifact_type).unwrap_or_default(),
+            lifecycle: s(f.lifecycle).unwrap_or_default(),
+            snippet,
+        })
+    }
+}
+
+/// A parse error in words: what is wrong, in which query, and what to do.
+/// A clause that narrows without changing scores.
+fn filter(q: Box<dyn Query>) -> Box<dyn Query> {
+    Box::new(ConstScoreQuery::new(q, 0.0))
+}
+
+fn explain(query: &str, e: &tantivy::query::QueryParserError) -> String {
+    use tantivy::query::QueryParserError as E;
+    let hint = "put words in double quotes to search for them literally";
+    match e {
+        E::FieldDoesNotExist(field) => format!(
+            "invalid query {query:?}: unknown field '{field}' (searchable fields: {}); {hint}",
+            SEARCHABLE.join(", ")
+        ),
+        E::SyntaxError(detail) => {
+            format!("invalid query {query:?}: syntax error ({detail}); {hint}")
+        }
+        E::AllButQueryForbidden => format!(
+            "invalid query {query:?}: it only excludes terms; add at least one term to search for"
+        ),
+        other => format!("invalid query {query:?}: {other}; {hint}"),
+    }
+}

@@ -62,6 +62,14 @@ pub enum Change {
         through_seq: u64,
         count: u64,
     },
+    /// A new version of a context package was stored.
+    ContextPackageSaved {
+        package: crate::ContextPackage,
+    },
+    /// A build whose manifest equals the latest version: nothing was written.
+    ContextPackageUnchanged {
+        package: crate::ContextPackage,
+    },
     /// An audit-only record (a denial, a recovery action) with no state change.
     Audited {
         action: String,
@@ -71,7 +79,10 @@ pub enum Change {
 impl Change {
     /// Whether the store wrote anything (and so appended audit and outbox records).
     pub fn is_mutation(&self) -> bool {
-        !matches!(self, Change::ArtifactUnchanged { .. })
+        !matches!(
+            self,
+            Change::ArtifactUnchanged { .. } | Change::ContextPackageUnchanged { .. }
+        )
     }
 
     /// The audit draft for this change. Carries ids, names and digests, never content.
@@ -150,7 +161,18 @@ impl Change {
                 outcome: Outcome::Success,
                 detail: Some(json!({ "count": count.to_string() })),
             },
-            Change::Audited { .. } => return None,
+            Change::ContextPackageSaved { package } => AuditDraft {
+                action: "context.build".into(),
+                target_kind: "context".into(),
+                target_id: package.id.to_string(),
+                target_name: Some(package.name.to_string()),
+                revision: Some(package.version),
+                prev_digest: None,
+                digest: Some(package.digest),
+                outcome: Outcome::Success,
+                detail: None,
+            },
+            Change::Audited { .. } | Change::ContextPackageUnchanged { .. } => return None,
         };
         Some(d)
     }
@@ -184,7 +206,13 @@ impl Change {
                 run.id.to_string(),
                 json!({ "kind": run.kind, "status": run.status }),
             ),
+            Change::ContextPackageSaved { package } => (
+                "context.built".to_owned(),
+                package.id.to_string(),
+                json!({ "name": package.name, "version": package.version, "digest": package.digest }),
+            ),
             Change::ArtifactUnchanged { .. }
+            | Change::ContextPackageUnchanged { .. }
             | Change::Audited { .. }
             | Change::OutboxPruned { .. } => {
                 return None;

@@ -120,6 +120,26 @@ impl CollectionName {
 }
 string_name!(CollectionName);
 
+/// A context package's name, unique within its namespace (K7).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PackageName(String);
+
+impl PackageName {
+    pub fn new(s: &str) -> Result<Self, ModelError> {
+        check_ident(
+            "context package name",
+            s,
+            128,
+            |c| c.is_ascii_alphanumeric(),
+            |c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'),
+            "use letters, digits, '-', '_' and '.', starting with a letter or digit",
+        )?;
+        Ok(PackageName(s.to_owned()))
+    }
+}
+string_name!(PackageName);
+
 /// An artifact's name: a relative path, unique within its collection.
 ///
 /// Segments are separated by `/`; empty, `.` and `..` segments, a leading `/`,

@@ -211,6 +211,14 @@ pub enum Op {
         consumer: String,
         seq: u64,
     },
+    /// Stores a context package manifest as the next version of `name`,
+    /// unless the latest version has the same digest (then
+    /// [`Change::ContextPackageUnchanged`], nothing written).
+    SaveContextPackage {
+        name: kontextual_model::PackageName,
+        digest: Digest,
+        manifest: serde_json::Value,
+    },
 }
 
 /// A page request: keyset cursor plus size.
@@ -280,6 +288,15 @@ pub struct AuditQuery {
     pub target: Option<String>,
     pub since: Option<kontextual_model::Timestamp>,
     pub until: Option<kontextual_model::Timestamp>,
+}
+
+/// Where the change feed stands: enough for a projection to know whether it
+/// is behind, and whether it was built from this store at all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeedPosition {
+    pub store_id: String,
+    /// The last outbox sequence number (0 when empty).
+    pub last_seq: u64,
 }
 
 /// Schema and content summary, for `db status`.
@@ -401,6 +418,27 @@ pub trait Backend: Send + Sync {
     fn outbox_cursors(&self) -> Result<Vec<(String, u64)>>;
 
     fn status(&self) -> Result<StoreStatus>;
+
+    /// The store's id and last outbox sequence number (cheap).
+    fn feed_position(&self) -> Result<FeedPosition>;
+
+    /// Every namespace that holds a collection, in name order.
+    fn namespaces(&self) -> Result<Vec<Namespace>>;
+
+    /// A context package: the given version, or the latest.
+    fn context_package(
+        &self,
+        ns: &Namespace,
+        name: &kontextual_model::PackageName,
+        version: Option<u64>,
+    ) -> Result<Option<kontextual_model::ContextPackage>>;
+
+    /// The latest version of each context package, by name.
+    fn context_packages(
+        &self,
+        ns: &Namespace,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::ContextPackage>>;
 
     fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>>;
     /// Runs, newest first; optionally only those in one status.

@@ -651,6 +651,44 @@ impl crate::Backend for SqliteBackend {
         })
     }
 
+    fn feed_position(&self) -> Result<crate::FeedPosition> {
+        self.read(|c| {
+            let store_id = c
+                .query_row(
+                    "SELECT value FROM store_meta WHERE key = 'store_id'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)?;
+            let last_seq = read::count(
+                c,
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+            )?;
+            Ok(crate::FeedPosition { store_id, last_seq })
+        })
+    }
+
+    fn namespaces(&self) -> Result<Vec<kontextual_model::Namespace>> {
+        self.read(read::namespaces)
+    }
+
+    fn context_package(
+        &self,
+        ns: &kontextual_model::Namespace,
+        name: &kontextual_model::PackageName,
+        version: Option<u64>,
+    ) -> Result<Option<kontextual_model::ContextPackage>> {
+        self.read(|c| read::context_package(c, ns, name.as_str(), version))
+    }
+
+    fn context_packages(
+        &self,
+        ns: &kontextual_model::Namespace,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::ContextPackage>> {
+        self.read(|c| read::context_packages(c, ns, page))
+    }
+
     fn status(&self) -> Result<crate::StoreStatus> {
         let size_bytes = self
             .db_path()

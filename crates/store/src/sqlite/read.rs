@@ -692,3 +692,72 @@ pub(crate) fn run_steps(
     .collect::<rusqlite::Result<_>>()
     .map_err(sql_err)
 }
+
+const PACKAGE_COLS: &str =
+    "id, namespace, name, version, digest, manifest, actor, correlation_id, created_at";
+
+fn package_row(r: &Row<'_>) -> rusqlite::Result<kontextual_model::ContextPackage> {
+    Ok(kontextual_model::ContextPackage {
+        id: r.get(0)?,
+        namespace: parsed(r, 1)?,
+        name: parsed(r, 2)?,
+        version: u64_col(r, 3)?,
+        digest: digest(r, 4)?,
+        manifest: json(r, 5)?,
+        actor: parsed(r, 6)?,
+        correlation_id: parsed(r, 7)?,
+        created_at: ts(r, 8)?,
+    })
+}
+
+pub(crate) fn context_package(
+    conn: &Connection,
+    ns: &Namespace,
+    name: &str,
+    version: Option<u64>,
+) -> Result<Option<kontextual_model::ContextPackage>> {
+    let sql = format!(
+        "SELECT {PACKAGE_COLS} FROM context_packages WHERE namespace = ?1 AND name = ?2 \
+         AND (?3 IS NULL OR version = ?3) ORDER BY version DESC LIMIT 1"
+    );
+    conn.prepare_cached(&sql)
+        .map_err(sql_err)?
+        .query_row(
+            params![ns.as_str(), name, version.map(|v| v as i64)],
+            package_row,
+        )
+        .optional()
+        .map_err(sql_err)
+}
+
+pub(crate) fn context_packages(
+    conn: &Connection,
+    ns: &Namespace,
+    req: &PageRequest,
+) -> Result<Page<kontextual_model::ContextPackage>> {
+    let limit = req.effective_limit();
+    let after = req.after.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+    page(
+        conn,
+        &format!(
+            "SELECT {PACKAGE_COLS} FROM context_packages p WHERE namespace = ?1 AND name > ?2 \
+             AND version = (SELECT max(version) FROM context_packages q \
+                            WHERE q.namespace = p.namespace AND q.name = p.name) \
+             ORDER BY name LIMIT ?3"
+        ),
+        &[&ns.as_str(), &after, &(limit as i64 + 1)],
+        limit,
+        package_row,
+        |p| Cursor(p.name.to_string()),
+    )
+}
+
+pub(crate) fn namespaces(conn: &Connection) -> Result<Vec<Namespace>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT DISTINCT namespace FROM collections ORDER BY namespace")
+        .map_err(sql_err)?;
+    stmt.query_map([], |r| parsed(r, 0))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)
+}

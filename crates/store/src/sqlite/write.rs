@@ -245,6 +245,13 @@ fn apply_batch(
                 ack_outbox(conn, &consumer, seq, now)?;
                 continue;
             }
+            Op::SaveContextPackage {
+                name,
+                digest,
+                manifest,
+            } => vec![save_context_package(
+                conn, &ctx, name, digest, manifest, now,
+            )?],
             Op::Audit(draft) => {
                 append_audit(conn, &ctx, head, now, draft)?;
                 out.push(Change::Audited {
@@ -893,6 +900,48 @@ fn prune_outbox(conn: &Connection, older_than: Timestamp) -> Result<Vec<Change>>
         through_seq: through as u64,
         count: count as u64,
     }])
+}
+
+fn save_context_package(
+    conn: &Connection,
+    ctx: &WriteContext,
+    name: kontextual_model::PackageName,
+    digest: Digest,
+    manifest: serde_json::Value,
+    now: Timestamp,
+) -> Result<Change> {
+    let latest = read::context_package(conn, &ctx.namespace, name.as_str(), None)?;
+    if let Some(p) = latest.as_ref().filter(|p| p.digest == digest) {
+        return Ok(Change::ContextPackageUnchanged { package: p.clone() });
+    }
+    let package = kontextual_model::ContextPackage {
+        id: uuid::Uuid::now_v7(),
+        namespace: ctx.namespace.clone(),
+        name,
+        version: latest.map_or(1, |p| p.version + 1),
+        digest,
+        manifest,
+        actor: ctx.actor.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        created_at: now,
+    };
+    conn.execute(
+        "INSERT INTO context_packages (namespace, name, version, id, digest, manifest, actor, \
+         correlation_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            package.namespace.as_str(),
+            package.name.as_str(),
+            package.version as i64,
+            package.id,
+            package.digest.hex(),
+            package.manifest.to_string(),
+            package.actor.to_string(),
+            package.correlation_id.as_str(),
+            micros(now),
+        ],
+    )
+    .map_err(sql_err)?;
+    Ok(Change::ContextPackageSaved { package })
 }
 
 fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {

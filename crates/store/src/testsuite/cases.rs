@@ -1154,3 +1154,73 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
     );
     assert!(s.check(None).unwrap().is_ok());
 }
+
+/// K7: a context package is stored as versions; an identical manifest adds
+/// none; each saved version is audited with its digest; latest is listed.
+pub fn k7_context_packages_are_versioned_by_digest(h: &mut dyn Harness) {
+    use kontextual_model::{Namespace, PackageName};
+    let s = h.store();
+    let c = ctx("default");
+    let pname = PackageName::new("brief").expect("name");
+    let save = |m: serde_json::Value| {
+        let digest = Digest::of(m.to_string().as_bytes());
+        write(
+            &s,
+            &c,
+            vec![Op::SaveContextPackage {
+                name: pname.clone(),
+                digest,
+                manifest: m,
+            }],
+        )
+        .expect("save")
+        .pop()
+        .expect("one change")
+    };
+    let first = save(serde_json::json!({"items": [1]}));
+    assert!(matches!(&first, Change::ContextPackageSaved { package } if package.version == 1));
+    let again = save(serde_json::json!({"items": [1]}));
+    assert!(matches!(&again, Change::ContextPackageUnchanged { package } if package.version == 1));
+    let second = save(serde_json::json!({"items": [1, 2]}));
+    let Change::ContextPackageSaved { package: v2 } = second else {
+        panic!("expected a new version, got {second:?}")
+    };
+    assert_eq!(v2.version, 2);
+    let ns = Namespace::default();
+    let latest = s.context_package(&ns, &pname, None).unwrap().unwrap();
+    assert_eq!(latest, v2);
+    let v1 = s.context_package(&ns, &pname, Some(1)).unwrap().unwrap();
+    assert_eq!(v1.manifest, serde_json::json!({"items": [1]}));
+    assert!(s.context_package(&ns, &pname, Some(3)).unwrap().is_none());
+    let other = Namespace::new("other").unwrap();
+    assert!(s.context_package(&other, &pname, None).unwrap().is_none());
+    let list = s.context_packages(&ns, &PageRequest::default()).unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].version, 2);
+    let audits: Vec<_> = s
+        .audit(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.draft.action == "context.build")
+        .collect();
+    assert_eq!(audits.len(), 2);
+    assert_eq!(audits[1].draft.digest, Some(v2.digest));
+}
+
+/// The change feed position moves with every mutation and names the store.
+pub fn k8_feed_position_tracks_the_outbox(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let p0 = s.feed_position().unwrap();
+    assert!(!p0.store_id.is_empty());
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"one");
+    let p1 = s.feed_position().unwrap();
+    assert_eq!(p1.store_id, p0.store_id);
+    let events = s.outbox(p0.last_seq, 100).unwrap();
+    assert_eq!(p1.last_seq, events.last().unwrap().seq);
+    assert_eq!(
+        s.namespaces().unwrap(),
+        vec![kontextual_model::Namespace::default()]
+    );
+}

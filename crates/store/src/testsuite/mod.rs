@@ -151,6 +151,8 @@ macro_rules! conformance_suite {
             outbox_retention_follows_consumer_cursors,
             k2_failing_batches_do_not_disturb_concurrent_ones,
             k6_runs_record_steps_outputs_and_final_status,
+            k7_context_packages_are_versioned_by_digest,
+            k8_feed_position_tracks_the_outbox,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

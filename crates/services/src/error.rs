@@ -35,6 +35,8 @@ pub enum Error {
         permission: &'static str,
         target: String,
     },
+    #[error(transparent)]
+    Index(#[from] kontextual_index::IndexError),
     #[error("{context}: {cause}")]
     Io {
         context: String,
@@ -60,6 +62,13 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Denied { .. } => ErrorKind::Denied,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Index(e) => match e {
+                kontextual_index::IndexError::Query(_) => ErrorKind::InvalidInput,
+                kontextual_index::IndexError::Unavailable(_)
+                | kontextual_index::IndexError::NotOwner(_) => ErrorKind::Unavailable,
+                kontextual_index::IndexError::Io { .. } => ErrorKind::Io,
+                _ => ErrorKind::Internal,
+            },
         }
     }
 

@@ -9,11 +9,14 @@
 mod artifacts;
 mod diff;
 mod error;
+mod index_admin;
 mod ingest;
 mod media;
 mod policy;
+mod projection;
 mod relations;
 mod runs;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,14 +37,21 @@ pub mod store_types {
     pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
 }
 pub use error::{Error, ErrorKind, Result};
+pub use index_admin::IndexStatus;
 pub use ingest::{FileFailure, IngestProgress, IngestReport, IngestRequest, NoProgress};
+pub use kontextual_index::Snippet;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
     ProblemCategory,
 };
 pub use policy::{AllowAll, Permission, Policy};
+pub use projection::{CatchUp, FOLLOWER_WAIT};
 pub use runs::this_process;
+pub use search::{
+    Freshness, MAX_EXPAND_DEPTH, MAX_SEARCH_LIMIT, Related, SearchFilters, SearchHit,
+    SearchRequest, SearchResponse, artifact_ref,
+};
 
 /// Who is calling: actor, namespace and the correlation id of this request.
 #[derive(Clone, Debug)]
@@ -81,6 +91,11 @@ pub struct StoreConfig {
 pub struct Services {
     store: Store,
     policy: Box<dyn Policy>,
+    /// Where the data directory is (the search index lives in it); `None`
+    /// for stores without one (in memory).
+    data_dir: Option<PathBuf>,
+    /// Opened on first use: most commands never need the index.
+    projection: std::sync::Mutex<Option<std::sync::Arc<projection::Projection>>>,
 }
 
 /// Result of `audit verify`.
@@ -98,7 +113,8 @@ impl Services {
         let mut opts = OpenOptions::new(mode);
         opts.busy_timeout = cfg.busy_timeout;
         let backend = SqliteBackend::open_dir(&cfg.data_dir, &opts)?;
-        let svc = Services::with_store(Store::new(backend), Box::new(AllowAll));
+        let mut svc = Services::with_store(Store::new(backend), Box::new(AllowAll));
+        svc.data_dir = Some(cfg.data_dir.clone());
         if matches!(mode, OpenMode::ReadWrite | OpenMode::Create) {
             // A run whose process died shows as interrupted, not running (K6).
             if let Err(e) = svc.recover_interrupted_runs() {
@@ -110,7 +126,12 @@ impl Services {
 
     /// Services over an existing store with a given policy (tests, embedding).
     pub fn with_store(store: Store, policy: Box<dyn Policy>) -> Self {
-        Services { store, policy }
+        Services {
+            store,
+            policy,
+            data_dir: None,
+            projection: std::sync::Mutex::new(None),
+        }
     }
 
     /// Whether a data directory already holds a store.

@@ -40,6 +40,12 @@ impl Policy for AllowAll {
 }
 
 impl Services {
+    /// Whether the policy allows it, without auditing: for filtering what a
+    /// caller sees (search hits), where a refusal is not a denial.
+    pub(crate) fn can(&self, caller: &Caller, permission: Permission, target: &str) -> bool {
+        self.policy.allows(caller, permission, target)
+    }
+
     /// Checks the policy; a denial is appended to the audit chain and returned as an error.
     pub(crate) fn authorize(
         &self,

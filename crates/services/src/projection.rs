@@ -1,0 +1,349 @@
+//! The search projection's life: open, catch up from the change feed,
+//! rebuild, report health. The index itself is `kontextual-index`; this
+//! module turns store state into index documents.
+//!
+//! Invariants:
+//! - The index is written only here, only by the process that owns it, and
+//!   only from store state (never from a request's input).
+//! - Catch-up reads the *current* state of each changed artifact, so
+//!   applying an event twice, or events out of date, converges.
+//! - The checkpoint (last applied outbox seq) is committed with the documents
+//!   it covers, and acknowledged to the store as consumer `search-index` so
+//!   outbox retention keeps what the index has not applied yet.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kontextual_adapters::sections::sectioner_for;
+use kontextual_index::{Access, Checkpoint, IndexDoc, Opened, SearchIndex, metadata_pairs};
+use kontextual_model::{Actor, Artifact, ArtifactId, CorrelationId, Namespace};
+use kontextual_store::{
+    ArtifactKey, ArtifactQuery, Op, PageRequest, Store, WriteBatch, WriteContext,
+};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// The outbox consumer name of the search projection.
+pub const CONSUMER: &str = "search-index";
+
+/// Text beyond this is not indexed (the artifact stays findable by its
+/// beginning, name, title and metadata).
+const MAX_INDEXED_TEXT: usize = 4 * 1024 * 1024;
+
+/// Outbox events read per step.
+const FEED_BATCH: u32 = 2048;
+
+/// Commit at least every this many changed artifacts during a long catch-up,
+/// so a crash loses little work and memory stays bounded.
+const COMMIT_EVERY: usize = 20_000;
+
+/// How long a process that does not own the index waits for the owner to
+/// apply changes that are already in the store before searching anyway.
+pub const FOLLOWER_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) struct Projection {
+    index: SearchIndex,
+    store: Store,
+    /// Serialises catch-up and rebuild within this process.
+    progress: Mutex<u64>,
+    opened: Opened,
+}
+
+/// What one catch-up did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CatchUp {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    pub artifacts_reindexed: u64,
+}
+
+impl Projection {
+    pub(crate) fn open(dir: &Path, store: Store) -> Result<Projection> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let (index, opened) = SearchIndex::open(dir, Access::PreferOwner, threads)?;
+        let applied = index.checkpoint()?.map_or(0, |c| c.applied_seq);
+        let p = Projection {
+            index,
+            store,
+            progress: Mutex::new(applied),
+            opened,
+        };
+        if p.index.is_owner() {
+            let pos = p.store.feed_position()?;
+            let reason = match (&p.opened, p.index.checkpoint()?) {
+                (Opened::Fresh { reason }, _) => Some(reason.clone()),
+                (_, None) => Some("no checkpoint".to_owned()),
+                (_, Some(c)) if c.store_id != pos.store_id => {
+                    Some("it was built from another store".to_owned())
+                }
+                (_, Some(c)) if c.applied_seq > pos.last_seq => {
+                    Some("it is ahead of the store (restored from a backup?)".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                tracing::info!(%reason, "rebuilding the search index");
+                p.rebuild()?;
+            }
+        }
+        Ok(p)
+    }
+
+    pub(crate) fn index(&self) -> &SearchIndex {
+        &self.index
+    }
+
+    pub(crate) fn is_owner(&self) -> bool {
+        self.index.is_owner()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies every outbox event after the checkpoint and commits. A no-op
+    /// for a process that does not own the index.
+    pub(crate) fn catch_up(&self) -> Result<CatchUp> {
+        if !self.index.is_owner() {
+            return Ok(CatchUp::default());
+        }
+        let mut applied = self.lock();
+        let from = *applied;
+        let mut pending: Vec<(Namespace, ArtifactId)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut reindexed = 0u64;
+        let mut since_commit = 0usize;
+        let mut dirty = false;
+        loop {
+            let events = self.store.outbox(*applied, FEED_BATCH)?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            for e in &events {
+                if !e.draft.kind.starts_with("artifact.") {
+                    continue;
+                }
+                if let Ok(id) = e.draft.subject.parse::<uuid::Uuid>() {
+                    let key = (e.namespace.clone(), ArtifactId(id));
+                    if seen.insert(key.clone()) {
+                        pending.push(key);
+                    }
+                }
+            }
+            for (ns, id) in pending.drain(..) {
+                self.reindex(&ns, id)?;
+                reindexed += 1;
+                since_commit += 1;
+            }
+            seen.clear();
+            *applied = last;
+            dirty = true;
+            if since_commit >= COMMIT_EVERY {
+                self.commit(*applied)?;
+                since_commit = 0;
+                dirty = false;
+            }
+        }
+        if dirty {
+            self.commit(*applied)?;
+        }
+        Ok(CatchUp {
+            from_seq: from,
+            to_seq: *applied,
+            artifacts_reindexed: reindexed,
+        })
+    }
+
+    /// Drops every document and indexes every live artifact of every
+    /// namespace again, then checkpoints at the feed position read before
+    /// the scan (events during the scan are applied again by the next
+    /// catch-up, which is harmless).
+    pub(crate) fn rebuild(&self) -> Result<CatchUp> {
+        if !self.index.is_owner() {
+            return Err(Error::Index(kontextual_index::IndexError::NotOwner(
+                self.index
+                    .path()
+                    .with_extension("lock")
+                    .display()
+                    .to_string(),
+            )));
+        }
+        let mut applied = self.lock();
+        let pos = self.store.feed_position()?;
+        self.index.clear()?;
+        let mut n = 0u64;
+        for ns in self.store.namespaces()? {
+            let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+            loop {
+                let p = self
+                    .store
+                    .artifacts(&ns, &ArtifactQuery::default(), &page)?;
+                for a in &p.items {
+                    self.index.replace(&a.id.to_string(), &self.documents(a)?)?;
+                    n += 1;
+                    if n as usize % COMMIT_EVERY == 0 {
+                        // Intermediate commits keep the old checkpoint: a
+                        // crash mid-rebuild restarts it rather than trusting
+                        // a half-built index.
+                        self.commit_raw(0)?;
+                    }
+                }
+                match p.next {
+                    Some(c) => page.after = Some(c),
+                    None => break,
+                }
+            }
+        }
+        self.commit(pos.last_seq)?;
+        let from = *applied;
+        *applied = pos.last_seq;
+        Ok(CatchUp {
+            from_seq: from,
+            to_seq: pos.last_seq,
+            artifacts_reindexed: n,
+        })
+    }
+
+    fn commit_raw(&self, seq: u64) -> Result<()> {
+        let store_id = self.store.feed_position()?.store_id;
+        self.index.commit(&Checkpoint {
+            format: kontextual_index::FORMAT,
+            store_id,
+            applied_seq: seq,
+            committed_at: kontextual_model::now().to_string(),
+        })?;
+        Ok(())
+    }
+
+    fn commit(&self, seq: u64) -> Result<()> {
+        self.commit_raw(seq)?;
+        // Tell retention what we have applied. Failing to record it only
+        // means old events are kept longer.
+        let ack = self.store.write(WriteBatch {
+            ctx: WriteContext {
+                namespace: Namespace::default(),
+                actor: Actor::local_admin(),
+                correlation_id: CorrelationId::new(),
+                run_id: None,
+            },
+            ops: vec![Op::AckOutbox {
+                consumer: CONSUMER.to_owned(),
+                seq,
+            }],
+        });
+        if let Err(e) = ack {
+            tracing::warn!(error = %e, "could not acknowledge the search index's outbox position");
+        }
+        Ok(())
+    }
+
+    /// Re-reads one artifact from the store and replaces its documents.
+    fn reindex(&self, ns: &Namespace, id: ArtifactId) -> Result<()> {
+        let docs = match self.store.artifact(ns, &ArtifactKey::Id(id))? {
+            Some(a) if a.is_live() => self.documents(&a)?,
+            _ => Vec::new(),
+        };
+        self.index.replace(&id.to_string(), &docs)?;
+        Ok(())
+    }
+
+    /// The documents of a live artifact: the whole and each section.
+    fn documents(&self, a: &Artifact) -> Result<Vec<IndexDoc>> {
+        let text = if kontextual_adapters::has_text(&a.artifact_type) {
+            match read_all(&self.store, a) {
+                Ok(bytes) => kontextual_adapters::for_type(&a.artifact_type).text(&bytes),
+                Err(e) => {
+                    // Unreadable content must not stop the projection; the
+                    // artifact stays findable by name and metadata, and
+                    // `verify` reports the damaged blob.
+                    tracing::warn!(artifact = %a.id, error = %e, "indexing without content");
+                    String::new()
+                }
+            }
+        } else {
+            String::new()
+        };
+        let text = truncate(text, MAX_INDEXED_TEXT);
+        let base = IndexDoc {
+            namespace: a.namespace.to_string(),
+            artifact_id: a.id.to_string(),
+            selector: None,
+            heading: None,
+            revision: a.revision,
+            collection: a.collection.to_string(),
+            name: a.name.to_string(),
+            title: a.title.clone(),
+            artifact_type: a.artifact_type.clone(),
+            lifecycle: a.lifecycle.to_string(),
+            classification: a.classification.to_string(),
+            metadata: metadata_pairs(&a.metadata.value()),
+            body: String::new(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        };
+        let mut docs = Vec::new();
+        if let Some(sectioner) = sectioner_for(&a.artifact_type) {
+            for s in sectioner.sections(&text) {
+                let mut d = base.clone();
+                d.body = text[s.own_range()].to_owned();
+                d.selector = Some(s.selector);
+                d.heading = Some(s.heading);
+                docs.push(d);
+            }
+        }
+        let mut whole = base;
+        whole.body = text;
+        docs.insert(0, whole);
+        Ok(docs)
+    }
+
+    /// Waits (bounded) until the index has applied everything the store had
+    /// when called. Returns the remaining lag (0 when caught up).
+    pub(crate) fn wait_for_owner(&self, timeout: Duration) -> Result<u64> {
+        let target = self.store.feed_position()?.last_seq;
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.index.reload()?;
+            let applied = self.index.checkpoint()?.map_or(0, |c| c.applied_seq);
+            if applied >= target {
+                return Ok(0);
+            }
+            if Instant::now() >= deadline {
+                return Ok(target - applied);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Applied position as this handle sees it.
+    pub(crate) fn applied_seq(&self) -> Result<u64> {
+        Ok(self.index.checkpoint()?.map_or(0, |c| c.applied_seq))
+    }
+}
+
+fn read_all(store: &Store, a: &Artifact) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut r = store.open_content(&a.digest)?;
+    let mut buf = Vec::with_capacity(a.size.min(MAX_INDEXED_TEXT as u64 * 2) as usize);
+    r.read_to_end(&mut buf)
+        .map_err(|e| Error::io(format!("reading {}/{}", a.collection, a.name), e))?;
+    Ok(buf)
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Where the index of a data directory lives.
+pub(crate) fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("index")
+}

@@ -7,6 +7,7 @@
 //! Boundary: this crate knows no CLI or HTTP types, and no database driver.
 
 mod artifacts;
+mod context;
 mod diff;
 mod error;
 mod index_admin;
@@ -17,6 +18,7 @@ mod projection;
 mod relations;
 mod runs;
 mod search;
+mod sections;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +38,10 @@ pub use artifacts::{ContentSource, Diff, DiffContent, PutOutcome, PutRequest};
 pub mod store_types {
     pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
 }
+pub use context::{
+    ContextRequest, ContextVerification, ContextView, Encoding, Item as ContextItem, Manifest,
+    Reason, VerifyProblem,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use index_admin::IndexStatus;
 pub use ingest::{FileFailure, IngestProgress, IngestReport, IngestRequest, NoProgress};
@@ -52,6 +58,7 @@ pub use search::{
     Freshness, MAX_EXPAND_DEPTH, MAX_SEARCH_LIMIT, Related, SearchFilters, SearchHit,
     SearchRequest, SearchResponse, artifact_ref,
 };
+pub use sections::{SectionEntry, SectionView};
 
 /// Who is calling: actor, namespace and the correlation id of this request.
 #[derive(Clone, Debug)]

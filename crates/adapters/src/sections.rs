@@ -103,10 +103,19 @@ fn level_number(l: HeadingLevel) -> u8 {
 }
 
 /// Turns headings (in order) into sections with ranges and unique selectors.
+///
+/// A document title — the first heading, when no other heading is as
+/// shallow — is a section of its own (`#setup`), but is left out of its
+/// subsections' paths: `guide.md#installation/linux`, not
+/// `guide.md#setup/installation/linux`.
 fn build(len: usize, headings: Vec<(u8, usize, String)>) -> Vec<Section> {
     let mut out: Vec<Section> = Vec::with_capacity(headings.len());
     let mut stack: Vec<(u8, String)> = Vec::new();
     let mut taken: HashSet<String> = HashSet::new();
+    let title = headings
+        .first()
+        .filter(|first| headings[1..].iter().all(|h| h.0 > first.0))
+        .is_some();
     for (i, (level, start, heading)) in headings.iter().enumerate() {
         while stack.last().is_some_and(|(l, _)| *l >= *level) {
             stack.pop();
@@ -121,7 +130,9 @@ fn build(len: usize, headings: Vec<(u8, usize, String)>) -> Vec<Section> {
         }
         taken.insert(selector.clone());
         let leaf = selector.rsplit('/').next().unwrap_or(&selector).to_owned();
-        stack.push((*level, leaf));
+        if !(title && i == 0) {
+            stack.push((*level, leaf));
+        }
         let own_end = headings.get(i + 1).map_or(len, |h| h.1);
         let end = headings[i + 1..]
             .iter()
@@ -221,6 +232,21 @@ mod tests {
         assert_eq!(&GUIDE[inst.own_range()], "# Installation\n\nGeneral.\n\n");
         assert_eq!(secs[5].heading, "Setext Title");
         assert_eq!(secs[5].level, 1);
+    }
+
+    /// A lone top heading is the document's title: a section, not a path prefix.
+    #[test]
+    fn k5_title_heading_is_not_part_of_paths() {
+        let doc = "# Guide\n\nintro\n\n## Installation\n\n### Linux\n\napt\n\n## Guide\n\nclash\n";
+        let sels: Vec<String> = MarkdownSections
+            .sections(doc)
+            .into_iter()
+            .map(|s| s.selector)
+            .collect();
+        assert_eq!(
+            sels,
+            ["guide", "installation", "installation/linux", "guide-1"]
+        );
     }
 
     #[test]

@@ -77,6 +77,14 @@ pub enum Command {
     /// The hash-chained audit log
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Full-text search (BM25) over content, names, titles, headings and metadata
+    Search(Box<SearchArgs>),
+    /// Context packages: the best artifacts and sections under a token budget, verifiable later
+    #[command(subcommand)]
+    Context(ContextCmd),
+    /// The search index (a projection of the store): status and rebuild
+    #[command(subcommand)]
+    Index(IndexCmd),
     /// Check the whole store: database integrity, every blob, references, migrations, audit chain
     Verify(VerifyArgs),
     /// Schema status and migrations
@@ -122,6 +130,15 @@ pub enum ArtifactCmd {
         /// Show (or with --content, print) this revision instead of the current one
         #[arg(long, value_name = "N")]
         revision: Option<u64>,
+        /// List the artifact's sections (markdown headings) and their selectors
+        #[arg(long, conflicts_with = "content")]
+        sections: bool,
+        /// Follow relationships of this type (repeatable), e.g. references
+        #[arg(long, value_name = "TYPE")]
+        expand: Vec<String>,
+        /// How many hops to follow with --expand (1-5)
+        #[arg(long, default_value_t = 1)]
+        depth: u32,
     },
     /// List artifacts
     List {
@@ -338,4 +355,112 @@ pub enum RunCmd {
         #[arg(long)]
         outputs: bool,
     },
+}
+
+/// Filters shared by `search` and `context build`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only this collection (repeatable: any of them)
+    #[arg(long, short, value_name = "NAME")]
+    pub collection: Vec<String>,
+    /// Only this artifact type, e.g. markdown (repeatable)
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only this lifecycle state: draft, active, deprecated, archived (repeatable)
+    #[arg(long, value_name = "STATE")]
+    pub lifecycle: Vec<String>,
+    /// Only artifacts whose metadata has KEY=VALUE (repeatable: all must match; KEY may be a.b)
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Only artifacts updated at or after this time (RFC 3339 or a date)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only artifacts updated before this time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Words, "exact phrases", +required, -excluded, field:term (title, name, heading, body, meta)
+    pub query: String,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// One hit per section (markdown heading) instead of per artifact
+    #[arg(long)]
+    pub sections: bool,
+    /// Maximum hits (1-100)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Skip this many hits (use the `next_offset` of the previous page)
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    /// Follow relationships of this type from each hit (repeatable), e.g. references
+    #[arg(long, value_name = "TYPE")]
+    pub expand: Vec<String>,
+    /// How many hops to follow with --expand (1-5)
+    #[arg(long, default_value_t = 0)]
+    pub depth: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContextCmd {
+    /// Assemble a package from queries and selectors under a token budget
+    Build(Box<ContextBuildArgs>),
+    /// Show a package: its manifest, or rendered for a prompt with --format markdown
+    Show {
+        name: String,
+        /// An older version [default: the latest]
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+        /// table (summary), json (manifest) or markdown (the content, for a prompt)
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "markdown"])]
+        format: String,
+    },
+    /// Check that nothing the package references has changed or gone missing
+    Verify {
+        name: String,
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+    /// Packages, with their latest version
+    List(PageArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ContextBuildArgs {
+    /// The package name (a new version is stored if the result differs from the latest)
+    #[arg(long)]
+    pub name: String,
+    /// A search query (repeatable; their best hits are interleaved)
+    #[arg(long, value_name = "QUERY")]
+    pub query: Vec<String>,
+    /// An artifact or section to include first: COLLECTION/NAME[#SECTION] (repeatable)
+    #[arg(long = "select", value_name = "REF")]
+    pub select: Vec<String>,
+    /// Token budget for the package's items
+    #[arg(long, value_name = "TOKENS")]
+    pub budget: u32,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Also include artifacts related by this type (repeatable)
+    #[arg(long, value_name = "TYPE")]
+    pub expand: Vec<String>,
+    /// Hops to follow with --expand (1-5)
+    #[arg(long, default_value_t = 0)]
+    pub depth: u32,
+    /// An opaque reference to an external memory record, as JSON with "source" and "id" (repeatable)
+    #[arg(long = "memory-ref", value_name = "JSON")]
+    pub memory_ref: Vec<String>,
+    /// Token encoding: cl100k_base or o200k_base
+    #[arg(long, default_value = "cl100k_base")]
+    pub encoding: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCmd {
+    /// Documents in the index vs the store, lag, last commit, size, health
+    Status,
+    /// Drop the index and build it again from the store
+    Rebuild,
 }

@@ -75,6 +75,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Relate(a) => relate(&ctx, a),
         Command::Relation(c) => relation(&ctx, c),
         Command::Audit(c) => audit(&ctx, c),
+        Command::Search(a) => crate::retrieval::search(&ctx, *a),
+        Command::Context(c) => crate::retrieval::context(&ctx, c),
+        Command::Index(c) => crate::retrieval::index(&ctx, c),
         Command::Verify(a) => verify(&ctx, a),
         Command::Db(c) => db(&ctx, c),
     }
@@ -249,8 +252,81 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
             artifact,
             content,
             revision,
+            sections,
+            expand,
+            depth,
         } => {
             let r = aref(&artifact)?;
+            if let Some(sel) = r.section() {
+                let v = svc.artifact_section(&ctx.caller, &r, sel, revision)?;
+                if content {
+                    let mut stdout = io::stdout().lock();
+                    stdout.write_all(v.text.as_bytes())?;
+                    stdout.flush()?;
+                } else if ctx.out.json {
+                    ctx.out.json(&v)?;
+                } else {
+                    ctx.out.fields(&[
+                        ("section", v.reference.clone()),
+                        ("heading", v.heading.clone()),
+                        ("revision", v.revision.to_string()),
+                        ("bytes", format!("{}..{}", v.byte_range.0, v.byte_range.1)),
+                        ("digest", v.digest.to_string()),
+                    ]);
+                    println!("\n{}", v.text.trim_end());
+                }
+                return ok();
+            }
+            if sections {
+                let list = svc.artifact_sections(&ctx.caller, &r, revision)?;
+                if ctx.out.json {
+                    ctx.out.json(&list)?;
+                } else if list.is_empty() {
+                    ctx.out
+                        .note(format!("{r} has no headings, so no sections."));
+                } else {
+                    let rows = list
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                format!("#{}", s.selector),
+                                format!("{}{}", "  ".repeat(s.level as usize - 1), s.heading),
+                                format!("{}..{}", s.byte_range.0, s.byte_range.1),
+                            ]
+                        })
+                        .collect();
+                    ctx.out.table(&["selector", "heading", "bytes"], rows);
+                }
+                return ok();
+            }
+            if !expand.is_empty() && revision.is_none() && !content {
+                let a = svc.artifact_show(&ctx.caller, &r)?;
+                let related = svc.artifact_related(&ctx.caller, &r, &expand, depth)?;
+                if ctx.out.json {
+                    ctx.out
+                        .json(&serde_json::json!({ "artifact": a, "related": related }))?;
+                } else {
+                    ctx.out
+                        .note(format!("{} (revision {})", addr(&a), a.revision));
+                    let rows = related
+                        .iter()
+                        .map(|x| {
+                            vec![
+                                x.depth.to_string(),
+                                format!(
+                                    "{} {}",
+                                    if x.direction == "out" { "→" } else { "←" },
+                                    x.via
+                                ),
+                                x.reference.clone(),
+                                x.title.clone().unwrap_or_default(),
+                            ]
+                        })
+                        .collect();
+                    ctx.out.table(&["depth", "via", "artifact", "title"], rows);
+                }
+                return ok();
+            }
             if content {
                 let mut reader = svc.artifact_content(&ctx.caller, &r, revision)?;
                 let mut stdout = io::stdout().lock();
@@ -602,7 +678,7 @@ fn relation(ctx: &Ctx, cmd: RelationCmd) -> Result<ExitCode> {
 }
 
 /// An RFC 3339 instant, or a date (midnight UTC).
-fn parse_time(s: &str) -> Result<kontextual_model::Timestamp> {
+pub(crate) fn parse_time(s: &str) -> Result<kontextual_model::Timestamp> {
     if let Ok(t) = s.parse::<kontextual_model::Timestamp>() {
         return Ok(t);
     }

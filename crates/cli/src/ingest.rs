@@ -46,9 +46,9 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        svc.ingest(&ctx.caller, &req, &Bar(pb))?
+        svc.ingest_and_index(&ctx.caller, &req, &Bar(pb))?
     } else {
-        svc.ingest(&ctx.caller, &req, &NoProgress)?
+        svc.ingest_and_index(&ctx.caller, &req, &NoProgress)?
     };
     if ctx.out.json {
         ctx.out.json(&report)?;
@@ -75,6 +75,16 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
                 report.elapsed_ms as f64 / 1000.0,
                 report.run_id.map(|r| r.to_string()).unwrap_or_default(),
             );
+            match &report.indexed {
+                Some(i) if i.owner => println!(
+                    "Searchable: {} artifact(s) indexed, committed {} ms after the last write.",
+                    i.artifacts, i.tail_ms
+                ),
+                Some(_) => println!(
+                    "The search index is owned by another process; it catches up from the change feed."
+                ),
+                None => {}
+            }
         }
     }
     // 1: the run completed, but some files failed (listed above and in the run).

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod ingest;
 mod output;
+mod retrieval;
 
 use std::process::ExitCode;
 

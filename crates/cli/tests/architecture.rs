@@ -42,6 +42,13 @@ fn layers_do_not_leak() {
         !deps("model").contains("kontextual-store"),
         "model must not depend on store"
     );
+    // tantivy lives behind kontextual-index only
+    for krate in ["model", "store", "services", "cli", "adapters"] {
+        assert!(
+            !deps(krate).lines().any(|l| l.starts_with("tantivy")),
+            "{krate} depends on tantivy directly"
+        );
+    }
 }
 
 #[test]

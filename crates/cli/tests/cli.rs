@@ -472,7 +472,7 @@ fn k3_schema_version_is_inspectable_and_newer_stores_are_refused() {
     let env = seeded();
     let s = env.ok(&["db", "status"]);
     assert!(
-        s.contains("schema version      4 (this kontextual: 4)"),
+        s.contains("schema version      5 (this kontextual: 5)"),
         "{s}"
     );
     assert!(env.ok(&["db", "migrate"]).contains("up to date"));

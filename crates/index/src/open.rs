@@ -55,8 +55,10 @@ impl SearchIndex {
         let (index, opened) = match open_existing(dir) {
             Ok(index) => (index, Opened::Existing),
             Err(reason) => {
-                if dir.exists() {
+                if dir.join("meta.json").exists() {
                     tracing::warn!(path = %dir.display(), %reason, "replacing the search index; it will be rebuilt from the store");
+                }
+                if dir.exists() {
                     std::fs::remove_dir_all(dir).map_err(io)?;
                 }
                 std::fs::create_dir_all(dir).map_err(io)?;

@@ -79,6 +79,21 @@ pub struct IngestReport {
     /// Entries deliberately not ingested (symbolic links, FIFOs, `.git`):
     /// reported, but not failures.
     pub skipped: Vec<FileFailure>,
+    /// What the search index applied during and after the ingest, when this
+    /// process owns the index (otherwise its owner catches up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexed: Option<IndexedReport>,
+}
+
+/// The search projection's share of an ingest.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IndexedReport {
+    pub artifacts: u64,
+    /// Time from the end of the store writes until the index was committed.
+    pub tail_ms: u64,
+    /// Whether the index was updated by this process (false: another
+    /// process owns it and will catch up).
+    pub owner: bool,
 }
 
 impl IngestReport {
@@ -106,6 +121,65 @@ struct Output {
 }
 
 impl Services {
+    /// Ingests while a follower thread feeds the search index from the
+    /// change feed, so storing and indexing overlap; returns once both are
+    /// done and the index is committed (a search right after sees it all).
+    pub fn ingest_and_index(
+        &self,
+        caller: &Caller,
+        req: &IngestRequest,
+        progress: &dyn IngestProgress,
+    ) -> Result<IngestReport> {
+        let projection = match self.projection() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "ingesting without updating the search index");
+                None
+            }
+        };
+        let Some(p) = projection.filter(|p| p.is_owner()) else {
+            let mut report = self.ingest(caller, req, progress)?;
+            report.indexed = Some(IndexedReport::default());
+            return Ok(report);
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (report, followed) = std::thread::scope(|scope| {
+            let follower = scope.spawn(|| -> Result<u64> {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let step = p.follow_step()?;
+                    n += step.artifacts_reindexed;
+                    if step.artifacts_reindexed == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+                Ok(n)
+            });
+            let report = self.ingest(caller, req, progress);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let followed = follower
+                .join()
+                .unwrap_or_else(|_| Err(Error::InvalidInput("index follower panicked".into())));
+            (report, followed)
+        });
+        let mut report = report?;
+        let tail = Instant::now();
+        let followed = match followed {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "the index follower stopped; catching up at the end");
+                0
+            }
+        };
+        let last = p.catch_up()?;
+        report.indexed = Some(IndexedReport {
+            artifacts: followed + last.artifacts_reindexed,
+            tail_ms: tail.elapsed().as_millis() as u64,
+            owner: true,
+        });
+        Ok(report)
+    }
+
     pub fn ingest(
         &self,
         caller: &Caller,

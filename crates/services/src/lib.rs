@@ -44,7 +44,9 @@ pub use context::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use index_admin::IndexStatus;
-pub use ingest::{FileFailure, IngestProgress, IngestReport, IngestRequest, NoProgress};
+pub use ingest::{
+    FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
+};
 pub use kontextual_index::Snippet;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{

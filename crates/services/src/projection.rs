@@ -43,11 +43,18 @@ const COMMIT_EVERY: usize = 20_000;
 /// apply changes that are already in the store before searching anyway.
 pub const FOLLOWER_WAIT: Duration = Duration::from_secs(5);
 
+/// How far the writer has applied the feed, and whether that is committed.
+#[derive(Default)]
+struct Progress {
+    applied: u64,
+    uncommitted: bool,
+}
+
 pub(crate) struct Projection {
     index: SearchIndex,
     store: Store,
     /// Serialises catch-up and rebuild within this process.
-    progress: Mutex<u64>,
+    progress: Mutex<Progress>,
     opened: Opened,
 }
 
@@ -67,7 +74,10 @@ impl Projection {
         let p = Projection {
             index,
             store,
-            progress: Mutex::new(applied),
+            progress: Mutex::new(Progress {
+                applied,
+                uncommitted: false,
+            }),
             opened,
         };
         if p.index.is_owner() {
@@ -99,25 +109,36 @@ impl Projection {
         self.index.is_owner()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies every outbox event after the checkpoint and commits. A no-op
-    /// for a process that does not own the index.
+    /// Applies every outbox event after the checkpoint and commits, so a
+    /// search that follows sees everything written before it. A no-op for a
+    /// process that does not own the index.
     pub(crate) fn catch_up(&self) -> Result<CatchUp> {
+        self.apply(true)
+    }
+
+    /// Applies what the feed has without committing unless a lot is
+    /// pending: for a follower running beside a long write (ingest), which
+    /// commits once at the end.
+    pub(crate) fn follow_step(&self) -> Result<CatchUp> {
+        self.apply(false)
+    }
+
+    fn apply(&self, commit: bool) -> Result<CatchUp> {
         if !self.index.is_owner() {
             return Ok(CatchUp::default());
         }
-        let mut applied = self.lock();
-        let from = *applied;
+        let mut progress = self.lock();
+        let from = progress.applied;
         let mut pending: Vec<(Namespace, ArtifactId)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut reindexed = 0u64;
         let mut since_commit = 0usize;
-        let mut dirty = false;
         loop {
-            let events = self.store.outbox(*applied, FEED_BATCH)?;
+            let events = self.store.outbox(progress.applied, FEED_BATCH)?;
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
@@ -138,20 +159,21 @@ impl Projection {
                 since_commit += 1;
             }
             seen.clear();
-            *applied = last;
-            dirty = true;
+            progress.applied = last;
+            progress.uncommitted = true;
             if since_commit >= COMMIT_EVERY {
-                self.commit(*applied)?;
+                self.commit(progress.applied)?;
+                progress.uncommitted = false;
                 since_commit = 0;
-                dirty = false;
             }
         }
-        if dirty {
-            self.commit(*applied)?;
+        if commit && progress.uncommitted {
+            self.commit(progress.applied)?;
+            progress.uncommitted = false;
         }
         Ok(CatchUp {
             from_seq: from,
-            to_seq: *applied,
+            to_seq: progress.applied,
             artifacts_reindexed: reindexed,
         })
     }
@@ -170,7 +192,7 @@ impl Projection {
                     .to_string(),
             )));
         }
-        let mut applied = self.lock();
+        let mut progress = self.lock();
         let pos = self.store.feed_position()?;
         self.index.clear()?;
         let mut n = 0u64;
@@ -197,8 +219,9 @@ impl Projection {
             }
         }
         self.commit(pos.last_seq)?;
-        let from = *applied;
-        *applied = pos.last_seq;
+        let from = progress.applied;
+        progress.applied = pos.last_seq;
+        progress.uncommitted = false;
         Ok(CatchUp {
             from_seq: from,
             to_seq: pos.last_seq,

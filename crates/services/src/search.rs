@@ -325,6 +325,22 @@ impl Services {
     }
 }
 
+impl Services {
+    /// Artifacts related to `r` over `types` (names), up to `depth` hops.
+    pub fn artifact_related(
+        &self,
+        caller: &Caller,
+        r: &kontextual_model::ArtifactRef,
+        types: &[String],
+        depth: u32,
+    ) -> Result<Vec<Related>> {
+        let types = relation_types(types)?;
+        let depth = expand_depth(&types, depth)?;
+        let a = self.artifact_show(caller, r)?;
+        self.related(caller, a.id, &types, depth)
+    }
+}
+
 pub(crate) fn relation_types(names: &[String]) -> Result<Vec<RelationType>> {
     names
         .iter()

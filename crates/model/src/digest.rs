@@ -111,6 +111,19 @@ impl Write for DigestWriter {
     }
 }
 
+/// RFC 8785 canonical JSON: the bytes a JSON document's digest is taken over,
+/// the same whatever the key order or spacing it was written with.
+pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
+    serde_json_canonicalizer::to_vec(v).unwrap_or_else(|_| v.to_string().into_bytes())
+}
+
+impl Digest {
+    /// SHA-256 of the value's canonical JSON.
+    pub fn of_json(v: &serde_json::Value) -> Digest {
+        Digest::of(&canonical_json(v))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,18 +142,5 @@ mod tests {
         w.update(b"bc");
         assert_eq!(w.finish(), (d, 3));
         assert!("sha256:zz".parse::<Digest>().is_err());
-    }
-}
-
-/// RFC 8785 canonical JSON: the bytes a JSON document's digest is taken over,
-/// the same whatever the key order or spacing it was written with.
-pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    serde_json_canonicalizer::to_vec(v).unwrap_or_else(|_| v.to_string().into_bytes())
-}
-
-impl Digest {
-    /// SHA-256 of the value's canonical JSON.
-    pub fn of_json(v: &serde_json::Value) -> Digest {
-        Digest::of(&canonical_json(v))
     }
 }

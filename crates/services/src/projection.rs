@@ -205,7 +205,7 @@ impl Projection {
                 for a in &p.items {
                     self.index.replace(&a.id.to_string(), &self.documents(a)?)?;
                     n += 1;
-                    if n as usize % COMMIT_EVERY == 0 {
+                    if n.is_multiple_of(COMMIT_EVERY as u64) {
                         // Intermediate commits keep the old checkpoint: a
                         // crash mid-rebuild restarts it rather than trusting
                         // a half-built index.

@@ -1,0 +1,582 @@
+//! K5 (sections), K7 (context packages), K8 (search and the index) through
+//! the real binary, one process per step, so every step crosses the
+//! projection's catch-up from the change feed.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        env.ok(&["init"]);
+        env
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kontextual"))
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+    /// Runs and expects exit `code`; returns stderr.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stderr)
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.run(&a);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}{}", text(&out.stdout), text(&out.stderr)))
+    }
+    fn write(&self, rel: &str, body: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    fn put(&self, target: &str, body: &str, extra: &[&str]) {
+        let file = format!("in/{}", target.replace('/', "_"));
+        self.write(&file, body);
+        let mut a = vec!["artifact", "put", target, "--file", &file];
+        a.extend_from_slice(extra);
+        self.ok(&a);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn refs(v: &Value) -> Vec<String> {
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["ref"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const GUIDE: &str = "# Guide\n\nHow we deploy the service to production.\n\n## Installation\n\n### Linux\n\nRun apt install kontextual.\n\n### macOS\n\nUse brew install kontextual.\n\n## Retry policy\n\nThree attempts with exponential backoff, then page the on-call.\n";
+
+/// A small fixed corpus whose ranking is known.
+fn corpus() -> Env {
+    let env = Env::new();
+    env.write("docs/guide.md", GUIDE);
+    env.write(
+        "docs/rust/borrow.md",
+        "# The borrow checker\n\nThe borrow checker enforces lifetimes. Lifetimes name the regions where a borrow is valid.\n",
+    );
+    env.write(
+        "docs/rust/traits.md",
+        "# Traits\n\nTraits describe shared behaviour. A borrow can appear in a method signature.\n",
+    );
+    env.write(
+        "docs/runbook.html",
+        "<html><head><title>Deploy runbook</title></head><body><h1>Deploy</h1><p>Roll out with canaries; the retry policy applies to failed steps.</p></body></html>",
+    );
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    env
+}
+
+/// K8: BM25 ranking on a fixture corpus, in an exact order; phrases;
+/// section hits; snippets with highlights; total and paging.
+#[test]
+fn k8_search_ranks_in_a_known_order() {
+    let env = corpus();
+    let v = env.json(&["search", "borrow checker lifetimes"]);
+    assert_eq!(
+        refs(&v),
+        ["handbook/rust/borrow.md", "handbook/rust/traits.md"]
+    );
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["index"]["lag"], 0);
+    let snip = &v["hits"][0]["snippet"];
+    let (a, b) = (
+        snip["highlights"][0][0].as_u64().unwrap() as usize,
+        snip["highlights"][0][1].as_u64().unwrap() as usize,
+    );
+    assert_eq!(
+        snip["text"].as_str().unwrap()[a..b].to_lowercase(),
+        "borrow"
+    );
+    assert_eq!(v["hits"][0]["title"], "The borrow checker");
+    // a phrase matches only where the words are adjacent; the shorter
+    // document ranks first (BM25 length normalisation)
+    let v = env.json(&["search", "\"retry policy\""]);
+    assert_eq!(refs(&v), ["handbook/runbook.html", "handbook/guide.md"]);
+    let v = env.json(&["search", "\"policy retry\""]);
+    assert!(refs(&v).is_empty());
+    // sections: the heading-path selector addresses the hit
+    let v = env.json(&["search", "\"retry policy\"", "--sections"]);
+    assert_eq!(refs(&v), ["handbook/guide.md#retry-policy"]);
+    // "install" and the heading "Installation" share a stem; headings weigh more
+    let v = env.json(&["search", "install", "--sections"]);
+    assert_eq!(
+        refs(&v),
+        [
+            "handbook/guide.md#installation",
+            "handbook/guide.md#installation/linux",
+            "handbook/guide.md#installation/macos"
+        ]
+    );
+    // paging: stable order, total, next offset
+    let all = env.json(&["search", "*", "--limit", "100"]);
+    assert_eq!(all["total"], 4);
+    let p1 = env.json(&["search", "*", "--limit", "3"]);
+    assert_eq!(p1["next_offset"], 3);
+    let p2 = env.json(&["search", "*", "--limit", "3", "--offset", "3"]);
+    assert!(p2["next_offset"].is_null());
+    let mut paged = refs(&p1);
+    paged.extend(refs(&p2));
+    assert_eq!(paged, refs(&all));
+    // the table names the hit and marks the matches
+    let out = env.ok(&["search", "lifetimes"]);
+    assert!(out.contains("handbook/rust/borrow.md"), "{out}");
+    assert!(
+        out.contains("**Lifetimes**") || out.contains("**lifetimes**"),
+        "{out}"
+    );
+}
+
+/// K8: filters by collection, type, lifecycle, metadata and date.
+#[test]
+fn k8_search_filters() {
+    let env = corpus();
+    env.ok(&["collection", "create", "ops"]);
+    env.put(
+        "ops/payments.md",
+        "# Payments\n\nRetry policy for card payments.\n",
+        &["--meta", "team=payments", "--lifecycle", "deprecated"],
+    );
+    env.put(
+        "ops/search.md",
+        "# Search\n\nRetry policy for the search cluster.\n",
+        &["--meta", "team=search"],
+    );
+    let q = |extra: &[&str]| {
+        let mut a = vec!["search", "retry policy"];
+        a.extend_from_slice(extra);
+        refs(&env.json(&a))
+    };
+    assert_eq!(
+        q(&["--collection", "ops", "--meta", "team=payments"]),
+        ["ops/payments.md"]
+    );
+    assert_eq!(q(&["--type", "html"]), ["handbook/runbook.html"]);
+    assert_eq!(q(&["--lifecycle", "deprecated"]), ["ops/payments.md"]);
+    assert_eq!(
+        q(&["--since", "2000-01-01", "--collection", "ops"]).len(),
+        2
+    );
+    assert!(q(&["--until", "2000-01-01"]).is_empty());
+    assert_eq!(
+        q(&["--collection", "ops", "--collection", "handbook"]).len(),
+        4
+    );
+}
+
+/// K8: bad input is a clear error with the right exit code.
+#[test]
+fn k8_search_bad_input_is_explained() {
+    let env = corpus();
+    let e = env.fails(2, &["search", "retry: policy"]);
+    assert!(e.contains("unknown field 'retry'"), "{e}");
+    assert!(e.contains("double quotes"), "{e}");
+    let e = env.fails(2, &["search", "\"unclosed"]);
+    assert!(e.contains("invalid query"), "{e}");
+    let e = env.fails(3, &["search", "x", "--collection", "nope"]);
+    assert!(e.contains("collection nope not found"), "{e}");
+    let e = env.fails(2, &["search", "x", "--lifecycle", "gone"]);
+    assert!(e.contains("draft"), "{e}");
+    let e = env.fails(2, &["search", "x", "--meta", "novalue"]);
+    assert!(e.contains("KEY=VALUE"), "{e}");
+    let e = env.fails(2, &["search", "x", "--depth", "2"]);
+    assert!(e.contains("--expand"), "{e}");
+}
+
+/// K8: updates and deletes show in search at once (each step is a new
+/// process: the index catches up from the change feed before answering).
+#[test]
+fn k8_search_reflects_updates_and_deletes() {
+    let env = corpus();
+    env.put("handbook/note.md", "# Note\n\nzebra crossing\n", &[]);
+    assert_eq!(refs(&env.json(&["search", "zebra"])), ["handbook/note.md"]);
+    env.put("handbook/note.md", "# Note\n\ngiraffe neck\n", &[]);
+    assert!(refs(&env.json(&["search", "zebra"])).is_empty());
+    let v = env.json(&["search", "giraffe"]);
+    assert_eq!(refs(&v), ["handbook/note.md"]);
+    assert_eq!(v["hits"][0]["revision"], 2);
+    env.ok(&["artifact", "delete", "handbook/note.md"]);
+    assert!(refs(&env.json(&["search", "giraffe"])).is_empty());
+    // restored by a new put
+    env.put("handbook/note.md", "# Note\n\ngiraffe again\n", &[]);
+    assert_eq!(
+        refs(&env.json(&["search", "giraffe"])),
+        ["handbook/note.md"]
+    );
+    // a purge removes it from the index too
+    env.ok(&["artifact", "purge", "handbook/note.md", "--yes"]);
+    assert!(refs(&env.json(&["search", "giraffe"])).is_empty());
+    let s = env.json(&["index", "status"]);
+    assert_eq!(s["health"], "ok");
+    assert_eq!(s["indexed_artifacts"], s["store_live_artifacts"]);
+}
+
+/// K8: a deleted or damaged index directory is detected and rebuilt, on
+/// open and on demand; status compares it with the store.
+#[test]
+fn k8_index_rebuilds_when_deleted_or_damaged() {
+    let env = corpus();
+    let s = env.json(&["index", "status"]);
+    assert_eq!(s["health"], "ok");
+    assert_eq!(s["indexed_artifacts"], 4);
+    // guide.md has 5 sections, each rust note 1 (its title); HTML has none
+    assert_eq!(s["indexed_sections"], 7);
+    assert_eq!(s["lag"], 0);
+    std::fs::remove_dir_all(env.path("data/index")).unwrap();
+    assert_eq!(
+        refs(&env.json(&["search", "lifetimes"])),
+        ["handbook/rust/borrow.md"]
+    );
+    for e in std::fs::read_dir(env.path("data/index")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "store" || x == "idx") {
+            std::fs::write(&p, b"not a segment").unwrap();
+        }
+    }
+    let s = env.json(&["index", "status"]);
+    assert_eq!(s["health"], "ok", "{s}");
+    assert_eq!(s["indexed_artifacts"], 4);
+    let r = env.json(&["index", "rebuild"]);
+    assert_eq!(r["caught_up"]["artifacts_reindexed"], 4);
+    assert_eq!(
+        refs(&env.json(&["search", "lifetimes"])),
+        ["handbook/rust/borrow.md"]
+    );
+}
+
+/// K8: while another process owns the index, commands keep working: a
+/// search waits (bounded) for the owner, then answers from what is indexed
+/// and reports the lag; it never returns what the store no longer backs.
+#[test]
+fn k8_search_while_another_process_owns_the_index() {
+    let env = corpus();
+    env.ok(&["search", "x"]); // the index exists and is current
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.path("data/index.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    env.put("handbook/fresh.md", "# Fresh\n\nlifetimes again\n", &[]);
+    env.ok(&["artifact", "delete", "handbook/rust/traits.md"]);
+    let v = env.json(&["search", "lifetimes borrow"]);
+    assert_eq!(v["index"]["owner"], false);
+    assert!(v["index"]["lag"].as_u64().unwrap() > 0, "{v}");
+    // the deleted artifact is still in the (stale) index but not returned
+    assert_eq!(refs(&v), ["handbook/rust/borrow.md"]);
+    assert_eq!(v["dropped"], 1);
+    drop(lock);
+    let v = env.json(&["search", "lifetimes borrow"]);
+    assert_eq!(v["index"]["lag"], 0);
+    assert_eq!(refs(&v), ["handbook/rust/borrow.md", "handbook/fresh.md"]);
+}
+
+/// K5: a section by selector (full path or unique last part), with its
+/// byte range and digest; unknown and ambiguous selectors are explained.
+#[test]
+fn k5_sections_by_selector() {
+    let env = corpus();
+    let v = env.json(&["artifact", "show", "handbook/guide.md#installation/linux"]);
+    assert_eq!(v["selector"], "installation/linux");
+    assert_eq!(v["heading"], "Linux");
+    assert_eq!(v["text"], "### Linux\n\nRun apt install kontextual.\n\n");
+    let (a, b) = (
+        v["byte_range"][0].as_u64().unwrap() as usize,
+        v["byte_range"][1].as_u64().unwrap() as usize,
+    );
+    assert_eq!(&GUIDE[a..b], v["text"].as_str().unwrap());
+    let out = env.ok(&["artifact", "show", "handbook/guide.md#macos", "--content"]);
+    assert_eq!(out, "### macOS\n\nUse brew install kontextual.\n\n");
+    let e = env.fails(3, &["artifact", "show", "handbook/guide.md#windows"]);
+    assert!(e.contains("section #windows"), "{e}");
+    assert!(e.contains("installation/linux"), "{e}");
+    let list = env.json(&["artifact", "show", "handbook/guide.md", "--sections"]);
+    let sels: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["selector"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sels,
+        [
+            "guide",
+            "installation",
+            "installation/linux",
+            "installation/macos",
+            "retry-policy"
+        ]
+    );
+    let e = env.fails(2, &["artifact", "show", "handbook/runbook.html#deploy"]);
+    assert!(e.contains("has no sections"), "{e}");
+}
+
+/// K8: relationship traversal follows typed edges for several hops and
+/// stops at cycles.
+#[test]
+fn k8_expand_follows_relations_without_looping() {
+    let env = corpus();
+    env.ok(&[
+        "relate",
+        "handbook/rust/borrow.md",
+        "references",
+        "handbook/rust/traits.md",
+    ]);
+    env.ok(&[
+        "relate",
+        "handbook/rust/traits.md",
+        "references",
+        "handbook/guide.md",
+    ]);
+    env.ok(&[
+        "relate",
+        "handbook/guide.md",
+        "references",
+        "handbook/rust/borrow.md",
+    ]);
+    env.ok(&[
+        "relate",
+        "handbook/guide.md",
+        "depends-on",
+        "handbook/runbook.html",
+    ]);
+    let v = env.json(&[
+        "search",
+        "lifetimes",
+        "--expand",
+        "references",
+        "--depth",
+        "5",
+    ]);
+    let related: Vec<(String, u64)> = v["hits"][0]["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ref"].as_str().unwrap().to_owned(),
+                r["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        related,
+        [
+            ("handbook/rust/traits.md".to_owned(), 1),
+            ("handbook/guide.md".to_owned(), 1)
+        ]
+    );
+    let v = env.json(&[
+        "artifact",
+        "show",
+        "handbook/rust/traits.md",
+        "--expand",
+        "references",
+        "--expand",
+        "depends-on",
+        "--depth",
+        "2",
+    ]);
+    let related: Vec<&str> = v["related"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        related,
+        [
+            "handbook/rust/borrow.md",
+            "handbook/guide.md",
+            "handbook/runbook.html"
+        ]
+    );
+}
+
+/// K7: a package is deterministic (same data, same manifest, no new
+/// version), renders for a prompt, and `verify` detects a change.
+#[test]
+fn k7_context_packages_are_deterministic_and_verifiable() {
+    let env = corpus();
+    env.ok(&[
+        "relate",
+        "handbook/guide.md",
+        "references",
+        "handbook/runbook.html",
+    ]);
+    let build = [
+        "context",
+        "build",
+        "--name",
+        "deploy-brief",
+        "--query",
+        "how do we deploy",
+        "--query",
+        "retry policy",
+        "--select",
+        "handbook/guide.md#installation/linux",
+        "--budget",
+        "200",
+        "--memory-ref",
+        r#"{"source":"pmem","id":"m-42","note":"kept as given"}"#,
+    ];
+    let first = env.json(&build);
+    assert_eq!(first["version"], 1);
+    assert_eq!(first["new_version"], true);
+    let m = &first["manifest"];
+    assert_eq!(m["encoding"], "cl100k_base");
+    let items = m["items"].as_array().unwrap();
+    assert_eq!(items[0]["ref"], "handbook/guide.md#installation/linux");
+    assert_eq!(items[0]["reason"]["kind"], "selector");
+    let used: u64 = items.iter().map(|i| i["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(m["tokens_used"].as_u64().unwrap(), used);
+    assert!(used <= 200);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["digest"].as_str().unwrap().starts_with("sha256:"))
+    );
+    assert_eq!(m["memory_refs"][0]["note"], "kept as given");
+    assert!(!m["relations"].as_array().unwrap().is_empty(), "{m}");
+    assert_eq!(m["runs"].as_array().unwrap().len(), 1, "the ingest run");
+    // same data, same manifest: no new version
+    let again = env.json(&build);
+    assert_eq!(again["version"], 1);
+    assert_eq!(again["new_version"], false);
+    assert_eq!(again["digest"], first["digest"]);
+    let md = env.ok(&["context", "show", "deploy-brief", "--format", "markdown"]);
+    assert!(md.starts_with("# Context: deploy-brief (version 1"), "{md}");
+    assert!(md.contains("## handbook/guide.md#installation/linux (revision 1)\n\n### Linux\n\nRun apt install kontextual."), "{md}");
+    assert!(md.contains("m-42"), "{md}");
+    assert!(
+        env.ok(&["context", "verify", "deploy-brief"])
+            .contains("Verified")
+    );
+    // change an included artifact: verify fails and says what changed
+    env.write(
+        "docs/guide.md",
+        &GUIDE.replace("apt install", "snap install"),
+    );
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let out = env.run(&["--json", "context", "verify", "deploy-brief"]);
+    assert_eq!(out.status.code(), Some(1));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["verified"], false);
+    assert!(
+        r["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "changed" && p["subject"].as_str().unwrap().contains("guide.md")),
+        "{r}"
+    );
+    // the old version still renders from its recorded revision
+    let md = env.ok(&["context", "show", "deploy-brief", "--format", "markdown"]);
+    assert!(md.contains("apt install"), "{md}");
+    // rebuilding makes version 2
+    let v2 = env.json(&build);
+    assert_eq!(v2["version"], 2);
+    let list = env.json(&["context", "list"]);
+    assert_eq!(list["items"][0]["version"], 2);
+}
+
+/// K7: a budget too small for anything gives an empty package that says
+/// why; bad requests are refused with a reason.
+#[test]
+fn k7_small_budget_and_bad_requests() {
+    let env = corpus();
+    let v = env.json(&[
+        "context", "build", "--name", "tiny", "--query", "deploy", "--budget", "3",
+    ]);
+    let m = &v["manifest"];
+    assert!(m["items"].as_array().unwrap().is_empty());
+    assert!(
+        m["empty_reason"].as_str().unwrap().contains("too small"),
+        "{m}"
+    );
+    assert!(!m["omitted"].as_array().unwrap().is_empty());
+    let e = env.fails(2, &["context", "build", "--name", "x", "--budget", "100"]);
+    assert!(e.contains("--query or --select"), "{e}");
+    let e = env.fails(
+        3,
+        &[
+            "context",
+            "build",
+            "--name",
+            "x",
+            "--budget",
+            "100",
+            "--select",
+            "handbook/guide.md#nope",
+        ],
+    );
+    assert!(e.contains("section #nope"), "{e}");
+    let e = env.fails(
+        2,
+        &[
+            "context",
+            "build",
+            "--name",
+            "x",
+            "--budget",
+            "100",
+            "--query",
+            "q",
+            "--memory-ref",
+            "{}",
+        ],
+    );
+    assert!(e.contains("\"source\" and \"id\""), "{e}");
+    let e = env.fails(
+        2,
+        &[
+            "context", "build", "--name", "bad name", "--budget", "9", "--query", "q",
+        ],
+    );
+    assert!(e.contains("context package name"), "{e}");
+    let e = env.fails(3, &["context", "show", "missing"]);
+    assert!(e.contains("context package missing not found"), "{e}");
+}

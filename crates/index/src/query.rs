@@ -79,6 +79,7 @@ pub struct Hit {
     pub title: Option<String>,
     pub artifact_type: String,
     pub lifecycle: String,
+    pub updated_at: jiff::Timestamp,
     pub snippet: Option<Snippet>,
 }
 
@@ -249,6 +250,11 @@ impl SearchIndex {
             title: s(f.title),
             artifact_type: s(f.artifact_type).unwrap_or_default(),
             lifecycle: s(f.lifecycle).unwrap_or_default(),
+            updated_at: doc
+                .get_first(f.updated_at)
+                .and_then(|v| v.as_datetime())
+                .and_then(|d| jiff::Timestamp::from_microsecond(d.into_timestamp_micros()).ok())
+                .unwrap_or_default(),
             snippet,
         })
     }

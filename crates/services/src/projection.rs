@@ -340,8 +340,12 @@ impl Projection {
         }
     }
 
-    /// Applied position as this handle sees it.
+    /// Applied position as this handle sees it (the owner knows it without
+    /// reading the index's metadata).
     pub(crate) fn applied_seq(&self) -> Result<u64> {
+        if self.index.is_owner() {
+            return Ok(self.lock().applied);
+        }
         Ok(self.index.checkpoint()?.map_or(0, |c| c.applied_seq))
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README tour on the embedded default: a fresh data directory, a
-# collection, artifacts with revisions, a relationship, a delete, and the
-# integrity checks. Run from anywhere; leaves its store in ./kontextual-tour.
+# collection, artifacts with revisions, a relationship, a delete, the
+# integrity checks, then ingest, search, sections and a context package. Run from anywhere; leaves its store in ./kontextual-tour.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 profile="${TOUR_PROFILE:-release}"   # CI sets dev to reuse the test build
@@ -31,3 +31,16 @@ step collection list
 step audit verify
 step verify
 step db status
+
+# Retrieval: ingest a tree, search it, address a section, build a context package.
+step ingest "$here/handbook" --collection docs
+step relate docs/runbook.html references docs/guides/deploy.md
+step search "canary rollout"
+step search "retry policy" --sections
+step search canary --expand references
+step artifact show docs/guides/deploy.md --sections
+step artifact show "docs/guides/deploy.md#rollout/canary"
+step context build --name deploy-brief --query "how do we deploy" --query "roll back" --budget 300
+step context show deploy-brief --format markdown
+step context verify deploy-brief
+step index status

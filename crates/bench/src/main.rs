@@ -8,6 +8,9 @@
 //! asserted anywhere.
 //!
 //! Usage: cargo run --release -p kontextual-bench -- [--n 20000] [--writers 8] [--runs 3]
+//!        cargo run --release -p kontextual-bench -- --only retrieval --n 20000 --runs 3
+
+mod retrieval;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,7 +53,7 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.max(1),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval"
             ),
         }
     }
@@ -254,7 +257,7 @@ fn check(svc: &Services, caller: &Caller, n: usize) -> Result<()> {
 /// Writes back all dirty pages (`sync`), reads the corpus once so every side
 /// starts with it equally warm in the page cache, and lets the disk settle.
 /// Not timed.
-fn settle(files: &[PathBuf]) {
+pub(crate) fn settle(files: &[PathBuf]) {
     let _ = std::process::Command::new("sync").status();
     for f in files {
         let _ = std::fs::read(f);
@@ -264,6 +267,9 @@ fn settle(files: &[PathBuf]) {
 
 fn main() -> Result<()> {
     let a = args()?;
+    if a.only.as_deref() == Some("retrieval") {
+        return retrieval::run(a.n, a.runs);
+    }
     let tmp = tempfile::tempdir()?;
     eprintln!("generating {} files of 1–50 KB…", a.n);
     let (files, total) = make_corpus(&tmp.path().join("corpus"), a.n)?;

@@ -31,6 +31,8 @@ pub(crate) struct Fields {
     pub lifecycle: Field,
     pub classification: Field,
     pub meta_kv: Field,
+    /// The artifact's title as stored (shown with every hit).
+    pub title_stored: Field,
     pub created_at: Field,
     pub updated_at: Field,
     // searchable
@@ -73,9 +75,10 @@ impl Fields {
             lifecycle: b.add_text_field("_lifecycle", STRING | STORED),
             classification: b.add_text_field("_classification", STRING | STORED),
             meta_kv: b.add_text_field("_meta", STRING),
+            title_stored: b.add_text_field("_title", STORED),
             created_at: b.add_date_field("_created", date.clone()),
             updated_at: b.add_date_field("_updated", date),
-            title: b.add_text_field("title", text(true, STEMMED)),
+            title: b.add_text_field("title", text(false, STEMMED)),
             name: b.add_text_field("name", text(false, "default")),
             heading: b.add_text_field("heading", text(true, STEMMED)),
             body: b.add_text_field("body", text(true, STEMMED)),
@@ -99,6 +102,7 @@ impl Fields {
             lifecycle: g("_lifecycle")?,
             classification: g("_classification")?,
             meta_kv: g("_meta")?,
+            title_stored: g("_title")?,
             created_at: g("_created")?,
             updated_at: g("_updated")?,
             title: g("title")?,
@@ -135,16 +139,28 @@ impl Fields {
         doc.add_u64(self.revision, d.revision);
         doc.add_text(self.collection, &d.collection);
         doc.add_text(self.name_exact, &d.name);
-        doc.add_text(self.name, &d.name);
+        // Name, title and metadata text describe the artifact: searchable on
+        // its document only, so a section matches by its own heading and text
+        // (and indexing sections costs no more than their text). Titles are
+        // still stored, to show with section hits.
+        let whole = d.selector.is_none();
+        if whole {
+            doc.add_text(self.name, &d.name);
+        }
         if let Some(t) = &d.title {
-            doc.add_text(self.title, t);
+            doc.add_text(self.title_stored, t);
+            if whole {
+                doc.add_text(self.title, t);
+            }
         }
         doc.add_text(self.artifact_type, &d.artifact_type);
         doc.add_text(self.lifecycle, &d.lifecycle);
         doc.add_text(self.classification, &d.classification);
         for (k, v) in &d.metadata {
             doc.add_text(self.meta_kv, meta_term(k, v));
-            doc.add_text(self.meta, v);
+            if whole {
+                doc.add_text(self.meta, v);
+            }
         }
         doc.add_date(self.created_at, date(d.created_at));
         doc.add_date(self.updated_at, date(d.updated_at));

@@ -247,7 +247,7 @@ impl SearchIndex {
             score,
             collection: s(f.collection).unwrap_or_default(),
             name: s(f.name_exact).unwrap_or_default(),
-            title: s(f.title),
+            title: s(f.title_stored),
             artifact_type: s(f.artifact_type).unwrap_or_default(),
             lifecycle: s(f.lifecycle).unwrap_or_default(),
             updated_at: doc

@@ -375,7 +375,17 @@ pub fn run(n: usize, rounds: usize) -> Result<()> {
 
     // ---- context package builds ----
     let mut lc = Vec::new();
-    for (i, (q, _)) in queries.iter().take(100).enumerate() {
+    let reps: usize = std::env::var("KX_CTX_LOOP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for (i, (q, _)) in queries
+        .iter()
+        .take(100)
+        .cycle()
+        .take(100 * reps)
+        .enumerate()
+    {
         let start = Instant::now();
         let v = svc.context_build(
             &caller,

@@ -31,7 +31,7 @@ pub use ids::{ArtifactId, CollectionId, CorrelationId, RelationId, RunId};
 pub use metadata::Metadata;
 pub use names::{ArtifactName, ArtifactRef, CollectionName, Namespace, PackageName, RelationType};
 pub use relation::{Collection, Relation};
-pub use run::{Run, RunStatus, RunStep};
+pub use run::{Run, RunStatus, RunStep, RunSummary};
 
 /// Timestamps are UTC instants; they serialize as RFC 3339 strings.
 pub type Timestamp = jiff::Timestamp;

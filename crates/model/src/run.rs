@@ -37,6 +37,17 @@ pub struct Run {
     pub finished_at: Option<Timestamp>,
 }
 
+/// A run without its input and manifest (which can be large): for listing
+/// and for referring to runs from other records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: RunId,
+    pub kind: String,
+    pub status: RunStatus,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
 /// One recorded step of a run (a WorkflowStep).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunStep {

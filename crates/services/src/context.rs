@@ -461,7 +461,7 @@ impl Services {
         }
         let mut runs: BTreeMap<RunId, RunEntry> = BTreeMap::new();
         for run_id in items.iter().filter_map(|i| i.run_id) {
-            if let Some(run) = self.store().run(&caller.namespace, run_id)? {
+            if let Some(run) = self.store().run_summary(&caller.namespace, run_id)? {
                 runs.insert(
                     run_id,
                     RunEntry {
@@ -473,12 +473,17 @@ impl Services {
             }
         }
         let empty_reason = items.is_empty().then(|| {
-            if omitted.iter().any(|o| o.tokens.is_some()) {
-                let smallest = omitted.iter().filter_map(|o| o.tokens).min().unwrap_or(0);
-                format!(
-                    "the budget of {} tokens is too small for any item (the smallest needs {smallest})",
-                    req.budget
-                )
+            if omitted.iter().any(|o| o.why.starts_with("over budget")) {
+                match omitted.iter().filter_map(|o| o.tokens).min() {
+                    Some(smallest) => format!(
+                        "the budget of {} tokens is too small for any item (the smallest needs {smallest})",
+                        req.budget
+                    ),
+                    None => format!(
+                        "the budget of {} tokens is too small for any item",
+                        req.budget
+                    ),
+                }
             } else if omitted.is_empty() {
                 "nothing matched the queries and filters".to_owned()
             } else {
@@ -650,7 +655,11 @@ impl Services {
         }
         for run in &v.manifest.runs {
             checked += 1;
-            if self.store().run(&caller.namespace, run.id)?.is_none() {
+            if self
+                .store()
+                .run_summary(&caller.namespace, run.id)?
+                .is_none()
+            {
                 problems.push(VerifyProblem {
                     subject: format!("run {}", run.id),
                     kind: "missing",

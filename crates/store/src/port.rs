@@ -441,6 +441,12 @@ pub trait Backend: Send + Sync {
     ) -> Result<Page<kontextual_model::ContextPackage>>;
 
     fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>>;
+    /// A run's id, kind, status and times, without reading its input and manifest.
+    fn run_summary(
+        &self,
+        ns: &Namespace,
+        id: RunId,
+    ) -> Result<Option<kontextual_model::RunSummary>>;
     /// Runs, newest first; optionally only those in one status.
     fn runs(
         &self,

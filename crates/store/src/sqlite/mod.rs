@@ -750,6 +750,14 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::run(c, ns, id))
     }
 
+    fn run_summary(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::RunId,
+    ) -> Result<Option<kontextual_model::RunSummary>> {
+        self.read(|c| read::run_summary(c, ns, id))
+    }
+
     fn runs(
         &self,
         ns: &kontextual_model::Namespace,

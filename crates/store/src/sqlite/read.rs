@@ -630,6 +630,28 @@ pub(crate) fn run(
     .map_err(sql_err)
 }
 
+pub(crate) fn run_summary(
+    conn: &Connection,
+    ns: &Namespace,
+    id: RunId,
+) -> Result<Option<kontextual_model::RunSummary>> {
+    conn.prepare_cached(
+        "SELECT id, kind, status, started_at, finished_at FROM runs WHERE id = ?1 AND namespace = ?2",
+    )
+    .map_err(sql_err)?
+    .query_row(params![id.0, ns.as_str()], |r| {
+        Ok(kontextual_model::RunSummary {
+            id: RunId(r.get(0)?),
+            kind: r.get(1)?,
+            status: parsed(r, 2)?,
+            started_at: ts(r, 3)?,
+            finished_at: r.get::<_, Option<i64>>(4)?.map(from_micros).transpose()?,
+        })
+    })
+    .optional()
+    .map_err(sql_err)
+}
+
 pub(crate) fn runs(
     conn: &Connection,
     ns: &Namespace,

@@ -1077,6 +1077,16 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
     let s = h.reopen();
     let run = s.run(&c.namespace, id).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Running, "status survives a reopen");
+    let summary = s.run_summary(&c.namespace, id).unwrap().unwrap();
+    assert_eq!(
+        (summary.id, summary.kind.as_str(), summary.status),
+        (id, run.kind.as_str(), run.status)
+    );
+    assert!(
+        s.run_summary(&kontextual_model::Namespace::new("other").unwrap(), id)
+            .unwrap()
+            .is_none()
+    );
     let finish = |st| Op::FinishRun {
         id,
         status: st,

@@ -152,6 +152,11 @@ fn k8_search_ranks_in_a_known_order() {
             "handbook/guide.md#installation/macos"
         ]
     );
+    // users name the same fields whatever the granularity
+    let v = env.json(&["search", "heading:linux", "--sections"]);
+    assert_eq!(refs(&v), ["handbook/guide.md#installation/linux"]);
+    let v = env.json(&["search", "title:traits"]);
+    assert_eq!(refs(&v), ["handbook/rust/traits.md"]);
     // paging: stable order, total, next offset
     let all = env.json(&["search", "*", "--limit", "100"]);
     assert_eq!(all["total"], 4);
@@ -277,9 +282,16 @@ fn k8_index_rebuilds_when_deleted_or_damaged() {
             std::fs::write(&p, b"not a segment").unwrap();
         }
     }
+    // `verify` checks the index read-only and says how to fix it
+    let out = env.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    assert!(report.contains("[search_index]"), "{report}");
+    assert!(report.contains("kontextual index rebuild"), "{report}");
     let s = env.json(&["index", "status"]);
     assert_eq!(s["health"], "ok", "{s}");
     assert_eq!(s["indexed_artifacts"], 4);
+    env.ok(&["verify"]);
     let r = env.json(&["index", "rebuild"]);
     assert_eq!(r["caught_up"]["artifacts_reindexed"], 4);
     assert_eq!(

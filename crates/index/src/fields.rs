@@ -17,6 +17,12 @@ const STEMMED: &str = "en_stem";
 
 /// Field handles. Searchable text fields carry the names users may type in a
 /// query (`title:deploy`); filter fields start with `_`.
+///
+/// Artifact documents and section documents use separate text fields
+/// (`body` vs `_s_body`, …): an artifact search never walks section
+/// postings (no filter needed, and BM25 statistics are per granularity),
+/// and vice versa. A section search sees `_s_heading`/`_s_body` under the
+/// names `heading`/`body` (see `query::section_view`).
 #[derive(Clone, Debug)]
 pub(crate) struct Fields {
     pub key: Field,
@@ -38,13 +44,14 @@ pub(crate) struct Fields {
     // searchable
     pub title: Field,
     pub name: Field,
-    pub heading: Field,
     pub body: Field,
     pub meta: Field,
+    pub s_heading: Field,
+    pub s_body: Field,
 }
 
 /// Fields a user may name in a query.
-pub(crate) const SEARCHABLE: [&str; 5] = ["title", "name", "heading", "body", "meta"];
+pub(crate) const SEARCHABLE: [&str; 5] = ["title", "name", "body", "meta", "heading"];
 
 impl Fields {
     pub(crate) fn schema() -> (Schema, Fields) {
@@ -80,9 +87,10 @@ impl Fields {
             updated_at: b.add_date_field("_updated", date),
             title: b.add_text_field("title", text(false, STEMMED)),
             name: b.add_text_field("name", text(false, "default")),
-            heading: b.add_text_field("heading", text(true, STEMMED)),
             body: b.add_text_field("body", text(true, STEMMED)),
             meta: b.add_text_field("meta", text(false, STEMMED)),
+            s_heading: b.add_text_field("_s_heading", text(true, STEMMED)),
+            s_body: b.add_text_field("_s_body", text(true, STEMMED)),
         };
         (b.build(), f)
     }
@@ -107,9 +115,10 @@ impl Fields {
             updated_at: g("_updated")?,
             title: g("title")?,
             name: g("name")?,
-            heading: g("heading")?,
             body: g("body")?,
             meta: g("meta")?,
+            s_heading: g("_s_heading")?,
+            s_body: g("_s_body")?,
         })
     }
 
@@ -134,7 +143,7 @@ impl Fields {
             doc.add_text(self.selector, s);
         }
         if let Some(h) = &d.heading {
-            doc.add_text(self.heading, h);
+            doc.add_text(self.s_heading, h);
         }
         doc.add_u64(self.revision, d.revision);
         doc.add_text(self.collection, &d.collection);
@@ -164,7 +173,7 @@ impl Fields {
         }
         doc.add_date(self.created_at, date(d.created_at));
         doc.add_date(self.updated_at, date(d.updated_at));
-        doc.add_text(self.body, &d.body);
+        doc.add_text(if whole { self.body } else { self.s_body }, &d.body);
         doc
     }
 }

@@ -217,6 +217,23 @@ impl SearchIndex {
         })
     }
 
+    /// Re-reads every file the index's segments use and checks its
+    /// checksum; returns the damaged files (empty when all is well).
+    pub fn validate(&self) -> Result<Vec<String>> {
+        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.index.validate_checksum()
+        }));
+        match probe {
+            Ok(Ok(bad)) => {
+                let mut v: Vec<String> = bad.iter().map(|p| p.display().to_string()).collect();
+                v.sort();
+                Ok(v)
+            }
+            Ok(Err(e)) => Ok(vec![format!("cannot validate: {e}")]),
+            Err(_) => Ok(vec!["a segment file is damaged".to_owned()]),
+        }
+    }
+
     /// Waits for background merges to finish (on shutdown) and releases ownership.
     pub fn close(self) -> Result<()> {
         if let Some(w) = self.writer {

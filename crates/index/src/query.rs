@@ -91,29 +91,51 @@ pub struct SearchResults {
 }
 
 impl SearchIndex {
-    /// Parses a query on its own, to report syntax errors early.
-    pub fn parse(&self, query: &str) -> Result<Box<dyn Query>> {
+    /// Parses a query for a granularity. Empty or `*` is every document.
+    pub fn parse(&self, query: &str, granularity: Granularity) -> Result<Box<dyn Query>> {
         let q = query.trim();
         if q.is_empty() || q == "*" {
             return Ok(Box::new(AllQuery));
         }
         let f = &self.fields;
-        let mut parser = QueryParser::for_index(
-            &self.index,
-            vec![f.title, f.name, f.heading, f.body, f.meta],
-        );
-        parser.set_field_boost(f.title, 3.0);
-        parser.set_field_boost(f.name, 2.0);
-        parser.set_field_boost(f.heading, 2.0);
+        let parser = match granularity {
+            Granularity::Artifacts => {
+                let mut p =
+                    QueryParser::for_index(&self.index, vec![f.title, f.name, f.body, f.meta]);
+                p.set_field_boost(f.title, 3.0);
+                p.set_field_boost(f.name, 2.0);
+                p
+            }
+            Granularity::Sections => {
+                let mut p = QueryParser::new(
+                    section_view(&self.index.schema()),
+                    vec![f.s_heading, f.s_body],
+                    self.index.tokenizers().clone(),
+                );
+                p.set_field_boost(f.s_heading, 2.0);
+                p
+            }
+            Granularity::All => {
+                let mut p = QueryParser::for_index(
+                    &self.index,
+                    vec![f.title, f.name, f.body, f.meta, f.s_heading, f.s_body],
+                );
+                p.set_field_boost(f.title, 3.0);
+                p.set_field_boost(f.name, 2.0);
+                p.set_field_boost(f.s_heading, 2.0);
+                p
+            }
+        };
         parser
             .parse_query(q)
             .map_err(|e| IndexError::Query(explain(query, &e)))
     }
 
     pub fn search(&self, req: &SearchRequest<'_>) -> Result<SearchResults> {
-        let text_query = self.parse(req.query)?;
-        let query = self.filtered(text_query.box_clone(), req);
+        let text_query = self.parse(req.query, req.granularity)?;
         let searcher = self.reader.searcher();
+        let everything = text_query.as_any().is::<AllQuery>();
+        let query = self.filtered(text_query.box_clone(), req, &searcher, everything);
         let limit = req.limit.max(1);
         let top = TopDocs::with_limit(limit)
             .and_offset(req.offset)
@@ -122,10 +144,13 @@ impl SearchIndex {
             .search(&query, &(top, Count))
             .map_err(|e| self.engine(e))?;
         let snippets = if req.snippet_chars > 0 {
-            let mut g = SnippetGenerator::create(&searcher, &*text_query, self.fields.body)
-                .map_err(|e| self.engine(e))?;
-            g.set_max_num_chars(req.snippet_chars);
-            Some(g)
+            let make = |field| -> Result<SnippetGenerator> {
+                let mut g = SnippetGenerator::create(&searcher, &*text_query, field)
+                    .map_err(|e| self.engine(e))?;
+                g.set_max_num_chars(req.snippet_chars);
+                Ok(g)
+            };
+            Some((make(self.fields.body)?, make(self.fields.s_body)?))
         } else {
             None
         };
@@ -135,13 +160,19 @@ impl SearchIndex {
                 &searcher,
                 score,
                 addr,
-                snippets.as_ref().map(|g| (g, req.snippet_chars)),
+                snippets.as_ref().map(|(a, s)| (a, s, req.snippet_chars)),
             )?);
         }
         Ok(SearchResults { total, hits })
     }
 
-    fn filtered(&self, text: Box<dyn Query>, req: &SearchRequest<'_>) -> Box<dyn Query> {
+    fn filtered(
+        &self,
+        text: Box<dyn Query>,
+        req: &SearchRequest<'_>,
+        searcher: &Searcher,
+        everything: bool,
+    ) -> Box<dyn Query> {
         let f = &self.fields;
         let term = |field, v: &str| -> Box<dyn Query> {
             Box::new(TermQuery::new(
@@ -161,18 +192,29 @@ impl SearchIndex {
                 ))
             }
         };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
-            (Occur::Must, text),
-            (Occur::Must, filter(term(f.namespace, req.namespace))),
-        ];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text)];
+        // The namespace filter turns a pruned top-k into a full intersection;
+        // skip it when every document (deleted ones included) is in the
+        // caller's namespace, which single-tenant stores always are.
+        let ns_term = Term::from_field_text(f.namespace, req.namespace);
+        let max_doc: u64 = searcher
+            .segment_readers()
+            .iter()
+            .map(|s| u64::from(s.max_doc()))
+            .sum();
+        if searcher.doc_freq(&ns_term).unwrap_or(0) != max_doc {
+            clauses.push((Occur::Must, filter(term(f.namespace, req.namespace))));
+        }
+        // Text queries only touch their granularity's fields; a match-all
+        // query needs the kind spelled out.
         match req.granularity {
-            Granularity::Artifacts => {
+            Granularity::Artifacts if everything => {
                 clauses.push((Occur::Must, filter(term(f.kind, fields::KIND_ARTIFACT))))
             }
-            Granularity::Sections => {
+            Granularity::Sections if everything => {
                 clauses.push((Occur::Must, filter(term(f.kind, fields::KIND_SECTION))))
             }
-            Granularity::All => {}
+            _ => {}
         }
         let fl = &req.filters;
         for (field, values) in [
@@ -198,6 +240,12 @@ impl SearchIndex {
             });
             clauses.push((Occur::Must, filter(Box::new(RangeQuery::new(lower, upper)))));
         }
+        if clauses.len() == 1 {
+            // No filter: the bare text query keeps tantivy's pruned top-k.
+            return clauses
+                .pop()
+                .map_or_else(|| Box::new(AllQuery) as Box<dyn Query>, |(_, q)| q);
+        }
         Box::new(BooleanQuery::new(clauses))
     }
 
@@ -206,7 +254,7 @@ impl SearchIndex {
         searcher: &Searcher,
         score: f32,
         addr: DocAddress,
-        snippets: Option<(&SnippetGenerator, usize)>,
+        snippets: Option<(&SnippetGenerator, &SnippetGenerator, usize)>,
     ) -> Result<Hit> {
         let doc: TantivyDocument = searcher.doc(addr).map_err(|e| self.engine(e))?;
         let f = &self.fields;
@@ -215,12 +263,15 @@ impl SearchIndex {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        let snippet = snippets.map(|(g, chars)| {
+        let section = doc.get_first(f.selector).is_some();
+        let body_field = if section { f.s_body } else { f.body };
+        let snippet = snippets.map(|(whole, part, chars)| {
+            let g = if section { part } else { whole };
             let mut sn = g.snippet_from_doc(&doc);
             if sn.is_empty() {
                 // No query term in the body (matched on title or name, or a
                 // filter-only search): show the start of the text instead.
-                let body = s(f.body).unwrap_or_default();
+                let body = s(body_field).unwrap_or_default();
                 let mut end = body.len().min(chars);
                 while !body.is_char_boundary(end) {
                     end -= 1;
@@ -239,7 +290,7 @@ impl SearchIndex {
         Ok(Hit {
             artifact_id: s(f.artifact_id).unwrap_or_default(),
             selector: s(f.selector),
-            heading: s(f.heading),
+            heading: s(f.s_heading),
             revision: doc
                 .get_first(f.revision)
                 .and_then(|v| v.as_u64())
@@ -261,6 +312,26 @@ impl SearchIndex {
 }
 
 /// A parse error in words: what is wrong, in which query, and what to do.
+/// The schema as a section search sees it: the same fields (same ids), with
+/// the section text fields named `heading` and `body`, so users type the
+/// same field names whatever they search.
+fn section_view(schema: &tantivy::schema::Schema) -> tantivy::schema::Schema {
+    let mut b = tantivy::schema::Schema::builder();
+    for (_, entry) in schema.fields() {
+        let name = match entry.name() {
+            "body" => "_a_body",
+            "_s_body" => "body",
+            "_s_heading" => "heading",
+            other => other,
+        };
+        b.add_field(tantivy::schema::FieldEntry::new(
+            name.to_owned(),
+            entry.field_type().clone(),
+        ));
+    }
+    b.build()
+}
+
 /// A clause that narrows without changing scores.
 fn filter(q: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(q, 0.0))

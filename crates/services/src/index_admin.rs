@@ -1,5 +1,7 @@
 //! `index status` and `index rebuild`: the projection's health, for operators.
 
+use kontextual_index::{Access, SearchIndex};
+use kontextual_store::{Problem, ProblemCategory};
 use serde::Serialize;
 
 use crate::projection::CatchUp;
@@ -29,6 +31,65 @@ pub struct IndexStatus {
 }
 
 impl Services {
+    /// Read-only integrity check of the search index for `verify`: damaged
+    /// files, another store's index, or documents that disagree with the
+    /// store while the index claims to be current. A missing index is fine
+    /// (it is built on first use).
+    pub(crate) fn index_problems(&self) -> Vec<Problem> {
+        let Some(dir) = self
+            .data_dir
+            .as_ref()
+            .map(|d| crate::projection::index_dir(d))
+        else {
+            return Vec::new();
+        };
+        if !dir.join("meta.json").exists() {
+            return Vec::new();
+        }
+        let problem = |detail: String| Problem {
+            category: ProblemCategory::SearchIndex,
+            subject: format!("search index {}", dir.display()),
+            detail: format!("{detail}; `kontextual index rebuild` rebuilds it from the store"),
+        };
+        let idx = match SearchIndex::open(&dir, Access::ReadOnly, 1) {
+            Ok((idx, _)) => idx,
+            Err(e) => return vec![problem(format!("cannot be opened: {e}"))],
+        };
+        let mut out = Vec::new();
+        match idx.validate() {
+            Ok(bad) if !bad.is_empty() => {
+                out.push(problem(format!("damaged files: {}", bad.join(", "))))
+            }
+            Err(e) => out.push(problem(format!("cannot be validated: {e}"))),
+            Ok(_) => {}
+        }
+        let (Ok(stats), Ok(pos), Ok(status)) = (
+            idx.stats(),
+            self.store().feed_position(),
+            self.store().status(),
+        ) else {
+            return out;
+        };
+        match &stats.checkpoint {
+            Some(c) if c.store_id != pos.store_id => {
+                out.push(problem("it was built from another store".to_owned()))
+            }
+            Some(c) if c.applied_seq > pos.last_seq => {
+                out.push(problem("it is ahead of the store".to_owned()))
+            }
+            Some(c)
+                if c.applied_seq == pos.last_seq && stats.artifacts != status.artifacts_live =>
+            {
+                out.push(problem(format!(
+                    "it holds {} artifacts but the store has {} live ones",
+                    stats.artifacts, status.artifacts_live
+                )))
+            }
+            _ => {}
+        }
+        out
+    }
+
     /// Catches up (when this process owns the index) and reports.
     pub fn index_status(&self, caller: &Caller) -> Result<IndexStatus> {
         self.authorize(caller, Permission::Admin, "search index")?;

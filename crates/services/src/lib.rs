@@ -235,7 +235,9 @@ impl Services {
 
     pub fn verify(&self, caller: &Caller, expect: Option<ChainHead>) -> Result<CheckReport> {
         self.authorize(caller, Permission::Admin, "store")?;
-        Ok(self.store.check(expect)?)
+        let mut report = self.store.check(expect)?;
+        report.problems.extend(self.index_problems());
+        Ok(report)
     }
 
     pub fn status(&self, caller: &Caller) -> Result<StoreStatus> {

@@ -69,7 +69,18 @@ pub struct CatchUp {
 impl Projection {
     pub(crate) fn open(dir: &Path, store: Store) -> Result<Projection> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        let (index, opened) = SearchIndex::open(dir, Access::PreferOwner, threads)?;
+        // Another process may own an index it is still creating: give it
+        // the same bounded wait as a lagging owner, retrying ownership too
+        // (the owner may exit meanwhile).
+        let deadline = Instant::now() + FOLLOWER_WAIT;
+        let (index, opened) = loop {
+            match SearchIndex::open(dir, Access::PreferOwner, threads) {
+                Err(kontextual_index::IndexError::Unavailable(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         let applied = index.checkpoint()?.map_or(0, |c| c.applied_seq);
         let p = Projection {
             index,

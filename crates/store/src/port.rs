@@ -335,6 +335,9 @@ pub enum ProblemCategory {
     PendingMigration,
     /// The audit chain does not verify.
     AuditChain,
+    /// The search index (a projection) is damaged or disagrees with the
+    /// store; it can be rebuilt from the store without loss.
+    SearchIndex,
 }
 
 #[derive(Clone, Debug, Serialize)]

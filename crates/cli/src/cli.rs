@@ -148,6 +148,9 @@ pub enum ArtifactCmd {
         /// Include deleted and purged artifacts
         #[arg(long)]
         include_deleted: bool,
+        /// Only artifacts whose current content has this digest (sha256:HEX)
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<String>,
         #[command(flatten)]
         page: PageArgs,
     },

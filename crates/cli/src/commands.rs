@@ -416,11 +416,15 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
         ArtifactCmd::List {
             collection,
             include_deleted,
+            digest,
             page: p,
         } => {
             let q = ArtifactQuery {
                 collection: collection.as_deref().map(str::parse).transpose()?,
-                digest: None,
+                digest: digest
+                    .as_deref()
+                    .map(str::parse::<kontextual_model::Digest>)
+                    .transpose()?,
                 include_deleted,
             };
             let pg = svc.artifact_list(&ctx.caller, &q, &page(&p))?;

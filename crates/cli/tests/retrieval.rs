@@ -592,3 +592,23 @@ fn k7_small_budget_and_bad_requests() {
     let e = env.fails(3, &["context", "show", "missing"]);
     assert!(e.contains("context package missing not found"), "{e}");
 }
+
+/// K8: lookup by id, by name and by content digest.
+#[test]
+fn k8_lookup_by_id_name_and_digest() {
+    let env = corpus();
+    let a = env.json(&["artifact", "show", "handbook/guide.md"]);
+    let by_id = env.json(&["artifact", "show", a["id"].as_str().unwrap()]);
+    assert_eq!(by_id["name"], "guide.md");
+    let digest = a["digest"].as_str().unwrap();
+    let list = env.json(&["artifact", "list", "--digest", digest]);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["guide.md"]);
+    let e = env.fails(2, &["artifact", "list", "--digest", "md5:abc"]);
+    assert!(e.contains("digest"), "{e}");
+}

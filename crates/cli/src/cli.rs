@@ -386,6 +386,7 @@ pub struct FilterArgs {
 #[derive(Args, Debug)]
 pub struct SearchArgs {
     /// Words, "exact phrases", +required, -excluded, field:term (title, name, heading, body, meta)
+    #[arg(allow_hyphen_values = true)]
     pub query: String,
     #[command(flatten)]
     pub filters: FilterArgs,
@@ -401,8 +402,8 @@ pub struct SearchArgs {
     /// Follow relationships of this type from each hit (repeatable), e.g. references
     #[arg(long, value_name = "TYPE")]
     pub expand: Vec<String>,
-    /// How many hops to follow with --expand (1-5)
-    #[arg(long, default_value_t = 0)]
+    /// How many hops to follow with --expand (1-5) [default: 1 with --expand]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub depth: u32,
 }
 
@@ -436,7 +437,7 @@ pub struct ContextBuildArgs {
     #[arg(long)]
     pub name: String,
     /// A search query (repeatable; their best hits are interleaved)
-    #[arg(long, value_name = "QUERY")]
+    #[arg(long, value_name = "QUERY", allow_hyphen_values = true)]
     pub query: Vec<String>,
     /// An artifact or section to include first: COLLECTION/NAME[#SECTION] (repeatable)
     #[arg(long = "select", value_name = "REF")]
@@ -449,8 +450,8 @@ pub struct ContextBuildArgs {
     /// Also include artifacts related by this type (repeatable)
     #[arg(long, value_name = "TYPE")]
     pub expand: Vec<String>,
-    /// Hops to follow with --expand (1-5)
-    #[arg(long, default_value_t = 0)]
+    /// Hops to follow with --expand (1-5) [default: 1 with --expand]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub depth: u32,
     /// An opaque reference to an external memory record, as JSON with "source" and "id" (repeatable)
     #[arg(long = "memory-ref", value_name = "JSON")]

@@ -318,6 +318,10 @@ pub(crate) fn index(ctx: &Ctx, cmd: IndexCmd) -> Result<ExitCode> {
     };
     if ctx.out.json {
         ctx.out.json(&s)?;
+    } else if ctx.out.quiet {
+        if s.health != "ok" {
+            eprintln!("search index: {} (lag {})", s.health, s.lag);
+        }
     } else {
         ctx.out.fields(&[
             ("health", s.health.to_owned()),

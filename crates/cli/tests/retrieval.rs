@@ -141,7 +141,11 @@ fn k8_search_ranks_in_a_known_order() {
     assert!(refs(&v).is_empty());
     // sections: the heading-path selector addresses the hit
     let v = env.json(&["search", "\"retry policy\"", "--sections"]);
-    assert_eq!(refs(&v), ["handbook/guide.md#retry-policy"]);
+    // a page without headings is its own single part
+    assert_eq!(
+        refs(&v),
+        ["handbook/guide.md#retry-policy", "handbook/runbook.html"]
+    );
     // "install" and the heading "Installation" share a stem; headings weigh more
     let v = env.json(&["search", "install", "--sections"]);
     assert_eq!(
@@ -217,11 +221,32 @@ fn k8_search_filters() {
 #[test]
 fn k8_search_bad_input_is_explained() {
     let env = corpus();
-    let e = env.fails(2, &["search", "retry: policy"]);
-    assert!(e.contains("unknown field 'retry'"), "{e}");
-    assert!(e.contains("double quotes"), "{e}");
-    let e = env.fails(2, &["search", "\"unclosed"]);
-    assert!(e.contains("invalid query"), "{e}");
+    // everyday punctuation is text, not syntax
+    for q in [
+        "retry: policy",
+        "don't retry",
+        "what's the policy?",
+        "see https://x/y at 12:30",
+        "[retry]",
+    ] {
+        let v = env.json(&["search", q]);
+        assert!(v["hits"].is_array(), "{q}: {v}");
+    }
+    assert_eq!(
+        refs(&env.json(&["search", "retry: policy"])),
+        refs(&env.json(&["search", "retry policy"]))
+    );
+    let e = env.fails(2, &["search", "retry \"unclosed"]);
+    assert!(
+        e.contains("double quote at character 7 is never closed"),
+        "{e}"
+    );
+    let e = env.fails(2, &["search", "(retry policy"]);
+    assert!(e.contains("'(' at character 1 is never closed"), "{e}");
+    let e = env.fails(2, &["search", "retry)"]);
+    assert!(e.contains("unmatched ')' at character 6"), "{e}");
+    let e = env.fails(2, &["search", "-retry"]);
+    assert!(e.contains("only excludes"), "{e}");
     let e = env.fails(3, &["search", "x", "--collection", "nope"]);
     assert!(e.contains("collection nope not found"), "{e}");
     let e = env.fails(2, &["search", "x", "--lifecycle", "gone"]);
@@ -268,8 +293,9 @@ fn k8_index_rebuilds_when_deleted_or_damaged() {
     let s = env.json(&["index", "status"]);
     assert_eq!(s["health"], "ok");
     assert_eq!(s["indexed_artifacts"], 4);
-    // guide.md has 5 sections, each rust note 1 (its title); HTML has none
-    assert_eq!(s["indexed_sections"], 7);
+    // parts: guide.md's 5 sections, each rust note's 1 (its title), and the
+    // HTML page whole (it has no sections)
+    assert_eq!(s["indexed_sections"], 8);
     assert_eq!(s["lag"], 0);
     std::fs::remove_dir_all(env.path("data/index")).unwrap();
     assert_eq!(
@@ -501,7 +527,7 @@ fn k7_context_packages_are_deterministic_and_verifiable() {
     assert_eq!(again["digest"], first["digest"]);
     let md = env.ok(&["context", "show", "deploy-brief", "--format", "markdown"]);
     assert!(md.starts_with("# Context: deploy-brief (version 1"), "{md}");
-    assert!(md.contains("## handbook/guide.md#installation/linux (revision 1)\n\n### Linux\n\nRun apt install kontextual."), "{md}");
+    assert!(md.contains("## handbook/guide.md#installation/linux (revision 1)\n\n```\n### Linux\n\nRun apt install kontextual.\n```\n"), "{md}");
     assert!(md.contains("m-42"), "{md}");
     assert!(
         env.ok(&["context", "verify", "deploy-brief"])
@@ -611,4 +637,100 @@ fn k8_lookup_by_id_name_and_digest() {
     assert_eq!(names, ["guide.md"]);
     let e = env.fails(2, &["artifact", "list", "--digest", "md5:abc"]);
     assert!(e.contains("digest"), "{e}");
+}
+
+/// Review fixes: overlaps are recorded, unchanged sections verify, a
+/// lagging index refuses a build, headings are searchable per artifact,
+/// and a section search misses no text.
+#[test]
+fn k7_overlaps_unchanged_sections_and_lag() {
+    let env = corpus();
+    // a section, then its whole document: the overlap is recorded, not silent
+    let v = env.json(&[
+        "context",
+        "build",
+        "--name",
+        "o",
+        "--budget",
+        "2000",
+        "--select",
+        "handbook/guide.md#installation/linux",
+        "--select",
+        "handbook/guide.md",
+    ]);
+    let m = &v["manifest"];
+    assert_eq!(m["items"].as_array().unwrap().len(), 1);
+    assert_eq!(m["omitted"][0]["ref"], "handbook/guide.md");
+    assert!(
+        m["omitted"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("overlaps handbook/guide.md#installation/linux"),
+        "{m}"
+    );
+    // editing another section leaves a packaged section verified
+    env.json(&[
+        "context",
+        "build",
+        "--name",
+        "sec",
+        "--budget",
+        "2000",
+        "--select",
+        "handbook/guide.md#installation/linux",
+        "--select",
+        "handbook/rust/borrow.md",
+    ]);
+    env.write(
+        "docs/guide.md",
+        &GUIDE.replace("Three attempts", "Five attempts"),
+    );
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    assert!(env.ok(&["context", "verify", "sec"]).contains("Verified"));
+    env.write(
+        "docs/guide.md",
+        &GUIDE.replace("apt install", "snap install"),
+    );
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let r = env.json(&["context", "verify", "sec"]);
+    assert_eq!(r["problems"].as_array().unwrap().len(), 1, "{r}");
+    assert!(
+        r["problems"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("section differs"),
+        "{r}"
+    );
+    // headings are searchable at artifact level too
+    assert_eq!(
+        refs(&env.json(&["search", "heading:macos"])),
+        ["handbook/guide.md"]
+    );
+    // text before the first heading is found by a section search
+    env.write("docs/pre.md", "preambleword here\n\n# Heading\n\nbody\n");
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    assert_eq!(
+        refs(&env.json(&["search", "preambleword", "--sections"])),
+        ["handbook/pre.md"]
+    );
+    // while another process owns a lagging index, a build refuses (exit 5)
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(env.path("data/index.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    env.write("docs/late.md", "# Late\n\nlateword\n");
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let e = env.fails(
+        5,
+        &[
+            "context", "build", "--name", "l", "--query", "lateword", "--budget", "100",
+        ],
+    );
+    assert!(e.contains("behind the store"), "{e}");
+    drop(lock);
+    let v = env.json(&[
+        "context", "build", "--name", "l", "--query", "lateword", "--budget", "100",
+    ]);
+    assert_eq!(v["manifest"]["items"][0]["ref"], "handbook/late.md");
 }

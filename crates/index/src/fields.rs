@@ -46,6 +46,8 @@ pub(crate) struct Fields {
     pub name: Field,
     pub body: Field,
     pub meta: Field,
+    /// Every heading of the artifact (artifact documents).
+    pub heading: Field,
     pub s_heading: Field,
     pub s_body: Field,
 }
@@ -89,6 +91,7 @@ impl Fields {
             name: b.add_text_field("name", text(false, "default")),
             body: b.add_text_field("body", text(true, STEMMED)),
             meta: b.add_text_field("meta", text(false, STEMMED)),
+            heading: b.add_text_field("heading", text(false, STEMMED)),
             s_heading: b.add_text_field("_s_heading", text(true, STEMMED)),
             s_body: b.add_text_field("_s_body", text(true, STEMMED)),
         };
@@ -117,6 +120,7 @@ impl Fields {
             name: g("name")?,
             body: g("body")?,
             meta: g("meta")?,
+            heading: g("heading")?,
             s_heading: g("_s_heading")?,
             s_body: g("_s_body")?,
         })
@@ -124,26 +128,23 @@ impl Fields {
 
     pub(crate) fn document(&self, d: &IndexDoc) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
-        let key = match &d.selector {
-            Some(s) => format!("{}#{s}", d.artifact_id),
-            None => d.artifact_id.clone(),
+        let key = match (&d.selector, d.part) {
+            (Some(s), _) => format!("{}#{s}", d.artifact_id),
+            (None, true) => format!("{}#", d.artifact_id),
+            (None, false) => d.artifact_id.clone(),
         };
         doc.add_text(self.key, &key);
         doc.add_text(self.artifact_id, &d.artifact_id);
         doc.add_text(self.namespace, &d.namespace);
-        doc.add_text(
-            self.kind,
-            if d.selector.is_some() {
-                KIND_SECTION
-            } else {
-                KIND_ARTIFACT
-            },
-        );
+        doc.add_text(self.kind, if d.part { KIND_SECTION } else { KIND_ARTIFACT });
         if let Some(s) = &d.selector {
             doc.add_text(self.selector, s);
         }
         if let Some(h) = &d.heading {
             doc.add_text(self.s_heading, h);
+        }
+        for h in &d.headings {
+            doc.add_text(self.heading, h);
         }
         doc.add_u64(self.revision, d.revision);
         doc.add_text(self.collection, &d.collection);
@@ -152,7 +153,7 @@ impl Fields {
         // its document only, so a section matches by its own heading and text
         // (and indexing sections costs no more than their text). Titles are
         // still stored, to show with section hits.
-        let whole = d.selector.is_none();
+        let whole = !d.part;
         if whole {
             doc.add_text(self.name, &d.name);
         }

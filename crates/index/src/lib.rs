@@ -74,7 +74,14 @@ pub struct IndexDoc {
     pub namespace: String,
     pub artifact_id: String,
     pub selector: Option<String>,
+    /// A section document's heading.
     pub heading: Option<String>,
+    /// An artifact document's headings (all of them), searchable as `heading`.
+    pub headings: Vec<String>,
+    /// Whether this document is a part (section granularity) rather than
+    /// the whole artifact. A part without a selector is the text before the
+    /// first heading, or the whole text of a document without sections.
+    pub part: bool,
     pub revision: u64,
     pub collection: String,
     pub name: String,
@@ -220,17 +227,14 @@ impl SearchIndex {
     /// Re-reads every file the index's segments use and checks its
     /// checksum; returns the damaged files (empty when all is well).
     pub fn validate(&self) -> Result<Vec<String>> {
-        let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.index.validate_checksum()
-        }));
-        match probe {
-            Ok(Ok(bad)) => {
+        match contain_panic(|| self.index.validate_checksum()) {
+            Some(Ok(bad)) => {
                 let mut v: Vec<String> = bad.iter().map(|p| p.display().to_string()).collect();
                 v.sort();
                 Ok(v)
             }
-            Ok(Err(e)) => Ok(vec![format!("cannot validate: {e}")]),
-            Err(_) => Ok(vec!["a segment file is damaged".to_owned()]),
+            Some(Err(e)) => Ok(vec![format!("cannot validate: {e}")]),
+            None => Ok(vec!["a segment file is damaged".to_owned()]),
         }
     }
 
@@ -245,6 +249,17 @@ impl SearchIndex {
         }
         Ok(())
     }
+}
+
+/// Runs `f`, turning a panic into `None` without printing it: tantivy may
+/// panic on a damaged file instead of returning an error, and a damaged
+/// index is an expected condition here (it is rebuilt), not a crash.
+pub(crate) fn contain_panic<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    result.ok()
 }
 
 fn dir_size(path: &Path) -> u64 {

@@ -51,6 +51,9 @@ impl SearchIndex {
         let Some(lock) = lock else {
             return open_reader(dir);
         };
+        if dir.exists() && !dir.is_dir() {
+            std::fs::remove_file(dir).map_err(io)?;
+        }
         std::fs::create_dir_all(dir).map_err(io)?;
         let (index, opened) = match open_existing(dir) {
             Ok(index) => (index, Opened::Existing),
@@ -58,8 +61,10 @@ impl SearchIndex {
                 if dir.join("meta.json").exists() {
                     tracing::warn!(path = %dir.display(), %reason, "replacing the search index; it will be rebuilt from the store");
                 }
-                if dir.exists() {
+                if dir.is_dir() {
                     std::fs::remove_dir_all(dir).map_err(io)?;
+                } else if dir.exists() {
+                    std::fs::remove_file(dir).map_err(io)?;
                 }
                 std::fs::create_dir_all(dir).map_err(io)?;
                 let (schema, _) = Fields::schema();
@@ -128,7 +133,7 @@ fn open_existing(dir: &Path) -> std::result::Result<Index, String> {
     // Opening a reader opens every segment file: a missing or truncated
     // segment shows here rather than at the first search. tantivy may panic
     // on a damaged file instead of returning an error, so contain that too.
-    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let probe = crate::contain_panic(|| {
         let reader: IndexReader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -139,10 +144,10 @@ fn open_existing(dir: &Path) -> std::result::Result<Index, String> {
                 .map_err(|e| format!("corrupt: segment {}: {e}", seg.segment_id()))?;
         }
         Ok::<(), String>(())
-    }));
+    });
     match probe {
-        Ok(r) => r?,
-        Err(_) => return Err("corrupt: a segment file is damaged".to_owned()),
+        Some(r) => r?,
+        None => return Err("corrupt: a segment file is damaged".to_owned()),
     }
     Ok(index)
 }

@@ -97,6 +97,12 @@ impl SearchIndex {
         if q.is_empty() || q == "*" {
             return Ok(Box::new(AllQuery));
         }
+        if let Some(problem) = unbalanced(q) {
+            return Err(IndexError::Query(format!(
+                "invalid query {query:?}: {problem}"
+            )));
+        }
+        let q = &literal_punctuation(q);
         let f = &self.fields;
         let parser = match granularity {
             Granularity::Artifacts => {
@@ -118,10 +124,19 @@ impl SearchIndex {
             Granularity::All => {
                 let mut p = QueryParser::for_index(
                     &self.index,
-                    vec![f.title, f.name, f.body, f.meta, f.s_heading, f.s_body],
+                    vec![
+                        f.title,
+                        f.name,
+                        f.heading,
+                        f.body,
+                        f.meta,
+                        f.s_heading,
+                        f.s_body,
+                    ],
                 );
                 p.set_field_boost(f.title, 3.0);
                 p.set_field_boost(f.name, 2.0);
+                p.set_field_boost(f.heading, 2.0);
                 p.set_field_boost(f.s_heading, 2.0);
                 p
             }
@@ -263,7 +278,7 @@ impl SearchIndex {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        let section = doc.get_first(f.selector).is_some();
+        let section = doc.get_first(f.s_body).is_some();
         let body_field = if section { f.s_body } else { f.body };
         let snippet = snippets.map(|(whole, part, chars)| {
             let g = if section { part } else { whole };
@@ -312,6 +327,97 @@ impl SearchIndex {
 }
 
 /// A parse error in words: what is wrong, in which query, and what to do.
+/// Makes everyday punctuation literal, so agents can pass questions as
+/// they are: outside double quotes, `'`, brackets, braces and angle
+/// brackets are escaped, and so is a `:` unless it follows a field name
+/// (`title:deploy` stays a field query; `error: refused`, `12:30` and
+/// `https://…` are text).
+pub(crate) fn literal_punctuation(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 8);
+    let mut in_quotes = false;
+    let mut word = String::new();
+    let mut escaped = false;
+    for c in q.chars() {
+        if escaped {
+            out.push(c);
+            escaped = false;
+            word.clear();
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                out.push(c);
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                out.push(c);
+                word.clear();
+            }
+            _ if in_quotes => out.push(c),
+            ':' => {
+                let field = word.trim_start_matches(['+', '-', '(']);
+                if !SEARCHABLE.contains(&field) {
+                    out.push('\\');
+                }
+                out.push(':');
+                word.clear();
+            }
+            '\'' | '[' | ']' | '{' | '}' | '<' | '>' => {
+                out.push('\\');
+                out.push(c);
+                word.clear();
+            }
+            c if c.is_whitespace() => {
+                out.push(c);
+                word.clear();
+            }
+            c => {
+                out.push(c);
+                word.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Names an unclosed double quote or an unmatched parenthesis, by position
+/// (1-based characters), for the error message.
+fn unbalanced(q: &str) -> Option<String> {
+    let mut quote_at = None;
+    let mut opens: Vec<usize> = Vec::new();
+    let mut escaped = false;
+    for (i, c) in q.chars().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' => {
+                quote_at = if quote_at.is_some() {
+                    None
+                } else {
+                    Some(i + 1)
+                }
+            }
+            '(' if quote_at.is_none() => opens.push(i + 1),
+            ')' if quote_at.is_none() && opens.pop().is_none() => {
+                return Some(format!("unmatched ')' at character {}", i + 1));
+            }
+            _ => {}
+        }
+    }
+    if let Some(at) = quote_at {
+        return Some(format!(
+            "the double quote at character {at} is never closed (phrases go in \"…\")"
+        ));
+    }
+    opens
+        .last()
+        .map(|at| format!("the '(' at character {at} is never closed"))
+}
+
 /// The schema as a section search sees it: the same fields (same ids), with
 /// the section text fields named `heading` and `body`, so users type the
 /// same field names whatever they search.
@@ -320,6 +426,7 @@ fn section_view(schema: &tantivy::schema::Schema) -> tantivy::schema::Schema {
     for (_, entry) in schema.fields() {
         let name = match entry.name() {
             "body" => "_a_body",
+            "heading" => "_a_heading",
             "_s_body" => "body",
             "_s_heading" => "heading",
             other => other,
@@ -352,5 +459,36 @@ fn explain(query: &str, e: &tantivy::query::QueryParserError) -> String {
             "invalid query {query:?}: it only excludes terms; add at least one term to search for"
         ),
         other => format!("invalid query {query:?}: {other}; {hint}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn punctuation_becomes_literal_outside_phrases() {
+        assert_eq!(literal_punctuation("don't"), "don\\'t");
+        assert_eq!(literal_punctuation("error: refused"), "error\\: refused");
+        assert_eq!(literal_punctuation("title:deploy"), "title:deploy");
+        assert_eq!(
+            literal_punctuation("+heading:x -body:y"),
+            "+heading:x -body:y"
+        );
+        assert_eq!(literal_punctuation("at 12:30"), "at 12\\:30");
+        assert_eq!(
+            literal_punctuation("\"it's: here\" [x]"),
+            "\"it's: here\" \\[x\\]"
+        );
+        assert_eq!(literal_punctuation("a\\:b"), "a\\:b");
+    }
+
+    #[test]
+    fn unbalanced_quotes_and_parentheses_are_located() {
+        assert_eq!(unbalanced("a \"b\" (c)"), None);
+        assert!(unbalanced("a \"b").unwrap().contains("character 3"));
+        assert!(unbalanced("(a").unwrap().contains("character 1"));
+        assert!(unbalanced("a)").unwrap().contains("character 2"));
+        assert_eq!(unbalanced("\"(\""), None);
     }
 }

@@ -178,6 +178,10 @@ pub struct ContextView {
     pub manifest: Manifest,
 }
 
+/// A part of an artifact already in the package (`None` = the whole) and
+/// the reference it was included as.
+type Taken = (Option<(usize, usize)>, String);
+
 /// One candidate before the budget is applied.
 struct Candidate {
     artifact: Artifact,
@@ -220,7 +224,17 @@ impl Services {
             candidates.push(self.selector_candidate(caller, s)?);
         }
         if !req.queries.is_empty() {
-            let (p, _) = self.fresh_index()?;
+            let (p, lag) = self.fresh_index()?;
+            if lag > 0 {
+                // A package is a record meant to be reproduced and verified;
+                // one built from a stale index would silently miss changes.
+                return Err(Error::Index(kontextual_index::IndexError::Unavailable(
+                    format!(
+                        "the search index is {lag} change(s) behind the store and another process owns it; \
+                     try again when it has caught up (`kontextual index status`)"
+                    ),
+                )));
+            }
             let mut ranked: Vec<Vec<Candidate>> = Vec::new();
             for q in &req.queries {
                 let ir = IndexRequest {
@@ -229,11 +243,23 @@ impl Services {
                     filters: filters.clone(),
                     granularity: Granularity::All,
                     offset: 0,
-                    limit: PER_QUERY,
+                    // a few extra, so ties at the cut are broken by name, not by
+                    // where documents happen to sit in the index
+                    limit: PER_QUERY + 10,
                     snippet_chars: 0,
                 };
+                let mut hits = p.index().search(&ir)?.hits;
+                let key = |h: &kontextual_index::Hit| {
+                    (h.collection.clone(), h.name.clone(), h.selector.clone())
+                };
+                hits.sort_by(|x, y| {
+                    y.score
+                        .total_cmp(&x.score)
+                        .then_with(|| key(x).cmp(&key(y)))
+                });
+                hits.truncate(PER_QUERY);
                 let mut list = Vec::new();
-                for (i, h) in p.index().search(&ir)?.hits.into_iter().enumerate() {
+                for (i, h) in hits.into_iter().enumerate() {
                     if let Some(a) = self.checked(caller, &h)? {
                         list.push(Candidate {
                             artifact: a,
@@ -350,7 +376,7 @@ impl Services {
         let mut omitted: Vec<Omitted> = Vec::new();
         let mut used = 0u32;
         // artifact -> ranges taken (None = whole)
-        let mut taken: BTreeMap<ArtifactId, Vec<Option<(usize, usize)>>> = BTreeMap::new();
+        let mut taken: BTreeMap<ArtifactId, Vec<Taken>> = BTreeMap::new();
         for c in candidates {
             let a = &c.artifact;
             let rev = self.artifact_revision(caller, &ArtifactRef::Id(a.id), a.revision)?;
@@ -387,14 +413,20 @@ impl Services {
                     continue;
                 }
             };
-            let spans = taken.entry(a.id).or_default();
-            if spans.iter().any(|s| overlaps(*s, range)) {
-                continue; // already in, whole or in part
-            }
             let reference = match &selector {
                 Some(s) => format!("{}#{s}", artifact_ref(a)),
                 None => artifact_ref(a),
             };
+            let spans = taken.entry(a.id).or_default();
+            if let Some((_, by)) = spans.iter().find(|(s, _)| overlaps(*s, range)) {
+                omitted.push(Omitted {
+                    reference,
+                    revision: a.revision,
+                    tokens: None,
+                    why: format!("overlaps {by}, which is already in the package"),
+                });
+                continue;
+            }
             let tokens = req
                 .encoding
                 .count(&render_block(&reference, a.revision, &text));
@@ -412,7 +444,7 @@ impl Services {
                 continue;
             }
             used += tokens;
-            spans.push(range);
+            spans.push((range, reference.clone()));
             items.push(Item {
                 position: items.len() as u32 + 1,
                 reference,
@@ -738,16 +770,44 @@ impl Services {
         if !a.is_live() {
             return problem("deleted", format!("the artifact is {} now", a.state));
         }
-        if a.revision != item.revision {
+        if a.revision != item.revision && !self.same_in_current(&a, item)? {
             return problem(
                 "changed",
                 format!(
-                    "revision {} is superseded by revision {}",
-                    item.revision, a.revision
+                    "revision {} is superseded by revision {}, whose {} differs",
+                    item.revision,
+                    a.revision,
+                    if item.selector.is_some() {
+                        "section"
+                    } else {
+                        "content"
+                    }
                 ),
             );
         }
         Ok(None)
+    }
+}
+
+impl Services {
+    /// Whether the artifact's current revision still holds exactly the
+    /// item's bytes (a metadata-only update, or a change elsewhere in the
+    /// document than the packaged section).
+    fn same_in_current(&self, a: &Artifact, item: &Item) -> Result<bool> {
+        let Some(cur) = self.store().revision(&a.namespace, a.id, a.revision)? else {
+            return Ok(false);
+        };
+        match (&item.selector, item.section_digest) {
+            (Some(sel), Some(want)) => {
+                let Ok(bytes) = self.revision_bytes(a, &cur) else {
+                    return Ok(false);
+                };
+                Ok(self
+                    .section_in(a, &cur, &bytes, sel)
+                    .is_ok_and(|v| v.digest == want))
+            }
+            _ => Ok(cur.digest == item.digest),
+        }
     }
 }
 
@@ -797,10 +857,20 @@ fn overlaps(a: Option<(usize, usize)>, b: Option<(usize, usize)>) -> bool {
     }
 }
 
-/// One item as it appears in the rendered package (what the budget counts).
+/// One item as it appears in the rendered package (what the budget counts):
+/// a heading naming it, then its text fenced with more backticks than it
+/// contains, so an unclosed fence or a `#` heading inside one item cannot
+/// swallow or restructure the rest of the package.
 fn render_block(reference: &str, revision: u64, text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
     format!(
-        "## {reference} (revision {revision})\n\n{}\n\n",
+        "## {reference} (revision {revision})\n\n{fence}\n{}\n{fence}\n\n",
         text.trim_end()
     )
 }

@@ -305,6 +305,8 @@ impl Projection {
             artifact_id: a.id.to_string(),
             selector: None,
             heading: None,
+            headings: Vec::new(),
+            part: false,
             revision: a.revision,
             collection: a.collection.to_string(),
             name: a.name.to_string(),
@@ -317,17 +319,30 @@ impl Projection {
             created_at: a.created_at,
             updated_at: a.updated_at,
         };
-        let mut docs = Vec::new();
-        if let Some(sectioner) = sectioner_for(&a.artifact_type) {
-            for s in sectioner.sections(&text) {
-                let mut d = base.clone();
-                d.body = text[s.own_range()].to_owned();
-                d.selector = Some(s.selector);
-                d.heading = Some(s.heading);
-                docs.push(d);
-            }
+        // The parts (section granularity): each section's own text, the
+        // text before the first heading, or the whole text of a document
+        // that has no sections — so a section search misses nothing.
+        let sections = sectioner_for(&a.artifact_type)
+            .map(|s| s.sections(&text))
+            .unwrap_or_default();
+        let mut docs = Vec::with_capacity(sections.len() + 2);
+        let mut whole = base.clone();
+        whole.headings = sections.iter().map(|s| s.heading.clone()).collect();
+        let preamble_end = sections.first().map_or(text.len(), |s| s.range.start);
+        if !text[..preamble_end].trim().is_empty() {
+            let mut d = base.clone();
+            d.part = true;
+            d.body = text[..preamble_end].to_owned();
+            docs.push(d);
         }
-        let mut whole = base;
+        for s in sections {
+            let mut d = base.clone();
+            d.part = true;
+            d.body = text[s.own_range()].to_owned();
+            d.selector = Some(s.selector);
+            d.heading = Some(s.heading);
+            docs.push(d);
+        }
         whole.body = text;
         docs.insert(0, whole);
         Ok(docs)

@@ -232,12 +232,15 @@ impl Services {
             hits.push(hit);
         }
         let seen = req.offset as usize + limit as usize;
+        // Hits the store no longer backs are not counted either (only those
+        // on this page are known; the index catches up shortly).
+        let total = found.total.saturating_sub(dropped as usize);
         Ok(SearchResponse {
             query: req.query.clone(),
-            total: found.total,
+            total,
             offset: req.offset,
             limit,
-            next_offset: (found.total > seen).then_some(seen as u32),
+            next_offset: (total > seen).then_some(seen as u32),
             hits,
             dropped,
             index: Freshness {

@@ -156,7 +156,17 @@ pub(crate) fn context(ctx: &Ctx, cmd: ContextCmd) -> Result<ExitCode> {
         } => {
             let v = svc.context_show(&ctx.caller, &name, version)?;
             match (format.as_str(), ctx.out.json) {
-                ("markdown", _) => print!("{}", svc.context_render(&ctx.caller, &v)?),
+                ("markdown", _) => {
+                    let (text, missing) = svc.context_render(&ctx.caller, &v)?;
+                    print!("{text}");
+                    if missing > 0 {
+                        eprintln!(
+                            "{missing} item(s) of {} version {} could not be read (marked in place); `kontextual context verify {}` says why.",
+                            v.name, v.version, v.name
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
                 ("json", _) | (_, true) => ctx.out.json(&v)?,
                 _ => {
                     ctx.out.fields(&[

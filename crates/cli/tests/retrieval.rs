@@ -701,6 +701,24 @@ fn k7_overlaps_unchanged_sections_and_lag() {
             .contains("section differs"),
         "{r}"
     );
+    // purged content: the rendering marks it and exits 1, verify says why
+    env.ok(&["artifact", "purge", "handbook/rust/borrow.md", "--yes"]);
+    let out = env.run(&["context", "show", "sec", "--format", "markdown"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("[not available"),
+        "{}",
+        text(&out.stdout)
+    );
+    let r = env.json(&["context", "verify", "sec"]);
+    assert!(
+        r["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "missing"),
+        "{r}"
+    );
     // headings are searchable at artifact level too
     assert_eq!(
         refs(&env.json(&["search", "heading:macos"])),

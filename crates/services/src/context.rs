@@ -580,8 +580,10 @@ impl Services {
     }
 
     /// Renders the package for a prompt: each item's text cut from the
-    /// exact revision the manifest names.
-    pub fn context_render(&self, caller: &Caller, v: &ContextView) -> Result<String> {
+    /// exact revision the manifest names. Also returns how many items could
+    /// not be read (purged or damaged content), which are marked in place.
+    pub fn context_render(&self, caller: &Caller, v: &ContextView) -> Result<(String, usize)> {
+        let mut missing = 0;
         let m = &v.manifest;
         let mut out = format!(
             "# Context: {} (version {}, {} of {} tokens, {})\n\n",
@@ -600,7 +602,10 @@ impl Services {
         for item in &m.items {
             let text = match self.item_text(caller, item) {
                 Ok(t) => t,
-                Err(e) => format!("[not available: {e}]"),
+                Err(e) => {
+                    missing += 1;
+                    format!("[not available: {e}]")
+                }
             };
             out.push_str(&render_block(&item.reference, item.revision, &text));
         }
@@ -610,7 +615,7 @@ impl Services {
                 out.push_str(&format!("- `{r}`\n"));
             }
         }
-        Ok(out)
+        Ok((out, missing))
     }
 
     /// An item's text from its recorded revision.

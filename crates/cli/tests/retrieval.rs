@@ -366,6 +366,13 @@ fn k5_sections_by_selector() {
         v["byte_range"][1].as_u64().unwrap() as usize,
     );
     assert_eq!(&GUIDE[a..b], v["text"].as_str().unwrap());
+    // by id, too
+    let id = env.json(&["artifact", "show", "handbook/guide.md"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_id = env.json(&["artifact", "show", &format!("{id}#installation/linux")]);
+    assert_eq!(by_id["text"], v["text"]);
     let out = env.ok(&["artifact", "show", "handbook/guide.md#macos", "--content"]);
     assert_eq!(out, "### macOS\n\nUse brew install kontextual.\n\n");
     let e = env.fails(3, &["artifact", "show", "handbook/guide.md#windows"]);

@@ -211,6 +211,11 @@ string_name!(RelationType);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ArtifactRef {
     Id(ArtifactId),
+    /// An id with a section selector: `ID#installation/linux`.
+    IdSection {
+        id: ArtifactId,
+        section: String,
+    },
     Name {
         collection: CollectionName,
         name: ArtifactName,
@@ -222,6 +227,7 @@ impl ArtifactRef {
     pub fn section(&self) -> Option<&str> {
         match self {
             ArtifactRef::Id(_) => None,
+            ArtifactRef::IdSection { section, .. } => Some(section),
             ArtifactRef::Name { section, .. } => section.as_deref(),
         }
     }
@@ -278,6 +284,16 @@ impl FromStr for ArtifactRef {
         if let Ok(id) = s.parse::<ArtifactId>() {
             return Ok(ArtifactRef::Id(id));
         }
+        if let Some((head, sec)) = s.split_once('#')
+            && let Ok(id) = head.parse::<ArtifactId>()
+        {
+            let section = unescape("section selector", sec)?;
+            return Ok(if section.is_empty() {
+                ArtifactRef::Id(id)
+            } else {
+                ArtifactRef::IdSection { id, section }
+            });
+        }
         if s.starts_with('/') {
             return Err(ModelError::invalid(
                 "artifact reference",
@@ -308,6 +324,7 @@ impl fmt::Display for ArtifactRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ArtifactRef::Id(id) => write!(f, "{id}"),
+            ArtifactRef::IdSection { id, section } => write!(f, "{id}#{}", escape_name(section)),
             ArtifactRef::Name {
                 collection,
                 name,

@@ -145,7 +145,8 @@ impl Services {
             ArtifactRef::Id(id) => Ok(ArtifactKey::Id(*id)),
             ArtifactRef::Name {
                 section: Some(s), ..
-            } => Err(Error::InvalidInput(format!(
+            }
+            | ArtifactRef::IdSection { section: s, .. } => Err(Error::InvalidInput(format!(
                 "section selector #{s}: this command addresses whole artifacts; drop the #section"
             ))),
             ArtifactRef::Name {
@@ -174,7 +175,8 @@ impl Services {
             }
             ArtifactRef::Name {
                 section: Some(s), ..
-            } => {
+            }
+            | ArtifactRef::IdSection { section: s, .. } => {
                 return Err(Error::InvalidInput(format!(
                     "cannot put a section (#{s}); put the whole artifact"
                 )));

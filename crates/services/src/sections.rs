@@ -172,6 +172,7 @@ pub(crate) fn without_section(r: &ArtifactRef) -> ArtifactRef {
             name: name.clone(),
             section: None,
         },
+        ArtifactRef::IdSection { id, .. } => ArtifactRef::Id(*id),
         other => other.clone(),
     }
 }

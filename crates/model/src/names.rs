@@ -381,6 +381,18 @@ mod tests {
             id.to_string().parse::<ArtifactRef>().unwrap(),
             ArtifactRef::Id(id)
         );
+        let with_section = ArtifactRef::IdSection {
+            id,
+            section: "install/linux#2".into(),
+        };
+        assert_eq!(
+            with_section.to_string().parse::<ArtifactRef>().unwrap(),
+            with_section
+        );
+        assert_eq!(
+            format!("{id}#").parse::<ArtifactRef>().unwrap(),
+            ArtifactRef::Id(id)
+        );
     }
 
     proptest! {

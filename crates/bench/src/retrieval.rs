@@ -308,7 +308,12 @@ pub fn run(n: usize, rounds: usize) -> Result<()> {
     // ---- query latency vs a minimal tantivy program ----
     let (svc, dir) = svc_keep.context("no kontextual store kept")?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
+    let t = Instant::now();
     let floor = Floor::build(&dir.join("floor-index"), &files)?;
+    eprintln!(
+        "  floor index built in {:.2} s (one document per file, committed)",
+        t.elapsed().as_secs_f64()
+    );
     let queries = make_queries(&files, &words, &mut rng)?;
     let ours = |q: &str, filtered: bool| -> Result<usize> {
         let mut filters = SearchFilters::default();

@@ -757,5 +757,12 @@ fn k7_overlaps_unchanged_sections_and_lag() {
     let v = env.json(&[
         "context", "build", "--name", "l", "--query", "lateword", "--budget", "100",
     ]);
-    assert_eq!(v["manifest"]["items"][0]["ref"], "handbook/late.md");
+    // the whole note or its title section: both hold the word
+    assert!(
+        v["manifest"]["items"][0]["ref"]
+            .as_str()
+            .unwrap()
+            .starts_with("handbook/late.md"),
+        "{v}"
+    );
 }

@@ -252,9 +252,15 @@ impl Services {
                 let key = |h: &kontextual_index::Hit| {
                     (h.collection.clone(), h.name.clone(), h.selector.clone())
                 };
+                // BM25 statistics count deleted documents until segments
+                // merge, so scores drift slightly with merges; ranking on
+                // scores rounded to two decimals, then by name, keeps
+                // near-ties from reordering between builds.
+                let rounded =
+                    |h: &kontextual_index::Hit| (f64::from(h.score) * 100.0).round() as i64;
                 hits.sort_by(|x, y| {
-                    y.score
-                        .total_cmp(&x.score)
+                    rounded(y)
+                        .cmp(&rounded(x))
                         .then_with(|| key(x).cmp(&key(y)))
                 });
                 hits.truncate(PER_QUERY);

@@ -87,6 +87,8 @@ pub enum Command {
     Index(IndexCmd),
     /// Check the whole store: database integrity, every blob, references, migrations, audit chain
     Verify(VerifyArgs),
+    /// The HTTP API (JSON under /v1, OpenAPI at /openapi.json); owns the search index while it runs
+    Serve(ServeArgs),
     /// Schema status and migrations
     #[command(subcommand)]
     Db(DbCmd),
@@ -467,4 +469,17 @@ pub enum IndexCmd {
     Status,
     /// Drop the index and build it again from the store
     Rebuild,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback only until API keys exist)
+    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Largest request body in MiB (artifact uploads included)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_body_mb: u64,
+    /// Seconds before a request is answered 408
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
 }

@@ -79,6 +79,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Context(c) => crate::retrieval::context(&ctx, c),
         Command::Index(c) => crate::retrieval::index(&ctx, c),
         Command::Verify(a) => verify(&ctx, a),
+        Command::Serve(a) => serve(&ctx, a),
         Command::Db(c) => db(&ctx, c),
     }
 }
@@ -840,6 +841,36 @@ fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
+    let svc = std::sync::Arc::new(ctx.rw()?);
+    let state = kontextual_server::AppState {
+        services: svc,
+        actor: ctx.caller.actor.clone(),
+        namespace: ctx.caller.namespace.clone(),
+    };
+    let cfg = kontextual_server::ServeConfig {
+        bind: a.bind,
+        max_body_bytes: (a.max_body_mb * 1024 * 1024) as usize,
+        request_timeout: std::time::Duration::from_secs(a.request_timeout),
+        ..Default::default()
+    };
+    let quiet = ctx.out.quiet;
+    let json = ctx.out.json;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(kontextual_server::serve(state, cfg, move |addr| {
+        if json {
+            println!("{}", serde_json::json!({ "listening": addr.to_string() }));
+        } else if !quiet {
+            println!("Listening on http://{addr} (API under /v1, description at /openapi.json). Ctrl-C stops.");
+        }
+        let _ = io::stdout().flush();
+    }))?;
+    ok()
 }
 
 fn db(ctx: &Ctx, cmd: DbCmd) -> Result<ExitCode> {

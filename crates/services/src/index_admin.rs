@@ -31,6 +31,20 @@ pub struct IndexStatus {
 }
 
 impl Services {
+    /// Applies pending changes to the search index when this process owns
+    /// it (a server's follower calls this on a timer). System maintenance:
+    /// it exposes nothing and takes no caller.
+    pub fn index_follow(&self) -> Result<CatchUp> {
+        self.projection()?.catch_up()
+    }
+
+    /// Whether the store answers and the search index can be opened.
+    pub fn ready(&self) -> Result<()> {
+        self.store().feed_position()?;
+        self.projection()?;
+        Ok(())
+    }
+
     /// Read-only integrity check of the search index for `verify`: damaged
     /// files, another store's index, or documents that disagree with the
     /// store while the index claims to be current. A missing index is fine

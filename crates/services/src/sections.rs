@@ -61,6 +61,21 @@ impl Services {
         Ok(buf)
     }
 
+    /// A revision's whole content (the current one by default) with its
+    /// change record (media type, digest): for surfaces that send bytes.
+    pub fn artifact_bytes(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        revision: Option<u64>,
+    ) -> Result<(Revision, Vec<u8>)> {
+        let whole = without_section(r);
+        let a = self.artifact_show(caller, &whole)?;
+        let rev = self.artifact_revision(caller, &whole, revision.unwrap_or(a.revision))?;
+        let bytes = self.revision_bytes(&a, &rev)?;
+        Ok((rev, bytes))
+    }
+
     fn sections_of(&self, a: &Artifact, bytes: &[u8]) -> Result<(String, Vec<Section>)> {
         let sectioner = sectioner_for(&a.artifact_type).ok_or_else(|| {
             Error::InvalidInput(format!(

@@ -1,0 +1,107 @@
+//! Extractors whose rejections are problem+json (axum's are plain text),
+//! and the bridge from async handlers to the synchronous services.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::problem::Problem;
+use crate::request::Call;
+
+fn rejected(status: StatusCode, text: String) -> Problem {
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "invalid_input",
+    };
+    Problem::new(status, code, text)
+}
+
+/// A JSON body; unknown fields are refused by the target types.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(e @ JsonRejection::JsonDataError(_)) => {
+                Err(rejected(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))
+            }
+            Err(e) => Err(rejected(e.status(), e.body_text())),
+        }
+    }
+}
+
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e: QueryRejection| rejected(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e: PathRejection| rejected(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// A raw body, bounded by the route's body limit.
+pub struct Body(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Problem;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e: BytesRejection| rejected(e.status(), e.body_text()))
+    }
+}
+
+/// Runs a service call on the blocking pool (the services are synchronous:
+/// SQLite, tantivy, file IO) and maps its error to a problem.
+pub async fn run<T, F>(state: &AppState, call: Call, precondition: bool, f: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(
+            &kontextual_services::Services,
+            &kontextual_services::Caller,
+        ) -> kontextual_services::Result<T>
+        + Send
+        + 'static,
+{
+    let svc = state.services.clone();
+    let id = call.id().to_owned();
+    let caller = call.caller;
+    match tokio::task::spawn_blocking(move || f(&svc, &caller)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Problem::from_service(&e, &id, precondition)),
+        Err(join) => {
+            tracing::error!(correlation_id = id, error = %join, "handler panicked");
+            let mut p = Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!(
+                    "the server could not complete the request; quote correlation id {id} to its operator"
+                ),
+            );
+            p.correlation_id = Some(id);
+            Err(p)
+        }
+    }
+}

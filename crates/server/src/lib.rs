@@ -1,0 +1,239 @@
+//! The HTTP API (X4): `kontextual serve`. Thin axum handlers over the
+//! services — every request goes through the same service calls as the CLI,
+//! so policy, audit and events cannot be bypassed.
+//!
+//! Invariants:
+//! - Handlers parse, call one service operation on the blocking pool, and
+//!   shape the answer; no handler touches the store or the index.
+//! - Every error is RFC 9457 problem+json with a stable `code`; internal
+//!   errors are logged with the correlation id and not described.
+//! - The OpenAPI document is generated from the same route registrations
+//!   that serve requests (`utoipa-axum`), so it cannot list a route that
+//!   does not exist or miss one that does.
+
+mod extract;
+pub mod problem;
+mod request;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use kontextual_model::{Actor, Namespace};
+use kontextual_services::Services;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use request::CORRELATION_HEADER;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    /// The actor requests act as (until API keys exist: the local admin).
+    pub actor: Actor,
+    pub namespace: Namespace,
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    /// Largest request body (artifact content uploads included).
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// How often the index follower applies new changes (the bound on how
+    /// long a write by another process takes to become searchable here).
+    pub follow_interval: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            max_body_bytes: 64 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            follow_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Kontextual",
+        description = "The knowledge runtime for AI agents: collections, artifacts with revisions, sections, relationships, search, context packages, runs and the audit log."
+    ),
+    components(schemas(problem::Problem))
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI description, from one registration.
+pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
+    use routes::{artifacts as a, ops as o, retrieval as r};
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(o::healthz))
+        .routes(routes!(o::readyz))
+        .routes(routes!(a::list_collections, a::create_collection))
+        .routes(routes!(a::get_collection))
+        .routes(routes!(a::list_artifacts, a::put_artifact))
+        .routes(routes!(a::get_by_ref))
+        .routes(routes!(a::get_artifact, a::delete_artifact))
+        .routes(routes!(a::get_content))
+        .routes(routes!(a::list_revisions))
+        .routes(routes!(a::get_revision))
+        .routes(routes!(a::diff))
+        .routes(routes!(a::list_sections))
+        .routes(routes!(a::get_section))
+        .routes(routes!(a::related))
+        .routes(routes!(a::list_relations, a::create_relation))
+        .routes(routes!(a::delete_relation))
+        .routes(routes!(r::search))
+        .routes(routes!(r::list_contexts, r::build_context))
+        .routes(routes!(r::get_context))
+        .routes(routes!(r::render_context))
+        .routes(routes!(r::verify_context))
+        .routes(routes!(o::list_runs))
+        .routes(routes!(o::get_run))
+        .routes(routes!(o::list_audit))
+        .routes(routes!(o::verify_audit))
+        .routes(routes!(o::index_status))
+        .with_state(state)
+        .split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let doc = api.clone();
+    let router = router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .fallback(|| async {
+            problem::Problem::not_found("no such route; the API is described at /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            problem::Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(axum::middleware::from_fn(request::correlate))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            cfg.request_timeout,
+        ));
+    (router, api)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to bind to {0}: the API has no API keys yet, so it only serves loopback (use --bind 127.0.0.1:PORT)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Service(#[from] kontextual_services::Error),
+}
+
+/// Serves until SIGINT or SIGTERM, then finishes in-flight requests and
+/// commits pending index work. `ready` is called with the bound address.
+pub async fn serve(
+    state: AppState,
+    cfg: ServeConfig,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    if !cfg.bind.ip().is_loopback() {
+        return Err(ServeError::NotLoopback(cfg.bind));
+    }
+    let svc = state.services.clone();
+    // Own (or wait for) the index before accepting requests.
+    tokio::task::spawn_blocking({
+        let svc = svc.clone();
+        move || svc.ready()
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))??;
+    let listener = tokio::net::TcpListener::bind(cfg.bind)
+        .await
+        .map_err(|cause| ServeError::Bind {
+            addr: cfg.bind,
+            cause,
+        })?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = std::thread::spawn({
+        let (svc, stop, every) = (svc.clone(), stop.clone(), cfg.follow_interval);
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = svc.index_follow() {
+                    tracing::warn!(error = %e, "search index follower");
+                }
+                std::thread::sleep(every);
+            }
+        }
+    });
+    let (app, _) = router(state, &cfg);
+    tracing::info!(%addr, "serving");
+    ready(addr);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = follower.join();
+    // Commit what the follower had not applied yet.
+    let _ = tokio::task::spawn_blocking(move || svc.index_follow()).await;
+    served?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Makes a 404 for a `Problem` usable as a plain handler return.
+impl IntoResponse for ServeError {
+    fn into_response(self) -> axum::response::Response {
+        problem::Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            self.to_string(),
+        )
+        .into_response()
+    }
+}

@@ -1,0 +1,119 @@
+//! Per-request context: the correlation id (from a W3C `traceparent`, an
+//! `X-Correlation-Id`, or new), echoed in the response and carried into the
+//! caller, hence into audit records and logs; and one structured log line
+//! per request.
+
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use kontextual_model::CorrelationId;
+use kontextual_services::Caller;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The request's correlation id, set by [`correlate`].
+#[derive(Clone, Debug)]
+pub struct RequestId(pub CorrelationId);
+
+/// The trace id of a valid `traceparent` (`00-TRACEID-SPANID-FLAGS`).
+fn from_traceparent(h: &HeaderMap) -> Option<CorrelationId> {
+    let v = h.get("traceparent")?.to_str().ok()?;
+    let mut parts = v.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if version == "ff" || !hex(version, 2) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    trace.parse().ok()
+}
+
+pub async fn correlate(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = from_traceparent(req.headers())
+        .or_else(|| {
+            req.headers()
+                .get(CORRELATION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or_default();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+        res.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    tracing::info!(
+        correlation_id = id.as_str(),
+        %method,
+        route,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    res
+}
+
+/// Who is calling, for the services. Until API keys exist, the server acts
+/// as its configured local actor and binds to loopback only.
+pub struct Call {
+    pub caller: Caller,
+}
+
+impl Call {
+    pub fn id(&self) -> &str {
+        self.caller.correlation_id.as_str()
+    }
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let mut caller = Caller::new(state.actor.clone(), state.namespace.clone());
+        caller.correlation_id = id;
+        Ok(Call { caller })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x4_traceparent_gives_the_correlation_id() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        assert_eq!(
+            from_traceparent(&h).unwrap().as_str(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        );
+        assert!(from_traceparent(&h).is_none());
+        h.insert("traceparent", HeaderValue::from_static("garbage"));
+        assert!(from_traceparent(&h).is_none());
+    }
+}

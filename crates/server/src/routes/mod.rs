@@ -1,0 +1,5 @@
+//! Route handlers, grouped by resource.
+
+pub mod artifacts;
+pub mod ops;
+pub mod retrieval;

@@ -1,0 +1,172 @@
+//! Health, readiness, runs, the audit log and the search index.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kontextual_model::{ChainHead, RunId};
+use kontextual_services::AuditFilter;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::extract::{Path, Query, run};
+use crate::problem::Problem;
+use crate::request::Call;
+use crate::routes::artifacts::page;
+
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", content_type = "application/json")))]
+pub async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Store and index reachable", content_type = "application/json"),
+        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json")))]
+pub async fn readyz(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
+    run(&s, call, false, |svc, _| svc.ready()).await?;
+    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunParams {
+    /// running, succeeded, partial, failed or interrupted.
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunParams),
+    responses((status = 200, description = "Runs, newest first", content_type = "application/json")))]
+pub async fn list_runs(
+    State(s): State<AppState>,
+    call: Call,
+    Query(p): Query<RunParams>,
+) -> Result<Response, Problem> {
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let page = page(&crate::routes::artifacts::PageParams {
+        limit: p.limit,
+        after: p.after,
+    })?;
+    let v = run(&s, call, false, move |svc, c| {
+        svc.run_list(c, status, &page)
+    })
+    .await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "The run and its steps", content_type = "application/json")))]
+pub async fn get_run(
+    State(s): State<AppState>,
+    call: Call,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id: RunId = id
+        .parse()
+        .map_err(|_| Problem::bad_request(format!("{id:?} is not a run id")))?;
+    let (run_, steps) = run(&s, call, false, move |svc, c| svc.run_show(c, id)).await?;
+    Ok(axum::Json(serde_json::json!({ "run": run_, "steps": steps })).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// Actor `KIND:NAME`.
+    pub by: Option<String>,
+    /// An action (`artifact.update`) or family (`artifact`).
+    pub action: Option<String>,
+    /// A target id or name.
+    pub target: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Records after this sequence number.
+    pub after: Option<u64>,
+    /// 1–10000, default 100.
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams),
+    responses((status = 200, description = "Audit records in sequence order", content_type = "application/json")))]
+pub async fn list_audit(
+    State(s): State<AppState>,
+    call: Call,
+    Query(p): Query<AuditParams>,
+) -> Result<Response, Problem> {
+    let ts =
+        |v: &Option<String>, what: &str| -> Result<Option<kontextual_model::Timestamp>, Problem> {
+            v.as_deref()
+                .map(|t| {
+                    t.parse().map_err(|_| {
+                        Problem::bad_request(format!("{what} {t:?}: expected an RFC 3339 time"))
+                    })
+                })
+                .transpose()
+        };
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit {limit} is out of range: use 1 to 10000"
+        )));
+    }
+    let filter = AuditFilter {
+        actor: p.by,
+        action: p.action,
+        target: p.target,
+        since: ts(&p.since, "since")?,
+        until: ts(&p.until, "until")?,
+    };
+    let after = p.after.unwrap_or(0);
+    let v = run(&s, call, false, move |svc, c| {
+        svc.audit_list(c, &filter, after, limit)
+    })
+    .await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyParams {
+    /// A head recorded earlier, `SEQ:HASH`.
+    pub expect_head: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", params(VerifyParams),
+    responses((status = 200, description = "The chain verified; the body has its head", content_type = "application/json"),
+        (status = 409, description = "The chain does not verify; the body says where", content_type = "application/json")))]
+pub async fn verify_audit(
+    State(s): State<AppState>,
+    call: Call,
+    Query(p): Query<VerifyParams>,
+) -> Result<Response, Problem> {
+    let head: Option<ChainHead> = p
+        .expect_head
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let v = run(&s, call, false, move |svc, c| svc.audit_verify(c, head)).await?;
+    let status = if v.report.is_valid() {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((status, axum::Json(v)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/index", tag = "operations",
+    responses((status = 200, description = "Index health: documents vs store, lag, last commit, size", content_type = "application/json")))]
+pub async fn index_status(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
+    let v = run(&s, call, false, |svc, c| svc.index_status(c)).await?;
+    Ok(axum::Json(v).into_response())
+}

@@ -99,6 +99,15 @@ fn classify(err: &anyhow::Error) -> (u8, &'static str) {
         {
             return (2, "invalid_input");
         }
+        if let Some(e) = cause.downcast_ref::<kontextual_server::ServeError>() {
+            return match e {
+                kontextual_server::ServeError::NotLoopback(_) => (2, "invalid_input"),
+                kontextual_server::ServeError::Service(s) if s.kind() == ErrorKind::Unavailable => {
+                    (5, "store_unavailable")
+                }
+                _ => (8, "io_error"),
+            };
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 std::io::ErrorKind::BrokenPipe => (0, "broken_pipe"),

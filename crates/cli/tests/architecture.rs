@@ -20,7 +20,7 @@ fn deps(krate: &str) -> String {
 #[test]
 fn layers_do_not_leak() {
     let forbidden_everywhere = ["clap", "axum", "tokio", "anyhow", "hyper"];
-    for krate in ["model", "store", "services"] {
+    for krate in ["model", "store", "services", "index", "adapters"] {
         let d = deps(krate);
         for f in forbidden_everywhere {
             assert!(
@@ -42,6 +42,18 @@ fn layers_do_not_leak() {
         !deps("model").contains("kontextual-store"),
         "model must not depend on store"
     );
+    // the HTTP layer reaches data only through the services
+    for dep in [
+        "kontextual-store",
+        "kontextual-index",
+        "rusqlite",
+        "tantivy",
+    ] {
+        assert!(
+            !deps("server").lines().any(|l| l.starts_with(dep)),
+            "server depends on {dep}: handlers must go through the services"
+        );
+    }
     // tantivy lives behind kontextual-index only
     for krate in ["model", "store", "services", "cli", "adapters"] {
         assert!(

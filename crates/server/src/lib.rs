@@ -71,7 +71,7 @@ impl Default for ServeConfig {
         title = "Kontextual",
         description = "The knowledge runtime for AI agents: collections, artifacts with revisions, sections, relationships, search, context packages, runs and the audit log."
     ),
-    components(schemas(problem::Problem))
+    components(schemas(problem::ProblemBody))
 )]
 struct ApiDoc;
 

@@ -8,29 +8,48 @@ use axum::response::{IntoResponse, Response};
 use kontextual_services::{Error, ErrorKind};
 use serde::Serialize;
 
-/// One problem. `type` is a stable URN per code.
+/// One problem, as the client sees it (`type` is a stable URN per code).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
+#[schema(as = Problem)]
+pub struct ProblemBody<'a> {
     #[serde(rename = "type")]
     pub kind: String,
-    pub title: String,
+    pub title: &'a str,
     pub status: u16,
-    pub detail: String,
+    pub detail: &'a str,
     /// Stable machine-readable code (`not_found`, `conflict`, …).
-    pub code: String,
+    pub code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<&'a str>,
+}
+
+/// An error answer. Small, so handlers can return it by value.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
     pub correlation_id: Option<String>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
         Problem {
-            kind: format!("urn:kontextual:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
+            status,
+            code,
             detail: detail.into(),
-            code: code.to_owned(),
             correlation_id: None,
+        }
+    }
+
+    fn body(&self) -> ProblemBody<'_> {
+        ProblemBody {
+            kind: format!("urn:kontextual:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            correlation_id: self.correlation_id.as_deref(),
         }
     }
 
@@ -74,9 +93,8 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut r = (status, body).into_response();
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut r = (self.status, body).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

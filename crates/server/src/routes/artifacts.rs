@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::extract::{Body, Json, Path, Query, run};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 
 /// Largest page any listing returns.
@@ -88,7 +88,7 @@ pub struct NewCollection {
 #[utoipa::path(post, path = "/v1/collections", tag = "collections",
     request_body = NewCollection,
     responses((status = 201, description = "Created", content_type = "application/json"),
-        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Name taken", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn create_collection(
     State(s): State<AppState>,
     call: Call,
@@ -116,7 +116,7 @@ pub async fn list_collections(
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
     params(("name" = String, Path, description = "Collection name")),
     responses((status = 200, description = "The collection", content_type = "application/json"),
-        (status = 404, description = "No such collection", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_collection(
     State(s): State<AppState>,
     call: Call,
@@ -184,7 +184,7 @@ pub struct RefParams {
 
 #[utoipa::path(get, path = "/v1/artifacts/by-ref", tag = "artifacts", params(RefParams),
     responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
-        (status = 404, description = "No such artifact", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_by_ref(
     State(s): State<AppState>,
     call: Call,
@@ -206,7 +206,7 @@ pub async fn get_by_ref(
 #[utoipa::path(get, path = "/v1/artifacts/{id}", tag = "artifacts",
     params(("id" = String, Path, description = "Artifact id")),
     responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
-        (status = 404, description = "No such artifact", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_artifact(
     State(s): State<AppState>,
     call: Call,
@@ -243,8 +243,8 @@ pub struct PutParams {
     request_body(content = String, content_type = "application/octet-stream", description = "The content; its Content-Type is the media type unless detected"),
     responses((status = 201, description = "Created (ETag: revision)", content_type = "application/json"),
         (status = 200, description = "Updated or unchanged (ETag: revision)", content_type = "application/json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json")))]
+        (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn put_artifact(
     State(s): State<AppState>,
     call: Call,
@@ -295,7 +295,7 @@ pub async fn put_artifact(
     params(("id" = String, Path, description = "Artifact id"),
         ("If-Match" = Option<String>, Header, description = "Delete only if the current revision has this ETag")),
     responses((status = 200, description = "The tombstone revision", content_type = "application/json"),
-        (status = 412, description = "If-Match is stale", body = Problem, content_type = "application/problem+json")))]
+        (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete_artifact(
     State(s): State<AppState>,
     call: Call,
@@ -422,7 +422,7 @@ pub async fn list_sections(
         ("selector" = String, Path, description = "Heading path, `/` encoded as %2F (or a unique last part)"),
         RevisionParam),
     responses((status = 200, description = "The section: text, byte range, digest", content_type = "application/json"),
-        (status = 404, description = "No such section", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such section", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_section(
     State(s): State<AppState>,
     call: Call,

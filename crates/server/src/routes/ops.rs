@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::extract::{Path, Query, run};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 use crate::routes::artifacts::page;
 
@@ -22,7 +22,7 @@ pub async fn healthz() -> Response {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Store and index reachable", content_type = "application/json"),
-        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "Not ready", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn readyz(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     run(&s, call, false, |svc, _| svc.ready()).await?;
     Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
@@ -156,12 +156,17 @@ pub async fn verify_audit(
         .transpose()
         .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
     let v = run(&s, call, false, move |svc, c| svc.audit_verify(c, head)).await?;
-    let status = if v.report.is_valid() {
+    let valid = v.report.is_valid();
+    let mut body = serde_json::to_value(&v).unwrap_or_default();
+    if let Some(o) = body.as_object_mut() {
+        o.insert("valid".into(), valid.into());
+    }
+    let status = if valid {
         StatusCode::OK
     } else {
         StatusCode::CONFLICT
     };
-    Ok((status, axum::Json(v)).into_response())
+    Ok((status, axum::Json(body)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/index", tag = "operations",

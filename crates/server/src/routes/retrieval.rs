@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::extract::{Json, Path, Query, run};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 use crate::routes::artifacts::{PageParams, page};
 
@@ -88,7 +88,7 @@ pub struct SearchParams {
 
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
     responses((status = 200, description = "Ranked hits with snippets, total, next offset and index freshness", content_type = "application/json"),
-        (status = 400, description = "Invalid query or filter", body = Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid query or filter", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn search(
     State(s): State<AppState>,
     call: Call,

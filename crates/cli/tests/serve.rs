@@ -1,0 +1,147 @@
+//! X4 end to end: the real binary serving HTTP on a free loopback port,
+//! while CLI processes keep working on the same data directory (the server
+//! owns the search index; the CLI waits for its follower).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn kx(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("--data-dir")
+        .arg(data);
+    c
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out: Output = kx(data).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
+    (status, body)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// X4: serve on a free port; write over HTTP and from the CLI; both are
+/// searchable from both; SIGTERM shuts down cleanly.
+#[test]
+fn x4_serve_end_to_end_with_cli_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    ok(&data, &["collection", "create", "handbook"]);
+    let mut child = kx(&data)
+        .args(["--json", "serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
+    assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
+    // a write over HTTP is searchable over HTTP at once
+    let (st, _) = http(
+        &addr,
+        "PUT",
+        "/v1/artifacts?ref=handbook/http.md",
+        "# From HTTP\n\nzebra crossing\n",
+    );
+    assert_eq!(st, 201);
+    let (_, body) = http(&addr, "GET", "/v1/search?q=zebra", "");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["hits"][0]["ref"], "handbook/http.md");
+    // the CLI keeps working: it writes the store, the server's follower
+    // indexes it, and a CLI search waits for that (bounded) and sees both
+    std::fs::write(
+        dir.path().join("cli.md"),
+        "# From the CLI\n\ngiraffe neck\n",
+    )
+    .unwrap();
+    ok(
+        &data,
+        &[
+            "artifact",
+            "put",
+            "handbook/cli.md",
+            "--file",
+            dir.path().join("cli.md").to_str().unwrap(),
+        ],
+    );
+    let v: Value =
+        serde_json::from_str(&ok(&data, &["--json", "search", "giraffe OR zebra"])).unwrap();
+    assert_eq!(v["index"]["owner"], false, "the server owns the index");
+    assert_eq!(v["index"]["lag"], 0, "{v}");
+    assert_eq!(v["total"], 2, "{v}");
+    let (_, body) = http(&addr, "GET", "/v1/search?q=giraffe", "");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["hits"][0]["ref"], "handbook/cli.md");
+    // graceful shutdown on SIGTERM
+    let mut server = server;
+    let pid = server.0.id() as i32;
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // after it, the CLI owns the index again
+    let v: Value = serde_json::from_str(&ok(&data, &["--json", "search", "giraffe"])).unwrap();
+    assert_eq!(v["index"]["owner"], true);
+}
+
+/// X4: without API keys the server refuses a non-loopback address.
+#[test]
+fn x4_serve_refuses_public_bind_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    let out = kx(&data)
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("refusing to bind to 0.0.0.0:0"), "{e}");
+}

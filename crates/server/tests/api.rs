@@ -1,0 +1,557 @@
+//! X4: the HTTP API in process (`tower::ServiceExt::oneshot`) over a real
+//! store in a temporary data directory: every route, bad input per route,
+//! problem+json errors, ETag/If-Match, correlation ids, and the OpenAPI
+//! document against the real routes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use kontextual_model::{Actor, Namespace};
+use kontextual_server::{AppState, ServeConfig, router};
+use kontextual_services::{Services, StoreConfig, StoreOpenMode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    _dir: tempfile::TempDir,
+    app: axum::Router,
+    doc: utoipa::openapi::OpenApi,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn problem(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.headers[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let p = self.json();
+        assert_eq!(p["code"], code, "{p}");
+        assert_eq!(p["status"], status.as_u16());
+        assert!(p["type"].as_str().unwrap().ends_with(code));
+        p
+    }
+}
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Services::open(
+            &StoreConfig {
+                data_dir: dir.path().join("data"),
+                busy_timeout: std::time::Duration::from_secs(5),
+            },
+            StoreOpenMode::Create,
+        )
+        .unwrap();
+        let state = AppState {
+            services: Arc::new(svc),
+            actor: Actor::local_admin(),
+            namespace: Namespace::default(),
+        };
+        let cfg = ServeConfig {
+            max_body_bytes: 64 * 1024,
+            ..Default::default()
+        };
+        let (app, doc) = router(state, &cfg);
+        Api {
+            _dir: dir,
+            app,
+            doc,
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn json(&self, method: Method, uri: &str, body: Value) -> Reply {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn put(&self, r: &str, content: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut b = Request::put(format!("/v1/artifacts?ref={r}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Body::from(content.to_owned())).unwrap())
+            .await
+    }
+
+    /// A collection `handbook` with `guide.md` and `notes.md`.
+    async fn seeded() -> (Api, String) {
+        let api = Api::new();
+        let r = api
+            .json(Method::POST, "/v1/collections", json!({"name": "handbook"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let r = api
+            .put(
+                "handbook/guide.md",
+                "# Guide\n\n## Install\n\n### Linux\n\napt install kontextual\n\n## Retry policy\n\nThree attempts.\n",
+                &[],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let id = r.json()["artifact"]["id"].as_str().unwrap().to_owned();
+        api.put("handbook/notes.md", "# Notes\n\nborrow checker\n", &[])
+            .await;
+        (api, id)
+    }
+}
+
+/// X4: every route answers; reads, writes and errors have the right shape.
+#[tokio::test]
+async fn x4_routes_answer_with_json_and_etags() {
+    let (api, id) = Api::seeded().await;
+    assert_eq!(api.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(api.get("/readyz").await.status, StatusCode::OK);
+    let c = api.get("/v1/collections").await.json();
+    assert_eq!(c["items"][0]["name"], "handbook");
+    assert_eq!(
+        api.get("/v1/collections/handbook").await.json()["artifact_count"],
+        2
+    );
+    let a = api.get(&format!("/v1/artifacts/{id}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers[header::ETAG], "\"1\"");
+    let by_ref = api.get("/v1/artifacts/by-ref?ref=handbook/guide.md").await;
+    assert_eq!(by_ref.json()["id"], id.as_str());
+    let content = api.get(&format!("/v1/artifacts/{id}/content")).await;
+    assert!(
+        content.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/markdown")
+    );
+    assert!(String::from_utf8_lossy(&content.body).starts_with("# Guide"));
+    let list = api
+        .get("/v1/artifacts?collection=handbook&limit=1")
+        .await
+        .json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(list["next"].is_string());
+    let revs = api
+        .get(&format!("/v1/artifacts/{id}/revisions"))
+        .await
+        .json();
+    assert_eq!(revs["items"][0]["change"], "created");
+    assert_eq!(
+        api.get(&format!("/v1/artifacts/{id}/revisions/1"))
+            .await
+            .json()["revision"],
+        1
+    );
+    let secs = api
+        .get(&format!("/v1/artifacts/{id}/sections"))
+        .await
+        .json();
+    assert_eq!(secs[2]["selector"], "install/linux");
+    let sec = api
+        .get(&format!("/v1/artifacts/{id}/sections/install%2Flinux"))
+        .await
+        .json();
+    assert_eq!(sec["heading"], "Linux");
+    let hits = api.get("/v1/search?q=borrow+checker").await.json();
+    assert_eq!(hits["hits"][0]["ref"], "handbook/notes.md");
+    assert_eq!(hits["index"]["lag"], 0);
+    let rel = api
+        .json(
+            Method::POST,
+            "/v1/relations",
+            json!({"source": "handbook/notes.md", "type": "references", "target": "handbook/guide.md"}),
+        )
+        .await;
+    assert_eq!(rel.status, StatusCode::CREATED);
+    let rel_id = rel.json()["id"].as_str().unwrap().to_owned();
+    let related = api
+        .get(&format!("/v1/artifacts/{id}/related?expand=references"))
+        .await
+        .json();
+    assert_eq!(related[0]["ref"], "handbook/notes.md");
+    assert_eq!(
+        api.get("/v1/relations?artifact=handbook/guide.md")
+            .await
+            .json()["items"][0]["id"],
+        rel_id.as_str()
+    );
+    let pkg = api
+        .json(
+            Method::POST,
+            "/v1/context-packages",
+            json!({"name": "brief", "queries": ["retry"], "budget": 500}),
+        )
+        .await;
+    assert_eq!(
+        pkg.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&pkg.body)
+    );
+    let again = api
+        .json(
+            Method::POST,
+            "/v1/context-packages",
+            json!({"name": "brief", "queries": ["retry"], "budget": 500}),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "same manifest: nothing stored"
+    );
+    assert_eq!(
+        api.get("/v1/context-packages/brief").await.json()["version"],
+        1
+    );
+    assert_eq!(
+        api.get("/v1/context-packages").await.json()["items"][0]["name"],
+        "brief"
+    );
+    let md = api.get("/v1/context-packages/brief/markdown").await;
+    assert!(String::from_utf8_lossy(&md.body).starts_with("# Context: brief"));
+    assert_eq!(
+        api.get("/v1/context-packages/brief/verify").await.json()["verified"],
+        true
+    );
+    let runs = api.get("/v1/runs").await.json();
+    assert!(runs["items"].as_array().unwrap().is_empty());
+    let audit = api.get("/v1/audit?action=artifact").await.json();
+    assert!(audit.as_array().unwrap().len() >= 2);
+    assert_eq!(api.get("/v1/audit/verify").await.json()["valid"], true);
+    assert_eq!(api.get("/v1/index").await.json()["health"], "ok");
+    let del = api
+        .send(
+            Request::delete(format!("/v1/relations/{rel_id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::OK);
+    let diff_first = api.get(&format!("/v1/artifacts/{id}/diff")).await;
+    diff_first.problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// X4: updates and deletes honour If-Match; a stale ETag is 412 and changes nothing.
+#[tokio::test]
+async fn x4_if_match_maps_to_optimistic_concurrency() {
+    let (api, id) = Api::seeded().await;
+    let stale = api
+        .put(
+            "handbook/guide.md",
+            "# Guide v2\n",
+            &[("if-match", "\"7\"")],
+        )
+        .await;
+    stale.problem(StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    let ok = api
+        .put(
+            "handbook/guide.md",
+            "# Guide v2\n",
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.headers[header::ETAG], "\"2\"");
+    let create_only = api
+        .put("handbook/guide.md", "# again\n", &[("if-none-match", "*")])
+        .await;
+    create_only.problem(StatusCode::CONFLICT, "conflict");
+    let del_stale = api
+        .send(
+            Request::delete(format!("/v1/artifacts/{id}"))
+                .header("if-match", "\"1\"")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    del_stale.problem(StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    let del = api
+        .send(
+            Request::delete(format!("/v1/artifacts/{id}"))
+                .header("if-match", "\"2\"")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(del.status, StatusCode::OK);
+    assert_eq!(del.json()["state"], "deleted");
+    let bad = api
+        .put("handbook/guide.md", "x", &[("if-match", "yesterday")])
+        .await;
+    bad.problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// X4: bad input per route is a 4xx problem, and stores nothing.
+#[tokio::test]
+async fn x4_bad_input_is_a_problem_and_stores_nothing() {
+    let (api, _) = Api::seeded().await;
+    let before = api.get("/v1/audit").await.json().as_array().unwrap().len();
+    // malformed JSON, wrong types, unknown (server-owned) fields
+    let r = api
+        .send(
+            Request::post("/v1/collections")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"name\": "))
+                .unwrap(),
+        )
+        .await;
+    r.problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.json(Method::POST, "/v1/collections", json!({"name": 7}))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/collections",
+            json!({"name": "x", "id": "01a1fd4b-a0ba-726f-800c-8ac13813d520"}),
+        )
+        .await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert!(
+        p["detail"].as_str().unwrap().contains("unknown field"),
+        "{p}"
+    );
+    api.json(
+        Method::POST,
+        "/v1/relations",
+        json!({"source": "handbook/notes.md", "type": "references", "target": "handbook/guide.md", "revision": 9}),
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    api.json(
+        Method::POST,
+        "/v1/context-packages",
+        json!({"name": "p", "budget": 10, "digest": "sha256:00"}),
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    // wrong content type
+    api.send(
+        Request::post("/v1/collections")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await
+    .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    // invalid ids and references
+    api.get("/v1/artifacts/not-an-id")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/runs/42")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/artifacts/by-ref?ref=%2Fetc%2Fpasswd")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.put("handbook/../x.md", "x", &[])
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.put("handbook/x.md&metadata=[1]", "x", &[])
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    // unknown query parameters, page sizes, search syntax
+    api.get("/v1/artifacts?colection=handbook")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/search?q=x&colection=handbook")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/search?q=x&limit=1000")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/collections?limit=5000")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    let p = api
+        .get("/v1/search?q=%22unclosed")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(
+        p["detail"].as_str().unwrap().contains("never closed"),
+        "{p}"
+    );
+    api.get("/v1/search")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    // oversized body (the test server allows 64 KiB)
+    api.put("handbook/big.md", &"x".repeat(100 * 1024), &[])
+        .await
+        .problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // not found, wrong method
+    api.get("/v1/collections/nope")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    api.get("/v1/nowhere")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    api.send(
+        Request::patch("/v1/search?q=x")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let after = api.get("/v1/audit").await.json().as_array().unwrap().len();
+    assert_eq!(before, after, "no bad request wrote anything");
+    assert!(
+        api.get("/v1/artifacts/by-ref?ref=handbook/big.md")
+            .await
+            .status
+            == StatusCode::NOT_FOUND
+    );
+}
+
+/// X3/X4: a W3C traceparent becomes the correlation id: echoed in the
+/// response and recorded in the audit record of the write it caused.
+#[tokio::test]
+async fn x3_traceparent_is_the_correlation_id_of_audit_records() {
+    let api = Api::new();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = api
+        .send(
+            Request::post("/v1/collections")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+                .body(Body::from(json!({"name": "traced"}).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.headers["x-correlation-id"], trace);
+    let audit = api.get("/v1/audit?action=collection.create").await.json();
+    assert_eq!(audit[0]["correlation_id"], trace);
+    // without one, a fresh id is generated and returned
+    let r = api.get("/healthz").await;
+    assert_eq!(r.headers["x-correlation-id"].len(), 32);
+    // a problem carries it too
+    let p = api.get("/v1/collections/nope").await.json();
+    assert_eq!(p["correlation_id"].as_str().unwrap().len(), 32);
+}
+
+/// X4: the OpenAPI document is 3.1 and matches the real routes: every
+/// documented operation is served (not the fallback), and the routes the
+/// API exists for are all documented.
+#[tokio::test]
+async fn x4_openapi_matches_the_routes() {
+    let (api, id) = Api::seeded().await;
+    let served: Value = api.get("/openapi.json").await.json();
+    assert!(served["openapi"].as_str().unwrap().starts_with("3.1"));
+    let doc = serde_json::to_value(&api.doc).unwrap();
+    assert_eq!(served, doc);
+    let paths = doc["paths"].as_object().unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                ops.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops.sort();
+    let expected = [
+        ("DELETE", "/v1/artifacts/{id}"),
+        ("DELETE", "/v1/relations/{id}"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/v1/artifacts"),
+        ("GET", "/v1/artifacts/by-ref"),
+        ("GET", "/v1/artifacts/{id}"),
+        ("GET", "/v1/artifacts/{id}/content"),
+        ("GET", "/v1/artifacts/{id}/diff"),
+        ("GET", "/v1/artifacts/{id}/related"),
+        ("GET", "/v1/artifacts/{id}/revisions"),
+        ("GET", "/v1/artifacts/{id}/revisions/{revision}"),
+        ("GET", "/v1/artifacts/{id}/sections"),
+        ("GET", "/v1/artifacts/{id}/sections/{selector}"),
+        ("GET", "/v1/audit"),
+        ("GET", "/v1/audit/verify"),
+        ("GET", "/v1/collections"),
+        ("GET", "/v1/collections/{name}"),
+        ("GET", "/v1/context-packages"),
+        ("GET", "/v1/context-packages/{name}"),
+        ("GET", "/v1/context-packages/{name}/markdown"),
+        ("GET", "/v1/context-packages/{name}/verify"),
+        ("GET", "/v1/index"),
+        ("GET", "/v1/relations"),
+        ("GET", "/v1/runs"),
+        ("GET", "/v1/runs/{id}"),
+        ("GET", "/v1/search"),
+        ("POST", "/v1/collections"),
+        ("POST", "/v1/context-packages"),
+        ("POST", "/v1/relations"),
+        ("PUT", "/v1/artifacts"),
+    ];
+    let got: Vec<(&str, &str)> = ops.iter().map(|(m, p)| (m.as_str(), p.as_str())).collect();
+    assert_eq!(got, expected);
+    // every documented operation reaches a handler: never the router's
+    // "no such route" or a 405
+    for (method, path) in &ops {
+        let uri = path
+            .replace("{id}", &id)
+            .replace("{revision}", "1")
+            .replace("{selector}", "install")
+            .replace("{name}", "handbook");
+        let r = api
+            .send(
+                Request::builder()
+                    .method(method.as_str())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        if r.status == StatusCode::NOT_FOUND {
+            let p = r.json();
+            assert!(
+                !p["detail"].as_str().unwrap_or("").contains("no such route"),
+                "{method} {uri} is documented but not routed"
+            );
+        }
+    }
+}

@@ -70,6 +70,14 @@ pub enum Change {
     ContextPackageUnchanged {
         package: crate::ContextPackage,
     },
+    /// An API key was created (its secret hash is never in a record).
+    KeyCreated {
+        key: crate::ApiKey,
+    },
+    /// An API key was revoked.
+    KeyRevoked {
+        key: crate::ApiKey,
+    },
     /// An audit-only record (a denial, a recovery action) with no state change.
     Audited {
         action: String,
@@ -172,6 +180,24 @@ impl Change {
                 outcome: Outcome::Success,
                 detail: None,
             },
+            Change::KeyCreated { key } | Change::KeyRevoked { key } => AuditDraft {
+                action: if matches!(self, Change::KeyCreated { .. }) {
+                    "key.create".into()
+                } else {
+                    "key.revoke".into()
+                },
+                target_kind: "api_key".into(),
+                target_id: key.id.clone(),
+                target_name: Some(key.name.clone()),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(json!({
+                    "actor": key.actor.to_string(),
+                    "scopes": key.scopes,
+                })),
+            },
             Change::Audited { .. } | Change::ContextPackageUnchanged { .. } => return None,
         };
         Some(d)
@@ -210,6 +236,15 @@ impl Change {
                 "context.built".to_owned(),
                 package.id.to_string(),
                 json!({ "name": package.name, "version": package.version, "digest": package.digest }),
+            ),
+            Change::KeyCreated { key } | Change::KeyRevoked { key } => (
+                if matches!(self, Change::KeyCreated { .. }) {
+                    "key.created".to_owned()
+                } else {
+                    "key.revoked".to_owned()
+                },
+                key.id.clone(),
+                json!({ "name": key.name, "actor": key.actor.to_string() }),
             ),
             Change::ArtifactUnchanged { .. }
             | Change::ContextPackageUnchanged { .. }

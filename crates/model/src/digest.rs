@@ -31,6 +31,10 @@ impl Digest {
     }
 
     /// 64 lowercase hex digits, without the algorithm prefix.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }

@@ -219,6 +219,19 @@ pub enum Op {
         digest: Digest,
         manifest: serde_json::Value,
     },
+    /// Stores a new API key (its `secret_hash` must be set). The key's
+    /// namespace is the batch's. `AlreadyExists` if the id is taken.
+    CreateKey(kontextual_model::ApiKey),
+    /// Revokes a key of the batch's namespace; `NotFound` if there is none.
+    /// Revoking a revoked key changes nothing (no change record).
+    RevokeKey {
+        id: String,
+    },
+    /// Records when keys were last used (coalesced by the caller).
+    /// Bookkeeping: no change, no audit record; unknown ids are ignored.
+    TouchKeys {
+        uses: Vec<(String, kontextual_model::Timestamp)>,
+    },
 }
 
 /// A page request: keyset cursor plus size.
@@ -435,6 +448,19 @@ pub trait Backend: Send + Sync {
         name: &kontextual_model::PackageName,
         version: Option<u64>,
     ) -> Result<Option<kontextual_model::ContextPackage>>;
+
+    /// An API key by its public id, in any namespace, with its secret hash.
+    fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>>;
+
+    /// The keys of a namespace by name (without secret hashes).
+    fn api_keys(
+        &self,
+        ns: &Namespace,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::ApiKey>>;
+
+    /// Whether any key that is not revoked exists, in any namespace.
+    fn has_api_keys(&self) -> Result<bool>;
 
     /// The latest version of each context package, by name.
     fn context_packages(

@@ -681,6 +681,24 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::context_package(c, ns, name.as_str(), version))
     }
 
+    fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
+        self.read(|c| read::api_key(c, id))
+    }
+
+    fn api_keys(
+        &self,
+        ns: &kontextual_model::Namespace,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::ApiKey>> {
+        self.read(|c| read::api_keys(c, ns, page))
+    }
+
+    fn has_api_keys(&self) -> Result<bool> {
+        self.read(|c| {
+            Ok(read::count(c, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")? > 0)
+        })
+    }
+
     fn context_packages(
         &self,
         ns: &kontextual_model::Namespace,

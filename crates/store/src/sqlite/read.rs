@@ -783,3 +783,58 @@ pub(crate) fn namespaces(conn: &Connection) -> Result<Vec<Namespace>> {
         .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)
 }
+
+const KEY_COLS: &str = "id, namespace, name, actor, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at";
+
+fn key_row(r: &Row<'_>) -> rusqlite::Result<kontextual_model::ApiKey> {
+    let opt_ts = |i: usize| -> rusqlite::Result<Option<kontextual_model::Timestamp>> {
+        r.get::<_, Option<i64>>(i)?.map(from_micros).transpose()
+    };
+    Ok(kontextual_model::ApiKey {
+        id: r.get(0)?,
+        namespace: parsed(r, 1)?,
+        name: r.get(2)?,
+        actor: parsed(r, 3)?,
+        scopes: json(r, 4)?,
+        secret_hash: Some(digest(r, 5)?),
+        created_at: ts(r, 6)?,
+        expires_at: opt_ts(7)?,
+        revoked_at: opt_ts(8)?,
+        last_used_at: opt_ts(9)?,
+    })
+}
+
+pub(crate) fn api_key(conn: &Connection, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
+    conn.prepare_cached(&format!("SELECT {KEY_COLS} FROM api_keys WHERE id = ?1"))
+        .map_err(sql_err)?
+        .query_row(params![id], key_row)
+        .optional()
+        .map_err(sql_err)
+}
+
+pub(crate) fn api_keys(
+    conn: &Connection,
+    ns: &Namespace,
+    req: &PageRequest,
+) -> Result<Page<kontextual_model::ApiKey>> {
+    let limit = req.effective_limit();
+    let (after_name, after_id) = match &req.after {
+        Some(c) => decode_pair(c)?,
+        None => (String::new(), String::new()),
+    };
+    let mut page = page(
+        conn,
+        &format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE namespace = ?1 AND (name, id) > (?2, ?3) \
+             ORDER BY name, id LIMIT ?4"
+        ),
+        &[&ns.as_str(), &after_name, &after_id, &(limit as i64 + 1)],
+        limit,
+        key_row,
+        |k| encode_pair(&k.name, &k.id),
+    )?;
+    for k in &mut page.items {
+        k.secret_hash = None;
+    }
+    Ok(page)
+}

@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "context_packages",
         sql: include_str!("migrations/0005_context_packages.sql"),
     },
+    Migration {
+        version: 6,
+        name: "api_keys",
+        sql: include_str!("migrations/0006_api_keys.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -177,9 +182,9 @@ mod tests {
         };
         let mut a = Connection::open_in_memory().unwrap();
         let mut b = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut a, None, true).unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(migrate(&mut a, None, true).unwrap(), vec![1, 2, 3, 4, 5, 6]);
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 4);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 5);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

@@ -252,6 +252,19 @@ fn apply_batch(
             } => vec![save_context_package(
                 conn, &ctx, name, digest, manifest, now,
             )?],
+            Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
+            Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::TouchKeys { uses } => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+                    )
+                    .map_err(sql_err)?;
+                for (id, at) in uses {
+                    stmt.execute(params![id, micros(at)]).map_err(sql_err)?;
+                }
+                continue;
+            }
             Op::Audit(draft) => {
                 append_audit(conn, &ctx, head, now, draft)?;
                 out.push(Change::Audited {
@@ -942,6 +955,67 @@ fn save_context_package(
     )
     .map_err(sql_err)?;
     Ok(Change::ContextPackageSaved { package })
+}
+
+fn create_key(
+    conn: &Connection,
+    ctx: &WriteContext,
+    mut key: kontextual_model::ApiKey,
+    now: Timestamp,
+) -> Result<Change> {
+    let hash = key.secret_hash.ok_or_else(|| {
+        StoreError::InvalidInput("an API key needs the hash of its secret".to_owned())
+    })?;
+    if read::api_key(conn, &key.id)?.is_some() {
+        return Err(StoreError::AlreadyExists {
+            what: format!("API key {}", key.id),
+        });
+    }
+    key.namespace = ctx.namespace.clone();
+    key.created_at = now;
+    key.revoked_at = None;
+    key.last_used_at = None;
+    conn.execute(
+        "INSERT INTO api_keys (id, namespace, name, actor, scopes, secret_hash, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            key.id,
+            key.namespace.as_str(),
+            key.name,
+            key.actor.to_string(),
+            serde_json::to_string(&key.scopes).unwrap_or_else(|_| "[]".into()),
+            hash.hex(),
+            micros(now),
+            key.expires_at.map(micros),
+        ],
+    )
+    .map_err(sql_err)?;
+    key.secret_hash = None;
+    Ok(Change::KeyCreated { key })
+}
+
+fn revoke_key(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: &str,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    let Some(mut key) = read::api_key(conn, id)?.filter(|k| k.namespace == ctx.namespace) else {
+        return Err(StoreError::NotFound {
+            what: format!("API key {id}"),
+        });
+    };
+    key.secret_hash = None;
+    if key.revoked_at.is_some() {
+        return Ok(Vec::new());
+    }
+    conn.execute(
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
+        params![id, micros(now)],
+    )
+    .map_err(sql_err)?;
+    key.revoked_at = Some(now);
+    Ok(vec![Change::KeyRevoked { key }])
 }
 
 fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {

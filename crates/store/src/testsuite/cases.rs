@@ -1234,3 +1234,99 @@ pub fn k8_feed_position_tracks_the_outbox(h: &mut dyn Harness) {
         vec![kontextual_model::Namespace::default()]
     );
 }
+
+/// X1: API keys are stored with only their secret's hash, listed without
+/// it, revoked once (audited), and their last use is recorded.
+pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
+    use kontextual_model::{ApiKey, Namespace, Scope};
+    let s = h.store();
+    let c = ctx("default");
+    assert!(!s.has_api_keys().unwrap());
+    let key = ApiKey {
+        id: "0123456789abcdef".into(),
+        name: "ci".into(),
+        namespace: Namespace::default(),
+        actor: "agent:ci".parse().unwrap(),
+        scopes: vec![Scope::Read, Scope::Write],
+        created_at: kontextual_model::now(),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        secret_hash: Some(Digest::of(b"secret")),
+    };
+    let made = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap();
+    assert!(matches!(&made[0], Change::KeyCreated { key } if key.secret_hash.is_none()));
+    let e = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let got = s.api_key("0123456789abcdef").unwrap().unwrap();
+    assert_eq!(got.secret_hash, Some(Digest::of(b"secret")));
+    assert_eq!(got.scopes, vec![Scope::Read, Scope::Write]);
+    assert!(s.has_api_keys().unwrap());
+    let listed = s
+        .api_keys(&Namespace::default(), &PageRequest::default())
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(listed.items[0].secret_hash.is_none());
+    let at = kontextual_model::now();
+    assert!(
+        write(
+            &s,
+            &c,
+            vec![Op::TouchKeys {
+                uses: vec![("0123456789abcdef".into(), at)]
+            }]
+        )
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(
+        s.api_key("0123456789abcdef").unwrap().unwrap().last_used_at,
+        Some(at)
+    );
+    // another namespace cannot revoke it
+    let e = write(
+        &s,
+        &ctx("other"),
+        vec![Op::RevokeKey {
+            id: "0123456789abcdef".into(),
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let revoked = write(
+        &s,
+        &c,
+        vec![Op::RevokeKey {
+            id: "0123456789abcdef".into(),
+        }],
+    )
+    .unwrap();
+    assert!(matches!(&revoked[0], Change::KeyRevoked { .. }));
+    assert!(
+        write(
+            &s,
+            &c,
+            vec![Op::RevokeKey {
+                id: "0123456789abcdef".into()
+            }]
+        )
+        .unwrap()
+        .is_empty()
+    );
+    assert!(
+        s.api_key("0123456789abcdef")
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(!s.has_api_keys().unwrap());
+    let actions: Vec<String> = s
+        .audit(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.draft.action)
+        .filter(|a| a.starts_with("key."))
+        .collect();
+    assert_eq!(actions, ["key.create", "key.revoke"]);
+}

@@ -153,6 +153,7 @@ macro_rules! conformance_suite {
             k6_runs_record_steps_outputs_and_final_status,
             k7_context_packages_are_versioned_by_digest,
             k8_feed_position_tracks_the_outbox,
+            x1_api_keys_are_hashed_revocable_and_touched,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -89,6 +89,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// The HTTP API (JSON under /v1, OpenAPI at /openapi.json); owns the search index while it runs
     Serve(ServeArgs),
+    /// API keys for the HTTP API: create (prints the token once), list, revoke
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Schema status and migrations
     #[command(subcommand)]
     Db(DbCmd),
@@ -482,4 +485,27 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Create a key; its token is printed once and only its hash is kept
+    Create {
+        /// A name to recognise it by
+        #[arg(long)]
+        name: String,
+        /// The actor requests with this key act as: user|agent|application|service:NAME
+        #[arg(long)]
+        actor: String,
+        /// Comma-separated: read, write, admin, export
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Expiry: RFC 3339 time or a date
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+    },
+    /// Keys of the namespace (never their secrets)
+    List(PageArgs),
+    /// Revoke a key by its id; requests with it are refused at once
+    Revoke { id: String },
 }

@@ -80,6 +80,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Index(c) => crate::retrieval::index(&ctx, c),
         Command::Verify(a) => verify(&ctx, a),
         Command::Serve(a) => serve(&ctx, a),
+        Command::Key(c) => key(&ctx, c),
         Command::Db(c) => db(&ctx, c),
     }
 }
@@ -841,6 +842,88 @@ fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    match cmd {
+        KeyCmd::Create {
+            name,
+            actor,
+            scopes,
+            expires,
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| s.trim().parse::<kontextual_model::Scope>())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let expires = expires.as_deref().map(parse_time).transpose()?;
+            let k = svc.key_create(&ctx.caller, &name, actor.parse()?, scopes, expires)?;
+            if ctx.out.json {
+                ctx.out.json(&k)?;
+            } else {
+                println!("{}", k.token);
+                eprintln!(
+                    "Created API key {} ({}) for {}, scopes {}. The token above is shown once: store it now.",
+                    k.key.id,
+                    k.key.name,
+                    k.key.actor,
+                    k.key
+                        .scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        KeyCmd::List(p) => {
+            let pg = svc.key_list(&ctx.caller, &page(&p))?;
+            if ctx.out.json {
+                ctx.out.json(&pg)?;
+            } else {
+                let rows = pg
+                    .items
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.id.clone(),
+                            k.name.clone(),
+                            k.actor.to_string(),
+                            k.scopes
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            if k.revoked_at.is_some() {
+                                "revoked".to_owned()
+                            } else if k.expires_at.is_some_and(|e| e <= kontextual_model::now()) {
+                                "expired".to_owned()
+                            } else {
+                                "active".to_owned()
+                            },
+                            k.last_used_at.map(time).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                ctx.out.table(
+                    &["id", "name", "actor", "scopes", "state", "last used"],
+                    rows,
+                );
+                next_hint(ctx, pg.next.as_ref());
+            }
+        }
+        KeyCmd::Revoke { id } => {
+            let k = svc.key_revoke(&ctx.caller, &id)?;
+            if ctx.out.json {
+                ctx.out.json(&k)?;
+            } else {
+                ctx.out
+                    .note(format!("Revoked API key {} ({}).", k.id, k.name));
+            }
+        }
+    }
+    ok()
 }
 
 fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {

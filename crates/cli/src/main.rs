@@ -88,6 +88,7 @@ fn classify(err: &anyhow::Error) -> (u8, &'static str) {
                 ErrorKind::Conflict => (4, "conflict"),
                 ErrorKind::Unavailable => (5, "store_unavailable"),
                 ErrorKind::Denied => (6, "permission_denied"),
+                ErrorKind::Unauthenticated => (6, "unauthenticated"),
                 ErrorKind::Corrupted => (7, "corrupted"),
                 ErrorKind::Io => (8, "io_error"),
                 ErrorKind::Internal => (10, "internal"),

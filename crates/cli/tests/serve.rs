@@ -145,3 +145,80 @@ fn x4_serve_refuses_public_bind_without_keys() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("refusing to bind to 0.0.0.0:0"), "{e}");
 }
+
+fn http_auth(addr: &str, path: &str, token: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw[9..12].parse().unwrap()
+}
+
+/// X1: `key create` prints a token once; with a key in the store the server
+/// requires one (and may bind beyond loopback); `key revoke` locks it out.
+#[test]
+fn x1_keys_from_the_cli_guard_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&data, &["init"]);
+    let token = ok(
+        &data,
+        &[
+            "key",
+            "create",
+            "--name",
+            "ci",
+            "--actor",
+            "agent:ci",
+            "--scopes",
+            "read,write",
+        ],
+    )
+    .trim()
+    .to_owned();
+    assert!(token.starts_with("kx_"), "{token}");
+    let list = ok(&data, &["--json", "key", "list"]);
+    assert!(
+        !list.contains(token.rsplit('_').next().unwrap()),
+        "secret listed"
+    );
+    let keys: Value = serde_json::from_str(&list).unwrap();
+    let id = keys["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut child = kx(&data)
+        .args(["--json", "serve", "--bind", "0.0.0.0:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Server(child);
+    let port = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(http(&addr, "GET", "/v1/collections", "").0, 401);
+    assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
+    assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
+    assert_eq!(http_auth(&addr, "/v1/collections", &token), 200);
+    ok(&data, &["key", "revoke", &id]);
+    assert_eq!(http_auth(&addr, "/v1/collections", &token), 401);
+    let e = kx(&data)
+        .args([
+            "key", "create", "--name", "x", "--actor", "robot:x", "--scopes", "read",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(e.status.code(), Some(2));
+}

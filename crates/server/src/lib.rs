@@ -77,7 +77,7 @@ struct ApiDoc;
 
 /// The routes and their OpenAPI description, from one registration.
 pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
-    use routes::{artifacts as a, ops as o, retrieval as r};
+    use routes::{artifacts as a, keys as k, ops as o, retrieval as r};
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(o::healthz))
         .routes(routes!(o::readyz))
@@ -105,6 +105,8 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(o::list_audit))
         .routes(routes!(o::verify_audit))
         .routes(routes!(o::index_status))
+        .routes(routes!(k::list_keys, k::create_key))
+        .routes(routes!(k::revoke_key))
         .with_state(state)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
@@ -139,7 +141,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(
-        "refusing to bind to {0}: the API has no API keys yet, so it only serves loopback (use --bind 127.0.0.1:PORT)"
+        "refusing to bind to {0}: no API key exists, so every request would act as the local administrator; create one with `kontextual key create` or bind to 127.0.0.1"
     )]
     NotLoopback(SocketAddr),
     #[error("cannot listen on {addr}: {cause}")]
@@ -160,10 +162,18 @@ pub async fn serve(
     cfg: ServeConfig,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    if !cfg.bind.ip().is_loopback() {
-        return Err(ServeError::NotLoopback(cfg.bind));
-    }
     let svc = state.services.clone();
+    if !cfg.bind.ip().is_loopback() {
+        let keys = tokio::task::spawn_blocking({
+            let svc = svc.clone();
+            move || svc.keys_exist()
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        if !keys {
+            return Err(ServeError::NotLoopback(cfg.bind));
+        }
+    }
     // Own (or wait for) the index before accepting requests.
     tokio::task::spawn_blocking({
         let svc = svc.clone();
@@ -198,8 +208,12 @@ pub async fn serve(
         .await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
-    // Commit what the follower had not applied yet.
-    let _ = tokio::task::spawn_blocking(move || svc.index_follow()).await;
+    // Commit what the follower had not applied yet, and record key uses.
+    let _ = tokio::task::spawn_blocking(move || {
+        svc.flush_key_uses();
+        svc.index_follow()
+    })
+    .await;
     served?;
     Ok(())
 }

@@ -73,6 +73,7 @@ impl Problem {
             }
             ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             ErrorKind::Denied => (StatusCode::FORBIDDEN, "permission_denied"),
+            ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ErrorKind::Corrupted => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted"),
             ErrorKind::Io | ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -99,6 +100,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         r
     }
 }

@@ -66,8 +66,9 @@ pub async fn correlate(mut req: Request, next: Next) -> Response {
     res
 }
 
-/// Who is calling, for the services. Until API keys exist, the server acts
-/// as its configured local actor and binds to loopback only.
+/// Who is calling, for the services: the actor of the request's API key
+/// (`Authorization: Bearer kx_…`), or — only while the store has no keys at
+/// all, which `serve` allows on loopback alone — the configured local actor.
 pub struct Call {
     pub caller: Caller,
 }
@@ -76,6 +77,16 @@ impl Call {
     pub fn id(&self) -> &str {
         self.caller.correlation_id.as_str()
     }
+}
+
+fn unauthenticated(detail: &str, id: &CorrelationId) -> Problem {
+    let mut p = Problem::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        detail,
+    );
+    p.correlation_id = Some(id.to_string());
+    p
 }
 
 impl FromRequestParts<AppState> for Call {
@@ -87,7 +98,43 @@ impl FromRequestParts<AppState> for Call {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let mut caller = Caller::new(state.actor.clone(), state.namespace.clone());
+        let svc = state.services.clone();
+        let blocking = |r: Result<kontextual_services::Result<Caller>, tokio::task::JoinError>| {
+            r.map_err(|_| unauthenticated("authentication failed", &id))?
+                .map_err(|e| Problem::from_service(&e, id.as_str(), false))
+        };
+        let caller = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            Some(v) => {
+                let token = v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.strip_prefix("Bearer "))
+                    .map(|s| s.trim().to_owned())
+                    .ok_or_else(|| {
+                        unauthenticated("use the header Authorization: Bearer kx_…", &id)
+                    })?;
+                let c =
+                    blocking(tokio::task::spawn_blocking(move || svc.authenticate(&token)).await);
+                if c.is_err() {
+                    tracing::warn!(correlation_id = id.as_str(), "authentication refused");
+                }
+                c?
+            }
+            None => {
+                let required = tokio::task::spawn_blocking(move || svc.keys_exist())
+                    .await
+                    .map_err(|_| unauthenticated("authentication failed", &id))?
+                    .map_err(|e| Problem::from_service(&e, id.as_str(), false))?;
+                if required {
+                    return Err(unauthenticated(
+                        "this server requires an API key: send Authorization: Bearer kx_…",
+                        &id,
+                    ));
+                }
+                Caller::new(state.actor.clone(), state.namespace.clone())
+            }
+        };
+        let mut caller = caller;
         caller.correlation_id = id;
         Ok(Call { caller })
     }

@@ -495,6 +495,7 @@ async fn x4_openapi_matches_the_routes() {
     ops.sort();
     let expected = [
         ("DELETE", "/v1/artifacts/{id}"),
+        ("DELETE", "/v1/keys/{id}"),
         ("DELETE", "/v1/relations/{id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -517,12 +518,14 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/context-packages/{name}/markdown"),
         ("GET", "/v1/context-packages/{name}/verify"),
         ("GET", "/v1/index"),
+        ("GET", "/v1/keys"),
         ("GET", "/v1/relations"),
         ("GET", "/v1/runs"),
         ("GET", "/v1/runs/{id}"),
         ("GET", "/v1/search"),
         ("POST", "/v1/collections"),
         ("POST", "/v1/context-packages"),
+        ("POST", "/v1/keys"),
         ("POST", "/v1/relations"),
         ("PUT", "/v1/artifacts"),
     ];
@@ -554,4 +557,161 @@ async fn x4_openapi_matches_the_routes() {
             );
         }
     }
+}
+
+impl Api {
+    async fn with_key(&self, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        self.send(
+            b.body(body.map_or_else(Body::empty, |v| Body::from(v.to_string())))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// X1/X2: once a key exists every request needs one; scopes bound what a
+/// key may do; revoked, expired, malformed or wrong tokens are refused; the
+/// token is shown once and never stored or audited.
+#[tokio::test]
+async fn x1_api_keys_authenticate_and_scope_requests() {
+    let (api, id) = Api::seeded().await;
+    let made = api
+        .json(
+            Method::POST,
+            "/v1/keys",
+            json!({"name": "reader", "actor": "agent:reader", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(
+        made.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&made.body)
+    );
+    let made = made.json();
+    let reader = made["token"].as_str().unwrap().to_owned();
+    assert!(reader.starts_with("kx_"));
+    assert!(made["key"].get("secret_hash").is_none());
+    // from now on, no key, no access
+    let r = api.get("/v1/search?q=borrow").await;
+    r.problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    // the reader reads, but may not write or administer
+    let r = api
+        .with_key(Method::GET, "/v1/search?q=borrow", &reader, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    api.with_key(
+        Method::POST,
+        "/v1/collections",
+        &reader,
+        Some(json!({"name": "nope"})),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, "permission_denied");
+    api.with_key(Method::GET, "/v1/keys", &reader, None)
+        .await
+        .problem(StatusCode::FORBIDDEN, "permission_denied");
+    // a wrong secret, a malformed token, another scheme
+    let wrong = format!(
+        "{}{}",
+        &reader[..reader.len() - 1],
+        if reader.ends_with('0') { '1' } else { '0' }
+    );
+    let p = api
+        .with_key(Method::GET, "/v1/search?q=x", &wrong, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(p["detail"], "the API key is not valid");
+    api.with_key(Method::GET, "/v1/search?q=x", "not-a-key", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    api.send(
+        Request::get("/v1/search?q=x")
+            .header(header::AUTHORIZATION, "Basic abc")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    // writes made with a key are attributed to its actor; the admin key is
+    // made the way the CLI makes it (the local admin, through the services)
+    let admin_tok = {
+        let svc = kontextual_services::Services::open(
+            &kontextual_services::StoreConfig {
+                data_dir: api._dir.path().join("data"),
+                busy_timeout: std::time::Duration::from_secs(5),
+            },
+            kontextual_services::StoreOpenMode::ReadWrite,
+        )
+        .unwrap();
+        let local = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+        svc.key_create(
+            &local,
+            "ops",
+            "service:ops".parse().unwrap(),
+            vec![kontextual_model::Scope::Admin],
+            None,
+        )
+        .unwrap()
+        .token
+    };
+    let w = api
+        .with_key(
+            Method::POST,
+            "/v1/collections",
+            &admin_tok,
+            Some(json!({"name": "ops"})),
+        )
+        .await;
+    assert_eq!(w.status, StatusCode::CREATED);
+    let audit = api
+        .with_key(
+            Method::GET,
+            "/v1/audit?action=collection.create",
+            &admin_tok,
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        audit.as_array().unwrap().last().unwrap()["actor"],
+        "service:ops"
+    );
+    let all = api
+        .with_key(Method::GET, "/v1/audit", &admin_tok, None)
+        .await;
+    let text = String::from_utf8_lossy(&all.body);
+    let secret = reader.rsplit('_').next().unwrap();
+    assert!(!text.contains(secret), "a secret reached the audit log");
+    // listing shows keys without secrets; revoking locks the reader out
+    let keys = api
+        .with_key(Method::GET, "/v1/keys", &admin_tok, None)
+        .await
+        .json();
+    assert_eq!(keys["items"].as_array().unwrap().len(), 2);
+    assert!(!keys.to_string().contains(secret));
+    let reader_id = made["key"]["id"].as_str().unwrap();
+    let r = api
+        .with_key(
+            Method::DELETE,
+            &format!("/v1/keys/{reader_id}"),
+            &admin_tok,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json()["revoked_at"].is_string());
+    let p = api
+        .with_key(Method::GET, &format!("/v1/artifacts/{id}"), &reader, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
 }

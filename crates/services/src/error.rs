@@ -12,6 +12,8 @@ pub enum ErrorKind {
     NotFound,
     Conflict,
     Denied,
+    /// No valid credentials (HTTP 401).
+    Unauthenticated,
     Unavailable,
     Corrupted,
     Io,
@@ -37,6 +39,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Index(#[from] kontextual_index::IndexError),
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{context}: {cause}")]
     Io {
         context: String,
@@ -61,6 +65,7 @@ impl Error {
             Error::Invalid(_) | Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Denied { .. } => ErrorKind::Denied,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Io { .. } => ErrorKind::Io,
             Error::Index(e) => match e {
                 kontextual_index::IndexError::Query(_) => ErrorKind::InvalidInput,

@@ -12,6 +12,7 @@ mod diff;
 mod error;
 mod index_admin;
 mod ingest;
+mod keys;
 mod media;
 mod policy;
 mod projection;
@@ -47,13 +48,14 @@ pub use index_admin::IndexStatus;
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };
+pub use keys::NewKey;
 pub use kontextual_index::Snippet;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
     ProblemCategory,
 };
-pub use policy::{AllowAll, Permission, Policy};
+pub use policy::{AllowAll, Permission, Policy, ScopePolicy};
 pub use projection::{CatchUp, FOLLOWER_WAIT};
 pub use runs::this_process;
 pub use search::{
@@ -68,6 +70,11 @@ pub struct Caller {
     pub actor: Actor,
     pub namespace: Namespace,
     pub correlation_id: CorrelationId,
+    /// What the caller's API key allows; `None` for the local administrator
+    /// (the CLI on its own data directory).
+    pub scopes: Option<Vec<kontextual_model::Scope>>,
+    /// The key the caller authenticated with, if any.
+    pub key_id: Option<String>,
 }
 
 impl Caller {
@@ -76,6 +83,8 @@ impl Caller {
             actor,
             namespace,
             correlation_id: CorrelationId::new(),
+            scopes: None,
+            key_id: None,
         }
     }
 
@@ -105,6 +114,8 @@ pub struct Services {
     data_dir: Option<PathBuf>,
     /// Opened on first use: most commands never need the index.
     projection: std::sync::Mutex<Option<std::sync::Arc<projection::Projection>>>,
+    /// API key uses not written yet (coalesced).
+    touches: keys::TouchState,
 }
 
 /// Result of `audit verify`.
@@ -122,7 +133,7 @@ impl Services {
         let mut opts = OpenOptions::new(mode);
         opts.busy_timeout = cfg.busy_timeout;
         let backend = SqliteBackend::open_dir(&cfg.data_dir, &opts)?;
-        let mut svc = Services::with_store(Store::new(backend), Box::new(AllowAll));
+        let mut svc = Services::with_store(Store::new(backend), Box::new(ScopePolicy));
         svc.data_dir = Some(cfg.data_dir.clone());
         if matches!(mode, OpenMode::ReadWrite | OpenMode::Create) {
             // A run whose process died shows as interrupted, not running (K6).
@@ -140,6 +151,7 @@ impl Services {
             policy,
             data_dir: None,
             projection: std::sync::Mutex::new(None),
+            touches: Default::default(),
         }
     }
 

@@ -39,6 +39,27 @@ impl Policy for AllowAll {
     }
 }
 
+/// Enforces the scopes of the caller's API key: `read` allows reads,
+/// `write` reads and writes, `admin` everything. A caller without a key (the
+/// local administrator) may do everything. Grants per namespace and
+/// collection narrow this further (next slice).
+pub struct ScopePolicy;
+
+impl Policy for ScopePolicy {
+    fn allows(&self, caller: &Caller, permission: Permission, _: &str) -> bool {
+        use kontextual_model::Scope;
+        let Some(scopes) = &caller.scopes else {
+            return true;
+        };
+        let has = |s: Scope| scopes.contains(&s);
+        match permission {
+            Permission::Read => has(Scope::Read) || has(Scope::Write) || has(Scope::Admin),
+            Permission::Write => has(Scope::Write) || has(Scope::Admin),
+            Permission::Admin => has(Scope::Admin),
+        }
+    }
+}
+
 impl Services {
     /// Whether the policy allows it, without auditing: for filtering what a
     /// caller sees (search hits), where a refusal is not a denial.

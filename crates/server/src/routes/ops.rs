@@ -23,9 +23,25 @@ pub async fn healthz() -> Response {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Store and index reachable", content_type = "application/json"),
         (status = 503, description = "Not ready", body = ProblemBody, content_type = "application/problem+json")))]
-pub async fn readyz(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
-    run(&s, call, false, |svc, _| svc.ready()).await?;
-    Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response())
+pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
+    // Probes carry no key: readiness reveals nothing but up or down.
+    let svc = s.services.clone();
+    match tokio::task::spawn_blocking(move || svc.ready()).await {
+        Ok(Ok(())) => Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready");
+            Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store or the search index is not reachable",
+            ))
+        }
+        Err(_) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "readiness check failed",
+        )),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

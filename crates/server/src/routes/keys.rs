@@ -1,0 +1,82 @@
+//! API keys (admin): create (the token is in this answer only), list, revoke.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kontextual_model::{Actor, Scope};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::extract::{Json, Path, Query, run};
+use crate::problem::{Problem, ProblemBody};
+use crate::request::Call;
+use crate::routes::artifacts::{PageParams, page};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    /// `KIND:NAME`, kind one of user, agent, application, service.
+    pub actor: String,
+    /// Any of read, write, admin, export.
+    pub scopes: Vec<String>,
+    /// RFC 3339 expiry.
+    pub expires_at: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
+    responses((status = 201, description = "The key and its token (shown once)", content_type = "application/json"),
+        (status = 403, description = "Needs the admin scope", body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn create_key(
+    State(s): State<AppState>,
+    call: Call,
+    Json(b): Json<NewKey>,
+) -> Result<Response, Problem> {
+    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
+    let actor: Actor = b.actor.parse().map_err(bad)?;
+    let scopes = b
+        .scopes
+        .iter()
+        .map(|s| s.parse::<Scope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let expires = b
+        .expires_at
+        .as_deref()
+        .map(|t| {
+            t.parse::<kontextual_model::Timestamp>().map_err(|_| {
+                Problem::bad_request(format!("expires_at {t:?}: expected an RFC 3339 time"))
+            })
+        })
+        .transpose()?;
+    let k = run(&s, call, false, move |svc, c| {
+        svc.key_create(c, &b.name, actor, scopes, expires)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(k)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageParams),
+    responses((status = 200, description = "Keys of the namespace (never their secrets)", content_type = "application/json")))]
+pub async fn list_keys(
+    State(s): State<AppState>,
+    call: Call,
+    Query(p): Query<PageParams>,
+) -> Result<Response, Problem> {
+    let page = page(&p)?;
+    let v = run(&s, call, false, move |svc, c| svc.key_list(c, &page)).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Public key id")),
+    responses((status = 200, description = "The revoked key", content_type = "application/json")))]
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    call: Call,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let v = run(&s, call, false, move |svc, c| svc.key_revoke(c, &id)).await?;
+    Ok(axum::Json(v).into_response())
+}

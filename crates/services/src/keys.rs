@@ -1,0 +1,185 @@
+//! API keys and authentication (X1). A token is `kx_<id>_<secret>`: the id
+//! finds the key, the secret (256 random bits) is compared by its SHA-256 in
+//! constant time. Last use is coalesced in memory and written at most about
+//! once a minute.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kontextual_model::key::{TOKEN_PREFIX, digests_match, parse_token};
+use kontextual_model::{Actor, ApiKey, Digest, Scope, Timestamp};
+use kontextual_store::{Op, Page, PageRequest};
+
+use crate::{Caller, Error, Permission, Result, Services};
+
+/// How often coalesced last-use times are written.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Pending last-use times and when they were last written.
+pub(crate) struct Touches {
+    pending: HashMap<String, Timestamp>,
+    flushed: Instant,
+}
+
+impl Default for Touches {
+    fn default() -> Self {
+        Touches {
+            pending: HashMap::new(),
+            flushed: Instant::now(),
+        }
+    }
+}
+
+/// A new key and its token (shown once; only its hash is stored).
+#[derive(Debug, serde::Serialize)]
+pub struct NewKey {
+    pub key: ApiKey,
+    pub token: String,
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)
+        .map_err(|e| Error::InvalidInput(format!("no randomness available: {e}")))?;
+    Ok(hex::encode(buf))
+}
+
+impl Services {
+    pub fn key_create(
+        &self,
+        caller: &Caller,
+        name: &str,
+        actor: Actor,
+        scopes: Vec<Scope>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<NewKey> {
+        self.authorize(caller, Permission::Admin, "API keys")?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(Error::InvalidInput(
+                "a key name must be 1-128 printable characters".to_owned(),
+            ));
+        }
+        if scopes.is_empty() {
+            return Err(Error::InvalidInput(
+                "give the key at least one scope: read, write, admin or export".to_owned(),
+            ));
+        }
+        if expires_at.is_some_and(|e| e <= kontextual_model::now()) {
+            return Err(Error::InvalidInput("the expiry is in the past".to_owned()));
+        }
+        let mut scopes = scopes;
+        scopes.sort();
+        scopes.dedup();
+        let id = random_hex(8)?;
+        let secret = random_hex(32)?;
+        let key = ApiKey {
+            id: id.clone(),
+            name: name.to_owned(),
+            namespace: caller.namespace.clone(),
+            actor,
+            scopes,
+            created_at: kontextual_model::now(),
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+            secret_hash: Some(Digest::of(secret.as_bytes())),
+        };
+        let changes = self.write(caller, vec![Op::CreateKey(key)])?;
+        match changes.into_iter().next() {
+            Some(kontextual_model::Change::KeyCreated { key }) => Ok(NewKey {
+                key,
+                token: format!("{TOKEN_PREFIX}{id}_{secret}"),
+            }),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    pub fn key_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ApiKey>> {
+        self.authorize(caller, Permission::Admin, "API keys")?;
+        Ok(self.store().api_keys(&caller.namespace, page)?)
+    }
+
+    /// Revokes a key; revoking it again is a no-op.
+    pub fn key_revoke(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+        self.authorize(caller, Permission::Admin, "API keys")?;
+        self.write(caller, vec![Op::RevokeKey { id: id.to_owned() }])?;
+        let mut k = self
+            .store()
+            .api_key(id)?
+            .filter(|k| k.namespace == caller.namespace)
+            .ok_or_else(|| Error::NotFound(format!("API key {id}")))?;
+        k.secret_hash = None;
+        Ok(k)
+    }
+
+    /// Whether requests must carry a key (any unrevoked key exists).
+    pub fn keys_exist(&self) -> Result<bool> {
+        Ok(self.store().has_api_keys()?)
+    }
+
+    /// The caller a token stands for. Unknown ids and wrong secrets get the
+    /// same answer; a revoked or expired key says so only to a holder of
+    /// its real secret.
+    pub fn authenticate(&self, token: &str) -> Result<Caller> {
+        let refused = || Error::Unauthenticated("the API key is not valid".to_owned());
+        let (id, secret) = parse_token(token).ok_or_else(refused)?;
+        let key = self.store().api_key(id)?.ok_or_else(refused)?;
+        let hash = key.secret_hash.ok_or_else(refused)?;
+        if !digests_match(&hash, &Digest::of(secret.as_bytes())) {
+            return Err(refused());
+        }
+        let now = kontextual_model::now();
+        if key.revoked_at.is_some() {
+            return Err(Error::Unauthenticated(format!("API key {id} was revoked")));
+        }
+        if key.expires_at.is_some_and(|e| now >= e) {
+            return Err(Error::Unauthenticated(format!("API key {id} has expired")));
+        }
+        self.touch(id, now);
+        let mut caller = Caller::new(key.actor, key.namespace);
+        caller.scopes = Some(key.scopes);
+        caller.key_id = Some(key.id);
+        Ok(caller)
+    }
+
+    fn touch(&self, id: &str, at: Timestamp) {
+        let due = {
+            let mut t = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            t.pending.insert(id.to_owned(), at);
+            if t.flushed.elapsed() >= TOUCH_EVERY {
+                t.flushed = Instant::now();
+                Some(t.pending.drain().collect::<Vec<_>>())
+            } else {
+                None
+            }
+        };
+        if let Some(uses) = due {
+            self.flush_touches(uses);
+        }
+    }
+
+    /// Writes pending last-use times now (on shutdown).
+    pub fn flush_key_uses(&self) {
+        let uses: Vec<_> = {
+            let mut t = self.touches.lock().unwrap_or_else(|p| p.into_inner());
+            t.flushed = Instant::now();
+            t.pending.drain().collect()
+        };
+        if !uses.is_empty() {
+            self.flush_touches(uses);
+        }
+    }
+
+    fn flush_touches(&self, uses: Vec<(String, Timestamp)>) {
+        let system = Caller::new(Actor::local_admin(), kontextual_model::Namespace::default());
+        if let Err(e) = self.write(&system, vec![Op::TouchKeys { uses }]) {
+            tracing::warn!(error = %e, "could not record API key use");
+        }
+    }
+}
+
+pub(crate) type TouchState = Mutex<Touches>;

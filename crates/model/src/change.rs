@@ -78,6 +78,8 @@ pub enum Change {
     KeyRevoked {
         key: crate::ApiKey,
     },
+    /// What an idempotency-key reservation found (bookkeeping, never audited).
+    Idempotency(crate::Idempotency),
     /// An audit-only record (a denial, a recovery action) with no state change.
     Audited {
         action: String,
@@ -89,7 +91,9 @@ impl Change {
     pub fn is_mutation(&self) -> bool {
         !matches!(
             self,
-            Change::ArtifactUnchanged { .. } | Change::ContextPackageUnchanged { .. }
+            Change::ArtifactUnchanged { .. }
+                | Change::ContextPackageUnchanged { .. }
+                | Change::Idempotency(_)
         )
     }
 
@@ -198,7 +202,9 @@ impl Change {
                     "scopes": key.scopes,
                 })),
             },
-            Change::Audited { .. } | Change::ContextPackageUnchanged { .. } => return None,
+            Change::Audited { .. }
+            | Change::ContextPackageUnchanged { .. }
+            | Change::Idempotency(_) => return None,
         };
         Some(d)
     }
@@ -247,6 +253,7 @@ impl Change {
                 json!({ "name": key.name, "actor": key.actor.to_string() }),
             ),
             Change::ArtifactUnchanged { .. }
+            | Change::Idempotency(_)
             | Change::ContextPackageUnchanged { .. }
             | Change::Audited { .. }
             | Change::OutboxPruned { .. } => {

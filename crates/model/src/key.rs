@@ -79,3 +79,21 @@ mod tests {
         assert!(!digests_match(&d, &Digest::of(b"y")));
     }
 }
+
+/// The state of an idempotency key when a request reserves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Idempotency {
+    /// New: this request owns it and must finish or abandon it.
+    Started,
+    /// Done before with the same request: replay this answer.
+    Replay {
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
+    /// Used before with a different request.
+    Mismatch,
+    /// Another request with this key has not finished.
+    InFlight,
+}

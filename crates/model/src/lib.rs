@@ -29,7 +29,7 @@ pub use digest::{Digest, DigestWriter};
 pub use error::ModelError;
 pub use event::{EventDraft, OutboxEvent};
 pub use ids::{ArtifactId, CollectionId, CorrelationId, RelationId, RunId};
-pub use key::{ApiKey, Scope};
+pub use key::{ApiKey, Idempotency, Scope};
 pub use metadata::Metadata;
 pub use names::{ArtifactName, ArtifactRef, CollectionName, Namespace, PackageName, RelationType};
 pub use relation::{Collection, Relation};

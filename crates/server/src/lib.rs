@@ -12,6 +12,7 @@
 //!   does not exist or miss one that does.
 
 mod extract;
+mod idempotency;
 pub mod problem;
 mod request;
 mod routes;
@@ -107,6 +108,10 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(o::index_status))
         .routes(routes!(k::list_keys, k::create_key))
         .routes(routes!(k::revoke_key))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .with_state(state)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();

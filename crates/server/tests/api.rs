@@ -715,3 +715,49 @@ async fn x1_api_keys_authenticate_and_scope_requests() {
         .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
 }
+
+/// X4: Idempotency-Key on creating POSTs: a retry replays the first answer
+/// (and writes nothing), another request with the same key is 422. (That
+/// keys are scoped per caller is a store conformance case.)
+#[tokio::test]
+async fn x4_idempotency_keys_replay_the_first_answer() {
+    let api = Api::new();
+    let post = |key: &'static str, name: &'static str| {
+        Request::post("/v1/collections")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(json!({"name": name}).to_string()))
+            .unwrap()
+    };
+    let first = api.send(post("k-1", "handbook")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(first.headers.get("idempotency-replayed").is_none());
+    let again = api.send(post("k-1", "handbook")).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.headers["idempotency-replayed"], "true");
+    assert_eq!(again.body, first.body);
+    api.send(post("k-1", "other"))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    // a failed request's answer is kept too (it was a complete answer)
+    let dup = api.send(post("k-2", "handbook")).await;
+    dup.problem(StatusCode::CONFLICT, "conflict");
+    let dup2 = api.send(post("k-2", "handbook")).await;
+    assert_eq!(dup2.headers["idempotency-replayed"], "true");
+    assert_eq!(dup2.body, dup.body);
+    let creates = api.get("/v1/audit?action=collection.create").await.json();
+    assert_eq!(
+        creates.as_array().unwrap().len(),
+        1,
+        "one creation, whatever the retries"
+    );
+    api.send(
+        Request::post("/v1/collections")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", "")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST, "invalid_input");
+}

@@ -175,11 +175,81 @@ impl Services {
     }
 
     fn flush_touches(&self, uses: Vec<(String, Timestamp)>) {
-        let system = Caller::new(Actor::local_admin(), kontextual_model::Namespace::default());
-        if let Err(e) = self.write(&system, vec![Op::TouchKeys { uses }]) {
+        if let Err(e) = self.write(&system_caller(), vec![Op::TouchKeys { uses }]) {
             tracing::warn!(error = %e, "could not record API key use");
         }
     }
 }
 
 pub(crate) type TouchState = Mutex<Touches>;
+
+/// How long an idempotency key's answer is kept.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+impl Services {
+    /// Reserves `key` for a request (by `request_hash`) in `scope` (the
+    /// caller). Bookkeeping for the HTTP layer; never audited.
+    pub fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: Digest,
+    ) -> Result<kontextual_model::Idempotency> {
+        let expire_before = kontextual_model::now()
+            .checked_sub(jiff::SignedDuration::try_from(IDEMPOTENCY_TTL).unwrap_or_default())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let changes = self.write(
+            &system_caller(),
+            vec![Op::BeginIdempotent {
+                scope: scope.to_owned(),
+                key: key.to_owned(),
+                request_hash,
+                expire_before,
+            }],
+        )?;
+        match changes.into_iter().next() {
+            Some(kontextual_model::Change::Idempotency(state)) => Ok(state),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Stores the answer for a reserved key.
+    pub fn idempotency_finish(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<()> {
+        self.write(
+            &system_caller(),
+            vec![Op::FinishIdempotent {
+                scope: scope.to_owned(),
+                key: key.to_owned(),
+                status,
+                content_type: content_type.to_owned(),
+                body,
+            }],
+        )?;
+        Ok(())
+    }
+
+    /// Releases a reservation whose request failed on the server's side.
+    pub fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()> {
+        self.write(
+            &system_caller(),
+            vec![Op::AbandonIdempotent {
+                scope: scope.to_owned(),
+                key: key.to_owned(),
+            }],
+        )?;
+        Ok(())
+    }
+}
+
+fn system_caller() -> Caller {
+    Caller::new(Actor::local_admin(), kontextual_model::Namespace::default())
+}

@@ -227,6 +227,28 @@ pub enum Op {
     RevokeKey {
         id: String,
     },
+    /// Reserves an idempotency key for a request (bookkeeping, not
+    /// audited): yields [`Change::Idempotency`] with what was found.
+    /// Reservations older than `expire_before` are forgotten first.
+    BeginIdempotent {
+        scope: String,
+        key: String,
+        request_hash: Digest,
+        expire_before: kontextual_model::Timestamp,
+    },
+    /// Stores the answer of a reserved key (no change record).
+    FinishIdempotent {
+        scope: String,
+        key: String,
+        status: u16,
+        content_type: String,
+        body: Vec<u8>,
+    },
+    /// Releases a reservation whose request failed, so a retry runs again.
+    AbandonIdempotent {
+        scope: String,
+        key: String,
+    },
     /// Records when keys were last used (coalesced by the caller).
     /// Bookkeeping: no change, no audit record; unknown ids are ignored.
     TouchKeys {

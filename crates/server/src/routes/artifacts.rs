@@ -86,6 +86,7 @@ pub struct NewCollection {
 }
 
 #[utoipa::path(post, path = "/v1/collections", tag = "collections",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")),
     request_body = NewCollection,
     responses((status = 201, description = "Created", content_type = "application/json"),
         (status = 409, description = "Name taken", body = ProblemBody, content_type = "application/problem+json")))]
@@ -479,7 +480,8 @@ pub struct NewRelation {
     pub properties: Option<serde_json::Value>,
 }
 
-#[utoipa::path(post, path = "/v1/relations", tag = "relations", request_body = NewRelation,
+#[utoipa::path(post, path = "/v1/relations", tag = "relations",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewRelation,
     responses((status = 201, description = "Created", content_type = "application/json")))]
 pub async fn create_relation(
     State(s): State<AppState>,

@@ -25,7 +25,8 @@ pub struct NewKey {
     pub expires_at: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
+#[utoipa::path(post, path = "/v1/keys", tag = "keys",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewKey,
     responses((status = 201, description = "The key and its token (shown once)", content_type = "application/json"),
         (status = 403, description = "Needs the admin scope", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn create_key(

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_keys",
         sql: include_str!("migrations/0006_api_keys.sql"),
     },
+    Migration {
+        version: 7,
+        name: "idempotency",
+        sql: include_str!("migrations/0007_idempotency.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -182,9 +187,12 @@ mod tests {
         };
         let mut a = Connection::open_in_memory().unwrap();
         let mut b = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut a, None, true).unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            migrate(&mut a, None, true).unwrap(),
+            vec![1, 2, 3, 4, 5, 6, 7]
+        );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 5);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 6);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

@@ -13,7 +13,7 @@ use std::sync::mpsc::SyncSender;
 /// Where a caller waits for its batch's outcome.
 type Reply = SyncSender<Result<Vec<Change>>>;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::{self, load_artifact};
 use super::{WriteJob, blobs, micros, sql_err};
@@ -254,6 +254,44 @@ fn apply_batch(
             )?],
             Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
             Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::BeginIdempotent {
+                scope,
+                key,
+                request_hash,
+                expire_before,
+            } => vec![begin_idempotent(
+                conn,
+                &scope,
+                &key,
+                request_hash,
+                expire_before,
+                now,
+            )?],
+            Op::FinishIdempotent {
+                scope,
+                key,
+                status,
+                content_type,
+                body,
+            } => {
+                conn.prepare_cached(
+                    "UPDATE idempotency SET status = ?3, content_type = ?4, body = ?5 \
+                     WHERE scope = ?1 AND key = ?2",
+                )
+                .map_err(sql_err)?
+                .execute(params![scope, key, status, content_type, body])
+                .map_err(sql_err)?;
+                continue;
+            }
+            Op::AbandonIdempotent { scope, key } => {
+                conn.prepare_cached(
+                    "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND status IS NULL",
+                )
+                .map_err(sql_err)?
+                .execute(params![scope, key])
+                .map_err(sql_err)?;
+                continue;
+            }
             Op::TouchKeys { uses } => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -1016,6 +1054,51 @@ fn revoke_key(
     .map_err(sql_err)?;
     key.revoked_at = Some(now);
     Ok(vec![Change::KeyRevoked { key }])
+}
+
+fn begin_idempotent(
+    conn: &Connection,
+    scope: &str,
+    key: &str,
+    request_hash: Digest,
+    expire_before: Timestamp,
+    now: Timestamp,
+) -> Result<Change> {
+    use kontextual_model::Idempotency;
+    conn.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")
+        .map_err(sql_err)?
+        .execute(params![micros(expire_before)])
+        .map_err(sql_err)?;
+    let found: Option<(String, Option<i64>, Option<String>, Option<Vec<u8>>)> = conn
+        .prepare_cached(
+            "SELECT request_hash, status, content_type, body FROM idempotency \
+             WHERE scope = ?1 AND key = ?2",
+        )
+        .map_err(sql_err)?
+        .query_row(params![scope, key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+        .map_err(sql_err)?;
+    let state = match found {
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO idempotency (scope, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sql_err)?
+            .execute(params![scope, key, request_hash.hex(), micros(now)])
+            .map_err(sql_err)?;
+            Idempotency::Started
+        }
+        Some((hash, _, _, _)) if hash != request_hash.hex() => Idempotency::Mismatch,
+        Some((_, None, _, _)) => Idempotency::InFlight,
+        Some((_, Some(status), content_type, body)) => Idempotency::Replay {
+            status: status as u16,
+            content_type: content_type.unwrap_or_default(),
+            body: body.unwrap_or_default(),
+        },
+    };
+    Ok(Change::Idempotency(state))
 }
 
 fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {

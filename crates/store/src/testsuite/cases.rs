@@ -1330,3 +1330,84 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         .collect();
     assert_eq!(actions, ["key.create", "key.revoke"]);
 }
+
+/// X4: an idempotency key is reserved once; a retry with the same request
+/// replays the stored answer, a different request is a mismatch, an
+/// unfinished one is in flight; abandoned and expired keys start afresh.
+pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
+    use kontextual_model::Idempotency;
+    let s = h.store();
+    let c = ctx("default");
+    let past = kontextual_model::Timestamp::UNIX_EPOCH;
+    let begin = |key: &str, body: &[u8], expire_before| match write(
+        &s,
+        &c,
+        vec![Op::BeginIdempotent {
+            scope: "agent:a".into(),
+            key: key.into(),
+            request_hash: Digest::of(body),
+            expire_before,
+        }],
+    )
+    .unwrap()
+    .pop()
+    {
+        Some(Change::Idempotency(state)) => state,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(begin("k1", b"req", past), Idempotency::Started);
+    assert_eq!(begin("k1", b"req", past), Idempotency::InFlight);
+    assert_eq!(begin("k1", b"other", past), Idempotency::Mismatch);
+    write(
+        &s,
+        &c,
+        vec![Op::FinishIdempotent {
+            scope: "agent:a".into(),
+            key: "k1".into(),
+            status: 201,
+            content_type: "application/json".into(),
+            body: b"{\"id\":1}".to_vec(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        begin("k1", b"req", past),
+        Idempotency::Replay {
+            status: 201,
+            content_type: "application/json".into(),
+            body: b"{\"id\":1}".to_vec()
+        }
+    );
+    // another caller's key of the same name is its own
+    let other = write(
+        &s,
+        &c,
+        vec![Op::BeginIdempotent {
+            scope: "agent:b".into(),
+            key: "k1".into(),
+            request_hash: Digest::of(b"zzz"),
+            expire_before: past,
+        }],
+    )
+    .unwrap();
+    assert_eq!(other, vec![Change::Idempotency(Idempotency::Started)]);
+    // abandoned: a retry runs again
+    assert_eq!(begin("k2", b"req", past), Idempotency::Started);
+    write(
+        &s,
+        &c,
+        vec![Op::AbandonIdempotent {
+            scope: "agent:a".into(),
+            key: "k2".into(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(begin("k2", b"req", past), Idempotency::Started);
+    // expired: forgotten
+    let future = kontextual_model::now()
+        .checked_add(jiff::SignedDuration::from_secs(60))
+        .unwrap();
+    assert_eq!(begin("k1", b"other", future), Idempotency::Started);
+    // bookkeeping only: nothing audited
+    assert!(s.audit(0, 100).unwrap().is_empty());
+}

@@ -154,6 +154,7 @@ macro_rules! conformance_suite {
             k7_context_packages_are_versioned_by_digest,
             k8_feed_position_tracks_the_outbox,
             x1_api_keys_are_hashed_revocable_and_touched,
+            x4_idempotency_keys_reserve_replay_and_expire,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

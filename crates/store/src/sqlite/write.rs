@@ -1056,6 +1056,9 @@ fn revoke_key(
     Ok(vec![Change::KeyRevoked { key }])
 }
 
+/// An idempotency row: request hash, and the answer once there is one.
+type StoredAnswer = (String, Option<i64>, Option<String>, Option<Vec<u8>>);
+
 fn begin_idempotent(
     conn: &Connection,
     scope: &str,
@@ -1069,7 +1072,7 @@ fn begin_idempotent(
         .map_err(sql_err)?
         .execute(params![micros(expire_before)])
         .map_err(sql_err)?;
-    let found: Option<(String, Option<i64>, Option<String>, Option<Vec<u8>>)> = conn
+    let found: Option<StoredAnswer> = conn
         .prepare_cached(
             "SELECT request_hash, status, content_type, body FROM idempotency \
              WHERE scope = ?1 AND key = ?2",

@@ -78,6 +78,14 @@ pub enum Change {
     KeyRevoked {
         key: crate::ApiKey,
     },
+    /// A grant was given.
+    GrantCreated {
+        grant: crate::Grant,
+    },
+    /// A grant was taken back.
+    GrantDeleted {
+        grant: crate::Grant,
+    },
     /// What an idempotency-key reservation found (bookkeeping, never audited).
     Idempotency(crate::Idempotency),
     /// An audit-only record (a denial, a recovery action) with no state change.
@@ -202,6 +210,24 @@ impl Change {
                     "scopes": key.scopes,
                 })),
             },
+            Change::GrantCreated { grant } | Change::GrantDeleted { grant } => AuditDraft {
+                action: if matches!(self, Change::GrantCreated { .. }) {
+                    "grant.create".into()
+                } else {
+                    "grant.delete".into()
+                },
+                target_kind: "grant".into(),
+                target_id: grant.id.to_string(),
+                target_name: Some(format!(
+                    "{} {} on {}",
+                    grant.actor, grant.permission, grant.scope
+                )),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: None,
+            },
             Change::Audited { .. }
             | Change::ContextPackageUnchanged { .. }
             | Change::Idempotency(_) => return None,
@@ -251,6 +277,15 @@ impl Change {
                 },
                 key.id.clone(),
                 json!({ "name": key.name, "actor": key.actor.to_string() }),
+            ),
+            Change::GrantCreated { grant } | Change::GrantDeleted { grant } => (
+                if matches!(self, Change::GrantCreated { .. }) {
+                    "grant.created".to_owned()
+                } else {
+                    "grant.deleted".to_owned()
+                },
+                grant.id.to_string(),
+                json!({ "actor": grant.actor.to_string(), "permission": grant.permission, "scope": grant.scope }),
             ),
             Change::ArtifactUnchanged { .. }
             | Change::Idempotency(_)

@@ -227,6 +227,19 @@ pub enum Op {
     RevokeKey {
         id: String,
     },
+    /// Gives a grant (in the batch's namespace). `AlreadyExists` if the same
+    /// grant exists.
+    CreateGrant {
+        actor: kontextual_model::Actor,
+        permission: kontextual_model::GrantPermission,
+        scope: kontextual_model::GrantScope,
+    },
+    /// Takes a grant back; `NotFound` if there is no such grant.
+    DeleteGrant {
+        actor: kontextual_model::Actor,
+        permission: kontextual_model::GrantPermission,
+        scope: kontextual_model::GrantScope,
+    },
     /// Reserves an idempotency key for a request (bookkeeping, not
     /// audited): yields [`Change::Idempotency`] with what was found.
     /// Reservations older than `expire_before` are forgotten first.
@@ -480,6 +493,13 @@ pub trait Backend: Send + Sync {
         ns: &Namespace,
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::ApiKey>>;
+
+    /// Grants of a namespace, optionally of one actor, in creation order.
+    fn grants(
+        &self,
+        ns: &Namespace,
+        actor: Option<&kontextual_model::Actor>,
+    ) -> Result<Vec<kontextual_model::Grant>>;
 
     /// Whether any key that is not revoked exists, in any namespace.
     fn has_api_keys(&self) -> Result<bool>;

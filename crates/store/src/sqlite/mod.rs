@@ -693,6 +693,14 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::api_keys(c, ns, page))
     }
 
+    fn grants(
+        &self,
+        ns: &kontextual_model::Namespace,
+        actor: Option<&kontextual_model::Actor>,
+    ) -> Result<Vec<kontextual_model::Grant>> {
+        self.read(|c| read::grants(c, ns, actor))
+    }
+
     fn has_api_keys(&self) -> Result<bool> {
         self.read(|c| {
             Ok(read::count(c, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")? > 0)

@@ -838,3 +838,37 @@ pub(crate) fn api_keys(
     }
     Ok(page)
 }
+
+pub(crate) fn grants(
+    conn: &Connection,
+    ns: &Namespace,
+    actor: Option<&kontextual_model::Actor>,
+) -> Result<Vec<kontextual_model::Grant>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, namespace, actor, permission, scope_kind, scope_name, created_at FROM grants \
+             WHERE namespace = ?1 AND (?2 IS NULL OR actor = ?2) ORDER BY id",
+        )
+        .map_err(sql_err)?;
+    stmt.query_map(params![ns.as_str(), actor.map(|a| a.to_string())], |r| {
+        let kind: String = r.get(4)?;
+        let name: String = r.get(5)?;
+        let scope = match kind.as_str() {
+            "collection" => {
+                kontextual_model::GrantScope::Collection(name.parse().map_err(|e| conv(5, e))?)
+            }
+            _ => kontextual_model::GrantScope::Namespace,
+        };
+        Ok(kontextual_model::Grant {
+            id: r.get(0)?,
+            namespace: parsed(r, 1)?,
+            actor: parsed(r, 2)?,
+            permission: parsed(r, 3)?,
+            scope,
+            created_at: ts(r, 6)?,
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "idempotency",
         sql: include_str!("migrations/0007_idempotency.sql"),
     },
+    Migration {
+        version: 8,
+        name: "grants",
+        sql: include_str!("migrations/0008_grants.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -189,10 +194,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7]
+            vec![1, 2, 3, 4, 5, 6, 7, 8]
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 6);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 7);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

@@ -254,6 +254,16 @@ fn apply_batch(
             )?],
             Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
             Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::CreateGrant {
+                actor,
+                permission,
+                scope,
+            } => vec![create_grant(conn, &ctx, actor, permission, scope, now)?],
+            Op::DeleteGrant {
+                actor,
+                permission,
+                scope,
+            } => vec![delete_grant(conn, &ctx, &actor, permission, &scope)?],
             Op::BeginIdempotent {
                 scope,
                 key,
@@ -1054,6 +1064,81 @@ fn revoke_key(
     .map_err(sql_err)?;
     key.revoked_at = Some(now);
     Ok(vec![Change::KeyRevoked { key }])
+}
+
+fn scope_parts(scope: &kontextual_model::GrantScope) -> (&'static str, String) {
+    match scope {
+        kontextual_model::GrantScope::Namespace => ("namespace", String::new()),
+        kontextual_model::GrantScope::Collection(c) => ("collection", c.to_string()),
+    }
+}
+
+fn create_grant(
+    conn: &Connection,
+    ctx: &WriteContext,
+    actor: kontextual_model::Actor,
+    permission: kontextual_model::GrantPermission,
+    scope: kontextual_model::GrantScope,
+    now: Timestamp,
+) -> Result<Change> {
+    let (kind, name) = scope_parts(&scope);
+    if let kontextual_model::GrantScope::Collection(c) = &scope
+        && read::collection_id(conn, &ctx.namespace, c.as_str())?.is_none()
+    {
+        return Err(StoreError::NotFound {
+            what: format!("collection {c}"),
+        });
+    }
+    let grant = kontextual_model::Grant {
+        id: uuid::Uuid::now_v7(),
+        namespace: ctx.namespace.clone(),
+        actor,
+        permission,
+        scope,
+        created_at: now,
+    };
+    let n = conn
+        .execute(
+            "INSERT INTO grants (id, namespace, actor, permission, scope_kind, scope_name, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+            params![
+                grant.id,
+                grant.namespace.as_str(),
+                grant.actor.to_string(),
+                grant.permission.as_str(),
+                kind,
+                name,
+                micros(now)
+            ],
+        )
+        .map_err(sql_err)?;
+    if n == 0 {
+        return Err(StoreError::AlreadyExists {
+            what: format!(
+                "grant of {} {} on {}",
+                grant.actor, grant.permission, grant.scope
+            ),
+        });
+    }
+    Ok(Change::GrantCreated { grant })
+}
+
+fn delete_grant(
+    conn: &Connection,
+    ctx: &WriteContext,
+    actor: &kontextual_model::Actor,
+    permission: kontextual_model::GrantPermission,
+    scope: &kontextual_model::GrantScope,
+) -> Result<Change> {
+    let found = read::grants(conn, &ctx.namespace, Some(actor))?
+        .into_iter()
+        .find(|g| g.permission == permission && &g.scope == scope)
+        .ok_or_else(|| StoreError::NotFound {
+            what: format!("grant of {actor} {permission} on {scope}"),
+        })?;
+    conn.execute("DELETE FROM grants WHERE id = ?1", params![found.id])
+        .map_err(sql_err)?;
+    Ok(Change::GrantDeleted { grant: found })
 }
 
 /// An idempotency row: request hash, and the answer once there is one.

@@ -1411,3 +1411,65 @@ pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
     // bookkeeping only: nothing audited
     assert!(s.audit(0, 100).unwrap().is_empty());
 }
+
+/// X2: grants are created once, listed per actor, deleted, audited.
+pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
+    use kontextual_model::{GrantPermission, GrantScope, Namespace};
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    let agent: kontextual_model::Actor = "agent:ci".parse().unwrap();
+    let grant = |scope: GrantScope| Op::CreateGrant {
+        actor: agent.clone(),
+        permission: GrantPermission::Read,
+        scope,
+    };
+    write(&s, &c, vec![grant(GrantScope::Collection(coll("h")))]).unwrap();
+    let e = write(&s, &c, vec![grant(GrantScope::Collection(coll("h")))]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    let e = write(&s, &c, vec![grant(GrantScope::Collection(coll("nope")))]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    write(&s, &c, vec![grant(GrantScope::Namespace)]).unwrap();
+    let ns = Namespace::default();
+    assert_eq!(s.grants(&ns, Some(&agent)).unwrap().len(), 2);
+    assert!(
+        s.grants(&ns, Some(&"agent:other".parse().unwrap()))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.grants(&Namespace::new("other").unwrap(), None)
+            .unwrap()
+            .is_empty()
+    );
+    write(
+        &s,
+        &c,
+        vec![Op::DeleteGrant {
+            actor: agent.clone(),
+            permission: GrantPermission::Read,
+            scope: GrantScope::Namespace,
+        }],
+    )
+    .unwrap();
+    let e = write(
+        &s,
+        &c,
+        vec![Op::DeleteGrant {
+            actor: agent.clone(),
+            permission: GrantPermission::Read,
+            scope: GrantScope::Namespace,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(s.grants(&ns, None).unwrap().len(), 1);
+    let actions: Vec<String> = s
+        .audit(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.draft.action)
+        .filter(|a| a.starts_with("grant."))
+        .collect();
+    assert_eq!(actions, ["grant.create", "grant.create", "grant.delete"]);
+}

@@ -155,6 +155,7 @@ macro_rules! conformance_suite {
             k8_feed_position_tracks_the_outbox,
             x1_api_keys_are_hashed_revocable_and_touched,
             x4_idempotency_keys_reserve_replay_and_expire,
+            x2_grants_are_unique_listed_and_audited,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

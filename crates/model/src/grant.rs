@@ -1,0 +1,66 @@
+//! Grants (X2): what an actor may do, on a whole namespace or one collection.
+//! Callers with an API key are denied everything no grant allows (and their
+//! key's scopes bound it further); the local administrator needs none.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Actor, CollectionName, Namespace, Timestamp};
+
+crate::artifact::word_enum!(
+    /// A granted permission; `admin` includes `write`, which includes `read`.
+    GrantPermission { Read = "read", Write = "write", Admin = "admin", Export = "export" } default Read
+);
+
+/// Where a grant applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum GrantScope {
+    Namespace,
+    Collection(CollectionName),
+}
+
+impl std::fmt::Display for GrantScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GrantScope::Namespace => f.write_str("namespace"),
+            GrantScope::Collection(c) => write!(f, "collection {c}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: uuid::Uuid,
+    pub namespace: Namespace,
+    pub actor: Actor,
+    pub permission: GrantPermission,
+    pub scope: GrantScope,
+    pub created_at: Timestamp,
+}
+
+impl GrantPermission {
+    /// Whether holding `self` allows `wanted`.
+    pub fn covers(self, wanted: GrantPermission) -> bool {
+        use GrantPermission::*;
+        match (self, wanted) {
+            (Admin, Read | Write | Admin) => true,
+            (Write, Read | Write) => true,
+            (Read, Read) => true,
+            (Export, Export) => true,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x2_permissions_nest() {
+        use GrantPermission::*;
+        assert!(Admin.covers(Read) && Admin.covers(Write) && Write.covers(Read));
+        assert!(!Read.covers(Write) && !Write.covers(Admin) && !Admin.covers(Export));
+        assert!(Export.covers(Export));
+    }
+}

@@ -92,6 +92,10 @@ pub enum Command {
     /// API keys for the HTTP API: create (prints the token once), list, revoke
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Give an actor a permission on the namespace or a collection (no arguments: list grants)
+    Grant(GrantArgs),
+    /// Take a grant back
+    RevokeGrant(GrantArgs),
     /// Schema status and migrations
     #[command(subcommand)]
     Db(DbCmd),
@@ -508,4 +512,15 @@ pub enum KeyCmd {
     List(PageArgs),
     /// Revoke a key by its id; requests with it are refused at once
     Revoke { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    /// The actor: user|agent|application|service:NAME
+    pub actor: Option<String>,
+    /// read, write (includes read), admin (includes write) or export
+    pub permission: Option<String>,
+    /// Only this collection (and its artifacts) [default: the whole namespace]
+    #[arg(long, short)]
+    pub collection: Option<String>,
 }

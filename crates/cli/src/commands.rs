@@ -81,6 +81,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => verify(&ctx, a),
         Command::Serve(a) => serve(&ctx, a),
         Command::Key(c) => key(&ctx, c),
+        Command::Grant(a) => grant(&ctx, a, true),
+        Command::RevokeGrant(a) => grant(&ctx, a, false),
         Command::Db(c) => db(&ctx, c),
     }
 }
@@ -922,6 +924,56 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     .note(format!("Revoked API key {} ({}).", k.id, k.name));
             }
         }
+    }
+    ok()
+}
+
+fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    let (actor, permission) = match (&a.actor, &a.permission) {
+        (Some(actor), Some(p)) => (
+            actor.parse()?,
+            p.parse::<kontextual_model::GrantPermission>()?,
+        ),
+        (None, None) if give && a.collection.is_none() => {
+            let grants = svc.grant_list(&ctx.caller, None)?;
+            if ctx.out.json {
+                ctx.out.json(&grants)?;
+            } else {
+                let rows = grants
+                    .iter()
+                    .map(|g| {
+                        vec![
+                            g.actor.to_string(),
+                            g.permission.to_string(),
+                            g.scope.to_string(),
+                            time(g.created_at),
+                        ]
+                    })
+                    .collect();
+                ctx.out.table(&["actor", "permission", "on", "since"], rows);
+            }
+            return ok();
+        }
+        _ => bail!(
+            "give an ACTOR and a PERMISSION (read, write, admin, export), e.g. `grant agent:ci read --collection handbook`"
+        ),
+    };
+    let g = if give {
+        svc.grant(&ctx.caller, actor, permission, a.collection.as_deref())?
+    } else {
+        svc.revoke_grant(&ctx.caller, actor, permission, a.collection.as_deref())?
+    };
+    if ctx.out.json {
+        ctx.out.json(&g)?;
+    } else {
+        ctx.out.note(format!(
+            "{} {} {} on {}.",
+            if give { "Granted" } else { "Revoked" },
+            g.actor,
+            g.permission,
+            g.scope
+        ));
     }
     ok()
 }

@@ -108,6 +108,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(o::index_status))
         .routes(routes!(k::list_keys, k::create_key))
         .routes(routes!(k::revoke_key))
+        .routes(routes!(k::list_grants, k::create_grant, k::delete_grant))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,

@@ -495,6 +495,7 @@ async fn x4_openapi_matches_the_routes() {
     ops.sort();
     let expected = [
         ("DELETE", "/v1/artifacts/{id}"),
+        ("DELETE", "/v1/grants"),
         ("DELETE", "/v1/keys/{id}"),
         ("DELETE", "/v1/relations/{id}"),
         ("GET", "/healthz"),
@@ -517,6 +518,7 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/context-packages/{name}"),
         ("GET", "/v1/context-packages/{name}/markdown"),
         ("GET", "/v1/context-packages/{name}/verify"),
+        ("GET", "/v1/grants"),
         ("GET", "/v1/index"),
         ("GET", "/v1/keys"),
         ("GET", "/v1/relations"),
@@ -525,6 +527,7 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/search"),
         ("POST", "/v1/collections"),
         ("POST", "/v1/context-packages"),
+        ("POST", "/v1/grants"),
         ("POST", "/v1/keys"),
         ("POST", "/v1/relations"),
         ("PUT", "/v1/artifacts"),
@@ -582,6 +585,19 @@ impl Api {
 #[tokio::test]
 async fn x1_api_keys_authenticate_and_scope_requests() {
     let (api, id) = Api::seeded().await;
+    let g = api
+        .json(
+            Method::POST,
+            "/v1/grants",
+            json!({"actor": "agent:reader", "permission": "write", "collection": "handbook"}),
+        )
+        .await;
+    assert_eq!(
+        g.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&g.body)
+    );
     let made = api
         .json(
             Method::POST,
@@ -653,6 +669,13 @@ async fn x1_api_keys_authenticate_and_scope_requests() {
         )
         .unwrap();
         let local = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+        svc.grant(
+            &local,
+            "service:ops".parse().unwrap(),
+            kontextual_model::GrantPermission::Admin,
+            None,
+        )
+        .unwrap();
         svc.key_create(
             &local,
             "ops",
@@ -760,4 +783,201 @@ async fn x4_idempotency_keys_replay_the_first_answer() {
     )
     .await
     .problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// X2 (OWASP API1 BOLA, API5 BFLA): routes × actors. A collection reader
+/// sees only its collection (search never returns or counts the rest; an
+/// unreadable object is 404, not 403), a collection writer writes only
+/// there, only a namespace admin reaches admin routes, and a key with no
+/// grant sees nothing at all.
+#[tokio::test]
+async fn x2_grants_bound_every_route_for_every_actor() {
+    let (api, guide_id) = Api::seeded().await;
+    api.json(Method::POST, "/v1/collections", json!({"name": "ops"}))
+        .await;
+    let r = api
+        .put(
+            "ops/secret.md",
+            "# Secret\n\nborrow the launch codes\n",
+            &[],
+        )
+        .await;
+    let secret_id = r.json()["artifact"]["id"].as_str().unwrap().to_owned();
+    let grant = |actor: &str, permission: &str, collection: Option<&str>| {
+        let mut body = json!({"actor": actor, "permission": permission});
+        if let Some(c) = collection {
+            body["collection"] = json!(c);
+        }
+        body
+    };
+    for body in [
+        grant("agent:reader", "read", Some("handbook")),
+        grant("agent:writer", "write", Some("ops")),
+        grant("user:boss", "admin", None),
+    ] {
+        let r = api.json(Method::POST, "/v1/grants", body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // the first key is made while the server is still open; the boss makes the rest
+    let mut tokens: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for (name, actor, scopes) in [
+        ("boss", "user:boss", json!(["admin"])),
+        ("reader", "agent:reader", json!(["read", "write"])),
+        ("writer", "agent:writer", json!(["write"])),
+        ("nobody", "agent:nobody", json!(["read", "write", "admin"])),
+    ] {
+        let body = json!({"name": name, "actor": actor, "scopes": scopes});
+        let r = match tokens.get("boss") {
+            None => api.json(Method::POST, "/v1/keys", body).await,
+            Some(boss) => {
+                api.with_key(Method::POST, "/v1/keys", boss.as_str(), Some(body))
+                    .await
+            }
+        };
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        tokens.insert(name, r.json()["token"].as_str().unwrap().to_owned());
+    }
+    let t = |n: &str| tokens[n].clone();
+    let get = |who: &str, uri: &str| {
+        let (api, token, uri) = (&api, t(who), uri.to_owned());
+        async move { api.with_key(Method::GET, &uri, &token, None).await }
+    };
+    // reads: own collection yes, other collection "not found"
+    assert_eq!(
+        get("reader", &format!("/v1/artifacts/{guide_id}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    get("reader", &format!("/v1/artifacts/{secret_id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    get("reader", &format!("/v1/artifacts/{secret_id}/content"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    get("reader", "/v1/artifacts/by-ref?ref=ops/secret.md")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    get("reader", "/v1/collections/ops")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    get("reader", "/v1/search?q=borrow&collection=ops")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    // search: only what it may read, and only that counted
+    let s = get("reader", "/v1/search?q=borrow").await.json();
+    assert_eq!(s["total"], 1, "{s}");
+    assert_eq!(s["hits"][0]["ref"], "handbook/notes.md");
+    let s = get("boss", "/v1/search?q=borrow").await.json();
+    assert_eq!(s["total"], 2);
+    let s = get("nobody", "/v1/search?q=borrow").await.json();
+    assert_eq!(s["total"], 0);
+    let cols = get("reader", "/v1/collections").await.json();
+    assert_eq!(cols["items"].as_array().unwrap().len(), 1);
+    assert!(
+        get("nobody", "/v1/collections").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    get("nobody", &format!("/v1/artifacts/{guide_id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    // writes: the reader's grant is read only; the writer writes ops only
+    api.with_key(
+        Method::PUT,
+        "/v1/artifacts?ref=handbook/x.md",
+        &t("reader"),
+        None,
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, "permission_denied");
+    let w = api
+        .send(
+            Request::put("/v1/artifacts?ref=ops/new.md")
+                .header(header::AUTHORIZATION, format!("Bearer {}", t("writer")))
+                .body(Body::from("# New\n"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        w.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&w.body)
+    );
+    api.send(
+        Request::put("/v1/artifacts?ref=handbook/new.md")
+            .header(header::AUTHORIZATION, format!("Bearer {}", t("writer")))
+            .body(Body::from("# New\n"))
+            .unwrap(),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND, "not_found");
+    api.with_key(
+        Method::DELETE,
+        &format!("/v1/artifacts/{guide_id}"),
+        &t("writer"),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND, "not_found");
+    // relations across collections need both ends visible
+    api.with_key(
+        Method::POST,
+        "/v1/relations",
+        &t("writer"),
+        Some(json!({"source": "ops/new.md", "type": "references", "target": "handbook/guide.md"})),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND, "not_found");
+    // admin routes: only the namespace admin
+    for who in ["reader", "writer", "nobody"] {
+        for uri in [
+            "/v1/audit",
+            "/v1/keys",
+            "/v1/grants",
+            "/v1/index",
+            "/v1/audit/verify",
+        ] {
+            get(who, uri)
+                .await
+                .problem(StatusCode::FORBIDDEN, "permission_denied");
+        }
+        api.with_key(
+            Method::POST,
+            "/v1/collections",
+            &t(who),
+            Some(json!({"name": "grab"})),
+        )
+        .await
+        .problem(StatusCode::FORBIDDEN, "permission_denied");
+    }
+    for uri in ["/v1/audit", "/v1/keys", "/v1/grants", "/v1/index"] {
+        assert_eq!(get("boss", uri).await.status, StatusCode::OK, "{uri}");
+    }
+    // every denial is in the audit log, with its actor
+    let denials = get("boss", "/v1/audit?action=policy.deny").await.json();
+    let actors: std::collections::BTreeSet<String> = denials
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["actor"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        actors.contains("agent:reader")
+            && actors.contains("agent:writer")
+            && actors.contains("agent:nobody"),
+        "{actors:?}"
+    );
 }

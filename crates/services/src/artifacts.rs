@@ -13,7 +13,7 @@ use kontextual_store::{
 };
 use serde::Serialize;
 
-use crate::{Caller, Error, Permission, Result, Services, media};
+use crate::{Caller, Error, Permission, Resource, Result, Services, media};
 
 /// Where new content comes from.
 #[derive(Debug)]
@@ -160,11 +160,33 @@ impl Services {
 
     /// The artifact in any state, or `NotFound`.
     pub fn artifact_show(&self, caller: &Caller, r: &ArtifactRef) -> Result<Artifact> {
+        self.artifact_for(caller, r, Permission::Read)
+    }
+
+    /// Loads an artifact and checks `permission` on it; one the caller may
+    /// not read is "not found", exactly like one that does not exist.
+    pub(crate) fn artifact_for(
+        &self,
+        caller: &Caller,
+        r: &ArtifactRef,
+        permission: Permission,
+    ) -> Result<Artifact> {
         let key = self.key(r)?;
-        self.authorize(caller, Permission::Read, &r.to_string())?;
-        self.store()
+        let a = self
+            .store()
             .artifact(&caller.namespace, &key)?
-            .ok_or_else(|| Error::NotFound(format!("artifact {r}")))
+            .ok_or_else(|| Error::NotFound(format!("artifact {r}")))?;
+        let resource = Resource::Artifact {
+            collection: a.collection.as_str(),
+            name: a.name.as_str(),
+        };
+        if !self.can(caller, Permission::Read, &resource) {
+            // audited as a denial, answered as not found
+            let _ = self.authorize(caller, Permission::Read, &resource);
+            return Err(Error::NotFound(format!("artifact {r}")));
+        }
+        self.authorize(caller, permission, &resource)?;
+        Ok(a)
     }
 
     pub fn artifact_put(&self, caller: &Caller, req: PutRequest) -> Result<PutOutcome> {
@@ -185,7 +207,14 @@ impl Services {
                 collection, name, ..
             } => (collection.clone(), name.clone()),
         };
-        self.authorize(caller, Permission::Write, &format!("{collection}/{name}"))?;
+        self.authorize(
+            caller,
+            Permission::Write,
+            &Resource::Artifact {
+                collection: collection.as_str(),
+                name: name.as_str(),
+            },
+        )?;
         let existing = self.store().artifact(
             &caller.namespace,
             &ArtifactKey::Name {
@@ -373,13 +402,17 @@ impl Services {
         q: &ArtifactQuery,
         page: &PageRequest,
     ) -> Result<Page<Artifact>> {
-        let target = q
-            .collection
-            .as_ref()
-            .map_or("artifacts".to_owned(), |c| format!("collection {c}"));
-        self.authorize(caller, Permission::Read, &target)?;
-        if let Some(c) = &q.collection {
-            self.collection_show(caller, c.as_str())?;
+        match &q.collection {
+            Some(c) => {
+                self.collection_show(caller, c.as_str())?;
+            }
+            None => {
+                self.authorize(
+                    caller,
+                    Permission::Read,
+                    &Resource::Namespace("all artifacts (list one collection with --collection)"),
+                )?;
+            }
         }
         Ok(self.store().artifacts(&caller.namespace, q, page)?)
     }
@@ -391,7 +424,7 @@ impl Services {
         expect: Option<u64>,
     ) -> Result<Artifact> {
         let key = self.key(r)?;
-        self.authorize(caller, Permission::Write, &r.to_string())?;
+        self.artifact_for(caller, r, Permission::Write)?;
         let changes = self.write(caller, vec![Op::DeleteArtifact { key, expect }])?;
         last_artifact(changes)
     }
@@ -403,7 +436,7 @@ impl Services {
         expect: Option<u64>,
     ) -> Result<Artifact> {
         let key = self.key(r)?;
-        self.authorize(caller, Permission::Admin, &r.to_string())?;
+        self.artifact_for(caller, r, Permission::Admin)?;
         let changes = self.write(caller, vec![Op::PurgeArtifact { key, expect }])?;
         last_artifact(changes)
     }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::search::{SearchFilters, artifact_ref, expand_depth, relation_types};
 use crate::sections::without_section;
-use crate::{Caller, Error, Permission, Result, Services};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 pub const MANIFEST_SCHEMA: &str = "kontextual.context-package/1";
 /// Candidates taken from each query's ranking.
@@ -195,7 +195,7 @@ impl Services {
         self.authorize(
             caller,
             Permission::Write,
-            &format!("context package {name}"),
+            &Resource::Namespace(&format!("context package {name}")),
         )?;
         if req.queries.is_empty() && req.selectors.is_empty() {
             return Err(Error::InvalidInput(
@@ -560,7 +560,7 @@ impl Services {
         self.authorize(
             caller,
             Permission::Read,
-            &format!("context package {pname}"),
+            &Resource::Namespace(&format!("context package {pname}")),
         )?;
         let p = self
             .store()
@@ -573,7 +573,11 @@ impl Services {
     }
 
     pub fn context_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ContextView>> {
-        self.authorize(caller, Permission::Read, "context packages")?;
+        self.authorize(
+            caller,
+            Permission::Read,
+            &Resource::Namespace("context packages"),
+        )?;
         let p = self.store().context_packages(&caller.namespace, page)?;
         Ok(Page {
             items: p
@@ -652,7 +656,7 @@ impl Services {
         self.authorize(
             caller,
             Permission::Read,
-            &format!("context package {pname}"),
+            &Resource::Namespace(&format!("context package {pname}")),
         )?;
         let p = self
             .store()

@@ -5,7 +5,7 @@ use kontextual_store::{Problem, ProblemCategory};
 use serde::Serialize;
 
 use crate::projection::CatchUp;
-use crate::{Caller, Permission, Result, Services};
+use crate::{Caller, Permission, Resource, Result, Services};
 
 /// The search projection compared with the store.
 #[derive(Clone, Debug, Serialize)]
@@ -106,7 +106,11 @@ impl Services {
 
     /// Catches up (when this process owns the index) and reports.
     pub fn index_status(&self, caller: &Caller) -> Result<IndexStatus> {
-        self.authorize(caller, Permission::Admin, "search index")?;
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("search index"),
+        )?;
         let p = self.projection()?;
         let caught_up = if p.is_owner() {
             Some(p.catch_up()?)
@@ -119,7 +123,11 @@ impl Services {
 
     /// Rebuilds the index from the store (needs ownership).
     pub fn index_rebuild(&self, caller: &Caller) -> Result<IndexStatus> {
-        self.authorize(caller, Permission::Admin, "search index")?;
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("search index"),
+        )?;
         let p = self.projection()?;
         let done = p.rebuild()?;
         self.index_report(&p, Some(done))

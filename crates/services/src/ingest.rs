@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::artifacts::sniff;
 use crate::runs::this_process;
-use crate::{Caller, Error, Permission, Result, Services};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 /// Files per write batch (one group commit each).
 const BATCH_FILES: usize = 512;
@@ -191,7 +191,7 @@ impl Services {
         self.authorize(
             caller,
             Permission::Write,
-            &format!("collection {collection}"),
+            &Resource::Collection(collection.as_str()),
         )?;
         if req.paths.is_empty() {
             return Err(Error::InvalidInput(

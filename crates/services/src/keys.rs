@@ -11,7 +11,7 @@ use kontextual_model::key::{TOKEN_PREFIX, digests_match, parse_token};
 use kontextual_model::{Actor, ApiKey, Digest, Scope, Timestamp};
 use kontextual_store::{Op, Page, PageRequest};
 
-use crate::{Caller, Error, Permission, Result, Services};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 /// How often coalesced last-use times are written.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -54,7 +54,7 @@ impl Services {
         scopes: Vec<Scope>,
         expires_at: Option<Timestamp>,
     ) -> Result<NewKey> {
-        self.authorize(caller, Permission::Admin, "API keys")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("API keys"))?;
         let name = name.trim();
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(Error::InvalidInput(
@@ -99,13 +99,13 @@ impl Services {
     }
 
     pub fn key_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ApiKey>> {
-        self.authorize(caller, Permission::Admin, "API keys")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("API keys"))?;
         Ok(self.store().api_keys(&caller.namespace, page)?)
     }
 
     /// Revokes a key; revoking it again is a no-op.
     pub fn key_revoke(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
-        self.authorize(caller, Permission::Admin, "API keys")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("API keys"))?;
         self.write(caller, vec![Op::RevokeKey { id: id.to_owned() }])?;
         let mut k = self
             .store()
@@ -140,9 +140,11 @@ impl Services {
             return Err(Error::Unauthenticated(format!("API key {id} has expired")));
         }
         self.touch(id, now);
+        let grants = self.store().grants(&key.namespace, Some(&key.actor))?;
         let mut caller = Caller::new(key.actor, key.namespace);
         caller.scopes = Some(key.scopes);
         caller.key_id = Some(key.id);
+        caller.grants = Some(std::sync::Arc::new(grants));
         Ok(caller)
     }
 

@@ -10,6 +10,7 @@ mod artifacts;
 mod context;
 mod diff;
 mod error;
+mod grants;
 mod index_admin;
 mod ingest;
 mod keys;
@@ -55,7 +56,7 @@ pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
     ProblemCategory,
 };
-pub use policy::{AllowAll, Permission, Policy, ScopePolicy};
+pub use policy::{AccessPolicy, AllowAll, Permission, Policy, Resource};
 pub use projection::{CatchUp, FOLLOWER_WAIT};
 pub use runs::this_process;
 pub use search::{
@@ -75,6 +76,8 @@ pub struct Caller {
     pub scopes: Option<Vec<kontextual_model::Scope>>,
     /// The key the caller authenticated with, if any.
     pub key_id: Option<String>,
+    /// The actor's grants, loaded when the key was checked.
+    pub grants: Option<std::sync::Arc<Vec<kontextual_model::Grant>>>,
 }
 
 impl Caller {
@@ -85,6 +88,7 @@ impl Caller {
             correlation_id: CorrelationId::new(),
             scopes: None,
             key_id: None,
+            grants: None,
         }
     }
 
@@ -133,7 +137,7 @@ impl Services {
         let mut opts = OpenOptions::new(mode);
         opts.busy_timeout = cfg.busy_timeout;
         let backend = SqliteBackend::open_dir(&cfg.data_dir, &opts)?;
-        let mut svc = Services::with_store(Store::new(backend), Box::new(ScopePolicy));
+        let mut svc = Services::with_store(Store::new(backend), Box::new(AccessPolicy));
         svc.data_dir = Some(cfg.data_dir.clone());
         if matches!(mode, OpenMode::ReadWrite | OpenMode::Create) {
             // A run whose process died shows as interrupted, not running (K6).
@@ -184,7 +188,11 @@ impl Services {
         description: &str,
     ) -> Result<Collection> {
         let name = CollectionName::new(name)?;
-        self.authorize(caller, Permission::Write, &format!("collection {name}"))?;
+        self.authorize(
+            caller,
+            Permission::Write,
+            &Resource::Namespace(&format!("the namespace (to create collection {name})")),
+        )?;
         self.write(
             caller,
             vec![Op::CreateCollection {
@@ -198,15 +206,27 @@ impl Services {
 
     pub fn collection_show(&self, caller: &Caller, name: &str) -> Result<Collection> {
         let name = CollectionName::new(name)?;
-        self.authorize(caller, Permission::Read, &format!("collection {name}"))?;
+        self.authorize(
+            caller,
+            Permission::Read,
+            &Resource::Collection(name.as_str()),
+        )?;
         self.store
             .collection(&caller.namespace, &name)?
             .ok_or_else(|| Error::NotFound(format!("collection {name}")))
     }
 
     pub fn collection_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Collection>> {
-        self.authorize(caller, Permission::Read, "collections")?;
-        Ok(self.store.collections(&caller.namespace, page)?)
+        // everyone sees the collections they may read, and no others
+        let mut page = self.store.collections(&caller.namespace, page)?;
+        page.items.retain(|c| {
+            self.can(
+                caller,
+                Permission::Read,
+                &Resource::Collection(c.name.as_str()),
+            )
+        });
+        Ok(page)
     }
 
     // ---- audit and integrity ----
@@ -220,7 +240,7 @@ impl Services {
         after: u64,
         limit: u32,
     ) -> Result<Vec<AuditRecord>> {
-        self.authorize(caller, Permission::Admin, "audit log")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("audit log"))?;
         let q = kontextual_store::AuditQuery {
             namespace: Some(caller.namespace.clone()),
             actor: filter.actor.clone(),
@@ -237,7 +257,7 @@ impl Services {
         caller: &Caller,
         expect: Option<ChainHead>,
     ) -> Result<AuditVerification> {
-        self.authorize(caller, Permission::Admin, "audit log")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("audit log"))?;
         let (report, expected_head_source) = self.store.verify_audit(expect)?;
         Ok(AuditVerification {
             report,
@@ -246,14 +266,14 @@ impl Services {
     }
 
     pub fn verify(&self, caller: &Caller, expect: Option<ChainHead>) -> Result<CheckReport> {
-        self.authorize(caller, Permission::Admin, "store")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
         let mut report = self.store.check(expect)?;
         report.problems.extend(self.index_problems());
         Ok(report)
     }
 
     pub fn status(&self, caller: &Caller) -> Result<StoreStatus> {
-        self.authorize(caller, Permission::Admin, "store")?;
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
         Ok(self.store.status()?)
     }
 }
@@ -278,7 +298,7 @@ mod tests {
 
     struct ReadOnly;
     impl Policy for ReadOnly {
-        fn allows(&self, _: &Caller, p: Permission, _: &str) -> bool {
+        fn allows(&self, _: &Caller, p: Permission, _: &Resource<'_>) -> bool {
             p == Permission::Read
         }
     }

@@ -25,62 +25,119 @@ impl Permission {
     }
 }
 
-/// Decides whether a caller may do something to a target.
+/// What a permission is asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum Resource<'a> {
+    /// Something of the whole namespace (the audit log, keys, grants, runs,
+    /// the index, context packages, creating collections): only
+    /// namespace-wide grants cover it. The text names it in messages.
+    Namespace(&'a str),
+    Collection(&'a str),
+    Artifact {
+        collection: &'a str,
+        name: &'a str,
+    },
+}
+
+impl std::fmt::Display for Resource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::Namespace(what) => f.write_str(what),
+            Resource::Collection(c) => write!(f, "collection {c}"),
+            Resource::Artifact { collection, name } => write!(
+                f,
+                "artifact {collection}/{}",
+                kontextual_model::names::escape_name(name)
+            ),
+        }
+    }
+}
+
+/// Decides whether a caller may do something to a resource.
 pub trait Policy: Send + Sync {
-    fn allows(&self, caller: &Caller, permission: Permission, target: &str) -> bool;
+    fn allows(&self, caller: &Caller, permission: Permission, resource: &Resource<'_>) -> bool;
 }
 
 /// Allows everything: the embedded store's local administrator.
 pub struct AllowAll;
 
 impl Policy for AllowAll {
-    fn allows(&self, _: &Caller, _: Permission, _: &str) -> bool {
+    fn allows(&self, _: &Caller, _: Permission, _: &Resource<'_>) -> bool {
         true
     }
 }
 
-/// Enforces the scopes of the caller's API key: `read` allows reads,
-/// `write` reads and writes, `admin` everything. A caller without a key (the
-/// local administrator) may do everything. Grants per namespace and
-/// collection narrow this further (next slice).
-pub struct ScopePolicy;
+/// Access control for callers with an API key (X1, X2): the key's scopes
+/// bound what the caller may do at all (`read`; `write` implies read;
+/// `admin` implies both), and the actor's grants say where — on the whole
+/// namespace or on a collection and its artifacts. Nothing is allowed that
+/// no grant allows. A caller without a key (the local administrator on its
+/// own data directory) may do everything.
+pub struct AccessPolicy;
 
-impl Policy for ScopePolicy {
-    fn allows(&self, caller: &Caller, permission: Permission, _: &str) -> bool {
-        use kontextual_model::Scope;
+impl Policy for AccessPolicy {
+    fn allows(&self, caller: &Caller, permission: Permission, resource: &Resource<'_>) -> bool {
+        use kontextual_model::{GrantPermission as G, GrantScope, Scope};
         let Some(scopes) = &caller.scopes else {
             return true;
         };
         let has = |s: Scope| scopes.contains(&s);
-        match permission {
+        let scoped = match permission {
             Permission::Read => has(Scope::Read) || has(Scope::Write) || has(Scope::Admin),
             Permission::Write => has(Scope::Write) || has(Scope::Admin),
             Permission::Admin => has(Scope::Admin),
+        };
+        if !scoped {
+            return false;
         }
+        let wanted = match permission {
+            Permission::Read => G::Read,
+            Permission::Write => G::Write,
+            Permission::Admin => G::Admin,
+        };
+        caller.grants.iter().flat_map(|g| g.iter()).any(|g| {
+            g.permission.covers(wanted)
+                && match (&g.scope, resource) {
+                    (GrantScope::Namespace, _) => true,
+                    (GrantScope::Collection(c), Resource::Collection(x)) => c.as_str() == *x,
+                    (GrantScope::Collection(c), Resource::Artifact { collection, .. }) => {
+                        c.as_str() == *collection
+                    }
+                    (GrantScope::Collection(_), Resource::Namespace(_)) => false,
+                }
+        })
     }
 }
 
 impl Services {
     /// Whether the policy allows it, without auditing: for filtering what a
-    /// caller sees (search hits), where a refusal is not a denial.
-    pub(crate) fn can(&self, caller: &Caller, permission: Permission, target: &str) -> bool {
-        self.policy.allows(caller, permission, target)
+    /// caller sees (search hits, listings), where a refusal is not a denial.
+    pub(crate) fn can(
+        &self,
+        caller: &Caller,
+        permission: Permission,
+        resource: &Resource<'_>,
+    ) -> bool {
+        self.policy.allows(caller, permission, resource)
     }
 
-    /// Checks the policy; a denial is appended to the audit chain and returned as an error.
+    /// Checks the policy; a denial is appended to the audit chain and
+    /// returned as an error. A caller who may not even read a collection or
+    /// artifact is told it is not found, so ids and names cannot be probed.
     pub(crate) fn authorize(
         &self,
         caller: &Caller,
         permission: Permission,
-        target: &str,
+        resource: &Resource<'_>,
     ) -> Result<()> {
-        if self.policy.allows(caller, permission, target) {
+        if self.policy.allows(caller, permission, resource) {
             return Ok(());
         }
+        let target = resource.to_string();
         let draft = AuditDraft {
             action: format!("policy.deny.{}", permission.as_str()),
             target_kind: "resource".into(),
-            target_id: target.to_owned(),
+            target_id: target.clone(),
             target_name: None,
             revision: None,
             prev_digest: None,
@@ -91,10 +148,15 @@ impl Services {
         if let Err(e) = self.write(caller, vec![Op::Audit(draft)]) {
             tracing::error!(error = %e, "could not audit a denial");
         }
+        let hidden = !matches!(resource, Resource::Namespace(_))
+            && !self.policy.allows(caller, Permission::Read, resource);
+        if hidden {
+            return Err(Error::NotFound(target));
+        }
         Err(Error::Denied {
             actor: caller.actor.to_string(),
             permission: permission.as_str(),
-            target: target.to_owned(),
+            target,
         })
     }
 }

@@ -3,7 +3,7 @@
 use kontextual_model::{ArtifactRef, Change, Metadata, Relation, RelationId, RelationType};
 use kontextual_store::{Op, Page, PageRequest, RelationQuery};
 
-use crate::{Caller, Error, Permission, Result, Services};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 impl Services {
     pub fn relate(
@@ -16,11 +16,20 @@ impl Services {
     ) -> Result<Relation> {
         let rel_type = RelationType::new(rel_type)?;
         let (s, t) = (self.key(source)?, self.key(target)?);
-        self.authorize(
-            caller,
-            Permission::Write,
-            &format!("{source} {rel_type} {target}"),
-        )?;
+        // writing a relation changes its source; its target must be readable.
+        // A missing endpoint is left to the store, which reports the
+        // dangling reference.
+        for (r, key, permission) in [
+            (source, &s, Permission::Write),
+            (target, &t, Permission::Read),
+        ] {
+            match self.artifact_for(caller, r, permission) {
+                Err(Error::NotFound(_))
+                    if self.store().artifact(&caller.namespace, key)?.is_none() => {}
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
         let changes = self.write(
             caller,
             vec![Op::CreateRelation {
@@ -43,15 +52,25 @@ impl Services {
     ) -> Result<Page<Relation>> {
         let artifact = match artifact {
             Some(r) => Some(self.artifact_show(caller, r)?.id),
-            None => None,
+            None => {
+                self.authorize(
+                    caller,
+                    Permission::Read,
+                    &Resource::Namespace("all relations (list one artifact's with --artifact)"),
+                )?;
+                None
+            }
         };
-        self.authorize(caller, Permission::Read, "relations")?;
         let q = RelationQuery {
             artifact,
             rel_type: rel_type.map(RelationType::new).transpose()?,
             include_deleted,
         };
-        Ok(self.store().relations(&caller.namespace, &q, page)?)
+        let mut page = self.store().relations(&caller.namespace, &q, page)?;
+        // only relations whose both ends the caller may read
+        page.items
+            .retain(|r| self.readable_id(caller, r.source) && self.readable_id(caller, r.target));
+        Ok(page)
     }
 
     pub fn relation_update(
@@ -63,7 +82,7 @@ impl Services {
         expect: Option<u64>,
     ) -> Result<Relation> {
         let rel_type = rel_type.map(RelationType::new).transpose()?;
-        self.authorize(caller, Permission::Write, &format!("relation {id}"))?;
+        self.relation_for_write(caller, id)?;
         let changes = self.write(
             caller,
             vec![Op::UpdateRelation {
@@ -82,8 +101,43 @@ impl Services {
         id: RelationId,
         expect: Option<u64>,
     ) -> Result<Relation> {
-        self.authorize(caller, Permission::Write, &format!("relation {id}"))?;
+        self.relation_for_write(caller, id)?;
         one_relation(self.write(caller, vec![Op::DeleteRelation { id, expect }])?)
+    }
+
+    /// A relation the caller may change: write on its source, and it must
+    /// be able to see both ends (else the relation is "not found").
+    fn relation_for_write(&self, caller: &Caller, id: RelationId) -> Result<Relation> {
+        let r = self
+            .store()
+            .relation(&caller.namespace, id)?
+            .ok_or_else(|| Error::NotFound(format!("relation {id}")))?;
+        if !self.readable_id(caller, r.source) || !self.readable_id(caller, r.target) {
+            return Err(Error::NotFound(format!("relation {id}")));
+        }
+        self.artifact_for(caller, &ArtifactRef::Id(r.source), Permission::Write)?;
+        Ok(r)
+    }
+
+    /// Whether the caller may read the artifact with this id (silently).
+    pub(crate) fn readable_id(&self, caller: &Caller, id: kontextual_model::ArtifactId) -> bool {
+        if caller.scopes.is_none() {
+            return true;
+        }
+        self.store()
+            .artifact(&caller.namespace, &kontextual_store::ArtifactKey::Id(id))
+            .ok()
+            .flatten()
+            .is_some_and(|a| {
+                self.can(
+                    caller,
+                    Permission::Read,
+                    &Resource::Artifact {
+                        collection: a.collection.as_str(),
+                        name: a.name.as_str(),
+                    },
+                )
+            })
     }
 }
 

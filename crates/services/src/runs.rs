@@ -4,7 +4,7 @@
 use kontextual_model::{Actor, CorrelationId, Run, RunId, RunStatus, RunStep};
 use kontextual_store::{Op, Page, PageRequest, WriteBatch, WriteContext};
 
-use crate::{Caller, Error, Permission, Result, Services};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 /// This process, as a run owner: `host:pid:start-ticks`. The start time
 /// tells a live process from a later one that reused the pid.
@@ -86,7 +86,7 @@ impl Services {
     }
 
     pub fn run_show(&self, caller: &Caller, id: RunId) -> Result<(Run, Vec<RunStep>)> {
-        self.authorize(caller, Permission::Read, &format!("run {id}"))?;
+        self.authorize(caller, Permission::Read, &Resource::Namespace("runs"))?;
         let run = self
             .store()
             .run(&caller.namespace, id)?
@@ -101,7 +101,7 @@ impl Services {
         status: Option<RunStatus>,
         page: &PageRequest,
     ) -> Result<Page<Run>> {
-        self.authorize(caller, Permission::Read, "runs")?;
+        self.authorize(caller, Permission::Read, &Resource::Namespace("runs"))?;
         Ok(self.store().runs(&caller.namespace, status, page)?)
     }
 }

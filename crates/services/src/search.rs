@@ -14,7 +14,11 @@ use kontextual_store::{ArtifactKey, PageRequest, RelationQuery};
 use serde::Serialize;
 
 use crate::projection::{FOLLOWER_WAIT, Projection, index_dir};
-use crate::{Caller, Error, Permission, Result, Services};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
+
+/// A collection filter value no collection can have (names are
+/// alphanumeric): matches nothing, for a caller who may read no collection.
+const NO_COLLECTION: &str = "\u{0}";
 
 /// Largest page of hits.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
@@ -112,6 +116,13 @@ pub struct Related {
     pub from: ArtifactId,
 }
 
+pub(crate) fn artifact_resource(a: &Artifact) -> Resource<'_> {
+    Resource::Artifact {
+        collection: a.collection.as_str(),
+        name: a.name.as_str(),
+    }
+}
+
 /// `COLLECTION/NAME`, escaped so it parses back.
 pub fn artifact_ref(a: &Artifact) -> String {
     format!("{}/{}", a.collection, escape_name(a.name.as_str()))
@@ -149,12 +160,21 @@ impl Services {
 
     /// Validates filters into the index's terms; unknown collections are errors.
     pub(crate) fn index_filters(&self, caller: &Caller, f: &SearchFilters) -> Result<Filters> {
+        let readable = self.readable_collections(caller)?;
         for c in &f.collections {
             let name = CollectionName::new(c)?;
-            if self.store().collection(&caller.namespace, &name)?.is_none() {
+            let visible = readable.as_ref().is_none_or(|r| r.contains(c));
+            if !visible || self.store().collection(&caller.namespace, &name)?.is_none() {
                 return Err(Error::NotFound(format!("collection {name}")));
             }
         }
+        // Search never returns or counts what the caller may not read: a
+        // caller with collection grants only searches those collections.
+        let collections = match (&readable, f.collections.is_empty()) {
+            (Some(r), true) if r.is_empty() => vec![NO_COLLECTION.to_owned()],
+            (Some(r), true) => r.clone(),
+            _ => f.collections.clone(),
+        };
         for t in &f.types {
             kontextual_model::artifact::check_artifact_type(t)?;
         }
@@ -169,7 +189,7 @@ impl Services {
             )));
         }
         Ok(Filters {
-            collections: f.collections.clone(),
+            collections,
             types: f.types.clone(),
             lifecycles: f.lifecycles.clone(),
             classifications: Vec::new(),
@@ -178,6 +198,33 @@ impl Services {
             until: f.until,
             artifact_ids: Vec::new(),
         })
+    }
+
+    /// The collections a caller may read, or `None` when it may read the
+    /// whole namespace.
+    pub(crate) fn readable_collections(&self, caller: &Caller) -> Result<Option<Vec<String>>> {
+        if self.can(caller, Permission::Read, &Resource::Namespace("everything")) {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let p = self.store().collections(&caller.namespace, &page)?;
+            for c in &p.items {
+                if self.can(
+                    caller,
+                    Permission::Read,
+                    &Resource::Collection(c.name.as_str()),
+                ) {
+                    out.push(c.name.to_string());
+                }
+            }
+            match p.next {
+                Some(n) => page.after = Some(n),
+                None => break,
+            }
+        }
+        Ok(Some(out))
     }
 
     pub fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchResponse> {
@@ -266,7 +313,7 @@ impl Services {
         if !a.is_live() || a.revision != h.revision {
             return Ok(None);
         }
-        if !self.can(caller, Permission::Read, &artifact_ref(&a)) {
+        if !self.can(caller, Permission::Read, &artifact_resource(&a)) {
             return Ok(None);
         }
         Ok(Some(a))
@@ -316,7 +363,7 @@ impl Services {
                     else {
                         continue;
                     };
-                    if !self.can(caller, Permission::Read, &artifact_ref(&a)) {
+                    if !self.can(caller, Permission::Read, &artifact_resource(&a)) {
                         continue;
                     }
                     out.push(Related {
@@ -378,10 +425,14 @@ impl Services {
     /// index's stored fields, filtered by the policy.
     fn current_hit(&self, caller: &Caller, rank: u32, h: Hit) -> Option<SearchHit> {
         let id = h.artifact_id.parse::<uuid::Uuid>().ok()?;
-        let base = format!("{}/{}", h.collection, escape_name(&h.name));
-        if !self.can(caller, Permission::Read, &base) {
+        let resource = Resource::Artifact {
+            collection: &h.collection,
+            name: &h.name,
+        };
+        if !self.can(caller, Permission::Read, &resource) {
             return None;
         }
+        let base = format!("{}/{}", h.collection, escape_name(&h.name));
         Some(SearchHit {
             rank,
             score: h.score,

@@ -81,3 +81,60 @@ pub async fn revoke_key(
     let v = run(&s, call, false, move |svc, c| svc.key_revoke(c, &id)).await?;
     Ok(axum::Json(v).into_response())
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// `KIND:NAME`.
+    pub actor: String,
+    /// read, write, admin or export.
+    pub permission: String,
+    /// A collection; absent for the whole namespace.
+    pub collection: Option<String>,
+}
+
+fn parse_grant(b: &GrantBody) -> Result<(Actor, kontextual_model::GrantPermission), Problem> {
+    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
+    Ok((
+        b.actor.parse().map_err(bad)?,
+        b.permission.parse().map_err(bad)?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/grants", tag = "keys",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = GrantBody,
+    responses((status = 201, description = "The grant", content_type = "application/json")))]
+pub async fn create_grant(
+    State(s): State<AppState>,
+    call: Call,
+    Json(b): Json<GrantBody>,
+) -> Result<Response, Problem> {
+    let (actor, permission) = parse_grant(&b)?;
+    let g = run(&s, call, false, move |svc, c| {
+        svc.grant(c, actor, permission, b.collection.as_deref())
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(g)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/grants", tag = "keys",
+    responses((status = 200, description = "Grants of the namespace", content_type = "application/json")))]
+pub async fn list_grants(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
+    let v = run(&s, call, false, |svc, c| svc.grant_list(c, None)).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/grants", tag = "keys", request_body = GrantBody,
+    responses((status = 200, description = "The grant taken back", content_type = "application/json")))]
+pub async fn delete_grant(
+    State(s): State<AppState>,
+    call: Call,
+    Json(b): Json<GrantBody>,
+) -> Result<Response, Problem> {
+    let (actor, permission) = parse_grant(&b)?;
+    let g = run(&s, call, false, move |svc, c| {
+        svc.revoke_grant(c, actor, permission, b.collection.as_deref())
+    })
+    .await?;
+    Ok(axum::Json(g).into_response())
+}

@@ -1,0 +1,73 @@
+//! Grants (X2): give and take back an actor's permission on the namespace
+//! or on one collection. Administering grants needs the admin permission on
+//! the namespace.
+
+use kontextual_model::{Actor, Change, CollectionName, Grant, GrantPermission, GrantScope};
+use kontextual_store::Op;
+
+use crate::{Caller, Error, Permission, Resource, Result, Services};
+
+impl Services {
+    pub fn grant(
+        &self,
+        caller: &Caller,
+        actor: Actor,
+        permission: GrantPermission,
+        collection: Option<&str>,
+    ) -> Result<Grant> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
+        let scope = scope(collection)?;
+        let changes = self.write(
+            caller,
+            vec![Op::CreateGrant {
+                actor,
+                permission,
+                scope,
+            }],
+        )?;
+        match changes.into_iter().next() {
+            Some(Change::GrantCreated { grant }) => Ok(grant),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    pub fn revoke_grant(
+        &self,
+        caller: &Caller,
+        actor: Actor,
+        permission: GrantPermission,
+        collection: Option<&str>,
+    ) -> Result<Grant> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
+        let scope = scope(collection)?;
+        let changes = self.write(
+            caller,
+            vec![Op::DeleteGrant {
+                actor,
+                permission,
+                scope,
+            }],
+        )?;
+        match changes.into_iter().next() {
+            Some(Change::GrantDeleted { grant }) => Ok(grant),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Grants of the namespace, optionally of one actor.
+    pub fn grant_list(&self, caller: &Caller, actor: Option<&Actor>) -> Result<Vec<Grant>> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
+        Ok(self.store().grants(&caller.namespace, actor)?)
+    }
+}
+
+fn scope(collection: Option<&str>) -> Result<GrantScope> {
+    Ok(match collection {
+        Some(c) => GrantScope::Collection(CollectionName::new(c)?),
+        None => GrantScope::Namespace,
+    })
+}

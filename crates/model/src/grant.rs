@@ -42,13 +42,10 @@ impl GrantPermission {
     /// Whether holding `self` allows `wanted`.
     pub fn covers(self, wanted: GrantPermission) -> bool {
         use GrantPermission::*;
-        match (self, wanted) {
-            (Admin, Read | Write | Admin) => true,
-            (Write, Read | Write) => true,
-            (Read, Read) => true,
-            (Export, Export) => true,
-            _ => false,
-        }
+        matches!(
+            (self, wanted),
+            (Admin, Read | Write | Admin) | (Write, Read | Write) | (Read, Read) | (Export, Export)
+        )
     }
 }
 

@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Denied);
         assert!(
             e.to_string()
-                .contains("agent:ci may not write collection other"),
+                .contains("agent:ci may not write the namespace (to create collection other)"),
             "{e}"
         );
         assert!(limited.collection_show(&caller, "other").is_err());

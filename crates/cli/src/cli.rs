@@ -308,6 +308,9 @@ pub enum AuditCmd {
         /// Only records before this time
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
+        /// Only records of one request (its correlation id, e.g. from X-Correlation-Id)
+        #[arg(long, value_name = "ID")]
+        correlation: Option<String>,
         /// Start after this sequence number
         #[arg(long, default_value_t = 0)]
         after: u64,

@@ -708,6 +708,7 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
             target,
             since,
             until,
+            correlation,
             after,
             limit,
         } => {
@@ -718,6 +719,7 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 target,
                 since: since.as_deref().map(parse_time).transpose()?,
                 until: until.as_deref().map(parse_time).transpose()?,
+                correlation_id: correlation,
             };
             let recs = svc.audit_list(&ctx.caller, &filter, after, limit)?;
             // a full page may have more after it: resume with --after <last seq>

@@ -465,6 +465,13 @@ async fn x3_traceparent_is_the_correlation_id_of_audit_records() {
     assert_eq!(r.headers["x-correlation-id"], trace);
     let audit = api.get("/v1/audit?action=collection.create").await.json();
     assert_eq!(audit[0]["correlation_id"], trace);
+    // and the audit log can be queried by it
+    let by_id = api
+        .get(&format!("/v1/audit?correlation_id={trace}"))
+        .await
+        .json();
+    assert_eq!(by_id.as_array().unwrap().len(), 1);
+    assert_eq!(by_id[0]["action"], "collection.create");
     // without one, a fresh id is generated and returned
     let r = api.get("/healthz").await;
     assert_eq!(r.headers["x-correlation-id"].len(), 32);

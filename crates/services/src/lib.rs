@@ -248,6 +248,7 @@ impl Services {
             target: filter.target.clone(),
             since: filter.since,
             until: filter.until,
+            correlation_id: filter.correlation_id.clone(),
         };
         Ok(self.store.audit_query(&q, after, limit)?)
     }
@@ -289,6 +290,8 @@ pub struct AuditFilter {
     pub since: Option<kontextual_model::Timestamp>,
     /// Only records before this instant.
     pub until: Option<kontextual_model::Timestamp>,
+    /// Only records of one request (its correlation id).
+    pub correlation_id: Option<String>,
 }
 
 #[cfg(test)]

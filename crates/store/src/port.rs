@@ -336,6 +336,8 @@ pub struct AuditQuery {
     pub target: Option<String>,
     pub since: Option<kontextual_model::Timestamp>,
     pub until: Option<kontextual_model::Timestamp>,
+    /// The correlation id of the request that wrote the records.
+    pub correlation_id: Option<String>,
 }
 
 /// Where the change feed stands: enough for a projection to know whether it

@@ -105,6 +105,8 @@ pub struct AuditParams {
     pub target: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Only records of one request (its correlation id).
+    pub correlation_id: Option<String>,
     /// Records after this sequence number.
     pub after: Option<u64>,
     /// 1–10000, default 100.
@@ -140,6 +142,7 @@ pub async fn list_audit(
         target: p.target,
         since: ts(&p.since, "since")?,
         until: ts(&p.until, "until")?,
+        correlation_id: p.correlation_id,
     };
     let after = p.after.unwrap_or(0);
     let v = run(&s, call, false, move |svc, c| {

@@ -529,6 +529,7 @@ pub(crate) fn audit_query(
                AND (?4 IS NULL OR action = ?4 OR substr(action, 1, length(?4) + 1) = ?4 || '.') \
                AND (?5 IS NULL OR target_id = ?5 OR target_name = ?5) \
                AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
+               AND (?9 IS NULL OR correlation_id = ?9) \
              ORDER BY seq LIMIT ?8"
         ))
         .map_err(sql_err)?;
@@ -541,7 +542,8 @@ pub(crate) fn audit_query(
             q.target,
             q.since.map(super::micros),
             q.until.map(super::micros),
-            limit as i64
+            limit as i64,
+            q.correlation_id
         ],
         audit_row,
     )

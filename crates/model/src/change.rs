@@ -78,6 +78,14 @@ pub enum Change {
     KeyRevoked {
         key: crate::ApiKey,
     },
+    /// A legal hold was set on an artifact.
+    HoldSet {
+        hold: crate::Hold,
+    },
+    /// A legal hold was released.
+    HoldReleased {
+        hold: crate::Hold,
+    },
     /// A grant was given.
     GrantCreated {
         grant: crate::Grant,
@@ -210,6 +218,21 @@ impl Change {
                     "scopes": key.scopes,
                 })),
             },
+            Change::HoldSet { hold } | Change::HoldReleased { hold } => AuditDraft {
+                action: if matches!(self, Change::HoldSet { .. }) {
+                    "hold.set".into()
+                } else {
+                    "hold.release".into()
+                },
+                target_kind: "artifact".into(),
+                target_id: hold.artifact_id.to_string(),
+                target_name: Some(format!("{}/{}", hold.collection, hold.name)),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(json!({ "reason": hold.reason })),
+            },
             Change::GrantCreated { grant } | Change::GrantDeleted { grant } => AuditDraft {
                 action: if matches!(self, Change::GrantCreated { .. }) {
                     "grant.create".into()
@@ -277,6 +300,15 @@ impl Change {
                 },
                 key.id.clone(),
                 json!({ "name": key.name, "actor": key.actor.to_string() }),
+            ),
+            Change::HoldSet { hold } | Change::HoldReleased { hold } => (
+                if matches!(self, Change::HoldSet { .. }) {
+                    "hold.set".to_owned()
+                } else {
+                    "hold.released".to_owned()
+                },
+                hold.artifact_id.to_string(),
+                json!({ "collection": hold.collection, "name": hold.name }),
             ),
             Change::GrantCreated { grant } | Change::GrantDeleted { grant } => (
                 if matches!(self, Change::GrantCreated { .. }) {

@@ -49,6 +49,19 @@ impl GrantPermission {
     }
 }
 
+/// A legal hold on an artifact: while it is set, the artifact cannot be
+/// deleted or purged (and, later, not expired).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub artifact_id: crate::ArtifactId,
+    pub namespace: Namespace,
+    pub collection: CollectionName,
+    pub name: crate::ArtifactName,
+    pub reason: String,
+    pub actor: Actor,
+    pub created_at: Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

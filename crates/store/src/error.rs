@@ -38,6 +38,8 @@ pub enum StoreError {
     },
     #[error("dangling reference: {what}")]
     DanglingReference { what: String },
+    #[error("{what} is under legal hold ({reason}); release the hold first")]
+    Held { what: String, reason: String },
     #[error(transparent)]
     Invalid(#[from] ModelError),
     #[error("invalid input: {0}")]
@@ -74,7 +76,7 @@ impl StoreError {
         match self {
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            StoreError::Conflict { .. } => ErrorKind::Conflict,
+            StoreError::Conflict { .. } | StoreError::Held { .. } => ErrorKind::Conflict,
             StoreError::DanglingReference { .. } => ErrorKind::DanglingReference,
             StoreError::Invalid(_) | StoreError::InvalidInput(_) => ErrorKind::InvalidInput,
             StoreError::Locked { .. } => ErrorKind::Locked,

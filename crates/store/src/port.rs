@@ -227,6 +227,15 @@ pub enum Op {
     RevokeKey {
         id: String,
     },
+    /// Puts an artifact under legal hold; `AlreadyExists` if it is held.
+    SetHold {
+        key: ArtifactKey,
+        reason: String,
+    },
+    /// Releases an artifact's hold; `NotFound` if it is not held.
+    ReleaseHold {
+        key: ArtifactKey,
+    },
     /// Gives a grant (in the batch's namespace). `AlreadyExists` if the same
     /// grant exists.
     CreateGrant {
@@ -502,6 +511,9 @@ pub trait Backend: Send + Sync {
         ns: &Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Grant>>;
+
+    /// Active legal holds of a namespace, by artifact id.
+    fn holds(&self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>>;
 
     /// Whether any key that is not revoked exists, in any namespace.
     fn has_api_keys(&self) -> Result<bool>;

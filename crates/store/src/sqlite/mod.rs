@@ -701,6 +701,10 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::grants(c, ns, actor))
     }
 
+    fn holds(&self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Hold>> {
+        self.read(|c| read::holds(c, ns, None))
+    }
+
     fn has_api_keys(&self) -> Result<bool> {
         self.read(|c| {
             Ok(read::count(c, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")? > 0)

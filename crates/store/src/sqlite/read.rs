@@ -874,3 +874,32 @@ pub(crate) fn grants(
     .collect::<rusqlite::Result<_>>()
     .map_err(sql_err)
 }
+
+pub(crate) fn holds(
+    conn: &Connection,
+    ns: &Namespace,
+    artifact: Option<ArtifactId>,
+) -> Result<Vec<kontextual_model::Hold>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT h.artifact_id, h.namespace, c.name, a.name, h.reason, h.actor, h.created_at \
+             FROM holds h JOIN artifacts a ON a.id = h.artifact_id \
+             JOIN collections c ON c.id = a.collection_id \
+             WHERE h.namespace = ?1 AND (?2 IS NULL OR h.artifact_id = ?2) ORDER BY h.artifact_id",
+        )
+        .map_err(sql_err)?;
+    stmt.query_map(params![ns.as_str(), artifact.map(|a| a.0)], |r| {
+        Ok(kontextual_model::Hold {
+            artifact_id: ArtifactId(r.get(0)?),
+            namespace: parsed(r, 1)?,
+            collection: parsed(r, 2)?,
+            name: parsed(r, 3)?,
+            reason: r.get(4)?,
+            actor: parsed(r, 5)?,
+            created_at: ts(r, 6)?,
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}

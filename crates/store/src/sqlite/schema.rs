@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "grants",
         sql: include_str!("migrations/0008_grants.sql"),
     },
+    Migration {
+        version: 9,
+        name: "holds",
+        sql: include_str!("migrations/0009_holds.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -194,10 +199,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 7);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 8);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

@@ -254,6 +254,8 @@ fn apply_batch(
             )?],
             Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
             Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::SetHold { key, reason } => vec![set_hold(conn, &ctx, &key, reason, now)?],
+            Op::ReleaseHold { key } => vec![release_hold(conn, &ctx, &key)?],
             Op::CreateGrant {
                 actor,
                 permission,
@@ -719,6 +721,7 @@ fn delete_artifact(
         )));
     }
     check_rev(&what, cur.revision, expect)?;
+    refuse_if_held(conn, ctx, &cur, &what)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
     changes.push(tombstone(conn, ctx, &cur, ChangeKind::Deleted, now)?);
     Ok(changes)
@@ -768,6 +771,7 @@ fn purge_artifact(
         )));
     }
     check_rev(&what, cur.revision, expect)?;
+    refuse_if_held(conn, ctx, &cur, &what)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
     let digests: Vec<Digest> = {
         let mut stmt = conn
@@ -1064,6 +1068,58 @@ fn revoke_key(
     .map_err(sql_err)?;
     key.revoked_at = Some(now);
     Ok(vec![Change::KeyRevoked { key }])
+}
+
+fn refuse_if_held(conn: &Connection, ctx: &WriteContext, a: &Artifact, what: &str) -> Result<()> {
+    match read::holds(conn, &ctx.namespace, Some(a.id))?.pop() {
+        Some(h) => Err(StoreError::Held {
+            what: what.to_owned(),
+            reason: h.reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn set_hold(
+    conn: &Connection,
+    ctx: &WriteContext,
+    key: &ArtifactKey,
+    reason: String,
+    now: Timestamp,
+) -> Result<Change> {
+    let a = existing(conn, ctx, key)?;
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(StoreError::InvalidInput(
+            "a legal hold needs a reason of 1-1000 characters".to_owned(),
+        ));
+    }
+    if !read::holds(conn, &ctx.namespace, Some(a.id))?.is_empty() {
+        return Err(StoreError::AlreadyExists {
+            what: format!("a legal hold on {}/{}", a.collection, a.name),
+        });
+    }
+    conn.execute(
+        "INSERT INTO holds (artifact_id, namespace, reason, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![a.id.0, ctx.namespace.as_str(), reason, ctx.actor.to_string(), micros(now)],
+    )
+    .map_err(sql_err)?;
+    let hold = read::holds(conn, &ctx.namespace, Some(a.id))?
+        .pop()
+        .ok_or_else(|| StoreError::Internal("a hold vanished while it was set".to_owned()))?;
+    Ok(Change::HoldSet { hold })
+}
+
+fn release_hold(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Result<Change> {
+    let a = existing(conn, ctx, key)?;
+    let hold = read::holds(conn, &ctx.namespace, Some(a.id))?
+        .pop()
+        .ok_or_else(|| {
+            StoreError::not_found(format!("a legal hold on {}/{}", a.collection, a.name))
+        })?;
+    conn.execute("DELETE FROM holds WHERE artifact_id = ?1", params![a.id.0])
+        .map_err(sql_err)?;
+    Ok(Change::HoldReleased { hold })
 }
 
 fn scope_parts(scope: &kontextual_model::GrantScope) -> (&'static str, String) {

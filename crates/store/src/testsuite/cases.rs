@@ -1473,3 +1473,79 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
         .collect();
     assert_eq!(actions, ["grant.create", "grant.create", "grant.delete"]);
 }
+
+/// K4/X2: a legal hold blocks delete and purge until it is released; both
+/// are audited.
+pub fn k4_legal_holds_block_delete_and_purge(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    mkcoll(&s, &c, "h");
+    put(&s, &c, "h", "a.md", b"keep me");
+    let hold = Op::SetHold {
+        key: key("h", "a.md"),
+        reason: "litigation 42".into(),
+    };
+    write(&s, &c, vec![hold]).unwrap();
+    let again = Op::SetHold {
+        key: key("h", "a.md"),
+        reason: "again".into(),
+    };
+    assert_eq!(
+        write(&s, &c, vec![again]).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    for op in [
+        Op::DeleteArtifact {
+            key: key("h", "a.md"),
+            expect: None,
+        },
+        Op::PurgeArtifact {
+            key: key("h", "a.md"),
+            expect: None,
+        },
+    ] {
+        let e = write(&s, &c, vec![op]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("litigation 42"), "{e}");
+    }
+    let holds = s.holds(&kontextual_model::Namespace::default()).unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].name.as_str(), "a.md");
+    write(
+        &s,
+        &c,
+        vec![Op::ReleaseHold {
+            key: key("h", "a.md"),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        write(
+            &s,
+            &c,
+            vec![Op::ReleaseHold {
+                key: key("h", "a.md")
+            }]
+        )
+        .unwrap_err()
+        .kind(),
+        ErrorKind::NotFound
+    );
+    write(
+        &s,
+        &c,
+        vec![Op::PurgeArtifact {
+            key: key("h", "a.md"),
+            expect: None,
+        }],
+    )
+    .unwrap();
+    let actions: Vec<String> = s
+        .audit(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.draft.action)
+        .filter(|a| a.starts_with("hold."))
+        .collect();
+    assert_eq!(actions, ["hold.set", "hold.release"]);
+}

@@ -156,6 +156,7 @@ macro_rules! conformance_suite {
             x1_api_keys_are_hashed_revocable_and_touched,
             x4_idempotency_keys_reserve_replay_and_expire,
             x2_grants_are_unique_listed_and_audited,
+            k4_legal_holds_block_delete_and_purge,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

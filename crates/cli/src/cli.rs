@@ -96,6 +96,9 @@ pub enum Command {
     Grant(GrantArgs),
     /// Take a grant back
     RevokeGrant(GrantArgs),
+    /// Legal holds: a held artifact cannot be deleted or purged
+    #[command(subcommand)]
+    Hold(HoldCmd),
     /// Schema status and migrations
     #[command(subcommand)]
     Db(DbCmd),
@@ -526,4 +529,19 @@ pub struct GrantArgs {
     /// Only this collection (and its artifacts) [default: the whole namespace]
     #[arg(long, short)]
     pub collection: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HoldCmd {
+    /// Put an artifact under legal hold
+    Set {
+        artifact: String,
+        /// Why (recorded in the hold and the audit log)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release an artifact's hold
+    Release { artifact: String },
+    /// Active holds
+    List,
 }

@@ -82,6 +82,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(a) => serve(&ctx, a),
         Command::Key(c) => key(&ctx, c),
         Command::Grant(a) => grant(&ctx, a, true),
+        Command::Hold(c) => hold(&ctx, c),
         Command::RevokeGrant(a) => grant(&ctx, a, false),
         Command::Db(c) => db(&ctx, c),
     }
@@ -926,6 +927,38 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     .note(format!("Revoked API key {} ({}).", k.id, k.name));
             }
         }
+    }
+    ok()
+}
+
+fn hold(ctx: &Ctx, cmd: HoldCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    let holds = match cmd {
+        HoldCmd::Set { artifact, reason } => {
+            vec![svc.hold_set(&ctx.caller, &aref(&artifact)?, &reason)?]
+        }
+        HoldCmd::Release { artifact } => vec![svc.hold_release(&ctx.caller, &aref(&artifact)?)?],
+        HoldCmd::List => svc.hold_list(&ctx.caller)?,
+    };
+    if ctx.out.json {
+        ctx.out.json(&holds)?;
+    } else {
+        let rows = holds
+            .iter()
+            .map(|h| {
+                vec![
+                    format!(
+                        "{}/{}",
+                        h.collection,
+                        kontextual_model::names::escape_name(h.name.as_str())
+                    ),
+                    h.reason.clone(),
+                    h.actor.to_string(),
+                    time(h.created_at),
+                ]
+            })
+            .collect();
+        ctx.out.table(&["artifact", "reason", "by", "since"], rows);
     }
     ok()
 }

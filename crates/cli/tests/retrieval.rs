@@ -766,3 +766,24 @@ fn k7_overlaps_unchanged_sections_and_lag() {
         "{v}"
     );
 }
+
+/// K4/X2: `hold set` blocks delete and purge (exit 4, says why) until
+/// `hold release`.
+#[test]
+fn k4_holds_from_the_cli() {
+    let env = corpus();
+    env.ok(&[
+        "hold",
+        "set",
+        "handbook/guide.md",
+        "--reason",
+        "litigation 7",
+    ]);
+    let list = env.ok(&["hold", "list"]);
+    assert!(list.contains("litigation 7"), "{list}");
+    let e = env.fails(4, &["artifact", "purge", "handbook/guide.md", "--yes"]);
+    assert!(e.contains("legal hold (litigation 7)"), "{e}");
+    env.fails(4, &["artifact", "delete", "handbook/guide.md"]);
+    env.ok(&["hold", "release", "handbook/guide.md"]);
+    env.ok(&["artifact", "delete", "handbook/guide.md"]);
+}

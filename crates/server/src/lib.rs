@@ -109,6 +109,8 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(k::list_keys, k::create_key))
         .routes(routes!(k::revoke_key))
         .routes(routes!(k::list_grants, k::create_grant, k::delete_grant))
+        .routes(routes!(k::list_holds, k::set_hold))
+        .routes(routes!(k::release_hold))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,

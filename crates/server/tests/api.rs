@@ -503,6 +503,7 @@ async fn x4_openapi_matches_the_routes() {
     let expected = [
         ("DELETE", "/v1/artifacts/{id}"),
         ("DELETE", "/v1/grants"),
+        ("DELETE", "/v1/holds/{artifact}"),
         ("DELETE", "/v1/keys/{id}"),
         ("DELETE", "/v1/relations/{id}"),
         ("GET", "/healthz"),
@@ -526,6 +527,7 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/context-packages/{name}/markdown"),
         ("GET", "/v1/context-packages/{name}/verify"),
         ("GET", "/v1/grants"),
+        ("GET", "/v1/holds"),
         ("GET", "/v1/index"),
         ("GET", "/v1/keys"),
         ("GET", "/v1/relations"),
@@ -535,6 +537,7 @@ async fn x4_openapi_matches_the_routes() {
         ("POST", "/v1/collections"),
         ("POST", "/v1/context-packages"),
         ("POST", "/v1/grants"),
+        ("POST", "/v1/holds"),
         ("POST", "/v1/keys"),
         ("POST", "/v1/relations"),
         ("PUT", "/v1/artifacts"),
@@ -548,7 +551,8 @@ async fn x4_openapi_matches_the_routes() {
             .replace("{id}", &id)
             .replace("{revision}", "1")
             .replace("{selector}", "install")
-            .replace("{name}", "handbook");
+            .replace("{name}", "handbook")
+            .replace("{artifact}", &id);
         let r = api
             .send(
                 Request::builder()
@@ -987,4 +991,50 @@ async fn x2_grants_bound_every_route_for_every_actor() {
             && actors.contains("agent:nobody"),
         "{actors:?}"
     );
+}
+
+/// K4/X2: a legal hold blocks delete and purge over HTTP (409) until released.
+#[tokio::test]
+async fn x2_legal_holds_block_deletion() {
+    let (api, id) = Api::seeded().await;
+    let h = api
+        .json(
+            Method::POST,
+            "/v1/holds",
+            json!({"artifact": "handbook/guide.md", "reason": "audit 2026"}),
+        )
+        .await;
+    assert_eq!(
+        h.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&h.body)
+    );
+    assert_eq!(api.get("/v1/holds").await.json()[0]["reason"], "audit 2026");
+    let del = |api: &Api| {
+        let id = id.clone();
+        let api = api.app.clone();
+        async move {
+            api.oneshot(
+                Request::delete(format!("/v1/artifacts/{id}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = del(&api).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("legal hold"));
+    let rel = api
+        .send(
+            Request::delete(format!("/v1/holds/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(rel.status, StatusCode::OK);
+    assert_eq!(del(&api).await.status(), StatusCode::OK);
 }

@@ -71,3 +71,53 @@ fn scope(collection: Option<&str>) -> Result<GrantScope> {
         None => GrantScope::Namespace,
     })
 }
+
+impl Services {
+    /// Puts an artifact under legal hold (admin on the artifact).
+    pub fn hold_set(
+        &self,
+        caller: &Caller,
+        r: &kontextual_model::ArtifactRef,
+        reason: &str,
+    ) -> Result<kontextual_model::Hold> {
+        self.artifact_for(caller, r, Permission::Admin)?;
+        let changes = self.write(
+            caller,
+            vec![Op::SetHold {
+                key: self.key(r)?,
+                reason: reason.to_owned(),
+            }],
+        )?;
+        match changes.into_iter().next() {
+            Some(Change::HoldSet { hold }) => Ok(hold),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    pub fn hold_release(
+        &self,
+        caller: &Caller,
+        r: &kontextual_model::ArtifactRef,
+    ) -> Result<kontextual_model::Hold> {
+        self.artifact_for(caller, r, Permission::Admin)?;
+        let changes = self.write(caller, vec![Op::ReleaseHold { key: self.key(r)? }])?;
+        match changes.into_iter().next() {
+            Some(Change::HoldReleased { hold }) => Ok(hold),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Active holds of the namespace.
+    pub fn hold_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Hold>> {
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("legal holds"),
+        )?;
+        Ok(self.store().holds(&caller.namespace)?)
+    }
+}

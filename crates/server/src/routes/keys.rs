@@ -138,3 +138,55 @@ pub async fn delete_grant(
     .await?;
     Ok(axum::Json(g).into_response())
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    /// Artifact id or `COLLECTION/NAME`.
+    pub artifact: String,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/v1/holds", tag = "keys",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = HoldBody,
+    responses((status = 201, description = "The hold", content_type = "application/json")))]
+pub async fn set_hold(
+    State(s): State<AppState>,
+    call: Call,
+    Json(b): Json<HoldBody>,
+) -> Result<Response, Problem> {
+    let r: kontextual_model::ArtifactRef = b
+        .artifact
+        .parse()
+        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let h = run(&s, call, false, move |svc, c| {
+        svc.hold_set(c, &r, &b.reason)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(h)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/holds", tag = "keys",
+    responses((status = 200, description = "Active legal holds", content_type = "application/json")))]
+pub async fn list_holds(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
+    let v = run(&s, call, false, |svc, c| svc.hold_list(c)).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[utoipa::path(delete, path = "/v1/holds/{artifact}", tag = "keys",
+    params(("artifact" = String, Path, description = "Artifact id")),
+    responses((status = 200, description = "The released hold", content_type = "application/json")))]
+pub async fn release_hold(
+    State(s): State<AppState>,
+    call: Call,
+    Path(artifact): Path<String>,
+) -> Result<Response, Problem> {
+    let id: kontextual_model::ArtifactId = artifact
+        .parse()
+        .map_err(|_| Problem::bad_request(format!("{artifact:?} is not an artifact id")))?;
+    let v = run(&s, call, false, move |svc, c| {
+        svc.hold_release(c, &kontextual_model::ArtifactRef::Id(id))
+    })
+    .await?;
+    Ok(axum::Json(v).into_response())
+}

@@ -492,6 +492,9 @@ pub struct ServeArgs {
     /// Largest request body in MiB (artifact uploads included)
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
+    /// Requests per second each API key may make (bursts up to twice that); 429 beyond
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_limit: u32,
     /// Seconds before a request is answered 408
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,

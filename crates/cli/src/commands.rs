@@ -1015,11 +1015,16 @@ fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
 
 fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     let svc = std::sync::Arc::new(ctx.rw()?);
-    let state = kontextual_server::AppState {
-        services: svc,
-        actor: ctx.caller.actor.clone(),
-        namespace: ctx.caller.namespace.clone(),
-    };
+    let state = kontextual_server::AppState::new(
+        svc,
+        ctx.caller.actor.clone(),
+        ctx.caller.namespace.clone(),
+        kontextual_server::limits::LimitConfig {
+            per_key_per_second: a.rate_limit,
+            per_key_burst: a.rate_limit.saturating_mul(2),
+            ..Default::default()
+        },
+    );
     let cfg = kontextual_server::ServeConfig {
         bind: a.bind,
         max_body_bytes: (a.max_body_mb * 1024 * 1024) as usize,

@@ -13,6 +13,7 @@
 
 mod extract;
 mod idempotency;
+pub mod limits;
 pub mod problem;
 mod request;
 mod routes;
@@ -38,9 +39,26 @@ pub use request::CORRELATION_HEADER;
 #[derive(Clone)]
 pub struct AppState {
     pub services: Arc<Services>,
-    /// The actor requests act as (until API keys exist: the local admin).
+    /// The actor requests without a key act as, while no key exists.
     pub actor: Actor,
     pub namespace: Namespace,
+    pub limits: Arc<limits::Limits>,
+}
+
+impl AppState {
+    pub fn new(
+        services: Arc<Services>,
+        actor: Actor,
+        namespace: Namespace,
+        limits: limits::LimitConfig,
+    ) -> AppState {
+        AppState {
+            services,
+            actor,
+            namespace,
+            limits: Arc::new(limits::Limits::new(limits)),
+        }
+    }
 }
 
 /// Server settings.
@@ -211,9 +229,12 @@ pub async fn serve(
     let (app, _) = router(state, &cfg);
     tracing::info!(%addr, "serving");
     ready(addr);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
     // Commit what the follower had not applied yet, and record key uses.

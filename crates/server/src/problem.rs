@@ -30,6 +30,8 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub correlation_id: Option<String>,
+    /// Seconds, for 429 and 503 answers.
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -39,6 +41,7 @@ impl Problem {
             code,
             detail: detail.into(),
             correlation_id: None,
+            retry_after: None,
         }
     }
 
@@ -100,6 +103,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -103,22 +103,48 @@ impl FromRequestParts<AppState> for Call {
             r.map_err(|_| unauthenticated("authentication failed", &id))?
                 .map_err(|e| Problem::from_service(&e, id.as_str(), false))
         };
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
         let caller = match parts.headers.get(axum::http::header::AUTHORIZATION) {
             Some(v) => {
+                state.limits.may_try(ip).map_err(|l| {
+                    l.problem(
+                        "too many failed authentications from this address; wait before trying again",
+                        id.as_str(),
+                    )
+                })?;
                 let token = v
                     .to_str()
                     .ok()
                     .and_then(|s| s.strip_prefix("Bearer "))
                     .map(|s| s.trim().to_owned())
                     .ok_or_else(|| {
+                        state.limits.failed(ip);
                         unauthenticated("use the header Authorization: Bearer kx_…", &id)
                     })?;
                 let c =
                     blocking(tokio::task::spawn_blocking(move || svc.authenticate(&token)).await);
-                if c.is_err() {
-                    tracing::warn!(correlation_id = id.as_str(), "authentication refused");
+                match c {
+                    Ok(c) => {
+                        let key = c.key_id.clone().unwrap_or_default();
+                        state.limits.key_request(&key).map_err(|l| {
+                            l.problem(
+                                &format!("API key {key} is over its request rate"),
+                                id.as_str(),
+                            )
+                        })?;
+                        c
+                    }
+                    Err(p) => {
+                        if p.status == axum::http::StatusCode::UNAUTHORIZED {
+                            state.limits.failed(ip);
+                        }
+                        tracing::warn!(correlation_id = id.as_str(), %ip, "authentication refused");
+                        return Err(p);
+                    }
                 }
-                c?
             }
             None => {
                 let required = tokio::task::spawn_blocking(move || svc.keys_exist())

@@ -52,6 +52,14 @@ impl Reply {
 
 impl Api {
     fn new() -> Api {
+        Api::with_limits(kontextual_server::limits::LimitConfig {
+            per_key_per_second: 1000,
+            per_key_burst: 1000,
+            failed_auth_per_minute: 10,
+        })
+    }
+
+    fn with_limits(limits: kontextual_server::limits::LimitConfig) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let svc = Services::open(
             &StoreConfig {
@@ -61,11 +69,12 @@ impl Api {
             StoreOpenMode::Create,
         )
         .unwrap();
-        let state = AppState {
-            services: Arc::new(svc),
-            actor: Actor::local_admin(),
-            namespace: Namespace::default(),
-        };
+        let state = AppState::new(
+            Arc::new(svc),
+            Actor::local_admin(),
+            Namespace::default(),
+            limits,
+        );
         let cfg = ServeConfig {
             max_body_bytes: 64 * 1024,
             ..Default::default()
@@ -1037,4 +1046,57 @@ async fn x2_legal_holds_block_deletion() {
         .await;
     assert_eq!(rel.status, StatusCode::OK);
     assert_eq!(del(&api).await.status(), StatusCode::OK);
+}
+
+/// X4 abuse limits: a key over its rate gets 429 with Retry-After (other
+/// keys unaffected); an address that keeps failing authentication is
+/// refused for a while, even with a valid key.
+#[tokio::test]
+async fn x4_rate_limits_answer_429_with_retry_after() {
+    let api = Api::with_limits(kontextual_server::limits::LimitConfig {
+        per_key_per_second: 1,
+        per_key_burst: 3,
+        failed_auth_per_minute: 3,
+    });
+    api.json(
+        Method::POST,
+        "/v1/grants",
+        json!({"actor": "agent:a", "permission": "read"}),
+    )
+    .await;
+    let a = api
+        .json(
+            Method::POST,
+            "/v1/keys",
+            json!({"name": "a", "actor": "agent:a", "scopes": ["read"]}),
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(api.with_key(Method::GET, "/v1/collections", &a, None).await);
+    }
+    assert!(statuses[..3].iter().all(|r| r.status == StatusCode::OK));
+    let limited = &statuses[4];
+    limited.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let wait: u64 = limited.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // failed authentications: three, then the address is refused
+    for _ in 0..3 {
+        api.with_key(Method::GET, "/v1/collections", "kx_nope", None)
+            .await
+            .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    let r = api
+        .with_key(Method::GET, "/v1/collections", "kx_nope", None)
+        .await;
+    r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
 }

@@ -96,6 +96,9 @@ pub enum Command {
     Grant(GrantArgs),
     /// Take a grant back
     RevokeGrant(GrantArgs),
+    /// Clearances: the highest classification an actor may read (API-key actors default to internal)
+    #[command(subcommand)]
+    Clearance(ClearanceCmd),
     /// Legal holds: a held artifact cannot be deleted or purged
     #[command(subcommand)]
     Hold(HoldCmd),
@@ -546,5 +549,13 @@ pub enum HoldCmd {
     /// Release an artifact's hold
     Release { artifact: String },
     /// Active holds
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClearanceCmd {
+    /// Set an actor's clearance: public, internal, confidential or restricted
+    Set { actor: String, level: String },
+    /// Clearances set in the namespace
     List,
 }

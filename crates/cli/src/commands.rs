@@ -83,6 +83,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Key(c) => key(&ctx, c),
         Command::Grant(a) => grant(&ctx, a, true),
         Command::Hold(c) => hold(&ctx, c),
+        Command::Clearance(c) => clearance(&ctx, c),
         Command::RevokeGrant(a) => grant(&ctx, a, false),
         Command::Db(c) => db(&ctx, c),
     }
@@ -927,6 +928,26 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     .note(format!("Revoked API key {} ({}).", k.id, k.name));
             }
         }
+    }
+    ok()
+}
+
+fn clearance(ctx: &Ctx, cmd: ClearanceCmd) -> Result<ExitCode> {
+    let svc = ctx.rw()?;
+    let list = match cmd {
+        ClearanceCmd::Set { actor, level } => {
+            vec![svc.clearance_set(&ctx.caller, actor.parse()?, level.parse()?)?]
+        }
+        ClearanceCmd::List => svc.clearance_list(&ctx.caller)?,
+    };
+    if ctx.out.json {
+        ctx.out.json(&list)?;
+    } else {
+        let rows = list
+            .iter()
+            .map(|c| vec![c.actor.to_string(), c.level.to_string(), time(c.set_at)])
+            .collect();
+        ctx.out.table(&["actor", "clearance", "since"], rows);
     }
     ok()
 }

@@ -78,6 +78,10 @@ pub enum Change {
     KeyRevoked {
         key: crate::ApiKey,
     },
+    /// An actor's clearance was set.
+    ClearanceSet {
+        clearance: crate::Clearance,
+    },
     /// A legal hold was set on an artifact.
     HoldSet {
         hold: crate::Hold,
@@ -218,6 +222,17 @@ impl Change {
                     "scopes": key.scopes,
                 })),
             },
+            Change::ClearanceSet { clearance } => AuditDraft {
+                action: "clearance.set".into(),
+                target_kind: "actor".into(),
+                target_id: clearance.actor.to_string(),
+                target_name: Some(clearance.level.to_string()),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: None,
+            },
             Change::HoldSet { hold } | Change::HoldReleased { hold } => AuditDraft {
                 action: if matches!(self, Change::HoldSet { .. }) {
                     "hold.set".into()
@@ -300,6 +315,11 @@ impl Change {
                 },
                 key.id.clone(),
                 json!({ "name": key.name, "actor": key.actor.to_string() }),
+            ),
+            Change::ClearanceSet { clearance } => (
+                "clearance.set".to_owned(),
+                clearance.actor.to_string(),
+                json!({ "level": clearance.level }),
             ),
             Change::HoldSet { hold } | Change::HoldReleased { hold } => (
                 if matches!(self, Change::HoldSet { .. }) {

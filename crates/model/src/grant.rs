@@ -49,6 +49,16 @@ impl GrantPermission {
     }
 }
 
+/// The highest classification an actor may read. Actors with an API key
+/// and no clearance are cleared for `internal`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clearance {
+    pub namespace: Namespace,
+    pub actor: Actor,
+    pub level: crate::Classification,
+    pub set_at: Timestamp,
+}
+
 /// A legal hold on an artifact: while it is set, the artifact cannot be
 /// deleted or purged (and, later, not expired).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -129,6 +129,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(k::list_grants, k::create_grant, k::delete_grant))
         .routes(routes!(k::list_holds, k::set_hold))
         .routes(routes!(k::release_hold))
+        .routes(routes!(k::list_clearances, k::set_clearance))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,

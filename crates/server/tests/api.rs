@@ -529,6 +529,7 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/artifacts/{id}/sections/{selector}"),
         ("GET", "/v1/audit"),
         ("GET", "/v1/audit/verify"),
+        ("GET", "/v1/clearances"),
         ("GET", "/v1/collections"),
         ("GET", "/v1/collections/{name}"),
         ("GET", "/v1/context-packages"),
@@ -550,6 +551,7 @@ async fn x4_openapi_matches_the_routes() {
         ("POST", "/v1/keys"),
         ("POST", "/v1/relations"),
         ("PUT", "/v1/artifacts"),
+        ("PUT", "/v1/clearances"),
     ];
     let got: Vec<(&str, &str)> = ops.iter().map(|(m, p)| (m.as_str(), p.as_str())).collect();
     assert_eq!(got, expected);
@@ -823,6 +825,21 @@ async fn x2_grants_bound_every_route_for_every_actor() {
         )
         .await;
     let secret_id = r.json()["artifact"]["id"].as_str().unwrap().to_owned();
+    // a confidential note in the reader's own collection
+    let r = api
+        .put(
+            "handbook/merger.md&classification=confidential",
+            "# Merger\n\nborrow money for the merger\n",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let merger_id = r.json()["artifact"]["id"].as_str().unwrap().to_owned();
     let grant = |actor: &str, permission: &str, collection: Option<&str>| {
         let mut body = json!({"actor": actor, "permission": permission});
         if let Some(c) = collection {
@@ -894,12 +911,16 @@ async fn x2_grants_bound_every_route_for_every_actor() {
     get("reader", "/v1/search?q=borrow&collection=ops")
         .await
         .problem(StatusCode::NOT_FOUND, "not_found");
-    // search: only what it may read, and only that counted
+    // search: only what it may read, and only that counted; the
+    // confidential note is above the reader's default clearance (internal)
     let s = get("reader", "/v1/search?q=borrow").await.json();
     assert_eq!(s["total"], 1, "{s}");
     assert_eq!(s["hits"][0]["ref"], "handbook/notes.md");
+    get("reader", &format!("/v1/artifacts/{merger_id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
     let s = get("boss", "/v1/search?q=borrow").await.json();
-    assert_eq!(s["total"], 2);
+    assert_eq!(s["total"], 2, "boss is cleared for internal only: {s}");
     let s = get("nobody", "/v1/search?q=borrow").await.json();
     assert_eq!(s["total"], 0);
     let cols = get("reader", "/v1/collections").await.json();
@@ -983,9 +1004,40 @@ async fn x2_grants_bound_every_route_for_every_actor() {
         .await
         .problem(StatusCode::FORBIDDEN, "permission_denied");
     }
-    for uri in ["/v1/audit", "/v1/keys", "/v1/grants", "/v1/index"] {
+    for uri in [
+        "/v1/audit",
+        "/v1/keys",
+        "/v1/grants",
+        "/v1/index",
+        "/v1/clearances",
+    ] {
         assert_eq!(get("boss", uri).await.status, StatusCode::OK, "{uri}");
     }
+    // clearing the reader for confidential shows it the note at once
+    let c = api
+        .with_key(
+            Method::PUT,
+            "/v1/clearances",
+            &t("boss"),
+            Some(json!({"actor": "agent:reader", "level": "confidential"})),
+        )
+        .await;
+    assert_eq!(
+        c.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&c.body)
+    );
+    assert_eq!(
+        get("reader", &format!("/v1/artifacts/{merger_id}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get("reader", "/v1/search?q=borrow").await.json()["total"],
+        2
+    );
     // every denial is in the audit log, with its actor
     let denials = get("boss", "/v1/audit?action=policy.deny").await.json();
     let actors: std::collections::BTreeSet<String> = denials

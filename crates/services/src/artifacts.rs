@@ -185,6 +185,14 @@ impl Services {
             let _ = self.authorize(caller, Permission::Read, &resource);
             return Err(Error::NotFound(format!("artifact {r}")));
         }
+        if !self.cleared(caller, a.classification) {
+            self.audit_denial(
+                caller,
+                Permission::Read,
+                &format!("{resource} ({})", a.classification),
+            );
+            return Err(Error::NotFound(format!("artifact {r}")));
+        }
         self.authorize(caller, permission, &resource)?;
         Ok(a)
     }

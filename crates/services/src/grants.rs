@@ -121,3 +121,35 @@ impl Services {
         Ok(self.store().holds(&caller.namespace)?)
     }
 }
+
+impl Services {
+    /// Sets the highest classification an actor may read (admin).
+    pub fn clearance_set(
+        &self,
+        caller: &Caller,
+        actor: Actor,
+        level: kontextual_model::Classification,
+    ) -> Result<kontextual_model::Clearance> {
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("clearances"),
+        )?;
+        let changes = self.write(caller, vec![Op::SetClearance { actor, level }])?;
+        match changes.into_iter().next() {
+            Some(Change::ClearanceSet { clearance }) => Ok(clearance),
+            other => Err(Error::InvalidInput(format!(
+                "unexpected store answer {other:?}"
+            ))),
+        }
+    }
+
+    pub fn clearance_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Clearance>> {
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("clearances"),
+        )?;
+        Ok(self.store().clearances(&caller.namespace, None)?)
+    }
+}

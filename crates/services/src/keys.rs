@@ -141,10 +141,16 @@ impl Services {
         }
         self.touch(id, now);
         let grants = self.store().grants(&key.namespace, Some(&key.actor))?;
+        let clearance = self
+            .store()
+            .clearances(&key.namespace, Some(&key.actor))?
+            .pop()
+            .map_or(kontextual_model::Classification::Internal, |c| c.level);
         let mut caller = Caller::new(key.actor, key.namespace);
         caller.scopes = Some(key.scopes);
         caller.key_id = Some(key.id);
         caller.grants = Some(std::sync::Arc::new(grants));
+        caller.clearance = Some(clearance);
         Ok(caller)
     }
 

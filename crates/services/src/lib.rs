@@ -78,6 +78,8 @@ pub struct Caller {
     pub key_id: Option<String>,
     /// The actor's grants, loaded when the key was checked.
     pub grants: Option<std::sync::Arc<Vec<kontextual_model::Grant>>>,
+    /// The highest classification the caller may read; `None`: any.
+    pub clearance: Option<kontextual_model::Classification>,
 }
 
 impl Caller {
@@ -89,6 +91,7 @@ impl Caller {
             scopes: None,
             key_id: None,
             grants: None,
+            clearance: None,
         }
     }
 

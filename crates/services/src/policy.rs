@@ -121,6 +121,11 @@ impl Services {
         self.policy.allows(caller, permission, resource)
     }
 
+    /// Whether the caller's clearance reaches a classification.
+    pub(crate) fn cleared(&self, caller: &Caller, level: kontextual_model::Classification) -> bool {
+        caller.clearance.is_none_or(|c| level <= c)
+    }
+
     /// Checks the policy; a denial is appended to the audit chain and
     /// returned as an error. A caller who may not even read a collection or
     /// artifact is told it is not found, so ids and names cannot be probed.
@@ -134,20 +139,7 @@ impl Services {
             return Ok(());
         }
         let target = resource.to_string();
-        let draft = AuditDraft {
-            action: format!("policy.deny.{}", permission.as_str()),
-            target_kind: "resource".into(),
-            target_id: target.clone(),
-            target_name: None,
-            revision: None,
-            prev_digest: None,
-            digest: None,
-            outcome: Outcome::Denied,
-            detail: None,
-        };
-        if let Err(e) = self.write(caller, vec![Op::Audit(draft)]) {
-            tracing::error!(error = %e, "could not audit a denial");
-        }
+        self.audit_denial(caller, permission, &target);
         let hidden = !matches!(resource, Resource::Namespace(_))
             && !self.policy.allows(caller, Permission::Read, resource);
         if hidden {
@@ -158,5 +150,23 @@ impl Services {
             permission: permission.as_str(),
             target,
         })
+    }
+
+    /// Appends a denial to the audit chain.
+    pub(crate) fn audit_denial(&self, caller: &Caller, permission: Permission, target: &str) {
+        let draft = AuditDraft {
+            action: format!("policy.deny.{}", permission.as_str()),
+            target_kind: "resource".into(),
+            target_id: target.to_owned(),
+            target_name: None,
+            revision: None,
+            prev_digest: None,
+            digest: None,
+            outcome: Outcome::Denied,
+            detail: None,
+        };
+        if let Err(e) = self.write(caller, vec![Op::Audit(draft)]) {
+            tracing::error!(error = %e, "could not audit a denial");
+        }
     }
 }

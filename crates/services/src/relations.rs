@@ -129,14 +129,15 @@ impl Services {
             .ok()
             .flatten()
             .is_some_and(|a| {
-                self.can(
-                    caller,
-                    Permission::Read,
-                    &Resource::Artifact {
-                        collection: a.collection.as_str(),
-                        name: a.name.as_str(),
-                    },
-                )
+                self.cleared(caller, a.classification)
+                    && self.can(
+                        caller,
+                        Permission::Read,
+                        &Resource::Artifact {
+                            collection: a.collection.as_str(),
+                            name: a.name.as_str(),
+                        },
+                    )
             })
     }
 }

@@ -192,7 +192,20 @@ impl Services {
             collections,
             types: f.types.clone(),
             lifecycles: f.lifecycles.clone(),
-            classifications: Vec::new(),
+            // nothing above the caller's clearance is found or counted
+            classifications: match caller.clearance {
+                Some(level) => [
+                    kontextual_model::Classification::Public,
+                    kontextual_model::Classification::Internal,
+                    kontextual_model::Classification::Confidential,
+                    kontextual_model::Classification::Restricted,
+                ]
+                .into_iter()
+                .filter(|c| *c <= level)
+                .map(|c| c.to_string())
+                .collect(),
+                None => Vec::new(),
+            },
             metadata: f.metadata.clone(),
             since: f.since,
             until: f.until,
@@ -313,7 +326,9 @@ impl Services {
         if !a.is_live() || a.revision != h.revision {
             return Ok(None);
         }
-        if !self.can(caller, Permission::Read, &artifact_resource(&a)) {
+        if !self.can(caller, Permission::Read, &artifact_resource(&a))
+            || !self.cleared(caller, a.classification)
+        {
             return Ok(None);
         }
         Ok(Some(a))
@@ -363,7 +378,9 @@ impl Services {
                     else {
                         continue;
                     };
-                    if !self.can(caller, Permission::Read, &artifact_resource(&a)) {
+                    if !self.can(caller, Permission::Read, &artifact_resource(&a))
+                        || !self.cleared(caller, a.classification)
+                    {
                         continue;
                     }
                     out.push(Related {

@@ -227,6 +227,11 @@ pub enum Op {
     RevokeKey {
         id: String,
     },
+    /// Sets an actor's clearance in the batch's namespace.
+    SetClearance {
+        actor: kontextual_model::Actor,
+        level: kontextual_model::Classification,
+    },
     /// Puts an artifact under legal hold; `AlreadyExists` if it is held.
     SetHold {
         key: ArtifactKey,
@@ -511,6 +516,13 @@ pub trait Backend: Send + Sync {
         ns: &Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Grant>>;
+
+    /// Clearances of a namespace, optionally of one actor.
+    fn clearances(
+        &self,
+        ns: &Namespace,
+        actor: Option<&kontextual_model::Actor>,
+    ) -> Result<Vec<kontextual_model::Clearance>>;
 
     /// Active legal holds of a namespace, by artifact id.
     fn holds(&self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>>;

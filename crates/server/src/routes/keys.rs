@@ -190,3 +190,36 @@ pub async fn release_hold(
     .await?;
     Ok(axum::Json(v).into_response())
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearanceBody {
+    /// `KIND:NAME`.
+    pub actor: String,
+    /// public, internal, confidential or restricted.
+    pub level: String,
+}
+
+#[utoipa::path(put, path = "/v1/clearances", tag = "keys", request_body = ClearanceBody,
+    responses((status = 200, description = "The actor's clearance", content_type = "application/json")))]
+pub async fn set_clearance(
+    State(s): State<AppState>,
+    call: Call,
+    Json(b): Json<ClearanceBody>,
+) -> Result<Response, Problem> {
+    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
+    let actor: Actor = b.actor.parse().map_err(bad)?;
+    let level: kontextual_model::Classification = b.level.parse().map_err(bad)?;
+    let v = run(&s, call, false, move |svc, c| {
+        svc.clearance_set(c, actor, level)
+    })
+    .await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/clearances", tag = "keys",
+    responses((status = 200, description = "Clearances set in the namespace", content_type = "application/json")))]
+pub async fn list_clearances(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
+    let v = run(&s, call, false, |svc, c| svc.clearance_list(c)).await?;
+    Ok(axum::Json(v).into_response())
+}

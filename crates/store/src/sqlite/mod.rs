@@ -701,6 +701,14 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::grants(c, ns, actor))
     }
 
+    fn clearances(
+        &self,
+        ns: &kontextual_model::Namespace,
+        actor: Option<&kontextual_model::Actor>,
+    ) -> Result<Vec<kontextual_model::Clearance>> {
+        self.read(|c| read::clearances(c, ns, actor))
+    }
+
     fn holds(&self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Hold>> {
         self.read(|c| read::holds(c, ns, None))
     }

@@ -903,3 +903,27 @@ pub(crate) fn holds(
     .collect::<rusqlite::Result<_>>()
     .map_err(sql_err)
 }
+
+pub(crate) fn clearances(
+    conn: &Connection,
+    ns: &Namespace,
+    actor: Option<&kontextual_model::Actor>,
+) -> Result<Vec<kontextual_model::Clearance>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT namespace, actor, level, set_at FROM clearances \
+             WHERE namespace = ?1 AND (?2 IS NULL OR actor = ?2) ORDER BY actor",
+        )
+        .map_err(sql_err)?;
+    stmt.query_map(params![ns.as_str(), actor.map(|a| a.to_string())], |r| {
+        Ok(kontextual_model::Clearance {
+            namespace: parsed(r, 0)?,
+            actor: parsed(r, 1)?,
+            level: parsed(r, 2)?,
+            set_at: ts(r, 3)?,
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}

@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "holds",
         sql: include_str!("migrations/0009_holds.sql"),
     },
+    Migration {
+        version: 10,
+        name: "clearances",
+        sql: include_str!("migrations/0010_clearances.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -199,10 +204,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 8);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 9);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

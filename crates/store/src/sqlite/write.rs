@@ -254,6 +254,22 @@ fn apply_batch(
             )?],
             Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
             Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::SetClearance { actor, level } => {
+                conn.execute(
+                    "INSERT INTO clearances (namespace, actor, level, set_at) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (namespace, actor) DO UPDATE SET level = excluded.level, set_at = excluded.set_at",
+                    params![ctx.namespace.as_str(), actor.to_string(), level.as_str(), micros(now)],
+                )
+                .map_err(sql_err)?;
+                vec![Change::ClearanceSet {
+                    clearance: kontextual_model::Clearance {
+                        namespace: ctx.namespace.clone(),
+                        actor,
+                        level,
+                        set_at: now,
+                    },
+                }]
+            }
             Op::SetHold { key, reason } => vec![set_hold(conn, &ctx, &key, reason, now)?],
             Op::ReleaseHold { key } => vec![release_hold(conn, &ctx, &key)?],
             Op::CreateGrant {

@@ -1472,6 +1472,27 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
         .filter(|a| a.starts_with("grant."))
         .collect();
     assert_eq!(actions, ["grant.create", "grant.create", "grant.delete"]);
+    // clearances: one per actor, the latest wins, audited
+    use kontextual_model::Classification;
+    for level in [Classification::Confidential, Classification::Public] {
+        write(
+            &s,
+            &c,
+            vec![Op::SetClearance {
+                actor: agent.clone(),
+                level,
+            }],
+        )
+        .unwrap();
+    }
+    let cl = s.clearances(&ns, Some(&agent)).unwrap();
+    assert_eq!(cl.len(), 1);
+    assert_eq!(cl[0].level, Classification::Public);
+    assert!(
+        s.clearances(&Namespace::new("other").unwrap(), None)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// K4/X2: a legal hold blocks delete and purge until it is released; both

@@ -96,6 +96,9 @@ pub enum Command {
     Grant(GrantArgs),
     /// Take a grant back
     RevokeGrant(GrantArgs),
+    /// The read access log: who read or searched what (admin)
+    #[command(subcommand)]
+    Access(AccessCmd),
     /// Clearances: the highest classification an actor may read (API-key actors default to internal)
     #[command(subcommand)]
     Clearance(ClearanceCmd),
@@ -558,4 +561,23 @@ pub enum ClearanceCmd {
     Set { actor: String, level: String },
     /// Clearances set in the namespace
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccessCmd {
+    /// Reads, oldest first
+    List {
+        /// Only reads by this actor (KIND:NAME)
+        #[arg(long = "by", value_name = "ACTOR")]
+        by: Option<String>,
+        /// Only reads at or after this time (RFC 3339 or a date)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Start after this sequence number
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Maximum entries (1-10000)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
 }

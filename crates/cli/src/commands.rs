@@ -84,6 +84,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Grant(a) => grant(&ctx, a, true),
         Command::Hold(c) => hold(&ctx, c),
         Command::Clearance(c) => clearance(&ctx, c),
+        Command::Access(c) => access(&ctx, c),
         Command::RevokeGrant(a) => grant(&ctx, a, false),
         Command::Db(c) => db(&ctx, c),
     }
@@ -928,6 +929,38 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                     .note(format!("Revoked API key {} ({}).", k.id, k.name));
             }
         }
+    }
+    ok()
+}
+
+fn access(ctx: &Ctx, cmd: AccessCmd) -> Result<ExitCode> {
+    let AccessCmd::List {
+        by,
+        since,
+        after,
+        limit,
+    } = cmd;
+    let svc = ctx.rw()?;
+    let by: Option<kontextual_model::Actor> = by.as_deref().map(str::parse).transpose()?;
+    let since = since.as_deref().map(parse_time).transpose()?;
+    let list = svc.access_list(&ctx.caller, by.as_ref(), since, after, limit)?;
+    if ctx.out.json {
+        ctx.out.json(&list)?;
+    } else {
+        let rows = list
+            .iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    time(e.at),
+                    e.actor.to_string(),
+                    e.action.clone(),
+                    e.target.clone(),
+                ]
+            })
+            .collect();
+        ctx.out
+            .table(&["seq", "at", "actor", "action", "target"], rows);
     }
     ok()
 }

@@ -59,6 +59,23 @@ pub struct Clearance {
     pub set_at: Timestamp,
 }
 
+/// One read, as the access log records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    #[serde(default)]
+    pub seq: u64,
+    pub at: Timestamp,
+    pub namespace: Namespace,
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// `read` or `search`.
+    pub action: String,
+    /// What was read (an artifact, a collection) or searched for.
+    pub target: String,
+    pub correlation_id: String,
+}
+
 /// A legal hold on an artifact: while it is set, the artifact cannot be
 /// deleted or purged (and, later, not expired).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

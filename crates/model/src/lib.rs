@@ -29,7 +29,7 @@ pub use context::ContextPackage;
 pub use digest::{Digest, DigestWriter};
 pub use error::ModelError;
 pub use event::{EventDraft, OutboxEvent};
-pub use grant::{Clearance, Grant, GrantPermission, GrantScope, Hold};
+pub use grant::{AccessEntry, Clearance, Grant, GrantPermission, GrantScope, Hold};
 pub use ids::{ArtifactId, CollectionId, CorrelationId, RelationId, RunId};
 pub use key::{ApiKey, Idempotency, Scope};
 pub use metadata::Metadata;

@@ -124,6 +124,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(o::list_audit))
         .routes(routes!(o::verify_audit))
         .routes(routes!(o::index_status))
+        .routes(routes!(o::access_log))
         .routes(routes!(k::list_keys, k::create_key))
         .routes(routes!(k::revoke_key))
         .routes(routes!(k::list_grants, k::create_grant, k::delete_grant))
@@ -219,9 +220,14 @@ pub async fn serve(
     let follower = std::thread::spawn({
         let (svc, stop, every) = (svc.clone(), stop.clone(), cfg.follow_interval);
         move || {
+            let mut last_flush = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if let Err(e) = svc.index_follow() {
                     tracing::warn!(error = %e, "search index follower");
+                }
+                if last_flush.elapsed() >= Duration::from_secs(2) {
+                    svc.flush_access_log();
+                    last_flush = std::time::Instant::now();
                 }
                 std::thread::sleep(every);
             }
@@ -241,6 +247,7 @@ pub async fn serve(
     // Commit what the follower had not applied yet, and record key uses.
     let _ = tokio::task::spawn_blocking(move || {
         svc.flush_key_uses();
+        svc.flush_access_log();
         svc.index_follow()
     })
     .await;

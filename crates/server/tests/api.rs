@@ -517,6 +517,7 @@ async fn x4_openapi_matches_the_routes() {
         ("DELETE", "/v1/relations/{id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/v1/access"),
         ("GET", "/v1/artifacts"),
         ("GET", "/v1/artifacts/by-ref"),
         ("GET", "/v1/artifacts/{id}"),

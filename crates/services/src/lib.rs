@@ -6,6 +6,7 @@
 //! Invariant: no surface holds a `Store`; they hold `Services`.
 //! Boundary: this crate knows no CLI or HTTP types, and no database driver.
 
+mod access;
 mod artifacts;
 mod context;
 mod diff;
@@ -123,6 +124,8 @@ pub struct Services {
     projection: std::sync::Mutex<Option<std::sync::Arc<projection::Projection>>>,
     /// API key uses not written yet (coalesced).
     touches: keys::TouchState,
+    /// Reads not written to the access log yet.
+    access: access::AccessState,
 }
 
 /// Result of `audit verify`.
@@ -159,6 +162,7 @@ impl Services {
             data_dir: None,
             projection: std::sync::Mutex::new(None),
             touches: Default::default(),
+            access: Default::default(),
         }
     }
 

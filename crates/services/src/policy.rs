@@ -136,6 +136,9 @@ impl Services {
         resource: &Resource<'_>,
     ) -> Result<()> {
         if self.policy.allows(caller, permission, resource) {
+            if permission == Permission::Read {
+                self.record_access(caller, "read", resource.to_string());
+            }
             return Ok(());
         }
         let target = resource.to_string();

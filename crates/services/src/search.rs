@@ -253,6 +253,7 @@ impl Services {
         let expand = relation_types(&req.expand)?;
         let depth = expand_depth(&expand, req.depth)?;
         let filters = self.index_filters(caller, &req.filters)?;
+        self.record_access(caller, "search", req.query.clone());
         let (p, lag) = self.fresh_index()?;
         let ir = IndexRequest {
             namespace: caller.namespace.as_str(),

@@ -227,6 +227,10 @@ pub enum Op {
     RevokeKey {
         id: String,
     },
+    /// Appends reads to the access log (bookkeeping: no change, no audit).
+    RecordAccess {
+        entries: Vec<kontextual_model::AccessEntry>,
+    },
     /// Sets an actor's clearance in the batch's namespace.
     SetClearance {
         actor: kontextual_model::Actor,
@@ -516,6 +520,17 @@ pub trait Backend: Send + Sync {
         ns: &Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Grant>>;
+
+    /// Access log entries of a namespace after `after`, optionally of one
+    /// actor and from a time on, oldest first.
+    fn access_log(
+        &self,
+        ns: &Namespace,
+        actor: Option<&kontextual_model::Actor>,
+        since: Option<kontextual_model::Timestamp>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<kontextual_model::AccessEntry>>;
 
     /// Clearances of a namespace, optionally of one actor.
     fn clearances(

@@ -146,7 +146,7 @@ fn k3_newer_schema_and_pending_migrations_are_reported() {
             .iter()
             .all(|p| p.category == ProblemCategory::PendingMigration)
     );
-    assert_eq!(report.problems.len(), 9);
+    assert_eq!(report.problems.len(), 10);
     drop(inspect);
     drop(SqliteBackend::open_dir(&dir, &OpenOptions::new(OpenMode::Migrate)).unwrap());
     let s = open(&dir).unwrap();

@@ -194,3 +194,47 @@ pub async fn index_status(State(s): State<AppState>, call: Call) -> Result<Respo
     let v = run(&s, call, false, |svc, c| svc.index_status(c)).await?;
     Ok(axum::Json(v).into_response())
 }
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccessParams {
+    /// Only reads by this actor (`KIND:NAME`).
+    pub by: Option<String>,
+    /// Only reads at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Entries after this sequence number.
+    pub after: Option<u64>,
+    /// 1–10000, default 100.
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/access", tag = "audit", params(AccessParams),
+    responses((status = 200, description = "Who read what, oldest first", content_type = "application/json")))]
+pub async fn access_log(
+    State(s): State<AppState>,
+    call: Call,
+    Query(p): Query<AccessParams>,
+) -> Result<Response, Problem> {
+    let by: Option<kontextual_model::Actor> =
+        p.by.as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let since = p
+        .since
+        .as_deref()
+        .map(|t| {
+            t.parse::<kontextual_model::Timestamp>().map_err(|_| {
+                Problem::bad_request(format!("since {t:?}: expected an RFC 3339 time"))
+            })
+        })
+        .transpose()?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 10_000);
+    let after = p.after.unwrap_or(0);
+    let v = run(&s, call, false, move |svc, c| {
+        svc.access_list(c, by.as_ref(), since, after, limit)
+    })
+    .await?;
+    Ok(axum::Json(v).into_response())
+}

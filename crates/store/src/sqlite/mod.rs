@@ -701,6 +701,17 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::grants(c, ns, actor))
     }
 
+    fn access_log(
+        &self,
+        ns: &kontextual_model::Namespace,
+        actor: Option<&kontextual_model::Actor>,
+        since: Option<kontextual_model::Timestamp>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<kontextual_model::AccessEntry>> {
+        self.read(|c| read::access_log(c, ns, actor, since, after, limit.clamp(1, 10_000)))
+    }
+
     fn clearances(
         &self,
         ns: &kontextual_model::Namespace,

@@ -927,3 +927,44 @@ pub(crate) fn clearances(
     .collect::<rusqlite::Result<_>>()
     .map_err(sql_err)
 }
+
+pub(crate) fn access_log(
+    conn: &Connection,
+    ns: &Namespace,
+    actor: Option<&kontextual_model::Actor>,
+    since: Option<kontextual_model::Timestamp>,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<kontextual_model::AccessEntry>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, at, namespace, actor, key_id, action, target, correlation_id FROM access_log \
+             WHERE namespace = ?1 AND seq > ?2 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR at >= ?4) \
+             ORDER BY seq LIMIT ?5",
+        )
+        .map_err(sql_err)?;
+    stmt.query_map(
+        params![
+            ns.as_str(),
+            after as i64,
+            actor.map(|a| a.to_string()),
+            since.map(super::micros),
+            limit as i64
+        ],
+        |r| {
+            Ok(kontextual_model::AccessEntry {
+                seq: u64_col(r, 0)?,
+                at: ts(r, 1)?,
+                namespace: parsed(r, 2)?,
+                actor: parsed(r, 3)?,
+                key_id: r.get(4)?,
+                action: r.get(5)?,
+                target: r.get(6)?,
+                correlation_id: r.get(7)?,
+            })
+        },
+    )
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}

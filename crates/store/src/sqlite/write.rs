@@ -254,6 +254,27 @@ fn apply_batch(
             )?],
             Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
             Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::RecordAccess { entries } => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "INSERT INTO access_log (at, namespace, actor, key_id, action, target, correlation_id) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(sql_err)?;
+                for e in entries {
+                    stmt.execute(params![
+                        micros(e.at),
+                        e.namespace.as_str(),
+                        e.actor.to_string(),
+                        e.key_id,
+                        e.action,
+                        e.target,
+                        e.correlation_id
+                    ])
+                    .map_err(sql_err)?;
+                }
+                continue;
+            }
             Op::SetClearance { actor, level } => {
                 conn.execute(
                     "INSERT INTO clearances (namespace, actor, level, set_at) VALUES (?1, ?2, ?3, ?4) \

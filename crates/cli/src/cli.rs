@@ -536,8 +536,11 @@ pub struct GrantArgs {
     /// read, write (includes read), admin (includes write) or export
     pub permission: Option<String>,
     /// Only this collection (and its artifacts) [default: the whole namespace]
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "artifact")]
     pub collection: Option<String>,
+    /// Only this artifact (COLLECTION/NAME)
+    #[arg(long)]
+    pub artifact: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1024,7 +1024,7 @@ fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
             actor.parse()?,
             p.parse::<kontextual_model::GrantPermission>()?,
         ),
-        (None, None) if give && a.collection.is_none() => {
+        (None, None) if give && a.collection.is_none() && a.artifact.is_none() => {
             let grants = svc.grant_list(&ctx.caller, None)?;
             if ctx.out.json {
                 ctx.out.json(&grants)?;
@@ -1048,10 +1048,15 @@ fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
             "give an ACTOR and a PERMISSION (read, write, admin, export), e.g. `grant agent:ci read --collection handbook`"
         ),
     };
+    let on = match (&a.collection, &a.artifact) {
+        (Some(c), _) => kontextual_services::GrantOn::Collection(c),
+        (None, Some(r)) => kontextual_services::GrantOn::Artifact(r),
+        (None, None) => kontextual_services::GrantOn::Namespace,
+    };
     let g = if give {
-        svc.grant(&ctx.caller, actor, permission, a.collection.as_deref())?
+        svc.grant(&ctx.caller, actor, permission, on)?
     } else {
-        svc.revoke_grant(&ctx.caller, actor, permission, a.collection.as_deref())?
+        svc.revoke_grant(&ctx.caller, actor, permission, on)?
     };
     if ctx.out.json {
         ctx.out.json(&g)?;

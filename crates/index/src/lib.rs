@@ -30,7 +30,7 @@ use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 use fields::Fields;
 pub use fields::metadata_pairs;
 pub use open::{Access, Opened};
-pub use query::{Filters, Granularity, Hit, SearchRequest, SearchResults, Snippet};
+pub use query::{Filters, Granularity, Hit, Readable, SearchRequest, SearchResults, Snippet};
 
 /// Bumped whenever the schema or the document layout changes; an index of
 /// another format is rebuilt.

@@ -44,6 +44,16 @@ pub struct Filters {
     pub until: Option<jiff::Timestamp>,
     /// Only these artifacts (ids).
     pub artifact_ids: Vec<String>,
+    /// What the caller may read, when it may not read everything: documents
+    /// in any of these collections, or of any of these artifacts. Empty
+    /// lists match nothing.
+    pub readable: Option<Readable>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Readable {
+    pub collections: Vec<String>,
+    pub artifact_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +252,20 @@ impl SearchIndex {
             if !values.is_empty() {
                 clauses.push((Occur::Must, filter(any_of(field, values))));
             }
+        }
+        if let Some(r) = &fl.readable {
+            let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for c in &r.collections {
+                any.push((Occur::Should, term(f.collection, c)));
+            }
+            for a in &r.artifact_ids {
+                any.push((Occur::Should, term(f.artifact_id, a)));
+            }
+            if any.is_empty() {
+                // nothing readable: a term no document has
+                any.push((Occur::Should, term(f.collection, "\u{0}")));
+            }
+            clauses.push((Occur::Must, filter(Box::new(BooleanQuery::new(any)))));
         }
         for (k, v) in &fl.metadata {
             clauses.push((Occur::Must, filter(term(f.meta_kv, &meta_term(k, v)))));

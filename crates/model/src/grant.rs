@@ -17,6 +17,8 @@ crate::artifact::word_enum!(
 pub enum GrantScope {
     Namespace,
     Collection(CollectionName),
+    /// One artifact, by collection and name.
+    Artifact(CollectionName, crate::ArtifactName),
 }
 
 impl std::fmt::Display for GrantScope {
@@ -24,6 +26,9 @@ impl std::fmt::Display for GrantScope {
         match self {
             GrantScope::Namespace => f.write_str("namespace"),
             GrantScope::Collection(c) => write!(f, "collection {c}"),
+            GrantScope::Artifact(c, n) => {
+                write!(f, "artifact {c}/{}", crate::names::escape_name(n.as_str()))
+            }
         }
     }
 }

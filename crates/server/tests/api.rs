@@ -696,7 +696,7 @@ async fn x1_api_keys_authenticate_and_scope_requests() {
             &local,
             "service:ops".parse().unwrap(),
             kontextual_model::GrantPermission::Admin,
-            None,
+            kontextual_services::GrantOn::Namespace,
         )
         .unwrap();
         svc.key_create(
@@ -848,6 +848,19 @@ async fn x2_grants_bound_every_route_for_every_actor() {
         }
         body
     };
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/grants",
+            json!({"actor": "agent:one", "permission": "read", "artifact": "handbook/notes.md"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     for body in [
         grant("agent:reader", "read", Some("handbook")),
         grant("agent:writer", "write", Some("ops")),
@@ -868,6 +881,7 @@ async fn x2_grants_bound_every_route_for_every_actor() {
         ("reader", "agent:reader", json!(["read", "write"])),
         ("writer", "agent:writer", json!(["write"])),
         ("nobody", "agent:nobody", json!(["read", "write", "admin"])),
+        ("one", "agent:one", json!(["read"])),
     ] {
         let body = json!({"name": name, "actor": actor, "scopes": scopes});
         let r = match tokens.get("boss") {
@@ -924,6 +938,13 @@ async fn x2_grants_bound_every_route_for_every_actor() {
     assert_eq!(s["total"], 2, "boss is cleared for internal only: {s}");
     let s = get("nobody", "/v1/search?q=borrow").await.json();
     assert_eq!(s["total"], 0);
+    // a grant on one artifact: that artifact and nothing else
+    let s = get("one", "/v1/search?q=borrow").await.json();
+    assert_eq!(s["total"], 1, "{s}");
+    assert_eq!(s["hits"][0]["ref"], "handbook/notes.md");
+    get("one", &format!("/v1/artifacts/{guide_id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
     let cols = get("reader", "/v1/collections").await.json();
     assert_eq!(cols["items"].as_array().unwrap().len(), 1);
     assert!(

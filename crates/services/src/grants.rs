@@ -13,10 +13,10 @@ impl Services {
         caller: &Caller,
         actor: Actor,
         permission: GrantPermission,
-        collection: Option<&str>,
+        on: GrantOn<'_>,
     ) -> Result<Grant> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
-        let scope = scope(collection)?;
+        let scope = scope(on)?;
         let changes = self.write(
             caller,
             vec![Op::CreateGrant {
@@ -38,10 +38,10 @@ impl Services {
         caller: &Caller,
         actor: Actor,
         permission: GrantPermission,
-        collection: Option<&str>,
+        on: GrantOn<'_>,
     ) -> Result<Grant> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
-        let scope = scope(collection)?;
+        let scope = scope(on)?;
         let changes = self.write(
             caller,
             vec![Op::DeleteGrant {
@@ -65,10 +65,31 @@ impl Services {
     }
 }
 
-fn scope(collection: Option<&str>) -> Result<GrantScope> {
-    Ok(match collection {
-        Some(c) => GrantScope::Collection(CollectionName::new(c)?),
-        None => GrantScope::Namespace,
+/// What a grant is on.
+#[derive(Clone, Copy, Debug)]
+pub enum GrantOn<'a> {
+    Namespace,
+    Collection(&'a str),
+    /// `COLLECTION/NAME`.
+    Artifact(&'a str),
+}
+
+fn scope(on: GrantOn<'_>) -> Result<GrantScope> {
+    Ok(match on {
+        GrantOn::Namespace => GrantScope::Namespace,
+        GrantOn::Collection(c) => GrantScope::Collection(CollectionName::new(c)?),
+        GrantOn::Artifact(r) => match r.parse::<kontextual_model::ArtifactRef>()? {
+            kontextual_model::ArtifactRef::Name {
+                collection,
+                name,
+                section: None,
+            } => GrantScope::Artifact(collection, name),
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "grant on {r:?}: name the artifact as COLLECTION/NAME"
+                )));
+            }
+        },
     })
 }
 

@@ -46,6 +46,7 @@ pub use context::{
     Reason, VerifyProblem,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use grants::GrantOn;
 pub use index_admin::IndexStatus;
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,

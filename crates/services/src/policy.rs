@@ -70,7 +70,7 @@ impl Policy for AllowAll {
 /// Access control for callers with an API key (X1, X2): the key's scopes
 /// bound what the caller may do at all (`read`; `write` implies read;
 /// `admin` implies both), and the actor's grants say where — on the whole
-/// namespace or on a collection and its artifacts. Nothing is allowed that
+/// namespace, a collection and its artifacts, or one artifact. Nothing is allowed that
 /// no grant allows. A caller without a key (the local administrator on its
 /// own data directory) may do everything.
 pub struct AccessPolicy;
@@ -104,6 +104,10 @@ impl Policy for AccessPolicy {
                         c.as_str() == *collection
                     }
                     (GrantScope::Collection(_), Resource::Namespace(_)) => false,
+                    (GrantScope::Artifact(c, n), Resource::Artifact { collection, name }) => {
+                        c.as_str() == *collection && n.as_str() == *name
+                    }
+                    (GrantScope::Artifact(..), _) => false,
                 }
         })
     }

@@ -16,9 +16,14 @@ use serde::Serialize;
 use crate::projection::{FOLLOWER_WAIT, Projection, index_dir};
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
-/// A collection filter value no collection can have (names are
-/// alphanumeric): matches nothing, for a caller who may read no collection.
-const NO_COLLECTION: &str = "\u{0}";
+/// What a caller restricted by grants may read.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReadableScope {
+    pub collections: Vec<String>,
+    pub artifact_ids: Vec<String>,
+    /// Collections it may name in a filter (whole, or with a readable artifact).
+    pub visible_collections: Vec<String>,
+}
 
 /// Largest page of hits.
 pub const MAX_SEARCH_LIMIT: u32 = 100;
@@ -160,21 +165,17 @@ impl Services {
 
     /// Validates filters into the index's terms; unknown collections are errors.
     pub(crate) fn index_filters(&self, caller: &Caller, f: &SearchFilters) -> Result<Filters> {
-        let readable = self.readable_collections(caller)?;
+        let readable = self.readable_scope(caller)?;
         for c in &f.collections {
             let name = CollectionName::new(c)?;
-            let visible = readable.as_ref().is_none_or(|r| r.contains(c));
+            let visible = readable
+                .as_ref()
+                .is_none_or(|r| r.visible_collections.contains(c));
             if !visible || self.store().collection(&caller.namespace, &name)?.is_none() {
                 return Err(Error::NotFound(format!("collection {name}")));
             }
         }
-        // Search never returns or counts what the caller may not read: a
-        // caller with collection grants only searches those collections.
-        let collections = match (&readable, f.collections.is_empty()) {
-            (Some(r), true) if r.is_empty() => vec![NO_COLLECTION.to_owned()],
-            (Some(r), true) => r.clone(),
-            _ => f.collections.clone(),
-        };
+        let collections = f.collections.clone();
         for t in &f.types {
             kontextual_model::artifact::check_artifact_type(t)?;
         }
@@ -210,16 +211,21 @@ impl Services {
             since: f.since,
             until: f.until,
             artifact_ids: Vec::new(),
+            // Search never returns or counts what the caller may not read.
+            readable: readable.map(|r| kontextual_index::Readable {
+                collections: r.collections,
+                artifact_ids: r.artifact_ids,
+            }),
         })
     }
 
-    /// The collections a caller may read, or `None` when it may read the
-    /// whole namespace.
-    pub(crate) fn readable_collections(&self, caller: &Caller) -> Result<Option<Vec<String>>> {
+    /// What a caller may read, or `None` when it may read the whole
+    /// namespace: whole collections, and single artifacts it holds grants on.
+    pub(crate) fn readable_scope(&self, caller: &Caller) -> Result<Option<ReadableScope>> {
         if self.can(caller, Permission::Read, &Resource::Namespace("everything")) {
             return Ok(None);
         }
-        let mut out = Vec::new();
+        let mut scope = ReadableScope::default();
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         loop {
             let p = self.store().collections(&caller.namespace, &page)?;
@@ -229,7 +235,8 @@ impl Services {
                     Permission::Read,
                     &Resource::Collection(c.name.as_str()),
                 ) {
-                    out.push(c.name.to_string());
+                    scope.collections.push(c.name.to_string());
+                    scope.visible_collections.push(c.name.to_string());
                 }
             }
             match p.next {
@@ -237,7 +244,21 @@ impl Services {
                 None => break,
             }
         }
-        Ok(Some(out))
+        for g in caller.grants.iter().flat_map(|g| g.iter()) {
+            if let kontextual_model::GrantScope::Artifact(c, n) = &g.scope
+                && g.permission.covers(kontextual_model::GrantPermission::Read)
+            {
+                let key = ArtifactKey::Name {
+                    collection: c.clone(),
+                    name: n.clone(),
+                };
+                if let Some(a) = self.store().artifact(&caller.namespace, &key)? {
+                    scope.artifact_ids.push(a.id.to_string());
+                    scope.visible_collections.push(c.to_string());
+                }
+            }
+        }
+        Ok(Some(scope))
     }
 
     pub fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchResponse> {

@@ -89,8 +89,23 @@ pub struct GrantBody {
     pub actor: String,
     /// read, write, admin or export.
     pub permission: String,
-    /// A collection; absent for the whole namespace.
+    /// A collection; absent (with `artifact`) for the whole namespace.
     pub collection: Option<String>,
+    /// One artifact, `COLLECTION/NAME`.
+    pub artifact: Option<String>,
+}
+
+fn grant_on(b: &GrantBody) -> Result<kontextual_services::GrantOn<'_>, Problem> {
+    Ok(match (&b.collection, &b.artifact) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::bad_request(
+                "give a collection or an artifact, not both",
+            ));
+        }
+        (Some(c), None) => kontextual_services::GrantOn::Collection(c),
+        (None, Some(a)) => kontextual_services::GrantOn::Artifact(a),
+        (None, None) => kontextual_services::GrantOn::Namespace,
+    })
 }
 
 fn parse_grant(b: &GrantBody) -> Result<(Actor, kontextual_model::GrantPermission), Problem> {
@@ -110,8 +125,10 @@ pub async fn create_grant(
     Json(b): Json<GrantBody>,
 ) -> Result<Response, Problem> {
     let (actor, permission) = parse_grant(&b)?;
+    grant_on(&b)?;
     let g = run(&s, call, false, move |svc, c| {
-        svc.grant(c, actor, permission, b.collection.as_deref())
+        let on = grant_on(&b).map_err(|p| kontextual_services::Error::InvalidInput(p.detail))?;
+        svc.grant(c, actor, permission, on)
     })
     .await?;
     Ok((StatusCode::CREATED, axum::Json(g)).into_response())
@@ -132,8 +149,10 @@ pub async fn delete_grant(
     Json(b): Json<GrantBody>,
 ) -> Result<Response, Problem> {
     let (actor, permission) = parse_grant(&b)?;
+    grant_on(&b)?;
     let g = run(&s, call, false, move |svc, c| {
-        svc.revoke_grant(c, actor, permission, b.collection.as_deref())
+        let on = grant_on(&b).map_err(|p| kontextual_services::Error::InvalidInput(p.detail))?;
+        svc.revoke_grant(c, actor, permission, on)
     })
     .await?;
     Ok(axum::Json(g).into_response())

@@ -855,11 +855,25 @@ pub(crate) fn grants(
     stmt.query_map(params![ns.as_str(), actor.map(|a| a.to_string())], |r| {
         let kind: String = r.get(4)?;
         let name: String = r.get(5)?;
+        // An unknown kind is an error, never a wider grant.
         let scope = match kind.as_str() {
+            "namespace" => kontextual_model::GrantScope::Namespace,
             "collection" => {
                 kontextual_model::GrantScope::Collection(name.parse().map_err(|e| conv(5, e))?)
             }
-            _ => kontextual_model::GrantScope::Namespace,
+            "artifact" => {
+                let (c, n) = name.split_once('/').unwrap_or((&name, ""));
+                kontextual_model::GrantScope::Artifact(
+                    c.parse().map_err(|e| conv(5, e))?,
+                    n.parse().map_err(|e| conv(5, e))?,
+                )
+            }
+            other => {
+                return Err(conv(
+                    4,
+                    StoreError::Corrupted(format!("unknown grant scope {other:?}")),
+                ));
+            }
         };
         Ok(kontextual_model::Grant {
             id: r.get(0)?,

@@ -1163,6 +1163,7 @@ fn scope_parts(scope: &kontextual_model::GrantScope) -> (&'static str, String) {
     match scope {
         kontextual_model::GrantScope::Namespace => ("namespace", String::new()),
         kontextual_model::GrantScope::Collection(c) => ("collection", c.to_string()),
+        kontextual_model::GrantScope::Artifact(c, n) => ("artifact", format!("{c}/{n}")),
     }
 }
 
@@ -1175,12 +1176,22 @@ fn create_grant(
     now: Timestamp,
 ) -> Result<Change> {
     let (kind, name) = scope_parts(&scope);
-    if let kontextual_model::GrantScope::Collection(c) = &scope
-        && read::collection_id(conn, &ctx.namespace, c.as_str())?.is_none()
-    {
-        return Err(StoreError::NotFound {
-            what: format!("collection {c}"),
-        });
+    match &scope {
+        kontextual_model::GrantScope::Collection(c)
+            if read::collection_id(conn, &ctx.namespace, c.as_str())?.is_none() =>
+        {
+            return Err(StoreError::NotFound {
+                what: format!("collection {c}"),
+            });
+        }
+        kontextual_model::GrantScope::Artifact(c, n) => {
+            let key = ArtifactKey::Name {
+                collection: c.clone(),
+                name: n.clone(),
+            };
+            existing(conn, ctx, &key)?;
+        }
+        _ => {}
     }
     let grant = kontextual_model::Grant {
         id: uuid::Uuid::now_v7(),

@@ -1430,7 +1430,36 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
     let e = write(&s, &c, vec![grant(GrantScope::Collection(coll("nope")))]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     write(&s, &c, vec![grant(GrantScope::Namespace)]).unwrap();
+    put(&s, &c, "h", "doc.md", b"x");
+    write(
+        &s,
+        &c,
+        vec![grant(GrantScope::Artifact(coll("h"), name("doc.md")))],
+    )
+    .unwrap();
+    let e = write(
+        &s,
+        &c,
+        vec![grant(GrantScope::Artifact(coll("h"), name("none.md")))],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     let ns = Namespace::default();
+    let mine = s.grants(&ns, Some(&agent)).unwrap();
+    assert!(
+        mine.iter()
+            .any(|g| g.scope == GrantScope::Artifact(coll("h"), name("doc.md")))
+    );
+    write(
+        &s,
+        &c,
+        vec![Op::DeleteGrant {
+            actor: agent.clone(),
+            permission: GrantPermission::Read,
+            scope: GrantScope::Artifact(coll("h"), name("doc.md")),
+        }],
+    )
+    .unwrap();
     assert_eq!(s.grants(&ns, Some(&agent)).unwrap().len(), 2);
     assert!(
         s.grants(&ns, Some(&"agent:other".parse().unwrap()))
@@ -1471,7 +1500,16 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
         .map(|a| a.draft.action)
         .filter(|a| a.starts_with("grant."))
         .collect();
-    assert_eq!(actions, ["grant.create", "grant.create", "grant.delete"]);
+    assert_eq!(
+        actions,
+        [
+            "grant.create",
+            "grant.create",
+            "grant.create",
+            "grant.delete",
+            "grant.delete"
+        ]
+    );
     // clearances: one per actor, the latest wins, audited
     use kontextual_model::Classification;
     for level in [Classification::Confidential, Classification::Public] {

@@ -9,7 +9,9 @@
 //!
 //! Usage: cargo run --release -p kontextual-bench -- [--n 20000] [--writers 8] [--runs 3]
 //!        cargo run --release -p kontextual-bench -- --only retrieval --n 20000 --runs 3
+//!        cargo run --release -p kontextual-bench -- --only http --n 20000   (needs `cargo install oha`)
 
+mod http;
 mod retrieval;
 
 use std::path::{Path, PathBuf};
@@ -53,7 +55,7 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.max(1),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http"
             ),
         }
     }
@@ -269,6 +271,9 @@ fn main() -> Result<()> {
     let a = args()?;
     if a.only.as_deref() == Some("retrieval") {
         return retrieval::run(a.n, a.runs);
+    }
+    if a.only.as_deref() == Some("http") {
+        return http::run(a.n, 10);
     }
     let tmp = tempfile::tempdir()?;
     eprintln!("generating {} files of 1–50 KB…", a.n);

@@ -220,6 +220,13 @@ impl Floor {
     }
 }
 
+/// Writes the retrieval corpus (for other benchmarks).
+pub fn generate(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
+    let words = Words::new(30_000, &mut rng);
+    Ok(make_corpus(dir, n, &words, &mut rng)?.0)
+}
+
 pub fn run(n: usize, rounds: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);

@@ -11,7 +11,7 @@ use kontextual_store::Op;
 
 use crate::{Caller, Permission, Resource, Result, Services};
 
-const FLUSH_AT: usize = 512;
+const FLUSH_AT: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 pub(crate) struct AccessBuffer {

@@ -25,6 +25,7 @@ impl Services {
                 scope,
             }],
         )?;
+        self.forget_verified_keys();
         match changes.into_iter().next() {
             Some(Change::GrantCreated { grant }) => Ok(grant),
             other => Err(Error::InvalidInput(format!(
@@ -50,6 +51,7 @@ impl Services {
                 scope,
             }],
         )?;
+        self.forget_verified_keys();
         match changes.into_iter().next() {
             Some(Change::GrantDeleted { grant }) => Ok(grant),
             other => Err(Error::InvalidInput(format!(
@@ -157,6 +159,7 @@ impl Services {
             &Resource::Namespace("clearances"),
         )?;
         let changes = self.write(caller, vec![Op::SetClearance { actor, level }])?;
+        self.forget_verified_keys();
         match changes.into_iter().next() {
             Some(Change::ClearanceSet { clearance }) => Ok(clearance),
             other => Err(Error::InvalidInput(format!(

@@ -16,6 +16,19 @@ use crate::{Caller, Error, Permission, Resource, Result, Services};
 /// How often coalesced last-use times are written.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
+/// How long a verified key (with its grants and clearance) is trusted
+/// without asking the store again: revocations, new grants and clearances
+/// take effect within this time.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Verified tokens (by the SHA-256 of the whole token) and when.
+#[derive(Default)]
+pub(crate) struct AuthCache {
+    entries: HashMap<Digest, (Caller, Instant)>,
+}
+
+pub(crate) type AuthCacheState = Mutex<AuthCache>;
+
 /// Pending last-use times and when they were last written.
 pub(crate) struct Touches {
     pending: HashMap<String, Timestamp>,
@@ -103,10 +116,21 @@ impl Services {
         Ok(self.store().api_keys(&caller.namespace, page)?)
     }
 
+    /// Forgets verified keys: access changed (in this process at once; in
+    /// others within [`AUTH_CACHE_TTL`]).
+    pub(crate) fn forget_verified_keys(&self) {
+        self.auth_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .clear();
+    }
+
     /// Revokes a key; revoking it again is a no-op.
     pub fn key_revoke(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("API keys"))?;
         self.write(caller, vec![Op::RevokeKey { id: id.to_owned() }])?;
+        self.forget_verified_keys();
         let mut k = self
             .store()
             .api_key(id)?
@@ -121,10 +145,45 @@ impl Services {
         Ok(self.store().has_api_keys()?)
     }
 
+    /// The caller of a token verified less than [`AUTH_CACHE_TTL`] ago, if
+    /// any: no store access, so a server can answer without blocking.
+    pub fn authenticate_cached(&self, token: &str) -> Option<Caller> {
+        let h = Digest::of(token.as_bytes());
+        let cache = self.auth_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (caller, at) = cache.entries.get(&h)?;
+        if at.elapsed() >= AUTH_CACHE_TTL {
+            return None;
+        }
+        let mut c = caller.clone();
+        c.correlation_id = kontextual_model::CorrelationId::new();
+        drop(cache);
+        if let Some(id) = &c.key_id {
+            self.touch(id, kontextual_model::now());
+        }
+        Some(c)
+    }
+
     /// The caller a token stands for. Unknown ids and wrong secrets get the
     /// same answer; a revoked or expired key says so only to a holder of
     /// its real secret.
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
+        if let Some(c) = self.authenticate_cached(token) {
+            return Ok(c);
+        }
+        let c = self.authenticate_uncached(token)?;
+        let mut cache = self.auth_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.entries.len() > 10_000 {
+            cache
+                .entries
+                .retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
+        }
+        cache
+            .entries
+            .insert(Digest::of(token.as_bytes()), (c.clone(), Instant::now()));
+        Ok(c)
+    }
+
+    fn authenticate_uncached(&self, token: &str) -> Result<Caller> {
         let refused = || Error::Unauthenticated("the API key is not valid".to_owned());
         let (id, secret) = parse_token(token).ok_or_else(refused)?;
         let key = self.store().api_key(id)?.ok_or_else(refused)?;

@@ -51,7 +51,7 @@ pub use index_admin::IndexStatus;
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };
-pub use keys::NewKey;
+pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use kontextual_index::Snippet;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
@@ -127,6 +127,8 @@ pub struct Services {
     touches: keys::TouchState,
     /// Reads not written to the access log yet.
     access: access::AccessState,
+    /// Recently verified API keys.
+    auth_cache: keys::AuthCacheState,
 }
 
 /// Result of `audit verify`.
@@ -164,6 +166,7 @@ impl Services {
             projection: std::sync::Mutex::new(None),
             touches: Default::default(),
             access: Default::default(),
+            auth_cache: Default::default(),
         }
     }
 

@@ -92,14 +92,22 @@ pub(crate) fn load_artifact(
     key: &ArtifactKey,
 ) -> Result<Option<Artifact>> {
     let row = match key {
+        // By primary key alone, the collection name by a correlated
+        // subquery: a join (or a second constraint) lets a STAT4 build mark
+        // the statement for re-preparation on every bind, which profiling
+        // showed as SQL parsing on every read.
         ArtifactKey::Id(id) => conn
             .prepare_cached(&format!(
-                "SELECT {ARTIFACT_COLS} FROM artifacts a JOIN collections c ON c.id = a.collection_id \
-                 WHERE a.id = ?1 AND a.namespace = ?2"
+                "SELECT {} FROM artifacts a WHERE a.id = ?1",
+                ARTIFACT_COLS.replace(
+                    "c.name",
+                    "(SELECT c.name FROM collections c WHERE c.id = a.collection_id)"
+                )
             ))
             .map_err(sql_err)?
-            .query_row(params![id.0, ns.as_str()], artifact_row)
-            .optional(),
+            .query_row(params![id.0], artifact_row)
+            .optional()
+            .map(|a| a.filter(|a| &a.namespace == ns)),
         ArtifactKey::Name { collection, name } => {
             // Two simple lookups instead of one join: a parameter used twice
             // in one statement makes SQLite (with STAT4) re-prepare it on every bind.

@@ -85,14 +85,14 @@ pub enum Command {
     /// The search index (a projection of the store): status and rebuild
     #[command(subcommand)]
     Index(IndexCmd),
-    /// Check the whole store: database integrity, every blob, references, migrations, audit chain
+    /// Check the whole store: database integrity, every blob, references, migrations, audit chain, search index
     Verify(VerifyArgs),
     /// The HTTP API (JSON under /v1, OpenAPI at /openapi.json); owns the search index while it runs
     Serve(ServeArgs),
     /// API keys for the HTTP API: create (prints the token once), list, revoke
     #[command(subcommand)]
     Key(KeyCmd),
-    /// Give an actor a permission on the namespace or a collection (no arguments: list grants)
+    /// Give an actor a permission on the namespace, a collection or an artifact (no arguments: list grants)
     Grant(GrantArgs),
     /// Take a grant back
     RevokeGrant(GrantArgs),

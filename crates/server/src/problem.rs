@@ -95,6 +95,13 @@ impl Problem {
     }
 }
 
+/// Input the model refuses (a bad name, id, time, …) is a 400 that says why.
+impl From<kontextual_model::ModelError> for Problem {
+    fn from(e: kontextual_model::ModelError) -> Problem {
+        Problem::bad_request(e.to_string())
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();

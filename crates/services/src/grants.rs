@@ -17,21 +17,20 @@ impl Services {
     ) -> Result<Grant> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
         let scope = scope(on)?;
-        let changes = self.write(
+        let grant = self.write_one(
             caller,
-            vec![Op::CreateGrant {
+            Op::CreateGrant {
                 actor,
                 permission,
                 scope,
-            }],
+            },
+            |c| match c {
+                Change::GrantCreated { grant } => Some(grant),
+                _ => None,
+            },
         )?;
         self.forget_verified_keys();
-        match changes.into_iter().next() {
-            Some(Change::GrantCreated { grant }) => Ok(grant),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+        Ok(grant)
     }
 
     pub fn revoke_grant(
@@ -43,21 +42,20 @@ impl Services {
     ) -> Result<Grant> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
         let scope = scope(on)?;
-        let changes = self.write(
+        let grant = self.write_one(
             caller,
-            vec![Op::DeleteGrant {
+            Op::DeleteGrant {
                 actor,
                 permission,
                 scope,
-            }],
+            },
+            |c| match c {
+                Change::GrantDeleted { grant } => Some(grant),
+                _ => None,
+            },
         )?;
         self.forget_verified_keys();
-        match changes.into_iter().next() {
-            Some(Change::GrantDeleted { grant }) => Ok(grant),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+        Ok(grant)
     }
 
     /// Grants of the namespace, optionally of one actor.
@@ -104,19 +102,18 @@ impl Services {
         reason: &str,
     ) -> Result<kontextual_model::Hold> {
         self.artifact_for(caller, r, Permission::Admin)?;
-        let changes = self.write(
+        let hold = self.write_one(
             caller,
-            vec![Op::SetHold {
+            Op::SetHold {
                 key: self.key(r)?,
                 reason: reason.to_owned(),
-            }],
+            },
+            |c| match c {
+                Change::HoldSet { hold } => Some(hold),
+                _ => None,
+            },
         )?;
-        match changes.into_iter().next() {
-            Some(Change::HoldSet { hold }) => Ok(hold),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+        Ok(hold)
     }
 
     pub fn hold_release(
@@ -125,13 +122,11 @@ impl Services {
         r: &kontextual_model::ArtifactRef,
     ) -> Result<kontextual_model::Hold> {
         self.artifact_for(caller, r, Permission::Admin)?;
-        let changes = self.write(caller, vec![Op::ReleaseHold { key: self.key(r)? }])?;
-        match changes.into_iter().next() {
-            Some(Change::HoldReleased { hold }) => Ok(hold),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+        let hold = self.write_one(caller, Op::ReleaseHold { key: self.key(r)? }, |c| match c {
+            Change::HoldReleased { hold } => Some(hold),
+            _ => None,
+        })?;
+        Ok(hold)
     }
 
     /// Active holds of the namespace.
@@ -158,14 +153,12 @@ impl Services {
             Permission::Admin,
             &Resource::Namespace("clearances"),
         )?;
-        let changes = self.write(caller, vec![Op::SetClearance { actor, level }])?;
+        let clearance = self.write_one(caller, Op::SetClearance { actor, level }, |c| match c {
+            Change::ClearanceSet { clearance } => Some(clearance),
+            _ => None,
+        })?;
         self.forget_verified_keys();
-        match changes.into_iter().next() {
-            Some(Change::ClearanceSet { clearance }) => Ok(clearance),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+        Ok(clearance)
     }
 
     pub fn clearance_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Clearance>> {

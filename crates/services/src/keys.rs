@@ -99,16 +99,14 @@ impl Services {
             last_used_at: None,
             secret_hash: Some(Digest::of(secret.as_bytes())),
         };
-        let changes = self.write(caller, vec![Op::CreateKey(key)])?;
-        match changes.into_iter().next() {
-            Some(kontextual_model::Change::KeyCreated { key }) => Ok(NewKey {
-                key,
-                token: format!("{TOKEN_PREFIX}{id}_{secret}"),
-            }),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+        let key = self.write_one(caller, Op::CreateKey(key), |c| match c {
+            kontextual_model::Change::KeyCreated { key } => Some(key),
+            _ => None,
+        })?;
+        Ok(NewKey {
+            key,
+            token: format!("{TOKEN_PREFIX}{id}_{secret}"),
+        })
     }
 
     pub fn key_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ApiKey>> {
@@ -265,21 +263,19 @@ impl Services {
         let expire_before = kontextual_model::now()
             .checked_sub(jiff::SignedDuration::try_from(IDEMPOTENCY_TTL).unwrap_or_default())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let changes = self.write(
+        self.write_one(
             &system_caller(),
-            vec![Op::BeginIdempotent {
+            Op::BeginIdempotent {
                 scope: scope.to_owned(),
                 key: key.to_owned(),
                 request_hash,
                 expire_before,
-            }],
-        )?;
-        match changes.into_iter().next() {
-            Some(kontextual_model::Change::Idempotency(state)) => Ok(state),
-            other => Err(Error::InvalidInput(format!(
-                "unexpected store answer {other:?}"
-            ))),
-        }
+            },
+            |c| match c {
+                kontextual_model::Change::Idempotency(state) => Some(state),
+                _ => None,
+            },
+        )
     }
 
     /// Stores the answer for a reserved key.

@@ -179,6 +179,21 @@ impl Services {
         &self.store
     }
 
+    /// Writes one op and returns what `pick` finds in its changes.
+    pub(crate) fn write_one<T>(
+        &self,
+        caller: &Caller,
+        op: Op,
+        pick: impl Fn(kontextual_model::Change) -> Option<T>,
+    ) -> Result<T> {
+        self.write(caller, vec![op])?
+            .into_iter()
+            .find_map(pick)
+            .ok_or_else(|| {
+                Error::InvalidInput("the store reported no change of the expected kind".to_owned())
+            })
+    }
+
     pub(crate) fn write(
         &self,
         caller: &Caller,

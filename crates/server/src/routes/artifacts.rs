@@ -153,18 +153,8 @@ pub async fn list_artifacts(
         after: p.after.clone(),
     })?;
     let q = ArtifactQuery {
-        collection: p
-            .collection
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?,
-        digest: p
-            .digest
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?,
+        collection: p.collection.as_deref().map(str::parse).transpose()?,
+        digest: p.digest.as_deref().map(str::parse).transpose()?,
         include_deleted: p.include_deleted,
     };
     let v = run(&s, call, false, move |svc, c| {
@@ -191,10 +181,7 @@ pub async fn get_by_ref(
     call: Call,
     Query(p): Query<RefParams>,
 ) -> Result<Response, Problem> {
-    let r: ArtifactRef = p
-        .reference
-        .parse()
-        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let r: ArtifactRef = p.reference.parse()?;
     if r.section().is_some() {
         return Err(Problem::bad_request(
             "a section is read with GET /v1/artifacts/{id}/sections/{selector}",
@@ -253,29 +240,13 @@ pub async fn put_artifact(
     Query(p): Query<PutParams>,
     Body(bytes): Body,
 ) -> Result<Response, Problem> {
-    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
-    let target: ArtifactRef = p.reference.parse().map_err(bad)?;
+    let target: ArtifactRef = p.reference.parse()?;
     let mut req = PutRequest::new(target, ContentSource::Bytes(bytes.to_vec()));
     req.artifact_type = p.artifact_type;
-    req.lifecycle = p
-        .lifecycle
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(bad)?;
-    req.classification = p
-        .classification
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(bad)?;
+    req.lifecycle = p.lifecycle.as_deref().map(str::parse).transpose()?;
+    req.classification = p.classification.as_deref().map(str::parse).transpose()?;
     req.source_system = p.source_system;
-    req.metadata = p
-        .metadata
-        .as_deref()
-        .map(Metadata::parse)
-        .transpose()
-        .map_err(bad)?;
+    req.metadata = p.metadata.as_deref().map(Metadata::parse).transpose()?;
     req.expect_revision = if_match(&headers)?;
     let precondition = req.expect_revision.is_some();
     req.create_only = headers
@@ -488,14 +459,12 @@ pub async fn create_relation(
     call: Call,
     Json(b): Json<NewRelation>,
 ) -> Result<Response, Problem> {
-    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
-    let source: ArtifactRef = b.source.parse().map_err(bad)?;
-    let target: ArtifactRef = b.target.parse().map_err(bad)?;
+    let source: ArtifactRef = b.source.parse()?;
+    let target: ArtifactRef = b.target.parse()?;
     let props = b
         .properties
         .map(|v| Metadata::parse(&v.to_string()))
-        .transpose()
-        .map_err(bad)?;
+        .transpose()?;
     let v = run(&s, call, false, move |svc, c| {
         svc.relate(c, &source, &b.rel_type, &target, props)
     })
@@ -528,12 +497,7 @@ pub async fn list_relations(
         limit: p.limit,
         after: p.after.clone(),
     })?;
-    let artifact: Option<ArtifactRef> = p
-        .artifact
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let artifact: Option<ArtifactRef> = p.artifact.as_deref().map(str::parse).transpose()?;
     let v = run(&s, call, false, move |svc, c| {
         svc.relation_list(
             c,

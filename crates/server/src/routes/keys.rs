@@ -34,14 +34,12 @@ pub async fn create_key(
     call: Call,
     Json(b): Json<NewKey>,
 ) -> Result<Response, Problem> {
-    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
-    let actor: Actor = b.actor.parse().map_err(bad)?;
+    let actor: Actor = b.actor.parse()?;
     let scopes = b
         .scopes
         .iter()
         .map(|s| s.parse::<Scope>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let expires = b
         .expires_at
         .as_deref()
@@ -109,11 +107,7 @@ fn grant_on(b: &GrantBody) -> Result<kontextual_services::GrantOn<'_>, Problem> 
 }
 
 fn parse_grant(b: &GrantBody) -> Result<(Actor, kontextual_model::GrantPermission), Problem> {
-    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
-    Ok((
-        b.actor.parse().map_err(bad)?,
-        b.permission.parse().map_err(bad)?,
-    ))
+    Ok((b.actor.parse()?, b.permission.parse()?))
 }
 
 #[utoipa::path(post, path = "/v1/grants", tag = "keys",
@@ -174,10 +168,7 @@ pub async fn set_hold(
     call: Call,
     Json(b): Json<HoldBody>,
 ) -> Result<Response, Problem> {
-    let r: kontextual_model::ArtifactRef = b
-        .artifact
-        .parse()
-        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let r: kontextual_model::ArtifactRef = b.artifact.parse()?;
     let h = run(&s, call, false, move |svc, c| {
         svc.hold_set(c, &r, &b.reason)
     })
@@ -226,9 +217,8 @@ pub async fn set_clearance(
     call: Call,
     Json(b): Json<ClearanceBody>,
 ) -> Result<Response, Problem> {
-    let bad = |e: kontextual_model::ModelError| Problem::bad_request(e.to_string());
-    let actor: Actor = b.actor.parse().map_err(bad)?;
-    let level: kontextual_model::Classification = b.level.parse().map_err(bad)?;
+    let actor: Actor = b.actor.parse()?;
+    let level: kontextual_model::Classification = b.level.parse()?;
     let v = run(&s, call, false, move |svc, c| {
         svc.clearance_set(c, actor, level)
     })

@@ -61,12 +61,7 @@ pub async fn list_runs(
     call: Call,
     Query(p): Query<RunParams>,
 ) -> Result<Response, Problem> {
-    let status = p
-        .status
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let status = p.status.as_deref().map(str::parse).transpose()?;
     let page = page(&crate::routes::artifacts::PageParams {
         limit: p.limit,
         after: p.after,
@@ -168,12 +163,7 @@ pub async fn verify_audit(
     call: Call,
     Query(p): Query<VerifyParams>,
 ) -> Result<Response, Problem> {
-    let head: Option<ChainHead> = p
-        .expect_head
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let head: Option<ChainHead> = p.expect_head.as_deref().map(str::parse).transpose()?;
     let v = run(&s, call, false, move |svc, c| svc.audit_verify(c, head)).await?;
     let valid = v.report.is_valid();
     let mut body = serde_json::to_value(&v).unwrap_or_default();
@@ -216,11 +206,7 @@ pub async fn access_log(
     call: Call,
     Query(p): Query<AccessParams>,
 ) -> Result<Response, Problem> {
-    let by: Option<kontextual_model::Actor> =
-        p.by.as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e: kontextual_model::ModelError| Problem::bad_request(e.to_string()))?;
+    let by: Option<kontextual_model::Actor> = p.by.as_deref().map(str::parse).transpose()?;
     let since = p
         .since
         .as_deref()

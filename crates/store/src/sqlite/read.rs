@@ -61,6 +61,23 @@ pub(crate) const ARTIFACT_COLS: &str = "a.id, a.namespace, a.collection_id, c.na
      a.media_type, a.digest, a.size, a.metadata, a.lifecycle, a.classification, a.source_system, \
      a.provenance, a.state, a.revision, a.run_id, a.created_at, a.updated_at, a.title";
 
+/// Hot statements, built once (their text is also their cache key).
+static ARTIFACT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM artifacts a WHERE a.id = ?1",
+        ARTIFACT_COLS.replace(
+            "c.name",
+            "(SELECT c.name FROM collections c WHERE c.id = a.collection_id)"
+        )
+    )
+});
+static ARTIFACT_BY_NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM artifacts a WHERE a.namespace = ?1 AND a.collection_id = ?2 AND a.name = ?3",
+        ARTIFACT_COLS.replacen("c.name", "?4", 1)
+    )
+});
+
 pub(crate) fn artifact_row(r: &Row<'_>) -> rusqlite::Result<Artifact> {
     Ok(Artifact {
         id: ArtifactId(r.get(0)?),
@@ -97,13 +114,7 @@ pub(crate) fn load_artifact(
         // the statement for re-preparation on every bind, which profiling
         // showed as SQL parsing on every read.
         ArtifactKey::Id(id) => conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM artifacts a WHERE a.id = ?1",
-                ARTIFACT_COLS.replace(
-                    "c.name",
-                    "(SELECT c.name FROM collections c WHERE c.id = a.collection_id)"
-                )
-            ))
+            .prepare_cached(&ARTIFACT_BY_ID)
             .map_err(sql_err)?
             .query_row(params![id.0], artifact_row)
             .optional()
@@ -158,14 +169,11 @@ pub(crate) fn load_artifact_in(
     collection: &str,
     name: &str,
 ) -> Result<Option<Artifact>> {
-    conn.prepare_cached(&format!(
-        "SELECT {} FROM artifacts a WHERE a.namespace = ?1 AND a.collection_id = ?2 AND a.name = ?3",
-        ARTIFACT_COLS.replacen("c.name", "?4", 1)
-    ))
-    .map_err(sql_err)?
-    .query_row(params![ns.as_str(), cid.0, name, collection], artifact_row)
-    .optional()
-    .map_err(sql_err)
+    conn.prepare_cached(&ARTIFACT_BY_NAME)
+        .map_err(sql_err)?
+        .query_row(params![ns.as_str(), cid.0, name, collection], artifact_row)
+        .optional()
+        .map_err(sql_err)
 }
 
 /// The id of a collection, without the artifact count (the write path).

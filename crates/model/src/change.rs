@@ -98,6 +98,40 @@ pub enum Change {
     GrantDeleted {
         grant: crate::Grant,
     },
+    /// A job was enqueued (audited as `job.enqueue`).
+    JobEnqueued {
+        job: crate::Job,
+    },
+    /// A job with the same unique key was already waiting: nothing was written.
+    JobUnchanged {
+        job: crate::Job,
+    },
+    /// Jobs a worker claimed (bookkeeping, not audited: the runs they make are).
+    JobsClaimed {
+        jobs: Vec<crate::Job>,
+    },
+    /// A worker's lease was extended; the job says whether it should stop.
+    JobLeased {
+        job: crate::Job,
+    },
+    /// A worker ended its attempt (bookkeeping, not audited).
+    JobFinished {
+        job: crate::Job,
+    },
+    /// An operator's recovery action on a job (audited when it changed something).
+    JobActed(crate::JobTransition),
+    /// Finished jobs past retention were deleted.
+    JobsPruned {
+        count: u64,
+    },
+    /// An artifact was quarantined: excluded from processing, search and export.
+    ArtifactQuarantined {
+        quarantine: crate::Hold,
+    },
+    /// An artifact's quarantine was released.
+    ArtifactReleased {
+        quarantine: crate::Hold,
+    },
     /// What an idempotency-key reservation found (bookkeeping, never audited).
     Idempotency(crate::Idempotency),
     /// An audit-only record (a denial, a recovery action) with no state change.
@@ -114,6 +148,8 @@ impl Change {
             Change::ArtifactUnchanged { .. }
                 | Change::ContextPackageUnchanged { .. }
                 | Change::Idempotency(_)
+                | Change::JobUnchanged { .. }
+                | Change::JobActed(crate::JobTransition { changed: false, .. })
         )
     }
 
@@ -266,9 +302,68 @@ impl Change {
                 outcome: Outcome::Success,
                 detail: None,
             },
+            Change::JobEnqueued { job } => AuditDraft {
+                action: "job.enqueue".into(),
+                target_kind: "job".into(),
+                target_id: job.id.to_string(),
+                target_name: Some(job.kind.clone()),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: job.unique_key.as_ref().map(|k| json!({ "unique_key": k })),
+            },
+            Change::JobActed(t) if t.changed => AuditDraft {
+                action: format!("job.{}", t.action),
+                target_kind: "job".into(),
+                target_id: t.job.id.to_string(),
+                target_name: Some(t.job.kind.clone()),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(json!({
+                    "from": t.from,
+                    "to": t.job.state,
+                    "stop_requested": t.job.stop_requested,
+                })),
+            },
+            Change::JobsPruned { count } => AuditDraft {
+                action: "job.prune".into(),
+                target_kind: "jobs".into(),
+                target_id: String::new(),
+                target_name: None,
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(json!({ "count": count })),
+            },
+            Change::ArtifactQuarantined { quarantine } | Change::ArtifactReleased { quarantine } => {
+                AuditDraft {
+                    action: if matches!(self, Change::ArtifactQuarantined { .. }) {
+                        "artifact.quarantine".into()
+                    } else {
+                        "artifact.release".into()
+                    },
+                    target_kind: "artifact".into(),
+                    target_id: quarantine.artifact_id.to_string(),
+                    target_name: Some(format!("{}/{}", quarantine.collection, quarantine.name)),
+                    revision: None,
+                    prev_digest: None,
+                    digest: None,
+                    outcome: Outcome::Success,
+                    detail: Some(json!({ "reason": quarantine.reason })),
+                }
+            }
             Change::Audited { .. }
             | Change::ContextPackageUnchanged { .. }
-            | Change::Idempotency(_) => return None,
+            | Change::Idempotency(_)
+            | Change::JobUnchanged { .. }
+            | Change::JobsClaimed { .. }
+            | Change::JobLeased { .. }
+            | Change::JobFinished { .. }
+            | Change::JobActed(_) => return None,
         };
         Some(d)
     }
@@ -339,11 +434,33 @@ impl Change {
                 grant.id.to_string(),
                 json!({ "actor": grant.actor.to_string(), "permission": grant.permission, "scope": grant.scope }),
             ),
+            // The search projection drops a quarantined artifact and indexes
+            // it again on release: both are `artifact.*` events.
+            Change::ArtifactQuarantined { quarantine } | Change::ArtifactReleased { quarantine } => (
+                if matches!(self, Change::ArtifactQuarantined { .. }) {
+                    "artifact.quarantined".to_owned()
+                } else {
+                    "artifact.released".to_owned()
+                },
+                quarantine.artifact_id.to_string(),
+                json!({ "collection": quarantine.collection, "name": quarantine.name }),
+            ),
+            Change::JobActed(t) => (
+                format!("job.{}", t.action),
+                t.job.id.to_string(),
+                json!({ "kind": t.job.kind, "state": t.job.state }),
+            ),
             Change::ArtifactUnchanged { .. }
             | Change::Idempotency(_)
             | Change::ContextPackageUnchanged { .. }
             | Change::Audited { .. }
-            | Change::OutboxPruned { .. } => {
+            | Change::OutboxPruned { .. }
+            | Change::JobEnqueued { .. }
+            | Change::JobUnchanged { .. }
+            | Change::JobsClaimed { .. }
+            | Change::JobLeased { .. }
+            | Change::JobFinished { .. }
+            | Change::JobsPruned { .. } => {
                 return None;
             }
             Change::RelationCreated { relation }

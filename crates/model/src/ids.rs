@@ -55,6 +55,7 @@ uuid_id!(ArtifactId, "artifact id");
 uuid_id!(CollectionId, "collection id");
 uuid_id!(RelationId, "relation id");
 uuid_id!(RunId, "run id");
+uuid_id!(JobId, "job id");
 
 /// Correlates every audit record, event and log line caused by one request.
 /// Shaped like a W3C trace-context trace-id: 32 lowercase hex digits, not all zero.

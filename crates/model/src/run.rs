@@ -35,6 +35,9 @@ pub struct Run {
     pub owner: String,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The job whose attempt ran it, if it ran as a job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<crate::JobId>,
 }
 
 /// A run without its input and manifest (which can be large): for listing

@@ -235,6 +235,7 @@ impl Services {
                     kind: "ingest".into(),
                     input,
                     owner: this_process(),
+                    job: None,
                 },
             ],
         )?;

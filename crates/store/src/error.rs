@@ -38,6 +38,10 @@ pub enum StoreError {
     },
     #[error("dangling reference: {what}")]
     DanglingReference { what: String },
+    /// A state change that the current state does not allow (a job that is
+    /// not running, a lease that was lost).
+    #[error("{what}: {why}")]
+    Refused { what: String, why: String },
     #[error("{what} is under legal hold ({reason}); release the hold first")]
     Held { what: String, reason: String },
     #[error(transparent)]
@@ -76,7 +80,9 @@ impl StoreError {
         match self {
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            StoreError::Conflict { .. } | StoreError::Held { .. } => ErrorKind::Conflict,
+            StoreError::Conflict { .. } | StoreError::Held { .. } | StoreError::Refused { .. } => {
+                ErrorKind::Conflict
+            }
             StoreError::DanglingReference { .. } => ErrorKind::DanglingReference,
             StoreError::Invalid(_) | StoreError::InvalidInput(_) => ErrorKind::InvalidInput,
             StoreError::Locked { .. } => ErrorKind::Locked,

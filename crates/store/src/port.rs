@@ -19,6 +19,7 @@ use kontextual_model::{
     Classification, Collection, CollectionName, CorrelationId, Digest, Lifecycle, Metadata,
     Namespace, OutboxEvent, Provenance, Relation, RelationId, RelationType, Revision, RunId,
 };
+use kontextual_model::JobId;
 use serde::Serialize;
 
 use crate::Result;
@@ -188,6 +189,9 @@ pub enum Op {
         input: serde_json::Value,
         /// The process that runs it, to detect a dead owner later.
         owner: String,
+        /// The job attempt that runs it, if any: the run points at the job
+        /// and the attempt at the run.
+        job: Option<(JobId, u32)>,
     },
     /// Appends a step to a running run: bookkeeping, no change, no audit record.
     RunStep {
@@ -280,11 +284,111 @@ pub enum Op {
         scope: String,
         key: String,
     },
+    /// Enqueues a job in the batch's namespace (audited as `job.enqueue`).
+    /// With a `unique_key` already held by a queued or retrying job of the
+    /// namespace, nothing is written: [`Change::JobUnchanged`] names that job.
+    EnqueueJob(NewJob),
+    /// Claims up to `limit` due jobs (any namespace) for `worker`, oldest
+    /// due first, after rescuing jobs whose lease expired. Bookkeeping: not
+    /// audited. Yields [`Change::JobsClaimed`].
+    ClaimJobs {
+        worker: String,
+        /// Only these kinds; empty means any.
+        kinds: Vec<String>,
+        limit: u32,
+        lease: std::time::Duration,
+    },
+    /// Extends the lease of a job the caller still holds (same attempt,
+    /// still running): [`Change::JobLeased`], whose `stop_requested` tells
+    /// the worker to stop. `Refused` if the lease was lost.
+    HeartbeatJob {
+        id: JobId,
+        attempt: u32,
+        lease: std::time::Duration,
+    },
+    /// Ends the attempt the caller holds. Only counts while the job is still
+    /// running under that attempt (`Refused` otherwise: a rescued job is not
+    /// overwritten by its old worker). `report` replaces the job's
+    /// partial-failure report when given.
+    FinishJob {
+        id: JobId,
+        attempt: u32,
+        result: kontextual_model::JobResult,
+        report: Option<serde_json::Value>,
+    },
+    /// An operator's recovery action on a job (audited as `job.<action>`
+    /// when it changes something; repeating it changes nothing).
+    ActOnJob {
+        id: JobId,
+        action: JobAction,
+    },
+    /// Deletes finished jobs (and their attempts) that ended before `finished_before`.
+    PruneJobs {
+        finished_before: kontextual_model::Timestamp,
+    },
+    /// Deletes access-log entries older than `older_than` (retention; not audited).
+    PruneAccessLog {
+        older_than: kontextual_model::Timestamp,
+    },
+    /// Quarantines an artifact: kept, but excluded from processing, search
+    /// and export until released. `AlreadyExists` if it is quarantined.
+    QuarantineArtifact {
+        key: ArtifactKey,
+        reason: String,
+    },
+    /// Releases a quarantined artifact; `NotFound` if it is not quarantined.
+    ReleaseArtifact {
+        key: ArtifactKey,
+    },
     /// Records when keys were last used (coalesced by the caller).
     /// Bookkeeping: no change, no audit record; unknown ids are ignored.
     TouchKeys {
         uses: Vec<(String, kontextual_model::Timestamp)>,
     },
+}
+
+/// A job to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub id: JobId,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub max_attempts: u32,
+    /// Not before this instant; `None`: now.
+    pub run_at: Option<kontextual_model::Timestamp>,
+    pub unique_key: Option<String>,
+}
+
+/// An operator's recovery action on a job (O2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobAction {
+    /// A failed, dead or cancelled job is queued again now, with at least
+    /// one more attempt allowed.
+    Retry,
+    /// A queued or retrying job is cancelled; a running one is asked to stop.
+    Cancel,
+    /// Kept, never processed until released; a running one is asked to stop.
+    Quarantine,
+    /// A quarantined job is queued again.
+    Release,
+}
+
+impl JobAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobAction::Retry => "retry",
+            JobAction::Cancel => "cancel",
+            JobAction::Quarantine => "quarantine",
+            JobAction::Release => "release",
+        }
+    }
+}
+
+/// Job listing filter. Order: newest first.
+#[derive(Clone, Debug, Default)]
+pub struct JobQuery {
+    pub state: Option<kontextual_model::JobState>,
+    pub kind: Option<String>,
 }
 
 /// A page request: keyset cursor plus size.
@@ -567,6 +671,26 @@ pub trait Backend: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::Run>>;
     fn run_steps(&self, ns: &Namespace, id: RunId) -> Result<Vec<kontextual_model::RunStep>>;
+    /// A job of the namespace.
+    fn job(&self, ns: &Namespace, id: JobId) -> Result<Option<kontextual_model::Job>>;
+    /// Jobs of the namespace, newest first.
+    fn jobs(
+        &self,
+        ns: &Namespace,
+        q: &JobQuery,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Job>>;
+    /// A job's attempts, oldest first.
+    fn job_attempts(&self, ns: &Namespace, id: JobId)
+    -> Result<Vec<kontextual_model::JobAttempt>>;
+    /// Job counts by kind and state, and the oldest due job (all namespaces).
+    fn job_stats(&self) -> Result<kontextual_model::JobStats>;
+    /// Quarantined artifacts of a namespace (one, or all).
+    fn quarantines(
+        &self,
+        ns: &Namespace,
+        artifact: Option<ArtifactId>,
+    ) -> Result<Vec<kontextual_model::Hold>>;
     /// Every run still marked `running`, in any namespace (to find dead owners).
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>>;
 

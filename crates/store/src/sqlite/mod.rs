@@ -11,6 +11,7 @@
 
 mod blobs;
 mod check;
+mod jobs;
 mod read;
 pub mod schema;
 mod write;
@@ -822,6 +823,43 @@ impl crate::Backend for SqliteBackend {
         id: kontextual_model::RunId,
     ) -> Result<Vec<kontextual_model::RunStep>> {
         self.read(|c| read::run_steps(c, ns, id))
+    }
+
+    fn job(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::JobId,
+    ) -> Result<Option<kontextual_model::Job>> {
+        self.read(|c| jobs::job(c, ns, id))
+    }
+
+    fn jobs(
+        &self,
+        ns: &kontextual_model::Namespace,
+        q: &crate::port::JobQuery,
+        page: &crate::port::PageRequest,
+    ) -> Result<crate::port::Page<kontextual_model::Job>> {
+        self.read(|c| jobs::jobs(c, ns, q, page))
+    }
+
+    fn job_attempts(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::JobId,
+    ) -> Result<Vec<kontextual_model::JobAttempt>> {
+        self.read(|c| jobs::attempts(c, ns, id))
+    }
+
+    fn job_stats(&self) -> Result<kontextual_model::JobStats> {
+        self.read(jobs::stats)
+    }
+
+    fn quarantines(
+        &self,
+        ns: &kontextual_model::Namespace,
+        artifact: Option<kontextual_model::ArtifactId>,
+    ) -> Result<Vec<kontextual_model::Hold>> {
+        self.read(|c| read::quarantines(c, ns, artifact))
     }
 
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {

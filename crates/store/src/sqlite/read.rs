@@ -14,12 +14,12 @@ use super::{from_micros, sql_err};
 use crate::port::{ArtifactKey, ArtifactQuery, Cursor, Page, PageRequest, RelationQuery};
 use crate::{Result, StoreError};
 
-fn conv<E: std::error::Error + Send + Sync + 'static>(idx: usize, e: E) -> rusqlite::Error {
+pub(super) fn conv<E: std::error::Error + Send + Sync + 'static>(idx: usize, e: E) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
 }
 
 /// Reads a text column and parses it.
-fn parsed<T>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+pub(super) fn parsed<T>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
     T: FromStr,
     T::Err: std::error::Error + Send + Sync + 'static,
@@ -44,16 +44,16 @@ fn metadata(r: &Row<'_>, idx: usize) -> rusqlite::Result<Metadata> {
     Ok(Metadata::from_stored(s))
 }
 
-fn json<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let s: String = r.get(idx)?;
     serde_json::from_str(&s).map_err(|e| conv(idx, e))
 }
 
-fn ts(r: &Row<'_>, idx: usize) -> rusqlite::Result<kontextual_model::Timestamp> {
+pub(super) fn ts(r: &Row<'_>, idx: usize) -> rusqlite::Result<kontextual_model::Timestamp> {
     from_micros(r.get(idx)?)
 }
 
-fn u64_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+pub(super) fn u64_col(r: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     Ok(r.get::<_, i64>(idx)? as u64)
 }
 
@@ -190,7 +190,7 @@ pub(crate) fn collection_id(
 }
 
 /// Runs a listing query that fetches `limit + 1` rows to know whether more follow.
-fn page<T>(
+pub(super) fn page<T>(
     conn: &Connection,
     sql: &str,
     args: &[&dyn ToSql],
@@ -213,7 +213,7 @@ fn page<T>(
     Ok(Page { items, next })
 }
 
-fn bad_cursor() -> StoreError {
+pub(super) fn bad_cursor() -> StoreError {
     StoreError::InvalidInput(
         "the page cursor is malformed or belongs to another listing".to_owned(),
     )
@@ -614,7 +614,7 @@ pub(crate) fn count(conn: &Connection, sql: &str) -> Result<u64> {
 }
 
 const RUN_COLS: &str =
-    "id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at";
+    "id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id";
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<kontextual_model::Run> {
     let manifest: Option<String> = r.get(6)?;
@@ -631,6 +631,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<kontextual_model::Run> {
         owner: r.get(7)?,
         started_at: ts(r, 8)?,
         finished_at: r.get::<_, Option<i64>>(9)?.map(from_micros).transpose()?,
+        job_id: r.get::<_, Option<Uuid>>(10)?.map(kontextual_model::JobId),
     })
 }
 
@@ -910,14 +911,41 @@ pub(crate) fn holds(
     ns: &Namespace,
     artifact: Option<ArtifactId>,
 ) -> Result<Vec<kontextual_model::Hold>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT h.artifact_id, h.namespace, c.name, a.name, h.reason, h.actor, h.created_at \
-             FROM holds h JOIN artifacts a ON a.id = h.artifact_id \
-             JOIN collections c ON c.id = a.collection_id \
-             WHERE h.namespace = ?1 AND (?2 IS NULL OR h.artifact_id = ?2) ORDER BY h.artifact_id",
-        )
-        .map_err(sql_err)?;
+    marks(
+        conn,
+        "SELECT h.artifact_id, h.namespace, c.name, a.name, h.reason, h.actor, h.created_at \
+         FROM holds h JOIN artifacts a ON a.id = h.artifact_id \
+         JOIN collections c ON c.id = a.collection_id \
+         WHERE h.namespace = ?1 AND (?2 IS NULL OR h.artifact_id = ?2) ORDER BY h.artifact_id",
+        ns,
+        artifact,
+    )
+}
+
+pub(crate) fn quarantines(
+    conn: &Connection,
+    ns: &Namespace,
+    artifact: Option<ArtifactId>,
+) -> Result<Vec<kontextual_model::Hold>> {
+    marks(
+        conn,
+        "SELECT q.artifact_id, q.namespace, c.name, a.name, q.reason, q.actor, q.created_at \
+         FROM quarantines q JOIN artifacts a ON a.id = q.artifact_id \
+         JOIN collections c ON c.id = a.collection_id \
+         WHERE q.namespace = ?1 AND (?2 IS NULL OR q.artifact_id = ?2) ORDER BY q.artifact_id",
+        ns,
+        artifact,
+    )
+}
+
+/// Rows that mark artifacts (holds, quarantines), with the artifact's names.
+fn marks(
+    conn: &Connection,
+    sql: &str,
+    ns: &Namespace,
+    artifact: Option<ArtifactId>,
+) -> Result<Vec<kontextual_model::Hold>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_err)?;
     stmt.query_map(params![ns.as_str(), artifact.map(|a| a.0)], |r| {
         Ok(kontextual_model::Hold {
             artifact_id: ArtifactId(r.get(0)?),

@@ -226,7 +226,8 @@ fn apply_batch(
                 kind,
                 input,
                 owner,
-            } => vec![start_run(conn, &ctx, id, kind, input, owner, now)?],
+                job,
+            } => vec![start_run(conn, &ctx, id, kind, input, owner, job, now)?],
             Op::RunStep {
                 id,
                 name,
@@ -341,6 +342,35 @@ fn apply_batch(
                 .map_err(sql_err)?;
                 continue;
             }
+            Op::EnqueueJob(new) => vec![super::jobs::enqueue(conn, &ctx, new, now)?],
+            Op::ClaimJobs {
+                worker,
+                kinds,
+                limit,
+                lease,
+            } => vec![super::jobs::claim(conn, &worker, &kinds, limit, lease, now)?],
+            Op::HeartbeatJob { id, attempt, lease } => {
+                vec![super::jobs::heartbeat(conn, id, attempt, lease, now)?]
+            }
+            Op::FinishJob {
+                id,
+                attempt,
+                result,
+                report,
+            } => vec![super::jobs::finish(conn, id, attempt, result, report, now)?],
+            Op::ActOnJob { id, action } => vec![super::jobs::act(conn, &ctx, id, action, now)?],
+            Op::PruneJobs { finished_before } => super::jobs::prune(conn, finished_before)?,
+            Op::PruneAccessLog { older_than } => {
+                conn.prepare_cached("DELETE FROM access_log WHERE at < ?1")
+                    .map_err(sql_err)?
+                    .execute(params![micros(older_than)])
+                    .map_err(sql_err)?;
+                continue;
+            }
+            Op::QuarantineArtifact { key, reason } => {
+                vec![quarantine_artifact(conn, &ctx, &key, reason, now)?]
+            }
+            Op::ReleaseArtifact { key } => vec![release_artifact(conn, &ctx, &key)?],
             Op::TouchKeys { uses } => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -1159,6 +1189,51 @@ fn release_hold(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Res
     Ok(Change::HoldReleased { hold })
 }
 
+fn quarantine_artifact(
+    conn: &Connection,
+    ctx: &WriteContext,
+    key: &ArtifactKey,
+    reason: String,
+    now: Timestamp,
+) -> Result<Change> {
+    let a = existing(conn, ctx, key)?;
+    let reason = reason.trim().to_owned();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(StoreError::InvalidInput(
+            "a quarantine needs a reason of 1-1000 characters".to_owned(),
+        ));
+    }
+    if !read::quarantines(conn, &ctx.namespace, Some(a.id))?.is_empty() {
+        return Err(StoreError::AlreadyExists {
+            what: format!("a quarantine of {}/{}", a.collection, a.name),
+        });
+    }
+    conn.execute(
+        "INSERT INTO quarantines (artifact_id, namespace, reason, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![a.id.0, ctx.namespace.as_str(), reason, ctx.actor.to_string(), micros(now)],
+    )
+    .map_err(sql_err)?;
+    let quarantine = read::quarantines(conn, &ctx.namespace, Some(a.id))?
+        .pop()
+        .ok_or_else(|| StoreError::Internal("a quarantine vanished while it was set".to_owned()))?;
+    Ok(Change::ArtifactQuarantined { quarantine })
+}
+
+fn release_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Result<Change> {
+    let a = existing(conn, ctx, key)?;
+    let quarantine = read::quarantines(conn, &ctx.namespace, Some(a.id))?
+        .pop()
+        .ok_or_else(|| {
+            StoreError::not_found(format!("a quarantine of {}/{}", a.collection, a.name))
+        })?;
+    conn.execute(
+        "DELETE FROM quarantines WHERE artifact_id = ?1",
+        params![a.id.0],
+    )
+    .map_err(sql_err)?;
+    Ok(Change::ArtifactReleased { quarantine })
+}
+
 fn scope_parts(scope: &kontextual_model::GrantScope) -> (&'static str, String) {
     match scope {
         kontextual_model::GrantScope::Namespace => ("namespace", String::new()),
@@ -1324,6 +1399,7 @@ fn start_run(
     kind: String,
     input: serde_json::Value,
     owner: String,
+    job: Option<(kontextual_model::JobId, u32)>,
     now: Timestamp,
 ) -> Result<Change> {
     let run = kontextual_model::Run {
@@ -1337,10 +1413,11 @@ fn start_run(
         owner,
         started_at: now,
         finished_at: None,
+        job_id: job.map(|(j, _)| j),
     };
     conn.prepare_cached(
-        "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, NULL)",
+        "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, NULL, ?9)",
     )
     .map_err(sql_err)?
     .execute(params![
@@ -1352,11 +1429,15 @@ fn start_run(
         run.input.to_string(),
         run.owner,
         micros(now),
+        run.job_id.map(|j| j.0),
     ])
     .map_err(|e| match sql_err(e) {
         StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists { what: format!("run {id}") },
         other => other,
     })?;
+    if let Some((job, attempt)) = job {
+        super::jobs::link_run(conn, job, attempt, id)?;
+    }
     Ok(Change::Run { run })
 }
 

@@ -1054,6 +1054,7 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         kind: "ingest".into(),
         input: serde_json::json!({"paths": ["docs"]}),
         owner: "host:1:1".into(),
+        job: None,
     };
     write(&s, &c, vec![start]).unwrap();
     let in_run = WriteContext {
@@ -1127,6 +1128,7 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
             kind: "ingest".into(),
             input: serde_json::json!({}),
             owner: "x".into(),
+            job: None,
         }],
     )
     .unwrap();

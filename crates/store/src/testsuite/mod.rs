@@ -5,9 +5,11 @@
 //! A backend joins by providing a [`Harness`] and invoking the macro.
 
 mod cases;
+mod jobs;
 mod model;
 
 pub use cases::*;
+pub use jobs::*;
 pub use model::model_test;
 
 use std::path::PathBuf;
@@ -157,6 +159,13 @@ macro_rules! conformance_suite {
             x4_idempotency_keys_reserve_replay_and_expire,
             x2_grants_are_unique_listed_and_audited,
             k4_legal_holds_block_delete_and_purge,
+            o1_jobs_are_claimed_once_in_order_and_completed_once,
+            o2_expired_leases_are_rescued_and_old_workers_fenced,
+            o2_failing_jobs_retry_then_die_without_blocking_others,
+            o2_unique_jobs_are_not_queued_twice,
+            o2_recovery_actions_are_idempotent_and_audited,
+            k6_job_attempts_and_runs_link_both_ways,
+            o2_artifacts_are_quarantined_and_released,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -1,0 +1,575 @@
+//! The job queue on SQLite (O1, O2). Every state change runs on the single
+//! writer inside the group-commit transaction, so a claim is one
+//! `UPDATE … RETURNING` and a completion one fenced `UPDATE` — many of them
+//! share one commit.
+
+use std::time::Duration;
+
+use kontextual_model::{
+    AttemptOutcome, Change, Job, JobAttempt, JobId, JobResult, JobState, JobStats, JobTransition,
+    Namespace, RunId, Timestamp,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use super::read::{bad_cursor, json, page, parsed, ts};
+use super::{from_micros, micros, sql_err};
+use crate::port::{Cursor, JobAction, JobQuery, NewJob, Page, PageRequest, WriteContext};
+use crate::{Result, StoreError};
+
+/// Most jobs one claim takes, whatever the caller asks.
+pub const MAX_CLAIM: u32 = 1000;
+/// Expired leases rescued per claim (the rest on the next claims).
+const RESCUE_BATCH: i64 = 256;
+
+const JOB_COLS: &str = "id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
+     worker, lease_expires_at, stop_requested, last_error, report, actor, correlation_id, \
+     created_at, updated_at, finished_at";
+
+fn opt_ts(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
+    r.get::<_, Option<i64>>(idx)?.map(from_micros).transpose()
+}
+
+fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let stop: Option<String> = r.get(11)?;
+    let report: Option<String> = r.get(13)?;
+    Ok(Job {
+        id: JobId(r.get(0)?),
+        namespace: parsed(r, 1)?,
+        kind: r.get(2)?,
+        payload: json(r, 3)?,
+        state: parsed(r, 4)?,
+        attempt: r.get(5)?,
+        max_attempts: r.get(6)?,
+        run_at: ts(r, 7)?,
+        unique_key: r.get(8)?,
+        worker: r.get(9)?,
+        lease_expires_at: opt_ts(r, 10)?,
+        stop_requested: stop
+            .map(|s| s.parse().map_err(|e| super::read::conv(11, e)))
+            .transpose()?,
+        last_error: r.get(12)?,
+        report: report
+            .map(|s| serde_json::from_str(&s).map_err(|e| super::read::conv(13, e)))
+            .transpose()?,
+        actor: parsed(r, 14)?,
+        correlation_id: parsed(r, 15)?,
+        created_at: ts(r, 16)?,
+        updated_at: ts(r, 17)?,
+        finished_at: opt_ts(r, 18)?,
+    })
+}
+
+fn lease_until(now: Timestamp, lease: Duration) -> Result<i64> {
+    let lease = lease.clamp(Duration::from_millis(10), Duration::from_secs(24 * 3600));
+    Ok(micros(now) + lease.as_micros() as i64)
+}
+
+pub(crate) fn job_by_id(conn: &Connection, id: JobId) -> Result<Option<Job>> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1"))
+        .map_err(sql_err)?
+        .query_row(params![id.0], job_row)
+        .optional()
+        .map_err(sql_err)
+}
+
+pub(crate) fn job(conn: &Connection, ns: &Namespace, id: JobId) -> Result<Option<Job>> {
+    Ok(job_by_id(conn, id)?.filter(|j| &j.namespace == ns))
+}
+
+fn job_in(conn: &Connection, ctx: &WriteContext, id: JobId) -> Result<Job> {
+    job(conn, &ctx.namespace, id)?.ok_or_else(|| StoreError::not_found(format!("job {id}")))
+}
+
+pub(crate) fn enqueue(
+    conn: &Connection,
+    ctx: &WriteContext,
+    new: NewJob,
+    now: Timestamp,
+) -> Result<Change> {
+    if new.kind.is_empty()
+        || new.kind.len() > 64
+        || !new
+            .kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "job kind {:?}: use 1-64 lowercase letters, digits, '-' or '_'",
+            new.kind
+        )));
+    }
+    if new.max_attempts == 0 || new.max_attempts > 1000 {
+        return Err(StoreError::InvalidInput(
+            "max attempts must be between 1 and 1000".to_owned(),
+        ));
+    }
+    if let Some(key) = &new.unique_key {
+        let existing = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM jobs WHERE namespace = ?1 AND unique_key = ?2 \
+                 AND state IN ('queued', 'failed') ORDER BY id LIMIT 1"
+            ))
+            .map_err(sql_err)?
+            .query_row(params![ctx.namespace.as_str(), key], job_row)
+            .optional()
+            .map_err(sql_err)?;
+        if let Some(job) = existing {
+            return Ok(Change::JobUnchanged { job });
+        }
+    }
+    let job = Job {
+        id: new.id,
+        namespace: ctx.namespace.clone(),
+        kind: new.kind,
+        payload: new.payload,
+        state: JobState::Queued,
+        attempt: 0,
+        max_attempts: new.max_attempts,
+        run_at: new.run_at.unwrap_or(now),
+        unique_key: new.unique_key,
+        worker: None,
+        lease_expires_at: None,
+        stop_requested: None,
+        last_error: None,
+        report: None,
+        actor: ctx.actor.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        created_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
+         actor, correlation_id, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        job.id.0,
+        job.namespace.as_str(),
+        job.kind,
+        job.payload.to_string(),
+        job.max_attempts,
+        micros(job.run_at),
+        job.unique_key,
+        job.actor.to_string(),
+        job.correlation_id.as_str(),
+        micros(now),
+    ])
+    .map_err(|e| match sql_err(e) {
+        StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
+            what: format!("job {}", job.id),
+        },
+        other => other,
+    })?;
+    Ok(Change::JobEnqueued { job })
+}
+
+/// Jobs whose lease expired: their worker died or lost touch. The attempt
+/// is recorded as lost; the job waits for its next attempt, or is dead when
+/// it has none left, or takes the state an operator asked it to stop for.
+fn rescue_expired(conn: &Connection, now: Timestamp) -> Result<()> {
+    let t = micros(now);
+    let expired: Vec<(Uuid, u32, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, attempt, worker FROM jobs WHERE state = 'running' AND lease_expires_at < ?1 \
+             ORDER BY lease_expires_at LIMIT ?2",
+        )
+        .map_err(sql_err)?
+        .query_map(params![t, RESCUE_BATCH], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    for (id, attempt, worker) in expired {
+        let error = format!(
+            "lease expired: worker {} stopped answering",
+            worker.as_deref().unwrap_or("?")
+        );
+        conn.prepare_cached(
+            "UPDATE jobs SET \
+               state = CASE WHEN stop_requested IS NOT NULL THEN stop_requested \
+                            WHEN attempt >= max_attempts THEN 'dead' ELSE 'failed' END, \
+               finished_at = CASE WHEN stop_requested IS NOT NULL OR attempt >= max_attempts THEN ?2 END, \
+               run_at = ?2, worker = NULL, lease_expires_at = NULL, stop_requested = NULL, \
+               last_error = ?3, updated_at = ?2 \
+             WHERE id = ?1 AND state = 'running' AND attempt = ?4",
+        )
+        .map_err(sql_err)?
+        .execute(params![id, t, error, attempt])
+        .map_err(sql_err)?;
+        end_attempt(conn, JobId(id), attempt, AttemptOutcome::Lost, Some(&error), now)?;
+    }
+    Ok(())
+}
+
+fn end_attempt(
+    conn: &Connection,
+    id: JobId,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    error: Option<&str>,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE job_attempts SET finished_at = ?3, outcome = ?4, error = ?5 \
+         WHERE job_id = ?1 AND attempt = ?2",
+    )
+    .map_err(sql_err)?
+    .execute(params![id.0, attempt, micros(now), outcome.as_str(), error])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+pub(crate) fn claim(
+    conn: &Connection,
+    worker: &str,
+    kinds: &[String],
+    limit: u32,
+    lease: Duration,
+    now: Timestamp,
+) -> Result<Change> {
+    rescue_expired(conn, now)?;
+    let limit = limit.clamp(1, MAX_CLAIM);
+    let t = micros(now);
+    let until = lease_until(now, lease)?;
+    let kinds_json = if kinds.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(kinds).map_err(|e| StoreError::Internal(e.to_string()))?)
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, lease_expires_at = ?2, \
+           updated_at = ?3 \
+         WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued', 'failed') AND run_at <= ?3 \
+           AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4))) ORDER BY run_at, id LIMIT ?5) \
+         RETURNING {JOB_COLS}"
+    );
+    let mut jobs: Vec<Job> = conn
+        .prepare_cached(&sql)
+        .map_err(sql_err)?
+        .query_map(params![worker, until, t, kinds_json, limit], job_row)
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    jobs.sort_by_key(|j| (j.run_at, j.id));
+    let mut attempt = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
+             VALUES (?1, ?2, ?3, ?4, 'running')",
+        )
+        .map_err(sql_err)?;
+    for j in &jobs {
+        attempt
+            .execute(params![j.id.0, j.attempt, worker, t])
+            .map_err(sql_err)?;
+    }
+    Ok(Change::JobsClaimed { jobs })
+}
+
+fn lease_lost(conn: &Connection, id: JobId, attempt: u32) -> Result<StoreError> {
+    let why = match job_by_id(conn, id)? {
+        None => "the job no longer exists".to_owned(),
+        Some(j) if j.attempt != attempt => format!(
+            "the lease was lost: the job is {} at attempt {} (this worker held attempt {attempt})",
+            j.state, j.attempt
+        ),
+        Some(j) => format!("the lease was lost: the job is {}", j.state),
+    };
+    Ok(StoreError::Refused {
+        what: format!("job {id} attempt {attempt}"),
+        why,
+    })
+}
+
+pub(crate) fn heartbeat(
+    conn: &Connection,
+    id: JobId,
+    attempt: u32,
+    lease: Duration,
+    now: Timestamp,
+) -> Result<Change> {
+    let until = lease_until(now, lease)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET lease_expires_at = ?3, updated_at = ?4 \
+             WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+        )
+        .map_err(sql_err)?
+        .execute(params![id.0, attempt, until, micros(now)])
+        .map_err(sql_err)?;
+    if n == 0 {
+        return Err(lease_lost(conn, id, attempt)?);
+    }
+    let job = job_by_id(conn, id)?
+        .ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
+    Ok(Change::JobLeased { job })
+}
+
+pub(crate) fn finish(
+    conn: &Connection,
+    id: JobId,
+    attempt: u32,
+    result: JobResult,
+    report: Option<serde_json::Value>,
+    now: Timestamp,
+) -> Result<Change> {
+    let t = micros(now);
+    let current: Option<(u32, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT max_attempts, stop_requested FROM jobs WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+        )
+        .map_err(sql_err)?
+        .query_row(params![id.0, attempt], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(sql_err)?;
+    let Some((max_attempts, stop)) = current else {
+        return Err(lease_lost(conn, id, attempt)?);
+    };
+    let stop: Option<JobState> = stop.and_then(|s| s.parse().ok());
+    let (state, outcome, error, run_at) = match &result {
+        JobResult::Succeeded => (JobState::Succeeded, AttemptOutcome::Succeeded, None, None),
+        JobResult::Stopped => (
+            stop.unwrap_or(JobState::Cancelled),
+            AttemptOutcome::Stopped,
+            None,
+            None,
+        ),
+        JobResult::Failed { error, retry_at } => {
+            let state = match (stop, retry_at) {
+                (Some(s), _) => s,
+                (None, Some(_)) if attempt < max_attempts => JobState::Failed,
+                _ => JobState::Dead,
+            };
+            let run_at = retry_at.filter(|_| state == JobState::Failed);
+            (state, AttemptOutcome::Failed, Some(error.clone()), run_at)
+        }
+    };
+    let finished = state.is_final().then_some(t);
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?3, worker = NULL, lease_expires_at = NULL, stop_requested = NULL, \
+           last_error = coalesce(?4, last_error), report = coalesce(?5, report), \
+           run_at = coalesce(?6, run_at), finished_at = ?7, updated_at = ?8 \
+         WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        id.0,
+        attempt,
+        state.as_str(),
+        error,
+        report.map(|r| r.to_string()),
+        run_at.map(micros),
+        finished,
+        t
+    ])
+    .map_err(sql_err)?;
+    end_attempt(conn, id, attempt, outcome, error.as_deref(), now)?;
+    let job = job_by_id(conn, id)?
+        .ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
+    Ok(Change::JobFinished { job })
+}
+
+pub(crate) fn act(
+    conn: &Connection,
+    ctx: &WriteContext,
+    id: JobId,
+    action: JobAction,
+    now: Timestamp,
+) -> Result<Change> {
+    use JobState as S;
+    let job = job_in(conn, ctx, id)?;
+    let from = job.state;
+    let refuse = |why: String| StoreError::Refused {
+        what: format!("{} job {id}", action.as_str()),
+        why,
+    };
+    // (new state, stop request) — None: nothing to do.
+    let target: Option<(S, Option<S>)> = match (action, from) {
+        (JobAction::Retry, S::Failed | S::Dead | S::Cancelled) => Some((S::Queued, None)),
+        (JobAction::Retry, S::Queued | S::Running) => None,
+        (JobAction::Retry, S::Quarantined) => {
+            return Err(refuse(
+                "it is quarantined: release it to queue it again".to_owned(),
+            ));
+        }
+        (JobAction::Retry, S::Succeeded) => {
+            return Err(refuse(
+                "it succeeded; to do its work again, re-run the run it made (`rerun RUN`)"
+                    .to_owned(),
+            ));
+        }
+        (JobAction::Cancel, S::Queued | S::Failed) => Some((S::Cancelled, None)),
+        (JobAction::Cancel, S::Running) => {
+            (job.stop_requested != Some(S::Cancelled)).then_some((S::Running, Some(S::Cancelled)))
+        }
+        (JobAction::Cancel, S::Cancelled) => None,
+        (JobAction::Cancel, S::Succeeded | S::Dead | S::Quarantined) => {
+            return Err(refuse(format!("it is {from}, not queued or running")));
+        }
+        (JobAction::Quarantine, S::Queued | S::Failed | S::Dead | S::Cancelled) => {
+            Some((S::Quarantined, None))
+        }
+        (JobAction::Quarantine, S::Running) => (job.stop_requested != Some(S::Quarantined))
+            .then_some((S::Running, Some(S::Quarantined))),
+        (JobAction::Quarantine, S::Quarantined) => None,
+        (JobAction::Quarantine, S::Succeeded) => {
+            return Err(refuse("it already succeeded".to_owned()));
+        }
+        (JobAction::Release, S::Quarantined) => Some((S::Queued, None)),
+        (JobAction::Release, S::Running) => {
+            (job.stop_requested == Some(S::Quarantined)).then_some((S::Running, None))
+        }
+        (JobAction::Release, _) => None,
+    };
+    let Some((to, stop)) = target else {
+        return Ok(Change::JobActed(JobTransition {
+            action: action.as_str().to_owned(),
+            job,
+            from,
+            changed: false,
+        }));
+    };
+    let t = micros(now);
+    let requeue = to == S::Queued;
+    let res = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = ?2, stop_requested = ?3, updated_at = ?4, \
+               finished_at = CASE WHEN ?2 IN ('succeeded', 'dead', 'cancelled', 'quarantined') THEN ?4 END, \
+               run_at = CASE WHEN ?5 THEN ?4 ELSE run_at END, \
+               max_attempts = CASE WHEN ?5 THEN max(max_attempts, attempt + 1) ELSE max_attempts END \
+             WHERE id = ?1",
+        )
+        .map_err(sql_err)?
+        .execute(params![id.0, to.as_str(), stop.map(|s| s.as_str()), t, requeue]);
+    match res {
+        Ok(_) => {}
+        Err(e) => {
+            return Err(match sql_err(e) {
+                StoreError::Internal(m) if m.contains("UNIQUE") => refuse(format!(
+                    "another job with unique key {:?} is already queued",
+                    job.unique_key.as_deref().unwrap_or("")
+                )),
+                other => other,
+            });
+        }
+    }
+    let job = job_by_id(conn, id)?
+        .ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
+    Ok(Change::JobActed(JobTransition {
+        action: action.as_str().to_owned(),
+        job,
+        from,
+        changed: true,
+    }))
+}
+
+pub(crate) fn prune(conn: &Connection, finished_before: Timestamp) -> Result<Vec<Change>> {
+    let count = conn
+        .prepare_cached(
+            "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+             AND state IN ('succeeded', 'dead', 'cancelled')",
+        )
+        .map_err(sql_err)?
+        .execute(params![micros(finished_before)])
+        .map_err(sql_err)? as u64;
+    Ok(if count == 0 {
+        Vec::new()
+    } else {
+        vec![Change::JobsPruned { count }]
+    })
+}
+
+pub(crate) fn link_run(conn: &Connection, job: JobId, attempt: u32, run: RunId) -> Result<()> {
+    conn.prepare_cached("UPDATE job_attempts SET run_id = ?3 WHERE job_id = ?1 AND attempt = ?2")
+        .map_err(sql_err)?
+        .execute(params![job.0, attempt, run.0])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+pub(crate) fn jobs(
+    conn: &Connection,
+    ns: &Namespace,
+    q: &JobQuery,
+    req: &PageRequest,
+) -> Result<Page<Job>> {
+    let limit = req.effective_limit();
+    let before: Uuid = match &req.after {
+        Some(c) => Uuid::parse_str(&c.0).map_err(|_| bad_cursor())?,
+        None => Uuid::max(),
+    };
+    let state = q.state.map(|s| s.as_str());
+    page(
+        conn,
+        &format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE namespace = ?1 AND id < ?2 AND (?3 IS NULL OR state = ?3) \
+             AND (?4 IS NULL OR kind = ?4) ORDER BY id DESC LIMIT ?5"
+        ),
+        &[
+            &ns.as_str(),
+            &before,
+            &state,
+            &q.kind.as_deref(),
+            &(limit as i64 + 1),
+        ],
+        limit,
+        job_row,
+        |j| Cursor(j.id.to_string()),
+    )
+}
+
+pub(crate) fn attempts(conn: &Connection, ns: &Namespace, id: JobId) -> Result<Vec<JobAttempt>> {
+    if job(conn, ns, id)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT job_id, attempt, worker, started_at, finished_at, outcome, error, run_id \
+             FROM job_attempts WHERE job_id = ?1 ORDER BY attempt",
+        )
+        .map_err(sql_err)?;
+    stmt.query_map(params![id.0], |r| {
+        Ok(JobAttempt {
+            job_id: JobId(r.get(0)?),
+            attempt: r.get(1)?,
+            worker: r.get(2)?,
+            started_at: ts(r, 3)?,
+            finished_at: opt_ts(r, 4)?,
+            outcome: parsed(r, 5)?,
+            error: r.get(6)?,
+            run_id: r.get::<_, Option<Uuid>>(7)?.map(RunId),
+        })
+    })
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
+}
+
+pub(crate) fn stats(conn: &Connection) -> Result<JobStats> {
+    let mut stmt = conn
+        .prepare_cached("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state")
+        .map_err(sql_err)?;
+    let counts = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, parsed::<JobState>(r, 1)?, r.get::<_, i64>(2)? as u64))
+        })
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    let oldest_due = conn
+        .prepare_cached(
+            "SELECT min(run_at) FROM jobs WHERE state IN ('queued', 'failed') AND run_at <= ?1",
+        )
+        .map_err(sql_err)?
+        .query_row(params![micros(kontextual_model::now())], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .map_err(sql_err)?
+        .map(from_micros)
+        .transpose()
+        .map_err(sql_err)?;
+    Ok(JobStats { counts, oldest_due })
+}

@@ -1,0 +1,446 @@
+//! Conformance cases for the job queue and quarantines (O1, O2).
+
+use std::time::Duration;
+
+use kontextual_model::{
+    AttemptOutcome, Change, Job, JobId, JobResult, JobState, Namespace, RunId, RunStatus,
+};
+
+use super::{Harness, coll, ctx, name};
+use crate::{
+    ArtifactKey, Content, ErrorKind, JobAction, JobQuery, NewJob, Op, PageRequest, PutArtifact,
+    Store, WriteBatch, WriteContext,
+};
+
+fn write(store: &Store, ctx: &WriteContext, ops: Vec<Op>) -> crate::Result<Vec<Change>> {
+    store.write(WriteBatch {
+        ctx: ctx.clone(),
+        ops,
+    })
+}
+
+fn new_job(kind: &str, max_attempts: u32) -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        kind: kind.to_owned(),
+        payload: serde_json::json!({ "n": 1 }),
+        max_attempts,
+        run_at: None,
+        unique_key: None,
+    }
+}
+
+fn enqueue(s: &Store, c: &WriteContext, job: NewJob) -> Job {
+    match write(s, c, vec![Op::EnqueueJob(job)]).unwrap().pop() {
+        Some(Change::JobEnqueued { job }) | Some(Change::JobUnchanged { job }) => job,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn claim(s: &Store, worker: &str, limit: u32, lease: Duration) -> Vec<Job> {
+    let c = ctx("default");
+    match write(
+        s,
+        &c,
+        vec![Op::ClaimJobs {
+            worker: worker.to_owned(),
+            kinds: Vec::new(),
+            limit,
+            lease,
+        }],
+    )
+    .unwrap()
+    .pop()
+    {
+        Some(Change::JobsClaimed { jobs }) => jobs,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn finish(s: &Store, job: &Job, result: JobResult) -> crate::Result<Job> {
+    let c = ctx("default");
+    match write(
+        s,
+        &c,
+        vec![Op::FinishJob {
+            id: job.id,
+            attempt: job.attempt,
+            result,
+            report: None,
+        }],
+    )?
+    .pop()
+    {
+        Some(Change::JobFinished { job }) => Ok(job),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn act(s: &Store, c: &WriteContext, id: JobId, action: JobAction) -> crate::Result<(Job, bool)> {
+    match write(s, c, vec![Op::ActOnJob { id, action }])?.pop() {
+        Some(Change::JobActed(t)) => Ok((t.job, t.changed)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// O1: due jobs are claimed oldest first, once; scheduled jobs wait; the
+/// attempt is recorded; completion counts once.
+pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let a = enqueue(&s, &c, new_job("noop", 3));
+    let b = enqueue(&s, &c, new_job("noop", 3));
+    let mut later = new_job("noop", 3);
+    later.run_at = Some(kontextual_model::now() + jiff::SignedDuration::from_secs(3600));
+    let later = enqueue(&s, &c, later);
+    assert_eq!(a.state, JobState::Queued);
+    let got = claim(&s, "w1", 10, LEASE);
+    assert_eq!(
+        got.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [a.id, b.id],
+        "due jobs, oldest first; the scheduled one waits"
+    );
+    assert!(got.iter().all(|j| j.state == JobState::Running
+        && j.attempt == 1
+        && j.worker.as_deref() == Some("w1")));
+    assert!(claim(&s, "w2", 10, LEASE).is_empty(), "nothing is claimed twice");
+    let done = finish(&s, &got[0], JobResult::Succeeded).unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert!(done.finished_at.is_some() && done.worker.is_none());
+    let again = finish(&s, &got[0], JobResult::Succeeded).unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Conflict, "{again}");
+    let attempts = s.job_attempts(&c.namespace, a.id).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Succeeded);
+    assert_eq!(attempts[0].worker, "w1");
+    let listed = s
+        .jobs(
+            &c.namespace,
+            &JobQuery {
+                state: Some(JobState::Queued),
+                kind: None,
+            },
+            &PageRequest::first(10),
+        )
+        .unwrap();
+    assert_eq!(listed.items.iter().map(|j| j.id).collect::<Vec<_>>(), [later.id]);
+    let other_ns = Namespace::new("other").unwrap();
+    assert!(s.job(&other_ns, a.id).unwrap().is_none(), "jobs are namespaced");
+    let stats = s.job_stats().unwrap();
+    let count = |st: JobState| {
+        stats
+            .counts
+            .iter()
+            .filter(|(k, s2, _)| k == "noop" && *s2 == st)
+            .map(|(_, _, n)| *n)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (count(JobState::Queued), count(JobState::Running), count(JobState::Succeeded)),
+        (1, 1, 1)
+    );
+}
+
+/// O2: a job whose lease expired is rescued and claimed again; the old
+/// worker can neither heartbeat nor complete it (fencing).
+pub fn o2_expired_leases_are_rescued_and_old_workers_fenced(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let job = enqueue(&s, &c, new_job("noop", 5));
+    let first = claim(&s, "dead-worker", 1, Duration::from_millis(10)).remove(0);
+    std::thread::sleep(Duration::from_millis(50));
+    let second = claim(&s, "live-worker", 1, LEASE);
+    assert_eq!(second.len(), 1, "the expired job is rescued");
+    let second = second.into_iter().next().unwrap();
+    assert_eq!((second.id, second.attempt), (job.id, 2));
+    let hb = write(
+        &s,
+        &c,
+        vec![Op::HeartbeatJob {
+            id: first.id,
+            attempt: first.attempt,
+            lease: LEASE,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(hb.kind(), ErrorKind::Conflict);
+    assert!(hb.to_string().contains("lease was lost"), "{hb}");
+    assert_eq!(
+        finish(&s, &first, JobResult::Succeeded).unwrap_err().kind(),
+        ErrorKind::Conflict,
+        "a zombie cannot complete a rescued job"
+    );
+    let done = finish(&s, &second, JobResult::Succeeded).unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let attempts = s.job_attempts(&c.namespace, job.id).unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+        [AttemptOutcome::Lost, AttemptOutcome::Succeeded]
+    );
+    assert!(attempts[0].error.as_deref().unwrap().contains("dead-worker"));
+}
+
+/// O2: failures retry until attempts run out, then the job is dead with its
+/// error history; a non-retryable error is dead at once; others still run.
+pub fn o2_failing_jobs_retry_then_die_without_blocking_others(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let poison = enqueue(&s, &c, new_job("noop", 2));
+    let fatal = enqueue(&s, &c, new_job("noop", 9));
+    let good = enqueue(&s, &c, new_job("noop", 1));
+    let now = kontextual_model::now();
+    for j in claim(&s, "w", 10, LEASE) {
+        let r = if j.id == poison.id {
+            JobResult::Failed {
+                error: "boom 1".into(),
+                retry_at: Some(now),
+            }
+        } else if j.id == fatal.id {
+            JobResult::Failed {
+                error: "bad input".into(),
+                retry_at: None,
+            }
+        } else {
+            JobResult::Succeeded
+        };
+        finish(&s, &j, r).unwrap();
+    }
+    let p = s.job(&c.namespace, poison.id).unwrap().unwrap();
+    assert_eq!((p.state, p.last_error.as_deref()), (JobState::Failed, Some("boom 1")));
+    assert_eq!(
+        s.job(&c.namespace, fatal.id).unwrap().unwrap().state,
+        JobState::Dead
+    );
+    assert_eq!(
+        s.job(&c.namespace, good.id).unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    let again = claim(&s, "w", 10, LEASE);
+    assert_eq!(again.len(), 1);
+    let dead = finish(
+        &s,
+        &again[0],
+        JobResult::Failed {
+            error: "boom 2".into(),
+            retry_at: Some(now),
+        },
+    )
+    .unwrap();
+    assert_eq!((dead.state, dead.attempt), (JobState::Dead, 2));
+    let errors: Vec<_> = s
+        .job_attempts(&c.namespace, poison.id)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.error.unwrap_or_default())
+        .collect();
+    assert_eq!(errors, ["boom 1", "boom 2"]);
+    assert!(claim(&s, "w", 10, LEASE).is_empty());
+}
+
+/// O2: a unique key dedupes while a job waits; once it runs, a new one may queue.
+pub fn o2_unique_jobs_are_not_queued_twice(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let mut a = new_job("reindex", 3);
+    a.unique_key = Some("reindex:handbook".into());
+    let first = enqueue(&s, &c, a.clone());
+    a.id = JobId::new();
+    let changes = write(&s, &c, vec![Op::EnqueueJob(a.clone())]).unwrap();
+    assert!(
+        matches!(&changes[0], Change::JobUnchanged { job } if job.id == first.id),
+        "{changes:?}"
+    );
+    claim(&s, "w", 1, LEASE);
+    a.id = JobId::new();
+    let next = enqueue(&s, &c, a);
+    assert_ne!(next.id, first.id, "a running job does not absorb a new request");
+    let actions: Vec<_> = s
+        .audit(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.draft.action == "job.enqueue")
+        .collect();
+    assert_eq!(actions.len(), 2, "the deduplicated request wrote nothing");
+    let bad = write(&s, &c, vec![Op::EnqueueJob(new_job("Bad Kind", 1))]).unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidInput);
+}
+
+/// O2: cancel, quarantine, release and retry: idempotent, audited, and a
+/// running job stops cooperatively (its worker sees the request).
+pub fn o2_recovery_actions_are_idempotent_and_audited(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let q = enqueue(&s, &c, new_job("noop", 1));
+    let (j, changed) = act(&s, &c, q.id, JobAction::Cancel).unwrap();
+    assert!(changed && j.state == JobState::Cancelled);
+    let (_, changed) = act(&s, &c, q.id, JobAction::Cancel).unwrap();
+    assert!(!changed, "cancelling twice changes nothing");
+    let (j, _) = act(&s, &c, q.id, JobAction::Retry).unwrap();
+    assert_eq!((j.state, j.max_attempts), (JobState::Queued, 1));
+    let (j, _) = act(&s, &c, q.id, JobAction::Quarantine).unwrap();
+    assert_eq!(j.state, JobState::Quarantined);
+    assert!(claim(&s, "w", 10, LEASE).is_empty(), "quarantined jobs are not processed");
+    assert_eq!(
+        act(&s, &c, q.id, JobAction::Retry).unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    let (j, changed) = act(&s, &c, q.id, JobAction::Release).unwrap();
+    assert!(changed && j.state == JobState::Queued);
+    let (_, changed) = act(&s, &c, q.id, JobAction::Release).unwrap();
+    assert!(!changed);
+    let running = claim(&s, "w", 10, LEASE).remove(0);
+    let (j, changed) = act(&s, &c, q.id, JobAction::Cancel).unwrap();
+    assert!(changed);
+    assert_eq!(
+        (j.state, j.stop_requested),
+        (JobState::Running, Some(JobState::Cancelled))
+    );
+    let hb = write(
+        &s,
+        &c,
+        vec![Op::HeartbeatJob {
+            id: running.id,
+            attempt: running.attempt,
+            lease: LEASE,
+        }],
+    )
+    .unwrap();
+    assert!(
+        matches!(&hb[0], Change::JobLeased { job } if job.stop_requested == Some(JobState::Cancelled))
+    );
+    let stopped = finish(&s, &running, JobResult::Stopped).unwrap();
+    assert_eq!(stopped.state, JobState::Cancelled);
+    let other = ctx("other");
+    assert_eq!(
+        act(&s, &other, q.id, JobAction::Retry).unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "another namespace cannot see the job"
+    );
+    let actions: Vec<String> = s
+        .audit(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.draft.action)
+        .filter(|a| a.starts_with("job.") && a != "job.enqueue")
+        .collect();
+    assert_eq!(
+        actions,
+        ["job.cancel", "job.retry", "job.quarantine", "job.release", "job.cancel"]
+    );
+}
+
+/// K6/O1: a run started by a job attempt points at the job, and the
+/// attempt at the run; finished jobs are pruned after retention.
+pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let job = enqueue(&s, &c, new_job("noop", 1));
+    let j = claim(&s, "w", 1, LEASE).remove(0);
+    let run = RunId::new();
+    write(
+        &s,
+        &c,
+        vec![
+            Op::StartRun {
+                id: run,
+                kind: "noop".into(),
+                input: serde_json::json!({}),
+                owner: "test".into(),
+                job: Some((j.id, j.attempt)),
+            },
+            Op::FinishRun {
+                id: run,
+                status: RunStatus::Succeeded,
+                manifest: serde_json::json!({}),
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.run(&c.namespace, run).unwrap().unwrap().job_id, Some(job.id));
+    assert_eq!(
+        s.job_attempts(&c.namespace, job.id).unwrap()[0].run_id,
+        Some(run)
+    );
+    finish(&s, &j, JobResult::Succeeded).unwrap();
+    let keep = enqueue(&s, &c, new_job("noop", 1));
+    write(
+        &s,
+        &c,
+        vec![Op::PruneJobs {
+            finished_before: kontextual_model::now() + jiff::SignedDuration::from_secs(1),
+        }],
+    )
+    .unwrap();
+    assert!(s.job(&c.namespace, job.id).unwrap().is_none(), "pruned");
+    assert!(s.job(&c.namespace, keep.id).unwrap().is_some(), "queued jobs stay");
+}
+
+/// O2: quarantining an artifact is audited, emits an event for the search
+/// projection, is listed, and is released.
+pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    write(
+        &s,
+        &c,
+        vec![
+            Op::CreateCollection {
+                name: coll("q"),
+                description: String::new(),
+                if_absent: true,
+            },
+            Op::PutArtifact(PutArtifact::new(
+                coll("q"),
+                name("a.md"),
+                Content::Bytes(b"x".to_vec()),
+            )),
+        ],
+    )
+    .unwrap();
+    let key = ArtifactKey::Name {
+        collection: coll("q"),
+        name: name("a.md"),
+    };
+    write(
+        &s,
+        &c,
+        vec![Op::QuarantineArtifact {
+            key: key.clone(),
+            reason: "malware scan".into(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        write(
+            &s,
+            &c,
+            vec![Op::QuarantineArtifact {
+                key: key.clone(),
+                reason: "again".into()
+            }]
+        )
+        .unwrap_err()
+        .kind(),
+        ErrorKind::AlreadyExists
+    );
+    let listed = s.quarantines(&c.namespace, None).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].reason, "malware scan");
+    write(&s, &c, vec![Op::ReleaseArtifact { key: key.clone() }]).unwrap();
+    assert_eq!(
+        write(&s, &c, vec![Op::ReleaseArtifact { key }])
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    let events: Vec<String> = s
+        .outbox(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.draft.kind)
+        .filter(|k| k.ends_with("quarantined") || k.ends_with("released"))
+        .collect();
+    assert_eq!(events, ["artifact.quarantined", "artifact.released"]);
+}

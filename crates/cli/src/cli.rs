@@ -108,6 +108,117 @@ pub enum Command {
     /// Schema status and migrations
     #[command(subcommand)]
     Db(DbCmd),
+    /// Jobs (background work): list, show, retry, cancel, quarantine, release (admin)
+    #[command(subcommand, visible_alias = "jobs")]
+    Job(JobCmd),
+    /// Run a past run's input bundle again, as a new run (a job; --wait to wait for it)
+    Rerun(RerunArgs),
+    /// Index one collection (or everything) again from the store
+    Reindex(ReindexArgs),
+    /// Run the store and index checks, fix what can be fixed, report the rest (exit 1 if any remains)
+    Repair(RepairArgs),
+    /// Run job workers until Ctrl-C / SIGTERM (`serve` runs them too)
+    Worker(WorkerArgs),
+    /// Quarantine: a quarantined artifact is kept, but skipped by ingest and left out of search and export
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Jobs, newest first
+    List {
+        /// Only jobs in this state (queued, running, succeeded, failed, dead, cancelled, quarantined)
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs of this kind (ingest, reindex, repair, noop)
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One job: state, attempts with errors and timings, partial-failure report, runs
+    Show { job: String },
+    /// Queue a failed, dead or cancelled job again (with one more attempt allowed)
+    Retry { job: String },
+    /// Cancel a queued job, or ask a running one to stop at a safe point
+    Cancel { job: String },
+    /// Keep a job but never process it until released
+    Quarantine { job: String },
+    /// Queue a quarantined job again
+    Release { job: String },
+    /// Enqueue a job directly: KIND with a JSON payload (ingest, reindex, repair, noop)
+    Enqueue {
+        kind: String,
+        /// The payload as JSON (default `{}`)
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Attempts before the job is dead
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: Option<u32>,
+        /// Not before this instant (RFC 3339) or delay (e.g. 10m, 2h)
+        #[arg(long, value_name = "WHEN")]
+        run_at: Option<String>,
+        /// While a job with this key waits, enqueueing returns it instead
+        #[arg(long)]
+        unique_key: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RerunArgs {
+    pub run: String,
+    /// Wait for the new run to finish (runs a worker in this process if none is running)
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReindexArgs {
+    /// Only this collection (default: everything)
+    #[arg(long, short)]
+    pub collection: Option<String>,
+    /// Enqueue it as a job instead of running it here
+    #[arg(long)]
+    pub background: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    /// Enqueue it as a job instead of running it here
+    #[arg(long)]
+    pub background: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Jobs run at once
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads: u64,
+    /// Only these kinds (comma-separated; default: every kind this process can run)
+    #[arg(long, value_delimiter = ',')]
+    pub kinds: Vec<String>,
+    /// Seconds a claimed job is held without a heartbeat before another worker may rescue it
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub lease: u64,
+    /// Stop when no job is due (instead of waiting for more)
+    #[arg(long)]
+    pub drain: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCmd {
+    /// Quarantine an artifact
+    Set {
+        artifact: String,
+        /// Why (recorded with the quarantine and in the audit log)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a quarantined artifact (it is searchable again)
+    Release { artifact: String },
+    /// Quarantined artifacts
+    List,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -360,6 +471,9 @@ pub struct IngestArgs {
     /// The system the files came from (recorded as provenance)
     #[arg(long, value_name = "NAME")]
     pub source_system: Option<String>,
+    /// Enqueue the ingest as a job and print its id (a worker — `serve` or `worker` — runs it)
+    #[arg(long)]
+    pub background: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -498,6 +612,9 @@ pub struct ServeArgs {
     /// Largest request body in MiB (artifact uploads included)
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
+    /// Job worker threads run by the server (0: none; run `kontextual worker` elsewhere)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub workers: u64,
     /// Requests per second each API key may make (bursts up to twice that); 429 beyond
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit: u32,

@@ -87,6 +87,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Access(c) => access(&ctx, c),
         Command::RevokeGrant(a) => grant(&ctx, a, false),
         Command::Db(c) => db(&ctx, c),
+        Command::Job(c) => crate::jobs::job(&ctx, c),
+        Command::Rerun(a) => crate::jobs::rerun(&ctx, a),
+        Command::Reindex(a) => crate::jobs::reindex(&ctx, a),
+        Command::Repair(a) => crate::jobs::repair(&ctx, a),
+        Command::Worker(a) => crate::jobs::worker(&ctx, a),
+        Command::Quarantine(c) => crate::jobs::quarantine(&ctx, c),
     }
 }
 
@@ -1088,6 +1094,10 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         bind: a.bind,
         max_body_bytes: (a.max_body_mb * 1024 * 1024) as usize,
         request_timeout: std::time::Duration::from_secs(a.request_timeout),
+        workers: (a.workers > 0).then(|| kontextual_services::WorkerConfig {
+            threads: a.workers as usize,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let quiet = ctx.out.quiet;

@@ -36,6 +36,19 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         prune: args.prune,
         source_system: args.source_system,
     };
+    if args.background {
+        let e = svc.ingest_background(&ctx.caller, &req)?;
+        if ctx.out.json {
+            ctx.out.json(&e)?;
+        } else {
+            println!("{}", e.job.id);
+            ctx.out.note(format!(
+                "Queued ingest job {} (`kontextual job show {}`; a worker — `serve` or `worker` — runs it).",
+                e.job.id, e.job.id
+            ));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let show_bar = !ctx.out.quiet && !ctx.out.json && std::io::stderr().is_terminal();
     let report = if show_bar {
         let pb = ProgressBar::new(0);

@@ -339,23 +339,22 @@ impl Change {
                 outcome: Outcome::Success,
                 detail: Some(json!({ "count": count })),
             },
-            Change::ArtifactQuarantined { quarantine } | Change::ArtifactReleased { quarantine } => {
-                AuditDraft {
-                    action: if matches!(self, Change::ArtifactQuarantined { .. }) {
-                        "artifact.quarantine".into()
-                    } else {
-                        "artifact.release".into()
-                    },
-                    target_kind: "artifact".into(),
-                    target_id: quarantine.artifact_id.to_string(),
-                    target_name: Some(format!("{}/{}", quarantine.collection, quarantine.name)),
-                    revision: None,
-                    prev_digest: None,
-                    digest: None,
-                    outcome: Outcome::Success,
-                    detail: Some(json!({ "reason": quarantine.reason })),
-                }
-            }
+            Change::ArtifactQuarantined { quarantine }
+            | Change::ArtifactReleased { quarantine } => AuditDraft {
+                action: if matches!(self, Change::ArtifactQuarantined { .. }) {
+                    "artifact.quarantine".into()
+                } else {
+                    "artifact.release".into()
+                },
+                target_kind: "artifact".into(),
+                target_id: quarantine.artifact_id.to_string(),
+                target_name: Some(format!("{}/{}", quarantine.collection, quarantine.name)),
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(json!({ "reason": quarantine.reason })),
+            },
             Change::Audited { .. }
             | Change::ContextPackageUnchanged { .. }
             | Change::Idempotency(_)
@@ -436,7 +435,8 @@ impl Change {
             ),
             // The search projection drops a quarantined artifact and indexes
             // it again on release: both are `artifact.*` events.
-            Change::ArtifactQuarantined { quarantine } | Change::ArtifactReleased { quarantine } => (
+            Change::ArtifactQuarantined { quarantine }
+            | Change::ArtifactReleased { quarantine } => (
                 if matches!(self, Change::ArtifactQuarantined { .. }) {
                     "artifact.quarantined".to_owned()
                 } else {

@@ -126,6 +126,9 @@ pub enum JobResult {
     },
     /// Stopped on request (cancel or quarantine).
     Stopped,
+    /// Given back unfinished because the worker is shutting down: queued
+    /// again at once, and the attempt does not count against the limit.
+    Returned,
 }
 
 /// What an operator's action on a job did (for idempotent answers).
@@ -152,8 +155,16 @@ pub struct JobStats {
 /// Exponential backoff with full jitter (AWS architecture blog): the delay
 /// before attempt `attempt + 1`, capped, times a uniform factor in [0.5, 1).
 /// `unit` is the random draw in [0, 1).
-pub fn backoff(attempt: u32, base: std::time::Duration, cap: std::time::Duration, unit: f64) -> std::time::Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX));
+pub fn backoff(
+    attempt: u32,
+    base: std::time::Duration,
+    cap: std::time::Duration,
+    unit: f64,
+) -> std::time::Duration {
+    let exp = base.saturating_mul(
+        1u32.checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX),
+    );
     let capped = exp.min(cap);
     capped.mul_f64(0.5 + unit.clamp(0.0, 1.0) * 0.5)
 }

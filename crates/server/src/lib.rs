@@ -71,6 +71,8 @@ pub struct ServeConfig {
     /// How often the index follower applies new changes (the bound on how
     /// long a write by another process takes to become searchable here).
     pub follow_interval: Duration,
+    /// Job workers run alongside the API (`None`: no workers here).
+    pub workers: Option<kontextual_services::WorkerConfig>,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +82,7 @@ impl Default for ServeConfig {
             max_body_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             follow_interval: Duration::from_millis(250),
+            workers: None,
         }
     }
 }
@@ -233,6 +236,10 @@ pub async fn serve(
             }
         }
     });
+    let workers = cfg.workers.clone().map(|wcfg| {
+        let (svc, stop) = (svc.clone(), stop.clone());
+        std::thread::spawn(move || svc.run_workers(&wcfg, stop))
+    });
     let (app, _) = router(state, &cfg);
     tracing::info!(%addr, "serving");
     ready(addr);
@@ -244,6 +251,14 @@ pub async fn serve(
     .await;
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
+    // Workers give back what they hold and stop at a safe point.
+    if let Some(w) = workers {
+        match tokio::task::spawn_blocking(move || w.join()).await {
+            Ok(Ok(Ok(summary))) => tracing::info!(?summary, "workers stopped"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "workers stopped with an error"),
+            _ => tracing::warn!("a worker thread panicked"),
+        }
+    }
     // Commit what the follower had not applied yet, and record key uses.
     let _ = tokio::task::spawn_blocking(move || {
         svc.flush_key_uses();
@@ -255,7 +270,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

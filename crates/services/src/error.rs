@@ -41,6 +41,10 @@ pub enum Error {
     Index(#[from] kontextual_index::IndexError),
     #[error("{0}")]
     Unauthenticated(String),
+    /// Work stopped at a safe point because its job was cancelled,
+    /// quarantined or given back at shutdown.
+    #[error("stopped: {0}")]
+    Stopped(String),
     #[error("{context}: {cause}")]
     Io {
         context: String,
@@ -66,6 +70,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Denied { .. } => ErrorKind::Denied,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::Stopped(_) => ErrorKind::Conflict,
             Error::Io { .. } => ErrorKind::Io,
             Error::Index(e) => match e {
                 kontextual_index::IndexError::Query(_) => ErrorKind::InvalidInput,
@@ -77,7 +82,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             cause,

@@ -77,10 +77,10 @@ impl Services {
             Err(e) => out.push(problem(format!("cannot be validated: {e}"))),
             Ok(_) => {}
         }
-        let (Ok(stats), Ok(pos), Ok(status)) = (
+        let (Ok(stats), Ok(pos), Ok(live)) = (
             idx.stats(),
             self.store().feed_position(),
-            self.store().status(),
+            self.live_unquarantined(),
         ) else {
             return out;
         };
@@ -91,12 +91,10 @@ impl Services {
             Some(c) if c.applied_seq > pos.last_seq => {
                 out.push(problem("it is ahead of the store".to_owned()))
             }
-            Some(c)
-                if c.applied_seq == pos.last_seq && stats.artifacts != status.artifacts_live =>
-            {
+            Some(c) if c.applied_seq == pos.last_seq && stats.artifacts != live => {
                 out.push(problem(format!(
-                    "it holds {} artifacts but the store has {} live ones",
-                    stats.artifacts, status.artifacts_live
+                    "it holds {} artifacts but the store has {live} live ones that are not quarantined",
+                    stats.artifacts
                 )))
             }
             _ => {}
@@ -140,7 +138,7 @@ impl Services {
     ) -> Result<IndexStatus> {
         let stats = p.index().stats()?;
         let pos = self.store().feed_position()?;
-        let live = self.store().status()?.artifacts_live;
+        let live = self.live_unquarantined()?;
         let applied = stats.checkpoint.as_ref().map_or(0, |c| c.applied_seq);
         let lag = pos.last_seq.saturating_sub(applied);
         let health = if lag > 0 {

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kontextual_model::{
-    ArtifactName, Change, ChangeKind, CollectionName, Provenance, RunId, RunStatus, Timestamp,
+    ArtifactName, Change, ChangeKind, CollectionName, JobId, Provenance, RunId, RunStatus,
+    Timestamp,
 };
 use kontextual_store::{
     ArtifactKey, ArtifactQuery, Op, PageRequest, PutArtifact, WriteBatch, WriteContext,
@@ -41,6 +42,11 @@ pub trait IngestProgress {
     fn scanned(&self, files: u64, bytes: u64);
     fn advanced(&self, files: u64, bytes: u64);
     fn finished(&self);
+    /// Asked between batches: true stops the ingest at that safe point
+    /// (its job was cancelled or the worker is shutting down).
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// Does nothing (no terminal, `--quiet`, tests).
@@ -130,6 +136,17 @@ impl Services {
         req: &IngestRequest,
         progress: &dyn IngestProgress,
     ) -> Result<IngestReport> {
+        self.ingest_and_index_linked(caller, req, progress, None)
+    }
+
+    /// [`Self::ingest_and_index`] for a job attempt: the run links to it.
+    pub(crate) fn ingest_and_index_linked(
+        &self,
+        caller: &Caller,
+        req: &IngestRequest,
+        progress: &dyn IngestProgress,
+        job: Option<(JobId, u32)>,
+    ) -> Result<IngestReport> {
         let projection = match self.projection() {
             Ok(p) => Some(p),
             Err(e) => {
@@ -138,7 +155,7 @@ impl Services {
             }
         };
         let Some(p) = projection.filter(|p| p.is_owner()) else {
-            let mut report = self.ingest(caller, req, progress)?;
+            let mut report = self.ingest_linked(caller, req, progress, job)?;
             report.indexed = Some(IndexedReport::default());
             return Ok(report);
         };
@@ -155,7 +172,7 @@ impl Services {
                 }
                 Ok(n)
             });
-            let report = self.ingest(caller, req, progress);
+            let report = self.ingest_linked(caller, req, progress, job);
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let followed = follower
                 .join()
@@ -185,6 +202,16 @@ impl Services {
         caller: &Caller,
         req: &IngestRequest,
         progress: &dyn IngestProgress,
+    ) -> Result<IngestReport> {
+        self.ingest_linked(caller, req, progress, None)
+    }
+
+    fn ingest_linked(
+        &self,
+        caller: &Caller,
+        req: &IngestRequest,
+        progress: &dyn IngestProgress,
+        job: Option<(JobId, u32)>,
     ) -> Result<IngestReport> {
         let started = Instant::now();
         let collection = CollectionName::new(&req.collection)?;
@@ -235,7 +262,7 @@ impl Services {
                     kind: "ingest".into(),
                     input,
                     owner: this_process(),
-                    job: None,
+                    job,
                 },
             ],
         )?;
@@ -352,11 +379,32 @@ impl Services {
             }),
         )?;
 
+        // Quarantined artifacts are kept as they are (O2): their files are skipped.
+        let quarantined: std::collections::HashMap<String, String> = self
+            .store()
+            .quarantines(&caller.namespace, None)?
+            .into_iter()
+            .filter(|q| &q.collection == collection)
+            .map(|q| (q.name.to_string(), q.reason))
+            .collect();
+
         // 2. read, detect and write, in batches
         let t = Instant::now();
         let mut batch: Vec<&Found> = Vec::new();
         let mut batch_bytes = 0;
         for f in &found {
+            if let Some(reason) = quarantined.get(f.name.as_str()) {
+                report.skipped.push(FileFailure {
+                    path: f.path.display().to_string(),
+                    reason: format!("{collection}/{} is quarantined ({reason})", f.name),
+                });
+                continue;
+            }
+            if progress.should_stop() {
+                return Err(Error::Stopped(
+                    "the ingest was asked to stop; what was written so far stays".to_owned(),
+                ));
+            }
             batch.push(f);
             batch_bytes += f.size;
             if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {

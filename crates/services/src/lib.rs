@@ -14,14 +14,17 @@ mod error;
 mod grants;
 mod index_admin;
 mod ingest;
+mod jobs;
 mod keys;
 mod media;
 mod policy;
 mod projection;
+mod recovery;
 mod relations;
 mod runs;
 mod search;
 mod sections;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,8 +54,10 @@ pub use index_admin::IndexStatus;
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };
+pub use jobs::{EnqueueOptions, Enqueued, JobKind, JobView};
 pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use kontextual_index::Snippet;
+pub use kontextual_store::JobAction;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
@@ -60,12 +65,14 @@ pub use kontextual_store::{
 };
 pub use policy::{AccessPolicy, AllowAll, Permission, Policy, Resource};
 pub use projection::{CatchUp, FOLLOWER_WAIT};
+pub use recovery::{ReindexReport, RepairReport};
 pub use runs::this_process;
 pub use search::{
     Freshness, MAX_EXPAND_DEPTH, MAX_SEARCH_LIMIT, Related, SearchFilters, SearchHit,
     SearchRequest, SearchResponse, artifact_ref,
 };
 pub use sections::{SectionEntry, SectionView};
+pub use worker::{WorkerConfig, WorkerSummary};
 
 /// Who is calling: actor, namespace and the correlation id of this request.
 #[derive(Clone, Debug)]

@@ -208,12 +208,18 @@ impl Projection {
         self.index.clear()?;
         let mut n = 0u64;
         for ns in self.store.namespaces()? {
+            let quarantined: std::collections::HashSet<ArtifactId> = self
+                .store
+                .quarantines(&ns, None)?
+                .into_iter()
+                .map(|q| q.artifact_id)
+                .collect();
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
             loop {
                 let p = self
                     .store
                     .artifacts(&ns, &ArtifactQuery::default(), &page)?;
-                for a in &p.items {
+                for a in p.items.iter().filter(|a| !quarantined.contains(&a.id)) {
                     self.index.replace(&a.id.to_string(), &self.documents(a)?)?;
                     n += 1;
                     if n.is_multiple_of(COMMIT_EVERY as u64) {
@@ -238,6 +244,47 @@ impl Projection {
             to_seq: pos.last_seq,
             artifacts_reindexed: n,
         })
+    }
+
+    /// Indexes every artifact of one collection again from the store (live
+    /// ones replaced, deleted and quarantined ones dropped) and commits at
+    /// the current checkpoint. Returns how many artifacts were visited.
+    pub(crate) fn reindex_collection(
+        &self,
+        ns: &Namespace,
+        collection: &kontextual_model::CollectionName,
+    ) -> Result<u64> {
+        if !self.index.is_owner() {
+            return Err(Error::Index(kontextual_index::IndexError::NotOwner(
+                self.index
+                    .path()
+                    .with_extension("lock")
+                    .display()
+                    .to_string(),
+            )));
+        }
+        let mut progress = self.lock();
+        let q = ArtifactQuery {
+            collection: Some(collection.clone()),
+            include_deleted: true,
+            ..Default::default()
+        };
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        let mut n = 0u64;
+        loop {
+            let p = self.store.artifacts(ns, &q, &page)?;
+            for a in &p.items {
+                self.reindex(ns, a.id)?;
+                n += 1;
+            }
+            match p.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        self.commit(progress.applied)?;
+        progress.uncommitted = false;
+        Ok(n)
     }
 
     fn commit_raw(&self, seq: u64) -> Result<()> {
@@ -273,10 +320,13 @@ impl Projection {
         Ok(())
     }
 
-    /// Re-reads one artifact from the store and replaces its documents.
+    /// Re-reads one artifact from the store and replaces its documents. A
+    /// deleted or quarantined artifact has none.
     fn reindex(&self, ns: &Namespace, id: ArtifactId) -> Result<()> {
         let docs = match self.store.artifact(ns, &ArtifactKey::Id(id))? {
-            Some(a) if a.is_live() => self.documents(&a)?,
+            Some(a) if a.is_live() && self.store.quarantines(ns, Some(id))?.is_empty() => {
+                self.documents(&a)?
+            }
             _ => Vec::new(),
         };
         self.index.replace(&id.to_string(), &docs)?;

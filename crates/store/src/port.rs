@@ -13,13 +13,13 @@
 
 use std::io::Read;
 
+use kontextual_model::JobId;
 use kontextual_model::audit::ChainReport;
 use kontextual_model::{
     Actor, Artifact, ArtifactId, ArtifactName, AuditDraft, AuditRecord, ChainHead, Change,
     Classification, Collection, CollectionName, CorrelationId, Digest, Lifecycle, Metadata,
     Namespace, OutboxEvent, Provenance, Relation, RelationId, RelationType, Revision, RunId,
 };
-use kontextual_model::JobId;
 use serde::Serialize;
 
 use crate::Result;
@@ -681,8 +681,7 @@ pub trait Backend: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::Job>>;
     /// A job's attempts, oldest first.
-    fn job_attempts(&self, ns: &Namespace, id: JobId)
-    -> Result<Vec<kontextual_model::JobAttempt>>;
+    fn job_attempts(&self, ns: &Namespace, id: JobId) -> Result<Vec<kontextual_model::JobAttempt>>;
     /// Job counts by kind and state, and the oldest due job (all namespaces).
     fn job_stats(&self) -> Result<kontextual_model::JobStats>;
     /// Quarantined artifacts of a namespace (one, or all).

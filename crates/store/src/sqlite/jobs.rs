@@ -200,7 +200,14 @@ fn rescue_expired(conn: &Connection, now: Timestamp) -> Result<()> {
         .map_err(sql_err)?
         .execute(params![id, t, error, attempt])
         .map_err(sql_err)?;
-        end_attempt(conn, JobId(id), attempt, AttemptOutcome::Lost, Some(&error), now)?;
+        end_attempt(
+            conn,
+            JobId(id),
+            attempt,
+            AttemptOutcome::Lost,
+            Some(&error),
+            now,
+        )?;
     }
     Ok(())
 }
@@ -303,8 +310,8 @@ pub(crate) fn heartbeat(
     if n == 0 {
         return Err(lease_lost(conn, id, attempt)?);
     }
-    let job = job_by_id(conn, id)?
-        .ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
+    let job =
+        job_by_id(conn, id)?.ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
     Ok(Change::JobLeased { job })
 }
 
@@ -337,6 +344,15 @@ pub(crate) fn finish(
             None,
             None,
         ),
+        JobResult::Returned => match stop {
+            Some(s) => (s, AttemptOutcome::Stopped, None, None),
+            None => (
+                JobState::Queued,
+                AttemptOutcome::Stopped,
+                Some("returned to the queue: the worker shut down".to_owned()),
+                Some(now),
+            ),
+        },
         JobResult::Failed { error, retry_at } => {
             let state = match (stop, retry_at) {
                 (Some(s), _) => s,
@@ -348,27 +364,41 @@ pub(crate) fn finish(
         }
     };
     let finished = state.is_final().then_some(t);
-    conn.prepare_cached(
-        "UPDATE jobs SET state = ?3, worker = NULL, lease_expires_at = NULL, stop_requested = NULL, \
-           last_error = coalesce(?4, last_error), report = coalesce(?5, report), \
-           run_at = coalesce(?6, run_at), finished_at = ?7, updated_at = ?8 \
-         WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        id.0,
-        attempt,
-        state.as_str(),
-        error,
-        report.map(|r| r.to_string()),
-        run_at.map(micros),
-        finished,
-        t
-    ])
-    .map_err(sql_err)?;
+    let returned = matches!(result, JobResult::Returned) && state == JobState::Queued;
+    let update = |state: JobState, finished: Option<i64>| {
+        conn.prepare_cached(
+            "UPDATE jobs SET state = ?3, worker = NULL, lease_expires_at = NULL, stop_requested = NULL, \
+               last_error = coalesce(?4, last_error), report = coalesce(?5, report), \
+               run_at = coalesce(?6, run_at), finished_at = ?7, updated_at = ?8, \
+               max_attempts = CASE WHEN ?9 THEN max(max_attempts, attempt + 1) ELSE max_attempts END \
+             WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+        )?
+        .execute(params![
+            id.0,
+            attempt,
+            state.as_str(),
+            error,
+            report.as_ref().map(|r| r.to_string()),
+            run_at.map(micros),
+            finished,
+            t,
+            returned
+        ])
+    };
+    match update(state, finished) {
+        Ok(_) => {}
+        // A returned unique job whose key another queued job now holds:
+        // that one will do the work.
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if returned && f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            update(JobState::Cancelled, Some(t)).map_err(sql_err)?;
+        }
+        Err(e) => return Err(sql_err(e)),
+    }
     end_attempt(conn, id, attempt, outcome, error.as_deref(), now)?;
-    let job = job_by_id(conn, id)?
-        .ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
+    let job =
+        job_by_id(conn, id)?.ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
     Ok(Change::JobFinished { job })
 }
 
@@ -456,8 +486,8 @@ pub(crate) fn act(
             });
         }
     }
-    let job = job_by_id(conn, id)?
-        .ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
+    let job =
+        job_by_id(conn, id)?.ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
     Ok(Change::JobActed(JobTransition {
         action: action.as_str().to_owned(),
         job,
@@ -550,11 +580,17 @@ pub(crate) fn attempts(conn: &Connection, ns: &Namespace, id: JobId) -> Result<V
 
 pub(crate) fn stats(conn: &Connection) -> Result<JobStats> {
     let mut stmt = conn
-        .prepare_cached("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state")
+        .prepare_cached(
+            "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+        )
         .map_err(sql_err)?;
     let counts = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, parsed::<JobState>(r, 1)?, r.get::<_, i64>(2)? as u64))
+            Ok((
+                r.get::<_, String>(0)?,
+                parsed::<JobState>(r, 1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
         })
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()

@@ -14,7 +14,10 @@ use super::{from_micros, sql_err};
 use crate::port::{ArtifactKey, ArtifactQuery, Cursor, Page, PageRequest, RelationQuery};
 use crate::{Result, StoreError};
 
-pub(super) fn conv<E: std::error::Error + Send + Sync + 'static>(idx: usize, e: E) -> rusqlite::Error {
+pub(super) fn conv<E: std::error::Error + Send + Sync + 'static>(
+    idx: usize,
+    e: E,
+) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
 }
 

@@ -348,7 +348,9 @@ fn apply_batch(
                 kinds,
                 limit,
                 lease,
-            } => vec![super::jobs::claim(conn, &worker, &kinds, limit, lease, now)?],
+            } => vec![super::jobs::claim(
+                conn, &worker, &kinds, limit, lease, now,
+            )?],
             Op::HeartbeatJob { id, attempt, lease } => {
                 vec![super::jobs::heartbeat(conn, id, attempt, lease, now)?]
             }
@@ -1392,6 +1394,7 @@ fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Re
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_run(
     conn: &Connection,
     ctx: &WriteContext,

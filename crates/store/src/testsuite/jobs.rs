@@ -105,7 +105,10 @@ pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness)
     assert!(got.iter().all(|j| j.state == JobState::Running
         && j.attempt == 1
         && j.worker.as_deref() == Some("w1")));
-    assert!(claim(&s, "w2", 10, LEASE).is_empty(), "nothing is claimed twice");
+    assert!(
+        claim(&s, "w2", 10, LEASE).is_empty(),
+        "nothing is claimed twice"
+    );
     let done = finish(&s, &got[0], JobResult::Succeeded).unwrap();
     assert_eq!(done.state, JobState::Succeeded);
     assert!(done.finished_at.is_some() && done.worker.is_none());
@@ -125,9 +128,15 @@ pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness)
             &PageRequest::first(10),
         )
         .unwrap();
-    assert_eq!(listed.items.iter().map(|j| j.id).collect::<Vec<_>>(), [later.id]);
+    assert_eq!(
+        listed.items.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [later.id]
+    );
     let other_ns = Namespace::new("other").unwrap();
-    assert!(s.job(&other_ns, a.id).unwrap().is_none(), "jobs are namespaced");
+    assert!(
+        s.job(&other_ns, a.id).unwrap().is_none(),
+        "jobs are namespaced"
+    );
     let stats = s.job_stats().unwrap();
     let count = |st: JobState| {
         stats
@@ -138,7 +147,11 @@ pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness)
             .sum::<u64>()
     };
     assert_eq!(
-        (count(JobState::Queued), count(JobState::Running), count(JobState::Succeeded)),
+        (
+            count(JobState::Queued),
+            count(JobState::Running),
+            count(JobState::Succeeded)
+        ),
         (1, 1, 1)
     );
 }
@@ -179,7 +192,13 @@ pub fn o2_expired_leases_are_rescued_and_old_workers_fenced(h: &mut dyn Harness)
         attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
         [AttemptOutcome::Lost, AttemptOutcome::Succeeded]
     );
-    assert!(attempts[0].error.as_deref().unwrap().contains("dead-worker"));
+    assert!(
+        attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("dead-worker")
+    );
 }
 
 /// O2: failures retry until attempts run out, then the job is dead with its
@@ -208,7 +227,10 @@ pub fn o2_failing_jobs_retry_then_die_without_blocking_others(h: &mut dyn Harnes
         finish(&s, &j, r).unwrap();
     }
     let p = s.job(&c.namespace, poison.id).unwrap().unwrap();
-    assert_eq!((p.state, p.last_error.as_deref()), (JobState::Failed, Some("boom 1")));
+    assert_eq!(
+        (p.state, p.last_error.as_deref()),
+        (JobState::Failed, Some("boom 1"))
+    );
     assert_eq!(
         s.job(&c.namespace, fatal.id).unwrap().unwrap().state,
         JobState::Dead
@@ -255,7 +277,10 @@ pub fn o2_unique_jobs_are_not_queued_twice(h: &mut dyn Harness) {
     claim(&s, "w", 1, LEASE);
     a.id = JobId::new();
     let next = enqueue(&s, &c, a);
-    assert_ne!(next.id, first.id, "a running job does not absorb a new request");
+    assert_ne!(
+        next.id, first.id,
+        "a running job does not absorb a new request"
+    );
     let actions: Vec<_> = s
         .audit(0, 1000)
         .unwrap()
@@ -281,7 +306,10 @@ pub fn o2_recovery_actions_are_idempotent_and_audited(h: &mut dyn Harness) {
     assert_eq!((j.state, j.max_attempts), (JobState::Queued, 1));
     let (j, _) = act(&s, &c, q.id, JobAction::Quarantine).unwrap();
     assert_eq!(j.state, JobState::Quarantined);
-    assert!(claim(&s, "w", 10, LEASE).is_empty(), "quarantined jobs are not processed");
+    assert!(
+        claim(&s, "w", 10, LEASE).is_empty(),
+        "quarantined jobs are not processed"
+    );
     assert_eq!(
         act(&s, &c, q.id, JobAction::Retry).unwrap_err().kind(),
         ErrorKind::Conflict
@@ -327,7 +355,13 @@ pub fn o2_recovery_actions_are_idempotent_and_audited(h: &mut dyn Harness) {
         .collect();
     assert_eq!(
         actions,
-        ["job.cancel", "job.retry", "job.quarantine", "job.release", "job.cancel"]
+        [
+            "job.cancel",
+            "job.retry",
+            "job.quarantine",
+            "job.release",
+            "job.cancel"
+        ]
     );
 }
 
@@ -358,7 +392,10 @@ pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
         ],
     )
     .unwrap();
-    assert_eq!(s.run(&c.namespace, run).unwrap().unwrap().job_id, Some(job.id));
+    assert_eq!(
+        s.run(&c.namespace, run).unwrap().unwrap().job_id,
+        Some(job.id)
+    );
     assert_eq!(
         s.job_attempts(&c.namespace, job.id).unwrap()[0].run_id,
         Some(run)
@@ -374,7 +411,10 @@ pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
     )
     .unwrap();
     assert!(s.job(&c.namespace, job.id).unwrap().is_none(), "pruned");
-    assert!(s.job(&c.namespace, keep.id).unwrap().is_some(), "queued jobs stay");
+    assert!(
+        s.job(&c.namespace, keep.id).unwrap().is_some(),
+        "queued jobs stay"
+    );
 }
 
 /// O2: quarantining an artifact is audited, emits an event for the search

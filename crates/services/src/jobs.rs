@@ -1,0 +1,357 @@
+//! Jobs (O1, O2): enqueueing work, inspecting it, and the operator's
+//! recovery actions. The worker that executes jobs is in `worker.rs`.
+//!
+//! A job is authorized when it is enqueued (the enqueuer must be allowed to
+//! do its work); the worker then acts for that actor, with the job's
+//! correlation id, so the records it writes trace back to the request.
+
+use kontextual_model::{
+    Change, Job, JobAttempt, JobId, JobState, JobTransition, RunId, RunSummary, Timestamp,
+};
+use kontextual_store::{JobAction, JobQuery, NewJob, Op, Page, PageRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::{Caller, Error, IngestRequest, Permission, Resource, Result, Services};
+
+/// The kinds of work a worker knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    Ingest,
+    Reindex,
+    Repair,
+    /// Does nothing (or sleeps, or fails, as its payload says): checks the
+    /// queue and workers end to end, and measures them.
+    Noop,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Ingest,
+        JobKind::Reindex,
+        JobKind::Repair,
+        JobKind::Noop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Ingest => "ingest",
+            JobKind::Reindex => "reindex",
+            JobKind::Repair => "repair",
+            JobKind::Noop => "noop",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown job kind {s:?}; known kinds: ingest, reindex, repair, noop"
+                ))
+            })
+    }
+
+    /// Attempts before a job of this kind is dead.
+    pub fn max_attempts(self) -> u32 {
+        match self {
+            JobKind::Ingest | JobKind::Reindex => 5,
+            JobKind::Repair => 3,
+            JobKind::Noop => 3,
+        }
+    }
+}
+
+/// The input of an `ingest` job (and of an ingest run: its input bundle).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestPayload {
+    pub paths: Vec<String>,
+    pub collection: String,
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub source_system: Option<String>,
+}
+
+/// The input of a `reindex` job: one collection, or everything.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReindexPayload {
+    #[serde(default)]
+    pub collection: Option<String>,
+}
+
+/// The input of a `noop` job.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopPayload {
+    /// Work this long (checking for a stop request as it goes).
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// Fail every attempt with this error.
+    #[serde(default)]
+    pub fail: Option<String>,
+    /// With `fail`: the error is not worth retrying.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+/// How to enqueue.
+#[derive(Clone, Debug, Default)]
+pub struct EnqueueOptions {
+    pub max_attempts: Option<u32>,
+    /// Not before this instant (scheduled jobs).
+    pub run_at: Option<Timestamp>,
+    /// Deduplicate: while a job with this key waits, enqueueing returns it.
+    pub unique_key: Option<String>,
+}
+
+/// What `enqueue` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Enqueued {
+    pub job: Job,
+    /// False when a waiting job with the same unique key was returned instead.
+    pub created: bool,
+}
+
+/// A job with its history, for `job show`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: Job,
+    pub attempts: Vec<JobAttempt>,
+    /// The runs its attempts made (K6), oldest first.
+    pub runs: Vec<RunSummary>,
+}
+
+impl Services {
+    /// Enqueues a job after checking that the caller may do its work, and
+    /// that its payload is what its kind expects.
+    pub fn job_enqueue(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        payload: serde_json::Value,
+        opts: EnqueueOptions,
+    ) -> Result<Enqueued> {
+        let kind = JobKind::parse(kind)?;
+        let bad = |e: serde_json::Error| {
+            Error::InvalidInput(format!("the payload of a {} job: {e}", kind.as_str()))
+        };
+        match kind {
+            JobKind::Ingest => {
+                let p: IngestPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
+                let collection = kontextual_model::CollectionName::new(&p.collection)?;
+                self.authorize(
+                    caller,
+                    Permission::Write,
+                    &Resource::Collection(collection.as_str()),
+                )?;
+                if p.paths.is_empty() {
+                    return Err(Error::InvalidInput(
+                        "give at least one file or directory to ingest".to_owned(),
+                    ));
+                }
+            }
+            JobKind::Reindex => {
+                let p: ReindexPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
+                if let Some(c) = &p.collection {
+                    kontextual_model::CollectionName::new(c)?;
+                }
+                self.authorize(
+                    caller,
+                    Permission::Admin,
+                    &Resource::Namespace("search index"),
+                )?;
+            }
+            JobKind::Repair => {
+                if !payload.is_null() && payload != serde_json::json!({}) {
+                    return Err(Error::InvalidInput(
+                        "a repair job takes no payload".to_owned(),
+                    ));
+                }
+                self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
+            }
+            JobKind::Noop => {
+                let _: NoopPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
+                self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
+            }
+        }
+        let new = NewJob {
+            id: JobId::new(),
+            kind: kind.as_str().to_owned(),
+            payload,
+            max_attempts: opts.max_attempts.unwrap_or(kind.max_attempts()),
+            run_at: opts.run_at,
+            unique_key: opts.unique_key,
+        };
+        let change = self.write_one(caller, Op::EnqueueJob(new), |c| match c {
+            Change::JobEnqueued { job } => Some((job, true)),
+            Change::JobUnchanged { job } => Some((job, false)),
+            _ => None,
+        })?;
+        Ok(Enqueued {
+            job: change.0,
+            created: change.1,
+        })
+    }
+
+    /// `ingest --background`: checks the request now (so a typo fails at
+    /// once), then enqueues it with absolute paths.
+    pub fn ingest_background(&self, caller: &Caller, req: &IngestRequest) -> Result<Enqueued> {
+        let mut paths = Vec::new();
+        for p in &req.paths {
+            let canonical = std::fs::canonicalize(p).map_err(|_| {
+                Error::NotFound(format!("{} (no such file or directory)", p.display()))
+            })?;
+            paths.push(canonical.display().to_string());
+        }
+        let payload = IngestPayload {
+            paths,
+            collection: req.collection.clone(),
+            prune: req.prune,
+            source_system: req.source_system.clone(),
+        };
+        let payload = serde_json::to_value(&payload)
+            .map_err(|e| Error::InvalidInput(format!("ingest payload: {e}")))?;
+        self.job_enqueue(caller, "ingest", payload, EnqueueOptions::default())
+    }
+
+    /// `reindex [--collection C]` as a job, deduplicated per collection: no
+    /// second re-index of the same scope is queued while one waits.
+    pub fn reindex_enqueue(&self, caller: &Caller, collection: Option<&str>) -> Result<Enqueued> {
+        let key = format!("reindex:{}", collection.unwrap_or("*"));
+        let payload = serde_json::to_value(ReindexPayload {
+            collection: collection.map(str::to_owned),
+        })
+        .map_err(|e| Error::InvalidInput(format!("reindex payload: {e}")))?;
+        self.job_enqueue(
+            caller,
+            "reindex",
+            payload,
+            EnqueueOptions {
+                unique_key: Some(key),
+                ..Default::default()
+            },
+        )
+    }
+
+    pub fn job_list(
+        &self,
+        caller: &Caller,
+        state: Option<JobState>,
+        kind: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Job>> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
+        let q = JobQuery {
+            state,
+            kind: kind.map(str::to_owned),
+        };
+        Ok(self.store().jobs(&caller.namespace, &q, page)?)
+    }
+
+    pub fn job_show(&self, caller: &Caller, id: JobId) -> Result<JobView> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
+        let job = self
+            .store()
+            .job(&caller.namespace, id)?
+            .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
+        let attempts = self.store().job_attempts(&caller.namespace, id)?;
+        let mut runs = Vec::new();
+        for run in attempts.iter().filter_map(|a| a.run_id) {
+            if let Some(r) = self.store().run_summary(&caller.namespace, run)? {
+                runs.push(r);
+            }
+        }
+        Ok(JobView {
+            job,
+            attempts,
+            runs,
+        })
+    }
+
+    /// retry, cancel, quarantine or release (admin; audited; idempotent).
+    pub fn job_act(&self, caller: &Caller, id: JobId, action: JobAction) -> Result<JobTransition> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
+        self.write_one(caller, Op::ActOnJob { id, action }, |c| match c {
+            Change::JobActed(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Counts by kind and state, and the oldest due job (all namespaces):
+    /// for metrics.
+    pub fn job_stats(&self) -> Result<kontextual_model::JobStats> {
+        Ok(self.store().job_stats()?)
+    }
+
+    /// Quarantines an artifact (admin on it): kept, but skipped by ingest,
+    /// dropped from search and export until released.
+    pub fn artifact_quarantine(
+        &self,
+        caller: &Caller,
+        r: &kontextual_model::ArtifactRef,
+        reason: &str,
+    ) -> Result<kontextual_model::Hold> {
+        self.artifact_for(caller, r, Permission::Admin)?;
+        self.write_one(
+            caller,
+            Op::QuarantineArtifact {
+                key: self.key(r)?,
+                reason: reason.to_owned(),
+            },
+            |c| match c {
+                Change::ArtifactQuarantined { quarantine } => Some(quarantine),
+                _ => None,
+            },
+        )
+    }
+
+    pub fn artifact_release(
+        &self,
+        caller: &Caller,
+        r: &kontextual_model::ArtifactRef,
+    ) -> Result<kontextual_model::Hold> {
+        self.artifact_for(caller, r, Permission::Admin)?;
+        self.write_one(
+            caller,
+            Op::ReleaseArtifact { key: self.key(r)? },
+            |c| match c {
+                Change::ArtifactReleased { quarantine } => Some(quarantine),
+                _ => None,
+            },
+        )
+    }
+
+    pub fn quarantine_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Hold>> {
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("quarantines"),
+        )?;
+        Ok(self.store().quarantines(&caller.namespace, None)?)
+    }
+
+    /// `rerun RUN`: a new run from a past run's input bundle, as a job.
+    pub fn rerun(&self, caller: &Caller, run: RunId) -> Result<Enqueued> {
+        self.authorize(caller, Permission::Admin, &Resource::Namespace("runs"))?;
+        let past = self
+            .store()
+            .run(&caller.namespace, run)?
+            .ok_or_else(|| Error::NotFound(format!("run {run}")))?;
+        let kind = JobKind::parse(&past.kind).map_err(|_| {
+            Error::InvalidInput(format!(
+                "run {run} is a {} run, which cannot be re-run",
+                past.kind
+            ))
+        })?;
+        let mut payload = past.input.clone();
+        if let Some(o) = payload.as_object_mut() {
+            // the input bundle names its kind; the payload does not
+            o.remove("kind");
+        }
+        self.job_enqueue(caller, kind.as_str(), payload, EnqueueOptions::default())
+    }
+}

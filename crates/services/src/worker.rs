@@ -1,0 +1,615 @@
+//! The worker (O1, O2): claims due jobs under a lease, runs them, and
+//! records each attempt's outcome; a heartbeat keeps leases of running jobs
+//! alive and carries operators' stop requests to them; housekeeping prunes
+//! finished jobs, acknowledged outbox events and old access-log entries.
+//!
+//! Throughput comes from the store's group commit: a worker that finds
+//! quick jobs claims more at a time (up to `max_prefetch`) and completes
+//! them in one batch, so claims and completions share commits; a slow job
+//! sets the prefetch back to one, so no job waits behind a long one.
+//! Durability: a completion is committed before it is counted anywhere.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kontextual_model::{Change, Job, JobId, JobResult, JobState};
+use kontextual_store::{ErrorKind as StoreKind, Op, WriteBatch, WriteContext};
+use serde::Serialize;
+
+use crate::jobs::{IngestPayload, JobKind, NoopPayload, ReindexPayload};
+use crate::{Caller, Error, ErrorKind, IngestProgress, IngestRequest, Services};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Names this worker in leases and attempts (`host:pid:start/wN`).
+    pub name: String,
+    /// Jobs run at once (one thread each).
+    pub threads: usize,
+    /// How long a claim holds a job without a heartbeat.
+    pub lease: Duration,
+    /// How long to wait before looking again when nothing is due.
+    pub idle_poll: Duration,
+    /// Most jobs one thread claims at a time (while jobs are quick).
+    pub max_prefetch: u32,
+    /// Only these kinds; empty: every kind this process can run.
+    pub kinds: Vec<String>,
+    /// Finished jobs are kept this long, then pruned.
+    pub job_retention: Duration,
+    /// Acknowledged outbox events are kept this long.
+    pub outbox_retention: Duration,
+    /// Access-log entries are kept this long.
+    pub access_log_retention: Duration,
+    /// How often housekeeping runs.
+    pub housekeeping_every: Duration,
+    /// The first retry's delay; each later one doubles, up to `retry_cap`,
+    /// with jitter.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Stop once no job is due, instead of waiting for more.
+    pub drain: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            name: crate::this_process(),
+            threads: 2,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(250),
+            max_prefetch: 64,
+            kinds: Vec::new(),
+            job_retention: Duration::from_secs(14 * 24 * 3600),
+            outbox_retention: Duration::from_secs(7 * 24 * 3600),
+            access_log_retention: Duration::from_secs(90 * 24 * 3600),
+            housekeeping_every: Duration::from_secs(600),
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(600),
+            drain: false,
+        }
+    }
+}
+
+/// What a worker did until it stopped.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkerSummary {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub stopped: u64,
+    pub returned: u64,
+    /// Completions refused because the lease had been lost (the job was
+    /// rescued and is someone else's now).
+    pub lost: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    stopped: AtomicU64,
+    returned: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// What a running job can ask: should it stop?
+pub(crate) struct JobControl {
+    /// An operator asked (cancel, quarantine), or the lease was lost.
+    requested: AtomicBool,
+    /// The worker is shutting down.
+    shutdown: Arc<AtomicBool>,
+}
+
+impl JobControl {
+    fn should_stop(&self) -> bool {
+        self.requested.load(Ordering::Relaxed) || self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+impl IngestProgress for JobControl {
+    fn scanned(&self, _: u64, _: u64) {}
+    fn advanced(&self, _: u64, _: u64) {}
+    fn finished(&self) {}
+    fn should_stop(&self) -> bool {
+        JobControl::should_stop(self)
+    }
+}
+
+/// Jobs this process holds leases on, for the heartbeat.
+type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>)>>;
+
+fn system_ctx() -> WriteContext {
+    WriteContext {
+        namespace: kontextual_model::Namespace::default(),
+        actor: kontextual_model::Actor::system(),
+        correlation_id: kontextual_model::CorrelationId::new(),
+        run_id: None,
+    }
+}
+
+/// A uniform draw in [0, 1) for jitter, without a random-number crate.
+fn unit_random(seed: JobId) -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(seed.0.as_bytes());
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Sleeps up to `d`, waking early when `stop` is set.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+impl Services {
+    /// Runs workers until `stop` is set, then gives back what was claimed
+    /// but not started, asks running jobs to stop at a safe point (they
+    /// return to the queue) and returns once every thread is done.
+    pub fn run_workers(
+        &self,
+        cfg: &WorkerConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Result<WorkerSummary, Error> {
+        let kinds = self.runnable_kinds(cfg)?;
+        tracing::info!(worker = %cfg.name, threads = cfg.threads, kinds = ?kinds, "workers started");
+        let held: Held = Mutex::new(HashMap::new());
+        let counters = Counters::default();
+        std::thread::scope(|scope| {
+            let mut workers = Vec::new();
+            for n in 0..cfg.threads.max(1) {
+                let (held, counters, stop, kinds) = (&held, &counters, stop.clone(), kinds.clone());
+                let name = format!("{}/w{n}", cfg.name);
+                workers.push(
+                    scope.spawn(move || self.work_loop(cfg, &name, &kinds, held, counters, stop)),
+                );
+            }
+            scope.spawn(|| self.heartbeat_loop(cfg, &held, &stop));
+            scope.spawn(|| self.housekeeping_loop(cfg, &stop));
+            for w in workers {
+                let _ = w.join();
+            }
+            // drained (or stopping anyway): end the heartbeat and housekeeping
+            stop.store(true, Ordering::Relaxed);
+        });
+        tracing::info!(worker = %cfg.name, "workers stopped");
+        Ok(WorkerSummary {
+            succeeded: counters.succeeded.into_inner(),
+            failed: counters.failed.into_inner(),
+            stopped: counters.stopped.into_inner(),
+            returned: counters.returned.into_inner(),
+            lost: counters.lost.into_inner(),
+        })
+    }
+
+    /// The kinds this process can run: re-index and repair need the search
+    /// index, which only its owner can write.
+    fn runnable_kinds(&self, cfg: &WorkerConfig) -> Result<Vec<String>, Error> {
+        for k in &cfg.kinds {
+            JobKind::parse(k)?;
+        }
+        let owner = self.projection().map(|p| p.is_owner()).unwrap_or(false);
+        let all = JobKind::ALL
+            .into_iter()
+            .filter(|k| owner || !matches!(k, JobKind::Reindex | JobKind::Repair))
+            .map(|k| k.as_str().to_owned());
+        let kinds: Vec<String> = if cfg.kinds.is_empty() {
+            all.collect()
+        } else {
+            all.filter(|k| cfg.kinds.contains(k)).collect()
+        };
+        if kinds.is_empty() {
+            return Err(Error::InvalidInput(
+                "this worker can run none of the requested kinds (re-index and repair need the search index, which another process owns)".to_owned(),
+            ));
+        }
+        Ok(kinds)
+    }
+
+    fn work_loop(
+        &self,
+        cfg: &WorkerConfig,
+        name: &str,
+        kinds: &[String],
+        held: &Held,
+        counters: &Counters,
+        stop: Arc<AtomicBool>,
+    ) {
+        let mut prefetch = 1u32;
+        while !stop.load(Ordering::Relaxed) {
+            let claimed = self.store().write(WriteBatch {
+                ctx: system_ctx(),
+                ops: vec![Op::ClaimJobs {
+                    worker: name.to_owned(),
+                    kinds: kinds.to_vec(),
+                    limit: prefetch,
+                    lease: cfg.lease,
+                }],
+            });
+            let jobs = match claimed.map(|mut c| c.pop()) {
+                Ok(Some(Change::JobsClaimed { jobs })) => jobs,
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    nap(cfg.idle_poll.max(Duration::from_millis(500)), &stop);
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                if cfg.drain {
+                    return;
+                }
+                prefetch = 1;
+                nap(cfg.idle_poll, &stop);
+                continue;
+            }
+            let controls: Vec<Arc<JobControl>> = {
+                let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+                jobs.iter()
+                    .map(|j| {
+                        let c = Arc::new(JobControl {
+                            requested: AtomicBool::new(false),
+                            shutdown: stop.clone(),
+                        });
+                        h.insert(j.id, (j.attempt, c.clone()));
+                        c
+                    })
+                    .collect()
+            };
+            let mut pending: Vec<(Job, Op)> = Vec::new();
+            let mut quick = true;
+            for (job, ctl) in jobs.into_iter().zip(controls) {
+                if stop.load(Ordering::Relaxed) {
+                    // claimed but not started: give it back
+                    pending.push(finish_op(job, JobResult::Returned, None));
+                    continue;
+                }
+                let t = Instant::now();
+                let (result, report) = self.execute(cfg, &job, &ctl);
+                let elapsed = t.elapsed();
+                let result = match result {
+                    JobResult::Stopped if !ctl.requested.load(Ordering::Relaxed) => {
+                        JobResult::Returned
+                    }
+                    r => r,
+                };
+                let outcome = match &result {
+                    JobResult::Succeeded => "succeeded",
+                    JobResult::Failed { .. } => "failed",
+                    JobResult::Stopped => "stopped",
+                    JobResult::Returned => "returned",
+                };
+                metrics::histogram!("kontextual_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => outcome)
+                    .record(elapsed.as_secs_f64());
+                tracing::info!(
+                    job = %job.id, kind = %job.kind, attempt = job.attempt, outcome,
+                    correlation_id = %job.correlation_id, ms = elapsed.as_millis() as u64,
+                    "job attempt ended"
+                );
+                pending.push(finish_op(job, result, report));
+                if elapsed > Duration::from_millis(20) {
+                    quick = false;
+                    self.complete(&mut pending, held, counters);
+                }
+            }
+            self.complete(&mut pending, held, counters);
+            prefetch = if quick && !stop.load(Ordering::Relaxed) {
+                (prefetch * 2).min(cfg.max_prefetch.max(1))
+            } else {
+                1
+            };
+        }
+    }
+
+    /// Commits the completions in one batch; if the store refuses it (one
+    /// lease was lost), each is committed alone so the others still count.
+    fn complete(&self, pending: &mut Vec<(Job, Op)>, held: &Held, counters: &Counters) {
+        if pending.is_empty() {
+            return;
+        }
+        let batch: Vec<(Job, Op)> = std::mem::take(pending);
+        let count = |job: &Job, r: Option<JobState>| {
+            let c = match r {
+                Some(JobState::Succeeded) => &counters.succeeded,
+                Some(JobState::Failed | JobState::Dead) => &counters.failed,
+                Some(JobState::Queued) => &counters.returned,
+                Some(_) => &counters.stopped,
+                None => &counters.lost,
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            let state = r.map_or("lost", |s| s.as_str());
+            metrics::counter!("kontextual_jobs_finished_total", "kind" => job.kind.clone(), "state" => state)
+                .increment(1);
+        };
+        let (jobs, ops): (Vec<Job>, Vec<Op>) = batch.into_iter().unzip();
+        let retry_ops: Vec<Op> = ops.iter().filter_map(clone_finish).collect();
+        match self.store().write(WriteBatch {
+            ctx: system_ctx(),
+            ops,
+        }) {
+            Ok(changes) => {
+                for (job, change) in jobs.iter().zip(changes) {
+                    let state = match change {
+                        Change::JobFinished { job } => Some(job.state),
+                        _ => None,
+                    };
+                    count(job, state);
+                }
+            }
+            Err(_) => {
+                for (job, op) in jobs.iter().zip(retry_ops) {
+                    let r = self.store().write(WriteBatch {
+                        ctx: system_ctx(),
+                        ops: vec![op],
+                    });
+                    match r.map(|mut c| c.pop()) {
+                        Ok(Some(Change::JobFinished { job: done })) => count(job, Some(done.state)),
+                        Ok(_) => count(job, None),
+                        Err(e) => {
+                            if e.kind() != StoreKind::Conflict {
+                                tracing::warn!(job = %job.id, error = %e, "could not record a job's outcome; its lease will expire and it will run again");
+                            } else {
+                                tracing::warn!(job = %job.id, error = %e, "the job was rescued by another worker; this result is dropped");
+                            }
+                            count(job, None);
+                        }
+                    }
+                }
+            }
+        }
+        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+        for j in &jobs {
+            h.remove(&j.id);
+        }
+    }
+
+    fn heartbeat_loop(&self, cfg: &WorkerConfig, held: &Held, stop: &AtomicBool) {
+        let every = (cfg.lease / 3).max(Duration::from_millis(10));
+        loop {
+            nap(every, stop);
+            let now: Vec<(JobId, u32, Arc<JobControl>)> = held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(id, (a, c))| (*id, *a, c.clone()))
+                .collect();
+            for (id, attempt, ctl) in now {
+                let r = self.store().write(WriteBatch {
+                    ctx: system_ctx(),
+                    ops: vec![Op::HeartbeatJob {
+                        id,
+                        attempt,
+                        lease: cfg.lease,
+                    }],
+                });
+                match r.map(|mut c| c.pop()) {
+                    Ok(Some(Change::JobLeased { job })) if job.stop_requested.is_some() => {
+                        ctl.requested.store(true, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == StoreKind::Conflict => {
+                        tracing::warn!(job = %id, error = %e, "lost the lease; stopping the job");
+                        ctl.requested.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(job = %id, error = %e, "heartbeat failed"),
+                }
+            }
+            // keep beating until every held job is done, even when stopping
+            if stop.load(Ordering::Relaxed)
+                && held.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            {
+                return;
+            }
+        }
+    }
+
+    fn housekeeping_loop(&self, cfg: &WorkerConfig, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(e) = self.housekeeping(cfg) {
+                tracing::warn!(error = %e, "housekeeping failed");
+            }
+            nap(cfg.housekeeping_every, stop);
+        }
+    }
+
+    /// Retention: finished jobs, acknowledged outbox events, old access-log
+    /// entries. Safe to run from several processes at once.
+    pub fn housekeeping(&self, cfg: &WorkerConfig) -> Result<(), Error> {
+        let now = kontextual_model::now();
+        let ago = |d: Duration| {
+            now.checked_sub(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+                .unwrap_or(now)
+        };
+        self.store().write(WriteBatch {
+            ctx: system_ctx(),
+            ops: vec![
+                Op::PruneJobs {
+                    finished_before: ago(cfg.job_retention),
+                },
+                Op::PruneOutbox {
+                    older_than: ago(cfg.outbox_retention),
+                },
+                Op::PruneAccessLog {
+                    older_than: ago(cfg.access_log_retention),
+                },
+            ],
+        })?;
+        Ok(())
+    }
+
+    /// Runs one attempt of a job as its enqueuer, with its correlation id.
+    fn execute(
+        &self,
+        cfg: &WorkerConfig,
+        job: &Job,
+        ctl: &JobControl,
+    ) -> (JobResult, Option<serde_json::Value>) {
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| self.attempt(job, ctl)));
+        let outcome = run.unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(Failure::from(Error::io(
+                format!("the job panicked: {msg}"),
+                std::io::Error::other("panic"),
+            )))
+        });
+        match outcome {
+            Ok(report) => (JobResult::Succeeded, report),
+            Err(Failure {
+                error: Error::Stopped(_),
+                report,
+            }) => (JobResult::Stopped, report),
+            Err(Failure { error, report }) => {
+                let retryable = !matches!(
+                    error.kind(),
+                    ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Denied
+                );
+                let retry_at = retryable.then(|| {
+                    let delay = kontextual_model::job::backoff(
+                        job.attempt,
+                        cfg.retry_base,
+                        cfg.retry_cap,
+                        unit_random(job.id),
+                    );
+                    kontextual_model::now()
+                        + jiff::SignedDuration::try_from(delay)
+                            .unwrap_or(jiff::SignedDuration::ZERO)
+                });
+                (
+                    JobResult::Failed {
+                        error: error.to_string(),
+                        retry_at,
+                    },
+                    report,
+                )
+            }
+        }
+    }
+
+    fn attempt(&self, job: &Job, ctl: &JobControl) -> Result<Option<serde_json::Value>, Failure> {
+        let caller = Caller {
+            correlation_id: job.correlation_id.clone(),
+            ..Caller::new(job.actor.clone(), job.namespace.clone())
+        };
+        let link = Some((job.id, job.attempt));
+        let bad = |e: serde_json::Error| Error::InvalidInput(format!("job payload: {e}"));
+        match JobKind::parse(&job.kind)? {
+            JobKind::Ingest => {
+                let p: IngestPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
+                let req = IngestRequest {
+                    paths: p.paths.iter().map(Into::into).collect(),
+                    collection: p.collection,
+                    prune: p.prune,
+                    source_system: p.source_system,
+                };
+                let r = self.ingest_and_index_linked(&caller, &req, ctl, link)?;
+                let report = serde_json::json!({
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "files": r.files,
+                    "new": r.new, "updated": r.updated, "unchanged": r.unchanged,
+                    "failed": r.failed,
+                    "failures": r.failures.iter().take(1000).collect::<Vec<_>>(),
+                    "skipped": r.skipped.len(),
+                });
+                if r.status == Some(kontextual_model::RunStatus::Failed) {
+                    let first = r
+                        .failures
+                        .first()
+                        .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
+                    return Err(Failure {
+                        error: Error::io(
+                            format!("no file could be ingested ({} failed){first}", r.failed),
+                            std::io::Error::other("ingest failed"),
+                        ),
+                        report: Some(report),
+                    });
+                }
+                Ok(Some(report))
+            }
+            JobKind::Reindex => {
+                let p: ReindexPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
+                let r = self.reindex_linked(&caller, p.collection.as_deref(), link)?;
+                Ok(serde_json::to_value(r).ok())
+            }
+            JobKind::Repair => {
+                let r = self.repair_linked(&caller, link)?;
+                Ok(serde_json::to_value(r).ok())
+            }
+            JobKind::Noop => {
+                let p: NoopPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
+                let until = Instant::now() + Duration::from_millis(p.sleep_ms);
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if ctl.should_stop() {
+                        return Err(Error::Stopped("asked to stop".to_owned()).into());
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(5)));
+                }
+                match p.fail {
+                    Some(msg) if p.permanent => Err(Error::InvalidInput(msg).into()),
+                    Some(msg) => {
+                        Err(Error::io(msg, std::io::Error::other("noop job asked to fail")).into())
+                    }
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// Why an attempt failed, with the partial-failure report to keep.
+struct Failure {
+    error: Error,
+    report: Option<serde_json::Value>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            report: None,
+        }
+    }
+}
+
+fn finish_op(job: Job, result: JobResult, report: Option<serde_json::Value>) -> (Job, Op) {
+    let op = Op::FinishJob {
+        id: job.id,
+        attempt: job.attempt,
+        result,
+        report,
+    };
+    (job, op)
+}
+
+fn clone_finish(op: &Op) -> Option<Op> {
+    Some(match op {
+        Op::FinishJob {
+            id,
+            attempt,
+            result,
+            report,
+        } => Op::FinishJob {
+            id: *id,
+            attempt: *attempt,
+            result: result.clone(),
+            report: report.clone(),
+        },
+        _ => return None,
+    })
+}

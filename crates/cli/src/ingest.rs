@@ -41,11 +41,14 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         if ctx.out.json {
             ctx.out.json(&e)?;
         } else {
+            // the id alone on stdout (for `J=$(kontextual ingest … --background)`)
             println!("{}", e.job.id);
-            ctx.out.note(format!(
-                "Queued ingest job {} (`kontextual job show {}`; a worker — `serve` or `worker` — runs it).",
-                e.job.id, e.job.id
-            ));
+            if !ctx.out.quiet {
+                eprintln!(
+                    "Queued ingest job {} (`kontextual job show {}`; a worker — `serve` or `worker` — runs it).",
+                    e.job.id, e.job.id
+                );
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -43,18 +43,22 @@ fn when(s: &str) -> Result<kontextual_model::Timestamp> {
 fn print_enqueued(ctx: &Ctx, e: &Enqueued) -> Result<()> {
     if ctx.out.json {
         ctx.out.json(e)?;
-    } else if e.created {
-        println!("{}", e.job.id);
-        ctx.out.note(format!(
-            "Queued {} job {} (`kontextual job show {}`; a worker — `serve` or `worker` — runs it).",
-            e.job.kind, e.job.id, e.job.id
-        ));
     } else {
+        // the id alone on stdout, so scripts can capture it
         println!("{}", e.job.id);
-        ctx.out.note(format!(
-            "A {} job with the same key is already waiting: {} (nothing new was queued).",
-            e.job.kind, e.job.id
-        ));
+        if !ctx.out.quiet {
+            if e.created {
+                eprintln!(
+                    "Queued {} job {} (`kontextual job show {}`; a worker — `serve` or `worker` — runs it).",
+                    e.job.kind, e.job.id, e.job.id
+                );
+            } else {
+                eprintln!(
+                    "A {} job with the same key is already waiting: {} (nothing new was queued).",
+                    e.job.kind, e.job.id
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -165,7 +169,7 @@ pub fn job(ctx: &Ctx, cmd: JobCmd) -> Result<ExitCode> {
                         .iter()
                         .map(|a| {
                             let ms = a.finished_at.map_or("-".to_owned(), |f| {
-                                format!("{} ms", (f - a.started_at).get_milliseconds())
+                                format!("{} ms", f.duration_since(a.started_at).as_millis())
                             });
                             vec![
                                 a.attempt.to_string(),

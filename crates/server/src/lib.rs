@@ -14,6 +14,7 @@
 mod extract;
 mod idempotency;
 pub mod limits;
+pub mod metrics;
 pub mod problem;
 mod request;
 mod routes;
@@ -99,7 +100,9 @@ struct ApiDoc;
 
 /// The routes and their OpenAPI description, from one registration.
 pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
-    use routes::{artifacts as a, keys as k, ops as o, retrieval as r};
+    use routes::{artifacts as a, jobs as j, keys as k, ops as o, retrieval as r};
+    metrics::handle();
+    let state_for_metrics = state.clone();
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(o::healthz))
         .routes(routes!(o::readyz))
@@ -134,6 +137,15 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(k::list_holds, k::set_hold))
         .routes(routes!(k::release_hold))
         .routes(routes!(k::list_clearances, k::set_clearance))
+        .routes(routes!(j::list_jobs, j::enqueue_job))
+        .routes(routes!(j::get_job))
+        .routes(routes!(j::act_on_job))
+        .routes(routes!(j::rerun))
+        .routes(routes!(j::reindex))
+        .routes(routes!(j::repair))
+        .routes(routes!(j::list_quarantines, j::quarantine))
+        .routes(routes!(j::release_quarantine))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
@@ -143,6 +155,10 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let doc = api.clone();
     let router = router
+        .route(
+            "/metrics",
+            axum::routing::get(metrics::scrape).with_state(state_for_metrics),
+        )
         .route(
             "/openapi.json",
             axum::routing::get(move || {

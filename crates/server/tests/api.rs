@@ -514,6 +514,7 @@ async fn x4_openapi_matches_the_routes() {
         ("DELETE", "/v1/grants"),
         ("DELETE", "/v1/holds/{artifact}"),
         ("DELETE", "/v1/keys/{id}"),
+        ("DELETE", "/v1/quarantines/{artifact}"),
         ("DELETE", "/v1/relations/{id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -540,7 +541,10 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/grants"),
         ("GET", "/v1/holds"),
         ("GET", "/v1/index"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/jobs/{id}"),
         ("GET", "/v1/keys"),
+        ("GET", "/v1/quarantines"),
         ("GET", "/v1/relations"),
         ("GET", "/v1/runs"),
         ("GET", "/v1/runs/{id}"),
@@ -549,8 +553,14 @@ async fn x4_openapi_matches_the_routes() {
         ("POST", "/v1/context-packages"),
         ("POST", "/v1/grants"),
         ("POST", "/v1/holds"),
+        ("POST", "/v1/jobs"),
+        ("POST", "/v1/jobs/{id}/{action}"),
         ("POST", "/v1/keys"),
+        ("POST", "/v1/quarantines"),
+        ("POST", "/v1/reindex"),
         ("POST", "/v1/relations"),
+        ("POST", "/v1/repair"),
+        ("POST", "/v1/runs/{id}/rerun"),
         ("PUT", "/v1/artifacts"),
         ("PUT", "/v1/clearances"),
     ];
@@ -564,6 +574,7 @@ async fn x4_openapi_matches_the_routes() {
             .replace("{revision}", "1")
             .replace("{selector}", "install")
             .replace("{name}", "handbook")
+            .replace("{action}", "retry")
             .replace("{artifact}", &id);
         let r = api
             .send(
@@ -1012,10 +1023,37 @@ async fn x2_grants_bound_every_route_for_every_actor() {
             "/v1/grants",
             "/v1/index",
             "/v1/audit/verify",
+            "/v1/jobs",
+            "/v1/quarantines",
+            "/metrics",
         ] {
             get(who, uri)
                 .await
                 .problem(StatusCode::FORBIDDEN, "permission_denied");
+        }
+        // O2: recovery actions need the admin scope and a namespace grant
+        for (uri, body) in [
+            ("/v1/reindex", json!({})),
+            ("/v1/repair", json!(null)),
+            ("/v1/jobs", json!({"kind": "noop"})),
+            (
+                "/v1/quarantines",
+                json!({"artifact": "handbook/guide.md", "reason": "x"}),
+            ),
+        ] {
+            let r = api
+                .with_key(
+                    Method::POST,
+                    uri,
+                    &t(who),
+                    (!body.is_null()).then_some(body),
+                )
+                .await;
+            assert!(
+                matches!(r.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+                "{who} {uri}: {}",
+                r.status
+            );
         }
         api.with_key(
             Method::POST,
@@ -1032,6 +1070,9 @@ async fn x2_grants_bound_every_route_for_every_actor() {
         "/v1/grants",
         "/v1/index",
         "/v1/clearances",
+        "/v1/jobs",
+        "/v1/quarantines",
+        "/metrics",
     ] {
         assert_eq!(get("boss", uri).await.status, StatusCode::OK, "{uri}");
     }
@@ -1173,4 +1214,153 @@ async fn x4_rate_limits_answer_429_with_retry_after() {
         .await;
     r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert!(r.headers.get(header::RETRY_AFTER).is_some());
+}
+
+/// O1/O2: jobs over HTTP — enqueue, inspect, cancel, retry; each action is
+/// audited with the request's correlation id; a repeated action changes
+/// nothing; bad input is a problem.
+#[tokio::test]
+async fn o2_jobs_are_managed_over_http_and_audited() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            json!({"kind": "noop", "payload": {"fail": "boom"}, "max_attempts": 2}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let id = r.json()["job"]["id"].as_str().unwrap().to_owned();
+    let shown = api.get(&format!("/v1/jobs/{id}")).await.json();
+    assert_eq!(shown["state"], "queued");
+    assert_eq!(shown["attempts"].as_array().unwrap().len(), 0);
+    let cancel = api
+        .send(
+            Request::post(format!("/v1/jobs/{id}/cancel"))
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK);
+    assert_eq!(cancel.json()["job"]["state"], "cancelled");
+    assert_eq!(cancel.json()["changed"], true);
+    let again = api
+        .json(Method::POST, &format!("/v1/jobs/{id}/cancel"), json!(null))
+        .await;
+    assert_eq!(again.json()["changed"], false, "cancel is idempotent");
+    let audit = api
+        .get("/v1/audit?correlation_id=4bf92f3577b34da6a3ce929d0e0e4736")
+        .await
+        .json();
+    assert_eq!(audit[0]["action"], "job.cancel", "{audit}");
+    let retried = api
+        .json(Method::POST, &format!("/v1/jobs/{id}/retry"), json!(null))
+        .await
+        .json();
+    assert_eq!(retried["job"]["state"], "queued");
+    api.json(Method::POST, &format!("/v1/jobs/{id}/explode"), json!(null))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+    api.json(Method::POST, "/v1/jobs", json!({"kind": "mine-bitcoin"}))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.json(
+        Method::POST,
+        "/v1/jobs",
+        json!({"kind": "ingest", "payload": {"paths": ["/x"], "collection": "handbook", "evil": 1}}),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/jobs/not-a-job")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    let listed = api.get("/v1/jobs?state=queued").await.json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    // a re-index is unique per scope while it waits
+    let a = api
+        .json(
+            Method::POST,
+            "/v1/reindex",
+            json!({"collection": "handbook"}),
+        )
+        .await;
+    let b = api
+        .json(
+            Method::POST,
+            "/v1/reindex",
+            json!({"collection": "handbook"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED);
+    assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(a.json()["job"]["id"], b.json()["job"]["id"]);
+}
+
+/// O1: `/metrics` is Prometheus text: every sample line parses, the job,
+/// store, index and audit gauges are there, and API latency is recorded by
+/// route template (never by raw path).
+#[tokio::test]
+async fn o1_metrics_scrape_is_valid_prometheus_text() {
+    let (api, id) = Api::seeded().await;
+    api.get(&format!("/v1/artifacts/{id}")).await;
+    api.get("/v1/search?q=install").await;
+    api.json(Method::POST, "/v1/jobs", json!({"kind": "noop"}))
+        .await;
+    let r = api.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix('#') {
+            let mut parts = rest.split_whitespace();
+            let kind = parts.next().unwrap();
+            assert!(kind == "HELP" || kind == "TYPE", "{line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "{line}"
+        );
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+            }
+        }
+        names.insert(name.to_owned());
+    }
+    for want in [
+        "kontextual_jobs",
+        "kontextual_job_queue_age_seconds",
+        "kontextual_store_size_bytes",
+        "kontextual_store_artifacts",
+        "kontextual_index_artifacts",
+        "kontextual_index_lag_events",
+        "kontextual_audit_chain_length",
+        "kontextual_http_request_duration_seconds_bucket",
+        "kontextual_query_duration_seconds_bucket",
+    ] {
+        assert!(names.contains(want), "{want} missing from:\n{text}");
+    }
+    assert!(
+        text.contains(r#"kontextual_jobs{kind="noop",state="queued"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/v1/artifacts/{id}""#), "{text}");
+    assert!(!text.contains(&id), "raw ids never become labels");
 }

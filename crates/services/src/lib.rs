@@ -24,6 +24,7 @@ mod relations;
 mod runs;
 mod search;
 mod sections;
+mod telemetry;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,7 @@ pub use search::{
     SearchRequest, SearchResponse, artifact_ref,
 };
 pub use sections::{SectionEntry, SectionView};
+pub use telemetry::MetricsSnapshot;
 pub use worker::{WorkerConfig, WorkerSummary};
 
 /// Who is calling: actor, namespace and the correlation id of this request.

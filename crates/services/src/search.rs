@@ -262,6 +262,14 @@ impl Services {
     }
 
     pub fn search(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchResponse> {
+        let started = std::time::Instant::now();
+        let r = self.search_inner(caller, req);
+        metrics::histogram!("kontextual_query_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    fn search_inner(&self, caller: &Caller, req: &SearchRequest) -> Result<SearchResponse> {
         let limit = match req.limit {
             0 => 10,
             n if n > MAX_SEARCH_LIMIT => {

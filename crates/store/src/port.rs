@@ -682,6 +682,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<Page<kontextual_model::Job>>;
     /// A job's attempts, oldest first.
     fn job_attempts(&self, ns: &Namespace, id: JobId) -> Result<Vec<kontextual_model::JobAttempt>>;
+    /// (kind, status, count) of runs in every namespace.
+    fn run_stats(&self) -> Result<Vec<(String, String, u64)>>;
     /// Job counts by kind and state, and the oldest due job (all namespaces).
     fn job_stats(&self) -> Result<kontextual_model::JobStats>;
     /// Quarantined artifacts of a namespace (one, or all).

@@ -850,6 +850,18 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| jobs::attempts(c, ns, id))
     }
 
+    fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT kind, status, count(*) FROM runs GROUP BY kind, status ORDER BY kind, status")
+                .map_err(sql_err)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)
+        })
+    }
+
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
         self.read(jobs::stats)
     }

@@ -10,8 +10,10 @@
 //! Usage: cargo run --release -p kontextual-bench -- [--n 20000] [--writers 8] [--runs 3]
 //!        cargo run --release -p kontextual-bench -- --only retrieval --n 20000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only http --n 20000   (needs `cargo install oha`)
+//!        cargo run --release -p kontextual-bench -- --only jobs --n 50000 --runs 3
 
 mod http;
+mod jobs;
 mod retrieval;
 
 use std::path::{Path, PathBuf};
@@ -55,7 +57,7 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.max(1),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http|jobs"
             ),
         }
     }
@@ -274,6 +276,9 @@ fn main() -> Result<()> {
     }
     if a.only.as_deref() == Some("http") {
         return http::run(a.n, 10);
+    }
+    if a.only.as_deref() == Some("jobs") {
+        return jobs::run(a.n, a.runs);
     }
     let tmp = tempfile::tempdir()?;
     eprintln!("generating {} files of 1–50 KB…", a.n);

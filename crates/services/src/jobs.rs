@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Caller, Error, IngestRequest, Permission, Resource, Result, Services};
 
+/// Most jobs one enqueue call takes.
+pub const MAX_ENQUEUE_BATCH: usize = 10_000;
+
 /// The kinds of work a worker knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
@@ -135,7 +138,56 @@ impl Services {
         payload: serde_json::Value,
         opts: EnqueueOptions,
     ) -> Result<Enqueued> {
+        let mut all = self.job_enqueue_many(caller, kind, vec![payload], opts)?;
+        all.pop()
+            .ok_or_else(|| Error::InvalidInput("nothing was enqueued".to_owned()))
+    }
+
+    /// Enqueues many jobs of one kind atomically, in one commit (all or none).
+    pub fn job_enqueue_many(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        payloads: Vec<serde_json::Value>,
+        opts: EnqueueOptions,
+    ) -> Result<Vec<Enqueued>> {
         let kind = JobKind::parse(kind)?;
+        if payloads.len() > MAX_ENQUEUE_BATCH {
+            return Err(Error::InvalidInput(format!(
+                "{} jobs in one batch; the most is {MAX_ENQUEUE_BATCH}",
+                payloads.len()
+            )));
+        }
+        let mut ops = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            self.check_job(caller, kind, &payload)?;
+            ops.push(Op::EnqueueJob(NewJob {
+                id: JobId::new(),
+                kind: kind.as_str().to_owned(),
+                payload,
+                max_attempts: opts.max_attempts.unwrap_or(kind.max_attempts()),
+                run_at: opts.run_at,
+                unique_key: opts.unique_key.clone(),
+            }));
+        }
+        let out: Vec<Enqueued> = self
+            .write(caller, ops)?
+            .into_iter()
+            .filter_map(|c| match c {
+                Change::JobEnqueued { job } => Some(Enqueued { job, created: true }),
+                Change::JobUnchanged { job } => Some(Enqueued {
+                    job,
+                    created: false,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.job_signal.notify();
+        Ok(out)
+    }
+
+    /// Whether the caller may enqueue this job, and its payload fits its kind.
+    fn check_job(&self, caller: &Caller, kind: JobKind, payload: &serde_json::Value) -> Result<()> {
         let bad = |e: serde_json::Error| {
             Error::InvalidInput(format!("the payload of a {} job: {e}", kind.as_str()))
         };
@@ -166,7 +218,7 @@ impl Services {
                 )?;
             }
             JobKind::Repair => {
-                if !payload.is_null() && payload != serde_json::json!({}) {
+                if !payload.is_null() && *payload != serde_json::json!({}) {
                     return Err(Error::InvalidInput(
                         "a repair job takes no payload".to_owned(),
                     ));
@@ -178,23 +230,7 @@ impl Services {
                 self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
             }
         }
-        let new = NewJob {
-            id: JobId::new(),
-            kind: kind.as_str().to_owned(),
-            payload,
-            max_attempts: opts.max_attempts.unwrap_or(kind.max_attempts()),
-            run_at: opts.run_at,
-            unique_key: opts.unique_key,
-        };
-        let change = self.write_one(caller, Op::EnqueueJob(new), |c| match c {
-            Change::JobEnqueued { job } => Some((job, true)),
-            Change::JobUnchanged { job } => Some((job, false)),
-            _ => None,
-        })?;
-        Ok(Enqueued {
-            job: change.0,
-            created: change.1,
-        })
+        Ok(())
     }
 
     /// `ingest --background`: checks the request now (so a typo fails at

@@ -55,7 +55,7 @@ pub use index_admin::IndexStatus;
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };
-pub use jobs::{EnqueueOptions, Enqueued, JobKind, JobView};
+pub use jobs::{EnqueueOptions, Enqueued, JobKind, JobView, MAX_ENQUEUE_BATCH};
 pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use kontextual_index::Snippet;
 pub use kontextual_store::JobAction;
@@ -138,6 +138,8 @@ pub struct Services {
     access: access::AccessState,
     /// Recently verified API keys.
     auth_cache: keys::AuthCacheState,
+    /// Wakes idle workers of this process when it enqueues a job.
+    job_signal: worker::JobSignal,
 }
 
 /// Result of `audit verify`.
@@ -176,6 +178,7 @@ impl Services {
             touches: Default::default(),
             access: Default::default(),
             auth_cache: Default::default(),
+            job_signal: Default::default(),
         }
     }
 

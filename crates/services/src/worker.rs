@@ -117,6 +117,35 @@ impl IngestProgress for JobControl {
     }
 }
 
+/// Wakes this process's idle workers when it enqueues a job (workers in
+/// other processes find it at their next poll).
+#[derive(Default)]
+pub(crate) struct JobSignal {
+    generation: Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl JobSignal {
+    pub(crate) fn notify(&self) {
+        let mut g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        *g += 1;
+        self.changed.notify_all();
+    }
+
+    fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the generation moves past `seen`, or `timeout`.
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(g, timeout, |g| *g == seen)
+            .map_err(|p| p.into_inner());
+    }
+}
+
 /// Jobs this process holds leases on, for the heartbeat.
 type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>)>>;
 
@@ -225,6 +254,7 @@ impl Services {
     ) {
         let mut prefetch = 1u32;
         while !stop.load(Ordering::Relaxed) {
+            let seen = self.job_signal.generation();
             let claimed = self.store().write(WriteBatch {
                 ctx: system_ctx(),
                 ops: vec![Op::ClaimJobs {
@@ -248,7 +278,7 @@ impl Services {
                     return;
                 }
                 prefetch = 1;
-                nap(cfg.idle_poll, &stop);
+                self.job_signal.wait(seen, cfg.idle_poll);
                 continue;
             }
             let controls: Vec<Arc<JobControl>> = {

@@ -1031,8 +1031,13 @@ async fn x2_grants_bound_every_route_for_every_actor() {
                 .await
                 .problem(StatusCode::FORBIDDEN, "permission_denied");
         }
-        // O2: recovery actions need the admin scope and a namespace grant
+        // O2: recovery actions need the admin scope and a namespace grant; an
+        // ingest by path reads the server's files, so it needs admin too
         for (uri, body) in [
+            (
+                "/v1/jobs",
+                json!({"kind": "ingest", "payload": {"paths": ["/etc"], "collection": "ops"}}),
+            ),
             ("/v1/reindex", json!({})),
             ("/v1/repair", json!(null)),
             ("/v1/jobs", json!({"kind": "noop"})),

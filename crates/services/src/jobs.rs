@@ -205,6 +205,16 @@ impl Services {
                         "give at least one file or directory to ingest".to_owned(),
                     ));
                 }
+                // The paths are this machine's: a remote caller (with an API
+                // key) could otherwise read any file the server can. Only a
+                // namespace admin may ask for that.
+                if caller.scopes.is_some() {
+                    self.authorize(
+                        caller,
+                        Permission::Admin,
+                        &Resource::Namespace("server-side files (ingest by path)"),
+                    )?;
+                }
             }
             JobKind::Reindex => {
                 let p: ReindexPayload = serde_json::from_value(payload.clone()).map_err(bad)?;

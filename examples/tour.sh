@@ -44,3 +44,11 @@ step context build --name deploy-brief --query "how do we deploy" --query "roll 
 step context show deploy-brief --format markdown
 step context verify deploy-brief
 step index status
+
+# Jobs and recovery: a background ingest run by a worker, its job, a repair.
+job=$(k --quiet ingest "$here/handbook" --collection queued --background)
+step job list
+step worker --drain
+step job show "$job"
+step reindex --collection docs
+step repair

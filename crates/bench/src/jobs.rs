@@ -216,6 +216,11 @@ fn sync() {
 }
 
 pub fn run(n: usize, runs: usize) -> Result<()> {
+    if std::env::var_os("KX_JOBS_OURS_ONLY").is_some() {
+        let s = ours(n, 1)?;
+        eprintln!("ours, 1 worker: {:.0} jobs/s", n as f64 / s);
+        return Ok(());
+    }
     println!(
         "\n### Job queue: {n} no-op jobs drained, batch {BATCH}, median of {runs} (rounds interleaved)\n"
     );

@@ -114,9 +114,10 @@ pub enum Change {
     JobLeased {
         job: crate::Job,
     },
-    /// A worker ended its attempt (bookkeeping, not audited).
+    /// A worker ended its attempt (bookkeeping, not audited): the job's new state.
     JobFinished {
-        job: crate::Job,
+        id: crate::JobId,
+        state: crate::JobState,
     },
     /// An operator's recovery action on a job (audited when it changed something).
     JobActed(crate::JobTransition),

@@ -368,7 +368,7 @@ impl Services {
             Ok(changes) => {
                 for (job, change) in jobs.iter().zip(changes) {
                     let state = match change {
-                        Change::JobFinished { job } => Some(job.state),
+                        Change::JobFinished { state, .. } => Some(state),
                         _ => None,
                     };
                     count(job, state);
@@ -381,7 +381,7 @@ impl Services {
                         ops: vec![op],
                     });
                     match r.map(|mut c| c.pop()) {
-                        Ok(Some(Change::JobFinished { job: done })) => count(job, Some(done.state)),
+                        Ok(Some(Change::JobFinished { state, .. })) => count(job, Some(state)),
                         Ok(_) => count(job, None),
                         Err(e) => {
                             if e.kind() != StoreKind::Conflict {

@@ -173,8 +173,10 @@ fn rescue_expired(conn: &Connection, now: Timestamp) -> Result<()> {
     let t = micros(now);
     let expired: Vec<(Uuid, u32, Option<String>)> = conn
         .prepare_cached(
+            // `LIMIT (SELECT ?)`, not `LIMIT ?`: a bound LIMIT makes SQLite
+            // re-prepare the statement on every execution (see read.rs)
             "SELECT id, attempt, worker FROM jobs WHERE state = 'running' AND lease_expires_at < ?1 \
-             ORDER BY lease_expires_at LIMIT ?2",
+             ORDER BY lease_expires_at LIMIT (SELECT ?2)",
         )
         .map_err(sql_err)?
         .query_map(params![t, RESCUE_BATCH], |r| {
@@ -188,6 +190,14 @@ fn rescue_expired(conn: &Connection, now: Timestamp) -> Result<()> {
             "lease expired: worker {} stopped answering",
             worker.as_deref().unwrap_or("?")
         );
+        end_attempt(
+            conn,
+            JobId(id),
+            attempt,
+            AttemptOutcome::Lost,
+            Some(&error),
+            now,
+        )?;
         conn.prepare_cached(
             "UPDATE jobs SET \
                state = CASE WHEN stop_requested IS NOT NULL THEN stop_requested \
@@ -200,18 +210,12 @@ fn rescue_expired(conn: &Connection, now: Timestamp) -> Result<()> {
         .map_err(sql_err)?
         .execute(params![id, t, error, attempt])
         .map_err(sql_err)?;
-        end_attempt(
-            conn,
-            JobId(id),
-            attempt,
-            AttemptOutcome::Lost,
-            Some(&error),
-            now,
-        )?;
     }
     Ok(())
 }
 
+/// Records the attempt the job row holds (worker, start, run) as ended.
+/// Call before the job row leaves that attempt.
 fn end_attempt(
     conn: &Connection,
     id: JobId,
@@ -221,13 +225,24 @@ fn end_attempt(
     now: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE job_attempts SET finished_at = ?3, outcome = ?4, error = ?5 \
-         WHERE job_id = ?1 AND attempt = ?2",
+        "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error, run_id) \
+         SELECT id, attempt, coalesce(worker, '?'), coalesce(started_at, ?3), ?3, ?4, ?5, run_id \
+         FROM jobs WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
     )
     .map_err(sql_err)?
     .execute(params![id.0, attempt, micros(now), outcome.as_str(), error])
     .map_err(sql_err)?;
     Ok(())
+}
+
+fn claim_sql() -> String {
+    format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, lease_expires_at = ?2, \
+           updated_at = ?3, started_at = ?3, run_id = NULL \
+         WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued', 'failed') AND run_at <= ?3 \
+           AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4))) ORDER BY run_at, id LIMIT (SELECT ?5)) \
+         RETURNING {JOB_COLS}"
+    )
 }
 
 pub(crate) fn claim(
@@ -247,32 +262,14 @@ pub(crate) fn claim(
     } else {
         Some(serde_json::to_string(kinds).map_err(|e| StoreError::Internal(e.to_string()))?)
     };
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, lease_expires_at = ?2, \
-           updated_at = ?3 \
-         WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued', 'failed') AND run_at <= ?3 \
-           AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4))) ORDER BY run_at, id LIMIT ?5) \
-         RETURNING {JOB_COLS}"
-    );
     let mut jobs: Vec<Job> = conn
-        .prepare_cached(&sql)
+        .prepare_cached(&claim_sql())
         .map_err(sql_err)?
         .query_map(params![worker, until, t, kinds_json, limit], job_row)
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)?;
     jobs.sort_by_key(|j| (j.run_at, j.id));
-    let mut attempt = conn
-        .prepare_cached(
-            "INSERT OR REPLACE INTO job_attempts (job_id, attempt, worker, started_at, outcome) \
-             VALUES (?1, ?2, ?3, ?4, 'running')",
-        )
-        .map_err(sql_err)?;
-    for j in &jobs {
-        attempt
-            .execute(params![j.id.0, j.attempt, worker, t])
-            .map_err(sql_err)?;
-    }
     Ok(Change::JobsClaimed { jobs })
 }
 
@@ -324,6 +321,26 @@ pub(crate) fn finish(
     now: Timestamp,
 ) -> Result<Change> {
     let t = micros(now);
+    // The common case in one statement (plus the attempt record).
+    if matches!(result, JobResult::Succeeded) {
+        end_attempt(conn, id, attempt, AttemptOutcome::Succeeded, None, now)?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE jobs SET state = 'succeeded', worker = NULL, lease_expires_at = NULL, \
+                   stop_requested = NULL, report = coalesce(?3, report), finished_at = ?4, updated_at = ?4 \
+                 WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+            )
+            .map_err(sql_err)?
+            .execute(params![id.0, attempt, report.map(|r| r.to_string()), t])
+            .map_err(sql_err)?;
+        if n == 0 {
+            return Err(lease_lost(conn, id, attempt)?);
+        }
+        return Ok(Change::JobFinished {
+            id,
+            state: JobState::Succeeded,
+        });
+    }
     let current: Option<(u32, Option<String>)> = conn
         .prepare_cached(
             "SELECT max_attempts, stop_requested FROM jobs WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
@@ -385,21 +402,20 @@ pub(crate) fn finish(
             returned
         ])
     };
-    match update(state, finished) {
-        Ok(_) => {}
+    end_attempt(conn, id, attempt, outcome, error.as_deref(), now)?;
+    let state = match update(state, finished) {
+        Ok(_) => state,
         // A returned unique job whose key another queued job now holds:
         // that one will do the work.
         Err(rusqlite::Error::SqliteFailure(f, _))
             if returned && f.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
             update(JobState::Cancelled, Some(t)).map_err(sql_err)?;
+            JobState::Cancelled
         }
         Err(e) => return Err(sql_err(e)),
-    }
-    end_attempt(conn, id, attempt, outcome, error.as_deref(), now)?;
-    let job =
-        job_by_id(conn, id)?.ok_or_else(|| StoreError::Internal(format!("job {id} vanished")))?;
-    Ok(Change::JobFinished { job })
+    };
+    Ok(Change::JobFinished { id, state })
 }
 
 pub(crate) fn act(
@@ -513,7 +529,7 @@ pub(crate) fn prune(conn: &Connection, finished_before: Timestamp) -> Result<Vec
 }
 
 pub(crate) fn link_run(conn: &Connection, job: JobId, attempt: u32, run: RunId) -> Result<()> {
-    conn.prepare_cached("UPDATE job_attempts SET run_id = ?3 WHERE job_id = ?1 AND attempt = ?2")
+    conn.prepare_cached("UPDATE jobs SET run_id = ?3 WHERE id = ?1 AND attempt = ?2")
         .map_err(sql_err)?
         .execute(params![job.0, attempt, run.0])
         .map_err(sql_err)?;
@@ -536,7 +552,7 @@ pub(crate) fn jobs(
         conn,
         &format!(
             "SELECT {JOB_COLS} FROM jobs WHERE namespace = ?1 AND id < ?2 AND (?3 IS NULL OR state = ?3) \
-             AND (?4 IS NULL OR kind = ?4) ORDER BY id DESC LIMIT ?5"
+             AND (?4 IS NULL OR kind = ?4) ORDER BY id DESC LIMIT (SELECT ?5)"
         ),
         &[
             &ns.as_str(),
@@ -558,7 +574,11 @@ pub(crate) fn attempts(conn: &Connection, ns: &Namespace, id: JobId) -> Result<V
     let mut stmt = conn
         .prepare_cached(
             "SELECT job_id, attempt, worker, started_at, finished_at, outcome, error, run_id \
-             FROM job_attempts WHERE job_id = ?1 ORDER BY attempt",
+             FROM job_attempts WHERE job_id = ?1 \
+             UNION ALL \
+             SELECT id, attempt, coalesce(worker, '?'), coalesce(started_at, updated_at), NULL, 'running', NULL, run_id \
+             FROM jobs WHERE id = ?1 AND state = 'running' \
+             ORDER BY 2",
         )
         .map_err(sql_err)?;
     stmt.query_map(params![id.0], |r| {
@@ -608,4 +628,31 @@ pub(crate) fn stats(conn: &Connection) -> Result<JobStats> {
         .transpose()
         .map_err(sql_err)?;
     Ok(JobStats { counts, oldest_due })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claim runs thousands of times a second: its statement must be
+    /// prepared once, not on every execution (a bound `LIMIT ?` would make
+    /// SQLite re-prepare it each time its value changes).
+    #[test]
+    fn o1_the_claim_statement_is_never_re_prepared() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::sqlite::schema::migrate(&mut conn, None, true).unwrap();
+        for limit in [1, 2, 4, 8, 3] {
+            claim(
+                &conn,
+                "w",
+                &[],
+                limit,
+                Duration::from_secs(60),
+                kontextual_model::now(),
+            )
+            .unwrap();
+        }
+        let stmt = conn.prepare_cached(&claim_sql()).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
 }

@@ -193,6 +193,12 @@ pub(crate) fn collection_id(
 }
 
 /// Runs a listing query that fetches `limit + 1` rows to know whether more follow.
+///
+/// Every `LIMIT` here is written `LIMIT (SELECT ?N)`: with a plain bound
+/// `LIMIT ?N` the bundled SQLite (STAT4) marks the statement for
+/// re-preparation whenever the bound value changes — in practice on every
+/// execution (measured with `SQLITE_STMTSTATUS_REPREPARE`); a scalar
+/// subquery is evaluated once per execution and leaves the plan alone.
 pub(super) fn page<T>(
     conn: &Connection,
     sql: &str,
@@ -233,7 +239,7 @@ pub(crate) fn collections(
         conn,
         &format!(
             "SELECT {COLLECTION_COLS} FROM collections c WHERE c.namespace = ?1 AND c.name > ?2 \
-             ORDER BY c.name LIMIT ?3"
+             ORDER BY c.name LIMIT (SELECT ?3)"
         ),
         &[&ns.as_str(), &after, &(limit as i64 + 1)],
         limit,
@@ -305,7 +311,7 @@ pub(crate) fn artifacts(
                 "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
                    ON a.namespace = c.namespace AND a.collection_id = c.id \
                  WHERE c.namespace = ?1 AND c.name = ?2 AND a.name > ?3 {filters} \
-                 ORDER BY a.name LIMIT ?7"
+                 ORDER BY a.name LIMIT (SELECT ?7)"
             ),
             &after_c,
             &after_n,
@@ -320,7 +326,7 @@ pub(crate) fn artifacts(
                 "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
                    ON a.namespace = c.namespace AND a.collection_id = c.id \
                  WHERE c.namespace = ?1 AND c.name > ?2 AND ?3 = ?3 {filters} \
-                 ORDER BY c.name, a.name LIMIT ?7"
+                 ORDER BY c.name, a.name LIMIT (SELECT ?7)"
             ),
             &after_c,
             "",
@@ -381,7 +387,7 @@ pub(crate) fn revisions(
         &format!(
             "SELECT {REVISION_COLS} FROM revisions r JOIN artifacts a ON a.id = r.artifact_id \
              WHERE r.artifact_id = ?1 AND a.namespace = ?2 AND r.revision > ?3 \
-             ORDER BY r.revision LIMIT ?4"
+             ORDER BY r.revision LIMIT (SELECT ?4)"
         ),
         &[&id.0, &ns.as_str(), &after, &(limit as i64 + 1)],
         limit,
@@ -463,7 +469,7 @@ pub(crate) fn relations(
         &format!(
             "SELECT {RELATION_COLS} FROM relations WHERE namespace = ?1 AND id > ?2 {endpoint} \
                AND (?4 IS NULL OR rel_type = ?4) AND (?5 OR deleted = 0) \
-             ORDER BY id LIMIT ?6"
+             ORDER BY id LIMIT (SELECT ?6)"
         ),
         &[
             &ns.as_str(),
@@ -526,7 +532,7 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRecord> {
 pub(crate) fn audit(conn: &Connection, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT (SELECT ?2)"
         ))
         .map_err(sql_err)?;
     stmt.query_map(params![after as i64, limit as i64], audit_row)
@@ -549,7 +555,7 @@ pub(crate) fn audit_query(
                AND (?5 IS NULL OR target_id = ?5 OR target_name = ?5) \
                AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
                AND (?9 IS NULL OR correlation_id = ?9) \
-             ORDER BY seq LIMIT ?8"
+             ORDER BY seq LIMIT (SELECT ?8)"
         ))
         .map_err(sql_err)?;
     stmt.query_map(
@@ -588,7 +594,7 @@ pub(crate) fn outbox(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Ou
     let mut stmt = conn
         .prepare_cached(
             "SELECT seq, at, namespace, correlation_id, audit_seq, kind, subject, payload \
-             FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+             FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT (SELECT ?2)",
         )
         .map_err(sql_err)?;
     stmt.query_map(params![after as i64, limit as i64], |r| {
@@ -690,7 +696,7 @@ pub(crate) fn runs(
         conn,
         &format!(
             "SELECT {RUN_COLS} FROM runs WHERE namespace = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3) \
-             ORDER BY id DESC LIMIT ?4"
+             ORDER BY id DESC LIMIT (SELECT ?4)"
         ),
         &[&ns.as_str(), &before, &status, &(limit as i64 + 1)],
         limit,
@@ -787,7 +793,7 @@ pub(crate) fn context_packages(
             "SELECT {PACKAGE_COLS} FROM context_packages p WHERE namespace = ?1 AND name > ?2 \
              AND version = (SELECT max(version) FROM context_packages q \
                             WHERE q.namespace = p.namespace AND q.name = p.name) \
-             ORDER BY name LIMIT ?3"
+             ORDER BY name LIMIT (SELECT ?3)"
         ),
         &[&ns.as_str(), &after, &(limit as i64 + 1)],
         limit,
@@ -848,7 +854,7 @@ pub(crate) fn api_keys(
         conn,
         &format!(
             "SELECT {KEY_COLS} FROM api_keys WHERE namespace = ?1 AND (name, id) > (?2, ?3) \
-             ORDER BY name, id LIMIT ?4"
+             ORDER BY name, id LIMIT (SELECT ?4)"
         ),
         &[&ns.as_str(), &after_name, &after_id, &(limit as i64 + 1)],
         limit,
@@ -1001,7 +1007,7 @@ pub(crate) fn access_log(
         .prepare_cached(
             "SELECT seq, at, namespace, actor, key_id, action, target, correlation_id FROM access_log \
              WHERE namespace = ?1 AND seq > ?2 AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR at >= ?4) \
-             ORDER BY seq LIMIT ?5",
+             ORDER BY seq LIMIT (SELECT ?5)",
         )
         .map_err(sql_err)?;
     stmt.query_map(

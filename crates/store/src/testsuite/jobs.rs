@@ -71,7 +71,7 @@ fn finish(s: &Store, job: &Job, result: JobResult) -> crate::Result<Job> {
     )?
     .pop()
     {
-        Some(Change::JobFinished { job }) => Ok(job),
+        Some(Change::JobFinished { id, .. }) => Ok(s.job(&c.namespace, id)?.expect("finished job")),
         other => panic!("unexpected {other:?}"),
     }
 }

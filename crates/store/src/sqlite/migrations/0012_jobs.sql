@@ -14,6 +14,9 @@ CREATE TABLE jobs (
     unique_key       TEXT,
     worker           TEXT,
     lease_expires_at INTEGER,
+    -- The current (or last) attempt: when it started and the run it made.
+    started_at       INTEGER,
+    run_id           BLOB,
     stop_requested   TEXT,
     last_error       TEXT,
     report           TEXT,
@@ -27,7 +30,9 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_due ON jobs (run_at, id) WHERE state IN ('queued', 'failed');
 -- Rescue: running jobs by lease expiry.
 CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
-CREATE INDEX jobs_listing ON jobs (namespace, state, id);
+-- Listing (newest first; a state filter is applied on the way: indexing
+-- state would cost two index writes on every claim and completion).
+CREATE INDEX jobs_listing ON jobs (namespace, id);
 -- Retention: finished jobs by age.
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 -- Unique jobs: at most one queued job per key (a running one may be joined
@@ -36,6 +41,7 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE UNIQUE INDEX jobs_unique ON jobs (namespace, unique_key)
     WHERE unique_key IS NOT NULL AND state = 'queued';
 
+-- Finished attempts (the current one lives on the job row until it ends).
 CREATE TABLE job_attempts (
     job_id      BLOB NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     attempt     INTEGER NOT NULL,

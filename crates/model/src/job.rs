@@ -82,7 +82,7 @@ pub struct Job {
     pub run_at: Timestamp,
     /// At most one job with this key is queued, running or failed at a time.
     pub unique_key: Option<String>,
-    /// The worker holding the lease, while running.
+    /// The worker of the latest attempt (holding the lease while running).
     pub worker: Option<String>,
     pub lease_expires_at: Option<Timestamp>,
     /// What a running job should stop for (`cancelled` or `quarantined`),

@@ -253,17 +253,23 @@ impl Services {
         stop: Arc<AtomicBool>,
     ) {
         let mut prefetch = 1u32;
+        let claim = |limit: u32| Op::ClaimJobs {
+            worker: name.to_owned(),
+            kinds: kinds.to_vec(),
+            limit,
+            lease: cfg.lease,
+        };
+        // jobs claimed in the same commit as the previous batch's completions
+        let mut next: Option<Vec<Job>> = None;
         while !stop.load(Ordering::Relaxed) {
             let seen = self.job_signal.generation();
-            let claimed = self.store().write(WriteBatch {
-                ctx: system_ctx(),
-                ops: vec![Op::ClaimJobs {
-                    worker: name.to_owned(),
-                    kinds: kinds.to_vec(),
-                    limit: prefetch,
-                    lease: cfg.lease,
-                }],
-            });
+            let claimed = match next.take() {
+                Some(jobs) if !jobs.is_empty() => Ok(vec![Change::JobsClaimed { jobs }]),
+                _ => self.store().write(WriteBatch {
+                    ctx: system_ctx(),
+                    ops: vec![claim(prefetch)],
+                }),
+            };
             let jobs = match claimed.map(|mut c| c.pop()) {
                 Ok(Some(Change::JobsClaimed { jobs })) => jobs,
                 Ok(_) => Vec::new(),
@@ -327,23 +333,33 @@ impl Services {
                 pending.push(finish_op(job, result, report));
                 if elapsed > Duration::from_millis(20) {
                     quick = false;
-                    self.complete(&mut pending, held, counters);
+                    self.complete(&mut pending, held, counters, None);
                 }
             }
-            self.complete(&mut pending, held, counters);
             prefetch = if quick && !stop.load(Ordering::Relaxed) {
                 (prefetch * 2).min(cfg.max_prefetch.max(1))
             } else {
                 1
             };
+            // Quick jobs: complete this batch and claim the next in one commit.
+            let then = (quick && !stop.load(Ordering::Relaxed)).then(|| claim(prefetch));
+            next = self.complete(&mut pending, held, counters, then);
         }
     }
 
-    /// Commits the completions in one batch; if the store refuses it (one
-    /// lease was lost), each is committed alone so the others still count.
-    fn complete(&self, pending: &mut Vec<(Job, Op)>, held: &Held, counters: &Counters) {
+    /// Commits the completions in one batch — with `then_claim`, the claim
+    /// of the next jobs in the same commit, whose jobs are returned. If the
+    /// store refuses the batch (one lease was lost), each completion is
+    /// committed alone so the others still count, and nothing is claimed.
+    fn complete(
+        &self,
+        pending: &mut Vec<(Job, Op)>,
+        held: &Held,
+        counters: &Counters,
+        then_claim: Option<Op>,
+    ) -> Option<Vec<Job>> {
         if pending.is_empty() {
-            return;
+            return None;
         }
         let batch: Vec<(Job, Op)> = std::mem::take(pending);
         let count = |job: &Job, r: Option<JobState>| {
@@ -360,21 +376,57 @@ impl Services {
                 .increment(1);
         };
         let (jobs, ops): (Vec<Job>, Vec<Op>) = batch.into_iter().unzip();
-        let retry_ops: Vec<Op> = ops.iter().filter_map(clone_finish).collect();
+        // only a refused batch needs them again (rare): keep the cheap parts
+        let retry: Vec<(JobId, u32, JobResult)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::FinishJob {
+                    id,
+                    attempt,
+                    result,
+                    ..
+                } => Some((*id, *attempt, result.clone())),
+                _ => None,
+            })
+            .collect();
+        let reports: Vec<Option<serde_json::Value>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::FinishJob { report, .. } if report.is_some() => report.clone(),
+                _ => None,
+            })
+            .collect();
+        let mut ops = ops;
+        ops.extend(then_claim);
+        let mut claimed = None;
         match self.store().write(WriteBatch {
             ctx: system_ctx(),
             ops,
         }) {
             Ok(changes) => {
-                for (job, change) in jobs.iter().zip(changes) {
-                    let state = match change {
-                        Change::JobFinished { state, .. } => Some(state),
+                let mut changes = changes.into_iter();
+                for job in &jobs {
+                    let state = match changes.next() {
+                        Some(Change::JobFinished { state, .. }) => Some(state),
                         _ => None,
                     };
                     count(job, state);
                 }
+                if let Some(Change::JobsClaimed { jobs }) = changes.next() {
+                    claimed = Some(jobs);
+                }
             }
             Err(_) => {
+                let retry_ops =
+                    retry
+                        .into_iter()
+                        .zip(reports)
+                        .map(|((id, attempt, result), report)| Op::FinishJob {
+                            id,
+                            attempt,
+                            result,
+                            report,
+                        });
                 for (job, op) in jobs.iter().zip(retry_ops) {
                     let r = self.store().write(WriteBatch {
                         ctx: system_ctx(),
@@ -399,6 +451,7 @@ impl Services {
         for j in &jobs {
             h.remove(&j.id);
         }
+        claimed
     }
 
     fn heartbeat_loop(&self, cfg: &WorkerConfig, held: &Held, stop: &AtomicBool) {
@@ -625,21 +678,4 @@ fn finish_op(job: Job, result: JobResult, report: Option<serde_json::Value>) -> 
         report,
     };
     (job, op)
-}
-
-fn clone_finish(op: &Op) -> Option<Op> {
-    Some(match op {
-        Op::FinishJob {
-            id,
-            attempt,
-            result,
-            report,
-        } => Op::FinishJob {
-            id: *id,
-            attempt: *attempt,
-            result: result.clone(),
-            report: report.clone(),
-        },
-        _ => return None,
-    })
 }

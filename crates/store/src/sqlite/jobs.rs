@@ -321,12 +321,12 @@ pub(crate) fn finish(
     now: Timestamp,
 ) -> Result<Change> {
     let t = micros(now);
-    // The common case in one statement (plus the attempt record).
+    // The common case in one statement.
     if matches!(result, JobResult::Succeeded) {
-        end_attempt(conn, id, attempt, AttemptOutcome::Succeeded, None, now)?;
+        // the job row keeps this attempt's worker, start and run
         let n = conn
             .prepare_cached(
-                "UPDATE jobs SET state = 'succeeded', worker = NULL, lease_expires_at = NULL, \
+                "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, \
                    stop_requested = NULL, report = coalesce(?3, report), finished_at = ?4, updated_at = ?4 \
                  WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
             )
@@ -513,13 +513,18 @@ pub(crate) fn act(
 }
 
 pub(crate) fn prune(conn: &Connection, finished_before: Timestamp) -> Result<Vec<Change>> {
+    // A job finished before the cutoff was created before it too, and ids
+    // are UUIDv7 (creation time first): the candidates are an id range.
+    let ms = u64::try_from(finished_before.as_millisecond()).unwrap_or(0);
+    let below =
+        uuid::Builder::from_unix_timestamp_millis(ms.saturating_add(1), &[0xff; 10]).into_uuid();
     let count = conn
         .prepare_cached(
-            "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+            "DELETE FROM jobs WHERE id < ?1 AND finished_at < ?2 \
              AND state IN ('succeeded', 'dead', 'cancelled')",
         )
         .map_err(sql_err)?
-        .execute(params![micros(finished_before)])
+        .execute(params![below, micros(finished_before)])
         .map_err(sql_err)? as u64;
     Ok(if count == 0 {
         Vec::new()
@@ -576,8 +581,10 @@ pub(crate) fn attempts(conn: &Connection, ns: &Namespace, id: JobId) -> Result<V
             "SELECT job_id, attempt, worker, started_at, finished_at, outcome, error, run_id \
              FROM job_attempts WHERE job_id = ?1 \
              UNION ALL \
-             SELECT id, attempt, coalesce(worker, '?'), coalesce(started_at, updated_at), NULL, 'running', NULL, run_id \
-             FROM jobs WHERE id = ?1 AND state = 'running' \
+             SELECT id, attempt, coalesce(worker, '?'), coalesce(started_at, updated_at), \
+               CASE WHEN state = 'succeeded' THEN finished_at END, state, NULL, run_id \
+             FROM jobs j WHERE id = ?1 AND state IN ('running', 'succeeded') AND attempt > 0 \
+               AND NOT EXISTS (SELECT 1 FROM job_attempts a WHERE a.job_id = j.id AND a.attempt = j.attempt) \
              ORDER BY 2",
         )
         .map_err(sql_err)?;

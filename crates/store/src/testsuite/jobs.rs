@@ -111,7 +111,12 @@ pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness)
     );
     let done = finish(&s, &got[0], JobResult::Succeeded).unwrap();
     assert_eq!(done.state, JobState::Succeeded);
-    assert!(done.finished_at.is_some() && done.worker.is_none());
+    assert!(done.finished_at.is_some() && done.lease_expires_at.is_none());
+    assert_eq!(
+        done.worker.as_deref(),
+        Some("w1"),
+        "the latest attempt's worker is kept"
+    );
     let again = finish(&s, &got[0], JobResult::Succeeded).unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Conflict, "{again}");
     let attempts = s.job_attempts(&c.namespace, a.id).unwrap();

@@ -33,15 +33,17 @@ CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
 -- Listing (newest first; a state filter is applied on the way: indexing
 -- state would cost two index writes on every claim and completion).
 CREATE INDEX jobs_listing ON jobs (namespace, id);
--- Retention: finished jobs by age.
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+-- Retention needs no index of its own: ids are UUIDv7, so jobs created
+-- before the cutoff are a primary-key range.
 -- Unique jobs: at most one queued job per key (a running one may be joined
 -- by one queued behind it, since it may have started before the change
 -- that asked for the new one).
 CREATE UNIQUE INDEX jobs_unique ON jobs (namespace, unique_key)
     WHERE unique_key IS NOT NULL AND state = 'queued';
 
--- Finished attempts (the current one lives on the job row until it ends).
+-- Attempts that did not succeed (failed, lost, stopped). The latest attempt
+-- lives on the job row (worker, started_at, run_id); a successful one stays
+-- there, so the common case writes no attempt row at all.
 CREATE TABLE job_attempts (
     job_id      BLOB NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     attempt     INTEGER NOT NULL,

@@ -240,6 +240,7 @@ pub async fn serve(
         let (svc, stop, every) = (svc.clone(), stop.clone(), cfg.follow_interval);
         move || {
             let mut last_flush = std::time::Instant::now();
+            let mut last_touch = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if let Err(e) = svc.index_follow() {
                     tracing::warn!(error = %e, "search index follower");
@@ -247,6 +248,10 @@ pub async fn serve(
                 if last_flush.elapsed() >= Duration::from_secs(2) {
                     svc.flush_access_log();
                     last_flush = std::time::Instant::now();
+                }
+                if last_touch.elapsed() >= Duration::from_secs(60) {
+                    svc.flush_key_uses();
+                    last_touch = std::time::Instant::now();
                 }
                 std::thread::sleep(every);
             }

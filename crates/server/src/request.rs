@@ -124,8 +124,13 @@ impl FromRequestParts<AppState> for Call {
                         state.limits.failed(ip);
                         unauthenticated("use the header Authorization: Bearer kx_…", &id)
                     })?;
-                let c =
-                    blocking(tokio::task::spawn_blocking(move || svc.authenticate(&token)).await);
+                // a recently verified key needs no hop to the blocking pool
+                let c = match svc.authenticate_cached(&token) {
+                    Some(c) => Ok(c),
+                    None => blocking(
+                        tokio::task::spawn_blocking(move || svc.authenticate(&token)).await,
+                    ),
+                };
                 match c {
                     Ok(c) => {
                         let key = c.key_id.clone().unwrap_or_default();

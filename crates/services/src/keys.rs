@@ -145,6 +145,9 @@ impl Services {
 
     /// The caller of a token verified less than [`AUTH_CACHE_TTL`] ago, if
     /// any: no store access, so a server can answer without blocking.
+    /// Never blocks: no store access (key uses are only noted; the server's
+    /// follower thread or the next uncached check writes them), so an async
+    /// handler may call it directly and hop to the blocking pool only on a miss.
     pub fn authenticate_cached(&self, token: &str) -> Option<Caller> {
         let h = Digest::of(token.as_bytes());
         let cache = self.auth_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,7 +159,7 @@ impl Services {
         c.correlation_id = kontextual_model::CorrelationId::new();
         drop(cache);
         if let Some(id) = &c.key_id {
-            self.touch(id, kontextual_model::now());
+            self.touch(id, kontextual_model::now(), false);
         }
         Some(c)
     }
@@ -196,7 +199,7 @@ impl Services {
         if key.expires_at.is_some_and(|e| now >= e) {
             return Err(Error::Unauthenticated(format!("API key {id} has expired")));
         }
-        self.touch(id, now);
+        self.touch(id, now, true);
         let grants = self.store().grants(&key.namespace, Some(&key.actor))?;
         let clearance = self
             .store()
@@ -211,11 +214,11 @@ impl Services {
         Ok(caller)
     }
 
-    fn touch(&self, id: &str, at: Timestamp) {
+    fn touch(&self, id: &str, at: Timestamp, may_flush: bool) {
         let due = {
             let mut t = self.touches.lock().unwrap_or_else(|p| p.into_inner());
             t.pending.insert(id.to_owned(), at);
-            if t.flushed.elapsed() >= TOUCH_EVERY {
+            if may_flush && t.flushed.elapsed() >= TOUCH_EVERY {
                 t.flushed = Instant::now();
                 Some(t.pending.drain().collect::<Vec<_>>())
             } else {

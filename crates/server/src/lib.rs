@@ -41,8 +41,9 @@ pub use request::CORRELATION_HEADER;
 pub struct AppState {
     pub services: Arc<Services>,
     /// The actor requests without a key act as, while no key exists.
-    pub actor: Actor,
-    pub namespace: Namespace,
+    /// (Behind `Arc`s: the state is cloned for every request.)
+    pub actor: Arc<Actor>,
+    pub namespace: Arc<Namespace>,
     pub limits: Arc<limits::Limits>,
 }
 
@@ -55,8 +56,8 @@ impl AppState {
     ) -> AppState {
         AppState {
             services,
-            actor,
-            namespace,
+            actor: Arc::new(actor),
+            namespace: Arc::new(namespace),
             limits: Arc::new(limits::Limits::new(limits)),
         }
     }

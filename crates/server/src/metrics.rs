@@ -105,16 +105,54 @@ pub async fn track(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = static_method(req.method());
     let res = next.run(req).await;
     metrics::histogram!(
         "kontextual_http_request_duration_seconds",
         "method" => method,
         "route" => route,
-        "status" => res.status().as_u16().to_string()
+        "status" => static_status(res.status().as_u16())
     )
     .record(started.elapsed().as_secs_f64());
     res
+}
+
+/// Label values without an allocation per request.
+fn static_method(m: &axum::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+fn static_status(s: u16) -> std::borrow::Cow<'static, str> {
+    const COMMON: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (412, "412"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    match COMMON.iter().find(|(c, _)| *c == s) {
+        Some((_, t)) => std::borrow::Cow::Borrowed(t),
+        None => std::borrow::Cow::Owned(s.to_string()),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format (admin).

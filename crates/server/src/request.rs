@@ -46,23 +46,23 @@ pub async fn correlate(mut req: Request, next: Next) -> Response {
         })
         .unwrap_or_default();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+    // what the log line needs, only when it will be written
+    let logged = tracing::enabled!(tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let mut res = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(CORRELATION_HEADER, v);
     }
-    tracing::info!(
-        correlation_id = id.as_str(),
-        %method,
-        route,
-        status = res.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    if let Some((method, path)) = logged {
+        tracing::info!(
+            correlation_id = id.as_str(),
+            %method,
+            path,
+            status = res.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     res
 }
 
@@ -125,7 +125,7 @@ impl FromRequestParts<AppState> for Call {
                         unauthenticated("use the header Authorization: Bearer kx_…", &id)
                     })?;
                 // a recently verified key needs no hop to the blocking pool
-                let c = match svc.authenticate_cached(&token) {
+                let c = match svc.authenticate_cached(&token, id.clone()) {
                     Some(c) => Ok(c),
                     None => blocking(
                         tokio::task::spawn_blocking(move || svc.authenticate(&token)).await,
@@ -162,7 +162,7 @@ impl FromRequestParts<AppState> for Call {
                         &id,
                     ));
                 }
-                Caller::new(state.actor.clone(), state.namespace.clone())
+                Caller::new((*state.actor).clone(), (*state.namespace).clone())
             }
         };
         let mut caller = caller;

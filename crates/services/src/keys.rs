@@ -148,7 +148,11 @@ impl Services {
     /// Never blocks: no store access (key uses are only noted; the server's
     /// follower thread or the next uncached check writes them), so an async
     /// handler may call it directly and hop to the blocking pool only on a miss.
-    pub fn authenticate_cached(&self, token: &str) -> Option<Caller> {
+    pub fn authenticate_cached(
+        &self,
+        token: &str,
+        correlation_id: kontextual_model::CorrelationId,
+    ) -> Option<Caller> {
         let h = Digest::of(token.as_bytes());
         let cache = self.auth_cache.lock().unwrap_or_else(|p| p.into_inner());
         let (caller, at) = cache.entries.get(&h)?;
@@ -156,7 +160,7 @@ impl Services {
             return None;
         }
         let mut c = caller.clone();
-        c.correlation_id = kontextual_model::CorrelationId::new();
+        c.correlation_id = correlation_id;
         drop(cache);
         if let Some(id) = &c.key_id {
             self.touch(id, kontextual_model::now(), false);
@@ -168,7 +172,7 @@ impl Services {
     /// same answer; a revoked or expired key says so only to a holder of
     /// its real secret.
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
-        if let Some(c) = self.authenticate_cached(token) {
+        if let Some(c) = self.authenticate_cached(token, kontextual_model::CorrelationId::new()) {
             return Ok(c);
         }
         let c = self.authenticate_uncached(token)?;

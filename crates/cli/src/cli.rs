@@ -204,6 +204,9 @@ pub struct WorkerArgs {
     /// Stop when no job is due (instead of waiting for more)
     #[arg(long)]
     pub drain: bool,
+    /// Keep finished jobs (succeeded, dead, cancelled) this many days, then prune them
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub job_retention_days: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -615,6 +618,9 @@ pub struct ServeArgs {
     /// Job worker threads run by the server (0: none; run `kontextual worker` elsewhere)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
     pub workers: u64,
+    /// Keep finished jobs this many days, then prune them (with --workers > 0)
+    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub job_retention_days: u64,
     /// Requests per second each API key may make (bursts up to twice that); 429 beyond
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit: u32,

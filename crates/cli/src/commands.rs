@@ -1096,6 +1096,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         request_timeout: std::time::Duration::from_secs(a.request_timeout),
         workers: (a.workers > 0).then(|| kontextual_services::WorkerConfig {
             threads: a.workers as usize,
+            job_retention: std::time::Duration::from_secs(a.job_retention_days * 86_400),
             ..Default::default()
         }),
         ..Default::default()

@@ -347,6 +347,7 @@ pub fn worker(ctx: &Ctx, a: WorkerArgs) -> Result<ExitCode> {
         kinds: a.kinds,
         lease: std::time::Duration::from_secs(a.lease),
         drain: a.drain,
+        job_retention: std::time::Duration::from_secs(a.job_retention_days * 86_400),
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

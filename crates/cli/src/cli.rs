@@ -615,7 +615,7 @@ pub struct ServeArgs {
     /// Largest request body in MiB (artifact uploads included)
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_body_mb: u64,
-    /// Job worker threads run by the server (0: none; run `kontextual worker` elsewhere)
+    /// Job worker threads run by the server (0: only re-index and repair jobs, which need the search index this server owns; run `kontextual worker` for the rest)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
     pub workers: u64,
     /// Keep finished jobs this many days, then prune them (with --workers > 0)

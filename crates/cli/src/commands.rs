@@ -1094,8 +1094,15 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         bind: a.bind,
         max_body_bytes: (a.max_body_mb * 1024 * 1024) as usize,
         request_timeout: std::time::Duration::from_secs(a.request_timeout),
-        workers: (a.workers > 0).then(|| kontextual_services::WorkerConfig {
-            threads: a.workers as usize,
+        // With --workers 0 the server still runs the index maintenance jobs
+        // (re-index, repair): only the index's owner can, and it is the owner.
+        workers: Some(kontextual_services::WorkerConfig {
+            threads: (a.workers as usize).max(1),
+            kinds: if a.workers == 0 {
+                vec!["reindex".to_owned(), "repair".to_owned()]
+            } else {
+                Vec::new()
+            },
             job_retention: std::time::Duration::from_secs(a.job_retention_days * 86_400),
             ..Default::default()
         }),

@@ -33,7 +33,9 @@ fn when(s: &str) -> Result<kontextual_model::Timestamp> {
             _ => None,
         },
     ) {
-        return Ok(now + jiff::SignedDuration::from_secs(n.saturating_mul(secs)));
+        return now
+            .checked_add(jiff::SignedDuration::from_secs(n.saturating_mul(secs)))
+            .map_err(|_| anyhow::anyhow!("--run-at {s:?} is too far in the future"));
     }
     s.parse::<kontextual_model::Timestamp>().with_context(|| {
         format!("--run-at {s:?}: give an RFC 3339 instant (2026-12-01T08:00:00Z) or a delay (30s, 10m, 2h, 1d)")
@@ -233,12 +235,24 @@ pub fn rerun(ctx: &Ctx, a: RerunArgs) -> Result<ExitCode> {
     }
     let svc = Arc::new(svc);
     let job = wait_for(ctx, &svc, e.job.id)?;
+    // an ingest that succeeded with some files failing is "partial": exit 1
+    let partial = job
+        .report
+        .as_ref()
+        .and_then(|r| r.get("failed"))
+        .and_then(|f| f.as_u64())
+        .is_some_and(|n| n > 0);
     if ctx.out.json {
         ctx.out.json(&svc.job_show(&ctx.caller, job.id)?)?;
     } else {
-        ctx.out.note(format!("Job {} {}.", job.id, job.state));
+        let why = match (&job.last_error, partial) {
+            (Some(e), _) if job.state != JobState::Succeeded => format!(": {e}"),
+            (_, true) => " with failed files (see `job show`)".to_owned(),
+            _ => String::new(),
+        };
+        ctx.out.note(format!("Job {} {}{why}.", job.id, job.state));
     }
-    Ok(if job.state == JobState::Succeeded {
+    Ok(if job.state == JobState::Succeeded && !partial {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -260,10 +274,26 @@ fn wait_for(ctx: &Ctx, svc: &Arc<Services>, id: JobId) -> Result<Job> {
             svc.run_workers(&cfg, stop)
         }
     });
+    let started = std::time::Instant::now();
+    let mut told = false;
     let done = loop {
         let j = svc.job_show(&ctx.caller, id)?.job;
         if j.state.is_final() {
             break j;
+        }
+        if !told
+            && j.state == JobState::Queued
+            && started.elapsed() > std::time::Duration::from_secs(5)
+        {
+            told = true;
+            eprintln!(
+                "Still queued, waiting for a worker{}. Ctrl-C stops waiting; the job stays queued.",
+                if matches!(j.kind.as_str(), "reindex" | "repair") {
+                    " (re-index and repair run only in the process that owns the search index — `serve` while it runs)"
+                } else {
+                    ""
+                }
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
@@ -379,6 +409,12 @@ pub fn worker(ctx: &Ctx, a: WorkerArgs) -> Result<ExitCode> {
             "Stopped: {} succeeded, {} failed, {} stopped, {} given back, {} lost to rescue.",
             summary.succeeded, summary.failed, summary.stopped, summary.returned, summary.lost
         ));
+        if !summary.not_run_here.is_empty() {
+            eprintln!(
+                "Not run here: {} jobs — they need the search index, which another process (`serve`) owns and runs them.",
+                summary.not_run_here.join(" and ")
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -320,6 +320,22 @@ fn o2_quarantine_excludes_from_search_and_processing_until_released() {
         json(&data, &["artifact", "show", "h/bad.md"])["revision"],
         1
     );
+    // nor does it reach agents through context packages or relations
+    let out = run(
+        &data,
+        &[
+            "context", "build", "--name", "c", "--select", "h/bad.md", "--budget", "500",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quarantined"));
+    ok(&data, &["relate", "h/good.md", "references", "h/bad.md"]);
+    let s = json(&data, &["search", "fine", "--expand", "references"]);
+    assert_eq!(
+        s["hits"][0]["related"].as_array().map_or(0, Vec::len),
+        0,
+        "{s}"
+    );
     // ingest leaves it alone, and says so
     std::fs::write(docs.join("bad.md"), "# Bad\n\nchanged payload\n").unwrap();
     let r = json(
@@ -338,6 +354,8 @@ fn o2_quarantine_excludes_from_search_and_processing_until_released() {
     );
     ok(&data, &["quarantine", "release", "h/bad.md"]);
     assert_eq!(json(&data, &["search", "payload"])["total"], 2);
+    let s = json(&data, &["search", "fine", "--expand", "references"]);
+    assert_eq!(s["hits"][0]["related"][0]["ref"], "h/bad.md", "{s}");
     // a quarantined job is never claimed until released
     let id = ok(&data, &["job", "enqueue", "noop"]).trim().to_owned();
     ok(&data, &["job", "quarantine", &id]);

@@ -98,6 +98,13 @@ pub struct Job {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The API key it was enqueued with, and that key's scopes (`None`: the
+    /// local administrator). The worker checks them, and the actor's
+    /// grants, again before every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<crate::Scope>>,
 }
 
 /// One attempt at a job: who ran it, when, how it ended, and the run it made.

@@ -16,6 +16,7 @@ use tower::ServiceExt;
 
 struct Api {
     _dir: tempfile::TempDir,
+    svc: Arc<Services>,
     app: axum::Router,
     doc: utoipa::openapi::OpenApi,
 }
@@ -69,8 +70,9 @@ impl Api {
             StoreOpenMode::Create,
         )
         .unwrap();
+        let svc = Arc::new(svc);
         let state = AppState::new(
-            Arc::new(svc),
+            svc.clone(),
             Actor::local_admin(),
             Namespace::default(),
             limits,
@@ -82,6 +84,7 @@ impl Api {
         let (app, doc) = router(state, &cfg);
         Api {
             _dir: dir,
+            svc,
             app,
             doc,
         }
@@ -1368,4 +1371,86 @@ async fn o1_metrics_scrape_is_valid_prometheus_text() {
     );
     assert!(text.contains(r#"route="/v1/artifacts/{id}""#), "{text}");
     assert!(!text.contains(&id), "raw ids never become labels");
+}
+
+/// O2/X2: a job enqueued with an API key runs only while that key and the
+/// actor's grants still allow its work — a grant revoked after enqueueing
+/// stops it (dead, refused by the policy), before it reads any server file.
+#[tokio::test]
+async fn o2_queued_jobs_are_authorized_again_when_they_run() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/grants",
+            json!({"actor": "user:ops", "permission": "admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let key = api
+        .json(
+            Method::POST,
+            "/v1/keys",
+            json!({"name": "ops", "actor": "user:ops", "scopes": ["admin"]}),
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.md"), "# Secret\n").unwrap();
+    let r = api
+        .with_key(
+            Method::POST,
+            "/v1/jobs",
+            &key,
+            Some(json!({"kind": "ingest", "payload": {
+                "paths": [dir.path().display().to_string()], "collection": "loot"}})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let id = r.json()["job"]["id"].as_str().unwrap().to_owned();
+    let admin = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+    api.svc
+        .revoke_grant(
+            &admin,
+            "user:ops".parse().unwrap(),
+            kontextual_model::GrantPermission::Admin,
+            kontextual_services::GrantOn::Namespace,
+        )
+        .unwrap();
+    let svc = api.svc.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        svc.run_workers(
+            &kontextual_services::WorkerConfig {
+                threads: 1,
+                drain: true,
+                ..Default::default()
+            },
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let job = api.svc.job_show(&admin, id.parse().unwrap()).unwrap().job;
+    assert_eq!(job.state, kontextual_model::JobState::Dead);
+    // refused as the policy refuses it: a collection the actor may not
+    // touch is "not found" to it
+    let err = job.last_error.as_deref().unwrap();
+    assert!(
+        err.contains("permission denied") || err.contains("not found"),
+        "{job:?}"
+    );
+    assert!(
+        api.svc.collection_show(&admin, "loot").is_err(),
+        "nothing was ingested"
+    );
 }

@@ -350,6 +350,16 @@ impl Services {
         if !a.is_live() {
             return Err(Error::NotFound(format!("artifact {s} (it is {})", a.state)));
         }
+        if let Some(q) = self
+            .store()
+            .quarantines(&caller.namespace, Some(a.id))?
+            .pop()
+        {
+            return Err(Error::InvalidInput(format!(
+                "--select {s}: the artifact is quarantined ({}); release it to use it",
+                q.reason
+            )));
+        }
         let selector = match r.section() {
             Some(sel) => {
                 // Resolve now, so an unknown selector is an error, not an omission.

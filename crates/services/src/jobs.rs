@@ -161,13 +161,35 @@ impl Services {
         let mut ops = Vec::with_capacity(payloads.len());
         for payload in payloads {
             self.check_job(caller, kind, &payload)?;
+            // re-index and repair are unique per scope unless told otherwise
+            let unique_key = opts.unique_key.clone().or_else(|| match kind {
+                JobKind::Reindex => Some(format!(
+                    "reindex:{}",
+                    payload
+                        .get("collection")
+                        .and_then(|c| c.as_str())
+                        .unwrap_or("*")
+                )),
+                JobKind::Repair => Some("repair".to_owned()),
+                _ => None,
+            });
+            if unique_key
+                .as_deref()
+                .is_some_and(|k| k.is_empty() || k.len() > 200)
+            {
+                return Err(Error::InvalidInput(
+                    "a unique key has 1-200 characters".to_owned(),
+                ));
+            }
             ops.push(Op::EnqueueJob(NewJob {
                 id: JobId::new(),
                 kind: kind.as_str().to_owned(),
                 payload,
                 max_attempts: opts.max_attempts.unwrap_or(kind.max_attempts()),
                 run_at: opts.run_at,
-                unique_key: opts.unique_key.clone(),
+                unique_key,
+                key_id: caller.key_id.clone(),
+                scopes: caller.scopes.clone(),
             }));
         }
         let out: Vec<Enqueued> = self
@@ -187,9 +209,14 @@ impl Services {
     }
 
     /// Whether the caller may enqueue this job, and its payload fits its kind.
-    fn check_job(&self, caller: &Caller, kind: JobKind, payload: &serde_json::Value) -> Result<()> {
+    pub(crate) fn check_job(
+        &self,
+        caller: &Caller,
+        kind: JobKind,
+        payload: &serde_json::Value,
+    ) -> Result<()> {
         let bad = |e: serde_json::Error| {
-            Error::InvalidInput(format!("the payload of a {} job: {e}", kind.as_str()))
+            Error::InvalidInput(format!("{} job payload: {e}", kind.as_str()))
         };
         match kind {
             JobKind::Ingest => {
@@ -204,6 +231,22 @@ impl Services {
                     return Err(Error::InvalidInput(
                         "give at least one file or directory to ingest".to_owned(),
                     ));
+                }
+                // Checked now, so a request that cannot work fails at once.
+                for path in &p.paths {
+                    let path = std::path::Path::new(path);
+                    if !path.is_absolute() {
+                        return Err(Error::InvalidInput(format!(
+                            "ingest job path {}: give an absolute path (a worker may run in another directory)",
+                            path.display()
+                        )));
+                    }
+                    if p.prune && path.is_file() {
+                        return Err(Error::InvalidInput(format!(
+                            "--prune needs directories: with the file {} it would tombstone the rest of the collection",
+                            path.display()
+                        )));
+                    }
                 }
                 // The paths are this machine's: a remote caller (with an API
                 // key) could otherwise read any file the server can. Only a
@@ -369,6 +412,16 @@ impl Services {
                 _ => None,
             },
         )
+    }
+
+    /// Whether an artifact is quarantined (kept out of search, context
+    /// packages, relation expansion, ingest and export).
+    pub(crate) fn is_quarantined(
+        &self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::ArtifactId,
+    ) -> Result<bool> {
+        Ok(!self.store().quarantines(ns, Some(id))?.is_empty())
     }
 
     pub fn quarantine_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Hold>> {

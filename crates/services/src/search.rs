@@ -309,7 +309,9 @@ impl Services {
             let hit = if lag == 0 {
                 self.current_hit(caller, rank, h)
             } else {
+                // a lagging index may not have dropped a fresh quarantine yet
                 self.checked(caller, &h)?
+                    .filter(|a| !self.is_quarantined(&caller.namespace, a.id).unwrap_or(true))
                     .map(|a| hit_from_store(rank, h, &a))
             };
             let Some(mut hit) = hit else {
@@ -410,6 +412,7 @@ impl Services {
                     };
                     if !self.can(caller, Permission::Read, &artifact_resource(&a))
                         || !self.cleared(caller, a.classification)
+                        || self.is_quarantined(&caller.namespace, a.id)?
                     {
                         continue;
                     }

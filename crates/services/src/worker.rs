@@ -83,6 +83,9 @@ pub struct WorkerSummary {
     /// Completions refused because the lease had been lost (the job was
     /// rescued and is someone else's now).
     pub lost: u64,
+    /// Kinds this worker did not take because another process owns the
+    /// search index they need.
+    pub not_run_here: Vec<String>,
 }
 
 #[derive(Default)]
@@ -147,7 +150,10 @@ impl JobSignal {
 }
 
 /// Jobs this process holds leases on, for the heartbeat.
-type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>)>>;
+type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>, kontextual_model::Namespace)>>;
+
+/// How often running jobs are checked for a stop request (cancel, quarantine).
+const STOP_POLL: Duration = Duration::from_millis(500);
 
 fn system_ctx() -> WriteContext {
     WriteContext {
@@ -210,7 +216,16 @@ impl Services {
             stop.store(true, Ordering::Relaxed);
         });
         tracing::info!(worker = %cfg.name, "workers stopped");
+        let not_run_here = ["reindex", "repair"]
+            .into_iter()
+            .filter(|k| {
+                !kinds.iter().any(|x| x == k)
+                    && (cfg.kinds.is_empty() || cfg.kinds.iter().any(|x| x == k))
+            })
+            .map(str::to_owned)
+            .collect();
         Ok(WorkerSummary {
+            not_run_here,
             succeeded: counters.succeeded.into_inner(),
             failed: counters.failed.into_inner(),
             stopped: counters.stopped.into_inner(),
@@ -295,7 +310,7 @@ impl Services {
                             requested: AtomicBool::new(false),
                             shutdown: stop.clone(),
                         });
-                        h.insert(j.id, (j.attempt, c.clone()));
+                        h.insert(j.id, (j.attempt, c.clone(), j.namespace.clone()));
                         c
                     })
                     .collect()
@@ -454,17 +469,37 @@ impl Services {
         claimed
     }
 
+    /// Renews the leases of running jobs every lease/3 and, in between,
+    /// looks for stop requests every `STOP_POLL`, so a cancel reaches a
+    /// running job within about half a second (a read, not a write).
     fn heartbeat_loop(&self, cfg: &WorkerConfig, held: &Held, stop: &AtomicBool) {
-        let every = (cfg.lease / 3).max(Duration::from_millis(10));
+        let renew_every = (cfg.lease / 3).max(Duration::from_millis(10));
+        let tick = renew_every.min(STOP_POLL);
+        let mut renewed = Instant::now();
         loop {
-            nap(every, stop);
-            let now: Vec<(JobId, u32, Arc<JobControl>)> = held
+            nap(tick, stop);
+            let now: Vec<(JobId, u32, Arc<JobControl>, kontextual_model::Namespace)> = held
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(|(id, (a, c))| (*id, *a, c.clone()))
+                .map(|(id, (a, c, ns))| (*id, *a, c.clone(), ns.clone()))
                 .collect();
-            for (id, attempt, ctl) in now {
+            let renew = renewed.elapsed() >= renew_every;
+            if renew {
+                renewed = Instant::now();
+            }
+            for (id, attempt, ctl, ns) in now {
+                if !renew {
+                    // a read: has an operator asked it to stop, or was it rescued?
+                    if let Ok(Some(j)) = self.store().job(&ns, id)
+                        && (j.stop_requested.is_some()
+                            || j.state != JobState::Running
+                            || j.attempt != attempt)
+                    {
+                        ctl.requested.store(true, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 let r = self.store().write(WriteBatch {
                     ctx: system_ctx(),
                     ops: vec![Op::HeartbeatJob {
@@ -478,6 +513,12 @@ impl Services {
                         ctl.requested.store(true, Ordering::Relaxed);
                     }
                     Ok(_) => {}
+                    // finished or given back meanwhile: nothing to keep alive
+                    Err(_)
+                        if !held
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .contains_key(&id) => {}
                     Err(e) if e.kind() == StoreKind::Conflict => {
                         tracing::warn!(job = %id, error = %e, "lost the lease; stopping the job");
                         ctl.requested.store(true, Ordering::Relaxed);
@@ -581,13 +622,16 @@ impl Services {
     }
 
     fn attempt(&self, job: &Job, ctl: &JobControl) -> Result<Option<serde_json::Value>, Failure> {
-        let caller = Caller {
-            correlation_id: job.correlation_id.clone(),
-            ..Caller::new(job.actor.clone(), job.namespace.clone())
-        };
+        let caller = self.job_caller(job)?;
         let link = Some((job.id, job.attempt));
         let bad = |e: serde_json::Error| Error::InvalidInput(format!("job payload: {e}"));
-        match JobKind::parse(&job.kind)? {
+        let kind = JobKind::parse(&job.kind)?;
+        // Whoever enqueued it must still be allowed to (a revoked key or
+        // grant stops queued and retried work too).
+        if caller.scopes.is_some() {
+            self.check_job(&caller, kind, &job.payload)?;
+        }
+        match kind {
             JobKind::Ingest => {
                 let p: IngestPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
                 let req = IngestRequest {
@@ -652,6 +696,50 @@ impl Services {
                 }
             }
         }
+    }
+}
+
+impl Services {
+    /// The caller a job runs as: its enqueuer, with the job's correlation id
+    /// — and, for a job enqueued with an API key, that key (still valid),
+    /// its scopes, and the actor's grants and clearance as they are now.
+    fn job_caller(&self, job: &Job) -> Result<Caller, Error> {
+        let mut caller = Caller {
+            correlation_id: job.correlation_id.clone(),
+            ..Caller::new(job.actor.clone(), job.namespace.clone())
+        };
+        let Some(scopes) = &job.scopes else {
+            return Ok(caller);
+        };
+        let denied = |why: String| Error::Denied {
+            actor: job.actor.to_string(),
+            permission: "run",
+            target: format!("job {}: {why}", job.id),
+        };
+        if let Some(id) = &job.key_id {
+            let key = self
+                .store()
+                .api_key(id)?
+                .ok_or_else(|| denied(format!("its API key {id} no longer exists")))?;
+            if key.revoked_at.is_some() {
+                return Err(denied(format!("its API key {id} was revoked")));
+            }
+            if key.expires_at.is_some_and(|e| kontextual_model::now() >= e) {
+                return Err(denied(format!("its API key {id} has expired")));
+            }
+        }
+        caller.scopes = Some(scopes.clone());
+        caller.key_id = job.key_id.clone();
+        caller.grants = Some(Arc::new(
+            self.store().grants(&job.namespace, Some(&job.actor))?,
+        ));
+        caller.clearance = Some(
+            self.store()
+                .clearances(&job.namespace, Some(&job.actor))?
+                .pop()
+                .map_or(kontextual_model::Classification::Internal, |c| c.level),
+        );
+        Ok(caller)
     }
 }
 

@@ -357,6 +357,9 @@ pub struct NewJob {
     /// Not before this instant; `None`: now.
     pub run_at: Option<kontextual_model::Timestamp>,
     pub unique_key: Option<String>,
+    /// The API key and scopes of the enqueuer (`None`: local administrator).
+    pub key_id: Option<String>,
+    pub scopes: Option<Vec<kontextual_model::Scope>>,
 }
 
 /// An operator's recovery action on a job (O2).

@@ -24,7 +24,7 @@ const RESCUE_BATCH: i64 = 256;
 
 const JOB_COLS: &str = "id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
      worker, lease_expires_at, stop_requested, last_error, report, actor, correlation_id, \
-     created_at, updated_at, finished_at";
+     created_at, updated_at, finished_at, key_id, scopes";
 
 fn opt_ts(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
     r.get::<_, Option<i64>>(idx)?.map(from_micros).transpose()
@@ -57,6 +57,11 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: ts(r, 16)?,
         updated_at: ts(r, 17)?,
         finished_at: opt_ts(r, 18)?,
+        key_id: r.get(19)?,
+        scopes: r
+            .get::<_, Option<String>>(20)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| super::read::conv(20, e)))
+            .transpose()?,
     })
 }
 
@@ -138,11 +143,19 @@ pub(crate) fn enqueue(
         created_at: now,
         updated_at: now,
         finished_at: None,
+        key_id: new.key_id,
+        scopes: new.scopes,
     };
+    let scopes = job
+        .scopes
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Internal(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
-         actor, correlation_id, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+         actor, correlation_id, created_at, updated_at, key_id, scopes) \
+         VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
     )
     .map_err(sql_err)?
     .execute(params![
@@ -156,6 +169,8 @@ pub(crate) fn enqueue(
         job.actor.to_string(),
         job.correlation_id.as_str(),
         micros(now),
+        job.key_id,
+        scopes,
     ])
     .map_err(|e| match sql_err(e) {
         StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
@@ -326,7 +341,7 @@ pub(crate) fn finish(
         // the job row keeps this attempt's worker, start and run
         let n = conn
             .prepare_cached(
-                "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, \
+                "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, last_error = NULL, \
                    stop_requested = NULL, report = coalesce(?3, report), finished_at = ?4, updated_at = ?4 \
                  WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
             )

@@ -27,6 +27,8 @@ fn new_job(kind: &str, max_attempts: u32) -> NewJob {
         max_attempts,
         run_at: None,
         unique_key: None,
+        key_id: None,
+        scopes: None,
     }
 }
 

@@ -21,6 +21,10 @@ CREATE TABLE jobs (
     last_error       TEXT,
     report           TEXT,
     actor            TEXT NOT NULL,
+    -- The API key and scopes it was enqueued with (NULL: the local
+    -- administrator), so the worker can check them again when it runs.
+    key_id           TEXT,
+    scopes           TEXT,
     correlation_id   TEXT NOT NULL,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,

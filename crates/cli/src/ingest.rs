@@ -176,6 +176,7 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
                 ("status", r.status.to_string()),
                 ("actor", r.actor.to_string()),
                 ("owner", r.owner.clone()),
+                ("job", r.job_id.map_or("-".to_owned(), |j| j.to_string())),
                 ("started", time(r.started_at)),
                 (
                     "finished",

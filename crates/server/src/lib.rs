@@ -103,7 +103,6 @@ struct ApiDoc;
 pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
     use routes::{artifacts as a, jobs as j, keys as k, ops as o, retrieval as r};
     metrics::handle();
-    let state_for_metrics = state.clone();
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(o::healthz))
         .routes(routes!(o::readyz))
@@ -146,6 +145,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(j::repair))
         .routes(routes!(j::list_quarantines, j::quarantine))
         .routes(routes!(j::release_quarantine))
+        .routes(routes!(metrics::scrape))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -156,10 +156,6 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let doc = api.clone();
     let router = router
-        .route(
-            "/metrics",
-            axum::routing::get(metrics::scrape).with_state(state_for_metrics),
-        )
         .route(
             "/openapi.json",
             axum::routing::get(move || {

@@ -156,6 +156,8 @@ fn static_status(s: u16) -> std::borrow::Cow<'static, str> {
 }
 
 /// `GET /metrics`: Prometheus text format (admin).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
 pub async fn scrape(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let snap = run(&s, call, false, |svc, c| svc.metrics_snapshot(c)).await?;
     let Some(h) = handle() else {

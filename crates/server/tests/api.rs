@@ -520,6 +520,7 @@ async fn x4_openapi_matches_the_routes() {
         ("DELETE", "/v1/quarantines/{artifact}"),
         ("DELETE", "/v1/relations/{id}"),
         ("GET", "/healthz"),
+        ("GET", "/metrics"),
         ("GET", "/readyz"),
         ("GET", "/v1/access"),
         ("GET", "/v1/artifacts"),

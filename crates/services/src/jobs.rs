@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Caller, Error, IngestRequest, Permission, Resource, Result, Services};
 
+/// Largest job payload (serialized JSON): jobs carry instructions, not data.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
 /// Most jobs one enqueue call takes.
 pub const MAX_ENQUEUE_BATCH: usize = 10_000;
 
@@ -160,6 +163,12 @@ impl Services {
         }
         let mut ops = Vec::with_capacity(payloads.len());
         for payload in payloads {
+            let size = payload.to_string().len();
+            if size > MAX_PAYLOAD_BYTES {
+                return Err(Error::InvalidInput(format!(
+                    "a job payload of {size} bytes is over the limit of {MAX_PAYLOAD_BYTES}"
+                )));
+            }
             self.check_job(caller, kind, &payload)?;
             // re-index and repair are unique per scope unless told otherwise
             let unique_key = opts.unique_key.clone().or_else(|| match kind {

@@ -150,7 +150,7 @@ pub enum JobCmd {
     /// Enqueue a job directly: KIND with a JSON payload (ingest, reindex, repair, noop)
     Enqueue {
         kind: String,
-        /// The payload as JSON (default `{}`)
+        /// The payload as JSON, or @FILE to read it from a file (default `{}`). ingest: {"paths":[ABSOLUTE…],"collection":C,"prune":bool}; reindex: {"collection":C}; repair: {}; noop: {"sleep_ms":N,"fail":"msg","permanent":bool}
         #[arg(long, default_value = "{}")]
         payload: String,
         /// Attempts before the job is dead

@@ -211,8 +211,17 @@ pub fn job(ctx: &Ctx, cmd: JobCmd) -> Result<ExitCode> {
             run_at,
             unique_key,
         } => {
-            let payload: serde_json::Value = serde_json::from_str(&payload)
-                .with_context(|| format!("--payload is not valid JSON: {payload}"))?;
+            let text = match payload.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("--payload @{path}: cannot read the file"))?,
+                None => payload,
+            };
+            let payload: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "--payload is not valid JSON: {}",
+                    text.chars().take(200).collect::<String>()
+                )
+            })?;
             let opts = EnqueueOptions {
                 max_attempts,
                 run_at: run_at.as_deref().map(when).transpose()?,

@@ -213,8 +213,10 @@ fn o2_a_poison_job_ends_dead_without_blocking_others() {
     .trim()
     .to_owned();
     // payloads carry instructions, not data
-    let huge = format!(r#"{{"fail":"{}"}}"#, "x".repeat(300_000));
-    let out = run(&data, &["job", "enqueue", "noop", "--payload", &huge]);
+    let huge = dir.path().join("huge.json");
+    std::fs::write(&huge, format!(r#"{{"fail":"{}"}}"#, "x".repeat(300_000))).unwrap();
+    let arg = format!("@{}", huge.display());
+    let out = run(&data, &["job", "enqueue", "noop", "--payload", &arg]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("over the limit"));
     let good: Vec<String> = (0..5)

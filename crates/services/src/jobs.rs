@@ -343,6 +343,9 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<Job>> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
+        if let Some(k) = kind {
+            JobKind::parse(k)?;
+        }
         let q = JobQuery {
             state,
             kind: kind.map(str::to_owned),

@@ -292,8 +292,12 @@ fn apply_batch(
                     },
                 }]
             }
-            Op::SetHold { key, reason } => vec![set_hold(conn, &ctx, &key, reason, now)?],
-            Op::ReleaseHold { key } => vec![release_hold(conn, &ctx, &key)?],
+            Op::SetHold { key, reason } => vec![Change::HoldSet {
+                hold: set_mark(conn, &ctx, &key, reason, Mark::Hold, now)?,
+            }],
+            Op::ReleaseHold { key } => vec![Change::HoldReleased {
+                hold: release_mark(conn, &ctx, &key, Mark::Hold)?,
+            }],
             Op::CreateGrant {
                 actor,
                 permission,
@@ -369,10 +373,12 @@ fn apply_batch(
                     .map_err(sql_err)?;
                 continue;
             }
-            Op::QuarantineArtifact { key, reason } => {
-                vec![quarantine_artifact(conn, &ctx, &key, reason, now)?]
-            }
-            Op::ReleaseArtifact { key } => vec![release_artifact(conn, &ctx, &key)?],
+            Op::QuarantineArtifact { key, reason } => vec![Change::ArtifactQuarantined {
+                quarantine: set_mark(conn, &ctx, &key, reason, Mark::Quarantine, now)?,
+            }],
+            Op::ReleaseArtifact { key } => vec![Change::ArtifactReleased {
+                quarantine: release_mark(conn, &ctx, &key, Mark::Quarantine)?,
+            }],
             Op::TouchKeys { uses } => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -1149,91 +1155,96 @@ fn refuse_if_held(conn: &Connection, ctx: &WriteContext, a: &Artifact, what: &st
     }
 }
 
-fn set_hold(
+/// Marks an artifact can carry: a legal hold or a quarantine. Each is a
+/// row per marked artifact (history is in the audit chain).
+#[derive(Clone, Copy)]
+enum Mark {
+    Hold,
+    Quarantine,
+}
+
+impl Mark {
+    fn table(self) -> &'static str {
+        match self {
+            Mark::Hold => "holds",
+            Mark::Quarantine => "quarantines",
+        }
+    }
+
+    /// `a legal hold on h/a.md`, `a quarantine of h/a.md`.
+    fn describe(self, a: &Artifact) -> String {
+        match self {
+            Mark::Hold => format!("a legal hold on {}/{}", a.collection, a.name),
+            Mark::Quarantine => format!("a quarantine of {}/{}", a.collection, a.name),
+        }
+    }
+
+    fn read(
+        self,
+        conn: &Connection,
+        ns: &kontextual_model::Namespace,
+        id: ArtifactId,
+    ) -> Result<Option<kontextual_model::Hold>> {
+        Ok(match self {
+            Mark::Hold => read::holds(conn, ns, Some(id))?,
+            Mark::Quarantine => read::quarantines(conn, ns, Some(id))?,
+        }
+        .pop())
+    }
+}
+
+/// Marks an artifact; `AlreadyExists` if it is marked so already.
+fn set_mark(
     conn: &Connection,
     ctx: &WriteContext,
     key: &ArtifactKey,
     reason: String,
+    mark: Mark,
     now: Timestamp,
-) -> Result<Change> {
+) -> Result<kontextual_model::Hold> {
     let a = existing(conn, ctx, key)?;
     let reason = reason.trim().to_owned();
     if reason.is_empty() || reason.len() > 1000 {
-        return Err(StoreError::InvalidInput(
-            "a legal hold needs a reason of 1-1000 characters".to_owned(),
-        ));
+        return Err(StoreError::InvalidInput(format!(
+            "{} needs a reason of 1-1000 characters",
+            mark.describe(&a)
+        )));
     }
-    if !read::holds(conn, &ctx.namespace, Some(a.id))?.is_empty() {
+    if mark.read(conn, &ctx.namespace, a.id)?.is_some() {
         return Err(StoreError::AlreadyExists {
-            what: format!("a legal hold on {}/{}", a.collection, a.name),
+            what: mark.describe(&a),
         });
     }
     conn.execute(
-        "INSERT INTO holds (artifact_id, namespace, reason, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &format!(
+            "INSERT INTO {} (artifact_id, namespace, reason, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            mark.table()
+        ),
         params![a.id.0, ctx.namespace.as_str(), reason, ctx.actor.to_string(), micros(now)],
     )
     .map_err(sql_err)?;
-    let hold = read::holds(conn, &ctx.namespace, Some(a.id))?
-        .pop()
-        .ok_or_else(|| StoreError::Internal("a hold vanished while it was set".to_owned()))?;
-    Ok(Change::HoldSet { hold })
+    mark.read(conn, &ctx.namespace, a.id)?.ok_or_else(|| {
+        StoreError::Internal(format!("{} vanished while it was set", mark.describe(&a)))
+    })
 }
 
-fn release_hold(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Result<Change> {
-    let a = existing(conn, ctx, key)?;
-    let hold = read::holds(conn, &ctx.namespace, Some(a.id))?
-        .pop()
-        .ok_or_else(|| {
-            StoreError::not_found(format!("a legal hold on {}/{}", a.collection, a.name))
-        })?;
-    conn.execute("DELETE FROM holds WHERE artifact_id = ?1", params![a.id.0])
-        .map_err(sql_err)?;
-    Ok(Change::HoldReleased { hold })
-}
-
-fn quarantine_artifact(
+/// Removes a mark; `NotFound` if the artifact does not carry it.
+fn release_mark(
     conn: &Connection,
     ctx: &WriteContext,
     key: &ArtifactKey,
-    reason: String,
-    now: Timestamp,
-) -> Result<Change> {
+    mark: Mark,
+) -> Result<kontextual_model::Hold> {
     let a = existing(conn, ctx, key)?;
-    let reason = reason.trim().to_owned();
-    if reason.is_empty() || reason.len() > 1000 {
-        return Err(StoreError::InvalidInput(
-            "a quarantine needs a reason of 1-1000 characters".to_owned(),
-        ));
-    }
-    if !read::quarantines(conn, &ctx.namespace, Some(a.id))?.is_empty() {
-        return Err(StoreError::AlreadyExists {
-            what: format!("a quarantine of {}/{}", a.collection, a.name),
-        });
-    }
+    let found = mark
+        .read(conn, &ctx.namespace, a.id)?
+        .ok_or_else(|| StoreError::not_found(mark.describe(&a)))?;
     conn.execute(
-        "INSERT INTO quarantines (artifact_id, namespace, reason, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![a.id.0, ctx.namespace.as_str(), reason, ctx.actor.to_string(), micros(now)],
-    )
-    .map_err(sql_err)?;
-    let quarantine = read::quarantines(conn, &ctx.namespace, Some(a.id))?
-        .pop()
-        .ok_or_else(|| StoreError::Internal("a quarantine vanished while it was set".to_owned()))?;
-    Ok(Change::ArtifactQuarantined { quarantine })
-}
-
-fn release_artifact(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Result<Change> {
-    let a = existing(conn, ctx, key)?;
-    let quarantine = read::quarantines(conn, &ctx.namespace, Some(a.id))?
-        .pop()
-        .ok_or_else(|| {
-            StoreError::not_found(format!("a quarantine of {}/{}", a.collection, a.name))
-        })?;
-    conn.execute(
-        "DELETE FROM quarantines WHERE artifact_id = ?1",
+        &format!("DELETE FROM {} WHERE artifact_id = ?1", mark.table()),
         params![a.id.0],
     )
     .map_err(sql_err)?;
-    Ok(Change::ArtifactReleased { quarantine })
+    Ok(found)
 }
 
 fn scope_parts(scope: &kontextual_model::GrantScope) -> (&'static str, String) {

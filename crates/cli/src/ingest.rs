@@ -37,19 +37,7 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         source_system: args.source_system,
     };
     if args.background {
-        let e = svc.ingest_background(&ctx.caller, &req)?;
-        if ctx.out.json {
-            ctx.out.json(&e)?;
-        } else {
-            // the id alone on stdout (for `J=$(kontextual ingest … --background)`)
-            println!("{}", e.job.id);
-            if !ctx.out.quiet {
-                eprintln!(
-                    "Queued ingest job {} (`kontextual job show {}`; a worker — `serve` or `worker` — runs it).",
-                    e.job.id, e.job.id
-                );
-            }
-        }
+        crate::jobs::print_enqueued(ctx, &svc.ingest_background(&ctx.caller, &req)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let show_bar = !ctx.out.quiet && !ctx.out.json && std::io::stderr().is_terminal();

@@ -42,7 +42,7 @@ fn when(s: &str) -> Result<kontextual_model::Timestamp> {
     })
 }
 
-fn print_enqueued(ctx: &Ctx, e: &Enqueued) -> Result<()> {
+pub(crate) fn print_enqueued(ctx: &Ctx, e: &Enqueued) -> Result<()> {
     if ctx.out.json {
         ctx.out.json(e)?;
     } else {

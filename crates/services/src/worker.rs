@@ -149,6 +149,10 @@ impl JobSignal {
     }
 }
 
+/// How one attempt ended, waiting to be committed: the job, its result and
+/// its partial-failure report.
+type Outcome = (Job, JobResult, Option<serde_json::Value>);
+
 /// Jobs this process holds leases on, for the heartbeat.
 type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>, kontextual_model::Namespace)>>;
 
@@ -315,12 +319,12 @@ impl Services {
                     })
                     .collect()
             };
-            let mut pending: Vec<(Job, Op)> = Vec::new();
+            let mut pending: Vec<Outcome> = Vec::new();
             let mut quick = true;
             for (job, ctl) in jobs.into_iter().zip(controls) {
                 if stop.load(Ordering::Relaxed) {
                     // claimed but not started: give it back
-                    pending.push(finish_op(job, JobResult::Returned, None));
+                    pending.push((job, JobResult::Returned, None));
                     continue;
                 }
                 let t = Instant::now();
@@ -345,7 +349,7 @@ impl Services {
                     correlation_id = %job.correlation_id, ms = elapsed.as_millis() as u64,
                     "job attempt ended"
                 );
-                pending.push(finish_op(job, result, report));
+                pending.push((job, result, report));
                 if elapsed > Duration::from_millis(20) {
                     quick = false;
                     self.complete(&mut pending, held, counters, None);
@@ -368,7 +372,7 @@ impl Services {
     /// committed alone so the others still count, and nothing is claimed.
     fn complete(
         &self,
-        pending: &mut Vec<(Job, Op)>,
+        pending: &mut Vec<Outcome>,
         held: &Held,
         counters: &Counters,
         then_claim: Option<Op>,
@@ -376,7 +380,7 @@ impl Services {
         if pending.is_empty() {
             return None;
         }
-        let batch: Vec<(Job, Op)> = std::mem::take(pending);
+        let batch: Vec<Outcome> = std::mem::take(pending);
         let count = |job: &Job, r: Option<JobState>| {
             let c = match r {
                 Some(JobState::Succeeded) => &counters.succeeded,
@@ -390,28 +394,13 @@ impl Services {
             metrics::counter!("kontextual_jobs_finished_total", "kind" => job.kind.clone(), "state" => state)
                 .increment(1);
         };
-        let (jobs, ops): (Vec<Job>, Vec<Op>) = batch.into_iter().unzip();
-        // only a refused batch needs them again (rare): keep the cheap parts
-        let retry: Vec<(JobId, u32, JobResult)> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::FinishJob {
-                    id,
-                    attempt,
-                    result,
-                    ..
-                } => Some((*id, *attempt, result.clone())),
-                _ => None,
-            })
-            .collect();
-        let reports: Vec<Option<serde_json::Value>> = ops
-            .iter()
-            .map(|op| match op {
-                Op::FinishJob { report, .. } if report.is_some() => report.clone(),
-                _ => None,
-            })
-            .collect();
-        let mut ops = ops;
+        let finish = |(job, result, report): &Outcome| Op::FinishJob {
+            id: job.id,
+            attempt: job.attempt,
+            result: result.clone(),
+            report: report.clone(),
+        };
+        let mut ops: Vec<Op> = batch.iter().map(finish).collect();
         ops.extend(then_claim);
         let mut claimed = None;
         match self.store().write(WriteBatch {
@@ -420,7 +409,7 @@ impl Services {
         }) {
             Ok(changes) => {
                 let mut changes = changes.into_iter();
-                for job in &jobs {
+                for (job, _, _) in &batch {
                     let state = match changes.next() {
                         Some(Change::JobFinished { state, .. }) => Some(state),
                         _ => None,
@@ -432,20 +421,11 @@ impl Services {
                 }
             }
             Err(_) => {
-                let retry_ops =
-                    retry
-                        .into_iter()
-                        .zip(reports)
-                        .map(|((id, attempt, result), report)| Op::FinishJob {
-                            id,
-                            attempt,
-                            result,
-                            report,
-                        });
-                for (job, op) in jobs.iter().zip(retry_ops) {
+                for outcome in &batch {
+                    let job = &outcome.0;
                     let r = self.store().write(WriteBatch {
                         ctx: system_ctx(),
-                        ops: vec![op],
+                        ops: vec![finish(outcome)],
                     });
                     match r.map(|mut c| c.pop()) {
                         Ok(Some(Change::JobFinished { state, .. })) => count(job, Some(state)),
@@ -463,7 +443,7 @@ impl Services {
             }
         }
         let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-        for j in &jobs {
+        for (j, _, _) in &batch {
             h.remove(&j.id);
         }
         claimed
@@ -756,14 +736,4 @@ impl From<Error> for Failure {
             report: None,
         }
     }
-}
-
-fn finish_op(job: Job, result: JobResult, report: Option<serde_json::Value>) -> (Job, Op) {
-    let op = Op::FinishJob {
-        id: job.id,
-        attempt: job.attempt,
-        result,
-        report,
-    };
-    (job, op)
 }

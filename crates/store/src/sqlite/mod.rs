@@ -144,9 +144,26 @@ fn configure(conn: &Connection, busy: Duration, file_writer: bool) -> Result<()>
     // Every statement of the write path stays prepared (the default of 16 thrashes).
     conn.set_prepared_statement_cache_capacity(128);
     if file_writer {
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(sql_err)?;
+        // Switching a file to WAL needs an exclusive lock, and SQLite
+        // answers "busy" at once (without the busy handler) while a
+        // concurrent opener holds the file: retry within the busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Ok(m) => break m,
+                Err(e) => match sql_err(e) {
+                    StoreError::Locked { .. } if started.elapsed() < busy => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    StoreError::Locked { .. } => {
+                        return Err(StoreError::Locked {
+                            waited_ms: started.elapsed().as_millis() as u64,
+                        });
+                    }
+                    other => return Err(other),
+                },
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Internal(format!(
                 "could not enable WAL (journal mode {mode})"
@@ -230,6 +247,10 @@ impl SqliteBackend {
             | OpenFlags::SQLITE_OPEN_URI;
         let open = || Connection::open_with_flags(&db, flags).map_err(sql_err);
         let mut conn = open()?;
+        // Before the first read: a concurrent `init` may hold the lock while
+        // it switches the file to WAL, and without a busy timeout the
+        // identity check would fail at once instead of waiting.
+        conn.busy_timeout(opts.busy_timeout).map_err(sql_err)?;
         Self::check_identity(&conn, dir)?;
         configure(&conn, opts.busy_timeout, true)?;
         Self::prepare_schema(&mut conn, opts, dir)?;

@@ -135,6 +135,23 @@ pub enum Change {
     },
     /// What an idempotency-key reservation found (bookkeeping, never audited).
     Idempotency(crate::Idempotency),
+    /// A revision written by an import with its original ids and history
+    /// (K9). `current` is the artifact's state when this is its current
+    /// revision. Its audit record vouches for the revision like the record
+    /// of the original change did.
+    RevisionImported {
+        revision: crate::Revision,
+        current: Option<Artifact>,
+    },
+    /// A relation written by an import with its original id.
+    RelationImported {
+        relation: Relation,
+    },
+    /// An export package was imported: what was written and skipped.
+    Imported {
+        package: String,
+        summary: serde_json::Value,
+    },
     /// An audit-only record (a denial, a recovery action) with no state change.
     Audited {
         action: String,
@@ -329,6 +346,41 @@ impl Change {
                     "stop_requested": t.job.stop_requested,
                 })),
             },
+            Change::RevisionImported { revision, current } => AuditDraft {
+                action: "artifact.import".into(),
+                target_kind: "artifact".into(),
+                target_id: revision.artifact_id.to_string(),
+                target_name: current
+                    .as_ref()
+                    .map(|a| format!("{}/{}", a.collection, a.name)),
+                revision: Some(revision.revision),
+                prev_digest: revision.prev_digest,
+                digest: Some(revision.digest),
+                outcome: Outcome::Success,
+                detail: Some(match current {
+                    Some(a) => json!({
+                        "revision_hash": revision_fingerprint(&RevisionFacts::of_revision(revision)),
+                        "artifact_hash": artifact_fingerprint(a),
+                    }),
+                    None => json!({
+                        "revision_hash": revision_fingerprint(&RevisionFacts::of_revision(revision)),
+                    }),
+                }),
+            },
+            Change::RelationImported { relation } => {
+                relation_draft("relation.import", relation, None)
+            }
+            Change::Imported { package, summary } => AuditDraft {
+                action: "store.import".into(),
+                target_kind: "package".into(),
+                target_id: package.clone(),
+                target_name: None,
+                revision: None,
+                prev_digest: None,
+                digest: None,
+                outcome: Outcome::Success,
+                detail: Some(summary.clone()),
+            },
             Change::JobsPruned { count } => AuditDraft {
                 action: "job.prune".into(),
                 target_kind: "jobs".into(),
@@ -461,9 +513,30 @@ impl Change {
             | Change::JobsClaimed { .. }
             | Change::JobLeased { .. }
             | Change::JobFinished { .. }
-            | Change::JobsPruned { .. } => {
+            | Change::JobsPruned { .. }
+            | Change::RelationImported { .. }
+            | Change::RevisionImported { current: None, .. } => {
                 return None;
             }
+            Change::RevisionImported {
+                revision,
+                current: Some(artifact),
+            } => (
+                "artifact.imported".to_owned(),
+                artifact.id.to_string(),
+                json!({
+                    "collection": artifact.collection,
+                    "name": artifact.name,
+                    "revision": revision.revision,
+                    "digest": artifact.digest,
+                    "state": artifact.state,
+                }),
+            ),
+            Change::Imported { package, summary } => (
+                "store.imported".to_owned(),
+                package.clone(),
+                summary.clone(),
+            ),
             Change::RelationCreated { relation }
             | Change::RelationUpdated { relation }
             | Change::RelationDeleted { relation, .. } => {

@@ -11,6 +11,7 @@ mod artifacts;
 mod context;
 mod diff;
 mod error;
+mod export;
 mod grants;
 mod index_admin;
 mod ingest;
@@ -50,6 +51,9 @@ pub use context::{
     Reason, VerifyProblem,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use export::{
+    CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, check_package,
+};
 pub use grants::GrantOn;
 pub use index_admin::IndexStatus;
 pub use ingest::{
@@ -58,6 +62,10 @@ pub use ingest::{
 pub use jobs::{EnqueueOptions, Enqueued, JobKind, JobView, MAX_ENQUEUE_BATCH};
 pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use kontextual_index::Snippet;
+pub use kontextual_package::{
+    Limits as UnpackLimits, Problem as PackageProblem, Verdict as PackageVerdict,
+};
+pub use kontextual_store::ImportConflict;
 pub use kontextual_store::JobAction;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{

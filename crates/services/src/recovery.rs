@@ -41,7 +41,7 @@ impl RepairReport {
 impl Services {
     /// Starts a run for recovery work and finishes it with the outcome of
     /// `work` (its manifest, or the error).
-    fn recovery_run<T: Serialize>(
+    pub(crate) fn recovery_run<T: Serialize>(
         &self,
         caller: &Caller,
         kind: &str,

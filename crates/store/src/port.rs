@@ -340,11 +340,55 @@ pub enum Op {
     ReleaseArtifact {
         key: ArtifactKey,
     },
+    /// Writes the records of an export package with their original ids,
+    /// revisions, actors and times (K9). Each revision gets an audit record
+    /// that vouches for it ([`Change::RevisionImported`]); one
+    /// [`Change::Imported`] sums the import up. Blobs are read from their
+    /// files and must hash to their digest. Conflicts follow `on_conflict`.
+    ImportRecords(Box<ImportRecords>),
     /// Records when keys were last used (coalesced by the caller).
     /// Bookkeeping: no change, no audit record; unknown ids are ignored.
     TouchKeys {
         uses: Vec<(String, kontextual_model::Timestamp)>,
     },
+}
+
+/// What an import writes. Namespaces in the records are ignored: every
+/// record lands in the batch's namespace.
+#[derive(Debug, Default)]
+pub struct ImportRecords {
+    /// The package's id (its export id), for the audit record.
+    pub package: String,
+    pub collections: Vec<kontextual_model::Collection>,
+    pub artifacts: Vec<Artifact>,
+    /// Every revision of every artifact, each history complete from 1.
+    pub revisions: Vec<Revision>,
+    pub relations: Vec<Relation>,
+    pub runs: Vec<(kontextual_model::Run, Vec<kontextual_model::RunStep>)>,
+    pub blobs: Vec<ImportBlob>,
+    pub on_conflict: ImportConflict,
+    /// Facts about the package for the summary audit record.
+    pub detail: serde_json::Value,
+}
+
+/// A content blob staged in a file.
+#[derive(Clone, Debug)]
+pub struct ImportBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub path: std::path::PathBuf,
+}
+
+/// What an import does with a record whose id the store already holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportConflict {
+    /// Refuse the whole import (nothing is written).
+    #[default]
+    Fail,
+    /// Keep the store's record and import the rest. A name taken by a
+    /// different id is still refused.
+    Skip,
 }
 
 /// A job to enqueue.

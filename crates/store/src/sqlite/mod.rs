@@ -11,6 +11,7 @@
 
 mod blobs;
 mod check;
+mod import;
 mod jobs;
 mod read;
 pub mod schema;

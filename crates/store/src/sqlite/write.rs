@@ -379,6 +379,7 @@ fn apply_batch(
             Op::ReleaseArtifact { key } => vec![Change::ArtifactReleased {
                 quarantine: release_mark(conn, &ctx, &key, Mark::Quarantine)?,
             }],
+            Op::ImportRecords(rec) => super::import::import(conn, &ctx, *rec, now)?,
             Op::TouchKeys { uses } => {
                 let mut stmt = conn
                     .prepare_cached(
@@ -675,7 +676,7 @@ fn put_artifact(
     })
 }
 
-fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
+pub(super) fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
     let provenance = serde_json::to_string(&a.provenance)
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     let sql = if insert {
@@ -889,7 +890,7 @@ fn endpoint(
     }
 }
 
-fn write_relation(conn: &Connection, r: &Relation, insert: bool) -> Result<()> {
+pub(super) fn write_relation(conn: &Connection, r: &Relation, insert: bool) -> Result<()> {
     let sql = if insert {
         "INSERT INTO relations (id, namespace, rel_type, source_id, target_id, properties, revision, deleted, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"

@@ -1,0 +1,891 @@
+//! Validation: is a bag *complete* (every required element and listed file
+//! present, nothing unlisted, no unsafe name) and *valid* (complete, every
+//! checksum verifies, and — for a Kontextual package — the records parse,
+//! match their counts and reference only what the package holds)?
+//!
+//! Names from manifests are checked before they are joined to the bag's
+//! path, and links inside a bag directory are reported, never followed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kontextual_model::{ArtifactId, CollectionId, Digest, RunId};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::manifest::{self, check_path, collision_key};
+use crate::records::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// `bagit.txt`, `data/` or the payload manifest is missing or unreadable.
+    MissingElement,
+    /// A manifest lists a file that is not there.
+    MissingFile,
+    /// A payload file no manifest lists.
+    ExtraFile,
+    UnsafePath,
+    /// A link, device or other non-regular file.
+    UnsupportedEntry,
+    /// Two names that differ only in case or Unicode normalization.
+    NameCollision,
+    DuplicateEntry,
+    /// `fetch.txt` is present: remote fetching is refused.
+    FetchRefused,
+    MalformedManifest,
+    OxumMismatch,
+    UnsupportedAlgorithm,
+    HashMismatch,
+    UnknownSchemaVersion,
+    MalformedRecord,
+    CountMismatch,
+    DuplicateRecord,
+    /// A record points at a record or blob the package does not hold.
+    BrokenReference,
+    /// A record the others require is absent (a revision of the history).
+    MissingRecord,
+}
+
+impl ProblemKind {
+    /// Whether the problem makes the bag incomplete (RFC 8493 §3), not
+    /// merely invalid.
+    pub fn breaks_completeness(self) -> bool {
+        use ProblemKind::*;
+        matches!(
+            self,
+            MissingElement
+                | MissingFile
+                | ExtraFile
+                | UnsafePath
+                | UnsupportedEntry
+                | NameCollision
+                | DuplicateEntry
+                | FetchRefused
+                | MalformedManifest
+                | OxumMismatch
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The bag-relative file concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The record concerned (`artifact <id>`, `relation <id>`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = serde_json::to_value(self.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        write!(f, "{kind}")?;
+        if let Some(p) = &self.path {
+            write!(f, " {p}")?;
+        }
+        if let Some(r) = &self.record {
+            write!(f, " [{r}]")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+fn problem(
+    kind: ProblemKind,
+    path: Option<&str>,
+    record: Option<String>,
+    detail: impl Into<String>,
+) -> Problem {
+    Problem {
+        kind,
+        path: path.map(str::to_owned),
+        record,
+        detail: detail.into(),
+    }
+}
+
+/// The verdict on a package.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub complete: bool,
+    pub valid: bool,
+    /// A Kontextual export (has `data/kontextual.json`), not just any bag.
+    pub kontextual: bool,
+    pub bagit_version: Option<String>,
+    pub payload_files: u64,
+    pub payload_bytes: u64,
+    /// SHA-256 of `manifest-sha256.txt`.
+    pub payload_digest: Option<String>,
+    /// SHA-256 of `tagmanifest-sha256.txt`.
+    pub package_digest: Option<String>,
+    /// Records found, per type.
+    pub counts: BTreeMap<String, u64>,
+    /// The export-time facts, when the tag file is present and readable.
+    pub export: Option<ExportInfo>,
+    pub problems: Vec<Problem>,
+}
+
+/// A Kontextual package's records, loaded while validating.
+#[derive(Clone, Debug, Default)]
+pub struct Records {
+    pub current_only: bool,
+    pub collections: Vec<CollectionRecord>,
+    pub artifacts: Vec<ArtifactRecord>,
+    pub revisions: Vec<RevisionRecord>,
+    pub relations: Vec<RelationRecord>,
+    pub runs: Vec<RunRecord>,
+    pub representations: Vec<RepresentationRecord>,
+    /// Each blob's file and size.
+    pub blobs: BTreeMap<Digest, (PathBuf, u64)>,
+}
+
+/// Validates the bag in `root`; returns the verdict and, for a Kontextual
+/// package whose records could be read, the records.
+pub fn validate_dir(root: &Path) -> (Verdict, Option<Records>) {
+    let mut v = Verdict {
+        complete: false,
+        valid: false,
+        kontextual: false,
+        bagit_version: None,
+        payload_files: 0,
+        payload_bytes: 0,
+        payload_digest: None,
+        package_digest: None,
+        counts: BTreeMap::new(),
+        export: None,
+        problems: Vec::new(),
+    };
+    let records = check(root, &mut v);
+    v.complete = !v.problems.iter().any(|p| p.kind.breaks_completeness());
+    v.valid = v.problems.is_empty();
+    (v, records)
+}
+
+/// Files found on disk: bag-relative path → size.
+struct Scan {
+    files: BTreeMap<String, u64>,
+    has_data_dir: bool,
+}
+
+fn scan(root: &Path, problems: &mut Vec<Problem>) -> Scan {
+    let mut out = Scan {
+        files: BTreeMap::new(),
+        has_data_dir: false,
+    };
+    let mut folded: HashMap<String, String> = HashMap::new();
+    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_owned(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                problems.push(problem(
+                    ProblemKind::MissingElement,
+                    Some(if rel.is_empty() { "." } else { &rel }),
+                    None,
+                    format!("cannot read the directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        for entry in rd.flatten() {
+            let name = match entry.file_name().into_string() {
+                Ok(n) => n,
+                Err(n) => {
+                    problems.push(problem(
+                        ProblemKind::UnsafePath,
+                        Some(&format!("{rel}{}", n.to_string_lossy())),
+                        None,
+                        "name is not UTF-8",
+                    ));
+                    continue;
+                }
+            };
+            let path = format!("{rel}{name}");
+            if let Some(other) = folded.insert(collision_key(&path), path.clone()) {
+                problems.push(problem(
+                    ProblemKind::NameCollision,
+                    Some(&path),
+                    None,
+                    format!("differs from {other} only in case or Unicode normalization"),
+                ));
+            }
+            let ft = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(problem(
+                        ProblemKind::MissingElement,
+                        Some(&path),
+                        None,
+                        e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            if ft.is_symlink() {
+                problems.push(problem(
+                    ProblemKind::UnsupportedEntry,
+                    Some(&path),
+                    None,
+                    "a symbolic link (not followed)",
+                ));
+            } else if ft.is_dir() {
+                if path == "data" {
+                    out.has_data_dir = true;
+                }
+                stack.push((entry.path(), format!("{path}/")));
+            } else if ft.is_file() {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.files.insert(path, size);
+            } else {
+                problems.push(problem(
+                    ProblemKind::UnsupportedEntry,
+                    Some(&path),
+                    None,
+                    "not a regular file (device, FIFO or socket)",
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn read_small(root: &Path, rel: &str, max: u64) -> std::io::Result<String> {
+    let mut s = String::new();
+    File::open(root.join(rel))?
+        .take(max)
+        .read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Reads a manifest and returns its entries with safe paths only.
+fn load_manifest(
+    root: &Path,
+    name: &str,
+    payload: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<(Vec<manifest::Entry>, String)> {
+    let text = match read_small(root, name, 1 << 30) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(problem(
+                ProblemKind::MissingElement,
+                Some(name),
+                None,
+                format!("cannot be read: {e}"),
+            ));
+            return None;
+        }
+    };
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    let (entries, bad) = manifest::parse(&text);
+    for b in bad {
+        problems.push(problem(
+            ProblemKind::MalformedManifest,
+            Some(name),
+            None,
+            format!("line {}: {}", b.line, b.detail),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut safe = Vec::with_capacity(entries.len());
+    for e in entries {
+        if let Err(u) = check_path(&e.path) {
+            problems.push(problem(
+                ProblemKind::UnsafePath,
+                Some(&e.path),
+                None,
+                format!("listed in {name}: {}", u.reason),
+            ));
+            continue;
+        }
+        let in_data = e.path.starts_with("data/");
+        if payload != in_data {
+            let detail = if payload {
+                "a payload manifest may list only files under data/"
+            } else {
+                "a tag manifest may not list payload files"
+            };
+            problems.push(problem(
+                ProblemKind::MalformedManifest,
+                Some(&e.path),
+                None,
+                format!("{name}: {detail}"),
+            ));
+            continue;
+        }
+        if !seen.insert(e.path.clone()) {
+            problems.push(problem(
+                ProblemKind::DuplicateEntry,
+                Some(&e.path),
+                None,
+                format!("listed twice in {name}"),
+            ));
+            continue;
+        }
+        safe.push(e);
+    }
+    Some((safe, digest))
+}
+
+fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
+    let problems = &mut v.problems;
+    let found = scan(root, problems);
+    match read_small(root, "bagit.txt", 64 * 1024) {
+        Ok(text) => {
+            let version = text
+                .lines()
+                .find_map(|l| l.strip_prefix("BagIt-Version:"))
+                .map(|s| s.trim().to_owned());
+            match version.as_deref() {
+                Some("1.0") | Some("0.97") => {}
+                Some(other) => problems.push(problem(
+                    ProblemKind::MissingElement,
+                    Some("bagit.txt"),
+                    None,
+                    format!("BagIt-Version {other} is not supported (1.0 or 0.97)"),
+                )),
+                None => problems.push(problem(
+                    ProblemKind::MissingElement,
+                    Some("bagit.txt"),
+                    None,
+                    "has no BagIt-Version line",
+                )),
+            }
+            v.bagit_version = version;
+        }
+        Err(_) => problems.push(problem(
+            ProblemKind::MissingElement,
+            Some("bagit.txt"),
+            None,
+            "missing: not a BagIt bag",
+        )),
+    }
+    if !found.has_data_dir {
+        problems.push(problem(
+            ProblemKind::MissingElement,
+            Some("data/"),
+            None,
+            "missing payload directory",
+        ));
+    }
+    if found.files.contains_key("fetch.txt") {
+        problems.push(problem(
+            ProblemKind::FetchRefused,
+            Some("fetch.txt"),
+            None,
+            "the package asks to fetch files from elsewhere; remote fetching is refused",
+        ));
+    }
+    for name in found.files.keys() {
+        if let Some(alg) = name
+            .strip_prefix("manifest-")
+            .or_else(|| name.strip_prefix("tagmanifest-"))
+            .and_then(|s| s.strip_suffix(".txt"))
+            && alg != "sha256"
+        {
+            problems.push(problem(
+                ProblemKind::UnsupportedAlgorithm,
+                Some(name),
+                None,
+                format!("{alg} manifests are not verified (only sha256)"),
+            ));
+        }
+    }
+
+    // What must be hashed, and against what.
+    let mut to_hash: Vec<(String, String)> = Vec::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    match found.files.contains_key("manifest-sha256.txt") {
+        false => problems.push(problem(
+            ProblemKind::MissingElement,
+            Some("manifest-sha256.txt"),
+            None,
+            "missing payload manifest",
+        )),
+        true => {
+            if let Some((entries, digest)) =
+                load_manifest(root, "manifest-sha256.txt", true, problems)
+            {
+                v.payload_digest = Some(digest);
+                for e in entries {
+                    match found.files.get(&e.path) {
+                        Some(size) => {
+                            v.payload_files += 1;
+                            v.payload_bytes += size;
+                            listed.insert(e.path.clone());
+                            to_hash.push((e.path, e.sha256));
+                        }
+                        None => problems.push(problem(
+                            ProblemKind::MissingFile,
+                            Some(&e.path),
+                            None,
+                            "listed in manifest-sha256.txt but absent",
+                        )),
+                    }
+                }
+                for path in found.files.keys().filter(|p| p.starts_with("data/")) {
+                    if !listed.contains(path) {
+                        problems.push(problem(
+                            ProblemKind::ExtraFile,
+                            Some(path),
+                            None,
+                            "in data/ but not in manifest-sha256.txt",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if found.files.contains_key("tagmanifest-sha256.txt")
+        && let Some((entries, digest)) =
+            load_manifest(root, "tagmanifest-sha256.txt", false, problems)
+    {
+        v.package_digest = Some(digest);
+        for e in entries {
+            if found.files.contains_key(&e.path) {
+                to_hash.push((e.path, e.sha256));
+            } else {
+                problems.push(problem(
+                    ProblemKind::MissingFile,
+                    Some(&e.path),
+                    None,
+                    "listed in tagmanifest-sha256.txt but absent",
+                ));
+            }
+        }
+    }
+    if let Ok(info) = read_small(root, "bag-info.txt", 1 << 20)
+        && let Some(oxum) = info.lines().find_map(|l| l.strip_prefix("Payload-Oxum:"))
+    {
+        let want = format!(
+            "{}.{}",
+            found
+                .files
+                .iter()
+                .filter(|(p, _)| p.starts_with("data/"))
+                .map(|(_, s)| s)
+                .sum::<u64>(),
+            found
+                .files
+                .keys()
+                .filter(|p| p.starts_with("data/"))
+                .count()
+        );
+        if oxum.trim() != want {
+            problems.push(problem(
+                ProblemKind::OxumMismatch,
+                Some("bag-info.txt"),
+                None,
+                format!(
+                    "Payload-Oxum says {} but the payload is {want} (octets.files)",
+                    oxum.trim()
+                ),
+            ));
+        }
+    }
+    problems.extend(hash_all(root, &to_hash));
+    if let Ok(text) = read_small(root, EXPORT_INFO_FILE, 16 << 20) {
+        v.export = serde_json::from_str(&text).ok();
+    }
+
+    // Kontextual records.
+    if !found.files.contains_key(SUMMARY_FILE) {
+        return None;
+    }
+    v.kontextual = true;
+    let sum_text = match read_small(root, SUMMARY_FILE, 1 << 20) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(problem(
+                ProblemKind::MalformedRecord,
+                Some(SUMMARY_FILE),
+                None,
+                e.to_string(),
+            ));
+            return None;
+        }
+    };
+    let version = serde_json::from_str::<serde_json::Value>(&sum_text)
+        .ok()
+        .and_then(|s| s.get("schema_version").and_then(|x| x.as_u64()));
+    if version != Some(SCHEMA_VERSION as u64) {
+        problems.push(problem(
+            ProblemKind::UnknownSchemaVersion,
+            Some(SUMMARY_FILE),
+            None,
+            format!(
+                "schema version {} is not one this build reads ({SCHEMA_VERSION})",
+                version.map_or("(none)".to_owned(), |n| n.to_string())
+            ),
+        ));
+        return None;
+    }
+    let summary: Summary = match serde_json::from_str(&sum_text) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(problem(
+                ProblemKind::MalformedRecord,
+                Some(SUMMARY_FILE),
+                None,
+                e.to_string(),
+            ));
+            return None;
+        }
+    };
+    let mut recs = Records {
+        current_only: summary.revisions == "current",
+        ..Records::default()
+    };
+    let before = problems.len();
+    recs.collections = load(root, COLLECTIONS_FILE, &found, problems);
+    recs.artifacts = load(root, ARTIFACTS_FILE, &found, problems);
+    recs.revisions = load(root, REVISIONS_FILE, &found, problems);
+    recs.relations = load(root, RELATIONS_FILE, &found, problems);
+    recs.runs = load(root, RUNS_FILE, &found, problems);
+    recs.representations = load(root, REPRESENTATIONS_FILE, &found, problems);
+    let blob_prefix = format!("{BLOBS_DIR}/");
+    let hashes: HashMap<&str, &str> = to_hash
+        .iter()
+        .map(|(p, h)| (p.as_str(), h.as_str()))
+        .collect();
+    let mut texts = 0u64;
+    for (path, size) in &found.files {
+        if let Some(rest) = path.strip_prefix(&blob_prefix) {
+            let name = rest.rsplit('/').next().unwrap_or(rest);
+            match Digest::from_hex(name) {
+                Ok(d) if addressed_path(BLOBS_DIR, &d) == *path => {
+                    if hashes.get(path.as_str()).is_some_and(|h| *h != d.hex()) {
+                        problems.push(problem(
+                            ProblemKind::HashMismatch,
+                            Some(path),
+                            None,
+                            "the manifest's checksum differs from the blob's content address",
+                        ));
+                    }
+                    recs.blobs.insert(d, (root.join(path), *size));
+                }
+                _ => problems.push(problem(
+                    ProblemKind::ExtraFile,
+                    Some(path),
+                    None,
+                    "not a content-addressed blob name",
+                )),
+            }
+        } else if path.starts_with(&format!("{TEXT_DIR}/")) {
+            texts += 1;
+        }
+    }
+    let counted: [(&str, u64); 8] = [
+        ("collections", recs.collections.len() as u64),
+        ("artifacts", recs.artifacts.len() as u64),
+        ("revisions", recs.revisions.len() as u64),
+        ("relations", recs.relations.len() as u64),
+        ("runs", recs.runs.len() as u64),
+        ("representations", recs.representations.len() as u64),
+        ("blobs", recs.blobs.len() as u64),
+        ("texts", texts),
+    ];
+    for (kind, n) in counted {
+        v.counts.insert(kind.to_owned(), n);
+        let want = summary.counts.get(kind).copied().unwrap_or(0);
+        if want != n && problems.len() == before {
+            problems.push(problem(
+                ProblemKind::CountMismatch,
+                Some(SUMMARY_FILE),
+                None,
+                format!("{kind}: the summary says {want}, the package holds {n}"),
+            ));
+        }
+    }
+    check_references(&recs, &found, problems);
+    Some(recs)
+}
+
+fn load<T: serde::de::DeserializeOwned>(
+    root: &Path,
+    rel: &str,
+    found: &Scan,
+    problems: &mut Vec<Problem>,
+) -> Vec<T> {
+    if !found.files.contains_key(rel) {
+        problems.push(problem(
+            ProblemKind::MissingFile,
+            Some(rel),
+            None,
+            "record file absent",
+        ));
+        return Vec::new();
+    }
+    let f = match File::open(root.join(rel)) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(problem(
+                ProblemKind::MissingFile,
+                Some(rel),
+                None,
+                e.to_string(),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, r) in read_records::<T, _>(f).enumerate() {
+        match r {
+            Ok(x) => out.push(x),
+            Err(e) => {
+                problems.push(problem(
+                    ProblemKind::MalformedRecord,
+                    Some(rel),
+                    Some(format!("record {}", i + 1)),
+                    format!("{e} (the rest of the file is not read)"),
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn check_references(recs: &Records, found: &Scan, problems: &mut Vec<Problem>) {
+    use ProblemKind::*;
+    let mut collections: HashMap<CollectionId, &CollectionRecord> = HashMap::new();
+    for c in &recs.collections {
+        if collections.insert(c.id, c).is_some() {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(COLLECTIONS_FILE),
+                Some(format!("collection {}", c.id)),
+                "id appears twice",
+            ));
+        }
+    }
+    let mut artifacts: HashMap<ArtifactId, &ArtifactRecord> = HashMap::new();
+    let mut names = HashSet::new();
+    for a in &recs.artifacts {
+        let rec = Some(format!("artifact {}", a.id));
+        if artifacts.insert(a.id, a).is_some() {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(ARTIFACTS_FILE),
+                rec.clone(),
+                "id appears twice",
+            ));
+        }
+        if !names.insert((a.collection_id, a.name.as_str())) {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(ARTIFACTS_FILE),
+                rec.clone(),
+                format!("name {}/{} appears twice", a.collection, a.name),
+            ));
+        }
+        match collections.get(&a.collection_id) {
+            None => problems.push(problem(
+                BrokenReference,
+                Some(ARTIFACTS_FILE),
+                rec,
+                format!("collection {} is not in the package", a.collection_id),
+            )),
+            Some(c) if c.name != a.collection => problems.push(problem(
+                BrokenReference,
+                Some(ARTIFACTS_FILE),
+                rec,
+                format!(
+                    "names collection {} but its id is collection {}",
+                    a.collection, c.name
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let runs: HashSet<RunId> = recs.runs.iter().map(|r| r.id).collect();
+    if runs.len() != recs.runs.len() {
+        problems.push(problem(
+            DuplicateRecord,
+            Some(RUNS_FILE),
+            None,
+            "a run id appears twice",
+        ));
+    }
+    let mut revs: HashSet<(ArtifactId, u64)> = HashSet::new();
+    for r in &recs.revisions {
+        let rec = Some(format!(
+            "artifact {} revision {}",
+            r.artifact_id, r.revision
+        ));
+        if !revs.insert((r.artifact_id, r.revision)) {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(REVISIONS_FILE),
+                rec.clone(),
+                "appears twice",
+            ));
+        }
+        if !artifacts.contains_key(&r.artifact_id) {
+            problems.push(problem(
+                BrokenReference,
+                Some(REVISIONS_FILE),
+                rec.clone(),
+                "its artifact is not in the package",
+            ));
+        }
+        if r.content_available && !recs.blobs.contains_key(&r.digest) {
+            let path = addressed_path(BLOBS_DIR, &r.digest);
+            problems.push(problem(
+                BrokenReference,
+                Some(&path),
+                rec.clone(),
+                format!("content {} is not in the package", r.digest),
+            ));
+        }
+        if let Some(run) = r.run_id
+            && !runs.contains(&run)
+        {
+            problems.push(problem(
+                BrokenReference,
+                Some(REVISIONS_FILE),
+                rec,
+                format!("run {run} is not in the package"),
+            ));
+        }
+    }
+    for a in &recs.artifacts {
+        let rec = Some(format!("artifact {}", a.id));
+        let first = if recs.current_only { a.revision } else { 1 };
+        for n in first..=a.revision {
+            if !revs.contains(&(a.id, n)) {
+                problems.push(problem(
+                    MissingRecord,
+                    Some(REVISIONS_FILE),
+                    rec.clone(),
+                    format!("revision {n} is missing"),
+                ));
+            }
+        }
+        if let Some(run) = a.run_id
+            && !runs.contains(&run)
+        {
+            problems.push(problem(
+                BrokenReference,
+                Some(ARTIFACTS_FILE),
+                rec,
+                format!("run {run} is not in the package"),
+            ));
+        }
+    }
+    let mut rel_ids = HashSet::new();
+    for r in &recs.relations {
+        let rec = Some(format!("relation {}", r.id));
+        if !rel_ids.insert(r.id) {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(RELATIONS_FILE),
+                rec.clone(),
+                "id appears twice",
+            ));
+        }
+        for (role, end) in [("source", r.source), ("target", r.target)] {
+            if !artifacts.contains_key(&end) {
+                problems.push(problem(
+                    BrokenReference,
+                    Some(RELATIONS_FILE),
+                    rec.clone(),
+                    format!("{role} artifact {end} is not in the package"),
+                ));
+            }
+        }
+    }
+    for p in &recs.representations {
+        let rec = Some(format!(
+            "artifact {} revision {}",
+            p.artifact_id, p.revision
+        ));
+        if !revs.contains(&(p.artifact_id, p.revision)) {
+            problems.push(problem(
+                BrokenReference,
+                Some(REPRESENTATIONS_FILE),
+                rec.clone(),
+                "describes a revision that is not in the package",
+            ));
+        }
+        if !p.text_is_content {
+            let path = addressed_path(TEXT_DIR, &p.text_digest);
+            if !found.files.contains_key(&path) {
+                problems.push(problem(
+                    BrokenReference,
+                    Some(&path),
+                    rec,
+                    "normalized text is not in the package",
+                ));
+            }
+        }
+    }
+}
+
+/// Verifies checksums with one reader per core; returns the mismatches.
+fn hash_all(root: &Path, files: &[(String, String)]) -> Vec<Problem> {
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(files.len().max(1)) {
+            s.spawn(|| {
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, want)) = files.get(i) else {
+                        break;
+                    };
+                    let got = sha256_file(&root.join(path), &mut buf);
+                    let p = match got {
+                        Ok(h) if h == *want => continue,
+                        Ok(h) => problem(
+                            ProblemKind::HashMismatch,
+                            Some(path),
+                            None,
+                            format!("sha256 is {h}, the manifest says {want}"),
+                        ),
+                        Err(e) => problem(
+                            ProblemKind::MissingFile,
+                            Some(path),
+                            None,
+                            format!("cannot be read: {e}"),
+                        ),
+                    };
+                    if let Ok(mut o) = out.lock() {
+                        o.push(p);
+                    }
+                }
+            });
+        }
+    });
+    let mut v = out.into_inner().unwrap_or_default();
+    v.sort_by(|a, b| a.path.cmp(&b.path));
+    v
+}
+
+fn sha256_file(path: &Path, buf: &mut [u8]) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}

@@ -1,0 +1,787 @@
+//! Governed export packages (O3) and snapshots (K9): choosing what a
+//! caller may export, writing it as a BagIt bag, and importing a validated
+//! package back. Both are runs with manifests and audited actions.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use kontextual_model::{
+    Artifact, ArtifactId, Classification, Collection, Digest, Lifecycle, RunId, Scope, Timestamp,
+};
+use kontextual_package::records::*;
+use kontextual_package::{BagWriter, PackageError, Records, Verdict};
+use kontextual_store::{
+    ArtifactQuery, ImportBlob, ImportConflict, ImportRecords, Op, PageRequest, RelationQuery,
+    WriteBatch,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::search::{SearchFilters, SearchRequest, artifact_resource};
+use crate::{Caller, Error, Permission, Resource, Result, Services};
+
+/// What to export. Selectors (`artifact_ids`, `collections`, `query`,
+/// `run`) and filters combine: an artifact is exported when it matches
+/// every one given. `all` selects the whole namespace, deleted artifacts
+/// included.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportScope {
+    pub all: bool,
+    pub artifact_ids: Vec<ArtifactId>,
+    pub collections: Vec<String>,
+    /// Full-text query (every match, not one page).
+    pub query: Option<String>,
+    /// Artifacts with a revision written by this run.
+    pub run: Option<RunId>,
+    pub source_systems: Vec<String>,
+    pub lifecycles: Vec<Lifecycle>,
+    pub classifications: Vec<Classification>,
+    /// Last changed at or after.
+    pub since: Option<Timestamp>,
+    /// Last changed before.
+    pub until: Option<Timestamp>,
+    /// Only each artifact's current revision (a smaller package; such a
+    /// package validates but cannot be imported, which needs histories).
+    pub current_only: bool,
+    /// Deleted and purged artifacts too (always with `all`).
+    pub include_deleted: bool,
+}
+
+impl ExportScope {
+    fn selects_something(&self) -> bool {
+        self.all
+            || !self.artifact_ids.is_empty()
+            || !self.collections.is_empty()
+            || self.query.is_some()
+            || self.run.is_some()
+            || !self.source_systems.is_empty()
+            || !self.lifecycles.is_empty()
+            || !self.classifications.is_empty()
+            || self.since.is_some()
+            || self.until.is_some()
+    }
+}
+
+/// Where an export goes.
+pub enum ExportTarget {
+    /// A bag directory (must not exist yet).
+    Dir(PathBuf),
+    /// A `.tar.zst` stream, every entry under `root/`.
+    TarZst {
+        out: Box<dyn Write + Send>,
+        root: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    pub export_id: String,
+    pub run_id: RunId,
+    pub counts: BTreeMap<String, u64>,
+    pub payload_files: u64,
+    pub payload_bytes: u64,
+    pub payload_digest: String,
+    pub package_digest: String,
+    pub policy_filter_applied: bool,
+}
+
+/// What an import wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportReport {
+    pub run_id: RunId,
+    pub package: String,
+    pub summary: serde_json::Value,
+    pub artifacts_indexed: u64,
+}
+
+/// A package opened and validated, ready to import.
+pub struct CheckedPackage {
+    pub verdict: Verdict,
+    records: Option<Records>,
+    _opened: kontextual_package::Opened,
+}
+
+fn package_err(e: PackageError) -> Error {
+    match e {
+        PackageError::Io { what, source } => Error::io(what, source),
+        other => Error::InvalidInput(other.to_string()),
+    }
+}
+
+/// Opens a package (a bag directory, or an archive unpacked into staging
+/// under the hostile-input rules) and validates it. Touches no store.
+pub fn check_package(
+    path: &Path,
+    staging_parent: Option<&Path>,
+    limits: kontextual_package::Limits,
+) -> Result<CheckedPackage> {
+    let opened = kontextual_package::open(path, staging_parent, limits).map_err(package_err)?;
+    let (verdict, records) = kontextual_package::validate_dir(&opened.dir);
+    Ok(CheckedPackage {
+        verdict,
+        records,
+        _opened: opened,
+    })
+}
+
+/// Text longer than this is not given a normalized representation.
+const MAX_REPRESENTATION_BYTES: u64 = 16 << 20;
+
+impl Services {
+    /// Exports what `scope` selects and the caller may read (O3).
+    pub fn export(
+        &self,
+        caller: &Caller,
+        scope: &ExportScope,
+        target: ExportTarget,
+    ) -> Result<ExportReport> {
+        if let Some(scopes) = &caller.scopes
+            && !scopes.contains(&Scope::Export)
+        {
+            self.audit_denial(caller, Permission::Read, "export (needs the export scope)");
+            return Err(Error::Denied {
+                actor: caller.actor.to_string(),
+                permission: "export",
+                target: "this namespace (the key lacks the export scope)".into(),
+            });
+        }
+        if !scope.selects_something() {
+            return Err(Error::InvalidInput(
+                "say what to export: --all, or --collection, --id, --query, --run, --source, --lifecycle, --classification, --since/--until".into(),
+            ));
+        }
+        if scope.query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+            return Err(Error::InvalidInput("the export query is empty".into()));
+        }
+        for c in &scope.collections {
+            let name = kontextual_model::CollectionName::new(c)?;
+            if self.store().collection(&caller.namespace, &name)?.is_none()
+                || !self.can(caller, Permission::Read, &Resource::Collection(c))
+            {
+                return Err(Error::NotFound(format!("collection {c}")));
+            }
+        }
+        let input = serde_json::to_value(scope).unwrap_or_default();
+        self.recovery_run(caller, "export", input, None, |run_id| {
+            let report = self.export_in_run(caller, scope, target, run_id)?;
+            self.write(
+                caller,
+                vec![Op::Audit(kontextual_model::AuditDraft {
+                    action: "export.create".into(),
+                    target_kind: "package".into(),
+                    target_id: report.export_id.clone(),
+                    target_name: None,
+                    revision: None,
+                    prev_digest: None,
+                    digest: None,
+                    outcome: kontextual_model::Outcome::Success,
+                    detail: Some(serde_json::json!({
+                        "counts": report.counts,
+                        "payload_digest": report.payload_digest,
+                        "package_digest": report.package_digest,
+                        "policy_filter_applied": report.policy_filter_applied,
+                    })),
+                })],
+            )?;
+            Ok(report)
+        })
+    }
+
+    fn export_in_run(
+        &self,
+        caller: &Caller,
+        scope: &ExportScope,
+        target: ExportTarget,
+        run_id: RunId,
+    ) -> Result<ExportReport> {
+        let ns = &caller.namespace;
+        let store = self.store();
+        let audit_head = store.audit_head()?;
+        let quarantined: HashSet<ArtifactId> = store
+            .quarantines(ns, None)?
+            .into_iter()
+            .map(|q| q.artifact_id)
+            .collect();
+        let matched: Option<HashSet<ArtifactId>> = match &scope.query {
+            Some(q) => Some(self.query_ids(caller, q)?),
+            None => None,
+        };
+        let ids: HashSet<ArtifactId> = scope.artifact_ids.iter().copied().collect();
+        let collections: HashSet<&str> = scope.collections.iter().map(String::as_str).collect();
+        let include_deleted = scope.all || scope.include_deleted;
+
+        // Candidates, in id order for a deterministic payload.
+        let mut chosen: BTreeMap<ArtifactId, Artifact> = BTreeMap::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let p = store.artifacts(
+                ns,
+                &ArtifactQuery {
+                    include_deleted,
+                    ..ArtifactQuery::default()
+                },
+                &page,
+            )?;
+            for a in p.items {
+                let keep = (ids.is_empty() || ids.contains(&a.id))
+                    && (collections.is_empty() || collections.contains(a.collection.as_str()))
+                    && matched.as_ref().is_none_or(|m| m.contains(&a.id))
+                    && (scope.source_systems.is_empty()
+                        || a.source_system
+                            .as_ref()
+                            .is_some_and(|s| scope.source_systems.contains(s)))
+                    && (scope.lifecycles.is_empty() || scope.lifecycles.contains(&a.lifecycle))
+                    && (scope.classifications.is_empty()
+                        || scope.classifications.contains(&a.classification))
+                    && scope.since.is_none_or(|t| a.updated_at >= t)
+                    && scope.until.is_none_or(|t| a.updated_at < t)
+                    && !quarantined.contains(&a.id)
+                    && self.can(caller, Permission::Read, &artifact_resource(&a))
+                    && self.cleared(caller, a.classification);
+                if keep {
+                    chosen.insert(a.id, a);
+                }
+            }
+            match p.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+
+        // Histories (and the run filter, which needs them).
+        let mut revisions: Vec<RevisionRecord> = Vec::new();
+        let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+        let mut runs: BTreeSet<RunId> = BTreeSet::new();
+        let mut dropped: Vec<ArtifactId> = Vec::new();
+        for a in chosen.values() {
+            let mut revs = Vec::new();
+            let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+            loop {
+                let p = store.revisions(ns, a.id, &page)?;
+                revs.extend(p.items);
+                match p.next {
+                    Some(c) => page.after = Some(c),
+                    None => break,
+                }
+            }
+            if let Some(run) = scope.run
+                && !revs.iter().any(|r| r.run_id == Some(run))
+            {
+                dropped.push(a.id);
+                continue;
+            }
+            if scope.current_only {
+                revs.retain(|r| r.revision == a.revision);
+            }
+            runs.extend(a.run_id);
+            for r in &revs {
+                runs.extend(r.run_id);
+                if r.content_available {
+                    blobs.insert(r.digest, r.size);
+                }
+                revisions.push(RevisionRecord::from(r));
+            }
+        }
+        for id in dropped {
+            chosen.remove(&id);
+        }
+
+        let mut coll_records: BTreeMap<String, CollectionRecord> = BTreeMap::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        let used: HashSet<_> = chosen.values().map(|a| a.collection_id).collect();
+        loop {
+            let p = store.collections(ns, &page)?;
+            for c in &p.items {
+                let named = collections.contains(c.name.as_str());
+                let whole = scope.all
+                    && self.can(
+                        caller,
+                        Permission::Read,
+                        &Resource::Collection(c.name.as_str()),
+                    );
+                if used.contains(&c.id) || named || whole {
+                    coll_records.insert(c.id.to_string(), CollectionRecord::from(c));
+                }
+            }
+            match p.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+
+        let mut relations = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let p = store.relations(
+                ns,
+                &RelationQuery {
+                    include_deleted,
+                    ..RelationQuery::default()
+                },
+                &page,
+            )?;
+            for r in &p.items {
+                if chosen.contains_key(&r.source) && chosen.contains_key(&r.target) {
+                    relations.push(RelationRecord::from(r));
+                }
+            }
+            match p.next {
+                Some(c) => page.after = Some(c),
+                None => break,
+            }
+        }
+        relations.sort_by_key(|r| r.id);
+
+        let mut run_records = Vec::new();
+        for id in &runs {
+            match store.run(ns, *id)? {
+                Some(run) => {
+                    let steps = store.run_steps(ns, *id)?;
+                    run_records.push(RunRecord::of(&run, &steps));
+                }
+                None => {
+                    return Err(Error::Store(kontextual_store::StoreError::Corrupted(
+                        format!(
+                            "run {id} is referenced by exported revisions but missing from the store"
+                        ),
+                    )));
+                }
+            }
+        }
+
+        // Normalized representations of current, live revisions.
+        let spool = tempfile::Builder::new()
+            .prefix("kontextual-export-")
+            .tempdir_in(self.spool_dir())
+            .map_err(|e| Error::io("creating an export spool directory", e))?;
+        let mut representations = Vec::new();
+        let mut texts: BTreeMap<Digest, (PathBuf, u64)> = BTreeMap::new();
+        for a in chosen.values() {
+            if !a.is_live()
+                || !kontextual_adapters::has_text(&a.artifact_type)
+                || a.size > MAX_REPRESENTATION_BYTES
+            {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(a.size as usize);
+            store
+                .open_content(&a.digest)?
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::io(format!("reading {}/{}", a.collection, a.name), e))?;
+            let text = kontextual_adapters::for_type(&a.artifact_type).text(&bytes);
+            let text_digest = Digest::of(text.as_bytes());
+            let text_is_content = text.as_bytes() == bytes.as_slice();
+            if !text_is_content && !texts.contains_key(&text_digest) {
+                let p = spool.path().join(text_digest.hex());
+                std::fs::write(&p, text.as_bytes())
+                    .map_err(|e| Error::io("spooling normalized text", e))?;
+                texts.insert(text_digest, (p, text.len() as u64));
+            }
+            let sections = kontextual_adapters::sections::sectioner_for(&a.artifact_type)
+                .map(|s| s.sections(&String::from_utf8_lossy(&bytes)))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| SectionRecord {
+                    selector: s.selector,
+                    heading: s.heading,
+                    level: s.level,
+                    start: s.range.start as u64,
+                    end: s.range.end as u64,
+                })
+                .collect();
+            representations.push(RepresentationRecord {
+                artifact_id: a.id,
+                revision: a.revision,
+                content_digest: a.digest,
+                text_digest,
+                text_bytes: text.len() as u64,
+                text_is_content,
+                sections,
+            });
+        }
+
+        let artifacts: Vec<ArtifactRecord> = chosen.values().map(ArtifactRecord::from).collect();
+        let colls: Vec<CollectionRecord> = {
+            let mut v: Vec<_> = coll_records.into_values().collect();
+            v.sort_by_key(|c| c.id);
+            v
+        };
+        let mut counts = BTreeMap::new();
+        counts.insert("collections".to_owned(), colls.len() as u64);
+        counts.insert("artifacts".to_owned(), artifacts.len() as u64);
+        counts.insert("revisions".to_owned(), revisions.len() as u64);
+        counts.insert("relations".to_owned(), relations.len() as u64);
+        counts.insert("runs".to_owned(), run_records.len() as u64);
+        counts.insert("representations".to_owned(), representations.len() as u64);
+        counts.insert("blobs".to_owned(), blobs.len() as u64);
+        counts.insert("texts".to_owned(), texts.len() as u64);
+        let summary = Summary {
+            format: Summary::FORMAT.to_owned(),
+            schema_version: SCHEMA_VERSION,
+            revisions: if scope.current_only { "current" } else { "all" }.to_owned(),
+            counts: counts.clone(),
+        };
+
+        // Record files, spooled so their sizes are known before archiving.
+        let mut files: BTreeMap<String, Source> = BTreeMap::new();
+        let mut spool_records =
+            |name: &str, write: &dyn Fn(&mut dyn Write) -> std::io::Result<()>| -> Result<()> {
+                let p = spool.path().join(name.replace('/', "_"));
+                let f = std::fs::File::create(&p).map_err(|e| Error::io("spooling records", e))?;
+                let mut w = std::io::BufWriter::new(f);
+                write(&mut w)
+                    .and_then(|_| w.flush())
+                    .map_err(|e| Error::io("spooling records", e))?;
+                let size = std::fs::metadata(&p)
+                    .map_err(|e| Error::io("spooling records", e))?
+                    .len();
+                files.insert(name.to_owned(), Source::File(p, size));
+                Ok(())
+            };
+        spool_records(SUMMARY_FILE, &|w| {
+            serde_json::to_writer_pretty(&mut *w, &summary)?;
+            w.write_all(b"\n")
+        })?;
+        spool_records(COLLECTIONS_FILE, &|w| lines(w, &colls))?;
+        spool_records(ARTIFACTS_FILE, &|w| lines(w, &artifacts))?;
+        spool_records(REVISIONS_FILE, &|w| lines(w, &revisions))?;
+        spool_records(RELATIONS_FILE, &|w| lines(w, &relations))?;
+        spool_records(RUNS_FILE, &|w| lines(w, &run_records))?;
+        spool_records(REPRESENTATIONS_FILE, &|w| lines(w, &representations))?;
+        for (d, size) in &blobs {
+            files.insert(addressed_path(BLOBS_DIR, d), Source::Blob(*d, *size));
+        }
+        for (d, (p, size)) in &texts {
+            files.insert(addressed_path(TEXT_DIR, d), Source::File(p.clone(), *size));
+        }
+
+        let mut bag = match target {
+            ExportTarget::Dir(dir) => BagWriter::create_dir(&dir),
+            ExportTarget::TarZst { out, root } => BagWriter::tar_zst(out, &root, 3),
+        }
+        .map_err(package_err)?;
+        for (path, src) in &files {
+            match src {
+                Source::File(p, size) => {
+                    let mut f = std::fs::File::open(p)
+                        .map_err(|e| Error::io("reading spooled records", e))?;
+                    bag.add_payload(path, *size, &mut f).map_err(package_err)?;
+                }
+                Source::Blob(d, size) => {
+                    let mut r = store.open_content(d)?;
+                    bag.add_payload(path, *size, &mut r).map_err(package_err)?;
+                }
+            }
+        }
+        let export_id = run_id.to_string();
+        let policy = PolicyContext {
+            filter_applied: caller.scopes.is_some() || caller.clearance.is_some(),
+            scopes: caller
+                .scopes
+                .as_ref()
+                .map(|s| s.iter().map(|x| x.to_string()).collect()),
+            clearance: caller.clearance.map(|c| c.to_string()),
+            quarantine_excluded: true,
+        };
+        let info = ExportInfo {
+            export_id: export_id.clone(),
+            schema_version: SCHEMA_VERSION,
+            actor: caller.actor.to_string(),
+            namespace: caller.namespace.to_string(),
+            exported_at: kontextual_model::now(),
+            scope: serde_json::to_value(scope).unwrap_or_default(),
+            policy: policy.clone(),
+            audit_head: audit_head.map(|h| AuditHeadInfo {
+                seq: h.seq,
+                hash: h.hash,
+            }),
+            payload_digest: String::new(),
+            counts: counts.clone(),
+            software: kontextual_package::writer::software(),
+        };
+        let written = bag
+            .finish(
+                &[
+                    ("Bag-Software-Agent", kontextual_package::writer::software()),
+                    ("Kontextual-Schema-Version", SCHEMA_VERSION.to_string()),
+                ],
+                |payload_digest| {
+                    let mut info = info;
+                    info.payload_digest = payload_digest.to_owned();
+                    let mut bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
+                    bytes.push(b'\n');
+                    vec![(EXPORT_INFO_FILE.to_owned(), bytes)]
+                },
+            )
+            .map_err(package_err)?;
+        metrics::counter!("kontextual_export_bytes_total").increment(written.payload_bytes);
+        Ok(ExportReport {
+            export_id,
+            run_id,
+            counts,
+            payload_files: written.payload_files,
+            payload_bytes: written.payload_bytes,
+            payload_digest: written.payload_digest,
+            package_digest: written.package_digest,
+            policy_filter_applied: policy.filter_applied,
+        })
+    }
+
+    /// Every artifact id the query matches for this caller.
+    fn query_ids(&self, caller: &Caller, q: &str) -> Result<HashSet<ArtifactId>> {
+        let mut out = HashSet::new();
+        let mut offset = 0u32;
+        loop {
+            let r = self.search(
+                caller,
+                &SearchRequest {
+                    query: q.to_owned(),
+                    filters: SearchFilters::default(),
+                    offset,
+                    limit: 100,
+                    ..SearchRequest::default()
+                },
+            )?;
+            out.extend(r.hits.iter().map(|h| h.artifact_id));
+            match r.next_offset {
+                Some(n) if n > offset => offset = n,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where temporary export files go: the data directory (same disk as
+    /// the store), else the system temp directory.
+    fn spool_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// Imports a validated package into the caller's namespace (K9): ids,
+    /// digests, metadata, revisions, relations and run links as they were.
+    /// An invalid package, a current-only package or a conflict changes
+    /// nothing. The import is a run; the imported artifacts are indexed.
+    pub fn import_package(
+        &self,
+        caller: &Caller,
+        pkg: CheckedPackage,
+        on_conflict: ImportConflict,
+    ) -> Result<ImportReport> {
+        self.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("store (import)"),
+        )?;
+        if !pkg.verdict.valid {
+            let first: Vec<String> = pkg
+                .verdict
+                .problems
+                .iter()
+                .take(5)
+                .map(|p| p.to_string())
+                .collect();
+            return Err(Error::InvalidInput(format!(
+                "the package is not valid ({} problems; first: {}); run `kontextual package validate` for all",
+                pkg.verdict.problems.len(),
+                first.join("; ")
+            )));
+        }
+        let Some(records) = pkg.records else {
+            return Err(Error::InvalidInput(
+                "not a Kontextual export package (no data/kontextual.json)".into(),
+            ));
+        };
+        if records.current_only {
+            return Err(Error::InvalidInput(
+                "the package holds only current revisions; an import needs whole histories (export without --current-only)".into(),
+            ));
+        }
+        let package = pkg
+            .verdict
+            .export
+            .as_ref()
+            .map(|e| e.export_id.clone())
+            .unwrap_or_else(|| pkg.verdict.payload_digest.clone().unwrap_or_default());
+        let detail = serde_json::json!({
+            "payload_digest": pkg.verdict.payload_digest,
+            "package_digest": pkg.verdict.package_digest,
+            "counts": pkg.verdict.counts,
+        });
+        let input = serde_json::json!({ "package": package, "on_conflict": on_conflict, "payload_digest": pkg.verdict.payload_digest });
+        let ns = caller.namespace.clone();
+        let ops = ImportRecords {
+            package: package.clone(),
+            collections: records
+                .collections
+                .iter()
+                .map(|c| collection(&ns, c))
+                .collect(),
+            artifacts: records.artifacts.iter().map(|a| artifact(&ns, a)).collect(),
+            revisions: records.revisions.iter().map(revision).collect(),
+            relations: records.relations.iter().map(|r| relation(&ns, r)).collect(),
+            runs: records.runs.iter().map(|r| run(&ns, r)).collect(),
+            blobs: records
+                .blobs
+                .iter()
+                .map(|(d, (p, size))| ImportBlob {
+                    digest: *d,
+                    size: *size,
+                    path: p.clone(),
+                })
+                .collect(),
+            on_conflict,
+            detail,
+        };
+        let report = self.recovery_run(caller, "import", input, None, |run_id| {
+            let changes = self.store().write(WriteBatch {
+                ctx: kontextual_store::WriteContext {
+                    run_id: Some(run_id),
+                    ..caller.write_ctx()
+                },
+                ops: vec![Op::ImportRecords(Box::new(ops))],
+            })?;
+            let summary = changes
+                .iter()
+                .find_map(|c| match c {
+                    kontextual_model::Change::Imported { summary, .. } => Some(summary.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            Ok(ImportReport {
+                run_id,
+                package: package.clone(),
+                summary,
+                artifacts_indexed: 0,
+            })
+        })?;
+        // The import's events name every imported artifact: catching the
+        // index up indexes exactly those.
+        let indexed = match self.projection() {
+            Ok(p) => p.catch_up()?.artifacts_reindexed,
+            Err(_) => 0,
+        };
+        Ok(ImportReport {
+            artifacts_indexed: indexed,
+            ..report
+        })
+    }
+}
+
+enum Source {
+    File(PathBuf, u64),
+    Blob(Digest, u64),
+}
+
+fn lines<T: Serialize>(w: &mut dyn Write, items: &[T]) -> std::io::Result<()> {
+    for i in items {
+        serde_json::to_writer(&mut *w, i)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn collection(ns: &kontextual_model::Namespace, c: &CollectionRecord) -> Collection {
+    Collection {
+        id: c.id,
+        namespace: ns.clone(),
+        name: c.name.clone(),
+        description: c.description.clone(),
+        created_at: c.created_at,
+        artifact_count: 0,
+    }
+}
+
+fn artifact(ns: &kontextual_model::Namespace, a: &ArtifactRecord) -> Artifact {
+    Artifact {
+        id: a.id,
+        namespace: ns.clone(),
+        collection_id: a.collection_id,
+        collection: a.collection.clone(),
+        name: a.name.clone(),
+        artifact_type: a.artifact_type.clone(),
+        media_type: a.media_type.clone(),
+        title: a.title.clone(),
+        digest: a.digest,
+        size: a.size,
+        metadata: a.metadata.clone(),
+        lifecycle: a.lifecycle,
+        classification: a.classification,
+        source_system: a.source_system.clone(),
+        provenance: a.provenance.clone(),
+        state: a.state,
+        revision: a.revision,
+        run_id: a.run_id,
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+    }
+}
+
+fn revision(r: &RevisionRecord) -> kontextual_model::Revision {
+    kontextual_model::Revision {
+        artifact_id: r.artifact_id,
+        revision: r.revision,
+        change: r.change,
+        prev_digest: r.prev_digest,
+        digest: r.digest,
+        size: r.size,
+        media_type: r.media_type.clone(),
+        title: r.title.clone(),
+        metadata: r.metadata.clone(),
+        lifecycle: r.lifecycle,
+        classification: r.classification,
+        provenance: r.provenance.clone(),
+        content_available: r.content_available,
+        actor: r.actor.clone(),
+        correlation_id: r.correlation_id.clone(),
+        run_id: r.run_id,
+        created_at: r.created_at,
+    }
+}
+
+fn relation(ns: &kontextual_model::Namespace, r: &RelationRecord) -> kontextual_model::Relation {
+    kontextual_model::Relation {
+        id: r.id,
+        namespace: ns.clone(),
+        rel_type: r.rel_type.clone(),
+        source: r.source,
+        target: r.target,
+        properties: r.properties.clone(),
+        revision: r.revision,
+        deleted: r.deleted,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }
+}
+
+fn run(
+    ns: &kontextual_model::Namespace,
+    r: &RunRecord,
+) -> (kontextual_model::Run, Vec<kontextual_model::RunStep>) {
+    (
+        kontextual_model::Run {
+            id: r.id,
+            namespace: ns.clone(),
+            kind: r.kind.clone(),
+            status: r.status,
+            actor: r.actor.clone(),
+            input: r.input.clone(),
+            manifest: r.manifest.clone(),
+            owner: "import".into(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            job_id: None,
+        },
+        r.steps
+            .iter()
+            .map(|s| kontextual_model::RunStep {
+                run_id: r.id,
+                seq: s.seq,
+                name: s.name.clone(),
+                status: s.status,
+                detail: s.detail.clone(),
+                at: s.at,
+            })
+            .collect(),
+    )
+}

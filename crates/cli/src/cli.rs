@@ -122,6 +122,85 @@ pub enum Command {
     /// Quarantine: a quarantined artifact is kept, but skipped by ingest and left out of search and export
     #[command(subcommand)]
     Quarantine(QuarantineCmd),
+    /// Export what you may read as a BagIt package: a directory, or .tar.zst by extension
+    Export(Box<ExportArgs>),
+    /// Export packages: validate (complete? valid? what is missing or altered?)
+    #[command(subcommand)]
+    Package(PackageCmd),
+    /// Import an export package (directory or .tar.zst); initialises the data directory if needed
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Where to write: a new directory, or a file ending in .tar.zst (deterministic archive)
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// The whole namespace, deleted artifacts included (a snapshot)
+    #[arg(long)]
+    pub all: bool,
+    /// Only this collection (repeatable)
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Only this artifact id (repeatable)
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Only artifacts a full-text query matches (every match)
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Only artifacts with a revision written by this run
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Only artifacts from this source system (repeatable)
+    #[arg(long = "source", value_name = "SYSTEM")]
+    pub sources: Vec<String>,
+    /// Only this lifecycle state (repeatable): draft, active, deprecated, archived
+    #[arg(long = "lifecycle", value_name = "STATE")]
+    pub lifecycles: Vec<String>,
+    /// Only this classification (repeatable): public, internal, confidential, restricted
+    #[arg(long = "classification", value_name = "LEVEL")]
+    pub classifications: Vec<String>,
+    /// Only artifacts last changed at or after (RFC 3339 or a date)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only artifacts last changed before (RFC 3339 or a date)
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only current revisions (smaller; such a package cannot be imported)
+    #[arg(long)]
+    pub current_only: bool,
+    /// Deleted and purged artifacts too (always with --all)
+    #[arg(long)]
+    pub include_deleted: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PackageCmd {
+    /// Check a package: complete (nothing missing or extra) and valid (every checksum, count and reference); exit 1 if not
+    Validate {
+        /// A bag directory or a .tar.zst / .tar archive
+        package: PathBuf,
+        #[command(flatten)]
+        limits: UnpackArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UnpackArgs {
+    /// Refuse an archive that unpacks to more than this many bytes
+    #[arg(long, default_value_t = 64 << 30, value_name = "BYTES")]
+    pub max_unpacked_bytes: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A bag directory or a .tar.zst / .tar archive
+    pub package: PathBuf,
+    /// What to do with records whose id the store already holds: fail (nothing is imported) or skip (keep the store's copy)
+    #[arg(long, default_value = "fail", value_parser = ["fail", "skip"])]
+    pub on_conflict: String,
+    #[command(flatten)]
+    pub limits: UnpackArgs,
 }
 
 #[derive(Subcommand, Debug)]

@@ -27,7 +27,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn open(&self, mode: StoreOpenMode) -> Result<Services> {
+    pub(crate) fn open(&self, mode: StoreOpenMode) -> Result<Services> {
         Ok(Services::open(
             &StoreConfig {
                 data_dir: self.cfg.data_dir.clone(),
@@ -93,6 +93,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Repair(a) => crate::jobs::repair(&ctx, a),
         Command::Worker(a) => crate::jobs::worker(&ctx, a),
         Command::Quarantine(c) => crate::jobs::quarantine(&ctx, c),
+        Command::Export(a) => crate::package::export(&ctx, *a),
+        Command::Package(PackageCmd::Validate { package, limits }) => {
+            crate::package::validate(&ctx, &package, &limits)
+        }
+        Command::Import(a) => crate::package::import(&ctx, a),
     }
 }
 

@@ -6,6 +6,7 @@ mod config;
 mod ingest;
 mod jobs;
 mod output;
+mod package;
 mod retrieval;
 
 use std::process::ExitCode;

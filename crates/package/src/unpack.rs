@@ -72,6 +72,9 @@ fn hostile(path: impl Into<String>, reason: impl Into<String>) -> PackageError {
 fn truncated_or_io(what: String, e: io::Error) -> PackageError {
     match e.kind() {
         io::ErrorKind::UnexpectedEof => PackageError::Truncated(what),
+        _ if e.to_string().contains("entire block") => {
+            PackageError::Truncated(format!("{what}: {e} (cut short, or not a tar archive)"))
+        }
         _ if e.to_string().contains("incomplete") || e.to_string().contains("Unknown frame") => {
             PackageError::Truncated(format!("{what}: {e}"))
         }

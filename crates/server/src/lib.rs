@@ -145,6 +145,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(j::repair))
         .routes(routes!(j::list_quarantines, j::quarantine))
         .routes(routes!(j::release_quarantine))
+        .routes(routes!(crate::routes::export::export))
         .routes(routes!(metrics::scrape))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(

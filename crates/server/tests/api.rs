@@ -555,6 +555,7 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/search"),
         ("POST", "/v1/collections"),
         ("POST", "/v1/context-packages"),
+        ("POST", "/v1/export"),
         ("POST", "/v1/grants"),
         ("POST", "/v1/holds"),
         ("POST", "/v1/jobs"),
@@ -1454,4 +1455,121 @@ async fn o2_queued_jobs_are_authorized_again_when_they_run() {
         api.svc.collection_show(&admin, "loot").is_err(),
         "nothing was ingested"
     );
+}
+
+/// O3: an export over HTTP is streamed as a .tar.zst for callers with the
+/// export scope, holds only what the caller may read, and says that a
+/// policy filter applied; a key without the export scope is refused.
+#[tokio::test]
+async fn o3_export_streams_only_what_the_caller_may_read() {
+    let (api, _) = Api::seeded().await;
+    api.json(Method::POST, "/v1/collections", json!({"name": "ops"}))
+        .await;
+    api.put("ops/secret.md", "# Secret\n\nlaunch codes\n", &[])
+        .await;
+    // the local administrator (no key yet) exports everything
+    let all = api
+        .json(Method::POST, "/v1/export", json!({"all": true}))
+        .await;
+    assert_eq!(
+        all.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&all.body)
+    );
+    assert_eq!(all.headers[header::CONTENT_TYPE], "application/zstd");
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let staged = kontextual_package::open(&p, Some(dir.path()), Default::default()).unwrap();
+        kontextual_package::validate_dir(&staged.dir).0
+    };
+    let v = open("all.tar.zst", &all.body);
+    assert!(v.valid, "{:?}", v.problems);
+    assert_eq!(v.counts["artifacts"], 3);
+    assert!(!v.export.unwrap().policy.filter_applied);
+
+    for body in [
+        json!({"actor": "agent:exporter", "permission": "read", "collection": "handbook"}),
+        json!({"actor": "agent:reader", "permission": "read", "collection": "handbook"}),
+    ] {
+        assert_eq!(
+            api.json(Method::POST, "/v1/grants", body).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let admin = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+    let mut tokens = Vec::new();
+    for (name, actor, scopes) in [
+        (
+            "exporter",
+            "agent:exporter",
+            vec![
+                kontextual_model::Scope::Read,
+                kontextual_model::Scope::Export,
+            ],
+        ),
+        (
+            "reader",
+            "agent:reader",
+            vec![kontextual_model::Scope::Read],
+        ),
+    ] {
+        let k = api
+            .svc
+            .key_create(&admin, name, actor.parse().unwrap(), scopes, None)
+            .unwrap();
+        tokens.push(k.token);
+    }
+    let r = api
+        .with_key(
+            Method::POST,
+            "/v1/export",
+            &tokens[0],
+            Some(json!({"all": true})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v = open("mine.tar.zst", &r.body);
+    assert!(v.valid, "{:?}", v.problems);
+    assert_eq!(v.counts["artifacts"], 2, "only the handbook");
+    let info = v.export.unwrap();
+    assert!(info.policy.filter_applied);
+    assert_eq!(info.actor, "agent:exporter");
+    // a scope the caller cannot see is not found, not an empty export
+    api.with_key(
+        Method::POST,
+        "/v1/export",
+        &tokens[0],
+        Some(json!({"collections": ["ops"]})),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND, "not_found");
+    // no export scope: refused before anything streams
+    api.with_key(
+        Method::POST,
+        "/v1/export",
+        &tokens[1],
+        Some(json!({"all": true})),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN, "permission_denied");
+    // bad scope: a clear 400
+    api.with_key(
+        Method::POST,
+        "/v1/export",
+        &tokens[0],
+        Some(json!({"everything": true})),
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    api.with_key(Method::POST, "/v1/export", &tokens[0], Some(json!({})))
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
 }

@@ -136,6 +136,36 @@ impl Services {
         scope: &ExportScope,
         target: ExportTarget,
     ) -> Result<ExportReport> {
+        self.export_preflight(caller, scope)?;
+        let input = serde_json::to_value(scope).unwrap_or_default();
+        self.recovery_run(caller, "export", input, None, |run_id| {
+            let report = self.export_in_run(caller, scope, target, run_id)?;
+            self.write(
+                caller,
+                vec![Op::Audit(kontextual_model::AuditDraft {
+                    action: "export.create".into(),
+                    target_kind: "package".into(),
+                    target_id: report.export_id.clone(),
+                    target_name: None,
+                    revision: None,
+                    prev_digest: None,
+                    digest: None,
+                    outcome: kontextual_model::Outcome::Success,
+                    detail: Some(serde_json::json!({
+                        "counts": report.counts,
+                        "payload_digest": report.payload_digest,
+                        "package_digest": report.package_digest,
+                        "policy_filter_applied": report.policy_filter_applied,
+                    })),
+                })],
+            )?;
+            Ok(report)
+        })
+    }
+
+    /// Checks what can be checked before any byte is written: the caller
+    /// may export, and the scope is well formed and names what exists.
+    pub fn export_preflight(&self, caller: &Caller, scope: &ExportScope) -> Result<()> {
         if let Some(scopes) = &caller.scopes
             && !scopes.contains(&Scope::Export)
         {
@@ -162,30 +192,7 @@ impl Services {
                 return Err(Error::NotFound(format!("collection {c}")));
             }
         }
-        let input = serde_json::to_value(scope).unwrap_or_default();
-        self.recovery_run(caller, "export", input, None, |run_id| {
-            let report = self.export_in_run(caller, scope, target, run_id)?;
-            self.write(
-                caller,
-                vec![Op::Audit(kontextual_model::AuditDraft {
-                    action: "export.create".into(),
-                    target_kind: "package".into(),
-                    target_id: report.export_id.clone(),
-                    target_name: None,
-                    revision: None,
-                    prev_digest: None,
-                    digest: None,
-                    outcome: kontextual_model::Outcome::Success,
-                    detail: Some(serde_json::json!({
-                        "counts": report.counts,
-                        "payload_digest": report.payload_digest,
-                        "package_digest": report.package_digest,
-                        "policy_filter_applied": report.policy_filter_applied,
-                    })),
-                })],
-            )?;
-            Ok(report)
-        })
+        Ok(())
     }
 
     fn export_in_run(

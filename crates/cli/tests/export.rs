@@ -1,0 +1,432 @@
+//! O3/K9/X8 end to end with the real binary: export scopes, directory and
+//! .tar.zst packages, `package validate` (and bagit-python as an
+//! independent checker), import into a fresh data directory, round trips
+//! with identical payloads, conflicts, and hostile packages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kx(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("--data-dir")
+        .arg(data);
+    c
+}
+
+fn run(data: &Path, args: &[&str]) -> Output {
+    kx(data).args(args).output().unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = run(data, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(data: &Path, args: &[&str]) -> Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ok(data, &a)).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A store with two collections, markdown/HTML/JSON content, a second
+/// revision, a relation, a deleted and a purged artifact, lifecycles,
+/// classifications and a source system.
+fn seeded(root: &Path) -> PathBuf {
+    let data = root.join("data");
+    ok(&data, &["init"]);
+    let docs = root.join("docs");
+    std::fs::create_dir_all(docs.join("sub")).unwrap();
+    std::fs::write(
+        docs.join("deploy.md"),
+        "# Deploy\n\n## Steps\n\nRun the deploy script.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("sub/rollback.md"),
+        "# Rollback\n\nUndo a deploy.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        docs.join("page.html"),
+        "<html><head><title>Page</title></head><body><p>Deploy notes</p></body></html>",
+    )
+    .unwrap();
+    std::fs::write(docs.join("conf.json"), "{\"deploy\": true}").unwrap();
+    ok(&data, &["ingest", s(&docs), "--collection", "handbook"]);
+    std::fs::write(
+        docs.join("deploy.md"),
+        "# Deploy\n\n## Steps\n\nRun the deploy script twice.\n",
+    )
+    .unwrap();
+    ok(&data, &["ingest", s(&docs), "--collection", "handbook"]);
+    ok(
+        &data,
+        &[
+            "relate",
+            "handbook/deploy.md",
+            "references",
+            "handbook/sub/rollback.md",
+        ],
+    );
+    let note = root.join("note.md");
+    std::fs::write(&note, "# Ops note\n\nPager duty.\n").unwrap();
+    ok(&data, &["collection", "create", "ops"]);
+    ok(
+        &data,
+        &[
+            "artifact",
+            "put",
+            "ops/note.md",
+            "--file",
+            s(&note),
+            "--lifecycle",
+            "deprecated",
+            "--classification",
+            "confidential",
+            "--source-system",
+            "wiki",
+            "--metadata",
+            "{\"owner\": \"ops\",\n \"tier\": 2}",
+        ],
+    );
+    std::fs::write(&note, "# Gone\n").unwrap();
+    ok(
+        &data,
+        &["artifact", "put", "ops/gone.md", "--file", s(&note)],
+    );
+    ok(&data, &["artifact", "delete", "ops/gone.md"]);
+    ok(
+        &data,
+        &["artifact", "put", "ops/secret.md", "--file", s(&note)],
+    );
+    ok(&data, &["artifact", "purge", "ops/secret.md", "--yes"]);
+    data
+}
+
+fn bagit_python() -> Option<&'static str> {
+    let ok = Command::new("bagit.py")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some("bagit.py");
+    }
+    assert!(
+        std::env::var_os("KONTEXTUAL_REQUIRE_BAGIT").is_none(),
+        "bagit.py (pip install bagit) is required in CI"
+    );
+    eprintln!(
+        "SKIPPED the bagit-python cross-check: bagit.py is not installed (pip install bagit)"
+    );
+    None
+}
+
+fn payload_files(bag: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(root.join(rel)).unwrap().flatten() {
+            let name = format!("{rel}{}", e.file_name().to_str().unwrap());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &format!("{name}/"), out);
+            } else {
+                out.push((name.clone(), std::fs::read(root.join(&name)).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(bag, "data/", &mut out);
+    out.push((
+        "manifest-sha256.txt".into(),
+        std::fs::read(bag.join("manifest-sha256.txt")).unwrap(),
+    ));
+    out.sort();
+    out
+}
+
+/// K9 + O3: export all → validate (ours and bagit-python) → import into a
+/// data directory that does not exist → export all again: the payload
+/// (data/ and its manifest) is byte-identical, and the restored store
+/// verifies and answers searches.
+#[test]
+fn k9_snapshot_round_trip_is_identical() {
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded(t.path());
+    let bag = t.path().join("snap");
+    let e = json(&data, &["export", "--all", "--out", s(&bag)]);
+    assert_eq!(e["export"]["counts"]["artifacts"], 7, "{e}");
+    assert_eq!(e["export"]["counts"]["collections"], 2);
+    let v = json(&data, &["package", "validate", s(&bag)]);
+    assert_eq!(
+        (v["complete"].as_bool(), v["valid"].as_bool()),
+        (Some(true), Some(true)),
+        "{v}"
+    );
+    if let Some(py) = bagit_python() {
+        let out = Command::new(py)
+            .args(["--validate", s(&bag)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bagit.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // the archive form carries the same payload
+    let tar = t.path().join("snap.tar.zst");
+    let e2 = json(&data, &["export", "--all", "--out", s(&tar)]);
+    assert_eq!(
+        e2["export"]["payload_digest"],
+        e["export"]["payload_digest"]
+    );
+
+    let restored = t.path().join("restored");
+    assert!(!restored.exists());
+    let r = json(&restored, &["import", s(&tar)]);
+    assert_eq!(r["summary"]["written"]["artifacts"], 7, "{r}");
+    let again = t.path().join("again");
+    let e3 = json(&restored, &["export", "--all", "--out", s(&again)]);
+    assert_eq!(
+        e3["export"]["payload_digest"],
+        e["export"]["payload_digest"]
+    );
+    assert_eq!(payload_files(&bag), payload_files(&again));
+    // same ids, digests and history; the import is its own run and audit record
+    let a = json(&data, &["artifact", "show", "handbook/deploy.md"]);
+    let b = json(&restored, &["artifact", "show", "handbook/deploy.md"]);
+    for k in [
+        "id",
+        "digest",
+        "revision",
+        "metadata",
+        "run_id",
+        "created_at",
+        "updated_at",
+    ] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    let runs = json(&restored, &["run", "show", b["run_id"].as_str().unwrap()]);
+    assert_eq!(runs["run"]["kind"], "ingest", "{runs}");
+    let audit = ok(&restored, &["audit", "list", "--action", "store.import"]);
+    assert!(audit.contains("store.import"), "{audit}");
+    ok(&restored, &["verify"]);
+    let hits = json(&restored, &["search", "twice"]);
+    assert_eq!(hits["hits"][0]["ref"], "handbook/deploy.md", "{hits}");
+    // the reverse direction: what was restored exports and imports again
+    let third = t.path().join("third");
+    json(&third, &["import", s(&again)]);
+    ok(&third, &["verify"]);
+}
+
+/// O3: scopes combine, the manifest records them, and quarantined
+/// artifacts are never exported.
+#[test]
+fn o3_export_scopes_combine() {
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded(t.path());
+    let count = |args: &[&str], name: &str| -> u64 {
+        let out = t.path().join(name);
+        let mut a = vec!["export", "--out", s(&out)];
+        a.extend_from_slice(args);
+        let e = json(&data, &a);
+        let v = json(&data, &["package", "validate", s(&out)]);
+        assert_eq!(v["valid"], true, "{args:?}: {v}");
+        e["export"]["counts"]["artifacts"].as_u64().unwrap()
+    };
+    assert_eq!(count(&["--collection", "handbook"], "a"), 4);
+    assert_eq!(count(&["--query", "deploy"], "b"), 4);
+    assert_eq!(count(&["--query", "deploy", "--collection", "ops"], "c"), 0);
+    assert_eq!(count(&["--lifecycle", "deprecated"], "d"), 1);
+    assert_eq!(count(&["--source", "wiki"], "e"), 1);
+    assert_eq!(count(&["--classification", "confidential"], "f"), 1);
+    assert_eq!(
+        count(&["--since", "2000-01-01", "--until", "2000-01-02"], "g"),
+        0
+    );
+    assert_eq!(count(&["--collection", "ops", "--include-deleted"], "h"), 3);
+    let deploy = json(&data, &["artifact", "show", "handbook/deploy.md"]);
+    let id = deploy["id"].as_str().unwrap();
+    assert_eq!(count(&["--id", id], "i"), 1);
+    let run_id = deploy["run_id"].as_str().unwrap();
+    assert_eq!(
+        count(&["--run", run_id], "j"),
+        1,
+        "only deploy.md changed in the second ingest"
+    );
+    // a relation to an artifact outside the scope is left out, so the
+    // package has no broken reference
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("i/kontextual-export.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["scope"]["artifact_ids"][0], id);
+    assert_eq!(info["policy"]["filter_applied"], false);
+    assert!(
+        std::fs::read_to_string(t.path().join("i/data/relations.jsonl"))
+            .unwrap()
+            .is_empty()
+    );
+    // current only: one revision per artifact; such a package is refused by import
+    let cur = t.path().join("cur");
+    let e = json(
+        &data,
+        &[
+            "export",
+            "--collection",
+            "handbook",
+            "--current-only",
+            "--out",
+            s(&cur),
+        ],
+    );
+    assert_eq!(e["export"]["counts"]["revisions"], 4);
+    let out = run(&t.path().join("fresh"), &["import", s(&cur)]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("whole histories"));
+    // quarantine excludes
+    ok(
+        &data,
+        &["quarantine", "set", "handbook/page.html", "--reason", "bad"],
+    );
+    assert_eq!(count(&["--collection", "handbook"], "k"), 3);
+    // nothing selected, and an existing --out, are clear errors
+    let out = run(&data, &["export", "--out", s(&t.path().join("l"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("say what to export"));
+    let out = run(&data, &["export", "--all", "--out", s(&t.path().join("a"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    // the export is a run with a manifest, and audited
+    let audit = ok(&data, &["audit", "list", "--action", "export.create"]);
+    assert!(audit.contains("export.create"));
+}
+
+/// K9: importing into a non-empty store follows the conflict policy; a
+/// refused import changes nothing.
+#[test]
+fn k9_import_conflicts_fail_or_skip() {
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded(t.path());
+    let bag = t.path().join("snap");
+    json(&data, &["export", "--all", "--out", s(&bag)]);
+    let out = run(&data, &["import", s(&bag)]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already in the store"));
+    // the refused import left only its own failed run's records, no data
+    let list = json(&data, &["artifact", "list", "--include-deleted"]);
+    assert_eq!(list["items"].as_array().unwrap().len(), 7);
+    let failed = json(&data, &["run", "list", "--status", "failed"]);
+    assert_eq!(failed["items"][0]["kind"], "import", "{failed}");
+    let r = json(&data, &["import", s(&bag), "--on-conflict", "skip"]);
+    assert_eq!(r["summary"]["skipped"]["artifacts"], 7, "{r}");
+    ok(&data, &["verify"]);
+}
+
+/// X8: invalid and hostile packages are refused with a clear error, and
+/// nothing is written: the target data directory is not even created.
+#[test]
+fn x8_bad_packages_change_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded(t.path());
+    let bag = t.path().join("snap");
+    json(&data, &["export", "--all", "--out", s(&bag)]);
+    // tamper with one blob
+    let blobs = bag.join("data/blobs/sha256");
+    let sub = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let f = std::fs::read_dir(&sub)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&f, bytes).unwrap();
+    let out = run(&data, &["package", "validate", s(&bag)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hash_mismatch data/blobs/sha256/"), "{text}");
+    assert!(
+        text.contains("complete           yes") && text.contains("valid              no"),
+        "{text}"
+    );
+    let target = t.path().join("never");
+    let out = run(&target, &["import", s(&bag)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hash_mismatch"));
+    assert!(
+        !target.exists(),
+        "a refused import must not create the data directory"
+    );
+
+    // a hostile archive: an entry climbing out of the staging area
+    let evil = t.path().join("evil.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&evil).unwrap());
+        let mut h = tar::Header::new_old();
+        let name = b"../../escaped.txt";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &b"bad"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let out = run(&target, &["import", s(&evil)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused package entry") && err.contains(".."),
+        "{err}"
+    );
+    assert!(!target.exists());
+    assert!(!t.path().join("escaped.txt").exists());
+    // fetch.txt is refused
+    std::fs::write(
+        bag.join("fetch.txt"),
+        "https://example.invalid/a 1 data/a\n",
+    )
+    .unwrap();
+    let out = run(&data, &["package", "validate", s(&bag)]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fetch_refused"));
+    // not a package at all
+    let junk = t.path().join("junk.tar.zst");
+    std::fs::write(&junk, b"definitely not zstd").unwrap();
+    let out = run(&target, &["import", s(&junk)]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!target.exists());
+}

@@ -140,8 +140,8 @@ pub enum Change {
     /// revision. Its audit record vouches for the revision like the record
     /// of the original change did.
     RevisionImported {
-        revision: crate::Revision,
-        current: Option<Artifact>,
+        revision: Box<crate::Revision>,
+        current: Option<Box<Artifact>>,
     },
     /// A relation written by an import with its original id.
     RelationImported {

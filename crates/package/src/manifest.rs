@@ -111,7 +111,7 @@ pub fn parse(text: &str) -> (Vec<Entry>, Vec<BadLine>) {
         if line.trim().is_empty() {
             continue;
         }
-        let Some((hash, path)) = line.split_once(|c: char| c == ' ' || c == '\t') else {
+        let Some((hash, path)) = line.split_once([' ', '\t']) else {
             bad.push(BadLine {
                 line: i + 1,
                 detail: "expected `<checksum> <path>`".into(),

@@ -431,7 +431,10 @@ fn raw_entry(
     b.append(&h, data).unwrap();
 }
 
-fn archive(entries: &[(&[u8], tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+/// (name, type, data, link target)
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a str>);
+
+fn archive(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (n, k, d, l) in entries {
         raw_entry(&mut b, n, *k, d, *l);

@@ -355,7 +355,7 @@ pub enum Op {
 
 /// What an import writes. Namespaces in the records are ignored: every
 /// record lands in the batch's namespace.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ImportRecords {
     /// The package's id (its export id), for the audit record.
     pub package: String,

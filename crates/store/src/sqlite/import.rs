@@ -24,10 +24,9 @@ fn exists(conn: &Connection, sql: &str, id: impl rusqlite::ToSql) -> Result<bool
 }
 
 fn taken(what: String) -> StoreError {
-    StoreError::AlreadyExists {
-        what: format!(
-            "{what} is already in the store (import --on-conflict skip keeps the store's copy and imports the rest)"
-        ),
+    StoreError::Refused {
+        what: format!("import refused: {what} is already in the store"),
+        why: "nothing was imported (with on-conflict skip, the store's copy is kept and the rest imported)".into(),
     }
 }
 
@@ -186,9 +185,9 @@ pub(super) fn import(
         let last = revs.len();
         for (i, r) in revs.into_iter().enumerate() {
             insert_revision(conn, &r)?;
-            let current = (i + 1 == last).then(|| a.clone());
+            let current = (i + 1 == last).then(|| Box::new(a.clone()));
             out.push(Change::RevisionImported {
-                revision: r,
+                revision: Box::new(r),
                 current,
             });
         }

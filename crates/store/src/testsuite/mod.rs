@@ -5,10 +5,12 @@
 //! A backend joins by providing a [`Harness`] and invoking the macro.
 
 mod cases;
+mod import;
 mod jobs;
 mod model;
 
 pub use cases::*;
+pub use import::*;
 pub use jobs::*;
 pub use model::model_test;
 
@@ -166,6 +168,8 @@ macro_rules! conformance_suite {
             o2_recovery_actions_are_idempotent_and_audited,
             k6_job_attempts_and_runs_link_both_ways,
             o2_artifacts_are_quarantined_and_released,
+            k9_import_preserves_ids_history_and_links,
+            k9_import_conflicts_and_bad_input_leave_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

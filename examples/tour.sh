@@ -52,3 +52,11 @@ step worker --drain
 step job show "$job"
 step reindex --collection docs
 step repair
+
+# Export and snapshots: a governed package, validated, imported into a fresh store.
+step export --collection docs --out "$work/docs.bag"
+step package validate "$work/docs.bag"
+step export --all --out "$work/snapshot.tar.zst"
+restored() { printf '\n$ kontextual --data-dir restored %s\n' "$*"; "${CARGO_TARGET_DIR:-$here/../target}/$outdir/kontextual" --data-dir "$work/restored" "$@"; }
+restored import "$work/snapshot.tar.zst"
+restored verify

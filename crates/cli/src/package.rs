@@ -250,7 +250,15 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
                     n(skipped, "runs")
                 ),
             ),
-            ("indexed", r.artifacts_indexed.to_string()),
+            (
+                "index",
+                match r.artifacts_indexed {
+                    Some(n) => format!("rebuilt ({n} live artifacts)"),
+                    None => {
+                        "owned by another process; it catches up from the import's events".into()
+                    }
+                },
+            ),
         ]);
     }
     Ok(ExitCode::SUCCESS)

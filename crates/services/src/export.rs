@@ -92,7 +92,9 @@ pub struct ImportReport {
     pub run_id: RunId,
     pub package: String,
     pub summary: serde_json::Value,
-    pub artifacts_indexed: u64,
+    /// Live artifacts in the rebuilt index; `None` when another process
+    /// owns the index (it catches up from the import's events).
+    pub artifacts_indexed: Option<u64>,
 }
 
 /// A package opened and validated, ready to import.
@@ -659,14 +661,17 @@ impl Services {
                 run_id,
                 package: package.clone(),
                 summary,
-                artifacts_indexed: 0,
+                artifacts_indexed: None,
             })
         })?;
-        // The import's events name every imported artifact: catching the
-        // index up indexes exactly those.
-        let indexed = match self.projection() {
-            Ok(p) => p.catch_up()?.artifacts_reindexed,
-            Err(_) => 0,
+        // The index is rebuilt from the store when this process owns it;
+        // otherwise its owner (a running server) applies the import's
+        // events, which name every imported artifact.
+        let p = self.projection()?;
+        let indexed = if p.is_owner() {
+            Some(p.rebuild()?.artifacts_reindexed)
+        } else {
+            None
         };
         Ok(ImportReport {
             artifacts_indexed: indexed,

@@ -11,7 +11,9 @@
 //!        cargo run --release -p kontextual-bench -- --only retrieval --n 20000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only http --n 20000   (needs `cargo install oha`)
 //!        cargo run --release -p kontextual-bench -- --only jobs --n 50000 --runs 3
+//!        cargo run --release -p kontextual-bench -- --only export --n 20000 --runs 3
 
+mod export;
 mod http;
 mod jobs;
 mod retrieval;
@@ -57,7 +59,7 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.max(1),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http|jobs"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export"
             ),
         }
     }
@@ -276,6 +278,9 @@ fn main() -> Result<()> {
     }
     if a.only.as_deref() == Some("http") {
         return http::run(a.n, 10);
+    }
+    if a.only.as_deref() == Some("export") {
+        return export::run(a.n, a.runs);
     }
     if a.only.as_deref() == Some("jobs") {
         return jobs::run(a.n, a.runs);

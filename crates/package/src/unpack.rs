@@ -145,7 +145,14 @@ pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
                 ));
             }
         };
-        let trimmed = name.trim_end_matches('/');
+        // `tar -C bag -cf x.tar .` writes `./bagit.txt`: a leading `./` is harmless.
+        let mut trimmed = name.trim_end_matches('/');
+        while let Some(rest) = trimmed.strip_prefix("./") {
+            trimmed = rest;
+        }
+        if trimmed.is_empty() || trimmed == "." {
+            continue;
+        }
         check_path(trimmed).map_err(|e| hostile(name.clone(), e.reason))?;
         // The bag may sit under one top-level directory (the usual
         // serialization) or at the archive's root.

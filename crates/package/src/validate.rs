@@ -732,13 +732,23 @@ fn check_references(recs: &Records, found: &Scan, problems: &mut Vec<Problem>) {
                 "appears twice",
             ));
         }
-        if !artifacts.contains_key(&r.artifact_id) {
-            problems.push(problem(
+        match artifacts.get(&r.artifact_id) {
+            None => problems.push(problem(
                 BrokenReference,
                 Some(REVISIONS_FILE),
                 rec.clone(),
                 "its artifact is not in the package",
-            ));
+            )),
+            Some(a) if r.revision == 0 || r.revision > a.revision => problems.push(problem(
+                BrokenReference,
+                Some(REVISIONS_FILE),
+                rec.clone(),
+                format!(
+                    "outside the artifact's history (its current revision is {})",
+                    a.revision
+                ),
+            )),
+            Some(_) => {}
         }
         if r.content_available && !recs.blobs.contains_key(&r.digest) {
             let path = addressed_path(BLOBS_DIR, &r.digest);

@@ -660,3 +660,23 @@ mod props {
         }
     }
 }
+
+/// Archives made by other tools unpack too: directory entries, a
+/// top-level directory, or `./` names at the root.
+#[test]
+fn o3_archives_from_other_tools_are_accepted() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("bag");
+    write_package(BagTarget::Dir(dir.clone()), &fixture());
+    for (i, root) in ["mybag", "."].iter().enumerate() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_dir_all(root, &dir).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let p = t.path().join(format!("other{i}.tar"));
+        std::fs::write(&p, &bytes).unwrap();
+        let staged = kontextual_package::open(&p, Some(t.path()), Limits::default())
+            .unwrap_or_else(|e| panic!("root {root}: {e}"));
+        let (v, _) = validate_dir(&staged.dir);
+        assert!(v.valid, "root {root}: {:?}", v.problems);
+    }
+}

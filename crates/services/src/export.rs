@@ -280,6 +280,9 @@ impl Services {
                 dropped.push(a.id);
                 continue;
             }
+            // Revisions written after the artifact was read belong to a
+            // later state than the one exported.
+            revs.retain(|r| r.revision <= a.revision);
             if scope.current_only {
                 revs.retain(|r| r.revision == a.revision);
             }

@@ -105,14 +105,21 @@ fn ok() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init(ctx: &Ctx) -> Result<ExitCode> {
-    let existed = Services::store_exists(&ctx.cfg.data_dir);
-    let svc = ctx.open(StoreOpenMode::Create)?;
+/// Writes the commented default `kontextual.toml` into a new data directory.
+pub(crate) fn write_default_config(ctx: &Ctx) -> Result<()> {
     let cfg_path = ctx.cfg.data_dir.join(CONFIG_FILE);
     if !cfg_path.exists() {
         std::fs::write(&cfg_path, DEFAULT_CONFIG)
             .with_context(|| format!("writing {}", cfg_path.display()))?;
     }
+    Ok(())
+}
+
+fn init(ctx: &Ctx) -> Result<ExitCode> {
+    let existed = Services::store_exists(&ctx.cfg.data_dir);
+    let svc = ctx.open(StoreOpenMode::Create)?;
+    write_default_config(ctx)?;
+    let cfg_path = ctx.cfg.data_dir.join(CONFIG_FILE);
     let status = svc.status(&ctx.caller)?;
     if ctx.out.json {
         ctx.out.json(&serde_json::json!({

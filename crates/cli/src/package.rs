@@ -23,17 +23,44 @@ fn limits(a: &UnpackArgs) -> UnpackLimits {
     }
 }
 
-/// Archive output is chosen by the name: `.tar.zst` / `.tzst`.
-fn archive_root(out: &Path) -> Option<String> {
-    let name = out.file_name()?.to_str()?;
-    let stem = name
-        .strip_suffix(".tar.zst")
-        .or_else(|| name.strip_suffix(".tzst"))?;
-    Some(if stem.is_empty() {
-        "package".to_owned()
-    } else {
-        stem.to_owned()
-    })
+/// What `--out` names.
+enum OutKind {
+    Dir,
+    /// `.tar.zst` / `.tzst` (any case), with the archive's top-level directory.
+    TarZst(String),
+    /// `-`: a `.tar.zst` stream on stdout.
+    Stdout,
+}
+
+fn out_kind(out: &Path) -> Result<OutKind> {
+    if out.as_os_str() == "-" {
+        return Ok(OutKind::Stdout);
+    }
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let lower = name.to_ascii_lowercase();
+    for ext in [".tar.zst", ".tzst"] {
+        if lower.ends_with(ext) {
+            let stem = &name[..name.len() - ext.len()];
+            return Ok(OutKind::TarZst(if stem.is_empty() {
+                "package".to_owned()
+            } else {
+                stem.to_owned()
+            }));
+        }
+    }
+    for ext in [".tar", ".tgz", ".gz", ".zip", ".zst", ".xz", ".bz2"] {
+        if lower.ends_with(ext) {
+            return Err(invalid(format!(
+                "--out {name}: packages are written as .tar.zst archives or as directories; \
+                 name it *.tar.zst, or give a directory name without an archive extension"
+            )));
+        }
+    }
+    Ok(OutKind::Dir)
 }
 
 fn parse_all<T: std::str::FromStr>(v: &[String], what: &str) -> Result<Vec<T>>
@@ -48,14 +75,8 @@ where
 fn scope(a: &ExportArgs) -> Result<ExportScope> {
     Ok(ExportScope {
         all: a.all,
-        artifact_ids: a
-            .ids
-            .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| invalid(format!("--id {s:?} is not an artifact id")))
-            })
-            .collect::<Result<_>>()?,
+        // resolved against the store (ids or COLLECTION/NAME) in `export`
+        artifact_ids: Vec::new(),
         collections: a.collections.clone(),
         query: a.query.clone(),
         run: a
@@ -77,17 +98,34 @@ fn scope(a: &ExportArgs) -> Result<ExportScope> {
 }
 
 pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
-    let scope = scope(&a)?;
-    if std::fs::symlink_metadata(&a.out).is_ok() {
+    let mut scope = scope(&a)?;
+    let kind = out_kind(&a.out)?;
+    if !matches!(kind, OutKind::Stdout) && std::fs::symlink_metadata(&a.out).is_ok() {
         return Err(invalid(format!(
             "{} already exists; exports never overwrite (choose a new --out)",
             a.out.display()
         )));
     }
     let svc = ctx.rw()?;
-    let report = match archive_root(&a.out) {
-        None => svc.export(&ctx.caller, &scope, ExportTarget::Dir(a.out.clone()))?,
-        Some(root) => {
+    // --id takes ids or COLLECTION/NAME references, in any state
+    for r in &a.ids {
+        let r: kontextual_model::ArtifactRef =
+            r.parse().map_err(|e| invalid(format!("--id {r:?}: {e}")))?;
+        scope
+            .artifact_ids
+            .push(svc.artifact_show(&ctx.caller, &r)?.id);
+    }
+    let report = match kind {
+        OutKind::Dir => svc.export(&ctx.caller, &scope, ExportTarget::Dir(a.out.clone()))?,
+        OutKind::Stdout => {
+            let out = Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout(),
+            ));
+            let root = "kontextual-export".to_owned();
+            svc.export(&ctx.caller, &scope, ExportTarget::TarZst { out, root })?
+        }
+        OutKind::TarZst(root) => {
             // Written beside the target and renamed when complete, so a
             // failed export never leaves a truncated archive under the name.
             let partial = partial_path(&a.out);
@@ -107,10 +145,22 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
             }
         }
     };
-    if ctx.out.json {
+    if a.out.as_os_str() == "-" {
+        // stdout carries the archive: the summary goes to stderr
+        if !ctx.out.quiet {
+            eprintln!(
+                "exported {} artifacts, {} payload files ({}); export id {}, package digest {}",
+                report.counts.get("artifacts").copied().unwrap_or(0),
+                report.payload_files,
+                crate::output::bytes(report.payload_bytes),
+                report.export_id,
+                report.package_digest
+            );
+        }
+    } else if ctx.out.json {
         ctx.out
             .json(&serde_json::json!({ "out": a.out, "export": report }))?;
-    } else {
+    } else if !ctx.out.quiet {
         let c = |k: &str| report.counts.get(k).copied().unwrap_or(0).to_string();
         ctx.out.fields(&[
             ("out", a.out.display().to_string()),
@@ -130,14 +180,8 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
                     crate::output::bytes(report.payload_bytes)
                 ),
             ),
-            (
-                "payload digest",
-                format!("sha256:{}", report.payload_digest),
-            ),
-            (
-                "package digest",
-                format!("sha256:{}", report.package_digest),
-            ),
+            ("payload digest", report.payload_digest.clone()),
+            ("package digest", report.package_digest.clone()),
             (
                 "policy filter",
                 if report.policy_filter_applied {
@@ -158,48 +202,77 @@ fn partial_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// Problems printed in human output before "… and N more".
+const MAX_SHOWN: usize = 100;
+
+fn print_problems(v: &PackageVerdict, to_stderr: bool) {
+    let mut lines: Vec<String> = v
+        .problems
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|p| format!("problem: {p}"))
+        .collect();
+    if v.problems.len() > MAX_SHOWN {
+        lines.push(format!(
+            "… and {} more problems (--json lists all)",
+            v.problems.len() - MAX_SHOWN
+        ));
+    }
+    for l in lines {
+        if to_stderr {
+            eprintln!("{l}");
+        } else {
+            println!("{l}");
+        }
+    }
+}
+
 fn print_verdict(ctx: &Ctx, v: &PackageVerdict) -> Result<()> {
     if ctx.out.json {
         return ctx.out.json(v);
     }
-    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
-    let mut rows = vec![
-        ("complete", yes(v.complete)),
-        ("valid", yes(v.valid)),
-        ("kontextual export", yes(v.kontextual)),
-        (
-            "payload",
-            format!(
-                "{} files, {}",
-                v.payload_files,
-                crate::output::bytes(v.payload_bytes)
+    if !ctx.out.quiet {
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+        let mut rows = vec![
+            ("complete", yes(v.complete)),
+            ("valid", yes(v.valid)),
+            ("kontextual export", yes(v.kontextual)),
+            (
+                "payload",
+                format!(
+                    "{} files, {}",
+                    v.payload_files,
+                    crate::output::bytes(v.payload_bytes)
+                ),
             ),
-        ),
-    ];
-    if let Some(d) = &v.payload_digest {
-        rows.push(("payload digest", format!("sha256:{d}")));
+        ];
+        if let Some(d) = &v.payload_digest {
+            rows.push(("payload digest", d.clone()));
+        }
+        if let Some(d) = &v.package_digest {
+            rows.push(("package digest", d.clone()));
+        }
+        if let Some(e) = &v.export {
+            rows.push(("export id", e.export_id.clone()));
+            rows.push(("exported by", format!("{} at {}", e.actor, e.exported_at)));
+            if e.policy.filter_applied {
+                rows.push(("policy filter", "applied".to_owned()));
+            }
+        }
+        for (k, n) in &v.counts {
+            rows.push((k.as_str(), n.to_string()));
+        }
+        ctx.out.fields(&rows);
     }
-    if let Some(d) = &v.package_digest {
-        rows.push(("package digest", format!("sha256:{d}")));
-    }
-    if let Some(e) = &v.export {
-        rows.push(("export id", e.export_id.clone()));
-        rows.push(("exported by", format!("{} at {}", e.actor, e.exported_at)));
-    }
-    for (k, n) in &v.counts {
-        rows.push((k.as_str(), n.to_string()));
-    }
-    ctx.out.fields(&rows);
-    for p in &v.problems {
-        println!("problem: {p}");
-    }
+    print_problems(v, false);
     Ok(())
 }
 
 pub fn validate(ctx: &Ctx, package: &Path, a: &UnpackArgs) -> Result<ExitCode> {
-    let checked = check_package(package, None, limits(a))?;
-    print_verdict(ctx, &checked.verdict)?;
-    Ok(if checked.verdict.valid {
+    // The staging copy is removed before anything is printed.
+    let verdict = check_package(package, None, limits(a))?.into_verdict();
+    print_verdict(ctx, &verdict)?;
+    Ok(if verdict.valid {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -209,35 +282,31 @@ pub fn validate(ctx: &Ctx, package: &Path, a: &UnpackArgs) -> Result<ExitCode> {
 pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
     // Everything is checked before the data directory is even created.
     let checked = check_package(&a.package, None, limits(&a.limits))?;
-    if !checked.verdict.valid {
-        for p in &checked.verdict.problems {
-            eprintln!("problem: {p}");
-        }
-        return Err(invalid(format!(
-            "{} is not a valid package ({} problems); nothing was imported",
-            a.package.display(),
-            checked.verdict.problems.len()
-        )));
+    if let Err(e) = checked.importable() {
+        print_problems(&checked.verdict, true);
+        return Err(e.into());
     }
     let on_conflict = match a.on_conflict.as_str() {
         "skip" => ImportConflict::Skip,
         _ => ImportConflict::Fail,
     };
     let svc = ctx.open(StoreOpenMode::Create)?;
+    crate::commands::write_default_config(ctx)?;
     let r = svc.import_package(&ctx.caller, checked, on_conflict)?;
     if ctx.out.json {
         ctx.out.json(&r)?;
-    } else {
+    } else if !ctx.out.quiet {
         let written = &r.summary["written"];
         let skipped = &r.summary["skipped"];
         let n = |v: &serde_json::Value, k: &str| {
             v.get(k).and_then(|x| x.as_u64()).unwrap_or(0).to_string()
         };
-        ctx.out.fields(&[
+        let mut rows = vec![
             ("package", r.package.clone()),
             ("run", r.run_id.to_string()),
             ("collections", n(written, "collections")),
             ("artifacts", n(written, "artifacts")),
+            ("revisions", n(written, "revisions")),
             ("relations", n(written, "relations")),
             ("runs", n(written, "runs")),
             ("blobs", n(written, "blobs")),
@@ -259,7 +328,17 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
                     }
                 },
             ),
-        ]);
+        ];
+        let differing = n(&r.summary["skipped_differing"], "artifacts");
+        if differing != "0" {
+            rows.push((
+                "differing",
+                format!(
+                    "{differing} skipped artifacts differ from the package (the store's version was kept)"
+                ),
+            ));
+        }
+        ctx.out.fields(&rows);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -275,7 +275,7 @@ fn o3_export_scopes_combine() {
     assert_eq!(info["scope"]["artifact_ids"][0], id);
     assert_eq!(info["policy"]["filter_applied"], false);
     assert!(
-        std::fs::read_to_string(t.path().join("i/data/relations.jsonl"))
+        std::fs::read_to_string(t.path().join("i/data/relations.json"))
             .unwrap()
             .is_empty()
     );
@@ -293,7 +293,8 @@ fn o3_export_scopes_combine() {
         ],
     );
     assert_eq!(e["export"]["counts"]["revisions"], 4);
-    let out = run(&t.path().join("fresh"), &["import", s(&cur)]);
+    let fresh = t.path().join("fresh");
+    let out = run(&fresh, &["import", s(&cur)]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -301,6 +302,63 @@ fn o3_export_scopes_combine() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("whole histories"));
+    assert!(
+        !fresh.exists(),
+        "a refused import must not create the data directory"
+    );
+    // archive names other than .tar.zst are refused rather than made directories
+    for name in ["x.tar", "x.tar.gz", "x.zip"] {
+        let out = run(
+            &data,
+            &["export", "--all", "--out", s(&t.path().join(name))],
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(!t.path().join(name).exists());
+    }
+    // ... and the extension is not case-sensitive; `-` streams to stdout
+    json(
+        &data,
+        &["export", "--all", "--out", s(&t.path().join("UP.TAR.ZST"))],
+    );
+    let v = json(
+        &data,
+        &["package", "validate", s(&t.path().join("UP.TAR.ZST"))],
+    );
+    assert_eq!(v["valid"], true);
+    let out = run(&data, &["export", "--collection", "ops", "--out", "-"]);
+    assert!(out.status.success());
+    std::fs::write(t.path().join("stdout.tar.zst"), &out.stdout).unwrap();
+    let v = json(
+        &data,
+        &["package", "validate", s(&t.path().join("stdout.tar.zst"))],
+    );
+    assert_eq!(v["valid"], true, "{v}");
+    // --id takes COLLECTION/NAME too; unknown ids and runs are not found
+    assert_eq!(count(&["--id", "handbook/deploy.md"], "m"), 1);
+    let out = run(
+        &data,
+        &[
+            "export",
+            "--id",
+            "handbook/nope.md",
+            "--out",
+            s(&t.path().join("n")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let out = run(
+        &data,
+        &[
+            "export",
+            "--since",
+            "2027-01-01",
+            "--until",
+            "2026-01-01",
+            "--out",
+            s(&t.path().join("o")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
     // quarantine excludes
     ok(
         &data,
@@ -404,9 +462,14 @@ fn x8_bad_packages_change_nothing() {
     let out = run(&target, &["import", s(&evil)]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unsafe_path") && err.contains(".."), "{err}");
+    // validate gives a verdict on the refused archive, not a bare error
+    let out = run(&data, &["package", "validate", s(&evil)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains("refused package entry") && err.contains(".."),
-        "{err}"
+        text.contains("complete           no") && text.contains("unsafe_path"),
+        "{text}"
     );
     assert!(!target.exists());
     assert!(!t.path().join("escaped.txt").exists());

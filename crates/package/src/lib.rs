@@ -11,6 +11,8 @@
 //! bags, [`unpack`] stages untrusted archives safely, [`validate`] says
 //! whether a bag is complete and valid and loads its records.
 
+use std::path::Path;
+
 pub mod manifest;
 pub mod records;
 pub mod unpack;
@@ -60,6 +62,34 @@ pub fn is_archive(path: &std::path::Path) -> bool {
     path.is_file()
 }
 
+const STAGING_PREFIX: &str = "kontextual-staging-";
+
+/// Removes staging directories left by processes that died (killed while
+/// unpacking): their names carry the owner's pid. Linux only (`/proc`).
+fn sweep_stale_staging(parent: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// A package ready to read: a bag directory, either the one given or a
 /// staging copy unpacked from an archive (removed when this is dropped).
 pub struct Opened {
@@ -75,7 +105,9 @@ pub fn open(
     staging_parent: Option<&std::path::Path>,
     limits: Limits,
 ) -> Result<Opened> {
-    let meta = std::fs::symlink_metadata(path)
+    // The path the user names may be a link to a bag; links *inside* a bag
+    // are refused by validation.
+    let meta = std::fs::metadata(path)
         .map_err(|e| PackageError::io(format!("opening {}", path.display()), e))?;
     if meta.is_dir() {
         return Ok(Opened {
@@ -89,16 +121,20 @@ pub fn open(
             path.display()
         )));
     }
-    let builder = {
-        let mut b = tempfile::Builder::new();
-        b.prefix("kontextual-staging-");
-        b
-    };
-    let staging = match staging_parent {
-        Some(p) => builder.tempdir_in(p),
-        None => builder.tempdir(),
+    let parent = staging_parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    sweep_stale_staging(&parent);
+    let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // staged content may be confidential: only this user may read it
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
     }
-    .map_err(|e| PackageError::io("creating a staging directory", e))?;
+    let staging = builder
+        .tempdir_in(&parent)
+        .map_err(|e| PackageError::io("creating a staging directory", e))?;
     unpack::unpack(path, staging.path(), limits)?;
     Ok(Opened {
         dir: staging.path().to_owned(),

@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-/// One manifest line: a SHA-256 and a bag-relative path.
+/// One manifest line: a checksum (lowercase hex) and a bag-relative path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub sha256: String,
+    pub checksum: String,
     pub path: String,
 }
 
@@ -89,7 +89,7 @@ pub fn render(entries: &[Entry]) -> String {
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = String::new();
     for e in sorted {
-        let _ = writeln!(out, "{}  {}", e.sha256, encode_path(&e.path));
+        let _ = writeln!(out, "{}  {}", e.checksum, encode_path(&e.path));
     }
     out
 }
@@ -119,15 +119,15 @@ pub fn parse(text: &str) -> (Vec<Entry>, Vec<BadLine>) {
             continue;
         };
         let path = path.trim_start_matches([' ', '\t']).trim_start_matches('*');
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !matches!(hash.len(), 64 | 128) || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             bad.push(BadLine {
                 line: i + 1,
-                detail: format!("{hash:?} is not a SHA-256 (64 hex digits)"),
+                detail: format!("{hash:?} is not a SHA-256 or SHA-512 (64 or 128 hex digits)"),
             });
             continue;
         }
         entries.push(Entry {
-            sha256: hash.to_ascii_lowercase(),
+            checksum: hash.to_ascii_lowercase(),
             path: decode_path(path),
         });
     }
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].path, "data/a%b");
         assert_eq!(entries[1].path, "data/x y");
-        assert_eq!(entries[1].sha256, "b".repeat(64));
+        assert_eq!(entries[1].checksum, "b".repeat(64));
         assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![3, 4]);
     }
 
@@ -204,7 +204,7 @@ mod tests {
             let entries: Vec<Entry> = paths
                 .iter()
                 .enumerate()
-                .map(|(i, p)| Entry { sha256: format!("{i:064x}"), path: p.clone() })
+                .map(|(i, p)| Entry { checksum: format!("{i:064x}"), path: p.clone() })
                 .collect();
             let (parsed, bad) = parse(&render(&entries));
             prop_assert!(bad.is_empty());

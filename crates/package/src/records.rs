@@ -3,9 +3,10 @@
 //! Records carry no namespace and no export-time facts: a package is
 //! imported into the importer's namespace, and the payload of a re-export
 //! after import must be byte-identical. Each record file under `data/` is
-//! a sequence of JSON objects in a fixed order, one per line (a raw
-//! metadata value written with line breaks keeps them, so readers parse a
-//! stream of values rather than split lines).
+//! a stream of JSON objects in a fixed order (concatenated JSON, as `jq`
+//! reads it): normally one per line, but metadata is kept byte for byte,
+//! and a value written with line breaks keeps them — so the files are
+//! `.json` streams, not JSON Lines, and readers parse a stream of values.
 
 use std::collections::BTreeMap;
 
@@ -22,12 +23,22 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// `data/kontextual.json`: what the payload holds. Derived from the
 /// payload alone, so identical payloads have identical summaries.
 pub const SUMMARY_FILE: &str = "data/kontextual.json";
-pub const COLLECTIONS_FILE: &str = "data/collections.jsonl";
-pub const ARTIFACTS_FILE: &str = "data/artifacts.jsonl";
-pub const REVISIONS_FILE: &str = "data/revisions.jsonl";
-pub const RELATIONS_FILE: &str = "data/relations.jsonl";
-pub const RUNS_FILE: &str = "data/runs.jsonl";
-pub const REPRESENTATIONS_FILE: &str = "data/representations.jsonl";
+pub const COLLECTIONS_FILE: &str = "data/collections.json";
+pub const ARTIFACTS_FILE: &str = "data/artifacts.json";
+pub const REVISIONS_FILE: &str = "data/revisions.json";
+pub const RELATIONS_FILE: &str = "data/relations.json";
+pub const RUNS_FILE: &str = "data/runs.json";
+pub const REPRESENTATIONS_FILE: &str = "data/representations.json";
+/// Every record file of schema 1, the summary included.
+pub const RECORD_FILES: [&str; 7] = [
+    SUMMARY_FILE,
+    COLLECTIONS_FILE,
+    ARTIFACTS_FILE,
+    REVISIONS_FILE,
+    RELATIONS_FILE,
+    RUNS_FILE,
+    REPRESENTATIONS_FILE,
+];
 /// Content blobs, addressed by their SHA-256: `data/blobs/sha256/ab/abcd…`.
 pub const BLOBS_DIR: &str = "data/blobs/sha256";
 /// Normalized text that differs from its content, addressed the same way.
@@ -323,6 +334,10 @@ pub struct PolicyContext {
     pub clearance: Option<String>,
     /// Quarantined artifacts are never exported.
     pub quarantine_excluded: bool,
+    /// Runs carry no input, manifest or steps (the caller may not read
+    /// everything those name).
+    #[serde(default)]
+    pub runs_redacted: bool,
 }
 
 /// Reads a record file: a stream of JSON values of type `T`.

@@ -105,6 +105,13 @@ pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
     } else {
         Box::new(counting)
     };
+    // Counts the tar stream itself, to see where the archive ended.
+    let consumed = Arc::new(AtomicU64::new(0));
+    let reader = Counting {
+        inner: reader,
+        n: consumed.clone(),
+    };
+    let mut last_end = 0u64;
     let mut archive_reader = tar::Archive::new(reader);
     let entries = archive_reader.entries().map_err(|e| {
         PackageError::Malformed(format!("{} is not a tar archive: {e}", archive.display()))
@@ -117,6 +124,7 @@ pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
     let mut count = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(|e| truncated_or_io("reading the archive".into(), e))?;
+        last_end = entry.raw_file_position() + entry.size().div_ceil(512) * 512;
         count += 1;
         if count > limits.max_entries {
             return Err(PackageError::Bomb(format!(
@@ -238,13 +246,30 @@ pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
     }
     // The tar end marker may come before the end of the compressed stream:
     // read the rest, so a truncated frame is noticed.
+    // A tar archive ends with two zero blocks; the reader stopped after the
+    // first. The rest must be the second and zero padding, nothing else.
+    let stopped_at = consumed.load(Ordering::Relaxed);
     let mut rest = archive_reader.into_inner();
-    let trailing = io::copy(&mut rest, &mut io::sink())
-        .map_err(|e| truncated_or_io("reading the end of the archive".into(), e))?;
-    if trailing > 64 * 1024 {
-        return Err(hostile(
-            "(end of archive)",
-            format!("{trailing} bytes follow the end of the tar archive"),
+    let mut trailing = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = rest
+            .read(&mut buf)
+            .map_err(|e| truncated_or_io("reading the end of the archive".into(), e))?;
+        if n == 0 {
+            break;
+        }
+        trailing += n as u64;
+        if buf[..n].iter().any(|b| *b != 0) || trailing > 16 << 20 {
+            return Err(hostile(
+                "(end of archive)",
+                "data follows the end of the tar archive",
+            ));
+        }
+    }
+    if count > 0 && (stopped_at < last_end + 512 || trailing < 512) {
+        return Err(PackageError::Truncated(
+            "the tar archive has no end-of-archive marker (cut short between entries?)".into(),
         ));
     }
     if count == 0 {

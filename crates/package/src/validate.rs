@@ -49,6 +49,13 @@ pub enum ProblemKind {
     BrokenReference,
     /// A record the others require is absent (a revision of the history).
     MissingRecord,
+    /// The export description (`kontextual-export.json`) does not match
+    /// the payload (digest or counts).
+    TagMismatch,
+    /// The archive ends early (or is not an archive).
+    Truncated,
+    /// The archive unpacks to more than the caps allow.
+    Oversized,
 }
 
 impl ProblemKind {
@@ -68,6 +75,8 @@ impl ProblemKind {
                 | FetchRefused
                 | MalformedManifest
                 | OxumMismatch
+                | Truncated
+                | Oversized
         )
     }
 }
@@ -134,6 +143,56 @@ pub struct Verdict {
     /// The export-time facts, when the tag file is present and readable.
     pub export: Option<ExportInfo>,
     pub problems: Vec<Problem>,
+}
+
+impl Verdict {
+    /// The verdict on an archive that was refused while unpacking (hostile
+    /// entry, bomb, truncation, not an archive); `None` for errors that are
+    /// not about the package (I/O, usage).
+    pub fn refused(e: &crate::PackageError) -> Option<Verdict> {
+        use crate::PackageError as E;
+        let (kind, path, detail) = match e {
+            E::Hostile { path, reason } => {
+                let kind = if reason.contains("link")
+                    || reason.contains("device")
+                    || reason.contains("FIFO")
+                    || reason.contains("sparse")
+                    || reason.contains("entry type")
+                {
+                    ProblemKind::UnsupportedEntry
+                } else if reason.contains("duplicate") {
+                    ProblemKind::DuplicateEntry
+                } else if reason.contains("case or Unicode") {
+                    ProblemKind::NameCollision
+                } else {
+                    ProblemKind::UnsafePath
+                };
+                (kind, Some(path.clone()), reason.clone())
+            }
+            E::Bomb(m) => (ProblemKind::Oversized, None, m.clone()),
+            E::Truncated(m) => (ProblemKind::Truncated, None, m.clone()),
+            E::Malformed(m) => (ProblemKind::MissingElement, None, m.clone()),
+            E::Io { .. } | E::Usage(_) => return None,
+        };
+        Some(Verdict {
+            complete: false,
+            valid: false,
+            kontextual: false,
+            bagit_version: None,
+            payload_files: 0,
+            payload_bytes: 0,
+            payload_digest: None,
+            package_digest: None,
+            counts: BTreeMap::new(),
+            export: None,
+            problems: vec![Problem {
+                kind,
+                path,
+                record: None,
+                detail: format!("{detail} (the archive was refused; nothing was kept)"),
+            }],
+        })
+    }
 }
 
 /// A Kontextual package's records, loaded while validating.
@@ -392,75 +451,112 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
             .strip_prefix("manifest-")
             .or_else(|| name.strip_prefix("tagmanifest-"))
             .and_then(|s| s.strip_suffix(".txt"))
-            && alg != "sha256"
+            && Alg::of(alg).is_none()
         {
             problems.push(problem(
                 ProblemKind::UnsupportedAlgorithm,
                 Some(name),
                 None,
-                format!("{alg} manifests are not verified (only sha256)"),
+                format!("{alg} manifests cannot be verified (sha256 and sha512 can)"),
             ));
         }
     }
 
-    // What must be hashed, and against what.
-    let mut to_hash: Vec<(String, String)> = Vec::new();
-    let mut listed: HashSet<String> = HashSet::new();
-    match found.files.contains_key("manifest-sha256.txt") {
-        false => problems.push(problem(
+    // What must be hashed, and against what. In BagIt 1.0 every payload
+    // file is listed in every payload manifest.
+    let mut to_hash: Vec<(String, Alg, String)> = Vec::new();
+    let payload_files: Vec<&String> = found
+        .files
+        .keys()
+        .filter(|p| p.starts_with("data/"))
+        .collect();
+    let mut payload_manifests = 0;
+    for alg in [Alg::Sha256, Alg::Sha512] {
+        let name = format!("manifest-{}.txt", alg.name());
+        if !found.files.contains_key(&name) {
+            continue;
+        }
+        payload_manifests += 1;
+        let Some((entries, digest)) = load_manifest(root, &name, true, problems) else {
+            continue;
+        };
+        let mut listed: HashSet<String> = HashSet::new();
+        if alg == Alg::Sha256 {
+            v.payload_digest = Some(format!("sha256:{digest}"));
+        }
+        for e in entries {
+            if !alg.fits(&e.checksum) {
+                problems.push(problem(
+                    ProblemKind::MalformedManifest,
+                    Some(&e.path),
+                    None,
+                    format!("{name}: not a {} checksum", alg.name()),
+                ));
+                continue;
+            }
+            match found.files.get(&e.path) {
+                Some(size) => {
+                    if payload_manifests == 1 {
+                        v.payload_files += 1;
+                        v.payload_bytes += size;
+                    }
+                    listed.insert(e.path.clone());
+                    to_hash.push((e.path, alg, e.checksum));
+                }
+                None => problems.push(problem(
+                    ProblemKind::MissingFile,
+                    Some(&e.path),
+                    None,
+                    format!("listed in {name} but absent"),
+                )),
+            }
+        }
+        for path in &payload_files {
+            if !listed.contains(*path) {
+                problems.push(problem(
+                    ProblemKind::ExtraFile,
+                    Some(path),
+                    None,
+                    format!("in data/ but not in {name}"),
+                ));
+            }
+        }
+    }
+    if payload_manifests == 0 {
+        problems.push(problem(
             ProblemKind::MissingElement,
             Some("manifest-sha256.txt"),
             None,
             "missing payload manifest",
-        )),
-        true => {
-            if let Some((entries, digest)) =
-                load_manifest(root, "manifest-sha256.txt", true, problems)
-            {
-                v.payload_digest = Some(digest);
-                for e in entries {
-                    match found.files.get(&e.path) {
-                        Some(size) => {
-                            v.payload_files += 1;
-                            v.payload_bytes += size;
-                            listed.insert(e.path.clone());
-                            to_hash.push((e.path, e.sha256));
-                        }
-                        None => problems.push(problem(
-                            ProblemKind::MissingFile,
-                            Some(&e.path),
-                            None,
-                            "listed in manifest-sha256.txt but absent",
-                        )),
-                    }
-                }
-                for path in found.files.keys().filter(|p| p.starts_with("data/")) {
-                    if !listed.contains(path) {
-                        problems.push(problem(
-                            ProblemKind::ExtraFile,
-                            Some(path),
-                            None,
-                            "in data/ but not in manifest-sha256.txt",
-                        ));
-                    }
-                }
-            }
-        }
+        ));
     }
-    if found.files.contains_key("tagmanifest-sha256.txt")
-        && let Some((entries, digest)) =
-            load_manifest(root, "tagmanifest-sha256.txt", false, problems)
-    {
-        v.package_digest = Some(digest);
+    for alg in [Alg::Sha256, Alg::Sha512] {
+        let name = format!("tagmanifest-{}.txt", alg.name());
+        if !found.files.contains_key(&name) {
+            continue;
+        }
+        let Some((entries, digest)) = load_manifest(root, &name, false, problems) else {
+            continue;
+        };
+        if alg == Alg::Sha256 {
+            v.package_digest = Some(format!("sha256:{digest}"));
+        }
         for e in entries {
-            if found.files.contains_key(&e.path) {
-                to_hash.push((e.path, e.sha256));
+            if !alg.fits(&e.checksum) {
+                problems.push(problem(
+                    ProblemKind::MalformedManifest,
+                    Some(&e.path),
+                    None,
+                    format!("{name}: not a {} checksum", alg.name()),
+                ));
+            } else if found.files.contains_key(&e.path) {
+                to_hash.push((e.path, alg, e.checksum));
             } else {
                 problems.push(problem(
                     ProblemKind::MissingFile,
                     Some(&e.path),
                     None,
-                    "listed in tagmanifest-sha256.txt but absent",
+                    format!("listed in {name} but absent"),
                 ));
             }
         }
@@ -470,17 +566,8 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
     {
         let want = format!(
             "{}.{}",
-            found
-                .files
-                .iter()
-                .filter(|(p, _)| p.starts_with("data/"))
-                .map(|(_, s)| s)
-                .sum::<u64>(),
-            found
-                .files
-                .keys()
-                .filter(|p| p.starts_with("data/"))
-                .count()
+            payload_files.iter().map(|p| found.files[*p]).sum::<u64>(),
+            payload_files.len()
         );
         if oxum.trim() != want {
             problems.push(problem(
@@ -495,6 +582,11 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
         }
     }
     problems.extend(hash_all(root, &to_hash));
+    let to_hash: Vec<(String, String)> = to_hash
+        .into_iter()
+        .filter(|(_, a, _)| *a == Alg::Sha256)
+        .map(|(p, _, h)| (p, h))
+        .collect();
     if let Ok(text) = read_small(root, EXPORT_INFO_FILE, 16 << 20) {
         v.export = serde_json::from_str(&text).ok();
     }
@@ -504,6 +596,54 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
         return None;
     }
     v.kontextual = true;
+    // A Kontextual package pins its tag files too, and its tag file must
+    // describe this payload.
+    for required in [
+        "manifest-sha256.txt",
+        "tagmanifest-sha256.txt",
+        EXPORT_INFO_FILE,
+    ] {
+        if !found.files.contains_key(required) {
+            problems.push(problem(
+                ProblemKind::MissingElement,
+                Some(required),
+                None,
+                "required in a Kontextual package",
+            ));
+        }
+    }
+    let tag_listed = to_hash.iter().any(|(p, _)| p == EXPORT_INFO_FILE);
+    if found.files.contains_key(EXPORT_INFO_FILE)
+        && found.files.contains_key("tagmanifest-sha256.txt")
+        && !tag_listed
+    {
+        problems.push(problem(
+            ProblemKind::MissingFile,
+            Some(EXPORT_INFO_FILE),
+            None,
+            "not listed in tagmanifest-sha256.txt",
+        ));
+    }
+    match (&v.export, found.files.contains_key(EXPORT_INFO_FILE)) {
+        (None, true) => problems.push(problem(
+            ProblemKind::MalformedRecord,
+            Some(EXPORT_INFO_FILE),
+            None,
+            "not a readable export description",
+        )),
+        (Some(info), _) if Some(&info.payload_digest) != v.payload_digest.as_ref() => problems
+            .push(problem(
+                ProblemKind::TagMismatch,
+                Some(EXPORT_INFO_FILE),
+                None,
+                format!(
+                    "says the payload digest is {}, but the payload manifest's is {}",
+                    info.payload_digest,
+                    v.payload_digest.as_deref().unwrap_or("(none)")
+                ),
+            )),
+        _ => {}
+    }
     let sum_text = match read_small(root, SUMMARY_FILE, 1 << 20) {
         Ok(t) => t,
         Err(e) => {
@@ -543,6 +683,15 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
             return None;
         }
     };
+    if summary.format != Summary::FORMAT {
+        problems.push(problem(
+            ProblemKind::UnknownSchemaVersion,
+            Some(SUMMARY_FILE),
+            None,
+            format!("format {:?} is not {:?}", summary.format, Summary::FORMAT),
+        ));
+        return None;
+    }
     let mut recs = Records {
         current_only: summary.revisions == "current",
         ..Records::default()
@@ -582,8 +731,34 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
                     "not a content-addressed blob name",
                 )),
             }
-        } else if path.starts_with(&format!("{TEXT_DIR}/")) {
-            texts += 1;
+        } else if let Some(rest) = path.strip_prefix(&format!("{TEXT_DIR}/")) {
+            let name = rest.rsplit('/').next().unwrap_or(rest);
+            match Digest::from_hex(name) {
+                Ok(d) if addressed_path(TEXT_DIR, &d) == *path => {
+                    if hashes.get(path.as_str()).is_some_and(|h| *h != d.hex()) {
+                        problems.push(problem(
+                            ProblemKind::HashMismatch,
+                            Some(path),
+                            None,
+                            "the manifest's checksum differs from the text's content address",
+                        ));
+                    }
+                    texts += 1;
+                }
+                _ => problems.push(problem(
+                    ProblemKind::ExtraFile,
+                    Some(path),
+                    None,
+                    "not a content-addressed text name",
+                )),
+            }
+        } else if path.starts_with("data/") && !RECORD_FILES.contains(&path.as_str()) {
+            problems.push(problem(
+                ProblemKind::ExtraFile,
+                Some(path),
+                None,
+                "not part of a Kontextual package (schema 1)",
+            ));
         }
     }
     let counted: [(&str, u64); 8] = [
@@ -608,7 +783,24 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
             ));
         }
     }
-    check_references(&recs, &found, problems);
+    if let Some(info) = &v.export
+        && info.counts != v.counts
+    {
+        problems.push(problem(
+            ProblemKind::TagMismatch,
+            Some(EXPORT_INFO_FILE),
+            None,
+            "its counts differ from what the package holds",
+        ));
+    }
+    // References into a file that could not be read whole would only
+    // repeat that problem.
+    if problems[before..]
+        .iter()
+        .all(|p| p.kind != ProblemKind::MalformedRecord)
+    {
+        check_references(&recs, &found, problems);
+    }
     Some(recs)
 }
 
@@ -843,8 +1035,34 @@ fn check_references(recs: &Records, found: &Scan, problems: &mut Vec<Problem>) {
     }
 }
 
+/// A checksum algorithm of a manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alg {
+    Sha256,
+    Sha512,
+}
+
+impl Alg {
+    fn of(name: &str) -> Option<Alg> {
+        match name {
+            "sha256" => Some(Alg::Sha256),
+            "sha512" => Some(Alg::Sha512),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Alg::Sha256 => "sha256",
+            Alg::Sha512 => "sha512",
+        }
+    }
+    fn fits(self, checksum: &str) -> bool {
+        checksum.len() == if self == Alg::Sha256 { 64 } else { 128 }
+    }
+}
+
 /// Verifies checksums with one reader per core; returns the mismatches.
-fn hash_all(root: &Path, files: &[(String, String)]) -> Vec<Problem> {
+fn hash_all(root: &Path, files: &[(String, Alg, String)]) -> Vec<Problem> {
     let next = AtomicUsize::new(0);
     let out = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism()
@@ -856,17 +1074,17 @@ fn hash_all(root: &Path, files: &[(String, String)]) -> Vec<Problem> {
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, want)) = files.get(i) else {
+                    let Some((path, alg, want)) = files.get(i) else {
                         break;
                     };
-                    let got = sha256_file(&root.join(path), &mut buf);
+                    let got = checksum_file(&root.join(path), *alg, &mut buf);
                     let p = match got {
                         Ok(h) if h == *want => continue,
                         Ok(h) => problem(
                             ProblemKind::HashMismatch,
                             Some(path),
                             None,
-                            format!("sha256 is {h}, the manifest says {want}"),
+                            format!("{} is {h}, the manifest says {want}", alg.name()),
                         ),
                         Err(e) => problem(
                             ProblemKind::MissingFile,
@@ -887,15 +1105,30 @@ fn hash_all(root: &Path, files: &[(String, String)]) -> Vec<Problem> {
     v
 }
 
-fn sha256_file(path: &Path, buf: &mut [u8]) -> std::io::Result<String> {
+fn checksum_file(path: &Path, alg: Alg, buf: &mut [u8]) -> std::io::Result<String> {
     let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    loop {
-        let n = f.read(buf)?;
-        if n == 0 {
-            break;
+    match alg {
+        Alg::Sha256 => {
+            let mut h = Sha256::new();
+            loop {
+                let n = f.read(buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(hex::encode(h.finalize()))
         }
-        h.update(&buf[..n]);
+        Alg::Sha512 => {
+            let mut h = sha2::Sha512::new();
+            loop {
+                let n = f.read(buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(hex::encode(h.finalize()))
+        }
     }
-    Ok(hex::encode(h.finalize()))
 }

@@ -24,9 +24,9 @@ enum Sink {
 /// What a finished bag is, in digests and sizes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Written {
-    /// SHA-256 of `manifest-sha256.txt`: one digest that pins the whole payload.
+    /// `sha256:` + SHA-256 of `manifest-sha256.txt`: pins the whole payload.
     pub payload_digest: String,
-    /// SHA-256 of `tagmanifest-sha256.txt`: pins every file of the package.
+    /// `sha256:` + SHA-256 of `tagmanifest-sha256.txt`: pins every file.
     pub package_digest: String,
     pub payload_files: u64,
     pub payload_bytes: u64,
@@ -98,7 +98,7 @@ impl BagWriter {
         }
         let sha = self.add_file(path, size, r)?;
         self.payload.push(Entry {
-            sha256: sha.clone(),
+            checksum: sha.clone(),
             path: path.to_owned(),
         });
         self.payload_bytes += size;
@@ -155,7 +155,10 @@ impl BagWriter {
         tags: impl FnOnce(&str) -> Vec<(String, Vec<u8>)>,
     ) -> Result<Written> {
         let manifest_text = manifest::render(&self.payload);
-        let payload_digest = hex::encode(Sha256::digest(manifest_text.as_bytes()));
+        let payload_digest = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(manifest_text.as_bytes()))
+        );
         let mut bag_info = String::new();
         for (k, v) in info {
             bag_info.push_str(&format!("{k}: {}\n", v.replace(['\r', '\n'], " ")));
@@ -179,12 +182,15 @@ impl BagWriter {
         for (name, bytes) in &files {
             let sha = self.add_file(name, bytes.len() as u64, &mut bytes.as_slice())?;
             tag_entries.push(Entry {
-                sha256: sha,
+                checksum: sha,
                 path: name.clone(),
             });
         }
         let tagmanifest = manifest::render(&tag_entries);
-        let package_digest = hex::encode(Sha256::digest(tagmanifest.as_bytes()));
+        let package_digest = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(tagmanifest.as_bytes()))
+        );
         self.add_file(
             "tagmanifest-sha256.txt",
             tagmanifest.len() as u64,

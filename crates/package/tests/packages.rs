@@ -119,7 +119,7 @@ fn write_package(target: BagTarget, fix: &Fixture) -> kontextual_package::Writte
         format: Summary::FORMAT.into(),
         schema_version: SCHEMA_VERSION,
         revisions: "all".into(),
-        counts,
+        counts: counts.clone(),
     };
     fn lines<T: serde::Serialize>(v: &[T]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -152,12 +152,32 @@ fn write_package(target: BagTarget, fix: &Fixture) -> kontextual_package::Writte
             .unwrap();
     }
     bag.finish(&[("Bag-Software-Agent", "test".into())], |d| {
-        vec![(
-            EXPORT_INFO_FILE.into(),
-            format!("{{\"payload\":\"{d}\"}}").into_bytes(),
-        )]
+        vec![(EXPORT_INFO_FILE.into(), export_info(d, &counts))]
     })
     .unwrap()
+}
+
+fn export_info(payload_digest: &str, counts: &BTreeMap<String, u64>) -> Vec<u8> {
+    let info = ExportInfo {
+        export_id: "test".into(),
+        schema_version: SCHEMA_VERSION,
+        actor: "user:alice".into(),
+        namespace: "default".into(),
+        exported_at: ts(),
+        scope: serde_json::json!({"all": true}),
+        policy: PolicyContext {
+            filter_applied: false,
+            scopes: None,
+            clearance: None,
+            quarantine_excluded: true,
+            runs_redacted: false,
+        },
+        audit_head: None,
+        payload_digest: payload_digest.to_owned(),
+        counts: counts.clone(),
+        software: "test".into(),
+    };
+    serde_json::to_vec_pretty(&info).unwrap()
 }
 
 enum BagTarget {
@@ -304,6 +324,31 @@ fn o3_validate_reports_each_problem() {
         }),
     });
 
+    // the export description must match the payload
+    let dir = t.path().join("h");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    let info = std::fs::read_to_string(dir.join(EXPORT_INFO_FILE)).unwrap();
+    std::fs::write(
+        dir.join(EXPORT_INFO_FILE),
+        info.replace("\"artifacts\": 2", "\"artifacts\": 99"),
+    )
+    .unwrap();
+    reseal(&dir);
+    assert_eq!(kinds(&dir), vec![ProblemKind::TagMismatch]);
+
+    // a Kontextual package needs its tag manifest
+    let dir = t.path().join("i");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    std::fs::remove_file(dir.join("tagmanifest-sha256.txt")).unwrap();
+    assert_eq!(kinds(&dir), vec![ProblemKind::MissingElement]);
+
+    // a payload file that is not part of the schema, even when listed
+    let dir = t.path().join("j");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    std::fs::write(dir.join("data/stray.txt"), b"x").unwrap();
+    reseal(&dir);
+    assert_eq!(kinds(&dir), vec![ProblemKind::ExtraFile]);
+
     // fetch.txt is refused
     let dir = t.path().join("f");
     write_package(BagTarget::Dir(dir.clone()), &fix);
@@ -323,37 +368,62 @@ fn o3_validate_reports_each_problem() {
     assert!(kinds(&dir).contains(&ProblemKind::UnsafePath));
 }
 
-/// Rewrites a payload file and fixes its manifest line and the Oxum, so
-/// only the content-level problem remains.
+/// Rewrites a payload file, then reseals the bag, so only the
+/// content-level problem remains.
 fn rewrite_payload(dir: &Path, rel: &str, f: impl Fn(String) -> String) {
-    use sha2::Digest as _;
     let path = dir.join(rel);
     let old = std::fs::read_to_string(&path).unwrap();
     let new = f(old.clone());
     assert_ne!(old, new, "the rewrite changed nothing");
     std::fs::write(&path, &new).unwrap();
-    let old_hash = hex::encode(sha2::Sha256::digest(old.as_bytes()));
-    let new_hash = hex::encode(sha2::Sha256::digest(new.as_bytes()));
-    let m = std::fs::read_to_string(dir.join("manifest-sha256.txt")).unwrap();
-    std::fs::write(
-        dir.join("manifest-sha256.txt"),
-        m.replace(&old_hash, &new_hash),
-    )
-    .unwrap();
-    let info = std::fs::read_to_string(dir.join("bag-info.txt")).unwrap();
-    let oxum = info
-        .lines()
-        .find_map(|l| l.strip_prefix("Payload-Oxum: "))
-        .unwrap();
-    let (bytes, n) = oxum.split_once('.').unwrap();
-    let bytes: i64 = bytes.parse::<i64>().unwrap() + new.len() as i64 - old.len() as i64;
+    reseal(dir);
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// What a careful forger does after editing a bag: new payload manifest,
+/// Payload-Oxum, export-info payload digest and tag manifest.
+fn reseal(dir: &Path) {
+    let mut files = Vec::new();
+    collect(dir, "data/", &mut files);
+    files.sort();
+    let mut manifest = String::new();
+    let mut octets = 0u64;
+    for f in &files {
+        let bytes = std::fs::read(dir.join(f)).unwrap();
+        octets += bytes.len() as u64;
+        manifest.push_str(&format!("{}  {f}\n", sha256(&bytes)));
+    }
+    std::fs::write(dir.join("manifest-sha256.txt"), &manifest).unwrap();
     std::fs::write(
         dir.join("bag-info.txt"),
-        info.replace(oxum, &format!("{bytes}.{n}")),
+        format!(
+            "Bag-Software-Agent: test\nPayload-Oxum: {octets}.{}\n",
+            files.len()
+        ),
     )
     .unwrap();
-    // the tag manifest is stale now; drop it (optional in BagIt)
-    std::fs::remove_file(dir.join("tagmanifest-sha256.txt")).unwrap();
+    let info_path = dir.join(EXPORT_INFO_FILE);
+    if let Ok(text) = std::fs::read_to_string(&info_path) {
+        let mut info: serde_json::Value = serde_json::from_str(&text).unwrap();
+        info["payload_digest"] = format!("sha256:{}", sha256(manifest.as_bytes())).into();
+        std::fs::write(&info_path, serde_json::to_vec_pretty(&info).unwrap()).unwrap();
+    }
+    let mut tags = String::new();
+    for t in [
+        "bag-info.txt",
+        "bagit.txt",
+        EXPORT_INFO_FILE,
+        "manifest-sha256.txt",
+    ] {
+        if let Ok(bytes) = std::fs::read(dir.join(t)) {
+            tags.push_str(&format!("{}  {t}\n", sha256(&bytes)));
+        }
+    }
+    std::fs::write(dir.join("tagmanifest-sha256.txt"), tags).unwrap();
 }
 
 /// O3: a .tar.zst of the same payload is byte-identical apart from the
@@ -679,4 +749,72 @@ fn o3_archives_from_other_tools_are_accepted() {
         let (v, _) = validate_dir(&staged.dir);
         assert!(v.valid, "root {root}: {:?}", v.problems);
     }
+}
+
+/// X8: a plain .tar with data after its end, or without its
+/// end-of-archive marker (cut between entries), is refused.
+#[test]
+fn x8_plain_tar_garbage_and_missing_end_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("bag");
+    write_package(BagTarget::Dir(dir.clone()), &fixture());
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all("bag", &dir).unwrap();
+    let good = b.into_inner().unwrap();
+    let mut garbage = good.clone();
+    garbage.extend_from_slice(b"garbage\n");
+    let e = refuse(&garbage, Limits::default());
+    assert!(
+        matches!(&e, PackageError::Hostile { reason, .. } if reason.contains("follows the end")),
+        "{e}"
+    );
+    // strip the two zero blocks: the archive now ends right after an entry
+    let mut cut = good.clone();
+    while cut.len() >= 512 && cut[cut.len() - 512..].iter().all(|b| *b == 0) {
+        cut.truncate(cut.len() - 512);
+    }
+    let e = refuse(&cut, Limits::default());
+    assert!(matches!(e, PackageError::Truncated(_)), "{e}");
+}
+
+/// O3: bags made by other tools with SHA-512 manifests (bagit-python's
+/// default adds one) are verified too, and a wrong SHA-512 is found.
+#[test]
+fn o3_sha512_manifests_are_verified() {
+    use sha2::Digest as _;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("bag");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(
+        dir.join("bagit.txt"),
+        "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("data/a.txt"), b"hello").unwrap();
+    let h256 = hex::encode(sha2::Sha256::digest(b"hello"));
+    let h512 = hex::encode(sha2::Sha512::digest(b"hello"));
+    std::fs::write(
+        dir.join("manifest-sha256.txt"),
+        format!("{h256}  data/a.txt\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("manifest-sha512.txt"),
+        format!("{h512}  data/a.txt\n"),
+    )
+    .unwrap();
+    let (v, _) = validate_dir(&dir);
+    assert!(v.valid && !v.kontextual, "{:?}", v.problems);
+    let wrong = hex::encode(sha2::Sha512::digest(b"other"));
+    std::fs::write(
+        dir.join("manifest-sha512.txt"),
+        format!("{wrong}  data/a.txt\n"),
+    )
+    .unwrap();
+    let (v, _) = validate_dir(&dir);
+    assert_eq!(
+        v.problems.iter().map(|p| p.kind).collect::<Vec<_>>(),
+        vec![ProblemKind::HashMismatch]
+    );
+    assert!(v.problems[0].detail.starts_with("sha512"));
 }

@@ -1488,7 +1488,8 @@ async fn o3_export_streams_only_what_the_caller_may_read() {
     let v = open("all.tar.zst", &all.body);
     assert!(v.valid, "{:?}", v.problems);
     assert_eq!(v.counts["artifacts"], 3);
-    assert!(!v.export.unwrap().policy.filter_applied);
+    let policy = v.export.unwrap().policy;
+    assert!(!policy.filter_applied && !policy.runs_redacted);
 
     for body in [
         json!({"actor": "agent:exporter", "permission": "read", "collection": "handbook"}),
@@ -1541,6 +1542,8 @@ async fn o3_export_streams_only_what_the_caller_may_read() {
     assert_eq!(v.counts["artifacts"], 2, "only the handbook");
     let info = v.export.unwrap();
     assert!(info.policy.filter_applied);
+    // runs name every file they touched: a filtered caller gets them without input or manifest
+    assert!(info.policy.runs_redacted);
     assert_eq!(info.actor, "agent:exporter");
     // a scope the caller cannot see is not found, not an empty export
     api.with_key(

@@ -101,7 +101,7 @@ pub struct ImportReport {
 pub struct CheckedPackage {
     pub verdict: Verdict,
     records: Option<Records>,
-    _opened: kontextual_package::Opened,
+    _opened: Option<kontextual_package::Opened>,
 }
 
 fn package_err(e: PackageError) -> Error {
@@ -118,13 +118,61 @@ pub fn check_package(
     staging_parent: Option<&Path>,
     limits: kontextual_package::Limits,
 ) -> Result<CheckedPackage> {
-    let opened = kontextual_package::open(path, staging_parent, limits).map_err(package_err)?;
+    let opened = match kontextual_package::open(path, staging_parent, limits) {
+        Ok(o) => o,
+        Err(PackageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(format!("package {}", path.display())));
+        }
+        Err(e) => match Verdict::refused(&e) {
+            // An archive refused while unpacking is a verdict, not an error.
+            Some(verdict) => {
+                return Ok(CheckedPackage {
+                    verdict,
+                    records: None,
+                    _opened: None,
+                });
+            }
+            None => return Err(package_err(e)),
+        },
+    };
     let (verdict, records) = kontextual_package::validate_dir(&opened.dir);
     Ok(CheckedPackage {
         verdict,
         records,
-        _opened: opened,
+        _opened: Some(opened),
     })
+}
+
+impl CheckedPackage {
+    /// Whether the package can be imported at all: valid, a Kontextual
+    /// export, with whole histories. Checked before any store is opened.
+    pub fn importable(&self) -> Result<()> {
+        let v = &self.verdict;
+        if !v.valid {
+            let n = v.problems.len();
+            let first: Vec<String> = v.problems.iter().take(3).map(|p| p.to_string()).collect();
+            return Err(Error::InvalidInput(format!(
+                "the package is not valid ({n} problem{}; first: {}); nothing was imported",
+                if n == 1 { "" } else { "s" },
+                first.join("; ")
+            )));
+        }
+        match &self.records {
+            None => Err(Error::InvalidInput(
+                "not a Kontextual export package (no data/kontextual.json); nothing was imported"
+                    .into(),
+            )),
+            Some(r) if r.current_only => Err(Error::InvalidInput(
+                "the package holds only current revisions; an import needs whole histories (export without --current-only); nothing was imported".into(),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Drops the staging copy (if any), keeping the verdict.
+    pub fn into_verdict(self) -> Verdict {
+        self.verdict
+    }
 }
 
 /// Text longer than this is not given a normalized representation.
@@ -186,6 +234,27 @@ impl Services {
         if scope.query.as_deref().is_some_and(|q| q.trim().is_empty()) {
             return Err(Error::InvalidInput("the export query is empty".into()));
         }
+        if let (Some(a), Some(b)) = (scope.since, scope.until)
+            && a >= b
+        {
+            return Err(Error::InvalidInput(format!(
+                "--since {a} is not before --until {b}: the range is empty"
+            )));
+        }
+        for id in &scope.artifact_ids {
+            let found = self
+                .store()
+                .artifact(&caller.namespace, &kontextual_store::ArtifactKey::Id(*id))?;
+            match found {
+                Some(a) if self.can(caller, Permission::Read, &artifact_resource(&a)) => {}
+                _ => return Err(Error::NotFound(format!("artifact {id}"))),
+            }
+        }
+        if let Some(run) = scope.run
+            && self.store().run_summary(&caller.namespace, run)?.is_none()
+        {
+            return Err(Error::NotFound(format!("run {run}")));
+        }
         for c in &scope.collections {
             let name = kontextual_model::CollectionName::new(c)?;
             if self.store().collection(&caller.namespace, &name)?.is_none()
@@ -218,7 +287,8 @@ impl Services {
         };
         let ids: HashSet<ArtifactId> = scope.artifact_ids.iter().copied().collect();
         let collections: HashSet<&str> = scope.collections.iter().map(String::as_str).collect();
-        let include_deleted = scope.all || scope.include_deleted;
+        // Artifacts named by id are exported in whatever state they are.
+        let include_deleted = scope.all || scope.include_deleted || !ids.is_empty();
 
         // Candidates, in id order for a deterministic payload.
         let mut chosen: BTreeMap<ArtifactId, Artifact> = BTreeMap::new();
@@ -234,6 +304,7 @@ impl Services {
             )?;
             for a in p.items {
                 let keep = (ids.is_empty() || ids.contains(&a.id))
+                    && (a.is_live() || scope.all || scope.include_deleted || ids.contains(&a.id))
                     && (collections.is_empty() || collections.contains(a.collection.as_str()))
                     && matched.as_ref().is_none_or(|m| m.contains(&a.id))
                     && (scope.source_systems.is_empty()
@@ -345,12 +416,28 @@ impl Services {
         }
         relations.sort_by_key(|r| r.id);
 
+        // A run's input and manifest name every file it touched, readable
+        // or not: only a caller who may read runs and everything in the
+        // namespace gets them; others get the runs' ids, kinds, status and
+        // times (so the links hold), without input, manifest or steps.
+        let full_runs = self.can(caller, Permission::Read, &Resource::Namespace("runs"))
+            && self.can(caller, Permission::Read, &Resource::Namespace("everything"))
+            && caller.clearance.is_none();
         let mut run_records = Vec::new();
         for id in &runs {
             match store.run(ns, *id)? {
                 Some(run) => {
-                    let steps = store.run_steps(ns, *id)?;
-                    run_records.push(RunRecord::of(&run, &steps));
+                    let steps = if full_runs {
+                        store.run_steps(ns, *id)?
+                    } else {
+                        Vec::new()
+                    };
+                    let mut rec = RunRecord::of(&run, &steps);
+                    if !full_runs {
+                        rec.input = serde_json::Value::Null;
+                        rec.manifest = None;
+                    }
+                    run_records.push(rec);
                 }
                 None => {
                     return Err(Error::Store(kontextual_store::StoreError::Corrupted(
@@ -488,13 +575,14 @@ impl Services {
         }
         let export_id = run_id.to_string();
         let policy = PolicyContext {
-            filter_applied: caller.scopes.is_some() || caller.clearance.is_some(),
+            filter_applied: caller.scopes.is_some() || caller.clearance.is_some() || !full_runs,
             scopes: caller
                 .scopes
                 .as_ref()
                 .map(|s| s.iter().map(|x| x.to_string()).collect()),
             clearance: caller.clearance.map(|c| c.to_string()),
             quarantine_excluded: true,
+            runs_redacted: !full_runs,
         };
         let info = ExportInfo {
             export_id: export_id.clone(),
@@ -585,30 +673,12 @@ impl Services {
             Permission::Admin,
             &Resource::Namespace("store (import)"),
         )?;
-        if !pkg.verdict.valid {
-            let first: Vec<String> = pkg
-                .verdict
-                .problems
-                .iter()
-                .take(5)
-                .map(|p| p.to_string())
-                .collect();
-            return Err(Error::InvalidInput(format!(
-                "the package is not valid ({} problems; first: {}); run `kontextual package validate` for all",
-                pkg.verdict.problems.len(),
-                first.join("; ")
-            )));
-        }
+        pkg.importable()?;
         let Some(records) = pkg.records else {
             return Err(Error::InvalidInput(
-                "not a Kontextual export package (no data/kontextual.json)".into(),
+                "not a Kontextual export package".into(),
             ));
         };
-        if records.current_only {
-            return Err(Error::InvalidInput(
-                "the package holds only current revisions; an import needs whole histories (export without --current-only)".into(),
-            ));
-        }
         let package = pkg
             .verdict
             .export

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kontextual_model::{ArtifactId, Change, CollectionId, Digest, Revision, Timestamp};
+use kontextual_model::{Artifact, ArtifactId, Change, CollectionId, Digest, Revision, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
@@ -41,6 +41,7 @@ pub(super) fn import(
     let mut out = Vec::new();
     let mut skipped: HashMap<&'static str, u64> = HashMap::new();
     let mut written: HashMap<&'static str, u64> = HashMap::new();
+    let mut differing: HashMap<&'static str, u64> = HashMap::new();
 
     // Collections: the same id and name is the same collection (reused).
     let mut collections: HashSet<CollectionId> = HashSet::new();
@@ -82,13 +83,80 @@ pub(super) fn import(
         collections.insert(c.id);
     }
 
-    // Blobs, each checked against its digest as it streams in.
+    // Which artifacts this import writes: with `Skip`, those whose id is
+    // already here are left alone (and counted when they differ).
+    let mut by_artifact: HashMap<ArtifactId, Vec<Revision>> = HashMap::new();
+    for r in rec.revisions {
+        by_artifact.entry(r.artifact_id).or_default().push(r);
+    }
+    let mut present: HashSet<ArtifactId> = HashSet::new();
+    let mut to_write: Vec<(Artifact, Vec<Revision>)> = Vec::new();
+    for mut a in rec.artifacts {
+        a.namespace = ns.clone();
+        let mut revs = by_artifact.remove(&a.id).unwrap_or_default();
+        present.insert(a.id);
+        if exists(conn, "SELECT 1 FROM artifacts WHERE id = ?1", a.id.0)? {
+            if !skip {
+                return Err(taken(format!(
+                    "artifact {} ({}/{})",
+                    a.id, a.collection, a.name
+                )));
+            }
+            *skipped.entry("artifacts").or_default() += 1;
+            let here = read::load_artifact(conn, ns, &crate::ArtifactKey::Id(a.id))?;
+            if here.is_none_or(|h| h.revision != a.revision || h.digest != a.digest) {
+                *differing.entry("artifacts").or_default() += 1;
+            }
+            continue;
+        }
+        if !collections.contains(&a.collection_id) {
+            return Err(StoreError::DanglingReference {
+                what: format!(
+                    "artifact {} names collection {}, which the import does not hold",
+                    a.id, a.collection_id
+                ),
+            });
+        }
+        revs.sort_by_key(|r| r.revision);
+        let numbered = revs
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.revision == i as u64 + 1);
+        if !numbered || revs.last().map(|r| r.revision) != Some(a.revision) {
+            return Err(StoreError::InvalidInput(format!(
+                "artifact {} ({}/{}): the history must hold every revision from 1 to {}",
+                a.id, a.collection, a.name, a.revision
+            )));
+        }
+        to_write.push((a, revs));
+    }
+    if let Some((id, _)) = by_artifact.into_iter().next() {
+        return Err(StoreError::DanglingReference {
+            what: format!("revisions of artifact {id}, which the import does not hold"),
+        });
+    }
+
+    // Only the blobs and runs that what is written needs; each blob is
+    // checked against its digest as it streams in.
+    let mut needed_blobs: HashSet<Digest> = HashSet::new();
+    let mut needed_runs: HashSet<kontextual_model::RunId> = HashSet::new();
+    for (a, revs) in &to_write {
+        needed_runs.extend(a.run_id);
+        for r in revs {
+            needed_runs.extend(r.run_id);
+            if r.content_available {
+                needed_blobs.insert(r.digest);
+            }
+        }
+    }
     for b in rec.blobs {
-        if exists(
-            conn,
-            "SELECT 1 FROM blobs WHERE digest = ?1",
-            b.digest.hex(),
-        )? {
+        if !needed_blobs.contains(&b.digest)
+            || exists(
+                conn,
+                "SELECT 1 FROM blobs WHERE digest = ?1",
+                b.digest.hex(),
+            )?
+        {
             continue;
         }
         let f = std::fs::File::open(&b.path)
@@ -106,6 +174,9 @@ pub(super) fn import(
     // Runs keep their ids, status and times; the process and job that ran
     // them belong to the exporting deployment.
     for (run, steps) in rec.runs {
+        if skip && !needed_runs.contains(&run.id) {
+            continue;
+        }
         if exists(conn, "SELECT 1 FROM runs WHERE id = ?1", run.id.0)? {
             if !skip {
                 return Err(taken(format!("run {}", run.id)));
@@ -141,48 +212,10 @@ pub(super) fn import(
         *written.entry("runs").or_default() += 1;
     }
 
-    // Artifacts and their complete histories.
-    let mut by_artifact: HashMap<ArtifactId, Vec<Revision>> = HashMap::new();
-    for r in rec.revisions {
-        by_artifact.entry(r.artifact_id).or_default().push(r);
-    }
-    let mut present: HashSet<ArtifactId> = HashSet::new();
-    for mut a in rec.artifacts {
-        a.namespace = ns.clone();
-        let revs = by_artifact.remove(&a.id).unwrap_or_default();
-        present.insert(a.id);
-        if exists(conn, "SELECT 1 FROM artifacts WHERE id = ?1", a.id.0)? {
-            if !skip {
-                return Err(taken(format!(
-                    "artifact {} ({}/{})",
-                    a.id, a.collection, a.name
-                )));
-            }
-            *skipped.entry("artifacts").or_default() += 1;
-            continue;
-        }
-        if !collections.contains(&a.collection_id) {
-            return Err(StoreError::DanglingReference {
-                what: format!(
-                    "artifact {} names collection {}, which the import does not hold",
-                    a.id, a.collection_id
-                ),
-            });
-        }
-        let mut revs = revs;
-        revs.sort_by_key(|r| r.revision);
-        let numbered = revs
-            .iter()
-            .enumerate()
-            .all(|(i, r)| r.revision == i as u64 + 1);
-        if !numbered || revs.last().map(|r| r.revision) != Some(a.revision) {
-            return Err(StoreError::InvalidInput(format!(
-                "artifact {} ({}/{}): the history must hold every revision from 1 to {}",
-                a.id, a.collection, a.name, a.revision
-            )));
-        }
+    for (a, revs) in to_write {
         write_artifact(conn, &a, true)?;
         let last = revs.len();
+        *written.entry("revisions").or_default() += last as u64;
         for (i, r) in revs.into_iter().enumerate() {
             insert_revision(conn, &r)?;
             let current = (i + 1 == last).then(|| Box::new(a.clone()));
@@ -192,11 +225,6 @@ pub(super) fn import(
             });
         }
         *written.entry("artifacts").or_default() += 1;
-    }
-    if let Some((id, _)) = by_artifact.into_iter().next() {
-        return Err(StoreError::DanglingReference {
-            what: format!("revisions of artifact {id}, which the import does not hold"),
-        });
     }
 
     for mut r in rec.relations {
@@ -230,6 +258,7 @@ pub(super) fn import(
         summary: json!({
             "written": sorted(written),
             "skipped": sorted(skipped),
+            "skipped_differing": sorted(differing),
             "on_conflict": rec.on_conflict,
             "package": rec.detail,
         }),

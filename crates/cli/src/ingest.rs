@@ -99,6 +99,47 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     })
 }
 
+/// One line on what a run did, from its manifest (each kind has its own).
+fn run_result(m: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    if let Some(e) = m.get("error").and_then(|e| e.as_str()) {
+        let short: String = e.chars().take(80).collect();
+        return format!("error: {short}");
+    }
+    if let Some(c) = m.get("counts") {
+        if c.get("new").is_some() {
+            return format!(
+                "{} new, {} updated, {} unchanged, {} pruned, {} failed",
+                n(c, "new"),
+                n(c, "updated"),
+                n(c, "unchanged"),
+                n(c, "pruned"),
+                n(c, "failed")
+            );
+        }
+        if c.get("artifacts").is_some() {
+            return format!(
+                "exported {} artifacts, {} revisions, {} blobs",
+                n(c, "artifacts"),
+                n(c, "revisions"),
+                n(c, "blobs")
+            );
+        }
+    }
+    if let Some(w) = m.get("summary").and_then(|s| s.get("written")) {
+        return format!(
+            "imported {} artifacts, {} revisions, {} blobs",
+            n(w, "artifacts"),
+            n(w, "revisions"),
+            n(w, "blobs")
+        );
+    }
+    if let Some(a) = m.get("artifacts").and_then(|a| a.as_u64()) {
+        return format!("{a} artifacts");
+    }
+    String::new()
+}
+
 pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
     let svc = ctx.rw()?;
     match cmd {
@@ -119,19 +160,7 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
                     .items
                     .iter()
                     .map(|r| {
-                        let counts = r.manifest.as_ref().and_then(|m| m.get("counts")).map_or(
-                            String::new(),
-                            |c| {
-                                format!(
-                                    "{} new, {} updated, {} unchanged, {} pruned, {} failed",
-                                    c["new"],
-                                    c["updated"],
-                                    c["unchanged"],
-                                    c["pruned"],
-                                    c["failed"]
-                                )
-                            },
-                        );
+                        let counts = r.manifest.as_ref().map(run_result).unwrap_or_default();
                         vec![
                             r.id.to_string(),
                             r.kind.clone(),
@@ -189,6 +218,9 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
                         .unwrap_or_else(|| "-".to_owned()),
                 ),
             ]);
+            if let Some(e) = m.get("error").and_then(|e| e.as_str()) {
+                println!("error: {e}");
+            }
             if let Some(i) = m.get("interrupted") {
                 println!("interrupted: {}", i["reason"].as_str().unwrap_or_default());
             }

@@ -801,6 +801,21 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
     {
         check_references(&recs, &found, problems);
     }
+    // Name the revisions whose content a damaged blob is.
+    let mut users: HashMap<String, String> = HashMap::new();
+    for r in &recs.revisions {
+        users
+            .entry(addressed_path(BLOBS_DIR, &r.digest))
+            .or_insert_with(|| format!("artifact {} revision {}", r.artifact_id, r.revision));
+    }
+    for p in problems.iter_mut() {
+        if p.kind == ProblemKind::HashMismatch
+            && p.record.is_none()
+            && let Some(u) = p.path.as_ref().and_then(|path| users.get(path))
+        {
+            p.record = Some(u.clone());
+        }
+    }
     Some(recs)
 }
 

@@ -172,6 +172,9 @@ pub struct ExportArgs {
     /// Deleted and purged artifacts too (always with --all)
     #[arg(long)]
     pub include_deleted: bool,
+    /// Enqueue it as a job: a worker writes --out (an absolute path on its machine)
+    #[arg(long)]
+    pub background: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,7 +213,7 @@ pub enum JobCmd {
         /// Only jobs in this state (queued, running, succeeded, failed, dead, cancelled, quarantined)
         #[arg(long)]
         state: Option<String>,
-        /// Only jobs of this kind (ingest, reindex, repair, noop)
+        /// Only jobs of this kind (ingest, reindex, repair, export, noop)
         #[arg(long)]
         kind: Option<String>,
         #[command(flatten)]
@@ -226,10 +229,10 @@ pub enum JobCmd {
     Quarantine { job: String },
     /// Queue a quarantined job again
     Release { job: String },
-    /// Enqueue a job directly: KIND with a JSON payload (ingest, reindex, repair, noop)
+    /// Enqueue a job directly: KIND with a JSON payload (ingest, reindex, repair, export, noop)
     Enqueue {
         kind: String,
-        /// The payload as JSON, or @FILE to read it from a file (default `{}`). ingest: {"paths":[ABSOLUTE…],"collection":C,"prune":bool}; reindex: {"collection":C}; repair: {}; noop: {"sleep_ms":N,"fail":"msg","permanent":bool}
+        /// The payload as JSON, or @FILE to read it from a file (default `{}`). ingest: {"paths":[ABSOLUTE…],"collection":C,"prune":bool}; reindex: {"collection":C}; repair: {}; export: {"scope":{"collections":[C],…},"out":ABSOLUTE.tar.zst}; noop: {"sleep_ms":N,"fail":"msg","permanent":bool}
         #[arg(long, default_value = "{}")]
         payload: String,
         /// Attempts before the job is dead

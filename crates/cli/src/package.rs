@@ -1,9 +1,9 @@
 //! `export`, `package validate` and `import`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use kontextual_services::{
     ExportScope, ExportTarget, ImportConflict, PackageVerdict, StoreOpenMode, UnpackLimits,
     check_package,
@@ -21,46 +21,6 @@ fn limits(a: &UnpackArgs) -> UnpackLimits {
         max_bytes: a.max_unpacked_bytes,
         ..UnpackLimits::default()
     }
-}
-
-/// What `--out` names.
-enum OutKind {
-    Dir,
-    /// `.tar.zst` / `.tzst` (any case), with the archive's top-level directory.
-    TarZst(String),
-    /// `-`: a `.tar.zst` stream on stdout.
-    Stdout,
-}
-
-fn out_kind(out: &Path) -> Result<OutKind> {
-    if out.as_os_str() == "-" {
-        return Ok(OutKind::Stdout);
-    }
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    let lower = name.to_ascii_lowercase();
-    for ext in [".tar.zst", ".tzst"] {
-        if lower.ends_with(ext) {
-            let stem = &name[..name.len() - ext.len()];
-            return Ok(OutKind::TarZst(if stem.is_empty() {
-                "package".to_owned()
-            } else {
-                stem.to_owned()
-            }));
-        }
-    }
-    for ext in [".tar", ".tgz", ".gz", ".zip", ".zst", ".xz", ".bz2"] {
-        if lower.ends_with(ext) {
-            return Err(invalid(format!(
-                "--out {name}: packages are written as .tar.zst archives or as directories; \
-                 name it *.tar.zst, or give a directory name without an archive extension"
-            )));
-        }
-    }
-    Ok(OutKind::Dir)
 }
 
 fn parse_all<T: std::str::FromStr>(v: &[String], what: &str) -> Result<Vec<T>>
@@ -99,12 +59,11 @@ fn scope(a: &ExportArgs) -> Result<ExportScope> {
 
 pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
     let mut scope = scope(&a)?;
-    let kind = out_kind(&a.out)?;
-    if !matches!(kind, OutKind::Stdout) && std::fs::symlink_metadata(&a.out).is_ok() {
-        return Err(invalid(format!(
-            "{} already exists; exports never overwrite (choose a new --out)",
-            a.out.display()
-        )));
+    let to_stdout = a.out.as_os_str() == "-";
+    if to_stdout && a.background {
+        return Err(invalid(
+            "--background writes to a path on the worker's machine; give --out PATH".into(),
+        ));
     }
     let svc = ctx.rw()?;
     // --id takes ids or COLLECTION/NAME references, in any state
@@ -115,35 +74,20 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
             .artifact_ids
             .push(svc.artifact_show(&ctx.caller, &r)?.id);
     }
-    let report = match kind {
-        OutKind::Dir => svc.export(&ctx.caller, &scope, ExportTarget::Dir(a.out.clone()))?,
-        OutKind::Stdout => {
-            let out = Box::new(std::io::BufWriter::with_capacity(
-                1 << 20,
-                std::io::stdout(),
-            ));
-            let root = "kontextual-export".to_owned();
-            svc.export(&ctx.caller, &scope, ExportTarget::TarZst { out, root })?
-        }
-        OutKind::TarZst(root) => {
-            // Written beside the target and renamed when complete, so a
-            // failed export never leaves a truncated archive under the name.
-            let partial = partial_path(&a.out);
-            let f = std::fs::File::create_new(&partial)
-                .with_context(|| format!("creating {}", partial.display()))?;
-            let out = Box::new(std::io::BufWriter::with_capacity(1 << 20, f));
-            match svc.export(&ctx.caller, &scope, ExportTarget::TarZst { out, root }) {
-                Ok(r) => {
-                    std::fs::rename(&partial, &a.out)
-                        .with_context(|| format!("renaming to {}", a.out.display()))?;
-                    r
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(e.into());
-                }
-            }
-        }
+    if a.background {
+        let e = svc.export_background(&ctx.caller, &scope, &a.out)?;
+        crate::jobs::print_enqueued(ctx, &e)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = if to_stdout {
+        let out = Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        ));
+        let root = "kontextual-export".to_owned();
+        svc.export(&ctx.caller, &scope, ExportTarget::TarZst { out, root })?
+    } else {
+        svc.export_to_path(&ctx.caller, &scope, &a.out, None)?
     };
     if a.out.as_os_str() == "-" {
         // stdout carries the archive: the summary goes to stderr
@@ -194,12 +138,6 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
         ]);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".partial-{}", std::process::id()));
-    out.with_file_name(name)
 }
 
 /// Problems printed in human output before "… and N more".

@@ -493,3 +493,46 @@ fn x8_bad_packages_change_nothing() {
     );
     assert!(!target.exists());
 }
+
+/// O2 + O3: an export can run as a job; the worker writes the package
+/// under its final name only when it is complete, and the run links to the job.
+#[test]
+fn o3_export_runs_as_a_background_job() {
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded(t.path());
+    let out = t.path().join("bg.tar.zst");
+    let job = ok(
+        &data,
+        &[
+            "--quiet",
+            "export",
+            "--collection",
+            "handbook",
+            "--out",
+            s(&out),
+            "--background",
+        ],
+    );
+    let job = job.trim();
+    assert!(!out.exists(), "nothing is written until a worker runs it");
+    ok(&data, &["--quiet", "worker", "--drain"]);
+    let j = json(&data, &["job", "show", job]);
+    assert_eq!(j["state"], "succeeded", "{j}");
+    assert_eq!(j["kind"], "export");
+    assert_eq!(j["runs"][0]["kind"], "export", "the run links to its job");
+    let v = json(&data, &["package", "validate", s(&out)]);
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["counts"]["artifacts"], 4);
+    // a relative or existing path is refused when enqueued, not when run
+    let again = run(
+        &data,
+        &["export", "--all", "--out", s(&out), "--background"],
+    );
+    assert_eq!(again.status.code(), Some(2));
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty());
+}

@@ -175,6 +175,63 @@ impl CheckedPackage {
     }
 }
 
+/// Checks an output path: not there yet, its directory exists, and (for
+/// jobs) absolute. Returns the archive's top-level directory name for a
+/// `.tar.zst` / `.tzst` name (any case), `None` for a directory; other
+/// archive names are refused rather than taken for directory names.
+pub(crate) fn check_out_path(out: &Path, must_be_absolute: bool) -> Result<Option<String>> {
+    if must_be_absolute && !out.is_absolute() {
+        return Err(Error::InvalidInput(format!(
+            "export path {}: give an absolute path (a worker may run in another directory)",
+            out.display()
+        )));
+    }
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(Error::InvalidInput(format!(
+            "{} already exists; exports never overwrite (choose a new path)",
+            out.display()
+        )));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::NotFound(format!(
+            "directory {} (for {})",
+            parent.display(),
+            out.display()
+        )));
+    }
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    for ext in [".tar.zst", ".tzst"] {
+        if lower.ends_with(ext) {
+            let stem = &name[..name.len() - ext.len()];
+            return Ok(Some(
+                if stem.is_empty() { "package" } else { stem }.to_owned(),
+            ));
+        }
+    }
+    for ext in [".tar", ".tgz", ".gz", ".zip", ".zst", ".xz", ".bz2"] {
+        if lower.ends_with(ext) {
+            return Err(Error::InvalidInput(format!(
+                "{name}: packages are written as .tar.zst archives or as directories; name it *.tar.zst, or give a directory name without an archive extension"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// `path` made absolute against the current directory (its parent must exist).
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io("reading the current directory", e))?;
+    Ok(cwd.join(path))
+}
+
 /// Text longer than this is not given a normalized representation.
 const MAX_REPRESENTATION_BYTES: u64 = 16 << 20;
 
@@ -186,9 +243,66 @@ impl Services {
         scope: &ExportScope,
         target: ExportTarget,
     ) -> Result<ExportReport> {
+        self.export_linked(caller, scope, target, None)
+    }
+
+    /// Exports to a path: a `.tar.zst` archive (by its name, any case) or a
+    /// new directory. Written beside the target and renamed when complete,
+    /// so a failed or interrupted export never leaves a partial package
+    /// under the name (a retry removes its own leftovers).
+    pub fn export_to_path(
+        &self,
+        caller: &Caller,
+        scope: &ExportScope,
+        out: &Path,
+        job: Option<(kontextual_model::JobId, u32)>,
+    ) -> Result<ExportReport> {
+        let archive = check_out_path(out, false)?;
+        let partial = {
+            let mut name = out.file_name().unwrap_or_default().to_os_string();
+            name.push(match job {
+                Some((id, _)) => format!(".partial-{id}"),
+                None => format!(".partial-{}", std::process::id()),
+            });
+            out.with_file_name(name)
+        };
+        let _ = std::fs::remove_dir_all(&partial);
+        let _ = std::fs::remove_file(&partial);
+        let target = match &archive {
+            Some(root) => {
+                let f = std::fs::File::create_new(&partial)
+                    .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
+                ExportTarget::TarZst {
+                    out: Box::new(std::io::BufWriter::with_capacity(1 << 20, f)),
+                    root: root.clone(),
+                }
+            }
+            None => ExportTarget::Dir(partial.clone()),
+        };
+        match self.export_linked(caller, scope, target, job) {
+            Ok(r) => {
+                std::fs::rename(&partial, out)
+                    .map_err(|e| Error::io(format!("renaming to {}", out.display()), e))?;
+                Ok(r)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&partial);
+                let _ = std::fs::remove_file(&partial);
+                Err(e)
+            }
+        }
+    }
+
+    fn export_linked(
+        &self,
+        caller: &Caller,
+        scope: &ExportScope,
+        target: ExportTarget,
+        job: Option<(kontextual_model::JobId, u32)>,
+    ) -> Result<ExportReport> {
         self.export_preflight(caller, scope)?;
         let input = serde_json::to_value(scope).unwrap_or_default();
-        self.recovery_run(caller, "export", input, None, |run_id| {
+        self.recovery_run(caller, "export", input, job, |run_id| {
             let report = self.export_in_run(caller, scope, target, run_id)?;
             self.write(
                 caller,

@@ -25,16 +25,19 @@ pub enum JobKind {
     Ingest,
     Reindex,
     Repair,
+    /// An export package written to a path on the worker's machine.
+    Export,
     /// Does nothing (or sleeps, or fails, as its payload says): checks the
     /// queue and workers end to end, and measures them.
     Noop,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Ingest,
         JobKind::Reindex,
         JobKind::Repair,
+        JobKind::Export,
         JobKind::Noop,
     ];
 
@@ -43,6 +46,7 @@ impl JobKind {
             JobKind::Ingest => "ingest",
             JobKind::Reindex => "reindex",
             JobKind::Repair => "repair",
+            JobKind::Export => "export",
             JobKind::Noop => "noop",
         }
     }
@@ -53,7 +57,7 @@ impl JobKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 Error::InvalidInput(format!(
-                    "unknown job kind {s:?}; known kinds: ingest, reindex, repair, noop"
+                    "unknown job kind {s:?}; known kinds: ingest, reindex, repair, export, noop"
                 ))
             })
     }
@@ -62,7 +66,7 @@ impl JobKind {
     pub fn max_attempts(self) -> u32 {
         match self {
             JobKind::Ingest | JobKind::Reindex => 5,
-            JobKind::Repair => 3,
+            JobKind::Repair | JobKind::Export => 3,
             JobKind::Noop => 3,
         }
     }
@@ -86,6 +90,15 @@ pub struct IngestPayload {
 pub struct ReindexPayload {
     #[serde(default)]
     pub collection: Option<String>,
+}
+
+/// The input of an `export` job: what to export, and where on the
+/// worker's machine (an absolute path; `.tar.zst` or a directory).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportPayload {
+    pub scope: crate::ExportScope,
+    pub out: String,
 }
 
 /// The input of a `noop` job.
@@ -287,6 +300,20 @@ impl Services {
                 }
                 self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
             }
+            JobKind::Export => {
+                let p: ExportPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
+                crate::export::check_out_path(std::path::Path::new(&p.out), true)?;
+                self.export_preflight(caller, &p.scope)?;
+                // The path is this machine's: only a namespace admin may
+                // have the server write files.
+                if caller.scopes.is_some() {
+                    self.authorize(
+                        caller,
+                        Permission::Admin,
+                        &Resource::Namespace("server-side files (export to a path)"),
+                    )?;
+                }
+            }
             JobKind::Noop => {
                 let _: NoopPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
                 self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
@@ -314,6 +341,22 @@ impl Services {
         let payload = serde_json::to_value(&payload)
             .map_err(|e| Error::InvalidInput(format!("ingest payload: {e}")))?;
         self.job_enqueue(caller, "ingest", payload, EnqueueOptions::default())
+    }
+
+    /// `export --background`: checked now, written by a worker.
+    pub fn export_background(
+        &self,
+        caller: &Caller,
+        scope: &crate::ExportScope,
+        out: &std::path::Path,
+    ) -> Result<Enqueued> {
+        let out = crate::export::absolute(out)?;
+        let payload = serde_json::to_value(ExportPayload {
+            scope: scope.clone(),
+            out: out.display().to_string(),
+        })
+        .map_err(|e| Error::InvalidInput(format!("export payload: {e}")))?;
+        self.job_enqueue(caller, "export", payload, EnqueueOptions::default())
     }
 
     /// `reindex [--collection C]` as a job, deduplicated per collection: no

@@ -654,6 +654,13 @@ impl Services {
                 let r = self.repair_linked(&caller, link)?;
                 Ok(serde_json::to_value(r).ok())
             }
+            JobKind::Export => {
+                let p: crate::jobs::ExportPayload =
+                    serde_json::from_value(job.payload.clone()).map_err(bad)?;
+                let r =
+                    self.export_to_path(&caller, &p.scope, std::path::Path::new(&p.out), link)?;
+                Ok(serde_json::to_value(r).ok())
+            }
             JobKind::Noop => {
                 let p: NoopPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
                 let until = Instant::now() + Duration::from_millis(p.sleep_ms);

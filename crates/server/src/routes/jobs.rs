@@ -36,7 +36,7 @@ fn enqueued(e: kontextual_services::Enqueued) -> Response {
 pub struct JobParams {
     /// queued, running, succeeded, failed, dead, cancelled or quarantined.
     pub state: Option<String>,
-    /// ingest, reindex, repair or noop.
+    /// ingest, reindex, repair, export or noop.
     pub kind: Option<String>,
     pub limit: Option<u32>,
     pub after: Option<String>,
@@ -65,7 +65,7 @@ pub async fn list_jobs(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBody {
-    /// ingest, reindex, repair or noop.
+    /// ingest, reindex, repair, export or noop.
     pub kind: String,
     /// The kind's input (`{}` when omitted).
     #[serde(default)]

@@ -11,6 +11,7 @@
 
 mod error;
 mod port;
+pub mod rules;
 pub mod sqlite;
 
 #[cfg(feature = "testsuite")]

@@ -1,7 +1,6 @@
 //! Applying write batches: group commit, ops, and the audit/outbox append
 //! that accompanies every change in the same transaction.
 
-use kontextual_model::artifact::{check_artifact_type, check_media_type};
 use kontextual_model::audit::AuditContext;
 use kontextual_model::change::RelationDeleteCause;
 use kontextual_model::{
@@ -17,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::{self, load_artifact};
 use super::{WriteJob, blobs, micros, sql_err};
-use crate::port::{ArtifactKey, Content, Expect, Op, PutArtifact, WriteBatch, WriteContext};
+use crate::port::{ArtifactKey, Content, Op, PutArtifact, WriteBatch, WriteContext};
+use crate::rules;
 use crate::{Result, StoreError};
 
 /// Commits a group of jobs in one transaction and answers each caller.
@@ -514,33 +514,6 @@ fn create_collection(
     Ok(vec![Change::CollectionCreated { collection: c }])
 }
 
-fn check_expect(what: &str, current: Option<&Artifact>, expect: Expect) -> Result<()> {
-    match (expect, current) {
-        (Expect::Any, _) => Ok(()),
-        (Expect::Absent, Some(a)) if a.is_live() => Err(StoreError::AlreadyExists {
-            what: what.to_owned(),
-        }),
-        (Expect::Absent, _) => Ok(()),
-        (Expect::Revision(r), Some(a)) if a.revision == r => Ok(()),
-        (Expect::Revision(r), Some(a)) => Err(StoreError::Conflict {
-            what: what.to_owned(),
-            expected: r,
-            actual: a.revision.to_string(),
-        }),
-        (Expect::Revision(r), None) => Err(StoreError::Conflict {
-            what: what.to_owned(),
-            expected: r,
-            actual: "none (it does not exist)".to_owned(),
-        }),
-    }
-}
-
-/// Where the bytes were read from (path, mtime) is not a change of the artifact;
-/// what it was derived from is.
-fn same_lineage(a: &Provenance, b: &Provenance) -> bool {
-    a.derived_from == b.derived_from && a.transformation == b.transformation
-}
-
 fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> Result<()> {
     for id in &p.derived_from {
         match load_artifact(conn, &ctx.namespace, &ArtifactKey::Id(*id))? {
@@ -572,23 +545,15 @@ fn put_artifact(
             name: put.name.clone(),
         },
     )?;
-    check_expect(&what, current.as_ref(), put.expect)?;
-    if let Some(t) = &put.artifact_type {
-        check_artifact_type(t)?;
-    }
-    if let Some(m) = &put.media_type {
-        check_media_type(m)?;
-    }
+    rules::check_expect(&what, current.as_ref(), put.expect)?;
+    rules::check_put(&put)?;
     if let Some(p) = &put.provenance {
         check_derived_from(conn, ctx, p)?;
-        if p.transformation.is_some() && p.derived_from.is_empty() {
-            return Err(StoreError::InvalidInput(
-                "a transformation needs the artifacts it derived from (derived_from)".to_owned(),
-            ));
-        }
     }
-    let keep = matches!(put.content, Content::Keep);
-    let (digest, size) = match (put.content, &current) {
+    let mut put = put;
+    let content = std::mem::replace(&mut put.content, Content::Keep);
+    let keep = matches!(content, Content::Keep);
+    let (digest, size) = match (content, &current) {
         (Content::Keep, Some(cur)) if cur.state != ArtifactState::Purged => (cur.digest, cur.size),
         (Content::Keep, _) => {
             return Err(StoreError::InvalidInput(format!(
@@ -597,83 +562,17 @@ fn put_artifact(
         }
         (content, _) => blobs::store(conn, content, now)?,
     };
-    let prev = current.as_ref();
-    let next = Artifact {
-        id: prev.map_or_else(ArtifactId::new, |a| a.id),
-        namespace: ctx.namespace.clone(),
-        collection_id: coll_id,
-        collection: put.collection.clone(),
-        name: put.name,
-        artifact_type: put
-            .artifact_type
-            .or_else(|| prev.map(|a| a.artifact_type.clone()))
-            .unwrap_or_else(|| "opaque".to_owned()),
-        media_type: put
-            .media_type
-            .or_else(|| prev.map(|a| a.media_type.clone()))
-            .unwrap_or_else(|| "application/octet-stream".to_owned()),
-        // the title comes with the content; keeping the content keeps it
-        title: if keep {
-            prev.and_then(|a| a.title.clone())
-        } else {
-            put.title
-        },
-        digest,
-        size,
-        metadata: put
-            .metadata
-            .or_else(|| prev.map(|a| a.metadata.clone()))
-            .unwrap_or_else(Metadata::empty),
-        lifecycle: put
-            .lifecycle
-            .or(prev.map(|a| a.lifecycle))
-            .unwrap_or_default(),
-        classification: put
-            .classification
-            .or(prev.map(|a| a.classification))
-            .unwrap_or_default(),
-        source_system: put
-            .source_system
-            .or_else(|| prev.and_then(|a| a.source_system.clone())),
-        provenance: put
-            .provenance
-            .or_else(|| prev.map(|a| a.provenance.clone()))
-            .unwrap_or_default(),
-        state: ArtifactState::Live,
-        revision: prev.map_or(1, |a| a.revision + 1),
-        run_id: ctx.run_id,
-        created_at: prev.map_or(now, |a| a.created_at),
-        updated_at: now,
-    };
-    let kind = match prev {
-        None => ChangeKind::Created,
-        Some(p) if p.state != ArtifactState::Live => ChangeKind::Restored,
-        Some(p) => {
-            let same = p.digest == next.digest
-                && p.artifact_type == next.artifact_type
-                && p.media_type == next.media_type
-                && p.title == next.title
-                && p.metadata == next.metadata
-                && p.lifecycle == next.lifecycle
-                && p.classification == next.classification
-                && p.source_system == next.source_system
-                && same_lineage(&p.provenance, &next.provenance);
-            if same {
-                return Ok(Change::ArtifactUnchanged {
-                    artifact: p.clone(),
-                });
-            }
-            ChangeKind::Updated
-        }
-    };
-    let prev_digest = prev.map(|p| p.digest);
-    write_artifact(conn, &next, prev.is_none())?;
-    insert_revision(conn, ctx, &next, kind, prev_digest, true)?;
-    Ok(Change::Artifact {
+    let plan = rules::plan_put(ctx, put, coll_id, current.as_ref(), digest, size, keep, now);
+    if let rules::PutPlan::Write {
+        next,
         kind,
-        artifact: next,
         prev_digest,
-    })
+    } = &plan
+    {
+        write_artifact(conn, next, current.is_none())?;
+        insert_revision(conn, ctx, next, *kind, *prev_digest, true)?;
+    }
+    Ok(rules::put_change(plan))
 }
 
 pub(super) fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {

@@ -1,0 +1,122 @@
+//! A bounded pool of PostgreSQL connections. Small on purpose: clients are
+//! created on demand up to `max`, checked back in on drop unless the
+//! connection broke, and a caller waits (bounded) for one to come back.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kontextual_store::{Result, StoreError};
+use postgres::{Client, Config, NoTls};
+
+use crate::pg_err;
+
+pub struct Pool {
+    config: Config,
+    max: usize,
+    timeout: Duration,
+    state: Mutex<State>,
+    returned: Condvar,
+}
+
+struct State {
+    idle: Vec<Client>,
+    /// Connections handed out or idle.
+    open: usize,
+}
+
+/// A connection checked out of the pool.
+pub struct Pooled<'a> {
+    pool: &'a Pool,
+    client: Option<Client>,
+}
+
+impl Pool {
+    pub fn new(config: Config, max: usize, timeout: Duration) -> Pool {
+        Pool {
+            config,
+            max: max.max(1),
+            timeout,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection: an idle one, a new one while under `max`, or the next
+    /// one returned (waiting at most the checkout timeout).
+    pub fn get(&self) -> Result<Pooled<'_>> {
+        let deadline = Instant::now() + self.timeout;
+        let mut st = self.lock();
+        loop {
+            while let Some(c) = st.idle.pop() {
+                if !c.is_closed() {
+                    return Ok(Pooled {
+                        pool: self,
+                        client: Some(c),
+                    });
+                }
+                st.open -= 1;
+            }
+            if st.open < self.max {
+                st.open += 1;
+                drop(st);
+                return match self.config.connect(NoTls) {
+                    Ok(client) => Ok(Pooled {
+                        pool: self,
+                        client: Some(client),
+                    }),
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.returned.notify_one();
+                        Err(pg_err(e))
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Locked {
+                    waited_ms: self.timeout.as_millis() as u64,
+                });
+            }
+            st = self
+                .returned
+                .wait_timeout(st, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(c) = self.client.take() else { return };
+        let mut st = self.pool.lock();
+        if c.is_closed() {
+            st.open -= 1;
+        } else {
+            st.idle.push(c);
+        }
+        drop(st);
+        self.pool.returned.notify_one();
+    }
+}
+
+impl Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("a checked-out connection")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a checked-out connection")
+    }
+}

@@ -7,8 +7,16 @@
 //! for the audit chain and outbox, job claiming with `SKIP LOCKED` and
 //! LISTEN/NOTIFY come next; until then `--database-url` is refused.
 
+mod backend;
+mod blobs;
+mod check;
 mod pool;
+mod read;
+mod rows;
 pub mod schema;
+mod write;
+
+pub use backend::PostgresBackend;
 
 use std::time::Duration;
 
@@ -39,9 +47,20 @@ impl Default for PgOptions {
 
 /// A connected, migrated PostgreSQL store.
 pub struct PgStore {
-    pool: Pool,
-    store_id: String,
-    description: String,
+    pub(crate) pool: Pool,
+    pub(crate) store_id: String,
+    pub(crate) description: String,
+}
+
+/// The seq of the last outbox event ever appended (0 before the first).
+pub(crate) fn feed_last_seq(c: &mut impl postgres::GenericClient) -> Result<u64> {
+    Ok(c.query_opt(
+        "SELECT value FROM store_meta WHERE key = 'outbox_last'",
+        &[],
+    )
+    .map_err(pg_err)?
+    .and_then(|r| r.get::<_, String>(0).parse::<u64>().ok())
+    .unwrap_or(0))
 }
 
 /// The URL without its password, for logs and status.
@@ -88,7 +107,10 @@ pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
             "talking to PostgreSQL",
             std::io::Error::other(e.to_string()),
         ),
-        _ => StoreError::Internal(e.to_string()),
+        _ => StoreError::Internal(match e.as_db_error() {
+            Some(d) => format!("{}: {}", d.code().code(), d.message()),
+            None => e.to_string(),
+        }),
     }
 }
 

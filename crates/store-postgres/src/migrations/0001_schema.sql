@@ -1,6 +1,7 @@
 -- The Kontextual schema for PostgreSQL: the same tables and rules as the
 -- SQLite store (ids uuid, instants bigint microseconds since the epoch,
--- digests 64-char lowercase hex, metadata text kept byte for byte).
+-- digests 64-char lowercase hex, metadata text kept byte for byte). Names
+-- that listings order by use the "C" collation: byte order, as in SQLite.
 
 CREATE TABLE store_meta (
     key   TEXT PRIMARY KEY,
@@ -10,7 +11,7 @@ CREATE TABLE store_meta (
 CREATE TABLE collections (
     id          UUID PRIMARY KEY,
     namespace   TEXT NOT NULL,
-    name        TEXT NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
     description TEXT NOT NULL DEFAULT '',
     created_at  BIGINT NOT NULL,
     UNIQUE (namespace, name)
@@ -37,7 +38,7 @@ CREATE TABLE artifacts (
     id             UUID PRIMARY KEY,
     namespace      TEXT NOT NULL,
     collection_id  UUID NOT NULL REFERENCES collections (id),
-    name           TEXT NOT NULL,
+    name           TEXT COLLATE "C" NOT NULL,
     artifact_type  TEXT NOT NULL,
     media_type     TEXT NOT NULL,
     digest         TEXT NOT NULL,
@@ -169,7 +170,7 @@ CREATE TABLE run_steps (
 
 CREATE TABLE context_packages (
     namespace      TEXT NOT NULL,
-    name           TEXT NOT NULL,
+    name           TEXT COLLATE "C" NOT NULL,
     version        BIGINT NOT NULL,
     id             UUID NOT NULL UNIQUE,
     digest         TEXT NOT NULL,
@@ -183,7 +184,7 @@ CREATE TABLE context_packages (
 CREATE TABLE api_keys (
     id           TEXT PRIMARY KEY,
     namespace    TEXT NOT NULL,
-    name         TEXT NOT NULL,
+    name         TEXT COLLATE "C" NOT NULL,
     actor        TEXT NOT NULL,
     scopes       TEXT NOT NULL,
     secret_hash  TEXT NOT NULL,

@@ -1,0 +1,434 @@
+//! `PostgresBackend`: the store port on PostgreSQL (ADR 0007). Each write
+//! batch is one transaction under the store's writer lock; reads use any
+//! pooled connection.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use kontextual_model::audit::ChainReport;
+use kontextual_model::{
+    Artifact, ArtifactId, AuditRecord, ChainHead, Change, Collection, CollectionName, Digest,
+    Namespace, OutboxEvent, Relation, RelationId, Revision, RunId,
+};
+use kontextual_store::{
+    ArtifactKey, ArtifactQuery, AuditQuery, Backend, CheckReport, Content, FeedPosition, JobQuery,
+    Op, Page, PageRequest, RelationQuery, Result, StoreError, StoreStatus, WriteBatch,
+};
+
+use crate::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
+
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    store_id: String,
+    description: String,
+}
+
+/// The Kontextual store in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Inner>,
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::InvalidInput(format!(
+        "{what} is not supported by the PostgreSQL backend yet (issue 8, in progress)"
+    ))
+}
+
+impl PostgresBackend {
+    /// Connects, checks (or with `opts.create`, creates) the schema.
+    pub fn open(url: &str, opts: &PgOptions) -> Result<PostgresBackend> {
+        let PgStore {
+            pool,
+            store_id,
+            description,
+        } = PgStore::open(url, opts)?;
+        Ok(PostgresBackend {
+            inner: Arc::new(Inner {
+                pool,
+                store_id,
+                description,
+            }),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
+        let mut c = self.inner.pool.get()?;
+        f(&mut c)
+    }
+}
+
+/// Readers are drained before the transaction: the writer lock is never
+/// held while waiting on a slow source.
+fn stage(batch: WriteBatch) -> Result<WriteBatch> {
+    let WriteBatch { ctx, ops } = batch;
+    let ops = ops
+        .into_iter()
+        .map(|op| match op {
+            Op::PutArtifact(mut put) => {
+                put.content = match std::mem::replace(&mut put.content, Content::Keep) {
+                    Content::Reader(r) => blobs::stage(r)?,
+                    other => other,
+                };
+                Ok(Op::PutArtifact(put))
+            }
+            other => Ok(other),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(WriteBatch { ctx, ops })
+}
+
+impl Backend for PostgresBackend {
+    fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<Vec<Change>> {
+        let batch = stage(batch)?;
+        let mut c = self.inner.pool.get()?;
+        let mut tx = c.transaction().map_err(pg_err)?;
+        let changes = crate::write::apply(&mut tx, batch)?;
+        tx.commit().map_err(pg_err)?;
+        Ok(changes)
+    }
+
+    fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>> {
+        self.read(|c| read::collection(c, ns, name.as_str()))
+    }
+
+    fn collections(&self, ns: &Namespace, page: &PageRequest) -> Result<Page<Collection>> {
+        self.read(|c| read::collections(c, ns, page))
+    }
+
+    fn artifact(&self, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>> {
+        self.read(|c| read::artifact(c, ns, key))
+    }
+
+    fn artifacts(
+        &self,
+        ns: &Namespace,
+        q: &ArtifactQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Artifact>> {
+        self.read(|c| read::artifacts(c, ns, q, page))
+    }
+
+    fn revisions(
+        &self,
+        ns: &Namespace,
+        id: ArtifactId,
+        page: &PageRequest,
+    ) -> Result<Page<Revision>> {
+        self.read(|c| read::revisions(c, ns, id, page))
+    }
+
+    fn revision(&self, ns: &Namespace, id: ArtifactId, revision: u64) -> Result<Option<Revision>> {
+        self.read(|c| read::revision(c, ns, id, revision))
+    }
+
+    fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(blobs::BlobReader::open(
+            self.inner.clone(),
+            digest,
+        )?))
+    }
+
+    fn relation(&self, ns: &Namespace, id: RelationId) -> Result<Option<Relation>> {
+        self.read(|c| read::relation(c, ns, id))
+    }
+
+    fn relations(
+        &self,
+        ns: &Namespace,
+        q: &RelationQuery,
+        page: &PageRequest,
+    ) -> Result<Page<Relation>> {
+        self.read(|c| read::relations(c, ns, q, page))
+    }
+
+    fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
+        self.read(|c| read::audit(c, after, limit))
+    }
+
+    fn audit_head(&self) -> Result<Option<ChainHead>> {
+        self.read(read::audit_head)
+    }
+
+    fn audit_query(&self, q: &AuditQuery, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
+        self.read(|c| read::audit_query(c, q, after, limit))
+    }
+
+    fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>> {
+        self.read(|c| read::outbox(c, after, limit))
+    }
+
+    fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            c.query(
+                "SELECT name, cursor FROM outbox_consumers ORDER BY name",
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| Ok((rows::get(r, 0)?, rows::u64c(r, 1)?)))
+            .collect()
+        })
+    }
+
+    fn status(&self) -> Result<StoreStatus> {
+        self.read(|c| {
+            let n = |c: &mut postgres::Client, sql: &str| read::count(c, sql);
+            Ok(StoreStatus {
+                backend: "postgres".to_owned(),
+                location: self.inner.description.clone(),
+                store_id: self.inner.store_id.clone(),
+                schema_version: crate::schema::latest_version(),
+                latest_schema_version: crate::schema::latest_version(),
+                pending_migrations: Vec::new(),
+                collections: n(c, "SELECT count(*) FROM collections")?,
+                artifacts_live: n(c, "SELECT count(*) FROM artifacts WHERE state = 'live'")?,
+                artifacts_deleted: n(c, "SELECT count(*) FROM artifacts WHERE state = 'deleted'")?,
+                artifacts_purged: n(c, "SELECT count(*) FROM artifacts WHERE state = 'purged'")?,
+                revisions: n(c, "SELECT count(*) FROM revisions")?,
+                relations_live: n(c, "SELECT count(*) FROM relations WHERE NOT deleted")?,
+                blobs: n(c, "SELECT count(*) FROM blobs")?,
+                blob_bytes: n(c, "SELECT sum(size)::bigint FROM blobs")?,
+                audit_records: n(c, "SELECT count(*) FROM audit_log")?,
+                audit_head: read::audit_head(c)?,
+                outbox_events: n(c, "SELECT count(*) FROM outbox")?,
+                outbox_last_seq: crate::feed_last_seq(c)?,
+                size_bytes: n(c, "SELECT pg_database_size(current_database())")?,
+            })
+        })
+    }
+
+    fn feed_position(&self) -> Result<FeedPosition> {
+        self.read(|c| {
+            Ok(FeedPosition {
+                store_id: self.inner.store_id.clone(),
+                last_seq: crate::feed_last_seq(c)?,
+            })
+        })
+    }
+
+    fn namespaces(&self) -> Result<Vec<Namespace>> {
+        self.read(|c| {
+            c.query(
+                "SELECT namespace FROM collections GROUP BY namespace ORDER BY namespace COLLATE \"C\"",
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| rows::parsed(r, 0))
+            .collect()
+        })
+    }
+
+    fn context_package(
+        &self,
+        ns: &Namespace,
+        name: &kontextual_model::PackageName,
+        version: Option<u64>,
+    ) -> Result<Option<kontextual_model::ContextPackage>> {
+        self.read(|c| read::context_package(c, ns, name.as_str(), version))
+    }
+
+    fn api_key(&self, _id: &str) -> Result<Option<kontextual_model::ApiKey>> {
+        Err(unsupported("API keys"))
+    }
+
+    fn api_keys(
+        &self,
+        _ns: &Namespace,
+        _page: &PageRequest,
+    ) -> Result<Page<kontextual_model::ApiKey>> {
+        Err(unsupported("API keys"))
+    }
+
+    fn grants(
+        &self,
+        _ns: &Namespace,
+        _actor: Option<&kontextual_model::Actor>,
+    ) -> Result<Vec<kontextual_model::Grant>> {
+        Err(unsupported("grants"))
+    }
+
+    fn access_log(
+        &self,
+        _ns: &Namespace,
+        _actor: Option<&kontextual_model::Actor>,
+        _since: Option<kontextual_model::Timestamp>,
+        _after: u64,
+        _limit: u32,
+    ) -> Result<Vec<kontextual_model::AccessEntry>> {
+        Err(unsupported("the access log"))
+    }
+
+    fn clearances(
+        &self,
+        _ns: &Namespace,
+        _actor: Option<&kontextual_model::Actor>,
+    ) -> Result<Vec<kontextual_model::Clearance>> {
+        Err(unsupported("clearances"))
+    }
+
+    fn holds(&self, _ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
+        Err(unsupported("legal holds"))
+    }
+
+    fn has_api_keys(&self) -> Result<bool> {
+        self.read(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1",
+                &[],
+            )
+            .map_err(pg_err)?
+            .is_some())
+        })
+    }
+
+    fn context_packages(
+        &self,
+        ns: &Namespace,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::ContextPackage>> {
+        self.read(|c| read::context_packages(c, ns, page))
+    }
+
+    fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>> {
+        self.read(|c| {
+            c.query_opt(
+                &format!(
+                    "SELECT {} FROM runs WHERE id = $1 AND namespace = $2",
+                    rows::RUN_COLS
+                ),
+                &[&id.0, &ns.as_str()],
+            )
+            .map_err(pg_err)?
+            .map(|r| rows::run(&r))
+            .transpose()
+        })
+    }
+
+    fn run_summary(
+        &self,
+        ns: &Namespace,
+        id: RunId,
+    ) -> Result<Option<kontextual_model::RunSummary>> {
+        Ok(self.run(ns, id)?.map(|r| kontextual_model::RunSummary {
+            id: r.id,
+            kind: r.kind,
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }))
+    }
+
+    fn runs(
+        &self,
+        ns: &Namespace,
+        status: Option<kontextual_model::RunStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Run>> {
+        self.read(|c| read::runs(c, ns, status, page))
+    }
+
+    fn run_steps(&self, ns: &Namespace, id: RunId) -> Result<Vec<kontextual_model::RunStep>> {
+        self.read(|c| {
+            c.query(
+                "SELECT s.run_id, s.seq, s.name, s.status, s.detail, s.at FROM run_steps s \
+                 JOIN runs r ON r.id = s.run_id WHERE s.run_id = $1 AND r.namespace = $2 ORDER BY s.seq",
+                &[&id.0, &ns.as_str()],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| {
+                Ok(kontextual_model::RunStep {
+                    run_id: RunId(rows::get(r, 0)?),
+                    seq: rows::u64c(r, 1)?,
+                    name: rows::get(r, 2)?,
+                    status: rows::parsed(r, 3)?,
+                    detail: rows::json(r, 4)?,
+                    at: rows::ts(r, 5)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn job(
+        &self,
+        _ns: &Namespace,
+        _id: kontextual_model::JobId,
+    ) -> Result<Option<kontextual_model::Job>> {
+        Err(unsupported("jobs"))
+    }
+
+    fn jobs(
+        &self,
+        _ns: &Namespace,
+        _q: &JobQuery,
+        _page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Job>> {
+        Err(unsupported("jobs"))
+    }
+
+    fn job_attempts(
+        &self,
+        _ns: &Namespace,
+        _id: kontextual_model::JobId,
+    ) -> Result<Vec<kontextual_model::JobAttempt>> {
+        Err(unsupported("jobs"))
+    }
+
+    fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
+        self.read(|c| {
+            c.query("SELECT kind, status, count(*) FROM runs GROUP BY kind, status ORDER BY kind, status", &[])
+                .map_err(pg_err)?
+                .iter()
+                .map(|r| Ok((rows::get(r, 0)?, rows::get(r, 1)?, rows::u64c(r, 2)?)))
+                .collect()
+        })
+    }
+
+    fn job_stats(&self) -> Result<kontextual_model::JobStats> {
+        Err(unsupported("jobs"))
+    }
+
+    fn quarantines(
+        &self,
+        _ns: &Namespace,
+        _artifact: Option<ArtifactId>,
+    ) -> Result<Vec<kontextual_model::Hold>> {
+        Err(unsupported("quarantines"))
+    }
+
+    fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {
+        self.read(|c| {
+            c.query(
+                &format!(
+                    "SELECT {} FROM runs WHERE status = 'running' ORDER BY id",
+                    rows::RUN_COLS
+                ),
+                &[],
+            )
+            .map_err(pg_err)?
+            .iter()
+            .map(rows::run)
+            .collect()
+        })
+    }
+
+    fn verify_audit(
+        &self,
+        expect_head: Option<ChainHead>,
+    ) -> Result<(ChainReport, Option<String>)> {
+        self.read(|c| {
+            crate::check::in_snapshot(c, |tx| crate::check::verify_chain(tx, expect_head))
+        })
+    }
+
+    fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport> {
+        self.read(|c| crate::check::in_snapshot(c, |tx| crate::check::run(tx, expect_head)))
+    }
+}

@@ -1,0 +1,303 @@
+//! `verify` on PostgreSQL: one read-only snapshot (REPEATABLE READ), then
+//! the same checks as the SQLite store — every blob re-hashed, references,
+//! histories without gaps, current state equal to the current revision,
+//! every revision against the fingerprint its audit record vouches for, and
+//! the audit chain.
+
+use kontextual_model::audit::{ChainReport, ChainVerifier};
+use kontextual_model::change::{RevisionFacts, artifact_fingerprint, revision_fingerprint};
+use kontextual_model::{ChainHead, Digest, DigestWriter, Namespace};
+use kontextual_store::{ArtifactKey, CheckReport, Problem, ProblemCategory, Result};
+use postgres::{GenericClient, IsolationLevel};
+
+use crate::{pg_err, read, rows};
+
+fn problem(
+    category: ProblemCategory,
+    subject: impl Into<String>,
+    detail: impl Into<String>,
+) -> Problem {
+    Problem {
+        category,
+        subject: subject.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Runs `f` in a read-only snapshot.
+pub(crate) fn in_snapshot<T>(
+    c: &mut postgres::Client,
+    f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(pg_err)?;
+    let out = f(&mut tx)?;
+    tx.commit().map_err(pg_err)?;
+    Ok(out)
+}
+
+pub(crate) fn verify_chain(
+    c: &mut impl GenericClient,
+    expect: Option<ChainHead>,
+) -> Result<(ChainReport, Option<String>)> {
+    let source = expect.as_ref().map(|_| "--expect-head".to_owned());
+    let mut verifier = ChainVerifier::new(expect);
+    let mut after = 0;
+    loop {
+        let page = read::audit(c, after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for rec in &page {
+            verifier.push(rec);
+        }
+    }
+    Ok((verifier.finish(), source))
+}
+
+pub(crate) fn run(c: &mut impl GenericClient, expect: Option<ChainHead>) -> Result<CheckReport> {
+    let mut problems = Vec::new();
+    // Revisions whose content should be present but whose blob is gone.
+    for r in c
+        .query(
+            "SELECT r.artifact_id, r.revision, r.digest FROM revisions r \
+             LEFT JOIN blobs b ON b.digest = r.digest \
+             WHERE r.content_available AND b.digest IS NULL ORDER BY 1, 2",
+            &[],
+        )
+        .map_err(pg_err)?
+    {
+        let id: uuid::Uuid = rows::get(&r, 0)?;
+        let rev: i64 = rows::get(&r, 1)?;
+        let d: String = rows::get(&r, 2)?;
+        problems.push(problem(
+            ProblemCategory::MissingReference,
+            format!("artifact {id} revision {rev}"),
+            format!("content sha256:{d} is missing"),
+        ));
+    }
+    for r in c
+        .query(
+            "SELECT a.id, a.revision FROM artifacts a LEFT JOIN revisions r \
+             ON r.artifact_id = a.id AND r.revision = a.revision WHERE r.artifact_id IS NULL",
+            &[],
+        )
+        .map_err(pg_err)?
+    {
+        let id: uuid::Uuid = rows::get(&r, 0)?;
+        let rev: i64 = rows::get(&r, 1)?;
+        problems.push(problem(
+            ProblemCategory::MissingReference,
+            format!("artifact {id}"),
+            format!("its current revision {rev} is missing"),
+        ));
+    }
+    // Every blob, re-hashed from its bytes.
+    let digests: Vec<String> = c
+        .query("SELECT digest FROM blobs ORDER BY digest", &[])
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| rows::get(r, 0))
+        .collect::<Result<_>>()?;
+    let mut blob_bytes = 0u64;
+    for hex in &digests {
+        let row = c
+            .query_one(
+                "SELECT size, chunks, data FROM blobs WHERE digest = $1",
+                &[hex],
+            )
+            .map_err(pg_err)?;
+        let (size, chunks, inline): (i64, i64, Option<Vec<u8>>) = (
+            rows::get(&row, 0)?,
+            rows::get(&row, 1)?,
+            rows::get(&row, 2)?,
+        );
+        let mut hasher = DigestWriter::new();
+        if let Some(d) = &inline {
+            hasher.update(d);
+        }
+        let mut missing = None;
+        for idx in 0..chunks {
+            match c
+                .query_opt(
+                    "SELECT data FROM blob_chunks WHERE digest = $1 AND idx = $2",
+                    &[hex, &idx],
+                )
+                .map_err(pg_err)?
+            {
+                Some(r) => hasher.update(&rows::get::<Vec<u8>>(&r, 0)?),
+                None => {
+                    missing = Some(idx);
+                    break;
+                }
+            }
+        }
+        let subject = format!("content sha256:{hex}");
+        if let Some(idx) = missing {
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                subject,
+                format!("chunk {idx} is missing"),
+            ));
+            continue;
+        }
+        let (actual, len) = hasher.finish();
+        blob_bytes += len;
+        if Digest::from_hex(hex).ok() != Some(actual) {
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                subject,
+                format!("digest mismatch: the stored bytes hash to {actual}"),
+            ));
+        } else if len != size as u64 {
+            problems.push(problem(
+                ProblemCategory::Corruption,
+                subject,
+                format!("size mismatch: recorded {size} bytes, stored {len}"),
+            ));
+        }
+    }
+    // Histories without gaps; the current state equal to its revision.
+    for r in c
+        .query(
+            "SELECT a.id, a.revision, (SELECT count(*) FROM revisions r WHERE r.artifact_id = a.id) \
+             FROM artifacts a WHERE a.revision <> (SELECT count(*) FROM revisions r WHERE r.artifact_id = a.id) \
+             OR a.revision <> (SELECT max(revision) FROM revisions r WHERE r.artifact_id = a.id)",
+            &[],
+        )
+        .map_err(pg_err)?
+    {
+        let id: uuid::Uuid = rows::get(&r, 0)?;
+        let rev: i64 = rows::get(&r, 1)?;
+        let n: i64 = rows::get(&r, 2)?;
+        problems.push(problem(
+            ProblemCategory::MissingReference,
+            format!("artifact {id}"),
+            format!("history has {n} revision rows for revisions 1 to {rev}: revisions are missing"),
+        ));
+    }
+    for r in c
+        .query(
+            "SELECT a.id, a.revision FROM artifacts a JOIN revisions r \
+             ON r.artifact_id = a.id AND r.revision = a.revision \
+             WHERE a.digest <> r.digest OR a.size <> r.size OR a.metadata <> r.metadata \
+                OR a.media_type <> r.media_type OR a.lifecycle <> r.lifecycle \
+                OR a.classification <> r.classification OR a.provenance <> r.provenance \
+                OR a.title IS DISTINCT FROM r.title",
+            &[],
+        )
+        .map_err(pg_err)?
+    {
+        let id: uuid::Uuid = rows::get(&r, 0)?;
+        let rev: i64 = rows::get(&r, 1)?;
+        problems.push(problem(
+            ProblemCategory::Corruption,
+            format!("artifact {id}"),
+            format!(
+                "its current state differs from its revision {rev} (edited outside Kontextual)"
+            ),
+        ));
+    }
+    // Every revision against what its audit record vouches for.
+    let revisions_checked = read::count(c, "SELECT count(*) FROM revisions")?;
+    let mut audited = 0u64;
+    let mut after = 0;
+    loop {
+        let page = read::audit(c, after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for rec in &page {
+            let d = &rec.draft;
+            let (Some(rev), Some(expected)) = (
+                d.revision,
+                d.detail
+                    .as_ref()
+                    .and_then(|v| v.get("revision_hash"))
+                    .and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            if d.target_kind != "artifact" {
+                continue;
+            }
+            audited += 1;
+            let subject = format!("artifact {} revision {rev}", d.target_id);
+            let Ok(id) = d.target_id.parse::<kontextual_model::ArtifactId>() else {
+                problems.push(problem(
+                    ProblemCategory::AuditChain,
+                    subject,
+                    "audit record names no valid artifact id",
+                ));
+                continue;
+            };
+            match read::revision(c, &rec.namespace, id, rev)? {
+                None => problems.push(problem(
+                    ProblemCategory::MissingReference,
+                    subject,
+                    format!("audited by record {} but missing from the history", rec.seq),
+                )),
+                Some(r) if revision_fingerprint(&RevisionFacts::of_revision(&r)) != expected => {
+                    problems.push(problem(
+                        ProblemCategory::Corruption,
+                        subject,
+                        format!("differs from what audit record {} vouches for (edited outside Kontextual)", rec.seq),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if let Some(state) = d
+                .detail
+                .as_ref()
+                .and_then(|v| v.get("artifact_hash"))
+                .and_then(|v| v.as_str())
+            {
+                let ns: &Namespace = &rec.namespace;
+                match read::artifact(c, ns, &ArtifactKey::Id(id))? {
+                    None => problems.push(problem(
+                        ProblemCategory::MissingReference,
+                        format!("artifact {}", d.target_id),
+                        format!("audited by record {} but missing (or moved to another namespace)", rec.seq),
+                    )),
+                    Some(a) if a.revision == rev && artifact_fingerprint(&a) != state => problems.push(problem(
+                        ProblemCategory::Corruption,
+                        format!("artifact {}", d.target_id),
+                        format!(
+                            "its current state differs from what audit record {} vouches for (edited outside Kontextual)",
+                            rec.seq
+                        ),
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    if revisions_checked > audited {
+        problems.push(problem(
+            ProblemCategory::AuditChain,
+            "revisions",
+            format!(
+                "{} revisions have no audit record (written outside Kontextual)",
+                revisions_checked - audited
+            ),
+        ));
+    }
+    let (audit, source) = verify_chain(c, expect)?;
+    for p in &audit.problems {
+        problems.push(problem(
+            ProblemCategory::AuditChain,
+            "audit chain",
+            p.to_string(),
+        ));
+    }
+    Ok(CheckReport {
+        blobs_checked: digests.len() as u64,
+        blob_bytes_checked: blob_bytes,
+        revisions_checked,
+        audit,
+        audit_head_source: source,
+        problems,
+    })
+}

@@ -1,0 +1,912 @@
+//! Applying a write batch in one transaction, after taking the store's
+//! writer lock (`pg_advisory_xact_lock`): the audit head is read and every
+//! audit and outbox sequence number drawn under it, so sequence order is
+//! commit order across processes (ADR 0007). The decisions are the shared
+//! rules of `kontextual_store::rules`.
+
+use kontextual_model::audit::AuditContext;
+use kontextual_model::change::RelationDeleteCause;
+use kontextual_model::{
+    Artifact, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind, Collection,
+    CollectionId, Digest, Metadata, Relation, RelationId, Timestamp,
+};
+use kontextual_store::{
+    ArtifactKey, Content, Op, PutArtifact, Result, StoreError, WriteBatch, WriteContext, rules,
+};
+use postgres::Transaction;
+
+use crate::{blobs, pg_err, read};
+
+/// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
+pub(crate) const WRITER_LOCK: i64 = 0x4B4E_5458_0000_0002;
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::InvalidInput(format!(
+        "{what} is not supported by the PostgreSQL backend yet (issue 8, in progress)"
+    ))
+}
+
+pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<Change>> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
+        .map_err(pg_err)?;
+    let mut head = read::audit_head(tx)?;
+    let now = kontextual_model::now();
+    let WriteBatch { ctx, ops } = batch;
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let changes = match op {
+            Op::CreateCollection {
+                name,
+                description,
+                if_absent,
+            } => create_collection(tx, &ctx, name.as_str(), &description, if_absent, now)?,
+            Op::PutArtifact(put) => vec![put_artifact(tx, &ctx, put, now)?],
+            Op::DeleteArtifact { key, expect } => delete_artifact(tx, &ctx, &key, expect, now)?,
+            Op::PurgeArtifact { key, expect } => purge_artifact(tx, &ctx, &key, expect, now)?,
+            Op::CreateRelation {
+                source,
+                rel_type,
+                target,
+                properties,
+            } => vec![create_relation(
+                tx, &ctx, &source, rel_type, &target, properties, now,
+            )?],
+            Op::UpdateRelation {
+                id,
+                rel_type,
+                properties,
+                expect,
+            } => vec![update_relation(
+                tx, &ctx, id, rel_type, properties, expect, now,
+            )?],
+            Op::DeleteRelation { id, expect } => {
+                let cur = live_relation(tx, &ctx, id, expect)?;
+                vec![delete_relation(
+                    tx,
+                    cur,
+                    RelationDeleteCause::Requested,
+                    now,
+                )?]
+            }
+            Op::PruneOutbox { older_than } => prune_outbox(tx, older_than)?,
+            Op::AckOutbox { consumer, seq } => {
+                ack_outbox(tx, &consumer, seq, now)?;
+                Vec::new()
+            }
+            Op::Audit(draft) => {
+                append_audit(tx, &ctx, &mut head, now, draft)?;
+                Vec::new()
+            }
+            Op::StartRun {
+                id,
+                kind,
+                input,
+                owner,
+                job,
+            } => {
+                if job.is_some() {
+                    return Err(unsupported("a run linked to a job"));
+                }
+                vec![start_run(tx, &ctx, id, kind, input, owner, now)?]
+            }
+            Op::RunStep {
+                id,
+                name,
+                status,
+                detail,
+            } => {
+                run_step(tx, &ctx, id, &name, status, &detail, now)?;
+                Vec::new()
+            }
+            Op::FinishRun {
+                id,
+                status,
+                manifest,
+            } => vec![finish_run(tx, &ctx, id, status, manifest, now)?],
+            Op::SaveContextPackage {
+                name,
+                digest,
+                manifest,
+            } => vec![save_context_package(tx, &ctx, name, digest, manifest, now)?],
+            other => {
+                let name = format!("{other:?}");
+                let name = name
+                    .split([' ', '(', '{'])
+                    .next()
+                    .unwrap_or("this operation");
+                return Err(unsupported(name));
+            }
+        };
+        for change in &changes {
+            if let Some(draft) = change.audit_draft() {
+                let seq = append_audit(tx, &ctx, &mut head, now, draft)?;
+                if let Some(ev) = change.event() {
+                    append_event(tx, &ctx, now, seq, &ev)?;
+                }
+            }
+        }
+        out.extend(changes);
+    }
+    Ok(out)
+}
+
+fn append_audit(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    head: &mut Option<ChainHead>,
+    now: Timestamp,
+    draft: AuditDraft,
+) -> Result<u64> {
+    let actx = AuditContext {
+        namespace: &ctx.namespace,
+        actor: &ctx.actor,
+        correlation_id: &ctx.correlation_id,
+        run_id: ctx.run_id,
+    };
+    let rec = AuditRecord::seal(head.as_ref(), now, &actx, draft);
+    let d = &rec.draft;
+    tx.execute(
+        "INSERT INTO audit_log (seq, at, namespace, actor, correlation_id, run_id, action, target_kind, \
+         target_id, target_name, revision, prev_digest, digest, outcome, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        &[
+            &(rec.seq as i64),
+            &rec.at.as_microsecond(),
+            &rec.namespace.as_str(),
+            &rec.actor.to_string(),
+            &rec.correlation_id.as_str(),
+            &rec.run_id.map(|r| r.0),
+            &d.action,
+            &d.target_kind,
+            &d.target_id,
+            &d.target_name,
+            &d.revision.map(|r| r as i64),
+            &d.prev_digest.map(|x| x.hex()),
+            &d.digest.map(|x| x.hex()),
+            &d.outcome.as_str(),
+            &d.detail.as_ref().map(|v| v.to_string()),
+            &rec.prev_hash,
+            &rec.hash,
+        ],
+    )
+    .map_err(pg_err)?;
+    *head = Some(rec.head());
+    Ok(rec.seq)
+}
+
+fn append_event(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    now: Timestamp,
+    audit_seq: u64,
+    ev: &kontextual_model::EventDraft,
+) -> Result<()> {
+    // The last event's seq is kept beside the events: the sequence itself
+    // also counts draws of rolled-back transactions, and pruning may delete
+    // every event.
+    tx.execute(
+        "WITH e AS (INSERT INTO outbox (at, namespace, correlation_id, audit_seq, kind, subject, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq) \
+         INSERT INTO store_meta (key, value) SELECT 'outbox_last', seq::text FROM e \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[
+            &now.as_microsecond(),
+            &ctx.namespace.as_str(),
+            &ctx.correlation_id.as_str(),
+            &(audit_seq as i64),
+            &ev.kind,
+            &ev.subject,
+            &ev.payload.to_string(),
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+fn create_collection(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    name: &str,
+    description: &str,
+    if_absent: bool,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    if read::collection_id(tx, &ctx.namespace, name)?.is_some() {
+        if if_absent {
+            return Ok(Vec::new());
+        }
+        return Err(StoreError::AlreadyExists {
+            what: format!("collection {name}"),
+        });
+    }
+    let c = Collection {
+        id: CollectionId::new(),
+        namespace: ctx.namespace.clone(),
+        name: name.parse()?,
+        description: description.to_owned(),
+        created_at: now,
+        artifact_count: 0,
+    };
+    tx.execute(
+        "INSERT INTO collections (id, namespace, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
+        &[&c.id.0, &c.namespace.as_str(), &c.name.as_str(), &c.description, &now.as_microsecond()],
+    )
+    .map_err(pg_err)?;
+    Ok(vec![Change::CollectionCreated { collection: c }])
+}
+
+fn check_derived_from(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    p: &kontextual_model::Provenance,
+) -> Result<()> {
+    for id in &p.derived_from {
+        match read::artifact(tx, &ctx.namespace, &ArtifactKey::Id(*id))? {
+            Some(a) if a.is_live() => {}
+            _ => {
+                return Err(StoreError::DanglingReference {
+                    what: format!("derived_from artifact {id} does not exist or is deleted"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_artifact(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    mut put: PutArtifact,
+    now: Timestamp,
+) -> Result<Change> {
+    let what = format!("artifact {}/{}", put.collection, put.name);
+    let coll_id = read::collection_id(tx, &ctx.namespace, put.collection.as_str())?
+        .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
+    let current = read::artifact(
+        tx,
+        &ctx.namespace,
+        &ArtifactKey::Name {
+            collection: put.collection.clone(),
+            name: put.name.clone(),
+        },
+    )?;
+    rules::check_expect(&what, current.as_ref(), put.expect)?;
+    rules::check_put(&put)?;
+    if let Some(p) = &put.provenance {
+        check_derived_from(tx, ctx, p)?;
+    }
+    let content = std::mem::replace(&mut put.content, Content::Keep);
+    let keep = matches!(content, Content::Keep);
+    let (digest, size) = match (content, &current) {
+        (Content::Keep, Some(cur)) if cur.state != ArtifactState::Purged => (cur.digest, cur.size),
+        (Content::Keep, _) => {
+            return Err(StoreError::InvalidInput(format!(
+                "{what} has no content to keep: provide content"
+            )));
+        }
+        (content, _) => blobs::store(tx, content, now)?,
+    };
+    let plan = rules::plan_put(ctx, put, coll_id, current.as_ref(), digest, size, keep, now);
+    if let rules::PutPlan::Write {
+        next,
+        kind,
+        prev_digest,
+    } = &plan
+    {
+        write_artifact(tx, next, current.is_none())?;
+        insert_revision(tx, ctx, next, *kind, *prev_digest, true)?;
+    }
+    Ok(rules::put_change(plan))
+}
+
+fn write_artifact(tx: &mut Transaction<'_>, a: &Artifact, insert: bool) -> Result<()> {
+    let provenance = serde_json::to_string(&a.provenance)
+        .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
+    let sql = if insert {
+        "INSERT INTO artifacts (id, namespace, collection_id, name, artifact_type, media_type, digest, size, \
+         metadata, lifecycle, classification, source_system, provenance, state, revision, run_id, created_at, updated_at, title) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+    } else {
+        "UPDATE artifacts SET namespace = $2, collection_id = $3, name = $4, artifact_type = $5, media_type = $6, \
+         digest = $7, size = $8, metadata = $9, lifecycle = $10, classification = $11, source_system = $12, \
+         provenance = $13, state = $14, revision = $15, run_id = $16, created_at = $17, updated_at = $18, title = $19 WHERE id = $1"
+    };
+    tx.execute(
+        sql,
+        &[
+            &a.id.0,
+            &a.namespace.as_str(),
+            &a.collection_id.0,
+            &a.name.as_str(),
+            &a.artifact_type,
+            &a.media_type,
+            &a.digest.hex(),
+            &(a.size as i64),
+            &a.metadata.as_str(),
+            &a.lifecycle.as_str(),
+            &a.classification.as_str(),
+            &a.source_system,
+            &provenance,
+            &a.state.as_str(),
+            &(a.revision as i64),
+            &a.run_id.map(|r| r.0),
+            &a.created_at.as_microsecond(),
+            &a.updated_at.as_microsecond(),
+            &a.title,
+        ],
+    )
+    .map_err(|e| match pg_err(e) {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+            what: format!("artifact {}/{}", a.collection, a.name),
+        },
+        other => other,
+    })?;
+    Ok(())
+}
+
+fn insert_revision(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    a: &Artifact,
+    kind: ChangeKind,
+    prev_digest: Option<Digest>,
+    content_available: bool,
+) -> Result<()> {
+    let provenance = serde_json::to_string(&a.provenance)
+        .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
+    tx.execute(
+        "INSERT INTO revisions (artifact_id, revision, change, prev_digest, digest, size, media_type, metadata, \
+         lifecycle, classification, provenance, content_available, actor, correlation_id, run_id, created_at, title) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        &[
+            &a.id.0,
+            &(a.revision as i64),
+            &kind.as_str(),
+            &prev_digest.map(|d| d.hex()),
+            &a.digest.hex(),
+            &(a.size as i64),
+            &a.media_type,
+            &a.metadata.as_str(),
+            &a.lifecycle.as_str(),
+            &a.classification.as_str(),
+            &provenance,
+            &content_available,
+            &ctx.actor.to_string(),
+            &ctx.correlation_id.as_str(),
+            &ctx.run_id.map(|r| r.0),
+            &a.updated_at.as_microsecond(),
+            &a.title,
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+fn existing(tx: &mut Transaction<'_>, ctx: &WriteContext, key: &ArtifactKey) -> Result<Artifact> {
+    read::artifact(tx, &ctx.namespace, key)?.ok_or_else(|| StoreError::not_found(key.to_string()))
+}
+
+fn check_rev(what: &str, current: u64, expect: Option<u64>) -> Result<()> {
+    match expect {
+        Some(e) if e != current => Err(StoreError::Conflict {
+            what: what.to_owned(),
+            expected: e,
+            actual: current.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn refuse_if_held(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    a: &Artifact,
+    what: &str,
+) -> Result<()> {
+    let held = tx
+        .query_opt(
+            "SELECT reason FROM holds WHERE artifact_id = $1 AND namespace = $2",
+            &[&a.id.0, &ctx.namespace.as_str()],
+        )
+        .map_err(pg_err)?;
+    match held {
+        Some(r) => Err(StoreError::Held {
+            what: what.to_owned(),
+            reason: r.get(0),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn cascade_relations(
+    tx: &mut Transaction<'_>,
+    id: kontextual_model::ArtifactId,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    read::live_relations_of(tx, id)?
+        .into_iter()
+        .map(|r| delete_relation(tx, r, RelationDeleteCause::EndpointDeleted, now))
+        .collect()
+}
+
+fn delete_artifact(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    key: &ArtifactKey,
+    expect: Option<u64>,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    let cur = existing(tx, ctx, key)?;
+    let what = format!("artifact {}/{}", cur.collection, cur.name);
+    if !cur.is_live() {
+        return Err(StoreError::not_found(format!(
+            "{what} (already {})",
+            cur.state
+        )));
+    }
+    check_rev(&what, cur.revision, expect)?;
+    refuse_if_held(tx, ctx, &cur, &what)?;
+    let mut changes = cascade_relations(tx, cur.id, now)?;
+    changes.push(tombstone(tx, ctx, &cur, ChangeKind::Deleted, now)?);
+    Ok(changes)
+}
+
+fn tombstone(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    cur: &Artifact,
+    kind: ChangeKind,
+    now: Timestamp,
+) -> Result<Change> {
+    let (state, content_available) = match kind {
+        ChangeKind::Purged => (ArtifactState::Purged, false),
+        _ => (ArtifactState::Deleted, true),
+    };
+    let next = Artifact {
+        state,
+        revision: cur.revision + 1,
+        run_id: ctx.run_id,
+        updated_at: now,
+        ..cur.clone()
+    };
+    write_artifact(tx, &next, false)?;
+    insert_revision(tx, ctx, &next, kind, Some(cur.digest), content_available)?;
+    Ok(Change::Artifact {
+        kind,
+        artifact: next,
+        prev_digest: Some(cur.digest),
+    })
+}
+
+fn purge_artifact(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    key: &ArtifactKey,
+    expect: Option<u64>,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    let cur = existing(tx, ctx, key)?;
+    let what = format!("artifact {}/{}", cur.collection, cur.name);
+    if cur.state == ArtifactState::Purged {
+        return Err(StoreError::not_found(format!(
+            "content of {what} (already purged)"
+        )));
+    }
+    check_rev(&what, cur.revision, expect)?;
+    refuse_if_held(tx, ctx, &cur, &what)?;
+    let mut changes = cascade_relations(tx, cur.id, now)?;
+    let digests = tx
+        .query(
+            "SELECT DISTINCT digest FROM revisions WHERE artifact_id = $1 AND content_available",
+            &[&cur.id.0],
+        )
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| crate::rows::digest(r, 0))
+        .collect::<Result<Vec<Digest>>>()?;
+    tx.execute(
+        "UPDATE revisions SET content_available = FALSE WHERE artifact_id = $1",
+        &[&cur.id.0],
+    )
+    .map_err(pg_err)?;
+    let change = tombstone(tx, ctx, &cur, ChangeKind::Purged, now)?;
+    blobs::collect(tx, &digests)?;
+    changes.push(change);
+    Ok(changes)
+}
+
+fn endpoint(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    role: &str,
+    key: &ArtifactKey,
+) -> Result<Artifact> {
+    match read::artifact(tx, &ctx.namespace, key)? {
+        Some(a) if a.is_live() => Ok(a),
+        Some(a) => Err(StoreError::DanglingReference {
+            what: format!("relation {role} {key} is {}", a.state),
+        }),
+        None => Err(StoreError::DanglingReference {
+            what: format!("relation {role} {key} does not exist"),
+        }),
+    }
+}
+
+fn write_relation(tx: &mut Transaction<'_>, r: &Relation, insert: bool) -> Result<()> {
+    let sql = if insert {
+        "INSERT INTO relations (id, namespace, rel_type, source_id, target_id, properties, revision, deleted, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    } else {
+        "UPDATE relations SET namespace = $2, rel_type = $3, source_id = $4, target_id = $5, properties = $6, \
+         revision = $7, deleted = $8, created_at = $9, updated_at = $10 WHERE id = $1"
+    };
+    tx.execute(
+        sql,
+        &[
+            &r.id.0,
+            &r.namespace.as_str(),
+            &r.rel_type.as_str(),
+            &r.source.0,
+            &r.target.0,
+            &r.properties.as_str(),
+            &(r.revision as i64),
+            &r.deleted,
+            &r.created_at.as_microsecond(),
+            &r.updated_at.as_microsecond(),
+        ],
+    )
+    .map_err(|e| match pg_err(e) {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+            what: format!("relation {} {} {}", r.source, r.rel_type, r.target),
+        },
+        other => other,
+    })?;
+    Ok(())
+}
+
+fn create_relation(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    source: &ArtifactKey,
+    rel_type: kontextual_model::RelationType,
+    target: &ArtifactKey,
+    properties: Metadata,
+    now: Timestamp,
+) -> Result<Change> {
+    let s = endpoint(tx, ctx, "source", source)?;
+    let t = endpoint(tx, ctx, "target", target)?;
+    if s.id == t.id {
+        return Err(StoreError::InvalidInput(format!(
+            "artifact {}/{} cannot be related to itself",
+            s.collection, s.name
+        )));
+    }
+    // Checked first: a failed statement would abort the whole transaction.
+    let live = tx
+        .query_opt(
+            "SELECT 1 FROM relations WHERE namespace = $1 AND source_id = $2 AND rel_type = $3 \
+             AND target_id = $4 AND NOT deleted",
+            &[
+                &ctx.namespace.as_str(),
+                &s.id.0,
+                &rel_type.as_str(),
+                &t.id.0,
+            ],
+        )
+        .map_err(pg_err)?;
+    if live.is_some() {
+        return Err(StoreError::AlreadyExists {
+            what: format!(
+                "relation {}/{} {} {}/{}",
+                s.collection, s.name, rel_type, t.collection, t.name
+            ),
+        });
+    }
+    let r = Relation {
+        id: RelationId::new(),
+        namespace: ctx.namespace.clone(),
+        rel_type,
+        source: s.id,
+        target: t.id,
+        properties,
+        revision: 1,
+        deleted: false,
+        created_at: now,
+        updated_at: now,
+    };
+    write_relation(tx, &r, true)?;
+    Ok(Change::RelationCreated { relation: r })
+}
+
+fn live_relation(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    id: RelationId,
+    expect: Option<u64>,
+) -> Result<Relation> {
+    let r = read::relation(tx, &ctx.namespace, id)?
+        .filter(|r| !r.deleted)
+        .ok_or_else(|| StoreError::not_found(format!("relation {id}")))?;
+    check_rev(&format!("relation {id}"), r.revision, expect)?;
+    Ok(r)
+}
+
+fn update_relation(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    id: RelationId,
+    rel_type: Option<kontextual_model::RelationType>,
+    properties: Option<Metadata>,
+    expect: Option<u64>,
+    now: Timestamp,
+) -> Result<Change> {
+    let cur = live_relation(tx, ctx, id, expect)?;
+    let next = Relation {
+        rel_type: rel_type.unwrap_or_else(|| cur.rel_type.clone()),
+        properties: properties.unwrap_or_else(|| cur.properties.clone()),
+        revision: cur.revision + 1,
+        updated_at: now,
+        ..cur
+    };
+    if next.rel_type != cur.rel_type {
+        let clash = tx
+            .query_opt(
+                "SELECT 1 FROM relations WHERE namespace = $1 AND source_id = $2 AND rel_type = $3 \
+                 AND target_id = $4 AND NOT deleted AND id <> $5",
+                &[
+                    &ctx.namespace.as_str(),
+                    &next.source.0,
+                    &next.rel_type.as_str(),
+                    &next.target.0,
+                    &next.id.0,
+                ],
+            )
+            .map_err(pg_err)?;
+        if clash.is_some() {
+            return Err(StoreError::AlreadyExists {
+                what: format!("relation {} {} {}", next.source, next.rel_type, next.target),
+            });
+        }
+    }
+    write_relation(tx, &next, false)?;
+    Ok(Change::RelationUpdated { relation: next })
+}
+
+fn delete_relation(
+    tx: &mut Transaction<'_>,
+    cur: Relation,
+    cause: RelationDeleteCause,
+    now: Timestamp,
+) -> Result<Change> {
+    let next = Relation {
+        deleted: true,
+        revision: cur.revision + 1,
+        updated_at: now,
+        ..cur
+    };
+    write_relation(tx, &next, false)?;
+    Ok(Change::RelationDeleted {
+        relation: next,
+        cause,
+    })
+}
+
+fn prune_outbox(tx: &mut Transaction<'_>, older_than: Timestamp) -> Result<Vec<Change>> {
+    let min_cursor: Option<i64> = tx
+        .query_one("SELECT min(cursor) FROM outbox_consumers", &[])
+        .map_err(pg_err)?
+        .get(0);
+    let Some(min_cursor) = min_cursor else {
+        return Ok(Vec::new());
+    };
+    let row = tx
+        .query_one(
+            "SELECT count(*), max(seq) FROM outbox WHERE seq <= $1 AND at < $2",
+            &[&min_cursor, &older_than.as_microsecond()],
+        )
+        .map_err(pg_err)?;
+    let (count, through): (i64, Option<i64>) = (row.get(0), row.get(1));
+    let Some(through) = through else {
+        return Ok(Vec::new());
+    };
+    tx.execute(
+        "DELETE FROM outbox WHERE seq <= $1 AND at < $2",
+        &[&min_cursor, &older_than.as_microsecond()],
+    )
+    .map_err(pg_err)?;
+    Ok(vec![Change::OutboxPruned {
+        through_seq: through as u64,
+        count: count as u64,
+    }])
+}
+
+fn ack_outbox(tx: &mut Transaction<'_>, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {
+    if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
+        return Err(StoreError::InvalidInput(format!(
+            "outbox consumer name {consumer:?} must be 1-128 printable characters"
+        )));
+    }
+    let last = crate::feed_last_seq(tx)?;
+    if seq > last {
+        return Err(StoreError::InvalidInput(format!(
+            "cannot acknowledge outbox event {seq}: the last event is {last}"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO outbox_consumers (name, cursor, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET cursor = greatest(outbox_consumers.cursor, excluded.cursor), \
+         updated_at = excluded.updated_at",
+        &[&consumer, &(seq as i64), &now.as_microsecond()],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_run(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+    kind: String,
+    input: serde_json::Value,
+    owner: String,
+    now: Timestamp,
+) -> Result<Change> {
+    let run = kontextual_model::Run {
+        id,
+        namespace: ctx.namespace.clone(),
+        kind,
+        status: kontextual_model::RunStatus::Running,
+        actor: ctx.actor.clone(),
+        input,
+        manifest: None,
+        owner,
+        started_at: now,
+        finished_at: None,
+        job_id: None,
+    };
+    if tx
+        .query_opt("SELECT 1 FROM runs WHERE id = $1", &[&id.0])
+        .map_err(pg_err)?
+        .is_some()
+    {
+        return Err(StoreError::AlreadyExists {
+            what: format!("run {id}"),
+        });
+    }
+    tx.execute(
+        "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, NULL)",
+        &[
+            &run.id.0,
+            &run.namespace.as_str(),
+            &run.kind,
+            &run.status.as_str(),
+            &run.actor.to_string(),
+            &run.input.to_string(),
+            &run.owner,
+            &now.as_microsecond(),
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(Change::Run { run })
+}
+
+fn running(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+) -> Result<kontextual_model::Run> {
+    let run = tx
+        .query_opt(
+            &format!(
+                "SELECT {} FROM runs WHERE id = $1 AND namespace = $2",
+                crate::rows::RUN_COLS
+            ),
+            &[&id.0, &ctx.namespace.as_str()],
+        )
+        .map_err(pg_err)?
+        .map(|r| crate::rows::run(&r))
+        .transpose()?
+        .ok_or_else(|| StoreError::not_found(format!("run {id}")))?;
+    if run.status.is_final() {
+        return Err(StoreError::Conflict {
+            what: format!("run {id}"),
+            expected: 0,
+            actual: format!("{} (the run is no longer running)", run.status),
+        });
+    }
+    Ok(run)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_step(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+    name: &str,
+    status: kontextual_model::RunStatus,
+    detail: &serde_json::Value,
+    now: Timestamp,
+) -> Result<()> {
+    running(tx, ctx, id)?;
+    tx.execute(
+        "INSERT INTO run_steps (run_id, seq, name, status, detail, at) \
+         VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM run_steps WHERE run_id = $1), $2, $3, $4, $5)",
+        &[&id.0, &name, &status.as_str(), &detail.to_string(), &now.as_microsecond()],
+    )
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+fn finish_run(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    id: kontextual_model::RunId,
+    status: kontextual_model::RunStatus,
+    manifest: serde_json::Value,
+    now: Timestamp,
+) -> Result<Change> {
+    if !status.is_final() {
+        return Err(StoreError::InvalidInput(
+            "a run finishes in a final status".to_owned(),
+        ));
+    }
+    let mut run = running(tx, ctx, id)?;
+    run.status = status;
+    run.manifest = Some(manifest);
+    run.finished_at = Some(now);
+    tx.execute(
+        "UPDATE runs SET status = $2, manifest = $3, finished_at = $4 WHERE id = $1",
+        &[
+            &id.0,
+            &status.as_str(),
+            &run.manifest.as_ref().map(|m| m.to_string()),
+            &now.as_microsecond(),
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(Change::Run { run })
+}
+
+fn save_context_package(
+    tx: &mut Transaction<'_>,
+    ctx: &WriteContext,
+    name: kontextual_model::PackageName,
+    digest: Digest,
+    manifest: serde_json::Value,
+    now: Timestamp,
+) -> Result<Change> {
+    let latest = read::context_package(tx, &ctx.namespace, name.as_str(), None)?;
+    if let Some(p) = latest.as_ref().filter(|p| p.digest == digest) {
+        return Ok(Change::ContextPackageUnchanged { package: p.clone() });
+    }
+    let package = kontextual_model::ContextPackage {
+        id: uuid::Uuid::now_v7(),
+        namespace: ctx.namespace.clone(),
+        name,
+        version: latest.map_or(1, |p| p.version + 1),
+        digest,
+        manifest,
+        actor: ctx.actor.clone(),
+        correlation_id: ctx.correlation_id.clone(),
+        created_at: now,
+    };
+    tx.execute(
+        "INSERT INTO context_packages (namespace, name, version, id, digest, manifest, actor, \
+         correlation_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &package.namespace.as_str(),
+            &package.name.as_str(),
+            &(package.version as i64),
+            &package.id,
+            &package.digest.hex(),
+            &package.manifest.to_string(),
+            &package.actor.to_string(),
+            &package.correlation_id.as_str(),
+            &now.as_microsecond(),
+        ],
+    )
+    .map_err(pg_err)?;
+    Ok(Change::ContextPackageSaved { package })
+}

@@ -228,9 +228,23 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
         "skip" => ImportConflict::Skip,
         _ => ImportConflict::Fail,
     };
-    let svc = ctx.open(StoreOpenMode::Create)?;
-    crate::commands::write_default_config(ctx)?;
-    let r = svc.import_package(&ctx.caller, checked, on_conflict)?;
+    // A data directory this command creates is removed again if the
+    // import fails: a refused import leaves nothing behind.
+    let created = !ctx.cfg.data_dir.exists();
+    let attempt = (|| -> Result<kontextual_services::ImportReport> {
+        let svc = ctx.open(StoreOpenMode::Create)?;
+        crate::commands::write_default_config(ctx)?;
+        Ok(svc.import_package(&ctx.caller, checked, on_conflict)?)
+    })();
+    let r = match attempt {
+        Ok(r) => r,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir_all(&ctx.cfg.data_dir);
+            }
+            return Err(e);
+        }
+    };
     if ctx.out.json {
         ctx.out.json(&r)?;
     } else if !ctx.out.quiet {

@@ -370,7 +370,11 @@ fn o3_export_scopes_combine() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("say what to export"));
     let out = run(&data, &["export", "--all", "--out", s(&t.path().join("a"))]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "an existing output is a conflict"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     // the export is a run with a manifest, and audited
     let audit = ok(&data, &["audit", "list", "--action", "export.create"]);
@@ -528,7 +532,7 @@ fn o3_export_runs_as_a_background_job() {
         &data,
         &["export", "--all", "--out", s(&out), "--background"],
     );
-    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(again.status.code(), Some(4));
     let leftovers: Vec<_> = std::fs::read_dir(t.path())
         .unwrap()
         .flatten()

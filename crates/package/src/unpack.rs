@@ -69,16 +69,25 @@ fn hostile(path: impl Into<String>, reason: impl Into<String>) -> PackageError {
     }
 }
 
+/// An error while reading the archive stream is a fault of the package
+/// (cut short, corrupt, not an archive), not of this machine; its text is
+/// cleaned of control characters and shortened (it may quote raw bytes).
 fn truncated_or_io(what: String, e: io::Error) -> PackageError {
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => PackageError::Truncated(what),
-        _ if e.to_string().contains("entire block") => {
-            PackageError::Truncated(format!("{what}: {e} (cut short, or not a tar archive)"))
-        }
-        _ if e.to_string().contains("incomplete") || e.to_string().contains("Unknown frame") => {
-            PackageError::Truncated(format!("{what}: {e}"))
-        }
-        _ => PackageError::io(what, e),
+    let text: String = e
+        .to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let lower = text.to_ascii_lowercase();
+    if e.kind() == io::ErrorKind::UnexpectedEof
+        || lower.contains("entire block")
+        || lower.contains("incomplete")
+        || lower.contains("unexpected eof")
+    {
+        PackageError::Truncated(format!("{what}: {text} (cut short, or not a tar archive)"))
+    } else {
+        PackageError::Malformed(format!("{what}: {text}"))
     }
 }
 
@@ -261,9 +270,8 @@ pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
         }
         trailing += n as u64;
         if buf[..n].iter().any(|b| *b != 0) || trailing > 16 << 20 {
-            return Err(hostile(
-                "(end of archive)",
-                "data follows the end of the tar archive",
+            return Err(PackageError::Malformed(
+                "data follows the end of the tar archive".to_owned(),
             ));
         }
     }

@@ -49,11 +49,16 @@ pub enum ProblemKind {
     BrokenReference,
     /// A record the others require is absent (a revision of the history).
     MissingRecord,
+    /// Records that contradict each other: an artifact and its current
+    /// revision, a revision and its content's size, a broken digest chain.
+    InconsistentRecord,
     /// The export description (`kontextual-export.json`) does not match
     /// the payload (digest or counts).
     TagMismatch,
-    /// The archive ends early (or is not an archive).
+    /// The archive ends early.
     Truncated,
+    /// The archive is damaged, not an archive, or has data after its end.
+    CorruptArchive,
     /// The archive unpacks to more than the caps allow.
     Oversized,
 }
@@ -76,6 +81,7 @@ impl ProblemKind {
                 | MalformedManifest
                 | OxumMismatch
                 | Truncated
+                | CorruptArchive
                 | Oversized
         )
     }
@@ -171,7 +177,7 @@ impl Verdict {
             }
             E::Bomb(m) => (ProblemKind::Oversized, None, m.clone()),
             E::Truncated(m) => (ProblemKind::Truncated, None, m.clone()),
-            E::Malformed(m) => (ProblemKind::MissingElement, None, m.clone()),
+            E::Malformed(m) => (ProblemKind::CorruptArchive, None, m.clone()),
             E::Io { .. } | E::Usage(_) => return None,
         };
         Some(Verdict {
@@ -346,8 +352,11 @@ fn load_manifest(
             return None;
         }
     };
-    let digest = hex::encode(Sha256::digest(text.as_bytes()));
     let (entries, bad) = manifest::parse(&text);
+    // Over the manifest in canonical form (sorted by path, one space pair,
+    // lowercase): a tool that rewrites the same manifest in another order
+    // does not change the digest.
+    let digest = hex::encode(Sha256::digest(manifest::render(&entries).as_bytes()));
     for b in bad {
         problems.push(problem(
             ProblemKind::MalformedManifest,
@@ -1046,6 +1055,203 @@ fn check_references(recs: &Records, found: &Scan, problems: &mut Vec<Problem>) {
                     "normalized text is not in the package",
                 ));
             }
+        }
+    }
+    check_consistency(recs, found, problems);
+}
+
+/// What an import would write must be what a store could have written:
+/// each artifact equal to its current revision, sizes equal to the
+/// content's, digest chains unbroken, one live edge per relation, names
+/// unique, and no content nobody refers to.
+fn check_consistency(recs: &Records, found: &Scan, problems: &mut Vec<Problem>) {
+    use ProblemKind::*;
+    let mut names: HashMap<&str, CollectionId> = HashMap::new();
+    for c in &recs.collections {
+        if let Some(other) = names.insert(c.name.as_str(), c.id)
+            && other != c.id
+        {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(COLLECTIONS_FILE),
+                Some(format!("collection {}", c.id)),
+                format!("name {} is also collection {other}", c.name),
+            ));
+        }
+    }
+    let by_rev: HashMap<(ArtifactId, u64), &RevisionRecord> = recs
+        .revisions
+        .iter()
+        .map(|r| ((r.artifact_id, r.revision), r))
+        .collect();
+    let mut live: HashSet<ArtifactId> = HashSet::new();
+    let known: HashSet<ArtifactId> = recs.artifacts.iter().map(|a| a.id).collect();
+    for a in &recs.artifacts {
+        let rec = Some(format!("artifact {}", a.id));
+        if a.state == kontextual_model::ArtifactState::Live {
+            live.insert(a.id);
+        }
+        let Some(r) = by_rev.get(&(a.id, a.revision)) else {
+            continue;
+        };
+        let mut differs = Vec::new();
+        if a.digest != r.digest {
+            differs.push("digest");
+        }
+        if a.size != r.size {
+            differs.push("size");
+        }
+        if a.media_type != r.media_type {
+            differs.push("media_type");
+        }
+        if a.title != r.title {
+            differs.push("title");
+        }
+        if a.metadata.as_str() != r.metadata.as_str() {
+            differs.push("metadata");
+        }
+        if a.lifecycle != r.lifecycle {
+            differs.push("lifecycle");
+        }
+        if a.classification != r.classification {
+            differs.push("classification");
+        }
+        if a.provenance != r.provenance {
+            differs.push("provenance");
+        }
+        let state_fits = match a.state {
+            kontextual_model::ArtifactState::Live => !matches!(
+                r.change,
+                kontextual_model::ChangeKind::Deleted | kontextual_model::ChangeKind::Purged
+            ),
+            kontextual_model::ArtifactState::Deleted => {
+                r.change == kontextual_model::ChangeKind::Deleted
+            }
+            kontextual_model::ArtifactState::Purged => {
+                r.change == kontextual_model::ChangeKind::Purged
+            }
+        };
+        if !state_fits {
+            differs.push("state");
+        }
+        if !differs.is_empty() {
+            problems.push(problem(
+                InconsistentRecord,
+                Some(ARTIFACTS_FILE),
+                rec,
+                format!(
+                    "differs from its current revision {} in {}",
+                    a.revision,
+                    differs.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut referenced: HashSet<Digest> = HashSet::new();
+    for r in &recs.revisions {
+        let rec = Some(format!(
+            "artifact {} revision {}",
+            r.artifact_id, r.revision
+        ));
+        if r.content_available {
+            referenced.insert(r.digest);
+            if let Some((_, size)) = recs.blobs.get(&r.digest)
+                && *size != r.size
+            {
+                problems.push(problem(
+                    InconsistentRecord,
+                    Some(REVISIONS_FILE),
+                    rec.clone(),
+                    format!("says {} bytes; its content has {size}", r.size),
+                ));
+            }
+        }
+        if recs.current_only {
+            continue;
+        }
+        let want = if r.revision <= 1 {
+            None
+        } else {
+            by_rev
+                .get(&(r.artifact_id, r.revision - 1))
+                .map(|p| p.digest)
+        };
+        if r.revision <= 1 && r.prev_digest.is_some() {
+            problems.push(problem(
+                InconsistentRecord,
+                Some(REVISIONS_FILE),
+                rec,
+                "the first revision has a previous digest",
+            ));
+        } else if r.revision > 1 && want.is_some() && r.prev_digest != want {
+            problems.push(problem(
+                InconsistentRecord,
+                Some(REVISIONS_FILE),
+                rec,
+                "its previous digest is not the digest of the revision before it",
+            ));
+        }
+    }
+    let mut edges = HashSet::new();
+    for r in &recs.relations {
+        let rec = Some(format!("relation {}", r.id));
+        if r.source == r.target {
+            problems.push(problem(
+                BrokenReference,
+                Some(RELATIONS_FILE),
+                rec.clone(),
+                "relates an artifact to itself",
+            ));
+        }
+        if r.deleted {
+            continue;
+        }
+        if [r.source, r.target]
+            .iter()
+            .any(|e| known.contains(e) && !live.contains(e))
+        {
+            problems.push(problem(
+                BrokenReference,
+                Some(RELATIONS_FILE),
+                rec.clone(),
+                "is live but an endpoint is deleted",
+            ));
+        }
+        if !edges.insert((r.source, r.rel_type.as_str(), r.target)) {
+            problems.push(problem(
+                DuplicateRecord,
+                Some(RELATIONS_FILE),
+                rec,
+                "the same live edge appears twice",
+            ));
+        }
+    }
+    for d in recs.blobs.keys() {
+        if !referenced.contains(d) {
+            problems.push(problem(
+                ExtraFile,
+                Some(&addressed_path(BLOBS_DIR, d)),
+                None,
+                "content that no revision refers to",
+            ));
+        }
+    }
+    let texts: HashSet<Digest> = recs
+        .representations
+        .iter()
+        .filter(|p| !p.text_is_content)
+        .map(|p| p.text_digest)
+        .collect();
+    let prefix = format!("{TEXT_DIR}/");
+    for path in found.files.keys().filter(|p| p.starts_with(&prefix)) {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if Digest::from_hex(name).is_ok_and(|d| !texts.contains(&d)) {
+            problems.push(problem(
+                ExtraFile,
+                Some(path),
+                None,
+                "normalized text that no representation refers to",
+            ));
         }
     }
 }

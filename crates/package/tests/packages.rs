@@ -86,11 +86,12 @@ fn write_package(target: BagTarget, fix: &Fixture) -> kontextual_package::Writte
         run_id: Some(run.id),
         created_at: ts(),
     };
-    let revisions = vec![
+    let mut revisions = vec![
         rev(&artifacts[0], 1, digests[0], bodies[0].len()),
         rev(&artifacts[0], 2, digests[1], bodies[1].len()),
         rev(&artifacts[1], 1, digests[2], bodies[2].len()),
     ];
+    revisions[1].prev_digest = Some(digests[0]);
     let relations = vec![RelationRecord {
         id: RelationId::new(),
         rel_type: "references".parse().unwrap(),
@@ -348,6 +349,69 @@ fn o3_validate_reports_each_problem() {
     std::fs::write(dir.join("data/stray.txt"), b"x").unwrap();
     reseal(&dir);
     assert_eq!(kinds(&dir), vec![ProblemKind::ExtraFile]);
+
+    // an artifact that differs from its current revision (resealed)
+    let dir = t.path().join("k");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    rewrite_payload(&dir, ARTIFACTS_FILE, |s| {
+        s.replacen(
+            "\"classification\":\"internal\"",
+            "\"classification\":\"public\"",
+            1,
+        )
+    });
+    assert_eq!(kinds(&dir), vec![ProblemKind::InconsistentRecord]);
+
+    // a relation of an artifact to itself
+    let dir = t.path().join("l");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    let other = std::fs::read_to_string(dir.join(RELATIONS_FILE)).unwrap();
+    let target = other.split("\"target\":\"").nth(1).unwrap()[..36].to_owned();
+    rewrite_payload(&dir, RELATIONS_FILE, |s| {
+        s.replace(&target, &fix.artifact.to_string())
+    });
+    assert_eq!(kinds(&dir), vec![ProblemKind::BrokenReference]);
+
+    // content no revision refers to
+    let dir = t.path().join("m");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    let stray = Digest::of(b"nobody's");
+    let path = dir.join(addressed_path(BLOBS_DIR, &stray));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"nobody's").unwrap();
+    rewrite_payload(&dir, SUMMARY_FILE, |s| {
+        s.replace("\"blobs\": 3", "\"blobs\": 4")
+    });
+    let info = std::fs::read_to_string(dir.join(EXPORT_INFO_FILE)).unwrap();
+    std::fs::write(
+        dir.join(EXPORT_INFO_FILE),
+        info.replace("\"blobs\": 3", "\"blobs\": 4"),
+    )
+    .unwrap();
+    reseal(&dir);
+    assert_eq!(kinds(&dir), vec![ProblemKind::ExtraFile]);
+
+    // another tool rewriting the same manifest in another order changes nothing
+    let dir = t.path().join("n");
+    write_package(BagTarget::Dir(dir.clone()), &fix);
+    let m = std::fs::read_to_string(dir.join("manifest-sha256.txt")).unwrap();
+    let mut lines: Vec<&str> = m.lines().collect();
+    lines.reverse();
+    std::fs::write(dir.join("manifest-sha256.txt"), lines.join("\n") + "\n").unwrap();
+    let tags = std::fs::read_to_string(dir.join("tagmanifest-sha256.txt")).unwrap();
+    let new_hash = sha256(&std::fs::read(dir.join("manifest-sha256.txt")).unwrap());
+    let fixed: String = tags
+        .lines()
+        .map(|l| {
+            if l.ends_with("manifest-sha256.txt") && !l.ends_with("tagmanifest-sha256.txt") {
+                format!("{new_hash}  manifest-sha256.txt\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.join("tagmanifest-sha256.txt"), fixed).unwrap();
+    assert_eq!(kinds(&dir), Vec::<ProblemKind>::new());
 
     // fetch.txt is refused
     let dir = t.path().join("f");
@@ -765,7 +829,7 @@ fn x8_plain_tar_garbage_and_missing_end_are_refused() {
     garbage.extend_from_slice(b"garbage\n");
     let e = refuse(&garbage, Limits::default());
     assert!(
-        matches!(&e, PackageError::Hostile { reason, .. } if reason.contains("follows the end")),
+        matches!(&e, PackageError::Malformed(m) if m.contains("follows the end")),
         "{e}"
     );
     // strip the two zero blocks: the archive now ends right after an entry

@@ -1563,6 +1563,21 @@ async fn o3_export_streams_only_what_the_caller_may_read() {
     )
     .await
     .problem(StatusCode::FORBIDDEN, "permission_denied");
+    // a query that does not parse is refused before anything streams
+    let r = api
+        .with_key(
+            Method::POST,
+            "/v1/export",
+            &tokens[0],
+            Some(json!({"query": "((("})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     // bad scope: a clear 400
     api.with_key(
         Method::POST,

@@ -187,10 +187,12 @@ pub(crate) fn check_out_path(out: &Path, must_be_absolute: bool) -> Result<Optio
         )));
     }
     if std::fs::symlink_metadata(out).is_ok() {
-        return Err(Error::InvalidInput(format!(
-            "{} already exists; exports never overwrite (choose a new path)",
-            out.display()
-        )));
+        return Err(Error::Store(kontextual_store::StoreError::AlreadyExists {
+            what: format!(
+                "{} (exports never overwrite; choose a new path)",
+                out.display()
+            ),
+        }));
     }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -205,7 +207,7 @@ pub(crate) fn check_out_path(out: &Path, must_be_absolute: bool) -> Result<Optio
     }
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let lower = name.to_ascii_lowercase();
-    for ext in [".tar.zst", ".tzst"] {
+    for ext in [".tar.zst", ".tar.zstd", ".tzst"] {
         if lower.ends_with(ext) {
             let stem = &name[..name.len() - ext.len()];
             return Ok(Some(
@@ -221,6 +223,40 @@ pub(crate) fn check_out_path(out: &Path, must_be_absolute: bool) -> Result<Optio
         }
     }
     Ok(None)
+}
+
+/// Removes `<out>.partial-<pid>` leftovers of exports whose process died
+/// (interrupted). Linux only (`/proc`); job partials are cleaned by retries.
+fn sweep_stale_partials(out: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let (Some(dir), Some(name)) = (out.parent(), out.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{name}.partial-");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// `path` made absolute against the current directory (its parent must exist).
@@ -243,7 +279,7 @@ impl Services {
         scope: &ExportScope,
         target: ExportTarget,
     ) -> Result<ExportReport> {
-        self.export_linked(caller, scope, target, None)
+        self.export_linked(caller, scope, target, None, None)
     }
 
     /// Exports to a path: a `.tar.zst` archive (by its name, any case) or a
@@ -268,6 +304,7 @@ impl Services {
         };
         let _ = std::fs::remove_dir_all(&partial);
         let _ = std::fs::remove_file(&partial);
+        sweep_stale_partials(out);
         let target = match &archive {
             Some(root) => {
                 let f = std::fs::File::create_new(&partial)
@@ -279,12 +316,33 @@ impl Services {
             }
             None => ExportTarget::Dir(partial.clone()),
         };
-        match self.export_linked(caller, scope, target, job) {
-            Ok(r) => {
+        // Placed under its name before the export counts as done (and is
+        // audited), never over something that appeared there meanwhile.
+        let place = || -> Result<()> {
+            let taken = || {
+                Error::Store(kontextual_store::StoreError::AlreadyExists {
+                    what: format!("{} (it appeared while the export ran)", out.display()),
+                })
+            };
+            if archive.is_some() {
+                // a hard link fails if the name exists: an atomic no-clobber rename
+                std::fs::hard_link(&partial, out).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => taken(),
+                    _ => Error::io(format!("placing {}", out.display()), e),
+                })?;
+                let _ = std::fs::remove_file(&partial);
+            } else {
+                if std::fs::symlink_metadata(out).is_ok() {
+                    return Err(taken());
+                }
+                // renaming onto a non-empty directory or a file fails
                 std::fs::rename(&partial, out)
-                    .map_err(|e| Error::io(format!("renaming to {}", out.display()), e))?;
-                Ok(r)
+                    .map_err(|e| Error::io(format!("placing {}", out.display()), e))?;
             }
+            Ok(())
+        };
+        match self.export_linked(caller, scope, target, job, Some(&place)) {
+            Ok(r) => Ok(r),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&partial);
                 let _ = std::fs::remove_file(&partial);
@@ -299,11 +357,21 @@ impl Services {
         scope: &ExportScope,
         target: ExportTarget,
         job: Option<(kontextual_model::JobId, u32)>,
+        place: Option<&dyn Fn() -> Result<()>>,
     ) -> Result<ExportReport> {
         self.export_preflight(caller, scope)?;
+        let mut scope = scope.clone();
+        // what `all` means, said in the record
+        if scope.all {
+            scope.include_deleted = true;
+        }
+        let scope = &scope;
         let input = serde_json::to_value(scope).unwrap_or_default();
         self.recovery_run(caller, "export", input, job, |run_id| {
             let report = self.export_in_run(caller, scope, target, run_id)?;
+            if let Some(place) = place {
+                place()?;
+            }
             self.write(
                 caller,
                 vec![Op::Audit(kontextual_model::AuditDraft {
@@ -360,14 +428,28 @@ impl Services {
                 .store()
                 .artifact(&caller.namespace, &kontextual_store::ArtifactKey::Id(*id))?;
             match found {
-                Some(a) if self.can(caller, Permission::Read, &artifact_resource(&a)) => {}
+                Some(a)
+                    if self.can(caller, Permission::Read, &artifact_resource(&a))
+                        && self.cleared(caller, a.classification) => {}
                 _ => return Err(Error::NotFound(format!("artifact {id}"))),
             }
         }
         if let Some(run) = scope.run
-            && self.store().run_summary(&caller.namespace, run)?.is_none()
+            && (!self.can(caller, Permission::Read, &Resource::Namespace("runs"))
+                || self.store().run_summary(&caller.namespace, run)?.is_none())
         {
             return Err(Error::NotFound(format!("run {run}")));
+        }
+        if let Some(q) = &scope.query {
+            // a query that does not parse is refused now, not mid-stream
+            self.search(
+                caller,
+                &SearchRequest {
+                    query: q.clone(),
+                    limit: 1,
+                    ..SearchRequest::default()
+                },
+            )?;
         }
         for c in &scope.collections {
             let name = kontextual_model::CollectionName::new(c)?;
@@ -706,10 +788,14 @@ impl Services {
             exported_at: kontextual_model::now(),
             scope: serde_json::to_value(scope).unwrap_or_default(),
             policy: policy.clone(),
-            audit_head: audit_head.map(|h| AuditHeadInfo {
-                seq: h.seq,
-                hash: h.hash,
-            }),
+            // the chain's length would tell a filtered caller how much
+            // happens in the namespace
+            audit_head: audit_head
+                .filter(|_| !policy.filter_applied)
+                .map(|h| AuditHeadInfo {
+                    seq: h.seq,
+                    hash: h.hash,
+                }),
             payload_digest: String::new(),
             counts: counts.clone(),
             software: kontextual_package::writer::software(),

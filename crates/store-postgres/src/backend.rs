@@ -15,6 +15,7 @@ use kontextual_store::{
     Op, Page, PageRequest, RelationQuery, Result, StoreError, StoreStatus, WriteBatch,
 };
 
+use crate::access::{self, Mark};
 use crate::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
 
 pub(crate) struct Inner {
@@ -233,47 +234,47 @@ impl Backend for PostgresBackend {
         self.read(|c| read::context_package(c, ns, name.as_str(), version))
     }
 
-    fn api_key(&self, _id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        Err(unsupported("API keys"))
+    fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
+        self.read(|c| access::api_key(c, id))
     }
 
     fn api_keys(
         &self,
-        _ns: &Namespace,
-        _page: &PageRequest,
+        ns: &Namespace,
+        page: &PageRequest,
     ) -> Result<Page<kontextual_model::ApiKey>> {
-        Err(unsupported("API keys"))
+        self.read(|c| access::api_keys(c, ns, page))
     }
 
     fn grants(
         &self,
-        _ns: &Namespace,
-        _actor: Option<&kontextual_model::Actor>,
+        ns: &Namespace,
+        actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Grant>> {
-        Err(unsupported("grants"))
+        self.read(|c| access::grants(c, ns, actor))
     }
 
     fn access_log(
         &self,
-        _ns: &Namespace,
-        _actor: Option<&kontextual_model::Actor>,
-        _since: Option<kontextual_model::Timestamp>,
-        _after: u64,
-        _limit: u32,
+        ns: &Namespace,
+        actor: Option<&kontextual_model::Actor>,
+        since: Option<kontextual_model::Timestamp>,
+        after: u64,
+        limit: u32,
     ) -> Result<Vec<kontextual_model::AccessEntry>> {
-        Err(unsupported("the access log"))
+        self.read(|c| access::access_log(c, ns, actor, since, after, limit))
     }
 
     fn clearances(
         &self,
-        _ns: &Namespace,
-        _actor: Option<&kontextual_model::Actor>,
+        ns: &Namespace,
+        actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Clearance>> {
-        Err(unsupported("clearances"))
+        self.read(|c| access::clearances(c, ns, actor))
     }
 
-    fn holds(&self, _ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        Err(unsupported("legal holds"))
+    fn holds(&self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
+        self.read(|c| access::marks(c, Mark::Hold, ns, None))
     }
 
     fn has_api_keys(&self) -> Result<bool> {
@@ -397,10 +398,10 @@ impl Backend for PostgresBackend {
 
     fn quarantines(
         &self,
-        _ns: &Namespace,
-        _artifact: Option<ArtifactId>,
+        ns: &Namespace,
+        artifact: Option<ArtifactId>,
     ) -> Result<Vec<kontextual_model::Hold>> {
-        Err(unsupported("quarantines"))
+        self.read(|c| access::marks(c, Mark::Quarantine, ns, artifact))
     }
 
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {

@@ -7,6 +7,7 @@
 //! for the audit chain and outbox, job claiming with `SKIP LOCKED` and
 //! LISTEN/NOTIFY come next; until then `--database-url` is refused.
 
+mod access;
 mod backend;
 mod blobs;
 mod check;

@@ -15,6 +15,7 @@ use kontextual_store::{
 };
 use postgres::Transaction;
 
+use crate::access::{self, Mark};
 use crate::{blobs, pg_err, read};
 
 /// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
@@ -108,6 +109,74 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
                 digest,
                 manifest,
             } => vec![save_context_package(tx, &ctx, name, digest, manifest, now)?],
+            Op::CreateKey(key) => vec![access::create_key(tx, &ctx, key, now)?],
+            Op::RevokeKey { id } => access::revoke_key(tx, &ctx, &id, now)?,
+            Op::TouchKeys { uses } => {
+                access::touch_keys(tx, &uses)?;
+                Vec::new()
+            }
+            Op::RecordAccess { entries } => {
+                access::record_access(tx, &entries)?;
+                Vec::new()
+            }
+            Op::PruneAccessLog { older_than } => {
+                access::prune_access_log(tx, older_than)?;
+                Vec::new()
+            }
+            Op::SetClearance { actor, level } => {
+                vec![access::set_clearance(tx, &ctx, actor, level, now)?]
+            }
+            Op::SetHold { key, reason } => vec![Change::HoldSet {
+                hold: access::set_mark(tx, &ctx, &key, reason, Mark::Hold, now)?,
+            }],
+            Op::ReleaseHold { key } => vec![Change::HoldReleased {
+                hold: access::release_mark(tx, &ctx, &key, Mark::Hold)?,
+            }],
+            Op::QuarantineArtifact { key, reason } => vec![Change::ArtifactQuarantined {
+                quarantine: access::set_mark(tx, &ctx, &key, reason, Mark::Quarantine, now)?,
+            }],
+            Op::ReleaseArtifact { key } => vec![Change::ArtifactReleased {
+                quarantine: access::release_mark(tx, &ctx, &key, Mark::Quarantine)?,
+            }],
+            Op::CreateGrant {
+                actor,
+                permission,
+                scope,
+            } => vec![access::create_grant(
+                tx, &ctx, actor, permission, scope, now,
+            )?],
+            Op::DeleteGrant {
+                actor,
+                permission,
+                scope,
+            } => vec![access::delete_grant(tx, &ctx, &actor, permission, &scope)?],
+            Op::BeginIdempotent {
+                scope,
+                key,
+                request_hash,
+                expire_before,
+            } => vec![access::begin_idempotent(
+                tx,
+                &scope,
+                &key,
+                request_hash,
+                expire_before,
+                now,
+            )?],
+            Op::FinishIdempotent {
+                scope,
+                key,
+                status,
+                content_type,
+                body,
+            } => {
+                access::finish_idempotent(tx, &scope, &key, status, &content_type, &body)?;
+                Vec::new()
+            }
+            Op::AbandonIdempotent { scope, key } => {
+                access::abandon_idempotent(tx, &scope, &key)?;
+                Vec::new()
+            }
             other => {
                 let name = format!("{other:?}");
                 let name = name

@@ -115,4 +115,9 @@ pg_cases!(
     k6_runs_record_steps_outputs_and_final_status,
     k7_context_packages_are_versioned_by_digest,
     k8_feed_position_tracks_the_outbox,
+    x1_api_keys_are_hashed_revocable_and_touched,
+    x4_idempotency_keys_reserve_replay_and_expire,
+    x2_grants_are_unique_listed_and_audited,
+    k4_legal_holds_block_delete_and_purge,
+    o2_artifacts_are_quarantined_and_released,
 );

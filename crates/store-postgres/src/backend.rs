@@ -12,7 +12,7 @@ use kontextual_model::{
 };
 use kontextual_store::{
     ArtifactKey, ArtifactQuery, AuditQuery, Backend, CheckReport, Content, FeedPosition, JobQuery,
-    Op, Page, PageRequest, RelationQuery, Result, StoreError, StoreStatus, WriteBatch,
+    Op, Page, PageRequest, RelationQuery, Result, StoreStatus, WriteBatch,
 };
 
 use crate::access::{self, Mark};
@@ -28,12 +28,6 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct PostgresBackend {
     inner: Arc<Inner>,
-}
-
-fn unsupported(what: &str) -> StoreError {
-    StoreError::InvalidInput(format!(
-        "{what} is not supported by the PostgreSQL backend yet (issue 8, in progress)"
-    ))
 }
 
 impl PostgresBackend {
@@ -359,27 +353,27 @@ impl Backend for PostgresBackend {
 
     fn job(
         &self,
-        _ns: &Namespace,
-        _id: kontextual_model::JobId,
+        ns: &Namespace,
+        id: kontextual_model::JobId,
     ) -> Result<Option<kontextual_model::Job>> {
-        Err(unsupported("jobs"))
+        self.read(|c| crate::jobs::job(c, ns, id))
     }
 
     fn jobs(
         &self,
-        _ns: &Namespace,
-        _q: &JobQuery,
-        _page: &PageRequest,
+        ns: &Namespace,
+        q: &JobQuery,
+        page: &PageRequest,
     ) -> Result<Page<kontextual_model::Job>> {
-        Err(unsupported("jobs"))
+        self.read(|c| crate::jobs::jobs(c, ns, q, page))
     }
 
     fn job_attempts(
         &self,
-        _ns: &Namespace,
-        _id: kontextual_model::JobId,
+        ns: &Namespace,
+        id: kontextual_model::JobId,
     ) -> Result<Vec<kontextual_model::JobAttempt>> {
-        Err(unsupported("jobs"))
+        self.read(|c| crate::jobs::attempts(c, ns, id))
     }
 
     fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
@@ -393,7 +387,7 @@ impl Backend for PostgresBackend {
     }
 
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        Err(unsupported("jobs"))
+        self.read(crate::jobs::stats)
     }
 
     fn quarantines(

@@ -11,6 +11,7 @@ mod access;
 mod backend;
 mod blobs;
 mod check;
+mod jobs;
 mod pool;
 mod read;
 mod rows;

@@ -16,7 +16,7 @@ use kontextual_store::{
 use postgres::Transaction;
 
 use crate::access::{self, Mark};
-use crate::{blobs, pg_err, read};
+use crate::{blobs, jobs, pg_err, read};
 
 /// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
 pub(crate) const WRITER_LOCK: i64 = 0x4B4E_5458_0000_0002;
@@ -27,10 +27,27 @@ fn unsupported(what: &str) -> StoreError {
     ))
 }
 
+/// Bookkeeping that is never audited: it needs no writer lock (job claims
+/// lock their rows with `SKIP LOCKED` instead), so workers in many
+/// processes do not queue behind each other or behind content writes.
+fn bookkeeping(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::ClaimJobs { .. }
+            | Op::HeartbeatJob { .. }
+            | Op::FinishJob { .. }
+            | Op::TouchKeys { .. }
+            | Op::RecordAccess { .. }
+    )
+}
+
 pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<Change>> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
-        .map_err(pg_err)?;
-    let mut head = read::audit_head(tx)?;
+    let locked = !batch.ops.iter().all(bookkeeping);
+    if locked {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
+            .map_err(pg_err)?;
+    }
+    let mut head = if locked { read::audit_head(tx)? } else { None };
     let now = kontextual_model::now();
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
@@ -85,10 +102,11 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
                 owner,
                 job,
             } => {
-                if job.is_some() {
-                    return Err(unsupported("a run linked to a job"));
+                let change = start_run(tx, &ctx, id, kind, input, owner, job.map(|(j, _)| j), now)?;
+                if let Some((job, attempt)) = job {
+                    jobs::link_run(tx, job, attempt, id)?;
                 }
-                vec![start_run(tx, &ctx, id, kind, input, owner, now)?]
+                vec![change]
             }
             Op::RunStep {
                 id,
@@ -109,6 +127,24 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
                 digest,
                 manifest,
             } => vec![save_context_package(tx, &ctx, name, digest, manifest, now)?],
+            Op::EnqueueJob(new) => vec![jobs::enqueue(tx, &ctx, new, now)?],
+            Op::ClaimJobs {
+                worker,
+                kinds,
+                limit,
+                lease,
+            } => vec![jobs::claim(tx, &worker, &kinds, limit, lease, now)?],
+            Op::HeartbeatJob { id, attempt, lease } => {
+                vec![jobs::heartbeat(tx, id, attempt, lease, now)?]
+            }
+            Op::FinishJob {
+                id,
+                attempt,
+                result,
+                report,
+            } => vec![jobs::finish(tx, id, attempt, result, report, now)?],
+            Op::ActOnJob { id, action } => vec![jobs::act(tx, &ctx, id, action, now)?],
+            Op::PruneJobs { finished_before } => jobs::prune(tx, finished_before)?,
             Op::CreateKey(key) => vec![access::create_key(tx, &ctx, key, now)?],
             Op::RevokeKey { id } => access::revoke_key(tx, &ctx, &id, now)?,
             Op::TouchKeys { uses } => {
@@ -188,6 +224,11 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
         };
         for change in &changes {
             if let Some(draft) = change.audit_draft() {
+                if !locked {
+                    return Err(StoreError::Internal(
+                        "an audited change in a batch without the writer lock".to_owned(),
+                    ));
+                }
                 let seq = append_audit(tx, &ctx, &mut head, now, draft)?;
                 if let Some(ev) = change.event() {
                     append_event(tx, &ctx, now, seq, &ev)?;
@@ -819,6 +860,7 @@ fn start_run(
     kind: String,
     input: serde_json::Value,
     owner: String,
+    job: Option<kontextual_model::JobId>,
     now: Timestamp,
 ) -> Result<Change> {
     let run = kontextual_model::Run {
@@ -832,7 +874,7 @@ fn start_run(
         owner,
         started_at: now,
         finished_at: None,
-        job_id: None,
+        job_id: job,
     };
     if tx
         .query_opt("SELECT 1 FROM runs WHERE id = $1", &[&id.0])
@@ -845,7 +887,7 @@ fn start_run(
     }
     tx.execute(
         "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, NULL)",
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, $9)",
         &[
             &run.id.0,
             &run.namespace.as_str(),
@@ -855,6 +897,7 @@ fn start_run(
             &run.input.to_string(),
             &run.owner,
             &now.as_microsecond(),
+            &run.job_id.map(|j| j.0),
         ],
     )
     .map_err(pg_err)?;

@@ -120,4 +120,10 @@ pg_cases!(
     x2_grants_are_unique_listed_and_audited,
     k4_legal_holds_block_delete_and_purge,
     o2_artifacts_are_quarantined_and_released,
+    o1_jobs_are_claimed_once_in_order_and_completed_once,
+    o2_expired_leases_are_rescued_and_old_workers_fenced,
+    o2_failing_jobs_retry_then_die_without_blocking_others,
+    o2_unique_jobs_are_not_queued_twice,
+    o2_recovery_actions_are_idempotent_and_audited,
+    k6_job_attempts_and_runs_link_both_ways,
 );

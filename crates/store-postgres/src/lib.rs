@@ -11,6 +11,7 @@ mod access;
 mod backend;
 mod blobs;
 mod check;
+mod import;
 mod jobs;
 mod pool;
 mod read;

@@ -21,12 +21,6 @@ use crate::{blobs, jobs, pg_err, read};
 /// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
 pub(crate) const WRITER_LOCK: i64 = 0x4B4E_5458_0000_0002;
 
-fn unsupported(what: &str) -> StoreError {
-    StoreError::InvalidInput(format!(
-        "{what} is not supported by the PostgreSQL backend yet (issue 8, in progress)"
-    ))
-}
-
 /// Bookkeeping that is never audited: it needs no writer lock (job claims
 /// lock their rows with `SKIP LOCKED` instead), so workers in many
 /// processes do not queue behind each other or behind content writes.
@@ -127,6 +121,7 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
                 digest,
                 manifest,
             } => vec![save_context_package(tx, &ctx, name, digest, manifest, now)?],
+            Op::ImportRecords(rec) => crate::import::import(tx, &ctx, *rec, now)?,
             Op::EnqueueJob(new) => vec![jobs::enqueue(tx, &ctx, new, now)?],
             Op::ClaimJobs {
                 worker,
@@ -212,14 +207,6 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
             Op::AbandonIdempotent { scope, key } => {
                 access::abandon_idempotent(tx, &scope, &key)?;
                 Vec::new()
-            }
-            other => {
-                let name = format!("{other:?}");
-                let name = name
-                    .split([' ', '(', '{'])
-                    .next()
-                    .unwrap_or("this operation");
-                return Err(unsupported(name));
             }
         };
         for change in &changes {
@@ -409,7 +396,7 @@ fn put_artifact(
     Ok(rules::put_change(plan))
 }
 
-fn write_artifact(tx: &mut Transaction<'_>, a: &Artifact, insert: bool) -> Result<()> {
+pub(crate) fn write_artifact(tx: &mut Transaction<'_>, a: &Artifact, insert: bool) -> Result<()> {
     let provenance = serde_json::to_string(&a.provenance)
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     let sql = if insert {
@@ -642,7 +629,7 @@ fn endpoint(
     }
 }
 
-fn write_relation(tx: &mut Transaction<'_>, r: &Relation, insert: bool) -> Result<()> {
+pub(crate) fn write_relation(tx: &mut Transaction<'_>, r: &Relation, insert: bool) -> Result<()> {
     let sql = if insert {
         "INSERT INTO relations (id, namespace, rel_type, source_id, target_id, properties, revision, deleted, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"

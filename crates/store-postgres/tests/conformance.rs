@@ -126,4 +126,19 @@ pg_cases!(
     o2_unique_jobs_are_not_queued_twice,
     o2_recovery_actions_are_idempotent_and_audited,
     k6_job_attempts_and_runs_link_both_ways,
+    k4_check_passes_on_a_healthy_store,
+    k9_import_preserves_ids_history_and_links,
+    k9_import_conflicts_and_bad_input_leave_nothing,
 );
+
+/// K2: random operation sequences with reopen agree with the oracle.
+#[test]
+fn k2_model_test_against_oracle() {
+    if PgHarness::new().is_none() {
+        return;
+    }
+    kontextual_store::testsuite::model_test(
+        &|| Box::new(PgHarness::new().expect("database URL")),
+        12,
+    );
+}

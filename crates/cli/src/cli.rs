@@ -28,7 +28,7 @@ pub struct Global {
     /// Data directory holding the embedded store [default: ./kontextual-data]
     #[arg(long, global = true, env = "KONTEXTUAL_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL; when set, PostgreSQL holds everything (not available in this build yet)
+    /// PostgreSQL URL (postgres://user@host/db); PostgreSQL then holds the store, --data-dir only this process's search index
     #[arg(
         long,
         global = true,

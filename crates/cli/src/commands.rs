@@ -28,6 +28,10 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn open(&self, mode: StoreOpenMode) -> Result<Services> {
+        if let Some(url) = &self.cfg.database_url {
+            let create = matches!(mode, StoreOpenMode::Create | StoreOpenMode::Migrate);
+            return Ok(Services::open_postgres(url, &self.cfg.data_dir, create)?);
+        }
         Ok(Services::open(
             &StoreConfig {
                 data_dir: self.cfg.data_dir.clone(),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::cli::Global;
@@ -24,6 +24,9 @@ pub struct FileConfig {
 #[derive(Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// PostgreSQL holds the store; the data directory only the local
+    /// search projection.
+    pub database_url: Option<String>,
     pub namespace: String,
     pub actor: String,
     pub busy_timeout: Duration,
@@ -44,12 +47,6 @@ pub const DEFAULT_CONFIG: &str = "\
 
 impl Config {
     pub fn load(g: &Global) -> Result<Config> {
-        if g.database_url.is_some() {
-            bail!(
-                "--database-url / KONTEXTUAL_DATABASE_URL: the PostgreSQL backend is not part of this build yet; \
-                 unset it to use the embedded store in --data-dir"
-            );
-        }
         let data_dir = g
             .data_dir
             .clone()
@@ -69,6 +66,7 @@ impl Config {
         }
         .unwrap_or_default();
         Ok(Config {
+            database_url: g.database_url.clone(),
             namespace: g
                 .namespace
                 .clone()

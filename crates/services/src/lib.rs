@@ -176,6 +176,27 @@ impl Services {
         Ok(svc)
     }
 
+    /// Opens a PostgreSQL store at `url` (ADR 0007); `data_dir` holds only
+    /// this process's search projection. With `create`, the schema is
+    /// created or migrated (`init`).
+    pub fn open_postgres(url: &str, data_dir: &Path, create: bool) -> Result<Self> {
+        let backend = kontextual_store_postgres::PostgresBackend::open(
+            url,
+            &kontextual_store_postgres::PgOptions {
+                create,
+                ..Default::default()
+            },
+        )?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+        let mut svc = Services::with_store(Store::new(backend), Box::new(AccessPolicy));
+        svc.data_dir = Some(data_dir.to_owned());
+        if let Err(e) = svc.recover_interrupted_runs() {
+            tracing::warn!(error = %e, "could not check for interrupted runs");
+        }
+        Ok(svc)
+    }
+
     /// Services over an existing store with a given policy (tests, embedding).
     pub fn with_store(store: Store, policy: Box<dyn Policy>) -> Self {
         Services {

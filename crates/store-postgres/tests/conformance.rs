@@ -142,3 +142,29 @@ fn k2_model_test_against_oracle() {
         12,
     );
 }
+
+/// X7: PostgreSQL runs the whole suite — every case the SQLite backends run
+/// (`conformance_suite!`) is in the list above.
+#[test]
+fn x7_every_conformance_case_runs_against_postgres() {
+    fn cases(text: &str, start: &str) -> std::collections::BTreeSet<String> {
+        let from = text.find(start).expect("the case list");
+        let body = &text[from + start.len()..];
+        let body = &body[..body.find(");").expect("end of the list")];
+        body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.contains('_') && !w.starts_with("make"))
+            .map(str::to_owned)
+            .collect()
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = std::fs::read_to_string(root.join("../store/src/testsuite/mod.rs")).expect("suite");
+    let here = std::fs::read_to_string(root.join("tests/conformance.rs")).expect("this file");
+    let sqlite = cases(&suite, "$crate::conformance_suite!(@cases $make;");
+    let pg = cases(&here, "pg_cases!(");
+    let missing: Vec<_> = sqlite.difference(&pg).collect();
+    assert!(
+        missing.is_empty(),
+        "cases not run against PostgreSQL: {missing:?}"
+    );
+    assert!(sqlite.len() >= 39, "{sqlite:?}");
+}

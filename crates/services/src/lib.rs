@@ -147,7 +147,7 @@ pub struct Services {
     /// Recently verified API keys.
     auth_cache: keys::AuthCacheState,
     /// Wakes idle workers of this process when it enqueues a job.
-    job_signal: worker::JobSignal,
+    job_signal: std::sync::Arc<worker::JobSignal>,
 }
 
 /// Result of `audit verify`.

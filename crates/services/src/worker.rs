@@ -200,6 +200,30 @@ impl Services {
     ) -> Result<WorkerSummary, Error> {
         let kinds = self.runnable_kinds(cfg)?;
         tracing::info!(worker = %cfg.name, threads = cfg.threads, kinds = ?kinds, "workers started");
+        // Where the store can say when another process enqueues (PostgreSQL
+        // NOTIFY), idle workers wait for that and poll only now and then
+        // (scheduled jobs, expired leases).
+        let signal = self.job_signal.clone();
+        let listening = match self
+            .store()
+            .listen_for_jobs(Arc::new(move || signal.notify()), stop.clone())
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for new jobs; polling");
+                false
+            }
+        };
+        let idle_cfg;
+        let cfg = if listening {
+            idle_cfg = WorkerConfig {
+                idle_poll: cfg.idle_poll.max(Duration::from_secs(2)),
+                ..cfg.clone()
+            };
+            &idle_cfg
+        } else {
+            cfg
+        };
         let held: Held = Mutex::new(HashMap::new());
         let counters = Counters::default();
         std::thread::scope(|scope| {

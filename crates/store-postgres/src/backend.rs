@@ -423,6 +423,63 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn listen_for_jobs(
+        &self,
+        wake: Arc<dyn Fn() + Send + Sync>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<bool> {
+        use std::sync::atomic::Ordering;
+        let mut client = self.inner.pool.connect_dedicated()?;
+        client
+            .batch_execute("LISTEN kontextual_jobs")
+            .map_err(pg_err)?;
+        let inner = self.inner.clone();
+        std::thread::Builder::new()
+            .name("kontextual-listen".into())
+            .spawn(move || {
+                let tick = std::time::Duration::from_millis(500);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut woke = false;
+                    let mut broken = false;
+                    {
+                        use postgres::fallible_iterator::FallibleIterator;
+                        let mut n = client.notifications();
+                        let mut it = n.timeout_iter(tick);
+                        loop {
+                            match it.next() {
+                                Ok(Some(_)) => woke = true,
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "job notifications interrupted; reconnecting");
+                                    broken = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if woke {
+                        wake();
+                    }
+                    if broken {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        match inner.pool.connect_dedicated().and_then(|mut c| {
+                            c.batch_execute("LISTEN kontextual_jobs").map_err(pg_err)?;
+                            Ok(c)
+                        }) {
+                            Ok(c) => {
+                                client = c;
+                                // a notification may have been missed meanwhile
+                                wake();
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reconnecting the job listener failed"),
+                        }
+                    }
+                }
+            })
+            .map_err(|e| kontextual_store::StoreError::io("starting the job listener", e))?;
+        Ok(true)
+    }
+
     fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport> {
         self.read(|c| crate::check::in_snapshot(c, |tx| crate::check::run(tx, expect_head)))
     }

@@ -45,6 +45,11 @@ impl Pool {
         }
     }
 
+    /// A connection outside the pool (a long-lived listener).
+    pub fn connect_dedicated(&self) -> Result<Client> {
+        self.config.connect(NoTls).map_err(pg_err)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -748,6 +748,18 @@ pub trait Backend: Send + Sync {
     fn verify_audit(&self, expect_head: Option<ChainHead>)
     -> Result<(ChainReport, Option<String>)>;
 
+    /// Calls `wake` whenever another process may have enqueued a job, until
+    /// `stop` is set; `Ok(false)` when the backend cannot tell (workers then
+    /// poll). PostgreSQL listens for the `NOTIFY` every enqueue sends.
+    fn listen_for_jobs(
+        &self,
+        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<bool> {
+        let _ = (wake, stop);
+        Ok(false)
+    }
+
     /// Full integrity check: engine integrity, every blob's digest, references,
     /// pending migrations and the audit chain (against `expect_head` if given,
     /// else against the last head recorded outside the database, if any).

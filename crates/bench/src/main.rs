@@ -12,10 +12,12 @@
 //!        cargo run --release -p kontextual-bench -- --only http --n 20000   (needs `cargo install oha`)
 //!        cargo run --release -p kontextual-bench -- --only jobs --n 50000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only export --n 20000 --runs 3
+//!        cargo run --release -p kontextual-bench -- --only postgres --n 3000 --runs 1
 
 mod export;
 mod http;
 mod jobs;
+mod postgres;
 mod retrieval;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +61,7 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.max(1),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export|postgres"
             ),
         }
     }
@@ -278,6 +280,9 @@ fn main() -> Result<()> {
     }
     if a.only.as_deref() == Some("http") {
         return http::run(a.n, 10);
+    }
+    if a.only.as_deref() == Some("postgres") {
+        return postgres::run(a.n, a.runs);
     }
     if a.only.as_deref() == Some("export") {
         return export::run(a.n, a.runs);

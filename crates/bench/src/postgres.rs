@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kontextual_model::{Actor, Namespace};
-use kontextual_services::{Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig};
+use kontextual_services::{
+    Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig,
+};
 
 struct Db {
     admin: String,
@@ -28,7 +30,10 @@ struct Db {
 impl Db {
     fn new(admin: &str, tag: &str) -> Result<Db> {
         let name = format!("kx_bench_{tag}_{}", std::process::id());
-        psql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        psql(
+            admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )?;
         psql(admin, &format!("CREATE DATABASE {name}"))?;
         let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
         Ok(Db {
@@ -41,7 +46,10 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let _ = psql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 
@@ -70,7 +78,12 @@ fn ours(admin: &str, n: usize, threads: usize) -> Result<f64> {
     let mut left = n;
     while left > 0 {
         let k = left.min(5_000);
-        svc.job_enqueue_many(&caller, "noop", vec![serde_json::json!({}); k], EnqueueOptions::default())?;
+        svc.job_enqueue_many(
+            &caller,
+            "noop",
+            vec![serde_json::json!({}); k],
+            EnqueueOptions::default(),
+        )?;
         left -= k;
     }
     let cfg = WorkerConfig {
@@ -96,7 +109,9 @@ fn peer(admin: &str, n: usize, concurrency: usize) -> Result<Option<f64>> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !available {
-        eprintln!("  procrastinate not installed (pip install procrastinate psycopg[binary]): skipping the peer");
+        eprintln!(
+            "  procrastinate not installed (pip install procrastinate psycopg[binary]): skipping the peer"
+        );
         return Ok(None);
     }
     let db = Db::new(admin, "peer")?;

@@ -17,6 +17,7 @@ mod pool;
 mod read;
 mod rows;
 pub mod schema;
+mod tls;
 mod write;
 
 pub use backend::PostgresBackend;
@@ -124,7 +125,7 @@ impl PgStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::InvalidInput(format!("database URL {}: {e}", redact(url))))?;
-        let pool = Pool::new(config, opts.pool_size, opts.checkout_timeout);
+        let pool = Pool::new(config, opts.pool_size, opts.checkout_timeout)?;
         let mut conn = pool.get()?;
         if opts.create {
             schema::migrate(&mut conn, true)?;

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use kontextual_store::{Result, StoreError};
 use postgres::{Client, Config, NoTls};
 
-use crate::pg_err;
+use crate::{pg_err, tls::Tls};
 
 pub struct Pool {
     config: Config,
+    tls: Tls,
     max: usize,
     timeout: Duration,
     state: Mutex<State>,
@@ -32,9 +33,11 @@ pub struct Pooled<'a> {
 }
 
 impl Pool {
-    pub fn new(config: Config, max: usize, timeout: Duration) -> Pool {
-        Pool {
+    pub fn new(config: Config, max: usize, timeout: Duration) -> Result<Pool> {
+        let tls = Tls::for_config(&config)?;
+        Ok(Pool {
             config,
+            tls,
             max: max.max(1),
             timeout,
             state: Mutex::new(State {
@@ -42,12 +45,20 @@ impl Pool {
                 open: 0,
             }),
             returned: Condvar::new(),
+        })
+    }
+
+    fn connect(&self) -> Result<Client> {
+        match &self.tls {
+            Tls::None => self.config.connect(NoTls),
+            Tls::Rustls(t) => self.config.connect(t.clone()),
         }
+        .map_err(pg_err)
     }
 
     /// A connection outside the pool (a long-lived listener).
     pub fn connect_dedicated(&self) -> Result<Client> {
-        self.config.connect(NoTls).map_err(pg_err)
+        self.connect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -72,7 +83,7 @@ impl Pool {
             if st.open < self.max {
                 st.open += 1;
                 drop(st);
-                return match self.config.connect(NoTls) {
+                return match self.connect() {
                     Ok(client) => Ok(Pooled {
                         pool: self,
                         client: Some(client),
@@ -80,7 +91,7 @@ impl Pool {
                     Err(e) => {
                         self.lock().open -= 1;
                         self.returned.notify_one();
-                        Err(pg_err(e))
+                        Err(e)
                     }
                 };
             }

@@ -138,3 +138,73 @@ fn x7_the_pool_bounds_connections_and_waits() {
     let one: i32 = c.query_one("SELECT 1", &[]).expect("query").get(0);
     assert_eq!(one, 1);
 }
+
+/// X7: `sslmode=require` connects over TLS (rustls); with a CA file that
+/// did not sign the server's certificate the connection is refused.
+#[test]
+fn x7_tls_is_used_when_the_url_asks_for_it() {
+    let Some(db) = TestDb::new() else { return };
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=require", db.url);
+    let s = match PgStore::open(&url, &create()) {
+        Ok(s) => s,
+        Err(e)
+            if e.to_string().contains("does not support TLS") || e.to_string().contains("ssl") =>
+        {
+            eprintln!("SKIPPED: the test server does not offer TLS ({e})");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut c = s.pool().get().expect("connection");
+    let ssl: bool = c
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+    drop(c);
+    // a CA that did not sign the server certificate: refused (checked in a
+    // child process, since the CA comes from the environment)
+    let ca = std::env::temp_dir().join(format!("kx-wrong-ca-{}.pem", std::process::id()));
+    let wrong = std::fs::read_dir("/etc/ssl/certs").ok().and_then(|mut d| {
+        d.find_map(|e| {
+            e.ok()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pem"))
+                .map(|e| e.path())
+        })
+    });
+    let Some(wrong) = wrong else { return };
+    std::fs::copy(&wrong, &ca).expect("copy a CA");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "tls_child", "--nocapture", "--include-ignored"])
+        .env("KONTEXTUAL_DATABASE_CA", &ca)
+        .env("KX_TLS_CHILD_URL", &url)
+        .output()
+        .expect("child");
+    let _ = std::fs::remove_file(&ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Run by `x7_tls_is_used_when_the_url_asks_for_it` with a wrong CA.
+#[test]
+#[ignore = "run by x7_tls_is_used_when_the_url_asks_for_it"]
+fn tls_child() {
+    let Ok(url) = std::env::var("KX_TLS_CHILD_URL") else {
+        return;
+    };
+    let e = PgStore::open(&url, &PgOptions::default())
+        .err()
+        .expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("certificate") || text.contains("TLS") || text.contains("tls"),
+        "{text}"
+    );
+}

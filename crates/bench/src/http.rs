@@ -268,7 +268,39 @@ pub fn run(n: usize, seconds: u64) -> Result<()> {
             "  {label}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
             r.rps, r.p50_ms, r.p99_ms
         );
-        rows.push((label, r));
+        rows.push((label.to_owned(), r));
+    }
+    // The same server on PostgreSQL (each request a round trip to the database).
+    match pg_server(&rt, &corpus, n) {
+        Ok(Some((pg_base, pg_token, pg_id, drop_db))) => {
+            let url = format!("{pg_base}/v1/artifacts/{pg_id}");
+            oha(&url, Some(&pg_token), &["-n", "2000", "-c", "8"])?;
+            for (label, args) in [
+                ("kontextual on PostgreSQL GET /v1/artifacts/{id}", &sat[..]),
+                ("kontextual on PostgreSQL artifact at 200 req/s", &fixed[..]),
+            ] {
+                let r = oha(&url, Some(&pg_token), args)?;
+                if r.ok < 0.999 {
+                    bail!("{label}: success rate {}", r.ok);
+                }
+                eprintln!(
+                    "  {label}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                    r.rps, r.p50_ms, r.p99_ms
+                );
+                rows.push((label.to_owned(), r));
+            }
+            let _ = std::process::Command::new("psql")
+                .args([
+                    "-q",
+                    "-d",
+                    &drop_db.0,
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", drop_db.1),
+                ])
+                .status();
+        }
+        Ok(None) => eprintln!("  (no PostgreSQL rows: set KX_BENCH_DATABASE_URL)"),
+        Err(e) => eprintln!("  (no PostgreSQL rows: {e:#})"),
     }
     let ceiling_rps = rows[0].1.rps;
     println!(
@@ -289,4 +321,97 @@ pub fn run(n: usize, seconds: u64) -> Result<()> {
     }
     drop(rt);
     Ok(())
+}
+
+/// A second server over a PostgreSQL store holding the same corpus:
+/// (base URL, token, an artifact id). `None` without a database URL.
+fn pg_server(
+    rt: &tokio::runtime::Runtime,
+    corpus: &std::path::Path,
+    n: usize,
+) -> Result<Option<(String, String, String, (String, String))>> {
+    let Ok(admin_url) = std::env::var("KX_BENCH_DATABASE_URL") else {
+        return Ok(None);
+    };
+    let name = format!("kx_bench_http_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        let ok = std::process::Command::new("psql")
+            .args(["-q", "-d", &admin_url, "-c", &sql])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("psql could not run {sql}");
+        }
+    }
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let dir = tempfile::tempdir()?.keep();
+    let svc = Services::open_postgres(&url, &dir, true)?;
+    let admin = Caller::new(Actor::local_admin(), Namespace::default());
+    let r = svc.ingest_and_index(
+        &admin,
+        &kontextual_services::IngestRequest {
+            paths: vec![corpus.to_owned()],
+            collection: "bench".to_owned(),
+            prune: false,
+            source_system: None,
+        },
+        &kontextual_services::NoProgress,
+    )?;
+    if r.new != n as u64 {
+        bail!("PostgreSQL ingest stored {} of {n}", r.new);
+    }
+    let agent: Actor = "agent:bench".parse()?;
+    svc.grant(
+        &admin,
+        agent.clone(),
+        kontextual_model::GrantPermission::Read,
+        GrantOn::Collection("bench"),
+    )?;
+    let token = svc
+        .key_create(
+            &admin,
+            "bench",
+            agent,
+            vec![kontextual_model::Scope::Read],
+            None,
+        )?
+        .token;
+    let some = svc.artifact_list(
+        &admin,
+        &kontextual_services::store_types::ArtifactQuery::default(),
+        &kontextual_services::store_types::PageRequest::first(1),
+    )?;
+    let id = some.items[0].id.to_string();
+    let svc = Arc::new(svc);
+    let state = kontextual_server::AppState::new(
+        svc.clone(),
+        Actor::local_admin(),
+        Namespace::default(),
+        kontextual_server::limits::LimitConfig {
+            per_key_per_second: 1_000_000,
+            per_key_burst: 1_000_000,
+            failed_auth_per_minute: 10,
+        },
+    );
+    let (app, _) = kontextual_server::router(state, &kontextual_server::ServeConfig::default());
+    let addr: SocketAddr = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        });
+        Ok::<_, std::io::Error>(addr)
+    })?;
+    Ok(Some((
+        format!("http://{addr}"),
+        token,
+        id,
+        (admin_url.clone(), name),
+    )))
 }

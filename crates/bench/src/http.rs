@@ -323,13 +323,16 @@ pub fn run(n: usize, seconds: u64) -> Result<()> {
     Ok(())
 }
 
+/// Base URL, token, an artifact id, and (admin URL, database) to drop.
+type PgServer = (String, String, String, (String, String));
+
 /// A second server over a PostgreSQL store holding the same corpus:
 /// (base URL, token, an artifact id). `None` without a database URL.
 fn pg_server(
     rt: &tokio::runtime::Runtime,
     corpus: &std::path::Path,
     n: usize,
-) -> Result<Option<(String, String, String, (String, String))>> {
+) -> Result<Option<PgServer>> {
     let Ok(admin_url) = std::env::var("KX_BENCH_DATABASE_URL") else {
         return Ok(None);
     };

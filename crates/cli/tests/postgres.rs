@@ -319,7 +319,7 @@ fn x7_two_servers_two_workers_one_database() {
         )
         .unwrap();
     }
-    let (_s1, addr1) = serve(&t.path().join("s1"), url);
+    let (s1, addr1) = serve(&t.path().join("s1"), url);
     let (_s2, addr2) = serve(&t.path().join("s2"), url);
     let w1 = worker(&t.path().join("w1"), url);
     let _w2 = worker(&t.path().join("w2"), url);
@@ -402,4 +402,12 @@ fn x7_two_servers_two_workers_one_database() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["hits"][0]["ref"], "shared/d3/f599.md", "{addr}: {v}");
     }
+    // a server on PostgreSQL shuts down cleanly on SIGTERM
+    let mut s1 = s1;
+    // SAFETY: sending SIGTERM to our own child process.
+    unsafe {
+        libc::kill(s1.0.id() as i32, libc::SIGTERM);
+    }
+    let status = s1.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }

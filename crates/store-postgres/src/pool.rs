@@ -110,17 +110,37 @@ impl Pool {
     }
 }
 
+/// Drops clients on a thread of their own: closing a `postgres::Client`
+/// runs its own small runtime, which panics inside an async context (a
+/// server's runtime shutting down drops the store on one of its workers).
+fn close(clients: Vec<Client>) {
+    if clients.is_empty() {
+        return;
+    }
+    let _ = std::thread::spawn(move || drop(clients)).join();
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        close(idle);
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let Some(c) = self.client.take() else { return };
         let mut st = self.pool.lock();
-        if c.is_closed() {
+        let broken = if c.is_closed() {
             st.open -= 1;
+            Some(c)
         } else {
             st.idle.push(c);
-        }
+            None
+        };
         drop(st);
         self.pool.returned.notify_one();
+        close(broken.into_iter().collect());
     }
 }
 

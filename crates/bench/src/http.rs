@@ -354,7 +354,7 @@ fn pg_server(
         .map_or(admin_url.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
     let dir = tempfile::tempdir()?.keep();
-    let svc = Services::open_postgres(&url, &dir, true)?;
+    let svc = Services::open_postgres(&url, &dir, true, Duration::from_secs(30))?;
     let admin = Caller::new(Actor::local_admin(), Namespace::default());
     let r = svc.ingest_and_index(
         &admin,

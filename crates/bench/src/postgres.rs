@@ -73,7 +73,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn ours(admin: &str, n: usize, threads: usize) -> Result<f64> {
     let db = Db::new(admin, "ours")?;
     let tmp = tempfile::tempdir()?;
-    let svc = Services::open_postgres(&db.url, tmp.path(), true)?;
+    let svc = Services::open_postgres(&db.url, tmp.path(), true, Duration::from_secs(30))?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
     let mut left = n;
     while left > 0 {
@@ -144,7 +144,12 @@ fn ingest(admin: &str, corpus: &Path, n: usize) -> Result<(f64, f64)> {
     let tmp = tempfile::tempdir()?;
     crate::settle(&[]);
     let t = Instant::now();
-    let svc = Services::open_postgres(&db.url, &tmp.path().join("pg"), true)?;
+    let svc = Services::open_postgres(
+        &db.url,
+        &tmp.path().join("pg"),
+        true,
+        Duration::from_secs(30),
+    )?;
     let r = svc.ingest_and_index(&caller, &req, &kontextual_services::NoProgress)?;
     let pg = t.elapsed().as_secs_f64();
     if r.new != n as u64 {

@@ -30,7 +30,12 @@ impl Ctx {
     pub(crate) fn open(&self, mode: StoreOpenMode) -> Result<Services> {
         if let Some(url) = &self.cfg.database_url {
             let create = matches!(mode, StoreOpenMode::Create | StoreOpenMode::Migrate);
-            return Ok(Services::open_postgres(url, &self.cfg.data_dir, create)?);
+            return Ok(Services::open_postgres(
+                url,
+                &self.cfg.data_dir,
+                create,
+                self.cfg.busy_timeout,
+            )?);
         }
         Ok(Services::open(
             &StoreConfig {

@@ -411,3 +411,35 @@ fn x7_two_servers_two_workers_one_database() {
     let status = s1.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// X7/X8: a database that does not exist is "store unavailable" (exit 5),
+/// and a password given in the URL never appears in output.
+#[test]
+fn x7_unavailable_databases_and_passwords() {
+    let Some(db) = Db::new() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let base = db.url.rsplit_once('/').map_or(db.url.as_str(), |(b, _)| b);
+    let missing = format!(
+        "{base}/kx_no_such_database_{}?password=hunter2",
+        std::process::id()
+    );
+    let out = run(&t.path().join("d"), Some(&missing), &["db", "status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(all.contains("does not exist"), "{all}");
+    // a working store's status names it without the password
+    let with_pw = format!("{}?password=hunter2", db.url);
+    ok(&t.path().join("e"), Some(&with_pw), &["init"]);
+    let status = ok(&t.path().join("e"), Some(&with_pw), &["db", "status"]);
+    assert!(!status.contains("hunter2"), "{status}");
+}

@@ -100,7 +100,14 @@ impl Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
-        self.flush_access_log();
-        self.flush_key_uses();
+        // On a thread of its own: the last owner may be an async runtime
+        // shutting down, and a blocking database client must not run there.
+        let this = &*self;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                this.flush_access_log();
+                this.flush_key_uses();
+            });
+        });
     }
 }

@@ -178,12 +178,19 @@ impl Services {
 
     /// Opens a PostgreSQL store at `url` (ADR 0007); `data_dir` holds only
     /// this process's search projection. With `create`, the schema is
-    /// created or migrated (`init`).
-    pub fn open_postgres(url: &str, data_dir: &Path, create: bool) -> Result<Self> {
+    /// created or migrated (`init`). A write waits at most `busy_timeout`
+    /// for another process's writer lock.
+    pub fn open_postgres(
+        url: &str,
+        data_dir: &Path,
+        create: bool,
+        busy_timeout: Duration,
+    ) -> Result<Self> {
         let backend = kontextual_store_postgres::PostgresBackend::open(
             url,
             &kontextual_store_postgres::PgOptions {
                 create,
+                lock_timeout: busy_timeout,
                 ..Default::default()
             },
         )?;

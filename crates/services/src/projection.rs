@@ -142,6 +142,19 @@ impl Projection {
         if !self.index.is_owner() {
             return Ok(CatchUp::default());
         }
+        // A feed behind what the index applied means the store was
+        // restored from an older copy: the index describes a state that no
+        // longer exists, so it is rebuilt rather than trusted.
+        let applied = self.lock().applied;
+        let pos = self.store.feed_position()?;
+        if pos.last_seq < applied {
+            tracing::warn!(
+                index_seq = applied,
+                store_seq = pos.last_seq,
+                "the store's change feed is behind the search index (restored from a backup?); rebuilding the index"
+            );
+            return self.rebuild();
+        }
         let mut progress = self.lock();
         let from = progress.applied;
         let mut pending: Vec<(Namespace, ArtifactId)> = Vec::new();

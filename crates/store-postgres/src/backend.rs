@@ -82,7 +82,16 @@ impl Backend for PostgresBackend {
         let batch = stage(batch)?;
         let mut c = self.inner.pool.get()?;
         let mut tx = c.transaction().map_err(pg_err)?;
-        let changes = crate::write::apply(&mut tx, batch)?;
+        // wait for another process's writer lock at most this long
+        let ms = self.inner.pool.lock_timeout().as_millis().max(1);
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
+            .map_err(pg_err)?;
+        let changes = crate::write::apply(&mut tx, batch).map_err(|e| match e {
+            kontextual_store::StoreError::Locked { .. } => kontextual_store::StoreError::Locked {
+                waited_ms: ms as u64,
+            },
+            other => other,
+        })?;
         tx.commit().map_err(pg_err)?;
         Ok(changes)
     }

@@ -37,6 +37,9 @@ pub struct PgOptions {
     pub pool_size: usize,
     /// How long a caller waits for a free connection.
     pub checkout_timeout: Duration,
+    /// How long a write waits for another process's writer lock
+    /// (`lock_timeout`); then it fails with `Locked`.
+    pub lock_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -45,6 +48,7 @@ impl Default for PgOptions {
             create: false,
             pool_size: 8,
             checkout_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -67,18 +71,59 @@ pub(crate) fn feed_last_seq(c: &mut impl postgres::GenericClient) -> Result<u64>
     .unwrap_or(0))
 }
 
-/// The URL without its password, for logs and status.
+/// The URL without its password (in the user part, a `password=`
+/// parameter, or a key=value string), for logs, status and errors.
 pub fn redact(url: &str) -> String {
+    let strip_params = |s: &str, sep: char| -> String {
+        s.split(sep)
+            .map(|kv| {
+                if kv
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("password=")
+                {
+                    "password=***"
+                } else {
+                    kv
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(&sep.to_string())
+    };
     match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}@{host}")
+        Some((scheme, rest)) => {
+            let (main, query) = match rest.split_once('?') {
+                Some((m, q)) => (m, Some(strip_params(q, '&'))),
+                None => (rest, None),
+            };
+            let main = match main.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or_default();
+                    format!("{user}@{host}")
+                }
+                None => main.to_owned(),
+            };
+            match query {
+                Some(q) => format!("{scheme}://{main}?{q}"),
+                None => format!("{scheme}://{main}"),
             }
-            None => url.to_owned(),
-        },
-        None => "postgres:(unparsed url)".to_owned(),
+        }
+        // keyword form: host=… dbname=… password=…
+        None => strip_params(url, ' '),
     }
+}
+
+/// The error with its causes (the driver's top message alone is often
+/// just "error connecting to server").
+fn full_message(e: &postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
@@ -107,10 +152,28 @@ pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
         Some(c) if *c == SqlState::DATA_CORRUPTED || *c == SqlState::INDEX_CORRUPTED => {
             StoreError::Corrupted(e.to_string())
         }
-        _ if e.is_closed() || e.code().is_none() => StoreError::io(
-            "talking to PostgreSQL",
-            std::io::Error::other(e.to_string()),
-        ),
+        // the database is gone, renamed, refusing us, or shutting down:
+        // the store is unavailable (exit 5, HTTP 503), not an internal error
+        Some(c)
+            if *c == SqlState::INVALID_CATALOG_NAME
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                || *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            StoreError::NotAStore {
+                path: "PostgreSQL".into(),
+                reason: e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
+            }
+        }
+        _ if e.is_closed() || e.code().is_none() => StoreError::NotAStore {
+            path: "PostgreSQL".into(),
+            reason: format!("cannot reach the server: {}", full_message(&e)),
+        },
         _ => StoreError::Internal(match e.as_db_error() {
             Some(d) => format!("{}: {}", d.code().code(), d.message()),
             None => e.to_string(),
@@ -122,10 +185,27 @@ impl PgStore {
     /// Connects to `url` (a `postgres://` URL or key=value string), checks
     /// or creates the schema, and reads the store's identity.
     pub fn open(url: &str, opts: &PgOptions) -> Result<PgStore> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::InvalidInput(format!("database URL {}: {e}", redact(url))))?;
-        let pool = Pool::new(config, opts.pool_size, opts.checkout_timeout)?;
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            let hint = if url.contains("verify-") {
+                " (for a verified TLS connection use sslmode=require and set KONTEXTUAL_DATABASE_CA)"
+            } else {
+                ""
+            };
+            StoreError::InvalidInput(format!(
+                "database URL {}: {}{hint}",
+                redact(url),
+                redact(&e.to_string())
+            ))
+        })?;
+        if config.get_application_name().is_none() {
+            config.application_name("kontextual");
+        }
+        let pool = Pool::new(
+            config,
+            opts.pool_size,
+            opts.checkout_timeout,
+            opts.lock_timeout,
+        )?;
         let mut conn = pool.get()?;
         if opts.create {
             schema::migrate(&mut conn, true)?;
@@ -154,7 +234,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             store_id,
-            description: format!("postgres:{}", redact(url)),
+            description: redact(url),
         })
     }
 
@@ -183,5 +263,9 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/k"), "postgres://db/k");
         assert!(!redact("host=db password=s3cret").contains("s3cret"));
+        assert_eq!(
+            redact("postgres://u@db/k?sslmode=require&password=s3cret"),
+            "postgres://u@db/k?sslmode=require&password=***"
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::{pg_err, tls::Tls};
 pub struct Pool {
     config: Config,
     tls: Tls,
+    lock_timeout: Duration,
     max: usize,
     timeout: Duration,
     state: Mutex<State>,
@@ -33,11 +34,17 @@ pub struct Pooled<'a> {
 }
 
 impl Pool {
-    pub fn new(config: Config, max: usize, timeout: Duration) -> Result<Pool> {
+    pub fn new(
+        config: Config,
+        max: usize,
+        timeout: Duration,
+        lock_timeout: Duration,
+    ) -> Result<Pool> {
         let tls = Tls::for_config(&config)?;
         Ok(Pool {
             config,
             tls,
+            lock_timeout,
             max: max.max(1),
             timeout,
             state: Mutex::new(State {
@@ -118,6 +125,13 @@ fn close(clients: Vec<Client>) {
         return;
     }
     let _ = std::thread::spawn(move || drop(clients)).join();
+}
+
+impl Pool {
+    /// How long a write waits for the writer lock.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
 }
 
 impl Drop for Pool {

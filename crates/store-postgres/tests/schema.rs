@@ -65,7 +65,7 @@ fn x7_init_creates_schema_and_identity_once() {
     let a = PgStore::open(&db.url, &create()).expect("init");
     let b = PgStore::open(&db.url, &create()).expect("init again");
     assert_eq!(a.store_id(), b.store_id(), "init twice keeps the identity");
-    assert!(a.describe().starts_with("postgres:postgres://"));
+    assert!(a.describe().starts_with("postgres://"));
     let c = PgStore::open(&db.url, &PgOptions::default()).expect("open");
     assert_eq!(c.store_id(), a.store_id());
 }
@@ -126,6 +126,7 @@ fn x7_the_pool_bounds_connections_and_waits() {
             create: true,
             pool_size: 2,
             checkout_timeout: std::time::Duration::from_millis(200),
+            ..PgOptions::default()
         },
     )
     .expect("init");
@@ -207,4 +208,56 @@ fn tls_child() {
         text.contains("certificate") || text.contains("TLS") || text.contains("tls"),
         "{text}"
     );
+}
+
+/// X7: a write waits for another process's writer lock at most its lock
+/// timeout, then fails with `Locked` (as SQLite's busy timeout does).
+#[test]
+fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
+    use kontextual_store::{Backend, Op, WriteBatch, WriteContext};
+    let Some(db) = TestDb::new() else { return };
+    let backend = kontextual_store_postgres::PostgresBackend::open(
+        &db.url,
+        &PgOptions {
+            create: true,
+            lock_timeout: std::time::Duration::from_millis(300),
+            ..PgOptions::default()
+        },
+    )
+    .expect("open");
+    let mut holder = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let mut tx = holder.transaction().expect("tx");
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&0x4B4E_5458_0000_0002_i64],
+    )
+    .expect("take the writer lock");
+    let ctx = WriteContext {
+        namespace: Default::default(),
+        actor: kontextual_model::Actor::local_admin(),
+        correlation_id: kontextual_model::CorrelationId::new(),
+        run_id: None,
+    };
+    let e = backend
+        .write(WriteBatch {
+            ctx: ctx.clone(),
+            ops: vec![Op::CreateCollection {
+                name: "c".parse().expect("name"),
+                description: String::new(),
+                if_absent: false,
+            }],
+        })
+        .expect_err("locked");
+    assert!(matches!(e, StoreError::Locked { waited_ms: 300 }), "{e}");
+    tx.rollback().expect("release");
+    backend
+        .write(WriteBatch {
+            ctx,
+            ops: vec![Op::CreateCollection {
+                name: "c".parse().expect("name"),
+                description: String::new(),
+                if_absent: false,
+            }],
+        })
+        .expect("after the lock is released");
 }

@@ -448,7 +448,6 @@ impl Backend for PostgresBackend {
             .spawn(move || {
                 let tick = std::time::Duration::from_millis(500);
                 while !stop.load(Ordering::Relaxed) {
-                    let mut woke = false;
                     let mut broken = false;
                     {
                         use postgres::fallible_iterator::FallibleIterator;
@@ -456,7 +455,8 @@ impl Backend for PostgresBackend {
                         let mut it = n.timeout_iter(tick);
                         loop {
                             match it.next() {
-                                Ok(Some(_)) => woke = true,
+                                // wake at once, not after the quiet period
+                                Ok(Some(_)) => wake(),
                                 Ok(None) => break,
                                 Err(e) => {
                                     tracing::warn!(error = %e, "job notifications interrupted; reconnecting");
@@ -465,9 +465,6 @@ impl Backend for PostgresBackend {
                                 }
                             }
                         }
-                    }
-                    if woke {
-                        wake();
                     }
                     if broken {
                         std::thread::sleep(std::time::Duration::from_secs(1));

@@ -308,6 +308,7 @@ fn x7_two_servers_two_workers_one_database() {
     let url = db.url.as_str();
     ok(&t.path().join("init"), Some(url), &["init"]);
     let a = docs(t.path(), 400, "a");
+    let a_tree = a.clone();
     let b = t.path().join("docs-b");
     // tree b overlaps tree a: half of a's files, same bytes, plus its own
     for i in 200..600 {
@@ -379,6 +380,24 @@ fn x7_two_servers_two_workers_one_database() {
     assert_eq!(items.len(), 600, "every file once");
     for a in items {
         assert_eq!(a["revision"], 1, "ingested once in effect: {a}");
+        // the right content: the digest of the file it came from
+        let name = a["name"].as_str().unwrap();
+        let n: usize = name
+            .rsplit('f')
+            .next()
+            .unwrap()
+            .trim_end_matches(".md")
+            .parse()
+            .unwrap();
+        let tree = if n < 400 { &a_tree } else { &b };
+        use sha2::Digest as _;
+        let want = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(
+                std::fs::read(tree.join(name)).unwrap()
+            ))
+        );
+        assert_eq!(a["digest"], want.as_str(), "{name}");
     }
     for (name, tree) in [("d0/f0.md", &a), ("d3/f599.md", &b), ("d1/f201.md", &a)] {
         let content = run(

@@ -137,6 +137,14 @@ fn init(ctx: &Ctx) -> Result<ExitCode> {
             "schema_version": status.schema_version,
             "store_id": status.store_id,
         }))?;
+    } else if ctx.cfg.database_url.is_some() {
+        ctx.out.note(format!(
+            "PostgreSQL store {} ready (schema v{}, store {}); this process's search index lives in {}.",
+            status.location,
+            status.schema_version,
+            status.store_id,
+            ctx.cfg.data_dir.display()
+        ));
     } else if existed {
         ctx.out.note(format!(
             "Store already initialised at {} (schema v{}).",

@@ -172,3 +172,98 @@ pub fn put_change(plan: PutPlan) -> Change {
         },
     }
 }
+
+/// Refusal of an import under [`ImportConflict::Fail`](crate::ImportConflict).
+pub fn import_taken(what: String) -> StoreError {
+    StoreError::Refused {
+        what: format!("import refused: {what} is already in the store"),
+        why: "nothing was imported (with on-conflict skip, the store's copy is kept and the rest imported)".into(),
+    }
+}
+
+/// What an import writes of its artifacts, decided from what the store
+/// holds: each artifact with its whole history, and the blobs and runs
+/// those need.
+#[derive(Default)]
+pub struct ImportPlan {
+    pub to_write: Vec<(Artifact, Vec<kontextual_model::Revision>)>,
+    /// Every artifact id the package holds (written or skipped).
+    pub present: std::collections::HashSet<ArtifactId>,
+    pub needed_blobs: std::collections::HashSet<Digest>,
+    pub needed_runs: std::collections::HashSet<kontextual_model::RunId>,
+    /// Artifacts left alone because their id is taken (`Skip`), and how
+    /// many of those differ from the package.
+    pub skipped: u64,
+    pub differing: u64,
+}
+
+/// Plans the artifacts of an import. `stored(id)` says whether the store
+/// holds the id (`None`: no) and, if so, its current state in this
+/// namespace (`Some(None)`: held elsewhere). Histories must run from 1 to
+/// the artifact's revision; collections must be among `collections`.
+pub fn plan_import(
+    ns: &kontextual_model::Namespace,
+    artifacts: Vec<Artifact>,
+    revisions: Vec<kontextual_model::Revision>,
+    collections: &std::collections::HashSet<CollectionId>,
+    skip: bool,
+    mut stored: impl FnMut(ArtifactId) -> Result<Option<Option<Artifact>>>,
+) -> Result<ImportPlan> {
+    let mut by_artifact: std::collections::HashMap<ArtifactId, Vec<kontextual_model::Revision>> =
+        std::collections::HashMap::new();
+    for r in revisions {
+        by_artifact.entry(r.artifact_id).or_default().push(r);
+    }
+    let mut plan = ImportPlan::default();
+    for mut a in artifacts {
+        a.namespace = ns.clone();
+        let mut revs = by_artifact.remove(&a.id).unwrap_or_default();
+        plan.present.insert(a.id);
+        if let Some(here) = stored(a.id)? {
+            if !skip {
+                return Err(import_taken(format!(
+                    "artifact {} ({}/{})",
+                    a.id, a.collection, a.name
+                )));
+            }
+            plan.skipped += 1;
+            if here.is_none_or(|h| h.revision != a.revision || h.digest != a.digest) {
+                plan.differing += 1;
+            }
+            continue;
+        }
+        if !collections.contains(&a.collection_id) {
+            return Err(StoreError::DanglingReference {
+                what: format!(
+                    "artifact {} names collection {}, which the import does not hold",
+                    a.id, a.collection_id
+                ),
+            });
+        }
+        revs.sort_by_key(|r| r.revision);
+        let numbered = revs
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.revision == i as u64 + 1);
+        if !numbered || revs.last().map(|r| r.revision) != Some(a.revision) {
+            return Err(StoreError::InvalidInput(format!(
+                "artifact {} ({}/{}): the history must hold every revision from 1 to {}",
+                a.id, a.collection, a.name, a.revision
+            )));
+        }
+        plan.needed_runs.extend(a.run_id);
+        for r in &revs {
+            plan.needed_runs.extend(r.run_id);
+            if r.content_available {
+                plan.needed_blobs.insert(r.digest);
+            }
+        }
+        plan.to_write.push((a, revs));
+    }
+    if let Some((id, _)) = by_artifact.into_iter().next() {
+        return Err(StoreError::DanglingReference {
+            what: format!("revisions of artifact {id}, which the import does not hold"),
+        });
+    }
+    Ok(plan)
+}

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use kontextual_model::{Artifact, ArtifactId, Change, CollectionId, Digest, Revision, Timestamp};
+use kontextual_model::{ArtifactId, Change, CollectionId, Digest, Revision, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
@@ -21,13 +21,6 @@ fn exists(conn: &Connection, sql: &str, id: impl rusqlite::ToSql) -> Result<bool
         .optional()
         .map_err(sql_err)
         .map(|r| r.is_some())
-}
-
-fn taken(what: String) -> StoreError {
-    StoreError::Refused {
-        what: format!("import refused: {what} is already in the store"),
-        why: "nothing was imported (with on-conflict skip, the store's copy is kept and the rest imported)".into(),
-    }
 }
 
 pub(super) fn import(
@@ -83,72 +76,33 @@ pub(super) fn import(
         collections.insert(c.id);
     }
 
-    // Which artifacts this import writes: with `Skip`, those whose id is
-    // already here are left alone (and counted when they differ).
-    let mut by_artifact: HashMap<ArtifactId, Vec<Revision>> = HashMap::new();
-    for r in rec.revisions {
-        by_artifact.entry(r.artifact_id).or_default().push(r);
+    // Which artifacts this import writes (the shared rules decide).
+    let crate::rules::ImportPlan {
+        to_write,
+        present,
+        needed_blobs,
+        needed_runs,
+        skipped: skipped_artifacts,
+        differing: differing_artifacts,
+    } = crate::rules::plan_import(ns, rec.artifacts, rec.revisions, &collections, skip, |id| {
+        if !exists(conn, "SELECT 1 FROM artifacts WHERE id = ?1", id.0)? {
+            return Ok(None);
+        }
+        Ok(Some(read::load_artifact(
+            conn,
+            ns,
+            &crate::ArtifactKey::Id(id),
+        )?))
+    })?;
+    if skipped_artifacts > 0 {
+        skipped.insert("artifacts", skipped_artifacts);
     }
-    let mut present: HashSet<ArtifactId> = HashSet::new();
-    let mut to_write: Vec<(Artifact, Vec<Revision>)> = Vec::new();
-    for mut a in rec.artifacts {
-        a.namespace = ns.clone();
-        let mut revs = by_artifact.remove(&a.id).unwrap_or_default();
-        present.insert(a.id);
-        if exists(conn, "SELECT 1 FROM artifacts WHERE id = ?1", a.id.0)? {
-            if !skip {
-                return Err(taken(format!(
-                    "artifact {} ({}/{})",
-                    a.id, a.collection, a.name
-                )));
-            }
-            *skipped.entry("artifacts").or_default() += 1;
-            let here = read::load_artifact(conn, ns, &crate::ArtifactKey::Id(a.id))?;
-            if here.is_none_or(|h| h.revision != a.revision || h.digest != a.digest) {
-                *differing.entry("artifacts").or_default() += 1;
-            }
-            continue;
-        }
-        if !collections.contains(&a.collection_id) {
-            return Err(StoreError::DanglingReference {
-                what: format!(
-                    "artifact {} names collection {}, which the import does not hold",
-                    a.id, a.collection_id
-                ),
-            });
-        }
-        revs.sort_by_key(|r| r.revision);
-        let numbered = revs
-            .iter()
-            .enumerate()
-            .all(|(i, r)| r.revision == i as u64 + 1);
-        if !numbered || revs.last().map(|r| r.revision) != Some(a.revision) {
-            return Err(StoreError::InvalidInput(format!(
-                "artifact {} ({}/{}): the history must hold every revision from 1 to {}",
-                a.id, a.collection, a.name, a.revision
-            )));
-        }
-        to_write.push((a, revs));
-    }
-    if let Some((id, _)) = by_artifact.into_iter().next() {
-        return Err(StoreError::DanglingReference {
-            what: format!("revisions of artifact {id}, which the import does not hold"),
-        });
+    if differing_artifacts > 0 {
+        differing.insert("artifacts", differing_artifacts);
     }
 
     // Only the blobs and runs that what is written needs; each blob is
     // checked against its digest as it streams in.
-    let mut needed_blobs: HashSet<Digest> = HashSet::new();
-    let mut needed_runs: HashSet<kontextual_model::RunId> = HashSet::new();
-    for (a, revs) in &to_write {
-        needed_runs.extend(a.run_id);
-        for r in revs {
-            needed_runs.extend(r.run_id);
-            if r.content_available {
-                needed_blobs.insert(r.digest);
-            }
-        }
-    }
     for b in rec.blobs {
         if !needed_blobs.contains(&b.digest)
             || exists(
@@ -179,7 +133,7 @@ pub(super) fn import(
         }
         if exists(conn, "SELECT 1 FROM runs WHERE id = ?1", run.id.0)? {
             if !skip {
-                return Err(taken(format!("run {}", run.id)));
+                return Err(crate::rules::import_taken(format!("run {}", run.id)));
             }
             *skipped.entry("runs").or_default() += 1;
             continue;
@@ -231,7 +185,7 @@ pub(super) fn import(
         r.namespace = ns.clone();
         if exists(conn, "SELECT 1 FROM relations WHERE id = ?1", r.id.0)? {
             if !skip {
-                return Err(taken(format!("relation {}", r.id)));
+                return Err(crate::rules::import_taken(format!("relation {}", r.id)));
             }
             *skipped.entry("relations").or_default() += 1;
             continue;

@@ -267,3 +267,105 @@ pub fn plan_import(
     }
     Ok(plan)
 }
+
+/// Where an operator's action takes a job: `(new state, stop request)`,
+/// `None` when there is nothing to do (repeating an action changes
+/// nothing), or a refusal naming why.
+pub fn job_action_target(
+    action: crate::JobAction,
+    job: &kontextual_model::Job,
+) -> Result<
+    Option<(
+        kontextual_model::JobState,
+        Option<kontextual_model::JobState>,
+    )>,
+> {
+    use crate::JobAction;
+    use kontextual_model::JobState as S;
+    let from = job.state;
+    let refuse = |why: String| StoreError::Refused {
+        what: format!("{} job {}", action.as_str(), job.id),
+        why,
+    };
+    Ok(match (action, from) {
+        (JobAction::Retry, S::Failed | S::Dead | S::Cancelled) => Some((S::Queued, None)),
+        (JobAction::Retry, S::Queued | S::Running) => None,
+        (JobAction::Retry, S::Quarantined) => {
+            return Err(refuse(
+                "it is quarantined: release it to queue it again".to_owned(),
+            ));
+        }
+        (JobAction::Retry, S::Succeeded) => {
+            return Err(refuse(
+                "it succeeded; to do its work again, re-run the run it made (`rerun RUN`)"
+                    .to_owned(),
+            ));
+        }
+        (JobAction::Cancel, S::Queued | S::Failed) => Some((S::Cancelled, None)),
+        (JobAction::Cancel, S::Running) => {
+            (job.stop_requested != Some(S::Cancelled)).then_some((S::Running, Some(S::Cancelled)))
+        }
+        (JobAction::Cancel, S::Cancelled) => None,
+        (JobAction::Cancel, S::Succeeded | S::Dead | S::Quarantined) => {
+            return Err(refuse(format!("it is {from}, not queued or running")));
+        }
+        (JobAction::Quarantine, S::Queued | S::Failed | S::Dead | S::Cancelled) => {
+            Some((S::Quarantined, None))
+        }
+        (JobAction::Quarantine, S::Running) => (job.stop_requested != Some(S::Quarantined))
+            .then_some((S::Running, Some(S::Quarantined))),
+        (JobAction::Quarantine, S::Quarantined) => None,
+        (JobAction::Quarantine, S::Succeeded) => {
+            return Err(refuse("it already succeeded".to_owned()));
+        }
+        (JobAction::Release, S::Quarantined) => Some((S::Queued, None)),
+        (JobAction::Release, S::Running) => {
+            (job.stop_requested == Some(S::Quarantined)).then_some((S::Running, None))
+        }
+        (JobAction::Release, _) => None,
+    })
+}
+
+/// How a finished attempt ends, for every result but success: the job's
+/// new state, the attempt's outcome, its error and the next run time.
+pub fn attempt_end(
+    result: &kontextual_model::JobResult,
+    attempt: u32,
+    max_attempts: u32,
+    stop: Option<kontextual_model::JobState>,
+    now: Timestamp,
+) -> (
+    kontextual_model::JobState,
+    kontextual_model::AttemptOutcome,
+    Option<String>,
+    Option<Timestamp>,
+) {
+    use kontextual_model::{AttemptOutcome, JobResult, JobState};
+    match result {
+        JobResult::Succeeded => (JobState::Succeeded, AttemptOutcome::Succeeded, None, None),
+        JobResult::Stopped => (
+            stop.unwrap_or(JobState::Cancelled),
+            AttemptOutcome::Stopped,
+            None,
+            None,
+        ),
+        JobResult::Returned => match stop {
+            Some(s) => (s, AttemptOutcome::Stopped, None, None),
+            None => (
+                JobState::Queued,
+                AttemptOutcome::Stopped,
+                Some("returned to the queue: the worker shut down".to_owned()),
+                Some(now),
+            ),
+        },
+        JobResult::Failed { error, retry_at } => {
+            let state = match (stop, retry_at) {
+                (Some(s), _) => s,
+                (None, Some(_)) if attempt < max_attempts => JobState::Failed,
+                _ => JobState::Dead,
+            };
+            let run_at = retry_at.filter(|_| state == JobState::Failed);
+            (state, AttemptOutcome::Failed, Some(error.clone()), run_at)
+        }
+    }
+}

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::read::{bad_cursor, json, page, parsed, ts};
 use super::{from_micros, micros, sql_err};
 use crate::port::{Cursor, JobAction, JobQuery, NewJob, Page, PageRequest, WriteContext};
+use crate::rules as rules_mod;
 use crate::{Result, StoreError};
 
 /// Most jobs one claim takes, whatever the caller asks.
@@ -368,33 +369,8 @@ pub(crate) fn finish(
         return Err(lease_lost(conn, id, attempt)?);
     };
     let stop: Option<JobState> = stop.and_then(|s| s.parse().ok());
-    let (state, outcome, error, run_at) = match &result {
-        JobResult::Succeeded => (JobState::Succeeded, AttemptOutcome::Succeeded, None, None),
-        JobResult::Stopped => (
-            stop.unwrap_or(JobState::Cancelled),
-            AttemptOutcome::Stopped,
-            None,
-            None,
-        ),
-        JobResult::Returned => match stop {
-            Some(s) => (s, AttemptOutcome::Stopped, None, None),
-            None => (
-                JobState::Queued,
-                AttemptOutcome::Stopped,
-                Some("returned to the queue: the worker shut down".to_owned()),
-                Some(now),
-            ),
-        },
-        JobResult::Failed { error, retry_at } => {
-            let state = match (stop, retry_at) {
-                (Some(s), _) => s,
-                (None, Some(_)) if attempt < max_attempts => JobState::Failed,
-                _ => JobState::Dead,
-            };
-            let run_at = retry_at.filter(|_| state == JobState::Failed);
-            (state, AttemptOutcome::Failed, Some(error.clone()), run_at)
-        }
-    };
+    let (state, outcome, error, run_at) =
+        rules_mod::attempt_end(&result, attempt, max_attempts, stop, now);
     let finished = state.is_final().then_some(t);
     let returned = matches!(result, JobResult::Returned) && state == JobState::Queued;
     let update = |state: JobState, finished: Option<i64>| {
@@ -448,43 +424,7 @@ pub(crate) fn act(
         why,
     };
     // (new state, stop request) — None: nothing to do.
-    let target: Option<(S, Option<S>)> = match (action, from) {
-        (JobAction::Retry, S::Failed | S::Dead | S::Cancelled) => Some((S::Queued, None)),
-        (JobAction::Retry, S::Queued | S::Running) => None,
-        (JobAction::Retry, S::Quarantined) => {
-            return Err(refuse(
-                "it is quarantined: release it to queue it again".to_owned(),
-            ));
-        }
-        (JobAction::Retry, S::Succeeded) => {
-            return Err(refuse(
-                "it succeeded; to do its work again, re-run the run it made (`rerun RUN`)"
-                    .to_owned(),
-            ));
-        }
-        (JobAction::Cancel, S::Queued | S::Failed) => Some((S::Cancelled, None)),
-        (JobAction::Cancel, S::Running) => {
-            (job.stop_requested != Some(S::Cancelled)).then_some((S::Running, Some(S::Cancelled)))
-        }
-        (JobAction::Cancel, S::Cancelled) => None,
-        (JobAction::Cancel, S::Succeeded | S::Dead | S::Quarantined) => {
-            return Err(refuse(format!("it is {from}, not queued or running")));
-        }
-        (JobAction::Quarantine, S::Queued | S::Failed | S::Dead | S::Cancelled) => {
-            Some((S::Quarantined, None))
-        }
-        (JobAction::Quarantine, S::Running) => (job.stop_requested != Some(S::Quarantined))
-            .then_some((S::Running, Some(S::Quarantined))),
-        (JobAction::Quarantine, S::Quarantined) => None,
-        (JobAction::Quarantine, S::Succeeded) => {
-            return Err(refuse("it already succeeded".to_owned()));
-        }
-        (JobAction::Release, S::Quarantined) => Some((S::Queued, None)),
-        (JobAction::Release, S::Running) => {
-            (job.stop_requested == Some(S::Quarantined)).then_some((S::Running, None))
-        }
-        (JobAction::Release, _) => None,
-    };
+    let target = rules_mod::job_action_target(action, &job)?;
     let Some((to, stop)) = target else {
         return Ok(Change::JobActed(JobTransition {
             action: action.as_str().to_owned(),

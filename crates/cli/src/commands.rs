@@ -29,6 +29,12 @@ pub(crate) struct Ctx {
 impl Ctx {
     pub(crate) fn open(&self, mode: StoreOpenMode) -> Result<Services> {
         if let Some(url) = &self.cfg.database_url {
+            if Services::store_exists(&self.cfg.data_dir) {
+                tracing::warn!(
+                    data_dir = %self.cfg.data_dir.display(),
+                    "this data directory holds an embedded store, which is not used with --database-url"
+                );
+            }
             let create = matches!(mode, StoreOpenMode::Create | StoreOpenMode::Migrate);
             return Ok(Services::open_postgres(
                 url,

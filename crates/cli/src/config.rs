@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub actor: Option<String>,
     /// How long a write waits for another process's write lock.
     pub busy_timeout_ms: Option<u64>,
+    /// PostgreSQL URL (the store then lives there; the data directory
+    /// keeps only the search index). Prefer the environment for secrets.
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug)]
@@ -43,6 +46,10 @@ pub const DEFAULT_CONFIG: &str = "\
 
 # How long a write waits for another process's write lock, in milliseconds.
 # busy_timeout_ms = 5000
+
+# PostgreSQL holding the store (this directory then keeps only the search index).
+# A password is better given in KONTEXTUAL_DATABASE_URL than written here.
+# database_url = \"postgres://user@db/kontextual\"
 ";
 
 impl Config {
@@ -66,7 +73,7 @@ impl Config {
         }
         .unwrap_or_default();
         Ok(Config {
-            database_url: g.database_url.clone(),
+            database_url: g.database_url.clone().or(file.database_url.clone()),
             namespace: g
                 .namespace
                 .clone()

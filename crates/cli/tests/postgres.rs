@@ -462,3 +462,62 @@ fn x7_unavailable_databases_and_passwords() {
     let status = ok(&t.path().join("e"), Some(&with_pw), &["db", "status"]);
     assert!(!status.contains("hunter2"), "{status}");
 }
+
+/// X7: a database restored from an older dump and written again while a
+/// process keeps its index: the index notices the feed is another one and
+/// rebuilds (no search returns what the store no longer holds).
+#[test]
+fn x7_index_rebuilds_after_a_restore_and_new_writes() {
+    let Some(db) = Db::new() else { return };
+    if Command::new("pg_dump").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: pg_dump is not installed");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let url = Some(db.url.as_str());
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    ok(&a, url, &["init"]);
+    let put = |name: &str, text: &str| {
+        let f = t.path().join("in.md");
+        std::fs::write(&f, text).unwrap();
+        ok(
+            &b,
+            url,
+            &["artifact", "put", &format!("c/{name}"), "--file", s(&f)],
+        );
+    };
+    ok(&b, url, &["collection", "create", "c"]);
+    put("a1.md", "# A1\n\nzebrafish\n");
+    let dump = t.path().join("old.dump");
+    let out = Command::new("pg_dump")
+        .args(["-Fc", "-f", s(&dump), &db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    put("b1.md", "# B1\n\nplatypus\n");
+    put("b2.md", "# B2\n\nplatypus\n");
+    // process `a` indexes both platypus documents
+    let v = json(&a, url, &["search", "platypus"]);
+    assert_eq!(v["total"], 2, "{v}");
+    // restore the older copy, then write more than the lost events
+    let out = Command::new("pg_restore")
+        .args(["--clean", "--if-exists", "-d", &db.url, s(&dump)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..4 {
+        put(&format!("w{i}.md"), "# W\n\nwombat\n");
+    }
+    let v = json(&a, url, &["search", "platypus"]);
+    assert_eq!(v["total"], 0, "the restored store holds no platypus: {v}");
+    let v = json(&a, url, &["search", "wombat"]);
+    assert_eq!(v["total"], 4, "{v}");
+}

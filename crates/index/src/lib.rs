@@ -66,6 +66,10 @@ pub struct Checkpoint {
     pub applied_seq: u64,
     /// When this commit was made (RFC 3339).
     pub committed_at: String,
+    /// Which event `applied_seq` was (`AUDIT_SEQ:MICROS`): a store restored
+    /// from an older copy and written again has another event there.
+    #[serde(default)]
+    pub applied_event: Option<String>,
 }
 
 /// One document: a whole artifact (`selector` None) or one of its sections.

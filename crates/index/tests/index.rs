@@ -30,6 +30,7 @@ fn checkpoint(seq: u64) -> Checkpoint {
         store_id: "s1".into(),
         applied_seq: seq,
         committed_at: "2026-01-01T00:00:00Z".into(),
+        applied_event: None,
     }
 }
 

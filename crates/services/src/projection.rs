@@ -48,6 +48,10 @@ pub const FOLLOWER_WAIT: Duration = Duration::from_secs(5);
 struct Progress {
     applied: u64,
     uncommitted: bool,
+    /// The last event applied, as (seq, audit seq, time): if the store's
+    /// event at that seq is another one, the store was replaced (restored
+    /// from an older copy and written again) and the index is rebuilt.
+    last_event: Option<(u64, u64, kontextual_model::Timestamp)>,
 }
 
 pub(crate) struct Projection {
@@ -81,13 +85,20 @@ impl Projection {
                 other => break other?,
             }
         };
-        let applied = index.checkpoint()?.map_or(0, |c| c.applied_seq);
+        let checkpoint = index.checkpoint()?;
+        let applied = checkpoint.as_ref().map_or(0, |c| c.applied_seq);
+        let last_event = checkpoint.as_ref().and_then(|c| {
+            let (audit_seq, micros) = c.applied_event.as_deref()?.split_once(':')?;
+            let at = kontextual_model::Timestamp::from_microsecond(micros.parse().ok()?).ok()?;
+            Some((c.applied_seq, audit_seq.parse().ok()?, at))
+        });
         let p = Projection {
             index,
             store,
             progress: Mutex::new(Progress {
                 applied,
                 uncommitted: false,
+                last_event,
             }),
             opened,
         };
@@ -145,13 +156,26 @@ impl Projection {
         // A feed behind what the index applied means the store was
         // restored from an older copy: the index describes a state that no
         // longer exists, so it is rebuilt rather than trusted.
-        let applied = self.lock().applied;
+        let (applied, last_event) = {
+            let p = self.lock();
+            (p.applied, p.last_event)
+        };
         let pos = self.store.feed_position()?;
-        if pos.last_seq < applied {
+        // The event the index applied last must still be the store's event
+        // at that seq (unless it was pruned since).
+        let replaced = match last_event {
+            Some((seq, audit_seq, at)) => self
+                .store
+                .outbox(seq.saturating_sub(1), 1)?
+                .first()
+                .is_some_and(|e| e.seq == seq && (e.audit_seq != audit_seq || e.at != at)),
+            None => false,
+        };
+        if pos.last_seq < applied || replaced {
             tracing::warn!(
                 index_seq = applied,
                 store_seq = pos.last_seq,
-                "the store's change feed is behind the search index (restored from a backup?); rebuilding the index"
+                "the store's change feed is behind or other than what the search index applied (restored from a backup?); rebuilding the index"
             );
             return self.rebuild();
         }
@@ -183,6 +207,9 @@ impl Projection {
                 since_commit += 1;
             }
             seen.clear();
+            if let Some(e) = events.last() {
+                progress.last_event = Some((e.seq, e.audit_seq, e.at));
+            }
             progress.applied = last;
             progress.uncommitted = true;
             if since_commit >= COMMIT_EVERY {
@@ -251,6 +278,12 @@ impl Projection {
         self.commit(pos.last_seq)?;
         let from = progress.applied;
         progress.applied = pos.last_seq;
+        progress.last_event = self
+            .store
+            .outbox(pos.last_seq.saturating_sub(1), 1)?
+            .first()
+            .filter(|e| e.seq == pos.last_seq)
+            .map(|e| (e.seq, e.audit_seq, e.at));
         progress.uncommitted = false;
         Ok(CatchUp {
             from_seq: from,
@@ -302,13 +335,30 @@ impl Projection {
 
     fn commit_raw(&self, seq: u64) -> Result<()> {
         let store_id = self.store.feed_position()?.store_id;
+        let applied_event = self
+            .event_at(seq)?
+            .map(|(audit_seq, at)| format!("{audit_seq}:{}", at.as_microsecond()));
         self.index.commit(&Checkpoint {
             format: kontextual_index::FORMAT,
             store_id,
             applied_seq: seq,
             committed_at: kontextual_model::now().to_string(),
+            applied_event,
         })?;
         Ok(())
+    }
+
+    /// The store's event at `seq` as (audit seq, time), if it is still there.
+    fn event_at(&self, seq: u64) -> Result<Option<(u64, kontextual_model::Timestamp)>> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .outbox(seq - 1, 1)?
+            .first()
+            .filter(|e| e.seq == seq)
+            .map(|e| (e.audit_seq, e.at)))
     }
 
     fn commit(&self, seq: u64) -> Result<()> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kontextual_model::{Actor, Namespace};
 use kontextual_services::{
-    Caller, ExportScope, ExportTarget, Services, StoreConfig, StoreOpenMode, UnpackLimits,
+    Caller, ExportScope, ExportTarget, Services, Silent, StoreConfig, StoreOpenMode, UnpackLimits,
     check_package,
 };
 
@@ -141,7 +141,7 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
             match side {
                 0 => {
                     let start = Instant::now();
-                    let checked = check_package(&bag, None, UnpackLimits::default())?;
+                    let checked = check_package(&bag, None, UnpackLimits::default(), &Silent)?;
                     val.push(start.elapsed());
                     if !checked.verdict.valid {
                         bail!("our package is not valid: {:?}", checked.verdict.problems);
@@ -171,7 +171,7 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
         ext.push(start.elapsed());
         tar_bytes = std::fs::metadata(&tar)?.len();
         let start = Instant::now();
-        let checked = check_package(&tar, Some(tmp.path()), UnpackLimits::default())?;
+        let checked = check_package(&tar, Some(tmp.path()), UnpackLimits::default(), &Silent)?;
         valt.push(start.elapsed());
         if !checked.verdict.valid {
             bail!("our archive is not valid");

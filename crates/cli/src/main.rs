@@ -7,6 +7,7 @@ mod ingest;
 mod jobs;
 mod output;
 mod package;
+mod progress;
 mod retrieval;
 
 use std::process::ExitCode;

@@ -79,6 +79,7 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
         crate::jobs::print_enqueued(ctx, &e)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let bar = crate::progress::StageBar::new(ctx);
     let report = if to_stdout {
         let out = Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
@@ -87,8 +88,9 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
         let root = "kontextual-export".to_owned();
         svc.export(&ctx.caller, &scope, ExportTarget::TarZst { out, root })?
     } else {
-        svc.export_to_path(&ctx.caller, &scope, &a.out, None)?
+        svc.export_to_path(&ctx.caller, &scope, &a.out, None, &bar)?
     };
+    drop(bar);
     if a.out.as_os_str() == "-" {
         // stdout carries the archive: the summary goes to stderr
         if !ctx.out.quiet {
@@ -208,7 +210,10 @@ fn print_verdict(ctx: &Ctx, v: &PackageVerdict) -> Result<()> {
 
 pub fn validate(ctx: &Ctx, package: &Path, a: &UnpackArgs) -> Result<ExitCode> {
     // The staging copy is removed before anything is printed.
-    let verdict = check_package(package, None, limits(a))?.into_verdict();
+    let verdict = {
+        let bar = crate::progress::StageBar::new(ctx);
+        check_package(package, None, limits(a), &bar)?.into_verdict()
+    };
     print_verdict(ctx, &verdict)?;
     Ok(if verdict.valid {
         ExitCode::SUCCESS
@@ -219,8 +224,10 @@ pub fn validate(ctx: &Ctx, package: &Path, a: &UnpackArgs) -> Result<ExitCode> {
 
 pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
     // Everything is checked before the data directory is even created.
-    let checked = check_package(&a.package, None, limits(&a.limits))?;
+    let bar = crate::progress::StageBar::new(ctx);
+    let checked = check_package(&a.package, None, limits(&a.limits), &bar)?;
     if let Err(e) = checked.importable() {
+        drop(bar);
         print_problems(&checked.verdict, true);
         return Err(e.into());
     }
@@ -234,8 +241,9 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
     let attempt = (|| -> Result<kontextual_services::ImportReport> {
         let svc = ctx.open(StoreOpenMode::Create)?;
         crate::commands::write_default_config(ctx)?;
-        Ok(svc.import_package(&ctx.caller, checked, on_conflict)?)
+        Ok(svc.import_package(&ctx.caller, checked, on_conflict, &bar)?)
     })();
+    drop(bar);
     let r = match attempt {
         Ok(r) => r,
         Err(e) => {

@@ -14,13 +14,17 @@
 use std::path::Path;
 
 pub mod manifest;
+pub mod progress;
 pub mod records;
 pub mod unpack;
 pub mod validate;
 pub mod writer;
 
+pub use progress::{Progress, Silent};
 pub use unpack::Limits;
-pub use validate::{Problem, ProblemKind, Records, Verdict, validate_dir};
+pub use validate::{
+    Problem, ProblemKind, Records, Verdict, validate_dir, validate_dir_with_progress,
+};
 pub use writer::{BagWriter, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +109,16 @@ pub fn open(
     staging_parent: Option<&std::path::Path>,
     limits: Limits,
 ) -> Result<Opened> {
+    open_with_progress(path, staging_parent, limits, &Silent)
+}
+
+/// [`open`], reporting the unpacking stage (compressed bytes read).
+pub fn open_with_progress(
+    path: &std::path::Path,
+    staging_parent: Option<&std::path::Path>,
+    limits: Limits,
+    progress: &dyn Progress,
+) -> Result<Opened> {
     // The path the user names may be a link to a bag; links *inside* a bag
     // are refused by validation.
     let meta = std::fs::metadata(path)
@@ -135,7 +149,8 @@ pub fn open(
     let staging = builder
         .tempdir_in(&parent)
         .map_err(|e| PackageError::io("creating a staging directory", e))?;
-    unpack::unpack(path, staging.path(), limits)?;
+    progress.stage("unpacking", Some(meta.len()));
+    unpack::unpack_with_progress(path, staging.path(), limits, progress)?;
     Ok(Opened {
         dir: staging.path().to_owned(),
         _staging: Some(staging),

@@ -93,6 +93,16 @@ fn truncated_or_io(what: String, e: io::Error) -> PackageError {
 
 /// Unpacks `archive` into `staging` (an existing, empty directory).
 pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
+    unpack_with_progress(archive, staging, limits, &crate::Silent)
+}
+
+/// [`unpack`], reporting the archive's bytes as they are read.
+pub fn unpack_with_progress(
+    archive: &Path,
+    staging: &Path,
+    limits: Limits,
+    progress: &dyn crate::Progress,
+) -> Result<()> {
     let mut f = File::open(archive)
         .map_err(|e| PackageError::io(format!("opening {}", archive.display()), e))?;
     let mut magic = [0u8; 4];
@@ -103,10 +113,10 @@ pub fn unpack(archive: &Path, staging: &Path, limits: Limits) -> Result<()> {
         .map_err(|e| PackageError::io(format!("opening {}", archive.display()), e))?;
     let compressed = Arc::new(AtomicU64::new(0));
     let counting = Counting {
-        inner: BufReader::with_capacity(256 * 1024, f),
+        inner: crate::progress::Reporting::new(BufReader::with_capacity(256 * 1024, f), progress),
         n: compressed.clone(),
     };
-    let reader: Box<dyn Read> = if got == 4 && magic == ZSTD_MAGIC {
+    let reader: Box<dyn Read + '_> = if got == 4 && magic == ZSTD_MAGIC {
         Box::new(
             zstd::stream::read::Decoder::new(counting)
                 .map_err(|e| PackageError::io("starting zstd", e))?,

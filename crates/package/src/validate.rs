@@ -218,6 +218,14 @@ pub struct Records {
 /// Validates the bag in `root`; returns the verdict and, for a Kontextual
 /// package whose records could be read, the records.
 pub fn validate_dir(root: &Path) -> (Verdict, Option<Records>) {
+    validate_dir_with_progress(root, &crate::Silent)
+}
+
+/// [`validate_dir`], reporting the checksum stage (bytes hashed).
+pub fn validate_dir_with_progress(
+    root: &Path,
+    progress: &dyn crate::Progress,
+) -> (Verdict, Option<Records>) {
     let mut v = Verdict {
         complete: false,
         valid: false,
@@ -231,7 +239,7 @@ pub fn validate_dir(root: &Path) -> (Verdict, Option<Records>) {
         export: None,
         problems: Vec::new(),
     };
-    let records = check(root, &mut v);
+    let records = check(root, &mut v, progress);
     v.complete = !v.problems.iter().any(|p| p.kind.breaks_completeness());
     v.valid = v.problems.is_empty();
     (v, records)
@@ -406,7 +414,7 @@ fn load_manifest(
     Some((safe, digest))
 }
 
-fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
+fn check(root: &Path, v: &mut Verdict, progress: &dyn crate::Progress) -> Option<Records> {
     let problems = &mut v.problems;
     let found = scan(root, problems);
     match read_small(root, "bagit.txt", 64 * 1024) {
@@ -590,7 +598,16 @@ fn check(root: &Path, v: &mut Verdict) -> Option<Records> {
             ));
         }
     }
-    problems.extend(hash_all(root, &to_hash));
+    progress.stage(
+        "verifying",
+        Some(
+            to_hash
+                .iter()
+                .map(|(p, _, _)| found.files.get(p.as_str()).copied().unwrap_or(0))
+                .sum(),
+        ),
+    );
+    problems.extend(hash_all(root, &to_hash, progress));
     let to_hash: Vec<(String, String)> = to_hash
         .into_iter()
         .filter(|(_, a, _)| *a == Alg::Sha256)
@@ -1283,7 +1300,11 @@ impl Alg {
 }
 
 /// Verifies checksums with one reader per core; returns the mismatches.
-fn hash_all(root: &Path, files: &[(String, Alg, String)]) -> Vec<Problem> {
+fn hash_all(
+    root: &Path,
+    files: &[(String, Alg, String)],
+    progress: &dyn crate::Progress,
+) -> Vec<Problem> {
     let next = AtomicUsize::new(0);
     let out = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism()
@@ -1298,7 +1319,7 @@ fn hash_all(root: &Path, files: &[(String, Alg, String)]) -> Vec<Problem> {
                     let Some((path, alg, want)) = files.get(i) else {
                         break;
                     };
-                    let got = checksum_file(&root.join(path), *alg, &mut buf);
+                    let got = checksum_file(&root.join(path), *alg, &mut buf, progress);
                     let p = match got {
                         Ok(h) if h == *want => continue,
                         Ok(h) => problem(
@@ -1326,8 +1347,13 @@ fn hash_all(root: &Path, files: &[(String, Alg, String)]) -> Vec<Problem> {
     v
 }
 
-fn checksum_file(path: &Path, alg: Alg, buf: &mut [u8]) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
+fn checksum_file(
+    path: &Path,
+    alg: Alg,
+    buf: &mut [u8],
+    progress: &dyn crate::Progress,
+) -> std::io::Result<String> {
+    let mut f = crate::progress::Reporting::new(File::open(path)?, progress);
     match alg {
         Alg::Sha256 => {
             let mut h = Sha256::new();

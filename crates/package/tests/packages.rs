@@ -882,3 +882,51 @@ fn o3_sha512_manifests_are_verified() {
     );
     assert!(v.problems[0].detail.starts_with("sha512"));
 }
+
+/// Records what a watcher is told: stages with their totals, and bytes.
+#[derive(Default)]
+struct Watched {
+    stages: std::sync::Mutex<Vec<(String, Option<u64>, u64)>>,
+}
+
+impl kontextual_package::Progress for Watched {
+    fn stage(&self, name: &str, total: Option<u64>) {
+        self.stages
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), total, 0));
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(last) = self.stages.lock().unwrap().last_mut() {
+            last.2 += bytes;
+        }
+    }
+}
+
+/// X5: long package work reports progress that adds up — the archive's
+/// bytes while unpacking, every hashed byte while verifying.
+#[test]
+fn x5_unpack_and_verify_report_progress_that_adds_up() {
+    let t = tempfile::tempdir().unwrap();
+    let fix = fixture();
+    let a = t.path().join("a.tar.zst");
+    write_package(
+        BagTarget::Tar(Box::new(std::fs::File::create(&a).unwrap())),
+        &fix,
+    );
+    let w = Watched::default();
+    let staged =
+        kontextual_package::open_with_progress(&a, Some(t.path()), Limits::default(), &w).unwrap();
+    let (v, _) = kontextual_package::validate_dir_with_progress(&staged.dir, &w);
+    assert!(v.valid, "{:?}", v.problems);
+    let stages = w.stages.into_inner().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["unpacking", "verifying"]);
+    let archive_len = std::fs::metadata(&a).unwrap().len();
+    assert_eq!(stages[0].1, Some(archive_len));
+    assert_eq!(stages[0].2, archive_len, "every archive byte is read once");
+    // the payload and the tag files the tag manifest lists
+    let hashed = stages[1].1.unwrap();
+    assert!(hashed > v.payload_bytes, "{hashed} vs {}", v.payload_bytes);
+    assert_eq!(stages[1].2, hashed, "every listed byte is hashed once");
+}

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use kontextual_model::{
     Artifact, ArtifactId, Classification, Collection, Digest, Lifecycle, RunId, Scope, Timestamp,
 };
+use kontextual_package::progress::Reporting;
 use kontextual_package::records::*;
 use kontextual_package::{BagWriter, PackageError, Records, Verdict};
+pub use kontextual_package::{Progress, Silent};
 use kontextual_store::{
     ArtifactQuery, ImportBlob, ImportConflict, ImportRecords, Op, PageRequest, RelationQuery,
     WriteBatch,
@@ -104,6 +106,10 @@ pub struct CheckedPackage {
     _opened: Option<kontextual_package::Opened>,
 }
 
+fn stopped() -> Error {
+    Error::Stopped("the export was asked to stop; nothing was placed under its name".to_owned())
+}
+
 fn package_err(e: PackageError) -> Error {
     match e {
         PackageError::Io { what, source } => Error::io(what, source),
@@ -117,25 +123,29 @@ pub fn check_package(
     path: &Path,
     staging_parent: Option<&Path>,
     limits: kontextual_package::Limits,
+    progress: &dyn Progress,
 ) -> Result<CheckedPackage> {
-    let opened = match kontextual_package::open(path, staging_parent, limits) {
-        Ok(o) => o,
-        Err(PackageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(format!("package {}", path.display())));
-        }
-        Err(e) => match Verdict::refused(&e) {
-            // An archive refused while unpacking is a verdict, not an error.
-            Some(verdict) => {
-                return Ok(CheckedPackage {
-                    verdict,
-                    records: None,
-                    _opened: None,
-                });
+    let opened =
+        match kontextual_package::open_with_progress(path, staging_parent, limits, progress) {
+            Ok(o) => o,
+            Err(PackageError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(Error::NotFound(format!("package {}", path.display())));
             }
-            None => return Err(package_err(e)),
-        },
-    };
-    let (verdict, records) = kontextual_package::validate_dir(&opened.dir);
+            Err(e) => match Verdict::refused(&e) {
+                // An archive refused while unpacking is a verdict, not an error.
+                Some(verdict) => {
+                    return Ok(CheckedPackage {
+                        verdict,
+                        records: None,
+                        _opened: None,
+                    });
+                }
+                None => return Err(package_err(e)),
+            },
+        };
+    let (verdict, records) = kontextual_package::validate_dir_with_progress(&opened.dir, progress);
     Ok(CheckedPackage {
         verdict,
         records,
@@ -279,7 +289,7 @@ impl Services {
         scope: &ExportScope,
         target: ExportTarget,
     ) -> Result<ExportReport> {
-        self.export_linked(caller, scope, target, None, None)
+        self.export_linked(caller, scope, target, None, None, &Silent)
     }
 
     /// Exports to a path: a `.tar.zst` archive (by its name, any case) or a
@@ -292,6 +302,7 @@ impl Services {
         scope: &ExportScope,
         out: &Path,
         job: Option<(kontextual_model::JobId, u32)>,
+        progress: &dyn Progress,
     ) -> Result<ExportReport> {
         let archive = check_out_path(out, false)?;
         let partial = {
@@ -341,7 +352,7 @@ impl Services {
             }
             Ok(())
         };
-        match self.export_linked(caller, scope, target, job, Some(&place)) {
+        match self.export_linked(caller, scope, target, job, Some(&place), progress) {
             Ok(r) => Ok(r),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&partial);
@@ -358,6 +369,7 @@ impl Services {
         target: ExportTarget,
         job: Option<(kontextual_model::JobId, u32)>,
         place: Option<&dyn Fn() -> Result<()>>,
+        progress: &dyn Progress,
     ) -> Result<ExportReport> {
         self.export_preflight(caller, scope)?;
         let mut scope = scope.clone();
@@ -368,7 +380,7 @@ impl Services {
         let scope = &scope;
         let input = serde_json::to_value(scope).unwrap_or_default();
         self.recovery_run(caller, "export", input, job, |run_id| {
-            let report = self.export_in_run(caller, scope, target, run_id)?;
+            let report = self.export_in_run(caller, scope, target, run_id, progress)?;
             if let Some(place) = place {
                 place()?;
             }
@@ -468,7 +480,9 @@ impl Services {
         scope: &ExportScope,
         target: ExportTarget,
         run_id: RunId,
+        progress: &dyn Progress,
     ) -> Result<ExportReport> {
+        progress.stage("selecting", None);
         let ns = &caller.namespace;
         let store = self.store();
         let audit_head = store.audit_head()?;
@@ -498,6 +512,9 @@ impl Services {
                 },
                 &page,
             )?;
+            if progress.should_stop() {
+                return Err(stopped());
+            }
             for a in p.items {
                 let keep = (ids.is_empty() || ids.contains(&a.id))
                     && (a.is_live() || scope.all || scope.include_deleted || ids.contains(&a.id))
@@ -531,6 +548,9 @@ impl Services {
         let mut runs: BTreeSet<RunId> = BTreeSet::new();
         let mut dropped: Vec<ArtifactId> = Vec::new();
         for a in chosen.values() {
+            if progress.should_stop() {
+                return Err(stopped());
+            }
             let mut revs = Vec::new();
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
             loop {
@@ -756,15 +776,30 @@ impl Services {
             ExportTarget::TarZst { out, root } => BagWriter::tar_zst(out, &root, 3),
         }
         .map_err(package_err)?;
+        progress.stage(
+            "writing",
+            Some(
+                files
+                    .values()
+                    .map(|s| match s {
+                        Source::File(_, n) | Source::Blob(_, n) => *n,
+                    })
+                    .sum(),
+            ),
+        );
         for (path, src) in &files {
+            if progress.should_stop() {
+                return Err(stopped());
+            }
             match src {
                 Source::File(p, size) => {
-                    let mut f = std::fs::File::open(p)
+                    let f = std::fs::File::open(p)
                         .map_err(|e| Error::io("reading spooled records", e))?;
-                    bag.add_payload(path, *size, &mut f).map_err(package_err)?;
+                    let mut r = Reporting::new(f, progress);
+                    bag.add_payload(path, *size, &mut r).map_err(package_err)?;
                 }
                 Source::Blob(d, size) => {
-                    let mut r = store.open_content(d)?;
+                    let mut r = Reporting::new(store.open_content(d)?, progress);
                     bag.add_payload(path, *size, &mut r).map_err(package_err)?;
                 }
             }
@@ -867,6 +902,7 @@ impl Services {
         caller: &Caller,
         pkg: CheckedPackage,
         on_conflict: ImportConflict,
+        progress: &dyn Progress,
     ) -> Result<ImportReport> {
         self.authorize(
             caller,
@@ -915,6 +951,7 @@ impl Services {
             on_conflict,
             detail,
         };
+        progress.stage("importing", None);
         let report = self.recovery_run(caller, "import", input, None, |run_id| {
             let changes = self.store().write(WriteBatch {
                 ctx: kontextual_store::WriteContext {
@@ -942,6 +979,7 @@ impl Services {
         // events, which name every imported artifact.
         let p = self.projection()?;
         let indexed = if p.is_owner() {
+            progress.stage("indexing", None);
             Some(p.rebuild()?.artifacts_reindexed)
         } else {
             None
@@ -1069,4 +1107,122 @@ fn run(
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use kontextual_model::{ArtifactRef, Namespace};
+    use kontextual_store::Store;
+    use kontextual_store::sqlite::SqliteBackend;
+
+    use super::*;
+    use crate::{AllowAll, ContentSource, PutRequest};
+
+    /// Stages and bytes, as a progress bar would see them; asks to stop
+    /// once `stop_after` bytes were written (`u64::MAX`: never).
+    struct Watched {
+        stages: Mutex<Vec<(String, Option<u64>)>>,
+        bytes: AtomicU64,
+        stop_after: u64,
+    }
+
+    impl Watched {
+        fn new(stop_after: u64) -> Self {
+            Watched {
+                stages: Mutex::new(Vec::new()),
+                bytes: AtomicU64::new(0),
+                stop_after,
+            }
+        }
+    }
+
+    impl Progress for Watched {
+        fn stage(&self, name: &str, total: Option<u64>) {
+            self.stages.lock().unwrap().push((name.to_owned(), total));
+        }
+        fn advance(&self, bytes: u64) {
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        fn should_stop(&self) -> bool {
+            self.bytes.load(Ordering::Relaxed) >= self.stop_after
+        }
+    }
+
+    fn seeded() -> (Services, Caller) {
+        let svc = Services::with_store(
+            Store::new(SqliteBackend::memory().unwrap()),
+            Box::new(AllowAll),
+        );
+        let caller = Caller::new("agent:ci".parse().unwrap(), Namespace::default());
+        svc.collection_create(&caller, "handbook", "").unwrap();
+        for i in 0..20 {
+            let target: ArtifactRef = format!("handbook/doc-{i}.md").parse().unwrap();
+            let body = format!("# Doc {i}\n\n{}\n", "words ".repeat(2_000));
+            svc.artifact_put(
+                &caller,
+                PutRequest::new(target, ContentSource::Bytes(body.into_bytes())),
+            )
+            .unwrap();
+        }
+        (svc, caller)
+    }
+
+    /// X5: an export reports its stages, and its byte bar ends exactly at
+    /// the payload's size.
+    #[test]
+    fn x5_export_reports_stages_and_every_payload_byte() {
+        let (svc, caller) = seeded();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("all.bag");
+        let w = Watched::new(u64::MAX);
+        let scope = ExportScope {
+            all: true,
+            ..ExportScope::default()
+        };
+        let r = svc.export_to_path(&caller, &scope, &out, None, &w).unwrap();
+        let stages = w.stages.into_inner().unwrap();
+        assert_eq!(
+            stages,
+            [
+                ("selecting".to_owned(), None),
+                ("writing".to_owned(), Some(r.payload_bytes))
+            ]
+        );
+        assert_eq!(w.bytes.load(Ordering::Relaxed), r.payload_bytes);
+        assert!(out.join("bagit.txt").is_file());
+    }
+
+    /// O1/O3: a stop request (a cancelled export job) ends the export
+    /// between files; nothing is placed under the name, no partial stays.
+    #[test]
+    fn o1_export_stops_cooperatively_and_leaves_nothing() {
+        let (svc, caller) = seeded();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("all.tar.zst");
+        let w = Watched::new(1);
+        let scope = ExportScope {
+            all: true,
+            ..ExportScope::default()
+        };
+        let e = svc
+            .export_to_path(&caller, &scope, &out, None, &w)
+            .unwrap_err();
+        assert!(matches!(e, Error::Stopped(_)), "{e}");
+        let runs = svc
+            .store()
+            .runs(&caller.namespace, None, &PageRequest::first(10))
+            .unwrap();
+        let export_run = runs.items.iter().find(|r| r.kind == "export").unwrap();
+        assert_eq!(export_run.status, kontextual_model::RunStatus::Interrupted);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        // a later export under the same name works
+        let r = svc
+            .export_to_path(&caller, &scope, &out, None, &Silent)
+            .unwrap();
+        assert_eq!(r.counts["artifacts"], 20);
+    }
 }

@@ -52,7 +52,8 @@ pub use context::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use export::{
-    CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, check_package,
+    CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, Progress, Silent,
+    check_package,
 };
 pub use grants::GrantOn;
 pub use index_admin::IndexStatus;

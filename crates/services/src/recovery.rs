@@ -70,6 +70,11 @@ impl Services {
                 RunStatus::Succeeded,
                 serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
             ),
+            // asked to stop (a cancelled job, a worker shutting down)
+            Err(e @ Error::Stopped(_)) => (
+                RunStatus::Interrupted,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
             Err(e) => (
                 RunStatus::Failed,
                 serde_json::json!({ "error": e.to_string() }),

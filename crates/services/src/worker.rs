@@ -120,6 +120,12 @@ impl IngestProgress for JobControl {
     }
 }
 
+impl kontextual_package::Progress for JobControl {
+    fn should_stop(&self) -> bool {
+        JobControl::should_stop(self)
+    }
+}
+
 /// Wakes this process's idle workers when it enqueues a job (workers in
 /// other processes find it at their next poll).
 #[derive(Default)]
@@ -681,8 +687,13 @@ impl Services {
             JobKind::Export => {
                 let p: crate::jobs::ExportPayload =
                     serde_json::from_value(job.payload.clone()).map_err(bad)?;
-                let r =
-                    self.export_to_path(&caller, &p.scope, std::path::Path::new(&p.out), link)?;
+                let r = self.export_to_path(
+                    &caller,
+                    &p.scope,
+                    std::path::Path::new(&p.out),
+                    link,
+                    ctl,
+                )?;
                 Ok(serde_json::to_value(r).ok())
             }
             JobKind::Noop => {

@@ -6,7 +6,9 @@ use kontextual_model::{
     Actor, ArtifactId, Change, Digest, GrantPermission, GrantScope, Namespace, Timestamp,
 };
 use kontextual_store::{ArtifactKey, Page, PageRequest, Result, StoreError, WriteContext};
-use postgres::{GenericClient, Row};
+use postgres::Row;
+
+use crate::conn::Conn;
 
 use crate::{pg_err, read, rows};
 
@@ -27,10 +29,7 @@ fn key_row(r: &Row) -> Result<kontextual_model::ApiKey> {
     })
 }
 
-pub(crate) fn api_key(
-    c: &mut impl GenericClient,
-    id: &str,
-) -> Result<Option<kontextual_model::ApiKey>> {
+pub(crate) fn api_key(c: &mut Conn, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
     c.query_opt(
         &format!("SELECT {KEY_COLS} FROM api_keys WHERE id = $1"),
         &[&id],
@@ -41,7 +40,7 @@ pub(crate) fn api_key(
 }
 
 pub(crate) fn api_keys(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     req: &PageRequest,
 ) -> Result<Page<kontextual_model::ApiKey>> {
@@ -75,7 +74,7 @@ pub(crate) fn api_keys(
 }
 
 pub(crate) fn create_key(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     mut key: kontextual_model::ApiKey,
     now: Timestamp,
@@ -112,7 +111,7 @@ pub(crate) fn create_key(
 }
 
 pub(crate) fn revoke_key(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     id: &str,
     now: Timestamp,
@@ -135,7 +134,7 @@ pub(crate) fn revoke_key(
     Ok(vec![Change::KeyRevoked { key }])
 }
 
-pub(crate) fn touch_keys(c: &mut impl GenericClient, uses: &[(String, Timestamp)]) -> Result<()> {
+pub(crate) fn touch_keys(c: &mut Conn, uses: &[(String, Timestamp)]) -> Result<()> {
     for (id, at) in uses {
         c.execute(
             "UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, 0), $2) WHERE id = $1",
@@ -155,7 +154,7 @@ fn scope_parts(scope: &GrantScope) -> (&'static str, String) {
 }
 
 pub(crate) fn grants(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     actor: Option<&Actor>,
 ) -> Result<Vec<kontextual_model::Grant>> {
@@ -205,7 +204,7 @@ pub(crate) fn grants(
 }
 
 pub(crate) fn create_grant(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     actor: Actor,
     permission: GrantPermission,
@@ -266,7 +265,7 @@ pub(crate) fn create_grant(
 }
 
 pub(crate) fn delete_grant(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     actor: &Actor,
     permission: GrantPermission,
@@ -284,7 +283,7 @@ pub(crate) fn delete_grant(
 }
 
 pub(crate) fn clearances(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     actor: Option<&Actor>,
 ) -> Result<Vec<kontextual_model::Clearance>> {
@@ -307,7 +306,7 @@ pub(crate) fn clearances(
 }
 
 pub(crate) fn set_clearance(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     actor: Actor,
     level: kontextual_model::Classification,
@@ -353,7 +352,7 @@ impl Mark {
 }
 
 pub(crate) fn marks(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     mark: Mark,
     ns: &Namespace,
     artifact: Option<ArtifactId>,
@@ -385,7 +384,7 @@ pub(crate) fn marks(
 }
 
 pub(crate) fn set_mark(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     key: &ArtifactKey,
     reason: String,
@@ -422,7 +421,7 @@ pub(crate) fn set_mark(
 }
 
 pub(crate) fn release_mark(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     key: &ArtifactKey,
     mark: Mark,
@@ -441,7 +440,7 @@ pub(crate) fn release_mark(
 }
 
 pub(crate) fn begin_idempotent(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     scope: &str,
     key: &str,
     request_hash: Digest,
@@ -490,7 +489,7 @@ pub(crate) fn begin_idempotent(
 }
 
 pub(crate) fn finish_idempotent(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     scope: &str,
     key: &str,
     status: u16,
@@ -505,7 +504,7 @@ pub(crate) fn finish_idempotent(
     Ok(())
 }
 
-pub(crate) fn abandon_idempotent(c: &mut impl GenericClient, scope: &str, key: &str) -> Result<()> {
+pub(crate) fn abandon_idempotent(c: &mut Conn, scope: &str, key: &str) -> Result<()> {
     c.execute(
         "DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND status IS NULL",
         &[&scope, &key],
@@ -514,10 +513,7 @@ pub(crate) fn abandon_idempotent(c: &mut impl GenericClient, scope: &str, key: &
     Ok(())
 }
 
-pub(crate) fn record_access(
-    c: &mut impl GenericClient,
-    entries: &[kontextual_model::AccessEntry],
-) -> Result<()> {
+pub(crate) fn record_access(c: &mut Conn, entries: &[kontextual_model::AccessEntry]) -> Result<()> {
     for e in entries {
         c.execute(
             "INSERT INTO access_log (at, namespace, actor, key_id, action, target, correlation_id) \
@@ -538,7 +534,7 @@ pub(crate) fn record_access(
 }
 
 pub(crate) fn access_log(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     actor: Option<&Actor>,
     since: Option<Timestamp>,
@@ -574,7 +570,7 @@ pub(crate) fn access_log(
     .collect()
 }
 
-pub(crate) fn prune_access_log(c: &mut impl GenericClient, older_than: Timestamp) -> Result<()> {
+pub(crate) fn prune_access_log(c: &mut Conn, older_than: Timestamp) -> Result<()> {
     c.execute(
         "DELETE FROM access_log WHERE at < $1",
         &[&older_than.as_microsecond()],

@@ -16,6 +16,7 @@ use kontextual_store::{
 };
 
 use crate::access::{self, Mark};
+use crate::conn::Conn;
 use crate::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
 
 pub(crate) struct Inner {
@@ -47,7 +48,7 @@ impl PostgresBackend {
         })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut c = self.inner.pool.get()?;
         f(&mut c)
     }
@@ -81,19 +82,18 @@ impl Backend for PostgresBackend {
     fn write(&self, batch: WriteBatch) -> Result<Vec<Change>> {
         let batch = stage(batch)?;
         let mut c = self.inner.pool.get()?;
-        let mut tx = c.transaction().map_err(pg_err)?;
         // wait for another process's writer lock at most this long
         let ms = self.inner.pool.lock_timeout().as_millis().max(1);
-        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{ms}ms'"))
-            .map_err(pg_err)?;
-        let changes = crate::write::apply(&mut tx, batch).map_err(|e| match e {
-            kontextual_store::StoreError::Locked { .. } => kontextual_store::StoreError::Locked {
-                waited_ms: ms as u64,
-            },
-            other => other,
-        })?;
-        tx.commit().map_err(pg_err)?;
-        Ok(changes)
+        let begin = format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'");
+        c.transaction(&begin, |tx| crate::write::apply(tx, batch))
+            .map_err(|e| match e {
+                kontextual_store::StoreError::Locked { .. } => {
+                    kontextual_store::StoreError::Locked {
+                        waited_ms: ms as u64,
+                    }
+                }
+                other => other,
+            })
     }
 
     fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>> {
@@ -181,7 +181,7 @@ impl Backend for PostgresBackend {
 
     fn status(&self) -> Result<StoreStatus> {
         self.read(|c| {
-            let n = |c: &mut postgres::Client, sql: &str| read::count(c, sql);
+            let n = |c: &mut Conn, sql: &str| read::count(c, sql);
             Ok(StoreStatus {
                 backend: "postgres".to_owned(),
                 location: self.inner.description.clone(),

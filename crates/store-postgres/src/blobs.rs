@@ -5,9 +5,9 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
+use crate::conn::Conn;
 use kontextual_model::{Digest, DigestWriter, Timestamp};
 use kontextual_store::{Content, Result, StoreError};
-use postgres::GenericClient;
 
 use crate::pg_err;
 
@@ -58,7 +58,7 @@ fn tempfile_in_tmp() -> Result<std::fs::File> {
     Ok(f)
 }
 
-fn exists(c: &mut impl GenericClient, d: &Digest) -> Result<bool> {
+fn exists(c: &mut Conn, d: &Digest) -> Result<bool> {
     Ok(
         c.query_opt("SELECT 1 FROM blobs WHERE digest = $1", &[&d.hex()])
             .map_err(pg_err)?
@@ -67,11 +67,7 @@ fn exists(c: &mut impl GenericClient, d: &Digest) -> Result<bool> {
 }
 
 /// Stores content (deduplicated by digest); returns its digest and size.
-pub(crate) fn store(
-    c: &mut impl GenericClient,
-    content: Content,
-    now: Timestamp,
-) -> Result<(Digest, u64)> {
+pub(crate) fn store(c: &mut Conn, content: Content, now: Timestamp) -> Result<(Digest, u64)> {
     match content {
         Content::Keep => Err(StoreError::InvalidInput("content is required".to_owned())),
         Content::Bytes(bytes) if bytes.len() < CHUNK => store_small(c, &bytes, now),
@@ -90,7 +86,7 @@ pub(crate) fn store(
     }
 }
 
-fn store_small(c: &mut impl GenericClient, bytes: &[u8], now: Timestamp) -> Result<(Digest, u64)> {
+fn store_small(c: &mut Conn, bytes: &[u8], now: Timestamp) -> Result<(Digest, u64)> {
     let d = Digest::of(bytes);
     c.execute(
         "INSERT INTO blobs (digest, size, chunks, created_at, data) VALUES ($1, $2, 0, $3, $4) \
@@ -106,11 +102,7 @@ fn store_small(c: &mut impl GenericClient, bytes: &[u8], now: Timestamp) -> Resu
     Ok((d, bytes.len() as u64))
 }
 
-fn store_chunked(
-    c: &mut impl GenericClient,
-    r: &mut dyn Read,
-    now: Timestamp,
-) -> Result<(Digest, u64)> {
+fn store_chunked(c: &mut Conn, r: &mut dyn Read, now: Timestamp) -> Result<(Digest, u64)> {
     let staging = format!("staging:{}", uuid::Uuid::now_v7());
     let mut hasher = DigestWriter::new();
     let mut buf = vec![0u8; CHUNK];
@@ -151,7 +143,7 @@ fn store_chunked(
 }
 
 /// Deletes blobs that no revision with available content needs any more.
-pub(crate) fn collect(c: &mut impl GenericClient, digests: &[Digest]) -> Result<u64> {
+pub(crate) fn collect(c: &mut Conn, digests: &[Digest]) -> Result<u64> {
     let mut n = 0;
     for d in digests {
         let needed = c

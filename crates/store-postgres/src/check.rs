@@ -8,8 +8,8 @@ use kontextual_model::audit::{ChainReport, ChainVerifier};
 use kontextual_model::change::{RevisionFacts, artifact_fingerprint, revision_fingerprint};
 use kontextual_model::{ChainHead, Digest, DigestWriter, Namespace};
 use kontextual_store::{ArtifactKey, CheckReport, Problem, ProblemCategory, Result};
-use postgres::{GenericClient, IsolationLevel};
 
+use crate::conn::Conn;
 use crate::{pg_err, read, rows};
 
 fn problem(
@@ -25,23 +25,12 @@ fn problem(
 }
 
 /// Runs `f` in a read-only snapshot.
-pub(crate) fn in_snapshot<T>(
-    c: &mut postgres::Client,
-    f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    let mut tx = c
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(pg_err)?;
-    let out = f(&mut tx)?;
-    tx.commit().map_err(pg_err)?;
-    Ok(out)
+pub(crate) fn in_snapshot<T>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+    c.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f)
 }
 
 pub(crate) fn verify_chain(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     expect: Option<ChainHead>,
 ) -> Result<(ChainReport, Option<String>)> {
     let source = expect.as_ref().map(|_| "--expect-head".to_owned());
@@ -58,7 +47,7 @@ pub(crate) fn verify_chain(
     Ok((verifier.finish(), source))
 }
 
-pub(crate) fn run(c: &mut impl GenericClient, expect: Option<ChainHead>) -> Result<CheckReport> {
+pub(crate) fn run(c: &mut Conn, expect: Option<ChainHead>) -> Result<CheckReport> {
     let mut problems = Vec::new();
     // Revisions whose content should be present but whose blob is gone.
     for r in c

@@ -4,26 +4,22 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::conn::Conn;
 use kontextual_model::{Change, CollectionId, Revision, Timestamp};
 use kontextual_store::rules;
 use kontextual_store::{
     ArtifactKey, Content, ImportConflict, ImportRecords, Result, StoreError, WriteContext,
 };
-use postgres::Transaction;
 use serde_json::json;
 
 use crate::{blobs, pg_err, read};
 
-fn exists(
-    tx: &mut Transaction<'_>,
-    sql: &str,
-    id: &(dyn postgres::types::ToSql + Sync),
-) -> Result<bool> {
+fn exists(tx: &mut Conn, sql: &str, id: &(dyn postgres::types::ToSql + Sync)) -> Result<bool> {
     Ok(tx.query_opt(sql, &[id]).map_err(pg_err)?.is_some())
 }
 
 pub(crate) fn import(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     rec: ImportRecords,
     now: Timestamp,
@@ -204,7 +200,7 @@ pub(crate) fn import(
     Ok(out)
 }
 
-fn insert_revision(tx: &mut Transaction<'_>, r: &Revision) -> Result<()> {
+fn insert_revision(tx: &mut Conn, r: &Revision) -> Result<()> {
     let provenance = serde_json::to_string(&r.provenance)
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     tx.execute(

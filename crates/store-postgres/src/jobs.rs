@@ -13,7 +13,9 @@ use kontextual_model::{
 use kontextual_store::{
     Cursor, JobAction, JobQuery, NewJob, Page, PageRequest, Result, StoreError, WriteContext,
 };
-use postgres::{GenericClient, Row};
+use postgres::Row;
+
+use crate::conn::Conn;
 use uuid::Uuid;
 
 use crate::{pg_err, rows};
@@ -73,7 +75,7 @@ fn lease_until(now: Timestamp, lease: Duration) -> i64 {
     now.as_microsecond() + lease.as_micros() as i64
 }
 
-pub(crate) fn job_by_id(c: &mut impl GenericClient, id: JobId) -> Result<Option<Job>> {
+pub(crate) fn job_by_id(c: &mut Conn, id: JobId) -> Result<Option<Job>> {
     c.query_opt(
         &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),
         &[&id.0],
@@ -83,12 +85,12 @@ pub(crate) fn job_by_id(c: &mut impl GenericClient, id: JobId) -> Result<Option<
     .transpose()
 }
 
-pub(crate) fn job(c: &mut impl GenericClient, ns: &Namespace, id: JobId) -> Result<Option<Job>> {
+pub(crate) fn job(c: &mut Conn, ns: &Namespace, id: JobId) -> Result<Option<Job>> {
     Ok(job_by_id(c, id)?.filter(|j| &j.namespace == ns))
 }
 
 pub(crate) fn enqueue(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     new: NewJob,
     now: Timestamp,
@@ -186,7 +188,7 @@ pub(crate) fn enqueue(
 
 /// Records the attempt the job row holds as ended (before the row leaves it).
 fn end_attempt(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     id: JobId,
     attempt: u32,
     outcome: AttemptOutcome,
@@ -206,7 +208,7 @@ fn end_attempt(
 }
 
 /// Jobs whose lease expired are rescued (their attempt recorded as lost).
-fn rescue_expired(c: &mut impl GenericClient, now: Timestamp) -> Result<()> {
+fn rescue_expired(c: &mut Conn, now: Timestamp) -> Result<()> {
     let t = now.as_microsecond();
     let expired = c
         .query(
@@ -247,7 +249,7 @@ fn rescue_expired(c: &mut impl GenericClient, now: Timestamp) -> Result<()> {
 }
 
 pub(crate) fn claim(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     worker: &str,
     kinds: &[String],
     limit: u32,
@@ -279,7 +281,7 @@ pub(crate) fn claim(
     Ok(Change::JobsClaimed { jobs })
 }
 
-fn lease_lost(c: &mut impl GenericClient, id: JobId, attempt: u32) -> Result<StoreError> {
+fn lease_lost(c: &mut Conn, id: JobId, attempt: u32) -> Result<StoreError> {
     let why = match job_by_id(c, id)? {
         None => "the job no longer exists".to_owned(),
         Some(j) if j.attempt != attempt => format!(
@@ -295,7 +297,7 @@ fn lease_lost(c: &mut impl GenericClient, id: JobId, attempt: u32) -> Result<Sto
 }
 
 pub(crate) fn heartbeat(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     id: JobId,
     attempt: u32,
     lease: Duration,
@@ -322,7 +324,7 @@ pub(crate) fn heartbeat(
 }
 
 pub(crate) fn finish(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     id: JobId,
     attempt: u32,
     result: JobResult,
@@ -372,8 +374,7 @@ pub(crate) fn finish(
     // A returned unique job whose key another queued job now holds is
     // cancelled (that one will do the work): tried in a savepoint, since a
     // failed statement would abort the whole transaction.
-    let mut sp = c.transaction().map_err(pg_err)?;
-    let first = sp.execute(
+    let first = c.execute_in_savepoint(
         sql,
         &[
             &id.0,
@@ -387,13 +388,9 @@ pub(crate) fn finish(
             &returned,
         ],
     );
-    let state = match first {
-        Ok(_) => {
-            sp.commit().map_err(pg_err)?;
-            state
-        }
+    let state = match first? {
+        Ok(_) => state,
         Err(e) if returned && e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            sp.rollback().map_err(pg_err)?;
             c.execute(
                 sql,
                 &[
@@ -417,7 +414,7 @@ pub(crate) fn finish(
 }
 
 pub(crate) fn act(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ctx: &WriteContext,
     id: JobId,
     action: JobAction,
@@ -442,8 +439,7 @@ pub(crate) fn act(
     };
     let t = now.as_microsecond();
     let requeue = to == S::Queued;
-    let mut sp = c.transaction().map_err(pg_err)?;
-    let res = sp.execute(
+    let res = c.execute_in_savepoint(
         "UPDATE jobs SET state = $2::text, stop_requested = $3, updated_at = $4::bigint, \
            finished_at = CASE WHEN $2::text IN ('succeeded', 'dead', 'cancelled', 'quarantined') THEN $4::bigint END, \
            run_at = CASE WHEN $5 THEN $4::bigint ELSE run_at END, \
@@ -451,10 +447,9 @@ pub(crate) fn act(
          WHERE id = $1",
         &[&id.0, &to.as_str(), &stop.map(|s| s.as_str()), &t, &requeue],
     );
-    match res {
-        Ok(_) => sp.commit().map_err(pg_err)?,
+    match res? {
+        Ok(_) => {}
         Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
-            sp.rollback().map_err(pg_err)?;
             return Err(refuse(format!(
                 "another job with unique key {:?} is already queued",
                 job.unique_key.as_deref().unwrap_or("")
@@ -476,7 +471,7 @@ pub(crate) fn act(
     }))
 }
 
-pub(crate) fn prune(c: &mut impl GenericClient, finished_before: Timestamp) -> Result<Vec<Change>> {
+pub(crate) fn prune(c: &mut Conn, finished_before: Timestamp) -> Result<Vec<Change>> {
     let ms = u64::try_from(finished_before.as_millisecond()).unwrap_or(0);
     let below =
         uuid::Builder::from_unix_timestamp_millis(ms.saturating_add(1), &[0xff; 10]).into_uuid();
@@ -493,12 +488,7 @@ pub(crate) fn prune(c: &mut impl GenericClient, finished_before: Timestamp) -> R
     })
 }
 
-pub(crate) fn link_run(
-    c: &mut impl GenericClient,
-    job: JobId,
-    attempt: u32,
-    run: RunId,
-) -> Result<()> {
+pub(crate) fn link_run(c: &mut Conn, job: JobId, attempt: u32, run: RunId) -> Result<()> {
     c.execute(
         "UPDATE jobs SET run_id = $3 WHERE id = $1 AND attempt = $2",
         &[&job.0, &(attempt as i64), &run.0],
@@ -508,7 +498,7 @@ pub(crate) fn link_run(
 }
 
 pub(crate) fn jobs(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     q: &JobQuery,
     req: &PageRequest,
@@ -544,11 +534,7 @@ pub(crate) fn jobs(
     Ok(Page { items, next })
 }
 
-pub(crate) fn attempts(
-    c: &mut impl GenericClient,
-    ns: &Namespace,
-    id: JobId,
-) -> Result<Vec<JobAttempt>> {
+pub(crate) fn attempts(c: &mut Conn, ns: &Namespace, id: JobId) -> Result<Vec<JobAttempt>> {
     if job(c, ns, id)?.is_none() {
         return Ok(Vec::new());
     }
@@ -580,7 +566,7 @@ pub(crate) fn attempts(
     .collect()
 }
 
-pub(crate) fn stats(c: &mut impl GenericClient) -> Result<JobStats> {
+pub(crate) fn stats(c: &mut Conn) -> Result<JobStats> {
     let counts = c
         .query(
             "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",

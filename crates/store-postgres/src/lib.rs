@@ -11,6 +11,8 @@ mod access;
 mod backend;
 mod blobs;
 mod check;
+mod conn;
+pub use conn::Conn;
 mod import;
 mod jobs;
 mod pool;
@@ -61,7 +63,7 @@ pub struct PgStore {
 }
 
 /// The seq of the last outbox event ever appended (0 before the first).
-pub(crate) fn feed_last_seq(c: &mut impl postgres::GenericClient) -> Result<u64> {
+pub(crate) fn feed_last_seq(c: &mut conn::Conn) -> Result<u64> {
     Ok(c.query_opt(
         "SELECT value FROM store_meta WHERE key = 'outbox_last'",
         &[],
@@ -208,9 +210,9 @@ impl PgStore {
         )?;
         let mut conn = pool.get()?;
         if opts.create {
-            schema::migrate(&mut conn, true)?;
+            schema::migrate(conn.client(), true)?;
         }
-        let state = schema::inspect(&mut *conn)?;
+        let state = schema::inspect(conn.client())?;
         if state.current == 0 {
             return Err(StoreError::NotInitialized {
                 path: redact(url).into(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use kontextual_store::{Result, StoreError};
 use postgres::{Client, Config, NoTls};
 
+use crate::conn::Conn;
 use crate::{pg_err, tls::Tls};
 
 pub struct Pool {
@@ -22,7 +23,7 @@ pub struct Pool {
 }
 
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Conn>,
     /// Connections handed out or idle.
     open: usize,
 }
@@ -30,7 +31,7 @@ struct State {
 /// A connection checked out of the pool.
 pub struct Pooled<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    client: Option<Conn>,
 }
 
 impl Pool {
@@ -79,7 +80,7 @@ impl Pool {
         let mut st = self.lock();
         loop {
             while let Some(c) = st.idle.pop() {
-                if !c.is_closed() {
+                if c.reusable() {
                     return Ok(Pooled {
                         pool: self,
                         client: Some(c),
@@ -93,7 +94,7 @@ impl Pool {
                 return match self.connect() {
                     Ok(client) => Ok(Pooled {
                         pool: self,
-                        client: Some(client),
+                        client: Some(Conn::new(client)),
                     }),
                     Err(e) => {
                         self.lock().open -= 1;
@@ -120,7 +121,7 @@ impl Pool {
 /// Drops clients on a thread of their own: closing a `postgres::Client`
 /// runs its own small runtime, which panics inside an async context (a
 /// server's runtime shutting down drops the store on one of its workers).
-fn close(clients: Vec<Client>) {
+fn close(clients: Vec<Conn>) {
     if clients.is_empty() {
         return;
     }
@@ -145,7 +146,7 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let Some(c) = self.client.take() else { return };
         let mut st = self.pool.lock();
-        let broken = if c.is_closed() {
+        let broken = if !c.reusable() {
             st.open -= 1;
             Some(c)
         } else {
@@ -159,14 +160,14 @@ impl Drop for Pooled<'_> {
 }
 
 impl Deref for Pooled<'_> {
-    type Target = Client;
-    fn deref(&self) -> &Client {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         self.client.as_ref().expect("a checked-out connection")
     }
 }
 
 impl DerefMut for Pooled<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.client.as_mut().expect("a checked-out connection")
     }
 }

@@ -1,6 +1,7 @@
 //! Reads: the same queries and orders as the SQLite store, keyset cursors
 //! encoded the same way.
 
+use crate::conn::Conn;
 use kontextual_model::{
     Artifact, ArtifactId, AuditRecord, ChainHead, Collection, CollectionId, Namespace, OutboxEvent,
     Relation, RelationId, Revision,
@@ -9,7 +10,6 @@ use kontextual_store::{
     ArtifactKey, ArtifactQuery, AuditQuery, Cursor, Page, PageRequest, RelationQuery, Result,
     StoreError,
 };
-use postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::pg_err;
@@ -22,7 +22,7 @@ fn bad_cursor() -> StoreError {
 }
 
 pub(crate) fn collection_id(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     name: &str,
 ) -> Result<Option<CollectionId>> {
@@ -35,11 +35,7 @@ pub(crate) fn collection_id(
     .transpose()
 }
 
-pub(crate) fn collection(
-    c: &mut impl GenericClient,
-    ns: &Namespace,
-    name: &str,
-) -> Result<Option<Collection>> {
+pub(crate) fn collection(c: &mut Conn, ns: &Namespace, name: &str) -> Result<Option<Collection>> {
     c.query_opt(
         &format!(
             "SELECT {COLLECTION_COLS} FROM collections c WHERE c.namespace = $1 AND c.name = $2"
@@ -52,7 +48,7 @@ pub(crate) fn collection(
 }
 
 pub(crate) fn collections(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     req: &PageRequest,
 ) -> Result<Page<Collection>> {
@@ -85,7 +81,7 @@ fn paged<T>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> Cursor) -> P
 }
 
 pub(crate) fn artifact(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     key: &ArtifactKey,
 ) -> Result<Option<Artifact>> {
@@ -124,7 +120,7 @@ pub(crate) fn decode_pair(c: &Cursor) -> Result<(String, String)> {
 /// Artifacts in (collection name, artifact name) byte order — `COLLATE "C"`,
 /// as SQLite compares — with the same keyset cursor as SQLite.
 pub(crate) fn artifacts(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     q: &ArtifactQuery,
     req: &PageRequest,
@@ -165,7 +161,7 @@ pub(crate) fn artifacts(
 }
 
 pub(crate) fn revisions(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     id: ArtifactId,
     req: &PageRequest,
@@ -192,7 +188,7 @@ pub(crate) fn revisions(
 }
 
 pub(crate) fn revision(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     id: ArtifactId,
     rev: u64,
@@ -209,11 +205,7 @@ pub(crate) fn revision(
     .transpose()
 }
 
-pub(crate) fn relation(
-    c: &mut impl GenericClient,
-    ns: &Namespace,
-    id: RelationId,
-) -> Result<Option<Relation>> {
+pub(crate) fn relation(c: &mut Conn, ns: &Namespace, id: RelationId) -> Result<Option<Relation>> {
     c.query_opt(
         &format!("SELECT {RELATION_COLS} FROM relations WHERE id = $1 AND namespace = $2"),
         &[&id.0, &ns.as_str()],
@@ -224,7 +216,7 @@ pub(crate) fn relation(
 }
 
 pub(crate) fn relations(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     q: &RelationQuery,
     req: &PageRequest,
@@ -258,10 +250,7 @@ pub(crate) fn relations(
     Ok(paged(items, limit as usize, |r| Cursor(r.id.to_string())))
 }
 
-pub(crate) fn live_relations_of(
-    c: &mut impl GenericClient,
-    id: ArtifactId,
-) -> Result<Vec<Relation>> {
+pub(crate) fn live_relations_of(c: &mut Conn, id: ArtifactId) -> Result<Vec<Relation>> {
     c.query(
         &format!(
             "SELECT {RELATION_COLS} FROM relations \
@@ -275,11 +264,7 @@ pub(crate) fn live_relations_of(
     .collect()
 }
 
-pub(crate) fn audit(
-    c: &mut impl GenericClient,
-    after: u64,
-    limit: u32,
-) -> Result<Vec<AuditRecord>> {
+pub(crate) fn audit(c: &mut Conn, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
     c.query(
         &format!("SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
         &[&(after as i64), &(limit as i64)],
@@ -291,7 +276,7 @@ pub(crate) fn audit(
 }
 
 pub(crate) fn audit_query(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     q: &AuditQuery,
     after: u64,
     limit: u32,
@@ -324,7 +309,7 @@ pub(crate) fn audit_query(
     .collect()
 }
 
-pub(crate) fn audit_head(c: &mut impl GenericClient) -> Result<Option<ChainHead>> {
+pub(crate) fn audit_head(c: &mut Conn) -> Result<Option<ChainHead>> {
     c.query_opt(
         "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
         &[],
@@ -339,11 +324,7 @@ pub(crate) fn audit_head(c: &mut impl GenericClient) -> Result<Option<ChainHead>
     .transpose()
 }
 
-pub(crate) fn outbox(
-    c: &mut impl GenericClient,
-    after: u64,
-    limit: u32,
-) -> Result<Vec<OutboxEvent>> {
+pub(crate) fn outbox(c: &mut Conn, after: u64, limit: u32) -> Result<Vec<OutboxEvent>> {
     c.query(
         "SELECT seq, at, namespace, correlation_id, audit_seq, kind, subject, payload \
          FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -355,13 +336,13 @@ pub(crate) fn outbox(
     .collect()
 }
 
-pub(crate) fn count(c: &mut impl GenericClient, sql: &str) -> Result<u64> {
+pub(crate) fn count(c: &mut Conn, sql: &str) -> Result<u64> {
     let r = c.query_one(sql, &[]).map_err(pg_err)?;
     Ok(rows::get::<Option<i64>>(&r, 0)?.unwrap_or(0) as u64)
 }
 
 pub(crate) fn context_package(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     name: &str,
     version: Option<u64>,
@@ -380,7 +361,7 @@ pub(crate) fn context_package(
 }
 
 pub(crate) fn runs(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     status: Option<kontextual_model::RunStatus>,
     req: &PageRequest,
@@ -406,7 +387,7 @@ pub(crate) fn runs(
 }
 
 pub(crate) fn context_packages(
-    c: &mut impl GenericClient,
+    c: &mut Conn,
     ns: &Namespace,
     req: &PageRequest,
 ) -> Result<Page<kontextual_model::ContextPackage>> {

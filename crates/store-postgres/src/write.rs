@@ -4,6 +4,7 @@
 //! commit order across processes (ADR 0007). The decisions are the shared
 //! rules of `kontextual_store::rules`.
 
+use crate::conn::Conn;
 use kontextual_model::audit::AuditContext;
 use kontextual_model::change::RelationDeleteCause;
 use kontextual_model::{
@@ -13,7 +14,6 @@ use kontextual_model::{
 use kontextual_store::{
     ArtifactKey, Content, Op, PutArtifact, Result, StoreError, WriteBatch, WriteContext, rules,
 };
-use postgres::Transaction;
 
 use crate::access::{self, Mark};
 use crate::{blobs, jobs, pg_err, read};
@@ -35,7 +35,7 @@ fn bookkeeping(op: &Op) -> bool {
     )
 }
 
-pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<Change>> {
+pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<Vec<Change>> {
     let locked = !batch.ops.iter().all(bookkeeping);
     if locked {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
@@ -228,7 +228,7 @@ pub(crate) fn apply(tx: &mut Transaction<'_>, batch: WriteBatch) -> Result<Vec<C
 }
 
 fn append_audit(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     head: &mut Option<ChainHead>,
     now: Timestamp,
@@ -272,7 +272,7 @@ fn append_audit(
 }
 
 fn append_event(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     now: Timestamp,
     audit_seq: u64,
@@ -301,7 +301,7 @@ fn append_event(
 }
 
 fn create_collection(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     name: &str,
     description: &str,
@@ -333,7 +333,7 @@ fn create_collection(
 }
 
 fn check_derived_from(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     p: &kontextual_model::Provenance,
 ) -> Result<()> {
@@ -351,7 +351,7 @@ fn check_derived_from(
 }
 
 fn put_artifact(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     mut put: PutArtifact,
     now: Timestamp,
@@ -396,7 +396,7 @@ fn put_artifact(
     Ok(rules::put_change(plan))
 }
 
-pub(crate) fn write_artifact(tx: &mut Transaction<'_>, a: &Artifact, insert: bool) -> Result<()> {
+pub(crate) fn write_artifact(tx: &mut Conn, a: &Artifact, insert: bool) -> Result<()> {
     let provenance = serde_json::to_string(&a.provenance)
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     let sql = if insert {
@@ -442,7 +442,7 @@ pub(crate) fn write_artifact(tx: &mut Transaction<'_>, a: &Artifact, insert: boo
 }
 
 fn insert_revision(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     a: &Artifact,
     kind: ChangeKind,
@@ -479,7 +479,7 @@ fn insert_revision(
     Ok(())
 }
 
-fn existing(tx: &mut Transaction<'_>, ctx: &WriteContext, key: &ArtifactKey) -> Result<Artifact> {
+fn existing(tx: &mut Conn, ctx: &WriteContext, key: &ArtifactKey) -> Result<Artifact> {
     read::artifact(tx, &ctx.namespace, key)?.ok_or_else(|| StoreError::not_found(key.to_string()))
 }
 
@@ -494,12 +494,7 @@ fn check_rev(what: &str, current: u64, expect: Option<u64>) -> Result<()> {
     }
 }
 
-fn refuse_if_held(
-    tx: &mut Transaction<'_>,
-    ctx: &WriteContext,
-    a: &Artifact,
-    what: &str,
-) -> Result<()> {
+fn refuse_if_held(tx: &mut Conn, ctx: &WriteContext, a: &Artifact, what: &str) -> Result<()> {
     let held = tx
         .query_opt(
             "SELECT reason FROM holds WHERE artifact_id = $1 AND namespace = $2",
@@ -516,7 +511,7 @@ fn refuse_if_held(
 }
 
 fn cascade_relations(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     id: kontextual_model::ArtifactId,
     now: Timestamp,
 ) -> Result<Vec<Change>> {
@@ -527,7 +522,7 @@ fn cascade_relations(
 }
 
 fn delete_artifact(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     key: &ArtifactKey,
     expect: Option<u64>,
@@ -549,7 +544,7 @@ fn delete_artifact(
 }
 
 fn tombstone(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     cur: &Artifact,
     kind: ChangeKind,
@@ -576,7 +571,7 @@ fn tombstone(
 }
 
 fn purge_artifact(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     key: &ArtifactKey,
     expect: Option<u64>,
@@ -612,12 +607,7 @@ fn purge_artifact(
     Ok(changes)
 }
 
-fn endpoint(
-    tx: &mut Transaction<'_>,
-    ctx: &WriteContext,
-    role: &str,
-    key: &ArtifactKey,
-) -> Result<Artifact> {
+fn endpoint(tx: &mut Conn, ctx: &WriteContext, role: &str, key: &ArtifactKey) -> Result<Artifact> {
     match read::artifact(tx, &ctx.namespace, key)? {
         Some(a) if a.is_live() => Ok(a),
         Some(a) => Err(StoreError::DanglingReference {
@@ -629,7 +619,7 @@ fn endpoint(
     }
 }
 
-pub(crate) fn write_relation(tx: &mut Transaction<'_>, r: &Relation, insert: bool) -> Result<()> {
+pub(crate) fn write_relation(tx: &mut Conn, r: &Relation, insert: bool) -> Result<()> {
     let sql = if insert {
         "INSERT INTO relations (id, namespace, rel_type, source_id, target_id, properties, revision, deleted, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -662,7 +652,7 @@ pub(crate) fn write_relation(tx: &mut Transaction<'_>, r: &Relation, insert: boo
 }
 
 fn create_relation(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     source: &ArtifactKey,
     rel_type: kontextual_model::RelationType,
@@ -716,7 +706,7 @@ fn create_relation(
 }
 
 fn live_relation(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     id: RelationId,
     expect: Option<u64>,
@@ -729,7 +719,7 @@ fn live_relation(
 }
 
 fn update_relation(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     id: RelationId,
     rel_type: Option<kontextual_model::RelationType>,
@@ -770,7 +760,7 @@ fn update_relation(
 }
 
 fn delete_relation(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     cur: Relation,
     cause: RelationDeleteCause,
     now: Timestamp,
@@ -788,7 +778,7 @@ fn delete_relation(
     })
 }
 
-fn prune_outbox(tx: &mut Transaction<'_>, older_than: Timestamp) -> Result<Vec<Change>> {
+fn prune_outbox(tx: &mut Conn, older_than: Timestamp) -> Result<Vec<Change>> {
     let min_cursor: Option<i64> = tx
         .query_one("SELECT min(cursor) FROM outbox_consumers", &[])
         .map_err(pg_err)?
@@ -817,7 +807,7 @@ fn prune_outbox(tx: &mut Transaction<'_>, older_than: Timestamp) -> Result<Vec<C
     }])
 }
 
-fn ack_outbox(tx: &mut Transaction<'_>, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {
+fn ack_outbox(tx: &mut Conn, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {
     if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
         return Err(StoreError::InvalidInput(format!(
             "outbox consumer name {consumer:?} must be 1-128 printable characters"
@@ -841,7 +831,7 @@ fn ack_outbox(tx: &mut Transaction<'_>, consumer: &str, seq: u64, now: Timestamp
 
 #[allow(clippy::too_many_arguments)]
 fn start_run(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     id: kontextual_model::RunId,
     kind: String,
@@ -892,7 +882,7 @@ fn start_run(
 }
 
 fn running(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     id: kontextual_model::RunId,
 ) -> Result<kontextual_model::Run> {
@@ -920,7 +910,7 @@ fn running(
 
 #[allow(clippy::too_many_arguments)]
 fn run_step(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     id: kontextual_model::RunId,
     name: &str,
@@ -939,7 +929,7 @@ fn run_step(
 }
 
 fn finish_run(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     id: kontextual_model::RunId,
     status: kontextual_model::RunStatus,
@@ -969,7 +959,7 @@ fn finish_run(
 }
 
 fn save_context_package(
-    tx: &mut Transaction<'_>,
+    tx: &mut Conn,
     ctx: &WriteContext,
     name: kontextual_model::PackageName,
     digest: Digest,

@@ -100,7 +100,7 @@ fn x7_diverged_or_newer_schemas_are_refused() {
         &[],
     )
     .expect("tamper");
-    let e = schema::inspect(&mut *c).expect_err("diverged");
+    let e = schema::inspect(c.client()).expect_err("diverged");
     assert!(matches!(e, StoreError::Corrupted(_)), "{e}");
     c.execute(
         "INSERT INTO schema_migrations VALUES (99, 'future', 'x', 0)",
@@ -260,4 +260,110 @@ fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
             }],
         })
         .expect("after the lock is released");
+}
+
+/// X7: a statement is prepared once per connection, and the server agrees
+/// (`pg_prepared_statements` lists this session's protocol-level ones).
+#[test]
+fn x7_statements_are_prepared_once_per_connection() {
+    let Some(db) = TestDb::new() else { return };
+    let s = PgStore::open(&db.url, &create()).expect("init");
+    let mut c = s.pool().get().expect("connection");
+    let before = c.prepared_count();
+    for _ in 0..5 {
+        c.query(
+            "SELECT value FROM store_meta WHERE key = $1",
+            &[&"store_id"],
+        )
+        .expect("query");
+    }
+    assert_eq!(c.prepared_count(), before + 1);
+    let on_server: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql",
+            &[],
+        )
+        .expect("count")
+        .get(0);
+    assert_eq!(on_server as usize, c.prepared_count());
+}
+
+/// X7: a transaction whose work fails is rolled back and its connection
+/// reused; a failed statement in a savepoint leaves the transaction usable;
+/// a panic inside a transaction closes the connection instead of pooling
+/// it mid-transaction.
+#[test]
+fn x7_transactions_end_cleanly_on_error_and_panic() {
+    let Some(db) = TestDb::new() else { return };
+    let s = PgStore::open(&db.url, &create()).expect("init");
+    let pool = s.pool();
+    pool.get()
+        .expect("connection")
+        .batch_execute("CREATE TABLE t (k text PRIMARY KEY)")
+        .expect("table");
+    let count = || -> i64 {
+        pool.get()
+            .expect("connection")
+            .query_one("SELECT count(*) FROM t", &[])
+            .expect("count")
+            .get(0)
+    };
+    let pid = |c: &mut kontextual_store_postgres::Conn| -> i32 {
+        c.query_one("SELECT pg_backend_pid()", &[])
+            .expect("pid")
+            .get(0)
+    };
+
+    // an error: rolled back, and the connection comes back usable
+    let mut c = pool.get().expect("connection");
+    let first = pid(&mut c);
+    let r: Result<(), StoreError> = c.transaction("BEGIN", |tx| {
+        tx.execute("INSERT INTO t VALUES ('a')", &[])
+            .expect("insert");
+        Err(StoreError::InvalidInput("no".into()))
+    });
+    assert!(r.is_err());
+    assert!(c.query("SELECT 1", &[]).is_ok(), "usable after rollback");
+    drop(c);
+    assert_eq!(count(), 0, "rolled back");
+
+    // a unique violation inside a savepoint; the rest commits
+    let mut c = pool.get().expect("connection");
+    c.transaction("BEGIN", |tx| {
+        tx.execute("INSERT INTO t VALUES ('a')", &[])
+            .expect("insert");
+        let dup = tx
+            .execute_in_savepoint("INSERT INTO t VALUES ('a')", &[])
+            .expect("savepoint");
+        assert!(dup.is_err(), "a duplicate is refused");
+        tx.execute("INSERT INTO t VALUES ('b')", &[])
+            .expect("the transaction goes on");
+        Ok(())
+    })
+    .expect("commit");
+    drop(c);
+    assert_eq!(count(), 2);
+
+    // a panic mid-transaction: that connection is not pooled again
+    let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut c = pool.get().expect("connection");
+        let p = pid(&mut c);
+        let _ = c.transaction("BEGIN", |tx| -> Result<(), StoreError> {
+            tx.execute("INSERT INTO t VALUES ('c')", &[])
+                .expect("insert");
+            std::panic::panic_any(p)
+        });
+    }))
+    .expect_err("panicked");
+    let panicked_pid = *held.downcast::<i32>().expect("pid");
+    assert_eq!(panicked_pid, first, "the pool reused the first connection");
+    for _ in 0..4 {
+        let mut c = pool.get().expect("connection");
+        assert_ne!(
+            pid(&mut c),
+            panicked_pid,
+            "a connection left mid-transaction was reused"
+        );
+    }
+    assert_eq!(count(), 2, "the panicked transaction wrote nothing");
 }

@@ -1,0 +1,159 @@
+//! A pooled connection and the statements prepared on it.
+//!
+//! The `postgres` client prepares a statement given as text on every call:
+//! one round trip to parse and describe it, another to run it. Nearly all
+//! of the backend's SQL is fixed text, so each connection keeps what it
+//! prepared, keyed by that text, and a repeated statement costs one round
+//! trip. (Prepared statements live in the server session, so a pooler in
+//! transaction mode in front of PostgreSQL is not supported; ADR 0007.)
+//!
+//! Transactions are begun and ended here too, by statement, so the code
+//! that runs inside one takes the same `&mut Conn` as code that does not.
+
+use std::collections::HashMap;
+
+use kontextual_store::Result;
+use postgres::types::ToSql;
+use postgres::{Client, Row, Statement};
+
+use crate::pg_err;
+
+/// Statements kept per connection. Past this (only dynamic SQL could get
+/// here) the cache starts over rather than grow without bound.
+const MAX_STATEMENTS: usize = 512;
+
+pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+pub struct Conn {
+    // declared first: dropped (closed on the server) while the client lives
+    statements: HashMap<String, Statement>,
+    client: Client,
+    /// Set while a transaction is open; a connection handed back in that
+    /// state (a panic inside one) is closed, not reused.
+    in_transaction: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client) -> Conn {
+        Conn {
+            statements: HashMap::new(),
+            client,
+            in_transaction: false,
+        }
+    }
+
+    /// Whether this connection may go back to the pool.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.client.is_closed() && !self.in_transaction
+    }
+
+    /// The client itself, for work that manages its own transactions
+    /// (schema migration).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// How many statements this connection holds prepared.
+    pub fn prepared_count(&self) -> usize {
+        self.statements.len()
+    }
+
+    fn prepared(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    pub fn query(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<Vec<Row>, postgres::Error> {
+        let s = self.prepared(sql)?;
+        self.client.query(&s, params)
+    }
+
+    pub fn query_one(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<Row, postgres::Error> {
+        let s = self.prepared(sql)?;
+        self.client.query_one(&s, params)
+    }
+
+    pub fn query_opt(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<Option<Row>, postgres::Error> {
+        let s = self.prepared(sql)?;
+        self.client.query_opt(&s, params)
+    }
+
+    pub fn execute(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<u64, postgres::Error> {
+        let s = self.prepared(sql)?;
+        self.client.execute(&s, params)
+    }
+
+    /// Statements without parameters, by the simple protocol (nothing kept).
+    pub fn batch_execute(&mut self, sql: &str) -> std::result::Result<(), postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+
+    /// Runs `f` in a transaction begun with `begin` (`BEGIN`, or `BEGIN`
+    /// with an isolation level): committed when `f` returns `Ok`, rolled
+    /// back when it returns an error.
+    pub fn transaction<T>(
+        &mut self,
+        begin: &str,
+        f: impl FnOnce(&mut Conn) -> Result<T>,
+    ) -> Result<T> {
+        self.client.batch_execute(begin).map_err(pg_err)?;
+        self.in_transaction = true;
+        match f(self) {
+            Ok(v) => {
+                self.client.batch_execute("COMMIT").map_err(pg_err)?;
+                self.in_transaction = false;
+                Ok(v)
+            }
+            Err(e) => {
+                // a connection that cannot roll back is closed, not reused
+                if self.client.batch_execute("ROLLBACK").is_ok() {
+                    self.in_transaction = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs one statement inside the current transaction so that its
+    /// failure (returned as the inner error) leaves the transaction usable.
+    pub fn execute_in_savepoint(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<std::result::Result<u64, postgres::Error>> {
+        self.client
+            .batch_execute("SAVEPOINT kx_try")
+            .map_err(pg_err)?;
+        let r = self.execute(sql, params);
+        let end = if r.is_ok() {
+            "RELEASE SAVEPOINT kx_try"
+        } else {
+            "ROLLBACK TO SAVEPOINT kx_try; RELEASE SAVEPOINT kx_try"
+        };
+        self.client.batch_execute(end).map_err(pg_err)?;
+        Ok(r)
+    }
+}

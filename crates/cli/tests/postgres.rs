@@ -521,3 +521,49 @@ fn x7_index_rebuilds_after_a_restore_and_new_writes() {
     let v = json(&a, url, &["search", "wombat"]);
     assert_eq!(v["total"], 4, "{v}");
 }
+
+/// X3/X7: on PostgreSQL each process anchors the audit chain in its own
+/// data directory (`audit.<store id>.head`, written after its writes), so
+/// a tail deleted in the database is found by `audit verify` and `verify`
+/// without `--expect-head`; a process that never wrote has no anchor.
+#[test]
+fn x3_postgres_audit_tail_truncation_is_found_from_the_head_copy() {
+    let Some(db) = Db::new() else { return };
+    let url = Some(db.url.as_str());
+    let t = tempfile::tempdir().unwrap();
+    let (writer, other) = (t.path().join("writer"), t.path().join("other"));
+    ok(&writer, url, &["init"]);
+    ok(&writer, url, &["collection", "create", "handbook"]);
+    let v = json(&writer, url, &["audit", "verify"]);
+    let seq = v["head"]["seq"].as_u64().unwrap();
+    let anchors: Vec<_> = std::fs::read_dir(&writer)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("audit.") && n.ends_with(".head"))
+        .collect();
+    assert_eq!(anchors.len(), 1, "{anchors:?}");
+    let recorded = std::fs::read_to_string(writer.join(&anchors[0])).unwrap();
+    assert!(recorded.starts_with(&format!("{seq}:")), "{recorded}");
+
+    // someone with database access removes the newest record
+    let status = Command::new("psql")
+        .args([
+            "-q",
+            "-d",
+            &db.url,
+            "-c",
+            &format!("DELETE FROM audit_log WHERE seq = {seq}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for cmd in [&["audit", "verify"][..], &["verify"][..]] {
+        let out = run(&writer, url, cmd);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {text}");
+        assert!(text.contains("tail truncated"), "{cmd:?}: {text}");
+    }
+    // a process without an anchor sees a consistent (shorter) chain
+    ok(&other, url, &["audit", "verify"]);
+}

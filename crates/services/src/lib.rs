@@ -192,6 +192,8 @@ impl Services {
             &kontextual_store_postgres::PgOptions {
                 create,
                 lock_timeout: busy_timeout,
+                // this process's anchor for the audit chain (ADR 0007)
+                head_dir: Some(data_dir.to_owned()),
                 ..Default::default()
             },
         )?;

@@ -23,6 +23,9 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     store_id: String,
     description: String,
+    head_file: Option<std::path::PathBuf>,
+    /// Orders this process's head records (commits finish in any order).
+    head_lock: std::sync::Mutex<()>,
 }
 
 /// The Kontextual store in a PostgreSQL database.
@@ -39,11 +42,17 @@ impl PostgresBackend {
             store_id,
             description,
         } = PgStore::open(url, opts)?;
+        let head_file = opts
+            .head_dir
+            .as_ref()
+            .map(|d| d.join(format!("audit.{store_id}.head")));
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
                 pool,
                 store_id,
                 description,
+                head_file,
+                head_lock: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -85,7 +94,8 @@ impl Backend for PostgresBackend {
         // wait for another process's writer lock at most this long
         let ms = self.inner.pool.lock_timeout().as_millis().max(1);
         let begin = format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'");
-        c.transaction(&begin, |tx| crate::write::apply(tx, batch))
+        let (changes, head) = c
+            .transaction(&begin, |tx| crate::write::apply(tx, batch))
             .map_err(|e| match e {
                 kontextual_store::StoreError::Locked { .. } => {
                     kontextual_store::StoreError::Locked {
@@ -93,7 +103,17 @@ impl Backend for PostgresBackend {
                     }
                 }
                 other => other,
-            })
+            })?;
+        drop(c);
+        if let (Some(path), Some(head)) = (&self.inner.head_file, head) {
+            let _order = self
+                .inner
+                .head_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            kontextual_store::head_copy::record(path, &head);
+        }
+        Ok(changes)
     }
 
     fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>> {
@@ -427,8 +447,11 @@ impl Backend for PostgresBackend {
         &self,
         expect_head: Option<ChainHead>,
     ) -> Result<(ChainReport, Option<String>)> {
+        let recorded = kontextual_store::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
-            crate::check::in_snapshot(c, |tx| crate::check::verify_chain(tx, expect_head))
+            crate::check::in_snapshot(c, |tx| {
+                crate::check::verify_chain(tx, expect_head, recorded)
+            })
         })
     }
 
@@ -487,6 +510,9 @@ impl Backend for PostgresBackend {
     }
 
     fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport> {
-        self.read(|c| crate::check::in_snapshot(c, |tx| crate::check::run(tx, expect_head)))
+        let recorded = kontextual_store::head_copy::recorded(self.inner.head_file.as_deref());
+        self.read(|c| {
+            crate::check::in_snapshot(c, |tx| crate::check::run(tx, expect_head, recorded))
+        })
     }
 }

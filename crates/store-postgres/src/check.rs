@@ -29,11 +29,14 @@ pub(crate) fn in_snapshot<T>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T
     c.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f)
 }
 
+/// Streams the chain through the verifier, against `--expect-head` or
+/// else the head this process recorded (read before the snapshot began).
 pub(crate) fn verify_chain(
     c: &mut Conn,
     expect: Option<ChainHead>,
+    recorded: Option<(Option<ChainHead>, std::path::PathBuf)>,
 ) -> Result<(ChainReport, Option<String>)> {
-    let source = expect.as_ref().map(|_| "--expect-head".to_owned());
+    let (expect, source, unreadable) = kontextual_store::head_copy::expectation(expect, recorded);
     let mut verifier = ChainVerifier::new(expect);
     let mut after = 0;
     loop {
@@ -44,10 +47,20 @@ pub(crate) fn verify_chain(
             verifier.push(rec);
         }
     }
-    Ok((verifier.finish(), source))
+    let mut report = verifier.finish();
+    if let Some(path) = unreadable {
+        report
+            .problems
+            .push(kontextual_model::audit::ChainProblem::HeadUnreadable { path });
+    }
+    Ok((report, source))
 }
 
-pub(crate) fn run(c: &mut Conn, expect: Option<ChainHead>) -> Result<CheckReport> {
+pub(crate) fn run(
+    c: &mut Conn,
+    expect: Option<ChainHead>,
+    recorded: Option<(Option<ChainHead>, std::path::PathBuf)>,
+) -> Result<CheckReport> {
     let mut problems = Vec::new();
     // Revisions whose content should be present but whose blob is gone.
     for r in c
@@ -273,7 +286,7 @@ pub(crate) fn run(c: &mut Conn, expect: Option<ChainHead>) -> Result<CheckReport
             ),
         ));
     }
-    let (audit, source) = verify_chain(c, expect)?;
+    let (audit, source) = verify_chain(c, expect, recorded)?;
     for p in &audit.problems {
         problems.push(problem(
             ProblemCategory::AuditChain,

@@ -42,6 +42,13 @@ pub struct PgOptions {
     /// How long a write waits for another process's writer lock
     /// (`lock_timeout`); then it fails with `Locked`.
     pub lock_timeout: Duration,
+    /// The directory where this process records the audit head after each
+    /// of its writes that extend the chain (`head_copy`), in a file named
+    /// after the store's id (`audit.<store id>.head`, so a data directory
+    /// pointed at another database never compares against the wrong
+    /// chain); verification expects the chain to still hold it. `None`:
+    /// not recorded.
+    pub head_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -51,6 +58,7 @@ impl Default for PgOptions {
             pool_size: 8,
             checkout_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(5),
+            head_dir: None,
         }
     }
 }
@@ -183,6 +191,37 @@ pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
     }
 }
 
+/// Timeouts for a database on another host, where the URL sets none: a
+/// connection attempt gives up after 10 s; a server that stops
+/// acknowledging sent data (host gone, network cut) fails the statement
+/// after 60 s, and an idle pooled or listening connection to it is found
+/// dead within about a minute (TCP keepalives after 30 s idle, then every
+/// 10 s, 3 probes), instead of the operating system's 15 minutes or 2
+/// hours. The URL's own `connect_timeout`, `tcp_user_timeout` and
+/// `keepalives*` parameters win.
+pub fn network_defaults(config: &mut postgres::Config) {
+    use std::time::Duration;
+    if config.get_application_name().is_none() {
+        config.application_name("kontextual");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(60));
+    }
+    // 2 hours is the driver's default: the URL did not say
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(10));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+}
+
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL or key=value string), checks
     /// or creates the schema, and reads the store's identity.
@@ -199,9 +238,7 @@ impl PgStore {
                 redact(&e.to_string())
             ))
         })?;
-        if config.get_application_name().is_none() {
-            config.application_name("kontextual");
-        }
+        network_defaults(&mut config);
         let pool = Pool::new(
             config,
             opts.pool_size,
@@ -256,6 +293,31 @@ impl PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// X7: a database on another host gets timeouts unless the URL sets
+    /// its own.
+    #[test]
+    fn x7_network_timeouts_default_but_the_url_wins() {
+        use std::time::Duration;
+        let mut c: postgres::Config = "postgres://u@db/k".parse().unwrap();
+        network_defaults(&mut c);
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(60)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(c.get_keepalives_retries(), Some(3));
+        assert_eq!(c.get_application_name(), Some("kontextual"));
+        let mut c: postgres::Config = "postgres://u@db/k?connect_timeout=3&tcp_user_timeout=5&keepalives_idle=7&keepalives_interval=2&keepalives_retries=9&application_name=app"
+            .parse()
+            .unwrap();
+        network_defaults(&mut c);
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(7));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(c.get_keepalives_retries(), Some(9));
+        assert_eq!(c.get_application_name(), Some("app"));
+    }
 
     #[test]
     fn passwords_never_reach_descriptions() {

@@ -35,13 +35,16 @@ fn bookkeeping(op: &Op) -> bool {
     )
 }
 
-pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<Vec<Change>> {
+/// Applies the batch; returns its changes and, when it extended the audit
+/// chain, the new head.
+pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Option<ChainHead>)> {
     let locked = !batch.ops.iter().all(bookkeeping);
     if locked {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
             .map_err(pg_err)?;
     }
     let mut head = if locked { read::audit_head(tx)? } else { None };
+    let start_seq = head.as_ref().map(|h| h.seq);
     let now = kontextual_model::now();
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
@@ -224,7 +227,8 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<Vec<Change>> {
         }
         out.extend(changes);
     }
-    Ok(out)
+    let extended = head.filter(|h| Some(h.seq) != start_seq);
+    Ok((out, extended))
 }
 
 fn append_audit(

@@ -10,6 +10,7 @@
 //! as the change itself. There is no other way to mutate a store.
 
 mod error;
+pub mod head_copy;
 mod port;
 pub mod rules;
 pub mod sqlite;

@@ -4,7 +4,7 @@ use kontextual_model::audit::ChainVerifier;
 use kontextual_model::{ChainHead, Digest, DigestWriter};
 use rusqlite::{Connection, params};
 
-use super::{SqliteBackend, read, read_head_file, schema, sql_err};
+use super::{SqliteBackend, read, schema, sql_err};
 use crate::Result;
 use crate::port::{CheckReport, Problem, ProblemCategory};
 
@@ -47,10 +47,7 @@ impl Snap<'_> {
 
 /// Runs `f` inside one read transaction (a consistent snapshot).
 fn in_snapshot<T>(backend: &SqliteBackend, f: impl FnOnce(&Snap<'_>) -> Result<T>) -> Result<T> {
-    let recorded = backend
-        .head_file()
-        .filter(|p| p.exists())
-        .map(|p| (read_head_file(&p), p));
+    let recorded = crate::head_copy::recorded(backend.head_file().as_deref());
     backend.read(|conn| {
         conn.execute_batch("BEGIN").map_err(sql_err)?;
         // a first read pins the snapshot now, after the head file was read
@@ -399,18 +396,8 @@ fn verify_chain(
     backend: &Snap<'_>,
     expect_head: Option<ChainHead>,
 ) -> Result<(kontextual_model::audit::ChainReport, Option<String>)> {
-    let mut unreadable = None;
-    let (expect, source) = match expect_head {
-        Some(h) => (Some(h), Some("--expect-head".to_owned())),
-        None => match &backend.recorded {
-            Some((Some(h), p)) => (Some(h.clone()), Some(p.display().to_string())),
-            Some((None, p)) => {
-                unreadable = Some(p.display().to_string());
-                (None, None)
-            }
-            None => (None, None),
-        },
-    };
+    let (expect, source, unreadable) =
+        crate::head_copy::expectation(expect_head, backend.recorded.clone());
     let mut verifier = ChainVerifier::new(expect);
     let mut after = 0;
     loop {

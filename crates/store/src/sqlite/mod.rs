@@ -35,7 +35,7 @@ pub use schema::latest_version;
 /// File names inside a data directory.
 pub const DB_FILE: &str = "kontextual.db";
 /// The last audit chain head, kept outside the database to detect truncation.
-pub const HEAD_FILE: &str = "audit.head";
+pub const HEAD_FILE: &str = crate::head_copy::FILE;
 /// Most batches one group commit takes.
 const MAX_GROUP: usize = 512;
 
@@ -493,7 +493,7 @@ fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathB
             }
         };
         if let (Some(path), Some(head)) = (&head_file, &head) {
-            record_head(path, head);
+            crate::head_copy::record(path, head);
         }
     }
 }
@@ -534,24 +534,6 @@ fn gather(first: WriteJob, rx: &Receiver<WriteJob>) -> Vec<WriteJob> {
 
 /// Keeps a copy of the newest chain head outside the database. Only moves
 /// forward; best effort (the database stays the source of truth).
-fn record_head(path: &Path, head: &ChainHead) {
-    if let Some(old) = read_head_file(path)
-        && old.seq >= head.seq
-    {
-        return;
-    }
-    // one temporary file per process, so concurrent writers never clobber each other's
-    let tmp = path.with_extension(format!("head.{}.tmp", std::process::id()));
-    let ok = fs::write(&tmp, format!("{head}\n")).and_then(|_| fs::rename(&tmp, path));
-    if let Err(e) = ok {
-        tracing::warn!(error = %e, "could not record the audit head outside the database");
-    }
-}
-
-pub(crate) fn read_head_file(path: &Path) -> Option<ChainHead> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 impl crate::Backend for SqliteBackend {
     fn describe(&self) -> String {
         match &self.inner.location {

@@ -54,9 +54,13 @@ impl Services {
     pub fn recover_interrupted_runs(&self) -> Result<Vec<RunId>> {
         let mut done = Vec::new();
         for run in self.store().running_runs()? {
-            if !owner_is_dead(&run.owner) {
+            let reason = if owner_is_dead(&run.owner) {
+                format!("the process that ran it ({}) is gone", run.owner)
+            } else if let Some(why) = self.orphaned_by_its_job(&run)? {
+                why
+            } else {
                 continue;
-            }
+            };
             let ctx = WriteContext {
                 namespace: run.namespace.clone(),
                 actor: Actor::system(),
@@ -65,7 +69,7 @@ impl Services {
             };
             let manifest = serde_json::json!({
                 "interrupted": {
-                    "reason": format!("the process that ran it ({}) is gone", run.owner),
+                    "reason": reason,
                     "noticed_by": this_process(),
                 },
                 "audit_head": self.store().audit_head()?,
@@ -83,6 +87,40 @@ impl Services {
             }
         }
         Ok(done)
+    }
+
+    /// Why a running run that a job attempt started can no longer finish,
+    /// judged from the job alone, so it works for a worker on any host:
+    /// the job is gone, no longer running, or the attempt that made this
+    /// run has ended (its lease expired and the job was rescued). A worker
+    /// finishes its run before it ends its attempt, so none of these holds
+    /// for a run still in progress.
+    fn orphaned_by_its_job(&self, run: &Run) -> Result<Option<String>> {
+        let Some(job_id) = run.job_id else {
+            return Ok(None);
+        };
+        let Some(job) = self.store().job(&run.namespace, job_id)? else {
+            return Ok(Some(format!("its job {job_id} no longer exists")));
+        };
+        if job.state != kontextual_model::JobState::Running {
+            return Ok(Some(format!(
+                "its job {job_id} is {} and no attempt of it is running",
+                job.state
+            )));
+        }
+        let ended = self
+            .store()
+            .job_attempts(&run.namespace, job_id)?
+            .into_iter()
+            .find(|a| a.run_id == Some(run.id) && a.finished_at.is_some());
+        Ok(ended.map(|a| {
+            format!(
+                "attempt {} of its job {job_id}, on worker {}, ended {}",
+                a.attempt,
+                a.worker,
+                a.error.as_deref().unwrap_or("without finishing it")
+            )
+        }))
     }
 
     pub fn run_show(&self, caller: &Caller, id: RunId) -> Result<(Run, Vec<RunStep>)> {
@@ -123,6 +161,102 @@ mod tests {
         assert!(
             !owner_is_dead("elsewhere:1:1"),
             "another host cannot be judged"
+        );
+    }
+
+    /// K6/X7: a run started by a job attempt on another host (whose
+    /// process cannot be checked from here) is marked interrupted once
+    /// that attempt's lease expired and the job was rescued; the run of
+    /// the attempt that took over is left alone.
+    #[test]
+    fn k6_runs_of_a_rescued_attempt_on_another_host_are_interrupted() {
+        use kontextual_model::{JobId, Namespace};
+        use kontextual_store::sqlite::SqliteBackend;
+        use kontextual_store::{NewJob, Store};
+        use std::time::Duration;
+
+        let store = Store::new(SqliteBackend::memory().unwrap());
+        let svc = Services::with_store(store.clone(), Box::new(crate::AllowAll));
+        let ctx = WriteContext {
+            namespace: Namespace::default(),
+            actor: Actor::system(),
+            correlation_id: CorrelationId::new(),
+            run_id: None,
+        };
+        let write = |ops: Vec<Op>| {
+            store
+                .write(WriteBatch {
+                    ctx: ctx.clone(),
+                    ops,
+                })
+                .unwrap()
+        };
+        let job = JobId::new();
+        write(vec![Op::EnqueueJob(NewJob {
+            id: job,
+            kind: "noop".into(),
+            payload: serde_json::json!({}),
+            max_attempts: 3,
+            run_at: None,
+            unique_key: None,
+            key_id: None,
+            scopes: None,
+        })]);
+        let claim = |worker: &str, lease: Duration| {
+            write(vec![Op::ClaimJobs {
+                worker: worker.into(),
+                kinds: Vec::new(),
+                limit: 1,
+                lease,
+            }])
+        };
+        let start = |owner: &str, attempt: u32| {
+            let id = RunId::new();
+            write(vec![Op::StartRun {
+                id,
+                kind: "noop".into(),
+                input: serde_json::json!({}),
+                owner: owner.into(),
+                job: Some((job, attempt)),
+            }]);
+            id
+        };
+        let status = |id: RunId| store.run(&ctx.namespace, id).unwrap().unwrap().status;
+
+        claim("host-a:1:1/w0", Duration::from_millis(1));
+        let first = start("host-a:1:1", 1);
+        // while the attempt holds the job, its run is left alone
+        write(vec![Op::HeartbeatJob {
+            id: job,
+            attempt: 1,
+            lease: Duration::from_secs(60),
+        }]);
+        assert!(svc.recover_interrupted_runs().unwrap().is_empty());
+        assert_eq!(status(first), RunStatus::Running);
+
+        // host A goes silent: the lease runs out, the job is rescued and
+        // claimed again by host B, which starts its own run
+        write(vec![Op::HeartbeatJob {
+            id: job,
+            attempt: 1,
+            lease: Duration::from_millis(1),
+        }]);
+        std::thread::sleep(Duration::from_millis(20));
+        claim("host-b:2:2/w0", Duration::from_secs(60));
+        let second = start("host-b:2:2", 2);
+        assert_eq!(svc.recover_interrupted_runs().unwrap(), vec![first]);
+        assert_eq!(status(first), RunStatus::Interrupted);
+        assert_eq!(status(second), RunStatus::Running);
+        let manifest = store
+            .run(&ctx.namespace, first)
+            .unwrap()
+            .unwrap()
+            .manifest
+            .unwrap();
+        let reason = manifest["interrupted"]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("attempt 1") && reason.contains("host-a"),
+            "{reason}"
         );
     }
 }

@@ -555,8 +555,14 @@ impl Services {
     }
 
     /// Retention: finished jobs, acknowledged outbox events, old access-log
-    /// entries. Safe to run from several processes at once.
+    /// entries; and runs left running by a dead process or a rescued job
+    /// attempt are marked interrupted (so a cluster heals without anyone
+    /// running `repair`). Safe to run from several processes at once.
     pub fn housekeeping(&self, cfg: &WorkerConfig) -> Result<(), Error> {
+        let interrupted = self.recover_interrupted_runs()?;
+        if !interrupted.is_empty() {
+            tracing::info!(runs = ?interrupted, "marked runs of gone workers interrupted");
+        }
         let now = kontextual_model::now();
         let ago = |d: Duration| {
             now.checked_sub(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))

@@ -57,9 +57,8 @@ impl PostgresBackend {
         })
     }
 
-    fn read<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        let mut c = self.inner.pool.get()?;
-        f(&mut c)
+    fn read<T>(&self, f: impl Fn(&mut Conn) -> Result<T>) -> Result<T> {
+        self.inner.pool.read(f)
     }
 }
 
@@ -90,12 +89,23 @@ impl Backend for PostgresBackend {
 
     fn write(&self, batch: WriteBatch) -> Result<Vec<Change>> {
         let batch = stage(batch)?;
-        let mut c = self.inner.pool.get()?;
         // wait for another process's writer lock at most this long
         let ms = self.inner.pool.lock_timeout().as_millis().max(1);
         let begin = format!("BEGIN; SET LOCAL lock_timeout = '{ms}ms'");
+        let mut c = self.inner.pool.get()?;
+        if let Err(e) = c.begin(&begin) {
+            // nothing was written yet: a connection found gone is replaced
+            if !c.lost() {
+                return Err(pg_err(e));
+            }
+            drop(c);
+            tracing::debug!(error = %e, "a pooled connection was gone; writing on a new one");
+            self.inner.pool.discard_idle();
+            c = self.inner.pool.get()?;
+            c.begin(&begin).map_err(pg_err)?;
+        }
         let (changes, head) = c
-            .transaction(&begin, |tx| crate::write::apply(tx, batch))
+            .in_begun_transaction(|tx| crate::write::apply(tx, batch))
             .map_err(|e| match e {
                 kontextual_store::StoreError::Locked { .. } => {
                     kontextual_store::StoreError::Locked {
@@ -450,7 +460,7 @@ impl Backend for PostgresBackend {
         let recorded = kontextual_store::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
             crate::check::in_snapshot(c, |tx| {
-                crate::check::verify_chain(tx, expect_head, recorded)
+                crate::check::verify_chain(tx, expect_head.clone(), recorded.clone())
             })
         })
     }
@@ -512,7 +522,9 @@ impl Backend for PostgresBackend {
     fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport> {
         let recorded = kontextual_store::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
-            crate::check::in_snapshot(c, |tx| crate::check::run(tx, expect_head, recorded))
+            crate::check::in_snapshot(c, |tx| {
+                crate::check::run(tx, expect_head.clone(), recorded.clone())
+            })
         })
     }
 }

@@ -178,17 +178,18 @@ pub(crate) struct BlobReader {
 
 impl BlobReader {
     pub(crate) fn open(inner: Arc<crate::backend::Inner>, digest: &Digest) -> Result<BlobReader> {
-        let mut c = inner.pool.get()?;
-        let row = c
-            .query_opt(
-                "SELECT chunks, data FROM blobs WHERE digest = $1",
-                &[&digest.hex()],
-            )
-            .map_err(pg_err)?
+        let row = inner
+            .pool
+            .read(|c| {
+                c.query_opt(
+                    "SELECT chunks, data FROM blobs WHERE digest = $1",
+                    &[&digest.hex()],
+                )
+                .map_err(pg_err)
+            })?
             .ok_or_else(|| StoreError::not_found(format!("content {digest}")))?;
         let chunks: i64 = row.get(0);
         let data: Option<Vec<u8>> = row.get(1);
-        drop(c);
         Ok(BlobReader {
             pool: inner,
             digest: *digest,
@@ -224,16 +225,17 @@ impl Read for BlobReader {
                 if n > 0 || self.next >= self.chunks {
                     break n;
                 }
-                let mut c = self
+                let (digest, idx) = (self.digest.hex(), self.next);
+                let row = self
                     .pool
                     .pool
-                    .get()
-                    .map_err(|e| io::Error::other(e.to_string()))?;
-                let row = c
-                    .query_opt(
-                        "SELECT data FROM blob_chunks WHERE digest = $1 AND idx = $2",
-                        &[&self.digest.hex(), &self.next],
-                    )
+                    .read(|c| {
+                        c.query_opt(
+                            "SELECT data FROM blob_chunks WHERE digest = $1 AND idx = $2",
+                            &[&digest, &idx],
+                        )
+                        .map_err(pg_err)
+                    })
                     .map_err(|e| io::Error::other(e.to_string()))?
                     .ok_or_else(|| {
                         io::Error::new(

@@ -47,6 +47,13 @@ impl Conn {
         !self.client.is_closed() && !self.in_transaction
     }
 
+    /// Whether the server ended this session: a connection closed under
+    /// us (the server restarted, or an administrator terminated it) is only
+    /// noticed when it is next used.
+    pub(crate) fn lost(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// The client itself, for work that manages its own transactions
     /// (schema migration).
     pub fn client(&mut self) -> &mut Client {
@@ -119,8 +126,24 @@ impl Conn {
         begin: &str,
         f: impl FnOnce(&mut Conn) -> Result<T>,
     ) -> Result<T> {
-        self.client.batch_execute(begin).map_err(pg_err)?;
+        self.begin(begin).map_err(pg_err)?;
+        self.in_begun_transaction(f)
+    }
+
+    /// Begins a transaction (`BEGIN …`); nothing has happened in it yet, so
+    /// a failure here may be retried on another connection.
+    pub(crate) fn begin(&mut self, begin: &str) -> std::result::Result<(), postgres::Error> {
+        self.client.batch_execute(begin)?;
         self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Runs `f` in the transaction [`Conn::begin`] opened, then commits it
+    /// (or rolls it back when `f` fails).
+    pub(crate) fn in_begun_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> Result<T>,
+    ) -> Result<T> {
         match f(self) {
             Ok(v) => {
                 self.client.batch_execute("COMMIT").map_err(pg_err)?;

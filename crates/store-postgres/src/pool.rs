@@ -129,6 +129,36 @@ fn close(clients: Vec<Conn>) {
 }
 
 impl Pool {
+    /// Runs a read on a pooled connection; once more on a fresh one when
+    /// the pooled one turns out to be gone (reads change nothing, so the
+    /// retry is safe): a database restart costs no failed requests.
+    pub(crate) fn read<T>(&self, f: impl Fn(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut c = self.get()?;
+        match f(&mut c) {
+            Err(e) if c.lost() => {
+                drop(c);
+                tracing::debug!(error = %e, "a pooled connection was gone; reading again");
+                self.discard_idle();
+                let mut fresh = self.get()?;
+                f(&mut fresh)
+            }
+            other => other,
+        }
+    }
+
+    /// Closes every idle connection. Called when one turned out to be gone:
+    /// the server most likely restarted, and the others are gone as well.
+    pub(crate) fn discard_idle(&self) {
+        let idle = {
+            let mut st = self.lock();
+            let idle = std::mem::take(&mut st.idle);
+            st.open -= idle.len();
+            idle
+        };
+        self.returned.notify_all();
+        close(idle);
+    }
+
     /// How long a write waits for the writer lock.
     pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout

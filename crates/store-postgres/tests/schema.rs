@@ -367,3 +367,72 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
     }
     assert_eq!(count(), 2, "the panicked transaction wrote nothing");
 }
+
+/// X7: sessions ended by the server (a restart, an administrator's
+/// `pg_terminate_backend`) are only noticed when a pooled connection is
+/// next used; reads and writes then go on over fresh connections instead
+/// of failing.
+#[test]
+fn x7_reads_and_writes_survive_terminated_sessions() {
+    use kontextual_store::{Backend, Op, PageRequest, WriteBatch, WriteContext};
+    let Some(db) = TestDb::new() else { return };
+    let backend = kontextual_store_postgres::PostgresBackend::open(
+        &db.url,
+        &PgOptions {
+            create: true,
+            ..PgOptions::default()
+        },
+    )
+    .expect("open");
+    let ctx = WriteContext {
+        namespace: Default::default(),
+        actor: kontextual_model::Actor::local_admin(),
+        correlation_id: kontextual_model::CorrelationId::new(),
+        run_id: None,
+    };
+    let create = |name: &str| {
+        backend.write(WriteBatch {
+            ctx: ctx.clone(),
+            ops: vec![Op::CreateCollection {
+                name: name.parse().expect("name"),
+                description: String::new(),
+                if_absent: false,
+            }],
+        })
+    };
+    let list = || backend.collections(&Default::default(), &PageRequest::first(10));
+    // several pooled connections, idle
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| list().expect("list"));
+        }
+    });
+    create("a").expect("create");
+    let terminate = || {
+        let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+        let n = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .expect("terminate")
+            .len();
+        assert!(n >= 1, "no session to terminate");
+        // the server needs a moment to end them
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    terminate();
+    assert_eq!(
+        list().expect("a read after the sessions ended").items.len(),
+        1
+    );
+    terminate();
+    create("b").expect("a write after the sessions ended");
+    terminate();
+    let content = backend
+        .audit_head()
+        .expect("audit head after the sessions ended");
+    assert!(content.is_some());
+    assert_eq!(list().expect("list").items.len(), 2);
+}

@@ -11,6 +11,7 @@
 //!   it covers, and acknowledged to the store as consumer `search-index` so
 //!   outbox retention keeps what the index has not applied yet.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -201,8 +202,17 @@ impl Projection {
                     }
                 }
             }
+            // quarantines read once per batch and namespace (after the
+            // batch's events, so a quarantine among them is seen)
+            let mut quarantined: std::collections::HashMap<Namespace, HashSet<ArtifactId>> =
+                Default::default();
             for (ns, id) in pending.drain(..) {
-                self.reindex(&ns, id)?;
+                if !quarantined.contains_key(&ns) {
+                    let q = self.quarantined(&ns)?;
+                    quarantined.insert(ns.clone(), q);
+                }
+                let q = quarantined.get(&ns).is_some_and(|q| q.contains(&id));
+                self.reindex(&ns, id, q)?;
                 reindexed += 1;
                 since_commit += 1;
             }
@@ -248,12 +258,7 @@ impl Projection {
         self.index.clear()?;
         let mut n = 0u64;
         for ns in self.store.namespaces()? {
-            let quarantined: std::collections::HashSet<ArtifactId> = self
-                .store
-                .quarantines(&ns, None)?
-                .into_iter()
-                .map(|q| q.artifact_id)
-                .collect();
+            let quarantined = self.quarantined(&ns)?;
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
             loop {
                 let p = self
@@ -317,10 +322,11 @@ impl Projection {
         };
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         let mut n = 0u64;
+        let quarantined = self.quarantined(ns)?;
         loop {
             let p = self.store.artifacts(ns, &q, &page)?;
             for a in &p.items {
-                self.reindex(ns, a.id)?;
+                self.reindex(ns, a.id, quarantined.contains(&a.id))?;
                 n += 1;
             }
             match p.next {
@@ -383,13 +389,21 @@ impl Projection {
         Ok(())
     }
 
+    /// The namespace's quarantined artifacts.
+    fn quarantined(&self, ns: &Namespace) -> Result<HashSet<ArtifactId>> {
+        Ok(self
+            .store
+            .quarantines(ns, None)?
+            .into_iter()
+            .map(|q| q.artifact_id)
+            .collect())
+    }
+
     /// Re-reads one artifact from the store and replaces its documents. A
     /// deleted or quarantined artifact has none.
-    fn reindex(&self, ns: &Namespace, id: ArtifactId) -> Result<()> {
+    fn reindex(&self, ns: &Namespace, id: ArtifactId, quarantined: bool) -> Result<()> {
         let docs = match self.store.artifact(ns, &ArtifactKey::Id(id))? {
-            Some(a) if a.is_live() && self.store.quarantines(ns, Some(id))?.is_empty() => {
-                self.documents(&a)?
-            }
+            Some(a) if a.is_live() && !quarantined => self.documents(&a)?,
             _ => Vec::new(),
         };
         self.index.replace(&id.to_string(), &docs)?;

@@ -48,14 +48,20 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Op
     let now = kontextual_model::now();
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
+    // Collection ids looked up by this batch's puts (an ingest batch puts
+    // many files into one collection); forgotten at any other operation.
+    let mut collections: std::collections::HashMap<String, CollectionId> = Default::default();
     for op in ops {
+        if !matches!(op, Op::PutArtifact(_)) {
+            collections.clear();
+        }
         let changes = match op {
             Op::CreateCollection {
                 name,
                 description,
                 if_absent,
             } => create_collection(tx, &ctx, name.as_str(), &description, if_absent, now)?,
-            Op::PutArtifact(put) => vec![put_artifact(tx, &ctx, put, now)?],
+            Op::PutArtifact(put) => vec![put_artifact(tx, &ctx, put, now, &mut collections)?],
             Op::DeleteArtifact { key, expect } => delete_artifact(tx, &ctx, &key, expect, now)?,
             Op::PurgeArtifact { key, expect } => purge_artifact(tx, &ctx, &key, expect, now)?,
             Op::CreateRelation {
@@ -89,7 +95,7 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Op
                 Vec::new()
             }
             Op::Audit(draft) => {
-                append_audit(tx, &ctx, &mut head, now, draft)?;
+                append_audit(tx, &ctx, &mut head, now, draft, None)?;
                 Vec::new()
             }
             Op::StartRun {
@@ -219,10 +225,7 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Op
                         "an audited change in a batch without the writer lock".to_owned(),
                     ));
                 }
-                let seq = append_audit(tx, &ctx, &mut head, now, draft)?;
-                if let Some(ev) = change.event() {
-                    append_event(tx, &ctx, now, seq, &ev)?;
-                }
+                append_audit(tx, &ctx, &mut head, now, draft, change.event())?;
             }
         }
         out.extend(changes);
@@ -231,12 +234,15 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Op
     Ok((out, extended))
 }
 
+/// Appends an audit record and, when the change has one, its event: one
+/// statement (one round trip) for both.
 fn append_audit(
     tx: &mut Conn,
     ctx: &WriteContext,
     head: &mut Option<ChainHead>,
     now: Timestamp,
     draft: AuditDraft,
+    event: Option<kontextual_model::EventDraft>,
 ) -> Result<u64> {
     let actx = AuditContext {
         namespace: &ctx.namespace,
@@ -246,62 +252,62 @@ fn append_audit(
     };
     let rec = AuditRecord::seal(head.as_ref(), now, &actx, draft);
     let d = &rec.draft;
-    tx.execute(
-        "INSERT INTO audit_log (seq, at, namespace, actor, correlation_id, run_id, action, target_kind, \
+    const AUDIT: &str = "INSERT INTO audit_log (seq, at, namespace, actor, correlation_id, run_id, action, target_kind, \
          target_id, target_name, revision, prev_digest, digest, outcome, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        &[
-            &(rec.seq as i64),
-            &rec.at.as_microsecond(),
-            &rec.namespace.as_str(),
-            &rec.actor.to_string(),
-            &rec.correlation_id.as_str(),
-            &rec.run_id.map(|r| r.0),
-            &d.action,
-            &d.target_kind,
-            &d.target_id,
-            &d.target_name,
-            &d.revision.map(|r| r as i64),
-            &d.prev_digest.map(|x| x.hex()),
-            &d.digest.map(|x| x.hex()),
-            &d.outcome.as_str(),
-            &d.detail.as_ref().map(|v| v.to_string()),
-            &rec.prev_hash,
-            &rec.hash,
-        ],
-    )
-    .map_err(pg_err)?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+    // The event's seq is drawn in the same statement; the last one is kept
+    // beside the events (the sequence also counts draws of rolled-back
+    // transactions, and pruning may delete every event).
+    const AUDIT_AND_EVENT: &str = "WITH a AS (INSERT INTO audit_log (seq, at, namespace, actor, correlation_id, run_id, \
+         action, target_kind, target_id, target_name, revision, prev_digest, digest, outcome, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)), \
+         e AS (INSERT INTO outbox (at, namespace, correlation_id, audit_seq, kind, subject, payload) \
+         VALUES ($2, $3, $5, $1, $18, $19, $20) RETURNING seq) \
+         INSERT INTO store_meta (key, value) SELECT 'outbox_last', seq::text FROM e \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    let seq = rec.seq as i64;
+    let at = rec.at.as_microsecond();
+    let actor = rec.actor.to_string();
+    let run = rec.run_id.map(|r| r.0);
+    let revision = d.revision.map(|r| r as i64);
+    let prev_digest = d.prev_digest.map(|x| x.hex());
+    let digest = d.digest.map(|x| x.hex());
+    let detail = d.detail.as_ref().map(|v| v.to_string());
+    let (ns, correlation, outcome) = (
+        rec.namespace.as_str(),
+        rec.correlation_id.as_str(),
+        d.outcome.as_str(),
+    );
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+        &seq,
+        &at,
+        &ns,
+        &actor,
+        &correlation,
+        &run,
+        &d.action,
+        &d.target_kind,
+        &d.target_id,
+        &d.target_name,
+        &revision,
+        &prev_digest,
+        &digest,
+        &outcome,
+        &detail,
+        &rec.prev_hash,
+        &rec.hash,
+    ];
+    let payload = event.as_ref().map(|e| e.payload.to_string());
+    let sql = match (&event, &payload) {
+        (Some(ev), Some(payload)) => {
+            params.extend_from_slice(&[&ev.kind, &ev.subject, payload]);
+            AUDIT_AND_EVENT
+        }
+        _ => AUDIT,
+    };
+    tx.execute(sql, &params).map_err(pg_err)?;
     *head = Some(rec.head());
     Ok(rec.seq)
-}
-
-fn append_event(
-    tx: &mut Conn,
-    ctx: &WriteContext,
-    now: Timestamp,
-    audit_seq: u64,
-    ev: &kontextual_model::EventDraft,
-) -> Result<()> {
-    // The last event's seq is kept beside the events: the sequence itself
-    // also counts draws of rolled-back transactions, and pruning may delete
-    // every event.
-    tx.execute(
-        "WITH e AS (INSERT INTO outbox (at, namespace, correlation_id, audit_seq, kind, subject, payload) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq) \
-         INSERT INTO store_meta (key, value) SELECT 'outbox_last', seq::text FROM e \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        &[
-            &now.as_microsecond(),
-            &ctx.namespace.as_str(),
-            &ctx.correlation_id.as_str(),
-            &(audit_seq as i64),
-            &ev.kind,
-            &ev.subject,
-            &ev.payload.to_string(),
-        ],
-    )
-    .map_err(pg_err)?;
-    Ok(())
 }
 
 fn create_collection(
@@ -359,10 +365,18 @@ fn put_artifact(
     ctx: &WriteContext,
     mut put: PutArtifact,
     now: Timestamp,
+    collections: &mut std::collections::HashMap<String, CollectionId>,
 ) -> Result<Change> {
     let what = format!("artifact {}/{}", put.collection, put.name);
-    let coll_id = read::collection_id(tx, &ctx.namespace, put.collection.as_str())?
-        .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
+    let coll_id = match collections.get(put.collection.as_str()) {
+        Some(id) => *id,
+        None => {
+            let id = read::collection_id(tx, &ctx.namespace, put.collection.as_str())?
+                .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
+            collections.insert(put.collection.as_str().to_owned(), id);
+            id
+        }
+    };
     let current = read::artifact(
         tx,
         &ctx.namespace,

@@ -182,10 +182,17 @@ impl SearchIndex {
     }
 
     /// Drops every document (before a rebuild). Invisible until commit.
+    ///
+    /// By delete operations on the document kinds, ordered like every other
+    /// operation: what was added before goes, what is added after stays.
+    /// (`delete_all_documents` instead drops segments and rewinds the
+    /// operation counter under background merges and segments still being
+    /// finalised; a rebuild right after a commit once lost a document.)
     pub fn clear(&self) -> Result<()> {
-        self.writer()?
-            .delete_all_documents()
-            .map_err(|e| self.engine(e))?;
+        let w = self.writer()?;
+        for kind in [fields::KIND_ARTIFACT, fields::KIND_SECTION] {
+            w.delete_term(Term::from_field_text(self.fields.kind, kind));
+        }
         Ok(())
     }
 

@@ -305,3 +305,31 @@ fn k8_damaged_index_is_detected_and_replaced() {
     let (_, opened) = SearchIndex::open(&path, Access::PreferOwner, 1).unwrap();
     assert!(matches!(opened, Opened::Fresh { .. }));
 }
+
+/// K8: rebuilding (clear, then every document again, then commit) in
+/// quick succession, as an import does right after a fresh index was
+/// built, never loses or duplicates a document — whatever the background
+/// merges of the previous commit are doing meanwhile.
+#[test]
+fn k8_back_to_back_rebuilds_keep_every_document() {
+    let t = tempfile::tempdir().unwrap();
+    let (idx, _) = SearchIndex::open(&t.path().join("index"), Access::PreferOwner, 2).unwrap();
+    for round in 0..60u64 {
+        idx.clear().unwrap();
+        for i in 0..5 {
+            let id = format!("a{i}");
+            let mut parts = vec![doc(&id, "c", &format!("n{i}"), "T", "whole text")];
+            for s in 0..3 {
+                parts.push(IndexDoc {
+                    part: true,
+                    selector: Some(format!("s{s}")),
+                    ..doc(&id, "c", &format!("n{i}"), "T", "section text")
+                });
+            }
+            idx.replace(&id, &parts).unwrap();
+        }
+        idx.commit(&checkpoint(round + 1)).unwrap();
+        let stats = idx.stats().unwrap();
+        assert_eq!((stats.artifacts, stats.sections), (5, 15), "round {round}");
+    }
+}

@@ -244,6 +244,34 @@ impl Projection {
     /// the scan (events during the scan are applied again by the next
     /// catch-up, which is harmless).
     pub(crate) fn rebuild(&self) -> Result<CatchUp> {
+        // The result is counted back from the committed index: a rebuild
+        // that does not hold what it indexed is done again once, then
+        // reported, never left to look healthy.
+        let done = self.rebuild_once()?;
+        let held = self.index.stats()?.artifacts;
+        if held == done.artifacts_reindexed {
+            return Ok(done);
+        }
+        tracing::warn!(
+            indexed = done.artifacts_reindexed,
+            held,
+            "the rebuilt search index does not hold what was indexed; rebuilding again"
+        );
+        let again = self.rebuild_once()?;
+        let held = self.index.stats()?.artifacts;
+        if held != again.artifacts_reindexed {
+            return Err(Error::Index(kontextual_index::IndexError::Engine {
+                path: self.index.path().display().to_string(),
+                cause: format!(
+                    "the rebuilt index holds {held} artifacts but {} were indexed",
+                    again.artifacts_reindexed
+                ),
+            }));
+        }
+        Ok(again)
+    }
+
+    fn rebuild_once(&self) -> Result<CatchUp> {
         if !self.index.is_owner() {
             return Err(Error::Index(kontextual_index::IndexError::NotOwner(
                 self.index

@@ -31,6 +31,10 @@ pub struct Conn {
     /// Set while a transaction is open; a connection handed back in that
     /// state (a panic inside one) is closed, not reused.
     in_transaction: bool,
+    /// The server ended the session (a FATAL error such as "terminating
+    /// connection due to administrator command"); the client may not have
+    /// noticed the closed socket yet.
+    ended: bool,
 }
 
 impl Conn {
@@ -39,19 +43,33 @@ impl Conn {
             statements: HashMap::new(),
             client,
             in_transaction: false,
+            ended: false,
         }
     }
 
     /// Whether this connection may go back to the pool.
     pub(crate) fn reusable(&self) -> bool {
-        !self.client.is_closed() && !self.in_transaction
+        !self.lost() && !self.in_transaction
     }
 
     /// Whether the server ended this session: a connection closed under
     /// us (the server restarted, or an administrator terminated it) is only
     /// noticed when it is next used.
     pub(crate) fn lost(&self) -> bool {
-        self.client.is_closed()
+        self.ended || self.client.is_closed()
+    }
+
+    /// Notes whether an error ended the session, and hands it on.
+    fn seen<T>(
+        &mut self,
+        r: std::result::Result<T, postgres::Error>,
+    ) -> std::result::Result<T, postgres::Error> {
+        if let Err(e) = &r
+            && session_ended(e)
+        {
+            self.ended = true;
+        }
+        r
     }
 
     /// The client itself, for work that manages its own transactions
@@ -69,7 +87,8 @@ impl Conn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql)?;
+        let prepared = self.client.prepare(sql);
+        let s = self.seen(prepared)?;
         if self.statements.len() >= MAX_STATEMENTS {
             self.statements.clear();
         }
@@ -83,7 +102,8 @@ impl Conn {
         params: Params<'_>,
     ) -> std::result::Result<Vec<Row>, postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.query(&s, params)
+        let r = self.client.query(&s, params);
+        self.seen(r)
     }
 
     pub fn query_one(
@@ -92,7 +112,8 @@ impl Conn {
         params: Params<'_>,
     ) -> std::result::Result<Row, postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.query_one(&s, params)
+        let r = self.client.query_one(&s, params);
+        self.seen(r)
     }
 
     pub fn query_opt(
@@ -101,7 +122,8 @@ impl Conn {
         params: Params<'_>,
     ) -> std::result::Result<Option<Row>, postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.query_opt(&s, params)
+        let r = self.client.query_opt(&s, params);
+        self.seen(r)
     }
 
     pub fn execute(
@@ -110,12 +132,14 @@ impl Conn {
         params: Params<'_>,
     ) -> std::result::Result<u64, postgres::Error> {
         let s = self.prepared(sql)?;
-        self.client.execute(&s, params)
+        let r = self.client.execute(&s, params);
+        self.seen(r)
     }
 
     /// Statements without parameters, by the simple protocol (nothing kept).
     pub fn batch_execute(&mut self, sql: &str) -> std::result::Result<(), postgres::Error> {
-        self.client.batch_execute(sql)
+        let r = self.client.batch_execute(sql);
+        self.seen(r)
     }
 
     /// Runs `f` in a transaction begun with `begin` (`BEGIN`, or `BEGIN`
@@ -133,7 +157,7 @@ impl Conn {
     /// Begins a transaction (`BEGIN …`); nothing has happened in it yet, so
     /// a failure here may be retried on another connection.
     pub(crate) fn begin(&mut self, begin: &str) -> std::result::Result<(), postgres::Error> {
-        self.client.batch_execute(begin)?;
+        self.batch_execute(begin)?;
         self.in_transaction = true;
         Ok(())
     }
@@ -146,13 +170,13 @@ impl Conn {
     ) -> Result<T> {
         match f(self) {
             Ok(v) => {
-                self.client.batch_execute("COMMIT").map_err(pg_err)?;
+                self.batch_execute("COMMIT").map_err(pg_err)?;
                 self.in_transaction = false;
                 Ok(v)
             }
             Err(e) => {
                 // a connection that cannot roll back is closed, not reused
-                if self.client.batch_execute("ROLLBACK").is_ok() {
+                if self.batch_execute("ROLLBACK").is_ok() {
                     self.in_transaction = false;
                 }
                 Err(e)
@@ -167,16 +191,23 @@ impl Conn {
         sql: &str,
         params: Params<'_>,
     ) -> Result<std::result::Result<u64, postgres::Error>> {
-        self.client
-            .batch_execute("SAVEPOINT kx_try")
-            .map_err(pg_err)?;
+        self.batch_execute("SAVEPOINT kx_try").map_err(pg_err)?;
         let r = self.execute(sql, params);
         let end = if r.is_ok() {
             "RELEASE SAVEPOINT kx_try"
         } else {
             "ROLLBACK TO SAVEPOINT kx_try; RELEASE SAVEPOINT kx_try"
         };
-        self.client.batch_execute(end).map_err(pg_err)?;
+        self.batch_execute(end).map_err(pg_err)?;
         Ok(r)
     }
+}
+
+/// Whether an error means the server ended this session: the socket is
+/// closed, or the server sent a FATAL/PANIC error (an administrator's
+/// `pg_terminate_backend`, a shutdown, a crash of another backend).
+pub(crate) fn session_ended(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.as_db_error()
+            .is_some_and(|d| matches!(d.severity(), "FATAL" | "PANIC"))
 }

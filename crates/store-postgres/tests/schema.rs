@@ -408,7 +408,7 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
         }
     });
     create("a").expect("create");
-    let terminate = || {
+    let terminate = |wait_ms: u64| {
         let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
         let n = admin
             .query(
@@ -419,20 +419,37 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
             .expect("terminate")
             .len();
         assert!(n >= 1, "no session to terminate");
-        // the server needs a moment to end them
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // at once, or once the server has ended them and closed the sockets
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
     };
-    terminate();
-    assert_eq!(
-        list().expect("a read after the sessions ended").items.len(),
-        1
-    );
-    terminate();
-    create("b").expect("a write after the sessions ended");
-    terminate();
-    let content = backend
-        .audit_head()
-        .expect("audit head after the sessions ended");
-    assert!(content.is_some());
-    assert_eq!(list().expect("list").items.len(), 2);
+    let pool_up = || {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| list().expect("list"));
+            }
+        })
+    };
+    let mut made = 1;
+    for wait_ms in [0, 2, 20, 200] {
+        pool_up();
+        terminate(wait_ms);
+        assert_eq!(
+            list().expect("a read after the sessions ended").items.len(),
+            made,
+            "after {wait_ms} ms"
+        );
+        pool_up();
+        terminate(wait_ms);
+        made += 1;
+        create(&format!("c{made}")).expect("a write after the sessions ended");
+        pool_up();
+        terminate(wait_ms);
+        assert!(
+            backend
+                .audit_head()
+                .expect("a read after the sessions ended")
+                .is_some()
+        );
+    }
+    assert_eq!(list().expect("list").items.len(), made);
 }

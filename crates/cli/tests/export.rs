@@ -539,4 +539,43 @@ fn o3_export_runs_as_a_background_job() {
         .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
         .collect();
     assert!(leftovers.is_empty());
+
+    // two jobs for one output: the second cannot succeed, and is not retried
+    let twin = t.path().join("twin.tar.zst");
+    let enqueue = || {
+        ok(
+            &data,
+            &[
+                "--quiet",
+                "export",
+                "--all",
+                "--out",
+                s(&twin),
+                "--background",
+            ],
+        )
+        .trim()
+        .to_owned()
+    };
+    let (first, second) = (enqueue(), enqueue());
+    let _ = run(&data, &["--quiet", "worker", "--drain"]);
+    let states: Vec<Value> = [&first, &second]
+        .iter()
+        .map(|j| json(&data, &["job", "show", j]))
+        .collect();
+    let done = states.iter().filter(|j| j["state"] == "succeeded").count();
+    let refused: Vec<&Value> = states
+        .iter()
+        .filter(|j| j["state"] != "succeeded")
+        .collect();
+    assert_eq!((done, refused.len()), (1, 1), "{states:?}");
+    assert_eq!(refused[0]["state"], "dead", "{}", refused[0]);
+    assert_eq!(refused[0]["attempt"], 1, "no retry: {}", refused[0]);
+    assert!(
+        refused[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("already exists") || e.contains("appeared")),
+        "{}",
+        refused[0]
+    );
 }

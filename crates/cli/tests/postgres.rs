@@ -566,4 +566,18 @@ fn x3_postgres_audit_tail_truncation_is_found_from_the_head_copy() {
     }
     // a process without an anchor sees a consistent (shorter) chain
     ok(&other, url, &["audit", "verify"]);
+    // writes after the cut, from another process and from the anchored one,
+    // carry the chain past the recorded head without erasing the evidence
+    ok(&other, url, &["collection", "create", "ops"]);
+    ok(&writer, url, &["collection", "create", "runbooks"]);
+    ok(&writer, url, &["collection", "create", "notes"]);
+    let after = std::fs::read_to_string(writer.join(&anchors[0])).unwrap();
+    assert_eq!(after, recorded, "the recorded head was overwritten");
+    let out = run(&writer, url, &["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

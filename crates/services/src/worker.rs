@@ -611,9 +611,16 @@ impl Services {
                 report,
             }) => (JobResult::Stopped, report),
             Err(Failure { error, report }) => {
+                // Bad input, a missing or forbidden target, and conflicts
+                // (the output already exists, a legal hold, a stale
+                // revision) fail the same way every time: no retry; an
+                // operator fixes the cause and runs `job retry`.
                 let retryable = !matches!(
                     error.kind(),
-                    ErrorKind::InvalidInput | ErrorKind::NotFound | ErrorKind::Denied
+                    ErrorKind::InvalidInput
+                        | ErrorKind::NotFound
+                        | ErrorKind::Denied
+                        | ErrorKind::Conflict
                 );
                 let retry_at = retryable.then(|| {
                     let delay = kontextual_model::job::backoff(

@@ -547,7 +547,7 @@ pub(crate) fn access_log(
          ORDER BY seq LIMIT $5",
         &[
             &ns.as_str(),
-            &(after as i64),
+            &kontextual_store::rules::seq_cursor(after),
             &actor.map(|a| a.to_string()),
             &since.map(|t| t.as_microsecond()),
             &(limit as i64),

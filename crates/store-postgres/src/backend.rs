@@ -104,8 +104,13 @@ impl Backend for PostgresBackend {
             c = self.inner.pool.get()?;
             c.begin(&begin).map_err(pg_err)?;
         }
-        let (changes, head) = c
-            .in_begun_transaction(|tx| crate::write::apply(tx, batch))
+        let anchor = self
+            .inner
+            .head_file
+            .as_deref()
+            .and_then(kontextual_store::head_copy::read);
+        let applied = c
+            .in_begun_transaction(|tx| crate::write::apply(tx, batch, anchor.as_ref()))
             .map_err(|e| match e {
                 kontextual_store::StoreError::Locked { .. } => {
                     kontextual_store::StoreError::Locked {
@@ -115,15 +120,19 @@ impl Backend for PostgresBackend {
                 other => other,
             })?;
         drop(c);
-        if let (Some(path), Some(head)) = (&self.inner.head_file, head) {
-            let _order = self
-                .inner
-                .head_lock
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            kontextual_store::head_copy::record(path, &head);
+        if let (Some(path), Some(head)) = (&self.inner.head_file, applied.head) {
+            if applied.anchor_held {
+                let _order = self
+                    .inner
+                    .head_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                kontextual_store::head_copy::record(path, &head);
+            } else if let Some(anchor) = &anchor {
+                kontextual_store::head_copy::warn_not_held(path, anchor);
+            }
         }
-        Ok(changes)
+        Ok(applied.changes)
     }
 
     fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>> {

@@ -173,16 +173,16 @@ pub(crate) fn pg_err(e: postgres::Error) -> StoreError {
                 || *c == SqlState::CANNOT_CONNECT_NOW
                 || *c == SqlState::TOO_MANY_CONNECTIONS =>
         {
-            StoreError::NotAStore {
-                path: "PostgreSQL".into(),
+            StoreError::Unavailable {
+                what: "the PostgreSQL database".into(),
                 reason: e
                     .as_db_error()
                     .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
             }
         }
-        _ if e.is_closed() || e.code().is_none() => StoreError::NotAStore {
-            path: "PostgreSQL".into(),
-            reason: format!("cannot reach the server: {}", full_message(&e)),
+        _ if e.is_closed() || e.code().is_none() => StoreError::Unavailable {
+            what: "the PostgreSQL server".into(),
+            reason: format!("cannot reach it: {}", full_message(&e)),
         },
         _ => StoreError::Internal(match e.as_db_error() {
             Some(d) => format!("{}: {}", d.code().code(), d.message()),

@@ -267,7 +267,7 @@ pub(crate) fn live_relations_of(c: &mut Conn, id: ArtifactId) -> Result<Vec<Rela
 pub(crate) fn audit(c: &mut Conn, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
     c.query(
         &format!("SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
-        &[&(after as i64), &(limit as i64)],
+        &[&kontextual_store::rules::seq_cursor(after), &(limit as i64)],
     )
     .map_err(pg_err)?
     .iter()
@@ -292,7 +292,7 @@ pub(crate) fn audit_query(
              ORDER BY seq LIMIT $8"
         ),
         &[
-            &(after as i64),
+            &kontextual_store::rules::seq_cursor(after),
             &q.namespace.as_ref().map(|n| n.as_str()),
             &q.actor,
             &q.action,
@@ -328,7 +328,7 @@ pub(crate) fn outbox(c: &mut Conn, after: u64, limit: u32) -> Result<Vec<OutboxE
     c.query(
         "SELECT seq, at, namespace, correlation_id, audit_seq, kind, subject, payload \
          FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
-        &[&(after as i64), &(limit as i64)],
+        &[&kontextual_store::rules::seq_cursor(after), &(limit as i64)],
     )
     .map_err(pg_err)?
     .iter()

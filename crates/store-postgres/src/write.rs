@@ -35,9 +35,21 @@ fn bookkeeping(op: &Op) -> bool {
     )
 }
 
-/// Applies the batch; returns its changes and, when it extended the audit
-/// chain, the new head.
-pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Option<ChainHead>)> {
+/// What a batch did: its changes, the new head when it extended the audit
+/// chain, and whether the chain still held this process's recorded head
+/// (`anchor`) when the batch began.
+pub(crate) struct Applied {
+    pub changes: Vec<Change>,
+    pub head: Option<ChainHead>,
+    pub anchor_held: bool,
+}
+
+/// Applies the batch.
+pub(crate) fn apply(
+    tx: &mut Conn,
+    batch: WriteBatch,
+    anchor: Option<&ChainHead>,
+) -> Result<Applied> {
     let locked = !batch.ops.iter().all(bookkeeping);
     if locked {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
@@ -45,6 +57,19 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Op
     }
     let mut head = if locked { read::audit_head(tx)? } else { None };
     let start_seq = head.as_ref().map(|h| h.seq);
+    let anchor_held = match anchor {
+        Some(a) if locked => kontextual_store::head_copy::chain_holds(a, head.as_ref(), |seq| {
+            Ok::<_, StoreError>(
+                tx.query_opt(
+                    "SELECT hash FROM audit_log WHERE seq = $1",
+                    &[&(seq as i64)],
+                )
+                .map_err(pg_err)?
+                .map(|r| r.get::<_, String>(0)),
+            )
+        })?,
+        _ => true,
+    };
     let now = kontextual_model::now();
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
@@ -230,8 +255,11 @@ pub(crate) fn apply(tx: &mut Conn, batch: WriteBatch) -> Result<(Vec<Change>, Op
         }
         out.extend(changes);
     }
-    let extended = head.filter(|h| Some(h.seq) != start_seq);
-    Ok((out, extended))
+    Ok(Applied {
+        changes: out,
+        head: head.filter(|h| Some(h.seq) != start_seq),
+        anchor_held,
+    })
 }
 
 /// Appends an audit record and, when the change has one, its event: one

@@ -56,6 +56,10 @@ pub enum StoreError {
     NotInitialized { path: PathBuf },
     #[error("{} is not a Kontextual store: {reason}", path.display())]
     NotAStore { path: PathBuf, reason: String },
+    /// The store's server cannot be used right now: unreachable, refusing
+    /// the login, shutting down, or it ended the session.
+    #[error("{what} is unavailable: {reason}")]
+    Unavailable { what: String, reason: String },
     #[error(
         "the store's schema is version {found}, newer than this kontextual supports ({supported}); upgrade kontextual"
     )]
@@ -86,9 +90,9 @@ impl StoreError {
             StoreError::DanglingReference { .. } => ErrorKind::DanglingReference,
             StoreError::Invalid(_) | StoreError::InvalidInput(_) => ErrorKind::InvalidInput,
             StoreError::Locked { .. } => ErrorKind::Locked,
-            StoreError::NotInitialized { .. } | StoreError::NotAStore { .. } => {
-                ErrorKind::NotAStore
-            }
+            StoreError::NotInitialized { .. }
+            | StoreError::NotAStore { .. }
+            | StoreError::Unavailable { .. } => ErrorKind::NotAStore,
             StoreError::SchemaTooNew { .. } | StoreError::MigrationsPending { .. } => {
                 ErrorKind::SchemaMismatch
             }

@@ -29,6 +29,36 @@ pub fn record(path: &Path, head: &ChainHead) {
     }
 }
 
+/// Whether the chain still holds `anchor` (the head recorded earlier),
+/// judged before a write extends it: from the chain's current `head`, and
+/// when the anchor lies further back, from the hash stored at its seq.
+/// When it does not, the chain was truncated, rewritten or restored from
+/// an older copy: the anchor must then be kept, not overwritten by the next
+/// head, or the evidence is gone before anyone runs `verify`.
+pub fn chain_holds<E>(
+    anchor: &ChainHead,
+    head: Option<&ChainHead>,
+    hash_at: impl FnOnce(u64) -> Result<Option<String>, E>,
+) -> Result<bool, E> {
+    let Some(head) = head else { return Ok(false) };
+    if anchor.seq > head.seq {
+        return Ok(false);
+    }
+    if anchor.seq == head.seq {
+        return Ok(anchor.hash == head.hash);
+    }
+    Ok(hash_at(anchor.seq)?.is_some_and(|h| h == anchor.hash))
+}
+
+/// Logged once per write that finds the anchor gone (the anchor is kept).
+pub fn warn_not_held(path: &Path, anchor: &ChainHead) {
+    tracing::error!(
+        anchor = %anchor,
+        file = %path.display(),
+        "the audit chain no longer holds the head recorded outside the database (truncated, rewritten or restored from an older copy); the recorded head is kept so `verify` reports it — after a deliberate restore, remove the file"
+    );
+}
+
 /// The recorded head; `None` when the file is missing or unreadable.
 pub fn read(path: &Path) -> Option<ChainHead> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -66,6 +96,34 @@ mod tests {
             seq,
             hash: format!("{seq:064x}"),
         }
+    }
+
+    /// X3: an anchor is held only by a chain that still has it unchanged.
+    #[test]
+    fn x3_an_anchor_is_held_only_by_a_chain_that_still_has_it() {
+        let never = |_: u64| -> Result<Option<String>, ()> { panic!("no lookup needed") };
+        assert_eq!(chain_holds(&head(5), Some(&head(5)), never), Ok(true));
+        assert_eq!(
+            chain_holds(&head(5), Some(&head(4)), never),
+            Ok(false),
+            "truncated"
+        );
+        assert_eq!(chain_holds(&head(5), None, never), Ok(false), "emptied");
+        let other = ChainHead {
+            seq: 5,
+            hash: "f".repeat(64),
+        };
+        assert_eq!(
+            chain_holds(&head(5), Some(&other), never),
+            Ok(false),
+            "rewritten"
+        );
+        let found = |seq: u64| -> Result<Option<String>, ()> { Ok(Some(head(seq).hash)) };
+        assert_eq!(chain_holds(&head(5), Some(&head(9)), found), Ok(true));
+        let changed = |_: u64| -> Result<Option<String>, ()> { Ok(Some("0".repeat(64))) };
+        assert_eq!(chain_holds(&head(5), Some(&head(9)), changed), Ok(false));
+        let gone = |_: u64| -> Result<Option<String>, ()> { Ok(None) };
+        assert_eq!(chain_holds(&head(5), Some(&head(9)), gone), Ok(false));
     }
 
     /// X3: the copy only moves forward, and a damaged copy reads as none.

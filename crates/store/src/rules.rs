@@ -12,6 +12,14 @@ use kontextual_model::{
 use crate::port::{Expect, PutArtifact, WriteContext};
 use crate::{Result, StoreError};
 
+/// A sequence-number cursor (`after`) as the databases' signed 64-bit
+/// integer. Positions past `i64::MAX` cannot exist, so they mean "after
+/// everything" rather than wrapping to a negative number (which would
+/// start from the beginning).
+pub fn seq_cursor(after: u64) -> i64 {
+    i64::try_from(after).unwrap_or(i64::MAX)
+}
+
 /// What an expected revision allows, given the current artifact (if any).
 pub fn check_expect(what: &str, current: Option<&Artifact>, expect: Expect) -> Result<()> {
     match (expect, current) {

@@ -111,6 +111,37 @@ fn x3_verify_detects_altered_audit_and_truncation_via_head_file() {
         "{:?}",
         report.problems
     );
+    // later writes extend the truncated chain past the recorded head, but
+    // do not overwrite it: the evidence stays until someone looks
+    let s = open(&dir).unwrap();
+    for n in ["c.md", "d.md"] {
+        s.write(WriteBatch {
+            ctx: ctx("default"),
+            ops: vec![Op::PutArtifact(PutArtifact::new(
+                coll("h"),
+                name(n),
+                Content::Bytes(n.as_bytes().to_vec()),
+            ))],
+        })
+        .unwrap();
+    }
+    assert!(s.audit_head().unwrap().unwrap().seq > file.seq);
+    let kept: ChainHead = std::fs::read_to_string(dir.join("audit.head"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(kept, file, "the recorded head was overwritten");
+    let report = s.check(None).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.detail.contains("record 3")),
+        "{:?}",
+        report.problems
+    );
+    drop(s);
     raw(&dir)
         .execute(
             "UPDATE audit_log SET actor = 'user:mallory' WHERE seq = 1",

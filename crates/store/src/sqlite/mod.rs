@@ -486,14 +486,25 @@ fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathB
     let mut wipe_pending = false;
     while let Ok(first) = rx.recv() {
         let jobs = gather(first, &rx);
-        let head = match &conn {
-            WriterConn::Own(c) => write::commit_group(c, jobs, busy_ms, &mut wipe_pending),
-            WriterConn::Shared(m) => {
-                write::commit_group(&lock(m), jobs, busy_ms, &mut wipe_pending)
+        // the head recorded outside the database, which the chain must still hold
+        let anchor = head_file.as_deref().and_then(crate::head_copy::read);
+        let (head, anchor_held) = match &conn {
+            WriterConn::Own(c) => {
+                write::commit_group_anchored(c, jobs, busy_ms, &mut wipe_pending, anchor.as_ref())
             }
+            WriterConn::Shared(m) => write::commit_group_anchored(
+                &lock(m),
+                jobs,
+                busy_ms,
+                &mut wipe_pending,
+                anchor.as_ref(),
+            ),
         };
         if let (Some(path), Some(head)) = (&head_file, &head) {
-            crate::head_copy::record(path, head);
+            match &anchor {
+                Some(a) if !anchor_held => crate::head_copy::warn_not_held(path, a),
+                _ => crate::head_copy::record(path, head),
+            }
         }
     }
 }

@@ -535,10 +535,13 @@ pub(crate) fn audit(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Aud
             "SELECT {AUDIT_COLS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT (SELECT ?2)"
         ))
         .map_err(sql_err)?;
-    stmt.query_map(params![after as i64, limit as i64], audit_row)
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)
+    stmt.query_map(
+        params![crate::rules::seq_cursor(after), limit as i64],
+        audit_row,
+    )
+    .map_err(sql_err)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(sql_err)
 }
 
 pub(crate) fn audit_query(
@@ -560,7 +563,7 @@ pub(crate) fn audit_query(
         .map_err(sql_err)?;
     stmt.query_map(
         params![
-            after as i64,
+            crate::rules::seq_cursor(after),
             q.namespace.as_ref().map(|n| n.as_str()),
             q.actor,
             q.action,
@@ -597,20 +600,23 @@ pub(crate) fn outbox(conn: &Connection, after: u64, limit: u32) -> Result<Vec<Ou
              FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT (SELECT ?2)",
         )
         .map_err(sql_err)?;
-    stmt.query_map(params![after as i64, limit as i64], |r| {
-        Ok(OutboxEvent {
-            seq: u64_col(r, 0)?,
-            at: ts(r, 1)?,
-            namespace: parsed(r, 2)?,
-            correlation_id: parsed(r, 3)?,
-            audit_seq: u64_col(r, 4)?,
-            draft: EventDraft {
-                kind: r.get(5)?,
-                subject: r.get(6)?,
-                payload: json(r, 7)?,
-            },
-        })
-    })
+    stmt.query_map(
+        params![crate::rules::seq_cursor(after), limit as i64],
+        |r| {
+            Ok(OutboxEvent {
+                seq: u64_col(r, 0)?,
+                at: ts(r, 1)?,
+                namespace: parsed(r, 2)?,
+                correlation_id: parsed(r, 3)?,
+                audit_seq: u64_col(r, 4)?,
+                draft: EventDraft {
+                    kind: r.get(5)?,
+                    subject: r.get(6)?,
+                    payload: json(r, 7)?,
+                },
+            })
+        },
+    )
     .map_err(sql_err)?
     .collect::<rusqlite::Result<_>>()
     .map_err(sql_err)
@@ -1013,7 +1019,7 @@ pub(crate) fn access_log(
     stmt.query_map(
         params![
             ns.as_str(),
-            after as i64,
+            crate::rules::seq_cursor(after),
             actor.map(|a| a.to_string()),
             since.map(super::micros),
             limit as i64

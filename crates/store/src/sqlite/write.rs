@@ -20,16 +20,30 @@ use crate::port::{ArtifactKey, Content, Op, PutArtifact, WriteBatch, WriteContex
 use crate::rules;
 use crate::{Result, StoreError};
 
-/// Commits a group of jobs in one transaction and answers each caller.
-/// Returns the new audit head if anything was committed. `wipe_pending` says
-/// a purge's WAL truncation has not happened yet (readers were active); it is
-/// retried after every commit until it succeeds.
+/// [`commit_group_anchored`] without an anchor.
+#[cfg(test)]
 pub(super) fn commit_group(
     conn: &Connection,
     jobs: Vec<WriteJob>,
     busy_ms: u64,
     wipe_pending: &mut bool,
 ) -> Option<ChainHead> {
+    commit_group_anchored(conn, jobs, busy_ms, wipe_pending, None).0
+}
+
+/// Commits a group of jobs in one transaction and answers each caller.
+/// Returns the new audit head if anything was committed, and whether the
+/// chain still held `anchor` (the head recorded outside the database) when
+/// the group began. `wipe_pending` says a purge's WAL truncation has not
+/// happened yet (readers were active); it is retried after every commit
+/// until it succeeds.
+pub(super) fn commit_group_anchored(
+    conn: &Connection,
+    jobs: Vec<WriteJob>,
+    busy_ms: u64,
+    wipe_pending: &mut bool,
+    anchor: Option<&ChainHead>,
+) -> (Option<ChainHead>, bool) {
     let mut jobs = jobs.into_iter();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = match sql_err(e) {
@@ -37,16 +51,28 @@ pub(super) fn commit_group(
             other => other,
         };
         abort(conn, Vec::new(), jobs, e);
-        return None;
+        return (None, true);
     }
     let mut head = match read::audit_head(conn) {
         Ok(h) => h,
         Err(e) => {
             abort(conn, Vec::new(), jobs, e);
-            return None;
+            return (None, true);
         }
     };
     let start_head = head.clone();
+    let anchor_held = match anchor {
+        Some(a) => crate::head_copy::chain_holds(a, start_head.as_ref(), |seq| {
+            conn.query_row(
+                "SELECT hash FROM audit_log WHERE seq = ?1",
+                [seq as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+        })
+        .unwrap_or(true),
+        None => true,
+    };
     let now = kontextual_model::now();
     // A lone batch needs no savepoint: if it fails, the whole transaction
     // rolls back (savepoints cost a sub-journal write per touched page).
@@ -67,7 +93,7 @@ pub(super) fn commit_group(
                     done.push((job.reply, Err(sql_err(e))));
                     let e = StoreError::Internal("releasing a savepoint failed".to_owned());
                     abort_all(conn, done, jobs, e);
-                    return None;
+                    return (None, true);
                 }
                 done.push((job.reply, Ok(changes)));
             }
@@ -82,13 +108,13 @@ pub(super) fn commit_group(
                     e.duplicate(),
                 );
                 let _ = job.reply.send(Err(e));
-                return None;
+                return (None, true);
             }
             Err(e) => {
                 if let Err(e2) = conn.execute_batch("ROLLBACK TO batch; RELEASE batch") {
                     done.push((job.reply, Err(e)));
                     abort_all(conn, done, jobs, sql_err(e2));
-                    return None;
+                    return (None, true);
                 }
                 head = saved;
                 done.push((job.reply, Err(e)));
@@ -97,7 +123,7 @@ pub(super) fn commit_group(
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         abort_all(conn, done, jobs, sql_err(e));
-        return None;
+        return (None, true);
     }
     let purged = done.iter().any(|(_, r)| {
         r.as_ref().is_ok_and(|cs| {
@@ -136,7 +162,7 @@ pub(super) fn commit_group(
     for (reply, result) in done {
         let _ = reply.send(result);
     }
-    if head != start_head { head } else { None }
+    (if head != start_head { head } else { None }, anchor_held)
 }
 
 /// Rolls back whatever is open and fails every caller of the group: those

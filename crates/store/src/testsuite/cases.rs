@@ -1235,6 +1235,18 @@ pub fn k8_feed_position_tracks_the_outbox(h: &mut dyn Harness) {
         s.namespaces().unwrap(),
         vec![kontextual_model::Namespace::default()]
     );
+    // cursors past any possible position mean "after everything" (X4:
+    // `/v1/audit?after=9223372036854775808` once wrapped to the start)
+    for after in [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+        assert!(
+            s.outbox(after, 10).unwrap().is_empty(),
+            "outbox after {after}"
+        );
+        assert!(
+            s.audit(after, 10).unwrap().is_empty(),
+            "audit after {after}"
+        );
+    }
 }
 
 /// X1: API keys are stored with only their secret's hash, listed without

@@ -67,7 +67,7 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         }
         if !ctx.out.quiet || report.failed > 0 {
             println!(
-                "{} files: {} new, {} updated, {} unchanged, {} pruned, {} failed, {} skipped — {:.1} MB/s, {:.2} s (run {})",
+                "{} files: {} new, {} updated, {} unchanged, {} pruned, {} failed, {} skipped — {}, {:.2} s (run {})",
                 report.files,
                 report.new,
                 report.updated,
@@ -75,7 +75,7 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
                 report.pruned,
                 report.failed,
                 report.skipped.len(),
-                report.mb_per_s(),
+                rate(report.mb_per_s()),
                 report.elapsed_ms as f64 / 1000.0,
                 report.run_id.map(|r| r.to_string()).unwrap_or_default(),
             );
@@ -269,4 +269,13 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A throughput people can read: small ingests are kB/s, not "0.0 MB/s".
+fn rate(mb_per_s: f64) -> String {
+    if mb_per_s >= 1.0 {
+        format!("{mb_per_s:.1} MB/s")
+    } else {
+        format!("{:.0} kB/s", mb_per_s * 1000.0)
+    }
 }

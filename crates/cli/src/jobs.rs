@@ -93,17 +93,17 @@ pub fn job(ctx: &Ctx, cmd: JobCmd) -> Result<ExitCode> {
         if ctx.out.json {
             ctx.out.json(&t)?;
         } else if t.changed {
-            let stop = t
-                .job
-                .stop_requested
-                .map(|s| {
-                    format!(" — it is running; its worker stops it at the next safe point ({s})")
-                })
-                .unwrap_or_default();
-            ctx.out.note(format!(
-                "Job {}: {} → {}{stop}.",
-                t.job.id, t.from, t.job.state
-            ));
+            match t.job.stop_requested {
+                // still running until its worker reaches a safe point
+                Some(s) => ctx.out.note(format!(
+                    "Job {}: asked to stop; its worker stops it at the next safe point, and it ends {s}.",
+                    t.job.id
+                )),
+                None => ctx.out.note(format!(
+                    "Job {}: {} → {}.",
+                    t.job.id, t.from, t.job.state
+                )),
+            }
         } else {
             ctx.out.note(format!(
                 "Job {} is already {} — nothing to {}.",

@@ -60,6 +60,11 @@ fn scope(a: &ExportArgs) -> Result<ExportScope> {
 pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<ExitCode> {
     let mut scope = scope(&a)?;
     let to_stdout = a.out.as_os_str() == "-";
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(invalid(
+            "--out - writes a binary .tar.zst archive to standard output, which is a terminal: redirect it (> export.tar.zst) or give --out PATH".into(),
+        ));
+    }
     if to_stdout && a.background {
         return Err(invalid(
             "--background writes to a path on the worker's machine; give --out PATH".into(),

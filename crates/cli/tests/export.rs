@@ -579,3 +579,32 @@ fn o3_export_runs_as_a_background_job() {
         refused[0]
     );
 }
+
+/// X5/X8: `--out -` onto a terminal is refused (a binary archive would
+/// garble it); run under `script`, which gives the command a terminal.
+#[test]
+fn x5_export_to_a_terminal_is_refused() {
+    let Ok(probe) = Command::new("script").arg("--version").output() else {
+        eprintln!("SKIPPED: `script` (util-linux) is not installed");
+        return;
+    };
+    assert!(probe.status.success());
+    let t = tempfile::tempdir().unwrap();
+    let data = seeded(t.path());
+    let cmd = format!(
+        "{} --data-dir {} export --all --out -",
+        env!("CARGO_BIN_EXE_kontextual"),
+        s(&data)
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("which is a terminal"), "{text}");
+    assert!(
+        !out.stdout.windows(4).any(|w| w == [0x28, 0xb5, 0x2f, 0xfd]),
+        "archive bytes reached the terminal"
+    );
+}

@@ -977,10 +977,16 @@ impl Services {
         // The index is rebuilt from the store when this process owns it;
         // otherwise its owner (a running server) applies the import's
         // events, which name every imported artifact.
+        let written_up_to = self.store().feed_position()?.last_seq;
+        progress.stage("indexing", None);
         let p = self.projection()?;
         let indexed = if p.is_owner() {
-            progress.stage("indexing", None);
-            Some(p.rebuild()?.artifacts_reindexed)
+            // opening a new index already rebuilt it from the imported store
+            if p.rebuilt_since(written_up_to) {
+                Some(p.index().stats()?.artifacts)
+            } else {
+                Some(p.rebuild()?.artifacts_reindexed)
+            }
         } else {
             None
         };

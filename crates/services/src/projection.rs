@@ -53,6 +53,8 @@ struct Progress {
     /// event at that seq is another one, the store was replaced (restored
     /// from an older copy and written again) and the index is rebuilt.
     last_event: Option<(u64, u64, kontextual_model::Timestamp)>,
+    /// The feed position the last rebuild in this process started from.
+    rebuilt_at: Option<u64>,
 }
 
 pub(crate) struct Projection {
@@ -100,6 +102,7 @@ impl Projection {
                 applied,
                 uncommitted: false,
                 last_event,
+                rebuilt_at: None,
             }),
             opened,
         };
@@ -130,6 +133,12 @@ impl Projection {
 
     pub(crate) fn is_owner(&self) -> bool {
         self.index.is_owner()
+    }
+
+    /// Whether this process rebuilt the index from a feed position at or
+    /// after `seq` (so everything written up to `seq` is in it).
+    pub(crate) fn rebuilt_since(&self, seq: u64) -> bool {
+        self.lock().rebuilt_at.is_some_and(|at| at >= seq)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -311,6 +320,7 @@ impl Projection {
         self.commit(pos.last_seq)?;
         let from = progress.applied;
         progress.applied = pos.last_seq;
+        progress.rebuilt_at = Some(pos.last_seq);
         progress.last_event = self
             .store
             .outbox(pos.last_seq.saturating_sub(1), 1)?

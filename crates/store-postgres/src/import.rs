@@ -18,6 +18,28 @@ fn exists(tx: &mut Conn, sql: &str, id: &(dyn postgres::types::ToSql + Sync)) ->
     Ok(tx.query_opt(sql, &[id]).map_err(pg_err)?.is_some())
 }
 
+/// Which of `keys` the query (`… WHERE key = ANY($1)`, selecting the key)
+/// finds, asked in chunks.
+fn existing<K>(tx: &mut Conn, sql: &str, keys: &[K]) -> Result<HashSet<K>>
+where
+    K: postgres::types::ToSql
+        + Sync
+        + for<'a> postgres::types::FromSql<'a>
+        + Eq
+        + std::hash::Hash
+        + Clone,
+    Vec<K>: postgres::types::ToSql,
+{
+    let mut found = HashSet::new();
+    for chunk in keys.chunks(10_000) {
+        let chunk = chunk.to_vec();
+        for row in tx.query(sql, &[&chunk]).map_err(pg_err)? {
+            found.insert(row.get::<_, K>(0));
+        }
+    }
+    Ok(found)
+}
+
 pub(crate) fn import(
     tx: &mut Conn,
     ctx: &WriteContext,
@@ -79,12 +101,18 @@ pub(crate) fn import(
         needed_runs,
         skipped: skipped_artifacts,
         differing: differing_artifacts,
-    } = rules::plan_import(ns, rec.artifacts, rec.revisions, &collections, skip, |id| {
-        if !exists(tx, "SELECT 1 FROM artifacts WHERE id = $1", &id.0)? {
-            return Ok(None);
-        }
-        Ok(Some(read::artifact(tx, ns, &ArtifactKey::Id(id))?))
-    })?;
+    } = {
+        // which of the package's ids are taken, in one query per chunk
+        // rather than one round trip per artifact
+        let ids: Vec<uuid::Uuid> = rec.artifacts.iter().map(|a| a.id.0).collect();
+        let taken = existing(tx, "SELECT id FROM artifacts WHERE id = ANY($1)", &ids)?;
+        rules::plan_import(ns, rec.artifacts, rec.revisions, &collections, skip, |id| {
+            if !taken.contains(&id.0) {
+                return Ok(None);
+            }
+            Ok(Some(read::artifact(tx, ns, &ArtifactKey::Id(id))?))
+        })?
+    };
     if skipped_artifacts > 0 {
         skipped.insert("artifacts", skipped_artifacts);
     }
@@ -92,10 +120,21 @@ pub(crate) fn import(
         differing.insert("artifacts", differing_artifacts);
     }
 
+    let stored_blobs: HashSet<String> = {
+        let wanted: Vec<String> = rec
+            .blobs
+            .iter()
+            .filter(|b| needed_blobs.contains(&b.digest))
+            .map(|b| b.digest.hex())
+            .collect();
+        existing(
+            tx,
+            "SELECT digest FROM blobs WHERE digest = ANY($1)",
+            &wanted,
+        )?
+    };
     for b in rec.blobs {
-        if !needed_blobs.contains(&b.digest)
-            || exists(tx, "SELECT 1 FROM blobs WHERE digest = $1", &b.digest.hex())?
-        {
+        if !needed_blobs.contains(&b.digest) || stored_blobs.contains(&b.digest.hex()) {
             continue;
         }
         let f = std::fs::File::open(&b.path)

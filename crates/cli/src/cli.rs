@@ -719,8 +719,9 @@ pub enum KeyCmd {
         #[arg(long)]
         name: String,
         /// The actor requests with this key act as: user|agent|application|service:NAME
-        #[arg(long)]
-        actor: String,
+        /// (the global --actor is who creates it, recorded in the audit log)
+        #[arg(long = "for", id = "key_actor", value_name = "ACTOR")]
+        key_actor: String,
         /// Comma-separated: read, write, admin, export
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
@@ -736,8 +737,11 @@ pub enum KeyCmd {
 
 #[derive(Args, Debug)]
 pub struct GrantArgs {
-    /// The actor: user|agent|application|service:NAME
-    pub actor: Option<String>,
+    /// The actor who gets (or loses) the permission: user|agent|application|service:NAME
+    // its own id: an argument named `actor` would be the global --actor
+    // (who acts, recorded in the audit log) and overwrite it
+    #[arg(id = "grantee", value_name = "ACTOR")]
+    pub grantee: Option<String>,
     /// read, write (includes read), admin (includes write) or export
     pub permission: Option<String>,
     /// Only this collection (and its artifacts) [default: the whole namespace]
@@ -766,7 +770,12 @@ pub enum HoldCmd {
 #[derive(Subcommand, Debug)]
 pub enum ClearanceCmd {
     /// Set an actor's clearance: public, internal, confidential or restricted
-    Set { actor: String, level: String },
+    Set {
+        /// Whose clearance (KIND:NAME); the global --actor is who sets it
+        #[arg(id = "subject", value_name = "ACTOR")]
+        subject: String,
+        level: String,
+    },
     /// Clearances set in the namespace
     List,
 }

@@ -474,6 +474,7 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
                     .map(str::parse::<kontextual_model::Digest>)
                     .transpose()?,
                 include_deleted,
+                ..ArtifactQuery::default()
             };
             let pg = svc.artifact_list(&ctx.caller, &q, &page(&p))?;
             if ctx.out.json {
@@ -897,7 +898,7 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
     match cmd {
         KeyCmd::Create {
             name,
-            actor,
+            key_actor,
             scopes,
             expires,
         } => {
@@ -906,7 +907,7 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                 .map(|s| s.trim().parse::<kontextual_model::Scope>())
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let expires = expires.as_deref().map(parse_time).transpose()?;
-            let k = svc.key_create(&ctx.caller, &name, actor.parse()?, scopes, expires)?;
+            let k = svc.key_create(&ctx.caller, &name, key_actor.parse()?, scopes, expires)?;
             if ctx.out.json {
                 ctx.out.json(&k)?;
             } else {
@@ -1009,8 +1010,8 @@ fn access(ctx: &Ctx, cmd: AccessCmd) -> Result<ExitCode> {
 fn clearance(ctx: &Ctx, cmd: ClearanceCmd) -> Result<ExitCode> {
     let svc = ctx.rw()?;
     let list = match cmd {
-        ClearanceCmd::Set { actor, level } => {
-            vec![svc.clearance_set(&ctx.caller, actor.parse()?, level.parse()?)?]
+        ClearanceCmd::Set { subject, level } => {
+            vec![svc.clearance_set(&ctx.caller, subject.parse()?, level.parse()?)?]
         }
         ClearanceCmd::List => svc.clearance_list(&ctx.caller)?,
     };
@@ -1060,7 +1061,7 @@ fn hold(ctx: &Ctx, cmd: HoldCmd) -> Result<ExitCode> {
 
 fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
     let svc = ctx.rw()?;
-    let (actor, permission) = match (&a.actor, &a.permission) {
+    let (actor, permission) = match (&a.grantee, &a.permission) {
         (Some(actor), Some(p)) => (
             actor.parse()?,
             p.parse::<kontextual_model::GrantPermission>()?,

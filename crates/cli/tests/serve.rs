@@ -173,7 +173,7 @@ fn x1_keys_from_the_cli_guard_the_server() {
             "create",
             "--name",
             "ci",
-            "--actor",
+            "--for",
             "agent:ci",
             "--scopes",
             "read,write",
@@ -224,7 +224,7 @@ fn x1_keys_from_the_cli_guard_the_server() {
     }
     let e = kx(&data)
         .args([
-            "key", "create", "--name", "x", "--actor", "robot:x", "--scopes", "read",
+            "key", "create", "--name", "x", "--for", "robot:x", "--scopes", "read",
         ])
         .output()
         .unwrap();

@@ -73,10 +73,15 @@ pub enum Change {
     /// An API key was created (its secret hash is never in a record).
     KeyCreated {
         key: crate::ApiKey,
+        /// [`key_fingerprint`] of the stored row, secret hash included: the
+        /// audit record vouches for it without showing the hash.
+        row_hash: String,
     },
     /// An API key was revoked.
     KeyRevoked {
         key: crate::ApiKey,
+        /// [`key_fingerprint`] of the row after the revocation.
+        row_hash: String,
     },
     /// An actor's clearance was set.
     ClearanceSet {
@@ -258,24 +263,27 @@ impl Change {
                 outcome: Outcome::Success,
                 detail: None,
             },
-            Change::KeyCreated { key } | Change::KeyRevoked { key } => AuditDraft {
-                action: if matches!(self, Change::KeyCreated { .. }) {
-                    "key.create".into()
-                } else {
-                    "key.revoke".into()
-                },
-                target_kind: "api_key".into(),
-                target_id: key.id.clone(),
-                target_name: Some(key.name.clone()),
-                revision: None,
-                prev_digest: None,
-                digest: None,
-                outcome: Outcome::Success,
-                detail: Some(json!({
-                    "actor": key.actor.to_string(),
-                    "scopes": key.scopes,
-                })),
-            },
+            Change::KeyCreated { key, row_hash } | Change::KeyRevoked { key, row_hash } => {
+                AuditDraft {
+                    action: if matches!(self, Change::KeyCreated { .. }) {
+                        "key.create".into()
+                    } else {
+                        "key.revoke".into()
+                    },
+                    target_kind: "api_key".into(),
+                    target_id: key.id.clone(),
+                    target_name: Some(key.name.clone()),
+                    revision: None,
+                    prev_digest: None,
+                    digest: None,
+                    outcome: Outcome::Success,
+                    detail: Some(json!({
+                        "actor": key.actor.to_string(),
+                        "scopes": key.scopes,
+                        ROW_HASH: row_hash,
+                    })),
+                }
+            }
             Change::ClearanceSet { clearance } => AuditDraft {
                 action: "clearance.set".into(),
                 target_kind: "actor".into(),
@@ -285,7 +293,7 @@ impl Change {
                 prev_digest: None,
                 digest: None,
                 outcome: Outcome::Success,
-                detail: None,
+                detail: Some(json!({ ROW_HASH: clearance_fingerprint(clearance) })),
             },
             Change::HoldSet { hold } | Change::HoldReleased { hold } => AuditDraft {
                 action: if matches!(self, Change::HoldSet { .. }) {
@@ -300,7 +308,10 @@ impl Change {
                 prev_digest: None,
                 digest: None,
                 outcome: Outcome::Success,
-                detail: Some(json!({ "reason": hold.reason })),
+                detail: Some(json!({
+                    "reason": hold.reason,
+                    ROW_HASH: mark_fingerprint("hold", hold),
+                })),
             },
             Change::GrantCreated { grant } | Change::GrantDeleted { grant } => AuditDraft {
                 action: if matches!(self, Change::GrantCreated { .. }) {
@@ -318,7 +329,7 @@ impl Change {
                 prev_digest: None,
                 digest: None,
                 outcome: Outcome::Success,
-                detail: None,
+                detail: Some(json!({ ROW_HASH: grant_fingerprint(grant) })),
             },
             Change::JobEnqueued { job } => AuditDraft {
                 action: "job.enqueue".into(),
@@ -361,9 +372,11 @@ impl Change {
                     Some(a) => json!({
                         "revision_hash": revision_fingerprint(&RevisionFacts::of_revision(revision)),
                         "artifact_hash": artifact_fingerprint(a),
+                        ORIGIN_HASH: revision_origin_fingerprint(revision),
                     }),
                     None => json!({
                         "revision_hash": revision_fingerprint(&RevisionFacts::of_revision(revision)),
+                        ORIGIN_HASH: revision_origin_fingerprint(revision),
                     }),
                 }),
             },
@@ -406,7 +419,10 @@ impl Change {
                 prev_digest: None,
                 digest: None,
                 outcome: Outcome::Success,
-                detail: Some(json!({ "reason": quarantine.reason })),
+                detail: Some(json!({
+                    "reason": quarantine.reason,
+                    ROW_HASH: mark_fingerprint("quarantine", quarantine),
+                })),
             },
             Change::Audited { .. }
             | Change::ContextPackageUnchanged { .. }
@@ -454,7 +470,7 @@ impl Change {
                 package.id.to_string(),
                 json!({ "name": package.name, "version": package.version, "digest": package.digest }),
             ),
-            Change::KeyCreated { key } | Change::KeyRevoked { key } => (
+            Change::KeyCreated { key, .. } | Change::KeyRevoked { key, .. } => (
                 if matches!(self, Change::KeyCreated { .. }) {
                     "key.created".to_owned()
                 } else {
@@ -715,6 +731,100 @@ pub fn artifact_fingerprint(a: &Artifact) -> String {
     h.finish()
 }
 
+/// The audit detail member that vouches for a row of authority or history
+/// (relations, keys, grants, clearances, holds, quarantines): the row's
+/// fingerprint after the change. `verify` compares each stored row with the
+/// latest such record about it.
+pub const ROW_HASH: &str = "row_hash";
+
+/// The audit detail member of an imported revision that vouches for who
+/// made it, when and in which request and run (the import's own record
+/// names the importer).
+pub const ORIGIN_HASH: &str = "origin_hash";
+
+fn micros(t: crate::Timestamp) -> [u8; 8] {
+    t.as_microsecond().to_le_bytes()
+}
+
+/// SHA-256 over who made a revision, when, in which request and run.
+pub fn revision_origin_fingerprint(r: &crate::Revision) -> String {
+    let mut h = Fields::new("kontextual.revision-origin.v1");
+    h.put(r.actor.to_string().as_bytes())
+        .put(r.correlation_id.as_str().as_bytes())
+        .opt(r.run_id.map(|id| *id.0.as_bytes()).as_ref().map(|b| &b[..]))
+        .put(&micros(r.created_at));
+    h.finish()
+}
+
+/// SHA-256 over a relation row (every column).
+pub fn relation_fingerprint(r: &Relation) -> String {
+    let mut h = Fields::new("kontextual.relation.v1");
+    h.put(r.id.0.as_bytes())
+        .put(r.namespace.as_str().as_bytes())
+        .put(r.rel_type.as_str().as_bytes())
+        .put(r.source.0.as_bytes())
+        .put(r.target.0.as_bytes())
+        .put(r.properties.as_str().as_bytes())
+        .put(&r.revision.to_le_bytes())
+        .put(&[u8::from(r.deleted)])
+        .put(&micros(r.created_at))
+        .put(&micros(r.updated_at));
+    h.finish()
+}
+
+/// SHA-256 over an API key row: everything but its last use (coalesced
+/// bookkeeping, not authority), secret hash included.
+pub fn key_fingerprint(k: &crate::ApiKey, secret_hash: Option<&Digest>) -> String {
+    let mut h = Fields::new("kontextual.api-key.v1");
+    h.put(k.id.as_bytes())
+        .put(k.namespace.as_str().as_bytes())
+        .put(k.name.as_bytes())
+        .put(k.actor.to_string().as_bytes())
+        .put(&(k.scopes.len() as u64).to_le_bytes());
+    for s in &k.scopes {
+        h.put(s.as_str().as_bytes());
+    }
+    h.opt(secret_hash.map(|d| &d.as_bytes()[..]))
+        .put(&micros(k.created_at))
+        .opt(k.expires_at.map(micros).as_ref().map(|b| &b[..]))
+        .opt(k.revoked_at.map(micros).as_ref().map(|b| &b[..]));
+    h.finish()
+}
+
+/// SHA-256 over a grant row.
+pub fn grant_fingerprint(g: &crate::Grant) -> String {
+    let mut h = Fields::new("kontextual.grant.v1");
+    h.put(g.id.as_bytes())
+        .put(g.namespace.as_str().as_bytes())
+        .put(g.actor.to_string().as_bytes())
+        .put(g.permission.as_str().as_bytes())
+        .put(g.scope.to_string().as_bytes())
+        .put(&micros(g.created_at));
+    h.finish()
+}
+
+/// SHA-256 over a clearance row.
+pub fn clearance_fingerprint(c: &crate::Clearance) -> String {
+    let mut h = Fields::new("kontextual.clearance.v1");
+    h.put(c.namespace.as_str().as_bytes())
+        .put(c.actor.to_string().as_bytes())
+        .put(c.level.as_str().as_bytes())
+        .put(&micros(c.set_at));
+    h.finish()
+}
+
+/// SHA-256 over a hold or quarantine row (`kind` keeps the two apart).
+pub fn mark_fingerprint(kind: &str, m: &crate::Hold) -> String {
+    let mut h = Fields::new("kontextual.mark.v1");
+    h.put(kind.as_bytes())
+        .put(m.artifact_id.0.as_bytes())
+        .put(m.namespace.as_str().as_bytes())
+        .put(m.reason.as_bytes())
+        .put(m.actor.to_string().as_bytes())
+        .put(&micros(m.created_at));
+    h.finish()
+}
+
 fn verb(kind: ChangeKind) -> &'static str {
     match kind {
         ChangeKind::Created => "create",
@@ -726,6 +836,11 @@ fn verb(kind: ChangeKind) -> &'static str {
 }
 
 fn relation_draft(action: &str, r: &Relation, detail: Option<serde_json::Value>) -> AuditDraft {
+    let mut detail = detail.unwrap_or_else(|| json!({}));
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert(ROW_HASH.into(), json!(relation_fingerprint(r)));
+    }
+    let detail = Some(detail);
     AuditDraft {
         action: action.into(),
         target_kind: "relation".into(),

@@ -4,6 +4,10 @@
 //! that key is 422, and one still running is 409. Keys are scoped to the
 //! authenticated caller; an answer the server failed to produce (5xx) is
 //! not kept, so the retry runs again.
+//!
+//! Secrets are never stored: an answer that carries one (a new API key's
+//! token) marks its fields with [`SecretFields`], and what is kept for
+//! replays is the answer without them.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -16,6 +20,26 @@ use crate::AppState;
 use crate::problem::Problem;
 
 pub const HEADER: &str = "idempotency-key";
+
+/// Marks top-level JSON fields of an answer that hold a secret shown once:
+/// they are removed from the copy kept for `Idempotency-Key` replays.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretFields(pub &'static [&'static str]);
+
+/// The answer as kept for replays: without its secret fields, with
+/// `secrets_withheld` naming them so a client can tell why they are missing.
+fn without_secrets(body: &[u8], secret: Option<SecretFields>) -> Option<Vec<u8>> {
+    let Some(SecretFields(fields)) = secret else {
+        return Some(body.to_vec());
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    for f in fields {
+        obj.remove(*f);
+    }
+    obj.insert("secrets_withheld".into(), serde_json::json!(fields));
+    serde_json::to_vec(&v).ok()
+}
 
 /// Stored answers are small JSON documents; larger ones are not kept.
 const MAX_STORED: usize = 1024 * 1024;
@@ -53,20 +77,22 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(key) = req.headers().get(HEADER).cloned() else {
         return next.run(req).await;
     };
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // authentication first: an unauthenticated request is refused by its
+    // handler (401) whatever its Idempotency-Key looks like
+    let Some(scope) = scope(&state, auth).await else {
+        return next.run(req).await;
+    };
     let key = match key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
         _ => {
             return Problem::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
                 .into_response();
         }
-    };
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(scope) = scope(&state, auth).await else {
-        return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, usize::MAX).await {
@@ -163,8 +189,12 @@ async fn finish(state: &AppState, scope: String, key: String, res: Response) -> 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
-    let stored = bytes.to_vec();
+    let stored = without_secrets(&bytes, parts.extensions.get::<SecretFields>().copied());
     let kept = tokio::task::spawn_blocking(move || {
+        let Some(stored) = stored else {
+            // a secret-bearing answer that is not a JSON object: keep nothing
+            return svc.idempotency_abandon(&scope, &key);
+        };
         if status.is_server_error() {
             svc.idempotency_abandon(&scope, &key)
         } else {

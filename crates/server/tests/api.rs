@@ -1019,7 +1019,7 @@ async fn x2_grants_bound_every_route_for_every_actor() {
         Some(json!({"source": "ops/new.md", "type": "references", "target": "handbook/guide.md"})),
     )
     .await
-    .problem(StatusCode::NOT_FOUND, "not_found");
+    .problem(StatusCode::BAD_REQUEST, "invalid_input");
     // admin routes: only the namespace admin
     for who in ["reader", "writer", "nobody"] {
         for uri in [
@@ -1590,4 +1590,259 @@ async fn o3_export_streams_only_what_the_caller_may_read() {
     api.with_key(Method::POST, "/v1/export", &tokens[0], Some(json!({})))
         .await
         .problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// Makes the keys of a policy test: grants first, then one key per actor
+/// (the first while the server is open, the rest by the boss).
+async fn keys_for(
+    api: &Api,
+    grants: &[Value],
+    keys: &[(&'static str, &str, Value)],
+) -> std::collections::HashMap<&'static str, String> {
+    for body in grants {
+        let r = api.json(Method::POST, "/v1/grants", body.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let mut tokens = std::collections::HashMap::new();
+    for (name, actor, scopes) in keys {
+        let body = json!({"name": name, "actor": actor, "scopes": scopes});
+        let r = match tokens.get("boss") {
+            None => api.json(Method::POST, "/v1/keys", body).await,
+            Some(boss) => {
+                let boss: &String = boss;
+                api.with_key(Method::POST, "/v1/keys", boss, Some(body))
+                    .await
+            }
+        };
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        tokens.insert(*name, r.json()["token"].as_str().unwrap().to_owned());
+    }
+    tokens
+}
+
+/// X2 (regression): a reference the caller may not read answers exactly like
+/// one that does not exist — for a relation's source and target, by name and
+/// by id — so relations cannot probe for artifacts.
+#[tokio::test]
+async fn x2_relations_are_no_existence_oracle() {
+    let (api, guide_id) = Api::seeded().await;
+    api.json(Method::POST, "/v1/collections", json!({"name": "ops"}))
+        .await;
+    api.put("ops/new.md", "# New\n", &[]).await;
+    let tokens = keys_for(
+        &api,
+        &[
+            json!({"actor": "agent:writer", "permission": "write", "collection": "ops"}),
+            json!({"actor": "user:boss", "permission": "admin"}),
+        ],
+        &[
+            ("boss", "user:boss", json!(["admin"])),
+            ("writer", "agent:writer", json!(["write"])),
+        ],
+    )
+    .await;
+    let relate = |source: String, target: String| {
+        let (api, token) = (&api, tokens["writer"].clone());
+        async move {
+            let r = api
+                .with_key(
+                    Method::POST,
+                    "/v1/relations",
+                    &token,
+                    Some(json!({"source": source, "type": "probe", "target": target})),
+                )
+                .await;
+            (r.status, r.json())
+        }
+    };
+    let missing_id = "01900000-0000-7000-8000-000000000000";
+    for (hidden, missing) in [
+        ("handbook/guide.md", "handbook/nope.md"),
+        (guide_id.as_str(), missing_id),
+    ] {
+        // as a target
+        let (s1, p1) = relate("ops/new.md".into(), hidden.into()).await;
+        let (s2, p2) = relate("ops/new.md".into(), missing.into()).await;
+        assert_eq!(s1, s2, "{p1} vs {p2}");
+        assert_eq!(p1["code"], p2["code"]);
+        assert_eq!(
+            p1["detail"].as_str().unwrap().replace(hidden, "X"),
+            p2["detail"].as_str().unwrap().replace(missing, "X"),
+        );
+        // as a source
+        let (s1, p1) = relate(hidden.into(), "ops/new.md".into()).await;
+        let (s2, p2) = relate(missing.into(), "ops/new.md".into()).await;
+        assert_eq!(s1, s2, "{p1} vs {p2}");
+        assert_eq!(p1["code"], p2["code"]);
+        assert_eq!(
+            p1["detail"].as_str().unwrap().replace(hidden, "X"),
+            p2["detail"].as_str().unwrap().replace(missing, "X"),
+        );
+    }
+}
+
+/// X2 (regression): listings, digest filters and counts apply the same read
+/// rule as a single read — grants, clearance and quarantine.
+#[tokio::test]
+async fn x2_listings_and_counts_follow_clearance_and_quarantine() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .put(
+            "handbook/merger.md&classification=confidential",
+            "# Merger\n\nthe merger plan\n",
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let merger_digest = r.json()["artifact"]["digest"].as_str().unwrap().to_owned();
+    api.put("handbook/held.md", "# Held\n\nsuspicious\n", &[])
+        .await;
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/quarantines",
+            json!({"artifact": "handbook/held.md", "reason": "scan hit"}),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let tokens = keys_for(
+        &api,
+        &[
+            json!({"actor": "user:boss", "permission": "admin"}),
+            json!({"actor": "agent:reader", "permission": "read", "collection": "handbook"}),
+            json!({"actor": "agent:all", "permission": "read"}),
+        ],
+        &[
+            ("boss", "user:boss", json!(["admin"])),
+            ("reader", "agent:reader", json!(["read"])),
+            ("all", "agent:all", json!(["read"])),
+        ],
+    )
+    .await;
+    let get = |who: &'static str, uri: &'static str| {
+        let (api, token) = (&api, tokens[who].clone());
+        async move {
+            let r = api.with_key(Method::GET, uri, &token, None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{}",
+                String::from_utf8_lossy(&r.body)
+            );
+            r.json()
+        }
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // internal clearance (the default): the confidential note is not listed,
+    // by collection, unfiltered or by its digest, nor counted; the
+    // quarantined one is out for readers, in for the administrator
+    let by_collection = get("reader", "/v1/artifacts?collection=handbook").await;
+    assert_eq!(names(&by_collection), ["guide.md", "notes.md"]);
+    let all = get("all", "/v1/artifacts").await;
+    assert_eq!(names(&all), ["guide.md", "notes.md"]);
+    let uri: &'static str =
+        Box::leak(format!("/v1/artifacts?digest={merger_digest}").into_boxed_str());
+    assert_eq!(names(&get("all", uri).await), Vec::<String>::new());
+    let c = get("reader", "/v1/collections/handbook").await;
+    assert_eq!(c["artifact_count"], 2, "{c}");
+    let list = get("reader", "/v1/collections").await;
+    assert_eq!(list["items"][0]["artifact_count"], 2, "{list}");
+    let boss = get("boss", "/v1/artifacts?collection=handbook").await;
+    assert_eq!(names(&boss), ["guide.md", "held.md", "notes.md"]);
+    // and a single read agrees with the listing
+    let r = api
+        .with_key(
+            Method::GET,
+            "/v1/artifacts/by-ref?ref=handbook/held.md",
+            &tokens["reader"],
+            None,
+        )
+        .await;
+    r.problem(StatusCode::NOT_FOUND, "not_found");
+}
+
+/// X1 (regression): a key created with an Idempotency-Key is answered once
+/// with its token; the replay answers without it (`secrets_withheld`), and
+/// the token's secret is in none of the data directory's files (database,
+/// WAL, index).
+#[tokio::test]
+async fn x1_idempotent_key_creation_never_stores_the_token() {
+    let api = Api::new();
+    let tokens = keys_for(
+        &api,
+        &[json!({"actor": "user:boss", "permission": "admin"})],
+        &[("boss", "user:boss", json!(["admin"]))],
+    )
+    .await;
+    let send = || {
+        api.send(
+            Request::post("/v1/keys")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::AUTHORIZATION, format!("Bearer {}", tokens["boss"]))
+                .header("idempotency-key", "make-ci-key")
+                .body(Body::from(
+                    json!({"name": "ci", "actor": "agent:ci", "scopes": ["read"]}).to_string(),
+                ))
+                .unwrap(),
+        )
+    };
+    let first = send().await;
+    assert_eq!(
+        first.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let token = first.json()["token"].as_str().unwrap().to_owned();
+    let secret = token.rsplit('_').next().unwrap().to_owned();
+    assert!(secret.len() >= 40, "{token}");
+    let replay = send().await;
+    assert_eq!(replay.status, StatusCode::CREATED);
+    assert_eq!(replay.headers["idempotency-replayed"], "true");
+    let v = replay.json();
+    assert!(v.get("token").is_none(), "{v}");
+    assert_eq!(v["secrets_withheld"], json!(["token"]));
+    assert_eq!(v["key"]["id"], first.json()["key"]["id"]);
+    for entry in walk(api._dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the token's secret is stored in {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -193,6 +193,18 @@ impl Services {
             );
             return Err(Error::NotFound(format!("artifact {r}")));
         }
+        // quarantined: out of circulation for everyone but its administrators
+        if caller.scopes.is_some()
+            && !self.can(caller, Permission::Admin, &resource)
+            && self.is_quarantined(&caller.namespace, a.id)?
+        {
+            self.audit_denial(
+                caller,
+                Permission::Read,
+                &format!("{resource} (quarantined)"),
+            );
+            return Err(Error::NotFound(format!("artifact {r}")));
+        }
         self.authorize(caller, permission, &resource)?;
         Ok(a)
     }
@@ -410,19 +422,26 @@ impl Services {
         q: &ArtifactQuery,
         page: &PageRequest,
     ) -> Result<Page<Artifact>> {
-        match &q.collection {
+        let what = "all artifacts (list one collection with --collection)";
+        let scope = match &q.collection {
             Some(c) => {
                 self.collection_show(caller, c.as_str())?;
+                Resource::Collection(c.as_str())
             }
             None => {
-                self.authorize(
-                    caller,
-                    Permission::Read,
-                    &Resource::Namespace("all artifacts (list one collection with --collection)"),
-                )?;
+                self.authorize(caller, Permission::Read, &Resource::Namespace(what))?;
+                Resource::Namespace(what)
             }
-        }
-        Ok(self.store().artifacts(&caller.namespace, q, page)?)
+        };
+        // the grant covers every artifact listed; clearance and quarantine
+        // are per artifact and go into the query, so pages stay full
+        let (max_classification, exclude_quarantined) = self.listing_visibility(caller, &scope);
+        let q = ArtifactQuery {
+            max_classification,
+            exclude_quarantined,
+            ..q.clone()
+        };
+        Ok(self.store().artifacts(&caller.namespace, &q, page)?)
     }
 
     pub fn artifact_delete(

@@ -440,9 +440,7 @@ impl Services {
                 .store()
                 .artifact(&caller.namespace, &kontextual_store::ArtifactKey::Id(*id))?;
             match found {
-                Some(a)
-                    if self.can(caller, Permission::Read, &artifact_resource(&a))
-                        && self.cleared(caller, a.classification) => {}
+                Some(a) if self.readable(caller, &a) => {}
                 _ => return Err(Error::NotFound(format!("artifact {id}"))),
             }
         }

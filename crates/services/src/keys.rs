@@ -100,7 +100,7 @@ impl Services {
             secret_hash: Some(Digest::of(secret.as_bytes())),
         };
         let key = self.write_one(caller, Op::CreateKey(key), |c| match c {
-            kontextual_model::Change::KeyCreated { key } => Some(key),
+            kontextual_model::Change::KeyCreated { key, .. } => Some(key),
             _ => None,
         })?;
         Ok(NewKey {

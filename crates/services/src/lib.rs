@@ -288,9 +288,30 @@ impl Services {
             Permission::Read,
             &Resource::Collection(name.as_str()),
         )?;
-        self.store
+        let c = self
+            .store
             .collection(&caller.namespace, &name)?
-            .ok_or_else(|| Error::NotFound(format!("collection {name}")))
+            .ok_or_else(|| Error::NotFound(format!("collection {name}")))?;
+        self.counted_for(caller, c)
+    }
+
+    /// A collection's artifact count as the caller may see it: what it may
+    /// not read is not counted either (X2).
+    fn counted_for(&self, caller: &Caller, mut c: Collection) -> Result<Collection> {
+        let (max_classification, exclude_quarantined) =
+            self.listing_visibility(caller, &Resource::Collection(c.name.as_str()));
+        if max_classification.is_some() || exclude_quarantined {
+            c.artifact_count = self.store.count_artifacts(
+                &caller.namespace,
+                &kontextual_store::ArtifactQuery {
+                    collection: Some(c.name.clone()),
+                    max_classification,
+                    exclude_quarantined,
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(c)
     }
 
     pub fn collection_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Collection>> {
@@ -303,6 +324,10 @@ impl Services {
                 &Resource::Collection(c.name.as_str()),
             )
         });
+        page.items = std::mem::take(&mut page.items)
+            .into_iter()
+            .map(|c| self.counted_for(caller, c))
+            .collect::<Result<_>>()?;
         Ok(page)
     }
 

@@ -125,6 +125,45 @@ impl Services {
         self.policy.allows(caller, permission, resource)
     }
 
+    /// The one read rule (X2) for an artifact the caller has in hand: a grant
+    /// that covers reading it, a clearance that reaches its classification,
+    /// and — unless the caller may administer it — no quarantine. Every
+    /// single read, listing, count, filter and reference check asks this (or
+    /// pushes the same three conditions into the store query,
+    /// [`Services::listing_visibility`]), so what a caller may not read
+    /// cannot be told apart from what does not exist.
+    pub(crate) fn readable(&self, caller: &Caller, a: &kontextual_model::Artifact) -> bool {
+        if caller.scopes.is_none() {
+            return true;
+        }
+        let resource = Resource::Artifact {
+            collection: a.collection.as_str(),
+            name: a.name.as_str(),
+        };
+        self.can(caller, Permission::Read, &resource)
+            && self.cleared(caller, a.classification)
+            && (self.can(caller, Permission::Admin, &resource)
+                || !self.is_quarantined(&caller.namespace, a.id).unwrap_or(true))
+    }
+
+    /// The read rule's per-artifact conditions for a listing whose grant
+    /// already covers every artifact it can return (a collection or the
+    /// namespace): the caller's clearance, and quarantined artifacts left out
+    /// unless the caller may administer `scope`.
+    pub(crate) fn listing_visibility(
+        &self,
+        caller: &Caller,
+        scope: &Resource<'_>,
+    ) -> (Option<kontextual_model::Classification>, bool) {
+        if caller.scopes.is_none() {
+            return (None, false);
+        }
+        (
+            caller.clearance,
+            !self.can(caller, Permission::Admin, scope),
+        )
+    }
+
     /// Whether the caller's clearance reaches a classification.
     pub(crate) fn cleared(&self, caller: &Caller, level: kontextual_model::Classification) -> bool {
         caller.clearance.is_none_or(|c| level <= c)

@@ -106,8 +106,9 @@ pub(crate) fn create_key(
         ],
     )
     .map_err(pg_err)?;
+    let row_hash = kontextual_model::change::key_fingerprint(&key, Some(&hash));
     key.secret_hash = None;
-    Ok(Change::KeyCreated { key })
+    Ok(Change::KeyCreated { key, row_hash })
 }
 
 pub(crate) fn revoke_key(
@@ -121,7 +122,7 @@ pub(crate) fn revoke_key(
             what: format!("API key {id}"),
         });
     };
-    key.secret_hash = None;
+    let secret_hash = key.secret_hash.take();
     if key.revoked_at.is_some() {
         return Ok(Vec::new());
     }
@@ -131,7 +132,8 @@ pub(crate) fn revoke_key(
     )
     .map_err(pg_err)?;
     key.revoked_at = Some(now);
-    Ok(vec![Change::KeyRevoked { key }])
+    let row_hash = kontextual_model::change::key_fingerprint(&key, secret_hash.as_ref());
+    Ok(vec![Change::KeyRevoked { key, row_hash }])
 }
 
 pub(crate) fn touch_keys(c: &mut Conn, uses: &[(String, Timestamp)]) -> Result<()> {

@@ -156,6 +156,10 @@ impl Backend for PostgresBackend {
         self.read(|c| read::artifacts(c, ns, q, page))
     }
 
+    fn count_artifacts(&self, ns: &Namespace, q: &ArtifactQuery) -> Result<u64> {
+        self.read(|c| read::count_artifacts(c, ns, q))
+    }
+
     fn revisions(
         &self,
         ns: &Namespace,

@@ -5,12 +5,81 @@
 //! the audit chain.
 
 use kontextual_model::audit::{ChainReport, ChainVerifier};
-use kontextual_model::change::{RevisionFacts, artifact_fingerprint, revision_fingerprint};
 use kontextual_model::{ChainHead, Digest, DigestWriter, Namespace};
 use kontextual_store::{ArtifactKey, CheckReport, Problem, ProblemCategory, Result};
 
+use crate::access::{self, Mark};
 use crate::conn::Conn;
 use crate::{pg_err, read, rows};
+
+/// The snapshot as [`kontextual_store::integrity::AuditedRows`]: each method
+/// one of the store's ordinary reads.
+struct Rows<'a>(&'a mut Conn);
+
+impl kontextual_store::integrity::AuditedRows for Rows<'_> {
+    fn audit_page(&mut self, after: u64, limit: u32) -> Result<Vec<kontextual_model::AuditRecord>> {
+        read::audit(self.0, after, limit)
+    }
+    fn revision(
+        &mut self,
+        ns: &Namespace,
+        id: kontextual_model::ArtifactId,
+        rev: u64,
+    ) -> Result<Option<kontextual_model::Revision>> {
+        read::revision(self.0, ns, id, rev)
+    }
+    fn artifact(
+        &mut self,
+        ns: &Namespace,
+        id: kontextual_model::ArtifactId,
+    ) -> Result<Option<kontextual_model::Artifact>> {
+        read::artifact(self.0, ns, &ArtifactKey::Id(id))
+    }
+    fn revision_count(&mut self) -> Result<u64> {
+        read::count(self.0, "SELECT count(*) FROM revisions")
+    }
+    fn namespaces(&mut self) -> Result<Vec<Namespace>> {
+        self.0
+            .query(kontextual_store::integrity::NAMESPACES_SQL, &[])
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| rows::parsed(r, 0))
+            .collect()
+    }
+    fn relations(
+        &mut self,
+        ns: &Namespace,
+        page: &kontextual_store::PageRequest,
+    ) -> Result<kontextual_store::Page<kontextual_model::Relation>> {
+        let q = kontextual_store::RelationQuery {
+            include_deleted: true,
+            ..Default::default()
+        };
+        read::relations(self.0, ns, &q, page)
+    }
+    fn keys(
+        &mut self,
+        ns: &Namespace,
+        page: &kontextual_store::PageRequest,
+    ) -> Result<kontextual_store::Page<kontextual_model::ApiKey>> {
+        access::api_keys(self.0, ns, page)
+    }
+    fn key(&mut self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
+        access::api_key(self.0, id)
+    }
+    fn grants(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Grant>> {
+        access::grants(self.0, ns, None)
+    }
+    fn clearances(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Clearance>> {
+        access::clearances(self.0, ns, None)
+    }
+    fn holds(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
+        access::marks(self.0, Mark::Hold, ns, None)
+    }
+    fn quarantines(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
+        access::marks(self.0, Mark::Quarantine, ns, None)
+    }
+}
 
 fn problem(
     category: ProblemCategory,
@@ -203,89 +272,9 @@ pub(crate) fn run(
             ),
         ));
     }
-    // Every revision against what its audit record vouches for.
+    // Every revision and every row of authority against the audit chain.
     let revisions_checked = read::count(c, "SELECT count(*) FROM revisions")?;
-    let mut audited = 0u64;
-    let mut after = 0;
-    loop {
-        let page = read::audit(c, after, 1000)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for rec in &page {
-            let d = &rec.draft;
-            let (Some(rev), Some(expected)) = (
-                d.revision,
-                d.detail
-                    .as_ref()
-                    .and_then(|v| v.get("revision_hash"))
-                    .and_then(|v| v.as_str()),
-            ) else {
-                continue;
-            };
-            if d.target_kind != "artifact" {
-                continue;
-            }
-            audited += 1;
-            let subject = format!("artifact {} revision {rev}", d.target_id);
-            let Ok(id) = d.target_id.parse::<kontextual_model::ArtifactId>() else {
-                problems.push(problem(
-                    ProblemCategory::AuditChain,
-                    subject,
-                    "audit record names no valid artifact id",
-                ));
-                continue;
-            };
-            match read::revision(c, &rec.namespace, id, rev)? {
-                None => problems.push(problem(
-                    ProblemCategory::MissingReference,
-                    subject,
-                    format!("audited by record {} but missing from the history", rec.seq),
-                )),
-                Some(r) if revision_fingerprint(&RevisionFacts::of_revision(&r)) != expected => {
-                    problems.push(problem(
-                        ProblemCategory::Corruption,
-                        subject,
-                        format!("differs from what audit record {} vouches for (edited outside Kontextual)", rec.seq),
-                    ))
-                }
-                Some(_) => {}
-            }
-            if let Some(state) = d
-                .detail
-                .as_ref()
-                .and_then(|v| v.get("artifact_hash"))
-                .and_then(|v| v.as_str())
-            {
-                let ns: &Namespace = &rec.namespace;
-                match read::artifact(c, ns, &ArtifactKey::Id(id))? {
-                    None => problems.push(problem(
-                        ProblemCategory::MissingReference,
-                        format!("artifact {}", d.target_id),
-                        format!("audited by record {} but missing (or moved to another namespace)", rec.seq),
-                    )),
-                    Some(a) if a.revision == rev && artifact_fingerprint(&a) != state => problems.push(problem(
-                        ProblemCategory::Corruption,
-                        format!("artifact {}", d.target_id),
-                        format!(
-                            "its current state differs from what audit record {} vouches for (edited outside Kontextual)",
-                            rec.seq
-                        ),
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
-    }
-    if revisions_checked > audited {
-        problems.push(problem(
-            ProblemCategory::AuditChain,
-            "revisions",
-            format!(
-                "{} revisions have no audit record (written outside Kontextual)",
-                revisions_checked - audited
-            ),
-        ));
-    }
+    kontextual_store::integrity::cross_check(&mut Rows(c), &mut problems)?;
     let (audit, source) = verify_chain(c, expect, recorded)?;
     for p in &audit.problems {
         problems.push(problem(

@@ -119,6 +119,40 @@ pub(crate) fn decode_pair(c: &Cursor) -> Result<(String, String)> {
 
 /// Artifacts in (collection name, artifact name) byte order — `COLLATE "C"`,
 /// as SQLite compares — with the same keyset cursor as SQLite.
+/// The visibility filters of [`ArtifactQuery`]: `$8` allowed
+/// classifications, `$9` no quarantined artifacts.
+const ARTIFACT_FILTERS: &str = "AND ($8::text IS NULL OR strpos($8, ',' || a.classification || ',') > 0) \
+     AND (NOT $9 OR NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.artifact_id = a.id))";
+
+pub(crate) fn count_artifacts(c: &mut Conn, ns: &Namespace, q: &ArtifactQuery) -> Result<u64> {
+    let coll = q.collection.as_ref().map(|c| c.as_str().to_owned());
+    let dig = q.digest.map(|d| d.hex());
+    let row = c
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM collections c JOIN artifacts a \
+                   ON a.namespace = c.namespace AND a.collection_id = c.id \
+                 WHERE c.namespace = $1 AND $2::text = $2 AND $3::text = $3 \
+                   AND ($4::text IS NULL OR c.name = $4) AND ($5::text IS NULL OR a.digest = $5) \
+                   AND ($6 OR a.state = 'live') AND $7::bigint = $7 {ARTIFACT_FILTERS}"
+            ),
+            &[
+                &ns.as_str(),
+                &"",
+                &"",
+                &coll,
+                &dig,
+                &q.include_deleted,
+                &0i64,
+                &q.classification_set(),
+                &q.exclude_quarantined,
+            ],
+        )
+        .map_err(pg_err)?;
+    let n: i64 = row.try_get(0).map_err(pg_err)?;
+    Ok(n as u64)
+}
+
 pub(crate) fn artifacts(
     c: &mut Conn,
     ns: &Namespace,
@@ -140,7 +174,7 @@ pub(crate) fn artifacts(
                  WHERE c.namespace = $1 \
                    AND (c.name, a.name) > ($2, $3) \
                    AND ($4::text IS NULL OR c.name = $4) AND ($5::text IS NULL OR a.digest = $5) \
-                   AND ($6 OR a.state = 'live') \
+                   AND ($6 OR a.state = 'live') {ARTIFACT_FILTERS} \
                  ORDER BY c.name, a.name LIMIT $7"
             ),
             &[
@@ -151,6 +185,8 @@ pub(crate) fn artifacts(
                 &dig,
                 &q.include_deleted,
                 &(limit as i64 + 1),
+                &q.classification_set(),
+                &q.exclude_quarantined,
             ],
         )
         .map_err(pg_err)?;

@@ -11,6 +11,7 @@
 
 mod error;
 pub mod head_copy;
+pub mod integrity;
 mod port;
 pub mod rules;
 pub mod sqlite;

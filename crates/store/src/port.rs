@@ -482,6 +482,28 @@ pub struct ArtifactQuery {
     pub digest: Option<Digest>,
     /// Include deleted and purged artifacts (tombstones).
     pub include_deleted: bool,
+    /// Only artifacts classified at or below this level (the caller's
+    /// clearance): a listing never shows what a single read would hide.
+    pub max_classification: Option<kontextual_model::Classification>,
+    /// Leave out quarantined artifacts (callers who may not administer them).
+    pub exclude_quarantined: bool,
+}
+
+impl ArtifactQuery {
+    /// The classifications a listing may show, spelled `,public,internal,`
+    /// for a containment test in SQL; `None`: every level.
+    pub fn classification_set(&self) -> Option<String> {
+        self.max_classification.map(|max| {
+            let mut s = String::from(",");
+            for c in kontextual_model::Classification::ALL {
+                if *c <= max {
+                    s.push_str(c.as_str());
+                    s.push(',');
+                }
+            }
+            s
+        })
+    }
 }
 
 /// Relation listing filter. Order: creation (id).
@@ -605,6 +627,8 @@ pub trait Backend: Send + Sync {
         q: &ArtifactQuery,
         page: &PageRequest,
     ) -> Result<Page<Artifact>>;
+    /// How many artifacts `artifacts` would list in all (pages ignored).
+    fn count_artifacts(&self, ns: &Namespace, q: &ArtifactQuery) -> Result<u64>;
 
     /// History in revision order (oldest first).
     fn revisions(

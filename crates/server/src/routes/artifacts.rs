@@ -156,6 +156,7 @@ pub async fn list_artifacts(
         collection: p.collection.as_deref().map(str::parse).transpose()?,
         digest: p.digest.as_deref().map(str::parse).transpose()?,
         include_deleted: p.include_deleted,
+        ..ArtifactQuery::default()
     };
     let v = run(&s, call, false, move |svc, c| {
         svc.artifact_list(c, &q, &page)

@@ -53,7 +53,11 @@ pub async fn create_key(
         svc.key_create(c, &b.name, actor, scopes, expires)
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(k)).into_response())
+    let mut r = (StatusCode::CREATED, axum::Json(k)).into_response();
+    // the token is shown once: an Idempotency-Key replay answers without it
+    r.extensions_mut()
+        .insert(crate::idempotency::SecretFields(&["token"]));
+    Ok(r)
 }
 
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageParams),

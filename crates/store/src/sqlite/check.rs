@@ -232,7 +232,7 @@ fn run_in(backend: &Snap<'_>, expect_head: Option<ChainHead>) -> Result<CheckRep
     }
     let revisions_checked = backend.read(|c| read::count(c, "SELECT count(*) FROM revisions"))?;
     cross_check_rows(backend, &mut problems)?;
-    cross_check_audit(backend, revisions_checked, &mut problems)?;
+    backend.read(|c| crate::integrity::cross_check(&mut Rows(c), &mut problems))?;
 
     let (audit, source) = verify_chain(backend, expect_head)?;
     for p in &audit.problems {
@@ -295,100 +295,81 @@ fn cross_check_rows(backend: &Snap<'_>, problems: &mut Vec<Problem>) -> Result<(
     })
 }
 
-/// Every revision against the fingerprint its audit record vouches for, so a
-/// revision edited, repointed or inserted behind the chain's back is found.
-fn cross_check_audit(
-    backend: &Snap<'_>,
-    revisions: u64,
-    problems: &mut Vec<Problem>,
-) -> Result<()> {
-    use kontextual_model::change::{RevisionFacts, artifact_fingerprint, revision_fingerprint};
-    let mut audited = 0u64;
-    let mut after = 0;
-    loop {
-        let page = backend.read(|c| read::audit(c, after, 1000))?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for rec in &page {
-            let d = &rec.draft;
-            let (Some(rev), Some(expected)) = (
-                d.revision,
-                d.detail
-                    .as_ref()
-                    .and_then(|v| v.get("revision_hash"))
-                    .and_then(|v| v.as_str()),
-            ) else {
-                continue;
-            };
-            if d.target_kind != "artifact" {
-                continue;
-            }
-            audited += 1;
-            let subject = format!("artifact {} revision {rev}", d.target_id);
-            let Ok(id) = d.target_id.parse::<kontextual_model::ArtifactId>() else {
-                problems.push(problem(
-                    ProblemCategory::AuditChain,
-                    subject,
-                    "audit record names no valid artifact id",
-                ));
-                continue;
-            };
-            match backend.read(|c| read::revision(c, &rec.namespace, id, rev))? {
-                None => problems.push(problem(
-                    ProblemCategory::MissingReference,
-                    subject,
-                    format!("audited by record {} but missing from the history", rec.seq),
-                )),
-                Some(r) => {
-                    if revision_fingerprint(&RevisionFacts::of_revision(&r)) != expected {
-                        problems.push(problem(
-                            ProblemCategory::Corruption,
-                            subject,
-                            format!("differs from what audit record {} vouches for (edited outside Kontextual)", rec.seq),
-                        ));
-                    }
-                }
-            }
-            // The artifact row must still be what its current revision made it.
-            let artifact_hash = d
-                .detail
-                .as_ref()
-                .and_then(|v| v.get("artifact_hash"))
-                .and_then(|v| v.as_str());
-            if let Some(expected_state) = artifact_hash {
-                let key = crate::ArtifactKey::Id(id);
-                match backend.read(|c| read::load_artifact(c, &rec.namespace, &key))? {
-                    None => problems.push(problem(
-                        ProblemCategory::MissingReference,
-                        format!("artifact {}", d.target_id),
-                        format!("audited by record {} but missing (or moved to another namespace)", rec.seq),
-                    )),
-                    Some(a) if a.revision == rev && artifact_fingerprint(&a) != expected_state => {
-                        problems.push(problem(
-                            ProblemCategory::Corruption,
-                            format!("artifact {}", d.target_id),
-                            format!(
-                                "its current state differs from what audit record {} vouches for (edited outside Kontextual)",
-                                rec.seq
-                            ),
-                        ))
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
+/// The snapshot as [`crate::integrity::AuditedRows`]: each method one of
+/// the store's ordinary reads.
+struct Rows<'a>(&'a Connection);
+
+impl crate::integrity::AuditedRows for Rows<'_> {
+    fn audit_page(&mut self, after: u64, limit: u32) -> Result<Vec<kontextual_model::AuditRecord>> {
+        read::audit(self.0, after, limit)
     }
-    if revisions > audited {
-        problems.push(problem(
-            ProblemCategory::AuditChain,
-            "revisions",
-            format!(
-                "{} revisions have no audit record (written outside Kontextual)",
-                revisions - audited
-            ),
-        ));
+    fn revision(
+        &mut self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::ArtifactId,
+        rev: u64,
+    ) -> Result<Option<kontextual_model::Revision>> {
+        read::revision(self.0, ns, id, rev)
     }
-    Ok(())
+    fn artifact(
+        &mut self,
+        ns: &kontextual_model::Namespace,
+        id: kontextual_model::ArtifactId,
+    ) -> Result<Option<kontextual_model::Artifact>> {
+        read::load_artifact(self.0, ns, &crate::ArtifactKey::Id(id))
+    }
+    fn revision_count(&mut self) -> Result<u64> {
+        read::count(self.0, "SELECT count(*) FROM revisions")
+    }
+    fn namespaces(&mut self) -> Result<Vec<kontextual_model::Namespace>> {
+        let mut stmt = self
+            .0
+            .prepare(crate::integrity::NAMESPACES_SQL)
+            .map_err(sql_err)?;
+        stmt.query_map([], |r| read::parsed(r, 0))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)
+    }
+    fn relations(
+        &mut self,
+        ns: &kontextual_model::Namespace,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Relation>> {
+        let q = crate::RelationQuery {
+            include_deleted: true,
+            ..Default::default()
+        };
+        read::relations(self.0, ns, &q, page)
+    }
+    fn keys(
+        &mut self,
+        ns: &kontextual_model::Namespace,
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::ApiKey>> {
+        read::api_keys(self.0, ns, page)
+    }
+    fn key(&mut self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
+        read::api_key(self.0, id)
+    }
+    fn grants(&mut self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Grant>> {
+        read::grants(self.0, ns, None)
+    }
+    fn clearances(
+        &mut self,
+        ns: &kontextual_model::Namespace,
+    ) -> Result<Vec<kontextual_model::Clearance>> {
+        read::clearances(self.0, ns, None)
+    }
+    fn holds(&mut self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Hold>> {
+        read::holds(self.0, ns, None)
+    }
+    fn quarantines(
+        &mut self,
+        ns: &kontextual_model::Namespace,
+    ) -> Result<Vec<kontextual_model::Hold>> {
+        read::quarantines(self.0, ns, None)
+    }
 }
 
 /// Streams the audit chain in pages through the verifier.

@@ -590,6 +590,14 @@ impl crate::Backend for SqliteBackend {
         self.read(|c| read::artifacts(c, ns, q, page))
     }
 
+    fn count_artifacts(
+        &self,
+        ns: &kontextual_model::Namespace,
+        q: &crate::ArtifactQuery,
+    ) -> Result<u64> {
+        self.read(|c| read::count_artifacts(c, ns, q))
+    }
+
     fn revisions(
         &self,
         ns: &kontextual_model::Namespace,

@@ -264,6 +264,40 @@ fn decode_pair(c: &Cursor) -> Result<(String, String)> {
 /// cursor. Two index-ordered range scans instead of one filtered scan, so a
 /// page costs O(log n + page) however deep the cursor: first the rest of the
 /// cursor's collection, then the collections after it.
+/// The listing filters of [`ArtifactQuery`]: `?4` collection, `?5` digest,
+/// `?6` include deleted, `?8` allowed classifications, `?9` no quarantined.
+const ARTIFACT_FILTERS: &str = "AND (?4 IS NULL OR c.name = ?4) AND (?5 IS NULL OR a.digest = ?5) \
+     AND (?6 OR a.state = 'live') \
+     AND (?8 IS NULL OR instr(?8, ',' || a.classification || ',') > 0) \
+     AND (NOT ?9 OR NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.artifact_id = a.id))";
+
+pub(crate) fn count_artifacts(conn: &Connection, ns: &Namespace, q: &ArtifactQuery) -> Result<u64> {
+    let sql = format!(
+        "SELECT count(*) FROM collections c JOIN artifacts a \
+           ON a.namespace = c.namespace AND a.collection_id = c.id \
+         WHERE c.namespace = ?1 AND ?2 = ?2 AND ?3 = ?3 AND ?7 = ?7 {ARTIFACT_FILTERS}"
+    );
+    let n: i64 = conn
+        .prepare_cached(&sql)
+        .map_err(sql_err)?
+        .query_row(
+            params![
+                ns.as_str(),
+                "",
+                "",
+                q.collection.as_ref().map(|c| c.as_str()),
+                q.digest.map(|d| d.hex()),
+                q.include_deleted,
+                0i64,
+                q.classification_set(),
+                q.exclude_quarantined
+            ],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    Ok(n as u64)
+}
+
 pub(crate) fn artifacts(
     conn: &Connection,
     ns: &Namespace,
@@ -277,7 +311,8 @@ pub(crate) fn artifacts(
     };
     let coll = q.collection.as_ref().map(|c| c.as_str().to_owned());
     let dig = q.digest.map(|d| d.hex());
-    let filters = "AND (?4 IS NULL OR c.name = ?4) AND (?5 IS NULL OR a.digest = ?5) AND (?6 OR a.state = 'live')";
+    let classes = q.classification_set();
+    let filters = ARTIFACT_FILTERS;
     let mut items: Vec<Artifact> = Vec::with_capacity(limit + 1);
     let run = |sql: String,
                c_name: &str,
@@ -295,7 +330,9 @@ pub(crate) fn artifacts(
                     coll,
                     dig,
                     q.include_deleted,
-                    want as i64
+                    want as i64,
+                    classes,
+                    q.exclude_quarantined
                 ],
                 artifact_row,
             )

@@ -1043,8 +1043,9 @@ fn create_key(
         ],
     )
     .map_err(sql_err)?;
+    let row_hash = kontextual_model::change::key_fingerprint(&key, Some(&hash));
     key.secret_hash = None;
-    Ok(Change::KeyCreated { key })
+    Ok(Change::KeyCreated { key, row_hash })
 }
 
 fn revoke_key(
@@ -1058,7 +1059,7 @@ fn revoke_key(
             what: format!("API key {id}"),
         });
     };
-    key.secret_hash = None;
+    let secret_hash = key.secret_hash.take();
     if key.revoked_at.is_some() {
         return Ok(Vec::new());
     }
@@ -1068,7 +1069,8 @@ fn revoke_key(
     )
     .map_err(sql_err)?;
     key.revoked_at = Some(now);
-    Ok(vec![Change::KeyRevoked { key }])
+    let row_hash = kontextual_model::change::key_fingerprint(&key, secret_hash.as_ref());
+    Ok(vec![Change::KeyRevoked { key, row_hash }])
 }
 
 fn refuse_if_held(conn: &Connection, ctx: &WriteContext, a: &Artifact, what: &str) -> Result<()> {

@@ -1269,7 +1269,7 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         secret_hash: Some(Digest::of(b"secret")),
     };
     let made = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap();
-    assert!(matches!(&made[0], Change::KeyCreated { key } if key.secret_hash.is_none()));
+    assert!(matches!(&made[0], Change::KeyCreated { key, .. } if key.secret_hash.is_none()));
     let e = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     let got = s.api_key("0123456789abcdef").unwrap().unwrap();

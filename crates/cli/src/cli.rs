@@ -798,3 +798,40 @@ pub enum AccessCmd {
         limit: u32,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// X3 (regression): no subcommand argument shares its id with a global
+    /// option — clap would store both in one slot, and `grant agent:zz …`
+    /// once overwrote `--actor` (who acts, and who the audit log names).
+    #[test]
+    fn x3_no_argument_shadows_a_global_option() {
+        let root = Cli::command();
+        let globals: Vec<String> = root
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(globals.contains(&"actor".to_owned()), "{globals:?}");
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str, bad: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                for a in sub.get_arguments() {
+                    if !a.is_global_set() && globals.contains(&a.get_id().to_string()) {
+                        bad.push(format!("{here}: {}", a.get_id()));
+                    }
+                }
+                walk(sub, globals, &here, bad);
+            }
+        }
+        let mut bad = Vec::new();
+        walk(&root, &globals, "kontextual", &mut bad);
+        assert!(
+            bad.is_empty(),
+            "arguments shadowing global options: {bad:?}"
+        );
+    }
+}

@@ -713,3 +713,94 @@ fn k4_corrupted_content_is_not_served_silently() {
     let e = env.fails(7, &["artifact", "show", "handbook/intro.md", "--content"]);
     assert!(e.contains("is corrupted"), "{e}");
 }
+
+/// X3 (regression): every audited CLI command records who acted (`--actor`),
+/// never the actor it acts on (a grantee, a key's actor, a clearance's
+/// subject), which goes in the target.
+#[test]
+fn x3_every_audited_cli_command_names_the_acting_actor() {
+    let env = Env::new();
+    let note = env.write("a.md", "# A\n\nalpha\n");
+    let note_b = env.write("b.md", "# B\n\nbeta\n");
+    let alice = |args: &[&str]| {
+        let mut a = vec!["--actor", "user:alice"];
+        a.extend_from_slice(args);
+        env.ok(&a)
+    };
+    alice(&["init"]);
+    alice(&["collection", "create", "drafts"]);
+    alice(&[
+        "artifact",
+        "put",
+        "drafts/a.md",
+        "--file",
+        note.to_str().unwrap(),
+    ]);
+    alice(&[
+        "artifact",
+        "put",
+        "drafts/b.md",
+        "--file",
+        note_b.to_str().unwrap(),
+    ]);
+    alice(&["relate", "drafts/a.md", "references", "drafts/b.md"]);
+    alice(&["grant", "agent:zz", "read", "--collection", "drafts"]);
+    alice(&["revoke-grant", "agent:zz", "read", "--collection", "drafts"]);
+    alice(&["clearance", "set", "agent:zz", "confidential"]);
+    let token = alice(&[
+        "key",
+        "create",
+        "--name",
+        "r",
+        "--for",
+        "agent:reader",
+        "--scopes",
+        "read",
+    ]);
+    let key_id = token.trim().split('_').nth(1).unwrap().to_owned();
+    alice(&["key", "revoke", &key_id]);
+    alice(&["hold", "set", "drafts/a.md", "--reason", "case 1"]);
+    alice(&["hold", "release", "drafts/a.md"]);
+    alice(&["quarantine", "set", "drafts/b.md", "--reason", "scan"]);
+    alice(&["quarantine", "release", "drafts/b.md"]);
+    alice(&["artifact", "delete", "drafts/b.md"]);
+    let records = env.json(&["audit", "list", "--limit", "1000"]);
+    let records = records["items"].as_array().unwrap();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "collection.create",
+        "artifact.create",
+        "relation.create",
+        "grant.create",
+        "grant.delete",
+        "clearance.set",
+        "key.create",
+        "key.revoke",
+        "hold.set",
+        "hold.release",
+        "artifact.quarantine",
+        "artifact.release",
+        "artifact.delete",
+    ] {
+        assert!(
+            actions.contains(&wanted),
+            "{wanted} not audited: {actions:?}"
+        );
+    }
+    for r in records {
+        assert_eq!(r["actor"], "user:alice", "{r}");
+    }
+    // the subjects are in the targets
+    let target = |action: &str| {
+        records
+            .iter()
+            .find(|r| r["action"] == action)
+            .map(|r| format!("{} {}", r["target_id"], r["target_name"]))
+            .unwrap()
+    };
+    assert!(target("grant.create").contains("agent:zz"));
+    assert!(target("clearance.set").contains("agent:zz"));
+}

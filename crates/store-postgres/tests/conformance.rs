@@ -168,3 +168,21 @@ fn x7_every_conformance_case_runs_against_postgres() {
     );
     assert!(sqlite.len() >= 39, "{sqlite:?}");
 }
+
+/// X3: every kind of row that carries history or authority, edited with SQL
+/// behind the audit chain's back, is named by `verify` — the same table of
+/// edits as on SQLite (`kontextual_store::testsuite::TAMPERS`).
+#[test]
+fn x3_verify_names_every_row_edited_behind_the_audit_chain() {
+    for t in kontextual_store::testsuite::TAMPERS {
+        let Some(mut h) = PgHarness::new() else {
+            return;
+        };
+        kontextual_store::testsuite::seed_authority(&h.store());
+        let mut c = postgres::Client::connect(&h.url, postgres::NoTls).expect("connect");
+        c.batch_execute(t.sql).expect("tamper");
+        drop(c);
+        let report = h.reopen().check(None).expect("check");
+        t.assert_named(&report.problems);
+    }
+}

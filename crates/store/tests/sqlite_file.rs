@@ -551,3 +551,20 @@ fn x3_verify_while_writers_run_raises_no_false_alarm() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
 }
+
+/// X3: every kind of row that carries history or authority, edited with SQL
+/// behind the audit chain's back, is named by `verify` (the same table runs
+/// on PostgreSQL).
+#[test]
+fn x3_verify_names_every_row_edited_behind_the_audit_chain() {
+    for t in kontextual_store::testsuite::TAMPERS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        let s = create(&dir);
+        kontextual_store::testsuite::seed_authority(&s);
+        drop(s);
+        raw(&dir).execute_batch(t.sql).unwrap();
+        let report = open(&dir).unwrap().check(None).unwrap();
+        t.assert_named(&report.problems);
+    }
+}

@@ -8,11 +8,13 @@ mod cases;
 mod import;
 mod jobs;
 mod model;
+mod tamper;
 
 pub use cases::*;
 pub use import::*;
 pub use jobs::*;
 pub use model::model_test;
+pub use tamper::{TAMPERS, Tamper, seed_authority};
 
 use std::path::PathBuf;
 

@@ -719,10 +719,10 @@ impl Walk {
         if self.template > 0 {
             return;
         }
-        if let Some(h) = self.heading.as_mut()
-            && h.text.len() < MAX_HEADING
-        {
-            h.text.push_str(s);
+        if let Some(h) = self.heading.as_mut() {
+            let room = MAX_HEADING.saturating_sub(h.text.len());
+            h.text
+                .push_str(s.get(..s.floor_char_boundary(room)).unwrap_or_default());
         }
         if !self.want_text {
             return;

@@ -8,7 +8,7 @@
 //! a section's bytes can be cut from the stored content; what a reader or
 //! the search index should see of a range is [`Sectioner::text_of`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
@@ -179,6 +179,7 @@ fn build(len: usize, headings: Vec<Heading>) -> Vec<Section> {
     let mut out: Vec<Section> = Vec::with_capacity(headings.len());
     let mut stack: Vec<(u8, String)> = Vec::new();
     let mut taken: HashSet<String> = HashSet::new();
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     let title = headings
         .first()
         .filter(|first| headings[1..].iter().all(|h| h.0 > first.0))
@@ -190,10 +191,12 @@ fn build(len: usize, headings: Vec<Heading>) -> Vec<Section> {
         let parent: Vec<&str> = stack.iter().map(|(_, s)| s.as_str()).collect();
         let base = given.clone().unwrap_or_else(|| slug(heading));
         let mut selector = join(&parent, &base);
-        let mut n = 1;
+        // the next suffix to try for this path: every smaller one is taken
+        // already (and stays taken), so repeats cost O(1), not O(repeats)
+        let next = next_suffix.entry(selector.clone()).or_insert(1);
         while taken.contains(&selector) {
-            selector = join(&parent, &format!("{base}-{n}"));
-            n += 1;
+            selector = join(&parent, &format!("{base}-{next}"));
+            *next += 1;
         }
         taken.insert(selector.clone());
         let leaf = selector.rsplit('/').next().unwrap_or(&selector).to_owned();

@@ -26,8 +26,7 @@ pub(crate) fn inflate(bytes: &[u8], complete: bool) -> Result<(Vec<u8>, bool), &
     let limit = if complete {
         (bytes.len() as u64)
             .saturating_mul(MAX_RATIO)
-            .max(RATIO_FLOOR)
-            .min(GZIP_MAX_INFLATED)
+            .clamp(RATIO_FLOOR, GZIP_MAX_INFLATED)
     } else {
         PREFIX_OUTPUT
     };

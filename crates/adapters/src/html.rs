@@ -454,7 +454,7 @@ struct Walk {
     heading_in_main: bool,
     heading_in_article: bool,
     heading_in_nav: bool,
-    headings: Vec<(Heading, bool, bool, bool)>,
+    headings: Vec<Found>,
     title: Option<String>,
     in_title: bool,
     title_buf: String,
@@ -467,6 +467,11 @@ struct Walk {
     main_end: Option<usize>,
     article_end: Option<usize>,
 }
+
+/// A heading, and whether it was inside a main region, an article, a nav.
+type Found = (Heading, bool, bool, bool);
+/// Which headings belong to the region whose text is kept.
+type Pick = fn(&Found) -> bool;
 
 /// A heading's text is capped so that an unclosed `<h1>` cannot make a
 /// document-sized heading.
@@ -767,11 +772,7 @@ impl Walk {
                 self.title = Some(t);
             }
         }
-        let (text, region_end, pick): (
-            Out,
-            Option<usize>,
-            fn(&(Heading, bool, bool, bool)) -> bool,
-        ) = if self.mains > 0 {
+        let (text, region_end, pick): (Out, Option<usize>, Pick) = if self.mains > 0 {
             (
                 self.main_out,
                 Some(if self.main > 0 {

@@ -128,6 +128,14 @@ fn exercise(bytes: &[u8]) {
     }
     check_sections(&HtmlSections, &text);
     check_sections(&MarkdownSections, &text);
+    // an HTML section starts at its heading's start tag, CRLF or not
+    for sec in HtmlSections.sections(&text) {
+        let at = text
+            .get(sec.range.start..)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        assert!(at.starts_with("<h"), "{:?} at {}", &text, sec.range.start);
+    }
 }
 
 proptest! {

@@ -6,12 +6,19 @@
 //! format must really be UTF-8 (and JSON must parse), and HTML is recognised
 //! by its markup even without an `.html` name.
 //!
+//! HTML is read by a WHATWG tokenizer in its declared or sniffed character
+//! encoding (see `html.rs`). A gzip file whose content is text is detected
+//! as that text format (`Parsed::content_encoding` says `gzip`); adapters'
+//! `parse` and `text` take the stored, still compressed bytes.
+//!
 //! Invariant: no IO; every function takes bytes and returns facts.
 
+mod gzip;
 mod html;
 mod markdown;
 pub mod sections;
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// What an adapter learned about some content.
@@ -22,6 +29,10 @@ pub struct Parsed {
     pub media_type: String,
     /// A human title (first heading, `<title>`, a JSON `title` member).
     pub title: Option<String>,
+    /// How the stored bytes encode the content described here, as in HTTP's
+    /// `Content-Encoding`: `Some("gzip")` for a gzip file of text, whose
+    /// `artifact_type` and `media_type` are those of the decompressed text.
+    pub content_encoding: Option<&'static str>,
 }
 
 /// Why content was refused.
@@ -32,6 +43,29 @@ pub enum AdapterError {
     InvalidUtf8 { format: &'static str, offset: usize },
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// gzip content that cannot be read back within the limits (corrupt, or
+    /// larger than [`GZIP_MAX_INFLATED`] / too compressed to be text).
+    #[error("gzip content refused: {0}")]
+    Gzip(&'static str),
+}
+
+pub use gzip::GZIP_MAX_INFLATED;
+
+/// The bytes an adapter reads: gzip content decompressed (within the
+/// limits), anything else as it is; with the content encoding undone.
+fn inflated(bytes: &[u8]) -> Result<(Cow<'_, [u8]>, Option<&'static str>), AdapterError> {
+    if !gzip::is_gzip(bytes) {
+        return Ok((Cow::Borrowed(bytes), None));
+    }
+    match gzip::inflate(bytes, true) {
+        Ok((inner, _)) => Ok((Cow::Owned(inner), Some("gzip"))),
+        Err(why) => Err(AdapterError::Gzip(why)),
+    }
+}
+
+/// Readable bytes for `text`: gzip that cannot be read has no text.
+fn inflated_or_empty(bytes: &[u8]) -> Cow<'_, [u8]> {
+    inflated(bytes).map_or(Cow::Borrowed(&[][..]), |(b, _)| b)
 }
 
 /// One format. Implementations are cheap, stateless and thread-safe.
@@ -40,7 +74,9 @@ pub trait SourceAdapter: Send + Sync + fmt::Debug {
     fn artifact_type(&self) -> &'static str;
     /// Validates the content and describes it.
     fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError>;
-    /// Readable text for retrieval (markup removed).
+    /// Readable text for retrieval (markup removed). `bytes` may be the
+    /// whole stored content (gzip included) or, for HTML, any slice of it
+    /// such as a section's range. Never fails, never panics.
     fn text(&self, bytes: &[u8]) -> String;
 }
 
@@ -72,15 +108,17 @@ impl SourceAdapter for Markdown {
         "markdown"
     }
     fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
-        let s = strip_bom(utf8("markdown", bytes)?);
+        let (bytes, content_encoding) = inflated(bytes)?;
+        let s = strip_bom(utf8("markdown", &bytes)?);
         Ok(Parsed {
             artifact_type: "markdown",
             media_type: "text/markdown; charset=utf-8".to_owned(),
             title: markdown::title(s),
+            content_encoding,
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes).into_owned()
+        String::from_utf8_lossy(&inflated_or_empty(bytes)).into_owned()
     }
 }
 
@@ -88,16 +126,35 @@ impl SourceAdapter for Html {
     fn artifact_type(&self) -> &'static str {
         "html"
     }
+    /// HTML is read in its own encoding: a BOM, else an XML declaration,
+    /// else a `<meta>` charset in the first 1024 bytes; with none of these,
+    /// valid UTF-8 is UTF-8 and anything else windows-1252 (the WHATWG
+    /// default), so undeclared legacy pages are read, not refused. A page
+    /// that *declares* UTF-8 but is not is refused as invalid UTF-8; other
+    /// declared encodings decode malformed bytes to U+FFFD.
     fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
-        let s = strip_bom(utf8("HTML", bytes)?);
+        let (bytes, content_encoding) = inflated(bytes)?;
+        let (enc, bom, declared) = html::sniff(&bytes);
+        let body = bytes.get(bom..).unwrap_or_default();
+        if enc == encoding_rs::UTF_8
+            && declared != html::Declared::Sniffed
+            && let Err(e) = std::str::from_utf8(body)
+        {
+            return Err(AdapterError::InvalidUtf8 {
+                format: "HTML",
+                offset: bom + e.valid_up_to(),
+            });
+        }
+        let (s, _) = enc.decode_without_bom_handling(body);
         Ok(Parsed {
             artifact_type: "html",
-            media_type: "text/html; charset=utf-8".to_owned(),
-            title: html::title(s),
+            media_type: format!("text/html; charset={}", enc.name().to_ascii_lowercase()),
+            title: html::title(&s),
+            content_encoding,
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        html::text(&String::from_utf8_lossy(bytes))
+        html::text(&html::decode(&inflated_or_empty(bytes)))
     }
 }
 
@@ -106,7 +163,8 @@ impl SourceAdapter for Json {
         "json"
     }
     fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
-        let s = strip_bom(utf8("JSON", bytes)?);
+        let (bytes, content_encoding) = inflated(bytes)?;
+        let s = strip_bom(utf8("JSON", &bytes)?);
         let v: serde_json::Value =
             serde_json::from_str(s).map_err(|e| AdapterError::InvalidJson(e.to_string()))?;
         let title = v
@@ -118,10 +176,11 @@ impl SourceAdapter for Json {
             artifact_type: "json",
             media_type: "application/json".to_owned(),
             title,
+            content_encoding,
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes).into_owned()
+        String::from_utf8_lossy(&inflated_or_empty(bytes)).into_owned()
     }
 }
 
@@ -130,15 +189,17 @@ impl SourceAdapter for Text {
         "text"
     }
     fn parse(&self, bytes: &[u8]) -> Result<Parsed, AdapterError> {
-        utf8("text", bytes)?;
+        let (bytes, content_encoding) = inflated(bytes)?;
+        utf8("text", &bytes)?;
         Ok(Parsed {
             artifact_type: "text",
             media_type: "text/plain; charset=utf-8".to_owned(),
             title: None,
+            content_encoding,
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        String::from_utf8_lossy(bytes).into_owned()
+        String::from_utf8_lossy(&inflated_or_empty(bytes)).into_owned()
     }
 }
 
@@ -151,6 +212,7 @@ impl SourceAdapter for Opaque {
             artifact_type: "opaque",
             media_type: self.0.to_owned(),
             title: None,
+            content_encoding: None,
         })
     }
     fn text(&self, _: &[u8]) -> String {
@@ -225,7 +287,7 @@ pub fn detect(
     name: &str,
     bytes: &[u8],
 ) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
-    detect_inner(name, bytes, true)
+    detect_inner(name, bytes, true, true)
 }
 
 /// Like [`detect`], from the first bytes of content too large to read whole:
@@ -235,18 +297,54 @@ pub fn detect_prefix(
     name: &str,
     head: &[u8],
 ) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
-    detect_inner(name, head, false)
+    detect_inner(name, head, false, true)
+}
+
+/// The name a gzip file's content had: `notes.md.gz` held `notes.md`.
+fn without_gz(name: &str) -> &str {
+    let n = name.len();
+    match name.get(n.saturating_sub(3)..) {
+        Some(ext) if ext.eq_ignore_ascii_case(".gz") => name.get(..n - 3).unwrap_or(name),
+        _ => name,
+    }
+}
+
+/// A prefix may end inside a UTF-8 character; that is not invalid content.
+fn trim_incomplete_utf8(bytes: &[u8]) -> &[u8] {
+    match std::str::from_utf8(bytes) {
+        Err(e) if e.error_len().is_none() => bytes.get(..e.valid_up_to()).unwrap_or(bytes),
+        _ => bytes,
+    }
 }
 
 fn detect_inner(
     name: &str,
     bytes: &[u8],
     complete: bool,
+    open_gzip: bool,
 ) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
     static MARKDOWN: Markdown = Markdown;
     static HTML: Html = Html;
     static JSON: Json = Json;
     static TEXT: Text = Text;
+    // gzip of text is that text (one level only: a gzip inside a gzip is
+    // opaque, so nesting cannot recurse); anything else, a corrupt stream
+    // or one past the limits stays an opaque `application/gzip`.
+    if open_gzip
+        && gzip::is_gzip(bytes)
+        && let Ok((inner, whole)) = gzip::inflate(bytes, complete)
+        && let Ok((adapter, mut parsed)) =
+            detect_inner(without_gz(name), &inner, complete && whole, false)
+        && has_text(parsed.artifact_type)
+    {
+        parsed.content_encoding = Some("gzip");
+        return Ok((adapter, parsed));
+    }
+    let bytes = if complete {
+        bytes
+    } else {
+        trim_incomplete_utf8(bytes)
+    };
     for (sig, adapter) in SIGNATURES {
         if bytes.starts_with(sig) {
             return Ok((adapter, adapter.parse(bytes)?));
@@ -292,6 +390,7 @@ fn detect_inner(
                 artifact_type: "json",
                 media_type: "application/json".to_owned(),
                 title: None,
+                content_encoding: None,
             },
         ));
     }

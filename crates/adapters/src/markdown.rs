@@ -1,59 +1,63 @@
-//! Markdown titles: a `title:` in YAML front matter, else the first ATX
-//! (`# Title`) or setext (`Title` over `===`) level-1 heading.
+//! Markdown titles, by the same CommonMark parser that finds sections: a
+//! `title:` in YAML front matter, else the first level-1 heading (ATX `#` or
+//! setext `===`), its inline markup removed. Headings inside code blocks and
+//! front matter are not headings; an unclosed front matter is none.
+
+use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 pub fn title(s: &str) -> Option<String> {
-    let mut lines = s.lines().peekable();
-    // front matter only counts if it is closed
-    let closed = s
-        .lines()
-        .skip(1)
-        .any(|l| l.trim_end() == "---" || l.trim_end() == "...");
-    if closed && lines.peek().is_some_and(|l| l.trim_end() == "---") {
-        lines.next();
-        for l in lines.by_ref() {
-            if l.trim_end() == "---" || l.trim_end() == "..." {
-                break;
-            }
-            if let Some(v) = l.strip_prefix("title:") {
-                let v = v.trim().trim_matches(|c| c == '"' || c == '\'').trim();
-                if !v.is_empty() {
-                    return Some(v.to_owned());
+    let opts = Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
+        | Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_HEADING_ATTRIBUTES;
+    let mut in_meta = false;
+    let mut heading: Option<String> = None;
+    for event in Parser::new_ext(s, opts) {
+        match event {
+            Event::Start(Tag::MetadataBlock(_)) => in_meta = true,
+            Event::End(TagEnd::MetadataBlock(_)) => in_meta = false,
+            Event::Text(t) if in_meta => {
+                if let Some(v) = front_matter_title(&t) {
+                    return Some(v);
                 }
             }
-        }
-    }
-    let mut prev: Option<&str> = None;
-    let mut in_fence = false;
-    for l in lines {
-        let t = l.trim_start();
-        if t.starts_with("```") || t.starts_with("~~~") {
-            in_fence = !in_fence;
-            prev = None;
-            continue;
-        }
-        if in_fence {
-            continue;
-        }
-        let indent = l.len() - t.len();
-        if indent >= 4 {
-            prev = None; // indented code, not a heading
-            continue;
-        }
-        if let Some(rest) = t.strip_prefix("# ") {
-            let title = rest.trim().trim_end_matches('#').trim();
-            if !title.is_empty() {
-                return Some(title.to_owned());
+            Event::Start(Tag::Heading {
+                level: HeadingLevel::H1,
+                ..
+            }) => heading = Some(String::new()),
+            Event::End(TagEnd::Heading(HeadingLevel::H1)) => {
+                let t = heading.take().map(|h| collapse(&h)).unwrap_or_default();
+                if !t.is_empty() {
+                    return Some(t);
+                }
             }
+            Event::Text(t) | Event::Code(t) | Event::InlineMath(t) | Event::DisplayMath(t) => {
+                if let Some(h) = heading.as_mut() {
+                    h.push_str(&t);
+                }
+            }
+            Event::SoftBreak | Event::HardBreak => {
+                if let Some(h) = heading.as_mut() {
+                    h.push(' ');
+                }
+            }
+            _ => {}
         }
-        if !t.is_empty()
-            && t.chars().all(|c| c == '=')
-            && let Some(p) = prev.map(str::trim).filter(|p| !p.is_empty())
-        {
-            return Some(p.to_owned());
-        }
-        prev = Some(l);
     }
     None
+}
+
+/// `title: …` on a line of its own in YAML front matter (quotes removed).
+fn front_matter_title(meta: &str) -> Option<String> {
+    meta.lines().find_map(|l| {
+        let v = l.strip_prefix("title:")?;
+        let v = v.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+        (!v.is_empty()).then(|| v.to_owned())
+    })
+}
+
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -70,5 +74,18 @@ mod tests {
         );
         assert_eq!(title("```\n# not a title\n```\n## Sub\n"), None);
         assert_eq!(title("no heading"), None);
+    }
+
+    /// K5: inline markup is not part of a title; the parser, not a line
+    /// scanner, decides what a heading is.
+    #[test]
+    fn k5_markdown_title_inline_markup_removed() {
+        assert_eq!(
+            title("# The *`Vec`* type [docs](x)\n"),
+            Some("The Vec type docs".into())
+        );
+        assert_eq!(title("> # quoted\n"), Some("quoted".into()));
+        assert_eq!(title("#\n# Real\n"), Some("Real".into()));
+        assert_eq!(title("text\n\n    # indented code\n"), None);
     }
 }

@@ -4,8 +4,11 @@
 //!
 //! Formats add their own selectors by implementing [`Sectioner`]; the store
 //! never sees any of this, it is recomputed from the bytes whenever needed.
+//! Ranges always index the document as given (for HTML: the raw markup), so
+//! a section's bytes can be cut from the stored content; what a reader or
+//! the search index should see of a range is [`Sectioner::text_of`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
@@ -35,15 +38,29 @@ impl Section {
 }
 
 /// Splits one format into sections. Stateless and cheap.
+///
+/// Contract (checked by property tests for every implementation): sections
+/// come in document order; every `range` lies within `text` and on char
+/// boundaries; `range.start <= own_end <= range.end`; selectors are unique.
 pub trait Sectioner: Send + Sync {
     /// Sections in document order. `text` is the whole document.
     fn sections(&self, text: &str) -> Vec<Section>;
+
+    /// The readable text of `range` of `document` (a range or own range of
+    /// one of its sections, or the preamble before the first): what search
+    /// indexes and a reader is shown. By default the source as it is, which
+    /// is right for Markdown; a markup format strips its markup here. A range
+    /// that is out of bounds or not on char boundaries gives "".
+    fn text_of(&self, document: &str, range: Range<usize>) -> String {
+        document.get(range).unwrap_or_default().to_owned()
+    }
 }
 
 /// The sectioner for an artifact type, if that format has sections.
 pub fn sectioner_for(artifact_type: &str) -> Option<&'static dyn Sectioner> {
     match artifact_type {
         "markdown" => Some(&MarkdownSections),
+        "html" => Some(&HtmlSections),
         _ => None,
     }
 }
@@ -61,13 +78,13 @@ impl Sectioner for MarkdownSections {
             | Options::ENABLE_STRIKETHROUGH
             | Options::ENABLE_TASKLISTS
             | Options::ENABLE_HEADING_ATTRIBUTES;
-        // (level, start offset, heading text)
-        let mut headings: Vec<(u8, usize, String)> = Vec::new();
-        let mut current: Option<(u8, usize, String)> = None;
+        // (level, start offset, heading text, explicit slug)
+        let mut headings: Vec<Heading> = Vec::new();
+        let mut current: Option<Heading> = None;
         for (event, range) in Parser::new_ext(text, opts).into_offset_iter() {
             match event {
                 Event::Start(Tag::Heading { level, .. }) => {
-                    current = Some((level_number(level), range.start, String::new()));
+                    current = Some((level_number(level), range.start, String::new(), None));
                 }
                 Event::End(TagEnd::Heading(_)) => {
                     if let Some(h) = current.take() {
@@ -75,12 +92,12 @@ impl Sectioner for MarkdownSections {
                     }
                 }
                 Event::Text(t) | Event::Code(t) => {
-                    if let Some((_, _, s)) = current.as_mut() {
+                    if let Some((_, _, s, _)) = current.as_mut() {
                         s.push_str(&t);
                     }
                 }
                 Event::SoftBreak | Event::HardBreak => {
-                    if let Some((_, _, s)) = current.as_mut() {
+                    if let Some((_, _, s, _)) = current.as_mut() {
                         s.push(' ');
                     }
                 }
@@ -90,6 +107,56 @@ impl Sectioner for MarkdownSections {
         build(text.len(), headings)
     }
 }
+
+/// HTML: split by `h1`–`h6` as a WHATWG tokenizer sees them (not inside
+/// comments, scripts, templates or SVG). `text` is the raw markup, so ranges
+/// are bytes of the stored document: a section starts at its `<hN` and ends
+/// where the next heading of the same or a higher level starts.
+///
+/// - A heading's `id` (or, failing that, the `id` of the `section` it opens)
+///   is its slug, so selectors match the page's own anchors
+///   (`#method.push` → `method-push`).
+/// - Where the page has a main region (`<main>`, `role="main"`, or a single
+///   `<article>`), only headings inside it count and no section reaches past
+///   its end, so page chrome (footers, sidebars) is in no section.
+/// - `text` must be the document decoded as UTF-8 (`from_utf8_lossy` of the
+///   stored bytes): HTML in another encoding has no sections (its byte
+///   offsets would not be those of the stored bytes), unless it is pure
+///   ASCII, where they are the same.
+/// - Readable text of a range is [`Sectioner::text_of`], the HTML adapter's
+///   text of that slice of markup.
+#[derive(Debug)]
+pub struct HtmlSections;
+
+impl Sectioner for HtmlSections {
+    fn sections(&self, text: &str) -> Vec<Section> {
+        let (enc, _, _) = crate::html::sniff(text.as_bytes());
+        if enc != encoding_rs::UTF_8 && !text.is_ascii() {
+            return Vec::new();
+        }
+        let page = crate::html::walk(text, false);
+        let end = page.region_end.unwrap_or(text.len()).min(text.len());
+        let headings: Vec<Heading> = page
+            .headings
+            .into_iter()
+            // offsets are those of `<`, so on char boundaries; checked anyway
+            .filter(|h| h.start < end && text.is_char_boundary(h.start))
+            .map(|h| (h.level, h.start, h.text, h.id.map(|id| slug(&id))))
+            .collect();
+        if !text.is_char_boundary(end) {
+            return Vec::new();
+        }
+        build(end, headings)
+    }
+
+    fn text_of(&self, document: &str, range: Range<usize>) -> String {
+        crate::html::text(document.get(range).unwrap_or_default())
+    }
+}
+
+/// A heading found by a sectioner: level, start offset, text, and a slug the
+/// document gives it (an HTML `id`), if any.
+type Heading = (u8, usize, String, Option<String>);
 
 fn level_number(l: HeadingLevel) -> u8 {
     match l {
@@ -108,25 +175,28 @@ fn level_number(l: HeadingLevel) -> u8 {
 /// shallow — is a section of its own (`#setup`), but is left out of its
 /// subsections' paths: `guide.md#installation/linux`, not
 /// `guide.md#setup/installation/linux`.
-fn build(len: usize, headings: Vec<(u8, usize, String)>) -> Vec<Section> {
+fn build(len: usize, headings: Vec<Heading>) -> Vec<Section> {
     let mut out: Vec<Section> = Vec::with_capacity(headings.len());
     let mut stack: Vec<(u8, String)> = Vec::new();
     let mut taken: HashSet<String> = HashSet::new();
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     let title = headings
         .first()
         .filter(|first| headings[1..].iter().all(|h| h.0 > first.0))
         .is_some();
-    for (i, (level, start, heading)) in headings.iter().enumerate() {
+    for (i, (level, start, heading, given)) in headings.iter().enumerate() {
         while stack.last().is_some_and(|(l, _)| *l >= *level) {
             stack.pop();
         }
         let parent: Vec<&str> = stack.iter().map(|(_, s)| s.as_str()).collect();
-        let base = slug(heading);
+        let base = given.clone().unwrap_or_else(|| slug(heading));
         let mut selector = join(&parent, &base);
-        let mut n = 1;
+        // the next suffix to try for this path: every smaller one is taken
+        // already (and stays taken), so repeats cost O(1), not O(repeats)
+        let next = next_suffix.entry(selector.clone()).or_insert(1);
         while taken.contains(&selector) {
-            selector = join(&parent, &format!("{base}-{n}"));
-            n += 1;
+            selector = join(&parent, &format!("{base}-{next}"));
+            *next += 1;
         }
         taken.insert(selector.clone());
         let leaf = selector.rsplit('/').next().unwrap_or(&selector).to_owned();

@@ -47,6 +47,10 @@ pub enum AdapterError {
     /// larger than [`GZIP_MAX_INFLATED`] / too compressed to be text).
     #[error("gzip content refused: {0}")]
     Gzip(&'static str),
+    /// An adapter failed on this content in a way it did not foresee (the
+    /// caller caught a panic); the content is refused, nothing else.
+    #[error("the format adapter failed on this content: {0}")]
+    Unreadable(String),
 }
 
 pub use gzip::GZIP_MAX_INFLATED;

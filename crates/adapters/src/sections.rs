@@ -56,6 +56,18 @@ pub trait Sectioner: Send + Sync {
     }
 }
 
+/// The sectioner of stored content and the document text it reads, if the
+/// content has sections: its format has a sectioner and the bytes are the
+/// document itself (gzip-compressed text has none: its byte ranges would
+/// not point into the stored bytes).
+pub fn for_content(artifact_type: &str, bytes: &[u8]) -> Option<(&'static dyn Sectioner, String)> {
+    let sectioner = sectioner_for(artifact_type)?;
+    if crate::gzip::is_gzip(bytes) {
+        return None;
+    }
+    Some((sectioner, String::from_utf8_lossy(bytes).into_owned()))
+}
+
 /// The sectioner for an artifact type, if that format has sections.
 pub fn sectioner_for(artifact_type: &str) -> Option<&'static dyn Sectioner> {
     match artifact_type {

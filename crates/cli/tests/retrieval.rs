@@ -141,10 +141,13 @@ fn k8_search_ranks_in_a_known_order() {
     assert!(refs(&v).is_empty());
     // sections: the heading-path selector addresses the hit
     let v = env.json(&["search", "\"retry policy\"", "--sections"]);
-    // a page without headings is its own single part
+    // an HTML page is split by its headings like markdown
     assert_eq!(
         refs(&v),
-        ["handbook/guide.md#retry-policy", "handbook/runbook.html"]
+        [
+            "handbook/guide.md#retry-policy",
+            "handbook/runbook.html#deploy"
+        ]
     );
     // "install" and the heading "Installation" share a stem; headings weigh more
     let v = env.json(&["search", "install", "--sections"]);
@@ -395,7 +398,23 @@ fn k5_sections_by_selector() {
             "retry-policy"
         ]
     );
-    let e = env.fails(2, &["artifact", "show", "handbook/runbook.html#deploy"]);
+    // HTML pages have sections too: a byte range into the stored markup
+    let v = env.json(&["artifact", "show", "handbook/runbook.html#deploy"]);
+    assert_eq!(v["heading"], "Deploy");
+    assert!(
+        v["text"].as_str().unwrap().starts_with("<h1>Deploy</h1>"),
+        "{v}"
+    );
+    // formats without sections say so
+    env.write("in/plain.txt", "just text\n");
+    env.ok(&[
+        "artifact",
+        "put",
+        "handbook/plain.txt",
+        "--file",
+        "in/plain.txt",
+    ]);
+    let e = env.fails(2, &["artifact", "show", "handbook/plain.txt#deploy"]);
     assert!(e.contains("has no sections"), "{e}");
 }
 
@@ -786,4 +805,92 @@ fn k4_holds_from_the_cli() {
     env.fails(4, &["artifact", "delete", "handbook/guide.md"]);
     env.ok(&["hold", "release", "handbook/guide.md"]);
     env.ok(&["artifact", "delete", "handbook/guide.md"]);
+}
+
+/// K5/K8/X8 (regression): the 60-byte page that once panicked the HTML
+/// adapter and poisoned the index for every later search, rebuild and
+/// repair; now it ingests, is found, and every later command works. Real
+/// HTML has sections, a declared Latin-1 charset is honoured, and a context
+/// package can take one section of an HTML page.
+#[test]
+fn k5_real_html_never_poisons_the_index_and_has_sections() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("site")).unwrap();
+    std::fs::write(
+        env.path("site/poison.html"),
+        b"<html><body><pre>&lt;Hd&gt;,\xc2\xa0&lt;Hn&gt;</pre></body></html>",
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("site/latin1.html"),
+        b"<html><head><meta charset=\"ISO-8859-1\"><title>Caf\xe9</title></head><body><p>cr\xe8me br\xfbl\xe9e</p></body></html>",
+    )
+    .unwrap();
+    env.write(
+        "site/guide.html",
+        "<html><head><title>Guide</title></head><body><nav>Keyboard shortcuts Auto Light Rust Coal</nav>\
+         <main><h1>Guide</h1><p>Intro &amp; overview: a &lt; b and more.</p>\
+         <h2 id=\"install\">Installing</h2><p>Run the installer on 2²ⁿ⁻² machines.</p>\
+         <h2>Rollback</h2><p>Undo a deploy with the rollback lever.</p></main></body></html>",
+    );
+    env.ok(&["ingest", "site", "--collection", "web"]);
+    let hits = env.json(&["search", "Hn", "--collection", "web"]);
+    assert_eq!(refs(&hits), ["web/poison.html"], "{hits}");
+    let hits = env.json(&["search", "crème", "--collection", "web"]);
+    assert_eq!(refs(&hits), ["web/latin1.html"], "{hits}");
+    // entities decoded, no text lost, chrome outside <main> left out
+    let hits = env.json(&["search", "overview", "--collection", "web"]);
+    assert_eq!(refs(&hits), ["web/guide.html"]);
+    assert_eq!(
+        refs(&env.json(&["search", "Coal", "--collection", "web"])),
+        Vec::<String>::new()
+    );
+    // sections of an HTML page, by id and by heading slug
+    let secs = env.ok(&["artifact", "show", "web/guide.html", "--sections"]);
+    assert!(
+        secs.contains("install") && secs.contains("rollback"),
+        "{secs}"
+    );
+    let hits = env.json(&[
+        "search",
+        "rollback lever",
+        "--sections",
+        "--collection",
+        "web",
+    ]);
+    assert!(
+        hits["hits"][0]["selector"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("rollback"),
+        "{hits}"
+    );
+    let pkg = env.json(&[
+        "context",
+        "build",
+        "--name",
+        "html-part",
+        "--select",
+        "web/guide.html#rollback",
+        "--budget",
+        "200",
+    ]);
+    let item = &pkg["manifest"]["items"][0];
+    assert_eq!(item["selector"], "rollback", "{pkg}");
+    let shown = env.ok(&["context", "show", "html-part", "--format", "markdown"]);
+    assert!(
+        shown.contains("rollback lever") && !shown.contains("<p>"),
+        "{shown}"
+    );
+    env.ok(&["context", "verify", "html-part"]);
+    // nothing poisoned: status, rebuild, repair and verify all work
+    let status = env.json(&["index", "status"]);
+    assert_eq!(status["health"], "ok", "{status}");
+    env.ok(&["index", "rebuild"]);
+    env.ok(&["repair"]);
+    env.ok(&["verify"]);
+    assert_eq!(
+        refs(&env.json(&["search", "Hd", "--collection", "web"])),
+        ["web/poison.html"]
+    );
 }

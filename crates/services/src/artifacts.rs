@@ -107,6 +107,33 @@ const SNIFF_WHOLE: u64 = 8 << 20;
 /// Reads up to [`SNIFF_WHOLE`] bytes to detect the format. Small content comes
 /// back whole and fully validated; larger content is described from its first
 /// bytes and streams on (head, then the rest of the reader).
+/// Detects content's format. Content is untrusted: a panic inside an
+/// adapter is this content's failure (an invalid-input error naming it),
+/// never the process's.
+pub(crate) fn detect_guarded(
+    name: &str,
+    bytes: &[u8],
+) -> std::result::Result<
+    (
+        &'static dyn kontextual_adapters::SourceAdapter,
+        kontextual_adapters::Parsed,
+    ),
+    kontextual_adapters::AdapterError,
+> {
+    match std::panic::catch_unwind(|| kontextual_adapters::detect(name, bytes)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(name, reason = %why, "a format adapter panicked");
+            Err(kontextual_adapters::AdapterError::Unreadable(why))
+        }
+    }
+}
+
 pub(crate) fn sniff(
     collection: &str,
     name: &str,
@@ -121,7 +148,7 @@ pub(crate) fn sniff(
         Error::InvalidInput(format!("{collection}/{name}: {e}"))
     };
     if buf.len() as u64 <= SNIFF_WHOLE {
-        let (_, p) = kontextual_adapters::detect(name, &buf).map_err(refuse)?;
+        let (_, p) = detect_guarded(name, &buf).map_err(refuse)?;
         return Ok((Content::Bytes(buf), p));
     }
     // Describe from a head cut at a character boundary.
@@ -131,7 +158,7 @@ pub(crate) fn sniff(
     {
         head = &head[..e.valid_up_to()];
     }
-    let (_, p) = kontextual_adapters::detect(name, head).map_err(refuse)?;
+    let (_, p) = detect_guarded(name, head).map_err(refuse)?;
     Ok((
         Content::Reader(Box::new(std::io::Cursor::new(buf).chain(r))),
         p,
@@ -311,7 +338,7 @@ impl Services {
         let (content, parsed) = match content {
             Content::Keep => (Content::Keep, None),
             Content::Bytes(b) => {
-                let (_, p) = kontextual_adapters::detect(name.as_str(), &b)
+                let (_, p) = detect_guarded(name.as_str(), &b)
                     .map_err(|e| Error::InvalidInput(format!("{collection}/{name}: {e}")))?;
                 (Content::Bytes(b), Some(p))
             }

@@ -411,7 +411,8 @@ impl Services {
             let (text, range, section_digest, selector) = match &c.selector {
                 Some(sel) => {
                     let v = self.section_in(a, &rev, &bytes, sel)?;
-                    (v.text, Some(v.byte_range), Some(v.digest), Some(v.selector))
+                    let text = crate::sections::readable(&a.artifact_type, &v.text);
+                    (text, Some(v.byte_range), Some(v.digest), Some(v.selector))
                 }
                 None if kontextual_adapters::has_text(&a.artifact_type) => (
                     kontextual_adapters::for_type(&a.artifact_type).text(&bytes),
@@ -645,9 +646,10 @@ impl Services {
             self.artifact_revision(caller, &ArtifactRef::Id(item.artifact_id), item.revision)?;
         let bytes = self.revision_bytes(&a, &rev)?;
         Ok(match item.byte_range {
-            Some((s, e)) => {
-                String::from_utf8_lossy(bytes.get(s..e).unwrap_or_default()).into_owned()
-            }
+            Some((s, e)) => crate::sections::readable(
+                &a.artifact_type,
+                &String::from_utf8_lossy(bytes.get(s..e).unwrap_or_default()),
+            ),
             None => kontextual_adapters::for_type(&a.artifact_type).text(&bytes),
         })
     }

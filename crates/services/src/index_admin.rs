@@ -28,6 +28,18 @@ pub struct IndexStatus {
     pub size_bytes: u64,
     /// What the last catch-up (done by this command, as owner) applied.
     pub caught_up: Option<CatchUp>,
+    /// Artifacts whose text could not be extracted when this process
+    /// indexed them: findable by name and metadata only.
+    pub unextractable: Vec<Unextractable>,
+}
+
+/// An artifact indexed without its text, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unextractable {
+    pub artifact_id: kontextual_model::ArtifactId,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub reason: String,
 }
 
 impl Services {
@@ -70,6 +82,17 @@ impl Services {
             Err(e) => return vec![problem(format!("cannot be opened: {e}"))],
         };
         let mut out = Vec::new();
+        if let Some(p) = self.loaded_projection() {
+            for (id, reference, why) in p.unextractable() {
+                out.push(Problem {
+                    category: ProblemCategory::SearchIndex,
+                    subject: format!("artifact {reference} ({id})"),
+                    detail: format!(
+                        "its text could not be extracted ({why}); it is searchable by name and metadata only"
+                    ),
+                });
+            }
+        }
         match idx.validate() {
             Ok(bad) if !bad.is_empty() => {
                 out.push(problem(format!("damaged files: {}", bad.join(", "))))
@@ -162,6 +185,15 @@ impl Services {
             segments: stats.segments,
             size_bytes: stats.size_bytes,
             caught_up,
+            unextractable: p
+                .unextractable()
+                .into_iter()
+                .map(|(artifact_id, reference, reason)| Unextractable {
+                    artifact_id,
+                    reference,
+                    reason,
+                })
+                .collect(),
         })
     }
 }

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kontextual_adapters::sections::sectioner_for;
 use kontextual_index::{Access, Checkpoint, IndexDoc, Opened, SearchIndex, metadata_pairs};
 use kontextual_model::{Actor, Artifact, ArtifactId, CorrelationId, Namespace};
 use kontextual_store::{
@@ -63,6 +62,8 @@ pub(crate) struct Projection {
     /// Serialises catch-up and rebuild within this process.
     progress: Mutex<Progress>,
     opened: Opened,
+    /// Artifacts whose extraction failed (ref, reason), by id.
+    unextractable: Mutex<std::collections::BTreeMap<ArtifactId, (String, String)>>,
 }
 
 /// What one catch-up did.
@@ -105,6 +106,7 @@ impl Projection {
                 rebuilt_at: None,
             }),
             opened,
+            unextractable: Mutex::new(Default::default()),
         };
         if p.index.is_owner() {
             let pos = p.store.feed_position()?;
@@ -450,21 +452,48 @@ impl Projection {
 
     /// The documents of a live artifact: the whole and each section.
     fn documents(&self, a: &Artifact) -> Result<Vec<IndexDoc>> {
-        let text = if kontextual_adapters::has_text(&a.artifact_type) {
+        let bytes = if kontextual_adapters::has_text(&a.artifact_type) {
             match read_all(&self.store, a) {
-                Ok(bytes) => kontextual_adapters::for_type(&a.artifact_type).text(&bytes),
+                Ok(bytes) => bytes,
                 Err(e) => {
                     // Unreadable content must not stop the projection; the
                     // artifact stays findable by name and metadata, and
                     // `verify` reports the damaged blob.
                     tracing::warn!(artifact = %a.id, error = %e, "indexing without content");
-                    String::new()
+                    Vec::new()
                 }
             }
         } else {
-            String::new()
+            Vec::new()
         };
-        let text = truncate(text, MAX_INDEXED_TEXT);
+        // Untrusted content: whatever an adapter does with it (even a
+        // panic) is this document's failure, never the index's. It stays
+        // findable by name and metadata and is reported by `index status`
+        // and `verify`.
+        let extracted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            extract(&a.artifact_type, &bytes)
+        }));
+        let Extracted {
+            text,
+            parts,
+            headings,
+        } = match extracted {
+            Ok(x) => {
+                self.unextractable_lock().remove(&a.id);
+                x
+            }
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the extractor panicked".to_owned());
+                tracing::error!(artifact = %a.id, reason = %why, "text extraction failed; indexed without content");
+                self.unextractable_lock()
+                    .insert(a.id, (format!("{}/{}", a.collection, a.name), why));
+                Extracted::default()
+            }
+        };
         let base = IndexDoc {
             namespace: a.namespace.to_string(),
             artifact_id: a.id.to_string(),
@@ -484,33 +513,37 @@ impl Projection {
             created_at: a.created_at,
             updated_at: a.updated_at,
         };
-        // The parts (section granularity): each section's own text, the
-        // text before the first heading, or the whole text of a document
-        // that has no sections — so a section search misses nothing.
-        let sections = sectioner_for(&a.artifact_type)
-            .map(|s| s.sections(&text))
-            .unwrap_or_default();
-        let mut docs = Vec::with_capacity(sections.len() + 2);
+        let mut docs = Vec::with_capacity(parts.len() + 1);
         let mut whole = base.clone();
-        whole.headings = sections.iter().map(|s| s.heading.clone()).collect();
-        let preamble_end = sections.first().map_or(text.len(), |s| s.range.start);
-        if !text[..preamble_end].trim().is_empty() {
-            let mut d = base.clone();
-            d.part = true;
-            d.body = text[..preamble_end].to_owned();
-            docs.push(d);
-        }
-        for s in sections {
-            let mut d = base.clone();
-            d.part = true;
-            d.body = text[s.own_range()].to_owned();
-            d.selector = Some(s.selector);
-            d.heading = Some(s.heading);
-            docs.push(d);
-        }
+        whole.headings = headings;
         whole.body = text;
-        docs.insert(0, whole);
+        docs.push(whole);
+        for (selector, heading, body) in parts {
+            let mut d = base.clone();
+            d.part = true;
+            d.body = body;
+            d.selector = selector;
+            d.heading = heading;
+            docs.push(d);
+        }
         Ok(docs)
+    }
+
+    fn unextractable_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<ArtifactId, (String, String)>> {
+        self.unextractable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Artifacts whose text could not be extracted when this process last
+    /// indexed them (ref, reason): indexed by name and metadata only.
+    pub(crate) fn unextractable(&self) -> Vec<(ArtifactId, String, String)> {
+        self.unextractable_lock()
+            .iter()
+            .map(|(id, (r, why))| (*id, r.clone(), why.clone()))
+            .collect()
     }
 
     /// Waits (bounded) until the index has applied everything the store had
@@ -548,6 +581,61 @@ fn read_all(store: &Store, a: &Artifact) -> Result<Vec<u8>> {
     r.read_to_end(&mut buf)
         .map_err(|e| Error::io(format!("reading {}/{}", a.collection, a.name), e))?;
     Ok(buf)
+}
+
+/// What retrieval indexes of one document: its whole readable text, its
+/// headings, and its parts — each section's own text, the text before the
+/// first heading, or nothing when the document has no sections (the whole
+/// is then its only part) — as (selector, heading, text).
+#[derive(Default)]
+struct Extracted {
+    text: String,
+    headings: Vec<String>,
+    parts: Vec<(Option<String>, Option<String>, String)>,
+}
+
+/// Reads a document's text and parts from its stored bytes. Section
+/// ranges index the stored document (for HTML: its markup), and each
+/// part's text is the sectioner's readable text of that range.
+fn extract(artifact_type: &str, bytes: &[u8]) -> Extracted {
+    if bytes.is_empty() {
+        return Extracted::default();
+    }
+    let text = truncate(
+        kontextual_adapters::for_type(artifact_type).text(bytes),
+        MAX_INDEXED_TEXT,
+    );
+    let Some((sectioner, raw)) = kontextual_adapters::sections::for_content(artifact_type, bytes)
+    else {
+        let whole = text.clone();
+        return Extracted {
+            parts: if whole.trim().is_empty() {
+                Vec::new()
+            } else {
+                vec![(None, None, whole)]
+            },
+            text,
+            headings: Vec::new(),
+        };
+    };
+    let raw = truncate(raw, MAX_INDEXED_TEXT);
+    let sections = sectioner.sections(&raw);
+    let mut parts = Vec::with_capacity(sections.len() + 1);
+    let preamble_end = sections.first().map_or(raw.len(), |s| s.range.start);
+    let preamble = sectioner.text_of(&raw, 0..preamble_end);
+    if !preamble.trim().is_empty() {
+        parts.push((None, None, preamble));
+    }
+    let headings = sections.iter().map(|s| s.heading.clone()).collect();
+    for s in sections {
+        let body = sectioner.text_of(&raw, s.own_range());
+        parts.push((Some(s.selector), Some(s.heading), body));
+    }
+    Extracted {
+        text,
+        headings,
+        parts,
+    }
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -150,6 +150,14 @@ impl Services {
         Ok(p)
     }
 
+    /// The projection if this process has opened it already.
+    pub(crate) fn loaded_projection(&self) -> Option<Arc<Projection>> {
+        self.projection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Brings the index up to date for a read: the owner applies the feed;
     /// others wait (bounded) for the owner. Returns the remaining lag.
     pub(crate) fn fresh_index(&self) -> Result<(Arc<Projection>, u64)> {

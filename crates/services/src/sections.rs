@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use kontextual_adapters::sections::{Section, find, sectioner_for};
+use kontextual_adapters::sections::{Section, find, for_content, sectioner_for};
 use kontextual_model::{Artifact, ArtifactRef, Digest, Revision};
 use serde::Serialize;
 
@@ -77,13 +77,19 @@ impl Services {
     }
 
     fn sections_of(&self, a: &Artifact, bytes: &[u8]) -> Result<(String, Vec<Section>)> {
-        let sectioner = sectioner_for(&a.artifact_type).ok_or_else(|| {
+        let (sectioner, text) = for_content(&a.artifact_type, bytes).ok_or_else(|| {
             Error::InvalidInput(format!(
-                "{}/{} is {}, which has no sections (sections exist for markdown)",
-                a.collection, a.name, a.artifact_type
+                "{}/{} is {}{}, which has no sections (sections exist for markdown and HTML)",
+                a.collection,
+                a.name,
+                if sectioner_for(&a.artifact_type).is_some() {
+                    "compressed "
+                } else {
+                    ""
+                },
+                a.artifact_type
             ))
         })?;
-        let text = String::from_utf8_lossy(bytes).into_owned();
         let secs = sectioner.sections(&text);
         Ok((text, secs))
     }
@@ -189,5 +195,15 @@ pub(crate) fn without_section(r: &ArtifactRef) -> ArtifactRef {
         },
         ArtifactRef::IdSection { id, .. } => ArtifactRef::Id(*id),
         other => other.clone(),
+    }
+}
+
+/// The readable text of a document or a part of it (a section's bytes):
+/// markup removed where the format has markup (HTML), the text itself
+/// otherwise.
+pub(crate) fn readable(artifact_type: &str, raw: &str) -> String {
+    match sectioner_for(artifact_type) {
+        Some(s) => s.text_of(raw, 0..raw.len()),
+        None => raw.to_owned(),
     }
 }

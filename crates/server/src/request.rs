@@ -22,14 +22,25 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 #[derive(Clone, Debug)]
 pub struct RequestId(pub CorrelationId);
 
-/// The trace id of a valid `traceparent` (`00-TRACEID-SPANID-FLAGS`).
+/// The trace id of a valid `traceparent` (`00-TRACEID-PARENTID-FLAGS`, W3C
+/// Trace Context): lowercase hex, version `ff` invalid, version `00` with
+/// exactly four fields, and an all-zero trace id or parent id invalid — an
+/// invalid header is ignored, as the recommendation says.
 fn from_traceparent(h: &HeaderMap) -> Option<CorrelationId> {
     let v = h.get("traceparent")?.to_str().ok()?;
     let mut parts = v.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     if version == "ff" || !hex(version, 2) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    if span.bytes().all(|b| b == b'0') {
         return None;
     }
     trace.parse().ok()
@@ -109,21 +120,27 @@ impl FromRequestParts<AppState> for Call {
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
         let caller = match parts.headers.get(axum::http::header::AUTHORIZATION) {
             Some(v) => {
-                state.limits.may_try(ip).map_err(|l| {
+                // An address over its failed attempts is refused (429) —
+                // unless it presents a valid key: the lockout slows down
+                // guessing, it must not lock out the clients that share an
+                // address with the guesser (a NAT, a proxy).
+                let locked_out = state.limits.may_try(ip).err().map(|l| {
                     l.problem(
                         "too many failed authentications from this address; wait before trying again",
                         id.as_str(),
                     )
-                })?;
+                });
                 let token = v
                     .to_str()
                     .ok()
                     .and_then(|s| s.strip_prefix("Bearer "))
-                    .map(|s| s.trim().to_owned())
-                    .ok_or_else(|| {
-                        state.limits.failed(ip);
+                    .map(|s| s.trim().to_owned());
+                let Some(token) = token else {
+                    state.limits.failed(ip);
+                    return Err(locked_out.unwrap_or_else(|| {
                         unauthenticated("use the header Authorization: Bearer kx_…", &id)
-                    })?;
+                    }));
+                };
                 // a recently verified key needs no hop to the blocking pool
                 let c = match svc.authenticate_cached(&token, id.clone()) {
                     Some(c) => Ok(c),
@@ -142,13 +159,14 @@ impl FromRequestParts<AppState> for Call {
                         })?;
                         c
                     }
-                    Err(p) => {
-                        if p.status == axum::http::StatusCode::UNAUTHORIZED {
-                            state.limits.failed(ip);
-                        }
+                    Err(p) if p.status == axum::http::StatusCode::UNAUTHORIZED => {
+                        state.limits.failed(ip);
                         tracing::warn!(correlation_id = id.as_str(), %ip, "authentication refused");
-                        return Err(p);
+                        return Err(locked_out.unwrap_or(p));
                     }
+                    // not a refusal (the store is unavailable, say): the
+                    // problem says what happened, and it is not a failed try
+                    Err(p) => return Err(p),
                 }
             }
             None => {
@@ -193,5 +211,15 @@ mod tests {
         assert!(from_traceparent(&h).is_none());
         h.insert("traceparent", HeaderValue::from_static("garbage"));
         assert!(from_traceparent(&h).is_none());
+        // an all-zero parent id, upper-case hex and extra fields on version
+        // 00 are invalid (W3C Trace Context 3.2.2): ignored
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            h.insert("traceparent", HeaderValue::from_static(bad));
+            assert!(from_traceparent(&h).is_none(), "{bad}");
+        }
     }
 }

@@ -1175,7 +1175,8 @@ async fn x2_legal_holds_block_deletion() {
 
 /// X4 abuse limits: a key over its rate gets 429 with Retry-After (other
 /// keys unaffected); an address that keeps failing authentication is
-/// refused for a while, even with a valid key.
+/// refused for a while — but a valid key from the same address still gets
+/// through (regression: the lockout once locked out every client behind it).
 #[tokio::test]
 async fn x4_rate_limits_answer_429_with_retry_after() {
     let api = Api::with_limits(kontextual_server::limits::LimitConfig {
@@ -1224,6 +1225,25 @@ async fn x4_rate_limits_answer_429_with_retry_after() {
         .await;
     r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    // another valid key from the locked-out address still gets through
+    let b = api.svc.key_create(
+        &kontextual_services::Caller::new(Actor::local_admin(), Namespace::default()),
+        "b",
+        "agent:a".parse().unwrap(),
+        vec![kontextual_model::Scope::Read],
+        None,
+    );
+    let b = b.unwrap().token;
+    let r = api.with_key(Method::GET, "/v1/collections", &b, None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    api.with_key(Method::GET, "/v1/collections", "kx_nope", None)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
 
 /// O1/O2: jobs over HTTP — enqueue, inspect, cancel, retry; each action is
@@ -1845,4 +1865,62 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// X2 (regression): an artifact's source path on the server is shown to
+/// administrators only; other callers see it relative to the ingest root.
+#[tokio::test]
+async fn x2_server_paths_are_for_administrators() {
+    let api = Api::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docs/ops")).unwrap();
+    std::fs::write(dir.path().join("docs/ops/run.md"), "# Run\n\nthe runbook\n").unwrap();
+    let admin = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+    let req = kontextual_services::IngestRequest {
+        paths: vec![dir.path().join("docs")],
+        collection: "handbook".into(),
+        prune: false,
+        source_system: None,
+    };
+    api.svc
+        .ingest(&admin, &req, &kontextual_services::NoProgress)
+        .unwrap();
+    let tokens = keys_for(
+        &api,
+        &[
+            json!({"actor": "user:boss", "permission": "admin"}),
+            json!({"actor": "agent:reader", "permission": "read", "collection": "handbook"}),
+        ],
+        &[
+            ("boss", "user:boss", json!(["admin"])),
+            ("reader", "agent:reader", json!(["read"])),
+        ],
+    )
+    .await;
+    let path = |who: &str| {
+        let (api, token) = (&api, tokens[who].clone());
+        async move {
+            let r = api
+                .with_key(
+                    Method::GET,
+                    "/v1/artifacts/by-ref?ref=handbook/ops/run.md",
+                    &token,
+                    None,
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{}",
+                String::from_utf8_lossy(&r.body)
+            );
+            r.json()["provenance"]["source_path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let full = path("boss").await;
+    assert!(full.starts_with(dir.path().to_str().unwrap()), "{full}");
+    assert_eq!(path("reader").await, "ops/run.md");
 }

@@ -187,7 +187,34 @@ impl Services {
 
     /// The artifact in any state, or `NotFound`.
     pub fn artifact_show(&self, caller: &Caller, r: &ArtifactRef) -> Result<Artifact> {
-        self.artifact_for(caller, r, Permission::Read)
+        let a = self.artifact_for(caller, r, Permission::Read)?;
+        Ok(self.present(caller, a))
+    }
+
+    /// Whether the caller may see where on the server files came from
+    /// (absolute source paths): administrators of the namespace.
+    fn sees_server_paths(&self, caller: &Caller) -> bool {
+        self.can(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("server paths"),
+        )
+    }
+
+    /// An artifact as this caller may see it: a source path on the server
+    /// is shown to administrators, to others relative to the ingest root.
+    pub(crate) fn present(&self, caller: &Caller, mut a: Artifact) -> Artifact {
+        if !self.sees_server_paths(caller) {
+            relative_source(&mut a.provenance, a.name.as_str());
+        }
+        a
+    }
+
+    fn present_revision(&self, caller: &Caller, mut r: Revision, name: &str) -> Revision {
+        if !self.sees_server_paths(caller) {
+            relative_source(&mut r.provenance, name);
+        }
+        r
     }
 
     /// Loads an artifact and checks `permission` on it; one the caller may
@@ -381,11 +408,11 @@ impl Services {
         match changes.into_iter().next() {
             Some(Change::Artifact { kind, artifact, .. }) => Ok(PutOutcome {
                 change: Some(kind),
-                artifact,
+                artifact: self.present(caller, artifact),
             }),
             Some(Change::ArtifactUnchanged { artifact }) => Ok(PutOutcome {
                 change: None,
-                artifact,
+                artifact: self.present(caller, artifact),
             }),
             other => Err(Error::InvalidInput(format!(
                 "unexpected store answer {other:?}"
@@ -419,7 +446,8 @@ impl Services {
         revision: u64,
     ) -> Result<Revision> {
         let a = self.artifact_show(caller, r)?;
-        self.revision_of(caller, &a, revision)
+        let rev = self.revision_of(caller, &a, revision)?;
+        Ok(self.present_revision(caller, rev, a.name.as_str()))
     }
 
     fn revision_of(&self, caller: &Caller, a: &Artifact, revision: u64) -> Result<Revision> {
@@ -440,7 +468,12 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<Revision>> {
         let a = self.artifact_show(caller, r)?;
-        Ok(self.store().revisions(&caller.namespace, a.id, page)?)
+        let mut page = self.store().revisions(&caller.namespace, a.id, page)?;
+        page.items = std::mem::take(&mut page.items)
+            .into_iter()
+            .map(|rev| self.present_revision(caller, rev, a.name.as_str()))
+            .collect();
+        Ok(page)
     }
 
     pub fn artifact_list(
@@ -468,7 +501,12 @@ impl Services {
             exclude_quarantined,
             ..q.clone()
         };
-        Ok(self.store().artifacts(&caller.namespace, &q, page)?)
+        let mut page = self.store().artifacts(&caller.namespace, &q, page)?;
+        page.items = std::mem::take(&mut page.items)
+            .into_iter()
+            .map(|a| self.present(caller, a))
+            .collect();
+        Ok(page)
     }
 
     pub fn artifact_delete(
@@ -480,7 +518,7 @@ impl Services {
         let key = self.key(r)?;
         self.artifact_for(caller, r, Permission::Write)?;
         let changes = self.write(caller, vec![Op::DeleteArtifact { key, expect }])?;
-        last_artifact(changes)
+        last_artifact(changes).map(|a| self.present(caller, a))
     }
 
     pub fn artifact_purge(
@@ -492,7 +530,7 @@ impl Services {
         let key = self.key(r)?;
         self.artifact_for(caller, r, Permission::Admin)?;
         let changes = self.write(caller, vec![Op::PurgeArtifact { key, expect }])?;
-        last_artifact(changes)
+        last_artifact(changes).map(|a| self.present(caller, a))
     }
 
     pub fn artifact_diff(
@@ -512,7 +550,9 @@ impl Services {
             )));
         }
         let from = self.revision_of(caller, &a, from_rev)?;
+        let from = self.present_revision(caller, from, a.name.as_str());
         let to = self.revision_of(caller, &a, to_rev)?;
+        let to = self.present_revision(caller, to, a.name.as_str());
         let mut attributes = Vec::new();
         let mut cmp = |field: &str, x: String, y: String| {
             if x != y {
@@ -598,4 +638,21 @@ fn last_artifact(changes: Vec<Change>) -> Result<Artifact> {
             _ => None,
         })
         .ok_or_else(|| Error::InvalidInput("the store reported no artifact change".to_owned()))
+}
+
+/// Replaces an absolute source path by the path relative to the ingest
+/// root — the artifact's name, where the path ends with it — or else by the
+/// file's own name: callers who are not administrators never learn the
+/// server's directory layout.
+fn relative_source(p: &mut kontextual_model::Provenance, name: &str) {
+    let Some(path) = p.source_path.as_mut() else {
+        return;
+    };
+    let unified = path.replace('\\', "/");
+    let relative = if unified.ends_with(&format!("/{name}")) || unified == name {
+        name.to_owned()
+    } else {
+        unified.rsplit('/').next().unwrap_or_default().to_owned()
+    };
+    *path = relative;
 }

@@ -230,3 +230,87 @@ fn x1_keys_from_the_cli_guard_the_server() {
         .unwrap();
     assert_eq!(e.status.code(), Some(2));
 }
+
+/// O1: `/metrics` passes `promtool check metrics` (every family has HELP
+/// and TYPE), every family is there before its first use (no search has
+/// run), and ingest counters count an ingest made by the CLI before the
+/// server started. Without promtool the check is skipped with a message
+/// (CI installs it and sets KONTEXTUAL_REQUIRE_PROMTOOL).
+#[test]
+fn o1_metrics_pass_promtool_and_count_cli_ingests() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("a.md"), "# A\n\nalpha\n").unwrap();
+    std::fs::write(docs.join("b.md"), "# B\n\nbeta beta\n").unwrap();
+    ok(&data, &["init"]);
+    ok(
+        &data,
+        &["ingest", docs.to_str().unwrap(), "--collection", "handbook"],
+    );
+    let mut child = kx(&data)
+        .args(["--json", "serve", "--bind", "127.0.0.1:0", "--workers", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Server(child);
+    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, text) = http(&addr, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{text}");
+    for family in [
+        "kontextual_query_duration_seconds",
+        "kontextual_export_bytes_total",
+        "kontextual_jobs_finished_total",
+        "kontextual_job_duration_seconds",
+        "kontextual_index_healthy",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} is not registered before its first use:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("kontextual_ingest_documents_total 2\n"),
+        "a CLI ingest of 2 files is counted:\n{text}"
+    );
+    let sample = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert!(sample("kontextual_ingest_bytes_total").unwrap_or(0.0) > 20.0, "{text}");
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(mut p) => {
+            p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let out = p.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) => {
+            assert!(
+                std::env::var_os("KONTEXTUAL_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required: {e}"
+            );
+            eprintln!("SKIPPED promtool check: promtool not found ({e})");
+        }
+    }
+}

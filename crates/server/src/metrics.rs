@@ -35,6 +35,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             match builder.install_recorder() {
                 Ok(h) => {
                     describe();
+                    register();
                     Some(h)
                 }
                 Err(e) => {
@@ -95,6 +96,57 @@ fn describe() {
         "Audit records in the hash chain"
     );
     describe_gauge!("kontextual_outbox_events", "Events in the outbox");
+    describe_counter!(
+        "kontextual_export_bytes_total",
+        "Payload bytes written by exports of this process"
+    );
+    describe_gauge!(
+        "kontextual_index_healthy",
+        "1 when the search index holds exactly what the store says it should and has applied every change, else 0"
+    );
+}
+
+/// Every family exists from start-up, with zero values, so dashboards and
+/// alerts see it before its first use.
+fn register() {
+    use kontextual_model::RunStatus;
+    let _ = metrics::histogram!("kontextual_query_duration_seconds");
+    metrics::counter!("kontextual_ingest_documents_total").absolute(0);
+    metrics::counter!("kontextual_ingest_bytes_total").absolute(0);
+    metrics::counter!("kontextual_export_bytes_total").absolute(0);
+    // histograms appear with their first observation's labels; these are
+    // the label sets known in advance
+    let _ = metrics::histogram!("kontextual_http_request_duration_seconds", "method" => "GET", "route" => "/healthz", "status" => "200");
+    for kind in kontextual_services::JobKind::ALL {
+        for outcome in ["succeeded", "failed"] {
+            let _ = metrics::histogram!("kontextual_job_duration_seconds", "kind" => kind.as_str(), "outcome" => outcome);
+        }
+        for state in [JobState::Succeeded, JobState::Failed, JobState::Dead] {
+            metrics::counter!("kontextual_jobs_finished_total", "kind" => kind.as_str(), "state" => state.as_str())
+                .absolute(0);
+        }
+    }
+    for kind in ["ingest", "reindex", "repair", "export", "import"] {
+        for status in RunStatus::ALL {
+            if *status != RunStatus::Running {
+                metrics::counter!("kontextual_runs_finished_total", "kind" => kind, "status" => status.as_str())
+                    .absolute(0);
+            }
+        }
+    }
+    for g in [
+        "kontextual_job_queue_age_seconds",
+        "kontextual_store_size_bytes",
+        "kontextual_store_artifacts",
+        "kontextual_index_artifacts",
+        "kontextual_index_expected_artifacts",
+        "kontextual_index_lag_events",
+        "kontextual_index_healthy",
+        "kontextual_audit_chain_length",
+        "kontextual_outbox_events",
+    ] {
+        metrics::gauge!(g).set(0.0);
+    }
 }
 
 /// Route layer: API latency by matched route (never the raw path, so ids
@@ -205,6 +257,11 @@ pub async fn scrape(State(s): State<AppState>, call: Call) -> Result<Response, P
     if let Some(n) = snap.index_lag_events {
         metrics::gauge!("kontextual_index_lag_events").set(n as f64);
     }
+    let healthy = snap.index_lag_events == Some(0)
+        && snap.index_artifacts == Some(snap.index_expected_artifacts);
+    metrics::gauge!("kontextual_index_healthy").set(if healthy { 1.0 } else { 0.0 });
+    metrics::counter!("kontextual_ingest_documents_total").absolute(snap.ingest_documents);
+    metrics::counter!("kontextual_ingest_bytes_total").absolute(snap.ingest_bytes);
     let mut res = h.render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -298,9 +298,8 @@ impl Services {
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         report.status = Some(status);
-        metrics::counter!("kontextual_ingest_documents_total")
-            .increment(report.new + report.updated + report.unchanged);
-        metrics::counter!("kontextual_ingest_bytes_total").increment(report.bytes);
+        // ingest documents and bytes are counted from the runs in the store
+        // at scrape time, so CLI ingests count too
         metrics::counter!("kontextual_runs_finished_total", "kind" => "ingest", "status" => status.as_str())
             .increment(1);
         let manifest = serde_json::json!({

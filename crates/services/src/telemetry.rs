@@ -26,6 +26,9 @@ pub struct MetricsSnapshot {
     pub index_lag_events: Option<u64>,
     /// (kind, status, count) of runs.
     pub runs: Vec<(String, String, u64)>,
+    /// Documents and bytes of every ingest in the store (any process's).
+    pub ingest_documents: u64,
+    pub ingest_bytes: u64,
 }
 
 impl Services {
@@ -39,6 +42,7 @@ impl Services {
                 .max(0.0)
         });
         let status = self.store().status()?;
+        let (ingest_documents, ingest_bytes) = self.store().ingest_totals()?;
         let (index_artifacts, index_lag_events) = match self.projection() {
             Ok(p) => match p.index().stats() {
                 Ok(stats) => {
@@ -64,6 +68,8 @@ impl Services {
             index_expected_artifacts: self.live_unquarantined()?,
             index_lag_events,
             runs: self.store().run_stats()?,
+            ingest_documents,
+            ingest_bytes,
         })
     }
 }

@@ -438,6 +438,23 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn ingest_totals(&self) -> Result<(u64, u64)> {
+        self.read(|c| {
+            let r = c
+                .query_one(
+                    "SELECT coalesce(sum(coalesce((m #>> '{counts,new}')::bigint, 0) \
+                       + coalesce((m #>> '{counts,updated}')::bigint, 0) \
+                       + coalesce((m #>> '{counts,unchanged}')::bigint, 0)), 0)::bigint, \
+                     coalesce(sum(coalesce((m #>> '{inputs,bytes}')::bigint, 0)), 0)::bigint \
+                     FROM (SELECT manifest::jsonb AS m FROM runs \
+                           WHERE kind = 'ingest' AND manifest IS NOT NULL) AS ingests",
+                    &[],
+                )
+                .map_err(pg_err)?;
+            Ok((rows::u64c(&r, 0)?, rows::u64c(&r, 1)?))
+        })
+    }
+
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
         self.read(crate::jobs::stats)
     }

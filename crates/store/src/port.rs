@@ -755,6 +755,10 @@ pub trait Backend: Send + Sync {
     fn job_attempts(&self, ns: &Namespace, id: JobId) -> Result<Vec<kontextual_model::JobAttempt>>;
     /// (kind, status, count) of runs in every namespace.
     fn run_stats(&self) -> Result<Vec<(String, String, u64)>>;
+    /// Documents (new, updated or unchanged) and bytes of every ingest
+    /// recorded in the store, from the runs' manifests: what any process
+    /// ingested, the CLI's too.
+    fn ingest_totals(&self) -> Result<(u64, u64)>;
     /// Job counts by kind and state, and the oldest due job (all namespaces).
     fn job_stats(&self) -> Result<kontextual_model::JobStats>;
     /// Quarantined artifacts of a namespace (one, or all).

@@ -885,6 +885,21 @@ impl crate::Backend for SqliteBackend {
         })
     }
 
+    fn ingest_totals(&self) -> Result<(u64, u64)> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT coalesce(sum(coalesce(json_extract(manifest, '$.counts.new'), 0) \
+                   + coalesce(json_extract(manifest, '$.counts.updated'), 0) \
+                   + coalesce(json_extract(manifest, '$.counts.unchanged'), 0)), 0), \
+                 coalesce(sum(coalesce(json_extract(manifest, '$.inputs.bytes'), 0)), 0) \
+                 FROM runs WHERE kind = 'ingest' AND json_valid(manifest)",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(sql_err)
+        })
+    }
+
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
         self.read(jobs::stats)
     }

@@ -334,3 +334,63 @@ fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
     );
     assert!(env.ok(&["audit", "verify"]).contains("Audit chain OK"));
 }
+
+/// K5 (regression): an ingest touches only its own — `--prune` tombstones
+/// only what an ingest of the same root put there (never a hand-put
+/// artifact or another root's files), and `ingest .` from a folder that
+/// holds the data directory (or another store, or a search index) never
+/// ingests the store itself.
+#[test]
+fn k5_ingest_touches_only_its_own() {
+    let env = Env::new();
+    env.write("docs/a.md", b"# A\n");
+    env.write("docs/b.md", b"# B\n");
+    env.write("other/c.md", b"# C\n");
+    env.write("hand.md", b"# Hand\n");
+    ingest(&env, &[]);
+    env.ok(&["ingest", "other", "--collection", "handbook"]);
+    env.ok(&["artifact", "put", "handbook/intro.md", "--file", "hand.md"]);
+    std::fs::remove_file(env.path("docs/b.md")).unwrap();
+    let pruned = ingest(&env, &["--prune"]);
+    assert_eq!(pruned["pruned"], 1, "{pruned}");
+    let list = env.json(&["artifact", "list", "--collection", "handbook"]);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.md", "c.md", "intro.md"], "{list}");
+    // the folder that holds the data directory, another store and an index
+    let init = Command::new(env!("CARGO_BIN_EXE_kontextual"))
+        .env_clear()
+        .arg("--data-dir")
+        .arg(env.path("elsewhere"))
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let report = env.json(&["ingest", ".", "--collection", "everything"]);
+    let list = env.json(&[
+        "artifact",
+        "list",
+        "--collection",
+        "everything",
+        "--limit",
+        "1000",
+    ]);
+    let names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("data/") && !n.starts_with("elsewhere/")),
+        "the store was ingested: {names:?}"
+    );
+    assert!(names.contains(&"docs/a.md".to_owned()), "{names:?}");
+    assert!(report.to_string().contains("never ingested"), "{report}");
+}

@@ -351,8 +351,14 @@ impl Services {
         // 1. scan
         let t = Instant::now();
         let mut scanned = Scan::default();
+        // this store's own data directory is never ingested
+        let own: Vec<PathBuf> = self
+            .data_dir
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
         for root in paths {
-            scan(root, &mut scanned);
+            scan(root, &own, &mut scanned);
         }
         let mut seen = BTreeSet::new();
         let mut found = Vec::new();
@@ -449,6 +455,18 @@ impl Services {
                 return Ok(());
             }
             let keep: BTreeSet<String> = seen.iter().map(|n| n.to_string()).collect();
+            // Only what an ingest of these roots put there is pruned: an
+            // artifact written by an ingest run from a file under one of the
+            // roots. Hand-put artifacts and other roots' files stay.
+            let ours = |a: &kontextual_model::Artifact| {
+                a.run_id.is_some()
+                    && a.provenance.source_path.as_deref().is_some_and(|p| {
+                        let p = Path::new(p);
+                        paths
+                            .iter()
+                            .any(|root| p.starts_with(root) && p != root.as_path())
+                    })
+            };
             let mut gone = Vec::new();
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
             let q = ArtifactQuery {
@@ -460,7 +478,7 @@ impl Services {
                 gone.extend(
                     p.items
                         .into_iter()
-                        .filter(|a| !keep.contains(a.name.as_str())),
+                        .filter(|a| !keep.contains(a.name.as_str()) && ours(a)),
                 );
                 match p.next {
                     Some(c) => page.after = Some(c),
@@ -695,10 +713,9 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        const O_NONBLOCK: i32 = 0o4000;
         std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(O_NONBLOCK)
+            .custom_flags(libc::O_NONBLOCK)
             .open(path)
     }
     #[cfg(not(target_os = "linux"))]
@@ -756,8 +773,10 @@ struct Scan {
 /// Collects regular files under `root` (names relative to it, `/`-separated),
 /// sorted. A root given explicitly is followed if it is a symlink; inside the
 /// tree, symbolic links are not followed (they could leave it), and `.git`
-/// directories, FIFOs, sockets and devices are skipped.
-fn scan(root: &Path, out: &mut Scan) {
+/// directories, Kontextual stores and search indexes (the data directory in
+/// use among them: `own` lists its paths), FIFOs, sockets and devices are
+/// skipped.
+fn scan(root: &Path, own: &[PathBuf], out: &mut Scan) {
     let meta = match std::fs::metadata(root) {
         Ok(m) => m,
         Err(e) => {
@@ -776,45 +795,71 @@ fn scan(root: &Path, out: &mut Scan) {
         push(root, name, meta.len(), &mut out.found, &mut out.failures);
         return;
     }
-    let mut stack = vec![root.to_path_buf()];
     let mut files = Vec::new();
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
+    let mut skipped = Vec::new();
+    let walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .follow_root_links(true)
+        .into_iter()
+        .filter_entry(|e| {
+            if e.depth() == 0 || !e.file_type().is_dir() {
+                return true;
+            }
+            let why = if e.file_name() == ".git" {
+                Some("git metadata: skipped")
+            } else if own.iter().any(|o| o == e.path()) || is_kontextual_dir(e.path()) {
+                Some("a Kontextual store or search index: never ingested")
+            } else {
+                None
+            };
+            if let Some(reason) = why {
+                skipped.push(FileFailure {
+                    path: e.path().display().to_string(),
+                    reason: reason.to_owned(),
+                });
+            }
+            why.is_none()
+        });
+    for entry in walk {
+        let entry = match entry {
             Ok(e) => e,
             Err(e) => {
+                let path = e
+                    .path()
+                    .map_or_else(|| root.display().to_string(), |p| p.display().to_string());
+                let is_dir = e.path().is_some_and(|p| p.is_dir());
                 out.failures.push(FileFailure {
-                    path: dir.display().to_string(),
-                    reason: format!("cannot read directory: {e}"),
+                    path: path.clone(),
+                    reason: if is_dir {
+                        format!("cannot read directory: {e}")
+                    } else {
+                        format!("cannot read: {e}")
+                    },
                 });
-                out.unreadable_dirs.push(dir.display().to_string());
+                if is_dir {
+                    out.unreadable_dirs.push(path);
+                }
                 continue;
             }
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let skip = |reason: &str| FileFailure {
-                path: path.display().to_string(),
-                reason: reason.to_owned(),
-            };
-            match entry.file_type() {
-                Ok(t) if t.is_dir() && entry.file_name() == ".git" => {
-                    out.skipped.push(skip("git metadata: skipped"))
-                }
-                Ok(t) if t.is_dir() => stack.push(path),
-                Ok(t) if t.is_file() => {
-                    files.push((path, entry.metadata().map(|m| m.len()).unwrap_or(0)))
-                }
-                Ok(t) if t.is_symlink() => out.skipped.push(skip("symbolic link: not followed")),
-                Ok(_) => out
-                    .skipped
-                    .push(skip("not a regular file (FIFO, socket or device): skipped")),
-                Err(e) => out.failures.push(FileFailure {
-                    path: path.display().to_string(),
-                    reason: format!("cannot read: {e}"),
-                }),
-            }
+        let t = entry.file_type();
+        let skip = |reason: &str| FileFailure {
+            path: entry.path().display().to_string(),
+            reason: reason.to_owned(),
+        };
+        if t.is_dir() {
+            continue;
+        } else if t.is_file() {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            files.push((entry.into_path(), size));
+        } else if t.is_symlink() {
+            out.skipped.push(skip("symbolic link: not followed"));
+        } else {
+            out.skipped
+                .push(skip("not a regular file (FIFO, socket or device): skipped"));
         }
     }
+    out.skipped.extend(skipped);
     files.sort();
     for (path, size) in files {
         let rel = path.strip_prefix(root).unwrap_or(&path);
@@ -833,6 +878,13 @@ fn scan(root: &Path, out: &mut Scan) {
             }),
         }
     }
+}
+
+/// Whether a directory is a Kontextual data directory (its database) or a
+/// search index (tantivy's bookkeeping files).
+fn is_kontextual_dir(dir: &Path) -> bool {
+    dir.join(kontextual_store::sqlite::DB_FILE).exists()
+        || (dir.join("meta.json").exists() && dir.join(".managed.json").exists())
 }
 
 fn push(

@@ -12,8 +12,9 @@ use crate::cli::{IngestArgs, RunCmd};
 use crate::commands::Ctx;
 use crate::output::{bytes, time};
 
-/// A bar over bytes, on stderr, only when stderr is a terminal.
-struct Bar(ProgressBar);
+/// A bar over bytes, on stderr, only when stderr is a terminal; then a
+/// spinner while the index catches up.
+struct Bar(ProgressBar, std::sync::Mutex<Option<ProgressBar>>);
 
 impl IngestProgress for Bar {
     fn scanned(&self, files: u64, total: u64) {
@@ -25,6 +26,21 @@ impl IngestProgress for Bar {
     }
     fn finished(&self) {
         self.0.finish_and_clear();
+    }
+    fn indexing(&self) {
+        // a spinner of its own: the bar is full, the work is not done
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_message("indexing the last files…");
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        *self.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(spinner);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(s) = self.1.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            s.finish_and_clear();
+        }
     }
 }
 
@@ -45,12 +61,13 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         let pb = ProgressBar::new(0);
         pb.set_style(
             ProgressStyle::with_template(
-                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                // decimal units, like the summary's MB/s
+                "{spinner} {msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} eta {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        svc.ingest_and_index(&ctx.caller, &req, &Bar(pb))?
+        svc.ingest_and_index(&ctx.caller, &req, &Bar(pb, Default::default()))?
     } else {
         svc.ingest_and_index(&ctx.caller, &req, &NoProgress)?
     };
@@ -67,8 +84,9 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
         }
         if !ctx.out.quiet || report.failed > 0 {
             println!(
-                "{} files: {} new, {} updated, {} unchanged, {} pruned, {} failed, {} skipped — {}, {:.2} s (run {})",
+                "{} file{}: {} new, {} updated, {} unchanged, {} pruned, {} failed, {} skipped — {}, {:.2} s{} (run {})",
                 report.files,
+                if report.files == 1 { "" } else { "s" },
                 report.new,
                 report.updated,
                 report.unchanged,
@@ -77,6 +95,11 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
                 report.skipped.len(),
                 rate(report.mb_per_s()),
                 report.elapsed_ms as f64 / 1000.0,
+                if report.indexed.as_ref().is_some_and(|i| i.owner) {
+                    " until searchable"
+                } else {
+                    ""
+                },
                 report.run_id.map(|r| r.to_string()).unwrap_or_default(),
             );
             match &report.indexed {

@@ -323,8 +323,14 @@ fn summary(ctx: &Ctx, v: &ContextView) {
 pub(crate) fn index(ctx: &Ctx, cmd: IndexCmd) -> Result<ExitCode> {
     let svc = ctx.rw()?;
     let s = match cmd {
-        IndexCmd::Status => svc.index_status(&ctx.caller)?,
-        IndexCmd::Rebuild => svc.index_rebuild(&ctx.caller)?,
+        IndexCmd::Status => {
+            let _s = spinner(ctx, "checking the search index (catching up if behind)…");
+            svc.index_status(&ctx.caller)?
+        }
+        IndexCmd::Rebuild => {
+            let _s = spinner(ctx, "rebuilding the search index from the store…");
+            svc.index_rebuild(&ctx.caller)?
+        }
     };
     if ctx.out.json {
         ctx.out.json(&s)?;
@@ -382,4 +388,25 @@ pub(crate) fn index(ctx: &Ctx, cmd: IndexCmd) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A spinner on stderr while a long operation runs, only for people (a
+/// terminal, not `--json` or `-q`); cleared when dropped.
+pub(crate) fn spinner(ctx: &Ctx, msg: &'static str) -> Option<Spinner> {
+    use std::io::IsTerminal;
+    if ctx.out.quiet || ctx.out.json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg);
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(Spinner(pb))
+}
+
+pub(crate) struct Spinner(indicatif::ProgressBar);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
 }

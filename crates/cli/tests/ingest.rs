@@ -394,3 +394,21 @@ fn k5_ingest_touches_only_its_own() {
     assert!(names.contains(&"docs/a.md".to_owned()), "{names:?}");
     assert!(report.to_string().contains("never ingested"), "{report}");
 }
+
+/// K5/X5: the ingest summary's time is the whole time until searchable (it
+/// includes the index's catch-up after the last file), and counts are
+/// worded right ("1 file").
+#[test]
+fn k5_ingest_summary_time_covers_indexing() {
+    let env = Env::new();
+    env.write("docs/a.md", b"# A\n\nalpha\n");
+    let report = ingest(&env, &[]);
+    let elapsed = report["elapsed_ms"].as_u64().unwrap();
+    let tail = report["indexed"]["tail_ms"].as_u64().unwrap();
+    assert!(report["indexed"]["owner"].as_bool().unwrap(), "{report}");
+    assert!(elapsed >= tail, "{report}");
+    env.write("docs/b.md", b"# B\n\nbeta\n");
+    let out = env.ok(&["ingest", "docs/b.md", "--collection", "single"]);
+    assert!(out.starts_with("1 file: 1 new"), "{out}");
+    assert!(out.contains("until searchable"), "{out}");
+}

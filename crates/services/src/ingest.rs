@@ -42,6 +42,9 @@ pub trait IngestProgress {
     fn scanned(&self, files: u64, bytes: u64);
     fn advanced(&self, files: u64, bytes: u64);
     fn finished(&self);
+    /// Every file is stored; the search index is catching up with the last
+    /// of them (the stage a user otherwise sees as a frozen screen).
+    fn indexing(&self) {}
     /// Asked between batches: true stops the ingest at that safe point
     /// (its job was cancelled or the worker is shutting down).
     fn should_stop(&self) -> bool {
@@ -147,6 +150,7 @@ impl Services {
         progress: &dyn IngestProgress,
         job: Option<(JobId, u32)>,
     ) -> Result<IngestReport> {
+        let started = Instant::now();
         let projection = match self.projection() {
             Ok(p) => Some(p),
             Err(e) => {
@@ -188,12 +192,15 @@ impl Services {
                 0
             }
         };
+        progress.indexing();
         let last = p.catch_up()?;
         report.indexed = Some(IndexedReport {
             artifacts: followed + last.artifacts_reindexed,
             tail_ms: tail.elapsed().as_millis() as u64,
             owner: true,
         });
+        // the time until everything is searchable, not only stored
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
 

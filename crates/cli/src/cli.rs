@@ -140,7 +140,7 @@ pub struct ExportArgs {
     #[arg(long)]
     pub all: bool,
     /// Only this collection (repeatable)
-    #[arg(long = "collection", value_name = "NAME")]
+    #[arg(long = "collection", short = 'c', value_name = "NAME")]
     pub collections: Vec<String>,
     /// Only this artifact id (repeatable)
     #[arg(long = "id", value_name = "ID")]
@@ -236,7 +236,7 @@ pub enum JobCmd {
         #[arg(long, default_value = "{}")]
         payload: String,
         /// Attempts before the job is dead
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, value_parser = u32_in::<1, 1000>)]
         max_attempts: Option<u32>,
         /// Not before this instant (RFC 3339) or delay (e.g. 10m, 2h)
         #[arg(long, value_name = "WHEN")]
@@ -275,19 +275,19 @@ pub struct RepairArgs {
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// Jobs run at once
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 2, value_parser = u64_in::<1, 64>)]
     pub threads: u64,
     /// Only these kinds (comma-separated; default: every kind this process can run)
     #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<String>,
     /// Seconds a claimed job is held without a heartbeat before another worker may rescue it
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    #[arg(long, default_value_t = 60, value_parser = u64_in::<1, 86400>)]
     pub lease: u64,
     /// Stop when no job is due (instead of waiting for more)
     #[arg(long)]
     pub drain: bool,
     /// Keep finished jobs (succeeded, dead, cancelled) this many days, then prune them
-    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    #[arg(long, default_value_t = 14, value_parser = u64_in::<1, 3650>)]
     pub job_retention_days: u64,
 }
 
@@ -309,7 +309,7 @@ pub enum QuarantineCmd {
 #[derive(Args, Debug, Clone, Default)]
 pub struct PageArgs {
     /// Maximum number of items (1-1000)
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 100, value_parser = u32_in::<1, 1000>)]
     pub limit: u32,
     /// Continue after this cursor (printed as `next` by the previous page)
     #[arg(long, value_name = "CURSOR")]
@@ -357,7 +357,7 @@ pub enum ArtifactCmd {
     /// List artifacts
     List {
         /// Only artifacts of this collection
-        #[arg(long)]
+        #[arg(long, short)]
         collection: Option<String>,
         /// Include deleted and purged artifacts
         #[arg(long)]
@@ -520,7 +520,7 @@ pub enum AuditCmd {
         #[arg(long, default_value_t = 0)]
         after: u64,
         /// Maximum number of records (1-10000)
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        #[arg(long, default_value_t = 100, value_parser = u32_in::<1, 10_000>)]
         limit: u32,
     },
     /// Verify the hash chain; prints the head to keep as SEQ:HASH
@@ -614,7 +614,7 @@ pub struct SearchArgs {
     #[arg(long)]
     pub sections: bool,
     /// Maximum hits (1-100)
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 10, value_parser = u32_in::<1, 100>)]
     pub limit: u32,
     /// Skip this many hits (use the `next_offset` of the previous page)
     #[arg(long, default_value_t = 0)]
@@ -695,19 +695,19 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR:PORT")]
     pub bind: std::net::SocketAddr,
     /// Largest request body in MiB (artifact uploads included)
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = 64, value_parser = u64_in::<1, 4096>)]
     pub max_body_mb: u64,
     /// Job worker threads run by the server (0: only re-index and repair jobs, which need the search index this server owns; run `kontextual worker` for the rest)
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
+    #[arg(long, default_value_t = 2, value_parser = u64_in::<0, 64>)]
     pub workers: u64,
     /// Keep finished jobs this many days, then prune them (with --workers > 0)
-    #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    #[arg(long, default_value_t = 14, value_parser = u64_in::<1, 3650>)]
     pub job_retention_days: u64,
     /// Requests per second each API key may make (bursts up to twice that); 429 beyond
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 100, value_parser = u32_in::<1, 1_000_000>)]
     pub rate_limit: u32,
     /// Seconds before a request is answered 408
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 30, value_parser = u64_in::<1, 3600>)]
     pub request_timeout: u64,
 }
 
@@ -794,15 +794,114 @@ pub enum AccessCmd {
         #[arg(long, default_value_t = 0)]
         after: u64,
         /// Maximum entries (1-10000)
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        #[arg(long, default_value_t = 100, value_parser = u32_in::<1, 10_000>)]
         limit: u32,
     },
+}
+
+/// A whole number in `LO..=HI`, with an error in plain words ("use 1 to
+/// 1000"), not Rust's range syntax.
+fn number_in(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    let with_sep = |n: u64| {
+        let d = n.to_string();
+        let mut out = String::new();
+        for (i, c) in d.chars().enumerate() {
+            if i > 0 && (d.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let range = format!("use {} to {}", with_sep(lo), with_sep(hi));
+    match s.trim().parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("{s} is out of range: {range}")),
+        Err(_) => Err(format!("{s:?} is not a whole number: {range}")),
+    }
+}
+
+pub(crate) fn u32_in<const LO: u32, const HI: u32>(s: &str) -> Result<u32, String> {
+    number_in(s, u64::from(LO), u64::from(HI)).map(|n| n as u32)
+}
+
+pub(crate) fn u64_in<const LO: u64, const HI: u64>(s: &str) -> Result<u64, String> {
+    number_in(s, LO, HI)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// X5: one CLI grammar — a short flag means the same long option on
+    /// every command, and an option that has a short form somewhere has it
+    /// everywhere.
+    #[test]
+    fn x5_short_flags_mean_the_same_everywhere() {
+        use std::collections::BTreeMap;
+        fn walk(
+            cmd: &clap::Command,
+            path: &str,
+            by_short: &mut BTreeMap<char, BTreeMap<String, Vec<String>>>,
+            by_long: &mut BTreeMap<String, BTreeMap<Option<char>, Vec<String>>>,
+        ) {
+            for a in cmd.get_arguments() {
+                let Some(long) = a.get_long() else { continue };
+                if let Some(c) = a.get_short() {
+                    by_short
+                        .entry(c)
+                        .or_default()
+                        .entry(long.to_owned())
+                        .or_default()
+                        .push(path.to_owned());
+                }
+                by_long
+                    .entry(long.to_owned())
+                    .or_default()
+                    .entry(a.get_short())
+                    .or_default()
+                    .push(path.to_owned());
+            }
+            for sub in cmd.get_subcommands() {
+                walk(
+                    sub,
+                    &format!("{path} {}", sub.get_name()),
+                    by_short,
+                    by_long,
+                );
+            }
+        }
+        let (mut by_short, mut by_long) = (BTreeMap::new(), BTreeMap::new());
+        walk(&Cli::command(), "kontextual", &mut by_short, &mut by_long);
+        for (c, longs) in &by_short {
+            assert_eq!(longs.len(), 1, "-{c} means different options: {longs:?}");
+        }
+        for (long, shorts) in &by_long {
+            if shorts.keys().any(Option::is_some) {
+                assert_eq!(
+                    shorts.len(),
+                    1,
+                    "--{long} has a short form on some commands only: {shorts:?}"
+                );
+            }
+        }
+    }
+
+    /// X5: a number out of range says the range in words.
+    #[test]
+    fn x5_ranges_are_explained_in_words() {
+        assert_eq!(
+            u32_in::<1, 1000>("0").unwrap_err(),
+            "0 is out of range: use 1 to 1,000"
+        );
+        assert!(
+            u32_in::<1, 100>("ten")
+                .unwrap_err()
+                .contains("not a whole number: use 1 to 100")
+        );
+        assert_eq!(u64_in::<0, 64>("64"), Ok(64));
+    }
 
     /// X3 (regression): no subcommand argument shares its id with a global
     /// option — clap would store both in one slot, and `grant agent:zz …`

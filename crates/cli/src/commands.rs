@@ -732,13 +732,63 @@ fn relation(ctx: &Ctx, cmd: RelationCmd) -> Result<ExitCode> {
 
 /// An RFC 3339 instant, or a date (midnight UTC).
 pub(crate) fn parse_time(s: &str) -> Result<kontextual_model::Timestamp> {
-    if let Ok(t) = s.parse::<kontextual_model::Timestamp>() {
-        return Ok(t);
+    parse_time_at(s, jiff::Timestamp::now())
+}
+
+/// A time as people write it: RFC 3339, a date (midnight UTC), `now`,
+/// `today`, `yesterday`, or an age — `7d`, `2h`, `30m`, `1w`, `1 day`
+/// (jiff's friendly spans) — meaning that long before `now`.
+fn parse_time_at(s: &str, now: jiff::Timestamp) -> Result<kontextual_model::Timestamp> {
+    let t = s.trim();
+    if let Ok(ts) = t.parse::<kontextual_model::Timestamp>() {
+        return Ok(ts);
     }
-    let date: jiff::civil::Date = s.parse().with_context(|| {
-        format!("{s:?} is not a time: use RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21)")
-    })?;
-    Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+    let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
+    let midnight = |z: &jiff::Zoned| -> Result<kontextual_model::Timestamp> {
+        Ok(z.date().to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+    };
+    match t.to_ascii_lowercase().as_str() {
+        "now" => return Ok(now),
+        "today" => return midnight(&utc),
+        "yesterday" => return midnight(&utc.yesterday()?),
+        _ => {}
+    }
+    if let Ok(date) = t.parse::<jiff::civil::Date>() {
+        return Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
+    }
+    let age = t.strip_suffix(" ago").unwrap_or(t);
+    if let Ok(span) = age.parse::<jiff::Span>()
+        && !span.is_negative()
+        && let Ok(then) = utc.checked_sub(span)
+    {
+        return Ok(then.timestamp());
+    }
+    bail!(
+        "{s:?} is not a time: use RFC 3339 (2026-11-21T09:00:00Z), a date (2026-11-21), \
+         now, today, yesterday, or an age such as 7d, 2h or 30m"
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_time_at;
+
+    /// X5: dates as people write them, and errors in plain words.
+    #[test]
+    fn x5_times_accept_rfc3339_dates_and_ages() {
+        let now: jiff::Timestamp = "2026-12-04T15:30:00Z".parse().unwrap();
+        let at = |s: &str| parse_time_at(s, now).map(|t| t.to_string());
+        assert_eq!(at("2026-11-21T09:00:00Z").unwrap(), "2026-11-21T09:00:00Z");
+        assert_eq!(at("2026-11-21").unwrap(), "2026-11-21T00:00:00Z");
+        assert_eq!(at("yesterday").unwrap(), "2026-12-03T00:00:00Z");
+        assert_eq!(at("today").unwrap(), "2026-12-04T00:00:00Z");
+        assert_eq!(at("7d").unwrap(), "2026-11-27T15:30:00Z");
+        assert_eq!(at("2h").unwrap(), "2026-12-04T13:30:00Z");
+        assert_eq!(at("30m ago").unwrap(), "2026-12-04T15:00:00Z");
+        let e = at("last tuesday-ish").unwrap_err().to_string();
+        assert!(e.contains("is not a time") && e.contains("7d"), "{e}");
+        assert!(!e.contains("four digit"), "no parser internals: {e}");
+    }
 }
 
 fn parse_head(s: Option<&str>) -> Result<Option<ChainHead>> {

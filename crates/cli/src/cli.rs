@@ -402,7 +402,7 @@ pub enum ArtifactCmd {
 
 #[derive(Args, Debug)]
 pub struct PutArgs {
-    /// COLLECTION/NAME (the collection must exist) or the id of an existing artifact
+    /// COLLECTION/NAME (a missing collection is created, as by ingest) or the id of an existing artifact
     pub artifact: String,
     /// Read content from this file (streamed)
     #[arg(long, short, value_name = "PATH", conflicts_with_all = ["stdin", "keep_content"])]

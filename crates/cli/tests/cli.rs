@@ -319,8 +319,8 @@ fn x8_bad_input_is_refused_and_loses_nothing() {
         ],
     );
     assert!(e.contains("already exists"), "{e}");
-    let e = env.fails(3, &["artifact", "put", "nope/x.md", "--file", file]);
-    assert!(e.contains("collection nope not found"), "{e}");
+    let e = env.fails(2, &["artifact", "put", "No Such/x.md", "--file", file]);
+    assert!(e.contains("No Such"), "{e}");
     let e = env.fails(
         8,
         &[
@@ -803,4 +803,26 @@ fn x3_every_audited_cli_command_names_the_acting_actor() {
     };
     assert!(target("grant.create").contains("agent:zz"));
     assert!(target("clearance.set").contains("agent:zz"));
+}
+
+/// X5: `artifact put` creates a missing collection, as `ingest` does — one
+/// rule for both.
+#[test]
+fn x5_put_creates_a_missing_collection_like_ingest() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let file = env.write("x.md", "# X\n");
+    env.ok(&[
+        "artifact",
+        "put",
+        "fresh/x.md",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        env.json(&["collection", "show", "fresh"])["artifact_count"],
+        1
+    );
+    let audit = env.json(&["audit", "list", "--action", "collection.create"]);
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 }

@@ -380,7 +380,7 @@ impl Services {
             None => media::guess(name.as_str()),
         };
         let put = PutArtifact {
-            collection,
+            collection: collection.clone(),
             name,
             content,
             // detected for every new content; an explicit --type/--media-type wins
@@ -404,8 +404,22 @@ impl Services {
                 (None, false) => Expect::Any,
             },
         };
-        let changes = self.write(caller, vec![Op::PutArtifact(put)])?;
-        match changes.into_iter().next() {
+        // A missing collection is created, as an ingest creates it (X5: one
+        // rule for both), in the same atomic batch.
+        let mut ops = Vec::with_capacity(2);
+        if matches!(req.target, ArtifactRef::Name { .. }) {
+            ops.push(Op::CreateCollection {
+                name: collection.clone(),
+                description: String::new(),
+                if_absent: true,
+            });
+        }
+        ops.push(Op::PutArtifact(put));
+        let changes = self.write(caller, ops)?;
+        let artifact_change = changes
+            .into_iter()
+            .find(|c| !matches!(c, Change::CollectionCreated { .. }));
+        match artifact_change {
             Some(Change::Artifact { kind, artifact, .. }) => Ok(PutOutcome {
                 change: Some(kind),
                 artifact: self.present(caller, artifact),

@@ -691,8 +691,8 @@ pub enum IndexCmd {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback only until API keys exist)
-    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR:PORT")]
+    /// Address to listen on, HOST:PORT — an IP or a host name such as localhost (loopback only until API keys exist)
+    #[arg(long, default_value = "127.0.0.1:7700", value_name = "HOST:PORT", value_parser = parse_bind)]
     pub bind: std::net::SocketAddr,
     /// Largest request body in MiB (artifact uploads included)
     #[arg(long, default_value_t = 64, value_parser = u64_in::<1, 4096>)]
@@ -799,6 +799,25 @@ pub enum AccessCmd {
     },
 }
 
+/// `HOST:PORT` with an IP address or a host name (resolved; the first
+/// address wins).
+fn parse_bind(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let hint = "use HOST:PORT, e.g. 127.0.0.1:7700 or localhost:7700";
+    if !s.contains(':') {
+        return Err(format!("{s:?} has no port: {hint}"));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address: {hint}")),
+        Err(e) => Err(format!("cannot resolve {s:?} ({e}): {hint}")),
+    }
+}
+
 /// A whole number in `LO..=HI`, with an error in plain words ("use 1 to
 /// 1000"), not Rust's range syntax.
 fn number_in(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
@@ -806,7 +825,7 @@ fn number_in(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
         let d = n.to_string();
         let mut out = String::new();
         for (i, c) in d.chars().enumerate() {
-            if i > 0 && (d.len() - i) % 3 == 0 {
+            if i > 0 && (d.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -886,6 +905,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// X5: `--bind` takes host names.
+    #[test]
+    fn x5_bind_takes_host_names() {
+        assert!(parse_bind("localhost:7701").unwrap().ip().is_loopback());
+        assert_eq!(parse_bind("127.0.0.1:7700").unwrap().port(), 7700);
+        assert!(parse_bind("localhost").unwrap_err().contains("no port"));
     }
 
     /// X5: a number out of range says the range in words.

@@ -769,28 +769,6 @@ fn parse_time_at(s: &str, now: jiff::Timestamp) -> Result<kontextual_model::Time
     )
 }
 
-#[cfg(test)]
-mod time_tests {
-    use super::parse_time_at;
-
-    /// X5: dates as people write them, and errors in plain words.
-    #[test]
-    fn x5_times_accept_rfc3339_dates_and_ages() {
-        let now: jiff::Timestamp = "2026-12-04T15:30:00Z".parse().unwrap();
-        let at = |s: &str| parse_time_at(s, now).map(|t| t.to_string());
-        assert_eq!(at("2026-11-21T09:00:00Z").unwrap(), "2026-11-21T09:00:00Z");
-        assert_eq!(at("2026-11-21").unwrap(), "2026-11-21T00:00:00Z");
-        assert_eq!(at("yesterday").unwrap(), "2026-12-03T00:00:00Z");
-        assert_eq!(at("today").unwrap(), "2026-12-04T00:00:00Z");
-        assert_eq!(at("7d").unwrap(), "2026-11-27T15:30:00Z");
-        assert_eq!(at("2h").unwrap(), "2026-12-04T13:30:00Z");
-        assert_eq!(at("30m ago").unwrap(), "2026-12-04T15:00:00Z");
-        let e = at("last tuesday-ish").unwrap_err().to_string();
-        assert!(e.contains("is not a time") && e.contains("7d"), "{e}");
-        assert!(!e.contains("four digit"), "no parser internals: {e}");
-    }
-}
-
 fn parse_head(s: Option<&str>) -> Result<Option<ChainHead>> {
     Ok(s.map(str::parse::<ChainHead>).transpose()?)
 }
@@ -1208,6 +1186,15 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         }
         let _ = io::stdout().flush();
     }))?;
+    // stdout may be gone by now (a supervisor that read the first line),
+    // so the farewell goes to stderr, best effort
+    // (with --json the exit status says it; nothing more is printed)
+    if !json && !quiet {
+        let _ = writeln!(
+            io::stderr(),
+            "Stopped: in-flight requests finished, jobs handed back."
+        );
+    }
     ok()
 }
 
@@ -1291,4 +1278,26 @@ fn db(ctx: &Ctx, cmd: DbCmd) -> Result<ExitCode> {
         }
     }
     ok()
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_time_at;
+
+    /// X5: dates as people write them, and errors in plain words.
+    #[test]
+    fn x5_times_accept_rfc3339_dates_and_ages() {
+        let now: jiff::Timestamp = "2026-12-04T15:30:00Z".parse().unwrap();
+        let at = |s: &str| parse_time_at(s, now).map(|t| t.to_string());
+        assert_eq!(at("2026-11-21T09:00:00Z").unwrap(), "2026-11-21T09:00:00Z");
+        assert_eq!(at("2026-11-21").unwrap(), "2026-11-21T00:00:00Z");
+        assert_eq!(at("yesterday").unwrap(), "2026-12-03T00:00:00Z");
+        assert_eq!(at("today").unwrap(), "2026-12-04T00:00:00Z");
+        assert_eq!(at("7d").unwrap(), "2026-11-27T15:30:00Z");
+        assert_eq!(at("2h").unwrap(), "2026-12-04T13:30:00Z");
+        assert_eq!(at("30m ago").unwrap(), "2026-12-04T15:00:00Z");
+        let e = at("last tuesday-ish").unwrap_err().to_string();
+        assert!(e.contains("is not a time") && e.contains("7d"), "{e}");
+        assert!(!e.contains("four digit"), "no parser internals: {e}");
+    }
 }

@@ -287,7 +287,10 @@ fn o1_metrics_pass_promtool_and_count_cli_ingests() {
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.parse::<f64>().ok())
     };
-    assert!(sample("kontextual_ingest_bytes_total").unwrap_or(0.0) > 20.0, "{text}");
+    assert!(
+        sample("kontextual_ingest_bytes_total").unwrap_or(0.0) > 20.0,
+        "{text}"
+    );
     match Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -13,11 +13,13 @@
 //!        cargo run --release -p kontextual-bench -- --only jobs --n 50000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only export --n 20000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only postgres --n 3000 --runs 1
+//!        cargo run --release -p kontextual-bench -- --only quality [--verbose]   (needs `pip install bm25s PyStemmer` for the reference)
 
 mod export;
 mod http;
 mod jobs;
 mod postgres;
+mod quality;
 mod retrieval;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,7 @@ struct Args {
     n: usize,
     writers: usize,
     batch: usize,
+    verbose: bool,
 }
 
 fn args() -> Result<Args> {
@@ -49,6 +52,7 @@ fn args() -> Result<Args> {
         n: 20_000,
         writers: 8,
         batch: 256,
+        verbose: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,9 +63,10 @@ fn args() -> Result<Args> {
             "--batch" => a.batch = val()?.max(1),
             "--only" => a.only = it.next(),
             "--runs" => a.runs = val()?.max(1),
+            "--verbose" => a.verbose = true,
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export|postgres"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --verbose, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export|postgres|quality"
             ),
         }
     }
@@ -275,6 +280,9 @@ pub(crate) fn settle(files: &[PathBuf]) {
 
 fn main() -> Result<()> {
     let a = args()?;
+    if a.only.as_deref() == Some("quality") {
+        return quality::run(a.verbose);
+    }
     if a.only.as_deref() == Some("retrieval") {
         return retrieval::run(a.n, a.runs);
     }

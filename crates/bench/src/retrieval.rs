@@ -331,6 +331,8 @@ pub fn run(n: usize, rounds: usize) -> Result<()> {
             &caller,
             &SearchRequest {
                 query: q.to_owned(),
+                // phrases, as the floor's query parser reads them
+                syntax: true,
                 filters,
                 limit: 10,
                 ..Default::default()

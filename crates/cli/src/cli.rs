@@ -605,9 +605,12 @@ pub struct FilterArgs {
 
 #[derive(Args, Debug)]
 pub struct SearchArgs {
-    /// Words, "exact phrases", +required, -excluded, field:term (title, name, heading, body, meta)
+    /// What to search for: any text, searched as words (questions welcome). With --syntax: words, "exact phrases", +required, -excluded, field:term (title, name, heading, body, meta), * for everything
     #[arg(allow_hyphen_values = true)]
     pub query: String,
+    /// Read the query as query syntax (phrases, +required, -excluded, field:term) instead of plain text
+    #[arg(long)]
+    pub syntax: bool,
     #[command(flatten)]
     pub filters: FilterArgs,
     /// One hit per section (markdown heading) instead of per artifact
@@ -656,9 +659,12 @@ pub struct ContextBuildArgs {
     /// The package name (a new version is stored if the result differs from the latest)
     #[arg(long)]
     pub name: String,
-    /// A search query (repeatable; their best hits are interleaved)
+    /// A search query, any text searched as words (repeatable; their best hits are interleaved)
     #[arg(long, value_name = "QUERY", allow_hyphen_values = true)]
     pub query: Vec<String>,
+    /// Read the queries as query syntax (phrases, +required, -excluded, field:term) instead of plain text
+    #[arg(long)]
+    pub syntax: bool,
     /// An artifact or section to include first: COLLECTION/NAME[#SECTION] (repeatable)
     #[arg(long = "select", value_name = "REF")]
     pub select: Vec<String>,

@@ -58,6 +58,7 @@ pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Result<ExitCode> {
     let svc = ctx.rw()?;
     let req = SearchRequest {
         query: a.query,
+        syntax: a.syntax,
         filters: filters(&a.filters)?,
         sections: a.sections,
         offset: a.offset,
@@ -261,6 +262,7 @@ fn build_request(a: &ContextBuildArgs) -> Result<ContextRequest> {
     Ok(ContextRequest {
         name: a.name.clone(),
         queries: a.query.clone(),
+        syntax: a.syntax,
         selectors: a.select.clone(),
         budget: a.budget,
         filters: filters(&a.filters)?,

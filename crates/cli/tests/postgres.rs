@@ -416,7 +416,12 @@ fn x7_two_servers_two_workers_one_database() {
     ok(&probe, Some(url), &["verify"]);
     // found through either server (each indexes from the shared change feed)
     for addr in [&addr1, &addr2] {
-        let (st, body) = http(addr, "GET", "/v1/search?q=%22number%20599%22", "");
+        let (st, body) = http(
+            addr,
+            "GET",
+            "/v1/search?q=%22number%20599%22&syntax=true",
+            "",
+        );
         assert_eq!(st, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["hits"][0]["ref"], "shared/d3/f599.md", "{addr}: {v}");

@@ -135,12 +135,12 @@ fn k8_search_ranks_in_a_known_order() {
     assert_eq!(v["hits"][0]["title"], "The borrow checker");
     // a phrase matches only where the words are adjacent; the shorter
     // document ranks first (BM25 length normalisation)
-    let v = env.json(&["search", "\"retry policy\""]);
+    let v = env.json(&["search", "--syntax", "\"retry policy\""]);
     assert_eq!(refs(&v), ["handbook/runbook.html", "handbook/guide.md"]);
-    let v = env.json(&["search", "\"policy retry\""]);
+    let v = env.json(&["search", "--syntax", "\"policy retry\""]);
     assert!(refs(&v).is_empty());
     // sections: the heading-path selector addresses the hit
-    let v = env.json(&["search", "\"retry policy\"", "--sections"]);
+    let v = env.json(&["search", "--syntax", "\"retry policy\"", "--sections"]);
     // an HTML page is split by its headings like markdown
     assert_eq!(
         refs(&v),
@@ -160,16 +160,16 @@ fn k8_search_ranks_in_a_known_order() {
         ]
     );
     // users name the same fields whatever the granularity
-    let v = env.json(&["search", "heading:linux", "--sections"]);
+    let v = env.json(&["search", "--syntax", "heading:linux", "--sections"]);
     assert_eq!(refs(&v), ["handbook/guide.md#installation/linux"]);
-    let v = env.json(&["search", "title:traits"]);
+    let v = env.json(&["search", "--syntax", "title:traits"]);
     assert_eq!(refs(&v), ["handbook/rust/traits.md"]);
     // paging: stable order, total, next offset
-    let all = env.json(&["search", "*", "--limit", "100"]);
+    let all = env.json(&["search", "--syntax", "*", "--limit", "100"]);
     assert_eq!(all["total"], 4);
-    let p1 = env.json(&["search", "*", "--limit", "3"]);
+    let p1 = env.json(&["search", "--syntax", "*", "--limit", "3"]);
     assert_eq!(p1["next_offset"], 3);
-    let p2 = env.json(&["search", "*", "--limit", "3", "--offset", "3"]);
+    let p2 = env.json(&["search", "--syntax", "*", "--limit", "3", "--offset", "3"]);
     assert!(p2["next_offset"].is_null());
     let mut paged = refs(&p1);
     paged.extend(refs(&p2));
@@ -220,11 +220,87 @@ fn k8_search_filters() {
     );
 }
 
+/// K8: questions and pasted text are plain text, searched as words: every
+/// class of punctuation, unbalanced quotes and brackets, operators as words,
+/// field-like colons. None is an error; each finds what its words find.
+#[test]
+fn k8_questions_are_searched_as_words() {
+    let env = corpus();
+    let words = |q: &str| refs(&env.json(&["search", "--syntax", q]));
+    for (question, same_as) in [
+        ("notes on /retry policy/ in CI .", "notes retry policy CI"),
+        (
+            "why do deploys appear to be,. - (a) slower than before, (b) flaky on CI ?",
+            "deploys appear slower than before b flaky CI",
+        ),
+        ("what is \"retry", "retry"),
+        ("AND OR NOT retry", "retry"),
+        ("c++ vs c# -- which borrow?", "c vs c borrow"),
+        ("retry: policy!", "retry policy"),
+        ("title:traits", "title traits"),
+        ("+retry -policy", "retry policy"),
+        (
+            "[retry] {policy} <deploy> (borrow",
+            "retry policy deploy borrow",
+        ),
+        (
+            "don't `retry` ~policy^2 'deploy' ; borrow | lifetimes & traits",
+            "don t retry policy 2 deploy borrow lifetimes traits",
+        ),
+        ("retry\\policy*", "retry policy"),
+        (
+            "https://example.org/retry?policy=1#deploy",
+            "https example org retry policy 1 deploy",
+        ),
+    ] {
+        let v = env.json(&["search", question]);
+        assert_eq!(refs(&v), words(same_as), "{question:?}: {v}");
+        assert!(!refs(&v).is_empty(), "{question:?} found nothing");
+    }
+    // no match is an empty answer, not an error
+    let v = env.json(&["search", "what is \"ownership"]);
+    assert_eq!(v["total"], 0, "{v}");
+    // context packages and exports take the same plain text
+    env.ok(&[
+        "context",
+        "build",
+        "--name",
+        "q",
+        "--budget",
+        "500",
+        "--query",
+        "why do deploys (a) retry -- or not?",
+    ]);
+    env.ok(&["export", "--query", "AND OR \"retry", "--out", "q.tar.zst"]);
+}
+
+/// K8: English stop words do not rank: a question is about its topic words.
+#[test]
+fn k8_stop_words_do_not_dominate_questions() {
+    let env = Env::new();
+    env.write(
+        "docs/functions.md",
+        "# How Functions Work\n\nHow do functions work? A function is how you name a step.\n",
+    );
+    env.write(
+        "docs/traits.md",
+        "# Traits\n\nTraits define shared behaviour that types implement.\n",
+    );
+    env.ok(&["ingest", "docs", "--collection", "book"]);
+    let v = env.json(&["search", "how do traits work"]);
+    assert_eq!(refs(&v)[0], "book/traits.md", "{v}");
+}
+
 /// K8: bad input is a clear error with the right exit code.
 #[test]
 fn k8_search_bad_input_is_explained() {
     let env = corpus();
-    // everyday punctuation is text, not syntax
+    // an empty query is refused, not read as "everything"
+    for q in ["", "  "] {
+        let e = env.fails(2, &["search", q]);
+        assert!(e.contains("empty"), "{q:?}: {e}");
+    }
+    // query syntax: everyday punctuation is text, not syntax
     for q in [
         "retry: policy",
         "don't retry",
@@ -232,23 +308,23 @@ fn k8_search_bad_input_is_explained() {
         "see https://x/y at 12:30",
         "[retry]",
     ] {
-        let v = env.json(&["search", q]);
+        let v = env.json(&["search", "--syntax", q]);
         assert!(v["hits"].is_array(), "{q}: {v}");
     }
     assert_eq!(
-        refs(&env.json(&["search", "retry: policy"])),
-        refs(&env.json(&["search", "retry policy"]))
+        refs(&env.json(&["search", "--syntax", "retry: policy"])),
+        refs(&env.json(&["search", "--syntax", "retry policy"]))
     );
-    let e = env.fails(2, &["search", "retry \"unclosed"]);
+    let e = env.fails(2, &["search", "--syntax", "retry \"unclosed"]);
     assert!(
         e.contains("double quote at character 7 is never closed"),
         "{e}"
     );
-    let e = env.fails(2, &["search", "(retry policy"]);
+    let e = env.fails(2, &["search", "--syntax", "(retry policy"]);
     assert!(e.contains("'(' at character 1 is never closed"), "{e}");
-    let e = env.fails(2, &["search", "retry)"]);
+    let e = env.fails(2, &["search", "--syntax", "retry)"]);
     assert!(e.contains("unmatched ')' at character 6"), "{e}");
-    let e = env.fails(2, &["search", "-retry"]);
+    let e = env.fails(2, &["search", "--syntax", "-retry"]);
     assert!(e.contains("only excludes"), "{e}");
     let e = env.fails(3, &["search", "x", "--collection", "nope"]);
     assert!(e.contains("collection nope not found"), "{e}");
@@ -747,7 +823,7 @@ fn k7_overlaps_unchanged_sections_and_lag() {
     );
     // headings are searchable at artifact level too
     assert_eq!(
-        refs(&env.json(&["search", "heading:macos"])),
+        refs(&env.json(&["search", "--syntax", "heading:macos"])),
         ["handbook/guide.md"]
     );
     // text before the first heading is found by a section search

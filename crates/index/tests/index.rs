@@ -38,11 +38,20 @@ fn req(q: &str) -> SearchRequest<'_> {
     SearchRequest {
         namespace: "default",
         query: q,
+        syntax: false,
         filters: Filters::default(),
         granularity: Granularity::Artifacts,
         offset: 0,
         limit: 10,
         snippet_chars: 120,
+    }
+}
+
+/// A request in query syntax (phrases, `field:`, `+`/`-`, `*`).
+fn syntax(q: &str) -> SearchRequest<'_> {
+    SearchRequest {
+        syntax: true,
+        ..req(q)
     }
 }
 
@@ -110,7 +119,7 @@ fn k8_ranking_sanity_exact_order() {
         ["borrow.md", "traits.md"]
     );
     // phrase: only the exact phrase matches
-    assert_eq!(names(&idx, &req("\"retry policy\"")), ["deploy.md"]);
+    assert_eq!(names(&idx, &syntax("\"retry policy\"")), ["deploy.md"]);
     // stemming: "deploying" finds "deploy"
     assert_eq!(names(&idx, &req("deploying")), ["deploy.md"]);
     // title boost: "traits" in the title outranks a body mention
@@ -132,7 +141,7 @@ fn k8_filters_and_pagination() {
     r.filters.collections = vec!["ops".into()];
     // oncall.md says "retry" and "retries" (one stem, twice); deploy.md once
     assert_eq!(names(&idx, &r), ["oncall.md", "deploy.md"]);
-    let mut r = req("*");
+    let mut r = syntax("*");
     r.limit = 3;
     let page1 = idx.search(&r).unwrap();
     assert_eq!(page1.total, 4);
@@ -191,7 +200,7 @@ fn k8_metadata_and_date_filters() {
     r.filters.until = Some("2026-02-01T00:00:00Z".parse().unwrap());
     assert_eq!(names(&idx, &r), ["search.md"]);
     // metadata values are searchable text too
-    assert_eq!(names(&idx, &req("meta:payments")), ["pay.md"]);
+    assert_eq!(names(&idx, &syntax("meta:payments")), ["pay.md"]);
 }
 
 /// Replacing an artifact's documents removes the superseded revision and
@@ -231,19 +240,87 @@ fn k8_query_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let idx = open(dir.path());
     corpus(&idx);
-    // everyday punctuation is text
-    assert_eq!(idx.search(&req("retry: policy")).unwrap().total, 2);
+    // everyday punctuation is text, in query syntax too
+    assert_eq!(idx.search(&syntax("retry: policy")).unwrap().total, 2);
     for (q, want) in [
         ("\"unclosed", "never closed"),
         ("(borrow", "never closed"),
         ("-borrow", "only excludes terms"),
     ] {
-        let e = idx.search(&req(q)).unwrap_err();
+        let e = idx.search(&syntax(q)).unwrap_err();
         assert!(matches!(e, IndexError::Query(_)), "{q}: {e}");
         let msg = e.to_string();
         assert!(msg.contains(want), "{q}: {msg}");
         assert!(msg.contains(&format!("{q:?}")), "{msg}");
     }
+}
+
+/// K8: plain text (the default) is any string searched as words: no
+/// input is a syntax error, operators and field names are words, and only
+/// an empty query is refused.
+#[test]
+fn k8_plain_text_is_never_a_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = open(dir.path());
+    corpus(&idx);
+    for q in [
+        "retry: policy",
+        "\"unclosed retry",
+        "(borrow",
+        "-borrow",
+        "+borrow -checker",
+        "nofield:retry",
+        "notes on /slow retry/ in CI .",
+        "why is the retry, - (a) slow, (b) flaky ?",
+        "AND OR NOT borrow",
+        "c++ vs c# -- retry?",
+        "title:deploy [x] {y} <z> \\ ~2 ^3 *",
+    ] {
+        let r = idx.search(&req(q)).unwrap_or_else(|e| panic!("{q:?}: {e}"));
+        assert!(r.total > 0, "{q:?} found nothing");
+    }
+    // words only: `-borrow` is the word borrow, `title:` is a word
+    assert_eq!(idx.search(&req("-borrow")).unwrap().total, 2);
+    // punctuation alone has no words: nothing matches, nothing fails
+    assert_eq!(idx.search(&req("?!-- (\")")).unwrap().total, 0);
+    for q in ["", "   \t"] {
+        let e = idx.search(&req(q)).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{q:?}: {e}");
+        let e = idx.search(&syntax(q)).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{q:?}: {e}");
+    }
+}
+
+/// Stop words do not rank: "how" in a title does not outweigh the topic
+/// word, and a query made only of stop words still finds them.
+#[test]
+fn k8_stop_words_do_not_dominate() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = open(dir.path());
+    let docs = [
+        doc(
+            "s1",
+            "c",
+            "functions.md",
+            "How Functions Work",
+            "How functions work: a function is called.",
+        ),
+        doc(
+            "s2",
+            "c",
+            "traits.md",
+            "Traits",
+            "Traits define shared behaviour. A trait is implemented.",
+        ),
+        doc("s3", "c", "hamlet.md", "Hamlet", "To be or not to be."),
+    ];
+    for d in &docs {
+        idx.replace(&d.artifact_id, std::slice::from_ref(d))
+            .unwrap();
+    }
+    idx.commit(&checkpoint(3)).unwrap();
+    assert_eq!(names(&idx, &req("how do traits work"))[0], "traits.md");
+    assert_eq!(names(&idx, &req("to be or not to be")), ["hamlet.md"]);
 }
 
 /// One writer: a second open is read-only and sees the owner's commits

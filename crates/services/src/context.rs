@@ -64,6 +64,8 @@ impl Encoding {
 pub struct ContextRequest {
     pub name: String,
     pub queries: Vec<String>,
+    /// Whether the queries are query syntax rather than plain text.
+    pub syntax: bool,
     /// `COLLECTION/NAME` or `COLLECTION/NAME#section`, or an id.
     pub selectors: Vec<String>,
     pub budget: u32,
@@ -240,6 +242,7 @@ impl Services {
                 let ir = IndexRequest {
                     namespace: caller.namespace.as_str(),
                     query: q,
+                    syntax: req.syntax,
                     filters: filters.clone(),
                     granularity: Granularity::All,
                     offset: 0,

@@ -451,7 +451,7 @@ impl Services {
             return Err(Error::NotFound(format!("run {run}")));
         }
         if let Some(q) = &scope.query {
-            // a query that does not parse is refused now, not mid-stream
+            // a query the index refuses is refused now, not mid-stream
             self.search(
                 caller,
                 &SearchRequest {

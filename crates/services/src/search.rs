@@ -46,7 +46,11 @@ pub struct SearchFilters {
 
 #[derive(Clone, Debug, Default)]
 pub struct SearchRequest {
+    /// Plain text, searched as words (any string); with `syntax`, tantivy
+    /// query syntax (phrases, `+must`, `-not`, `field:term`, `*`).
     pub query: String,
+    /// Whether `query` is query syntax rather than plain text.
+    pub syntax: bool,
     pub filters: SearchFilters,
     /// Hits per section instead of per artifact.
     pub sections: bool,
@@ -295,6 +299,7 @@ impl Services {
         let ir = IndexRequest {
             namespace: caller.namespace.as_str(),
             query: &req.query,
+            syntax: req.syntax,
             filters,
             granularity: if req.sections {
                 Granularity::Sections

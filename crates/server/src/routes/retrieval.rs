@@ -63,8 +63,12 @@ fn split(list: &Option<String>) -> Vec<String> {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct SearchParams {
-    /// Words, "phrases", +required, -excluded, field:term.
+    /// What to search for: plain text, searched as words (any string; punctuation,
+    /// quotes and operators are not syntax). With `syntax=true`: words, "phrases",
+    /// +required, -excluded, field:term, `*` for everything.
     q: String,
+    /// Read `q` as query syntax rather than plain text.
+    syntax: Option<bool>,
     /// Collections, comma-separated (any of them).
     collection: Option<String>,
     /// Artifact types, comma-separated.
@@ -99,9 +103,19 @@ pub async fn search(
     let (mut since, mut until) = (None, None);
     let mut meta = Vec::new();
     let (mut sections, mut limit, mut offset, mut depth) = (false, 10u32, 0u32, 0u32);
+    let mut syntax = false;
     let number = |k: &str, v: &str| -> Result<u32, Problem> {
         v.parse()
             .map_err(|_| Problem::bad_request(format!("{k}={v:?}: expected a whole number")))
+    };
+    let flag = |k: &str, v: &str| -> Result<bool, Problem> {
+        match v {
+            "" | "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(Problem::bad_request(format!(
+                "{k}={v:?}: use true or false"
+            ))),
+        }
     };
     for (k, v) in form_pairs(raw.as_deref().unwrap_or(""))? {
         match k.as_str() {
@@ -113,17 +127,8 @@ pub async fn search(
             "since" => since = Some(v),
             "until" => until = Some(v),
             "expand" => expand = Some(v),
-            "sections" => {
-                sections = match v.as_str() {
-                    "" | "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(Problem::bad_request(format!(
-                            "sections={v:?}: use true or false"
-                        )));
-                    }
-                }
-            }
+            "sections" => sections = flag(&k, &v)?,
+            "syntax" => syntax = flag(&k, &v)?,
             "limit" => limit = number(&k, &v)?,
             "offset" => offset = number(&k, &v)?,
             "depth" => depth = number(&k, &v)?,
@@ -137,6 +142,7 @@ pub async fn search(
     let q = q.ok_or_else(|| Problem::bad_request("the query parameter q is required"))?;
     let req = SearchRequest {
         query: q,
+        syntax,
         filters: SearchFilters {
             collections: split(&collection),
             types: split(&types),
@@ -207,6 +213,10 @@ pub struct NewContext {
     pub name: String,
     #[serde(default)]
     pub queries: Vec<String>,
+    /// The queries are query syntax (phrases, +required, -excluded,
+    /// field:term) rather than plain text.
+    #[serde(default)]
+    pub syntax: bool,
     /// `COLLECTION/NAME[#SECTION]` or ids.
     #[serde(default)]
     pub selectors: Vec<String>,
@@ -246,6 +256,7 @@ pub async fn build_context(
     let req = ContextRequest {
         name: b.name,
         queries: b.queries,
+        syntax: b.syntax,
         selectors: b.selectors,
         budget: b.budget,
         filters: SearchFilters {

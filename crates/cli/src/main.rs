@@ -63,7 +63,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
             .map_or_else(|| e.to_string(), str::to_owned);
         let detail = e.render().to_string();
         let body = serde_json::json!({ "error": { "code": "usage", "message": message, "detail": detail.trim() } });
+        // one rule for --json: the error is one object on stdout, nothing else
         println!("{body}");
+        return ExitCode::from(2);
     }
     let _ = e.print();
     ExitCode::from(2)
@@ -130,10 +132,13 @@ fn report(err: &anyhow::Error, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let message = format!("{err:#}");
+    // One rule: with --json an error is one JSON object on stdout and
+    // nothing on stderr; without, one line on stderr and nothing on stdout.
     if json {
         let body = serde_json::json!({ "error": { "code": name, "message": message } });
         println!("{body}");
+    } else {
+        eprintln!("error: {message}");
     }
-    eprintln!("error: {message}");
     ExitCode::from(code)
 }

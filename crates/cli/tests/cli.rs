@@ -826,3 +826,61 @@ fn x5_put_creates_a_missing_collection_like_ingest() {
     let audit = env.json(&["audit", "list", "--action", "collection.create"]);
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 }
+
+/// X5: one rule for errors — with `--json`, exactly one JSON object on
+/// stdout and nothing on stderr; without, one `error:` line on stderr and
+/// nothing on stdout — for every kind of failure.
+#[test]
+fn x5_errors_follow_one_rule_for_every_exit_code() {
+    let env = seeded();
+    let cases: [(i32, &str, Vec<&str>); 5] = [
+        (2, "usage", vec!["artifact", "frobnicate"]),
+        (2, "invalid_input", vec!["artifact", "show", "/etc/passwd"]),
+        (
+            3,
+            "not_found",
+            vec!["artifact", "show", "handbook/nothing.md"],
+        ),
+        (4, "conflict", vec!["collection", "create", "handbook"]),
+        (
+            8,
+            "io_error",
+            vec!["artifact", "put", "handbook/z.md", "--file", "no-such-file"],
+        ),
+    ];
+    for (code, name, args) in &cases {
+        let mut json_args = vec!["--json"];
+        json_args.extend(args.iter().copied());
+        let out = env.run(&json_args);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}");
+        let text = stdout(&out);
+        assert_eq!(text.trim().lines().count(), 1, "one object: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["error"]["code"], *name, "{v}");
+        assert!(
+            stderr(&out).is_empty(),
+            "{args:?} --json wrote to stderr: {}",
+            stderr(&out)
+        );
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}");
+        assert!(
+            stdout(&out).is_empty(),
+            "{args:?} wrote to stdout: {}",
+            stdout(&out)
+        );
+        assert!(!stderr(&out).is_empty());
+    }
+    // a store that is not there: 5
+    let out = Command::new(env!("CARGO_BIN_EXE_kontextual"))
+        .env_clear()
+        .args(["--json", "--data-dir"])
+        .arg(env.path("nowhere"))
+        .args(["artifact", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["code"], "store_unavailable");
+}

@@ -935,10 +935,29 @@ fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<ExitCode> {
                 .map(|s| s.trim().parse::<kontextual_model::Scope>())
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let expires = expires.as_deref().map(parse_time).transpose()?;
+            let first_key = !svc.keys_exist()?;
             let k = svc.key_create(&ctx.caller, &name, key_actor.parse()?, scopes, expires)?;
+            // what a new key does not do by itself, said at once
+            let mut warnings = Vec::new();
+            if svc.grant_list(&ctx.caller, Some(&k.key.actor))?.is_empty() {
+                warnings.push(format!(
+                    "{} has no grants yet: requests with this key may do nothing until you run e.g. `kontextual grant {} read --collection NAME`",
+                    k.key.actor, k.key.actor
+                ));
+            }
+            if first_key {
+                warnings.push(
+                    "this is the first API key: from now on every /v1 request to `kontextual serve` needs `Authorization: Bearer …`".to_owned(),
+                );
+            }
             if ctx.out.json {
-                ctx.out.json(&k)?;
+                let mut v = serde_json::to_value(&k)?;
+                v["warnings"] = serde_json::json!(warnings);
+                ctx.out.json(&v)?;
             } else {
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}", k.token);
                 eprintln!(
                     "Created API key {} ({}) for {}, scopes {}. The token above is shown once: store it now.",

@@ -884,3 +884,26 @@ fn x5_errors_follow_one_rule_for_every_exit_code() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["code"], "store_unavailable");
 }
+
+/// X1/X5: a new key says what it does not do by itself — its actor without
+/// grants can do nothing, and the first key makes every request need one.
+#[test]
+fn x1_key_create_warns_about_grants_and_the_first_key() {
+    let env = seeded();
+    let out = env.run(&[
+        "key", "create", "--name", "a", "--for", "agent:a", "--scopes", "read",
+    ]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("agent:a has no grants yet"), "{err}");
+    assert!(err.contains("first API key"), "{err}");
+    assert!(
+        stdout(&out).trim().starts_with("kx_"),
+        "the token alone on stdout"
+    );
+    env.ok(&["grant", "agent:b", "read", "--collection", "handbook"]);
+    let v = env.json(&[
+        "key", "create", "--name", "b", "--for", "agent:b", "--scopes", "read",
+    ]);
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
+}

@@ -559,6 +559,9 @@ pub struct IngestArgs {
     /// Enqueue the ingest as a job and print its id (a worker — `serve` or `worker` — runs it)
     #[arg(long)]
     pub background: bool,
+    /// List every skipped file (by default: counts by reason)
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -74,9 +74,21 @@ pub fn ingest(ctx: &Ctx, args: IngestArgs) -> Result<ExitCode> {
     if ctx.out.json {
         ctx.out.json(&report)?;
     } else {
-        if !ctx.out.quiet {
+        if !ctx.out.quiet && args.verbose {
             for f in &report.skipped {
                 eprintln!("skipped: {}: {}", f.path, f.reason);
+            }
+        } else if !ctx.out.quiet {
+            // counts by reason: a tree of 445 symbolic links is one line
+            let mut by_reason: std::collections::BTreeMap<&str, usize> = Default::default();
+            for f in &report.skipped {
+                *by_reason.entry(f.reason.as_str()).or_default() += 1;
+            }
+            for (reason, n) in by_reason {
+                eprintln!(
+                    "skipped {n} {}: {reason} (--verbose lists them)",
+                    if n == 1 { "entry" } else { "entries" }
+                );
             }
         }
         for f in &report.failures {

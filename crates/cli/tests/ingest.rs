@@ -412,3 +412,29 @@ fn k5_ingest_summary_time_covers_indexing() {
     assert!(out.starts_with("1 file: 1 new"), "{out}");
     assert!(out.contains("until searchable"), "{out}");
 }
+
+/// X5: skipped files are summarised as counts by reason; --verbose lists them.
+#[cfg(unix)]
+#[test]
+fn x5_skipped_files_are_counted_by_reason() {
+    let env = Env::new();
+    env.write("docs/a.md", b"# A\n");
+    for i in 0..3 {
+        std::os::unix::fs::symlink(env.path("docs/a.md"), env.path(&format!("docs/link{i}.md")))
+            .unwrap();
+    }
+    let out = env.run(&["ingest", "docs", "--collection", "handbook"]);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("skipped 3 entries: symbolic link: not followed (--verbose lists them)"),
+        "{err}"
+    );
+    assert!(!err.contains("link0.md"), "{err}");
+    let out = env.run(&["ingest", "docs", "--collection", "handbook", "--verbose"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("link0.md") && err.contains("link2.md"),
+        "{err}"
+    );
+}

@@ -1056,12 +1056,16 @@ fn access(ctx: &Ctx, cmd: AccessCmd) -> Result<ExitCode> {
 
 fn clearance(ctx: &Ctx, cmd: ClearanceCmd) -> Result<ExitCode> {
     let svc = ctx.rw()?;
+    let requested = matches!(cmd, ClearanceCmd::List);
     let list = match cmd {
         ClearanceCmd::Set { subject, level } => {
             vec![svc.clearance_set(&ctx.caller, subject.parse()?, level.parse()?)?]
         }
         ClearanceCmd::List => svc.clearance_list(&ctx.caller)?,
     };
+    if ctx.out.quiet && !requested && !ctx.out.json {
+        return ok();
+    }
     if ctx.out.json {
         ctx.out.json(&list)?;
     } else {
@@ -1076,6 +1080,7 @@ fn clearance(ctx: &Ctx, cmd: ClearanceCmd) -> Result<ExitCode> {
 
 fn hold(ctx: &Ctx, cmd: HoldCmd) -> Result<ExitCode> {
     let svc = ctx.rw()?;
+    let requested = matches!(cmd, HoldCmd::List);
     let holds = match cmd {
         HoldCmd::Set { artifact, reason } => {
             vec![svc.hold_set(&ctx.caller, &aref(&artifact)?, &reason)?]
@@ -1083,6 +1088,9 @@ fn hold(ctx: &Ctx, cmd: HoldCmd) -> Result<ExitCode> {
         HoldCmd::Release { artifact } => vec![svc.hold_release(&ctx.caller, &aref(&artifact)?)?],
         HoldCmd::List => svc.hold_list(&ctx.caller)?,
     };
+    if ctx.out.quiet && !requested && !ctx.out.json {
+        return ok();
+    }
     if ctx.out.json {
         ctx.out.json(&holds)?;
     } else {

@@ -431,6 +431,8 @@ pub fn worker(ctx: &Ctx, a: WorkerArgs) -> Result<ExitCode> {
 pub fn quarantine(ctx: &Ctx, cmd: QuarantineCmd) -> Result<ExitCode> {
     let svc = ctx.rw()?;
     let aref = |s: &str| -> Result<kontextual_model::ArtifactRef> { Ok(s.parse()?) };
+    // -q: a change is confirmed by the exit status; a listing is data
+    let requested = matches!(cmd, QuarantineCmd::List);
     let list = match cmd {
         QuarantineCmd::Set { artifact, reason } => {
             vec![svc.artifact_quarantine(&ctx.caller, &aref(&artifact)?, &reason)?]
@@ -440,6 +442,9 @@ pub fn quarantine(ctx: &Ctx, cmd: QuarantineCmd) -> Result<ExitCode> {
         }
         QuarantineCmd::List => svc.quarantine_list(&ctx.caller)?,
     };
+    if ctx.out.quiet && !requested && !ctx.out.json {
+        return Ok(ExitCode::SUCCESS);
+    }
     if ctx.out.json {
         ctx.out.json(&list)?;
     } else {

@@ -28,7 +28,21 @@ impl Out {
         }
     }
 
+    /// Rows for people on a terminal (a table fitted to its width); when
+    /// piped, one line per row with tab-separated cells and no padding, for
+    /// `cut`, `awk` and friends (`--json` for everything else).
     pub fn table(&self, header: &[&str], rows: Vec<Vec<String>>) {
+        use std::io::IsTerminal;
+        if !std::io::stdout().is_terminal() {
+            let mut out = std::io::stdout().lock();
+            let clean = |c: &str| c.replace(['\t', '\n'], " ");
+            let _ = writeln!(out, "{}", header.join("\t"));
+            for r in rows {
+                let cells: Vec<String> = r.iter().map(|c| clean(c)).collect();
+                let _ = writeln!(out, "{}", cells.join("\t"));
+            }
+            return;
+        }
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)

@@ -907,3 +907,36 @@ fn x1_key_create_warns_about_grants_and_the_first_key() {
     ]);
     assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
 }
+
+/// X5: `-q` leaves only errors and requested data (a change is confirmed by
+/// its exit status); tables piped to another program are tab-separated
+/// lines without padding or box drawing.
+#[test]
+fn x5_quiet_and_piped_tables() {
+    let env = seeded();
+    for args in [
+        vec![
+            "-q",
+            "quarantine",
+            "set",
+            "handbook/intro.md",
+            "--reason",
+            "scan",
+        ],
+        vec!["-q", "quarantine", "release", "handbook/intro.md"],
+        vec!["-q", "hold", "set", "handbook/intro.md", "--reason", "case"],
+        vec!["-q", "hold", "release", "handbook/intro.md"],
+        vec!["-q", "clearance", "set", "agent:x", "internal"],
+        vec!["-q", "grant", "agent:x", "read"],
+    ] {
+        let out = env.run(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    }
+    let listed = env.ok(&["-q", "artifact", "list"]);
+    let mut lines = listed.lines();
+    let header = lines.next().unwrap();
+    assert!(header.contains('\t') && !header.contains('│'), "{listed}");
+    assert!(lines.any(|l| l.contains("intro.md")), "{listed}");
+    assert!(!listed.contains("  "), "no padding: {listed:?}");
+}

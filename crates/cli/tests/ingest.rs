@@ -183,7 +183,8 @@ fn x8_bad_files_are_skipped_with_reasons() {
             .unwrap()
             .success()
     );
-    let out = env.run(&["ingest", "docs", "--collection", "handbook"]);
+    // (--verbose lists each skipped entry; without it they are counted)
+    let out = env.run(&["ingest", "docs", "--collection", "handbook", "--verbose"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(

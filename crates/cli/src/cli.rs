@@ -26,31 +26,56 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Data directory holding the embedded store [default: ./kontextual-data]
-    #[arg(long, global = true, env = "KONTEXTUAL_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "KONTEXTUAL_DATA_DIR",
+        value_name = "DIR"
+    )]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL (postgres://user@host/db); PostgreSQL then holds the store, --data-dir only this process's search index
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "KONTEXTUAL_DATABASE_URL",
         value_name = "URL",
         hide_env_values = true
     )]
     pub database_url: Option<String>,
     /// Namespace (tenant) to act in [default: default]
-    #[arg(long, global = true, env = "KONTEXTUAL_NAMESPACE", value_name = "NS")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "KONTEXTUAL_NAMESPACE",
+        value_name = "NS"
+    )]
     pub namespace: Option<String>,
     /// Actor to act as, KIND:NAME [default: user:local-admin]
-    #[arg(long, global = true, env = "KONTEXTUAL_ACTOR", value_name = "ACTOR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "KONTEXTUAL_ACTOR",
+        value_name = "ACTOR"
+    )]
     pub actor: Option<String>,
     /// Config file [default: DATA_DIR/kontextual.toml, if present]
-    #[arg(long, global = true, env = "KONTEXTUAL_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "KONTEXTUAL_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Print JSON instead of tables
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Print nothing but errors (and requested data)
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     pub quiet: bool,
 }
 
@@ -914,6 +939,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// X5: the global options are under their own heading in every
+    /// command's help, not interleaved with the command's own.
+    #[test]
+    fn x5_global_options_have_their_own_heading() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let search = cmd.find_subcommand_mut("search").unwrap();
+        let help = search.render_help().to_string();
+        let global = help.find("Global options:").expect(&help);
+        assert!(help[global..].contains("--data-dir"), "{help}");
+        assert!(!help[..global].contains("--data-dir"), "{help}");
+        assert!(help[..global].contains("--limit"), "{help}");
     }
 
     /// X5: `--bind` takes host names.

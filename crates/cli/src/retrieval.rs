@@ -35,8 +35,20 @@ fn filters(f: &FilterArgs) -> Result<SearchFilters> {
     })
 }
 
-/// A snippet with its matches marked `**like this**`.
+/// A snippet with its matches in bold on a terminal (ANSI), and plain when
+/// piped: a marker such as `**` would collide with the content itself
+/// (Markdown); `--json` gives the highlight ranges.
 fn marked(s: &kontextual_services::Snippet) -> String {
+    use std::io::IsTerminal;
+    mark_with(s, std::io::stdout().is_terminal())
+}
+
+fn mark_with(s: &kontextual_services::Snippet, bold: bool) -> String {
+    let (on, off) = if bold {
+        ("\x1b[1m", "\x1b[22m")
+    } else {
+        ("", "")
+    };
     let mut out = String::with_capacity(s.text.len() + 8);
     let mut at = 0;
     for &(a, b) in &s.highlights {
@@ -45,13 +57,32 @@ fn marked(s: &kontextual_services::Snippet) -> String {
             continue;
         }
         out.push_str(&s.text[at..a]);
-        out.push_str("**");
+        out.push_str(on);
         out.push_str(&s.text[a..b]);
-        out.push_str("**");
+        out.push_str(off);
         at = b;
     }
     out.push_str(&s.text[at..]);
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mark_with;
+
+    /// X5: highlights cannot collide with Markdown in the content.
+    #[test]
+    fn x5_snippet_highlights_never_collide_with_content() {
+        let s = kontextual_services::Snippet {
+            text: "**Retries** in CHANGELOG_V10.md".to_owned(),
+            highlights: vec![(2, 9)],
+        };
+        assert_eq!(mark_with(&s, false), "**Retries** in CHANGELOG_V10.md");
+        assert_eq!(
+            mark_with(&s, true),
+            "**\x1b[1mRetries\x1b[22m** in CHANGELOG_V10.md"
+        );
+    }
 }
 
 pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Result<ExitCode> {

@@ -344,9 +344,16 @@ fn summary(ctx: &Ctx, v: &ContextView) {
         line.push_str(&format!("; left out: {}", m.omitted.len()));
     }
     ctx.out.note(line);
-    for o in m.omitted.iter().take(5) {
+    const LISTED: usize = 20;
+    for o in m.omitted.iter().take(LISTED) {
         ctx.out
             .note(format!("  left out {}: {}", o.reference, o.why));
+    }
+    if m.omitted.len() > LISTED {
+        ctx.out.note(format!(
+            "  and {} more (`context show NAME --json` lists them all)",
+            m.omitted.len() - LISTED
+        ));
     }
     if let Some(why) = &m.empty_reason {
         ctx.out.note(format!("Empty package: {why}."));

@@ -969,3 +969,48 @@ fn k5_real_html_never_poisons_the_index_and_has_sections() {
         ["web/poison.html"]
     );
 }
+
+/// K7/X5: an explicit selection that cannot fit the budget fails and stores
+/// nothing; every left-out candidate is listed once.
+#[test]
+fn k7_a_selection_that_cannot_fit_fails_and_left_outs_are_listed_once() {
+    let env = corpus();
+    let e = env.fails(
+        2,
+        &[
+            "context",
+            "build",
+            "--name",
+            "tiny",
+            "--select",
+            "handbook/guide.md",
+            "--budget",
+            "10",
+        ],
+    );
+    assert!(e.contains("does not fit the budget"), "{e}");
+    env.fails(3, &["context", "show", "tiny"]);
+    let v = env.json(&[
+        "context",
+        "build",
+        "--name",
+        "twice",
+        "--query",
+        "retry policy",
+        "--query",
+        "retry",
+        "--select",
+        "handbook/guide.md",
+        "--budget",
+        "4000",
+    ]);
+    let omitted: Vec<String> = v["manifest"]["omitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["ref"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: std::collections::BTreeSet<_> = omitted.iter().collect();
+    assert_eq!(unique.len(), omitted.len(), "{omitted:?}");
+    assert!(!omitted.is_empty(), "{v}");
+}

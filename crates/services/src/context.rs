@@ -451,6 +451,16 @@ impl Services {
                 .encoding
                 .count(&render_block(&reference, a.revision, &text));
             if used + tokens > req.budget {
+                // An explicit selection is a demand, not a candidate: a
+                // package without it would be a different package. Nothing
+                // is stored.
+                if let Reason::Selector { selector } = &c.reason {
+                    return Err(Error::InvalidInput(format!(
+                        "--select {selector} does not fit the budget: it needs {tokens} tokens and {} of {} are left; raise --budget or select a section",
+                        req.budget - used,
+                        req.budget
+                    )));
+                }
                 omitted.push(Omitted {
                     reference,
                     revision: a.revision,
@@ -479,6 +489,11 @@ impl Services {
                 run_id: rev.run_id,
             });
         }
+
+        // Each left-out part once, with the first reason it was left out
+        // for (several queries may hit the same part).
+        let mut seen_omitted = HashSet::new();
+        omitted.retain(|o| seen_omitted.insert((o.reference.clone(), o.revision)));
 
         // Relations among the included artifacts, plus the expanded ones.
         let included: HashSet<ArtifactId> = items.iter().map(|i| i.artifact_id).collect();

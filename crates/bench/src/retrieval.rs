@@ -78,25 +78,47 @@ impl Words {
     }
 }
 
-/// Markdown documents of 1–8 KB with a title, sections and paragraphs, in
-/// 100 sub-directories.
+/// Documents of 1–8 KB with a title, sections and paragraphs, in 100
+/// sub-directories: three in four Markdown, one in four an HTML page with
+/// site chrome around its `<main>` (issue 15: a corpus with HTML).
 fn make_corpus(dir: &Path, n: usize, words: &Words, rng: &mut Rng) -> Result<(Vec<PathBuf>, u64)> {
     let mut files = Vec::with_capacity(n);
     let mut total = 0;
     for i in 0..n {
         let size = 1024 + rng.below(7 * 1024);
-        let mut body = format!("# {}\n\n", words.sentence(rng, 4));
+        let html = i % 4 == 3;
+        let title = words.sentence(rng, 4);
+        let mut body = if html {
+            format!(
+                "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+                 <body><nav><a href=\"/\">Home</a> · <a href=\"/docs\">Docs</a></nav>\n<main>\n<h1>{title}</h1>\n"
+            )
+        } else {
+            format!("# {title}\n\n")
+        };
         while body.len() < size {
             if rng.below(6) == 0 {
-                body.push_str(&format!("## {}\n\n", words.sentence(rng, 3)));
+                let h = words.sentence(rng, 3);
+                body.push_str(&if html {
+                    format!("<h2>{h}</h2>\n")
+                } else {
+                    format!("## {h}\n\n")
+                });
             }
             let len = 20 + rng.below(60);
-            body.push_str(&words.sentence(rng, len));
-            body.push_str(".\n\n");
+            let para = words.sentence(rng, len);
+            body.push_str(&if html {
+                format!("<p>{para}.</p>\n")
+            } else {
+                format!("{para}.\n\n")
+            });
+        }
+        if html {
+            body.push_str("</main>\n<footer>bench corpus</footer></body></html>\n");
         }
         let sub = dir.join(format!("d{:02}", i % 100));
         std::fs::create_dir_all(&sub)?;
-        let p = sub.join(format!("doc{i:06}.md"));
+        let p = sub.join(format!("doc{i:06}.{}", if html { "html" } else { "md" }));
         std::fs::write(&p, &body)?;
         total += body.len() as u64;
         files.push(p);
@@ -231,7 +253,9 @@ pub fn run(n: usize, rounds: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
     let words = Words::new(30_000, &mut rng);
-    eprintln!("generating {n} markdown files of 1–8 KB (Zipf vocabulary of 30,000 words)…");
+    eprintln!(
+        "generating {n} files of 1–8 KB, a quarter of them HTML (Zipf vocabulary of 30,000 words)…"
+    );
     let corpus = tmp.path().join("corpus");
     let (files, total) = make_corpus(&corpus, n, &words, &mut rng)?;
     let mb = total as f64 / 1e6;

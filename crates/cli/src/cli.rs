@@ -601,6 +601,7 @@ pub enum RunCmd {
     },
     /// One run: input bundle, steps, manifest, diagnostics, audit chain head
     Show {
+        /// A run id, or `latest` for the most recent run
         run: String,
         /// Also list every output artifact of the manifest
         #[arg(long)]

@@ -846,6 +846,9 @@ fn audit(ctx: &Ctx, cmd: AuditCmd) -> Result<ExitCode> {
                 if v.report.is_valid() {
                     if !q {
                         println!("Audit chain OK: {} records.", v.report.records);
+                    } else if let Some(h) = &head {
+                        // -q: only the head, the data this command exists to give
+                        println!("{h}");
                     }
                 } else {
                     println!(

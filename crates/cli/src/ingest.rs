@@ -214,7 +214,16 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
             }
         }
         RunCmd::Show { run, outputs } => {
-            let id: RunId = run.parse()?;
+            // `latest`: the most recent run (runs list newest first)
+            let id: RunId = if run == "latest" {
+                svc.run_list(&ctx.caller, None, &StorePageRequest::first(1))?
+                    .items
+                    .first()
+                    .map(|r| r.id)
+                    .ok_or_else(|| anyhow::anyhow!("there is no run yet"))?
+            } else {
+                run.parse()?
+            };
             let (r, steps) = svc.run_show(&ctx.caller, id)?;
             if ctx.out.json {
                 ctx.out

@@ -188,20 +188,16 @@ pub async fn list_holds(State(s): State<AppState>, call: Call) -> Result<Respons
 }
 
 #[utoipa::path(delete, path = "/v1/holds/{artifact}", tag = "keys",
-    params(("artifact" = String, Path, description = "Artifact id")),
+    params(("artifact" = String, Path, min_length = 1, description = "Artifact id or COLLECTION/NAME (URL-encoded)")),
     responses((status = 200, description = "The released hold", content_type = "application/json")))]
 pub async fn release_hold(
     State(s): State<AppState>,
     call: Call,
     Path(artifact): Path<String>,
 ) -> Result<Response, Problem> {
-    let id: kontextual_model::ArtifactId = artifact
-        .parse()
-        .map_err(|_| Problem::bad_request(format!("{artifact:?} is not an artifact id")))?;
-    let v = run(&s, call, false, move |svc, c| {
-        svc.hold_release(c, &kontextual_model::ArtifactRef::Id(id))
-    })
-    .await?;
+    // the same forms as every other `{artifact}`: an id or COLLECTION/NAME
+    let r: kontextual_model::ArtifactRef = artifact.parse()?;
+    let v = run(&s, call, false, move |svc, c| svc.hold_release(c, &r)).await?;
     Ok(axum::Json(v).into_response())
 }
 

@@ -1,0 +1,180 @@
+//! What every operation of the OpenAPI document shares, added in one place
+//! after the routes are registered: the bearer security scheme and its
+//! requirement on every route that takes a key, and the problem+json
+//! answers each operation can give besides its own (a route cannot forget
+//! one, and 55 annotations do not repeat them).
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+
+/// The security scheme's name in `components.securitySchemes`.
+pub const BEARER: &str = "bearer";
+
+/// Routes a probe or a client reads without a key.
+pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
+
+/// The shared error answers: (status, component name, description).
+const ANSWERS: [(&str, &str, &str); 13] = [
+    (
+        "400",
+        "BadRequest",
+        "Invalid input: a parameter, a name, an id or a time the server refuses; `detail` says which",
+    ),
+    (
+        "401",
+        "Unauthenticated",
+        "No key, or a key that is unknown, revoked, expired or malformed (`WWW-Authenticate: Bearer`)",
+    ),
+    (
+        "403",
+        "Forbidden",
+        "The key's scopes, the actor's grants or its clearance do not allow this",
+    ),
+    (
+        "404",
+        "NotFound",
+        "No such resource (or one the caller may not read)",
+    ),
+    (
+        "408",
+        "RequestTimeout",
+        "The request took longer than the server's request timeout",
+    ),
+    (
+        "409",
+        "Conflict",
+        "The request conflicts with the current state",
+    ),
+    (
+        "412",
+        "PreconditionFailed",
+        "`If-Match` names a revision that is no longer current",
+    ),
+    (
+        "413",
+        "PayloadTooLarge",
+        "The body is larger than the server accepts",
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "The body is not `application/json`",
+    ),
+    (
+        "422",
+        "UnprocessableEntity",
+        "The JSON body does not have the documented shape",
+    ),
+    (
+        "429",
+        "TooManyRequests",
+        "Over the key's request rate, or too many failed authentications from this address (`Retry-After`: seconds)",
+    ),
+    (
+        "500",
+        "Internal",
+        "The server failed; quote the correlation id to its operator",
+    ),
+    (
+        "503",
+        "Unavailable",
+        "The store or the search index is not reachable; retry later",
+    ),
+];
+
+/// Which shared answers an operation can give.
+fn answers_for(path: &str, write: bool, op: &Operation) -> Vec<&'static str> {
+    if OPEN_PATHS.contains(&path) {
+        return vec!["408", "500", "503"];
+    }
+    let mut codes = vec!["400", "401", "403", "404", "408", "429", "500", "503"];
+    let body = op
+        .request_body
+        .as_ref()
+        .and_then(|b| match b {
+            RefOr::T(b) => Some(b),
+            RefOr::Ref(_) => None,
+        })
+        .map(|b| b.content.keys().cloned().collect::<Vec<_>>());
+    if let Some(types) = body {
+        codes.push("413");
+        // only a JSON body is refused for its media type or its shape
+        if types.iter().any(|t| t == "application/json") {
+            codes.extend(["415", "422"]);
+        }
+    }
+    // any write can meet a concurrent one or a state that forbids it
+    if write {
+        codes.push("409");
+    }
+    let takes_if_match = op.parameters.iter().flatten().any(|p| match p {
+        RefOr::T(p) => p.name.eq_ignore_ascii_case("If-Match"),
+        RefOr::Ref(_) => false,
+    });
+    if takes_if_match {
+        codes.push("412");
+    }
+    codes
+}
+
+/// Adds the security scheme, per-operation security and the shared error
+/// answers (an operation's own description of a status wins).
+pub fn complete(api: &mut OpenApi) {
+    let components = api.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert(
+        BEARER.to_owned(),
+        RefOr::T(SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("kx_…")
+                .description(Some(
+                    "An API key (`kontextual key create`). While a store has no key at all, a server bound to loopback lets requests without one act as its local actor.",
+                ))
+                .build(),
+        )),
+    );
+    for (_, name, description) in ANSWERS {
+        components.responses.insert(
+            name.to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+    }
+    for (path, item) in api.paths.paths.iter_mut() {
+        let ops = [
+            (false, item.get.as_mut()),
+            (true, item.put.as_mut()),
+            (true, item.post.as_mut()),
+            (true, item.delete.as_mut()),
+            (true, item.patch.as_mut()),
+        ];
+        for (write, op) in ops {
+            let Some(op) = op else { continue };
+            if !OPEN_PATHS.contains(&path.as_str()) {
+                op.security = Some(vec![SecurityRequirement::new::<_, [&str; 0], &str>(
+                    BEARER,
+                    [],
+                )]);
+            }
+            for code in answers_for(path, write, op) {
+                let Some((_, name, _)) = ANSWERS.iter().find(|(s, _, _)| *s == code) else {
+                    continue;
+                };
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+            }
+        }
+    }
+}

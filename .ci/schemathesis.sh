@@ -3,7 +3,8 @@
 # real `kontextual serve` with an admin key, a read-only key and no key, and
 # a client generated from /openapi.json must build and work.
 #
-# Runs on the binary the tests built ($CARGO_TARGET_DIR/debug/kontextual);
+# Runs on the binary the tests built ($CARGO_TARGET_DIR/debug/kontextual,
+# built again only if it is stale);
 # a throw-away data directory, a free loopback port, and `--workers 0`, so
 # fuzzed jobs are queued but never run on this machine.
 #
@@ -20,10 +21,12 @@ seed="${SCHEMATHESIS_SEED:-20261204}"
 python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet schemathesis
 python3 -c 'import openapi_python_client' 2>/dev/null || python3 -m pip install --quiet openapi-python-client
 
-cargo build --quiet -p kontextual
-bin="${CARGO_TARGET_DIR}/debug/kontextual"
-
 work="$(mktemp -d)"
+# A copy: another checkout sharing the target directory may build over it.
+cargo build --quiet -p kontextual
+cp "${CARGO_TARGET_DIR}/debug/kontextual" "${work}/kontextual"
+bin="${work}/kontextual"
+
 server_pid=""
 cleanup() {
     if [[ -n "${server_pid}" ]]; then

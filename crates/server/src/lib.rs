@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod problem;
 mod request;
 mod routes;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

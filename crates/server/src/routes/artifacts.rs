@@ -23,6 +23,7 @@ pub const MAX_PAGE: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
@@ -80,6 +81,7 @@ fn with_etag(status: StatusCode, revision: u64, body: impl serde::Serialize) -> 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCollection {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -115,7 +117,7 @@ pub async fn list_collections(
 }
 
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Collection name")),
     responses((status = 200, description = "The collection", content_type = "application/json"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_collection(
@@ -131,12 +133,16 @@ pub async fn get_collection(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub collection: Option<String>,
     /// Only artifacts whose current content has this digest (`sha256:HEX`).
+    #[param(pattern = r"^sha256:[0-9a-f]{64}$")]
     pub digest: Option<String>,
     /// Include deleted and purged artifacts.
     #[serde(default)]
     pub include_deleted: bool,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
@@ -169,8 +175,11 @@ pub async fn list_artifacts(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RefParams {
-    /// `COLLECTION/NAME`, with `#` and `%` in names escaped as `%23` and `%25`.
+    /// `COLLECTION/NAME` (or an id), with `#` and `%` in names escaped as `%23` and `%25`.
     #[serde(rename = "ref")]
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub reference: String,
 }
 
@@ -193,7 +202,7 @@ pub async fn get_by_ref(
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id")),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id")),
     responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
         (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_artifact(
@@ -213,13 +222,19 @@ pub async fn get_artifact(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PutParams {
-    /// `COLLECTION/NAME` to create or update.
+    /// `COLLECTION/NAME` to create or update (or the id of one to update).
     #[serde(rename = "ref")]
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub reference: String,
     /// Artifact type (`markdown`, `text`, …) [default: detected].
     #[serde(rename = "type")]
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub artifact_type: Option<String>,
+    #[param(inline, value_type = Option<crate::wire::Lifecycle>)]
     pub lifecycle: Option<String>,
+    #[param(inline, value_type = Option<crate::wire::Classification>)]
     pub classification: Option<String>,
     pub source_system: Option<String>,
     /// Metadata as a JSON object (replaces the whole object).
@@ -265,7 +280,7 @@ pub async fn put_artifact(
 }
 
 #[utoipa::path(delete, path = "/v1/artifacts/{id}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("If-Match" = Option<String>, Header, description = "Delete only if the current revision has this ETag")),
     responses((status = 200, description = "The tombstone revision", content_type = "application/json"),
         (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json")))]
@@ -285,7 +300,7 @@ pub async fn delete_artifact(
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/content", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("revision" = Option<u64>, Query, description = "A past revision")),
     responses((status = 200, description = "The raw bytes, with the artifact's media type", content_type = "application/octet-stream")))]
 pub async fn get_content(
@@ -315,7 +330,7 @@ pub struct RevisionParam {
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/revisions", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), PageParams),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), PageParams),
     responses((status = 200, description = "Change records, oldest first", content_type = "application/json")))]
 pub async fn list_revisions(
     State(s): State<AppState>,
@@ -333,7 +348,7 @@ pub async fn list_revisions(
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/revisions/{revision}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), ("revision" = u64, Path, description = "Revision number")),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), ("revision" = u64, Path, description = "Revision number")),
     responses((status = 200, description = "One revision", content_type = "application/json")))]
 pub async fn get_revision(
     State(s): State<AppState>,
@@ -357,7 +372,7 @@ pub struct DiffParams {
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/diff", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), DiffParams),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), DiffParams),
     responses((status = 200, description = "Attribute and content differences", content_type = "application/json")))]
 pub async fn diff(
     State(s): State<AppState>,
@@ -374,7 +389,7 @@ pub async fn diff(
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/sections", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), RevisionParam),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), RevisionParam),
     responses((status = 200, description = "Selectors, headings and byte ranges", content_type = "application/json")))]
 pub async fn list_sections(
     State(s): State<AppState>,
@@ -391,7 +406,7 @@ pub async fn list_sections(
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/sections/{selector}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("selector" = String, Path, description = "Heading path, `/` encoded as %2F (or a unique last part)"),
         RevisionParam),
     responses((status = 200, description = "The section: text, byte range, digest", content_type = "application/json"),
@@ -415,13 +430,15 @@ pub async fn get_section(
 #[into_params(parameter_in = Query)]
 pub struct RelatedParams {
     /// Relation types to follow, comma-separated.
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}(,[a-z][a-z0-9._-]{0,63})*$")]
     pub expand: String,
     /// Hops (1–5, default 1).
+    #[param(minimum = 1, maximum = 5)]
     pub depth: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/related", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), RelatedParams),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), RelatedParams),
     responses((status = 200, description = "Artifacts reachable over the given relation types", content_type = "application/json")))]
 pub async fn related(
     State(s): State<AppState>,
@@ -442,10 +459,17 @@ pub async fn related(
 #[serde(deny_unknown_fields)]
 pub struct NewRelation {
     /// Source artifact: id or `COLLECTION/NAME`.
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub source: String,
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub rel_type: String,
     /// Target artifact: id or `COLLECTION/NAME`.
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub target: String,
     /// Properties (a JSON object).
     #[schema(value_type = Option<Object>)]
@@ -478,11 +502,17 @@ pub async fn create_relation(
 #[into_params(parameter_in = Query)]
 pub struct RelationParams {
     /// Relations of this artifact (id or `COLLECTION/NAME`), as source or target.
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub artifact: Option<String>,
     #[serde(rename = "type")]
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub rel_type: Option<String>,
     #[serde(default)]
     pub include_deleted: bool,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
@@ -513,7 +543,7 @@ pub async fn list_relations(
 }
 
 #[utoipa::path(delete, path = "/v1/relations/{id}", tag = "relations",
-    params(("id" = String, Path, description = "Relation id"),
+    params(("id" = String, Path, format = Uuid, description = "Relation id"),
         ("If-Match" = Option<String>, Header, description = "Delete only at this revision")),
     responses((status = 200, description = "The deleted relation", content_type = "application/json")))]
 pub async fn delete_relation(

@@ -34,10 +34,12 @@ fn enqueued(e: kontextual_services::Enqueued) -> Response {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct JobParams {
-    /// queued, running, succeeded, failed, dead, cancelled or quarantined.
+    #[param(inline, value_type = Option<crate::wire::JobState>)]
     pub state: Option<String>,
-    /// ingest, reindex, repair, export or noop.
+    #[param(inline, value_type = Option<crate::wire::JobKind>)]
     pub kind: Option<String>,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
@@ -65,14 +67,16 @@ pub async fn list_jobs(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBody {
-    /// ingest, reindex, repair, export or noop.
+    #[schema(inline, value_type = crate::wire::JobKind)]
     pub kind: String,
     /// The kind's input (`{}` when omitted).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub payload: Option<serde_json::Value>,
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<u32>,
     /// Not before this instant (RFC 3339).
+    #[schema(format = DateTime)]
     pub run_at: Option<String>,
     /// While a job with this key waits, enqueueing returns it.
     pub unique_key: Option<String>,
@@ -113,7 +117,7 @@ pub async fn enqueue_job(
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, format = Uuid, description = "Job id")),
     responses((status = 200, description = "The job, its attempts and runs", content_type = "application/json")))]
 pub async fn get_job(
     State(s): State<AppState>,
@@ -126,8 +130,8 @@ pub async fn get_job(
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/{action}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id"),
-        ("action" = String, Path, description = "retry, cancel, quarantine or release")),
+    params(("id" = String, Path, format = Uuid, description = "Job id"),
+        ("action" = inline(crate::wire::JobAction), Path, description = "What to do")),
     responses((status = 200, description = "The job after the action; `changed` is false when it already was there", content_type = "application/json")))]
 pub async fn act_on_job(
     State(s): State<AppState>,
@@ -151,7 +155,7 @@ pub async fn act_on_job(
 }
 
 #[utoipa::path(post, path = "/v1/runs/{id}/rerun", tag = "jobs",
-    params(("id" = String, Path, description = "Run id")),
+    params(("id" = String, Path, format = Uuid, description = "Run id")),
     responses((status = 202, description = "A job that runs the run's input bundle again", content_type = "application/json")))]
 pub async fn rerun(
     State(s): State<AppState>,
@@ -169,6 +173,7 @@ pub async fn rerun(
 #[serde(deny_unknown_fields)]
 pub struct ReindexBody {
     /// Only this collection; omitted: everything.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub collection: Option<String>,
 }
 
@@ -208,6 +213,9 @@ pub async fn repair(State(s): State<AppState>, call: Call) -> Result<Response, P
 #[serde(deny_unknown_fields)]
 pub struct QuarantineBody {
     /// Artifact id or `COLLECTION/NAME`.
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub artifact: String,
     pub reason: String,
 }
@@ -235,7 +243,7 @@ pub async fn list_quarantines(State(s): State<AppState>, call: Call) -> Result<R
 }
 
 #[utoipa::path(delete, path = "/v1/quarantines/{artifact}", tag = "jobs",
-    params(("artifact" = String, Path, description = "Artifact id or COLLECTION/NAME (URL-encoded)")),
+    params(("artifact" = String, Path, pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$", description = "Artifact id or COLLECTION/NAME (URL-encoded)")),
     responses((status = 200, description = "The released quarantine", content_type = "application/json")))]
 pub async fn release_quarantine(
     State(s): State<AppState>,

@@ -16,12 +16,15 @@ use crate::routes::artifacts::{PageParams, page};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    #[schema(min_length = 1)]
     pub name: String,
     /// `KIND:NAME`, kind one of user, agent, application, service.
+    #[schema(pattern = r"^(user|agent|application|service):[A-Za-z0-9._@-]{1,128}$")]
     pub actor: String,
-    /// Any of read, write, admin, export.
+    #[schema(inline, value_type = Vec<crate::wire::Scope>, min_items = 1)]
     pub scopes: Vec<String>,
     /// RFC 3339 expiry.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -88,12 +91,17 @@ pub async fn revoke_key(
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     /// `KIND:NAME`.
+    #[schema(pattern = r"^(user|agent|application|service):[A-Za-z0-9._@-]{1,128}$")]
     pub actor: String,
-    /// read, write, admin or export.
+    #[schema(inline, value_type = crate::wire::Scope)]
     pub permission: String,
     /// A collection; absent (with `artifact`) for the whole namespace.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub collection: Option<String>,
-    /// One artifact, `COLLECTION/NAME`.
+    /// One artifact, `COLLECTION/NAME` (not with `collection`).
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub artifact: Option<String>,
 }
 
@@ -160,6 +168,9 @@ pub async fn delete_grant(
 #[serde(deny_unknown_fields)]
 pub struct HoldBody {
     /// Artifact id or `COLLECTION/NAME`.
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub artifact: String,
     pub reason: String,
 }
@@ -188,7 +199,7 @@ pub async fn list_holds(State(s): State<AppState>, call: Call) -> Result<Respons
 }
 
 #[utoipa::path(delete, path = "/v1/holds/{artifact}", tag = "keys",
-    params(("artifact" = String, Path, min_length = 1, description = "Artifact id or COLLECTION/NAME (URL-encoded)")),
+    params(("artifact" = String, Path, pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$", description = "Artifact id or COLLECTION/NAME (URL-encoded)")),
     responses((status = 200, description = "The released hold", content_type = "application/json")))]
 pub async fn release_hold(
     State(s): State<AppState>,
@@ -205,8 +216,9 @@ pub async fn release_hold(
 #[serde(deny_unknown_fields)]
 pub struct ClearanceBody {
     /// `KIND:NAME`.
+    #[schema(pattern = r"^(user|agent|application|service):[A-Za-z0-9._@-]{1,128}$")]
     pub actor: String,
-    /// public, internal, confidential or restricted.
+    #[schema(inline, value_type = crate::wire::Classification)]
     pub level: String,
 }
 

@@ -48,8 +48,10 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
-    /// running, succeeded, partial, failed or interrupted.
+    #[param(inline, value_type = Option<crate::wire::RunStatus>)]
     pub status: Option<String>,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
@@ -74,7 +76,7 @@ pub async fn list_runs(
 }
 
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "Run id")),
+    params(("id" = String, Path, format = Uuid, description = "Run id")),
     responses((status = 200, description = "The run and its steps", content_type = "application/json")))]
 pub async fn get_run(
     State(s): State<AppState>,
@@ -98,13 +100,18 @@ pub struct AuditParams {
     pub action: Option<String>,
     /// A target id or name.
     pub target: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     pub since: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// Only records of one request (its correlation id).
     pub correlation_id: Option<String>,
     /// Records after this sequence number.
     pub after: Option<u64>,
     /// 1–10000, default 100.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
@@ -152,6 +159,7 @@ pub async fn list_audit(
 #[into_params(parameter_in = Query)]
 pub struct VerifyParams {
     /// A head recorded earlier, `SEQ:HASH`.
+    #[param(pattern = r"^[1-9][0-9]{0,18}:[0-9a-fA-F]{64}$")]
     pub expect_head: Option<String>,
 }
 
@@ -190,12 +198,14 @@ pub async fn index_status(State(s): State<AppState>, call: Call) -> Result<Respo
 #[into_params(parameter_in = Query)]
 pub struct AccessParams {
     /// Only reads by this actor (`KIND:NAME`).
+    #[param(pattern = r"^(user|agent|application|service):[A-Za-z0-9._@-]{1,128}$")]
     pub by: Option<String>,
     /// Only reads at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Entries after this sequence number.
     pub after: Option<u64>,
-    /// 1–10000, default 100.
+    /// Entries per page: 1–10000, default 100 (a larger or smaller value is clamped).
     pub limit: Option<u32>,
 }
 

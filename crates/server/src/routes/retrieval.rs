@@ -64,6 +64,7 @@ fn split(list: &Option<String>) -> Vec<String> {
 #[allow(dead_code)]
 pub struct SearchParams {
     /// Words, "phrases", +required, -excluded, field:term.
+    #[param(min_length = 1)]
     q: String,
     /// Collections, comma-separated (any of them).
     collection: Option<String>,
@@ -73,16 +74,25 @@ pub struct SearchParams {
     /// Lifecycle states, comma-separated.
     lifecycle: Option<String>,
     /// Metadata `KEY=VALUE`; repeat the parameter for several (all must match).
+    #[param(inline, value_type = Option<Vec<String>>, pattern = r"^[^=]*[^=\s][^=]*=[\s\S]*$")]
     meta: Option<Vec<String>>,
+    /// RFC 3339 time (or a date, `2026-11-21`).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// RFC 3339 time (or a date, `2026-11-21`).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// One hit per section.
     sections: Option<bool>,
     /// 1–100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     offset: Option<u32>,
     /// Relation types to follow from each hit, comma-separated.
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}(,[a-z][a-z0-9._-]{0,63})*$")]
     expand: Option<String>,
+    /// Hops from each hit (0–5; more than 0 needs `expand`).
+    #[param(minimum = 0, maximum = 5)]
     depth: Option<u32>,
 }
 
@@ -204,12 +214,17 @@ fn form_pairs(q: &str) -> Result<Vec<(String, String)>, Problem> {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NewContext {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
+    /// Searches to fill the package from (this, `selectors`, or both).
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = r"\S")]
     pub queries: Vec<String>,
     /// `COLLECTION/NAME[#SECTION]` or ids.
     #[serde(default)]
     pub selectors: Vec<String>,
+    /// Tokens (at least 1).
+    #[schema(minimum = 1)]
     pub budget: u32,
     #[serde(default)]
     pub collections: Vec<String>,
@@ -219,18 +234,25 @@ pub struct NewContext {
     pub lifecycles: Vec<String>,
     /// `KEY=VALUE` pairs, all must match.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = r"^[^=]*[^=\s][^=]*=[\s\S]*$")]
     pub meta: Vec<String>,
+    #[schema(format = DateTime)]
     pub since: Option<String>,
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub expand: Vec<String>,
+    /// 0–5; more than 0 needs `expand`.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 5)]
     pub depth: u32,
     /// Opaque memory references: objects with `source` and `id`.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub memory_refs: Vec<serde_json::Value>,
     /// `cl100k_base` (default) or `o200k_base`.
+    #[schema(inline, value_type = Option<crate::wire::Encoding>)]
     pub encoding: Option<String>,
 }
 
@@ -296,7 +318,7 @@ pub struct VersionParam {
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}", tag = "context",
-    params(("name" = String, Path, description = "Package name"), VersionParam),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
     responses((status = 200, description = "The package and its manifest", content_type = "application/json")))]
 pub async fn get_context(
     State(s): State<AppState>,
@@ -312,7 +334,7 @@ pub async fn get_context(
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}/markdown", tag = "context",
-    params(("name" = String, Path, description = "Package name"), VersionParam),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
     responses((status = 200, description = "The package rendered for a prompt", content_type = "text/markdown")))]
 pub async fn render_context(
     State(s): State<AppState>,
@@ -340,7 +362,7 @@ pub async fn render_context(
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}/verify", tag = "context",
-    params(("name" = String, Path, description = "Package name"), VersionParam),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
     responses((status = 200, description = "`verified` and the problems found", content_type = "application/json")))]
 pub async fn verify_context(
     State(s): State<AppState>,

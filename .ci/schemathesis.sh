@@ -65,7 +65,7 @@ fuzz() {
     local who="$1"
     shift
     echo "== schemathesis (${who})"
-    schemathesis --no-color run "${base}/openapi.json" \
+    schemathesis --no-color --config-file .ci/schemathesis.toml run "${base}/openapi.json" \
         --checks all \
         --generation-database none \
         --seed "${seed}" \

@@ -7,6 +7,7 @@ server), KX_TOKEN (a key that may write) and KX_WORK (a scratch directory).
 """
 
 import importlib
+import io
 import json
 import os
 import subprocess
@@ -24,7 +25,18 @@ with urllib.request.urlopen(f"{base}/openapi.json") as r, open(spec, "wb") as f:
 
 config = os.path.join(work, "config.json")
 with open(config, "w") as f:
-    json.dump({"project_name_override": "kx-client", "package_name_override": "kx_client"}, f)
+    json.dump(
+        {
+            "project_name_override": "kx-client",
+            "package_name_override": "kx_client",
+            # binary answers the generator does not know by name are bytes
+            "content_type_overrides": {
+                "application/zstd": "application/octet-stream",
+                "text/markdown": "text/plain",
+            },
+        },
+        f,
+    )
 
 # --fail-on-warning: a document the generator only half understands is a
 # failure here, not a client with missing operations.
@@ -41,6 +53,7 @@ subprocess.run(
 sys.path.insert(0, work)
 
 from kx_client import AuthenticatedClient  # noqa: E402
+from kx_client.types import File  # noqa: E402
 
 put_artifact = importlib.import_module("kx_client.api.artifacts.put_artifact")
 search = importlib.import_module("kx_client.api.search.search")
@@ -48,7 +61,9 @@ search = importlib.import_module("kx_client.api.search.search")
 client = AuthenticatedClient(base_url=base, token=token, raise_on_unexpected_status=True)
 
 content = b"# Generated client\n\nThe generated client uploads this page.\n"
-put = put_artifact.sync_detailed(client=client, body=content, ref="client/generated.md")
+put = put_artifact.sync_detailed(
+    client=client, body=File(payload=io.BytesIO(content), mime_type="text/markdown"), ref="handbook/generated-client.md"
+)
 assert put.status_code in (200, 201), (put.status_code, put.content)
 uploaded = put.parsed
 assert uploaded is not None, put.content
@@ -64,5 +79,5 @@ for _ in range(50):
         break
     time.sleep(0.2)
 names = [h.name for h in found.parsed.hits]
-assert "generated.md" in names, names
+assert "generated-client.md" in names, names
 print("search found", names)

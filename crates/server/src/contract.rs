@@ -5,6 +5,7 @@
 //! one, and 55 annotations do not repeat them).
 
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
@@ -150,6 +151,9 @@ pub fn complete(api: &mut OpenApi) {
             ),
         );
     }
+    for schema in components.schemas.values_mut() {
+        unsigned_ranges(schema);
+    }
     for (path, item) in api.paths.paths.iter_mut() {
         let ops = [
             (false, item.get.as_mut()),
@@ -166,6 +170,13 @@ pub fn complete(api: &mut OpenApi) {
                     [],
                 )]);
             }
+            for p in op.parameters.iter_mut().flatten() {
+                if let RefOr::T(p) = p
+                    && let Some(schema) = p.schema.as_mut()
+                {
+                    unsigned_ranges(schema);
+                }
+            }
             for code in answers_for(path, write, op) {
                 let Some((_, name, _)) = ANSWERS.iter().find(|(s, _, _)| *s == code) else {
                     continue;
@@ -176,5 +187,44 @@ pub fn complete(api: &mut OpenApi) {
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
             }
         }
+    }
+}
+
+/// utoipa describes `u32` and `u64` as `int32` and `int64`, whose ranges
+/// stop at half of what the server accepts (and a cursor past `i64::MAX`
+/// is meaningful). An unsigned integer without its own bound gets its real
+/// one, and no signed format.
+fn unsigned_ranges(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    match schema {
+        Schema::Object(o) => {
+            let max = match &o.format {
+                Some(SchemaFormat::KnownFormat(KnownFormat::Int32)) => u32::MAX as usize,
+                Some(SchemaFormat::KnownFormat(KnownFormat::Int64)) => u64::MAX as usize,
+                _ => 0,
+            };
+            let unsigned = match o.minimum {
+                Some(utoipa::Number::Int(n)) => n >= 0,
+                Some(utoipa::Number::UInt(_)) => true,
+                Some(utoipa::Number::Float(n)) => n >= 0.0,
+                None => false,
+            };
+            if max > 0 && unsigned {
+                o.format = None;
+                o.maximum.get_or_insert(utoipa::Number::UInt(max));
+            }
+            for p in o.properties.values_mut() {
+                unsigned_ranges(p);
+            }
+        }
+        Schema::Array(a) => {
+            if let ArrayItems::RefOrSchema(items) = &mut a.items {
+                unsigned_ranges(items);
+            }
+        }
+        Schema::OneOf(o) => o.items.iter_mut().for_each(unsigned_ranges),
+        Schema::AllOf(o) => o.items.iter_mut().for_each(unsigned_ranges),
+        Schema::AnyOf(o) => o.items.iter_mut().for_each(unsigned_ranges),
+        _ => {}
     }
 }

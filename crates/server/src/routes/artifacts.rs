@@ -88,7 +88,7 @@ pub struct NewCollection {
 }
 
 #[utoipa::path(post, path = "/v1/collections", tag = "collections",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")),
     request_body = NewCollection,
     responses((status = 201, description = "Created", content_type = "application/json"),
         (status = 409, description = "Name taken", body = ProblemBody, content_type = "application/problem+json")))]
@@ -242,7 +242,7 @@ pub struct PutParams {
 }
 
 #[utoipa::path(put, path = "/v1/artifacts", tag = "artifacts", params(PutParams,
-        ("If-Match" = Option<String>, Header, description = "Update only if the current revision has this ETag"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Update only if the current revision has this ETag"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
     request_body(content = String, content_type = "application/octet-stream", description = "The content; its Content-Type is the media type unless detected"),
     responses((status = 201, description = "Created (ETag: revision)", content_type = "application/json"),
@@ -281,7 +281,7 @@ pub async fn put_artifact(
 
 #[utoipa::path(delete, path = "/v1/artifacts/{id}", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the current revision has this ETag")),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Delete only if the current revision has this ETag")),
     responses((status = 200, description = "The tombstone revision", content_type = "application/json"),
         (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete_artifact(
@@ -477,7 +477,7 @@ pub struct NewRelation {
 }
 
 #[utoipa::path(post, path = "/v1/relations", tag = "relations",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewRelation,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewRelation,
     responses((status = 201, description = "Created", content_type = "application/json")))]
 pub async fn create_relation(
     State(s): State<AppState>,
@@ -544,7 +544,7 @@ pub async fn list_relations(
 
 #[utoipa::path(delete, path = "/v1/relations/{id}", tag = "relations",
     params(("id" = String, Path, format = Uuid, description = "Relation id"),
-        ("If-Match" = Option<String>, Header, description = "Delete only at this revision")),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Delete only at this revision")),
     responses((status = 200, description = "The deleted relation", content_type = "application/json")))]
 pub async fn delete_relation(
     State(s): State<AppState>,

@@ -83,7 +83,7 @@ pub struct EnqueueBody {
 }
 
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe")),
     responses((status = 202, description = "Queued", content_type = "application/json"),
         (status = 200, description = "A waiting job with the same unique key", content_type = "application/json")))]
 pub async fn enqueue_job(

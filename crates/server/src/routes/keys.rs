@@ -29,7 +29,7 @@ pub struct NewKey {
 }
 
 #[utoipa::path(post, path = "/v1/keys", tag = "keys",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewKey,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewKey,
     responses((status = 201, description = "The key and its token (shown once)", content_type = "application/json"),
         (status = 403, description = "Needs the admin scope", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn create_key(
@@ -123,7 +123,7 @@ fn parse_grant(b: &GrantBody) -> Result<(Actor, kontextual_model::GrantPermissio
 }
 
 #[utoipa::path(post, path = "/v1/grants", tag = "keys",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = GrantBody,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = GrantBody,
     responses((status = 201, description = "The grant", content_type = "application/json")))]
 pub async fn create_grant(
     State(s): State<AppState>,
@@ -176,7 +176,7 @@ pub struct HoldBody {
 }
 
 #[utoipa::path(post, path = "/v1/holds", tag = "keys",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = HoldBody,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = HoldBody,
     responses((status = 201, description = "The hold", content_type = "application/json")))]
 pub async fn set_hold(
     State(s): State<AppState>,

@@ -257,7 +257,7 @@ pub struct NewContext {
 }
 
 #[utoipa::path(post, path = "/v1/context-packages", tag = "context",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewContext,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewContext,
     responses((status = 201, description = "A new version was stored", content_type = "application/json"),
         (status = 200, description = "Same manifest as the latest version: nothing stored", content_type = "application/json")))]
 pub async fn build_context(

@@ -12,6 +12,7 @@
 //!   does not exist or miss one that does.
 
 pub mod contract;
+mod dto;
 mod extract;
 mod idempotency;
 pub mod limits;

@@ -97,3 +97,25 @@ pub enum Encoding {
     #[schema(rename = "o200k_base")]
     O200kBase,
 }
+
+/// Whether an artifact exists, is tombstoned, or had its content erased.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ArtifactState {
+    Live,
+    Deleted,
+    Purged,
+}
+
+/// What a revision did.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Deleted,
+    Restored,
+    Purged,
+}

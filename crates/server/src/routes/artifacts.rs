@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Body, Json, Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
@@ -90,7 +91,7 @@ pub struct NewCollection {
 #[utoipa::path(post, path = "/v1/collections", tag = "collections",
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")),
     request_body = NewCollection,
-    responses((status = 201, description = "Created", content_type = "application/json"),
+    responses((status = 201, description = "Created", body = dto::Collection, content_type = "application/json"),
         (status = 409, description = "Name taken", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn create_collection(
     State(s): State<AppState>,
@@ -101,11 +102,15 @@ pub async fn create_collection(
         svc.collection_create(c, &b.name, &b.description)
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(c)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(wire::<dto::Collection, _>(c)),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", params(PageParams),
-    responses((status = 200, description = "A page of collections", content_type = "application/json")))]
+    responses((status = 200, description = "A page of collections", body = dto::Page<dto::Collection>, content_type = "application/json")))]
 pub async fn list_collections(
     State(s): State<AppState>,
     call: Call,
@@ -113,12 +118,12 @@ pub async fn list_collections(
 ) -> Result<Response, Problem> {
     let page = page(&p)?;
     let v = run(&s, call, false, move |svc, c| svc.collection_list(c, &page)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Collection>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
     params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Collection name")),
-    responses((status = 200, description = "The collection", content_type = "application/json"),
+    responses((status = 200, description = "The collection", body = dto::Collection, content_type = "application/json"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_collection(
     State(s): State<AppState>,
@@ -126,7 +131,7 @@ pub async fn get_collection(
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
     let v = run(&s, call, false, move |svc, c| svc.collection_show(c, &name)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Collection, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -148,7 +153,7 @@ pub struct ListParams {
 }
 
 #[utoipa::path(get, path = "/v1/artifacts", tag = "artifacts", params(ListParams),
-    responses((status = 200, description = "A page of artifacts", content_type = "application/json")))]
+    responses((status = 200, description = "A page of artifacts", body = dto::Page<dto::Artifact>, content_type = "application/json")))]
 pub async fn list_artifacts(
     State(s): State<AppState>,
     call: Call,
@@ -168,7 +173,7 @@ pub async fn list_artifacts(
         svc.artifact_list(c, &q, &page)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Artifact>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -184,7 +189,7 @@ pub struct RefParams {
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/by-ref", tag = "artifacts", params(RefParams),
-    responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
+    responses((status = 200, description = "The artifact (ETag: its revision)", body = dto::Artifact, content_type = "application/json"),
         (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_by_ref(
     State(s): State<AppState>,
@@ -198,12 +203,16 @@ pub async fn get_by_ref(
         ));
     }
     let a = run(&s, call, false, move |svc, c| svc.artifact_show(c, &r)).await?;
-    Ok(with_etag(StatusCode::OK, a.revision, &a))
+    Ok(with_etag(
+        StatusCode::OK,
+        a.revision,
+        wire::<dto::Artifact, _>(a),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id")),
-    responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
+    responses((status = 200, description = "The artifact (ETag: its revision)", body = dto::Artifact, content_type = "application/json"),
         (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_artifact(
     State(s): State<AppState>,
@@ -215,7 +224,11 @@ pub async fn get_artifact(
         svc.artifact_show(c, &ArtifactRef::Id(id))
     })
     .await?;
-    Ok(with_etag(StatusCode::OK, a.revision, &a))
+    Ok(with_etag(
+        StatusCode::OK,
+        a.revision,
+        wire::<dto::Artifact, _>(a),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -245,8 +258,8 @@ pub struct PutParams {
         ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Update only if the current revision has this ETag"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
     request_body(content = String, content_type = "application/octet-stream", description = "The content; its Content-Type is the media type unless detected"),
-    responses((status = 201, description = "Created (ETag: revision)", content_type = "application/json"),
-        (status = 200, description = "Updated or unchanged (ETag: revision)", content_type = "application/json"),
+    responses((status = 201, description = "Created (ETag: revision)", body = dto::PutOutcome, content_type = "application/json"),
+        (status = 200, description = "Updated or unchanged (ETag: revision)", body = dto::PutOutcome, content_type = "application/json"),
         (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn put_artifact(
@@ -276,13 +289,17 @@ pub async fn put_artifact(
         Some(kontextual_model::ChangeKind::Created) => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    Ok(with_etag(status, out.artifact.revision, &out))
+    Ok(with_etag(
+        status,
+        out.artifact.revision,
+        wire::<dto::PutOutcome, _>(out),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/artifacts/{id}", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Delete only if the current revision has this ETag")),
-    responses((status = 200, description = "The tombstone revision", content_type = "application/json"),
+    responses((status = 200, description = "The tombstone revision", body = dto::Artifact, content_type = "application/json"),
         (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete_artifact(
     State(s): State<AppState>,
@@ -296,7 +313,11 @@ pub async fn delete_artifact(
         svc.artifact_delete(c, &ArtifactRef::Id(id), expect)
     })
     .await?;
-    Ok(with_etag(StatusCode::OK, a.revision, &a))
+    Ok(with_etag(
+        StatusCode::OK,
+        a.revision,
+        wire::<dto::Artifact, _>(a),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/content", tag = "artifacts",
@@ -331,7 +352,7 @@ pub struct RevisionParam {
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/revisions", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"), PageParams),
-    responses((status = 200, description = "Change records, oldest first", content_type = "application/json")))]
+    responses((status = 200, description = "Change records, oldest first", body = dto::Page<dto::Revision>, content_type = "application/json")))]
 pub async fn list_revisions(
     State(s): State<AppState>,
     call: Call,
@@ -344,12 +365,12 @@ pub async fn list_revisions(
         svc.artifact_history(c, &ArtifactRef::Id(id), &page)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Revision>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/revisions/{revision}", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"), ("revision" = u64, Path, description = "Revision number")),
-    responses((status = 200, description = "One revision", content_type = "application/json")))]
+    responses((status = 200, description = "One revision", body = dto::Revision, content_type = "application/json")))]
 pub async fn get_revision(
     State(s): State<AppState>,
     call: Call,
@@ -360,7 +381,7 @@ pub async fn get_revision(
         svc.artifact_revision(c, &ArtifactRef::Id(id), revision)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Revision, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -478,7 +499,7 @@ pub struct NewRelation {
 
 #[utoipa::path(post, path = "/v1/relations", tag = "relations",
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewRelation,
-    responses((status = 201, description = "Created", content_type = "application/json")))]
+    responses((status = 201, description = "Created", body = dto::Relation, content_type = "application/json")))]
 pub async fn create_relation(
     State(s): State<AppState>,
     call: Call,
@@ -494,7 +515,7 @@ pub async fn create_relation(
         svc.relate(c, &source, &b.rel_type, &target, props)
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+    Ok((StatusCode::CREATED, axum::Json(wire::<dto::Relation, _>(v))).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -518,7 +539,7 @@ pub struct RelationParams {
 }
 
 #[utoipa::path(get, path = "/v1/relations", tag = "relations", params(RelationParams),
-    responses((status = 200, description = "A page of relations", content_type = "application/json")))]
+    responses((status = 200, description = "A page of relations", body = dto::Page<dto::Relation>, content_type = "application/json")))]
 pub async fn list_relations(
     State(s): State<AppState>,
     call: Call,
@@ -539,13 +560,13 @@ pub async fn list_relations(
         )
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Relation>, _>(v)).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/relations/{id}", tag = "relations",
     params(("id" = String, Path, format = Uuid, description = "Relation id"),
         ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Delete only at this revision")),
-    responses((status = 200, description = "The deleted relation", content_type = "application/json")))]
+    responses((status = 200, description = "The deleted relation", body = dto::Relation, content_type = "application/json")))]
 pub async fn delete_relation(
     State(s): State<AppState>,
     call: Call,
@@ -560,5 +581,9 @@ pub async fn delete_relation(
         svc.relation_delete(c, id, expect)
     })
     .await?;
-    Ok(with_etag(StatusCode::OK, v.revision, &v))
+    Ok(with_etag(
+        StatusCode::OK,
+        v.revision,
+        wire::<dto::Relation, _>(v),
+    ))
 }

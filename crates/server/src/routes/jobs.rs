@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Json, Path, Query, run};
 use crate::problem::Problem;
 use crate::request::Call;
@@ -27,7 +28,7 @@ fn enqueued(e: kontextual_services::Enqueued) -> Response {
     } else {
         StatusCode::OK
     };
-    (status, axum::Json(e)).into_response()
+    (status, axum::Json(wire::<dto::Enqueued, _>(e))).into_response()
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -45,7 +46,7 @@ pub struct JobParams {
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobParams),
-    responses((status = 200, description = "Jobs, newest first", content_type = "application/json")))]
+    responses((status = 200, description = "Jobs, newest first", body = dto::Page<dto::Job>, content_type = "application/json")))]
 pub async fn list_jobs(
     State(s): State<AppState>,
     call: Call,
@@ -61,7 +62,7 @@ pub async fn list_jobs(
         svc.job_list(c, state, kind.as_deref(), &pg)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Job>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -84,8 +85,8 @@ pub struct EnqueueBody {
 
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueBody,
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe")),
-    responses((status = 202, description = "Queued", content_type = "application/json"),
-        (status = 200, description = "A waiting job with the same unique key", content_type = "application/json")))]
+    responses((status = 202, description = "Queued", body = dto::Enqueued, content_type = "application/json"),
+        (status = 200, description = "A waiting job with the same unique key", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn enqueue_job(
     State(s): State<AppState>,
     call: Call,
@@ -156,7 +157,7 @@ pub async fn act_on_job(
 
 #[utoipa::path(post, path = "/v1/runs/{id}/rerun", tag = "jobs",
     params(("id" = String, Path, format = Uuid, description = "Run id")),
-    responses((status = 202, description = "A job that runs the run's input bundle again", content_type = "application/json")))]
+    responses((status = 202, description = "A job that runs the run's input bundle again", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn rerun(
     State(s): State<AppState>,
     call: Call,
@@ -178,7 +179,7 @@ pub struct ReindexBody {
 }
 
 #[utoipa::path(post, path = "/v1/reindex", tag = "jobs", request_body = ReindexBody,
-    responses((status = 202, description = "A re-index job (one per scope while queued)", content_type = "application/json")))]
+    responses((status = 202, description = "A re-index job (one per scope while queued)", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn reindex(
     State(s): State<AppState>,
     call: Call,
@@ -192,7 +193,7 @@ pub async fn reindex(
 }
 
 #[utoipa::path(post, path = "/v1/repair", tag = "jobs",
-    responses((status = 202, description = "A repair job", content_type = "application/json")))]
+    responses((status = 202, description = "A repair job", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn repair(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let e = run(&s, call, false, move |svc, c| {
         svc.job_enqueue(
@@ -221,7 +222,7 @@ pub struct QuarantineBody {
 }
 
 #[utoipa::path(post, path = "/v1/quarantines", tag = "jobs", request_body = QuarantineBody,
-    responses((status = 201, description = "The quarantine", content_type = "application/json")))]
+    responses((status = 201, description = "The quarantine", body = dto::Hold, content_type = "application/json")))]
 pub async fn quarantine(
     State(s): State<AppState>,
     call: Call,
@@ -232,19 +233,19 @@ pub async fn quarantine(
         svc.artifact_quarantine(c, &r, &b.reason)
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(q)).into_response())
+    Ok((StatusCode::CREATED, axum::Json(wire::<dto::Hold, _>(q))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/quarantines", tag = "jobs",
-    responses((status = 200, description = "Quarantined artifacts", content_type = "application/json")))]
+    responses((status = 200, description = "Quarantined artifacts", body = dto::List<dto::Hold>, content_type = "application/json")))]
 pub async fn list_quarantines(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let v = run(&s, call, false, |svc, c| svc.quarantine_list(c)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::Hold>, _>(v)).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/quarantines/{artifact}", tag = "jobs",
     params(("artifact" = String, Path, pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$", description = "Artifact id or COLLECTION/NAME (URL-encoded)")),
-    responses((status = 200, description = "The released quarantine", content_type = "application/json")))]
+    responses((status = 200, description = "The released quarantine", body = dto::Hold, content_type = "application/json")))]
 pub async fn release_quarantine(
     State(s): State<AppState>,
     call: Call,
@@ -252,5 +253,5 @@ pub async fn release_quarantine(
 ) -> Result<Response, Problem> {
     let r: kontextual_model::ArtifactRef = artifact.parse()?;
     let q = run(&s, call, false, move |svc, c| svc.artifact_release(c, &r)).await?;
-    Ok(axum::Json(q).into_response())
+    Ok(axum::Json(wire::<dto::Hold, _>(q)).into_response())
 }

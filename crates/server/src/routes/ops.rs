@@ -9,25 +9,26 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 use crate::routes::artifacts::page;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is alive", content_type = "application/json")))]
+    responses((status = 200, description = "The process is alive", body = dto::Status, content_type = "application/json")))]
 pub async fn healthz() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+    axum::Json(dto::Status { status: "ok" }).into_response()
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Store and index reachable", content_type = "application/json"),
+    responses((status = 200, description = "Store and index reachable", body = dto::Status, content_type = "application/json"),
         (status = 503, description = "Not ready", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
     // Probes carry no key: readiness reveals nothing but up or down.
     let svc = s.services.clone();
     match tokio::task::spawn_blocking(move || svc.ready()).await {
-        Ok(Ok(())) => Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response()),
+        Ok(Ok(())) => Ok(axum::Json(dto::Status { status: "ready" }).into_response()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready");
             Err(Problem::new(

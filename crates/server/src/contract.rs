@@ -4,6 +4,7 @@
 //! answers each operation can give besides its own (a route cannot forget
 //! one, and 55 annotations do not repeat them).
 
+use utoipa::PartialSchema;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -175,6 +176,20 @@ pub fn complete(api: &mut OpenApi) {
                     && let Some(schema) = p.schema.as_mut()
                 {
                     unsigned_ranges(schema);
+                }
+            }
+            // a text answer documented without a schema (the metrics
+            // scrape) is a string
+            for (status, answer) in op.responses.responses.iter_mut() {
+                if let (true, RefOr::T(answer)) = (status.starts_with('2'), answer) {
+                    for (media, content) in answer.content.iter_mut() {
+                        if let RefOr::T(content) = content
+                            && content.schema.is_none()
+                            && media.starts_with("text/")
+                        {
+                            content.schema = Some(String::schema());
+                        }
+                    }
                 }
             }
             for code in answers_for(path, write, op) {

@@ -119,3 +119,13 @@ pub enum ChangeKind {
     Restored,
     Purged,
 }
+
+/// How an audited action ended.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}

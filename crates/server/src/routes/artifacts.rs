@@ -323,7 +323,7 @@ pub async fn delete_artifact(
 #[utoipa::path(get, path = "/v1/artifacts/{id}/content", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("revision" = Option<u64>, Query, description = "A past revision")),
-    responses((status = 200, description = "The raw bytes, with the artifact's media type", content_type = "application/octet-stream")))]
+    responses((status = 200, description = "The raw bytes, with the artifact's media type", body = String, content_type = "application/octet-stream")))]
 pub async fn get_content(
     State(s): State<AppState>,
     call: Call,
@@ -394,7 +394,7 @@ pub struct DiffParams {
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/diff", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"), DiffParams),
-    responses((status = 200, description = "Attribute and content differences", content_type = "application/json")))]
+    responses((status = 200, description = "Attribute and content differences", body = dto::Diff, content_type = "application/json")))]
 pub async fn diff(
     State(s): State<AppState>,
     call: Call,
@@ -406,12 +406,12 @@ pub async fn diff(
         svc.artifact_diff(c, &ArtifactRef::Id(id), p.from, p.to)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Diff, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/sections", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"), RevisionParam),
-    responses((status = 200, description = "Selectors, headings and byte ranges", content_type = "application/json")))]
+    responses((status = 200, description = "Selectors, headings and byte ranges", body = dto::List<dto::SectionEntry>, content_type = "application/json")))]
 pub async fn list_sections(
     State(s): State<AppState>,
     call: Call,
@@ -423,14 +423,14 @@ pub async fn list_sections(
         svc.artifact_sections(c, &ArtifactRef::Id(id), q.revision)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::SectionEntry>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/sections/{selector}", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("selector" = String, Path, description = "Heading path, `/` encoded as %2F (or a unique last part)"),
         RevisionParam),
-    responses((status = 200, description = "The section: text, byte range, digest", content_type = "application/json"),
+    responses((status = 200, description = "The section: text, byte range, digest", body = dto::SectionView, content_type = "application/json"),
         (status = 404, description = "No such section", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_section(
     State(s): State<AppState>,
@@ -443,7 +443,7 @@ pub async fn get_section(
         svc.artifact_section(c, &ArtifactRef::Id(id), &selector, q.revision)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::SectionView, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -460,7 +460,7 @@ pub struct RelatedParams {
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/related", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"), RelatedParams),
-    responses((status = 200, description = "Artifacts reachable over the given relation types", content_type = "application/json")))]
+    responses((status = 200, description = "Artifacts reachable over the given relation types", body = dto::List<dto::Related>, content_type = "application/json")))]
 pub async fn related(
     State(s): State<AppState>,
     call: Call,
@@ -473,7 +473,7 @@ pub async fn related(
         svc.artifact_related(c, &ArtifactRef::Id(id), &types, p.depth.unwrap_or(1))
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::Related>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::extract::{Json, run};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 
 /// A blocking writer that hands full buffers to the response body; the
@@ -47,8 +47,8 @@ impl Write for ChannelWriter {
 #[utoipa::path(post, path = "/v1/export", tag = "export",
     request_body(content = Object, description = "The scope: all, artifact_ids, collections, query, run, source_systems, lifecycles, classifications, since, until, current_only, include_deleted (combinable)"),
     responses(
-        (status = 200, description = "A BagIt package as .tar.zst, streamed", content_type = "application/zstd"),
-        (status = 403, description = "The key lacks the export scope", content_type = "application/problem+json")))]
+        (status = 200, description = "A BagIt package as .tar.zst, streamed", body = String, content_type = "application/zstd"),
+        (status = 403, description = "The key lacks the export scope", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn export(
     State(s): State<AppState>,
     call: Call,

@@ -119,7 +119,7 @@ pub async fn enqueue_job(
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, format = Uuid, description = "Job id")),
-    responses((status = 200, description = "The job, its attempts and runs", content_type = "application/json")))]
+    responses((status = 200, description = "The job, its attempts and runs", body = dto::JobView, content_type = "application/json")))]
 pub async fn get_job(
     State(s): State<AppState>,
     call: Call,
@@ -127,13 +127,13 @@ pub async fn get_job(
 ) -> Result<Response, Problem> {
     let id = job_id(&id)?;
     let v = run(&s, call, false, move |svc, c| svc.job_show(c, id)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::JobView, _>(v)).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/{action}", tag = "jobs",
     params(("id" = String, Path, format = Uuid, description = "Job id"),
         ("action" = inline(crate::wire::JobAction), Path, description = "What to do")),
-    responses((status = 200, description = "The job after the action; `changed` is false when it already was there", content_type = "application/json")))]
+    responses((status = 200, description = "The job after the action; `changed` is false when it already was there", body = dto::JobTransition, content_type = "application/json")))]
 pub async fn act_on_job(
     State(s): State<AppState>,
     call: Call,
@@ -152,7 +152,7 @@ pub async fn act_on_job(
         }
     };
     let v = run(&s, call, false, move |svc, c| svc.job_act(c, id, action)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::JobTransition, _>(v)).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/runs/{id}/rerun", tag = "jobs",

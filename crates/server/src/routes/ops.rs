@@ -58,7 +58,7 @@ pub struct RunParams {
 }
 
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunParams),
-    responses((status = 200, description = "Runs, newest first", content_type = "application/json")))]
+    responses((status = 200, description = "Runs, newest first", body = dto::Page<dto::Run>, content_type = "application/json")))]
 pub async fn list_runs(
     State(s): State<AppState>,
     call: Call,
@@ -73,12 +73,12 @@ pub async fn list_runs(
         svc.run_list(c, status, &page)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Run>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
     params(("id" = String, Path, format = Uuid, description = "Run id")),
-    responses((status = 200, description = "The run and its steps", content_type = "application/json")))]
+    responses((status = 200, description = "The run and its steps", body = dto::RunWithSteps, content_type = "application/json")))]
 pub async fn get_run(
     State(s): State<AppState>,
     call: Call,
@@ -87,8 +87,11 @@ pub async fn get_run(
     let id: RunId = id
         .parse()
         .map_err(|_| Problem::bad_request(format!("{id:?} is not a run id")))?;
-    let (run_, steps) = run(&s, call, false, move |svc, c| svc.run_show(c, id)).await?;
-    Ok(axum::Json(serde_json::json!({ "run": run_, "steps": steps })).into_response())
+    let shown = run(&s, call, false, move |svc, c| svc.run_show(c, id)).await?;
+    // through a JSON value, as before the wire type: the keys stay in the
+    // order clients have seen
+    let body = serde_json::to_value(dto::RunWithSteps::from(shown)).unwrap_or_default();
+    Ok(axum::Json(body).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -117,7 +120,7 @@ pub struct AuditParams {
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, description = "Audit records in sequence order", content_type = "application/json")))]
+    responses((status = 200, description = "Audit records in sequence order", body = dto::List<dto::AuditRecord>, content_type = "application/json")))]
 pub async fn list_audit(
     State(s): State<AppState>,
     call: Call,
@@ -152,7 +155,7 @@ pub async fn list_audit(
         svc.audit_list(c, &filter, after, limit)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::AuditRecord>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -165,8 +168,8 @@ pub struct VerifyParams {
 }
 
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", params(VerifyParams),
-    responses((status = 200, description = "The chain verified; the body has its head", content_type = "application/json"),
-        (status = 409, description = "The chain does not verify; the body says where", content_type = "application/json")))]
+    responses((status = 200, description = "The chain verified; the body has its head", body = dto::AuditVerification, content_type = "application/json"),
+        (status = 409, description = "The chain does not verify; the body says where", body = dto::AuditVerification, content_type = "application/json")))]
 pub async fn verify_audit(
     State(s): State<AppState>,
     call: Call,
@@ -174,11 +177,11 @@ pub async fn verify_audit(
 ) -> Result<Response, Problem> {
     let head: Option<ChainHead> = p.expect_head.as_deref().map(str::parse).transpose()?;
     let v = run(&s, call, false, move |svc, c| svc.audit_verify(c, head)).await?;
-    let valid = v.report.is_valid();
-    let mut body = serde_json::to_value(&v).unwrap_or_default();
-    if let Some(o) = body.as_object_mut() {
-        o.insert("valid".into(), valid.into());
-    }
+    let verified = dto::AuditVerification::from(v);
+    let valid = verified.valid;
+    // through a JSON value, as before the wire type: the keys stay in the
+    // order clients have seen
+    let body = serde_json::to_value(&verified).unwrap_or_default();
     let status = if valid {
         StatusCode::OK
     } else {
@@ -188,10 +191,10 @@ pub async fn verify_audit(
 }
 
 #[utoipa::path(get, path = "/v1/index", tag = "operations",
-    responses((status = 200, description = "Index health: documents vs store, lag, last commit, size", content_type = "application/json")))]
+    responses((status = 200, description = "Index health: documents vs store, lag, last commit, size", body = dto::IndexStatus, content_type = "application/json")))]
 pub async fn index_status(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let v = run(&s, call, false, |svc, c| svc.index_status(c)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::IndexStatus, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -211,7 +214,7 @@ pub struct AccessParams {
 }
 
 #[utoipa::path(get, path = "/v1/access", tag = "audit", params(AccessParams),
-    responses((status = 200, description = "Who read what, oldest first", content_type = "application/json")))]
+    responses((status = 200, description = "Who read what, oldest first", body = dto::List<dto::AccessEntry>, content_type = "application/json")))]
 pub async fn access_log(
     State(s): State<AppState>,
     call: Call,
@@ -233,5 +236,5 @@ pub async fn access_log(
         svc.access_list(c, by.as_ref(), since, after, limit)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::AccessEntry>, _>(v)).into_response())
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Json, Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
@@ -97,7 +98,7 @@ pub struct SearchParams {
 }
 
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
-    responses((status = 200, description = "Ranked hits with snippets, total, next offset and index freshness", content_type = "application/json"),
+    responses((status = 200, description = "Ranked hits with snippets, total, next offset and index freshness", body = dto::SearchResponse, content_type = "application/json"),
         (status = 400, description = "Invalid query or filter", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn search(
     State(s): State<AppState>,
@@ -162,7 +163,7 @@ pub async fn search(
         depth,
     };
     let v = run(&s, call, false, move |svc, c| svc.search(c, &req)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::SearchResponse, _>(v)).into_response())
 }
 
 /// The raw query string (parameters that repeat, like `meta`).
@@ -258,8 +259,8 @@ pub struct NewContext {
 
 #[utoipa::path(post, path = "/v1/context-packages", tag = "context",
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewContext,
-    responses((status = 201, description = "A new version was stored", content_type = "application/json"),
-        (status = 200, description = "Same manifest as the latest version: nothing stored", content_type = "application/json")))]
+    responses((status = 201, description = "A new version was stored", body = dto::ContextView, content_type = "application/json"),
+        (status = 200, description = "Same manifest as the latest version: nothing stored", body = dto::ContextView, content_type = "application/json")))]
 pub async fn build_context(
     State(s): State<AppState>,
     call: Call,
@@ -294,11 +295,11 @@ pub async fn build_context(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(v)).into_response())
+    Ok((status, axum::Json(wire::<dto::ContextView, _>(v))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/context-packages", tag = "context", params(PageParams),
-    responses((status = 200, description = "Packages with their latest version", content_type = "application/json")))]
+    responses((status = 200, description = "Packages with their latest version", body = dto::Page<dto::ContextView>, content_type = "application/json")))]
 pub async fn list_contexts(
     State(s): State<AppState>,
     call: Call,
@@ -306,7 +307,7 @@ pub async fn list_contexts(
 ) -> Result<Response, Problem> {
     let page = page(&p)?;
     let v = run(&s, call, false, move |svc, c| svc.context_list(c, &page)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::ContextView>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -319,7 +320,7 @@ pub struct VersionParam {
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}", tag = "context",
     params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
-    responses((status = 200, description = "The package and its manifest", content_type = "application/json")))]
+    responses((status = 200, description = "The package and its manifest", body = dto::ContextView, content_type = "application/json")))]
 pub async fn get_context(
     State(s): State<AppState>,
     call: Call,
@@ -330,12 +331,12 @@ pub async fn get_context(
         svc.context_show(c, &name, v.version)
     })
     .await?;
-    Ok(axum::Json(r).into_response())
+    Ok(axum::Json(wire::<dto::ContextView, _>(r)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}/markdown", tag = "context",
     params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
-    responses((status = 200, description = "The package rendered for a prompt", content_type = "text/markdown")))]
+    responses((status = 200, description = "The package rendered for a prompt", body = String, content_type = "text/markdown")))]
 pub async fn render_context(
     State(s): State<AppState>,
     call: Call,
@@ -363,7 +364,7 @@ pub async fn render_context(
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}/verify", tag = "context",
     params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
-    responses((status = 200, description = "`verified` and the problems found", content_type = "application/json")))]
+    responses((status = 200, description = "`verified` and the problems found", body = dto::ContextVerification, content_type = "application/json")))]
 pub async fn verify_context(
     State(s): State<AppState>,
     call: Call,
@@ -374,5 +375,5 @@ pub async fn verify_context(
         svc.context_verify(c, &name, v.version)
     })
     .await?;
-    Ok(axum::Json(r).into_response())
+    Ok(axum::Json(wire::<dto::ContextVerification, _>(r)).into_response())
 }

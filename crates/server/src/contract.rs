@@ -6,7 +6,7 @@
 
 use utoipa::PartialSchema;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat};
+use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
@@ -176,6 +176,7 @@ pub fn complete(api: &mut OpenApi) {
                     && let Some(schema) = p.schema.as_mut()
                 {
                     unsigned_ranges(schema);
+                    not_null(schema);
                 }
             }
             // a text answer documented without a schema (the metrics
@@ -241,5 +242,23 @@ fn unsigned_ranges(schema: &mut RefOr<Schema>) {
         Schema::AllOf(o) => o.items.iter_mut().for_each(unsigned_ranges),
         Schema::AnyOf(o) => o.items.iter_mut().for_each(unsigned_ranges),
         _ => {}
+    }
+}
+
+/// utoipa makes an optional parameter nullable too, but a parameter is
+/// present or absent: there is no `null` to send (a generator sending the
+/// text "null" for an `If-Match` is refused, rightly).
+fn not_null(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    let types = match schema {
+        Schema::Object(o) => &mut o.schema_type,
+        Schema::Array(a) => &mut a.schema_type,
+        _ => return,
+    };
+    if let SchemaType::Array(list) = types {
+        list.retain(|t| *t != Type::Null);
+        if let [only] = list.as_slice() {
+            *types = SchemaType::Type(only.clone());
+        }
     }
 }

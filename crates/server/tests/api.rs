@@ -767,6 +767,37 @@ async fn x4_artifact_forms_and_correlated_refusals() {
     }
 }
 
+/// X4 (found by schemathesis): a search or context bound far outside the
+/// index's time range (years 1678–2262) means "since/until forever"; it
+/// answered 500 (an overflow in the index) before.
+#[tokio::test]
+async fn x4_far_times_are_forever_not_a_crash() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .get("/v1/search?q=guide&since=0115-03-01T22:12:54Z&until=9000-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(r.json()["total"].as_u64().unwrap() >= 1);
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/context-packages",
+            json!({"name": "far", "queries": ["guide"], "budget": 500, "since": "0001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
 impl Api {
     async fn with_key(&self, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
         let mut b = Request::builder()

@@ -323,7 +323,7 @@ pub async fn delete_artifact(
 #[utoipa::path(get, path = "/v1/artifacts/{id}/content", tag = "artifacts",
     params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("revision" = Option<u64>, Query, description = "A past revision")),
-    responses((status = 200, description = "The raw bytes, with the artifact's media type", body = String, content_type = "application/octet-stream")))]
+    responses((status = 200, description = "The raw bytes, with the artifact's media type", body = String, content_type = "*/*")))]
 pub async fn get_content(
     State(s): State<AppState>,
     call: Call,

@@ -157,7 +157,8 @@ pub async fn act_on_job(
 
 #[utoipa::path(post, path = "/v1/runs/{id}/rerun", tag = "jobs",
     params(("id" = String, Path, format = Uuid, description = "Run id")),
-    responses((status = 202, description = "A job that runs the run's input bundle again", body = dto::Enqueued, content_type = "application/json")))]
+    responses((status = 202, description = "A job that runs the run's input bundle again", body = dto::Enqueued, content_type = "application/json"),
+        (status = 200, description = "The same job, still waiting", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn rerun(
     State(s): State<AppState>,
     call: Call,
@@ -179,7 +180,8 @@ pub struct ReindexBody {
 }
 
 #[utoipa::path(post, path = "/v1/reindex", tag = "jobs", request_body = ReindexBody,
-    responses((status = 202, description = "A re-index job (one per scope while queued)", body = dto::Enqueued, content_type = "application/json")))]
+    responses((status = 202, description = "A re-index job (one per scope while queued)", body = dto::Enqueued, content_type = "application/json"),
+        (status = 200, description = "The re-index job of this scope already waiting", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn reindex(
     State(s): State<AppState>,
     call: Call,
@@ -193,7 +195,8 @@ pub async fn reindex(
 }
 
 #[utoipa::path(post, path = "/v1/repair", tag = "jobs",
-    responses((status = 202, description = "A repair job", body = dto::Enqueued, content_type = "application/json")))]
+    responses((status = 202, description = "A repair job", body = dto::Enqueued, content_type = "application/json"),
+        (status = 200, description = "The repair job already waiting", body = dto::Enqueued, content_type = "application/json")))]
 pub async fn repair(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let e = run(&s, call, false, move |svc, c| {
         svc.job_enqueue(

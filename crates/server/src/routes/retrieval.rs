@@ -14,6 +14,16 @@ use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 use crate::routes::artifacts::{PageParams, page};
 
+/// The search index keeps times as nanoseconds in an `i64` (years 1678 to
+/// 2262); a bound outside that range means "since forever" or "until
+/// forever" and is clamped to it, rather than overflowing in the index.
+fn within_index_range(t: jiff::Timestamp) -> jiff::Timestamp {
+    let micros = t
+        .as_microsecond()
+        .clamp(i64::MIN / 1000 + 1, i64::MAX / 1000);
+    jiff::Timestamp::from_microsecond(micros).unwrap_or(t)
+}
+
 fn time(s: &Option<String>, what: &str) -> Result<Option<jiff::Timestamp>, Problem> {
     s.as_deref()
         .map(|v| {
@@ -27,6 +37,7 @@ fn time(s: &Option<String>, what: &str) -> Result<Option<jiff::Timestamp>, Probl
                                 .map_err(|e| e.to_string())
                         })
                 })
+                .map(within_index_range)
                 .map_err(|_| {
                     Problem::bad_request(format!(
                         "{what} {v:?}: use RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21)"
@@ -64,8 +75,8 @@ fn split(list: &Option<String>) -> Vec<String> {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct SearchParams {
-    /// Words, "phrases", +required, -excluded, field:term.
-    #[param(min_length = 1)]
+    /// Words, "phrases", +required, -excluded, field:term; empty or `*`
+    /// matches everything (the filters alone).
     q: String,
     /// Collections, comma-separated (any of them).
     collection: Option<String>,

@@ -33,6 +33,7 @@ with open(config, "w") as f:
             "content_type_overrides": {
                 "application/zstd": "application/octet-stream",
                 "text/markdown": "text/plain",
+                "*/*": "application/octet-stream",
             },
         },
         f,
@@ -75,9 +76,9 @@ import time  # noqa: E402
 for _ in range(50):
     found = search.sync_detailed(client=client, q="generated client")
     assert found.status_code == 200, (found.status_code, found.content)
-    if found.parsed.total > 0:
+    names = [h.name for h in found.parsed.hits]
+    if "generated-client.md" in names:
         break
     time.sleep(0.2)
-names = [h.name for h in found.parsed.hits]
 assert "generated-client.md" in names, names
 print("search found", names)

@@ -6,7 +6,10 @@
 
 use utoipa::PartialSchema;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ArrayItems, Components, KnownFormat, ObjectBuilder,
+    Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
@@ -152,6 +155,7 @@ pub fn complete(api: &mut OpenApi) {
             ),
         );
     }
+    cross_field_rules(components);
     for schema in components.schemas.values_mut() {
         unsigned_ranges(schema);
     }
@@ -261,4 +265,98 @@ fn not_null(schema: &mut RefOr<Schema>) {
             *types = SchemaType::Type(only.clone());
         }
     }
+}
+
+/// An object in which `field` is present and a non-empty array.
+fn has_items(field: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property(field, ArrayBuilder::new().min_items(Some(1)))
+        .required(field)
+}
+
+/// An object in which `field` is present and not null.
+fn has(field: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property(
+            field,
+            ObjectBuilder::new().schema_type(SchemaType::Array(vec![
+                Type::String,
+                Type::Boolean,
+                Type::Integer,
+                Type::Number,
+                Type::Array,
+                Type::Object,
+            ])),
+        )
+        .required(field)
+}
+
+/// An object in which `field` is absent or null.
+fn lacks(field: &str) -> ObjectBuilder {
+    ObjectBuilder::new().property(field, ObjectBuilder::new().schema_type(Type::Null))
+}
+
+/// Adds `rule` to the component schema `name` (all of them must hold).
+fn constrain(components: &mut Components, name: &str, rule: impl Into<RefOr<Schema>>) {
+    if let Some(schema) = components.schemas.remove(name) {
+        let both = AllOfBuilder::new().item(schema).item(rule);
+        components
+            .schemas
+            .insert(name.to_owned(), RefOr::T(Schema::AllOf(both.build())));
+    }
+}
+
+/// What the handlers require across fields, in JSON Schema, so a client (and
+/// a generator) knows before sending.
+fn cross_field_rules(components: &mut Components) {
+    // a package is built from queries, selectors or both
+    constrain(
+        components,
+        "NewContext",
+        AnyOfBuilder::new()
+            .item(has_items("queries"))
+            .item(has_items("selectors")),
+    );
+    // relations are followed only when there are types to follow
+    constrain(
+        components,
+        "NewContext",
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new().property(
+                    "depth",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .enum_values(Some([0])),
+                ),
+            )
+            .item(has_items("expand")),
+    );
+    // a grant is on the namespace, a collection or an artifact: not both
+    constrain(
+        components,
+        "GrantBody",
+        AnyOfBuilder::new()
+            .item(lacks("collection"))
+            .item(lacks("artifact")),
+    );
+    // an export says what to export: everything, or at least one filter
+    let mut selects = AnyOfBuilder::new().item(
+        ObjectBuilder::new()
+            .property("all", ObjectBuilder::new().enum_values(Some([true])))
+            .required("all"),
+    );
+    for list in [
+        "artifact_ids",
+        "collections",
+        "source_systems",
+        "lifecycles",
+        "classifications",
+    ] {
+        selects = selects.item(has_items(list));
+    }
+    for one in ["query", "run", "since", "until"] {
+        selects = selects.item(has(one));
+    }
+    constrain(components, "ExportScopeBody", selects);
 }

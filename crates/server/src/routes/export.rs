@@ -44,8 +44,8 @@ impl Write for ChannelWriter {
     }
 }
 
-/// What to export (the OpenAPI description of [`ExportScope`], which the
-/// handler reads): `all`, or filters that combine (all must match).
+/// What to export: `all`, or filters that combine (all must match).
+// (The OpenAPI description of `ExportScope`, which the handler reads.)
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 #[allow(dead_code)]

@@ -798,6 +798,59 @@ async fn x4_far_times_are_forever_not_a_crash() {
     );
 }
 
+/// X4: a request not answered within the request timeout is a 408
+/// problem+json with the request's correlation id (it was an empty 408).
+#[tokio::test]
+async fn x4_timeouts_are_problems_with_a_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Services::open(
+        &StoreConfig {
+            data_dir: dir.path().join("data"),
+            busy_timeout: std::time::Duration::from_secs(5),
+        },
+        StoreOpenMode::Create,
+    )
+    .unwrap();
+    let state = AppState::new(
+        Arc::new(svc),
+        Actor::local_admin(),
+        Namespace::default(),
+        kontextual_server::limits::LimitConfig::default(),
+    );
+    let cfg = ServeConfig {
+        request_timeout: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (app, _) = router(state, &cfg);
+    // a body that never arrives: the upload waits until the timeout
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let res = app
+        .oneshot(
+            Request::put("/v1/artifacts?ref=handbook/slow.md")
+                .header(
+                    kontextual_server::CORRELATION_HEADER,
+                    "4bf92f3577b34da6a3ce929d0e0e4736",
+                )
+                .body(Body::from_stream(never))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(
+        res.headers()[kontextual_server::CORRELATION_HEADER],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(p["code"], "request_timeout");
+    assert_eq!(p["correlation_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
 impl Api {
     async fn with_key(&self, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
         let mut b = Request::builder()

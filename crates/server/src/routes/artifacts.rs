@@ -453,8 +453,8 @@ pub struct RelatedParams {
     /// Relation types to follow, comma-separated.
     #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}(,[a-z][a-z0-9._-]{0,63})*$")]
     pub expand: String,
-    /// Hops (1–5, default 1).
-    #[param(minimum = 1, maximum = 5)]
+    /// Hops: up to 5; absent or 0 means 1.
+    #[param(minimum = 0, maximum = 5)]
     pub depth: Option<u32>,
 }
 

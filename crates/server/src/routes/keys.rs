@@ -17,7 +17,10 @@ use crate::routes::artifacts::{PageParams, page};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
-    #[schema(min_length = 1)]
+    /// Printable characters, 1–128 bytes (surrounding spaces are dropped).
+    #[schema(
+        pattern = r"^\s*[^\x00-\x1f\x7f-\x9f\s]([^\x00-\x1f\x7f-\x9f]{0,126}[^\x00-\x1f\x7f-\x9f\s])?\s*$"
+    )]
     pub name: String,
     /// `KIND:NAME`, kind one of user, agent, application, service.
     #[schema(pattern = r"^(user|agent|application|service):[A-Za-z0-9._@-]{1,128}$")]

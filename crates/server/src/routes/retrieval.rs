@@ -96,8 +96,8 @@ pub struct SearchParams {
     until: Option<String>,
     /// One hit per section.
     sections: Option<bool>,
-    /// 1–100, default 10.
-    #[param(minimum = 1, maximum = 100)]
+    /// Hits per page: up to 100; absent or 0 means 10.
+    #[param(minimum = 0, maximum = 100)]
     limit: Option<u32>,
     offset: Option<u32>,
     /// Relation types to follow from each hit, comma-separated.

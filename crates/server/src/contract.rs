@@ -3,6 +3,11 @@
 //! requirement on every route that takes a key, and the problem+json
 //! answers each operation can give besides its own (a route cannot forget
 //! one, and 55 annotations do not repeat them).
+//!
+//! It also corrects what the derived schemas get wrong about this server:
+//! unsigned integers get their real range, parameters are never `null`,
+//! text answers are strings, and rules across fields of a request body
+//! (which the derive cannot express) are added to their schemas.
 
 use utoipa::PartialSchema;
 use utoipa::openapi::path::Operation;
@@ -11,7 +16,7 @@ use utoipa::openapi::schema::{
     Schema, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 /// The security scheme's name in `components.securitySchemes`.
 pub const BEARER: &str = "bearer";
@@ -139,21 +144,30 @@ pub fn complete(api: &mut OpenApi) {
                 .build(),
         )),
     );
-    for (_, name, description) in ANSWERS {
-        components.responses.insert(
-            name.to_owned(),
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/problem+json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("Problem")))
-                            .build(),
-                    )
-                    .build(),
-            ),
+    for (status, name, description) in ANSWERS {
+        let mut answer = ResponseBuilder::new().description(description).content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
         );
+        let header = |about: &str, schema: RefOr<Schema>| {
+            HeaderBuilder::new()
+                .schema(Some(schema))
+                .description(Some(about))
+                .build()
+        };
+        answer = match status {
+            "401" => answer.header("WWW-Authenticate", header("`Bearer`", String::schema())),
+            "429" | "503" => answer.header(
+                "Retry-After",
+                header("Seconds to wait before trying again", u64::schema()),
+            ),
+            _ => answer,
+        };
+        components
+            .responses
+            .insert(name.to_owned(), RefOr::T(answer.build()));
     }
     cross_field_rules(components);
     for schema in components.schemas.values_mut() {

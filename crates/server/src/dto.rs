@@ -812,3 +812,44 @@ dto!(
         changed: bool,
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Domain {
+        a: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        b: Option<u32>,
+    }
+
+    dto!(
+        Same from Domain {
+            a: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            b: Option<u32>,
+        }
+    );
+
+    dto!(
+        /// Writes `b: null` where the domain type wrote nothing.
+        Drifted from Domain {
+            a: u32,
+            b: Option<u32>,
+        }
+    );
+
+    #[test]
+    fn x4_a_mirroring_dto_writes_the_same_bytes() {
+        let w: Same = wire(Domain { a: 1, b: None });
+        assert_eq!(serde_json::to_string(&w).unwrap(), r#"{"a":1}"#);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "does not write what the domain type wrote")]
+    fn x4_a_drifting_dto_is_caught_in_debug_builds() {
+        let _: Drifted = wire(Domain { a: 1, b: None });
+    }
+}

@@ -66,25 +66,6 @@ fn mark_with(s: &kontextual_services::Snippet, bold: bool) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::mark_with;
-
-    /// X5: highlights cannot collide with Markdown in the content.
-    #[test]
-    fn x5_snippet_highlights_never_collide_with_content() {
-        let s = kontextual_services::Snippet {
-            text: "**Retries** in CHANGELOG_V10.md".to_owned(),
-            highlights: vec![(2, 9)],
-        };
-        assert_eq!(mark_with(&s, false), "**Retries** in CHANGELOG_V10.md");
-        assert_eq!(
-            mark_with(&s, true),
-            "**\x1b[1mRetries\x1b[22m** in CHANGELOG_V10.md"
-        );
-    }
-}
-
 pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Result<ExitCode> {
     let svc = ctx.rw()?;
     let req = SearchRequest {
@@ -448,5 +429,24 @@ pub(crate) struct Spinner(indicatif::ProgressBar);
 impl Drop for Spinner {
     fn drop(&mut self) {
         self.0.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mark_with;
+
+    /// X5: highlights cannot collide with Markdown in the content.
+    #[test]
+    fn x5_snippet_highlights_never_collide_with_content() {
+        let s = kontextual_services::Snippet {
+            text: "**Retries** in CHANGELOG_V10.md".to_owned(),
+            highlights: vec![(2, 9)],
+        };
+        assert_eq!(mark_with(&s, false), "**Retries** in CHANGELOG_V10.md");
+        assert_eq!(
+            mark_with(&s, true),
+            "**\x1b[1mRetries\x1b[22m** in CHANGELOG_V10.md"
+        );
     }
 }

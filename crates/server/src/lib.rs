@@ -11,6 +11,8 @@
 //!   that serve requests (`utoipa-axum`), so it cannot list a route that
 //!   does not exist or miss one that does.
 
+pub mod contract;
+mod dto;
 mod extract;
 mod idempotency;
 pub mod limits;
@@ -18,6 +20,7 @@ pub mod metrics;
 pub mod problem;
 mod request;
 mod routes;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -155,6 +158,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .with_state(state)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    contract::complete(&mut api);
     let doc = api.clone();
     let router = router
         .route(
@@ -175,12 +179,34 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
             )
         })
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .layer(axum::middleware::from_fn(request::correlate))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(axum::middleware::from_fn_with_state(
             cfg.request_timeout,
-        ));
+            answer_in_time,
+        ))
+        .layer(axum::middleware::from_fn(problem::correlate_problems))
+        .layer(axum::middleware::from_fn(request::correlate));
     (router, api)
+}
+
+/// A request not answered within the timeout is a 408 problem (inside
+/// `correlate`, so it carries the correlation id and is logged).
+async fn answer_in_time(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => problem::Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "no answer within {} s; the server may still complete the request",
+                limit.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,9 @@
 //! Internal errors are logged with the correlation id and described to the
 //! client only by that id.
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kontextual_services::{Error, ErrorKind};
 use serde::Serialize;
@@ -24,7 +26,7 @@ pub struct ProblemBody<'a> {
 }
 
 /// An error answer. Small, so handlers can return it by value.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Problem {
     pub status: StatusCode,
     pub code: &'static str,
@@ -102,10 +104,42 @@ impl From<kontextual_model::ModelError> for Problem {
     }
 }
 
+/// A problem answered where the request's correlation id was not at hand
+/// (an extractor, a handler's input check, the router's fallbacks);
+/// [`correlate_problems`] writes it again with the id.
+#[derive(Clone)]
+struct Uncorrelated(Problem);
+
+/// Gives every problem answer the request's correlation id: whoever built
+/// it, a client can quote the id of a refusal to the operator.
+pub async fn correlate_problems(req: Request, next: Next) -> Response {
+    let id = req
+        .extensions()
+        .get::<crate::request::RequestId>()
+        .map(|r| r.0.to_string());
+    let mut res = next.run(req).await;
+    let (Some(id), Some(Uncorrelated(mut p))) = (id, res.extensions_mut().remove::<Uncorrelated>())
+    else {
+        return res;
+    };
+    p.correlation_id = Some(id);
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&p.body()).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let uncorrelated = self
+            .correlation_id
+            .is_none()
+            .then(|| Uncorrelated(self.clone()));
         let mut r = (self.status, body).into_response();
+        if let Some(u) = uncorrelated {
+            r.extensions_mut().insert(u);
+        }
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -619,6 +619,256 @@ async fn x4_openapi_matches_the_routes() {
     }
 }
 
+/// X4: a complete contract. Every operation documents a non-empty schema
+/// for each 2xx answer; every route that takes a key says so (the bearer
+/// scheme), the open probes do not; every operation documents the
+/// problem+json answers it can give, with the Problem schema; every
+/// `{artifact}` takes the same forms; ids are UUIDs.
+#[tokio::test]
+async fn x4_openapi_is_a_complete_contract() {
+    let api = Api::new();
+    let doc: Value = api.get("/openapi.json").await.json();
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer");
+    let resolve = |v: &Value| -> Value {
+        match v["$ref"].as_str() {
+            Some(r) => {
+                let mut at = &doc;
+                for part in r.trim_start_matches("#/").split('/') {
+                    at = &at[part];
+                }
+                at.clone()
+            }
+            None => v.clone(),
+        }
+    };
+    let open = ["/healthz", "/readyz"];
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                continue;
+            }
+            checked += 1;
+            let what = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            let ok: Vec<_> = responses.keys().filter(|s| s.starts_with('2')).collect();
+            assert!(!ok.is_empty(), "{what}: no 2xx answer");
+            for status in ok {
+                let answer = resolve(&responses[status]);
+                let content = answer["content"]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{what} {status}: no content"));
+                for (media, c) in content {
+                    let schema = &c["schema"];
+                    assert!(
+                        schema.as_object().is_some_and(|o| !o.is_empty()),
+                        "{what} {status} {media}: empty schema"
+                    );
+                }
+            }
+            let security = &op["security"];
+            if open.contains(&path.as_str()) {
+                assert!(security.is_null(), "{what}: a probe takes no key");
+                continue;
+            }
+            assert_eq!(
+                security,
+                &json!([{"bearer": []}]),
+                "{what}: no bearer security"
+            );
+            let mut errors = vec!["400", "401", "403", "404", "408", "429", "500", "503"];
+            let body = op["requestBody"]["content"].as_object();
+            if let Some(types) = body {
+                errors.push("413");
+                if types.contains_key("application/json") {
+                    errors.extend(["415", "422"]);
+                }
+            }
+            for status in errors {
+                let answer = resolve(
+                    &responses
+                        .get(status)
+                        .unwrap_or_else(|| panic!("{what}: {status} undocumented"))
+                        .clone(),
+                );
+                let problem = &answer["content"]["application/problem+json"]["schema"];
+                assert_eq!(
+                    resolve(problem)["properties"]["code"]["type"],
+                    "string",
+                    "{what} {status}: not a problem+json answer"
+                );
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                if p["in"] == "path" && name == "artifact" {
+                    assert!(
+                        p["schema"]["pattern"]
+                            .as_str()
+                            .is_some_and(|r| r.contains('/')),
+                        "{what}: {{artifact}} takes an id or COLLECTION/NAME"
+                    );
+                }
+                if p["in"] == "path" && name == "id" && !path.starts_with("/v1/keys") {
+                    assert_eq!(p["schema"]["format"], "uuid", "{what}: {{id}} is a UUID");
+                }
+                if name == "limit" {
+                    assert!(
+                        p["schema"]["maximum"].is_number(),
+                        "{what}: limit has no bound"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 55);
+}
+
+/// X4: DELETE /v1/holds/{artifact} takes COLLECTION/NAME like every other
+/// `{artifact}`; refusals of the router and of extractors carry the
+/// request's correlation id.
+#[tokio::test]
+async fn x4_artifact_forms_and_correlated_refusals() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/holds",
+            json!({"artifact": "handbook/guide.md", "reason": "case 7"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api
+        .send(
+            Request::delete("/v1/holds/handbook%2Fguide.md")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["name"], "guide.md");
+    for (method, uri, body) in [
+        (Method::GET, "/v1/nowhere", None),
+        (Method::PATCH, "/v1/collections", None),
+        (Method::GET, "/v1/collections?limit=0", None),
+        (Method::GET, "/v1/artifacts/not-an-id", None),
+        (Method::POST, "/v1/collections", Some("{\"name\":")),
+    ] {
+        let mut b = Request::builder().method(method.clone()).uri(uri).header(
+            kontextual_server::CORRELATION_HEADER,
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        );
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        let r = api
+            .send(b.body(body.map_or_else(Body::empty, Body::from)).unwrap())
+            .await;
+        assert!(r.status.is_client_error(), "{method} {uri}: {}", r.status);
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            r.json()["correlation_id"],
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{method} {uri}"
+        );
+    }
+}
+
+/// X4 (found by schemathesis): a search or context bound far outside the
+/// index's time range (years 1678–2262) means "since/until forever"; it
+/// answered 500 (an overflow in the index) before.
+#[tokio::test]
+async fn x4_far_times_are_forever_not_a_crash() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .get("/v1/search?q=guide&since=0115-03-01T22:12:54Z&until=9000-01-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(r.json()["total"].as_u64().unwrap() >= 1);
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/context-packages",
+            json!({"name": "far", "queries": ["guide"], "budget": 500, "since": "0001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+/// X4: a request not answered within the request timeout is a 408
+/// problem+json with the request's correlation id (it was an empty 408).
+#[tokio::test]
+async fn x4_timeouts_are_problems_with_a_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Services::open(
+        &StoreConfig {
+            data_dir: dir.path().join("data"),
+            busy_timeout: std::time::Duration::from_secs(5),
+        },
+        StoreOpenMode::Create,
+    )
+    .unwrap();
+    let state = AppState::new(
+        Arc::new(svc),
+        Actor::local_admin(),
+        Namespace::default(),
+        kontextual_server::limits::LimitConfig::default(),
+    );
+    let cfg = ServeConfig {
+        request_timeout: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let (app, _) = router(state, &cfg);
+    // a body that never arrives: the upload waits until the timeout
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let res = app
+        .oneshot(
+            Request::put("/v1/artifacts?ref=handbook/slow.md")
+                .header(
+                    kontextual_server::CORRELATION_HEADER,
+                    "4bf92f3577b34da6a3ce929d0e0e4736",
+                )
+                .body(Body::from_stream(never))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(
+        res.headers()[kontextual_server::CORRELATION_HEADER],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(p["code"], "request_timeout");
+    assert_eq!(p["correlation_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
 impl Api {
     async fn with_key(&self, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
         let mut b = Request::builder()

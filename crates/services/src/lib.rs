@@ -56,7 +56,7 @@ pub use export::{
     check_package,
 };
 pub use grants::GrantOn;
-pub use index_admin::IndexStatus;
+pub use index_admin::{IndexStatus, Unextractable};
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };

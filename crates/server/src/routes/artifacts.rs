@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Body, Json, Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
@@ -23,6 +24,7 @@ pub const MAX_PAGE: u32 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
@@ -80,15 +82,16 @@ fn with_etag(status: StatusCode, revision: u64, body: impl serde::Serialize) -> 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCollection {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
     #[serde(default)]
     pub description: String,
 }
 
 #[utoipa::path(post, path = "/v1/collections", tag = "collections",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")),
     request_body = NewCollection,
-    responses((status = 201, description = "Created", content_type = "application/json"),
+    responses((status = 201, description = "Created", body = dto::Collection, content_type = "application/json"),
         (status = 409, description = "Name taken", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn create_collection(
     State(s): State<AppState>,
@@ -99,11 +102,15 @@ pub async fn create_collection(
         svc.collection_create(c, &b.name, &b.description)
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(c)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(wire::<dto::Collection, _>(c)),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", params(PageParams),
-    responses((status = 200, description = "A page of collections", content_type = "application/json")))]
+    responses((status = 200, description = "A page of collections", body = dto::Page<dto::Collection>, content_type = "application/json")))]
 pub async fn list_collections(
     State(s): State<AppState>,
     call: Call,
@@ -111,12 +118,12 @@ pub async fn list_collections(
 ) -> Result<Response, Problem> {
     let page = page(&p)?;
     let v = run(&s, call, false, move |svc, c| svc.collection_list(c, &page)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Collection>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections",
-    params(("name" = String, Path, description = "Collection name")),
-    responses((status = 200, description = "The collection", content_type = "application/json"),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Collection name")),
+    responses((status = 200, description = "The collection", body = dto::Collection, content_type = "application/json"),
         (status = 404, description = "No such collection", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_collection(
     State(s): State<AppState>,
@@ -124,25 +131,29 @@ pub async fn get_collection(
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
     let v = run(&s, call, false, move |svc, c| svc.collection_show(c, &name)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Collection, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub collection: Option<String>,
     /// Only artifacts whose current content has this digest (`sha256:HEX`).
+    #[param(pattern = r"^sha256:[0-9a-f]{64}$")]
     pub digest: Option<String>,
     /// Include deleted and purged artifacts.
     #[serde(default)]
     pub include_deleted: bool,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/artifacts", tag = "artifacts", params(ListParams),
-    responses((status = 200, description = "A page of artifacts", content_type = "application/json")))]
+    responses((status = 200, description = "A page of artifacts", body = dto::Page<dto::Artifact>, content_type = "application/json")))]
 pub async fn list_artifacts(
     State(s): State<AppState>,
     call: Call,
@@ -162,20 +173,23 @@ pub async fn list_artifacts(
         svc.artifact_list(c, &q, &page)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Artifact>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RefParams {
-    /// `COLLECTION/NAME`, with `#` and `%` in names escaped as `%23` and `%25`.
+    /// `COLLECTION/NAME` (or an id), with `#` and `%` in names escaped as `%23` and `%25`.
     #[serde(rename = "ref")]
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub reference: String,
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/by-ref", tag = "artifacts", params(RefParams),
-    responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
+    responses((status = 200, description = "The artifact (ETag: its revision)", body = dto::Artifact, content_type = "application/json"),
         (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_by_ref(
     State(s): State<AppState>,
@@ -189,12 +203,16 @@ pub async fn get_by_ref(
         ));
     }
     let a = run(&s, call, false, move |svc, c| svc.artifact_show(c, &r)).await?;
-    Ok(with_etag(StatusCode::OK, a.revision, &a))
+    Ok(with_etag(
+        StatusCode::OK,
+        a.revision,
+        wire::<dto::Artifact, _>(a),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id")),
-    responses((status = 200, description = "The artifact (ETag: its revision)", content_type = "application/json"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id")),
+    responses((status = 200, description = "The artifact (ETag: its revision)", body = dto::Artifact, content_type = "application/json"),
         (status = 404, description = "No such artifact", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_artifact(
     State(s): State<AppState>,
@@ -206,20 +224,30 @@ pub async fn get_artifact(
         svc.artifact_show(c, &ArtifactRef::Id(id))
     })
     .await?;
-    Ok(with_etag(StatusCode::OK, a.revision, &a))
+    Ok(with_etag(
+        StatusCode::OK,
+        a.revision,
+        wire::<dto::Artifact, _>(a),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PutParams {
-    /// `COLLECTION/NAME` to create or update.
+    /// `COLLECTION/NAME` to create or update (or the id of one to update).
     #[serde(rename = "ref")]
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub reference: String,
     /// Artifact type (`markdown`, `text`, …) [default: detected].
     #[serde(rename = "type")]
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub artifact_type: Option<String>,
+    #[param(inline, value_type = Option<crate::wire::Lifecycle>)]
     pub lifecycle: Option<String>,
+    #[param(inline, value_type = Option<crate::wire::Classification>)]
     pub classification: Option<String>,
     pub source_system: Option<String>,
     /// Metadata as a JSON object (replaces the whole object).
@@ -227,11 +255,11 @@ pub struct PutParams {
 }
 
 #[utoipa::path(put, path = "/v1/artifacts", tag = "artifacts", params(PutParams,
-        ("If-Match" = Option<String>, Header, description = "Update only if the current revision has this ETag"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Update only if the current revision has this ETag"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
     request_body(content = String, content_type = "application/octet-stream", description = "The content; its Content-Type is the media type unless detected"),
-    responses((status = 201, description = "Created (ETag: revision)", content_type = "application/json"),
-        (status = 200, description = "Updated or unchanged (ETag: revision)", content_type = "application/json"),
+    responses((status = 201, description = "Created (ETag: revision)", body = dto::PutOutcome, content_type = "application/json"),
+        (status = 200, description = "Updated or unchanged (ETag: revision)", body = dto::PutOutcome, content_type = "application/json"),
         (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn put_artifact(
@@ -261,13 +289,17 @@ pub async fn put_artifact(
         Some(kontextual_model::ChangeKind::Created) => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
-    Ok(with_etag(status, out.artifact.revision, &out))
+    Ok(with_etag(
+        status,
+        out.artifact.revision,
+        wire::<dto::PutOutcome, _>(out),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/artifacts/{id}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the current revision has this ETag")),
-    responses((status = 200, description = "The tombstone revision", content_type = "application/json"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Delete only if the current revision has this ETag")),
+    responses((status = 200, description = "The tombstone revision", body = dto::Artifact, content_type = "application/json"),
         (status = 412, description = "If-Match is stale", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn delete_artifact(
     State(s): State<AppState>,
@@ -281,13 +313,17 @@ pub async fn delete_artifact(
         svc.artifact_delete(c, &ArtifactRef::Id(id), expect)
     })
     .await?;
-    Ok(with_etag(StatusCode::OK, a.revision, &a))
+    Ok(with_etag(
+        StatusCode::OK,
+        a.revision,
+        wire::<dto::Artifact, _>(a),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/content", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("revision" = Option<u64>, Query, description = "A past revision")),
-    responses((status = 200, description = "The raw bytes, with the artifact's media type", content_type = "application/octet-stream")))]
+    responses((status = 200, description = "The raw bytes, with the artifact's media type", body = String, content_type = "*/*")))]
 pub async fn get_content(
     State(s): State<AppState>,
     call: Call,
@@ -315,8 +351,8 @@ pub struct RevisionParam {
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/revisions", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), PageParams),
-    responses((status = 200, description = "Change records, oldest first", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), PageParams),
+    responses((status = 200, description = "Change records, oldest first", body = dto::Page<dto::Revision>, content_type = "application/json")))]
 pub async fn list_revisions(
     State(s): State<AppState>,
     call: Call,
@@ -329,12 +365,12 @@ pub async fn list_revisions(
         svc.artifact_history(c, &ArtifactRef::Id(id), &page)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Revision>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/revisions/{revision}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), ("revision" = u64, Path, description = "Revision number")),
-    responses((status = 200, description = "One revision", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), ("revision" = u64, Path, description = "Revision number")),
+    responses((status = 200, description = "One revision", body = dto::Revision, content_type = "application/json")))]
 pub async fn get_revision(
     State(s): State<AppState>,
     call: Call,
@@ -345,7 +381,7 @@ pub async fn get_revision(
         svc.artifact_revision(c, &ArtifactRef::Id(id), revision)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Revision, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -357,8 +393,8 @@ pub struct DiffParams {
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/diff", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), DiffParams),
-    responses((status = 200, description = "Attribute and content differences", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), DiffParams),
+    responses((status = 200, description = "Attribute and content differences", body = dto::Diff, content_type = "application/json")))]
 pub async fn diff(
     State(s): State<AppState>,
     call: Call,
@@ -370,12 +406,12 @@ pub async fn diff(
         svc.artifact_diff(c, &ArtifactRef::Id(id), p.from, p.to)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Diff, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/sections", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), RevisionParam),
-    responses((status = 200, description = "Selectors, headings and byte ranges", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), RevisionParam),
+    responses((status = 200, description = "Selectors, headings and byte ranges", body = dto::List<dto::SectionEntry>, content_type = "application/json")))]
 pub async fn list_sections(
     State(s): State<AppState>,
     call: Call,
@@ -387,14 +423,14 @@ pub async fn list_sections(
         svc.artifact_sections(c, &ArtifactRef::Id(id), q.revision)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::SectionEntry>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/sections/{selector}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"),
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"),
         ("selector" = String, Path, description = "Heading path, `/` encoded as %2F (or a unique last part)"),
         RevisionParam),
-    responses((status = 200, description = "The section: text, byte range, digest", content_type = "application/json"),
+    responses((status = 200, description = "The section: text, byte range, digest", body = dto::SectionView, content_type = "application/json"),
         (status = 404, description = "No such section", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn get_section(
     State(s): State<AppState>,
@@ -407,7 +443,7 @@ pub async fn get_section(
         svc.artifact_section(c, &ArtifactRef::Id(id), &selector, q.revision)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::SectionView, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -415,14 +451,16 @@ pub async fn get_section(
 #[into_params(parameter_in = Query)]
 pub struct RelatedParams {
     /// Relation types to follow, comma-separated.
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}(,[a-z][a-z0-9._-]{0,63})*$")]
     pub expand: String,
-    /// Hops (1–5, default 1).
+    /// Hops: up to 5; absent or 0 means 1.
+    #[param(minimum = 0, maximum = 5)]
     pub depth: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/artifacts/{id}/related", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id"), RelatedParams),
-    responses((status = 200, description = "Artifacts reachable over the given relation types", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Artifact id"), RelatedParams),
+    responses((status = 200, description = "Artifacts reachable over the given relation types", body = dto::List<dto::Related>, content_type = "application/json")))]
 pub async fn related(
     State(s): State<AppState>,
     call: Call,
@@ -435,17 +473,24 @@ pub async fn related(
         svc.artifact_related(c, &ArtifactRef::Id(id), &types, p.depth.unwrap_or(1))
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::Related>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRelation {
     /// Source artifact: id or `COLLECTION/NAME`.
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub source: String,
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub rel_type: String,
     /// Target artifact: id or `COLLECTION/NAME`.
+    #[schema(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub target: String,
     /// Properties (a JSON object).
     #[schema(value_type = Option<Object>)]
@@ -453,8 +498,8 @@ pub struct NewRelation {
 }
 
 #[utoipa::path(post, path = "/v1/relations", tag = "relations",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewRelation,
-    responses((status = 201, description = "Created", content_type = "application/json")))]
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewRelation,
+    responses((status = 201, description = "Created", body = dto::Relation, content_type = "application/json")))]
 pub async fn create_relation(
     State(s): State<AppState>,
     call: Call,
@@ -470,7 +515,7 @@ pub async fn create_relation(
         svc.relate(c, &source, &b.rel_type, &target, props)
     })
     .await?;
-    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+    Ok((StatusCode::CREATED, axum::Json(wire::<dto::Relation, _>(v))).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -478,17 +523,23 @@ pub async fn create_relation(
 #[into_params(parameter_in = Query)]
 pub struct RelationParams {
     /// Relations of this artifact (id or `COLLECTION/NAME`), as source or target.
+    #[param(
+        pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*(/[^\x00-\x1f\x7f-\x9f/\\#%]*[^\x00-\x1f\x7f-\x9f/\\#%.][^\x00-\x1f\x7f-\x9f/\\#%]*)*)$"
+    )]
     pub artifact: Option<String>,
     #[serde(rename = "type")]
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub rel_type: Option<String>,
     #[serde(default)]
     pub include_deleted: bool,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/relations", tag = "relations", params(RelationParams),
-    responses((status = 200, description = "A page of relations", content_type = "application/json")))]
+    responses((status = 200, description = "A page of relations", body = dto::Page<dto::Relation>, content_type = "application/json")))]
 pub async fn list_relations(
     State(s): State<AppState>,
     call: Call,
@@ -509,13 +560,13 @@ pub async fn list_relations(
         )
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Relation>, _>(v)).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/relations/{id}", tag = "relations",
-    params(("id" = String, Path, description = "Relation id"),
-        ("If-Match" = Option<String>, Header, description = "Delete only at this revision")),
-    responses((status = 200, description = "The deleted relation", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Relation id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,19}"?)$"#, description = "Delete only at this revision")),
+    responses((status = 200, description = "The deleted relation", body = dto::Relation, content_type = "application/json")))]
 pub async fn delete_relation(
     State(s): State<AppState>,
     call: Call,
@@ -530,5 +581,9 @@ pub async fn delete_relation(
         svc.relation_delete(c, id, expect)
     })
     .await?;
-    Ok(with_etag(StatusCode::OK, v.revision, &v))
+    Ok(with_etag(
+        StatusCode::OK,
+        v.revision,
+        wire::<dto::Relation, _>(v),
+    ))
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::extract::{Json, run};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 
 /// A blocking writer that hands full buffers to the response body; the
@@ -44,11 +44,46 @@ impl Write for ChannelWriter {
     }
 }
 
+/// What to export: `all`, or filters that combine (all must match).
+// (The OpenAPI description of `ExportScope`, which the handler reads.)
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[allow(dead_code)]
+#[derive(Default)]
+pub struct ExportScopeBody {
+    /// Everything in the namespace.
+    all: bool,
+    #[schema(value_type = Vec<String>, format = Uuid)]
+    artifact_ids: Vec<String>,
+    #[schema(inline, value_type = Vec<String>, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    collections: Vec<String>,
+    /// Full-text query (every match, not one page).
+    query: Option<String>,
+    /// Artifacts with a revision written by this run.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    run: Option<String>,
+    source_systems: Vec<String>,
+    #[schema(inline, value_type = Vec<crate::wire::Lifecycle>)]
+    lifecycles: Vec<String>,
+    #[schema(inline, value_type = Vec<crate::wire::Classification>)]
+    classifications: Vec<String>,
+    /// Last changed at or after (RFC 3339).
+    #[schema(format = DateTime)]
+    since: Option<String>,
+    /// Last changed before (RFC 3339).
+    #[schema(format = DateTime)]
+    until: Option<String>,
+    /// Only each artifact's current revision.
+    current_only: bool,
+    /// Deleted and purged artifacts too (always with `all`).
+    include_deleted: bool,
+}
+
 #[utoipa::path(post, path = "/v1/export", tag = "export",
-    request_body(content = Object, description = "The scope: all, artifact_ids, collections, query, run, source_systems, lifecycles, classifications, since, until, current_only, include_deleted (combinable)"),
+    request_body(content = ExportScopeBody, description = "The scope: `all`, or any combination of the filters (at least one)"),
     responses(
-        (status = 200, description = "A BagIt package as .tar.zst, streamed", content_type = "application/zstd"),
-        (status = 403, description = "The key lacks the export scope", content_type = "application/problem+json")))]
+        (status = 200, description = "A BagIt package as .tar.zst, streamed", body = String, content_type = "application/zstd"),
+        (status = 403, description = "The key lacks the export scope", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn export(
     State(s): State<AppState>,
     call: Call,

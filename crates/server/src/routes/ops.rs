@@ -9,25 +9,26 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 use crate::routes::artifacts::page;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is alive", content_type = "application/json")))]
+    responses((status = 200, description = "The process is alive", body = dto::Status, content_type = "application/json")))]
 pub async fn healthz() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+    axum::Json(dto::Status { status: "ok" }).into_response()
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Store and index reachable", content_type = "application/json"),
+    responses((status = 200, description = "Store and index reachable", body = dto::Status, content_type = "application/json"),
         (status = 503, description = "Not ready", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
     // Probes carry no key: readiness reveals nothing but up or down.
     let svc = s.services.clone();
     match tokio::task::spawn_blocking(move || svc.ready()).await {
-        Ok(Ok(())) => Ok(axum::Json(serde_json::json!({"status": "ready"})).into_response()),
+        Ok(Ok(())) => Ok(axum::Json(dto::Status { status: "ready" }).into_response()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready");
             Err(Problem::new(
@@ -48,14 +49,16 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
-    /// running, succeeded, partial, failed or interrupted.
+    #[param(inline, value_type = Option<crate::wire::RunStatus>)]
     pub status: Option<String>,
+    /// Items per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunParams),
-    responses((status = 200, description = "Runs, newest first", content_type = "application/json")))]
+    responses((status = 200, description = "Runs, newest first", body = dto::Page<dto::Run>, content_type = "application/json")))]
 pub async fn list_runs(
     State(s): State<AppState>,
     call: Call,
@@ -70,12 +73,12 @@ pub async fn list_runs(
         svc.run_list(c, status, &page)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::Run>, _>(v)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "The run and its steps", content_type = "application/json")))]
+    params(("id" = String, Path, format = Uuid, description = "Run id")),
+    responses((status = 200, description = "The run and its steps", body = dto::RunWithSteps, content_type = "application/json")))]
 pub async fn get_run(
     State(s): State<AppState>,
     call: Call,
@@ -84,8 +87,11 @@ pub async fn get_run(
     let id: RunId = id
         .parse()
         .map_err(|_| Problem::bad_request(format!("{id:?} is not a run id")))?;
-    let (run_, steps) = run(&s, call, false, move |svc, c| svc.run_show(c, id)).await?;
-    Ok(axum::Json(serde_json::json!({ "run": run_, "steps": steps })).into_response())
+    let shown = run(&s, call, false, move |svc, c| svc.run_show(c, id)).await?;
+    // through a JSON value, as before the wire type: the keys stay in the
+    // order clients have seen
+    let body = serde_json::to_value(dto::RunWithSteps::from(shown)).unwrap_or_default();
+    Ok(axum::Json(body).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -98,18 +104,23 @@ pub struct AuditParams {
     pub action: Option<String>,
     /// A target id or name.
     pub target: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     pub since: Option<String>,
+    /// RFC 3339.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// Only records of one request (its correlation id).
     pub correlation_id: Option<String>,
     /// Records after this sequence number.
     pub after: Option<u64>,
     /// 1–10000, default 100.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams),
-    responses((status = 200, description = "Audit records in sequence order", content_type = "application/json")))]
+    responses((status = 200, description = "Audit records in sequence order", body = dto::List<dto::AuditRecord>, content_type = "application/json")))]
 pub async fn list_audit(
     State(s): State<AppState>,
     call: Call,
@@ -144,7 +155,7 @@ pub async fn list_audit(
         svc.audit_list(c, &filter, after, limit)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::AuditRecord>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -152,12 +163,13 @@ pub async fn list_audit(
 #[into_params(parameter_in = Query)]
 pub struct VerifyParams {
     /// A head recorded earlier, `SEQ:HASH`.
+    #[param(pattern = r"^[1-9][0-9]{0,18}:[0-9a-fA-F]{64}$")]
     pub expect_head: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", params(VerifyParams),
-    responses((status = 200, description = "The chain verified; the body has its head", content_type = "application/json"),
-        (status = 409, description = "The chain does not verify; the body says where", content_type = "application/json")))]
+    responses((status = 200, description = "The chain verified; the body has its head", body = dto::AuditVerification, content_type = "application/json"),
+        (status = 409, description = "The chain does not verify; the body says where", body = dto::AuditVerification, content_type = "application/json")))]
 pub async fn verify_audit(
     State(s): State<AppState>,
     call: Call,
@@ -165,11 +177,11 @@ pub async fn verify_audit(
 ) -> Result<Response, Problem> {
     let head: Option<ChainHead> = p.expect_head.as_deref().map(str::parse).transpose()?;
     let v = run(&s, call, false, move |svc, c| svc.audit_verify(c, head)).await?;
-    let valid = v.report.is_valid();
-    let mut body = serde_json::to_value(&v).unwrap_or_default();
-    if let Some(o) = body.as_object_mut() {
-        o.insert("valid".into(), valid.into());
-    }
+    let verified = dto::AuditVerification::from(v);
+    let valid = verified.valid;
+    // through a JSON value, as before the wire type: the keys stay in the
+    // order clients have seen
+    let body = serde_json::to_value(&verified).unwrap_or_default();
     let status = if valid {
         StatusCode::OK
     } else {
@@ -179,10 +191,10 @@ pub async fn verify_audit(
 }
 
 #[utoipa::path(get, path = "/v1/index", tag = "operations",
-    responses((status = 200, description = "Index health: documents vs store, lag, last commit, size", content_type = "application/json")))]
+    responses((status = 200, description = "Index health: documents vs store, lag, last commit, size", body = dto::IndexStatus, content_type = "application/json")))]
 pub async fn index_status(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let v = run(&s, call, false, |svc, c| svc.index_status(c)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::IndexStatus, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -190,17 +202,19 @@ pub async fn index_status(State(s): State<AppState>, call: Call) -> Result<Respo
 #[into_params(parameter_in = Query)]
 pub struct AccessParams {
     /// Only reads by this actor (`KIND:NAME`).
+    #[param(pattern = r"^(user|agent|application|service):[A-Za-z0-9._@-]{1,128}$")]
     pub by: Option<String>,
     /// Only reads at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Entries after this sequence number.
     pub after: Option<u64>,
-    /// 1–10000, default 100.
+    /// Entries per page: 1–10000, default 100 (a larger or smaller value is clamped).
     pub limit: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/access", tag = "audit", params(AccessParams),
-    responses((status = 200, description = "Who read what, oldest first", content_type = "application/json")))]
+    responses((status = 200, description = "Who read what, oldest first", body = dto::List<dto::AccessEntry>, content_type = "application/json")))]
 pub async fn access_log(
     State(s): State<AppState>,
     call: Call,
@@ -222,5 +236,5 @@ pub async fn access_log(
         svc.access_list(c, by.as_ref(), since, after, limit)
     })
     .await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::List<dto::AccessEntry>, _>(v)).into_response())
 }

@@ -8,10 +8,21 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::dto::{self, wire};
 use crate::extract::{Json, Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
 use crate::routes::artifacts::{PageParams, page};
+
+/// The search index keeps times as nanoseconds in an `i64` (years 1678 to
+/// 2262); a bound outside that range means "since forever" or "until
+/// forever" and is clamped to it, rather than overflowing in the index.
+fn within_index_range(t: jiff::Timestamp) -> jiff::Timestamp {
+    let micros = t
+        .as_microsecond()
+        .clamp(i64::MIN / 1000 + 1, i64::MAX / 1000);
+    jiff::Timestamp::from_microsecond(micros).unwrap_or(t)
+}
 
 fn time(s: &Option<String>, what: &str) -> Result<Option<jiff::Timestamp>, Problem> {
     s.as_deref()
@@ -26,6 +37,7 @@ fn time(s: &Option<String>, what: &str) -> Result<Option<jiff::Timestamp>, Probl
                                 .map_err(|e| e.to_string())
                         })
                 })
+                .map(within_index_range)
                 .map_err(|_| {
                     Problem::bad_request(format!(
                         "{what} {v:?}: use RFC 3339 (2026-11-21T09:00:00Z) or a date (2026-11-21)"
@@ -65,7 +77,8 @@ fn split(list: &Option<String>) -> Vec<String> {
 pub struct SearchParams {
     /// What to search for: plain text, searched as words (any string; punctuation,
     /// quotes and operators are not syntax). With `syntax=true`: words, "phrases",
-    /// +required, -excluded, field:term, `*` for everything.
+    /// +required, -excluded, field:term, `*` for everything. Never empty.
+    #[param(min_length = 1, pattern = r"\S")]
     q: String,
     /// Read `q` as query syntax rather than plain text.
     syntax: Option<bool>,
@@ -77,21 +90,30 @@ pub struct SearchParams {
     /// Lifecycle states, comma-separated.
     lifecycle: Option<String>,
     /// Metadata `KEY=VALUE`; repeat the parameter for several (all must match).
+    #[param(inline, value_type = Option<Vec<String>>, pattern = r"^[^=]*[^=\s][^=]*=[\s\S]*$")]
     meta: Option<Vec<String>>,
+    /// RFC 3339 time (or a date, `2026-11-21`).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// RFC 3339 time (or a date, `2026-11-21`).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// One hit per section.
     sections: Option<bool>,
-    /// 1–100, default 10.
+    /// Hits per page: up to 100; absent or 0 means 10.
+    #[param(minimum = 0, maximum = 100)]
     limit: Option<u32>,
     offset: Option<u32>,
     /// Relation types to follow from each hit, comma-separated.
+    #[param(pattern = r"^[a-z][a-z0-9._-]{0,63}(,[a-z][a-z0-9._-]{0,63})*$")]
     expand: Option<String>,
+    /// Hops from each hit (0–5; more than 0 needs `expand`).
+    #[param(minimum = 0, maximum = 5)]
     depth: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
-    responses((status = 200, description = "Ranked hits with snippets, total, next offset and index freshness", content_type = "application/json"),
+    responses((status = 200, description = "Ranked hits with snippets, total, next offset and index freshness", body = dto::SearchResponse, content_type = "application/json"),
         (status = 400, description = "Invalid query or filter", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn search(
     State(s): State<AppState>,
@@ -158,7 +180,7 @@ pub async fn search(
         depth,
     };
     let v = run(&s, call, false, move |svc, c| svc.search(c, &req)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::SearchResponse, _>(v)).into_response())
 }
 
 /// The raw query string (parameters that repeat, like `meta`).
@@ -210,8 +232,11 @@ fn form_pairs(q: &str) -> Result<Vec<(String, String)>, Problem> {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NewContext {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
+    /// Searches to fill the package from (this, `selectors`, or both).
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = r"\S")]
     pub queries: Vec<String>,
     /// The queries are query syntax (phrases, +required, -excluded,
     /// field:term) rather than plain text.
@@ -220,6 +245,8 @@ pub struct NewContext {
     /// `COLLECTION/NAME[#SECTION]` or ids.
     #[serde(default)]
     pub selectors: Vec<String>,
+    /// Tokens (at least 1).
+    #[schema(minimum = 1)]
     pub budget: u32,
     #[serde(default)]
     pub collections: Vec<String>,
@@ -229,25 +256,32 @@ pub struct NewContext {
     pub lifecycles: Vec<String>,
     /// `KEY=VALUE` pairs, all must match.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = r"^[^=]*[^=\s][^=]*=[\s\S]*$")]
     pub meta: Vec<String>,
+    #[schema(format = DateTime)]
     pub since: Option<String>,
+    #[schema(format = DateTime)]
     pub until: Option<String>,
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub expand: Vec<String>,
+    /// 0–5; more than 0 needs `expand`.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 5)]
     pub depth: u32,
     /// Opaque memory references: objects with `source` and `id`.
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub memory_refs: Vec<serde_json::Value>,
     /// `cl100k_base` (default) or `o200k_base`.
+    #[schema(inline, value_type = Option<crate::wire::Encoding>)]
     pub encoding: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/context-packages", tag = "context",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewContext,
-    responses((status = 201, description = "A new version was stored", content_type = "application/json"),
-        (status = 200, description = "Same manifest as the latest version: nothing stored", content_type = "application/json")))]
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([\t -~]{0,253}[!-~])?$", description = "Makes a retry safe: the same key and request get the first answer again")), request_body = NewContext,
+    responses((status = 201, description = "A new version was stored", body = dto::ContextView, content_type = "application/json"),
+        (status = 200, description = "Same manifest as the latest version: nothing stored", body = dto::ContextView, content_type = "application/json")))]
 pub async fn build_context(
     State(s): State<AppState>,
     call: Call,
@@ -283,11 +317,11 @@ pub async fn build_context(
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(v)).into_response())
+    Ok((status, axum::Json(wire::<dto::ContextView, _>(v))).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/context-packages", tag = "context", params(PageParams),
-    responses((status = 200, description = "Packages with their latest version", content_type = "application/json")))]
+    responses((status = 200, description = "Packages with their latest version", body = dto::Page<dto::ContextView>, content_type = "application/json")))]
 pub async fn list_contexts(
     State(s): State<AppState>,
     call: Call,
@@ -295,7 +329,7 @@ pub async fn list_contexts(
 ) -> Result<Response, Problem> {
     let page = page(&p)?;
     let v = run(&s, call, false, move |svc, c| svc.context_list(c, &page)).await?;
-    Ok(axum::Json(v).into_response())
+    Ok(axum::Json(wire::<dto::Page<dto::ContextView>, _>(v)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -307,8 +341,8 @@ pub struct VersionParam {
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}", tag = "context",
-    params(("name" = String, Path, description = "Package name"), VersionParam),
-    responses((status = 200, description = "The package and its manifest", content_type = "application/json")))]
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
+    responses((status = 200, description = "The package and its manifest", body = dto::ContextView, content_type = "application/json")))]
 pub async fn get_context(
     State(s): State<AppState>,
     call: Call,
@@ -319,12 +353,12 @@ pub async fn get_context(
         svc.context_show(c, &name, v.version)
     })
     .await?;
-    Ok(axum::Json(r).into_response())
+    Ok(axum::Json(wire::<dto::ContextView, _>(r)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}/markdown", tag = "context",
-    params(("name" = String, Path, description = "Package name"), VersionParam),
-    responses((status = 200, description = "The package rendered for a prompt", content_type = "text/markdown")))]
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
+    responses((status = 200, description = "The package rendered for a prompt", body = String, content_type = "text/markdown")))]
 pub async fn render_context(
     State(s): State<AppState>,
     call: Call,
@@ -351,8 +385,8 @@ pub async fn render_context(
 }
 
 #[utoipa::path(get, path = "/v1/context-packages/{name}/verify", tag = "context",
-    params(("name" = String, Path, description = "Package name"), VersionParam),
-    responses((status = 200, description = "`verified` and the problems found", content_type = "application/json")))]
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description = "Package name"), VersionParam),
+    responses((status = 200, description = "`verified` and the problems found", body = dto::ContextVerification, content_type = "application/json")))]
 pub async fn verify_context(
     State(s): State<AppState>,
     call: Call,
@@ -363,5 +397,5 @@ pub async fn verify_context(
         svc.context_verify(c, &name, v.version)
     })
     .await?;
-    Ok(axum::Json(r).into_response())
+    Ok(axum::Json(wire::<dto::ContextVerification, _>(r)).into_response())
 }

@@ -41,11 +41,43 @@ pub struct Query<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        if let Some(q) = parts.uri.query()
+            && let Some(name) = non_utf8_parameter(q)
+        {
+            return Err(rejected(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "query parameter {name}: its percent-escapes decode to bytes that are not UTF-8; names, references and values must be valid UTF-8"
+                ),
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
             .map_err(|e: QueryRejection| rejected(StatusCode::BAD_REQUEST, e.body_text()))
     }
+}
+
+/// The first query parameter whose name or value is not UTF-8 once
+/// percent-decoded. The standard form decoder replaces such bytes with
+/// U+FFFD, which would silently turn `x%FF.md` and `x%FE.md` into one name:
+/// they are refused instead (X8).
+fn non_utf8_parameter(query: &str) -> Option<String> {
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            let plus = s.replace('+', " ");
+            percent_encoding::percent_decode_str(&plus)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        };
+        match (decode(k), decode(v)) {
+            (Ok(_), Ok(_)) => {}
+            (Ok(name), Err(_)) => return Some(name),
+            (Err(_), _) => return Some("(a name that is not UTF-8)".to_owned()),
+        }
+    }
+    None
 }
 
 pub struct Path<T>(pub T);

@@ -2193,3 +2193,51 @@ async fn x2_server_paths_are_for_administrators() {
     assert!(full.starts_with(dir.path().to_str().unwrap()), "{full}");
     assert_eq!(path("reader").await, "ops/run.md");
 }
+
+/// X8 (regression): names, references and metadata whose percent-escapes
+/// are not UTF-8 are refused with a 400 naming the parameter — never turned
+/// into U+FFFD, which once made three different names one artifact.
+#[tokio::test]
+async fn x8_query_parameters_must_be_utf8() {
+    let (api, _) = Api::seeded().await;
+    for r in ["handbook/x%FF%FE.md", "handbook/x%C0%80.md"] {
+        let p = api
+            .put(r, "# X\n", &[])
+            .await
+            .problem(StatusCode::BAD_REQUEST, "invalid_input");
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("query parameter ref"),
+            "{p}"
+        );
+    }
+    let p = api
+        .put(
+            "handbook/y.md&metadata=%7B%22a%22%3A%22%FF%22%7D",
+            "# Y\n",
+            &[],
+        )
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(p["detail"].as_str().unwrap().contains("metadata"), "{p}");
+    // a name that really is U+FFFD twice is a name like any other
+    let r = api
+        .put("handbook/x%EF%BF%BD%EF%BF%BD.md", "# X\n", &[])
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api.get("/v1/artifacts?collection=handbook").await.json();
+    let names: Vec<&str> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["guide.md", "notes.md", "x\u{fffd}\u{fffd}.md"]);
+}

@@ -25,7 +25,7 @@ pub const BEARER: &str = "bearer";
 pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
 
 /// The shared error answers: (status, component name, description).
-const ANSWERS: [(&str, &str, &str); 13] = [
+const ANSWERS: [(&str, &str, &str); 14] = [
     (
         "400",
         "BadRequest",
@@ -50,6 +50,11 @@ const ANSWERS: [(&str, &str, &str); 13] = [
         "408",
         "RequestTimeout",
         "The request took longer than the server's request timeout",
+    ),
+    (
+        "431",
+        "RequestHeaderFieldsTooLarge",
+        "More than 64 header fields or 32 KiB of headers",
     ),
     (
         "409",
@@ -96,9 +101,11 @@ const ANSWERS: [(&str, &str, &str); 13] = [
 /// Which shared answers an operation can give.
 fn answers_for(path: &str, write: bool, op: &Operation) -> Vec<&'static str> {
     if OPEN_PATHS.contains(&path) {
-        return vec!["408", "500", "503"];
+        return vec!["408", "431", "500", "503"];
     }
-    let mut codes = vec!["400", "401", "403", "404", "408", "429", "500", "503"];
+    let mut codes = vec![
+        "400", "401", "403", "404", "408", "429", "431", "500", "503",
+    ];
     let body = op
         .request_body
         .as_ref()

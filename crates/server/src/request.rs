@@ -60,7 +60,27 @@ pub async fn correlate(mut req: Request, next: Next) -> Response {
     // what the log line needs, only when it will be written
     let logged = tracing::enabled!(tracing::Level::INFO)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let mut res = next.run(req).await;
+    let mut res = match oversized_headers(req.headers()) {
+        Some(detail) => {
+            // refused here, with a problem and the correlation id, and
+            // counted like any answer (the route is unknown: unmatched)
+            let mut p = Problem::new(
+                axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_fields_too_large",
+                detail,
+            );
+            p.correlation_id = Some(id.to_string());
+            metrics::histogram!(
+                "kontextual_http_request_duration_seconds",
+                "method" => "OTHER",
+                "route" => "unmatched",
+                "status" => "431"
+            )
+            .record(started.elapsed().as_secs_f64());
+            axum::response::IntoResponse::into_response(p)
+        }
+        None => next.run(req).await,
+    };
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         res.headers_mut().insert(CORRELATION_HEADER, v);
     }
@@ -75,6 +95,29 @@ pub async fn correlate(mut req: Request, next: Next) -> Response {
         );
     }
     res
+}
+
+/// The header limits this server states: at most [`MAX_HEADERS`] fields and
+/// [`MAX_HEADER_BYTES`] in all. Beyond them the answer is a 431 problem.
+/// (The HTTP parser has hard limits of its own above these — 100 fields,
+/// about 400 KB — where it answers 431 itself, without a body.)
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+fn oversized_headers(h: &HeaderMap) -> Option<String> {
+    if h.len() > MAX_HEADERS {
+        return Some(format!(
+            "{} header fields; at most {MAX_HEADERS} are accepted",
+            h.len()
+        ));
+    }
+    let bytes: usize = h
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.as_bytes().len() + 4)
+        .sum();
+    (bytes > MAX_HEADER_BYTES).then(|| {
+        format!("the header fields take {bytes} bytes; at most {MAX_HEADER_BYTES} are accepted")
+    })
 }
 
 /// Who is calling, for the services: the actor of the request's API key

@@ -2241,3 +2241,41 @@ async fn x8_query_parameters_must_be_utf8() {
         .collect();
     assert_eq!(names, ["guide.md", "notes.md", "x\u{fffd}\u{fffd}.md"]);
 }
+
+/// X4: too many or too large header fields are a 431 problem with the
+/// correlation id, like every other refusal.
+#[tokio::test]
+async fn x4_oversized_headers_are_a_431_problem() {
+    let api = Api::new();
+    let mut many = Request::get("/v1/collections");
+    for i in 0..70 {
+        many = many.header(format!("x-filler-{i}"), "1");
+    }
+    let r = api.send(many.body(Body::empty()).unwrap()).await;
+    let p = r.problem(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_fields_too_large",
+    );
+    assert!(
+        p["correlation_id"].as_str().is_some_and(|c| !c.is_empty()),
+        "{p}"
+    );
+    assert!(r.headers.contains_key("x-correlation-id"));
+    let big = "a".repeat(40 * 1024);
+    let r = api
+        .send(
+            Request::get("/healthz")
+                .header("cookie", big)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let p = r.problem(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_fields_too_large",
+    );
+    assert!(p["detail"].as_str().unwrap().contains("32768"), "{p}");
+    // the limits are in the API description
+    let doc = api.get("/openapi.json").await.json();
+    assert!(doc.to_string().contains("RequestHeaderFieldsTooLarge"));
+}

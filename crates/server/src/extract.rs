@@ -12,6 +12,13 @@ use crate::problem::Problem;
 use crate::request::Call;
 
 fn rejected(status: StatusCode, text: String) -> Problem {
+    let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "{text}: the body is larger than this server accepts (set by `kontextual serve --max-body-mb`)"
+        )
+    } else {
+        text
+    };
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",

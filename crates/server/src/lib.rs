@@ -180,12 +180,44 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         })
         .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
+            cfg.max_body_bytes,
+            refuse_declared_oversize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             cfg.request_timeout,
             answer_in_time,
         ))
         .layer(axum::middleware::from_fn(problem::correlate_problems))
         .layer(axum::middleware::from_fn(request::correlate));
     (router, api)
+}
+
+/// A body whose declared length is over the limit is refused at once with
+/// a 413 that names the limit and the flag that sets it — not read, and not
+/// waited for until the request times out.
+async fn refuse_declared_oversize(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => {
+            axum::response::IntoResponse::into_response(problem::Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the body is {n} bytes; this server accepts at most {limit} bytes ({} MiB, set by `kontextual serve --max-body-mb`)",
+                    limit / (1024 * 1024)
+                ),
+            ))
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// A request not answered within the timeout is a 408 problem (inside

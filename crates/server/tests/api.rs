@@ -2279,3 +2279,25 @@ async fn x4_oversized_headers_are_a_431_problem() {
     let doc = api.get("/openapi.json").await.json();
     assert!(doc.to_string().contains("RequestHeaderFieldsTooLarge"));
 }
+
+/// X4/X5: a body whose declared length is over the limit is refused at once
+/// (no waiting for bytes that will never come) with a 413 that names the
+/// limit and the flag that sets it.
+#[tokio::test]
+async fn x4_declared_oversize_bodies_are_refused_at_once_with_the_limit() {
+    let api = Api::new();
+    let r = api
+        .send(
+            Request::put("/v1/artifacts?ref=handbook/huge.md")
+                .header(header::CONTENT_LENGTH, "1000000000000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let p = r.problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let d = p["detail"].as_str().unwrap();
+    assert!(
+        d.contains("65536 bytes") && d.contains("--max-body-mb"),
+        "{d}"
+    );
+}

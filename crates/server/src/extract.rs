@@ -144,3 +144,37 @@ where
         }
     }
 }
+
+/// JSON Schema's `integer` is the mathematical one: `2088.0` is an integer
+/// as much as `2088` is. Integer fields of request bodies accept both, so a
+/// client built from the OpenAPI document is never refused for writing one.
+pub mod integral {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn whole<'de, D: Deserializer<'de>>(v: serde_json::Number) -> Result<u64, D::Error> {
+        if let Some(n) = v.as_u64() {
+            return Ok(n);
+        }
+        match v.as_f64() {
+            Some(f) if f.fract() == 0.0 && f >= 0.0 && f <= u64::MAX as f64 => Ok(f as u64),
+            _ => Err(D::Error::custom(format!("{v} is not a whole number ≥ 0"))),
+        }
+    }
+
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = whole::<D>(serde_json::Number::deserialize(d)?)?;
+        u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")))
+    }
+
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(v) => {
+                let n = whole::<D>(v)?;
+                u32::try_from(n)
+                    .map(Some)
+                    .map_err(|_| D::Error::custom(format!("{n} is too large")))
+            }
+        }
+    }
+}

@@ -2301,3 +2301,46 @@ async fn x4_declared_oversize_bodies_are_refused_at_once_with_the_limit() {
         "{d}"
     );
 }
+
+/// X4: JSON Schema's integers include `2000.0`; request bodies accept them
+/// (and refuse `2000.5` with a problem naming the field).
+#[tokio::test]
+async fn x4_integral_numbers_are_integers() {
+    let (api, _) = Api::seeded().await;
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/context-packages",
+            json!({"name": "whole", "queries": ["install"], "budget": 2000.0, "depth": 0.0}),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/context-packages",
+            json!({"name": "half", "queries": ["install"], "budget": 2000.5}),
+        )
+        .await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert!(
+        p["detail"].as_str().unwrap().contains("whole number"),
+        "{p}"
+    );
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/jobs",
+            json!({"kind": "noop", "max_attempts": 3.0}),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}

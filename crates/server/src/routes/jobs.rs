@@ -75,6 +75,7 @@ pub struct EnqueueBody {
     #[schema(value_type = Object)]
     pub payload: Option<serde_json::Value>,
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::extract::integral::opt_u32")]
     pub max_attempts: Option<u32>,
     /// Not before this instant (RFC 3339).
     #[schema(format = DateTime)]

@@ -247,6 +247,7 @@ pub struct NewContext {
     pub selectors: Vec<String>,
     /// Tokens (at least 1).
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "crate::extract::integral::u32")]
     pub budget: u32,
     #[serde(default)]
     pub collections: Vec<String>,
@@ -266,7 +267,7 @@ pub struct NewContext {
     #[schema(inline, value_type = Vec<String>, pattern = r"^[a-z][a-z0-9._-]{0,63}$")]
     pub expand: Vec<String>,
     /// 0–5; more than 0 needs `expand`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::integral::u32")]
     #[schema(minimum = 0, maximum = 5)]
     pub depth: u32,
     /// Opaque memory references: objects with `source` and `id`.

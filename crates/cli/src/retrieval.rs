@@ -77,6 +77,8 @@ pub(crate) fn search(ctx: &Ctx, a: SearchArgs) -> Result<ExitCode> {
         limit: a.limit,
         expand: a.expand,
         depth: a.depth,
+        // a command sees every write before it, its own and others'
+        read_your_writes: true,
     };
     let r = svc.search(&ctx.caller, &req)?;
     if ctx.out.json {

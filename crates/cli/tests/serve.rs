@@ -81,7 +81,8 @@ fn x4_serve_end_to_end_with_cli_alongside() {
         .to_owned();
     assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
     assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
-    // a write over HTTP is searchable over HTTP at once
+    // a write over HTTP is searchable over HTTP with read-your-writes
+    // (refresh=wait_for); without it, within the follower's interval
     let (st, _) = http(
         &addr,
         "PUT",
@@ -89,9 +90,35 @@ fn x4_serve_end_to_end_with_cli_alongside() {
         "# From HTTP\n\nzebra crossing\n",
     );
     assert_eq!(st, 201);
-    let (_, body) = http(&addr, "GET", "/v1/search?q=zebra", "");
+    let (_, body) = http(&addr, "GET", "/v1/search?q=zebra&refresh=wait_for", "");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["hits"][0]["ref"], "handbook/http.md");
+    assert_eq!(v["index"]["lag"], 0, "{v}");
+    // a plain search never waits and never commits: it reports its lag
+    let (st, _) = http(
+        &addr,
+        "PUT",
+        "/v1/artifacts?ref=handbook/later.md",
+        "# Later\n\nokapi stripes\n",
+    );
+    assert_eq!(st, 201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = http(&addr, "GET", "/v1/search?q=okapi", "");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["total"] == 1 {
+            break;
+        }
+        assert!(
+            v["index"]["lag"].as_u64().unwrap() > 0,
+            "not found, yet no lag: {v}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never refreshed: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // the CLI keeps working: it writes the store, the server's follower
     // indexes it, and a CLI search waits for that (bounded) and sees both
     std::fs::write(
@@ -114,7 +141,7 @@ fn x4_serve_end_to_end_with_cli_alongside() {
     assert_eq!(v["index"]["owner"], false, "the server owns the index");
     assert_eq!(v["index"]["lag"], 0, "{v}");
     assert_eq!(v["total"], 2, "{v}");
-    let (_, body) = http(&addr, "GET", "/v1/search?q=giraffe", "");
+    let (_, body) = http(&addr, "GET", "/v1/search?q=giraffe&refresh=wait_for", "");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["hits"][0]["ref"], "handbook/cli.md");
     // graceful shutdown on SIGTERM

@@ -292,6 +292,9 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
+    // From here on the follower refreshes the index every
+    // `follow_interval`: searches read the last refresh and never commit.
+    svc.refresh_in_background();
     let follower = std::thread::spawn({
         let (svc, stop, every) = (svc.clone(), stop.clone(), cfg.follow_interval);
         move || {

@@ -226,7 +226,8 @@ impl Services {
             candidates.push(self.selector_candidate(caller, s)?);
         }
         if !req.queries.is_empty() {
-            let (p, lag) = self.fresh_index()?;
+            // a package is a record: it waits for every earlier write
+            let (p, lag) = self.fresh_index(true)?;
             if lag > 0 {
                 // A package is a record meant to be reproduced and verified;
                 // one built from a stale index would silently miss changes.

@@ -149,6 +149,9 @@ pub struct Services {
     auth_cache: keys::AuthCacheState,
     /// Wakes idle workers of this process when it enqueues a job.
     job_signal: std::sync::Arc<worker::JobSignal>,
+    /// Whether a follower refreshes the index (a server): reads then never
+    /// catch up themselves.
+    background_refresh: std::sync::atomic::AtomicBool,
 }
 
 /// Result of `audit verify`.
@@ -218,6 +221,7 @@ impl Services {
             access: Default::default(),
             auth_cache: Default::default(),
             job_signal: Default::default(),
+            background_refresh: Default::default(),
         }
     }
 

@@ -64,6 +64,9 @@ pub(crate) struct Projection {
     opened: Opened,
     /// Artifacts whose extraction failed (ref, reason), by id.
     unextractable: Mutex<std::collections::BTreeMap<ArtifactId, (String, String)>>,
+    /// The feed position of the last commit, readable without waiting for
+    /// a catch-up in progress (which holds `progress`).
+    committed: std::sync::atomic::AtomicU64,
 }
 
 /// What one catch-up did.
@@ -107,6 +110,7 @@ impl Projection {
             }),
             opened,
             unextractable: Mutex::new(Default::default()),
+            committed: std::sync::atomic::AtomicU64::new(applied),
         };
         if p.index.is_owner() {
             let pos = p.store.feed_position()?;
@@ -379,6 +383,24 @@ impl Projection {
         Ok(n)
     }
 
+    /// The feed position searches see: what the last commit covers.
+    pub(crate) fn committed_seq(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits (bounded) until a commit covers `target`; the remaining lag.
+    /// For an owner whose index is refreshed by its background follower.
+    pub(crate) fn wait_committed(&self, target: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = self.committed_seq();
+            if done >= target || Instant::now() >= deadline {
+                return target.saturating_sub(done);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn commit_raw(&self, seq: u64) -> Result<()> {
         let store_id = self.store.feed_position()?.store_id;
         let applied_event = self
@@ -391,6 +413,8 @@ impl Projection {
             committed_at: kontextual_model::now().to_string(),
             applied_event,
         })?;
+        self.committed
+            .store(seq, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

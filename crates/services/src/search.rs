@@ -61,6 +61,10 @@ pub struct SearchRequest {
     pub expand: Vec<String>,
     /// Hops to follow (1 when `expand` is given and this is 0).
     pub depth: u32,
+    /// Wait until the index covers every write made before the search
+    /// (read-your-writes); otherwise a server answers from its last refresh
+    /// (at most about a quarter of a second old) and reports the lag.
+    pub read_your_writes: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -164,15 +168,41 @@ impl Services {
 
     /// Brings the index up to date for a read: the owner applies the feed;
     /// others wait (bounded) for the owner. Returns the remaining lag.
-    pub(crate) fn fresh_index(&self) -> Result<(Arc<Projection>, u64)> {
+    ///
+    /// In a server (the index refreshed by its follower, [`Self::refresh_in_background`])
+    /// a read never writes: it reads the last committed view and reports its
+    /// lag — or, with `read_your_writes`, first waits (bounded) until a
+    /// refresh covers every write made before it (Elasticsearch's
+    /// `refresh=wait_for`). Elsewhere the owner catches up itself.
+    pub(crate) fn fresh_index(&self, read_your_writes: bool) -> Result<(Arc<Projection>, u64)> {
         let p = self.projection()?;
-        let lag = if p.is_owner() {
+        let lag = if p.is_owner() && self.background_refresh() {
+            let target = self.store().feed_position()?.last_seq;
+            if read_your_writes {
+                p.wait_committed(target, FOLLOWER_WAIT)
+            } else {
+                target.saturating_sub(p.committed_seq())
+            }
+        } else if p.is_owner() {
             p.catch_up()?;
             0
         } else {
             p.wait_for_owner(FOLLOWER_WAIT)?
         };
         Ok((p, lag))
+    }
+
+    /// Tells the services that a follower keeps this process's index fresh
+    /// (a short interval): searches then stop catching up themselves, so a
+    /// read never pays for a commit while writes arrive.
+    pub fn refresh_in_background(&self) {
+        self.background_refresh
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn background_refresh(&self) -> bool {
+        self.background_refresh
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Validates filters into the index's terms; unknown collections are errors.
@@ -295,7 +325,7 @@ impl Services {
         let depth = expand_depth(&expand, req.depth)?;
         let filters = self.index_filters(caller, &req.filters)?;
         self.record_access(caller, "search", req.query.clone());
-        let (p, lag) = self.fresh_index()?;
+        let (p, lag) = self.fresh_index(req.read_your_writes)?;
         let ir = IndexRequest {
             namespace: caller.namespace.as_str(),
             query: &req.query,

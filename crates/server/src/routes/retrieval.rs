@@ -82,6 +82,12 @@ pub struct SearchParams {
     q: String,
     /// Read `q` as query syntax rather than plain text.
     syntax: Option<bool>,
+    /// `wait_for`: answer only once the index covers every write made before
+    /// this search (read-your-writes; waits at most 5 s). Without it the
+    /// server answers from its last refresh (about 250 ms old at most) and
+    /// reports the lag in `index.lag`.
+    #[param(value_type = Option<String>, pattern = "^(wait_for|false)$")]
+    refresh: Option<String>,
     /// Collections, comma-separated (any of them).
     collection: Option<String>,
     /// Artifact types, comma-separated.
@@ -126,6 +132,7 @@ pub async fn search(
     let mut meta = Vec::new();
     let (mut sections, mut limit, mut offset, mut depth) = (false, 10u32, 0u32, 0u32);
     let mut syntax = false;
+    let mut read_your_writes = false;
     let number = |k: &str, v: &str| -> Result<u32, Problem> {
         v.parse()
             .map_err(|_| Problem::bad_request(format!("{k}={v:?}: expected a whole number")))
@@ -151,6 +158,17 @@ pub async fn search(
             "expand" => expand = Some(v),
             "sections" => sections = flag(&k, &v)?,
             "syntax" => syntax = flag(&k, &v)?,
+            "refresh" => {
+                read_your_writes = match v.as_str() {
+                    "wait_for" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(Problem::bad_request(format!(
+                            "refresh={v:?}: use wait_for (see every write made before this search) or false"
+                        )));
+                    }
+                }
+            }
             "limit" => limit = number(&k, &v)?,
             "offset" => offset = number(&k, &v)?,
             "depth" => depth = number(&k, &v)?,
@@ -178,6 +196,7 @@ pub async fn search(
         limit,
         expand: split(&expand),
         depth,
+        read_your_writes,
     };
     let v = run(&s, call, false, move |svc, c| svc.search(c, &req)).await?;
     Ok(axum::Json(wire::<dto::SearchResponse, _>(v)).into_response())

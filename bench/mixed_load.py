@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Open-model mixed load against a running `kontextual serve` (issue 17).
+
+Requests are *scheduled* at a fixed arrival rate, whatever the server does;
+latency is measured from each request's scheduled send time, so a slow
+server cannot slow the load down and hide its own tail (no coordinated
+omission). The mix: 70 % search, 20 % artifact GET, 10 % writes (PUT).
+
+Usage:
+  mixed_load.py URL COLLECTION RATE SECONDS [--queries FILE] [--ids FILE]
+
+Prints one JSON object: per kind, count, errors, p50/p90/p99/max in ms.
+Only the standard library; connections are kept alive and opened as
+needed (up to 256), so a stalled connection never delays another request.
+"""
+
+import asyncio
+import json
+import random
+import sys
+import time
+import urllib.parse
+
+QUERIES_DEFAULT = [
+    "Mutex", "Arc", "Mutex Arc", "lock", "thread", "borrow", "iterator", "trait",
+    "deploy", "retry policy", "how do traits work", "error handling", "async", "channel",
+]
+
+
+class Pool:
+    def __init__(self, host, port, cap=256):
+        self.host, self.port, self.cap = host, port, cap
+        self.idle = []
+        self.open = 0
+
+    async def get(self):
+        if self.idle:
+            return self.idle.pop()
+        self.open += 1
+        return await asyncio.open_connection(self.host, self.port)
+
+    def put(self, conn):
+        self.idle.append(conn)
+
+    def drop(self, conn):
+        self.open -= 1
+        try:
+            conn[1].close()
+        except Exception:
+            pass
+
+
+async def exchange(pool, method, path, body=b""):
+    conn = await pool.get()
+    r, w = conn
+    try:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {len(body)}\r\n"
+            "Content-Type: text/markdown\r\n\r\n"
+        ).encode()
+        w.write(head + body)
+        await w.drain()
+        status_line = await r.readline()
+        status = int(status_line.split()[1])
+        length, chunked = 0, False
+        while True:
+            line = await r.readline()
+            if line in (b"\r\n", b""):
+                break
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "content-length":
+                length = int(v.strip())
+            if k.lower() == "transfer-encoding" and "chunked" in v.lower():
+                chunked = True
+        if chunked:
+            while True:
+                size = int((await r.readline()).strip(), 16)
+                await r.readexactly(size + 2)
+                if size == 0:
+                    break
+        else:
+            await r.readexactly(length)
+        pool.put(conn)
+        return status
+    except Exception:
+        pool.drop(conn)
+        raise
+
+
+async def main():
+    url, collection, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    queries, ids = QUERIES_DEFAULT, []
+    args = sys.argv[5:]
+    for i, a in enumerate(args):
+        if a == "--queries":
+            queries = [q.strip() for q in open(args[i + 1]) if q.strip()]
+        if a == "--ids":
+            ids = [x.strip() for x in open(args[i + 1]) if x.strip()]
+    u = urllib.parse.urlparse(url)
+    pool = Pool(u.hostname, u.port or 80)
+    rng = random.Random(17)
+    results = {"search": [], "get": [], "put": []}
+    errors = {"search": 0, "get": 0, "put": 0}
+    start = time.perf_counter() + 0.2
+    n = int(rate * seconds)
+    tasks = []
+
+    async def one(i):
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        x = rng.random()
+        try:
+            if x < 0.7:
+                kind = "search"
+                q = urllib.parse.quote(rng.choice(queries))
+                status = await exchange(pool, "GET", f"/v1/search?q={q}&limit=10")
+            elif x < 0.9 and ids:
+                kind = "get"
+                status = await exchange(pool, "GET", f"/v1/artifacts/{rng.choice(ids)}")
+            else:
+                kind = "put"
+                body = f"# Load {i}\n\nwritten under load {rng.random()}\n".encode()
+                status = await exchange(
+                    pool, "PUT", f"/v1/artifacts?ref={collection}/load/{i % 500}.md", body
+                )
+            done = time.perf_counter()
+            if status >= 400:
+                errors[kind] += 1
+            else:
+                results[kind].append((done - scheduled) * 1000)
+        except Exception:
+            errors["search" if x < 0.7 else ("get" if x < 0.9 and ids else "put")] += 1
+
+    for i in range(n):
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+
+    def pct(v, p):
+        if not v:
+            return None
+        v = sorted(v)
+        return round(v[min(len(v) - 1, int(p / 100 * len(v)))], 2)
+
+    out = {"rate": rate, "seconds": seconds, "connections": pool.open}
+    for k, v in results.items():
+        out[k] = {
+            "count": len(v),
+            "errors": errors[k],
+            "p50": pct(v, 50),
+            "p90": pct(v, 90),
+            "p99": pct(v, 99),
+            "max": round(max(v), 2) if v else None,
+        }
+    print(json.dumps(out))
+
+
+asyncio.run(main())

@@ -4,8 +4,12 @@
 # integrity checks, then ingest, search, sections and a context package. Run from anywhere; leaves its store in ./kontextual-tour.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-profile="${TOUR_PROFILE:-release}"   # CI sets dev to reuse the test build
-cargo build --profile "$profile" --quiet --manifest-path "$here/../Cargo.toml" -p kontextual
+# The dev profile by default: the binary `cargo test --workspace` builds, so
+# the README's two set-up commands share one build (TOUR_PROFILE=release for
+# the optimised, stripped binary). The build shows its progress.
+profile="${TOUR_PROFILE:-dev}"
+echo "building kontextual ($profile profile; the first build takes a few minutes)…" >&2
+cargo build --profile "$profile" --manifest-path "$here/../Cargo.toml" -p kontextual
 outdir="$profile"; [ "$profile" = dev ] && outdir=debug
 k() { "${CARGO_TARGET_DIR:-$here/../target}/$outdir/kontextual" --data-dir "${TOUR_DIR:-./kontextual-tour}" "$@"; }
 step() { printf '\n$ kontextual %s\n' "$*"; k "$@"; }

@@ -135,6 +135,10 @@ fn docs(root: &Path, n: usize, tag: &str) -> PathBuf {
 /// K9: export from SQLite → import into PostgreSQL → export again gives an
 /// identical payload, and the reverse; the PostgreSQL store verifies.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn k9_snapshots_move_between_sqlite_and_postgres() {
     let Some(db) = Db::new() else { return };
     let t = tempfile::tempdir().unwrap();
@@ -184,6 +188,10 @@ fn k9_snapshots_move_between_sqlite_and_postgres() {
 /// at once: every file once with the right digest, no duplicate names, one
 /// audit chain that verifies.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_concurrent_ingests_from_several_processes() {
     let Some(db) = Db::new() else { return };
     let t = tempfile::tempdir().unwrap();
@@ -302,6 +310,10 @@ fn worker(data: &Path, url: &str) -> Proc {
 /// present once with the right content, the audit chain verifies, and a
 /// document is found through either server.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_two_servers_two_workers_one_database() {
     let Some(db) = Db::new() else { return };
     let t = tempfile::tempdir().unwrap();
@@ -439,6 +451,10 @@ fn x7_two_servers_two_workers_one_database() {
 /// X7/X8: a database that does not exist is "store unavailable" (exit 5),
 /// and a password given in the URL never appears in output.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_unavailable_databases_and_passwords() {
     let Some(db) = Db::new() else { return };
     let t = tempfile::tempdir().unwrap();
@@ -472,6 +488,10 @@ fn x7_unavailable_databases_and_passwords() {
 /// process keeps its index: the index notices the feed is another one and
 /// rebuilds (no search returns what the store no longer holds).
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_index_rebuilds_after_a_restore_and_new_writes() {
     let Some(db) = Db::new() else { return };
     if Command::new("pg_dump").arg("--version").output().is_err() {
@@ -532,6 +552,10 @@ fn x7_index_rebuilds_after_a_restore_and_new_writes() {
 /// a tail deleted in the database is found by `audit verify` and `verify`
 /// without `--expect-head`; a process that never wrote has no anchor.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x3_postgres_audit_tail_truncation_is_found_from_the_head_copy() {
     let Some(db) = Db::new() else { return };
     let url = Some(db.url.as_str());

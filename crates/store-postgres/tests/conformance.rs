@@ -80,6 +80,7 @@ macro_rules! pg_cases {
     ($($case:ident),+ $(,)?) => {
         $(
             #[test]
+            #[cfg_attr(not(postgres_tests), ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run")]
             fn $case() {
                 if let Some(mut h) = PgHarness::new() {
                     kontextual_store::testsuite::$case(&mut h);
@@ -133,6 +134,10 @@ pg_cases!(
 
 /// K2: random operation sequences with reopen agree with the oracle.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn k2_model_test_against_oracle() {
     if PgHarness::new().is_none() {
         return;
@@ -173,6 +178,10 @@ fn x7_every_conformance_case_runs_against_postgres() {
 /// behind the audit chain's back, is named by `verify` — the same table of
 /// edits as on SQLite (`kontextual_store::testsuite::TAMPERS`).
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x3_verify_names_every_row_edited_behind_the_audit_chain() {
     for t in kontextual_store::testsuite::TAMPERS {
         let Some(mut h) = PgHarness::new() else {

@@ -55,6 +55,10 @@ fn create() -> PgOptions {
 }
 
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_init_creates_schema_and_identity_once() {
     let Some(db) = TestDb::new() else { return };
     // not initialised yet: a clear error
@@ -73,6 +77,10 @@ fn x7_init_creates_schema_and_identity_once() {
 /// Processes on several hosts may run `init` at once: the migration lock
 /// makes them wait for each other, and all see one identity.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_concurrent_inits_do_not_race() {
     let Some(db) = TestDb::new() else { return };
     let url = Arc::new(db.url.clone());
@@ -91,6 +99,10 @@ fn x7_concurrent_inits_do_not_race() {
 }
 
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_diverged_or_newer_schemas_are_refused() {
     let Some(db) = TestDb::new() else { return };
     let s = PgStore::open(&db.url, &create()).expect("init");
@@ -118,6 +130,10 @@ fn x7_diverged_or_newer_schemas_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_the_pool_bounds_connections_and_waits() {
     let Some(db) = TestDb::new() else { return };
     let s = PgStore::open(
@@ -143,6 +159,10 @@ fn x7_the_pool_bounds_connections_and_waits() {
 /// X7: `sslmode=require` connects over TLS (rustls); with a CA file that
 /// did not sign the server's certificate the connection is refused.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_tls_is_used_when_the_url_asks_for_it() {
     let Some(db) = TestDb::new() else { return };
     let sep = if db.url.contains('?') { '&' } else { '?' };
@@ -195,6 +215,10 @@ fn x7_tls_is_used_when_the_url_asks_for_it() {
 
 /// Run by `x7_tls_is_used_when_the_url_asks_for_it` with a wrong CA.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 #[ignore = "run by x7_tls_is_used_when_the_url_asks_for_it"]
 fn tls_child() {
     let Ok(url) = std::env::var("KX_TLS_CHILD_URL") else {
@@ -213,6 +237,10 @@ fn tls_child() {
 /// X7: a write waits for another process's writer lock at most its lock
 /// timeout, then fails with `Locked` (as SQLite's busy timeout does).
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
     use kontextual_store::{Backend, Op, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
@@ -265,6 +293,10 @@ fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
 /// X7: a statement is prepared once per connection, and the server agrees
 /// (`pg_prepared_statements` lists this session's protocol-level ones).
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_statements_are_prepared_once_per_connection() {
     let Some(db) = TestDb::new() else { return };
     let s = PgStore::open(&db.url, &create()).expect("init");
@@ -293,6 +325,10 @@ fn x7_statements_are_prepared_once_per_connection() {
 /// a panic inside a transaction closes the connection instead of pooling
 /// it mid-transaction.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_transactions_end_cleanly_on_error_and_panic() {
     let Some(db) = TestDb::new() else { return };
     let s = PgStore::open(&db.url, &create()).expect("init");
@@ -373,6 +409,10 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
 /// next used; reads and writes then go on over fresh connections instead
 /// of failing.
 #[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
 fn x7_reads_and_writes_survive_terminated_sessions() {
     use kontextual_store::{Backend, Op, PageRequest, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };

@@ -215,10 +215,6 @@ fn x7_tls_is_used_when_the_url_asks_for_it() {
 
 /// Run by `x7_tls_is_used_when_the_url_asks_for_it` with a wrong CA.
 #[test]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
-)]
 #[ignore = "run by x7_tls_is_used_when_the_url_asks_for_it"]
 fn tls_child() {
     let Ok(url) = std::env::var("KX_TLS_CHILD_URL") else {

@@ -49,6 +49,28 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 
 struct Server(Child);
 
+/// `serve` on a free loopback port: the process and the address it says it
+/// listens on (its first line of `--json` output).
+fn start(data: &Path, extra: &[&str]) -> (Server, String) {
+    let mut child = kx(data)
+        .args(["--json", "serve", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (server, addr)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -64,21 +86,7 @@ fn x4_serve_end_to_end_with_cli_alongside() {
     let data = dir.path().join("data");
     ok(&data, &["init"]);
     ok(&data, &["collection", "create", "handbook"]);
-    let mut child = kx(&data)
-        .args(["--json", "serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server(child);
-    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (server, addr) = start(&data, &[]);
     assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
     assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
     // a write over HTTP is searchable over HTTP with read-your-writes
@@ -276,21 +284,7 @@ fn o1_metrics_pass_promtool_and_count_cli_ingests() {
         &data,
         &["ingest", docs.to_str().unwrap(), "--collection", "handbook"],
     );
-    let mut child = kx(&data)
-        .args(["--json", "serve", "--bind", "127.0.0.1:0", "--workers", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_server, addr) = start(&data, &["--workers", "0"]);
     let (status, text) = http(&addr, "GET", "/metrics", "");
     assert_eq!(status, 200, "{text}");
     for family in [

@@ -190,9 +190,9 @@ impl Services {
         create: bool,
         busy_timeout: Duration,
     ) -> Result<Self> {
-        let backend = kontextual_store_postgres::PostgresBackend::open(
+        let backend = kontextual_store::postgres::PostgresBackend::open(
             url,
-            &kontextual_store_postgres::PgOptions {
+            &kontextual_store::postgres::PgOptions {
                 create,
                 lock_timeout: busy_timeout,
                 // this process's anchor for the audit chain (ADR 0007)

@@ -12,8 +12,11 @@
 mod error;
 pub mod head_copy;
 pub mod integrity;
+mod knowledge;
 mod port;
+pub mod postgres;
 pub mod rules;
+mod sql;
 pub mod sqlite;
 
 #[cfg(feature = "testsuite")]

@@ -1,7 +1,9 @@
 //! K2/K3/K4/X3/X9: the backend conformance suite against every SQLite flavour.
 
 mod sqlite_file {
-    kontextual_store::conformance_suite!(kontextual_store::testsuite::SqliteFileHarness::new());
+    kontextual_store::conformance_suite!(Some(
+        kontextual_store::testsuite::SqliteFileHarness::new()
+    ));
 
     /// K2: random operation sequences with reopen agree with the oracle.
     #[test]
@@ -14,7 +16,9 @@ mod sqlite_file {
 }
 
 mod sqlite_memory {
-    kontextual_store::conformance_suite!(kontextual_store::testsuite::SqliteMemoryHarness::new());
+    kontextual_store::conformance_suite!(Some(
+        kontextual_store::testsuite::SqliteMemoryHarness::new()
+    ));
 
     /// K2: random operation sequences agree with the oracle.
     #[test]

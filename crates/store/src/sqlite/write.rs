@@ -5,7 +5,7 @@ use kontextual_model::audit::AuditContext;
 use kontextual_model::change::RelationDeleteCause;
 use kontextual_model::{
     Artifact, ArtifactId, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind,
-    Collection, CollectionId, Digest, Metadata, Provenance, Relation, RelationId, Timestamp,
+    Digest, Metadata, Provenance, Relation, RelationId, Timestamp,
 };
 use std::sync::mpsc::SyncSender;
 
@@ -18,6 +18,7 @@ use super::read::{self, load_artifact};
 use super::{WriteJob, blobs, micros, sql_err};
 use crate::port::{ArtifactKey, Content, Op, PutArtifact, WriteBatch, WriteContext};
 use crate::rules;
+use crate::sql::Tx;
 use crate::{Result, StoreError};
 
 /// [`commit_group_anchored`] without an anchor.
@@ -217,7 +218,14 @@ fn apply_batch(
                 name,
                 description,
                 if_absent,
-            } => create_collection(conn, &ctx, name.as_str(), &description, if_absent, now)?,
+            } => crate::knowledge::write::create_collection(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                name.as_str(),
+                &description,
+                if_absent,
+                now,
+            )?,
             Op::PutArtifact(put) => vec![put_artifact(conn, &ctx, put, now)?],
             Op::DeleteArtifact { key, expect } => delete_artifact(conn, &ctx, &key, expect, now)?,
             Op::PurgeArtifact { key, expect } => purge_artifact(conn, &ctx, &key, expect, now)?,
@@ -506,38 +514,6 @@ fn append_event(
     ])
     .map_err(sql_err)?;
     Ok(())
-}
-
-fn create_collection(
-    conn: &Connection,
-    ctx: &WriteContext,
-    name: &str,
-    description: &str,
-    if_absent: bool,
-    now: Timestamp,
-) -> Result<Vec<Change>> {
-    if read::collection_id(conn, &ctx.namespace, name)?.is_some() {
-        if if_absent {
-            return Ok(Vec::new());
-        }
-        return Err(StoreError::AlreadyExists {
-            what: format!("collection {name}"),
-        });
-    }
-    let c = Collection {
-        id: CollectionId::new(),
-        namespace: ctx.namespace.clone(),
-        name: name.parse()?,
-        description: description.to_owned(),
-        created_at: now,
-        artifact_count: 0,
-    };
-    conn.execute(
-        "INSERT INTO collections (id, namespace, name, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![c.id.0, c.namespace.as_str(), c.name.as_str(), c.description, micros(now)],
-    )
-    .map_err(sql_err)?;
-    Ok(vec![Change::CollectionCreated { collection: c }])
 }
 
 fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> Result<()> {

@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::conn::Conn;
-use kontextual_model::{Change, CollectionId, Revision, Timestamp};
-use kontextual_store::rules;
-use kontextual_store::{
+use crate::postgres::conn::Conn;
+use crate::rules;
+use crate::{
     ArtifactKey, Content, ImportConflict, ImportRecords, Result, StoreError, WriteContext,
 };
+use kontextual_model::{Change, CollectionId, Revision, Timestamp};
 use serde_json::json;
 
-use crate::{blobs, pg_err, read};
+use crate::postgres::{blobs, pg_err, read};
 
 fn exists(tx: &mut Conn, sql: &str, id: &(dyn postgres::types::ToSql + Sync)) -> Result<bool> {
     Ok(tx.query_opt(sql, &[id]).map_err(pg_err)?.is_some())
@@ -187,7 +187,7 @@ pub(crate) fn import(
     }
 
     for (a, revs) in to_write {
-        crate::write::write_artifact(tx, &a, true)?;
+        crate::postgres::write::write_artifact(tx, &a, true)?;
         let last = revs.len();
         *written.entry("revisions").or_default() += last as u64;
         for (i, r) in revs.into_iter().enumerate() {
@@ -220,7 +220,7 @@ pub(crate) fn import(
                 });
             }
         }
-        crate::write::write_relation(tx, &r, true)?;
+        crate::postgres::write::write_relation(tx, &r, true)?;
         *written.entry("relations").or_default() += 1;
         out.push(Change::RelationImported { relation: r });
     }

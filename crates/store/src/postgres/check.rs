@@ -4,19 +4,19 @@
 //! every revision against the fingerprint its audit record vouches for, and
 //! the audit chain.
 
+use crate::{ArtifactKey, CheckReport, Problem, ProblemCategory, Result};
 use kontextual_model::audit::{ChainReport, ChainVerifier};
 use kontextual_model::{ChainHead, Digest, DigestWriter, Namespace};
-use kontextual_store::{ArtifactKey, CheckReport, Problem, ProblemCategory, Result};
 
-use crate::access::{self, Mark};
-use crate::conn::Conn;
-use crate::{pg_err, read, rows};
+use crate::postgres::access::{self, Mark};
+use crate::postgres::conn::Conn;
+use crate::postgres::{pg_err, read, rows};
 
-/// The snapshot as [`kontextual_store::integrity::AuditedRows`]: each method
+/// The snapshot as [`crate::integrity::AuditedRows`]: each method
 /// one of the store's ordinary reads.
 struct Rows<'a>(&'a mut Conn);
 
-impl kontextual_store::integrity::AuditedRows for Rows<'_> {
+impl crate::integrity::AuditedRows for Rows<'_> {
     fn audit_page(&mut self, after: u64, limit: u32) -> Result<Vec<kontextual_model::AuditRecord>> {
         read::audit(self.0, after, limit)
     }
@@ -40,7 +40,7 @@ impl kontextual_store::integrity::AuditedRows for Rows<'_> {
     }
     fn namespaces(&mut self) -> Result<Vec<Namespace>> {
         self.0
-            .query(kontextual_store::integrity::NAMESPACES_SQL, &[])
+            .query(crate::integrity::NAMESPACES_SQL, &[])
             .map_err(pg_err)?
             .iter()
             .map(|r| rows::parsed(r, 0))
@@ -49,9 +49,9 @@ impl kontextual_store::integrity::AuditedRows for Rows<'_> {
     fn relations(
         &mut self,
         ns: &Namespace,
-        page: &kontextual_store::PageRequest,
-    ) -> Result<kontextual_store::Page<kontextual_model::Relation>> {
-        let q = kontextual_store::RelationQuery {
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::Relation>> {
+        let q = crate::RelationQuery {
             include_deleted: true,
             ..Default::default()
         };
@@ -60,8 +60,8 @@ impl kontextual_store::integrity::AuditedRows for Rows<'_> {
     fn keys(
         &mut self,
         ns: &Namespace,
-        page: &kontextual_store::PageRequest,
-    ) -> Result<kontextual_store::Page<kontextual_model::ApiKey>> {
+        page: &crate::PageRequest,
+    ) -> Result<crate::Page<kontextual_model::ApiKey>> {
         access::api_keys(self.0, ns, page)
     }
     fn key(&mut self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
@@ -105,7 +105,7 @@ pub(crate) fn verify_chain(
     expect: Option<ChainHead>,
     recorded: Option<(Option<ChainHead>, std::path::PathBuf)>,
 ) -> Result<(ChainReport, Option<String>)> {
-    let (expect, source, unreadable) = kontextual_store::head_copy::expectation(expect, recorded);
+    let (expect, source, unreadable) = crate::head_copy::expectation(expect, recorded);
     let mut verifier = ChainVerifier::new(expect);
     let mut after = 0;
     loop {
@@ -274,7 +274,7 @@ pub(crate) fn run(
     }
     // Every revision and every row of authority against the audit chain.
     let revisions_checked = read::count(c, "SELECT count(*) FROM revisions")?;
-    kontextual_store::integrity::cross_check(&mut Rows(c), &mut problems)?;
+    crate::integrity::cross_check(&mut Rows(c), &mut problems)?;
     let (audit, source) = verify_chain(c, expect, recorded)?;
     for p in &audit.problems {
         problems.push(problem(

@@ -1,19 +1,21 @@
 //! Reads: the same queries and orders as the SQLite store, keyset cursors
 //! encoded the same way.
 
-use crate::conn::Conn;
+use crate::postgres::conn::Conn;
+use crate::{
+    ArtifactKey, ArtifactQuery, AuditQuery, Cursor, Page, PageRequest, RelationQuery, Result,
+    StoreError,
+};
 use kontextual_model::{
     Artifact, ArtifactId, AuditRecord, ChainHead, Collection, CollectionId, Namespace, OutboxEvent,
     Relation, RelationId, Revision,
 };
-use kontextual_store::{
-    ArtifactKey, ArtifactQuery, AuditQuery, Cursor, Page, PageRequest, RelationQuery, Result,
-    StoreError,
-};
 use uuid::Uuid;
 
-use crate::pg_err;
-use crate::rows::{self, ARTIFACT_COLS, AUDIT_COLS, COLLECTION_COLS, RELATION_COLS, REVISION_COLS};
+use crate::postgres::pg_err;
+use crate::postgres::rows::{
+    self, ARTIFACT_COLS, AUDIT_COLS, COLLECTION_COLS, RELATION_COLS, REVISION_COLS,
+};
 
 fn bad_cursor() -> StoreError {
     StoreError::InvalidInput(
@@ -303,7 +305,7 @@ pub(crate) fn live_relations_of(c: &mut Conn, id: ArtifactId) -> Result<Vec<Rela
 pub(crate) fn audit(c: &mut Conn, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
     c.query(
         &format!("SELECT {AUDIT_COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"),
-        &[&kontextual_store::rules::seq_cursor(after), &(limit as i64)],
+        &[&crate::rules::seq_cursor(after), &(limit as i64)],
     )
     .map_err(pg_err)?
     .iter()
@@ -328,7 +330,7 @@ pub(crate) fn audit_query(
              ORDER BY seq LIMIT $8"
         ),
         &[
-            &kontextual_store::rules::seq_cursor(after),
+            &crate::rules::seq_cursor(after),
             &q.namespace.as_ref().map(|n| n.as_str()),
             &q.actor,
             &q.action,
@@ -364,7 +366,7 @@ pub(crate) fn outbox(c: &mut Conn, after: u64, limit: u32) -> Result<Vec<OutboxE
     c.query(
         "SELECT seq, at, namespace, correlation_id, audit_seq, kind, subject, payload \
          FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
-        &[&kontextual_store::rules::seq_cursor(after), &(limit as i64)],
+        &[&crate::rules::seq_cursor(after), &(limit as i64)],
     )
     .map_err(pg_err)?
     .iter()

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kontextual_store::StoreError;
-use kontextual_store_postgres::{PgOptions, PgStore, schema};
+use kontextual_store::postgres::{PgOptions, PgStore, schema};
 
 /// A fresh database on the test server, dropped at the end.
 struct TestDb {
@@ -240,7 +240,7 @@ fn tls_child() {
 fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
     use kontextual_store::{Backend, Op, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
-    let backend = kontextual_store_postgres::PostgresBackend::open(
+    let backend = kontextual_store::postgres::PostgresBackend::open(
         &db.url,
         &PgOptions {
             create: true,
@@ -340,7 +340,7 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
             .expect("count")
             .get(0)
     };
-    let pid = |c: &mut kontextual_store_postgres::Conn| -> i32 {
+    let pid = |c: &mut kontextual_store::postgres::Conn| -> i32 {
         c.query_one("SELECT pg_backend_pid()", &[])
             .expect("pid")
             .get(0)
@@ -412,7 +412,7 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
 fn x7_reads_and_writes_survive_terminated_sessions() {
     use kontextual_store::{Backend, Op, PageRequest, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
-    let backend = kontextual_store_postgres::PostgresBackend::open(
+    let backend = kontextual_store::postgres::PostgresBackend::open(
         &db.url,
         &PgOptions {
             create: true,

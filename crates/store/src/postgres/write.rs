@@ -2,21 +2,22 @@
 //! writer lock (`pg_advisory_xact_lock`): the audit head is read and every
 //! audit and outbox sequence number drawn under it, so sequence order is
 //! commit order across processes (ADR 0007). The decisions are the shared
-//! rules of `kontextual_store::rules`.
+//! rules of `crate::rules`.
 
-use crate::conn::Conn;
+use crate::postgres::conn::Conn;
+use crate::sql::Tx;
+use crate::{
+    ArtifactKey, Content, Op, PutArtifact, Result, StoreError, WriteBatch, WriteContext, rules,
+};
 use kontextual_model::audit::AuditContext;
 use kontextual_model::change::RelationDeleteCause;
 use kontextual_model::{
-    Artifact, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind, Collection,
-    CollectionId, Digest, Metadata, Relation, RelationId, Timestamp,
-};
-use kontextual_store::{
-    ArtifactKey, Content, Op, PutArtifact, Result, StoreError, WriteBatch, WriteContext, rules,
+    Artifact, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind, CollectionId,
+    Digest, Metadata, Relation, RelationId, Timestamp,
 };
 
-use crate::access::{self, Mark};
-use crate::{blobs, jobs, pg_err, read};
+use crate::postgres::access::{self, Mark};
+use crate::postgres::{blobs, jobs, pg_err, read};
 
 /// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
 pub(crate) const WRITER_LOCK: i64 = 0x4B4E_5458_0000_0002;
@@ -58,7 +59,7 @@ pub(crate) fn apply(
     let mut head = if locked { read::audit_head(tx)? } else { None };
     let start_seq = head.as_ref().map(|h| h.seq);
     let anchor_held = match anchor {
-        Some(a) if locked => kontextual_store::head_copy::chain_holds(a, head.as_ref(), |seq| {
+        Some(a) if locked => crate::head_copy::chain_holds(a, head.as_ref(), |seq| {
             Ok::<_, StoreError>(
                 tx.query_opt(
                     "SELECT hash FROM audit_log WHERE seq = $1",
@@ -85,7 +86,14 @@ pub(crate) fn apply(
                 name,
                 description,
                 if_absent,
-            } => create_collection(tx, &ctx, name.as_str(), &description, if_absent, now)?,
+            } => crate::knowledge::write::create_collection(
+                &mut Tx::Postgres(tx),
+                &ctx,
+                name.as_str(),
+                &description,
+                if_absent,
+                now,
+            )?,
             Op::PutArtifact(put) => vec![put_artifact(tx, &ctx, put, now, &mut collections)?],
             Op::DeleteArtifact { key, expect } => delete_artifact(tx, &ctx, &key, expect, now)?,
             Op::PurgeArtifact { key, expect } => purge_artifact(tx, &ctx, &key, expect, now)?,
@@ -155,7 +163,7 @@ pub(crate) fn apply(
                 digest,
                 manifest,
             } => vec![save_context_package(tx, &ctx, name, digest, manifest, now)?],
-            Op::ImportRecords(rec) => crate::import::import(tx, &ctx, *rec, now)?,
+            Op::ImportRecords(rec) => crate::postgres::import::import(tx, &ctx, *rec, now)?,
             Op::EnqueueJob(new) => vec![jobs::enqueue(tx, &ctx, new, now)?],
             Op::ClaimJobs {
                 worker,
@@ -336,38 +344,6 @@ fn append_audit(
     tx.execute(sql, &params).map_err(pg_err)?;
     *head = Some(rec.head());
     Ok(rec.seq)
-}
-
-fn create_collection(
-    tx: &mut Conn,
-    ctx: &WriteContext,
-    name: &str,
-    description: &str,
-    if_absent: bool,
-    now: Timestamp,
-) -> Result<Vec<Change>> {
-    if read::collection_id(tx, &ctx.namespace, name)?.is_some() {
-        if if_absent {
-            return Ok(Vec::new());
-        }
-        return Err(StoreError::AlreadyExists {
-            what: format!("collection {name}"),
-        });
-    }
-    let c = Collection {
-        id: CollectionId::new(),
-        namespace: ctx.namespace.clone(),
-        name: name.parse()?,
-        description: description.to_owned(),
-        created_at: now,
-        artifact_count: 0,
-    };
-    tx.execute(
-        "INSERT INTO collections (id, namespace, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
-        &[&c.id.0, &c.namespace.as_str(), &c.name.as_str(), &c.description, &now.as_microsecond()],
-    )
-    .map_err(pg_err)?;
-    Ok(vec![Change::CollectionCreated { collection: c }])
 }
 
 fn check_derived_from(
@@ -640,7 +616,7 @@ fn purge_artifact(
         )
         .map_err(pg_err)?
         .iter()
-        .map(|r| crate::rows::digest(r, 0))
+        .map(|r| crate::postgres::rows::digest(r, 0))
         .collect::<Result<Vec<Digest>>>()?;
     tx.execute(
         "UPDATE revisions SET content_available = FALSE WHERE artifact_id = $1",
@@ -859,7 +835,7 @@ fn ack_outbox(tx: &mut Conn, consumer: &str, seq: u64, now: Timestamp) -> Result
             "outbox consumer name {consumer:?} must be 1-128 printable characters"
         )));
     }
-    let last = crate::feed_last_seq(tx)?;
+    let last = crate::postgres::feed_last_seq(tx)?;
     if seq > last {
         return Err(StoreError::InvalidInput(format!(
             "cannot acknowledge outbox event {seq}: the last event is {last}"
@@ -936,12 +912,12 @@ fn running(
         .query_opt(
             &format!(
                 "SELECT {} FROM runs WHERE id = $1 AND namespace = $2",
-                crate::rows::RUN_COLS
+                crate::postgres::rows::RUN_COLS
             ),
             &[&id.0, &ctx.namespace.as_str()],
         )
         .map_err(pg_err)?
-        .map(|r| crate::rows::run(&r))
+        .map(|r| crate::postgres::rows::run(&r))
         .transpose()?
         .ok_or_else(|| StoreError::not_found(format!("run {id}")))?;
     if run.status.is_final() {

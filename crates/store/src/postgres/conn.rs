@@ -12,11 +12,11 @@
 
 use std::collections::HashMap;
 
-use kontextual_store::Result;
+use crate::Result;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
 
-use crate::pg_err;
+use crate::postgres::pg_err;
 
 /// Statements kept per connection. Past this (only dynamic SQL could get
 /// here) the cache starts over rather than grow without bound.
@@ -87,7 +87,8 @@ impl Conn {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let prepared = self.client.prepare(sql);
+        // statements of the shared SQL layer are written with `?N`
+        let prepared = self.client.prepare(&crate::sql::to_postgres(sql));
         let s = self.seen(prepared)?;
         if self.statements.len() >= MAX_STATEMENTS {
             self.statements.clear();

@@ -4,11 +4,11 @@
 
 use std::str::FromStr;
 
+use crate::{Result, StoreError};
 use kontextual_model::{
     Artifact, ArtifactId, AuditDraft, AuditRecord, Collection, CollectionId, Digest, EventDraft,
     Metadata, OutboxEvent, Relation, RelationId, Revision, RunId, Timestamp,
 };
-use kontextual_store::{Result, StoreError};
 use postgres::Row;
 use postgres::types::FromSql;
 use uuid::Uuid;

@@ -5,11 +5,11 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use crate::conn::Conn;
+use crate::postgres::conn::Conn;
+use crate::{Content, Result, StoreError};
 use kontextual_model::{Digest, DigestWriter, Timestamp};
-use kontextual_store::{Content, Result, StoreError};
 
-use crate::pg_err;
+use crate::postgres::pg_err;
 
 pub(crate) const CHUNK: usize = 1 << 20;
 
@@ -167,7 +167,7 @@ pub(crate) fn collect(c: &mut Conn, digests: &[Digest]) -> Result<u64> {
 /// Streams a blob, chunk by chunk, each read on a pooled connection;
 /// the bytes are re-hashed and a mismatch at the end is `InvalidData`.
 pub(crate) struct BlobReader {
-    pool: Arc<crate::backend::Inner>,
+    pool: Arc<crate::postgres::backend::Inner>,
     digest: Digest,
     inline: Option<io::Cursor<Vec<u8>>>,
     chunks: i64,
@@ -177,7 +177,10 @@ pub(crate) struct BlobReader {
 }
 
 impl BlobReader {
-    pub(crate) fn open(inner: Arc<crate::backend::Inner>, digest: &Digest) -> Result<BlobReader> {
+    pub(crate) fn open(
+        inner: Arc<crate::postgres::backend::Inner>,
+        digest: &Digest,
+    ) -> Result<BlobReader> {
         let row = inner
             .pool
             .read(|c| {

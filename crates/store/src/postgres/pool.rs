@@ -6,11 +6,11 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use kontextual_store::{Result, StoreError};
+use crate::{Result, StoreError};
 use postgres::{Client, Config, NoTls};
 
-use crate::conn::Conn;
-use crate::{pg_err, tls::Tls};
+use crate::postgres::conn::Conn;
+use crate::postgres::{pg_err, tls::Tls};
 
 pub struct Pool {
     config: Config,

@@ -26,7 +26,7 @@ pub use backend::PostgresBackend;
 
 use std::time::Duration;
 
-use kontextual_store::{Result, StoreError};
+use crate::{Result, StoreError};
 
 pub use pool::{Pool, Pooled};
 

@@ -6,20 +6,20 @@
 
 use std::time::Duration;
 
+use crate::{
+    Cursor, JobAction, JobQuery, NewJob, Page, PageRequest, Result, StoreError, WriteContext,
+};
 use kontextual_model::{
     AttemptOutcome, Change, Job, JobAttempt, JobId, JobResult, JobState, JobStats, JobTransition,
     Namespace, RunId, Timestamp,
 };
-use kontextual_store::{
-    Cursor, JobAction, JobQuery, NewJob, Page, PageRequest, Result, StoreError, WriteContext,
-};
 use postgres::Row;
 
-use crate::conn::Conn;
+use crate::postgres::conn::Conn;
 use uuid::Uuid;
 
-use crate::{pg_err, rows};
-use kontextual_store::rules as rules_mod;
+use crate::postgres::{pg_err, rows};
+use crate::rules as rules_mod;
 
 /// Most jobs one claim takes, whatever the caller asks.
 const MAX_CLAIM: u32 = 1000;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use kontextual_store::{Result, StoreError};
+use crate::{Result, StoreError};
 use postgres::Config;
 use postgres::config::SslMode;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

@@ -2,15 +2,15 @@
 //! legal holds and quarantines ("marks"), idempotency reservations and the
 //! read access log — the same rules as the SQLite store.
 
+use crate::{ArtifactKey, Page, PageRequest, Result, StoreError, WriteContext};
 use kontextual_model::{
     Actor, ArtifactId, Change, Digest, GrantPermission, GrantScope, Namespace, Timestamp,
 };
-use kontextual_store::{ArtifactKey, Page, PageRequest, Result, StoreError, WriteContext};
 use postgres::Row;
 
-use crate::conn::Conn;
+use crate::postgres::conn::Conn;
 
-use crate::{pg_err, read, rows};
+use crate::postgres::{pg_err, read, rows};
 
 const KEY_COLS: &str = "id, namespace, name, actor, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at";
 
@@ -549,7 +549,7 @@ pub(crate) fn access_log(
          ORDER BY seq LIMIT $5",
         &[
             &ns.as_str(),
-            &kontextual_store::rules::seq_cursor(after),
+            &crate::rules::seq_cursor(after),
             &actor.map(|a| a.to_string()),
             &since.map(|t| t.as_microsecond()),
             &(limit as i64),

@@ -10,9 +10,9 @@
 use postgres::Client;
 use sha2::{Digest as _, Sha256};
 
-use kontextual_store::{Result, StoreError};
+use crate::{Result, StoreError};
 
-use crate::pg_err;
+use crate::postgres::pg_err;
 
 #[derive(Debug)]
 pub struct Migration {

@@ -5,19 +5,19 @@
 use std::io::Read;
 use std::sync::Arc;
 
+use crate::{
+    ArtifactKey, ArtifactQuery, AuditQuery, Backend, CheckReport, Content, FeedPosition, JobQuery,
+    Op, Page, PageRequest, RelationQuery, Result, StoreStatus, WriteBatch,
+};
 use kontextual_model::audit::ChainReport;
 use kontextual_model::{
     Artifact, ArtifactId, AuditRecord, ChainHead, Change, Collection, CollectionName, Digest,
     Namespace, OutboxEvent, Relation, RelationId, Revision, RunId,
 };
-use kontextual_store::{
-    ArtifactKey, ArtifactQuery, AuditQuery, Backend, CheckReport, Content, FeedPosition, JobQuery,
-    Op, Page, PageRequest, RelationQuery, Result, StoreStatus, WriteBatch,
-};
 
-use crate::access::{self, Mark};
-use crate::conn::Conn;
-use crate::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
+use crate::postgres::access::{self, Mark};
+use crate::postgres::conn::Conn;
+use crate::postgres::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
 
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
@@ -108,15 +108,13 @@ impl Backend for PostgresBackend {
             .inner
             .head_file
             .as_deref()
-            .and_then(kontextual_store::head_copy::read);
+            .and_then(crate::head_copy::read);
         let applied = c
-            .in_begun_transaction(|tx| crate::write::apply(tx, batch, anchor.as_ref()))
+            .in_begun_transaction(|tx| crate::postgres::write::apply(tx, batch, anchor.as_ref()))
             .map_err(|e| match e {
-                kontextual_store::StoreError::Locked { .. } => {
-                    kontextual_store::StoreError::Locked {
-                        waited_ms: ms as u64,
-                    }
-                }
+                crate::StoreError::Locked { .. } => crate::StoreError::Locked {
+                    waited_ms: ms as u64,
+                },
                 other => other,
             })?;
         drop(c);
@@ -127,9 +125,9 @@ impl Backend for PostgresBackend {
                     .head_lock
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                kontextual_store::head_copy::record(path, &head);
+                crate::head_copy::record(path, &head);
             } else if let Some(anchor) = &anchor {
-                kontextual_store::head_copy::warn_not_held(path, anchor);
+                crate::head_copy::warn_not_held(path, anchor);
             }
         }
         Ok(applied.changes)
@@ -229,8 +227,8 @@ impl Backend for PostgresBackend {
                 backend: "postgres".to_owned(),
                 location: self.inner.description.clone(),
                 store_id: self.inner.store_id.clone(),
-                schema_version: crate::schema::latest_version(),
-                latest_schema_version: crate::schema::latest_version(),
+                schema_version: crate::postgres::schema::latest_version(),
+                latest_schema_version: crate::postgres::schema::latest_version(),
                 pending_migrations: Vec::new(),
                 collections: n(c, "SELECT count(*) FROM collections")?,
                 artifacts_live: n(c, "SELECT count(*) FROM artifacts WHERE state = 'live'")?,
@@ -243,7 +241,7 @@ impl Backend for PostgresBackend {
                 audit_records: n(c, "SELECT count(*) FROM audit_log")?,
                 audit_head: read::audit_head(c)?,
                 outbox_events: n(c, "SELECT count(*) FROM outbox")?,
-                outbox_last_seq: crate::feed_last_seq(c)?,
+                outbox_last_seq: crate::postgres::feed_last_seq(c)?,
                 size_bytes: n(c, "SELECT pg_database_size(current_database())")?,
             })
         })
@@ -253,7 +251,7 @@ impl Backend for PostgresBackend {
         self.read(|c| {
             Ok(FeedPosition {
                 store_id: self.inner.store_id.clone(),
-                last_seq: crate::feed_last_seq(c)?,
+                last_seq: crate::postgres::feed_last_seq(c)?,
             })
         })
     }
@@ -408,7 +406,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         id: kontextual_model::JobId,
     ) -> Result<Option<kontextual_model::Job>> {
-        self.read(|c| crate::jobs::job(c, ns, id))
+        self.read(|c| crate::postgres::jobs::job(c, ns, id))
     }
 
     fn jobs(
@@ -417,7 +415,7 @@ impl Backend for PostgresBackend {
         q: &JobQuery,
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::Job>> {
-        self.read(|c| crate::jobs::jobs(c, ns, q, page))
+        self.read(|c| crate::postgres::jobs::jobs(c, ns, q, page))
     }
 
     fn job_attempts(
@@ -425,7 +423,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         id: kontextual_model::JobId,
     ) -> Result<Vec<kontextual_model::JobAttempt>> {
-        self.read(|c| crate::jobs::attempts(c, ns, id))
+        self.read(|c| crate::postgres::jobs::attempts(c, ns, id))
     }
 
     fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
@@ -456,7 +454,7 @@ impl Backend for PostgresBackend {
     }
 
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        self.read(crate::jobs::stats)
+        self.read(crate::postgres::jobs::stats)
     }
 
     fn quarantines(
@@ -487,10 +485,10 @@ impl Backend for PostgresBackend {
         &self,
         expect_head: Option<ChainHead>,
     ) -> Result<(ChainReport, Option<String>)> {
-        let recorded = kontextual_store::head_copy::recorded(self.inner.head_file.as_deref());
+        let recorded = crate::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
-            crate::check::in_snapshot(c, |tx| {
-                crate::check::verify_chain(tx, expect_head.clone(), recorded.clone())
+            crate::postgres::check::in_snapshot(c, |tx| {
+                crate::postgres::check::verify_chain(tx, expect_head.clone(), recorded.clone())
             })
         })
     }
@@ -545,15 +543,15 @@ impl Backend for PostgresBackend {
                     }
                 }
             })
-            .map_err(|e| kontextual_store::StoreError::io("starting the job listener", e))?;
+            .map_err(|e| crate::StoreError::io("starting the job listener", e))?;
         Ok(true)
     }
 
     fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport> {
-        let recorded = kontextual_store::head_copy::recorded(self.inner.head_file.as_deref());
+        let recorded = crate::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
-            crate::check::in_snapshot(c, |tx| {
-                crate::check::run(tx, expect_head.clone(), recorded.clone())
+            crate::postgres::check::in_snapshot(c, |tx| {
+                crate::postgres::check::run(tx, expect_head.clone(), recorded.clone())
             })
         })
     }

@@ -1,0 +1,5 @@
+//! The knowledge domain's storage: collections, artifacts, revisions,
+//! relations and context packages — written once, for both engines.
+
+pub(crate) mod read;
+pub(crate) mod write;

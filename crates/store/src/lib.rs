@@ -16,6 +16,7 @@ mod knowledge;
 mod port;
 pub mod postgres;
 pub mod rules;
+pub mod schema;
 mod sql;
 pub mod sqlite;
 

@@ -321,6 +321,14 @@ impl Tx<'_> {
         }
     }
 
+    /// Runs statements without arguments, as one script (DDL).
+    pub(crate) fn execute_batch(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Tx::Sqlite(c) => c.execute_batch(sql).map_err(crate::sqlite::sql_err),
+            Tx::Postgres(c) => c.batch_execute(sql).map_err(crate::postgres::pg_err),
+        }
+    }
+
     /// Calls `f` for every row, in order; stops at its first error.
     pub(crate) fn for_each(
         &mut self,

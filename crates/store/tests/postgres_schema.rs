@@ -112,7 +112,7 @@ fn x7_diverged_or_newer_schemas_are_refused() {
         &[],
     )
     .expect("tamper");
-    let e = schema::inspect(c.client()).expect_err("diverged");
+    let e = schema::inspect(&mut c).expect_err("diverged");
     assert!(matches!(e, StoreError::Corrupted(_)), "{e}");
     c.execute(
         "INSERT INTO schema_migrations VALUES (99, 'future', 'x', 0)",

@@ -247,9 +247,9 @@ impl PgStore {
         )?;
         let mut conn = pool.get()?;
         if opts.create {
-            schema::migrate(conn.client(), true)?;
+            schema::migrate(&mut conn, true)?;
         }
-        let state = schema::inspect(conn.client())?;
+        let state = schema::inspect(&mut conn)?;
         if state.current == 0 {
             return Err(StoreError::NotInitialized {
                 path: redact(url).into(),

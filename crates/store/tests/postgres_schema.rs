@@ -1,4 +1,4 @@
-//! X7 (in progress): the PostgreSQL schema against a real server. Needs
+//! X7: the PostgreSQL schema against a real server. Needs
 //! `KONTEXTUAL_TEST_DATABASE_URL` (CI sets it; see README); each test makes
 //! its own database and drops it.
 
@@ -488,4 +488,93 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
         );
     }
     assert_eq!(list().expect("list").items.len(), made);
+}
+
+/// X7: after migration both engines hold the same tables with the same
+/// columns, nullability and logical types — the schemas cannot drift apart
+/// unnoticed even though each engine keeps its own DDL.
+#[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
+fn x7_both_engines_have_the_same_schema() {
+    use std::collections::BTreeMap;
+    type Columns = BTreeMap<String, BTreeMap<String, (&'static str, bool)>>;
+    let Some(db) = TestDb::new() else {
+        return;
+    };
+    // Logical types: SQLite keeps booleans as integers and ids as blobs.
+    let logical = |t: &str| -> &'static str {
+        match t.to_ascii_lowercase().as_str() {
+            "integer" | "bigint" | "boolean" => "integer",
+            "text" => "text",
+            "blob" | "bytea" | "uuid" => "bytes",
+            other => panic!("unexpected column type {other}"),
+        }
+    };
+    PgStore::open(&db.url, &create()).expect("init");
+    let mut pg = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let mut on_pg = Columns::new();
+    for r in pg
+        .query(
+            "SELECT table_name::text, column_name::text, data_type::text, is_nullable = 'NO' \
+             FROM information_schema.columns WHERE table_schema = current_schema()",
+            &[],
+        )
+        .expect("columns")
+    {
+        on_pg
+            .entry(r.get(0))
+            .or_default()
+            .insert(r.get(1), (logical(r.get(2)), r.get(3)));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(
+        kontextual_store::sqlite::SqliteBackend::open_dir(
+            dir.path(),
+            &kontextual_store::sqlite::OpenOptions::new(kontextual_store::sqlite::OpenMode::Create),
+        )
+        .expect("sqlite init"),
+    );
+    let lite = rusqlite::Connection::open(dir.path().join(kontextual_store::sqlite::DB_FILE))
+        .expect("open sqlite");
+    let mut on_sqlite = Columns::new();
+    let mut stmt = lite
+        .prepare(
+            "SELECT m.name, c.name, c.type, c.\"notnull\" OR c.pk > 0 \
+             FROM sqlite_schema m JOIN pragma_table_info(m.name) c \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+        )
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })
+        .expect("columns");
+    for row in rows {
+        let (table, column, ty, not_null) = row.expect("row");
+        on_sqlite
+            .entry(table)
+            .or_default()
+            .insert(column, (logical(&ty), not_null));
+    }
+    let tables = |c: &Columns| c.keys().cloned().collect::<Vec<_>>();
+    assert!(on_sqlite.len() >= 20, "{:?}", tables(&on_sqlite));
+    assert_eq!(tables(&on_sqlite), tables(&on_pg), "the same tables");
+    let mut differences = Vec::new();
+    for (table, columns) in &on_sqlite {
+        if columns != &on_pg[table] {
+            differences.push(format!(
+                "{table}:\n  sqlite   {columns:?}\n  postgres {:?}",
+                on_pg[table]
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

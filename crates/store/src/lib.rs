@@ -18,6 +18,8 @@ pub mod postgres;
 pub mod rules;
 pub mod schema;
 mod sql;
+#[cfg(test)]
+mod sql_statements;
 pub mod sqlite;
 
 #[cfg(feature = "testsuite")]

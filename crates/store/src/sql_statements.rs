@@ -1,0 +1,311 @@
+//! X7: every statement of the shared SQL layer prepares on both engines —
+//! so a typo or a dialect mistake fails here even where no conformance
+//! case reaches the statement.
+//!
+//! Statements are found in the shared modules' source (everything under
+//! `src/` except the engines' own directories): string literals that start
+//! with a SQL verb, with `format!` pieces filled in from the file's `const`
+//! strings (column lists). A literal written in an arm of
+//! `match tx.dialect() { Dialect::Sqlite => …, Dialect::Postgres => … }` is
+//! prepared only on its engine: the nearest `Dialect::…` before the literal,
+//! with no `;` between them, names it. Unit-test modules (which make their
+//! own tables) are not scanned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const VERBS: &[&str] = &[
+    "SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH ", "CREATE ", "ALTER ",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Both,
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug)]
+struct Statement {
+    at: String,
+    sql: String,
+    only: Only,
+}
+
+/// The string literals of a Rust source file: (byte offset, value).
+fn literals(src: &str) -> Vec<(usize, String)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'\'' => {
+                // a char literal ('"', '\'') or a lifetime: skip the quoted char
+                if b.get(i + 2) == Some(&b'\'') {
+                    i += 3;
+                } else if b.get(i + 1) == Some(&b'\\') && b.get(i + 3) == Some(&b'\'') {
+                    i += 4;
+                } else {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                let start = i;
+                let mut s = String::new();
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        match b.get(i + 1) {
+                            Some(b'\n') => {
+                                i += 2;
+                                while i < b.len() && b[i].is_ascii_whitespace() {
+                                    i += 1;
+                                }
+                                continue;
+                            }
+                            Some(b'n') => s.push('\n'),
+                            Some(&c) => s.push(c as char),
+                            None => {}
+                        }
+                        i += 2;
+                        continue;
+                    }
+                    // multi-byte characters are copied whole
+                    let len = src[i..].chars().next().map_or(1, char::len_utf8);
+                    s.push_str(&src[i..i + len]);
+                    i += len;
+                }
+                out.push((start, s));
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// `const NAME: &str = "…";` strings of a file, for `format!` pieces.
+fn consts(src: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (at, value) in literals(src) {
+        let before = &src[..at];
+        let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+        let mut head = before[line_start..].trim();
+        if head.is_empty() && line_start > 0 {
+            // `const NAME: &str =\n    "…";`
+            let prev = &before[..line_start - 1];
+            head = prev[prev.rfind('\n').map_or(0, |p| p + 1)..].trim();
+        }
+        let head = head
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub ");
+        if let Some(rest) = head.strip_prefix("const ")
+            && let Some((name, _)) = rest.split_once(':')
+        {
+            out.insert(name.trim().to_owned(), value);
+        }
+    }
+    out
+}
+
+fn which_dialect(src: &str, at: usize) -> Only {
+    let before = &src[..at];
+    let sqlite = before.rfind("Dialect::Sqlite");
+    let postgres = before.rfind("Dialect::Postgres");
+    let boundary = before.rfind(';');
+    let (marker, only) = match (sqlite, postgres) {
+        (Some(s), Some(p)) if p > s => (p, Only::Postgres),
+        (Some(s), _) => (s, Only::Sqlite),
+        (None, Some(p)) => (p, Only::Postgres),
+        (None, None) => return Only::Both,
+    };
+    if boundary.is_some_and(|b| b > marker) {
+        Only::Both
+    } else {
+        only
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if p.is_dir() {
+            // the engines' own code, and the test suite's tamper SQL
+            if !matches!(name.to_str(), Some("sqlite" | "postgres" | "testsuite")) {
+                rust_files(&p, out);
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") && name != "sql_statements.rs" {
+            out.push(p);
+        }
+    }
+}
+
+/// Fills `{NAME}` pieces from the file's consts; `None` when a piece is a
+/// run-time value (the statement is then not checked here).
+fn fill(sql: &str, consts: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}')? + open;
+        out.push_str(consts.get(&rest[open + 1..close])?);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn statements() -> (Vec<Statement>, usize) {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    files.sort();
+    let mut out = Vec::new();
+    let mut dynamic = 0;
+    for f in files {
+        let src = std::fs::read_to_string(&f).expect("read source");
+        // unit tests make their own tables
+        let src = match src.find("#[cfg(test)]\nmod ") {
+            Some(end) => &src[..end],
+            None => &src[..],
+        };
+        let consts = consts(src);
+        for (at, lit) in literals(src) {
+            if !VERBS.iter().any(|v| lit.starts_with(v)) {
+                continue;
+            }
+            let line = src[..at].matches('\n').count() + 1;
+            let Some(sql) = fill(&lit, &consts) else {
+                dynamic += 1;
+                continue;
+            };
+            out.push(Statement {
+                at: format!(
+                    "{}:{line}",
+                    f.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                        .unwrap_or(&f)
+                        .display()
+                ),
+                sql,
+                only: which_dialect(src, at),
+            });
+        }
+    }
+    (out, dynamic)
+}
+
+#[test]
+fn x7_the_scanner_reads_literals_consts_and_dialect_arms() {
+    let src = "const COLS: &str = \"a, b\";\nfn f() {\n    // \"SELECT not this\"\n    let c = '\"';\n    tx.execute(\"SELECT {COLS} \\\n      FROM t WHERE x = ?1\", &[]);\n    let s = match d {\n        Dialect::Sqlite => \"SELECT 1\",\n        Dialect::Postgres => \"SELECT 2\",\n    };\n    tx.execute(\"DELETE FROM t\", &[]);\n}\n";
+    let lits: Vec<_> = literals(src).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        lits,
+        [
+            "a, b",
+            "SELECT {COLS} FROM t WHERE x = ?1",
+            "SELECT 1",
+            "SELECT 2",
+            "DELETE FROM t"
+        ]
+    );
+    let c = consts(src);
+    assert_eq!(
+        fill("SELECT {COLS} FROM t", &c).as_deref(),
+        Some("SELECT a, b FROM t")
+    );
+    assert_eq!(fill("SELECT {other} FROM t", &c), None);
+    let dialects: Vec<_> = literals(src)
+        .into_iter()
+        .map(|(at, _)| which_dialect(src, at))
+        .collect();
+    assert_eq!(
+        dialects,
+        [
+            Only::Both,
+            Only::Both,
+            Only::Sqlite,
+            Only::Postgres,
+            Only::Both
+        ]
+    );
+}
+
+#[test]
+fn x7_every_shared_statement_prepares_on_sqlite() {
+    let (stmts, dynamic) = statements();
+    assert!(stmts.len() >= 5, "found only {} statements", stmts.len());
+    let mut conn = rusqlite::Connection::open_in_memory().expect("memory");
+    crate::sqlite::schema::migrate(&mut conn, None, true).expect("migrate");
+    let failures: Vec<String> = stmts
+        .iter()
+        .filter(|s| s.only != Only::Postgres)
+        .filter_map(|s| {
+            conn.prepare(&s.sql)
+                .err()
+                .map(|e| format!("{}: {e}\n    {}", s.at, s.sql))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} statements do not prepare on SQLite ({dynamic} built at run time not checked):\n{}",
+        failures.len(),
+        stmts.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
+fn x7_every_shared_statement_prepares_on_postgres() {
+    let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
+        return;
+    };
+    let name = format!("kx_test_{}", uuid::Uuid::now_v7().simple());
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let result = std::panic::catch_unwind(|| {
+        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let mut conn = crate::postgres::Conn::new(client);
+        crate::postgres::schema::migrate(&mut conn, true).expect("migrate");
+        let (stmts, dynamic) = statements();
+        let failures: Vec<String> = stmts
+            .iter()
+            .filter(|s| s.only != Only::Sqlite)
+            .filter_map(|s| {
+                let sql = crate::sql::to_postgres(&s.sql);
+                conn.client()
+                    .prepare(&sql)
+                    .err()
+                    .map(|e| format!("{}: {}\n    {sql}", s.at, crate::postgres::pg_err(e)))
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{} of {} statements do not prepare on PostgreSQL ({dynamic} built at run time not checked):\n{}",
+            failures.len(),
+            stmts.len(),
+            failures.join("\n")
+        );
+    });
+    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}

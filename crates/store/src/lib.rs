@@ -12,10 +12,12 @@
 mod error;
 pub mod head_copy;
 pub mod integrity;
+mod jobs;
 mod knowledge;
 mod port;
 pub mod postgres;
 pub mod rules;
+mod runs;
 pub mod schema;
 mod sql;
 #[cfg(test)]

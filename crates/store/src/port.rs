@@ -353,6 +353,33 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// Whether the operation is bookkeeping: it never yields an audited
+    /// change (see `Change::audit_draft`), so an engine need not serialise
+    /// it behind the audit chain's writer lock — job workers, key touches
+    /// and access logging in many processes then never queue behind each
+    /// other or behind content writes. The one place this is decided.
+    ///
+    /// Not bookkeeping although never audited: `BeginIdempotent`, whose
+    /// look-up-then-reserve relies on the writer lock to answer a second
+    /// concurrent request "in flight" rather than fail it on the key.
+    pub(crate) fn is_bookkeeping(&self) -> bool {
+        matches!(
+            self,
+            Op::ClaimJobs { .. }
+                | Op::HeartbeatJob { .. }
+                | Op::FinishJob { .. }
+                | Op::RunStep { .. }
+                | Op::AckOutbox { .. }
+                | Op::TouchKeys { .. }
+                | Op::RecordAccess { .. }
+                | Op::FinishIdempotent { .. }
+                | Op::AbandonIdempotent { .. }
+                | Op::PruneAccessLog { .. }
+        )
+    }
+}
+
 /// What an import writes. Namespaces in the records are ignored: every
 /// record lands in the batch's namespace.
 #[derive(Clone, Debug, Default)]
@@ -459,6 +486,19 @@ impl PageRequest {
         match self.limit {
             0 => Self::DEFAULT_LIMIT,
             n => n.min(Self::MAX_LIMIT),
+        }
+    }
+
+    /// Where a newest-first listing keyed by id (runs, jobs) resumes: below
+    /// the cursor's id, or below every id on the first page.
+    pub(crate) fn before_id(&self) -> Result<uuid::Uuid> {
+        match &self.after {
+            Some(c) => uuid::Uuid::parse_str(&c.0).map_err(|_| {
+                crate::StoreError::InvalidInput(
+                    "the page cursor is malformed or belongs to another listing".to_owned(),
+                )
+            }),
+            None => Ok(uuid::Uuid::max()),
         }
     }
 }

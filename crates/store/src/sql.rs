@@ -206,6 +206,42 @@ impl Row<'_> {
     }
 }
 
+impl Row<'_> {
+    /// A text column parsed into a model type (a name, a state).
+    pub(crate) fn parsed<T>(&self, idx: usize) -> Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.get::<String>(idx)?
+            .parse()
+            .map_err(|e| unreadable(idx, e))
+    }
+
+    /// A nullable text column parsed into a model type.
+    pub(crate) fn parsed_opt<T>(&self, idx: usize) -> Result<Option<T>>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.get::<Option<String>>(idx)?
+            .map(|s| s.parse().map_err(|e| unreadable(idx, e)))
+            .transpose()
+    }
+
+    /// A JSON text column.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(&self, idx: usize) -> Result<T> {
+        serde_json::from_str(&self.get::<String>(idx)?).map_err(|e| unreadable(idx, e))
+    }
+
+    /// A nullable JSON text column.
+    pub(crate) fn json_opt<T: serde::de::DeserializeOwned>(&self, idx: usize) -> Result<Option<T>> {
+        self.get::<Option<String>>(idx)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| unreadable(idx, e)))
+            .transpose()
+    }
+}
+
 /// A type a column can be read as, on either engine.
 pub(crate) trait Column: Sized {
     fn from_sqlite(row: &rusqlite::Row<'_>, idx: usize) -> Result<Self>;
@@ -263,6 +299,18 @@ impl Column for Option<u64> {
         Option::<i64>::from_postgres(row, idx)?
             .map(|v| u64::try_from(v).map_err(|e| unreadable(idx, e)))
             .transpose()
+    }
+}
+
+/// Attempts and similar small counters are `u32` in the model.
+impl Column for u32 {
+    fn from_sqlite(row: &rusqlite::Row<'_>, idx: usize) -> Result<Self> {
+        let v = i64::from_sqlite(row, idx)?;
+        u32::try_from(v).map_err(|e| unreadable(idx, e))
+    }
+    fn from_postgres(row: &postgres::Row, idx: usize) -> Result<Self> {
+        let v = i64::from_postgres(row, idx)?;
+        u32::try_from(v).map_err(|e| unreadable(idx, e))
     }
 }
 
@@ -389,6 +437,42 @@ impl Tx<'_> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// Runs a statement that may fail on a constraint (the caller decides
+    /// what that means), leaving the transaction usable either way: the
+    /// outer error is the connection's, the inner one the statement's.
+    /// PostgreSQL aborts a whole transaction on a failed statement, so there
+    /// the statement runs in a savepoint; SQLite backs out just the
+    /// statement.
+    pub(crate) fn try_execute(&mut self, sql: &str, args: &[Value<'_>]) -> Result<Result<u64>> {
+        match self {
+            Tx::Sqlite(_) => Ok(self.execute(sql, args)),
+            Tx::Postgres(c) => Ok(c
+                .execute_in_savepoint(sql, &pg_args(args))?
+                .map_err(crate::postgres::pg_err)),
+        }
+    }
+
+    /// One page of a keyset listing: `sql` must fetch up to `limit + 1`
+    /// rows, the extra one only telling that more follow.
+    pub(crate) fn page<T>(
+        &mut self,
+        sql: &str,
+        args: &[Value<'_>],
+        limit: u32,
+        f: impl FnMut(&Row<'_>) -> Result<T>,
+        cursor_of: impl Fn(&T) -> crate::port::Cursor,
+    ) -> Result<crate::port::Page<T>> {
+        let mut items = self.query(sql, args, f)?;
+        let limit = limit as usize;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Ok(crate::port::Page { items, next })
     }
 
     /// Exactly one row (an aggregate, a `RETURNING`), mapped by `f`.

@@ -18,6 +18,7 @@ use kontextual_model::{
 use crate::postgres::access::{self, Mark};
 use crate::postgres::conn::Conn;
 use crate::postgres::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
+use crate::sql::Tx;
 
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
@@ -341,18 +342,7 @@ impl Backend for PostgresBackend {
     }
 
     fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>> {
-        self.read(|c| {
-            c.query_opt(
-                &format!(
-                    "SELECT {} FROM runs WHERE id = $1 AND namespace = $2",
-                    rows::RUN_COLS
-                ),
-                &[&id.0, &ns.as_str()],
-            )
-            .map_err(pg_err)?
-            .map(|r| rows::run(&r))
-            .transpose()
-        })
+        self.read(|c| crate::runs::read::run(&mut Tx::Postgres(c), ns, id))
     }
 
     fn run_summary(
@@ -360,13 +350,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         id: RunId,
     ) -> Result<Option<kontextual_model::RunSummary>> {
-        Ok(self.run(ns, id)?.map(|r| kontextual_model::RunSummary {
-            id: r.id,
-            kind: r.kind,
-            status: r.status,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-        }))
+        self.read(|c| crate::runs::read::run_summary(&mut Tx::Postgres(c), ns, id))
     }
 
     fn runs(
@@ -375,30 +359,11 @@ impl Backend for PostgresBackend {
         status: Option<kontextual_model::RunStatus>,
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::Run>> {
-        self.read(|c| read::runs(c, ns, status, page))
+        self.read(|c| crate::runs::read::runs(&mut Tx::Postgres(c), ns, status, page))
     }
 
     fn run_steps(&self, ns: &Namespace, id: RunId) -> Result<Vec<kontextual_model::RunStep>> {
-        self.read(|c| {
-            c.query(
-                "SELECT s.run_id, s.seq, s.name, s.status, s.detail, s.at FROM run_steps s \
-                 JOIN runs r ON r.id = s.run_id WHERE s.run_id = $1 AND r.namespace = $2 ORDER BY s.seq",
-                &[&id.0, &ns.as_str()],
-            )
-            .map_err(pg_err)?
-            .iter()
-            .map(|r| {
-                Ok(kontextual_model::RunStep {
-                    run_id: RunId(rows::get(r, 0)?),
-                    seq: rows::u64c(r, 1)?,
-                    name: rows::get(r, 2)?,
-                    status: rows::parsed(r, 3)?,
-                    detail: rows::json(r, 4)?,
-                    at: rows::ts(r, 5)?,
-                })
-            })
-            .collect()
-        })
+        self.read(|c| crate::runs::read::run_steps(&mut Tx::Postgres(c), ns, id))
     }
 
     fn job(
@@ -406,7 +371,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         id: kontextual_model::JobId,
     ) -> Result<Option<kontextual_model::Job>> {
-        self.read(|c| crate::postgres::jobs::job(c, ns, id))
+        self.read(|c| crate::jobs::read::job(&mut Tx::Postgres(c), ns, id))
     }
 
     fn jobs(
@@ -415,7 +380,7 @@ impl Backend for PostgresBackend {
         q: &JobQuery,
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::Job>> {
-        self.read(|c| crate::postgres::jobs::jobs(c, ns, q, page))
+        self.read(|c| crate::jobs::read::jobs(&mut Tx::Postgres(c), ns, q, page))
     }
 
     fn job_attempts(
@@ -423,38 +388,19 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         id: kontextual_model::JobId,
     ) -> Result<Vec<kontextual_model::JobAttempt>> {
-        self.read(|c| crate::postgres::jobs::attempts(c, ns, id))
+        self.read(|c| crate::jobs::read::attempts(&mut Tx::Postgres(c), ns, id))
     }
 
     fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
-        self.read(|c| {
-            c.query("SELECT kind, status, count(*) FROM runs GROUP BY kind, status ORDER BY kind, status", &[])
-                .map_err(pg_err)?
-                .iter()
-                .map(|r| Ok((rows::get(r, 0)?, rows::get(r, 1)?, rows::u64c(r, 2)?)))
-                .collect()
-        })
+        self.read(|c| crate::runs::read::run_stats(&mut Tx::Postgres(c)))
     }
 
     fn ingest_totals(&self) -> Result<(u64, u64)> {
-        self.read(|c| {
-            let r = c
-                .query_one(
-                    "SELECT coalesce(sum(coalesce((m #>> '{counts,new}')::bigint, 0) \
-                       + coalesce((m #>> '{counts,updated}')::bigint, 0) \
-                       + coalesce((m #>> '{counts,unchanged}')::bigint, 0)), 0)::bigint, \
-                     coalesce(sum(coalesce((m #>> '{inputs,bytes}')::bigint, 0)), 0)::bigint \
-                     FROM (SELECT manifest::jsonb AS m FROM runs \
-                           WHERE kind = 'ingest' AND manifest IS NOT NULL) AS ingests",
-                    &[],
-                )
-                .map_err(pg_err)?;
-            Ok((rows::u64c(&r, 0)?, rows::u64c(&r, 1)?))
-        })
+        self.read(|c| crate::runs::read::ingest_totals(&mut Tx::Postgres(c)))
     }
 
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        self.read(crate::postgres::jobs::stats)
+        self.read(|c| crate::jobs::read::stats(&mut Tx::Postgres(c)))
     }
 
     fn quarantines(
@@ -466,19 +412,7 @@ impl Backend for PostgresBackend {
     }
 
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {
-        self.read(|c| {
-            c.query(
-                &format!(
-                    "SELECT {} FROM runs WHERE status = 'running' ORDER BY id",
-                    rows::RUN_COLS
-                ),
-                &[],
-            )
-            .map_err(pg_err)?
-            .iter()
-            .map(rows::run)
-            .collect()
-        })
+        self.read(|c| crate::runs::read::running_runs(&mut Tx::Postgres(c)))
     }
 
     fn verify_audit(

@@ -14,7 +14,6 @@ mod check;
 mod conn;
 pub use conn::Conn;
 mod import;
-mod jobs;
 mod pool;
 mod read;
 mod rows;

@@ -398,32 +398,6 @@ pub(crate) fn context_package(
     .transpose()
 }
 
-pub(crate) fn runs(
-    c: &mut Conn,
-    ns: &Namespace,
-    status: Option<kontextual_model::RunStatus>,
-    req: &PageRequest,
-) -> Result<Page<kontextual_model::Run>> {
-    let limit = req.effective_limit();
-    let before: Uuid = match &req.after {
-        Some(c) => Uuid::parse_str(&c.0).map_err(|_| bad_cursor())?,
-        None => Uuid::max(),
-    };
-    let status = status.map(|s| s.as_str());
-    let rs = c
-        .query(
-            &format!(
-                "SELECT {} FROM runs WHERE namespace = $1 AND id < $2 AND ($3::text IS NULL OR status = $3) \
-                 ORDER BY id DESC LIMIT $4",
-                rows::RUN_COLS
-            ),
-            &[&ns.as_str(), &before, &status, &(limit as i64 + 1)],
-        )
-        .map_err(pg_err)?;
-    let items = rs.iter().map(rows::run).collect::<Result<Vec<_>>>()?;
-    Ok(paged(items, limit as usize, |r| Cursor(r.id.to_string())))
-}
-
 pub(crate) fn context_packages(
     c: &mut Conn,
     ns: &Namespace,

@@ -198,28 +198,6 @@ pub(crate) fn outbox(r: &Row) -> Result<OutboxEvent> {
     })
 }
 
-pub(crate) const RUN_COLS: &str =
-    "id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id";
-
-pub(crate) fn run(r: &Row) -> Result<kontextual_model::Run> {
-    let manifest: Option<&str> = get(r, 6)?;
-    Ok(kontextual_model::Run {
-        id: RunId(get(r, 0)?),
-        namespace: parsed(r, 1)?,
-        kind: get(r, 2)?,
-        status: parsed(r, 3)?,
-        actor: parsed(r, 4)?,
-        input: json(r, 5)?,
-        manifest: manifest
-            .map(|m| serde_json::from_str(m).map_err(|e| bad(6, e)))
-            .transpose()?,
-        owner: get(r, 7)?,
-        started_at: ts(r, 8)?,
-        finished_at: opt_ts(r, 9)?,
-        job_id: get::<Option<Uuid>>(r, 10)?.map(kontextual_model::JobId),
-    })
-}
-
 pub(crate) const PACKAGE_COLS: &str =
     "id, namespace, name, version, digest, manifest, actor, correlation_id, created_at";
 

@@ -16,25 +16,12 @@ use kontextual_model::{
     Digest, Metadata, Relation, RelationId, Timestamp,
 };
 
+use crate::jobs::write as jobs;
 use crate::postgres::access::{self, Mark};
-use crate::postgres::{blobs, jobs, pg_err, read};
+use crate::postgres::{blobs, pg_err, read};
 
 /// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
 pub(crate) const WRITER_LOCK: i64 = 0x4B4E_5458_0000_0002;
-
-/// Bookkeeping that is never audited: it needs no writer lock (job claims
-/// lock their rows with `SKIP LOCKED` instead), so workers in many
-/// processes do not queue behind each other or behind content writes.
-fn bookkeeping(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::ClaimJobs { .. }
-            | Op::HeartbeatJob { .. }
-            | Op::FinishJob { .. }
-            | Op::TouchKeys { .. }
-            | Op::RecordAccess { .. }
-    )
-}
 
 /// What a batch did: its changes, the new head when it extended the audit
 /// chain, and whether the chain still held this process's recorded head
@@ -51,7 +38,10 @@ pub(crate) fn apply(
     batch: WriteBatch,
     anchor: Option<&ChainHead>,
 ) -> Result<Applied> {
-    let locked = !batch.ops.iter().all(bookkeeping);
+    // Bookkeeping needs no writer lock (job claims lock their rows with
+    // `SKIP LOCKED` instead, run steps their run's row), so workers in many
+    // processes do not queue behind each other or behind content writes.
+    let locked = !batch.ops.iter().all(Op::is_bookkeeping);
     if locked {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
             .map_err(pg_err)?;
@@ -137,51 +127,93 @@ pub(crate) fn apply(
                 input,
                 owner,
                 job,
-            } => {
-                let change = start_run(tx, &ctx, id, kind, input, owner, job.map(|(j, _)| j), now)?;
-                if let Some((job, attempt)) = job {
-                    jobs::link_run(tx, job, attempt, id)?;
-                }
-                vec![change]
-            }
+            } => vec![crate::runs::write::start_run(
+                &mut Tx::Postgres(tx),
+                &ctx,
+                id,
+                kind,
+                input,
+                owner,
+                job,
+                now,
+            )?],
             Op::RunStep {
                 id,
                 name,
                 status,
                 detail,
             } => {
-                run_step(tx, &ctx, id, &name, status, &detail, now)?;
+                crate::runs::write::run_step(
+                    &mut Tx::Postgres(tx),
+                    &ctx,
+                    id,
+                    &name,
+                    status,
+                    &detail,
+                    now,
+                )?;
                 Vec::new()
             }
             Op::FinishRun {
                 id,
                 status,
                 manifest,
-            } => vec![finish_run(tx, &ctx, id, status, manifest, now)?],
+            } => vec![crate::runs::write::finish_run(
+                &mut Tx::Postgres(tx),
+                &ctx,
+                id,
+                status,
+                manifest,
+                now,
+            )?],
             Op::SaveContextPackage {
                 name,
                 digest,
                 manifest,
             } => vec![save_context_package(tx, &ctx, name, digest, manifest, now)?],
             Op::ImportRecords(rec) => crate::postgres::import::import(tx, &ctx, *rec, now)?,
-            Op::EnqueueJob(new) => vec![jobs::enqueue(tx, &ctx, new, now)?],
+            Op::EnqueueJob(new) => vec![jobs::enqueue(&mut Tx::Postgres(tx), &ctx, new, now)?],
             Op::ClaimJobs {
                 worker,
                 kinds,
                 limit,
                 lease,
-            } => vec![jobs::claim(tx, &worker, &kinds, limit, lease, now)?],
+            } => vec![jobs::claim(
+                &mut Tx::Postgres(tx),
+                &worker,
+                &kinds,
+                limit,
+                lease,
+                now,
+            )?],
             Op::HeartbeatJob { id, attempt, lease } => {
-                vec![jobs::heartbeat(tx, id, attempt, lease, now)?]
+                vec![jobs::heartbeat(
+                    &mut Tx::Postgres(tx),
+                    id,
+                    attempt,
+                    lease,
+                    now,
+                )?]
             }
             Op::FinishJob {
                 id,
                 attempt,
                 result,
                 report,
-            } => vec![jobs::finish(tx, id, attempt, result, report, now)?],
-            Op::ActOnJob { id, action } => vec![jobs::act(tx, &ctx, id, action, now)?],
-            Op::PruneJobs { finished_before } => jobs::prune(tx, finished_before)?,
+            } => vec![jobs::finish(
+                &mut Tx::Postgres(tx),
+                id,
+                attempt,
+                result,
+                report,
+                now,
+            )?],
+            Op::ActOnJob { id, action } => {
+                vec![jobs::act(&mut Tx::Postgres(tx), &ctx, id, action, now)?]
+            }
+            Op::PruneJobs { finished_before } => {
+                jobs::prune(&mut Tx::Postgres(tx), finished_before)?
+            }
             Op::CreateKey(key) => vec![access::create_key(tx, &ctx, key, now)?],
             Op::RevokeKey { id } => access::revoke_key(tx, &ctx, &id, now)?,
             Op::TouchKeys { uses } => {
@@ -849,135 +881,6 @@ fn ack_outbox(tx: &mut Conn, consumer: &str, seq: u64, now: Timestamp) -> Result
     )
     .map_err(pg_err)?;
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn start_run(
-    tx: &mut Conn,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-    kind: String,
-    input: serde_json::Value,
-    owner: String,
-    job: Option<kontextual_model::JobId>,
-    now: Timestamp,
-) -> Result<Change> {
-    let run = kontextual_model::Run {
-        id,
-        namespace: ctx.namespace.clone(),
-        kind,
-        status: kontextual_model::RunStatus::Running,
-        actor: ctx.actor.clone(),
-        input,
-        manifest: None,
-        owner,
-        started_at: now,
-        finished_at: None,
-        job_id: job,
-    };
-    if tx
-        .query_opt("SELECT 1 FROM runs WHERE id = $1", &[&id.0])
-        .map_err(pg_err)?
-        .is_some()
-    {
-        return Err(StoreError::AlreadyExists {
-            what: format!("run {id}"),
-        });
-    }
-    tx.execute(
-        "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, $9)",
-        &[
-            &run.id.0,
-            &run.namespace.as_str(),
-            &run.kind,
-            &run.status.as_str(),
-            &run.actor.to_string(),
-            &run.input.to_string(),
-            &run.owner,
-            &now.as_microsecond(),
-            &run.job_id.map(|j| j.0),
-        ],
-    )
-    .map_err(pg_err)?;
-    Ok(Change::Run { run })
-}
-
-fn running(
-    tx: &mut Conn,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-) -> Result<kontextual_model::Run> {
-    let run = tx
-        .query_opt(
-            &format!(
-                "SELECT {} FROM runs WHERE id = $1 AND namespace = $2",
-                crate::postgres::rows::RUN_COLS
-            ),
-            &[&id.0, &ctx.namespace.as_str()],
-        )
-        .map_err(pg_err)?
-        .map(|r| crate::postgres::rows::run(&r))
-        .transpose()?
-        .ok_or_else(|| StoreError::not_found(format!("run {id}")))?;
-    if run.status.is_final() {
-        return Err(StoreError::Conflict {
-            what: format!("run {id}"),
-            expected: 0,
-            actual: format!("{} (the run is no longer running)", run.status),
-        });
-    }
-    Ok(run)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_step(
-    tx: &mut Conn,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-    name: &str,
-    status: kontextual_model::RunStatus,
-    detail: &serde_json::Value,
-    now: Timestamp,
-) -> Result<()> {
-    running(tx, ctx, id)?;
-    tx.execute(
-        "INSERT INTO run_steps (run_id, seq, name, status, detail, at) \
-         VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM run_steps WHERE run_id = $1), $2, $3, $4, $5)",
-        &[&id.0, &name, &status.as_str(), &detail.to_string(), &now.as_microsecond()],
-    )
-    .map_err(pg_err)?;
-    Ok(())
-}
-
-fn finish_run(
-    tx: &mut Conn,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-    status: kontextual_model::RunStatus,
-    manifest: serde_json::Value,
-    now: Timestamp,
-) -> Result<Change> {
-    if !status.is_final() {
-        return Err(StoreError::InvalidInput(
-            "a run finishes in a final status".to_owned(),
-        ));
-    }
-    let mut run = running(tx, ctx, id)?;
-    run.status = status;
-    run.manifest = Some(manifest);
-    run.finished_at = Some(now);
-    tx.execute(
-        "UPDATE runs SET status = $2, manifest = $3, finished_at = $4 WHERE id = $1",
-        &[
-            &id.0,
-            &status.as_str(),
-            &run.manifest.as_ref().map(|m| m.to_string()),
-            &now.as_microsecond(),
-        ],
-    )
-    .map_err(pg_err)?;
-    Ok(Change::Run { run })
 }
 
 fn save_context_package(

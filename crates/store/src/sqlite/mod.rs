@@ -12,7 +12,6 @@
 mod blobs;
 mod check;
 mod import;
-mod jobs;
 mod read;
 pub mod schema;
 mod write;
@@ -28,6 +27,7 @@ use kontextual_model::{ChainHead, Change, Timestamp};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::port::WriteBatch;
+use crate::sql::Tx;
 use crate::{Result, StoreError};
 
 pub use schema::latest_version;
@@ -87,6 +87,23 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
             ),
             ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
                 StoreError::io("accessing the store", std::io::Error::other(e.to_string()))
+            }
+            // by extended code, as PostgreSQL's SQLSTATEs: shared code
+            // matches on the kind, never on the text
+            ErrorCode::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::AlreadyExists {
+                    what: e.to_string(),
+                }
+            }
+            ErrorCode::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+            {
+                StoreError::DanglingReference {
+                    what: e.to_string(),
+                }
             }
             _ => StoreError::Internal(e.to_string()),
         },
@@ -820,7 +837,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::RunId,
     ) -> Result<Option<kontextual_model::Run>> {
-        self.read(|c| read::run(c, ns, id))
+        self.read(|c| crate::runs::read::run(&mut Tx::Sqlite(c), ns, id))
     }
 
     fn run_summary(
@@ -828,7 +845,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::RunId,
     ) -> Result<Option<kontextual_model::RunSummary>> {
-        self.read(|c| read::run_summary(c, ns, id))
+        self.read(|c| crate::runs::read::run_summary(&mut Tx::Sqlite(c), ns, id))
     }
 
     fn runs(
@@ -837,7 +854,7 @@ impl crate::Backend for SqliteBackend {
         status: Option<kontextual_model::RunStatus>,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::Run>> {
-        self.read(|c| read::runs(c, ns, status, page))
+        self.read(|c| crate::runs::read::runs(&mut Tx::Sqlite(c), ns, status, page))
     }
 
     fn run_steps(
@@ -845,7 +862,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::RunId,
     ) -> Result<Vec<kontextual_model::RunStep>> {
-        self.read(|c| read::run_steps(c, ns, id))
+        self.read(|c| crate::runs::read::run_steps(&mut Tx::Sqlite(c), ns, id))
     }
 
     fn job(
@@ -853,7 +870,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::JobId,
     ) -> Result<Option<kontextual_model::Job>> {
-        self.read(|c| jobs::job(c, ns, id))
+        self.read(|c| crate::jobs::read::job(&mut Tx::Sqlite(c), ns, id))
     }
 
     fn jobs(
@@ -862,7 +879,7 @@ impl crate::Backend for SqliteBackend {
         q: &crate::port::JobQuery,
         page: &crate::port::PageRequest,
     ) -> Result<crate::port::Page<kontextual_model::Job>> {
-        self.read(|c| jobs::jobs(c, ns, q, page))
+        self.read(|c| crate::jobs::read::jobs(&mut Tx::Sqlite(c), ns, q, page))
     }
 
     fn job_attempts(
@@ -870,38 +887,19 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::JobId,
     ) -> Result<Vec<kontextual_model::JobAttempt>> {
-        self.read(|c| jobs::attempts(c, ns, id))
+        self.read(|c| crate::jobs::read::attempts(&mut Tx::Sqlite(c), ns, id))
     }
 
     fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT kind, status, count(*) FROM runs GROUP BY kind, status ORDER BY kind, status")
-                .map_err(sql_err)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)
-        })
+        self.read(|c| crate::runs::read::run_stats(&mut Tx::Sqlite(c)))
     }
 
     fn ingest_totals(&self) -> Result<(u64, u64)> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT coalesce(sum(coalesce(json_extract(manifest, '$.counts.new'), 0) \
-                   + coalesce(json_extract(manifest, '$.counts.updated'), 0) \
-                   + coalesce(json_extract(manifest, '$.counts.unchanged'), 0)), 0), \
-                 coalesce(sum(coalesce(json_extract(manifest, '$.inputs.bytes'), 0)), 0) \
-                 FROM runs WHERE kind = 'ingest' AND json_valid(manifest)",
-                [],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-            )
-            .map_err(sql_err)
-        })
+        self.read(|c| crate::runs::read::ingest_totals(&mut Tx::Sqlite(c)))
     }
 
     fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        self.read(jobs::stats)
+        self.read(|c| crate::jobs::read::stats(&mut Tx::Sqlite(c)))
     }
 
     fn quarantines(
@@ -913,7 +911,7 @@ impl crate::Backend for SqliteBackend {
     }
 
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {
-        self.read(read::running_runs)
+        self.read(|c| crate::runs::read::running_runs(&mut Tx::Sqlite(c)))
     }
 
     fn verify_audit(

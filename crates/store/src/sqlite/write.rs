@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::{self, load_artifact};
 use super::{WriteJob, blobs, micros, sql_err};
+use crate::jobs::write as jobs;
 use crate::port::{ArtifactKey, Content, Op, PutArtifact, WriteBatch, WriteContext};
 use crate::rules;
 use crate::sql::Tx;
@@ -261,21 +262,45 @@ fn apply_batch(
                 input,
                 owner,
                 job,
-            } => vec![start_run(conn, &ctx, id, kind, input, owner, job, now)?],
+            } => vec![crate::runs::write::start_run(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                id,
+                kind,
+                input,
+                owner,
+                job,
+                now,
+            )?],
             Op::RunStep {
                 id,
                 name,
                 status,
                 detail,
             } => {
-                run_step(conn, &ctx, id, &name, status, &detail, now)?;
+                crate::runs::write::run_step(
+                    &mut Tx::Sqlite(conn),
+                    &ctx,
+                    id,
+                    &name,
+                    status,
+                    &detail,
+                    now,
+                )?;
                 continue;
             }
             Op::FinishRun {
                 id,
                 status,
                 manifest,
-            } => vec![finish_run(conn, &ctx, id, status, manifest, now)?],
+            } => vec![crate::runs::write::finish_run(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                id,
+                status,
+                manifest,
+                now,
+            )?],
             Op::AckOutbox { consumer, seq } => {
                 ack_outbox(conn, &consumer, seq, now)?;
                 continue;
@@ -380,26 +405,48 @@ fn apply_batch(
                 .map_err(sql_err)?;
                 continue;
             }
-            Op::EnqueueJob(new) => vec![super::jobs::enqueue(conn, &ctx, new, now)?],
+            Op::EnqueueJob(new) => vec![jobs::enqueue(&mut Tx::Sqlite(conn), &ctx, new, now)?],
             Op::ClaimJobs {
                 worker,
                 kinds,
                 limit,
                 lease,
-            } => vec![super::jobs::claim(
-                conn, &worker, &kinds, limit, lease, now,
+            } => vec![jobs::claim(
+                &mut Tx::Sqlite(conn),
+                &worker,
+                &kinds,
+                limit,
+                lease,
+                now,
             )?],
             Op::HeartbeatJob { id, attempt, lease } => {
-                vec![super::jobs::heartbeat(conn, id, attempt, lease, now)?]
+                vec![jobs::heartbeat(
+                    &mut Tx::Sqlite(conn),
+                    id,
+                    attempt,
+                    lease,
+                    now,
+                )?]
             }
             Op::FinishJob {
                 id,
                 attempt,
                 result,
                 report,
-            } => vec![super::jobs::finish(conn, id, attempt, result, report, now)?],
-            Op::ActOnJob { id, action } => vec![super::jobs::act(conn, &ctx, id, action, now)?],
-            Op::PruneJobs { finished_before } => super::jobs::prune(conn, finished_before)?,
+            } => vec![jobs::finish(
+                &mut Tx::Sqlite(conn),
+                id,
+                attempt,
+                result,
+                report,
+                now,
+            )?],
+            Op::ActOnJob { id, action } => {
+                vec![jobs::act(&mut Tx::Sqlite(conn), &ctx, id, action, now)?]
+            }
+            Op::PruneJobs { finished_before } => {
+                jobs::prune(&mut Tx::Sqlite(conn), finished_before)?
+            }
             Op::PruneAccessLog { older_than } => {
                 conn.prepare_cached("DELETE FROM access_log WHERE at < ?1")
                     .map_err(sql_err)?
@@ -613,7 +660,7 @@ pub(super) fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> R
             a.title,
         ])
         .map_err(|e| match sql_err(e) {
-            StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
+            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
                 what: format!("artifact {}/{}", a.collection, a.name),
             },
             other => other,
@@ -814,7 +861,7 @@ pub(super) fn write_relation(conn: &Connection, r: &Relation, insert: bool) -> R
             micros(r.updated_at),
         ])
         .map_err(|e| match sql_err(e) {
-            StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
+            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
                 what: format!("relation {} {} {}", r.source, r.rel_type, r.target),
             },
             other => other,
@@ -1307,124 +1354,6 @@ fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Re
     )
     .map_err(sql_err)?;
     Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn start_run(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-    kind: String,
-    input: serde_json::Value,
-    owner: String,
-    job: Option<(kontextual_model::JobId, u32)>,
-    now: Timestamp,
-) -> Result<Change> {
-    let run = kontextual_model::Run {
-        id,
-        namespace: ctx.namespace.clone(),
-        kind,
-        status: kontextual_model::RunStatus::Running,
-        actor: ctx.actor.clone(),
-        input,
-        manifest: None,
-        owner,
-        started_at: now,
-        finished_at: None,
-        job_id: job.map(|(j, _)| j),
-    };
-    conn.prepare_cached(
-        "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, NULL, ?9)",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        run.id.0,
-        run.namespace.as_str(),
-        run.kind,
-        run.status.as_str(),
-        run.actor.to_string(),
-        run.input.to_string(),
-        run.owner,
-        micros(now),
-        run.job_id.map(|j| j.0),
-    ])
-    .map_err(|e| match sql_err(e) {
-        StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists { what: format!("run {id}") },
-        other => other,
-    })?;
-    if let Some((job, attempt)) = job {
-        super::jobs::link_run(conn, job, attempt, id)?;
-    }
-    Ok(Change::Run { run })
-}
-
-fn running(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-) -> Result<kontextual_model::Run> {
-    let run = read::run(conn, &ctx.namespace, id)?
-        .ok_or_else(|| StoreError::not_found(format!("run {id}")))?;
-    if run.status.is_final() {
-        return Err(StoreError::Conflict {
-            what: format!("run {id}"),
-            expected: 0,
-            actual: format!("{} (the run is no longer running)", run.status),
-        });
-    }
-    Ok(run)
-}
-
-fn run_step(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-    name: &str,
-    status: kontextual_model::RunStatus,
-    detail: &serde_json::Value,
-    now: Timestamp,
-) -> Result<()> {
-    running(conn, ctx, id)?;
-    conn.prepare_cached(
-        "INSERT INTO run_steps (run_id, seq, name, status, detail, at) \
-         VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM run_steps WHERE run_id = ?1), ?2, ?3, ?4, ?5)",
-    )
-    .map_err(sql_err)?
-    .execute(params![id.0, name, status.as_str(), detail.to_string(), micros(now)])
-    .map_err(sql_err)?;
-    Ok(())
-}
-
-fn finish_run(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: kontextual_model::RunId,
-    status: kontextual_model::RunStatus,
-    manifest: serde_json::Value,
-    now: Timestamp,
-) -> Result<Change> {
-    if !status.is_final() {
-        return Err(StoreError::InvalidInput(
-            "a run finishes in a final status".to_owned(),
-        ));
-    }
-    let mut run = running(conn, ctx, id)?;
-    run.status = status;
-    run.manifest = Some(manifest);
-    run.finished_at = Some(now);
-    conn.prepare_cached(
-        "UPDATE runs SET status = ?2, manifest = ?3, finished_at = ?4 WHERE id = ?1",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        id.0,
-        status.as_str(),
-        run.manifest.as_ref().map(|m| m.to_string()),
-        micros(now)
-    ])
-    .map_err(sql_err)?;
-    Ok(Change::Run { run })
 }
 
 #[cfg(test)]

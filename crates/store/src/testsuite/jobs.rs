@@ -491,3 +491,168 @@ pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
         .collect();
     assert_eq!(events, ["artifact.quarantined", "artifact.released"]);
 }
+
+/// X3: bookkeeping operations (`Op::is_bookkeeping`, which the PostgreSQL
+/// engine runs without the writer lock) never yield an audited change nor
+/// extend the audit chain — on every engine. Each is run on its own, on
+/// real state, so the engine does all of its work.
+pub fn x3_bookkeeping_ops_are_never_audited(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let job = enqueue(&s, &c, new_job("noop", 3));
+    let run = RunId::new();
+    write(
+        &s,
+        &c,
+        vec![Op::StartRun {
+            id: run,
+            kind: "ingest".into(),
+            input: serde_json::json!({}),
+            owner: "host:1:1".into(),
+            job: None,
+        }],
+    )
+    .unwrap();
+    let begin = |key: &str| Op::BeginIdempotent {
+        scope: "agent:a".into(),
+        key: key.into(),
+        request_hash: kontextual_model::Digest::of(b"body"),
+        expire_before: kontextual_model::Timestamp::UNIX_EPOCH,
+    };
+    write(&s, &c, vec![begin("k1"), begin("k2")]).unwrap();
+    let bookkeeping = vec![
+        Op::ClaimJobs {
+            worker: "w".into(),
+            kinds: Vec::new(),
+            limit: 1,
+            lease: Duration::from_secs(60),
+        },
+        Op::HeartbeatJob {
+            id: job.id,
+            attempt: 1,
+            lease: Duration::from_secs(60),
+        },
+        Op::FinishJob {
+            id: job.id,
+            attempt: 1,
+            result: JobResult::Succeeded,
+            report: None,
+        },
+        Op::RunStep {
+            id: run,
+            name: "write".into(),
+            status: RunStatus::Succeeded,
+            detail: serde_json::json!({ "files": 1 }),
+        },
+        Op::AckOutbox {
+            consumer: "projection".into(),
+            seq: 1,
+        },
+        Op::TouchKeys {
+            uses: vec![("no-such-key".into(), kontextual_model::now())],
+        },
+        Op::RecordAccess {
+            entries: vec![kontextual_model::AccessEntry {
+                seq: 0,
+                at: kontextual_model::now(),
+                namespace: c.namespace.clone(),
+                actor: c.actor.clone(),
+                key_id: None,
+                action: "read".into(),
+                target: "h/a.md".into(),
+                correlation_id: c.correlation_id.to_string(),
+            }],
+        },
+        Op::FinishIdempotent {
+            scope: "agent:a".into(),
+            key: "k1".into(),
+            status: 200,
+            content_type: "application/json".into(),
+            body: b"{}".to_vec(),
+        },
+        Op::AbandonIdempotent {
+            scope: "agent:a".into(),
+            key: "k2".into(),
+        },
+        Op::PruneAccessLog {
+            older_than: kontextual_model::Timestamp::UNIX_EPOCH,
+        },
+    ];
+    for op in bookkeeping {
+        let what = format!("{op:?}");
+        assert!(op.is_bookkeeping(), "{what}");
+        let head = s.audit_head().unwrap();
+        let changes = write(&s, &c, vec![op]).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            changes.iter().all(|ch| ch.audit_draft().is_none()),
+            "{what} yielded an audited change: {changes:?}"
+        );
+        assert_eq!(s.audit_head().unwrap(), head, "{what} extended the chain");
+    }
+    assert_eq!(
+        s.job(&c.namespace, job.id).unwrap().map(|j| j.state),
+        Some(JobState::Succeeded),
+        "the job went through claim, heartbeat and finish"
+    );
+    assert_eq!(s.run_steps(&c.namespace, run).unwrap().len(), 1);
+    // and an operation that can be audited is not bookkeeping
+    assert!(!Op::EnqueueJob(new_job("noop", 1)).is_bookkeeping());
+    assert!(!begin("k3").is_bookkeeping());
+}
+
+/// O2: a job whose unique key another queued job took meanwhile is not
+/// queued twice: given back by its worker it is cancelled (the queued one
+/// does the work), and an operator's retry is refused. The batch goes on
+/// after the refused statement on every engine (PostgreSQL would abort the
+/// whole transaction on it without a savepoint).
+pub fn o2_unique_key_conflicts_cancel_or_refuse_without_failing_the_batch(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let mut a = new_job("reindex", 3);
+    a.unique_key = Some("reindex:handbook".into());
+    let first = enqueue(&s, &c, a.clone());
+    let running = claim(&s, "w", 1, LEASE).remove(0);
+    assert_eq!(running.id, first.id);
+    a.id = JobId::new();
+    let queued = enqueue(&s, &c, a);
+    assert_ne!(queued.id, first.id);
+    let other = new_job("noop", 1);
+    let changes = write(
+        &s,
+        &c,
+        vec![
+            Op::FinishJob {
+                id: running.id,
+                attempt: running.attempt,
+                result: JobResult::Returned,
+                report: None,
+            },
+            Op::EnqueueJob(other.clone()),
+        ],
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            &changes[..],
+            [
+                Change::JobFinished { id, state: JobState::Cancelled },
+                Change::JobEnqueued { job },
+            ] if *id == first.id && job.id == other.id
+        ),
+        "{changes:?}"
+    );
+    let err = act(&s, &c, first.id, JobAction::Retry).unwrap_err();
+    assert!(
+        matches!(&err, crate::StoreError::Refused { why, .. } if why.contains("reindex:handbook")),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.job(&c.namespace, first.id).unwrap().map(|j| j.state),
+        Some(JobState::Cancelled),
+        "the refused retry changed nothing"
+    );
+    assert_eq!(
+        s.job(&c.namespace, queued.id).unwrap().map(|j| j.state),
+        Some(JobState::Queued)
+    );
+}

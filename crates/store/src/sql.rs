@@ -204,6 +204,18 @@ impl Row<'_> {
             Row::Postgres(r) => T::from_postgres(r, idx),
         }
     }
+
+    /// A text column parsed into a model value (a name, an actor, a
+    /// level); text that does not parse is corruption, named with its column.
+    pub(crate) fn parsed<T>(&self, idx: usize) -> Result<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.get::<String>(idx)?
+            .parse()
+            .map_err(|e| unreadable(idx, e))
+    }
 }
 
 /// A type a column can be read as, on either engine.

@@ -7,7 +7,6 @@
 //! for the audit chain and outbox, job claiming with `SKIP LOCKED` and
 //! LISTEN/NOTIFY come next; until then `--database-url` is refused.
 
-mod access;
 mod backend;
 mod blobs;
 mod check;
@@ -16,7 +15,7 @@ pub use conn::Conn;
 mod import;
 mod jobs;
 mod pool;
-mod read;
+pub(crate) mod read;
 mod rows;
 pub mod schema;
 mod tls;

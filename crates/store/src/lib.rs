@@ -9,6 +9,7 @@
 //! one audit record and one outbox event per change in the same transaction
 //! as the change itself. There is no other way to mutate a store.
 
+mod access;
 mod error;
 pub mod head_copy;
 pub mod integrity;

@@ -207,7 +207,9 @@ impl Row<'_> {
 }
 
 impl Row<'_> {
-    /// A text column parsed into a model type (a name, a state).
+    /// A text column parsed into a model value (a name, an actor, a level,
+    /// a state); text that does not parse is corruption, named with its
+    /// column.
     pub(crate) fn parsed<T>(&self, idx: usize) -> Result<T>
     where
         T: std::str::FromStr,

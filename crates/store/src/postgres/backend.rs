@@ -15,7 +15,8 @@ use kontextual_model::{
     Namespace, OutboxEvent, Relation, RelationId, Revision, RunId,
 };
 
-use crate::postgres::access::{self, Mark};
+use crate::access::Mark;
+use crate::access::read as access;
 use crate::postgres::conn::Conn;
 use crate::postgres::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
 use crate::sql::Tx;
@@ -280,7 +281,7 @@ impl Backend for PostgresBackend {
     }
 
     fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        self.read(|c| access::api_key(c, id))
+        self.read(|c| access::api_key(&mut Tx::Postgres(c), id))
     }
 
     fn api_keys(
@@ -288,7 +289,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::ApiKey>> {
-        self.read(|c| access::api_keys(c, ns, page))
+        self.read(|c| access::api_keys(&mut Tx::Postgres(c), ns, page))
     }
 
     fn grants(
@@ -296,7 +297,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Grant>> {
-        self.read(|c| access::grants(c, ns, actor))
+        self.read(|c| access::grants(&mut Tx::Postgres(c), ns, actor))
     }
 
     fn access_log(
@@ -307,7 +308,7 @@ impl Backend for PostgresBackend {
         after: u64,
         limit: u32,
     ) -> Result<Vec<kontextual_model::AccessEntry>> {
-        self.read(|c| access::access_log(c, ns, actor, since, after, limit))
+        self.read(|c| access::access_log(&mut Tx::Postgres(c), ns, actor, since, after, limit))
     }
 
     fn clearances(
@@ -315,22 +316,15 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Clearance>> {
-        self.read(|c| access::clearances(c, ns, actor))
+        self.read(|c| access::clearances(&mut Tx::Postgres(c), ns, actor))
     }
 
     fn holds(&self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| access::marks(c, Mark::Hold, ns, None))
+        self.read(|c| access::marks(&mut Tx::Postgres(c), Mark::Hold, ns, None))
     }
 
     fn has_api_keys(&self) -> Result<bool> {
-        self.read(|c| {
-            Ok(c.query_opt(
-                "SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1",
-                &[],
-            )
-            .map_err(pg_err)?
-            .is_some())
-        })
+        self.read(|c| access::has_api_keys(&mut Tx::Postgres(c)))
     }
 
     fn context_packages(
@@ -408,7 +402,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         artifact: Option<ArtifactId>,
     ) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| access::marks(c, Mark::Quarantine, ns, artifact))
+        self.read(|c| access::marks(&mut Tx::Postgres(c), Mark::Quarantine, ns, artifact))
     }
 
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {

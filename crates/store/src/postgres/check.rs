@@ -8,9 +8,11 @@ use crate::{ArtifactKey, CheckReport, Problem, ProblemCategory, Result};
 use kontextual_model::audit::{ChainReport, ChainVerifier};
 use kontextual_model::{ChainHead, Digest, DigestWriter, Namespace};
 
-use crate::postgres::access::{self, Mark};
+use crate::access::Mark;
+use crate::access::read as access;
 use crate::postgres::conn::Conn;
 use crate::postgres::{pg_err, read, rows};
+use crate::sql::Tx;
 
 /// The snapshot as [`crate::integrity::AuditedRows`]: each method
 /// one of the store's ordinary reads.
@@ -62,22 +64,22 @@ impl crate::integrity::AuditedRows for Rows<'_> {
         ns: &Namespace,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::ApiKey>> {
-        access::api_keys(self.0, ns, page)
+        access::api_keys(&mut Tx::Postgres(self.0), ns, page)
     }
     fn key(&mut self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        access::api_key(self.0, id)
+        access::api_key(&mut Tx::Postgres(self.0), id)
     }
     fn grants(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Grant>> {
-        access::grants(self.0, ns, None)
+        access::grants(&mut Tx::Postgres(self.0), ns, None)
     }
     fn clearances(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Clearance>> {
-        access::clearances(self.0, ns, None)
+        access::clearances(&mut Tx::Postgres(self.0), ns, None)
     }
     fn holds(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        access::marks(self.0, Mark::Hold, ns, None)
+        access::marks(&mut Tx::Postgres(self.0), Mark::Hold, ns, None)
     }
     fn quarantines(&mut self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        access::marks(self.0, Mark::Quarantine, ns, None)
+        access::marks(&mut Tx::Postgres(self.0), Mark::Quarantine, ns, None)
     }
 }
 

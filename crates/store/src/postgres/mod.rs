@@ -7,7 +7,6 @@
 //! for the audit chain and outbox, job claiming with `SKIP LOCKED` and
 //! LISTEN/NOTIFY come next; until then `--database-url` is refused.
 
-mod access;
 mod backend;
 mod blobs;
 mod check;
@@ -15,7 +14,7 @@ mod conn;
 pub use conn::Conn;
 mod import;
 mod pool;
-mod read;
+pub(crate) mod read;
 mod rows;
 pub mod schema;
 mod tls;

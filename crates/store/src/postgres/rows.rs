@@ -38,12 +38,6 @@ pub(crate) fn ts(r: &Row, i: usize) -> Result<Timestamp> {
     Timestamp::from_microsecond(get(r, i)?).map_err(|e| bad(i, e))
 }
 
-pub(crate) fn opt_ts(r: &Row, i: usize) -> Result<Option<Timestamp>> {
-    get::<Option<i64>>(r, i)?
-        .map(|v| Timestamp::from_microsecond(v).map_err(|e| bad(i, e)))
-        .transpose()
-}
-
 pub(crate) fn digest(r: &Row, i: usize) -> Result<Digest> {
     Digest::from_hex(get(r, i)?).map_err(|e| bad(i, e))
 }

@@ -16,8 +16,9 @@ use kontextual_model::{
     Digest, Metadata, Relation, RelationId, Timestamp,
 };
 
+use crate::access::Mark;
+use crate::access::write as access;
 use crate::jobs::write as jobs;
-use crate::postgres::access::{self, Mark};
 use crate::postgres::{blobs, pg_err, read};
 
 /// `pg_advisory_xact_lock` key of the store's writer lock ("KNTX" + 2).
@@ -214,54 +215,83 @@ pub(crate) fn apply(
             Op::PruneJobs { finished_before } => {
                 jobs::prune(&mut Tx::Postgres(tx), finished_before)?
             }
-            Op::CreateKey(key) => vec![access::create_key(tx, &ctx, key, now)?],
-            Op::RevokeKey { id } => access::revoke_key(tx, &ctx, &id, now)?,
+            Op::CreateKey(key) => vec![access::create_key(&mut Tx::Postgres(tx), &ctx, key, now)?],
+            Op::RevokeKey { id } => access::revoke_key(&mut Tx::Postgres(tx), &ctx, &id, now)?,
             Op::TouchKeys { uses } => {
-                access::touch_keys(tx, &uses)?;
+                access::touch_keys(&mut Tx::Postgres(tx), &uses)?;
                 Vec::new()
             }
             Op::RecordAccess { entries } => {
-                access::record_access(tx, &entries)?;
+                access::record_access(&mut Tx::Postgres(tx), &entries)?;
                 Vec::new()
             }
             Op::PruneAccessLog { older_than } => {
-                access::prune_access_log(tx, older_than)?;
+                access::prune_access_log(&mut Tx::Postgres(tx), older_than)?;
                 Vec::new()
             }
             Op::SetClearance { actor, level } => {
-                vec![access::set_clearance(tx, &ctx, actor, level, now)?]
+                vec![access::set_clearance(
+                    &mut Tx::Postgres(tx),
+                    &ctx,
+                    actor,
+                    level,
+                    now,
+                )?]
             }
             Op::SetHold { key, reason } => vec![Change::HoldSet {
-                hold: access::set_mark(tx, &ctx, &key, reason, Mark::Hold, now)?,
+                hold: access::set_mark(&mut Tx::Postgres(tx), &ctx, &key, reason, Mark::Hold, now)?,
             }],
             Op::ReleaseHold { key } => vec![Change::HoldReleased {
-                hold: access::release_mark(tx, &ctx, &key, Mark::Hold)?,
+                hold: access::release_mark(&mut Tx::Postgres(tx), &ctx, &key, Mark::Hold)?,
             }],
             Op::QuarantineArtifact { key, reason } => vec![Change::ArtifactQuarantined {
-                quarantine: access::set_mark(tx, &ctx, &key, reason, Mark::Quarantine, now)?,
+                quarantine: access::set_mark(
+                    &mut Tx::Postgres(tx),
+                    &ctx,
+                    &key,
+                    reason,
+                    Mark::Quarantine,
+                    now,
+                )?,
             }],
             Op::ReleaseArtifact { key } => vec![Change::ArtifactReleased {
-                quarantine: access::release_mark(tx, &ctx, &key, Mark::Quarantine)?,
+                quarantine: access::release_mark(
+                    &mut Tx::Postgres(tx),
+                    &ctx,
+                    &key,
+                    Mark::Quarantine,
+                )?,
             }],
             Op::CreateGrant {
                 actor,
                 permission,
                 scope,
             } => vec![access::create_grant(
-                tx, &ctx, actor, permission, scope, now,
+                &mut Tx::Postgres(tx),
+                &ctx,
+                actor,
+                permission,
+                scope,
+                now,
             )?],
             Op::DeleteGrant {
                 actor,
                 permission,
                 scope,
-            } => vec![access::delete_grant(tx, &ctx, &actor, permission, &scope)?],
+            } => vec![access::delete_grant(
+                &mut Tx::Postgres(tx),
+                &ctx,
+                &actor,
+                permission,
+                &scope,
+            )?],
             Op::BeginIdempotent {
                 scope,
                 key,
                 request_hash,
                 expire_before,
             } => vec![access::begin_idempotent(
-                tx,
+                &mut Tx::Postgres(tx),
                 &scope,
                 &key,
                 request_hash,
@@ -275,11 +305,18 @@ pub(crate) fn apply(
                 content_type,
                 body,
             } => {
-                access::finish_idempotent(tx, &scope, &key, status, &content_type, &body)?;
+                access::finish_idempotent(
+                    &mut Tx::Postgres(tx),
+                    &scope,
+                    &key,
+                    status,
+                    &content_type,
+                    &body,
+                )?;
                 Vec::new()
             }
             Op::AbandonIdempotent { scope, key } => {
-                access::abandon_idempotent(tx, &scope, &key)?;
+                access::abandon_idempotent(&mut Tx::Postgres(tx), &scope, &key)?;
                 Vec::new()
             }
         };
@@ -548,22 +585,6 @@ fn check_rev(what: &str, current: u64, expect: Option<u64>) -> Result<()> {
     }
 }
 
-fn refuse_if_held(tx: &mut Conn, ctx: &WriteContext, a: &Artifact, what: &str) -> Result<()> {
-    let held = tx
-        .query_opt(
-            "SELECT reason FROM holds WHERE artifact_id = $1 AND namespace = $2",
-            &[&a.id.0, &ctx.namespace.as_str()],
-        )
-        .map_err(pg_err)?;
-    match held {
-        Some(r) => Err(StoreError::Held {
-            what: what.to_owned(),
-            reason: r.get(0),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn cascade_relations(
     tx: &mut Conn,
     id: kontextual_model::ArtifactId,
@@ -591,7 +612,7 @@ fn delete_artifact(
         )));
     }
     check_rev(&what, cur.revision, expect)?;
-    refuse_if_held(tx, ctx, &cur, &what)?;
+    access::refuse_if_held(&mut Tx::Postgres(tx), ctx, &cur, &what)?;
     let mut changes = cascade_relations(tx, cur.id, now)?;
     changes.push(tombstone(tx, ctx, &cur, ChangeKind::Deleted, now)?);
     Ok(changes)
@@ -639,7 +660,7 @@ fn purge_artifact(
         )));
     }
     check_rev(&what, cur.revision, expect)?;
-    refuse_if_held(tx, ctx, &cur, &what)?;
+    access::refuse_if_held(&mut Tx::Postgres(tx), ctx, &cur, &what)?;
     let mut changes = cascade_relations(tx, cur.id, now)?;
     let digests = tx
         .query(

@@ -6,7 +6,10 @@ use rusqlite::{Connection, params};
 
 use super::{SqliteBackend, read, schema, sql_err};
 use crate::Result;
+use crate::access::Mark;
+use crate::access::read as access;
 use crate::port::{CheckReport, Problem, ProblemCategory};
+use crate::sql::Tx;
 
 fn problem(
     category: ProblemCategory,
@@ -347,28 +350,28 @@ impl crate::integrity::AuditedRows for Rows<'_> {
         ns: &kontextual_model::Namespace,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::ApiKey>> {
-        read::api_keys(self.0, ns, page)
+        access::api_keys(&mut Tx::Sqlite(self.0), ns, page)
     }
     fn key(&mut self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        read::api_key(self.0, id)
+        access::api_key(&mut Tx::Sqlite(self.0), id)
     }
     fn grants(&mut self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Grant>> {
-        read::grants(self.0, ns, None)
+        access::grants(&mut Tx::Sqlite(self.0), ns, None)
     }
     fn clearances(
         &mut self,
         ns: &kontextual_model::Namespace,
     ) -> Result<Vec<kontextual_model::Clearance>> {
-        read::clearances(self.0, ns, None)
+        access::clearances(&mut Tx::Sqlite(self.0), ns, None)
     }
     fn holds(&mut self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        read::holds(self.0, ns, None)
+        access::marks(&mut Tx::Sqlite(self.0), Mark::Hold, ns, None)
     }
     fn quarantines(
         &mut self,
         ns: &kontextual_model::Namespace,
     ) -> Result<Vec<kontextual_model::Hold>> {
-        read::quarantines(self.0, ns, None)
+        access::marks(&mut Tx::Sqlite(self.0), Mark::Quarantine, ns, None)
     }
 }
 

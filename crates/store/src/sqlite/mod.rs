@@ -12,7 +12,7 @@
 mod blobs;
 mod check;
 mod import;
-mod read;
+pub(crate) mod read;
 pub mod schema;
 mod write;
 
@@ -26,6 +26,8 @@ use std::time::Duration;
 use kontextual_model::{ChainHead, Change, Timestamp};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
+use crate::access::Mark;
+use crate::access::read as access;
 use crate::port::WriteBatch;
 use crate::sql::Tx;
 use crate::{Result, StoreError};
@@ -723,7 +725,7 @@ impl crate::Backend for SqliteBackend {
     }
 
     fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        self.read(|c| read::api_key(c, id))
+        self.read(|c| access::api_key(&mut Tx::Sqlite(c), id))
     }
 
     fn api_keys(
@@ -731,7 +733,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::ApiKey>> {
-        self.read(|c| read::api_keys(c, ns, page))
+        self.read(|c| access::api_keys(&mut Tx::Sqlite(c), ns, page))
     }
 
     fn grants(
@@ -739,7 +741,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Grant>> {
-        self.read(|c| read::grants(c, ns, actor))
+        self.read(|c| access::grants(&mut Tx::Sqlite(c), ns, actor))
     }
 
     fn access_log(
@@ -750,7 +752,7 @@ impl crate::Backend for SqliteBackend {
         after: u64,
         limit: u32,
     ) -> Result<Vec<kontextual_model::AccessEntry>> {
-        self.read(|c| read::access_log(c, ns, actor, since, after, limit.clamp(1, 10_000)))
+        self.read(|c| access::access_log(&mut Tx::Sqlite(c), ns, actor, since, after, limit))
     }
 
     fn clearances(
@@ -758,17 +760,15 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         actor: Option<&kontextual_model::Actor>,
     ) -> Result<Vec<kontextual_model::Clearance>> {
-        self.read(|c| read::clearances(c, ns, actor))
+        self.read(|c| access::clearances(&mut Tx::Sqlite(c), ns, actor))
     }
 
     fn holds(&self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| read::holds(c, ns, None))
+        self.read(|c| access::marks(&mut Tx::Sqlite(c), Mark::Hold, ns, None))
     }
 
     fn has_api_keys(&self) -> Result<bool> {
-        self.read(|c| {
-            Ok(read::count(c, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")? > 0)
-        })
+        self.read(|c| access::has_api_keys(&mut Tx::Sqlite(c)))
     }
 
     fn context_packages(
@@ -907,7 +907,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         artifact: Option<kontextual_model::ArtifactId>,
     ) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| read::quarantines(c, ns, artifact))
+        self.read(|c| access::marks(&mut Tx::Sqlite(c), Mark::Quarantine, ns, artifact))
     }
 
     fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {

@@ -16,6 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read::{self, load_artifact};
 use super::{WriteJob, blobs, micros, sql_err};
+use crate::access::Mark;
+use crate::access::write as access;
 use crate::jobs::write as jobs;
 use crate::port::{ArtifactKey, Content, Op, PutArtifact, WriteBatch, WriteContext};
 use crate::rules;
@@ -312,68 +314,55 @@ fn apply_batch(
             } => vec![save_context_package(
                 conn, &ctx, name, digest, manifest, now,
             )?],
-            Op::CreateKey(key) => vec![create_key(conn, &ctx, key, now)?],
-            Op::RevokeKey { id } => revoke_key(conn, &ctx, &id, now)?,
+            Op::CreateKey(key) => vec![access::create_key(&mut Tx::Sqlite(conn), &ctx, key, now)?],
+            Op::RevokeKey { id } => access::revoke_key(&mut Tx::Sqlite(conn), &ctx, &id, now)?,
             Op::RecordAccess { entries } => {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "INSERT INTO access_log (at, namespace, actor, key_id, action, target, correlation_id) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )
-                    .map_err(sql_err)?;
-                for e in entries {
-                    stmt.execute(params![
-                        micros(e.at),
-                        e.namespace.as_str(),
-                        e.actor.to_string(),
-                        e.key_id,
-                        e.action,
-                        e.target,
-                        e.correlation_id
-                    ])
-                    .map_err(sql_err)?;
-                }
+                access::record_access(&mut Tx::Sqlite(conn), &entries)?;
                 continue;
             }
-            Op::SetClearance { actor, level } => {
-                conn.execute(
-                    "INSERT INTO clearances (namespace, actor, level, set_at) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (namespace, actor) DO UPDATE SET level = excluded.level, set_at = excluded.set_at",
-                    params![ctx.namespace.as_str(), actor.to_string(), level.as_str(), micros(now)],
-                )
-                .map_err(sql_err)?;
-                vec![Change::ClearanceSet {
-                    clearance: kontextual_model::Clearance {
-                        namespace: ctx.namespace.clone(),
-                        actor,
-                        level,
-                        set_at: now,
-                    },
-                }]
-            }
+            Op::SetClearance { actor, level } => vec![access::set_clearance(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                actor,
+                level,
+                now,
+            )?],
             Op::SetHold { key, reason } => vec![Change::HoldSet {
-                hold: set_mark(conn, &ctx, &key, reason, Mark::Hold, now)?,
+                hold: access::set_mark(&mut Tx::Sqlite(conn), &ctx, &key, reason, Mark::Hold, now)?,
             }],
             Op::ReleaseHold { key } => vec![Change::HoldReleased {
-                hold: release_mark(conn, &ctx, &key, Mark::Hold)?,
+                hold: access::release_mark(&mut Tx::Sqlite(conn), &ctx, &key, Mark::Hold)?,
             }],
             Op::CreateGrant {
                 actor,
                 permission,
                 scope,
-            } => vec![create_grant(conn, &ctx, actor, permission, scope, now)?],
+            } => vec![access::create_grant(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                actor,
+                permission,
+                scope,
+                now,
+            )?],
             Op::DeleteGrant {
                 actor,
                 permission,
                 scope,
-            } => vec![delete_grant(conn, &ctx, &actor, permission, &scope)?],
+            } => vec![access::delete_grant(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                &actor,
+                permission,
+                &scope,
+            )?],
             Op::BeginIdempotent {
                 scope,
                 key,
                 request_hash,
                 expire_before,
-            } => vec![begin_idempotent(
-                conn,
+            } => vec![access::begin_idempotent(
+                &mut Tx::Sqlite(conn),
                 &scope,
                 &key,
                 request_hash,
@@ -387,22 +376,18 @@ fn apply_batch(
                 content_type,
                 body,
             } => {
-                conn.prepare_cached(
-                    "UPDATE idempotency SET status = ?3, content_type = ?4, body = ?5 \
-                     WHERE scope = ?1 AND key = ?2",
-                )
-                .map_err(sql_err)?
-                .execute(params![scope, key, status, content_type, body])
-                .map_err(sql_err)?;
+                access::finish_idempotent(
+                    &mut Tx::Sqlite(conn),
+                    &scope,
+                    &key,
+                    status,
+                    &content_type,
+                    &body,
+                )?;
                 continue;
             }
             Op::AbandonIdempotent { scope, key } => {
-                conn.prepare_cached(
-                    "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND status IS NULL",
-                )
-                .map_err(sql_err)?
-                .execute(params![scope, key])
-                .map_err(sql_err)?;
+                access::abandon_idempotent(&mut Tx::Sqlite(conn), &scope, &key)?;
                 continue;
             }
             Op::EnqueueJob(new) => vec![jobs::enqueue(&mut Tx::Sqlite(conn), &ctx, new, now)?],
@@ -448,30 +433,32 @@ fn apply_batch(
                 jobs::prune(&mut Tx::Sqlite(conn), finished_before)?
             }
             Op::PruneAccessLog { older_than } => {
-                conn.prepare_cached("DELETE FROM access_log WHERE at < ?1")
-                    .map_err(sql_err)?
-                    .execute(params![micros(older_than)])
-                    .map_err(sql_err)?;
+                access::prune_access_log(&mut Tx::Sqlite(conn), older_than)?;
                 continue;
             }
             Op::QuarantineArtifact { key, reason } => vec![Change::ArtifactQuarantined {
-                quarantine: set_mark(conn, &ctx, &key, reason, Mark::Quarantine, now)?,
+                quarantine: access::set_mark(
+                    &mut Tx::Sqlite(conn),
+                    &ctx,
+                    &key,
+                    reason,
+                    Mark::Quarantine,
+                    now,
+                )?,
             }],
             Op::ReleaseArtifact { key } => vec![Change::ArtifactReleased {
-                quarantine: release_mark(conn, &ctx, &key, Mark::Quarantine)?,
+                quarantine: access::release_mark(
+                    &mut Tx::Sqlite(conn),
+                    &ctx,
+                    &key,
+                    Mark::Quarantine,
+                )?,
             }],
-            Op::ImportRecords(rec) => super::import::import(conn, &ctx, *rec, now)?,
             Op::TouchKeys { uses } => {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
-                    )
-                    .map_err(sql_err)?;
-                for (id, at) in uses {
-                    stmt.execute(params![id, micros(at)]).map_err(sql_err)?;
-                }
+                access::touch_keys(&mut Tx::Sqlite(conn), &uses)?;
                 continue;
             }
+            Op::ImportRecords(rec) => super::import::import(conn, &ctx, *rec, now)?,
             Op::Audit(draft) => {
                 append_audit(conn, &ctx, head, now, draft)?;
                 out.push(Change::Audited {
@@ -745,7 +732,7 @@ fn delete_artifact(
         )));
     }
     check_rev(&what, cur.revision, expect)?;
-    refuse_if_held(conn, ctx, &cur, &what)?;
+    access::refuse_if_held(&mut Tx::Sqlite(conn), ctx, &cur, &what)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
     changes.push(tombstone(conn, ctx, &cur, ChangeKind::Deleted, now)?);
     Ok(changes)
@@ -795,7 +782,7 @@ fn purge_artifact(
         )));
     }
     check_rev(&what, cur.revision, expect)?;
-    refuse_if_held(conn, ctx, &cur, &what)?;
+    access::refuse_if_held(&mut Tx::Sqlite(conn), ctx, &cur, &what)?;
     let mut changes = cascade_relations(conn, cur.id, now)?;
     let digests: Vec<Digest> = {
         let mut stmt = conn
@@ -1031,305 +1018,6 @@ fn save_context_package(
     )
     .map_err(sql_err)?;
     Ok(Change::ContextPackageSaved { package })
-}
-
-fn create_key(
-    conn: &Connection,
-    ctx: &WriteContext,
-    mut key: kontextual_model::ApiKey,
-    now: Timestamp,
-) -> Result<Change> {
-    let hash = key.secret_hash.ok_or_else(|| {
-        StoreError::InvalidInput("an API key needs the hash of its secret".to_owned())
-    })?;
-    if read::api_key(conn, &key.id)?.is_some() {
-        return Err(StoreError::AlreadyExists {
-            what: format!("API key {}", key.id),
-        });
-    }
-    key.namespace = ctx.namespace.clone();
-    key.created_at = now;
-    key.revoked_at = None;
-    key.last_used_at = None;
-    conn.execute(
-        "INSERT INTO api_keys (id, namespace, name, actor, scopes, secret_hash, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            key.id,
-            key.namespace.as_str(),
-            key.name,
-            key.actor.to_string(),
-            serde_json::to_string(&key.scopes).unwrap_or_else(|_| "[]".into()),
-            hash.hex(),
-            micros(now),
-            key.expires_at.map(micros),
-        ],
-    )
-    .map_err(sql_err)?;
-    let row_hash = kontextual_model::change::key_fingerprint(&key, Some(&hash));
-    key.secret_hash = None;
-    Ok(Change::KeyCreated { key, row_hash })
-}
-
-fn revoke_key(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: &str,
-    now: Timestamp,
-) -> Result<Vec<Change>> {
-    let Some(mut key) = read::api_key(conn, id)?.filter(|k| k.namespace == ctx.namespace) else {
-        return Err(StoreError::NotFound {
-            what: format!("API key {id}"),
-        });
-    };
-    let secret_hash = key.secret_hash.take();
-    if key.revoked_at.is_some() {
-        return Ok(Vec::new());
-    }
-    conn.execute(
-        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
-        params![id, micros(now)],
-    )
-    .map_err(sql_err)?;
-    key.revoked_at = Some(now);
-    let row_hash = kontextual_model::change::key_fingerprint(&key, secret_hash.as_ref());
-    Ok(vec![Change::KeyRevoked { key, row_hash }])
-}
-
-fn refuse_if_held(conn: &Connection, ctx: &WriteContext, a: &Artifact, what: &str) -> Result<()> {
-    match read::holds(conn, &ctx.namespace, Some(a.id))?.pop() {
-        Some(h) => Err(StoreError::Held {
-            what: what.to_owned(),
-            reason: h.reason,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Marks an artifact can carry: a legal hold or a quarantine. Each is a
-/// row per marked artifact (history is in the audit chain).
-#[derive(Clone, Copy)]
-enum Mark {
-    Hold,
-    Quarantine,
-}
-
-impl Mark {
-    fn table(self) -> &'static str {
-        match self {
-            Mark::Hold => "holds",
-            Mark::Quarantine => "quarantines",
-        }
-    }
-
-    /// `a legal hold on h/a.md`, `a quarantine of h/a.md`.
-    fn describe(self, a: &Artifact) -> String {
-        match self {
-            Mark::Hold => format!("a legal hold on {}/{}", a.collection, a.name),
-            Mark::Quarantine => format!("a quarantine of {}/{}", a.collection, a.name),
-        }
-    }
-
-    fn read(
-        self,
-        conn: &Connection,
-        ns: &kontextual_model::Namespace,
-        id: ArtifactId,
-    ) -> Result<Option<kontextual_model::Hold>> {
-        Ok(match self {
-            Mark::Hold => read::holds(conn, ns, Some(id))?,
-            Mark::Quarantine => read::quarantines(conn, ns, Some(id))?,
-        }
-        .pop())
-    }
-}
-
-/// Marks an artifact; `AlreadyExists` if it is marked so already.
-fn set_mark(
-    conn: &Connection,
-    ctx: &WriteContext,
-    key: &ArtifactKey,
-    reason: String,
-    mark: Mark,
-    now: Timestamp,
-) -> Result<kontextual_model::Hold> {
-    let a = existing(conn, ctx, key)?;
-    let reason = reason.trim().to_owned();
-    if reason.is_empty() || reason.len() > 1000 {
-        return Err(StoreError::InvalidInput(format!(
-            "{} needs a reason of 1-1000 characters",
-            mark.describe(&a)
-        )));
-    }
-    if mark.read(conn, &ctx.namespace, a.id)?.is_some() {
-        return Err(StoreError::AlreadyExists {
-            what: mark.describe(&a),
-        });
-    }
-    conn.execute(
-        &format!(
-            "INSERT INTO {} (artifact_id, namespace, reason, actor, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            mark.table()
-        ),
-        params![a.id.0, ctx.namespace.as_str(), reason, ctx.actor.to_string(), micros(now)],
-    )
-    .map_err(sql_err)?;
-    mark.read(conn, &ctx.namespace, a.id)?.ok_or_else(|| {
-        StoreError::Internal(format!("{} vanished while it was set", mark.describe(&a)))
-    })
-}
-
-/// Removes a mark; `NotFound` if the artifact does not carry it.
-fn release_mark(
-    conn: &Connection,
-    ctx: &WriteContext,
-    key: &ArtifactKey,
-    mark: Mark,
-) -> Result<kontextual_model::Hold> {
-    let a = existing(conn, ctx, key)?;
-    let found = mark
-        .read(conn, &ctx.namespace, a.id)?
-        .ok_or_else(|| StoreError::not_found(mark.describe(&a)))?;
-    conn.execute(
-        &format!("DELETE FROM {} WHERE artifact_id = ?1", mark.table()),
-        params![a.id.0],
-    )
-    .map_err(sql_err)?;
-    Ok(found)
-}
-
-fn scope_parts(scope: &kontextual_model::GrantScope) -> (&'static str, String) {
-    match scope {
-        kontextual_model::GrantScope::Namespace => ("namespace", String::new()),
-        kontextual_model::GrantScope::Collection(c) => ("collection", c.to_string()),
-        kontextual_model::GrantScope::Artifact(c, n) => ("artifact", format!("{c}/{n}")),
-    }
-}
-
-fn create_grant(
-    conn: &Connection,
-    ctx: &WriteContext,
-    actor: kontextual_model::Actor,
-    permission: kontextual_model::GrantPermission,
-    scope: kontextual_model::GrantScope,
-    now: Timestamp,
-) -> Result<Change> {
-    let (kind, name) = scope_parts(&scope);
-    match &scope {
-        kontextual_model::GrantScope::Collection(c)
-            if read::collection_id(conn, &ctx.namespace, c.as_str())?.is_none() =>
-        {
-            return Err(StoreError::NotFound {
-                what: format!("collection {c}"),
-            });
-        }
-        kontextual_model::GrantScope::Artifact(c, n) => {
-            let key = ArtifactKey::Name {
-                collection: c.clone(),
-                name: n.clone(),
-            };
-            existing(conn, ctx, &key)?;
-        }
-        _ => {}
-    }
-    let grant = kontextual_model::Grant {
-        id: uuid::Uuid::now_v7(),
-        namespace: ctx.namespace.clone(),
-        actor,
-        permission,
-        scope,
-        created_at: now,
-    };
-    let n = conn
-        .execute(
-            "INSERT INTO grants (id, namespace, actor, permission, scope_kind, scope_name, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-            params![
-                grant.id,
-                grant.namespace.as_str(),
-                grant.actor.to_string(),
-                grant.permission.as_str(),
-                kind,
-                name,
-                micros(now)
-            ],
-        )
-        .map_err(sql_err)?;
-    if n == 0 {
-        return Err(StoreError::AlreadyExists {
-            what: format!(
-                "grant of {} {} on {}",
-                grant.actor, grant.permission, grant.scope
-            ),
-        });
-    }
-    Ok(Change::GrantCreated { grant })
-}
-
-fn delete_grant(
-    conn: &Connection,
-    ctx: &WriteContext,
-    actor: &kontextual_model::Actor,
-    permission: kontextual_model::GrantPermission,
-    scope: &kontextual_model::GrantScope,
-) -> Result<Change> {
-    let found = read::grants(conn, &ctx.namespace, Some(actor))?
-        .into_iter()
-        .find(|g| g.permission == permission && &g.scope == scope)
-        .ok_or_else(|| StoreError::NotFound {
-            what: format!("grant of {actor} {permission} on {scope}"),
-        })?;
-    conn.execute("DELETE FROM grants WHERE id = ?1", params![found.id])
-        .map_err(sql_err)?;
-    Ok(Change::GrantDeleted { grant: found })
-}
-
-/// An idempotency row: request hash, and the answer once there is one.
-type StoredAnswer = (String, Option<i64>, Option<String>, Option<Vec<u8>>);
-
-fn begin_idempotent(
-    conn: &Connection,
-    scope: &str,
-    key: &str,
-    request_hash: Digest,
-    expire_before: Timestamp,
-    now: Timestamp,
-) -> Result<Change> {
-    use kontextual_model::Idempotency;
-    conn.prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")
-        .map_err(sql_err)?
-        .execute(params![micros(expire_before)])
-        .map_err(sql_err)?;
-    let found: Option<StoredAnswer> = conn
-        .prepare_cached(
-            "SELECT request_hash, status, content_type, body FROM idempotency \
-             WHERE scope = ?1 AND key = ?2",
-        )
-        .map_err(sql_err)?
-        .query_row(params![scope, key], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()
-        .map_err(sql_err)?;
-    let state = match found {
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO idempotency (scope, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(sql_err)?
-            .execute(params![scope, key, request_hash.hex(), micros(now)])
-            .map_err(sql_err)?;
-            Idempotency::Started
-        }
-        Some((hash, _, _, _)) if hash != request_hash.hex() => Idempotency::Mismatch,
-        Some((_, None, _, _)) => Idempotency::InFlight,
-        Some((_, Some(status), content_type, body)) => Idempotency::Replay {
-            status: status as u16,
-            content_type: content_type.unwrap_or_default(),
-            body: body.unwrap_or_default(),
-        },
-    };
-    Ok(Change::Idempotency(state))
 }
 
 fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {

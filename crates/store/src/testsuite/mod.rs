@@ -4,12 +4,14 @@
 //!
 //! A backend joins by providing a [`Harness`] and invoking the macro.
 
+mod access;
 mod cases;
 mod import;
 mod jobs;
 mod model;
 mod tamper;
 
+pub use access::*;
 pub use cases::*;
 pub use import::*;
 pub use jobs::*;
@@ -178,6 +180,8 @@ macro_rules! conformance_suite {
             o2_artifacts_are_quarantined_and_released,
             k9_import_preserves_ids_history_and_links,
             k9_import_conflicts_and_bad_input_leave_nothing,
+            x1_access_log_is_filtered_paged_and_pruned,
+            x1_key_use_moves_forward_and_listings_keep_byte_order,
         );
     };
     (@cases $attrs:tt $make:expr; $($case:ident),+ $(,)?) => {

@@ -9,8 +9,12 @@
 //! one audit record and one outbox event per change in the same transaction
 //! as the change itself. There is no other way to mutate a store.
 
+mod access;
+mod audit;
+mod blobs;
 mod error;
 pub mod head_copy;
+mod import;
 pub mod integrity;
 mod knowledge;
 mod port;

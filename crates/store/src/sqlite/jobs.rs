@@ -174,7 +174,7 @@ pub(crate) fn enqueue(
         scopes,
     ])
     .map_err(|e| match sql_err(e) {
-        StoreError::Internal(m) if m.contains("UNIQUE") => StoreError::AlreadyExists {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
             what: format!("job {}", job.id),
         },
         other => other,
@@ -449,7 +449,7 @@ pub(crate) fn act(
         Ok(_) => {}
         Err(e) => {
             return Err(match sql_err(e) {
-                StoreError::Internal(m) if m.contains("UNIQUE") => refuse(format!(
+                StoreError::AlreadyExists { .. } => refuse(format!(
                     "another job with unique key {:?} is already queued",
                     job.unique_key.as_deref().unwrap_or("")
                 )),

@@ -161,3 +161,114 @@ pub(crate) fn collect(tx: &mut Tx<'_>, digests: &[Digest]) -> Result<u64> {
     }
     Ok(removed)
 }
+
+/// Where a [`BlobReader`] runs its reads: a connection taken for one short
+/// read each time (a chunk), so a slow consumer holds no connection or
+/// snapshot between chunks.
+pub(crate) trait ReadConnections: Send {
+    fn read_on<T>(&self, f: impl Fn(&mut Tx<'_>) -> Result<T>) -> Result<T>;
+}
+
+/// Streams a blob chunk by chunk, each fetched in its own short read.
+pub(crate) struct BlobReader<R> {
+    source: R,
+    digest: Digest,
+    /// Hash of what was handed out so far; checked at the end, so a reader
+    /// never finishes cleanly on corrupted content.
+    hasher: Option<DigestWriter>,
+    chunks: i64,
+    next: i64,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: ReadConnections> BlobReader<R> {
+    pub(crate) fn open(source: R, digest: &Digest) -> Result<Self> {
+        let found: Option<(i64, Option<Vec<u8>>)> = source.read_on(|tx| {
+            tx.query_opt(
+                "SELECT chunks, data FROM blobs WHERE digest = ?1",
+                args![digest.hex()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })?;
+        let (chunks, inline) =
+            found.ok_or_else(|| StoreError::not_found(format!("content {digest}")))?;
+        let mut hasher = DigestWriter::new();
+        let buf = match (chunks, inline) {
+            (0, Some(data)) => {
+                hasher.update(&data);
+                data
+            }
+            (0, None) => {
+                return Err(StoreError::Corrupted(format!(
+                    "content {digest} has no bytes"
+                )));
+            }
+            _ => Vec::new(),
+        };
+        Ok(BlobReader {
+            source,
+            digest: *digest,
+            hasher: Some(hasher),
+            chunks,
+            next: 0,
+            buf,
+            pos: 0,
+        })
+    }
+
+    /// At the end: the bytes handed out must hash to the digest.
+    fn verify(&mut self) -> io::Result<()> {
+        if let Some(h) = self.hasher.take() {
+            let (actual, _) = h.finish();
+            if actual != self.digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "content {} is corrupted: the stored bytes hash to {actual}",
+                        self.digest
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: ReadConnections> Read for BlobReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            if self.next >= self.chunks {
+                self.verify()?;
+                return Ok(0);
+            }
+            let (digest, idx) = (self.digest.hex(), self.next);
+            let data = self
+                .source
+                .read_on(|tx| {
+                    tx.query_opt(
+                        "SELECT data FROM blob_chunks WHERE digest = ?1 AND idx = ?2",
+                        args![&digest, idx],
+                        |r| r.get::<Vec<u8>>(0),
+                    )
+                })
+                .map_err(io::Error::other)?;
+            // a blob row without all its chunks is corruption
+            self.buf = data.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("chunk {idx} of content {} is missing", self.digest),
+                )
+            })?;
+            self.pos = 0;
+            self.next += 1;
+            if let Some(h) = &mut self.hasher {
+                h.update(&self.buf);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -17,7 +17,7 @@ use kontextual_model::{
 
 use crate::postgres::access::{self, Mark};
 use crate::postgres::conn::Conn;
-use crate::postgres::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
+use crate::postgres::{PgOptions, PgStore, Pool, pg_err, read, rows};
 use crate::sql::Tx;
 
 pub(crate) struct Inner {
@@ -173,7 +173,7 @@ impl Backend for PostgresBackend {
     }
 
     fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
-        Ok(Box::new(blobs::BlobReader::open(
+        Ok(Box::new(crate::blobs::BlobReader::open(
             self.inner.clone(),
             digest,
         )?))

@@ -637,7 +637,10 @@ impl crate::Backend for SqliteBackend {
         &self,
         digest: &kontextual_model::Digest,
     ) -> Result<Box<dyn std::io::Read + Send>> {
-        Ok(Box::new(blobs::ChunkReader::open(self, digest)?))
+        Ok(Box::new(crate::blobs::BlobReader::open(
+            self.clone(),
+            digest,
+        )?))
     }
 
     fn relation(

@@ -61,12 +61,7 @@ pub(super) fn commit_group_anchored(
     let start_head = head.clone();
     let anchor_held = match anchor {
         Some(a) => crate::head_copy::chain_holds(a, start_head.as_ref(), |seq| {
-            conn.query_row(
-                "SELECT hash FROM audit_log WHERE seq = ?1",
-                [seq as i64],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
+            crate::audit::hash_at(&mut Tx::Sqlite(conn), seq)
         })
         .unwrap_or(true),
         None => true,

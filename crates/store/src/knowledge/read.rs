@@ -184,22 +184,26 @@ pub(crate) fn artifact_in(
 
 /// The listing filters of [`ArtifactQuery`], numbered after the keyset
 /// arguments: `?4` collection, `?5` digest, `?6` include deleted, `?7`
-/// allowed classifications, `?8` no quarantined. Only the substring test
-/// is spelt differently.
+/// allowed classifications (`,a,b,`), `?8` no quarantined. Only the
+/// substring test is spelt differently.
+macro_rules! artifact_filters {
+    ($position_of:literal) => {
+        concat!(
+            "AND (CAST(?4 AS TEXT) IS NULL OR c.name = ?4) ",
+            "AND (CAST(?5 AS TEXT) IS NULL OR a.digest = ?5) ",
+            "AND (?6 OR a.state = 'live') ",
+            "AND (CAST(?7 AS TEXT) IS NULL OR ",
+            $position_of,
+            "(?7, ',' || a.classification || ',') > 0) ",
+            "AND (NOT ?8 OR NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.artifact_id = a.id))"
+        )
+    };
+}
+
 fn artifact_filters(d: Dialect) -> &'static str {
     match d {
-        Dialect::Sqlite => {
-            "AND (CAST(?4 AS TEXT) IS NULL OR c.name = ?4) AND (CAST(?5 AS TEXT) IS NULL OR a.digest = ?5) \
-             AND (?6 OR a.state = 'live') \
-             AND (CAST(?7 AS TEXT) IS NULL OR instr(?7, ',' || a.classification || ',') > 0) \
-             AND (NOT ?8 OR NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.artifact_id = a.id))"
-        }
-        Dialect::Postgres => {
-            "AND (CAST(?4 AS TEXT) IS NULL OR c.name = ?4) AND (CAST(?5 AS TEXT) IS NULL OR a.digest = ?5) \
-             AND (?6 OR a.state = 'live') \
-             AND (CAST(?7 AS TEXT) IS NULL OR strpos(?7, ',' || a.classification || ',') > 0) \
-             AND (NOT ?8 OR NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.artifact_id = a.id))"
-        }
+        Dialect::Sqlite => artifact_filters!("instr"),
+        Dialect::Postgres => artifact_filters!("strpos"),
     }
 }
 

@@ -2,12 +2,10 @@
 //! context packages. Listings use keyset cursors over their sort key.
 //!
 //! Every listing `LIMIT` is written `LIMIT (SELECT CAST(?N AS BIGINT))`:
-//! with a plain bound `LIMIT ?N` the bundled SQLite (STAT4) marks the
-//! statement for re-preparation whenever the bound value changes — in
-//! practice on every execution (measured with `SQLITE_STMTSTATUS_REPREPARE`);
-//! a scalar subquery is evaluated once per execution and leaves the plan
-//! alone. The cast gives PostgreSQL the parameter's type, which it cannot
-//! infer inside a bare `SELECT`.
+//! the SQLite store's scalar-subquery spelling, meant to keep the bundled
+//! SQLite (STAT4) from re-preparing the statement whenever the bound page
+//! size changes, with a cast so PostgreSQL can type the parameter (it
+//! cannot inside a bare `SELECT`).
 
 use kontextual_model::{
     Artifact, ArtifactId, Collection, CollectionId, ContextPackage, Namespace, Relation,
@@ -477,4 +475,35 @@ pub(crate) fn namespaces(tx: &mut Tx<'_>) -> Result<Vec<Namespace>> {
         }
     };
     tx.query(sql, &[], |r| rows::parsed(r, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use kontextual_model::Namespace;
+
+    use super::*;
+
+    /// The artifact lookups run on every request and every put: on SQLite
+    /// their statements must be prepared once, not again whenever a bound
+    /// value changes (STAT4).
+    #[test]
+    fn o1_artifact_lookups_are_never_re_prepared_on_sqlite() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::sqlite::schema::migrate(&mut conn, None, true).unwrap();
+        let ns = Namespace::default();
+        let mut tx = Tx::Sqlite(&conn);
+        for i in 0..4 {
+            let (c, a) = (format!("c{i}"), format!("a{i}.md"));
+            artifact_in(&mut tx, &ns, CollectionId::new(), &c, &a).unwrap();
+            artifact(&mut tx, &ns, &ArtifactKey::Id(ArtifactId::new())).unwrap();
+        }
+        for sql in [ARTIFACT_BY_ID.as_str(), ARTIFACT_BY_NAME.as_str()] {
+            let stmt = conn.prepare_cached(sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
+        }
+    }
 }

@@ -10,8 +10,11 @@
 //! as the change itself. There is no other way to mutate a store.
 
 mod access;
+mod audit;
+mod blobs;
 mod error;
 pub mod head_copy;
+mod import;
 pub mod integrity;
 mod jobs;
 mod knowledge;

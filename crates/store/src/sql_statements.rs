@@ -9,7 +9,8 @@
 //! `concat!` pieces are counted, not checked. A literal written in an arm of
 //! `match tx.dialect() { Dialect::Sqlite => …, Dialect::Postgres => … }` is
 //! prepared only on its engine: the nearest `Dialect::…` before the literal,
-//! with no `;` between them, names it. Unit-test modules (which make their
+//! with no `;` between them, names it; so does a `const` whose name ends in
+//! `_PG` (or `_POSTGRES`) or `_SQLITE`. Unit-test modules (which make their
 //! own tables) are not scanned.
 
 use std::collections::BTreeMap;
@@ -116,6 +117,21 @@ fn consts(src: &str) -> BTreeMap<String, String> {
 
 fn which_dialect(src: &str, at: usize) -> Only {
     let before = &src[..at];
+    // `const NAME_PG: &str = "…"` / `NAME_SQLITE`: one engine's spelling
+    let line = &before[before.rfind('\n').map_or(0, |p| p + 1)..];
+    if let Some(rest) = line
+        .trim_start()
+        .trim_start_matches("pub(crate) ")
+        .strip_prefix("const ")
+    {
+        let name = rest.split(':').next().unwrap_or_default().trim();
+        if name.ends_with("_PG") || name.ends_with("_POSTGRES") {
+            return Only::Postgres;
+        }
+        if name.ends_with("_SQLITE") {
+            return Only::Sqlite;
+        }
+    }
     let sqlite = before.rfind("Dialect::Sqlite");
     let postgres = before.rfind("Dialect::Postgres");
     let boundary = before.rfind(';');

@@ -2,4 +2,5 @@
 //! relations and context packages — written once, for both engines.
 
 pub(crate) mod read;
+pub(crate) mod rows;
 pub(crate) mod write;

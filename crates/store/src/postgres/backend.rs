@@ -18,7 +18,7 @@ use kontextual_model::{
 use crate::access::Mark;
 use crate::access::read as access;
 use crate::postgres::conn::Conn;
-use crate::postgres::{PgOptions, PgStore, Pool, blobs, pg_err, read, rows};
+use crate::postgres::{PgOptions, PgStore, Pool, pg_err, read};
 use crate::sql::Tx;
 
 pub(crate) struct Inner {
@@ -73,7 +73,7 @@ fn stage(batch: WriteBatch) -> Result<WriteBatch> {
         .map(|op| match op {
             Op::PutArtifact(mut put) => {
                 put.content = match std::mem::replace(&mut put.content, Content::Keep) {
-                    Content::Reader(r) => blobs::stage(r)?,
+                    Content::Reader(r) => crate::blobs::stage(r, None)?,
                     other => other,
                 };
                 Ok(Op::PutArtifact(put))
@@ -136,15 +136,15 @@ impl Backend for PostgresBackend {
     }
 
     fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>> {
-        self.read(|c| read::collection(c, ns, name.as_str()))
+        self.read(|c| crate::knowledge::read::collection(&mut Tx::Postgres(c), ns, name.as_str()))
     }
 
     fn collections(&self, ns: &Namespace, page: &PageRequest) -> Result<Page<Collection>> {
-        self.read(|c| read::collections(c, ns, page))
+        self.read(|c| crate::knowledge::read::collections(&mut Tx::Postgres(c), ns, page))
     }
 
     fn artifact(&self, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>> {
-        self.read(|c| read::artifact(c, ns, key))
+        self.read(|c| crate::knowledge::read::artifact(&mut Tx::Postgres(c), ns, key))
     }
 
     fn artifacts(
@@ -153,11 +153,11 @@ impl Backend for PostgresBackend {
         q: &ArtifactQuery,
         page: &PageRequest,
     ) -> Result<Page<Artifact>> {
-        self.read(|c| read::artifacts(c, ns, q, page))
+        self.read(|c| crate::knowledge::read::artifacts(&mut Tx::Postgres(c), ns, q, page))
     }
 
     fn count_artifacts(&self, ns: &Namespace, q: &ArtifactQuery) -> Result<u64> {
-        self.read(|c| read::count_artifacts(c, ns, q))
+        self.read(|c| crate::knowledge::read::count_artifacts(&mut Tx::Postgres(c), ns, q))
     }
 
     fn revisions(
@@ -166,22 +166,22 @@ impl Backend for PostgresBackend {
         id: ArtifactId,
         page: &PageRequest,
     ) -> Result<Page<Revision>> {
-        self.read(|c| read::revisions(c, ns, id, page))
+        self.read(|c| crate::knowledge::read::revisions(&mut Tx::Postgres(c), ns, id, page))
     }
 
     fn revision(&self, ns: &Namespace, id: ArtifactId, revision: u64) -> Result<Option<Revision>> {
-        self.read(|c| read::revision(c, ns, id, revision))
+        self.read(|c| crate::knowledge::read::revision(&mut Tx::Postgres(c), ns, id, revision))
     }
 
     fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
-        Ok(Box::new(blobs::BlobReader::open(
+        Ok(Box::new(crate::blobs::BlobReader::open(
             self.inner.clone(),
             digest,
         )?))
     }
 
     fn relation(&self, ns: &Namespace, id: RelationId) -> Result<Option<Relation>> {
-        self.read(|c| read::relation(c, ns, id))
+        self.read(|c| crate::knowledge::read::relation(&mut Tx::Postgres(c), ns, id))
     }
 
     fn relations(
@@ -190,36 +190,27 @@ impl Backend for PostgresBackend {
         q: &RelationQuery,
         page: &PageRequest,
     ) -> Result<Page<Relation>> {
-        self.read(|c| read::relations(c, ns, q, page))
+        self.read(|c| crate::knowledge::read::relations(&mut Tx::Postgres(c), ns, q, page))
     }
 
     fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
-        self.read(|c| read::audit(c, after, limit))
+        self.read(|c| crate::audit::records(&mut Tx::Postgres(c), after, limit))
     }
 
     fn audit_head(&self) -> Result<Option<ChainHead>> {
-        self.read(read::audit_head)
+        self.read(|c| crate::audit::head(&mut Tx::Postgres(c)))
     }
 
     fn audit_query(&self, q: &AuditQuery, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
-        self.read(|c| read::audit_query(c, q, after, limit))
+        self.read(|c| crate::audit::query(&mut Tx::Postgres(c), q, after, limit))
     }
 
     fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>> {
-        self.read(|c| read::outbox(c, after, limit))
+        self.read(|c| crate::audit::events(&mut Tx::Postgres(c), after, limit))
     }
 
     fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|c| {
-            c.query(
-                "SELECT name, cursor FROM outbox_consumers ORDER BY name",
-                &[],
-            )
-            .map_err(pg_err)?
-            .iter()
-            .map(|r| Ok((rows::get(r, 0)?, rows::u64c(r, 1)?)))
-            .collect()
-        })
+        self.read(|c| crate::audit::cursors(&mut Tx::Postgres(c)))
     }
 
     fn status(&self) -> Result<StoreStatus> {
@@ -253,22 +244,13 @@ impl Backend for PostgresBackend {
         self.read(|c| {
             Ok(FeedPosition {
                 store_id: self.inner.store_id.clone(),
-                last_seq: crate::postgres::feed_last_seq(c)?,
+                last_seq: crate::audit::last_event_seq(&mut Tx::Postgres(c))?,
             })
         })
     }
 
     fn namespaces(&self) -> Result<Vec<Namespace>> {
-        self.read(|c| {
-            c.query(
-                "SELECT namespace FROM collections GROUP BY namespace ORDER BY namespace COLLATE \"C\"",
-                &[],
-            )
-            .map_err(pg_err)?
-            .iter()
-            .map(|r| rows::parsed(r, 0))
-            .collect()
-        })
+        self.read(|c| crate::knowledge::read::namespaces(&mut Tx::Postgres(c)))
     }
 
     fn context_package(
@@ -277,7 +259,14 @@ impl Backend for PostgresBackend {
         name: &kontextual_model::PackageName,
         version: Option<u64>,
     ) -> Result<Option<kontextual_model::ContextPackage>> {
-        self.read(|c| read::context_package(c, ns, name.as_str(), version))
+        self.read(|c| {
+            crate::knowledge::read::context_package(
+                &mut Tx::Postgres(c),
+                ns,
+                name.as_str(),
+                version,
+            )
+        })
     }
 
     fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
@@ -332,7 +321,7 @@ impl Backend for PostgresBackend {
         ns: &Namespace,
         page: &PageRequest,
     ) -> Result<Page<kontextual_model::ContextPackage>> {
-        self.read(|c| read::context_packages(c, ns, page))
+        self.read(|c| crate::knowledge::read::context_packages(&mut Tx::Postgres(c), ns, page))
     }
 
     fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>> {

@@ -12,7 +12,6 @@ mod blobs;
 mod check;
 mod conn;
 pub use conn::Conn;
-mod import;
 mod pool;
 pub(crate) mod read;
 mod rows;
@@ -70,13 +69,7 @@ pub struct PgStore {
 
 /// The seq of the last outbox event ever appended (0 before the first).
 pub(crate) fn feed_last_seq(c: &mut conn::Conn) -> Result<u64> {
-    Ok(c.query_opt(
-        "SELECT value FROM store_meta WHERE key = 'outbox_last'",
-        &[],
-    )
-    .map_err(pg_err)?
-    .and_then(|r| r.get::<_, String>(0).parse::<u64>().ok())
-    .unwrap_or(0))
+    crate::audit::last_event_seq(&mut crate::sql::Tx::Postgres(c))
 }
 
 /// The URL without its password (in the user part, a `password=`

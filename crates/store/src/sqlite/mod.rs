@@ -11,7 +11,6 @@
 
 mod blobs;
 mod check;
-mod import;
 pub(crate) mod read;
 pub mod schema;
 mod write;
@@ -23,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use kontextual_model::{ChainHead, Change, Timestamp};
+use kontextual_model::{ChainHead, Change};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::access::Mark;
@@ -76,6 +75,23 @@ impl OpenOptions {
 
 pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
     match &e {
+        // Constraint violations by extended code, so shared code sees the
+        // same kinds as on PostgreSQL (never by matching message text).
+        rusqlite::Error::SqliteFailure(f, msg)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::AlreadyExists {
+                what: msg.clone().unwrap_or_else(|| "a unique key".to_owned()),
+            }
+        }
+        rusqlite::Error::SqliteFailure(f, msg)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            StoreError::DanglingReference {
+                what: msg.clone().unwrap_or_default(),
+            }
+        }
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
                 StoreError::Locked { waited_ms: 0 }
@@ -114,16 +130,6 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Internal(e.to_string()),
     }
-}
-
-pub(crate) fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-pub(crate) fn from_micros(us: i64) -> rusqlite::Result<Timestamp> {
-    Timestamp::from_microsecond(us).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
-    })
 }
 
 enum Location {
@@ -447,7 +453,7 @@ impl SqliteBackend {
                 else {
                     unreachable!("checked above")
                 };
-                put.content = blobs::stage(r, self.spool_dir().as_deref())?;
+                put.content = crate::blobs::stage(r, self.spool_dir().as_deref())?;
             }
         }
         let (reply, rx) = mpsc::sync_channel(1);
@@ -581,7 +587,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         name: &kontextual_model::CollectionName,
     ) -> Result<Option<kontextual_model::Collection>> {
-        self.read(|c| read::load_collection(c, ns, name.as_str()))
+        self.read(|c| crate::knowledge::read::collection(&mut Tx::Sqlite(c), ns, name.as_str()))
     }
 
     fn collections(
@@ -589,7 +595,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::Collection>> {
-        self.read(|c| read::collections(c, ns, page))
+        self.read(|c| crate::knowledge::read::collections(&mut Tx::Sqlite(c), ns, page))
     }
 
     fn artifact(
@@ -597,7 +603,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         key: &crate::ArtifactKey,
     ) -> Result<Option<kontextual_model::Artifact>> {
-        self.read(|c| read::load_artifact(c, ns, key))
+        self.read(|c| crate::knowledge::read::artifact(&mut Tx::Sqlite(c), ns, key))
     }
 
     fn artifacts(
@@ -606,7 +612,7 @@ impl crate::Backend for SqliteBackend {
         q: &crate::ArtifactQuery,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::Artifact>> {
-        self.read(|c| read::artifacts(c, ns, q, page))
+        self.read(|c| crate::knowledge::read::artifacts(&mut Tx::Sqlite(c), ns, q, page))
     }
 
     fn count_artifacts(
@@ -614,7 +620,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         q: &crate::ArtifactQuery,
     ) -> Result<u64> {
-        self.read(|c| read::count_artifacts(c, ns, q))
+        self.read(|c| crate::knowledge::read::count_artifacts(&mut Tx::Sqlite(c), ns, q))
     }
 
     fn revisions(
@@ -623,7 +629,7 @@ impl crate::Backend for SqliteBackend {
         id: kontextual_model::ArtifactId,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::Revision>> {
-        self.read(|c| read::revisions(c, ns, id, page))
+        self.read(|c| crate::knowledge::read::revisions(&mut Tx::Sqlite(c), ns, id, page))
     }
 
     fn revision(
@@ -632,14 +638,17 @@ impl crate::Backend for SqliteBackend {
         id: kontextual_model::ArtifactId,
         revision: u64,
     ) -> Result<Option<kontextual_model::Revision>> {
-        self.read(|c| read::revision(c, ns, id, revision))
+        self.read(|c| crate::knowledge::read::revision(&mut Tx::Sqlite(c), ns, id, revision))
     }
 
     fn open_content(
         &self,
         digest: &kontextual_model::Digest,
     ) -> Result<Box<dyn std::io::Read + Send>> {
-        Ok(Box::new(blobs::ChunkReader::open(self, digest)?))
+        Ok(Box::new(crate::blobs::BlobReader::open(
+            self.clone(),
+            digest,
+        )?))
     }
 
     fn relation(
@@ -647,7 +656,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::RelationId,
     ) -> Result<Option<kontextual_model::Relation>> {
-        self.read(|c| read::relation(c, ns, id))
+        self.read(|c| crate::knowledge::read::relation(&mut Tx::Sqlite(c), ns, id))
     }
 
     fn relations(
@@ -656,11 +665,11 @@ impl crate::Backend for SqliteBackend {
         q: &crate::RelationQuery,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::Relation>> {
-        self.read(|c| read::relations(c, ns, q, page))
+        self.read(|c| crate::knowledge::read::relations(&mut Tx::Sqlite(c), ns, q, page))
     }
 
     fn audit(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::AuditRecord>> {
-        self.read(|c| read::audit(c, after, limit.clamp(1, 10_000)))
+        self.read(|c| crate::audit::records(&mut Tx::Sqlite(c), after, limit))
     }
 
     fn audit_query(
@@ -669,29 +678,19 @@ impl crate::Backend for SqliteBackend {
         after: u64,
         limit: u32,
     ) -> Result<Vec<kontextual_model::AuditRecord>> {
-        self.read(|c| read::audit_query(c, q, after, limit.clamp(1, 10_000)))
+        self.read(|c| crate::audit::query(&mut Tx::Sqlite(c), q, after, limit))
     }
 
     fn audit_head(&self) -> Result<Option<ChainHead>> {
-        self.read(read::audit_head)
+        self.read(|c| crate::audit::head(&mut Tx::Sqlite(c)))
     }
 
     fn outbox(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::OutboxEvent>> {
-        self.read(|c| read::outbox(c, after, limit.clamp(1, 10_000)))
+        self.read(|c| crate::audit::events(&mut Tx::Sqlite(c), after, limit))
     }
 
     fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare("SELECT name, cursor FROM outbox_consumers ORDER BY name")
-                .map_err(sql_err)?;
-            stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)
-        })
+        self.read(|c| crate::audit::cursors(&mut Tx::Sqlite(c)))
     }
 
     fn feed_position(&self) -> Result<crate::FeedPosition> {
@@ -703,16 +702,13 @@ impl crate::Backend for SqliteBackend {
                     |r| r.get(0),
                 )
                 .map_err(sql_err)?;
-            let last_seq = read::count(
-                c,
-                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
-            )?;
+            let last_seq = crate::audit::last_event_seq(&mut Tx::Sqlite(c))?;
             Ok(crate::FeedPosition { store_id, last_seq })
         })
     }
 
     fn namespaces(&self) -> Result<Vec<kontextual_model::Namespace>> {
-        self.read(read::namespaces)
+        self.read(|c| crate::knowledge::read::namespaces(&mut Tx::Sqlite(c)))
     }
 
     fn context_package(
@@ -721,7 +717,9 @@ impl crate::Backend for SqliteBackend {
         name: &kontextual_model::PackageName,
         version: Option<u64>,
     ) -> Result<Option<kontextual_model::ContextPackage>> {
-        self.read(|c| read::context_package(c, ns, name.as_str(), version))
+        self.read(|c| {
+            crate::knowledge::read::context_package(&mut Tx::Sqlite(c), ns, name.as_str(), version)
+        })
     }
 
     fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
@@ -776,7 +774,7 @@ impl crate::Backend for SqliteBackend {
         ns: &kontextual_model::Namespace,
         page: &crate::PageRequest,
     ) -> Result<crate::Page<kontextual_model::ContextPackage>> {
-        self.read(|c| read::context_packages(c, ns, page))
+        self.read(|c| crate::knowledge::read::context_packages(&mut Tx::Sqlite(c), ns, page))
     }
 
     fn status(&self) -> Result<crate::StoreStatus> {

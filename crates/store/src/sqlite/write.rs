@@ -1,26 +1,23 @@
 //! Applying write batches: group commit, ops, and the audit/outbox append
 //! that accompanies every change in the same transaction.
 
-use kontextual_model::audit::AuditContext;
 use kontextual_model::change::RelationDeleteCause;
-use kontextual_model::{
-    Artifact, ArtifactId, ArtifactState, AuditDraft, AuditRecord, ChainHead, Change, ChangeKind,
-    Digest, Metadata, Provenance, Relation, RelationId, Timestamp,
-};
+use kontextual_model::{ChainHead, Change, ChangeKind, Timestamp};
 use std::sync::mpsc::SyncSender;
 
 /// Where a caller waits for its batch's outcome.
 type Reply = SyncSender<Result<Vec<Change>>>;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
-use super::read::{self, load_artifact};
-use super::{WriteJob, blobs, micros, sql_err};
+use super::read::{self};
+use super::{WriteJob, sql_err};
 use crate::access::Mark;
 use crate::access::write as access;
+use crate::audit;
 use crate::jobs::write as jobs;
-use crate::port::{ArtifactKey, Content, Op, PutArtifact, WriteBatch, WriteContext};
-use crate::rules;
+use crate::knowledge::write as knowledge;
+use crate::port::{Op, WriteBatch};
 use crate::sql::Tx;
 use crate::{Result, StoreError};
 
@@ -67,12 +64,7 @@ pub(super) fn commit_group_anchored(
     let start_head = head.clone();
     let anchor_held = match anchor {
         Some(a) => crate::head_copy::chain_holds(a, start_head.as_ref(), |seq| {
-            conn.query_row(
-                "SELECT hash FROM audit_log WHERE seq = ?1",
-                [seq as i64],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
+            crate::audit::hash_at(&mut Tx::Sqlite(conn), seq)
         })
         .unwrap_or(true),
         None => true,
@@ -215,7 +207,11 @@ fn apply_batch(
 ) -> Result<Vec<Change>> {
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
+    let mut collections = knowledge::CollectionIds::default();
     for op in ops {
+        if !matches!(op, Op::PutArtifact(_)) {
+            collections.forget();
+        }
         let changes = match op {
             Op::CreateCollection {
                 name,
@@ -229,35 +225,58 @@ fn apply_batch(
                 if_absent,
                 now,
             )?,
-            Op::PutArtifact(put) => vec![put_artifact(conn, &ctx, put, now)?],
-            Op::DeleteArtifact { key, expect } => delete_artifact(conn, &ctx, &key, expect, now)?,
-            Op::PurgeArtifact { key, expect } => purge_artifact(conn, &ctx, &key, expect, now)?,
+            Op::PutArtifact(put) => vec![knowledge::put_artifact(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                put,
+                now,
+                &mut collections,
+            )?],
+            Op::DeleteArtifact { key, expect } => {
+                knowledge::delete_artifact(&mut Tx::Sqlite(conn), &ctx, &key, expect, now)?
+            }
+            Op::PurgeArtifact { key, expect } => {
+                knowledge::purge_artifact(&mut Tx::Sqlite(conn), &ctx, &key, expect, now)?
+            }
             Op::CreateRelation {
                 source,
                 rel_type,
                 target,
                 properties,
-            } => vec![create_relation(
-                conn, &ctx, &source, rel_type, &target, properties, now,
+            } => vec![knowledge::create_relation(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                &source,
+                rel_type,
+                &target,
+                properties,
+                now,
             )?],
             Op::UpdateRelation {
                 id,
                 rel_type,
                 properties,
                 expect,
-            } => vec![update_relation(
-                conn, &ctx, id, rel_type, properties, expect, now,
+            } => vec![knowledge::update_relation(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                id,
+                rel_type,
+                properties,
+                expect,
+                now,
             )?],
             Op::DeleteRelation { id, expect } => {
-                let rel = live_relation(conn, &ctx, id, expect)?;
-                vec![delete_relation(
-                    conn,
+                let mut tx = Tx::Sqlite(conn);
+                let rel = knowledge::live_relation(&mut tx, &ctx, id, expect)?;
+                vec![knowledge::delete_relation(
+                    &mut tx,
                     rel,
                     RelationDeleteCause::Requested,
                     now,
                 )?]
             }
-            Op::PruneOutbox { older_than } => prune_outbox(conn, older_than)?,
+            Op::PruneOutbox { older_than } => audit::prune(&mut Tx::Sqlite(conn), older_than)?,
             Op::StartRun {
                 id,
                 kind,
@@ -304,15 +323,20 @@ fn apply_batch(
                 now,
             )?],
             Op::AckOutbox { consumer, seq } => {
-                ack_outbox(conn, &consumer, seq, now)?;
+                audit::ack(&mut Tx::Sqlite(conn), &consumer, seq, now)?;
                 continue;
             }
             Op::SaveContextPackage {
                 name,
                 digest,
                 manifest,
-            } => vec![save_context_package(
-                conn, &ctx, name, digest, manifest, now,
+            } => vec![knowledge::save_context_package(
+                &mut Tx::Sqlite(conn),
+                &ctx,
+                name,
+                digest,
+                manifest,
+                now,
             )?],
             Op::CreateKey(key) => vec![access::create_key(&mut Tx::Sqlite(conn), &ctx, key, now)?],
             Op::RevokeKey { id } => access::revoke_key(&mut Tx::Sqlite(conn), &ctx, &id, now)?,
@@ -454,594 +478,21 @@ fn apply_batch(
                     Mark::Quarantine,
                 )?,
             }],
+            Op::ImportRecords(rec) => {
+                crate::import::import(&mut Tx::Sqlite(conn), &ctx, *rec, now)?
+            }
             Op::TouchKeys { uses } => {
                 access::touch_keys(&mut Tx::Sqlite(conn), &uses)?;
                 continue;
             }
-            Op::ImportRecords(rec) => super::import::import(conn, &ctx, *rec, now)?,
-            Op::Audit(draft) => {
-                append_audit(conn, &ctx, head, now, draft)?;
-                out.push(Change::Audited {
-                    action: String::new(),
-                });
-                continue;
-            }
+            Op::Audit(draft) => audit::record_only(&mut Tx::Sqlite(conn), &ctx, head, now, draft)?,
         };
         for change in &changes {
-            if let Some(draft) = change.audit_draft() {
-                let seq = append_audit(conn, &ctx, head, now, draft)?;
-                if let Some(ev) = change.event() {
-                    append_event(conn, &ctx, now, seq, &ev)?;
-                }
-            }
+            audit::record_change(&mut Tx::Sqlite(conn), &ctx, head, now, change)?;
         }
         out.extend(changes);
     }
     Ok(out)
-}
-
-fn append_audit(
-    conn: &Connection,
-    ctx: &WriteContext,
-    head: &mut Option<ChainHead>,
-    now: Timestamp,
-    draft: AuditDraft,
-) -> Result<u64> {
-    let actx = AuditContext {
-        namespace: &ctx.namespace,
-        actor: &ctx.actor,
-        correlation_id: &ctx.correlation_id,
-        run_id: ctx.run_id,
-    };
-    let rec = AuditRecord::seal(head.as_ref(), now, &actx, draft);
-    let d = &rec.draft;
-    conn.prepare_cached(
-        "INSERT INTO audit_log (seq, at, namespace, actor, correlation_id, run_id, action, target_kind, \
-         target_id, target_name, revision, prev_digest, digest, outcome, detail, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        rec.seq as i64,
-        micros(rec.at),
-        rec.namespace.as_str(),
-        rec.actor.to_string(),
-        rec.correlation_id.as_str(),
-        rec.run_id.map(|r| r.0),
-        d.action,
-        d.target_kind,
-        d.target_id,
-        d.target_name,
-        d.revision.map(|r| r as i64),
-        d.prev_digest.map(|x| x.hex()),
-        d.digest.map(|x| x.hex()),
-        d.outcome.as_str(),
-        d.detail.as_ref().map(|v| v.to_string()),
-        rec.prev_hash,
-        rec.hash,
-    ])
-    .map_err(sql_err)?;
-    *head = Some(rec.head());
-    Ok(rec.seq)
-}
-
-fn append_event(
-    conn: &Connection,
-    ctx: &WriteContext,
-    now: Timestamp,
-    audit_seq: u64,
-    ev: &kontextual_model::EventDraft,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO outbox (at, namespace, correlation_id, audit_seq, kind, subject, payload) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        micros(now),
-        ctx.namespace.as_str(),
-        ctx.correlation_id.as_str(),
-        audit_seq as i64,
-        ev.kind,
-        ev.subject,
-        ev.payload.to_string(),
-    ])
-    .map_err(sql_err)?;
-    Ok(())
-}
-
-fn check_derived_from(conn: &Connection, ctx: &WriteContext, p: &Provenance) -> Result<()> {
-    for id in &p.derived_from {
-        match load_artifact(conn, &ctx.namespace, &ArtifactKey::Id(*id))? {
-            Some(a) if a.is_live() => {}
-            _ => {
-                return Err(StoreError::DanglingReference {
-                    what: format!("derived_from artifact {id} does not exist or is deleted"),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn put_artifact(
-    conn: &Connection,
-    ctx: &WriteContext,
-    put: PutArtifact,
-    now: Timestamp,
-) -> Result<Change> {
-    let what = format!("artifact {}/{}", put.collection, put.name);
-    let coll_id = read::collection_id(conn, &ctx.namespace, put.collection.as_str())?
-        .ok_or_else(|| StoreError::not_found(format!("collection {}", put.collection)))?;
-    let current = load_artifact(
-        conn,
-        &ctx.namespace,
-        &ArtifactKey::Name {
-            collection: put.collection.clone(),
-            name: put.name.clone(),
-        },
-    )?;
-    rules::check_expect(&what, current.as_ref(), put.expect)?;
-    rules::check_put(&put)?;
-    if let Some(p) = &put.provenance {
-        check_derived_from(conn, ctx, p)?;
-    }
-    let mut put = put;
-    let content = std::mem::replace(&mut put.content, Content::Keep);
-    let keep = matches!(content, Content::Keep);
-    let (digest, size) = match (content, &current) {
-        (Content::Keep, Some(cur)) if cur.state != ArtifactState::Purged => (cur.digest, cur.size),
-        (Content::Keep, _) => {
-            return Err(StoreError::InvalidInput(format!(
-                "{what} has no content to keep: provide content"
-            )));
-        }
-        (content, _) => blobs::store(conn, content, now)?,
-    };
-    let plan = rules::plan_put(ctx, put, coll_id, current.as_ref(), digest, size, keep, now);
-    if let rules::PutPlan::Write {
-        next,
-        kind,
-        prev_digest,
-    } = &plan
-    {
-        write_artifact(conn, next, current.is_none())?;
-        insert_revision(conn, ctx, next, *kind, *prev_digest, true)?;
-    }
-    Ok(rules::put_change(plan))
-}
-
-pub(super) fn write_artifact(conn: &Connection, a: &Artifact, insert: bool) -> Result<()> {
-    let provenance = serde_json::to_string(&a.provenance)
-        .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
-    let sql = if insert {
-        "INSERT INTO artifacts (id, namespace, collection_id, name, artifact_type, media_type, digest, size, \
-         metadata, lifecycle, classification, source_system, provenance, state, revision, run_id, created_at, updated_at, title) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-    } else {
-        "UPDATE artifacts SET namespace = ?2, collection_id = ?3, name = ?4, artifact_type = ?5, media_type = ?6, \
-         digest = ?7, size = ?8, metadata = ?9, lifecycle = ?10, classification = ?11, source_system = ?12, \
-         provenance = ?13, state = ?14, revision = ?15, run_id = ?16, created_at = ?17, updated_at = ?18, title = ?19 WHERE id = ?1"
-    };
-    conn.prepare_cached(sql)
-        .map_err(sql_err)?
-        .execute(params![
-            a.id.0,
-            a.namespace.as_str(),
-            a.collection_id.0,
-            a.name.as_str(),
-            a.artifact_type,
-            a.media_type,
-            a.digest.hex(),
-            a.size as i64,
-            a.metadata.as_str(),
-            a.lifecycle.as_str(),
-            a.classification.as_str(),
-            a.source_system,
-            provenance,
-            a.state.as_str(),
-            a.revision as i64,
-            a.run_id.map(|r| r.0),
-            micros(a.created_at),
-            micros(a.updated_at),
-            a.title,
-        ])
-        .map_err(|e| match sql_err(e) {
-            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
-                what: format!("artifact {}/{}", a.collection, a.name),
-            },
-            other => other,
-        })?;
-    Ok(())
-}
-
-fn insert_revision(
-    conn: &Connection,
-    ctx: &WriteContext,
-    a: &Artifact,
-    kind: ChangeKind,
-    prev_digest: Option<Digest>,
-    content_available: bool,
-) -> Result<()> {
-    let provenance = serde_json::to_string(&a.provenance)
-        .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
-    conn.prepare_cached(
-        "INSERT INTO revisions (artifact_id, revision, change, prev_digest, digest, size, media_type, metadata, \
-         lifecycle, classification, provenance, content_available, actor, correlation_id, run_id, created_at, title) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )
-    .map_err(sql_err)?
-    .execute(params![
-        a.id.0,
-        a.revision as i64,
-        kind.as_str(),
-        prev_digest.map(|d| d.hex()),
-        a.digest.hex(),
-        a.size as i64,
-        a.media_type,
-        a.metadata.as_str(),
-        a.lifecycle.as_str(),
-        a.classification.as_str(),
-        provenance,
-        content_available,
-        ctx.actor.to_string(),
-        ctx.correlation_id.as_str(),
-        ctx.run_id.map(|r| r.0),
-        micros(a.updated_at),
-        a.title,
-    ])
-    .map_err(sql_err)?;
-    Ok(())
-}
-
-fn existing(conn: &Connection, ctx: &WriteContext, key: &ArtifactKey) -> Result<Artifact> {
-    load_artifact(conn, &ctx.namespace, key)?.ok_or_else(|| StoreError::not_found(key.to_string()))
-}
-
-fn check_rev(what: &str, current: u64, expect: Option<u64>) -> Result<()> {
-    match expect {
-        Some(e) if e != current => Err(StoreError::Conflict {
-            what: what.to_owned(),
-            expected: e,
-            actual: current.to_string(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn cascade_relations(conn: &Connection, id: ArtifactId, now: Timestamp) -> Result<Vec<Change>> {
-    read::live_relations_of(conn, id)?
-        .into_iter()
-        .map(|r| delete_relation(conn, r, RelationDeleteCause::EndpointDeleted, now))
-        .collect()
-}
-
-fn delete_artifact(
-    conn: &Connection,
-    ctx: &WriteContext,
-    key: &ArtifactKey,
-    expect: Option<u64>,
-    now: Timestamp,
-) -> Result<Vec<Change>> {
-    let cur = existing(conn, ctx, key)?;
-    let what = format!("artifact {}/{}", cur.collection, cur.name);
-    if !cur.is_live() {
-        return Err(StoreError::not_found(format!(
-            "{what} (already {})",
-            cur.state
-        )));
-    }
-    check_rev(&what, cur.revision, expect)?;
-    access::refuse_if_held(&mut Tx::Sqlite(conn), ctx, &cur, &what)?;
-    let mut changes = cascade_relations(conn, cur.id, now)?;
-    changes.push(tombstone(conn, ctx, &cur, ChangeKind::Deleted, now)?);
-    Ok(changes)
-}
-
-/// Appends the revision that ends an artifact's life (deleted or purged):
-/// same content record, new state, one revision up.
-fn tombstone(
-    conn: &Connection,
-    ctx: &WriteContext,
-    cur: &Artifact,
-    kind: ChangeKind,
-    now: Timestamp,
-) -> Result<Change> {
-    let (state, content_available) = match kind {
-        ChangeKind::Purged => (ArtifactState::Purged, false),
-        _ => (ArtifactState::Deleted, true),
-    };
-    let next = Artifact {
-        state,
-        revision: cur.revision + 1,
-        run_id: ctx.run_id,
-        updated_at: now,
-        ..cur.clone()
-    };
-    write_artifact(conn, &next, false)?;
-    insert_revision(conn, ctx, &next, kind, Some(cur.digest), content_available)?;
-    Ok(Change::Artifact {
-        kind,
-        artifact: next,
-        prev_digest: Some(cur.digest),
-    })
-}
-
-fn purge_artifact(
-    conn: &Connection,
-    ctx: &WriteContext,
-    key: &ArtifactKey,
-    expect: Option<u64>,
-    now: Timestamp,
-) -> Result<Vec<Change>> {
-    let cur = existing(conn, ctx, key)?;
-    let what = format!("artifact {}/{}", cur.collection, cur.name);
-    if cur.state == ArtifactState::Purged {
-        return Err(StoreError::not_found(format!(
-            "content of {what} (already purged)"
-        )));
-    }
-    check_rev(&what, cur.revision, expect)?;
-    access::refuse_if_held(&mut Tx::Sqlite(conn), ctx, &cur, &what)?;
-    let mut changes = cascade_relations(conn, cur.id, now)?;
-    let digests: Vec<Digest> = {
-        let mut stmt = conn
-            .prepare("SELECT DISTINCT digest FROM revisions WHERE artifact_id = ?1 AND content_available = 1")
-            .map_err(sql_err)?;
-        let rows = stmt
-            .query_map([cur.id.0], |r| r.get::<_, String>(0))
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(sql_err)?;
-        rows.iter()
-            .map(|h| Digest::from_hex(h))
-            .collect::<Result<_, _>>()?
-    };
-    conn.execute(
-        "UPDATE revisions SET content_available = 0 WHERE artifact_id = ?1",
-        [cur.id.0],
-    )
-    .map_err(sql_err)?;
-    let change = tombstone(conn, ctx, &cur, ChangeKind::Purged, now)?;
-    blobs::collect(conn, &digests)?;
-    changes.push(change);
-    Ok(changes)
-}
-
-fn endpoint(
-    conn: &Connection,
-    ctx: &WriteContext,
-    role: &str,
-    key: &ArtifactKey,
-) -> Result<Artifact> {
-    match load_artifact(conn, &ctx.namespace, key)? {
-        Some(a) if a.is_live() => Ok(a),
-        Some(a) => Err(StoreError::DanglingReference {
-            what: format!("relation {role} {key} is {}", a.state),
-        }),
-        None => Err(StoreError::DanglingReference {
-            what: format!("relation {role} {key} does not exist"),
-        }),
-    }
-}
-
-pub(super) fn write_relation(conn: &Connection, r: &Relation, insert: bool) -> Result<()> {
-    let sql = if insert {
-        "INSERT INTO relations (id, namespace, rel_type, source_id, target_id, properties, revision, deleted, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-    } else {
-        "UPDATE relations SET namespace = ?2, rel_type = ?3, source_id = ?4, target_id = ?5, properties = ?6, \
-         revision = ?7, deleted = ?8, created_at = ?9, updated_at = ?10 WHERE id = ?1"
-    };
-    conn.prepare_cached(sql)
-        .map_err(sql_err)?
-        .execute(params![
-            r.id.0,
-            r.namespace.as_str(),
-            r.rel_type.as_str(),
-            r.source.0,
-            r.target.0,
-            r.properties.as_str(),
-            r.revision as i64,
-            r.deleted,
-            micros(r.created_at),
-            micros(r.updated_at),
-        ])
-        .map_err(|e| match sql_err(e) {
-            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
-                what: format!("relation {} {} {}", r.source, r.rel_type, r.target),
-            },
-            other => other,
-        })?;
-    Ok(())
-}
-
-fn create_relation(
-    conn: &Connection,
-    ctx: &WriteContext,
-    source: &ArtifactKey,
-    rel_type: kontextual_model::RelationType,
-    target: &ArtifactKey,
-    properties: Metadata,
-    now: Timestamp,
-) -> Result<Change> {
-    let s = endpoint(conn, ctx, "source", source)?;
-    let t = endpoint(conn, ctx, "target", target)?;
-    if s.id == t.id {
-        return Err(StoreError::InvalidInput(format!(
-            "artifact {}/{} cannot be related to itself",
-            s.collection, s.name
-        )));
-    }
-    let r = Relation {
-        id: RelationId::new(),
-        namespace: ctx.namespace.clone(),
-        rel_type,
-        source: s.id,
-        target: t.id,
-        properties,
-        revision: 1,
-        deleted: false,
-        created_at: now,
-        updated_at: now,
-    };
-    write_relation(conn, &r, true).map_err(|e| match e {
-        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
-            what: format!(
-                "relation {}/{} {} {}/{}",
-                s.collection, s.name, r.rel_type, t.collection, t.name
-            ),
-        },
-        other => other,
-    })?;
-    Ok(Change::RelationCreated { relation: r })
-}
-
-fn live_relation(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: RelationId,
-    expect: Option<u64>,
-) -> Result<Relation> {
-    let r = read::relation(conn, &ctx.namespace, id)?
-        .filter(|r| !r.deleted)
-        .ok_or_else(|| StoreError::not_found(format!("relation {id}")))?;
-    check_rev(&format!("relation {id}"), r.revision, expect)?;
-    Ok(r)
-}
-
-fn update_relation(
-    conn: &Connection,
-    ctx: &WriteContext,
-    id: RelationId,
-    rel_type: Option<kontextual_model::RelationType>,
-    properties: Option<Metadata>,
-    expect: Option<u64>,
-    now: Timestamp,
-) -> Result<Change> {
-    let cur = live_relation(conn, ctx, id, expect)?;
-    let next = Relation {
-        rel_type: rel_type.unwrap_or_else(|| cur.rel_type.clone()),
-        properties: properties.unwrap_or_else(|| cur.properties.clone()),
-        revision: cur.revision + 1,
-        updated_at: now,
-        ..cur
-    };
-    write_relation(conn, &next, false)?;
-    Ok(Change::RelationUpdated { relation: next })
-}
-
-fn delete_relation(
-    conn: &Connection,
-    cur: Relation,
-    cause: RelationDeleteCause,
-    now: Timestamp,
-) -> Result<Change> {
-    let next = Relation {
-        deleted: true,
-        revision: cur.revision + 1,
-        updated_at: now,
-        ..cur
-    };
-    write_relation(conn, &next, false)?;
-    Ok(Change::RelationDeleted {
-        relation: next,
-        cause,
-    })
-}
-
-fn prune_outbox(conn: &Connection, older_than: Timestamp) -> Result<Vec<Change>> {
-    let min_cursor: Option<i64> = conn
-        .query_row("SELECT min(cursor) FROM outbox_consumers", [], |r| r.get(0))
-        .map_err(sql_err)?;
-    let Some(min_cursor) = min_cursor else {
-        return Ok(Vec::new());
-    };
-    let (count, through): (i64, Option<i64>) = conn
-        .query_row(
-            "SELECT count(*), max(seq) FROM outbox WHERE seq <= ?1 AND at < ?2",
-            params![min_cursor, micros(older_than)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(sql_err)?;
-    let Some(through) = through else {
-        return Ok(Vec::new());
-    };
-    conn.execute(
-        "DELETE FROM outbox WHERE seq <= ?1 AND at < ?2",
-        params![min_cursor, micros(older_than)],
-    )
-    .map_err(sql_err)?;
-    Ok(vec![Change::OutboxPruned {
-        through_seq: through as u64,
-        count: count as u64,
-    }])
-}
-
-fn save_context_package(
-    conn: &Connection,
-    ctx: &WriteContext,
-    name: kontextual_model::PackageName,
-    digest: Digest,
-    manifest: serde_json::Value,
-    now: Timestamp,
-) -> Result<Change> {
-    let latest = read::context_package(conn, &ctx.namespace, name.as_str(), None)?;
-    if let Some(p) = latest.as_ref().filter(|p| p.digest == digest) {
-        return Ok(Change::ContextPackageUnchanged { package: p.clone() });
-    }
-    let package = kontextual_model::ContextPackage {
-        id: uuid::Uuid::now_v7(),
-        namespace: ctx.namespace.clone(),
-        name,
-        version: latest.map_or(1, |p| p.version + 1),
-        digest,
-        manifest,
-        actor: ctx.actor.clone(),
-        correlation_id: ctx.correlation_id.clone(),
-        created_at: now,
-    };
-    conn.execute(
-        "INSERT INTO context_packages (namespace, name, version, id, digest, manifest, actor, \
-         correlation_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            package.namespace.as_str(),
-            package.name.as_str(),
-            package.version as i64,
-            package.id,
-            package.digest.hex(),
-            package.manifest.to_string(),
-            package.actor.to_string(),
-            package.correlation_id.as_str(),
-            micros(now),
-        ],
-    )
-    .map_err(sql_err)?;
-    Ok(Change::ContextPackageSaved { package })
-}
-
-fn ack_outbox(conn: &Connection, consumer: &str, seq: u64, now: Timestamp) -> Result<()> {
-    if consumer.is_empty() || consumer.len() > 128 || consumer.chars().any(char::is_control) {
-        return Err(StoreError::InvalidInput(format!(
-            "outbox consumer name {consumer:?} must be 1-128 printable characters"
-        )));
-    }
-    let last = read::count(
-        conn,
-        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
-    )?;
-    if seq > last {
-        return Err(StoreError::InvalidInput(format!(
-            "cannot acknowledge outbox event {seq}: the last event is {last}"
-        )));
-    }
-    conn.execute(
-        "INSERT INTO outbox_consumers (name, cursor, updated_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (name) DO UPDATE SET cursor = max(cursor, excluded.cursor), updated_at = excluded.updated_at",
-        params![consumer, seq as i64, micros(now)],
-    )
-    .map_err(sql_err)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1050,6 +501,7 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
+    use crate::port::{Content, PutArtifact, WriteContext};
     use kontextual_model::{Actor, ArtifactName, CollectionName, CorrelationId, Namespace};
 
     fn ctx() -> WriteContext {

@@ -848,7 +848,13 @@ pub fn x3_every_mutation_is_audited_with_an_event(h: &mut dyn Harness) {
         outcome: kontextual_model::Outcome::Denied,
         detail: None,
     };
-    write(&s, &c, vec![Op::Audit(denial)]).unwrap();
+    // an audit-only write says what it recorded, and appends no event
+    let changes = write(&s, &c, vec![Op::Audit(denial)]).unwrap();
+    assert!(
+        matches!(&changes[..], [Change::Audited { action }] if action == "artifact.read"),
+        "{changes:?}"
+    );
+    assert_eq!(s.outbox(0, 100).unwrap().len(), events.len());
     let report = s.check(None).unwrap();
     assert!(report.audit.is_valid());
     assert_eq!(report.audit.records, 5);

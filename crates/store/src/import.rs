@@ -1,47 +1,58 @@
-//! Writing an export package's records with their original ids (K9), in
-//! the caller's transaction under the writer lock — the same rules as the
-//! SQLite store's import.
+//! Writing an export package's records with their original ids (K9), for
+//! both engines.
+//!
+//! Everything happens inside the caller's write transaction (under the
+//! writer lock), so a conflict or a blob that does not hash to its digest
+//! leaves nothing behind.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::postgres::conn::Conn;
-use crate::rules;
-use crate::{
-    ArtifactKey, Content, ImportConflict, ImportRecords, Result, StoreError, WriteContext,
-};
 use kontextual_model::{Change, CollectionId, Revision, Timestamp};
 use serde_json::json;
 
-use crate::postgres::{blobs, pg_err, read};
+use crate::knowledge::{read, write};
+use crate::port::{ArtifactKey, Content, ImportConflict, ImportRecords, WriteContext};
+use crate::sql::{Tx, Value, args};
+use crate::{Result, StoreError, blobs, rules};
 
-fn exists(tx: &mut Conn, sql: &str, id: &(dyn postgres::types::ToSql + Sync)) -> Result<bool> {
-    Ok(tx.query_opt(sql, &[id]).map_err(pg_err)?.is_some())
+fn exists(tx: &mut Tx<'_>, sql: &str, key: Value<'_>) -> Result<bool> {
+    Ok(tx.query_opt(sql, &[key], |_| Ok(()))?.is_some())
 }
 
-/// Which of `keys` the query (`… WHERE key = ANY($1)`, selecting the key)
-/// finds, asked in chunks.
-fn existing<K>(tx: &mut Conn, sql: &str, keys: &[K]) -> Result<HashSet<K>>
+/// How many keys one existence query asks about (well under both engines'
+/// parameter limits).
+const KEYS_PER_QUERY: usize = 500;
+
+/// Which of `keys` `table` holds in `column`: a query per few hundred keys
+/// rather than a round trip per key.
+fn stored<K>(
+    tx: &mut Tx<'_>,
+    table: &str,
+    column: &str,
+    keys: &[K],
+    read_key: impl Fn(&crate::sql::Row<'_>) -> Result<K>,
+) -> Result<HashSet<K>>
 where
-    K: postgres::types::ToSql
-        + Sync
-        + for<'a> postgres::types::FromSql<'a>
-        + Eq
-        + std::hash::Hash
-        + Clone,
-    Vec<K>: postgres::types::ToSql,
+    K: Clone + Eq + std::hash::Hash + for<'k> Into<Value<'k>>,
 {
     let mut found = HashSet::new();
-    for chunk in keys.chunks(10_000) {
-        let chunk = chunk.to_vec();
-        for row in tx.query(sql, &[&chunk]).map_err(pg_err)? {
-            found.insert(row.get::<_, K>(0));
-        }
+    for chunk in keys.chunks(KEYS_PER_QUERY) {
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {column} FROM {table} WHERE {column} IN ({placeholders})");
+        let args: Vec<Value<'_>> = chunk.iter().cloned().map(Into::into).collect();
+        tx.for_each(&sql, &args, |r| {
+            found.insert(read_key(r)?);
+            Ok(())
+        })?;
     }
     Ok(found)
 }
 
 pub(crate) fn import(
-    tx: &mut Conn,
+    tx: &mut Tx<'_>,
     ctx: &WriteContext,
     rec: ImportRecords,
     now: Timestamp,
@@ -53,20 +64,17 @@ pub(crate) fn import(
     let mut written: HashMap<&'static str, u64> = HashMap::new();
     let mut differing: HashMap<&'static str, u64> = HashMap::new();
 
+    // Collections: the same id and name is the same collection (reused).
     let mut collections: HashSet<CollectionId> = HashSet::new();
     for mut c in rec.collections {
         c.namespace = ns.clone();
-        let by_id = tx
-            .query_opt(
-                "SELECT namespace, name FROM collections WHERE id = $1",
-                &[&c.id.0],
-            )
-            .map_err(pg_err)?;
+        let by_id: Option<(String, String)> = tx.query_opt(
+            "SELECT namespace, name FROM collections WHERE id = ?1",
+            args![c.id.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         match by_id {
-            Some(r)
-                if r.get::<_, String>(0) == ns.as_str()
-                    && r.get::<_, String>(1) == c.name.as_str() =>
-            {
+            Some((n, name)) if n == ns.as_str() && name == c.name.as_str() => {
                 *skipped.entry("collections").or_default() += 1;
             }
             Some(_) => {
@@ -81,10 +89,9 @@ pub(crate) fn import(
                     });
                 }
                 tx.execute(
-                    "INSERT INTO collections (id, namespace, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    &[&c.id.0, &ns.as_str(), &c.name.as_str(), &c.description, &c.created_at.as_microsecond()],
-                )
-                .map_err(pg_err)?;
+                    "INSERT INTO collections (id, namespace, name, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![c.id.0, ns.as_str(), c.name.as_str(), &c.description, c.created_at],
+                )?;
                 *written.entry("collections").or_default() += 1;
                 out.push(Change::CollectionCreated {
                     collection: c.clone(),
@@ -94,6 +101,10 @@ pub(crate) fn import(
         collections.insert(c.id);
     }
 
+    // Which artifacts this import writes (the shared rules decide). Which
+    // of the package's ids are taken is asked up front, in few queries.
+    let ids: Vec<uuid::Uuid> = rec.artifacts.iter().map(|a| a.id.0).collect();
+    let taken = stored(tx, "artifacts", "id", &ids, |r| r.get(0))?;
     let rules::ImportPlan {
         to_write,
         present,
@@ -101,18 +112,12 @@ pub(crate) fn import(
         needed_runs,
         skipped: skipped_artifacts,
         differing: differing_artifacts,
-    } = {
-        // which of the package's ids are taken, in one query per chunk
-        // rather than one round trip per artifact
-        let ids: Vec<uuid::Uuid> = rec.artifacts.iter().map(|a| a.id.0).collect();
-        let taken = existing(tx, "SELECT id FROM artifacts WHERE id = ANY($1)", &ids)?;
-        rules::plan_import(ns, rec.artifacts, rec.revisions, &collections, skip, |id| {
-            if !taken.contains(&id.0) {
-                return Ok(None);
-            }
-            Ok(Some(read::artifact(tx, ns, &ArtifactKey::Id(id))?))
-        })?
-    };
+    } = rules::plan_import(ns, rec.artifacts, rec.revisions, &collections, skip, |id| {
+        if !taken.contains(&id.0) {
+            return Ok(None);
+        }
+        Ok(Some(read::artifact(tx, ns, &ArtifactKey::Id(id))?))
+    })?;
     if skipped_artifacts > 0 {
         skipped.insert("artifacts", skipped_artifacts);
     }
@@ -120,19 +125,15 @@ pub(crate) fn import(
         differing.insert("artifacts", differing_artifacts);
     }
 
-    let stored_blobs: HashSet<String> = {
-        let wanted: Vec<String> = rec
-            .blobs
-            .iter()
-            .filter(|b| needed_blobs.contains(&b.digest))
-            .map(|b| b.digest.hex())
-            .collect();
-        existing(
-            tx,
-            "SELECT digest FROM blobs WHERE digest = ANY($1)",
-            &wanted,
-        )?
-    };
+    // Only the blobs and runs that what is written needs; each blob is
+    // checked against its digest as it streams in.
+    let wanted: Vec<String> = rec
+        .blobs
+        .iter()
+        .filter(|b| needed_blobs.contains(&b.digest))
+        .map(|b| b.digest.hex())
+        .collect();
+    let stored_blobs = stored(tx, "blobs", "digest", &wanted, |r| r.get(0))?;
     for b in rec.blobs {
         if !needed_blobs.contains(&b.digest) || stored_blobs.contains(&b.digest.hex()) {
             continue;
@@ -149,11 +150,13 @@ pub(crate) fn import(
         *written.entry("blobs").or_default() += 1;
     }
 
+    // Runs keep their ids, status and times; the process and job that ran
+    // them belong to the exporting deployment.
     for (run, steps) in rec.runs {
         if skip && !needed_runs.contains(&run.id) {
             continue;
         }
-        if exists(tx, "SELECT 1 FROM runs WHERE id = $1", &run.id.0)? {
+        if exists(tx, "SELECT 1 FROM runs WHERE id = ?1", run.id.0.into())? {
             if !skip {
                 return Err(rules::import_taken(format!("run {}", run.id)));
             }
@@ -162,32 +165,30 @@ pub(crate) fn import(
         }
         tx.execute(
             "INSERT INTO runs (id, namespace, kind, status, actor, input, manifest, owner, started_at, finished_at, job_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'import', $8, $9, NULL)",
-            &[
-                &run.id.0,
-                &ns.as_str(),
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'import', ?8, ?9, NULL)",
+            args![
+                run.id.0,
+                ns.as_str(),
                 &run.kind,
-                &run.status.as_str(),
-                &run.actor.to_string(),
-                &run.input.to_string(),
-                &run.manifest.as_ref().map(|m| m.to_string()),
-                &run.started_at.as_microsecond(),
-                &run.finished_at.map(|t| t.as_microsecond()),
+                run.status.as_str(),
+                run.actor.to_string(),
+                run.input.to_string(),
+                run.manifest.as_ref().map(|m| m.to_string()),
+                run.started_at,
+                run.finished_at,
             ],
-        )
-        .map_err(pg_err)?;
+        )?;
         for s in steps {
             tx.execute(
-                "INSERT INTO run_steps (run_id, seq, name, status, detail, at) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&run.id.0, &(s.seq as i64), &s.name, &s.status.as_str(), &s.detail.to_string(), &s.at.as_microsecond()],
-            )
-            .map_err(pg_err)?;
+                "INSERT INTO run_steps (run_id, seq, name, status, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                args![run.id.0, s.seq, &s.name, s.status.as_str(), s.detail.to_string(), s.at],
+            )?;
         }
         *written.entry("runs").or_default() += 1;
     }
 
     for (a, revs) in to_write {
-        crate::postgres::write::write_artifact(tx, &a, true)?;
+        write::write_artifact(tx, &a, true)?;
         let last = revs.len();
         *written.entry("revisions").or_default() += last as u64;
         for (i, r) in revs.into_iter().enumerate() {
@@ -203,7 +204,7 @@ pub(crate) fn import(
 
     for mut r in rec.relations {
         r.namespace = ns.clone();
-        if exists(tx, "SELECT 1 FROM relations WHERE id = $1", &r.id.0)? {
+        if exists(tx, "SELECT 1 FROM relations WHERE id = ?1", r.id.0.into())? {
             if !skip {
                 return Err(rules::import_taken(format!("relation {}", r.id)));
             }
@@ -211,6 +212,7 @@ pub(crate) fn import(
             continue;
         }
         for end in [r.source, r.target] {
+            // an endpoint already in the store may be in any state
             if !present.contains(&end) && read::artifact(tx, ns, &ArtifactKey::Id(end))?.is_none() {
                 return Err(StoreError::DanglingReference {
                     what: format!(
@@ -220,7 +222,7 @@ pub(crate) fn import(
                 });
             }
         }
-        crate::postgres::write::write_relation(tx, &r, true)?;
+        write::write_relation(tx, &r, true)?;
         *written.entry("relations").or_default() += 1;
         out.push(Change::RelationImported { relation: r });
     }
@@ -239,33 +241,33 @@ pub(crate) fn import(
     Ok(out)
 }
 
-fn insert_revision(tx: &mut Conn, r: &Revision) -> Result<()> {
+/// Inserts a revision as exported (its actor, correlation and time kept).
+fn insert_revision(tx: &mut Tx<'_>, r: &Revision) -> Result<()> {
     let provenance = serde_json::to_string(&r.provenance)
         .map_err(|e| StoreError::Internal(format!("encoding provenance: {e}")))?;
     tx.execute(
         "INSERT INTO revisions (artifact_id, revision, change, prev_digest, digest, size, media_type, metadata, \
          lifecycle, classification, provenance, content_available, actor, correlation_id, run_id, created_at, title) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        &[
-            &r.artifact_id.0,
-            &(r.revision as i64),
-            &r.change.as_str(),
-            &r.prev_digest.map(|d| d.hex()),
-            &r.digest.hex(),
-            &(r.size as i64),
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        args![
+            r.artifact_id.0,
+            r.revision,
+            r.change.as_str(),
+            r.prev_digest.map(|d| d.hex()),
+            r.digest.hex(),
+            r.size,
             &r.media_type,
-            &r.metadata.as_str(),
-            &r.lifecycle.as_str(),
-            &r.classification.as_str(),
-            &provenance,
-            &r.content_available,
-            &r.actor.to_string(),
-            &r.correlation_id.as_str(),
-            &r.run_id.map(|x| x.0),
-            &r.created_at.as_microsecond(),
+            r.metadata.as_str(),
+            r.lifecycle.as_str(),
+            r.classification.as_str(),
+            provenance,
+            r.content_available,
+            r.actor.to_string(),
+            r.correlation_id.as_str(),
+            r.run_id.map(|x| x.0),
+            r.created_at,
             &r.title,
         ],
-    )
-    .map_err(pg_err)?;
+    )?;
     Ok(())
 }

@@ -40,21 +40,6 @@ const INSERT_AUDIT_AND_EVENT_PG: &str = "WITH a AS (INSERT INTO audit_log (seq, 
      INSERT INTO store_meta (key, value) SELECT 'outbox_last', seq::text FROM e \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
-/// Appends the audit record of `change` and, when it has one, its event;
-/// a change that is not audited appends nothing.
-pub(crate) fn record_change(
-    tx: &mut Tx<'_>,
-    ctx: &WriteContext,
-    head: &mut Option<ChainHead>,
-    now: Timestamp,
-    change: &Change,
-) -> Result<()> {
-    if let Some(draft) = change.audit_draft() {
-        append(tx, ctx, head, now, draft, change.event())?;
-    }
-    Ok(())
-}
-
 /// `Op::Audit`: a record with no state change behind it (a denial, a
 /// recovery action). Its change says so, and appends nothing more.
 pub(crate) fn record_only(

@@ -10,6 +10,7 @@
 //! as the change itself. There is no other way to mutate a store.
 
 mod access;
+mod apply;
 mod audit;
 mod blobs;
 mod error;

@@ -94,7 +94,8 @@ impl Services {
         self.flush_access_log();
         Ok(self
             .store()
-            .access_log(&caller.namespace, actor, since, after, limit)?)
+            .access()
+            .log(&caller.namespace, actor, since, after, limit)?)
     }
 }
 

@@ -228,6 +228,7 @@ impl Services {
         let key = self.key(r)?;
         let a = self
             .store()
+            .knowledge()
             .artifact(&caller.namespace, &key)?
             .ok_or_else(|| Error::NotFound(format!("artifact {r}")))?;
         let resource = Resource::Artifact {
@@ -289,7 +290,7 @@ impl Services {
                 name: name.as_str(),
             },
         )?;
-        let existing = self.store().artifact(
+        let existing = self.store().knowledge().artifact(
             &caller.namespace,
             &ArtifactKey::Name {
                 collection: collection.clone(),
@@ -466,6 +467,7 @@ impl Services {
 
     fn revision_of(&self, caller: &Caller, a: &Artifact, revision: u64) -> Result<Revision> {
         self.store()
+            .knowledge()
             .revision(&caller.namespace, a.id, revision)?
             .ok_or_else(|| {
                 Error::NotFound(format!(
@@ -482,7 +484,10 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<Revision>> {
         let a = self.artifact_show(caller, r)?;
-        let mut page = self.store().revisions(&caller.namespace, a.id, page)?;
+        let mut page = self
+            .store()
+            .knowledge()
+            .revisions(&caller.namespace, a.id, page)?;
         page.items = std::mem::take(&mut page.items)
             .into_iter()
             .map(|rev| self.present_revision(caller, rev, a.name.as_str()))
@@ -515,7 +520,10 @@ impl Services {
             exclude_quarantined,
             ..q.clone()
         };
-        let mut page = self.store().artifacts(&caller.namespace, &q, page)?;
+        let mut page = self
+            .store()
+            .knowledge()
+            .artifacts(&caller.namespace, &q, page)?;
         page.items = std::mem::take(&mut page.items)
             .into_iter()
             .map(|a| self.present(caller, a))

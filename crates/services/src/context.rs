@@ -307,6 +307,7 @@ impl Services {
                 for rel in self.related(caller, id, &expand, depth)? {
                     if let Some(a) = self
                         .store()
+                        .knowledge()
                         .artifact(&caller.namespace, &ArtifactKey::Id(rel.artifact_id))?
                     {
                         candidates.push(Candidate {
@@ -356,6 +357,7 @@ impl Services {
         }
         if let Some(q) = self
             .store()
+            .access()
             .quarantines(&caller.namespace, Some(a.id))?
             .pop()
         {
@@ -505,7 +507,7 @@ impl Services {
                 rel_type: None,
                 include_deleted: false,
             };
-            let page: Page<kontextual_model::Relation> = self.store().relations(
+            let page: Page<kontextual_model::Relation> = self.store().knowledge().relations(
                 &caller.namespace,
                 &q,
                 &PageRequest::first(PageRequest::MAX_LIMIT),
@@ -529,7 +531,7 @@ impl Services {
         }
         let mut runs: BTreeMap<RunId, RunEntry> = BTreeMap::new();
         for run_id in items.iter().filter_map(|i| i.run_id) {
-            if let Some(run) = self.store().run_summary(&caller.namespace, run_id)? {
+            if let Some(run) = self.store().runs().summary(&caller.namespace, run_id)? {
                 runs.insert(
                     run_id,
                     RunEntry {
@@ -594,6 +596,7 @@ impl Services {
         )?;
         let p = self
             .store()
+            .knowledge()
             .context_package(&caller.namespace, &pname, version)?
             .ok_or_else(|| match version {
                 Some(v) => Error::NotFound(format!("context package {pname} version {v}")),
@@ -608,7 +611,10 @@ impl Services {
             Permission::Read,
             &Resource::Namespace("context packages"),
         )?;
-        let p = self.store().context_packages(&caller.namespace, page)?;
+        let p = self
+            .store()
+            .knowledge()
+            .context_packages(&caller.namespace, page)?;
         Ok(Page {
             items: p
                 .items
@@ -691,6 +697,7 @@ impl Services {
         )?;
         let p = self
             .store()
+            .knowledge()
             .context_package(&caller.namespace, &pname, version)?
             .ok_or_else(|| Error::NotFound(format!("context package {pname}")))?;
         let mut problems = Vec::new();
@@ -712,7 +719,7 @@ impl Services {
         for r in &v.manifest.relations {
             checked += 1;
             let subject = format!("relation {} ({})", r.id, r.rel_type);
-            match self.store().relation(&caller.namespace, r.id)? {
+            match self.store().knowledge().relation(&caller.namespace, r.id)? {
                 None => problems.push(VerifyProblem {
                     subject,
                     kind: "missing",
@@ -735,7 +742,8 @@ impl Services {
             checked += 1;
             if self
                 .store()
-                .run_summary(&caller.namespace, run.id)?
+                .runs()
+                .summary(&caller.namespace, run.id)?
                 .is_none()
             {
                 problems.push(VerifyProblem {
@@ -769,13 +777,15 @@ impl Services {
         };
         let Some(a) = self
             .store()
+            .knowledge()
             .artifact(&caller.namespace, &ArtifactKey::Id(item.artifact_id))?
         else {
             return problem("missing", "the artifact no longer exists".to_owned());
         };
-        let Some(rev) = self
-            .store()
-            .revision(&caller.namespace, a.id, item.revision)?
+        let Some(rev) =
+            self.store()
+                .knowledge()
+                .revision(&caller.namespace, a.id, item.revision)?
         else {
             return problem("missing", "the revision no longer exists".to_owned());
         };
@@ -840,7 +850,11 @@ impl Services {
     /// item's bytes (a metadata-only update, or a change elsewhere in the
     /// document than the packaged section).
     fn same_in_current(&self, a: &Artifact, item: &Item) -> Result<bool> {
-        let Some(cur) = self.store().revision(&a.namespace, a.id, a.revision)? else {
+        let Some(cur) = self
+            .store()
+            .knowledge()
+            .revision(&a.namespace, a.id, a.revision)?
+        else {
             return Ok(false);
         };
         match (&item.selector, item.section_digest) {

@@ -438,6 +438,7 @@ impl Services {
         for id in &scope.artifact_ids {
             let found = self
                 .store()
+                .knowledge()
                 .artifact(&caller.namespace, &kontextual_store::ArtifactKey::Id(*id))?;
             match found {
                 Some(a) if self.readable(caller, &a) => {}
@@ -446,7 +447,11 @@ impl Services {
         }
         if let Some(run) = scope.run
             && (!self.can(caller, Permission::Read, &Resource::Namespace("runs"))
-                || self.store().run_summary(&caller.namespace, run)?.is_none())
+                || self
+                    .store()
+                    .runs()
+                    .summary(&caller.namespace, run)?
+                    .is_none())
         {
             return Err(Error::NotFound(format!("run {run}")));
         }
@@ -463,7 +468,11 @@ impl Services {
         }
         for c in &scope.collections {
             let name = kontextual_model::CollectionName::new(c)?;
-            if self.store().collection(&caller.namespace, &name)?.is_none()
+            if self
+                .store()
+                .knowledge()
+                .collection(&caller.namespace, &name)?
+                .is_none()
                 || !self.can(caller, Permission::Read, &Resource::Collection(c))
             {
                 return Err(Error::NotFound(format!("collection {c}")));
@@ -483,8 +492,9 @@ impl Services {
         progress.stage("selecting", None);
         let ns = &caller.namespace;
         let store = self.store();
-        let audit_head = store.audit_head()?;
+        let audit_head = store.audit().head()?;
         let quarantined: HashSet<ArtifactId> = store
+            .access()
             .quarantines(ns, None)?
             .into_iter()
             .map(|q| q.artifact_id)
@@ -502,7 +512,7 @@ impl Services {
         let mut chosen: BTreeMap<ArtifactId, Artifact> = BTreeMap::new();
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         loop {
-            let p = store.artifacts(
+            let p = store.knowledge().artifacts(
                 ns,
                 &ArtifactQuery {
                     include_deleted,
@@ -552,7 +562,7 @@ impl Services {
             let mut revs = Vec::new();
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
             loop {
-                let p = store.revisions(ns, a.id, &page)?;
+                let p = store.knowledge().revisions(ns, a.id, &page)?;
                 revs.extend(p.items);
                 match p.next {
                     Some(c) => page.after = Some(c),
@@ -588,7 +598,7 @@ impl Services {
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         let used: HashSet<_> = chosen.values().map(|a| a.collection_id).collect();
         loop {
-            let p = store.collections(ns, &page)?;
+            let p = store.knowledge().collections(ns, &page)?;
             for c in &p.items {
                 let named = collections.contains(c.name.as_str());
                 let whole = scope.all
@@ -610,7 +620,7 @@ impl Services {
         let mut relations = Vec::new();
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         loop {
-            let p = store.relations(
+            let p = store.knowledge().relations(
                 ns,
                 &RelationQuery {
                     include_deleted,
@@ -639,10 +649,10 @@ impl Services {
             && caller.clearance.is_none();
         let mut run_records = Vec::new();
         for id in &runs {
-            match store.run(ns, *id)? {
+            match store.runs().get(ns, *id)? {
                 Some(run) => {
                     let steps = if full_runs {
-                        store.run_steps(ns, *id)?
+                        store.runs().steps(ns, *id)?
                     } else {
                         Vec::new()
                     };
@@ -975,7 +985,7 @@ impl Services {
         // The index is rebuilt from the store when this process owns it;
         // otherwise its owner (a running server) applies the import's
         // events, which name every imported artifact.
-        let written_up_to = self.store().feed_position()?.last_seq;
+        let written_up_to = self.store().feed().position()?.last_seq;
         progress.stage("indexing", None);
         let p = self.projection()?;
         let indexed = if p.is_owner() {
@@ -1217,7 +1227,8 @@ mod tests {
         assert!(matches!(e, Error::Stopped(_)), "{e}");
         let runs = svc
             .store()
-            .runs(&caller.namespace, None, &PageRequest::first(10))
+            .runs()
+            .list(&caller.namespace, None, &PageRequest::first(10))
             .unwrap();
         let export_run = runs.items.iter().find(|r| r.kind == "export").unwrap();
         assert_eq!(export_run.status, kontextual_model::RunStatus::Interrupted);

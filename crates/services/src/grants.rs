@@ -61,7 +61,7 @@ impl Services {
     /// Grants of the namespace, optionally of one actor.
     pub fn grant_list(&self, caller: &Caller, actor: Option<&Actor>) -> Result<Vec<Grant>> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("grants"))?;
-        Ok(self.store().grants(&caller.namespace, actor)?)
+        Ok(self.store().access().grants(&caller.namespace, actor)?)
     }
 }
 
@@ -136,7 +136,7 @@ impl Services {
             Permission::Admin,
             &Resource::Namespace("legal holds"),
         )?;
-        Ok(self.store().holds(&caller.namespace)?)
+        Ok(self.store().access().holds(&caller.namespace)?)
     }
 }
 
@@ -167,6 +167,6 @@ impl Services {
             Permission::Admin,
             &Resource::Namespace("clearances"),
         )?;
-        Ok(self.store().clearances(&caller.namespace, None)?)
+        Ok(self.store().access().clearances(&caller.namespace, None)?)
     }
 }

@@ -52,7 +52,7 @@ impl Services {
 
     /// Whether the store answers and the search index can be opened.
     pub fn ready(&self) -> Result<()> {
-        self.store().feed_position()?;
+        self.store().feed().position()?;
         self.projection()?;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Services {
         }
         let (Ok(stats), Ok(pos), Ok(live)) = (
             idx.stats(),
-            self.store().feed_position(),
+            self.store().feed().position(),
             self.live_unquarantined(),
         ) else {
             return out;
@@ -160,7 +160,7 @@ impl Services {
         caught_up: Option<CatchUp>,
     ) -> Result<IndexStatus> {
         let stats = p.index().stats()?;
-        let pos = self.store().feed_position()?;
+        let pos = self.store().feed().position()?;
         let live = self.live_unquarantined()?;
         let applied = stats.checkpoint.as_ref().map_or(0, |c| c.applied_seq);
         let lag = pos.last_seq.saturating_sub(applied);

@@ -323,7 +323,7 @@ impl Services {
                 "scan": report.scan_ms, "read_parse": report.read_parse_ms,
                 "store": report.store_ms, "total": report.elapsed_ms,
             },
-            "audit_head": self.store().audit_head()?,
+            "audit_head": self.store().audit().head()?,
         });
         self.store().write(WriteBatch {
             ctx: caller.write_ctx(),
@@ -399,6 +399,7 @@ impl Services {
         // Quarantined artifacts are kept as they are (O2): their files are skipped.
         let quarantined: std::collections::HashMap<String, String> = self
             .store()
+            .access()
             .quarantines(&caller.namespace, None)?
             .into_iter()
             .filter(|q| &q.collection == collection)
@@ -481,7 +482,10 @@ impl Services {
                 ..Default::default()
             };
             loop {
-                let p = self.store().artifacts(&caller.namespace, &q, &page)?;
+                let p = self
+                    .store()
+                    .knowledge()
+                    .artifacts(&caller.namespace, &q, &page)?;
                 gone.extend(
                     p.items
                         .into_iter()

@@ -393,19 +393,20 @@ impl Services {
             state,
             kind: kind.map(str::to_owned),
         };
-        Ok(self.store().jobs(&caller.namespace, &q, page)?)
+        Ok(self.store().jobs().list(&caller.namespace, &q, page)?)
     }
 
     pub fn job_show(&self, caller: &Caller, id: JobId) -> Result<JobView> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
         let job = self
             .store()
-            .job(&caller.namespace, id)?
+            .jobs()
+            .get(&caller.namespace, id)?
             .ok_or_else(|| Error::NotFound(format!("job {id}")))?;
-        let attempts = self.store().job_attempts(&caller.namespace, id)?;
+        let attempts = self.store().jobs().attempts(&caller.namespace, id)?;
         let mut runs = Vec::new();
         for run in attempts.iter().filter_map(|a| a.run_id) {
-            if let Some(r) = self.store().run_summary(&caller.namespace, run)? {
+            if let Some(r) = self.store().runs().summary(&caller.namespace, run)? {
                 runs.push(r);
             }
         }
@@ -428,7 +429,7 @@ impl Services {
     /// Counts by kind and state, and the oldest due job (all namespaces):
     /// for metrics.
     pub fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        Ok(self.store().job_stats()?)
+        Ok(self.store().jobs().stats()?)
     }
 
     /// Quarantines an artifact (admin on it): kept, but skipped by ingest,
@@ -476,7 +477,7 @@ impl Services {
         ns: &kontextual_model::Namespace,
         id: kontextual_model::ArtifactId,
     ) -> Result<bool> {
-        Ok(!self.store().quarantines(ns, Some(id))?.is_empty())
+        Ok(!self.store().access().quarantines(ns, Some(id))?.is_empty())
     }
 
     pub fn quarantine_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Hold>> {
@@ -485,7 +486,7 @@ impl Services {
             Permission::Admin,
             &Resource::Namespace("quarantines"),
         )?;
-        Ok(self.store().quarantines(&caller.namespace, None)?)
+        Ok(self.store().access().quarantines(&caller.namespace, None)?)
     }
 
     /// `rerun RUN`: a new run from a past run's input bundle, as a job.
@@ -493,7 +494,8 @@ impl Services {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("runs"))?;
         let past = self
             .store()
-            .run(&caller.namespace, run)?
+            .runs()
+            .get(&caller.namespace, run)?
             .ok_or_else(|| Error::NotFound(format!("run {run}")))?;
         let kind = JobKind::parse(&past.kind).map_err(|_| {
             Error::InvalidInput(format!(

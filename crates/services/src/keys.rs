@@ -111,7 +111,7 @@ impl Services {
 
     pub fn key_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<ApiKey>> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("API keys"))?;
-        Ok(self.store().api_keys(&caller.namespace, page)?)
+        Ok(self.store().access().keys(&caller.namespace, page)?)
     }
 
     /// Forgets verified keys: access changed (in this process at once; in
@@ -131,7 +131,8 @@ impl Services {
         self.forget_verified_keys();
         let mut k = self
             .store()
-            .api_key(id)?
+            .access()
+            .key(id)?
             .filter(|k| k.namespace == caller.namespace)
             .ok_or_else(|| Error::NotFound(format!("API key {id}")))?;
         k.secret_hash = None;
@@ -140,7 +141,7 @@ impl Services {
 
     /// Whether requests must carry a key (any unrevoked key exists).
     pub fn keys_exist(&self) -> Result<bool> {
-        Ok(self.store().has_api_keys()?)
+        Ok(self.store().access().has_keys()?)
     }
 
     /// The caller of a token verified less than [`AUTH_CACHE_TTL`] ago, if
@@ -191,7 +192,7 @@ impl Services {
     fn authenticate_uncached(&self, token: &str) -> Result<Caller> {
         let refused = || Error::Unauthenticated("the API key is not valid".to_owned());
         let (id, secret) = parse_token(token).ok_or_else(refused)?;
-        let key = self.store().api_key(id)?.ok_or_else(refused)?;
+        let key = self.store().access().key(id)?.ok_or_else(refused)?;
         let hash = key.secret_hash.ok_or_else(refused)?;
         if !digests_match(&hash, &Digest::of(secret.as_bytes())) {
             return Err(refused());
@@ -204,9 +205,13 @@ impl Services {
             return Err(Error::Unauthenticated(format!("API key {id} has expired")));
         }
         self.touch(id, now, true);
-        let grants = self.store().grants(&key.namespace, Some(&key.actor))?;
+        let grants = self
+            .store()
+            .access()
+            .grants(&key.namespace, Some(&key.actor))?;
         let clearance = self
             .store()
+            .access()
             .clearances(&key.namespace, Some(&key.actor))?
             .pop()
             .map_or(kontextual_model::Classification::Internal, |c| c.level);

@@ -294,6 +294,7 @@ impl Services {
         )?;
         let c = self
             .store
+            .knowledge()
             .collection(&caller.namespace, &name)?
             .ok_or_else(|| Error::NotFound(format!("collection {name}")))?;
         self.counted_for(caller, c)
@@ -305,7 +306,7 @@ impl Services {
         let (max_classification, exclude_quarantined) =
             self.listing_visibility(caller, &Resource::Collection(c.name.as_str()));
         if max_classification.is_some() || exclude_quarantined {
-            c.artifact_count = self.store.count_artifacts(
+            c.artifact_count = self.store.knowledge().count_artifacts(
                 &caller.namespace,
                 &kontextual_store::ArtifactQuery {
                     collection: Some(c.name.clone()),
@@ -320,7 +321,10 @@ impl Services {
 
     pub fn collection_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Collection>> {
         // everyone sees the collections they may read, and no others
-        let mut page = self.store.collections(&caller.namespace, page)?;
+        let mut page = self
+            .store
+            .knowledge()
+            .collections(&caller.namespace, page)?;
         page.items.retain(|c| {
             self.can(
                 caller,
@@ -356,7 +360,7 @@ impl Services {
             until: filter.until,
             correlation_id: filter.correlation_id.clone(),
         };
-        Ok(self.store.audit_query(&q, after, limit)?)
+        Ok(self.store.audit().query(&q, after, limit)?)
     }
 
     pub fn audit_verify(
@@ -365,7 +369,7 @@ impl Services {
         expect: Option<ChainHead>,
     ) -> Result<AuditVerification> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("audit log"))?;
-        let (report, expected_head_source) = self.store.verify_audit(expect)?;
+        let (report, expected_head_source) = self.store.audit().verify(expect)?;
         Ok(AuditVerification {
             report,
             expected_head_source,
@@ -428,7 +432,7 @@ mod tests {
             "{e}"
         );
         assert!(limited.collection_show(&caller, "other").is_err());
-        let last = store.audit(0, 100).unwrap().pop().unwrap();
+        let last = store.audit().records(0, 100).unwrap().pop().unwrap();
         assert_eq!(last.draft.outcome, Outcome::Denied);
         assert_eq!(last.draft.action, "policy.deny.write");
         assert_eq!(last.actor.to_string(), "agent:ci");

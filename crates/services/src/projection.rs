@@ -113,7 +113,7 @@ impl Projection {
             committed: std::sync::atomic::AtomicU64::new(applied),
         };
         if p.index.is_owner() {
-            let pos = p.store.feed_position()?;
+            let pos = p.store.feed().position()?;
             let reason = match (&p.opened, p.index.checkpoint()?) {
                 (Opened::Fresh { reason }, _) => Some(reason.clone()),
                 (_, None) => Some("no checkpoint".to_owned()),
@@ -176,13 +176,14 @@ impl Projection {
             let p = self.lock();
             (p.applied, p.last_event)
         };
-        let pos = self.store.feed_position()?;
+        let pos = self.store.feed().position()?;
         // The event the index applied last must still be the store's event
         // at that seq (unless it was pruned since).
         let replaced = match last_event {
             Some((seq, audit_seq, at)) => self
                 .store
-                .outbox(seq.saturating_sub(1), 1)?
+                .feed()
+                .events(seq.saturating_sub(1), 1)?
                 .first()
                 .is_some_and(|e| e.seq == seq && (e.audit_seq != audit_seq || e.at != at)),
             None => false,
@@ -202,7 +203,7 @@ impl Projection {
         let mut reindexed = 0u64;
         let mut since_commit = 0usize;
         loop {
-            let events = self.store.outbox(progress.applied, FEED_BATCH)?;
+            let events = self.store.feed().events(progress.applied, FEED_BATCH)?;
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
@@ -297,15 +298,16 @@ impl Projection {
             )));
         }
         let mut progress = self.lock();
-        let pos = self.store.feed_position()?;
+        let pos = self.store.feed().position()?;
         self.index.clear()?;
         let mut n = 0u64;
-        for ns in self.store.namespaces()? {
+        for ns in self.store.knowledge().namespaces()? {
             let quarantined = self.quarantined(&ns)?;
             let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
             loop {
                 let p = self
                     .store
+                    .knowledge()
                     .artifacts(&ns, &ArtifactQuery::default(), &page)?;
                 for a in p.items.iter().filter(|a| !quarantined.contains(&a.id)) {
                     self.index.replace(&a.id.to_string(), &self.documents(a)?)?;
@@ -329,7 +331,8 @@ impl Projection {
         progress.rebuilt_at = Some(pos.last_seq);
         progress.last_event = self
             .store
-            .outbox(pos.last_seq.saturating_sub(1), 1)?
+            .feed()
+            .events(pos.last_seq.saturating_sub(1), 1)?
             .first()
             .filter(|e| e.seq == pos.last_seq)
             .map(|e| (e.seq, e.audit_seq, e.at));
@@ -368,7 +371,7 @@ impl Projection {
         let mut n = 0u64;
         let quarantined = self.quarantined(ns)?;
         loop {
-            let p = self.store.artifacts(ns, &q, &page)?;
+            let p = self.store.knowledge().artifacts(ns, &q, &page)?;
             for a in &p.items {
                 self.reindex(ns, a.id, quarantined.contains(&a.id))?;
                 n += 1;
@@ -402,7 +405,7 @@ impl Projection {
     }
 
     fn commit_raw(&self, seq: u64) -> Result<()> {
-        let store_id = self.store.feed_position()?.store_id;
+        let store_id = self.store.feed().position()?.store_id;
         let applied_event = self
             .event_at(seq)?
             .map(|(audit_seq, at)| format!("{audit_seq}:{}", at.as_microsecond()));
@@ -425,7 +428,8 @@ impl Projection {
         }
         Ok(self
             .store
-            .outbox(seq - 1, 1)?
+            .feed()
+            .events(seq - 1, 1)?
             .first()
             .filter(|e| e.seq == seq)
             .map(|e| (e.audit_seq, e.at)))
@@ -457,6 +461,7 @@ impl Projection {
     fn quarantined(&self, ns: &Namespace) -> Result<HashSet<ArtifactId>> {
         Ok(self
             .store
+            .access()
             .quarantines(ns, None)?
             .into_iter()
             .map(|q| q.artifact_id)
@@ -466,7 +471,7 @@ impl Projection {
     /// Re-reads one artifact from the store and replaces its documents. A
     /// deleted or quarantined artifact has none.
     fn reindex(&self, ns: &Namespace, id: ArtifactId, quarantined: bool) -> Result<()> {
-        let docs = match self.store.artifact(ns, &ArtifactKey::Id(id))? {
+        let docs = match self.store.knowledge().artifact(ns, &ArtifactKey::Id(id))? {
             Some(a) if a.is_live() && !quarantined => self.documents(&a)?,
             _ => Vec::new(),
         };
@@ -573,7 +578,7 @@ impl Projection {
     /// Waits (bounded) until the index has applied everything the store had
     /// when called. Returns the remaining lag (0 when caught up).
     pub(crate) fn wait_for_owner(&self, timeout: Duration) -> Result<u64> {
-        let target = self.store.feed_position()?.last_seq;
+        let target = self.store.feed().position()?.last_seq;
         let deadline = Instant::now() + timeout;
         loop {
             self.index.reload()?;

@@ -117,7 +117,11 @@ impl Services {
             .map(kontextual_model::CollectionName::new)
             .transpose()?;
         if let Some(c) = &coll
-            && self.store().collection(&caller.namespace, c)?.is_none()
+            && self
+                .store()
+                .knowledge()
+                .collection(&caller.namespace, c)?
+                .is_none()
         {
             return Err(Error::NotFound(format!("collection {c}")));
         }
@@ -215,8 +219,8 @@ impl Services {
     pub(crate) fn live_unquarantined(&self) -> Result<u64> {
         let live = self.store().status()?.artifacts_live;
         let mut quarantined = 0u64;
-        for ns in self.store().namespaces()? {
-            quarantined += self.store().quarantines(&ns, None)?.len() as u64;
+        for ns in self.store().knowledge().namespaces()? {
+            quarantined += self.store().access().quarantines(&ns, None)?.len() as u64;
         }
         Ok(live.saturating_sub(quarantined))
     }

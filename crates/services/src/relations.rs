@@ -74,7 +74,10 @@ impl Services {
             rel_type: rel_type.map(RelationType::new).transpose()?,
             include_deleted,
         };
-        let mut page = self.store().relations(&caller.namespace, &q, page)?;
+        let mut page = self
+            .store()
+            .knowledge()
+            .relations(&caller.namespace, &q, page)?;
         // only relations whose both ends the caller may read
         page.items
             .retain(|r| self.readable_id(caller, r.source) && self.readable_id(caller, r.target));
@@ -118,6 +121,7 @@ impl Services {
     fn relation_for_write(&self, caller: &Caller, id: RelationId) -> Result<Relation> {
         let r = self
             .store()
+            .knowledge()
             .relation(&caller.namespace, id)?
             .ok_or_else(|| Error::NotFound(format!("relation {id}")))?;
         if !self.readable_id(caller, r.source) || !self.readable_id(caller, r.target) {
@@ -133,6 +137,7 @@ impl Services {
             return true;
         }
         self.store()
+            .knowledge()
             .artifact(&caller.namespace, &kontextual_store::ArtifactKey::Id(id))
             .ok()
             .flatten()

@@ -53,7 +53,7 @@ impl Services {
     /// when a store is opened for writing; safe to call any time.
     pub fn recover_interrupted_runs(&self) -> Result<Vec<RunId>> {
         let mut done = Vec::new();
-        for run in self.store().running_runs()? {
+        for run in self.store().runs().running()? {
             let reason = if owner_is_dead(&run.owner) {
                 format!("the process that ran it ({}) is gone", run.owner)
             } else if let Some(why) = self.orphaned_by_its_job(&run)? {
@@ -72,7 +72,7 @@ impl Services {
                     "reason": reason,
                     "noticed_by": this_process(),
                 },
-                "audit_head": self.store().audit_head()?,
+                "audit_head": self.store().audit().head()?,
             });
             let op = Op::FinishRun {
                 id: run.id,
@@ -99,7 +99,7 @@ impl Services {
         let Some(job_id) = run.job_id else {
             return Ok(None);
         };
-        let Some(job) = self.store().job(&run.namespace, job_id)? else {
+        let Some(job) = self.store().jobs().get(&run.namespace, job_id)? else {
             return Ok(Some(format!("its job {job_id} no longer exists")));
         };
         if job.state != kontextual_model::JobState::Running {
@@ -110,7 +110,8 @@ impl Services {
         }
         let ended = self
             .store()
-            .job_attempts(&run.namespace, job_id)?
+            .jobs()
+            .attempts(&run.namespace, job_id)?
             .into_iter()
             .find(|a| a.run_id == Some(run.id) && a.finished_at.is_some());
         Ok(ended.map(|a| {
@@ -127,9 +128,10 @@ impl Services {
         self.authorize(caller, Permission::Read, &Resource::Namespace("runs"))?;
         let run = self
             .store()
-            .run(&caller.namespace, id)?
+            .runs()
+            .get(&caller.namespace, id)?
             .ok_or_else(|| Error::NotFound(format!("run {id}")))?;
-        let steps = self.store().run_steps(&caller.namespace, id)?;
+        let steps = self.store().runs().steps(&caller.namespace, id)?;
         Ok((run, steps))
     }
 
@@ -140,7 +142,7 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<Run>> {
         self.authorize(caller, Permission::Read, &Resource::Namespace("runs"))?;
-        Ok(self.store().runs(&caller.namespace, status, page)?)
+        Ok(self.store().runs().list(&caller.namespace, status, page)?)
     }
 }
 
@@ -221,7 +223,14 @@ mod tests {
             }]);
             id
         };
-        let status = |id: RunId| store.run(&ctx.namespace, id).unwrap().unwrap().status;
+        let status = |id: RunId| {
+            store
+                .runs()
+                .get(&ctx.namespace, id)
+                .unwrap()
+                .unwrap()
+                .status
+        };
 
         claim("host-a:1:1/w0", Duration::from_millis(1));
         let first = start("host-a:1:1", 1);
@@ -248,7 +257,8 @@ mod tests {
         assert_eq!(status(first), RunStatus::Interrupted);
         assert_eq!(status(second), RunStatus::Running);
         let manifest = store
-            .run(&ctx.namespace, first)
+            .runs()
+            .get(&ctx.namespace, first)
             .unwrap()
             .unwrap()
             .manifest

@@ -177,7 +177,7 @@ impl Services {
     pub(crate) fn fresh_index(&self, read_your_writes: bool) -> Result<(Arc<Projection>, u64)> {
         let p = self.projection()?;
         let lag = if p.is_owner() && self.background_refresh() {
-            let target = self.store().feed_position()?.last_seq;
+            let target = self.store().feed().position()?.last_seq;
             if read_your_writes {
                 p.wait_committed(target, FOLLOWER_WAIT)
             } else {
@@ -213,7 +213,13 @@ impl Services {
             let visible = readable
                 .as_ref()
                 .is_none_or(|r| r.visible_collections.contains(c));
-            if !visible || self.store().collection(&caller.namespace, &name)?.is_none() {
+            if !visible
+                || self
+                    .store()
+                    .knowledge()
+                    .collection(&caller.namespace, &name)?
+                    .is_none()
+            {
                 return Err(Error::NotFound(format!("collection {name}")));
             }
         }
@@ -270,7 +276,10 @@ impl Services {
         let mut scope = ReadableScope::default();
         let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
         loop {
-            let p = self.store().collections(&caller.namespace, &page)?;
+            let p = self
+                .store()
+                .knowledge()
+                .collections(&caller.namespace, &page)?;
             for c in &p.items {
                 if self.can(
                     caller,
@@ -294,7 +303,7 @@ impl Services {
                     collection: c.clone(),
                     name: n.clone(),
                 };
-                if let Some(a) = self.store().artifact(&caller.namespace, &key)? {
+                if let Some(a) = self.store().knowledge().artifact(&caller.namespace, &key)? {
                     scope.artifact_ids.push(a.id.to_string());
                     scope.visible_collections.push(c.to_string());
                 }
@@ -394,6 +403,7 @@ impl Services {
         };
         let Some(a) = self
             .store()
+            .knowledge()
             .artifact(&caller.namespace, &ArtifactKey::Id(ArtifactId(id)))?
         else {
             return Ok(None);
@@ -432,7 +442,7 @@ impl Services {
                     rel_type: Some(t.clone()),
                     include_deleted: false,
                 };
-                let rels = self.store().relations(
+                let rels = self.store().knowledge().relations(
                     &caller.namespace,
                     &q,
                     &PageRequest::first(PageRequest::MAX_LIMIT),
@@ -448,6 +458,7 @@ impl Services {
                     }
                     let Some(a) = self
                         .store()
+                        .knowledge()
                         .artifact(&caller.namespace, &ArtifactKey::Id(other))?
                         .filter(|a| a.is_live())
                     else {

@@ -34,7 +34,7 @@ pub struct MetricsSnapshot {
 impl Services {
     pub fn metrics_snapshot(&self, caller: &Caller) -> Result<MetricsSnapshot> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("metrics"))?;
-        let jobs = self.store().job_stats()?;
+        let jobs = self.store().jobs().stats()?;
         let queue_age_seconds = jobs.oldest_due.map_or(0.0, |t| {
             kontextual_model::now()
                 .duration_since(t)
@@ -42,7 +42,7 @@ impl Services {
                 .max(0.0)
         });
         let status = self.store().status()?;
-        let (ingest_documents, ingest_bytes) = self.store().ingest_totals()?;
+        let (ingest_documents, ingest_bytes) = self.store().runs().ingest_totals()?;
         let (index_artifacts, index_lag_events) = match self.projection() {
             Ok(p) => match p.index().stats() {
                 Ok(stats) => {
@@ -67,7 +67,7 @@ impl Services {
             index_artifacts,
             index_expected_artifacts: self.live_unquarantined()?,
             index_lag_events,
-            runs: self.store().run_stats()?,
+            runs: self.store().runs().stats()?,
             ingest_documents,
             ingest_bytes,
         })

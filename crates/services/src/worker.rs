@@ -212,7 +212,8 @@ impl Services {
         let signal = self.job_signal.clone();
         let listening = match self
             .store()
-            .listen_for_jobs(Arc::new(move || signal.notify()), stop.clone())
+            .jobs()
+            .listen(Arc::new(move || signal.notify()), stop.clone())
         {
             Ok(l) => l,
             Err(e) => {
@@ -501,7 +502,7 @@ impl Services {
             for (id, attempt, ctl, ns) in now {
                 if !renew {
                     // a read: has an operator asked it to stop, or was it rescued?
-                    if let Ok(Some(j)) = self.store().job(&ns, id)
+                    if let Ok(Some(j)) = self.store().jobs().get(&ns, id)
                         && (j.stop_requested.is_some()
                             || j.state != JobState::Running
                             || j.attempt != attempt)
@@ -754,7 +755,8 @@ impl Services {
         if let Some(id) = &job.key_id {
             let key = self
                 .store()
-                .api_key(id)?
+                .access()
+                .key(id)?
                 .ok_or_else(|| denied(format!("its API key {id} no longer exists")))?;
             if key.revoked_at.is_some() {
                 return Err(denied(format!("its API key {id} was revoked")));
@@ -766,10 +768,13 @@ impl Services {
         caller.scopes = Some(scopes.clone());
         caller.key_id = job.key_id.clone();
         caller.grants = Some(Arc::new(
-            self.store().grants(&job.namespace, Some(&job.actor))?,
+            self.store()
+                .access()
+                .grants(&job.namespace, Some(&job.actor))?,
         ));
         caller.clearance = Some(
             self.store()
+                .access()
                 .clearances(&job.namespace, Some(&job.actor))?
                 .pop()
                 .map_or(kontextual_model::Classification::Internal, |c| c.level),

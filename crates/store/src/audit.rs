@@ -263,6 +263,16 @@ pub(crate) fn last_event_seq(tx: &mut Tx<'_>) -> Result<u64> {
 }
 
 /// Every consumer's cursor, by name.
+/// The store's id (set at `init`).
+pub(crate) fn store_id(tx: &mut Tx<'_>) -> Result<String> {
+    tx.query_opt(
+        "SELECT value FROM store_meta WHERE key = 'store_id'",
+        &[],
+        |r| r.get(0),
+    )?
+    .ok_or_else(|| StoreError::Corrupted("the store has no store id".to_owned()))
+}
+
 pub(crate) fn cursors(tx: &mut Tx<'_>) -> Result<Vec<(String, u64)>> {
     tx.query(
         "SELECT name, cursor FROM outbox_consumers ORDER BY name",

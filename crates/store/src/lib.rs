@@ -1,11 +1,14 @@
-//! The store: Kontextual's system of record, behind one port.
+//! The store: Kontextual's system of record.
 //!
-//! [`Backend`] is the contract every storage engine implements (SQLite now,
-//! PostgreSQL next); [`Store`] is the handle everyone else holds. The
-//! contract is synchronous: callers on an async runtime use
-//! `spawn_blocking` (see `docs/adr/0001-storage.md`).
+//! [`Store`] is the handle everyone holds: writes go through
+//! [`Store::write`], reads are grouped by domain (`store.knowledge()`,
+//! `store.jobs()`, …). Every statement and decision is written once, in the
+//! domain modules, over the SQL layer (`sql.rs`, ADR 0009); the two engines
+//! (`sqlite`, `postgres`) implement the small crate-private `Engine` seam:
+//! connections, transactions, locks. The API is synchronous: callers on an
+//! async runtime use `spawn_blocking` (ADR 0001).
 //!
-//! Invariant: every mutation goes through [`Backend::write`], which appends
+//! Invariant: every mutation goes through [`Store::write`], which appends
 //! one audit record and one outbox event per change in the same transaction
 //! as the change itself. There is no other way to mutate a store.
 
@@ -13,7 +16,9 @@ mod access;
 mod apply;
 mod audit;
 mod blobs;
+mod engine;
 mod error;
+mod handle;
 pub mod head_copy;
 mod import;
 pub mod integrity;
@@ -32,33 +37,8 @@ pub mod sqlite;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
-use std::ops::Deref;
-use std::sync::Arc;
-
 pub use error::{ErrorKind, StoreError};
+pub use handle::{AccessStore, AuditStore, FeedStore, JobStore, KnowledgeStore, RunStore, Store};
 pub use port::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// A shared handle on an open store.
-#[derive(Clone)]
-pub struct Store(Arc<dyn Backend>);
-
-impl Store {
-    pub fn new(backend: impl Backend + 'static) -> Self {
-        Store(Arc::new(backend))
-    }
-}
-
-impl Deref for Store {
-    type Target = dyn Backend;
-    fn deref(&self) -> &Self::Target {
-        &*self.0
-    }
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Store").field(&self.0.describe()).finish()
-    }
-}

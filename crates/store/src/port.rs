@@ -3,7 +3,7 @@
 //! Guarantees common to all methods:
 //! - **Namespaces.** Every read and write is scoped to one namespace; ids of
 //!   another namespace are not found.
-//! - **Atomicity.** [`Backend::write`] applies a whole [`WriteBatch`] or none
+//! - **Atomicity.** [`Store::write`](crate::Store::write) applies a whole [`WriteBatch`] or none
 //!   of it. A failed batch leaves no trace (no revision, blob, audit record or
 //!   event), and never affects other callers' batches committed alongside it.
 //! - **Visibility and durability.** When `write` returns `Ok`, the changes are
@@ -16,9 +16,9 @@ use std::io::Read;
 use kontextual_model::JobId;
 use kontextual_model::audit::ChainReport;
 use kontextual_model::{
-    Actor, Artifact, ArtifactId, ArtifactName, AuditDraft, AuditRecord, ChainHead, Change,
-    Classification, Collection, CollectionName, CorrelationId, Digest, Lifecycle, Metadata,
-    Namespace, OutboxEvent, Provenance, Relation, RelationId, RelationType, Revision, RunId,
+    Actor, Artifact, ArtifactId, ArtifactName, AuditDraft, ChainHead, Classification,
+    CollectionName, CorrelationId, Digest, Lifecycle, Metadata, Namespace, Provenance, Relation,
+    RelationId, RelationType, Revision, RunId,
 };
 use serde::Serialize;
 
@@ -643,193 +643,4 @@ impl CheckReport {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
-}
-
-/// The storage port. Object-safe and synchronous; see the module docs for the
-/// guarantees every method gives.
-pub trait Backend: Send + Sync {
-    /// A short description (`sqlite:/path/kontextual.db`), for logs and status.
-    fn describe(&self) -> String;
-
-    /// Applies a batch atomically and returns what it did, in op order. Errors:
-    /// `NotFound`, `AlreadyExists`, `Conflict`, `DanglingReference`,
-    /// `InvalidInput`, `Locked`, `Io` (reading content), `Internal`.
-    fn write(&self, batch: WriteBatch) -> Result<Vec<Change>>;
-
-    fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>>;
-    fn collections(&self, ns: &Namespace, page: &PageRequest) -> Result<Page<Collection>>;
-
-    /// The artifact in any state (live, deleted, purged); `None` if it never existed.
-    fn artifact(&self, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>>;
-    fn artifacts(
-        &self,
-        ns: &Namespace,
-        q: &ArtifactQuery,
-        page: &PageRequest,
-    ) -> Result<Page<Artifact>>;
-    /// How many artifacts `artifacts` would list in all (pages ignored).
-    fn count_artifacts(&self, ns: &Namespace, q: &ArtifactQuery) -> Result<u64>;
-
-    /// History in revision order (oldest first).
-    fn revisions(
-        &self,
-        ns: &Namespace,
-        id: ArtifactId,
-        page: &PageRequest,
-    ) -> Result<Page<Revision>>;
-    fn revision(&self, ns: &Namespace, id: ArtifactId, revision: u64) -> Result<Option<Revision>>;
-
-    /// Streams a blob. `NotFound` if no blob has this digest (never stored, or purged).
-    fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>>;
-
-    fn relation(&self, ns: &Namespace, id: RelationId) -> Result<Option<Relation>>;
-    fn relations(
-        &self,
-        ns: &Namespace,
-        q: &RelationQuery,
-        page: &PageRequest,
-    ) -> Result<Page<Relation>>;
-
-    /// Audit records with `seq > after`, in sequence order (all namespaces: one chain).
-    fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
-    fn audit_head(&self) -> Result<Option<ChainHead>>;
-
-    /// Audit records with `seq > after` matching `q`, in sequence order.
-    fn audit_query(&self, q: &AuditQuery, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
-
-    /// Outbox events with `seq > after`, in commit order.
-    fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>>;
-
-    /// Every registered consumer and its cursor, by name.
-    fn outbox_cursors(&self) -> Result<Vec<(String, u64)>>;
-
-    fn status(&self) -> Result<StoreStatus>;
-
-    /// The store's id and last outbox sequence number (cheap).
-    fn feed_position(&self) -> Result<FeedPosition>;
-
-    /// Every namespace that holds a collection, in name order.
-    fn namespaces(&self) -> Result<Vec<Namespace>>;
-
-    /// A context package: the given version, or the latest.
-    fn context_package(
-        &self,
-        ns: &Namespace,
-        name: &kontextual_model::PackageName,
-        version: Option<u64>,
-    ) -> Result<Option<kontextual_model::ContextPackage>>;
-
-    /// An API key by its public id, in any namespace, with its secret hash.
-    fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>>;
-
-    /// The keys of a namespace by name (without secret hashes).
-    fn api_keys(
-        &self,
-        ns: &Namespace,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::ApiKey>>;
-
-    /// Grants of a namespace, optionally of one actor, in creation order.
-    fn grants(
-        &self,
-        ns: &Namespace,
-        actor: Option<&kontextual_model::Actor>,
-    ) -> Result<Vec<kontextual_model::Grant>>;
-
-    /// Access log entries of a namespace after `after`, optionally of one
-    /// actor and from a time on, oldest first.
-    fn access_log(
-        &self,
-        ns: &Namespace,
-        actor: Option<&kontextual_model::Actor>,
-        since: Option<kontextual_model::Timestamp>,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<kontextual_model::AccessEntry>>;
-
-    /// Clearances of a namespace, optionally of one actor.
-    fn clearances(
-        &self,
-        ns: &Namespace,
-        actor: Option<&kontextual_model::Actor>,
-    ) -> Result<Vec<kontextual_model::Clearance>>;
-
-    /// Active legal holds of a namespace, by artifact id.
-    fn holds(&self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>>;
-
-    /// Whether any key that is not revoked exists, in any namespace.
-    fn has_api_keys(&self) -> Result<bool>;
-
-    /// The latest version of each context package, by name.
-    fn context_packages(
-        &self,
-        ns: &Namespace,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::ContextPackage>>;
-
-    fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>>;
-    /// A run's id, kind, status and times, without reading its input and manifest.
-    fn run_summary(
-        &self,
-        ns: &Namespace,
-        id: RunId,
-    ) -> Result<Option<kontextual_model::RunSummary>>;
-    /// Runs, newest first; optionally only those in one status.
-    fn runs(
-        &self,
-        ns: &Namespace,
-        status: Option<kontextual_model::RunStatus>,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::Run>>;
-    fn run_steps(&self, ns: &Namespace, id: RunId) -> Result<Vec<kontextual_model::RunStep>>;
-    /// A job of the namespace.
-    fn job(&self, ns: &Namespace, id: JobId) -> Result<Option<kontextual_model::Job>>;
-    /// Jobs of the namespace, newest first.
-    fn jobs(
-        &self,
-        ns: &Namespace,
-        q: &JobQuery,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::Job>>;
-    /// A job's attempts, oldest first.
-    fn job_attempts(&self, ns: &Namespace, id: JobId) -> Result<Vec<kontextual_model::JobAttempt>>;
-    /// (kind, status, count) of runs in every namespace.
-    fn run_stats(&self) -> Result<Vec<(String, String, u64)>>;
-    /// Documents (new, updated or unchanged) and bytes of every ingest
-    /// recorded in the store, from the runs' manifests: what any process
-    /// ingested, the CLI's too.
-    fn ingest_totals(&self) -> Result<(u64, u64)>;
-    /// Job counts by kind and state, and the oldest due job (all namespaces).
-    fn job_stats(&self) -> Result<kontextual_model::JobStats>;
-    /// Quarantined artifacts of a namespace (one, or all).
-    fn quarantines(
-        &self,
-        ns: &Namespace,
-        artifact: Option<ArtifactId>,
-    ) -> Result<Vec<kontextual_model::Hold>>;
-    /// Every run still marked `running`, in any namespace (to find dead owners).
-    fn running_runs(&self) -> Result<Vec<kontextual_model::Run>>;
-
-    /// Verifies the audit chain alone (cheaper than `check`), against
-    /// `expect_head` if given, else the head recorded outside the database.
-    /// Returns the report and where the expected head came from.
-    fn verify_audit(&self, expect_head: Option<ChainHead>)
-    -> Result<(ChainReport, Option<String>)>;
-
-    /// Calls `wake` whenever another process may have enqueued a job, until
-    /// `stop` is set; `Ok(false)` when the backend cannot tell (workers then
-    /// poll). PostgreSQL listens for the `NOTIFY` every enqueue sends.
-    fn listen_for_jobs(
-        &self,
-        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
-        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> Result<bool> {
-        let _ = (wake, stop);
-        Ok(false)
-    }
-
-    /// Full integrity check: engine integrity, every blob's digest, references,
-    /// pending migrations and the audit chain (against `expect_head` if given,
-    /// else against the last head recorded outside the database, if any).
-    fn check(&self, expect_head: Option<ChainHead>) -> Result<CheckReport>;
 }

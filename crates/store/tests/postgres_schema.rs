@@ -238,17 +238,19 @@ fn tls_child() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
-    use kontextual_store::{Backend, Op, WriteBatch, WriteContext};
+    use kontextual_store::{Op, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
-    let backend = kontextual_store::postgres::PostgresBackend::open(
-        &db.url,
-        &PgOptions {
-            create: true,
-            lock_timeout: std::time::Duration::from_millis(300),
-            ..PgOptions::default()
-        },
-    )
-    .expect("open");
+    let backend = kontextual_store::Store::new(
+        kontextual_store::postgres::PostgresBackend::open(
+            &db.url,
+            &PgOptions {
+                create: true,
+                lock_timeout: std::time::Duration::from_millis(300),
+                ..PgOptions::default()
+            },
+        )
+        .expect("open"),
+    );
     let mut holder = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
     let mut tx = holder.transaction().expect("tx");
     tx.execute(
@@ -410,16 +412,18 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_reads_and_writes_survive_terminated_sessions() {
-    use kontextual_store::{Backend, Op, PageRequest, WriteBatch, WriteContext};
+    use kontextual_store::{Op, PageRequest, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
-    let backend = kontextual_store::postgres::PostgresBackend::open(
-        &db.url,
-        &PgOptions {
-            create: true,
-            ..PgOptions::default()
-        },
-    )
-    .expect("open");
+    let backend = kontextual_store::Store::new(
+        kontextual_store::postgres::PostgresBackend::open(
+            &db.url,
+            &PgOptions {
+                create: true,
+                ..PgOptions::default()
+            },
+        )
+        .expect("open"),
+    );
     let ctx = WriteContext {
         namespace: Default::default(),
         actor: kontextual_model::Actor::local_admin(),
@@ -436,7 +440,11 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
             }],
         })
     };
-    let list = || backend.collections(&Default::default(), &PageRequest::first(10));
+    let list = || {
+        backend
+            .knowledge()
+            .collections(&Default::default(), &PageRequest::first(10))
+    };
     // several pooled connections, idle
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -482,7 +490,8 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
         terminate(wait_ms);
         assert!(
             backend
-                .audit_head()
+                .audit()
+                .head()
                 .expect("a read after the sessions ended")
                 .is_some()
         );

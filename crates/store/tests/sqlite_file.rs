@@ -88,7 +88,7 @@ fn x3_verify_detects_altered_audit_and_truncation_via_head_file() {
     let dir = t.path().join("d");
     seed(&create(&dir));
     let s = open(&dir).unwrap();
-    let head = s.audit_head().unwrap().unwrap();
+    let head = s.audit().head().unwrap().unwrap();
     assert_eq!(head.seq, 3);
     assert!(s.check(None).unwrap().is_ok());
     drop(s);
@@ -125,7 +125,7 @@ fn x3_verify_detects_altered_audit_and_truncation_via_head_file() {
         })
         .unwrap();
     }
-    assert!(s.audit_head().unwrap().unwrap().seq > file.seq);
+    assert!(s.audit().head().unwrap().unwrap().seq > file.seq);
     let kept: ChainHead = std::fs::read_to_string(dir.join("audit.head"))
         .unwrap()
         .trim()
@@ -169,8 +169,10 @@ fn k3_newer_schema_and_pending_migrations_are_reported() {
     let e = open(&dir).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::SchemaMismatch);
     assert!(e.to_string().contains("run `kontextual db migrate`"), "{e}");
-    let inspect = SqliteBackend::open_dir(&dir, &OpenOptions::new(OpenMode::Inspect)).unwrap();
-    let report = kontextual_store::Backend::check(&inspect, None).unwrap();
+    let inspect = kontextual_store::Store::new(
+        SqliteBackend::open_dir(&dir, &OpenOptions::new(OpenMode::Inspect)).unwrap(),
+    );
+    let report = inspect.check(None).unwrap();
     assert!(
         report
             .problems
@@ -424,7 +426,7 @@ fn x3_an_unreadable_head_file_is_a_problem_and_a_missing_one_is_reported() {
     seed(&create(&dir));
     std::fs::write(dir.join("audit.head"), "garbage").unwrap();
     let s = open(&dir).unwrap();
-    let (report, source) = s.verify_audit(None).unwrap();
+    let (report, source) = s.audit().verify(None).unwrap();
     assert!(
         report
             .problems
@@ -435,7 +437,7 @@ fn x3_an_unreadable_head_file_is_a_problem_and_a_missing_one_is_reported() {
     );
     assert_eq!(source, None);
     std::fs::remove_file(dir.join("audit.head")).unwrap();
-    let (report, source) = s.verify_audit(None).unwrap();
+    let (report, source) = s.audit().verify(None).unwrap();
     assert!(report.is_valid());
     assert_eq!(source, None, "no head to compare with");
 }

@@ -5,18 +5,10 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::{
-    ArtifactKey, ArtifactQuery, AuditQuery, Backend, CheckReport, Content, FeedPosition, JobQuery,
-    Op, Page, PageRequest, RelationQuery, Result, StoreStatus, WriteBatch,
-};
+use crate::{CheckReport, Content, Op, Result, StoreStatus, WriteBatch};
 use kontextual_model::audit::ChainReport;
-use kontextual_model::{
-    Artifact, ArtifactId, AuditRecord, ChainHead, Change, Collection, CollectionName, Digest,
-    Namespace, OutboxEvent, Relation, RelationId, Revision, RunId,
-};
+use kontextual_model::{ChainHead, Change, Digest};
 
-use crate::access::Mark;
-use crate::access::read as access;
 use crate::postgres::conn::Conn;
 use crate::postgres::{PgOptions, PgStore, Pool, pg_err, read};
 use crate::sql::Tx;
@@ -59,7 +51,7 @@ impl PostgresBackend {
         })
     }
 
-    fn read<T>(&self, f: impl Fn(&mut Conn) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl FnMut(&mut Conn) -> Result<T>) -> Result<T> {
         self.inner.pool.read(f)
     }
 }
@@ -84,7 +76,11 @@ fn stage(batch: WriteBatch) -> Result<WriteBatch> {
     Ok(WriteBatch { ctx, ops })
 }
 
-impl Backend for PostgresBackend {
+impl crate::engine::Engine for PostgresBackend {
+    fn read(&self, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<()>) -> Result<()> {
+        PostgresBackend::read(self, |c| f(&mut Tx::Postgres(c)))
+    }
+
     fn describe(&self) -> String {
         self.inner.description.clone()
     }
@@ -135,82 +131,11 @@ impl Backend for PostgresBackend {
         Ok(applied.changes)
     }
 
-    fn collection(&self, ns: &Namespace, name: &CollectionName) -> Result<Option<Collection>> {
-        self.read(|c| crate::knowledge::read::collection(&mut Tx::Postgres(c), ns, name.as_str()))
-    }
-
-    fn collections(&self, ns: &Namespace, page: &PageRequest) -> Result<Page<Collection>> {
-        self.read(|c| crate::knowledge::read::collections(&mut Tx::Postgres(c), ns, page))
-    }
-
-    fn artifact(&self, ns: &Namespace, key: &ArtifactKey) -> Result<Option<Artifact>> {
-        self.read(|c| crate::knowledge::read::artifact(&mut Tx::Postgres(c), ns, key))
-    }
-
-    fn artifacts(
-        &self,
-        ns: &Namespace,
-        q: &ArtifactQuery,
-        page: &PageRequest,
-    ) -> Result<Page<Artifact>> {
-        self.read(|c| crate::knowledge::read::artifacts(&mut Tx::Postgres(c), ns, q, page))
-    }
-
-    fn count_artifacts(&self, ns: &Namespace, q: &ArtifactQuery) -> Result<u64> {
-        self.read(|c| crate::knowledge::read::count_artifacts(&mut Tx::Postgres(c), ns, q))
-    }
-
-    fn revisions(
-        &self,
-        ns: &Namespace,
-        id: ArtifactId,
-        page: &PageRequest,
-    ) -> Result<Page<Revision>> {
-        self.read(|c| crate::knowledge::read::revisions(&mut Tx::Postgres(c), ns, id, page))
-    }
-
-    fn revision(&self, ns: &Namespace, id: ArtifactId, revision: u64) -> Result<Option<Revision>> {
-        self.read(|c| crate::knowledge::read::revision(&mut Tx::Postgres(c), ns, id, revision))
-    }
-
     fn open_content(&self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
         Ok(Box::new(crate::blobs::BlobReader::open(
             self.inner.clone(),
             digest,
         )?))
-    }
-
-    fn relation(&self, ns: &Namespace, id: RelationId) -> Result<Option<Relation>> {
-        self.read(|c| crate::knowledge::read::relation(&mut Tx::Postgres(c), ns, id))
-    }
-
-    fn relations(
-        &self,
-        ns: &Namespace,
-        q: &RelationQuery,
-        page: &PageRequest,
-    ) -> Result<Page<Relation>> {
-        self.read(|c| crate::knowledge::read::relations(&mut Tx::Postgres(c), ns, q, page))
-    }
-
-    fn audit(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
-        self.read(|c| crate::audit::records(&mut Tx::Postgres(c), after, limit))
-    }
-
-    fn audit_head(&self) -> Result<Option<ChainHead>> {
-        self.read(|c| crate::audit::head(&mut Tx::Postgres(c)))
-    }
-
-    fn audit_query(&self, q: &AuditQuery, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
-        self.read(|c| crate::audit::query(&mut Tx::Postgres(c), q, after, limit))
-    }
-
-    fn outbox(&self, after: u64, limit: u32) -> Result<Vec<OutboxEvent>> {
-        self.read(|c| crate::audit::events(&mut Tx::Postgres(c), after, limit))
-    }
-
-    fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|c| crate::audit::cursors(&mut Tx::Postgres(c)))
     }
 
     fn status(&self) -> Result<StoreStatus> {
@@ -238,164 +163,6 @@ impl Backend for PostgresBackend {
                 size_bytes: n(c, "SELECT pg_database_size(current_database())")?,
             })
         })
-    }
-
-    fn feed_position(&self) -> Result<FeedPosition> {
-        self.read(|c| {
-            Ok(FeedPosition {
-                store_id: self.inner.store_id.clone(),
-                last_seq: crate::audit::last_event_seq(&mut Tx::Postgres(c))?,
-            })
-        })
-    }
-
-    fn namespaces(&self) -> Result<Vec<Namespace>> {
-        self.read(|c| crate::knowledge::read::namespaces(&mut Tx::Postgres(c)))
-    }
-
-    fn context_package(
-        &self,
-        ns: &Namespace,
-        name: &kontextual_model::PackageName,
-        version: Option<u64>,
-    ) -> Result<Option<kontextual_model::ContextPackage>> {
-        self.read(|c| {
-            crate::knowledge::read::context_package(
-                &mut Tx::Postgres(c),
-                ns,
-                name.as_str(),
-                version,
-            )
-        })
-    }
-
-    fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        self.read(|c| access::api_key(&mut Tx::Postgres(c), id))
-    }
-
-    fn api_keys(
-        &self,
-        ns: &Namespace,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::ApiKey>> {
-        self.read(|c| access::api_keys(&mut Tx::Postgres(c), ns, page))
-    }
-
-    fn grants(
-        &self,
-        ns: &Namespace,
-        actor: Option<&kontextual_model::Actor>,
-    ) -> Result<Vec<kontextual_model::Grant>> {
-        self.read(|c| access::grants(&mut Tx::Postgres(c), ns, actor))
-    }
-
-    fn access_log(
-        &self,
-        ns: &Namespace,
-        actor: Option<&kontextual_model::Actor>,
-        since: Option<kontextual_model::Timestamp>,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<kontextual_model::AccessEntry>> {
-        self.read(|c| access::access_log(&mut Tx::Postgres(c), ns, actor, since, after, limit))
-    }
-
-    fn clearances(
-        &self,
-        ns: &Namespace,
-        actor: Option<&kontextual_model::Actor>,
-    ) -> Result<Vec<kontextual_model::Clearance>> {
-        self.read(|c| access::clearances(&mut Tx::Postgres(c), ns, actor))
-    }
-
-    fn holds(&self, ns: &Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| access::marks(&mut Tx::Postgres(c), Mark::Hold, ns, None))
-    }
-
-    fn has_api_keys(&self) -> Result<bool> {
-        self.read(|c| access::has_api_keys(&mut Tx::Postgres(c)))
-    }
-
-    fn context_packages(
-        &self,
-        ns: &Namespace,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::ContextPackage>> {
-        self.read(|c| crate::knowledge::read::context_packages(&mut Tx::Postgres(c), ns, page))
-    }
-
-    fn run(&self, ns: &Namespace, id: RunId) -> Result<Option<kontextual_model::Run>> {
-        self.read(|c| crate::runs::read::run(&mut Tx::Postgres(c), ns, id))
-    }
-
-    fn run_summary(
-        &self,
-        ns: &Namespace,
-        id: RunId,
-    ) -> Result<Option<kontextual_model::RunSummary>> {
-        self.read(|c| crate::runs::read::run_summary(&mut Tx::Postgres(c), ns, id))
-    }
-
-    fn runs(
-        &self,
-        ns: &Namespace,
-        status: Option<kontextual_model::RunStatus>,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::Run>> {
-        self.read(|c| crate::runs::read::runs(&mut Tx::Postgres(c), ns, status, page))
-    }
-
-    fn run_steps(&self, ns: &Namespace, id: RunId) -> Result<Vec<kontextual_model::RunStep>> {
-        self.read(|c| crate::runs::read::run_steps(&mut Tx::Postgres(c), ns, id))
-    }
-
-    fn job(
-        &self,
-        ns: &Namespace,
-        id: kontextual_model::JobId,
-    ) -> Result<Option<kontextual_model::Job>> {
-        self.read(|c| crate::jobs::read::job(&mut Tx::Postgres(c), ns, id))
-    }
-
-    fn jobs(
-        &self,
-        ns: &Namespace,
-        q: &JobQuery,
-        page: &PageRequest,
-    ) -> Result<Page<kontextual_model::Job>> {
-        self.read(|c| crate::jobs::read::jobs(&mut Tx::Postgres(c), ns, q, page))
-    }
-
-    fn job_attempts(
-        &self,
-        ns: &Namespace,
-        id: kontextual_model::JobId,
-    ) -> Result<Vec<kontextual_model::JobAttempt>> {
-        self.read(|c| crate::jobs::read::attempts(&mut Tx::Postgres(c), ns, id))
-    }
-
-    fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
-        self.read(|c| crate::runs::read::run_stats(&mut Tx::Postgres(c)))
-    }
-
-    fn ingest_totals(&self) -> Result<(u64, u64)> {
-        self.read(|c| crate::runs::read::ingest_totals(&mut Tx::Postgres(c)))
-    }
-
-    fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        self.read(|c| crate::jobs::read::stats(&mut Tx::Postgres(c)))
-    }
-
-    fn quarantines(
-        &self,
-        ns: &Namespace,
-        artifact: Option<ArtifactId>,
-    ) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| access::marks(&mut Tx::Postgres(c), Mark::Quarantine, ns, artifact))
-    }
-
-    fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {
-        self.read(|c| crate::runs::read::running_runs(&mut Tx::Postgres(c)))
     }
 
     fn verify_audit(

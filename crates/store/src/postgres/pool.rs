@@ -132,7 +132,7 @@ impl Pool {
     /// Runs a read on a pooled connection; once more on a fresh one when
     /// the pooled one turns out to be gone (reads change nothing, so the
     /// retry is safe): a database restart costs no failed requests.
-    pub(crate) fn read<T>(&self, f: impl Fn(&mut Conn) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, mut f: impl FnMut(&mut Conn) -> Result<T>) -> Result<T> {
         let mut c = self.get()?;
         match f(&mut c) {
             Err(e) if c.lost() => {

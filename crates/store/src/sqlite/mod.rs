@@ -25,8 +25,6 @@ use std::time::Duration;
 use kontextual_model::{ChainHead, Change};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::access::Mark;
-use crate::access::read as access;
 use crate::port::WriteBatch;
 use crate::sql::Tx;
 use crate::{Result, StoreError};
@@ -570,7 +568,11 @@ fn gather(first: WriteJob, rx: &Receiver<WriteJob>) -> Vec<WriteJob> {
 
 /// Keeps a copy of the newest chain head outside the database. Only moves
 /// forward; best effort (the database stays the source of truth).
-impl crate::Backend for SqliteBackend {
+impl crate::engine::Engine for SqliteBackend {
+    fn read(&self, f: &mut dyn FnMut(&mut Tx<'_>) -> Result<()>) -> Result<()> {
+        SqliteBackend::read(self, |c| f(&mut Tx::Sqlite(c)))
+    }
+
     fn describe(&self) -> String {
         match &self.inner.location {
             Location::File { db, .. } => format!("sqlite:{}", db.display()),
@@ -582,65 +584,6 @@ impl crate::Backend for SqliteBackend {
         self.submit(batch)
     }
 
-    fn collection(
-        &self,
-        ns: &kontextual_model::Namespace,
-        name: &kontextual_model::CollectionName,
-    ) -> Result<Option<kontextual_model::Collection>> {
-        self.read(|c| crate::knowledge::read::collection(&mut Tx::Sqlite(c), ns, name.as_str()))
-    }
-
-    fn collections(
-        &self,
-        ns: &kontextual_model::Namespace,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::Collection>> {
-        self.read(|c| crate::knowledge::read::collections(&mut Tx::Sqlite(c), ns, page))
-    }
-
-    fn artifact(
-        &self,
-        ns: &kontextual_model::Namespace,
-        key: &crate::ArtifactKey,
-    ) -> Result<Option<kontextual_model::Artifact>> {
-        self.read(|c| crate::knowledge::read::artifact(&mut Tx::Sqlite(c), ns, key))
-    }
-
-    fn artifacts(
-        &self,
-        ns: &kontextual_model::Namespace,
-        q: &crate::ArtifactQuery,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::Artifact>> {
-        self.read(|c| crate::knowledge::read::artifacts(&mut Tx::Sqlite(c), ns, q, page))
-    }
-
-    fn count_artifacts(
-        &self,
-        ns: &kontextual_model::Namespace,
-        q: &crate::ArtifactQuery,
-    ) -> Result<u64> {
-        self.read(|c| crate::knowledge::read::count_artifacts(&mut Tx::Sqlite(c), ns, q))
-    }
-
-    fn revisions(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::ArtifactId,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::Revision>> {
-        self.read(|c| crate::knowledge::read::revisions(&mut Tx::Sqlite(c), ns, id, page))
-    }
-
-    fn revision(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::ArtifactId,
-        revision: u64,
-    ) -> Result<Option<kontextual_model::Revision>> {
-        self.read(|c| crate::knowledge::read::revision(&mut Tx::Sqlite(c), ns, id, revision))
-    }
-
     fn open_content(
         &self,
         digest: &kontextual_model::Digest,
@@ -649,132 +592,6 @@ impl crate::Backend for SqliteBackend {
             self.clone(),
             digest,
         )?))
-    }
-
-    fn relation(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::RelationId,
-    ) -> Result<Option<kontextual_model::Relation>> {
-        self.read(|c| crate::knowledge::read::relation(&mut Tx::Sqlite(c), ns, id))
-    }
-
-    fn relations(
-        &self,
-        ns: &kontextual_model::Namespace,
-        q: &crate::RelationQuery,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::Relation>> {
-        self.read(|c| crate::knowledge::read::relations(&mut Tx::Sqlite(c), ns, q, page))
-    }
-
-    fn audit(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::AuditRecord>> {
-        self.read(|c| crate::audit::records(&mut Tx::Sqlite(c), after, limit))
-    }
-
-    fn audit_query(
-        &self,
-        q: &crate::AuditQuery,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<kontextual_model::AuditRecord>> {
-        self.read(|c| crate::audit::query(&mut Tx::Sqlite(c), q, after, limit))
-    }
-
-    fn audit_head(&self) -> Result<Option<ChainHead>> {
-        self.read(|c| crate::audit::head(&mut Tx::Sqlite(c)))
-    }
-
-    fn outbox(&self, after: u64, limit: u32) -> Result<Vec<kontextual_model::OutboxEvent>> {
-        self.read(|c| crate::audit::events(&mut Tx::Sqlite(c), after, limit))
-    }
-
-    fn outbox_cursors(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|c| crate::audit::cursors(&mut Tx::Sqlite(c)))
-    }
-
-    fn feed_position(&self) -> Result<crate::FeedPosition> {
-        self.read(|c| {
-            let store_id = c
-                .query_row(
-                    "SELECT value FROM store_meta WHERE key = 'store_id'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(sql_err)?;
-            let last_seq = crate::audit::last_event_seq(&mut Tx::Sqlite(c))?;
-            Ok(crate::FeedPosition { store_id, last_seq })
-        })
-    }
-
-    fn namespaces(&self) -> Result<Vec<kontextual_model::Namespace>> {
-        self.read(|c| crate::knowledge::read::namespaces(&mut Tx::Sqlite(c)))
-    }
-
-    fn context_package(
-        &self,
-        ns: &kontextual_model::Namespace,
-        name: &kontextual_model::PackageName,
-        version: Option<u64>,
-    ) -> Result<Option<kontextual_model::ContextPackage>> {
-        self.read(|c| {
-            crate::knowledge::read::context_package(&mut Tx::Sqlite(c), ns, name.as_str(), version)
-        })
-    }
-
-    fn api_key(&self, id: &str) -> Result<Option<kontextual_model::ApiKey>> {
-        self.read(|c| access::api_key(&mut Tx::Sqlite(c), id))
-    }
-
-    fn api_keys(
-        &self,
-        ns: &kontextual_model::Namespace,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::ApiKey>> {
-        self.read(|c| access::api_keys(&mut Tx::Sqlite(c), ns, page))
-    }
-
-    fn grants(
-        &self,
-        ns: &kontextual_model::Namespace,
-        actor: Option<&kontextual_model::Actor>,
-    ) -> Result<Vec<kontextual_model::Grant>> {
-        self.read(|c| access::grants(&mut Tx::Sqlite(c), ns, actor))
-    }
-
-    fn access_log(
-        &self,
-        ns: &kontextual_model::Namespace,
-        actor: Option<&kontextual_model::Actor>,
-        since: Option<kontextual_model::Timestamp>,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<kontextual_model::AccessEntry>> {
-        self.read(|c| access::access_log(&mut Tx::Sqlite(c), ns, actor, since, after, limit))
-    }
-
-    fn clearances(
-        &self,
-        ns: &kontextual_model::Namespace,
-        actor: Option<&kontextual_model::Actor>,
-    ) -> Result<Vec<kontextual_model::Clearance>> {
-        self.read(|c| access::clearances(&mut Tx::Sqlite(c), ns, actor))
-    }
-
-    fn holds(&self, ns: &kontextual_model::Namespace) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| access::marks(&mut Tx::Sqlite(c), Mark::Hold, ns, None))
-    }
-
-    fn has_api_keys(&self) -> Result<bool> {
-        self.read(|c| access::has_api_keys(&mut Tx::Sqlite(c)))
-    }
-
-    fn context_packages(
-        &self,
-        ns: &kontextual_model::Namespace,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::ContextPackage>> {
-        self.read(|c| crate::knowledge::read::context_packages(&mut Tx::Sqlite(c), ns, page))
     }
 
     fn status(&self) -> Result<crate::StoreStatus> {
@@ -828,88 +645,6 @@ impl crate::Backend for SqliteBackend {
                 size_bytes,
             })
         })
-    }
-
-    fn run(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::RunId,
-    ) -> Result<Option<kontextual_model::Run>> {
-        self.read(|c| crate::runs::read::run(&mut Tx::Sqlite(c), ns, id))
-    }
-
-    fn run_summary(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::RunId,
-    ) -> Result<Option<kontextual_model::RunSummary>> {
-        self.read(|c| crate::runs::read::run_summary(&mut Tx::Sqlite(c), ns, id))
-    }
-
-    fn runs(
-        &self,
-        ns: &kontextual_model::Namespace,
-        status: Option<kontextual_model::RunStatus>,
-        page: &crate::PageRequest,
-    ) -> Result<crate::Page<kontextual_model::Run>> {
-        self.read(|c| crate::runs::read::runs(&mut Tx::Sqlite(c), ns, status, page))
-    }
-
-    fn run_steps(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::RunId,
-    ) -> Result<Vec<kontextual_model::RunStep>> {
-        self.read(|c| crate::runs::read::run_steps(&mut Tx::Sqlite(c), ns, id))
-    }
-
-    fn job(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::JobId,
-    ) -> Result<Option<kontextual_model::Job>> {
-        self.read(|c| crate::jobs::read::job(&mut Tx::Sqlite(c), ns, id))
-    }
-
-    fn jobs(
-        &self,
-        ns: &kontextual_model::Namespace,
-        q: &crate::port::JobQuery,
-        page: &crate::port::PageRequest,
-    ) -> Result<crate::port::Page<kontextual_model::Job>> {
-        self.read(|c| crate::jobs::read::jobs(&mut Tx::Sqlite(c), ns, q, page))
-    }
-
-    fn job_attempts(
-        &self,
-        ns: &kontextual_model::Namespace,
-        id: kontextual_model::JobId,
-    ) -> Result<Vec<kontextual_model::JobAttempt>> {
-        self.read(|c| crate::jobs::read::attempts(&mut Tx::Sqlite(c), ns, id))
-    }
-
-    fn run_stats(&self) -> Result<Vec<(String, String, u64)>> {
-        self.read(|c| crate::runs::read::run_stats(&mut Tx::Sqlite(c)))
-    }
-
-    fn ingest_totals(&self) -> Result<(u64, u64)> {
-        self.read(|c| crate::runs::read::ingest_totals(&mut Tx::Sqlite(c)))
-    }
-
-    fn job_stats(&self) -> Result<kontextual_model::JobStats> {
-        self.read(|c| crate::jobs::read::stats(&mut Tx::Sqlite(c)))
-    }
-
-    fn quarantines(
-        &self,
-        ns: &kontextual_model::Namespace,
-        artifact: Option<kontextual_model::ArtifactId>,
-    ) -> Result<Vec<kontextual_model::Hold>> {
-        self.read(|c| access::marks(&mut Tx::Sqlite(c), Mark::Quarantine, ns, artifact))
-    }
-
-    fn running_runs(&self) -> Result<Vec<kontextual_model::Run>> {
-        self.read(|c| crate::runs::read::running_runs(&mut Tx::Sqlite(c)))
     }
 
     fn verify_audit(

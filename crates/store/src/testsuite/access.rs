@@ -60,7 +60,7 @@ pub fn x1_access_log_is_filtered_paged_and_pruned(h: &mut dyn Harness) {
     .unwrap();
     assert!(changes.is_empty(), "{changes:?}");
 
-    let all = s.access_log(&ns, None, None, 0, 100).unwrap();
+    let all = s.access().log(&ns, None, None, 0, 100).unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
     let stripped: Vec<AccessEntry> = all
@@ -73,34 +73,39 @@ pub fn x1_access_log_is_filtered_paged_and_pruned(h: &mut dyn Harness) {
     assert_eq!(stripped, entries[..3]);
 
     let by_a = s
-        .access_log(&ns, Some(&actor("agent:a")), None, 0, 100)
+        .access()
+        .log(&ns, Some(&actor("agent:a")), None, 0, 100)
         .unwrap();
     assert_eq!(
         by_a.iter().map(|e| e.at).collect::<Vec<_>>(),
         [at(base), at(base + 20)]
     );
     let since = s
-        .access_log(&ns, None, Some(at(base + 10)), 0, 100)
+        .access()
+        .log(&ns, None, Some(at(base + 10)), 0, 100)
         .unwrap();
     assert_eq!(since.len(), 2);
     let both = s
-        .access_log(&ns, Some(&actor("agent:b")), Some(at(base + 10)), 0, 100)
+        .access()
+        .log(&ns, Some(&actor("agent:b")), Some(at(base + 10)), 0, 100)
         .unwrap();
     assert_eq!(both.len(), 1);
 
-    let page = s.access_log(&ns, None, None, all[0].seq, 1).unwrap();
+    let page = s.access().log(&ns, None, None, all[0].seq, 1).unwrap();
     assert_eq!(page, all[1..2]);
     // a page of zero is a page of one, on every engine
-    assert_eq!(s.access_log(&ns, None, None, 0, 0).unwrap(), all[..1]);
+    assert_eq!(s.access().log(&ns, None, None, 0, 0).unwrap(), all[..1]);
     // a position past every entry (even past i64) lists nothing
     assert!(
-        s.access_log(&ns, None, None, u64::MAX, 10)
+        s.access()
+            .log(&ns, None, None, u64::MAX, 10)
             .unwrap()
             .is_empty()
     );
 
     let other = s
-        .access_log(&Namespace::new("other").unwrap(), None, None, 0, 100)
+        .access()
+        .log(&Namespace::new("other").unwrap(), None, None, 0, 100)
         .unwrap();
     assert_eq!(other.len(), 1);
 
@@ -113,10 +118,11 @@ pub fn x1_access_log_is_filtered_paged_and_pruned(h: &mut dyn Harness) {
     )
     .unwrap();
     assert!(changes.is_empty(), "{changes:?}");
-    let left = s.access_log(&ns, None, None, 0, 100).unwrap();
+    let left = s.access().log(&ns, None, None, 0, 100).unwrap();
     assert_eq!(left, all[1..]);
     assert!(
-        s.access_log(&Namespace::new("other").unwrap(), None, None, 0, 100)
+        s.access()
+            .log(&Namespace::new("other").unwrap(), None, None, 0, 100)
             .unwrap()
             .is_empty()
     );
@@ -151,13 +157,13 @@ pub fn x1_key_use_moves_forward_and_listings_keep_byte_order(h: &mut dyn Harness
     ] {
         write(&s, &c, vec![Op::CreateKey(api_key(id, name))]).unwrap();
     }
-    let listed = s.api_keys(&ns, &PageRequest::default()).unwrap();
+    let listed = s.access().keys(&ns, &PageRequest::default()).unwrap();
     let names: Vec<&str> = listed.items.iter().map(|k| k.name.as_str()).collect();
     assert_eq!(names, ["B", "a", "b"]);
     let mut paged = Vec::new();
     let mut req = PageRequest::first(1);
     loop {
-        let page = s.api_keys(&ns, &req).unwrap();
+        let page = s.access().keys(&ns, &req).unwrap();
         paged.extend(page.items.into_iter().map(|k| k.name));
         match page.next {
             Some(next) => req.after = Some(next),
@@ -179,7 +185,11 @@ pub fn x1_key_use_moves_forward_and_listings_keep_byte_order(h: &mut dyn Harness
         assert!(changes.is_empty(), "{changes:?}");
     }
     assert_eq!(
-        s.api_key("00000000000000a1").unwrap().unwrap().last_used_at,
+        s.access()
+            .key("00000000000000a1")
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(newer)
     );
 
@@ -195,6 +205,7 @@ pub fn x1_key_use_moves_forward_and_listings_keep_byte_order(h: &mut dyn Harness
         .unwrap();
     }
     let actors: Vec<String> = s
+        .access()
         .clearances(&ns, None)
         .unwrap()
         .into_iter()

@@ -73,7 +73,10 @@ fn all_artifacts(store: &Store, ctx: &WriteContext, q: &ArtifactQuery) -> Vec<Ar
     let mut out = Vec::new();
     let mut req = PageRequest::first(7);
     loop {
-        let page = store.artifacts(&ctx.namespace, q, &req).expect("list");
+        let page = store
+            .knowledge()
+            .artifacts(&ctx.namespace, q, &req)
+            .expect("list");
         out.extend(page.items);
         match page.next {
             Some(c) => req.after = Some(c),
@@ -83,7 +86,7 @@ fn all_artifacts(store: &Store, ctx: &WriteContext, q: &ArtifactQuery) -> Vec<Ar
 }
 
 fn audit_count(store: &Store) -> u64 {
-    store.audit_head().expect("head").map_or(0, |h| h.seq)
+    store.audit().head().expect("head").map_or(0, |h| h.seq)
 }
 
 pub fn k2_put_and_lookup_by_id_name_and_digest(h: &mut dyn Harness) {
@@ -105,10 +108,12 @@ pub fn k2_put_and_lookup_by_id_name_and_digest(h: &mut dyn Harness) {
     assert_eq!(a.size, 8);
     assert_eq!(a.id.0.get_version_num(), 7, "ids are UUIDv7");
     let by_id = s
+        .knowledge()
         .artifact(&c.namespace, &ArtifactKey::Id(a.id))
         .unwrap()
         .unwrap();
     let by_name = s
+        .knowledge()
         .artifact(&c.namespace, &key("handbook", "intro.md"))
         .unwrap()
         .unwrap();
@@ -125,7 +130,8 @@ pub fn k2_put_and_lookup_by_id_name_and_digest(h: &mut dyn Harness) {
     assert_eq!(by_digest, vec![a.clone()]);
     assert_eq!(read_all(&s, &a.digest), b"# Intro\n");
     assert!(
-        s.artifact(&c.namespace, &key("handbook", "nope.md"))
+        s.knowledge()
+            .artifact(&c.namespace, &key("handbook", "nope.md"))
             .unwrap()
             .is_none()
     );
@@ -152,6 +158,7 @@ pub fn k2_update_creates_revision_with_change_record(h: &mut dyn Harness) {
     assert_eq!(v2.revision, 2);
     assert_eq!(*prev_digest, Some(v1.digest));
     let hist = s
+        .knowledge()
         .revisions(&c.namespace, v1.id, &PageRequest::default())
         .unwrap()
         .items;
@@ -178,6 +185,7 @@ pub fn k2_unchanged_put_writes_nothing(h: &mut dyn Harness) {
     assert!(matches!(changes[..], [Change::ArtifactUnchanged { .. }]));
     assert_eq!(audit_count(&s), before, "no audit record for a no-op");
     let a = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "a.md"))
         .unwrap()
         .unwrap();
@@ -196,6 +204,7 @@ pub fn k2_stale_expected_revision_is_a_conflict(h: &mut dyn Harness) {
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("expected revision 1"), "{e}");
     let a = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "a.md"))
         .unwrap()
         .unwrap();
@@ -283,6 +292,7 @@ pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
         }
     ));
     let b = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "b.md"))
         .unwrap()
         .unwrap();
@@ -307,7 +317,8 @@ pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
         ..Default::default()
     };
     assert!(
-        s.relations(&c.namespace, &q, &PageRequest::default())
+        s.knowledge()
+            .relations(&c.namespace, &q, &PageRequest::default())
             .unwrap()
             .items
             .is_empty()
@@ -317,12 +328,14 @@ pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
         ..q
     };
     let rels = s
+        .knowledge()
         .relations(&c.namespace, &q, &PageRequest::default())
         .unwrap()
         .items;
     assert_eq!(rels.len(), 1);
     assert!(rels[0].deleted);
     let hist = s
+        .knowledge()
         .revisions(&c.namespace, b.id, &PageRequest::default())
         .unwrap()
         .items;
@@ -337,7 +350,11 @@ pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "deleting twice: {e}");
-    let coll_info = s.collection(&c.namespace, &coll("h")).unwrap().unwrap();
+    let coll_info = s
+        .knowledge()
+        .collection(&c.namespace, &coll("h"))
+        .unwrap()
+        .unwrap();
     assert_eq!(coll_info.artifact_count, 1, "counts exclude tombstones");
 }
 
@@ -408,7 +425,7 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
         expect: Some(1),
     };
     write(&s, &c, vec![up]).unwrap();
-    let got = s.relation(&c.namespace, r.id).unwrap().unwrap();
+    let got = s.knowledge().relation(&c.namespace, r.id).unwrap().unwrap();
     assert_eq!(
         (got.revision, got.properties.as_str()),
         (2, r#"{"weight": 2}"#)
@@ -430,7 +447,13 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
         }],
     )
     .unwrap();
-    assert!(s.relation(&c.namespace, r.id).unwrap().unwrap().deleted);
+    assert!(
+        s.knowledge()
+            .relation(&c.namespace, r.id)
+            .unwrap()
+            .unwrap()
+            .deleted
+    );
     let again = Op::DeleteRelation {
         id: r.id,
         expect: None,
@@ -445,6 +468,7 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
         ..Default::default()
     };
     let listed = s
+        .knowledge()
         .relations(&c.namespace, &q, &PageRequest::default())
         .unwrap()
         .items;
@@ -490,6 +514,7 @@ pub fn k2_derived_artifacts_record_existing_inputs(h: &mut dyn Harness) {
     });
     write(&s, &c, vec![Op::PutArtifact(d)]).unwrap();
     let got = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "summary.md"))
         .unwrap()
         .unwrap();
@@ -508,7 +533,7 @@ pub fn k2_batch_writes_are_atomic(h: &mut dyn Harness) {
     let c = ctx("default");
     mkcoll(&s, &c, "h");
     let before_audit = audit_count(&s);
-    let before_outbox = s.outbox(0, 10_000).unwrap().len();
+    let before_outbox = s.feed().events(0, 10_000).unwrap().len();
     let e = write(
         &s,
         &c,
@@ -525,7 +550,7 @@ pub fn k2_batch_writes_are_atomic(h: &mut dyn Harness) {
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(all_artifacts(&s, &c, &ArtifactQuery::default()).is_empty());
     assert_eq!(audit_count(&s), before_audit);
-    assert_eq!(s.outbox(0, 10_000).unwrap().len(), before_outbox);
+    assert_eq!(s.feed().events(0, 10_000).unwrap().len(), before_outbox);
     assert_eq!(
         s.status().unwrap().blobs,
         0,
@@ -621,6 +646,7 @@ pub fn k2_keyset_pagination_is_deterministic(h: &mut dyn Harness) {
         limit: 5,
     };
     let e = s
+        .knowledge()
         .artifacts(&c.namespace, &ArtifactQuery::default(), &bad)
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
@@ -636,6 +662,7 @@ pub fn k2_metadata_is_preserved_exactly(h: &mut dyn Harness) {
     write(&s, &c, vec![Op::PutArtifact(p)]).unwrap();
     let s = h.reopen();
     let a = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "m.json"))
         .unwrap()
         .unwrap();
@@ -652,7 +679,8 @@ pub fn x9_namespaces_isolate_names_and_ids(h: &mut dyn Harness) {
     let a2 = put(&s, &two, "h", "a.md", b"two");
     assert_ne!(a1.id, a2.id);
     assert!(
-        s.artifact(&two.namespace, &ArtifactKey::Id(a1.id))
+        s.knowledge()
+            .artifact(&two.namespace, &ArtifactKey::Id(a1.id))
             .unwrap()
             .is_none()
     );
@@ -677,7 +705,8 @@ pub fn x9_namespaces_isolate_names_and_ids(h: &mut dyn Harness) {
         "no edges across namespaces"
     );
     assert_eq!(
-        s.collections(&two.namespace, &PageRequest::default())
+        s.knowledge()
+            .collections(&two.namespace, &PageRequest::default())
             .unwrap()
             .items
             .len(),
@@ -708,6 +737,7 @@ pub fn k4_blobs_are_deduplicated_and_streamed(h: &mut dyn Harness) {
     assert_eq!(status.blob_bytes, big.len() as u64 + 3);
     let s = h.reopen();
     let a = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "big2.bin"))
         .unwrap()
         .unwrap();
@@ -754,11 +784,13 @@ pub fn k4_purge_erases_content_and_collects_unneeded_blobs(h: &mut dyn Harness) 
         "still needed by other.md"
     );
     let a = s
+        .knowledge()
         .artifact(&c.namespace, &key("h", "secret.md"))
         .unwrap()
         .unwrap();
     assert_eq!(a.state, ArtifactState::Purged);
     let hist = s
+        .knowledge()
         .revisions(&c.namespace, a.id, &PageRequest::default())
         .unwrap()
         .items;
@@ -769,7 +801,7 @@ pub fn k4_purge_erases_content_and_collects_unneeded_blobs(h: &mut dyn Harness) 
         "the record of what was there stays"
     );
     assert_eq!(s.status().unwrap().blobs, 1);
-    let records = s.audit(0, 1000).unwrap();
+    let records = s.audit().records(0, 1000).unwrap();
     let last = records.last().unwrap();
     assert_eq!(last.draft.action, "artifact.purge");
     assert!(
@@ -805,7 +837,7 @@ pub fn x3_every_mutation_is_audited_with_an_event(h: &mut dyn Harness) {
         }],
     )
     .unwrap();
-    let recs = s.audit(0, 100).unwrap();
+    let recs = s.audit().records(0, 100).unwrap();
     let actions: Vec<&str> = recs.iter().map(|r| r.draft.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -822,7 +854,7 @@ pub fn x3_every_mutation_is_audited_with_an_event(h: &mut dyn Harness) {
     );
     assert_eq!(recs[2].draft.prev_digest, Some(Digest::of(b"1")));
     assert_eq!(recs[2].draft.digest, Some(Digest::of(b"2")));
-    let events = s.outbox(0, 100).unwrap();
+    let events = s.feed().events(0, 100).unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.draft.kind.as_str()).collect();
     assert_eq!(
         kinds,
@@ -854,7 +886,7 @@ pub fn x3_every_mutation_is_audited_with_an_event(h: &mut dyn Harness) {
         matches!(&changes[..], [Change::Audited { action }] if action == "artifact.read"),
         "{changes:?}"
     );
-    assert_eq!(s.outbox(0, 100).unwrap().len(), events.len());
+    assert_eq!(s.feed().events(0, 100).unwrap().len(), events.len());
     let report = s.check(None).unwrap();
     assert!(report.audit.is_valid());
     assert_eq!(report.audit.records, 5);
@@ -881,7 +913,7 @@ pub fn x3_concurrent_writers_keep_one_chain_and_outbox_order(h: &mut dyn Harness
             });
         }
     });
-    let events = s.outbox(0, 10_000).unwrap();
+    let events = s.feed().events(0, 10_000).unwrap();
     assert_eq!(events.len(), 101);
     for w in events.windows(2) {
         assert_eq!(w[1].seq, w[0].seq + 1, "no gaps in the outbox");
@@ -900,15 +932,16 @@ pub fn k3_data_survives_reopen(h: &mut dyn Harness) {
     let c = ctx("default");
     mkcoll(&s, &c, "h");
     let a = put(&s, &c, "h", "a.md", b"persist me");
-    let head = s.audit_head().unwrap();
+    let head = s.audit().head().unwrap();
     drop(s);
     let s = h.reopen();
     let got = s
+        .knowledge()
         .artifact(&c.namespace, &ArtifactKey::Id(a.id))
         .unwrap()
         .unwrap();
     assert_eq!(got, a);
-    assert_eq!(s.audit_head().unwrap(), head);
+    assert_eq!(s.audit().head().unwrap(), head);
     put(&s, &c, "h", "b.md", b"after reopen");
     assert!(s.check(head).unwrap().is_ok());
 }
@@ -965,7 +998,7 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
     ack("webhooks", 2).unwrap();
     ack("index", 3).unwrap(); // never moves back
     assert_eq!(
-        s.outbox_cursors().unwrap(),
+        s.feed().cursors().unwrap(),
         vec![("index".to_owned(), 4), ("webhooks".to_owned(), 2)]
     );
     assert_eq!(
@@ -983,7 +1016,13 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
         ),
         "{changes:?}"
     );
-    let left: Vec<u64> = s.outbox(0, 100).unwrap().iter().map(|e| e.seq).collect();
+    let left: Vec<u64> = s
+        .feed()
+        .events(0, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
     assert_eq!(left, [3, 4, 5, 6]);
     let recent = write(
         &s,
@@ -996,13 +1035,19 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
     assert!(recent.is_empty(), "events newer than the cutoff stay");
     put(&s, &c, "h", "next.md", b"n");
     assert_eq!(
-        s.outbox(0, 100).unwrap().last().unwrap().seq,
+        s.feed().events(0, 100).unwrap().last().unwrap().seq,
         7,
         "sequence numbers are never reused"
     );
     assert_eq!(s.status().unwrap().outbox_last_seq, 7);
     assert_eq!(
-        s.audit(0, 100).unwrap().last().unwrap().draft.action,
+        s.audit()
+            .records(0, 100)
+            .unwrap()
+            .last()
+            .unwrap()
+            .draft
+            .action,
         "artifact.create"
     );
     assert!(s.check(None).unwrap().is_ok());
@@ -1080,17 +1125,18 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         detail: serde_json::json!({"files": 1}),
     };
     assert!(write(&s, &c, vec![step]).unwrap().is_empty());
-    assert_eq!(s.running_runs().unwrap().len(), 1);
+    assert_eq!(s.runs().running().unwrap().len(), 1);
     let s = h.reopen();
-    let run = s.run(&c.namespace, id).unwrap().unwrap();
+    let run = s.runs().get(&c.namespace, id).unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Running, "status survives a reopen");
-    let summary = s.run_summary(&c.namespace, id).unwrap().unwrap();
+    let summary = s.runs().summary(&c.namespace, id).unwrap().unwrap();
     assert_eq!(
         (summary.id, summary.kind.as_str(), summary.status),
         (id, run.kind.as_str(), run.status)
     );
     assert!(
-        s.run_summary(&kontextual_model::Namespace::new("other").unwrap(), id)
+        s.runs()
+            .summary(&kontextual_model::Namespace::new("other").unwrap(), id)
             .unwrap()
             .is_none()
     );
@@ -1106,7 +1152,7 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         ErrorKind::Conflict,
         "a finished run stays finished"
     );
-    let run = s.run(&c.namespace, id).unwrap().unwrap();
+    let run = s.runs().get(&c.namespace, id).unwrap().unwrap();
     assert_eq!(
         (run.status, run.manifest.clone()),
         (
@@ -1115,12 +1161,13 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         )
     );
     assert!(run.finished_at.is_some());
-    let steps = s.run_steps(&c.namespace, id).unwrap();
+    let steps = s.runs().steps(&c.namespace, id).unwrap();
     assert_eq!(
         (steps.len(), steps[0].name.as_str(), steps[0].seq),
         (1, "write", 1)
     );
     let hist = s
+        .knowledge()
         .revisions(&c.namespace, a.id, &PageRequest::default())
         .unwrap()
         .items;
@@ -1139,7 +1186,8 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
     )
     .unwrap();
     let listed: Vec<RunId> = s
-        .runs(&c.namespace, None, &PageRequest::default())
+        .runs()
+        .list(&c.namespace, None, &PageRequest::default())
         .unwrap()
         .items
         .iter()
@@ -1147,7 +1195,8 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         .collect();
     assert_eq!(listed, vec![second, id], "newest first");
     let running = s
-        .runs(
+        .runs()
+        .list(
             &c.namespace,
             Some(RunStatus::Running),
             &PageRequest::default(),
@@ -1156,12 +1205,14 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         .items;
     assert_eq!(running.len(), 1);
     assert!(
-        s.run(&kontextual_model::Namespace::new("other").unwrap(), id)
+        s.runs()
+            .get(&kontextual_model::Namespace::new("other").unwrap(), id)
             .unwrap()
             .is_none()
     );
     let actions: Vec<String> = s
-        .audit(0, 100)
+        .audit()
+        .records(0, 100)
         .unwrap()
         .into_iter()
         .map(|r| r.draft.action)
@@ -1205,18 +1256,40 @@ pub fn k7_context_packages_are_versioned_by_digest(h: &mut dyn Harness) {
     };
     assert_eq!(v2.version, 2);
     let ns = Namespace::default();
-    let latest = s.context_package(&ns, &pname, None).unwrap().unwrap();
+    let latest = s
+        .knowledge()
+        .context_package(&ns, &pname, None)
+        .unwrap()
+        .unwrap();
     assert_eq!(latest, v2);
-    let v1 = s.context_package(&ns, &pname, Some(1)).unwrap().unwrap();
+    let v1 = s
+        .knowledge()
+        .context_package(&ns, &pname, Some(1))
+        .unwrap()
+        .unwrap();
     assert_eq!(v1.manifest, serde_json::json!({"items": [1]}));
-    assert!(s.context_package(&ns, &pname, Some(3)).unwrap().is_none());
+    assert!(
+        s.knowledge()
+            .context_package(&ns, &pname, Some(3))
+            .unwrap()
+            .is_none()
+    );
     let other = Namespace::new("other").unwrap();
-    assert!(s.context_package(&other, &pname, None).unwrap().is_none());
-    let list = s.context_packages(&ns, &PageRequest::default()).unwrap();
+    assert!(
+        s.knowledge()
+            .context_package(&other, &pname, None)
+            .unwrap()
+            .is_none()
+    );
+    let list = s
+        .knowledge()
+        .context_packages(&ns, &PageRequest::default())
+        .unwrap();
     assert_eq!(list.items.len(), 1);
     assert_eq!(list.items[0].version, 2);
     let audits: Vec<_> = s
-        .audit(0, 1000)
+        .audit()
+        .records(0, 1000)
         .unwrap()
         .into_iter()
         .filter(|a| a.draft.action == "context.build")
@@ -1229,27 +1302,27 @@ pub fn k7_context_packages_are_versioned_by_digest(h: &mut dyn Harness) {
 pub fn k8_feed_position_tracks_the_outbox(h: &mut dyn Harness) {
     let s = h.store();
     let c = ctx("default");
-    let p0 = s.feed_position().unwrap();
+    let p0 = s.feed().position().unwrap();
     assert!(!p0.store_id.is_empty());
     mkcoll(&s, &c, "h");
     put(&s, &c, "h", "a.md", b"one");
-    let p1 = s.feed_position().unwrap();
+    let p1 = s.feed().position().unwrap();
     assert_eq!(p1.store_id, p0.store_id);
-    let events = s.outbox(p0.last_seq, 100).unwrap();
+    let events = s.feed().events(p0.last_seq, 100).unwrap();
     assert_eq!(p1.last_seq, events.last().unwrap().seq);
     assert_eq!(
-        s.namespaces().unwrap(),
+        s.knowledge().namespaces().unwrap(),
         vec![kontextual_model::Namespace::default()]
     );
     // cursors past any possible position mean "after everything" (X4:
     // `/v1/audit?after=9223372036854775808` once wrapped to the start)
     for after in [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
         assert!(
-            s.outbox(after, 10).unwrap().is_empty(),
+            s.feed().events(after, 10).unwrap().is_empty(),
             "outbox after {after}"
         );
         assert!(
-            s.audit(after, 10).unwrap().is_empty(),
+            s.audit().records(after, 10).unwrap().is_empty(),
             "audit after {after}"
         );
     }
@@ -1261,7 +1334,7 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
     use kontextual_model::{ApiKey, Namespace, Scope};
     let s = h.store();
     let c = ctx("default");
-    assert!(!s.has_api_keys().unwrap());
+    assert!(!s.access().has_keys().unwrap());
     let key = ApiKey {
         id: "0123456789abcdef".into(),
         name: "ci".into(),
@@ -1278,12 +1351,13 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
     assert!(matches!(&made[0], Change::KeyCreated { key, .. } if key.secret_hash.is_none()));
     let e = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
-    let got = s.api_key("0123456789abcdef").unwrap().unwrap();
+    let got = s.access().key("0123456789abcdef").unwrap().unwrap();
     assert_eq!(got.secret_hash, Some(Digest::of(b"secret")));
     assert_eq!(got.scopes, vec![Scope::Read, Scope::Write]);
-    assert!(s.has_api_keys().unwrap());
+    assert!(s.access().has_keys().unwrap());
     let listed = s
-        .api_keys(&Namespace::default(), &PageRequest::default())
+        .access()
+        .keys(&Namespace::default(), &PageRequest::default())
         .unwrap();
     assert_eq!(listed.items.len(), 1);
     assert!(listed.items[0].secret_hash.is_none());
@@ -1300,7 +1374,11 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         .is_empty()
     );
     assert_eq!(
-        s.api_key("0123456789abcdef").unwrap().unwrap().last_used_at,
+        s.access()
+            .key("0123456789abcdef")
+            .unwrap()
+            .unwrap()
+            .last_used_at,
         Some(at)
     );
     // another namespace cannot revoke it
@@ -1334,15 +1412,17 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         .is_empty()
     );
     assert!(
-        s.api_key("0123456789abcdef")
+        s.access()
+            .key("0123456789abcdef")
             .unwrap()
             .unwrap()
             .revoked_at
             .is_some()
     );
-    assert!(!s.has_api_keys().unwrap());
+    assert!(!s.access().has_keys().unwrap());
     let actions: Vec<String> = s
-        .audit(0, 1000)
+        .audit()
+        .records(0, 1000)
         .unwrap()
         .into_iter()
         .map(|a| a.draft.action)
@@ -1429,7 +1509,7 @@ pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
         .unwrap();
     assert_eq!(begin("k1", b"other", future), Idempotency::Started);
     // bookkeeping only: nothing audited
-    assert!(s.audit(0, 100).unwrap().is_empty());
+    assert!(s.audit().records(0, 100).unwrap().is_empty());
 }
 
 /// X2: grants are created once, listed per actor, deleted, audited.
@@ -1465,7 +1545,7 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let ns = Namespace::default();
-    let mine = s.grants(&ns, Some(&agent)).unwrap();
+    let mine = s.access().grants(&ns, Some(&agent)).unwrap();
     assert!(
         mine.iter()
             .any(|g| g.scope == GrantScope::Artifact(coll("h"), name("doc.md")))
@@ -1480,14 +1560,16 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
         }],
     )
     .unwrap();
-    assert_eq!(s.grants(&ns, Some(&agent)).unwrap().len(), 2);
+    assert_eq!(s.access().grants(&ns, Some(&agent)).unwrap().len(), 2);
     assert!(
-        s.grants(&ns, Some(&"agent:other".parse().unwrap()))
+        s.access()
+            .grants(&ns, Some(&"agent:other".parse().unwrap()))
             .unwrap()
             .is_empty()
     );
     assert!(
-        s.grants(&Namespace::new("other").unwrap(), None)
+        s.access()
+            .grants(&Namespace::new("other").unwrap(), None)
             .unwrap()
             .is_empty()
     );
@@ -1512,9 +1594,10 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert_eq!(s.grants(&ns, None).unwrap().len(), 1);
+    assert_eq!(s.access().grants(&ns, None).unwrap().len(), 1);
     let actions: Vec<String> = s
-        .audit(0, 1000)
+        .audit()
+        .records(0, 1000)
         .unwrap()
         .into_iter()
         .map(|a| a.draft.action)
@@ -1543,11 +1626,12 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
         )
         .unwrap();
     }
-    let cl = s.clearances(&ns, Some(&agent)).unwrap();
+    let cl = s.access().clearances(&ns, Some(&agent)).unwrap();
     assert_eq!(cl.len(), 1);
     assert_eq!(cl[0].level, Classification::Public);
     assert!(
-        s.clearances(&Namespace::new("other").unwrap(), None)
+        s.access()
+            .clearances(&Namespace::new("other").unwrap(), None)
             .unwrap()
             .is_empty()
     );
@@ -1587,7 +1671,10 @@ pub fn k4_legal_holds_block_delete_and_purge(h: &mut dyn Harness) {
         assert_eq!(e.kind(), ErrorKind::Conflict);
         assert!(e.to_string().contains("litigation 42"), "{e}");
     }
-    let holds = s.holds(&kontextual_model::Namespace::default()).unwrap();
+    let holds = s
+        .access()
+        .holds(&kontextual_model::Namespace::default())
+        .unwrap();
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0].name.as_str(), "a.md");
     write(
@@ -1620,7 +1707,8 @@ pub fn k4_legal_holds_block_delete_and_purge(h: &mut dyn Harness) {
     )
     .unwrap();
     let actions: Vec<String> = s
-        .audit(0, 1000)
+        .audit()
+        .records(0, 1000)
         .unwrap()
         .into_iter()
         .map(|a| a.draft.action)

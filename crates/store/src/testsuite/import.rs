@@ -196,6 +196,7 @@ pub fn k9_import_preserves_ids_history_and_links(h: &mut dyn Harness) {
     let store = h.reopen();
     for want in &artifacts {
         let got = store
+            .knowledge()
             .artifact(&ns, &ArtifactKey::Id(want.id))
             .expect("read")
             .expect("imported artifact");
@@ -208,25 +209,28 @@ pub fn k9_import_preserves_ids_history_and_links(h: &mut dyn Harness) {
         );
     }
     let history = store
+        .knowledge()
         .revisions(&ns, artifacts[0].id, &PageRequest::default())
         .expect("history");
     assert_eq!(history.items, revs[..2].to_vec());
     assert_eq!(read_all(&store, &revs[0].digest), b"imported:first");
     assert_eq!(read_all(&store, &artifacts[1].digest), b"imported:other");
     let rel = store
+        .knowledge()
         .relation(&ns, rel_id)
         .expect("read")
         .expect("relation");
     assert_eq!((rel.source, rel.target), (artifacts[0].id, artifacts[1].id));
-    let run = store.run(&ns, run_id).expect("read").expect("run");
+    let run = store.runs().get(&ns, run_id).expect("read").expect("run");
     assert_eq!(
         (run.kind.as_str(), run.status),
         ("ingest", RunStatus::Succeeded)
     );
-    assert_eq!(store.run_steps(&ns, run_id).expect("steps").len(), 1);
+    assert_eq!(store.runs().steps(&ns, run_id).expect("steps").len(), 1);
     // not visible from another namespace
     assert!(
         store
+            .knowledge()
             .artifact(&Namespace::default(), &ArtifactKey::Id(artifacts[0].id))
             .expect("read")
             .is_none()
@@ -234,7 +238,7 @@ pub fn k9_import_preserves_ids_history_and_links(h: &mut dyn Harness) {
     let report = store.check(None).expect("check");
     assert!(report.is_ok(), "{:?}", report.problems);
     // audited once for the package and once per revision
-    let audit = store.audit(0, 1000).expect("audit");
+    let audit = store.audit().records(0, 1000).expect("audit");
     let count = |a: &str| audit.iter().filter(|r| r.draft.action == a).count();
     assert_eq!((count("artifact.import"), count("store.import")), (3, 1));
 }
@@ -249,13 +253,13 @@ pub fn k9_import_conflicts_and_bad_input_leave_nothing(h: &mut dyn Harness) {
     let c = ctx("default");
     let (recs, _) = records(files.path(), "imported");
     import(&store, &c, recs.clone()).expect("first import");
-    let head = store.audit_head().expect("head");
+    let head = store.audit().head().expect("head");
 
     let e = import(&store, &c, recs.clone()).expect_err("same ids");
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("already in the store"), "{e}");
     assert_eq!(
-        store.audit_head().expect("head"),
+        store.audit().head().expect("head"),
         head,
         "a refused import writes nothing"
     );
@@ -277,22 +281,23 @@ pub fn k9_import_conflicts_and_bad_input_leave_nothing(h: &mut dyn Harness) {
         }
         other => panic!("{other:?}"),
     }
-    let head = store.audit_head().expect("head");
+    let head = store.audit().head().expect("head");
 
     // the collection name is taken by another id
     let (taken, _) = records(files.path(), "imported");
     let e = import(&store, &c, taken).expect_err("name taken");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
-    assert_eq!(store.audit_head().expect("head"), head);
+    assert_eq!(store.audit().head().expect("head"), head);
 
     // a blob whose bytes do not match its digest
     let (bad, _) = records(files.path(), "bad");
     std::fs::write(&bad.blobs[0].path, b"not what the digest says").expect("write");
     let e = import(&store, &c, bad).expect_err("corrupt blob");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    assert_eq!(store.audit_head().expect("head"), head);
+    assert_eq!(store.audit().head().expect("head"), head);
     assert!(
         store
+            .knowledge()
             .collection(&c.namespace, &coll("bad"))
             .expect("read")
             .is_none()
@@ -303,9 +308,10 @@ pub fn k9_import_conflicts_and_bad_input_leave_nothing(h: &mut dyn Harness) {
     gap.revisions.remove(0);
     let e = import(&store, &c, gap).expect_err("gap");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
-    assert_eq!(store.audit_head().expect("head"), head);
+    assert_eq!(store.audit().head().expect("head"), head);
     assert!(
         store
+            .knowledge()
             .collection(&c.namespace, &coll("gap"))
             .expect("read")
             .is_none()

@@ -73,7 +73,9 @@ fn finish(s: &Store, job: &Job, result: JobResult) -> crate::Result<Job> {
     )?
     .pop()
     {
-        Some(Change::JobFinished { id, .. }) => Ok(s.job(&c.namespace, id)?.expect("finished job")),
+        Some(Change::JobFinished { id, .. }) => {
+            Ok(s.jobs().get(&c.namespace, id)?.expect("finished job"))
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -121,12 +123,13 @@ pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness)
     );
     let again = finish(&s, &got[0], JobResult::Succeeded).unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Conflict, "{again}");
-    let attempts = s.job_attempts(&c.namespace, a.id).unwrap();
+    let attempts = s.jobs().attempts(&c.namespace, a.id).unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].outcome, AttemptOutcome::Succeeded);
     assert_eq!(attempts[0].worker, "w1");
     let listed = s
-        .jobs(
+        .jobs()
+        .list(
             &c.namespace,
             &JobQuery {
                 state: Some(JobState::Queued),
@@ -141,10 +144,10 @@ pub fn o1_jobs_are_claimed_once_in_order_and_completed_once(h: &mut dyn Harness)
     );
     let other_ns = Namespace::new("other").unwrap();
     assert!(
-        s.job(&other_ns, a.id).unwrap().is_none(),
+        s.jobs().get(&other_ns, a.id).unwrap().is_none(),
         "jobs are namespaced"
     );
-    let stats = s.job_stats().unwrap();
+    let stats = s.jobs().stats().unwrap();
     let count = |st: JobState| {
         stats
             .counts
@@ -194,7 +197,7 @@ pub fn o2_expired_leases_are_rescued_and_old_workers_fenced(h: &mut dyn Harness)
     );
     let done = finish(&s, &second, JobResult::Succeeded).unwrap();
     assert_eq!(done.state, JobState::Succeeded);
-    let attempts = s.job_attempts(&c.namespace, job.id).unwrap();
+    let attempts = s.jobs().attempts(&c.namespace, job.id).unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.outcome).collect::<Vec<_>>(),
         [AttemptOutcome::Lost, AttemptOutcome::Succeeded]
@@ -233,17 +236,17 @@ pub fn o2_failing_jobs_retry_then_die_without_blocking_others(h: &mut dyn Harnes
         };
         finish(&s, &j, r).unwrap();
     }
-    let p = s.job(&c.namespace, poison.id).unwrap().unwrap();
+    let p = s.jobs().get(&c.namespace, poison.id).unwrap().unwrap();
     assert_eq!(
         (p.state, p.last_error.as_deref()),
         (JobState::Failed, Some("boom 1"))
     );
     assert_eq!(
-        s.job(&c.namespace, fatal.id).unwrap().unwrap().state,
+        s.jobs().get(&c.namespace, fatal.id).unwrap().unwrap().state,
         JobState::Dead
     );
     assert_eq!(
-        s.job(&c.namespace, good.id).unwrap().unwrap().state,
+        s.jobs().get(&c.namespace, good.id).unwrap().unwrap().state,
         JobState::Succeeded
     );
     let again = claim(&s, "w", 10, LEASE);
@@ -259,7 +262,8 @@ pub fn o2_failing_jobs_retry_then_die_without_blocking_others(h: &mut dyn Harnes
     .unwrap();
     assert_eq!((dead.state, dead.attempt), (JobState::Dead, 2));
     let errors: Vec<_> = s
-        .job_attempts(&c.namespace, poison.id)
+        .jobs()
+        .attempts(&c.namespace, poison.id)
         .unwrap()
         .into_iter()
         .map(|a| a.error.unwrap_or_default())
@@ -289,7 +293,8 @@ pub fn o2_unique_jobs_are_not_queued_twice(h: &mut dyn Harness) {
         "a running job does not absorb a new request"
     );
     let actions: Vec<_> = s
-        .audit(0, 1000)
+        .audit()
+        .records(0, 1000)
         .unwrap()
         .into_iter()
         .filter(|r| r.draft.action == "job.enqueue")
@@ -354,7 +359,8 @@ pub fn o2_recovery_actions_are_idempotent_and_audited(h: &mut dyn Harness) {
         "another namespace cannot see the job"
     );
     let actions: Vec<String> = s
-        .audit(0, 1000)
+        .audit()
+        .records(0, 1000)
         .unwrap()
         .into_iter()
         .map(|r| r.draft.action)
@@ -400,11 +406,11 @@ pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
     )
     .unwrap();
     assert_eq!(
-        s.run(&c.namespace, run).unwrap().unwrap().job_id,
+        s.runs().get(&c.namespace, run).unwrap().unwrap().job_id,
         Some(job.id)
     );
     assert_eq!(
-        s.job_attempts(&c.namespace, job.id).unwrap()[0].run_id,
+        s.jobs().attempts(&c.namespace, job.id).unwrap()[0].run_id,
         Some(run)
     );
     finish(&s, &j, JobResult::Succeeded).unwrap();
@@ -417,9 +423,12 @@ pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
         }],
     )
     .unwrap();
-    assert!(s.job(&c.namespace, job.id).unwrap().is_none(), "pruned");
     assert!(
-        s.job(&c.namespace, keep.id).unwrap().is_some(),
+        s.jobs().get(&c.namespace, job.id).unwrap().is_none(),
+        "pruned"
+    );
+    assert!(
+        s.jobs().get(&c.namespace, keep.id).unwrap().is_some(),
         "queued jobs stay"
     );
 }
@@ -472,7 +481,7 @@ pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
         .kind(),
         ErrorKind::AlreadyExists
     );
-    let listed = s.quarantines(&c.namespace, None).unwrap();
+    let listed = s.access().quarantines(&c.namespace, None).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].reason, "malware scan");
     write(&s, &c, vec![Op::ReleaseArtifact { key: key.clone() }]).unwrap();
@@ -483,7 +492,8 @@ pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
         ErrorKind::NotFound
     );
     let events: Vec<String> = s
-        .outbox(0, 100)
+        .feed()
+        .events(0, 100)
         .unwrap()
         .into_iter()
         .map(|e| e.draft.kind)
@@ -581,20 +591,20 @@ pub fn x3_bookkeeping_ops_are_never_audited(h: &mut dyn Harness) {
     for op in bookkeeping {
         let what = format!("{op:?}");
         assert!(op.is_bookkeeping(), "{what}");
-        let head = s.audit_head().unwrap();
+        let head = s.audit().head().unwrap();
         let changes = write(&s, &c, vec![op]).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(
             changes.iter().all(|ch| ch.audit_draft().is_none()),
             "{what} yielded an audited change: {changes:?}"
         );
-        assert_eq!(s.audit_head().unwrap(), head, "{what} extended the chain");
+        assert_eq!(s.audit().head().unwrap(), head, "{what} extended the chain");
     }
     assert_eq!(
-        s.job(&c.namespace, job.id).unwrap().map(|j| j.state),
+        s.jobs().get(&c.namespace, job.id).unwrap().map(|j| j.state),
         Some(JobState::Succeeded),
         "the job went through claim, heartbeat and finish"
     );
-    assert_eq!(s.run_steps(&c.namespace, run).unwrap().len(), 1);
+    assert_eq!(s.runs().steps(&c.namespace, run).unwrap().len(), 1);
     // and an operation that can be audited is not bookkeeping
     assert!(!Op::EnqueueJob(new_job("noop", 1)).is_bookkeeping());
     assert!(!begin("k3").is_bookkeeping());
@@ -647,12 +657,18 @@ pub fn o2_unique_key_conflicts_cancel_or_refuse_without_failing_the_batch(h: &mu
         "{err:?}"
     );
     assert_eq!(
-        s.job(&c.namespace, first.id).unwrap().map(|j| j.state),
+        s.jobs()
+            .get(&c.namespace, first.id)
+            .unwrap()
+            .map(|j| j.state),
         Some(JobState::Cancelled),
         "the refused retry changed nothing"
     );
     assert_eq!(
-        s.job(&c.namespace, queued.id).unwrap().map(|j| j.state),
+        s.jobs()
+            .get(&c.namespace, queued.id)
+            .unwrap()
+            .map(|j| j.state),
         Some(JobState::Queued)
     );
 }

@@ -169,6 +169,7 @@ fn key(n: u8) -> ArtifactKey {
 
 fn compare(store: &crate::Store, ns: &kontextual_model::Namespace, o: &Oracle) {
     let all = store
+        .knowledge()
         .artifacts(
             ns,
             &ArtifactQuery {
@@ -196,6 +197,7 @@ fn compare(store: &crate::Store, ns: &kontextual_model::Namespace, o: &Oracle) {
         .collect();
     assert_eq!(got, want);
     let rels = store
+        .knowledge()
         .relations(ns, &RelationQuery::default(), &PageRequest::first(1000))
         .unwrap()
         .items;

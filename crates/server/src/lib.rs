@@ -106,6 +106,7 @@ struct ApiDoc;
 pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
     use routes::{artifacts as a, jobs as j, keys as k, ops as o, retrieval as r};
     metrics::handle();
+    metrics::register_job_kinds(&state.services.job_kinds());
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(o::healthz))
         .routes(routes!(o::readyz))
@@ -301,9 +302,7 @@ pub async fn serve(
             let mut last_flush = std::time::Instant::now();
             let mut last_touch = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if let Err(e) = svc.index_follow() {
-                    tracing::warn!(error = %e, "search index follower");
-                }
+                svc.follow_feeds();
                 if last_flush.elapsed() >= Duration::from_secs(2) {
                     svc.flush_access_log();
                     last_flush = std::time::Instant::now();
@@ -343,7 +342,7 @@ pub async fn serve(
     let _ = tokio::task::spawn_blocking(move || {
         svc.flush_key_uses();
         svc.flush_access_log();
-        svc.index_follow()
+        svc.follow_feeds();
     })
     .await;
     served?;

@@ -106,6 +106,26 @@ fn describe() {
     );
 }
 
+/// The job families of every registered kind exist from start-up too, with
+/// zero values. Once per process: a second call would reset the counters.
+pub fn register_job_kinds(kinds: &[String]) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if handle().is_none() {
+        return;
+    }
+    ONCE.call_once(|| {
+        for kind in kinds {
+            for outcome in ["succeeded", "failed"] {
+                let _ = metrics::histogram!("kontextual_job_duration_seconds", "kind" => kind.clone(), "outcome" => outcome);
+            }
+            for state in [JobState::Succeeded, JobState::Failed, JobState::Dead] {
+                metrics::counter!("kontextual_jobs_finished_total", "kind" => kind.clone(), "state" => state.as_str())
+                    .absolute(0);
+            }
+        }
+    });
+}
+
 /// Every family exists from start-up, with zero values, so dashboards and
 /// alerts see it before its first use.
 fn register() {
@@ -117,15 +137,6 @@ fn register() {
     // histograms appear with their first observation's labels; these are
     // the label sets known in advance
     let _ = metrics::histogram!("kontextual_http_request_duration_seconds", "method" => "GET", "route" => "/healthz", "status" => "200");
-    for kind in kontextual_services::JobKind::ALL {
-        for outcome in ["succeeded", "failed"] {
-            let _ = metrics::histogram!("kontextual_job_duration_seconds", "kind" => kind.as_str(), "outcome" => outcome);
-        }
-        for state in [JobState::Succeeded, JobState::Failed, JobState::Dead] {
-            metrics::counter!("kontextual_jobs_finished_total", "kind" => kind.as_str(), "state" => state.as_str())
-                .absolute(0);
-        }
-    }
     for kind in ["ingest", "reindex", "repair", "export", "import"] {
         for status in RunStatus::ALL {
             if *status != RunStatus::Running {
@@ -219,10 +230,7 @@ pub async fn scrape(State(s): State<AppState>, call: Call) -> Result<Response, P
             "another metrics recorder is installed in this process",
         ));
     };
-    let mut kinds: Vec<String> = kontextual_services::JobKind::ALL
-        .iter()
-        .map(|k| k.as_str().to_owned())
-        .collect();
+    let mut kinds: Vec<String> = s.services.job_kinds();
     for (k, _, _) in &snap.jobs.counts {
         if !kinds.contains(k) {
             kinds.push(k.clone());

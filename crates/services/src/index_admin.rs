@@ -50,6 +50,12 @@ impl Services {
         self.projection()?.catch_up()
     }
 
+    /// One step of every registered feed consumer (a server's follower
+    /// calls this on a timer); failures are logged per consumer.
+    pub fn follow_feeds(&self) {
+        self.feed_consumers.follow_all(self);
+    }
+
     /// Whether the store answers and the search index can be opened.
     pub fn ready(&self) -> Result<()> {
         self.store().feed().position()?;
@@ -195,5 +201,19 @@ impl Services {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The search index as a feed consumer: it follows the change feed when
+/// this process owns the index.
+pub(crate) struct SearchIndexFollower;
+
+impl crate::FeedConsumer for SearchIndexFollower {
+    fn name(&self) -> &str {
+        crate::projection::CONSUMER
+    }
+
+    fn follow(&self, host: &Services) -> Result<()> {
+        host.index_follow().map(|_| ())
     }
 }

@@ -9,7 +9,7 @@ use kontextual_model::{
     Change, Job, JobAttempt, JobId, JobState, JobTransition, RunId, RunSummary, Timestamp,
 };
 use kontextual_store::{JobAction, JobQuery, NewJob, Op, Page, PageRequest};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{Caller, Error, IngestRequest, Permission, Resource, Result, Services};
 
@@ -18,103 +18,6 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// Most jobs one enqueue call takes.
 pub const MAX_ENQUEUE_BATCH: usize = 10_000;
-
-/// The kinds of work a worker knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobKind {
-    Ingest,
-    Reindex,
-    Repair,
-    /// An export package written to a path on the worker's machine.
-    Export,
-    /// Does nothing (or sleeps, or fails, as its payload says): checks the
-    /// queue and workers end to end, and measures them.
-    Noop,
-}
-
-impl JobKind {
-    pub const ALL: [JobKind; 5] = [
-        JobKind::Ingest,
-        JobKind::Reindex,
-        JobKind::Repair,
-        JobKind::Export,
-        JobKind::Noop,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Ingest => "ingest",
-            JobKind::Reindex => "reindex",
-            JobKind::Repair => "repair",
-            JobKind::Export => "export",
-            JobKind::Noop => "noop",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        JobKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "unknown job kind {s:?}; known kinds: ingest, reindex, repair, export, noop"
-                ))
-            })
-    }
-
-    /// Attempts before a job of this kind is dead.
-    pub fn max_attempts(self) -> u32 {
-        match self {
-            JobKind::Ingest | JobKind::Reindex => 5,
-            JobKind::Repair | JobKind::Export => 3,
-            JobKind::Noop => 3,
-        }
-    }
-}
-
-/// The input of an `ingest` job (and of an ingest run: its input bundle).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestPayload {
-    pub paths: Vec<String>,
-    pub collection: String,
-    #[serde(default)]
-    pub prune: bool,
-    #[serde(default)]
-    pub source_system: Option<String>,
-}
-
-/// The input of a `reindex` job: one collection, or everything.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReindexPayload {
-    #[serde(default)]
-    pub collection: Option<String>,
-}
-
-/// The input of an `export` job: what to export, and where on the
-/// worker's machine (an absolute path; `.tar.zst` or a directory).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportPayload {
-    pub scope: crate::ExportScope,
-    pub out: String,
-}
-
-/// The input of a `noop` job.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoopPayload {
-    /// Work this long (checking for a stop request as it goes).
-    #[serde(default)]
-    pub sleep_ms: u64,
-    /// Fail every attempt with this error.
-    #[serde(default)]
-    pub fail: Option<String>,
-    /// With `fail`: the error is not worth retrying.
-    #[serde(default)]
-    pub permanent: bool,
-}
 
 /// How to enqueue.
 #[derive(Clone, Debug, Default)]
@@ -167,7 +70,7 @@ impl Services {
         payloads: Vec<serde_json::Value>,
         opts: EnqueueOptions,
     ) -> Result<Vec<Enqueued>> {
-        let kind = JobKind::parse(kind)?;
+        let handler = self.job_handlers.get(kind)?;
         if payloads.len() > MAX_ENQUEUE_BATCH {
             return Err(Error::InvalidInput(format!(
                 "{} jobs in one batch; the most is {MAX_ENQUEUE_BATCH}",
@@ -182,19 +85,11 @@ impl Services {
                     "a job payload of {size} bytes is over the limit of {MAX_PAYLOAD_BYTES}"
                 )));
             }
-            self.check_job(caller, kind, &payload)?;
-            // re-index and repair are unique per scope unless told otherwise
-            let unique_key = opts.unique_key.clone().or_else(|| match kind {
-                JobKind::Reindex => Some(format!(
-                    "reindex:{}",
-                    payload
-                        .get("collection")
-                        .and_then(|c| c.as_str())
-                        .unwrap_or("*")
-                )),
-                JobKind::Repair => Some("repair".to_owned()),
-                _ => None,
-            });
+            handler.check(self, caller, &payload)?;
+            let unique_key = opts
+                .unique_key
+                .clone()
+                .or_else(|| handler.unique_key(&payload));
             if unique_key
                 .as_deref()
                 .is_some_and(|k| k.is_empty() || k.len() > 200)
@@ -205,9 +100,9 @@ impl Services {
             }
             ops.push(Op::EnqueueJob(NewJob {
                 id: JobId::new(),
-                kind: kind.as_str().to_owned(),
+                kind: handler.kind().to_owned(),
                 payload,
-                max_attempts: opts.max_attempts.unwrap_or(kind.max_attempts()),
+                max_attempts: opts.max_attempts.unwrap_or(handler.max_attempts()),
                 run_at: opts.run_at,
                 unique_key,
                 key_id: caller.key_id.clone(),
@@ -230,96 +125,9 @@ impl Services {
         Ok(out)
     }
 
-    /// Whether the caller may enqueue this job, and its payload fits its kind.
-    pub(crate) fn check_job(
-        &self,
-        caller: &Caller,
-        kind: JobKind,
-        payload: &serde_json::Value,
-    ) -> Result<()> {
-        let bad = |e: serde_json::Error| {
-            Error::InvalidInput(format!("{} job payload: {e}", kind.as_str()))
-        };
-        match kind {
-            JobKind::Ingest => {
-                let p: IngestPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
-                let collection = kontextual_model::CollectionName::new(&p.collection)?;
-                self.authorize(
-                    caller,
-                    Permission::Write,
-                    &Resource::Collection(collection.as_str()),
-                )?;
-                if p.paths.is_empty() {
-                    return Err(Error::InvalidInput(
-                        "give at least one file or directory to ingest".to_owned(),
-                    ));
-                }
-                // Checked now, so a request that cannot work fails at once.
-                for path in &p.paths {
-                    let path = std::path::Path::new(path);
-                    if !path.is_absolute() {
-                        return Err(Error::InvalidInput(format!(
-                            "ingest job path {}: give an absolute path (a worker may run in another directory)",
-                            path.display()
-                        )));
-                    }
-                    if p.prune && path.is_file() {
-                        return Err(Error::InvalidInput(format!(
-                            "--prune needs directories: with the file {} it would tombstone the rest of the collection",
-                            path.display()
-                        )));
-                    }
-                }
-                // The paths are this machine's: a remote caller (with an API
-                // key) could otherwise read any file the server can. Only a
-                // namespace admin may ask for that.
-                if caller.scopes.is_some() {
-                    self.authorize(
-                        caller,
-                        Permission::Admin,
-                        &Resource::Namespace("server-side files (ingest by path)"),
-                    )?;
-                }
-            }
-            JobKind::Reindex => {
-                let p: ReindexPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
-                if let Some(c) = &p.collection {
-                    kontextual_model::CollectionName::new(c)?;
-                }
-                self.authorize(
-                    caller,
-                    Permission::Admin,
-                    &Resource::Namespace("search index"),
-                )?;
-            }
-            JobKind::Repair => {
-                if !payload.is_null() && *payload != serde_json::json!({}) {
-                    return Err(Error::InvalidInput(
-                        "a repair job takes no payload".to_owned(),
-                    ));
-                }
-                self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
-            }
-            JobKind::Export => {
-                let p: ExportPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
-                crate::export::check_out_path(std::path::Path::new(&p.out), true)?;
-                self.export_preflight(caller, &p.scope)?;
-                // The path is this machine's: only a namespace admin may
-                // have the server write files.
-                if caller.scopes.is_some() {
-                    self.authorize(
-                        caller,
-                        Permission::Admin,
-                        &Resource::Namespace("server-side files (export to a path)"),
-                    )?;
-                }
-            }
-            JobKind::Noop => {
-                let _: NoopPayload = serde_json::from_value(payload.clone()).map_err(bad)?;
-                self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
-            }
-        }
-        Ok(())
+    /// The job kinds this process knows, in registration order.
+    pub fn job_kinds(&self) -> Vec<String> {
+        self.job_handlers.kinds().map(str::to_owned).collect()
     }
 
     /// `ingest --background`: checks the request now (so a typo fails at
@@ -332,7 +140,7 @@ impl Services {
             })?;
             paths.push(canonical.display().to_string());
         }
-        let payload = IngestPayload {
+        let payload = crate::knowledge_jobs::IngestPayload {
             paths,
             collection: req.collection.clone(),
             prune: req.prune,
@@ -351,7 +159,7 @@ impl Services {
         out: &std::path::Path,
     ) -> Result<Enqueued> {
         let out = crate::export::absolute(out)?;
-        let payload = serde_json::to_value(ExportPayload {
+        let payload = serde_json::to_value(crate::knowledge_jobs::ExportPayload {
             scope: scope.clone(),
             out: out.display().to_string(),
         })
@@ -363,7 +171,7 @@ impl Services {
     /// second re-index of the same scope is queued while one waits.
     pub fn reindex_enqueue(&self, caller: &Caller, collection: Option<&str>) -> Result<Enqueued> {
         let key = format!("reindex:{}", collection.unwrap_or("*"));
-        let payload = serde_json::to_value(ReindexPayload {
+        let payload = serde_json::to_value(crate::knowledge_jobs::ReindexPayload {
             collection: collection.map(str::to_owned),
         })
         .map_err(|e| Error::InvalidInput(format!("reindex payload: {e}")))?;
@@ -387,7 +195,7 @@ impl Services {
     ) -> Result<Page<Job>> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
         if let Some(k) = kind {
-            JobKind::parse(k)?;
+            self.job_handlers.get(k)?;
         }
         let q = JobQuery {
             state,
@@ -497,7 +305,7 @@ impl Services {
             .runs()
             .get(&caller.namespace, run)?
             .ok_or_else(|| Error::NotFound(format!("run {run}")))?;
-        let kind = JobKind::parse(&past.kind).map_err(|_| {
+        let kind = self.job_handlers.get(&past.kind).map_err(|_| {
             Error::InvalidInput(format!(
                 "run {run} is a {} run, which cannot be re-run",
                 past.kind
@@ -508,6 +316,7 @@ impl Services {
             // the input bundle names its kind; the payload does not
             o.remove("kind");
         }
-        self.job_enqueue(caller, kind.as_str(), payload, EnqueueOptions::default())
+        let kind = kind.kind().to_owned();
+        self.job_enqueue(caller, &kind, payload, EnqueueOptions::default())
     }
 }

@@ -12,11 +12,14 @@ mod context;
 mod diff;
 mod error;
 mod export;
+mod feed;
 mod grants;
 mod index_admin;
 mod ingest;
+mod job_registry;
 mod jobs;
 mod keys;
+mod knowledge_jobs;
 mod media;
 mod policy;
 mod projection;
@@ -55,12 +58,16 @@ pub use export::{
     CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, Progress, Silent,
     check_package,
 };
+pub use feed::{
+    FeedConsumer, FeedConsumers, FeedPass, Finish as FeedFinish, acknowledge, catch_up,
+};
 pub use grants::GrantOn;
 pub use index_admin::{IndexStatus, Unextractable};
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };
-pub use jobs::{EnqueueOptions, Enqueued, JobKind, JobView, MAX_ENQUEUE_BATCH};
+pub use job_registry::{JobContext, JobFailure, JobHandler, JobRegistry, NoopJob, NoopPayload};
+pub use jobs::{EnqueueOptions, Enqueued, JobView, MAX_ENQUEUE_BATCH};
 pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use kontextual_index::Snippet;
 pub use kontextual_package::{
@@ -147,6 +154,10 @@ pub struct Services {
     access: access::AccessState,
     /// Recently verified API keys.
     auth_cache: keys::AuthCacheState,
+    /// What follows the change feed in this process (the search index).
+    feed_consumers: FeedConsumers,
+    /// Every job kind this process knows, and how to run it.
+    job_handlers: JobRegistry,
     /// Wakes idle workers of this process when it enqueues a job.
     job_signal: std::sync::Arc<worker::JobSignal>,
     /// Whether a follower refreshes the index (a server): reads then never
@@ -212,6 +223,22 @@ impl Services {
 
     /// Services over an existing store with a given policy (tests, embedding).
     pub fn with_store(store: Store, policy: Box<dyn Policy>) -> Self {
+        let mut job_handlers = JobRegistry::default();
+        // Distinct names by construction: registering cannot fail here.
+        for handler in knowledge_jobs::handlers()
+            .into_iter()
+            .chain([std::sync::Arc::new(NoopJob) as std::sync::Arc<dyn JobHandler>])
+        {
+            if let Err(e) = job_handlers.register(handler) {
+                tracing::error!(error = %e, "job kind not registered");
+            }
+        }
+        let mut feed_consumers = FeedConsumers::default();
+        if let Err(e) =
+            feed_consumers.register(std::sync::Arc::new(index_admin::SearchIndexFollower))
+        {
+            tracing::error!(error = %e, "feed consumer not registered");
+        }
         Services {
             store,
             policy,
@@ -220,6 +247,8 @@ impl Services {
             touches: Default::default(),
             access: Default::default(),
             auth_cache: Default::default(),
+            feed_consumers,
+            job_handlers,
             job_signal: Default::default(),
             background_refresh: Default::default(),
         }

@@ -9,7 +9,9 @@
 //!   applying an event twice, or events out of date, converges.
 //! - The checkpoint (last applied outbox seq) is committed with the documents
 //!   it covers, and acknowledged to the store as consumer `search-index` so
-//!   outbox retention keeps what the index has not applied yet.
+//!   outbox retention keeps what the index has not applied yet. Reading the
+//!   feed, committing and acknowledging are the feed runtime's
+//!   (`feed.rs`); this module applies batches (`IndexPass`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kontextual_index::{Access, Checkpoint, IndexDoc, Opened, SearchIndex, metadata_pairs};
-use kontextual_model::{Actor, Artifact, ArtifactId, CorrelationId, Namespace};
-use kontextual_store::{
-    ArtifactKey, ArtifactQuery, Op, PageRequest, Store, WriteBatch, WriteContext,
-};
+use kontextual_model::{Artifact, ArtifactId, Namespace};
+use kontextual_store::{ArtifactKey, ArtifactQuery, PageRequest, Store};
 use serde::Serialize;
 
 use crate::{Error, Result};
@@ -196,62 +196,24 @@ impl Projection {
             );
             return self.rebuild();
         }
-        let mut progress = self.lock();
-        let from = progress.applied;
-        let mut pending: Vec<(Namespace, ArtifactId)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut reindexed = 0u64;
-        let mut since_commit = 0usize;
-        loop {
-            let events = self.store.feed().events(progress.applied, FEED_BATCH)?;
-            let Some(last) = events.last().map(|e| e.seq) else {
-                break;
-            };
-            for e in &events {
-                if !e.draft.kind.starts_with("artifact.") {
-                    continue;
-                }
-                if let Ok(id) = e.draft.subject.parse::<uuid::Uuid>() {
-                    let key = (e.namespace.clone(), ArtifactId(id));
-                    if seen.insert(key.clone()) {
-                        pending.push(key);
-                    }
-                }
-            }
-            // quarantines read once per batch and namespace (after the
-            // batch's events, so a quarantine among them is seen)
-            let mut quarantined: std::collections::HashMap<Namespace, HashSet<ArtifactId>> =
-                Default::default();
-            for (ns, id) in pending.drain(..) {
-                if !quarantined.contains_key(&ns) {
-                    let q = self.quarantined(&ns)?;
-                    quarantined.insert(ns.clone(), q);
-                }
-                let q = quarantined.get(&ns).is_some_and(|q| q.contains(&id));
-                self.reindex(&ns, id, q)?;
-                reindexed += 1;
-                since_commit += 1;
-            }
-            seen.clear();
-            if let Some(e) = events.last() {
-                progress.last_event = Some((e.seq, e.audit_seq, e.at));
-            }
-            progress.applied = last;
-            progress.uncommitted = true;
-            if since_commit >= COMMIT_EVERY {
-                self.commit(progress.applied)?;
-                progress.uncommitted = false;
-                since_commit = 0;
-            }
-        }
-        if commit && progress.uncommitted {
-            self.commit(progress.applied)?;
-            progress.uncommitted = false;
-        }
+        let progress = self.lock();
+        let mut pass = IndexPass {
+            from: progress.applied,
+            projection: self,
+            progress,
+            reindexed: 0,
+            since_commit: 0,
+        };
+        let finish = if commit {
+            crate::feed::Finish::Commit
+        } else {
+            crate::feed::Finish::WhenAsked
+        };
+        crate::feed::catch_up(&self.store, CONSUMER, FEED_BATCH, &mut pass, finish)?;
         Ok(CatchUp {
-            from_seq: from,
-            to_seq: progress.applied,
-            artifacts_reindexed: reindexed,
+            from_seq: pass.from,
+            to_seq: pass.progress.applied,
+            artifacts_reindexed: pass.reindexed,
         })
     }
 
@@ -437,23 +399,8 @@ impl Projection {
 
     fn commit(&self, seq: u64) -> Result<()> {
         self.commit_raw(seq)?;
-        // Tell retention what we have applied. Failing to record it only
-        // means old events are kept longer.
-        let ack = self.store.write(WriteBatch {
-            ctx: WriteContext {
-                namespace: Namespace::default(),
-                actor: Actor::local_admin(),
-                correlation_id: CorrelationId::new(),
-                run_id: None,
-            },
-            ops: vec![Op::AckOutbox {
-                consumer: CONSUMER.to_owned(),
-                seq,
-            }],
-        });
-        if let Err(e) = ack {
-            tracing::warn!(error = %e, "could not acknowledge the search index's outbox position");
-        }
+        // Tell retention what we have applied.
+        crate::feed::acknowledge(&self.store, CONSUMER, seq);
         Ok(())
     }
 
@@ -600,6 +547,74 @@ impl Projection {
             return Ok(self.lock().applied);
         }
         Ok(self.index.checkpoint()?.map_or(0, |c| c.applied_seq))
+    }
+}
+
+/// One catch-up of the index: holds the projection's progress for the
+/// whole pass, so catch-ups and rebuilds in this process never overlap.
+struct IndexPass<'a> {
+    projection: &'a Projection,
+    progress: std::sync::MutexGuard<'a, Progress>,
+    from: u64,
+    reindexed: u64,
+    since_commit: usize,
+}
+
+impl crate::feed::FeedPass for IndexPass<'_> {
+    fn cursor(&self) -> u64 {
+        self.progress.applied
+    }
+
+    /// Re-reads every artifact the batch touched (once each) from the
+    /// store's current state.
+    fn apply(&mut self, events: &[kontextual_model::OutboxEvent]) -> Result<bool> {
+        let Some(last) = events.last() else {
+            return Ok(false);
+        };
+        let mut pending: Vec<(Namespace, ArtifactId)> = Vec::new();
+        let mut seen = HashSet::new();
+        for e in events {
+            if !e.draft.kind.starts_with("artifact.") {
+                continue;
+            }
+            if let Ok(id) = e.draft.subject.parse::<uuid::Uuid>() {
+                let key = (e.namespace.clone(), ArtifactId(id));
+                if seen.insert(key.clone()) {
+                    pending.push(key);
+                }
+            }
+        }
+        // quarantines read once per batch and namespace (after the batch's
+        // events, so a quarantine among them is seen)
+        let mut quarantined: std::collections::HashMap<Namespace, HashSet<ArtifactId>> =
+            Default::default();
+        for (ns, id) in pending {
+            if !quarantined.contains_key(&ns) {
+                let q = self.projection.quarantined(&ns)?;
+                quarantined.insert(ns.clone(), q);
+            }
+            let q = quarantined.get(&ns).is_some_and(|q| q.contains(&id));
+            self.projection.reindex(&ns, id, q)?;
+            self.reindexed += 1;
+            self.since_commit += 1;
+        }
+        self.progress.last_event = Some((last.seq, last.audit_seq, last.at));
+        self.progress.applied = last.seq;
+        self.progress.uncommitted = true;
+        Ok(self.since_commit >= COMMIT_EVERY)
+    }
+
+    fn uncommitted(&self) -> bool {
+        self.progress.uncommitted
+    }
+
+    /// Commits the documents with the checkpoint that covers them.
+    fn commit(&mut self) -> Result<u64> {
+        let seq = self.progress.applied;
+        self.projection.commit_raw(seq)?;
+        self.progress.uncommitted = false;
+        self.since_commit = 0;
+        Ok(seq)
     }
 }
 

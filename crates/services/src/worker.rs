@@ -19,8 +19,8 @@ use kontextual_model::{Change, Job, JobId, JobResult, JobState};
 use kontextual_store::{ErrorKind as StoreKind, Op, WriteBatch, WriteContext};
 use serde::Serialize;
 
-use crate::jobs::{IngestPayload, JobKind, NoopPayload, ReindexPayload};
-use crate::{Caller, Error, ErrorKind, IngestProgress, IngestRequest, Services};
+use crate::job_registry::{JobContext, JobFailure};
+use crate::{Caller, Error, ErrorKind, Services};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
@@ -106,23 +106,8 @@ pub(crate) struct JobControl {
 }
 
 impl JobControl {
-    fn should_stop(&self) -> bool {
+    pub(crate) fn should_stop(&self) -> bool {
         self.requested.load(Ordering::Relaxed) || self.shutdown.load(Ordering::Relaxed)
-    }
-}
-
-impl IngestProgress for JobControl {
-    fn scanned(&self, _: u64, _: u64) {}
-    fn advanced(&self, _: u64, _: u64) {}
-    fn finished(&self) {}
-    fn should_stop(&self) -> bool {
-        JobControl::should_stop(self)
-    }
-}
-
-impl kontextual_package::Progress for JobControl {
-    fn should_stop(&self) -> bool {
-        JobControl::should_stop(self)
     }
 }
 
@@ -251,8 +236,9 @@ impl Services {
             stop.store(true, Ordering::Relaxed);
         });
         tracing::info!(worker = %cfg.name, "workers stopped");
-        let not_run_here = ["reindex", "repair"]
-            .into_iter()
+        let not_run_here = self
+            .job_handlers
+            .kinds()
             .filter(|k| {
                 !kinds.iter().any(|x| x == k)
                     && (cfg.kinds.is_empty() || cfg.kinds.iter().any(|x| x == k))
@@ -269,26 +255,32 @@ impl Services {
         })
     }
 
-    /// The kinds this process can run: re-index and repair need the search
-    /// index, which only its owner can write.
+    /// The kinds this process can run: some need what only another
+    /// process has (the search index's owner runs re-index and repair).
     fn runnable_kinds(&self, cfg: &WorkerConfig) -> Result<Vec<String>, Error> {
         for k in &cfg.kinds {
-            JobKind::parse(k)?;
+            self.job_handlers.get(k)?;
         }
-        let owner = self.projection().map(|p| p.is_owner()).unwrap_or(false);
-        let all = JobKind::ALL
-            .into_iter()
-            .filter(|k| owner || !matches!(k, JobKind::Reindex | JobKind::Repair))
-            .map(|k| k.as_str().to_owned());
-        let kinds: Vec<String> = if cfg.kinds.is_empty() {
-            all.collect()
-        } else {
-            all.filter(|k| cfg.kinds.contains(k)).collect()
-        };
+        let mut elsewhere: Vec<(String, String)> = Vec::new();
+        let mut kinds: Vec<String> = Vec::new();
+        for h in self.job_handlers.handlers() {
+            if !cfg.kinds.is_empty() && !cfg.kinds.iter().any(|k| k == h.kind()) {
+                continue;
+            }
+            match h.unavailable_here(self) {
+                None => kinds.push(h.kind().to_owned()),
+                Some(why) => elsewhere.push((h.kind().to_owned(), why)),
+            }
+        }
         if kinds.is_empty() {
-            return Err(Error::InvalidInput(
-                "this worker can run none of the requested kinds (re-index and repair need the search index, which another process owns)".to_owned(),
-            ));
+            let why = elsewhere
+                .iter()
+                .map(|(k, why)| format!("{k} needs {why}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::InvalidInput(format!(
+                "this worker can run none of the requested kinds ({why})"
+            )));
         }
         Ok(kinds)
     }
@@ -575,9 +567,7 @@ impl Services {
                 Op::PruneJobs {
                     finished_before: ago(cfg.job_retention),
                 },
-                Op::PruneOutbox {
-                    older_than: ago(cfg.outbox_retention),
-                },
+                crate::feed::prune_op(ago(cfg.outbox_retention)),
                 Op::PruneAccessLog {
                     older_than: ago(cfg.access_log_retention),
                 },
@@ -600,18 +590,18 @@ impl Services {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(Failure::from(Error::io(
+            Err(JobFailure::from(Error::io(
                 format!("the job panicked: {msg}"),
                 std::io::Error::other("panic"),
             )))
         });
         match outcome {
             Ok(report) => (JobResult::Succeeded, report),
-            Err(Failure {
+            Err(JobFailure {
                 error: Error::Stopped(_),
                 report,
             }) => (JobResult::Stopped, report),
-            Err(Failure { error, report }) => {
+            Err(JobFailure { error, report }) => {
                 // Bad input, a missing or forbidden target, and conflicts
                 // (the output already exists, a legal hold, a stale
                 // revision) fail the same way every time: no retry; an
@@ -645,93 +635,20 @@ impl Services {
         }
     }
 
-    fn attempt(&self, job: &Job, ctl: &JobControl) -> Result<Option<serde_json::Value>, Failure> {
+    /// Hands the job to its kind's handler, as its enqueuer.
+    fn attempt(
+        &self,
+        job: &Job,
+        ctl: &JobControl,
+    ) -> Result<Option<serde_json::Value>, JobFailure> {
         let caller = self.job_caller(job)?;
-        let link = Some((job.id, job.attempt));
-        let bad = |e: serde_json::Error| Error::InvalidInput(format!("job payload: {e}"));
-        let kind = JobKind::parse(&job.kind)?;
+        let handler = self.job_handlers.get(&job.kind)?;
         // Whoever enqueued it must still be allowed to (a revoked key or
         // grant stops queued and retried work too).
         if caller.scopes.is_some() {
-            self.check_job(&caller, kind, &job.payload)?;
+            handler.check(self, &caller, &job.payload)?;
         }
-        match kind {
-            JobKind::Ingest => {
-                let p: IngestPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
-                let req = IngestRequest {
-                    paths: p.paths.iter().map(Into::into).collect(),
-                    collection: p.collection,
-                    prune: p.prune,
-                    source_system: p.source_system,
-                };
-                let r = self.ingest_and_index_linked(&caller, &req, ctl, link)?;
-                let report = serde_json::json!({
-                    "run_id": r.run_id,
-                    "status": r.status,
-                    "files": r.files,
-                    "new": r.new, "updated": r.updated, "unchanged": r.unchanged,
-                    "failed": r.failed,
-                    "failures": r.failures.iter().take(1000).collect::<Vec<_>>(),
-                    "skipped": r.skipped.len(),
-                });
-                if r.status == Some(kontextual_model::RunStatus::Failed) {
-                    let first = r
-                        .failures
-                        .first()
-                        .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
-                    return Err(Failure {
-                        error: Error::io(
-                            format!("no file could be ingested ({} failed){first}", r.failed),
-                            std::io::Error::other("ingest failed"),
-                        ),
-                        report: Some(report),
-                    });
-                }
-                Ok(Some(report))
-            }
-            JobKind::Reindex => {
-                let p: ReindexPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
-                let r = self.reindex_linked(&caller, p.collection.as_deref(), link)?;
-                Ok(serde_json::to_value(r).ok())
-            }
-            JobKind::Repair => {
-                let r = self.repair_linked(&caller, link)?;
-                Ok(serde_json::to_value(r).ok())
-            }
-            JobKind::Export => {
-                let p: crate::jobs::ExportPayload =
-                    serde_json::from_value(job.payload.clone()).map_err(bad)?;
-                let r = self.export_to_path(
-                    &caller,
-                    &p.scope,
-                    std::path::Path::new(&p.out),
-                    link,
-                    ctl,
-                )?;
-                Ok(serde_json::to_value(r).ok())
-            }
-            JobKind::Noop => {
-                let p: NoopPayload = serde_json::from_value(job.payload.clone()).map_err(bad)?;
-                let until = Instant::now() + Duration::from_millis(p.sleep_ms);
-                loop {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    if ctl.should_stop() {
-                        return Err(Error::Stopped("asked to stop".to_owned()).into());
-                    }
-                    std::thread::sleep(left.min(Duration::from_millis(5)));
-                }
-                match p.fail {
-                    Some(msg) if p.permanent => Err(Error::InvalidInput(msg).into()),
-                    Some(msg) => {
-                        Err(Error::io(msg, std::io::Error::other("noop job asked to fail")).into())
-                    }
-                    None => Ok(None),
-                }
-            }
-        }
+        handler.run(self, &JobContext::new(caller, job, ctl))
     }
 }
 
@@ -780,20 +697,5 @@ impl Services {
                 .map_or(kontextual_model::Classification::Internal, |c| c.level),
         );
         Ok(caller)
-    }
-}
-
-/// Why an attempt failed, with the partial-failure report to keep.
-struct Failure {
-    error: Error,
-    report: Option<serde_json::Value>,
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        Failure {
-            error,
-            report: None,
-        }
     }
 }

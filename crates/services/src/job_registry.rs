@@ -1,0 +1,202 @@
+//! The job-handler registry: every kind of background work is a
+//! [`JobHandler`] registered by name. The queue and the worker ask the
+//! registry what a kind needs (its payload check, its attempts, its unique
+//! key, whether this process can run it) and hand each claimed job to its
+//! handler; they never name a kind themselves, so a new domain adds a kind
+//! by registering a handler, not by editing the worker.
+
+use std::sync::Arc;
+
+use kontextual_model::{Job, JobId};
+use serde::de::DeserializeOwned;
+
+use crate::worker::JobControl;
+use crate::{Caller, Error, Permission, Resource, Result, Services};
+
+/// One kind of background work.
+pub trait JobHandler: Send + Sync {
+    /// The kind's name, as stored in the queue (`ingest`, `noop`, …).
+    fn kind(&self) -> &str;
+
+    /// Attempts before a job of this kind is dead, unless the enqueuer says.
+    fn max_attempts(&self) -> u32;
+
+    /// The key that deduplicates waiting jobs of this kind when the
+    /// enqueuer gives none (`None`: no deduplication).
+    fn unique_key(&self, _payload: &serde_json::Value) -> Option<String> {
+        None
+    }
+
+    /// Why this process cannot run the kind (`None`: it can). Such kinds
+    /// are left to the process that can.
+    fn unavailable_here(&self, _host: &Services) -> Option<String> {
+        None
+    }
+
+    /// Whether `caller` may enqueue this work, and its payload fits the
+    /// kind. Also checked again before each attempt of a job enqueued with
+    /// an API key (a revoked key or grant stops queued work too).
+    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()>;
+
+    /// Runs one attempt; `Ok` carries the report kept with the job.
+    fn run(
+        &self,
+        host: &Services,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure>;
+}
+
+/// What a running attempt knows: who it runs as, which job it is, and
+/// whether it has been asked to stop.
+pub struct JobContext<'a> {
+    /// The enqueuer, with the job's correlation id.
+    pub caller: Caller,
+    pub job: &'a Job,
+    control: &'a JobControl,
+}
+
+impl<'a> JobContext<'a> {
+    pub(crate) fn new(caller: Caller, job: &'a Job, control: &'a JobControl) -> Self {
+        JobContext {
+            caller,
+            job,
+            control,
+        }
+    }
+
+    /// The attempt, for runs that point back at it (K6).
+    pub fn link(&self) -> Option<(JobId, u32)> {
+        Some((self.job.id, self.job.attempt))
+    }
+
+    /// An operator asked the job to stop, its lease was lost, or the
+    /// worker is shutting down: stop at the next safe point.
+    pub fn should_stop(&self) -> bool {
+        self.control.should_stop()
+    }
+
+    /// The payload as the kind's input type.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.job.payload.clone())
+            .map_err(|e| Error::InvalidInput(format!("job payload: {e}")))
+    }
+}
+
+/// Why an attempt failed, with the partial-failure report to keep.
+pub struct JobFailure {
+    pub error: Error,
+    pub report: Option<serde_json::Value>,
+}
+
+impl From<Error> for JobFailure {
+    fn from(error: Error) -> Self {
+        JobFailure {
+            error,
+            report: None,
+        }
+    }
+}
+
+/// The handlers this process knows, in registration order.
+#[derive(Default)]
+pub struct JobRegistry {
+    handlers: Vec<Arc<dyn JobHandler>>,
+}
+
+impl JobRegistry {
+    /// Adds a kind. A name registered twice is a wiring mistake.
+    pub fn register(&mut self, handler: Arc<dyn JobHandler>) -> Result<()> {
+        if self.handlers.iter().any(|h| h.kind() == handler.kind()) {
+            return Err(Error::InvalidInput(format!(
+                "job kind {:?} is registered twice",
+                handler.kind()
+            )));
+        }
+        self.handlers.push(handler);
+        Ok(())
+    }
+
+    /// The handler of `kind`, or an error naming the kinds there are.
+    pub fn get(&self, kind: &str) -> Result<&Arc<dyn JobHandler>> {
+        self.handlers
+            .iter()
+            .find(|h| h.kind() == kind)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown job kind {kind:?}; known kinds: {}",
+                    self.kinds().collect::<Vec<_>>().join(", ")
+                ))
+            })
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.handlers.iter().map(|h| h.kind())
+    }
+
+    pub fn handlers(&self) -> impl Iterator<Item = &Arc<dyn JobHandler>> {
+        self.handlers.iter()
+    }
+}
+
+/// The input of a `noop` job.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopPayload {
+    /// Work this long (checking for a stop request as it goes).
+    #[serde(default)]
+    pub sleep_ms: u64,
+    /// Fail every attempt with this error.
+    #[serde(default)]
+    pub fail: Option<String>,
+    /// With `fail`: the error is not worth retrying.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+/// `noop`: does nothing (or sleeps, or fails, as its payload says); checks
+/// the queue and workers end to end, and measures them. The kernel's own
+/// kind: it needs no domain.
+pub struct NoopJob;
+
+impl JobHandler for NoopJob {
+    fn kind(&self) -> &str {
+        "noop"
+    }
+
+    fn max_attempts(&self) -> u32 {
+        3
+    }
+
+    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let _: NoopPayload = serde_json::from_value(payload.clone())
+            .map_err(|e| Error::InvalidInput(format!("noop job payload: {e}")))?;
+        host.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))
+    }
+
+    fn run(
+        &self,
+        _host: &Services,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        use std::time::{Duration, Instant};
+        let p: NoopPayload = ctx.payload()?;
+        let until = Instant::now() + Duration::from_millis(p.sleep_ms);
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if ctx.should_stop() {
+                return Err(Error::Stopped("asked to stop".to_owned()).into());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(5)));
+        }
+        match p.fail {
+            Some(msg) if p.permanent => Err(Error::InvalidInput(msg).into()),
+            Some(msg) => {
+                Err(Error::io(msg, std::io::Error::other("noop job asked to fail")).into())
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The knowledge domain's background work, as job handlers: ingest,
+//! re-index, repair and export. Each knows its payload, who may enqueue it
+//! and how to run it; the worker only dispatches by name.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job_registry::{JobContext, JobFailure, JobHandler};
+use crate::{Caller, Error, IngestProgress, IngestRequest, Permission, Resource, Result, Services};
+
+/// The input of an `ingest` job (and of an ingest run: its input bundle).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestPayload {
+    pub paths: Vec<String>,
+    pub collection: String,
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub source_system: Option<String>,
+}
+
+/// The input of a `reindex` job: one collection, or everything.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReindexPayload {
+    #[serde(default)]
+    pub collection: Option<String>,
+}
+
+/// The input of an `export` job: what to export, and where on the
+/// worker's machine (an absolute path; `.tar.zst` or a directory).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportPayload {
+    pub scope: crate::ExportScope,
+    pub out: String,
+}
+
+/// The knowledge domain's handlers, in the order `job list` names them.
+pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
+    vec![
+        Arc::new(IngestJob),
+        Arc::new(ReindexJob),
+        Arc::new(RepairJob),
+        Arc::new(ExportJob),
+    ]
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kind: &str, payload: &serde_json::Value) -> Result<T> {
+    serde_json::from_value(payload.clone())
+        .map_err(|e| Error::InvalidInput(format!("{kind} job payload: {e}")))
+}
+
+/// Lets ingest and export stop at their safe points when the job is asked to.
+struct StopWhenAsked<'a>(&'a JobContext<'a>);
+
+impl IngestProgress for StopWhenAsked<'_> {
+    fn scanned(&self, _: u64, _: u64) {}
+    fn advanced(&self, _: u64, _: u64) {}
+    fn finished(&self) {}
+    fn should_stop(&self) -> bool {
+        self.0.should_stop()
+    }
+}
+
+impl kontextual_package::Progress for StopWhenAsked<'_> {
+    fn should_stop(&self) -> bool {
+        self.0.should_stop()
+    }
+}
+
+/// Re-index and repair write the search index, which only its owner can.
+fn index_owner_only(host: &Services) -> Option<String> {
+    let owner = host.projection().map(|p| p.is_owner()).unwrap_or(false);
+    (!owner).then(|| "the search index, which another process owns".to_owned())
+}
+
+struct IngestJob;
+
+impl JobHandler for IngestJob {
+    fn kind(&self) -> &str {
+        "ingest"
+    }
+
+    fn max_attempts(&self) -> u32 {
+        5
+    }
+
+    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let p: IngestPayload = parse(self.kind(), payload)?;
+        let collection = kontextual_model::CollectionName::new(&p.collection)?;
+        host.authorize(
+            caller,
+            Permission::Write,
+            &Resource::Collection(collection.as_str()),
+        )?;
+        if p.paths.is_empty() {
+            return Err(Error::InvalidInput(
+                "give at least one file or directory to ingest".to_owned(),
+            ));
+        }
+        // Checked now, so a request that cannot work fails at once.
+        for path in &p.paths {
+            let path = std::path::Path::new(path);
+            if !path.is_absolute() {
+                return Err(Error::InvalidInput(format!(
+                    "ingest job path {}: give an absolute path (a worker may run in another directory)",
+                    path.display()
+                )));
+            }
+            if p.prune && path.is_file() {
+                return Err(Error::InvalidInput(format!(
+                    "--prune needs directories: with the file {} it would tombstone the rest of the collection",
+                    path.display()
+                )));
+            }
+        }
+        // The paths are this machine's: a remote caller (with an API key)
+        // could otherwise read any file the server can. Only a namespace
+        // admin may ask for that.
+        if caller.scopes.is_some() {
+            host.authorize(
+                caller,
+                Permission::Admin,
+                &Resource::Namespace("server-side files (ingest by path)"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        host: &Services,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        let p: IngestPayload = ctx.payload()?;
+        let req = IngestRequest {
+            paths: p.paths.iter().map(Into::into).collect(),
+            collection: p.collection,
+            prune: p.prune,
+            source_system: p.source_system,
+        };
+        let r = host.ingest_and_index_linked(&ctx.caller, &req, &StopWhenAsked(ctx), ctx.link())?;
+        let report = serde_json::json!({
+            "run_id": r.run_id,
+            "status": r.status,
+            "files": r.files,
+            "new": r.new, "updated": r.updated, "unchanged": r.unchanged,
+            "failed": r.failed,
+            "failures": r.failures.iter().take(1000).collect::<Vec<_>>(),
+            "skipped": r.skipped.len(),
+        });
+        if r.status == Some(kontextual_model::RunStatus::Failed) {
+            let first = r
+                .failures
+                .first()
+                .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
+            return Err(JobFailure {
+                error: Error::io(
+                    format!("no file could be ingested ({} failed){first}", r.failed),
+                    std::io::Error::other("ingest failed"),
+                ),
+                report: Some(report),
+            });
+        }
+        Ok(Some(report))
+    }
+}
+
+struct ReindexJob;
+
+impl JobHandler for ReindexJob {
+    fn kind(&self) -> &str {
+        "reindex"
+    }
+
+    fn max_attempts(&self) -> u32 {
+        5
+    }
+
+    /// Unique per scope: no second re-index of the same collection waits.
+    fn unique_key(&self, payload: &serde_json::Value) -> Option<String> {
+        Some(format!(
+            "reindex:{}",
+            payload
+                .get("collection")
+                .and_then(|c| c.as_str())
+                .unwrap_or("*")
+        ))
+    }
+
+    fn unavailable_here(&self, host: &Services) -> Option<String> {
+        index_owner_only(host)
+    }
+
+    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let p: ReindexPayload = parse(self.kind(), payload)?;
+        if let Some(c) = &p.collection {
+            kontextual_model::CollectionName::new(c)?;
+        }
+        host.authorize(
+            caller,
+            Permission::Admin,
+            &Resource::Namespace("search index"),
+        )
+    }
+
+    fn run(
+        &self,
+        host: &Services,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        let p: ReindexPayload = ctx.payload()?;
+        let r = host.reindex_linked(&ctx.caller, p.collection.as_deref(), ctx.link())?;
+        Ok(serde_json::to_value(r).ok())
+    }
+}
+
+struct RepairJob;
+
+impl JobHandler for RepairJob {
+    fn kind(&self) -> &str {
+        "repair"
+    }
+
+    fn max_attempts(&self) -> u32 {
+        3
+    }
+
+    fn unique_key(&self, _payload: &serde_json::Value) -> Option<String> {
+        Some("repair".to_owned())
+    }
+
+    fn unavailable_here(&self, host: &Services) -> Option<String> {
+        index_owner_only(host)
+    }
+
+    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        if !payload.is_null() && *payload != serde_json::json!({}) {
+            return Err(Error::InvalidInput(
+                "a repair job takes no payload".to_owned(),
+            ));
+        }
+        host.authorize(caller, Permission::Admin, &Resource::Namespace("store"))
+    }
+
+    fn run(
+        &self,
+        host: &Services,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        let r = host.repair_linked(&ctx.caller, ctx.link())?;
+        Ok(serde_json::to_value(r).ok())
+    }
+}
+
+/// An export package written to a path on the worker's machine.
+struct ExportJob;
+
+impl JobHandler for ExportJob {
+    fn kind(&self) -> &str {
+        "export"
+    }
+
+    fn max_attempts(&self) -> u32 {
+        3
+    }
+
+    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let p: ExportPayload = parse(self.kind(), payload)?;
+        crate::export::check_out_path(std::path::Path::new(&p.out), true)?;
+        host.export_preflight(caller, &p.scope)?;
+        // The path is this machine's: only a namespace admin may have the
+        // server write files.
+        if caller.scopes.is_some() {
+            host.authorize(
+                caller,
+                Permission::Admin,
+                &Resource::Namespace("server-side files (export to a path)"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        host: &Services,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        let p: ExportPayload = ctx.payload()?;
+        let r = host.export_to_path(
+            &ctx.caller,
+            &p.scope,
+            std::path::Path::new(&p.out),
+            ctx.link(),
+            &StopWhenAsked(ctx),
+        )?;
+        Ok(serde_json::to_value(r).ok())
+    }
+}

@@ -11,6 +11,7 @@ mod artifacts;
 mod context;
 mod diff;
 mod error;
+mod error_codes;
 mod export;
 mod grants;
 mod index_admin;
@@ -51,6 +52,7 @@ pub use context::{
     Reason, VerifyProblem,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use error_codes::ErrorCode;
 pub use export::{
     CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, Progress, Silent,
     check_package,
@@ -244,9 +246,7 @@ impl Services {
         self.write(caller, vec![op])?
             .into_iter()
             .find_map(pick)
-            .ok_or_else(|| {
-                Error::InvalidInput("the store reported no change of the expected kind".to_owned())
-            })
+            .ok_or_else(|| Error::internal("the store reported no change of the expected kind"))
     }
 
     pub(crate) fn write(

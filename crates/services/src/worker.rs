@@ -20,7 +20,7 @@ use kontextual_store::{ErrorKind as StoreKind, Op, WriteBatch, WriteContext};
 use serde::Serialize;
 
 use crate::jobs::{IngestPayload, JobKind, NoopPayload, ReindexPayload};
-use crate::{Caller, Error, ErrorKind, IngestProgress, IngestRequest, Services};
+use crate::{Caller, Error, IngestProgress, IngestRequest, Services};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
@@ -599,10 +599,9 @@ impl Services {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(Failure::from(Error::io(
-                format!("the job panicked: {msg}"),
-                std::io::Error::other("panic"),
-            )))
+            Err(Failure::from(Error::internal(format!(
+                "the job panicked: {msg}"
+            ))))
         });
         match outcome {
             Ok(report) => (JobResult::Succeeded, report),
@@ -615,14 +614,7 @@ impl Services {
                 // (the output already exists, a legal hold, a stale
                 // revision) fail the same way every time: no retry; an
                 // operator fixes the cause and runs `job retry`.
-                let retryable = !matches!(
-                    error.kind(),
-                    ErrorKind::InvalidInput
-                        | ErrorKind::NotFound
-                        | ErrorKind::Denied
-                        | ErrorKind::Conflict
-                );
-                let retry_at = retryable.then(|| {
+                let retry_at = error.retryable().then(|| {
                     let delay = kontextual_model::job::backoff(
                         job.attempt,
                         cfg.retry_base,
@@ -679,10 +671,10 @@ impl Services {
                         .first()
                         .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
                     return Err(Failure {
-                        error: Error::io(
-                            format!("no file could be ingested ({} failed){first}", r.failed),
-                            std::io::Error::other("ingest failed"),
-                        ),
+                        error: Error::NothingIngested {
+                            failed: r.failed,
+                            first,
+                        },
                         report: Some(report),
                     });
                 }
@@ -724,8 +716,9 @@ impl Services {
                 }
                 match p.fail {
                     Some(msg) if p.permanent => Err(Error::InvalidInput(msg).into()),
+                    // a failure of the system, as a test of retries needs
                     Some(msg) => {
-                        Err(Error::io(msg, std::io::Error::other("noop job asked to fail")).into())
+                        Err(Error::internal(format!("{msg}: noop job asked to fail")).into())
                     }
                     None => Ok(None),
                 }

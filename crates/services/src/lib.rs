@@ -1,5 +1,5 @@
-//! Application services: the only door to the store for every surface (CLI
-//! now, HTTP next). Each operation resolves references, asks the policy,
+//! Application services: the only door to the store for every surface (the
+//! CLI and the HTTP server). Each operation resolves references, asks the policy,
 //! stamps the write with the caller's actor, namespace and correlation id,
 //! and hands it to the store, which audits it in the same transaction.
 //!

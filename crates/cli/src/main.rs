@@ -83,62 +83,50 @@ fn init_tracing(quiet: bool) {
         .init();
 }
 
-/// Stable exit codes, also listed in `--help`.
-fn classify(err: &anyhow::Error) -> (u8, &'static str) {
+/// Which row of the services' error table a failure belongs to, looking
+/// through its causes for the first one that says. `None`: a closed pipe,
+/// which ends the command quietly and successfully.
+fn classify(err: &anyhow::Error) -> Option<ErrorKind> {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<kontextual_services::Error>() {
-            return match e.kind() {
-                ErrorKind::InvalidInput => (2, "invalid_input"),
-                ErrorKind::NotFound => (3, "not_found"),
-                ErrorKind::Conflict => (4, "conflict"),
-                ErrorKind::Unavailable => (5, "store_unavailable"),
-                ErrorKind::Denied => (6, "permission_denied"),
-                ErrorKind::Unauthenticated => (6, "unauthenticated"),
-                ErrorKind::Corrupted => (7, "corrupted"),
-                ErrorKind::Io => (8, "io_error"),
-                ErrorKind::Internal => (10, "internal"),
-            };
+            return Some(e.kind());
         }
         if cause
             .downcast_ref::<kontextual_model::ModelError>()
             .is_some()
         {
-            return (2, "invalid_input");
+            return Some(ErrorKind::InvalidInput);
         }
         if let Some(e) = cause.downcast_ref::<kontextual_server::ServeError>() {
-            return match e {
-                kontextual_server::ServeError::NotLoopback(_) => (2, "invalid_input"),
-                kontextual_server::ServeError::Service(s) if s.kind() == ErrorKind::Unavailable => {
-                    (5, "store_unavailable")
-                }
-                _ => (8, "io_error"),
-            };
+            return Some(e.kind());
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return match io.kind() {
-                std::io::ErrorKind::BrokenPipe => (0, "broken_pipe"),
+                std::io::ErrorKind::BrokenPipe => None,
                 // a content stream whose bytes do not match their digest
-                std::io::ErrorKind::InvalidData => (7, "corrupted"),
-                _ => (8, "io_error"),
+                std::io::ErrorKind::InvalidData => Some(ErrorKind::Corrupted),
+                _ => Some(ErrorKind::Io),
             };
         }
     }
-    (2, "invalid_input")
+    // what the command itself refused (a flag combination, a missing file
+    // argument) is the caller's input
+    Some(ErrorKind::InvalidInput)
 }
 
 fn report(err: &anyhow::Error, json: bool) -> ExitCode {
-    let (code, name) = classify(err);
-    if code == 0 {
+    let Some(kind) = classify(err) else {
         return ExitCode::SUCCESS;
-    }
+    };
+    let row = kind.code();
     let message = format!("{err:#}");
     // One rule: with --json an error is one JSON object on stdout and
     // nothing on stderr; without, one line on stderr and nothing on stdout.
     if json {
-        let body = serde_json::json!({ "error": { "code": name, "message": message } });
+        let body = serde_json::json!({ "error": { "code": row.code, "message": message } });
         println!("{body}");
     } else {
         eprintln!("error: {message}");
     }
-    ExitCode::from(code)
+    ExitCode::from(row.exit_code)
 }

@@ -132,9 +132,8 @@ where
         Ok(Err(e)) => Err(Problem::from_service(&e, &id, precondition)),
         Err(join) => {
             tracing::error!(correlation_id = id, error = %join, "handler panicked");
-            let mut p = Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+            let mut p = Problem::of(
+                kontextual_services::ErrorKind::Internal,
                 format!(
                     "the server could not complete the request; quote correlation id {id} to its operator"
                 ),

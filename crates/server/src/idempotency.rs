@@ -122,9 +122,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Problem::from_service(&e, "-", false).into_response(),
         Err(_) => {
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+            return Problem::of(
+                kontextual_services::ErrorKind::Internal,
                 "idempotency check failed",
             )
             .into_response();
@@ -175,9 +174,8 @@ async fn finish(state: &AppState, scope: String, key: String, res: Response) -> 
         Err(_) => {
             let _ =
                 tokio::task::spawn_blocking(move || svc.idempotency_abandon(&scope, &key)).await;
-            return Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+            return Problem::of(
+                kontextual_services::ErrorKind::Internal,
                 "the answer was too large to keep for Idempotency-Key replays",
             )
             .into_response();

@@ -259,6 +259,24 @@ pub enum ServeError {
     Service(#[from] kontextual_services::Error),
 }
 
+impl ServeError {
+    /// Where this failure sits in the services' error table (and so its
+    /// code and exit code).
+    pub fn kind(&self) -> kontextual_services::ErrorKind {
+        use kontextual_services::ErrorKind;
+        match self {
+            ServeError::NotLoopback(_) => ErrorKind::InvalidInput,
+            ServeError::Bind { .. } | ServeError::Io(_) => ErrorKind::Io,
+            ServeError::Service(e) => e.kind(),
+        }
+    }
+}
+
+/// A blocking start-up step that panicked: a bug, not an I/O failure.
+fn panicked(step: &str, e: tokio::task::JoinError) -> kontextual_services::Error {
+    kontextual_services::Error::internal(format!("{step} failed: {e}"))
+}
+
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and
 /// commits pending index work. `ready` is called with the bound address.
 pub async fn serve(
@@ -273,7 +291,7 @@ pub async fn serve(
             move || svc.keys_exist()
         })
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        .map_err(|e| panicked("looking for API keys", e))??;
         if !keys {
             return Err(ServeError::NotLoopback(cfg.bind));
         }
@@ -284,7 +302,7 @@ pub async fn serve(
         move || svc.ready()
     })
     .await
-    .map_err(|e| std::io::Error::other(e.to_string()))??;
+    .map_err(|e| panicked("opening the search index", e))??;
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
         .map_err(|cause| ServeError::Bind {
@@ -372,14 +390,10 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Makes a 404 for a `Problem` usable as a plain handler return.
+/// A start-up failure met while answering a request is the server's own.
 impl IntoResponse for ServeError {
     fn into_response(self) -> axum::response::Response {
-        problem::Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            self.to_string(),
-        )
-        .into_response()
+        problem::Problem::of(kontextual_services::ErrorKind::Internal, self.to_string())
+            .into_response()
     }
 }

@@ -224,9 +224,8 @@ fn static_status(s: u16) -> std::borrow::Cow<'static, str> {
 pub async fn scrape(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
     let snap = run(&s, call, false, |svc, c| svc.metrics_snapshot(c)).await?;
     let Some(h) = handle() else {
-        return Err(Problem::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+        return Err(Problem::of(
+            kontextual_services::ErrorKind::Unavailable,
             "another metrics recorder is installed in this process",
         ));
     };

@@ -7,7 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use kontextual_services::{Error, ErrorKind};
+use kontextual_services::{Error, ErrorCode, ErrorKind};
 use serde::Serialize;
 
 /// One problem, as the client sees it (`type` is a stable URN per code).
@@ -58,12 +58,19 @@ impl Problem {
         }
     }
 
+    /// A problem of one of the kinds in the services' error table, with
+    /// that table's code and status.
+    pub fn of(kind: ErrorKind, detail: impl Into<String>) -> Problem {
+        let row = kind.code();
+        Problem::new(status_of(row), row.code, detail)
+    }
+
     pub fn bad_request(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
+        Problem::of(ErrorKind::InvalidInput, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Problem {
-        Problem::new(StatusCode::NOT_FOUND, "not_found", detail)
+        Problem::of(ErrorKind::NotFound, detail)
     }
 
     /// A service error, with the request's correlation id. `precondition`:
@@ -71,17 +78,15 @@ impl Problem {
     /// precondition (412) rather than a plain conflict (409).
     pub fn from_service(e: &Error, correlation_id: &str, precondition: bool) -> Problem {
         let (status, code) = match e.kind() {
-            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            // HTTP alone can say which revision the client expected: the
+            // one refinement of the error table this surface makes.
             ErrorKind::Conflict if precondition => {
                 (StatusCode::PRECONDITION_FAILED, "precondition_failed")
             }
-            ErrorKind::Conflict => (StatusCode::CONFLICT, "conflict"),
-            ErrorKind::Denied => (StatusCode::FORBIDDEN, "permission_denied"),
-            ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ErrorKind::Corrupted => (StatusCode::INTERNAL_SERVER_ERROR, "corrupted"),
-            ErrorKind::Io | ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            kind => {
+                let row = kind.code();
+                (status_of(row), row.code)
+            }
         };
         let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(correlation_id, error = %e, "request failed");
@@ -95,6 +100,12 @@ impl Problem {
         p.correlation_id = Some(correlation_id.to_owned());
         p
     }
+}
+
+/// The table's status as an HTTP status; the table holds only valid ones
+/// (a test checks), so the fallback is never reached.
+fn status_of(row: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(row.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Input the model refuses (a bad name, id, time, …) is a 400 that says why.
@@ -153,5 +164,31 @@ impl IntoResponse for Problem {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_in_the_error_table_is_an_http_error_status() {
+        for kind in ErrorKind::ALL {
+            let status = StatusCode::from_u16(kind.code().http_status);
+            assert!(
+                status.is_ok_and(|s| s.is_client_error() || s.is_server_error()),
+                "{kind:?}"
+            );
+        }
+    }
+
+    /// Answers that withhold their detail are exactly the 500s.
+    #[test]
+    fn internal_failures_are_described_only_by_their_correlation_id() {
+        let e = Error::internal("a broken invariant");
+        let p = Problem::from_service(&e, "abc", false);
+        assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(p.code, "internal");
+        assert!(!p.detail.contains("invariant"), "{}", p.detail);
     }
 }

@@ -3,9 +3,12 @@
 use kontextual_model::ModelError;
 use kontextual_store::{ErrorKind as StoreKind, StoreError};
 
+use crate::ErrorCode;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Coarse classes the surfaces map to exit codes and HTTP statuses.
+/// Coarse classes of failure; [`ErrorKind::code`] gives each its code,
+/// HTTP status, exit code and retryability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidInput,
@@ -50,6 +53,15 @@ pub enum Error {
         context: String,
         cause: std::io::Error,
     },
+    /// An ingest in which not one file could be read or parsed; each file's
+    /// reason is in the run's report. Reading may succeed later (a mount
+    /// comes back, a file is fixed), so it counts as I/O and is retried.
+    #[error("no file could be ingested ({failed} failed){first}")]
+    NothingIngested { failed: u64, first: String },
+    /// A failure of Kontextual itself — a panic, a broken invariant, a
+    /// missing operating-system facility — never of the caller's input.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -71,7 +83,8 @@ impl Error {
             Error::Denied { .. } => ErrorKind::Denied,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Stopped(_) => ErrorKind::Conflict,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::NothingIngested { .. } => ErrorKind::Io,
+            Error::Internal(_) => ErrorKind::Internal,
             Error::Index(e) => match e {
                 kontextual_index::IndexError::Query(_) => ErrorKind::InvalidInput,
                 kontextual_index::IndexError::Unavailable(_)
@@ -80,6 +93,20 @@ impl Error {
                 _ => ErrorKind::Internal,
             },
         }
+    }
+
+    /// Stable code, HTTP status and exit code of this error.
+    pub fn code(&self) -> ErrorCode {
+        self.kind().code()
+    }
+
+    /// Whether trying the same thing again may succeed (see [`ErrorCode::retryable`]).
+    pub fn retryable(&self) -> bool {
+        self.code().retryable
+    }
+
+    pub fn internal(what: impl Into<String>) -> Self {
+        Error::Internal(what.into())
     }
 
     pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {

@@ -180,7 +180,7 @@ impl Services {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let followed = follower
                 .join()
-                .unwrap_or_else(|_| Err(Error::InvalidInput("index follower panicked".into())));
+                .unwrap_or_else(|_| Err(Error::internal("index follower panicked")));
             (report, followed)
         });
         let mut report = report?;

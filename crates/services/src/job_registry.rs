@@ -193,9 +193,8 @@ impl JobHandler for NoopJob {
         }
         match p.fail {
             Some(msg) if p.permanent => Err(Error::InvalidInput(msg).into()),
-            Some(msg) => {
-                Err(Error::io(msg, std::io::Error::other("noop job asked to fail")).into())
-            }
+            // a failure of the system, as a test of retries needs
+            Some(msg) => Err(Error::internal(format!("{msg}: noop job asked to fail")).into()),
             None => Ok(None),
         }
     }

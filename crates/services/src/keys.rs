@@ -54,7 +54,7 @@ pub struct NewKey {
 fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf)
-        .map_err(|e| Error::InvalidInput(format!("no randomness available: {e}")))?;
+        .map_err(|e| Error::internal(format!("no randomness available: {e}")))?;
     Ok(hex::encode(buf))
 }
 

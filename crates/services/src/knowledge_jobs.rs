@@ -158,10 +158,10 @@ impl JobHandler for IngestJob {
                 .first()
                 .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
             return Err(JobFailure {
-                error: Error::io(
-                    format!("no file could be ingested ({} failed){first}", r.failed),
-                    std::io::Error::other("ingest failed"),
-                ),
+                error: Error::NothingIngested {
+                    failed: r.failed,
+                    first,
+                },
                 report: Some(report),
             });
         }

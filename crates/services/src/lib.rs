@@ -1,5 +1,5 @@
-//! Application services: the only door to the store for every surface (CLI
-//! now, HTTP next). Each operation resolves references, asks the policy,
+//! Application services: the only door to the store for every surface (the
+//! CLI and the HTTP server). Each operation resolves references, asks the policy,
 //! stamps the write with the caller's actor, namespace and correlation id,
 //! and hands it to the store, which audits it in the same transaction.
 //!
@@ -11,6 +11,7 @@ mod artifacts;
 mod context;
 mod diff;
 mod error;
+mod error_codes;
 mod export;
 mod feed;
 mod grants;
@@ -54,6 +55,7 @@ pub use context::{
     Reason, VerifyProblem,
 };
 pub use error::{Error, ErrorKind, Result};
+pub use error_codes::ErrorCode;
 pub use export::{
     CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, Progress, Silent,
     check_package,
@@ -273,9 +275,7 @@ impl Services {
         self.write(caller, vec![op])?
             .into_iter()
             .find_map(pick)
-            .ok_or_else(|| {
-                Error::InvalidInput("the store reported no change of the expected kind".to_owned())
-            })
+            .ok_or_else(|| Error::internal("the store reported no change of the expected kind"))
     }
 
     pub(crate) fn write(

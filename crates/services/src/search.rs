@@ -32,7 +32,7 @@ pub const MAX_EXPAND_DEPTH: u32 = 5;
 /// Most related artifacts listed per hit.
 const MAX_RELATED: usize = 50;
 
-/// Filters shared by search, context build and (later) export.
+/// Filters shared by search and context build (an export scope has its own).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SearchFilters {
     pub collections: Vec<String>,

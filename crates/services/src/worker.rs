@@ -20,7 +20,7 @@ use kontextual_store::{ErrorKind as StoreKind, Op, WriteBatch, WriteContext};
 use serde::Serialize;
 
 use crate::job_registry::{JobContext, JobFailure};
-use crate::{Caller, Error, ErrorKind, Services};
+use crate::{Caller, Error, Services};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
@@ -590,10 +590,9 @@ impl Services {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(JobFailure::from(Error::io(
-                format!("the job panicked: {msg}"),
-                std::io::Error::other("panic"),
-            )))
+            Err(JobFailure::from(Error::internal(format!(
+                "the job panicked: {msg}"
+            ))))
         });
         match outcome {
             Ok(report) => (JobResult::Succeeded, report),
@@ -606,14 +605,7 @@ impl Services {
                 // (the output already exists, a legal hold, a stale
                 // revision) fail the same way every time: no retry; an
                 // operator fixes the cause and runs `job retry`.
-                let retryable = !matches!(
-                    error.kind(),
-                    ErrorKind::InvalidInput
-                        | ErrorKind::NotFound
-                        | ErrorKind::Denied
-                        | ErrorKind::Conflict
-                );
-                let retry_at = retryable.then(|| {
+                let retry_at = error.retryable().then(|| {
                     let delay = kontextual_model::job::backoff(
                         job.attempt,
                         cfg.retry_base,

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use kontextual_model::{ChainHead, RunId};
-use kontextual_services::AuditFilter;
+use kontextual_services::{AuditFilter, ErrorKind};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -31,15 +31,13 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
         Ok(Ok(())) => Ok(axum::Json(dto::Status { status: "ready" }).into_response()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready");
-            Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+            Err(Problem::of(
+                ErrorKind::Unavailable,
                 "the store or the search index is not reachable",
             ))
         }
-        Err(_) => Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+        Err(_) => Err(Problem::of(
+            ErrorKind::Unavailable,
             "readiness check failed",
         )),
     }

@@ -1,11 +1,8 @@
-//! The Kontextual store on PostgreSQL (ADR 0007; issue 8, in progress).
-//!
-//! Built so far: a bounded connection pool, the versioned schema (the same
-//! tables and rules as the SQLite store, in PostgreSQL types) applied under
-//! an advisory lock so concurrent `init`s from several hosts do not race,
-//! and the store's identity. The `Backend` implementation, the writer lock
-//! for the audit chain and outbox, job claiming with `SKIP LOCKED` and
-//! LISTEN/NOTIFY come next; until then `--database-url` is refused.
+//! The PostgreSQL engine (ADR 0007): a bounded connection pool with a
+//! statement cache per connection, TLS, the writer advisory lock that keeps
+//! one audit chain and commit-ordered outbox sequence numbers across
+//! processes, LISTEN/NOTIFY for job wake-ups, and the engine's own checks.
+//! Statements and decisions are the store's shared modules (ADR 0009).
 
 mod backend;
 mod blobs;

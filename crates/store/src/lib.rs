@@ -16,6 +16,7 @@ mod access;
 mod apply;
 mod audit;
 mod blobs;
+mod check;
 mod engine;
 mod error;
 mod handle;

@@ -6,8 +6,8 @@ use kontextual_model::{
 };
 
 use super::Mark;
+use crate::knowledge::read::{decode_pair, encode_pair};
 use crate::port::{Page, PageRequest};
-use crate::postgres::read::{decode_pair, encode_pair};
 use crate::sql::{Dialect, Row, Tx, args};
 use crate::{Result, StoreError};
 

@@ -14,15 +14,9 @@ use crate::sql::{Tx, args};
 use crate::{Result, StoreError};
 
 /// The artifact `key` names in the batch's namespace, or `NotFound`.
-///
-/// The knowledge reads are moving onto the SQL layer separately; until the
-/// shared artifact read exists, each engine's own reader answers.
 fn existing(tx: &mut Tx<'_>, ctx: &WriteContext, key: &ArtifactKey) -> Result<Artifact> {
-    let found = match tx {
-        Tx::Sqlite(c) => crate::sqlite::read::load_artifact(c, &ctx.namespace, key)?,
-        Tx::Postgres(c) => crate::postgres::read::artifact(c, &ctx.namespace, key)?,
-    };
-    found.ok_or_else(|| StoreError::not_found(key.to_string()))
+    crate::knowledge::read::artifact(tx, &ctx.namespace, key)?
+        .ok_or_else(|| StoreError::not_found(key.to_string()))
 }
 
 /// Creates a key in the batch's namespace; `AlreadyExists` if its id is taken.

@@ -46,11 +46,11 @@ fn page<T>(
     Ok(Page { items, next })
 }
 
-fn encode_pair(a: &str, b: &str) -> Cursor {
+pub(crate) fn encode_pair(a: &str, b: &str) -> Cursor {
     Cursor(format!("{}:{}", hex::encode(a), hex::encode(b)))
 }
 
-fn decode_pair(c: &Cursor) -> Result<(String, String)> {
+pub(crate) fn decode_pair(c: &Cursor) -> Result<(String, String)> {
     let (a, b) = c.0.split_once(':').ok_or_else(bad_cursor)?;
     let dec = |s: &str| -> Result<String> {
         String::from_utf8(hex::decode(s).map_err(|_| bad_cursor())?).map_err(|_| bad_cursor())

@@ -172,7 +172,11 @@ impl crate::engine::Engine for PostgresBackend {
         let recorded = crate::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
             crate::postgres::check::in_snapshot(c, |tx| {
-                crate::postgres::check::verify_chain(tx, expect_head.clone(), recorded.clone())
+                crate::check::verify_chain(
+                    &mut Tx::Postgres(tx),
+                    expect_head.clone(),
+                    recorded.clone(),
+                )
             })
         })
     }
@@ -235,7 +239,12 @@ impl crate::engine::Engine for PostgresBackend {
         let recorded = crate::head_copy::recorded(self.inner.head_file.as_deref());
         self.read(|c| {
             crate::postgres::check::in_snapshot(c, |tx| {
-                crate::postgres::check::run(tx, expect_head.clone(), recorded.clone())
+                crate::check::run(
+                    &mut Tx::Postgres(tx),
+                    expect_head.clone(),
+                    recorded.clone(),
+                    Vec::new(),
+                )
             })
         })
     }

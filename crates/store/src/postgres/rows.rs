@@ -2,8 +2,6 @@
 //! name, a bad digest) means the database was edited behind our back:
 //! `Corrupted`, naming the column.
 
-use std::str::FromStr;
-
 use crate::{Result, StoreError};
 use postgres::Row;
 use postgres::types::FromSql;
@@ -14,13 +12,4 @@ fn bad(col: usize, e: impl std::fmt::Display) -> StoreError {
 
 pub(crate) fn get<'a, T: FromSql<'a>>(r: &'a Row, i: usize) -> Result<T> {
     r.try_get(i).map_err(|e| bad(i, e))
-}
-
-pub(crate) fn parsed<T>(r: &Row, i: usize) -> Result<T>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    let s: &str = get(r, i)?;
-    s.parse().map_err(|e| bad(i, e))
 }

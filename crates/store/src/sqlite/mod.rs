@@ -104,23 +104,6 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
             ErrorCode::SystemIoFailure | ErrorCode::CannotOpen => {
                 StoreError::io("accessing the store", std::io::Error::other(e.to_string()))
             }
-            // by extended code, as PostgreSQL's SQLSTATEs: shared code
-            // matches on the kind, never on the text
-            ErrorCode::ConstraintViolation
-                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                StoreError::AlreadyExists {
-                    what: e.to_string(),
-                }
-            }
-            ErrorCode::ConstraintViolation
-                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
-            {
-                StoreError::DanglingReference {
-                    what: e.to_string(),
-                }
-            }
             _ => StoreError::Internal(e.to_string()),
         },
         rusqlite::Error::FromSqlConversionFailure(col, _, inner) => {

@@ -34,7 +34,7 @@ use kontextual_services::{
     Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode,
 };
 use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
-use kontextual_store::{Content, Op, PutArtifact, Store, WriteBatch, WriteContext};
+use kontextual_store::{Content, KnowledgeOp, Op, PutArtifact, Store, WriteBatch, WriteContext};
 
 struct Args {
     runs: usize,
@@ -219,11 +219,11 @@ fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Dur
     let coll = CollectionName::new("bench")?;
     store.write(WriteBatch {
         ctx: ctx.clone(),
-        ops: vec![Op::CreateCollection {
+        ops: vec![Op::Knowledge(KnowledgeOp::CreateCollection {
             name: coll.clone(),
             description: String::new(),
             if_absent: false,
-        }],
+        })],
     })?;
     let start = Instant::now();
     for chunk in files.chunks(batch) {
@@ -231,11 +231,11 @@ fn kontextual_batched(dir: &Path, files: &[PathBuf], batch: usize) -> Result<Dur
         for f in chunk {
             let name = f.file_name().and_then(|n| n.to_str()).context("name")?;
             let file = std::fs::File::open(f)?;
-            ops.push(Op::PutArtifact(PutArtifact::new(
+            ops.push(Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll.clone(),
                 ArtifactName::new(name)?,
                 Content::Reader(Box::new(file)),
-            )));
+            ))));
         }
         store.write(WriteBatch {
             ctx: ctx.clone(),

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kontextual_model::{AccessEntry, Actor};
-use kontextual_store::Op;
+use kontextual_store::{AccessOp, Op};
 
 use crate::{Caller, Permission, Resource, Result, Services};
 
@@ -72,7 +72,10 @@ impl Services {
 
     fn write_access(&self, entries: Vec<AccessEntry>) {
         let system = Caller::new(Actor::local_admin(), kontextual_model::Namespace::default());
-        if let Err(e) = self.write(&system, vec![Op::RecordAccess { entries }]) {
+        if let Err(e) = self.write(
+            &system,
+            vec![Op::Access(AccessOp::RecordAccess { entries })],
+        ) {
             tracing::warn!(error = %e, "could not write the access log");
         }
     }

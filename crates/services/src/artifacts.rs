@@ -9,7 +9,7 @@ use kontextual_model::{
     Revision,
 };
 use kontextual_store::{
-    ArtifactKey, ArtifactQuery, Content, Expect, Op, Page, PageRequest, PutArtifact,
+    ArtifactKey, ArtifactQuery, Content, Expect, KnowledgeOp, Op, Page, PageRequest, PutArtifact,
 };
 use serde::Serialize;
 
@@ -409,13 +409,13 @@ impl Services {
         // rule for both), in the same atomic batch.
         let mut ops = Vec::with_capacity(2);
         if matches!(req.target, ArtifactRef::Name { .. }) {
-            ops.push(Op::CreateCollection {
+            ops.push(Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: collection.clone(),
                 description: String::new(),
                 if_absent: true,
-            });
+            }));
         }
-        ops.push(Op::PutArtifact(put));
+        ops.push(Op::Knowledge(KnowledgeOp::PutArtifact(put)));
         let changes = self.write(caller, ops)?;
         let artifact_change = changes
             .into_iter()
@@ -539,7 +539,10 @@ impl Services {
     ) -> Result<Artifact> {
         let key = self.key(r)?;
         self.artifact_for(caller, r, Permission::Write)?;
-        let changes = self.write(caller, vec![Op::DeleteArtifact { key, expect }])?;
+        let changes = self.write(
+            caller,
+            vec![Op::Knowledge(KnowledgeOp::DeleteArtifact { key, expect })],
+        )?;
         last_artifact(changes).map(|a| self.present(caller, a))
     }
 
@@ -551,7 +554,10 @@ impl Services {
     ) -> Result<Artifact> {
         let key = self.key(r)?;
         self.artifact_for(caller, r, Permission::Admin)?;
-        let changes = self.write(caller, vec![Op::PurgeArtifact { key, expect }])?;
+        let changes = self.write(
+            caller,
+            vec![Op::Knowledge(KnowledgeOp::PurgeArtifact { key, expect })],
+        )?;
         last_artifact(changes).map(|a| self.present(caller, a))
     }
 

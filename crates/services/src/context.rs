@@ -17,7 +17,7 @@ use kontextual_index::{Granularity, SearchRequest as IndexRequest};
 use kontextual_model::{
     Artifact, ArtifactId, ArtifactRef, ContextPackage, Digest, PackageName, RelationId, RunId,
 };
-use kontextual_store::{ArtifactKey, Op, Page, PageRequest, RelationQuery};
+use kontextual_store::{ArtifactKey, KnowledgeOp, Op, Page, PageRequest, RelationQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::search::{SearchFilters, artifact_ref, expand_depth, relation_types};
@@ -330,11 +330,11 @@ impl Services {
         let digest = Digest::of_json(&value);
         let changes = self.write(
             caller,
-            vec![Op::SaveContextPackage {
+            vec![Op::Knowledge(KnowledgeOp::SaveContextPackage {
                 name,
                 digest,
                 manifest: value,
-            }],
+            })],
         )?;
         match changes.into_iter().next() {
             Some(kontextual_model::Change::ContextPackageSaved { package }) => view(package, true),

@@ -14,8 +14,8 @@ use kontextual_package::records::*;
 use kontextual_package::{BagWriter, PackageError, Records, Verdict};
 pub use kontextual_package::{Progress, Silent};
 use kontextual_store::{
-    ArtifactQuery, ImportBlob, ImportConflict, ImportRecords, Op, PageRequest, RelationQuery,
-    WriteBatch,
+    ArtifactQuery, ImportBlob, ImportConflict, ImportRecords, KnowledgeOp, Op, PageRequest,
+    RelationQuery, WriteBatch,
 };
 use serde::{Deserialize, Serialize};
 
@@ -966,7 +966,7 @@ impl Services {
                     run_id: Some(run_id),
                     ..caller.write_ctx()
                 },
-                ops: vec![Op::ImportRecords(Box::new(ops))],
+                ops: vec![Op::Knowledge(KnowledgeOp::ImportRecords(Box::new(ops)))],
             })?;
             let summary = changes
                 .iter()

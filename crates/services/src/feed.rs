@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use kontextual_model::{Actor, CorrelationId, Namespace, OutboxEvent};
-use kontextual_store::{Op, Store, WriteBatch, WriteContext};
+use kontextual_store::{FeedOp, Op, Store, WriteBatch, WriteContext};
 
 use crate::{Result, Services};
 
@@ -94,10 +94,10 @@ pub fn acknowledge(store: &Store, consumer: &str, seq: u64) {
             correlation_id: CorrelationId::new(),
             run_id: None,
         },
-        ops: vec![Op::AckOutbox {
+        ops: vec![Op::Feed(FeedOp::AckOutbox {
             consumer: consumer.to_owned(),
             seq,
-        }],
+        })],
     });
     if let Err(e) = ack {
         tracing::warn!(consumer, error = %e, "could not acknowledge a feed position");
@@ -107,7 +107,7 @@ pub fn acknowledge(store: &Store, consumer: &str, seq: u64) {
 /// Retention: deletes feed events older than `older_than` that every
 /// registered consumer has acknowledged (with no consumer, none).
 pub fn prune_op(older_than: kontextual_model::Timestamp) -> Op {
-    Op::PruneOutbox { older_than }
+    Op::Feed(FeedOp::PruneOutbox { older_than })
 }
 
 /// The consumers this process runs, in registration order.

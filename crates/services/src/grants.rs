@@ -3,7 +3,7 @@
 //! the namespace.
 
 use kontextual_model::{Actor, Change, CollectionName, Grant, GrantPermission, GrantScope};
-use kontextual_store::Op;
+use kontextual_store::{AccessOp, Op};
 
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
@@ -19,11 +19,11 @@ impl Services {
         let scope = scope(on)?;
         let grant = self.write_one(
             caller,
-            Op::CreateGrant {
+            Op::Access(AccessOp::CreateGrant {
                 actor,
                 permission,
                 scope,
-            },
+            }),
             |c| match c {
                 Change::GrantCreated { grant } => Some(grant),
                 _ => None,
@@ -44,11 +44,11 @@ impl Services {
         let scope = scope(on)?;
         let grant = self.write_one(
             caller,
-            Op::DeleteGrant {
+            Op::Access(AccessOp::DeleteGrant {
                 actor,
                 permission,
                 scope,
-            },
+            }),
             |c| match c {
                 Change::GrantDeleted { grant } => Some(grant),
                 _ => None,
@@ -104,10 +104,10 @@ impl Services {
         self.artifact_for(caller, r, Permission::Admin)?;
         let hold = self.write_one(
             caller,
-            Op::SetHold {
+            Op::Access(AccessOp::SetHold {
                 key: self.key(r)?,
                 reason: reason.to_owned(),
-            },
+            }),
             |c| match c {
                 Change::HoldSet { hold } => Some(hold),
                 _ => None,
@@ -122,10 +122,14 @@ impl Services {
         r: &kontextual_model::ArtifactRef,
     ) -> Result<kontextual_model::Hold> {
         self.artifact_for(caller, r, Permission::Admin)?;
-        let hold = self.write_one(caller, Op::ReleaseHold { key: self.key(r)? }, |c| match c {
-            Change::HoldReleased { hold } => Some(hold),
-            _ => None,
-        })?;
+        let hold = self.write_one(
+            caller,
+            Op::Access(AccessOp::ReleaseHold { key: self.key(r)? }),
+            |c| match c {
+                Change::HoldReleased { hold } => Some(hold),
+                _ => None,
+            },
+        )?;
         Ok(hold)
     }
 
@@ -153,10 +157,14 @@ impl Services {
             Permission::Admin,
             &Resource::Namespace("clearances"),
         )?;
-        let clearance = self.write_one(caller, Op::SetClearance { actor, level }, |c| match c {
-            Change::ClearanceSet { clearance } => Some(clearance),
-            _ => None,
-        })?;
+        let clearance = self.write_one(
+            caller,
+            Op::Access(AccessOp::SetClearance { actor, level }),
+            |c| match c {
+                Change::ClearanceSet { clearance } => Some(clearance),
+                _ => None,
+            },
+        )?;
         self.forget_verified_keys();
         Ok(clearance)
     }

@@ -15,7 +15,8 @@ use kontextual_model::{
     Timestamp,
 };
 use kontextual_store::{
-    ArtifactKey, ArtifactQuery, Op, PageRequest, PutArtifact, WriteBatch, WriteContext,
+    ArtifactKey, ArtifactQuery, KnowledgeOp, Op, PageRequest, PutArtifact, RunOp, WriteBatch,
+    WriteContext,
 };
 use serde::Serialize;
 
@@ -259,18 +260,18 @@ impl Services {
         self.write(
             caller,
             vec![
-                Op::CreateCollection {
+                Op::Knowledge(KnowledgeOp::CreateCollection {
                     name: collection.clone(),
                     description: String::new(),
                     if_absent: true,
-                },
-                Op::StartRun {
+                }),
+                Op::Runs(RunOp::StartRun {
                     id: run_id,
                     kind: "ingest".into(),
                     input,
                     owner: this_process(),
                     job,
-                },
+                }),
             ],
         )?;
         let mut report = IngestReport {
@@ -327,11 +328,11 @@ impl Services {
         });
         self.store().write(WriteBatch {
             ctx: caller.write_ctx(),
-            ops: vec![Op::FinishRun {
+            ops: vec![Op::Runs(RunOp::FinishRun {
                 id: run_id,
                 status,
                 manifest,
-            }],
+            })],
         })?;
         body.map(|()| report)
     }
@@ -497,9 +498,11 @@ impl Services {
                 }
             }
             for chunk in gone.chunks(BATCH_FILES) {
-                let op = |a: &kontextual_model::Artifact| Op::DeleteArtifact {
-                    key: ArtifactKey::Id(a.id),
-                    expect: Some(a.revision),
+                let op = |a: &kontextual_model::Artifact| {
+                    Op::Knowledge(KnowledgeOp::DeleteArtifact {
+                        key: ArtifactKey::Id(a.id),
+                        expect: Some(a.revision),
+                    })
                 };
                 let changes = match self.store().write(WriteBatch {
                     ctx: ctx.clone(),
@@ -559,12 +562,12 @@ impl Services {
     ) -> Result<()> {
         self.store().write(WriteBatch {
             ctx: ctx.clone(),
-            ops: vec![Op::RunStep {
+            ops: vec![Op::Runs(RunOp::RunStep {
                 id,
                 name: name.to_owned(),
                 status,
                 detail,
-            }],
+            })],
         })?;
         Ok(())
     }
@@ -763,7 +766,7 @@ fn prepare(collection: &CollectionName, req: &IngestRequest, f: &Found) -> Resul
         source_mtime: mtime,
         ..Default::default()
     });
-    Ok(Op::PutArtifact(put))
+    Ok(Op::Knowledge(KnowledgeOp::PutArtifact(put)))
 }
 
 fn strip_prefix(msg: &str, collection: &CollectionName, name: &ArtifactName) -> String {

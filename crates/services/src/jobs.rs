@@ -8,7 +8,7 @@
 use kontextual_model::{
     Change, Job, JobAttempt, JobId, JobState, JobTransition, RunId, RunSummary, Timestamp,
 };
-use kontextual_store::{JobAction, JobQuery, NewJob, Op, Page, PageRequest};
+use kontextual_store::{AccessOp, JobAction, JobOp, JobQuery, NewJob, Op, Page, PageRequest};
 use serde::Serialize;
 
 use crate::{Caller, Error, IngestRequest, Permission, Resource, Result, Services};
@@ -98,7 +98,7 @@ impl Services {
                     "a unique key has 1-200 characters".to_owned(),
                 ));
             }
-            ops.push(Op::EnqueueJob(NewJob {
+            ops.push(Op::Jobs(JobOp::EnqueueJob(NewJob {
                 id: JobId::new(),
                 kind: handler.kind().to_owned(),
                 payload,
@@ -107,7 +107,7 @@ impl Services {
                 unique_key,
                 key_id: caller.key_id.clone(),
                 scopes: caller.scopes.clone(),
-            }));
+            })));
         }
         let out: Vec<Enqueued> = self
             .write(caller, ops)?
@@ -228,10 +228,14 @@ impl Services {
     /// retry, cancel, quarantine or release (admin; audited; idempotent).
     pub fn job_act(&self, caller: &Caller, id: JobId, action: JobAction) -> Result<JobTransition> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))?;
-        self.write_one(caller, Op::ActOnJob { id, action }, |c| match c {
-            Change::JobActed(t) => Some(t),
-            _ => None,
-        })
+        self.write_one(
+            caller,
+            Op::Jobs(JobOp::ActOnJob { id, action }),
+            |c| match c {
+                Change::JobActed(t) => Some(t),
+                _ => None,
+            },
+        )
     }
 
     /// Counts by kind and state, and the oldest due job (all namespaces):
@@ -251,10 +255,10 @@ impl Services {
         self.artifact_for(caller, r, Permission::Admin)?;
         self.write_one(
             caller,
-            Op::QuarantineArtifact {
+            Op::Access(AccessOp::QuarantineArtifact {
                 key: self.key(r)?,
                 reason: reason.to_owned(),
-            },
+            }),
             |c| match c {
                 Change::ArtifactQuarantined { quarantine } => Some(quarantine),
                 _ => None,
@@ -270,7 +274,7 @@ impl Services {
         self.artifact_for(caller, r, Permission::Admin)?;
         self.write_one(
             caller,
-            Op::ReleaseArtifact { key: self.key(r)? },
+            Op::Access(AccessOp::ReleaseArtifact { key: self.key(r)? }),
             |c| match c {
                 Change::ArtifactReleased { quarantine } => Some(quarantine),
                 _ => None,

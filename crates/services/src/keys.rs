@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kontextual_model::key::{TOKEN_PREFIX, digests_match, parse_token};
 use kontextual_model::{Actor, ApiKey, Digest, Scope, Timestamp};
-use kontextual_store::{Op, Page, PageRequest};
+use kontextual_store::{AccessOp, Op, Page, PageRequest};
 
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
@@ -99,7 +99,7 @@ impl Services {
             last_used_at: None,
             secret_hash: Some(Digest::of(secret.as_bytes())),
         };
-        let key = self.write_one(caller, Op::CreateKey(key), |c| match c {
+        let key = self.write_one(caller, Op::Access(AccessOp::CreateKey(key)), |c| match c {
             kontextual_model::Change::KeyCreated { key, .. } => Some(key),
             _ => None,
         })?;
@@ -127,7 +127,10 @@ impl Services {
     /// Revokes a key; revoking it again is a no-op.
     pub fn key_revoke(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("API keys"))?;
-        self.write(caller, vec![Op::RevokeKey { id: id.to_owned() }])?;
+        self.write(
+            caller,
+            vec![Op::Access(AccessOp::RevokeKey { id: id.to_owned() })],
+        )?;
         self.forget_verified_keys();
         let mut k = self
             .store()
@@ -252,7 +255,10 @@ impl Services {
     }
 
     fn flush_touches(&self, uses: Vec<(String, Timestamp)>) {
-        if let Err(e) = self.write(&system_caller(), vec![Op::TouchKeys { uses }]) {
+        if let Err(e) = self.write(
+            &system_caller(),
+            vec![Op::Access(AccessOp::TouchKeys { uses })],
+        ) {
             tracing::warn!(error = %e, "could not record API key use");
         }
     }
@@ -277,12 +283,12 @@ impl Services {
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         self.write_one(
             &system_caller(),
-            Op::BeginIdempotent {
+            Op::Access(AccessOp::BeginIdempotent {
                 scope: scope.to_owned(),
                 key: key.to_owned(),
                 request_hash,
                 expire_before,
-            },
+            }),
             |c| match c {
                 kontextual_model::Change::Idempotency(state) => Some(state),
                 _ => None,
@@ -301,13 +307,13 @@ impl Services {
     ) -> Result<()> {
         self.write(
             &system_caller(),
-            vec![Op::FinishIdempotent {
+            vec![Op::Access(AccessOp::FinishIdempotent {
                 scope: scope.to_owned(),
                 key: key.to_owned(),
                 status,
                 content_type: content_type.to_owned(),
                 body,
-            }],
+            })],
         )?;
         Ok(())
     }
@@ -316,10 +322,10 @@ impl Services {
     pub fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()> {
         self.write(
             &system_caller(),
-            vec![Op::AbandonIdempotent {
+            vec![Op::Access(AccessOp::AbandonIdempotent {
                 scope: scope.to_owned(),
                 key: key.to_owned(),
-            }],
+            })],
         )?;
         Ok(())
     }

@@ -41,7 +41,7 @@ use kontextual_model::{
 };
 use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
 use kontextual_store::{
-    CheckReport, Op, Page, PageRequest, Store, StoreStatus, WriteBatch, WriteContext,
+    CheckReport, KnowledgeOp, Op, Page, PageRequest, Store, StoreStatus, WriteBatch, WriteContext,
 };
 
 pub use artifacts::{ContentSource, Diff, DiffContent, PutOutcome, PutRequest};
@@ -305,11 +305,11 @@ impl Services {
         )?;
         self.write(
             caller,
-            vec![Op::CreateCollection {
+            vec![Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: name.clone(),
                 description: description.to_owned(),
                 if_absent: false,
-            }],
+            })],
         )?;
         self.collection_show(caller, name.as_str())
     }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use kontextual_model::{JobId, RunId, RunStatus};
-use kontextual_store::{Op, Problem, ProblemCategory, WriteBatch};
+use kontextual_store::{Op, Problem, ProblemCategory, RunOp, WriteBatch};
 use serde::Serialize;
 
 use crate::runs::this_process;
@@ -56,13 +56,13 @@ impl Services {
         }
         self.write(
             caller,
-            vec![Op::StartRun {
+            vec![Op::Runs(RunOp::StartRun {
                 id: run_id,
                 kind: kind.to_owned(),
                 input: bundle,
                 owner: this_process(),
                 job,
-            }],
+            })],
         )?;
         let out = work(run_id);
         let (status, manifest) = match &out {
@@ -85,11 +85,11 @@ impl Services {
                 run_id: Some(run_id),
                 ..caller.write_ctx()
             },
-            ops: vec![Op::FinishRun {
+            ops: vec![Op::Runs(RunOp::FinishRun {
                 id: run_id,
                 status,
                 manifest,
-            }],
+            })],
         })?;
         metrics::counter!("kontextual_runs_finished_total", "kind" => kind.to_owned(), "status" => status.as_str())
             .increment(1);

@@ -1,7 +1,7 @@
 //! Typed relationships between artifacts.
 
 use kontextual_model::{ArtifactRef, Change, Metadata, Relation, RelationId, RelationType};
-use kontextual_store::{Op, Page, PageRequest, RelationQuery};
+use kontextual_store::{KnowledgeOp, Op, Page, PageRequest, RelationQuery};
 
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
@@ -40,12 +40,12 @@ impl Services {
         }
         let changes = self.write(
             caller,
-            vec![Op::CreateRelation {
+            vec![Op::Knowledge(KnowledgeOp::CreateRelation {
                 source: s,
                 rel_type,
                 target: t,
                 properties: properties.unwrap_or_default(),
-            }],
+            })],
         )?;
         one_relation(changes)
     }
@@ -96,12 +96,12 @@ impl Services {
         self.relation_for_write(caller, id)?;
         let changes = self.write(
             caller,
-            vec![Op::UpdateRelation {
+            vec![Op::Knowledge(KnowledgeOp::UpdateRelation {
                 id,
                 rel_type,
                 properties,
                 expect,
-            }],
+            })],
         )?;
         one_relation(changes)
     }
@@ -113,7 +113,10 @@ impl Services {
         expect: Option<u64>,
     ) -> Result<Relation> {
         self.relation_for_write(caller, id)?;
-        one_relation(self.write(caller, vec![Op::DeleteRelation { id, expect }])?)
+        one_relation(self.write(
+            caller,
+            vec![Op::Knowledge(KnowledgeOp::DeleteRelation { id, expect })],
+        )?)
     }
 
     /// A relation the caller may change: write on its source, and it must

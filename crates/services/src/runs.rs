@@ -2,7 +2,7 @@
 //! and reading runs back.
 
 use kontextual_model::{Actor, CorrelationId, Run, RunId, RunStatus, RunStep};
-use kontextual_store::{Op, Page, PageRequest, WriteBatch, WriteContext};
+use kontextual_store::{Op, Page, PageRequest, RunOp, WriteBatch, WriteContext};
 
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
@@ -74,11 +74,11 @@ impl Services {
                 },
                 "audit_head": self.store().audit().head()?,
             });
-            let op = Op::FinishRun {
+            let op = Op::Runs(RunOp::FinishRun {
                 id: run.id,
                 status: RunStatus::Interrupted,
                 manifest,
-            };
+            });
             match self.store().write(WriteBatch { ctx, ops: vec![op] }) {
                 Ok(_) => done.push(run.id),
                 // someone else noticed first
@@ -149,6 +149,7 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kontextual_store::JobOp;
 
     #[test]
     fn k6_this_process_is_alive_and_a_stranger_is_dead() {
@@ -194,7 +195,7 @@ mod tests {
                 .unwrap()
         };
         let job = JobId::new();
-        write(vec![Op::EnqueueJob(NewJob {
+        write(vec![Op::Jobs(JobOp::EnqueueJob(NewJob {
             id: job,
             kind: "noop".into(),
             payload: serde_json::json!({}),
@@ -203,24 +204,24 @@ mod tests {
             unique_key: None,
             key_id: None,
             scopes: None,
-        })]);
+        }))]);
         let claim = |worker: &str, lease: Duration| {
-            write(vec![Op::ClaimJobs {
+            write(vec![Op::Jobs(JobOp::ClaimJobs {
                 worker: worker.into(),
                 kinds: Vec::new(),
                 limit: 1,
                 lease,
-            }])
+            })])
         };
         let start = |owner: &str, attempt: u32| {
             let id = RunId::new();
-            write(vec![Op::StartRun {
+            write(vec![Op::Runs(RunOp::StartRun {
                 id,
                 kind: "noop".into(),
                 input: serde_json::json!({}),
                 owner: owner.into(),
                 job: Some((job, attempt)),
-            }]);
+            })]);
             id
         };
         let status = |id: RunId| {
@@ -235,21 +236,21 @@ mod tests {
         claim("host-a:1:1/w0", Duration::from_millis(1));
         let first = start("host-a:1:1", 1);
         // while the attempt holds the job, its run is left alone
-        write(vec![Op::HeartbeatJob {
+        write(vec![Op::Jobs(JobOp::HeartbeatJob {
             id: job,
             attempt: 1,
             lease: Duration::from_secs(60),
-        }]);
+        })]);
         assert!(svc.recover_interrupted_runs().unwrap().is_empty());
         assert_eq!(status(first), RunStatus::Running);
 
         // host A goes silent: the lease runs out, the job is rescued and
         // claimed again by host B, which starts its own run
-        write(vec![Op::HeartbeatJob {
+        write(vec![Op::Jobs(JobOp::HeartbeatJob {
             id: job,
             attempt: 1,
             lease: Duration::from_millis(1),
-        }]);
+        })]);
         std::thread::sleep(Duration::from_millis(20));
         claim("host-b:2:2/w0", Duration::from_secs(60));
         let second = start("host-b:2:2", 2);

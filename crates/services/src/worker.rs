@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kontextual_model::{Change, Job, JobId, JobResult, JobState};
-use kontextual_store::{ErrorKind as StoreKind, Op, WriteBatch, WriteContext};
+use kontextual_store::{AccessOp, ErrorKind as StoreKind, JobOp, Op, WriteBatch, WriteContext};
 use serde::Serialize;
 
 use crate::job_registry::{JobContext, JobFailure};
@@ -295,11 +295,13 @@ impl Services {
         stop: Arc<AtomicBool>,
     ) {
         let mut prefetch = 1u32;
-        let claim = |limit: u32| Op::ClaimJobs {
-            worker: name.to_owned(),
-            kinds: kinds.to_vec(),
-            limit,
-            lease: cfg.lease,
+        let claim = |limit: u32| {
+            Op::Jobs(JobOp::ClaimJobs {
+                worker: name.to_owned(),
+                kinds: kinds.to_vec(),
+                limit,
+                lease: cfg.lease,
+            })
         };
         // jobs claimed in the same commit as the previous batch's completions
         let mut next: Option<Vec<Job>> = None;
@@ -417,11 +419,13 @@ impl Services {
             metrics::counter!("kontextual_jobs_finished_total", "kind" => job.kind.clone(), "state" => state)
                 .increment(1);
         };
-        let finish = |(job, result, report): &Outcome| Op::FinishJob {
-            id: job.id,
-            attempt: job.attempt,
-            result: result.clone(),
-            report: report.clone(),
+        let finish = |(job, result, report): &Outcome| {
+            Op::Jobs(JobOp::FinishJob {
+                id: job.id,
+                attempt: job.attempt,
+                result: result.clone(),
+                report: report.clone(),
+            })
         };
         let mut ops: Vec<Op> = batch.iter().map(finish).collect();
         ops.extend(then_claim);
@@ -505,11 +509,11 @@ impl Services {
                 }
                 let r = self.store().write(WriteBatch {
                     ctx: system_ctx(),
-                    ops: vec![Op::HeartbeatJob {
+                    ops: vec![Op::Jobs(JobOp::HeartbeatJob {
                         id,
                         attempt,
                         lease: cfg.lease,
-                    }],
+                    })],
                 });
                 match r.map(|mut c| c.pop()) {
                     Ok(Some(Change::JobLeased { job })) if job.stop_requested.is_some() => {
@@ -564,13 +568,13 @@ impl Services {
         self.store().write(WriteBatch {
             ctx: system_ctx(),
             ops: vec![
-                Op::PruneJobs {
+                Op::Jobs(JobOp::PruneJobs {
                     finished_before: ago(cfg.job_retention),
-                },
+                }),
                 crate::feed::prune_op(ago(cfg.outbox_retention)),
-                Op::PruneAccessLog {
+                Op::Access(AccessOp::PruneAccessLog {
                     older_than: ago(cfg.access_log_retention),
-                },
+                }),
             ],
         })?;
         Ok(())

@@ -332,3 +332,21 @@ pub(crate) fn prune(tx: &mut Tx<'_>, older_than: Timestamp) -> Result<Vec<Change
         count,
     }])
 }
+
+/// Applies one feed operation inside the engine's transaction and
+/// returns the changes it made (`crate::apply` appends their audit records).
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    _ctx: &WriteContext,
+    op: crate::port::FeedOp,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    use crate::port::FeedOp;
+    Ok(match op {
+        FeedOp::PruneOutbox { older_than } => prune(tx, older_than)?,
+        FeedOp::AckOutbox { consumer, seq } => {
+            ack(tx, &consumer, seq, now)?;
+            Vec::new()
+        }
+    })
+}

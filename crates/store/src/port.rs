@@ -134,9 +134,23 @@ impl PutArtifact {
     }
 }
 
-/// One mutation. Each yields one or more [`Change`]s.
+/// One mutation, grouped by the domain that owns it; each domain's
+/// operations are applied by its store module (`apply.rs` routes them).
+/// Each yields one or more [`Change`]s.
 #[derive(Debug)]
 pub enum Op {
+    Knowledge(KnowledgeOp),
+    Access(AccessOp),
+    Jobs(JobOp),
+    Runs(RunOp),
+    Feed(FeedOp),
+    /// Append an audit record that accompanies no state change (e.g. a denial).
+    Audit(AuditDraft),
+}
+
+/// Collections, artifacts, relations, context packages and imports.
+#[derive(Debug)]
+pub enum KnowledgeOp {
     /// `AlreadyExists` if the name is taken, unless `if_absent` (then unchanged, no change record).
     CreateCollection {
         name: CollectionName,
@@ -174,47 +188,6 @@ pub enum Op {
         id: RelationId,
         expect: Option<u64>,
     },
-    /// Append an audit record that accompanies no state change (e.g. a denial).
-    Audit(AuditDraft),
-    /// Retention: delete outbox events that every registered consumer has
-    /// acknowledged and that are older than `older_than`. With no consumer
-    /// registered nothing is deleted (a future consumer may still need them).
-    PruneOutbox {
-        older_than: kontextual_model::Timestamp,
-    },
-    /// Starts an operation run in state `running` (audited as `run.start`).
-    StartRun {
-        id: RunId,
-        kind: String,
-        input: serde_json::Value,
-        /// The process that runs it, to detect a dead owner later.
-        owner: String,
-        /// The job attempt that runs it, if any: the run points at the job
-        /// and the attempt at the run.
-        job: Option<(JobId, u32)>,
-    },
-    /// Appends a step to a running run: bookkeeping, no change, no audit record.
-    RunStep {
-        id: RunId,
-        name: String,
-        status: kontextual_model::RunStatus,
-        detail: serde_json::Value,
-    },
-    /// Ends a running run with its final status and manifest (audited).
-    /// `Conflict` if the run is not running any more.
-    FinishRun {
-        id: RunId,
-        status: kontextual_model::RunStatus,
-        manifest: serde_json::Value,
-    },
-    /// Records that `consumer` applied every outbox event up to `seq`
-    /// (registering it on first use). Cursors only move forward; a `seq`
-    /// beyond the last event is `InvalidInput`. Projection bookkeeping, not
-    /// domain state: it yields no change and no audit record.
-    AckOutbox {
-        consumer: String,
-        seq: u64,
-    },
     /// Stores a context package manifest as the next version of `name`,
     /// unless the latest version has the same digest (then
     /// [`Change::ContextPackageUnchanged`], nothing written).
@@ -223,17 +196,35 @@ pub enum Op {
         digest: Digest,
         manifest: serde_json::Value,
     },
+    /// Writes the records of an export package with their original ids,
+    /// revisions, actors and times (K9). Each revision gets an audit record
+    /// that vouches for it ([`Change::RevisionImported`]); one
+    /// [`Change::Imported`] sums the import up. Blobs are read from their
+    /// files and must hash to their digest. Conflicts follow `on_conflict`.
+    ImportRecords(Box<ImportRecords>),
+}
+
+/// Keys, clearances, holds and quarantines, grants, idempotency and the access log.
+#[derive(Debug)]
+pub enum AccessOp {
     /// Stores a new API key (its `secret_hash` must be set). The key's
     /// namespace is the batch's. `AlreadyExists` if the id is taken.
     CreateKey(kontextual_model::ApiKey),
     /// Revokes a key of the batch's namespace; `NotFound` if there is none.
     /// Revoking a revoked key changes nothing (no change record).
-    RevokeKey {
-        id: String,
+    RevokeKey { id: String },
+    /// Records when keys were last used (coalesced by the caller).
+    /// Bookkeeping: no change, no audit record; unknown ids are ignored.
+    TouchKeys {
+        uses: Vec<(String, kontextual_model::Timestamp)>,
     },
     /// Appends reads to the access log (bookkeeping: no change, no audit).
     RecordAccess {
         entries: Vec<kontextual_model::AccessEntry>,
+    },
+    /// Deletes access-log entries older than `older_than` (retention; not audited).
+    PruneAccessLog {
+        older_than: kontextual_model::Timestamp,
     },
     /// Sets an actor's clearance in the batch's namespace.
     SetClearance {
@@ -241,14 +232,14 @@ pub enum Op {
         level: kontextual_model::Classification,
     },
     /// Puts an artifact under legal hold; `AlreadyExists` if it is held.
-    SetHold {
-        key: ArtifactKey,
-        reason: String,
-    },
+    SetHold { key: ArtifactKey, reason: String },
     /// Releases an artifact's hold; `NotFound` if it is not held.
-    ReleaseHold {
-        key: ArtifactKey,
-    },
+    ReleaseHold { key: ArtifactKey },
+    /// Quarantines an artifact: kept, but excluded from processing, search
+    /// and export until released. `AlreadyExists` if it is quarantined.
+    QuarantineArtifact { key: ArtifactKey, reason: String },
+    /// Releases a quarantined artifact; `NotFound` if it is not quarantined.
+    ReleaseArtifact { key: ArtifactKey },
     /// Gives a grant (in the batch's namespace). `AlreadyExists` if the same
     /// grant exists.
     CreateGrant {
@@ -280,10 +271,12 @@ pub enum Op {
         body: Vec<u8>,
     },
     /// Releases a reservation whose request failed, so a retry runs again.
-    AbandonIdempotent {
-        scope: String,
-        key: String,
-    },
+    AbandonIdempotent { scope: String, key: String },
+}
+
+/// The job queue.
+#[derive(Debug)]
+pub enum JobOp {
     /// Enqueues a job in the batch's namespace (audited as `job.enqueue`).
     /// With a `unique_key` already held by a queued or retrying job of the
     /// namespace, nothing is written: [`Change::JobUnchanged`] names that job.
@@ -318,38 +311,56 @@ pub enum Op {
     },
     /// An operator's recovery action on a job (audited as `job.<action>`
     /// when it changes something; repeating it changes nothing).
-    ActOnJob {
-        id: JobId,
-        action: JobAction,
-    },
+    ActOnJob { id: JobId, action: JobAction },
     /// Deletes finished jobs (and their attempts) that ended before `finished_before`.
     PruneJobs {
         finished_before: kontextual_model::Timestamp,
     },
-    /// Deletes access-log entries older than `older_than` (retention; not audited).
-    PruneAccessLog {
+}
+
+/// Operation runs.
+#[derive(Debug)]
+pub enum RunOp {
+    /// Starts an operation run in state `running` (audited as `run.start`).
+    StartRun {
+        id: RunId,
+        kind: String,
+        input: serde_json::Value,
+        /// The process that runs it, to detect a dead owner later.
+        owner: String,
+        /// The job attempt that runs it, if any: the run points at the job
+        /// and the attempt at the run.
+        job: Option<(JobId, u32)>,
+    },
+    /// Appends a step to a running run: bookkeeping, no change, no audit record.
+    RunStep {
+        id: RunId,
+        name: String,
+        status: kontextual_model::RunStatus,
+        detail: serde_json::Value,
+    },
+    /// Ends a running run with its final status and manifest (audited).
+    /// `Conflict` if the run is not running any more.
+    FinishRun {
+        id: RunId,
+        status: kontextual_model::RunStatus,
+        manifest: serde_json::Value,
+    },
+}
+
+/// The change feed: consumers' cursors and retention.
+#[derive(Debug)]
+pub enum FeedOp {
+    /// Records that `consumer` applied every outbox event up to `seq`
+    /// (registering it on first use). Cursors only move forward; a `seq`
+    /// beyond the last event is `InvalidInput`. Projection bookkeeping, not
+    /// domain state: it yields no change and no audit record.
+    AckOutbox { consumer: String, seq: u64 },
+    /// Retention: delete outbox events that every registered consumer has
+    /// acknowledged and that are older than `older_than`. With no consumer
+    /// registered nothing is deleted (a future consumer may still need them).
+    PruneOutbox {
         older_than: kontextual_model::Timestamp,
-    },
-    /// Quarantines an artifact: kept, but excluded from processing, search
-    /// and export until released. `AlreadyExists` if it is quarantined.
-    QuarantineArtifact {
-        key: ArtifactKey,
-        reason: String,
-    },
-    /// Releases a quarantined artifact; `NotFound` if it is not quarantined.
-    ReleaseArtifact {
-        key: ArtifactKey,
-    },
-    /// Writes the records of an export package with their original ids,
-    /// revisions, actors and times (K9). Each revision gets an audit record
-    /// that vouches for it ([`Change::RevisionImported`]); one
-    /// [`Change::Imported`] sums the import up. Blobs are read from their
-    /// files and must hash to their digest. Conflicts follow `on_conflict`.
-    ImportRecords(Box<ImportRecords>),
-    /// Records when keys were last used (coalesced by the caller).
-    /// Bookkeeping: no change, no audit record; unknown ids are ignored.
-    TouchKeys {
-        uses: Vec<(String, kontextual_model::Timestamp)>,
     },
 }
 
@@ -366,16 +377,17 @@ impl Op {
     pub(crate) fn is_bookkeeping(&self) -> bool {
         matches!(
             self,
-            Op::ClaimJobs { .. }
-                | Op::HeartbeatJob { .. }
-                | Op::FinishJob { .. }
-                | Op::RunStep { .. }
-                | Op::AckOutbox { .. }
-                | Op::TouchKeys { .. }
-                | Op::RecordAccess { .. }
-                | Op::FinishIdempotent { .. }
-                | Op::AbandonIdempotent { .. }
-                | Op::PruneAccessLog { .. }
+            Op::Jobs(
+                JobOp::ClaimJobs { .. } | JobOp::HeartbeatJob { .. } | JobOp::FinishJob { .. }
+            ) | Op::Runs(RunOp::RunStep { .. })
+                | Op::Feed(FeedOp::AckOutbox { .. })
+                | Op::Access(
+                    AccessOp::TouchKeys { .. }
+                        | AccessOp::RecordAccess { .. }
+                        | AccessOp::FinishIdempotent { .. }
+                        | AccessOp::AbandonIdempotent { .. }
+                        | AccessOp::PruneAccessLog { .. }
+                )
         )
     }
 }

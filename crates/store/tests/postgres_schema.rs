@@ -238,7 +238,7 @@ fn tls_child() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
-    use kontextual_store::{Op, WriteBatch, WriteContext};
+    use kontextual_store::{KnowledgeOp, Op, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
     let backend = kontextual_store::Store::new(
         kontextual_store::postgres::PostgresBackend::open(
@@ -267,11 +267,11 @@ fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
     let e = backend
         .write(WriteBatch {
             ctx: ctx.clone(),
-            ops: vec![Op::CreateCollection {
+            ops: vec![Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: "c".parse().expect("name"),
                 description: String::new(),
                 if_absent: false,
-            }],
+            })],
         })
         .expect_err("locked");
     assert!(matches!(e, StoreError::Locked { waited_ms: 300 }), "{e}");
@@ -279,11 +279,11 @@ fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
     backend
         .write(WriteBatch {
             ctx,
-            ops: vec![Op::CreateCollection {
+            ops: vec![Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: "c".parse().expect("name"),
                 description: String::new(),
                 if_absent: false,
-            }],
+            })],
         })
         .expect("after the lock is released");
 }
@@ -412,7 +412,7 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_reads_and_writes_survive_terminated_sessions() {
-    use kontextual_store::{Op, PageRequest, WriteBatch, WriteContext};
+    use kontextual_store::{KnowledgeOp, Op, PageRequest, WriteBatch, WriteContext};
     let Some(db) = TestDb::new() else { return };
     let backend = kontextual_store::Store::new(
         kontextual_store::postgres::PostgresBackend::open(
@@ -433,11 +433,11 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
     let create = |name: &str| {
         backend.write(WriteBatch {
             ctx: ctx.clone(),
-            ops: vec![Op::CreateCollection {
+            ops: vec![Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: name.parse().expect("name"),
                 description: String::new(),
                 if_absent: false,
-            }],
+            })],
         })
     };
     let list = || {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use kontextual_model::{ChainHead, Digest};
 use kontextual_store::sqlite::{DB_FILE, OpenMode, OpenOptions, SqliteBackend};
 use kontextual_store::testsuite::{coll, ctx, name};
-use kontextual_store::{Content, ErrorKind, Op, ProblemCategory, PutArtifact, Store, WriteBatch};
+use kontextual_store::{
+    Content, ErrorKind, KnowledgeOp, Op, ProblemCategory, PutArtifact, Store, WriteBatch,
+};
 use rusqlite::Connection;
 
 fn create(dir: &std::path::Path) -> Store {
@@ -22,21 +24,21 @@ fn seed(s: &Store) {
     s.write(WriteBatch {
         ctx: c.clone(),
         ops: vec![
-            Op::CreateCollection {
+            Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: coll("h"),
                 description: String::new(),
                 if_absent: false,
-            },
-            Op::PutArtifact(PutArtifact::new(
+            }),
+            Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("a.md"),
                 Content::Bytes(b"alpha".to_vec()),
-            )),
-            Op::PutArtifact(PutArtifact::new(
+            ))),
+            Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("b.md"),
                 Content::Bytes(b"beta".to_vec()),
-            )),
+            ))),
         ],
     })
     .unwrap();
@@ -117,11 +119,11 @@ fn x3_verify_detects_altered_audit_and_truncation_via_head_file() {
     for n in ["c.md", "d.md"] {
         s.write(WriteBatch {
             ctx: ctx("default"),
-            ops: vec![Op::PutArtifact(PutArtifact::new(
+            ops: vec![Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name(n),
                 Content::Bytes(n.as_bytes().to_vec()),
-            ))],
+            )))],
         })
         .unwrap();
     }
@@ -249,11 +251,11 @@ fn x8_a_store_locked_by_another_writer_is_a_clear_error() {
     let e = s
         .write(WriteBatch {
             ctx: ctx("default"),
-            ops: vec![Op::PutArtifact(PutArtifact::new(
+            ops: vec![Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("c.md"),
                 Content::Bytes(b"c".to_vec()),
-            ))],
+            )))],
         })
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Locked);
@@ -307,11 +309,11 @@ fn k4_verify_finds_rows_edited_behind_the_audit_chain() {
         seed(&s);
         s.write(WriteBatch {
             ctx: ctx("default"),
-            ops: vec![Op::PutArtifact(PutArtifact::new(
+            ops: vec![Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("a.md"),
                 Content::Bytes(b"alpha 2".to_vec()),
-            ))],
+            )))],
         })
         .unwrap();
         drop(s);
@@ -380,28 +382,28 @@ fn k4_purge_leaves_no_bytes_in_the_database_files() {
     s.write(WriteBatch {
         ctx: ctx("default"),
         ops: vec![
-            Op::CreateCollection {
+            Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: coll("h"),
                 description: String::new(),
                 if_absent: false,
-            },
-            Op::PutArtifact(PutArtifact::new(
+            }),
+            Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("secret.txt"),
                 Content::Bytes(marker.clone()),
-            )),
+            ))),
         ],
     })
     .unwrap();
     s.write(WriteBatch {
         ctx: ctx("default"),
-        ops: vec![Op::PurgeArtifact {
+        ops: vec![Op::Knowledge(KnowledgeOp::PurgeArtifact {
             key: kontextual_store::ArtifactKey::Name {
                 collection: coll("h"),
                 name: name("secret.txt"),
             },
             expect: None,
-        }],
+        })],
     })
     .unwrap();
     for f in std::fs::read_dir(&dir).unwrap() {
@@ -491,11 +493,11 @@ fn k4_verify_finds_a_missing_chunk_of_large_content() {
     let big = vec![42u8; 3 << 20];
     s.write(WriteBatch {
         ctx: ctx("default"),
-        ops: vec![Op::PutArtifact(PutArtifact::new(
+        ops: vec![Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
             coll("h"),
             name("big.bin"),
             Content::Reader(Box::new(std::io::Cursor::new(big.clone()))),
-        ))],
+        )))],
     })
     .unwrap();
     drop(s);
@@ -536,11 +538,11 @@ fn x3_verify_while_writers_run_raises_no_false_alarm() {
                 i += 1;
                 w.write(WriteBatch {
                     ctx: ctx("default"),
-                    ops: vec![Op::PutArtifact(PutArtifact::new(
+                    ops: vec![Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                         coll("h"),
                         name(&format!("w{i}.md")),
                         Content::Bytes(vec![b'x'; i % 3000]),
-                    ))],
+                    )))],
                 })
                 .unwrap();
             }

@@ -414,3 +414,84 @@ pub(crate) fn abandon_idempotent(tx: &mut Tx<'_>, scope: &str, key: &str) -> Res
     )?;
     Ok(())
 }
+
+/// Applies one access operation inside the engine's transaction and
+/// returns the changes it made (`crate::apply` appends their audit records).
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    op: crate::port::AccessOp,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    use crate::port::AccessOp;
+    Ok(match op {
+        AccessOp::CreateKey(key) => vec![create_key(tx, ctx, key, now)?],
+        AccessOp::RevokeKey { id } => revoke_key(tx, ctx, &id, now)?,
+        AccessOp::TouchKeys { uses } => {
+            touch_keys(tx, &uses)?;
+            Vec::new()
+        }
+        AccessOp::RecordAccess { entries } => {
+            record_access(tx, &entries)?;
+            Vec::new()
+        }
+        AccessOp::PruneAccessLog { older_than } => {
+            prune_access_log(tx, older_than)?;
+            Vec::new()
+        }
+        AccessOp::SetClearance { actor, level } => {
+            vec![set_clearance(tx, ctx, actor, level, now)?]
+        }
+        AccessOp::SetHold { key, reason } => vec![Change::HoldSet {
+            hold: set_mark(tx, ctx, &key, reason, Mark::Hold, now)?,
+        }],
+        AccessOp::ReleaseHold { key } => vec![Change::HoldReleased {
+            hold: release_mark(tx, ctx, &key, Mark::Hold)?,
+        }],
+        AccessOp::QuarantineArtifact { key, reason } => {
+            vec![Change::ArtifactQuarantined {
+                quarantine: set_mark(tx, ctx, &key, reason, Mark::Quarantine, now)?,
+            }]
+        }
+        AccessOp::ReleaseArtifact { key } => vec![Change::ArtifactReleased {
+            quarantine: release_mark(tx, ctx, &key, Mark::Quarantine)?,
+        }],
+        AccessOp::CreateGrant {
+            actor,
+            permission,
+            scope,
+        } => vec![create_grant(tx, ctx, actor, permission, scope, now)?],
+        AccessOp::DeleteGrant {
+            actor,
+            permission,
+            scope,
+        } => vec![delete_grant(tx, ctx, &actor, permission, &scope)?],
+        AccessOp::BeginIdempotent {
+            scope,
+            key,
+            request_hash,
+            expire_before,
+        } => vec![begin_idempotent(
+            tx,
+            &scope,
+            &key,
+            request_hash,
+            expire_before,
+            now,
+        )?],
+        AccessOp::FinishIdempotent {
+            scope,
+            key,
+            status,
+            content_type,
+            body,
+        } => {
+            finish_idempotent(tx, &scope, &key, status, &content_type, &body)?;
+            Vec::new()
+        }
+        AccessOp::AbandonIdempotent { scope, key } => {
+            abandon_idempotent(tx, &scope, &key)?;
+            Vec::new()
+        }
+    })
+}

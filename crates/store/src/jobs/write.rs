@@ -452,6 +452,39 @@ pub(crate) fn link_run(tx: &mut Tx<'_>, job: JobId, attempt: u32, run: RunId) ->
     Ok(())
 }
 
+/// Applies one jobs operation inside the engine's transaction and
+/// returns the changes it made (`crate::apply` appends their audit records).
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    op: crate::port::JobOp,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    use crate::port::JobOp;
+    Ok(match op {
+        JobOp::EnqueueJob(new) => vec![enqueue(tx, ctx, new, now)?],
+        JobOp::ClaimJobs {
+            worker,
+            kinds,
+            limit,
+            lease,
+        } => vec![claim(tx, &worker, &kinds, limit, lease, now)?],
+        JobOp::HeartbeatJob { id, attempt, lease } => {
+            vec![heartbeat(tx, id, attempt, lease, now)?]
+        }
+        JobOp::FinishJob {
+            id,
+            attempt,
+            result,
+            report,
+        } => vec![finish(tx, id, attempt, result, report, now)?],
+        JobOp::ActOnJob { id, action } => {
+            vec![act(tx, ctx, id, action, now)?]
+        }
+        JobOp::PruneJobs { finished_before } => prune(tx, finished_before)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

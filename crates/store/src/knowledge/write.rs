@@ -534,3 +534,56 @@ pub(crate) fn save_context_package(
     )?;
     Ok(Change::ContextPackageSaved { package })
 }
+
+/// Applies one knowledge operation inside the engine's transaction and
+/// returns the changes it made (`crate::apply` appends their audit records).
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    op: crate::port::KnowledgeOp,
+    now: Timestamp,
+    collections: &mut CollectionIds,
+) -> Result<Vec<Change>> {
+    use crate::port::KnowledgeOp;
+    Ok(match op {
+        KnowledgeOp::CreateCollection {
+            name,
+            description,
+            if_absent,
+        } => create_collection(tx, ctx, name.as_str(), &description, if_absent, now)?,
+        KnowledgeOp::PutArtifact(put) => vec![put_artifact(tx, ctx, put, now, collections)?],
+        KnowledgeOp::DeleteArtifact { key, expect } => delete_artifact(tx, ctx, &key, expect, now)?,
+        KnowledgeOp::PurgeArtifact { key, expect } => purge_artifact(tx, ctx, &key, expect, now)?,
+        KnowledgeOp::CreateRelation {
+            source,
+            rel_type,
+            target,
+            properties,
+        } => vec![create_relation(
+            tx, ctx, &source, rel_type, &target, properties, now,
+        )?],
+        KnowledgeOp::UpdateRelation {
+            id,
+            rel_type,
+            properties,
+            expect,
+        } => vec![update_relation(
+            tx, ctx, id, rel_type, properties, expect, now,
+        )?],
+        KnowledgeOp::DeleteRelation { id, expect } => {
+            let cur = live_relation(tx, ctx, id, expect)?;
+            vec![delete_relation(
+                tx,
+                cur,
+                RelationDeleteCause::Requested,
+                now,
+            )?]
+        }
+        KnowledgeOp::SaveContextPackage {
+            name,
+            digest,
+            manifest,
+        } => vec![save_context_package(tx, ctx, name, digest, manifest, now)?],
+        KnowledgeOp::ImportRecords(rec) => crate::import::import(tx, ctx, *rec, now)?,
+    })
+}

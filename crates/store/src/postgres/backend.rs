@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::{CheckReport, Content, Op, Result, StoreStatus, WriteBatch};
+use crate::{CheckReport, Content, KnowledgeOp, Op, Result, StoreStatus, WriteBatch};
 use kontextual_model::audit::ChainReport;
 use kontextual_model::{ChainHead, Change, Digest};
 
@@ -63,12 +63,12 @@ fn stage(batch: WriteBatch) -> Result<WriteBatch> {
     let ops = ops
         .into_iter()
         .map(|op| match op {
-            Op::PutArtifact(mut put) => {
+            Op::Knowledge(KnowledgeOp::PutArtifact(mut put)) => {
                 put.content = match std::mem::replace(&mut put.content, Content::Keep) {
                     Content::Reader(r) => crate::blobs::stage(r, None)?,
                     other => other,
                 };
-                Ok(Op::PutArtifact(put))
+                Ok(Op::Knowledge(KnowledgeOp::PutArtifact(put)))
             }
             other => Ok(other),
         })

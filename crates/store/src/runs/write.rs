@@ -124,3 +124,37 @@ pub(crate) fn finish_run(
     )?;
     Ok(Change::Run { run })
 }
+
+/// Applies one runs operation inside the engine's transaction and
+/// returns the changes it made (`crate::apply` appends their audit records).
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    op: crate::port::RunOp,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    use crate::port::RunOp;
+    Ok(match op {
+        RunOp::StartRun {
+            id,
+            kind,
+            input,
+            owner,
+            job,
+        } => vec![start_run(tx, ctx, id, kind, input, owner, job, now)?],
+        RunOp::RunStep {
+            id,
+            name,
+            status,
+            detail,
+        } => {
+            run_step(tx, ctx, id, &name, status, &detail, now)?;
+            Vec::new()
+        }
+        RunOp::FinishRun {
+            id,
+            status,
+            manifest,
+        } => vec![finish_run(tx, ctx, id, status, manifest, now)?],
+    })
+}

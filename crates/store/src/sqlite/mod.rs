@@ -426,7 +426,7 @@ impl SqliteBackend {
         // transaction: a slow or stalled source must never hold the write
         // lock that every other writer (and process) waits for.
         for op in &mut batch.ops {
-            if let crate::Op::PutArtifact(put) = op
+            if let crate::Op::Knowledge(crate::KnowledgeOp::PutArtifact(put)) = op
                 && let crate::Content::Reader(_) = &put.content
             {
                 let crate::Content::Reader(r) =

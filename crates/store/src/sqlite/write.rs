@@ -208,7 +208,7 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::port::{Content, Op, PutArtifact, WriteContext};
+    use crate::port::{Content, KnowledgeOp, Op, PutArtifact, WriteContext};
     use kontextual_model::{Actor, ArtifactName, CollectionName, CorrelationId, Namespace};
 
     fn ctx() -> WriteContext {
@@ -232,11 +232,11 @@ mod tests {
     }
 
     fn put(name: &str, bytes: Vec<u8>) -> Op {
-        Op::PutArtifact(PutArtifact::new(
+        Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
             CollectionName::new("h").unwrap(),
             ArtifactName::new(name).unwrap(),
             Content::Bytes(bytes),
-        ))
+        )))
     }
 
     /// K2: when SQLite rolls back the whole transaction (here: the disk is
@@ -246,11 +246,11 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn, None, true).unwrap();
         let mut wipe = false;
-        let (j, rx) = job(vec![Op::CreateCollection {
+        let (j, rx) = job(vec![Op::Knowledge(KnowledgeOp::CreateCollection {
             name: CollectionName::new("h").unwrap(),
             description: String::new(),
             if_absent: false,
-        }]);
+        })]);
         let head = commit_group(&conn, vec![j], 0, &mut wipe);
         assert!(rx.recv().unwrap().is_ok());
         let pages: i64 = conn

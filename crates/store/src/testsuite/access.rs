@@ -5,7 +5,7 @@ use kontextual_model::{AccessEntry, Actor, ApiKey, Change, Classification, Diges
 use kontextual_model::{Scope, Timestamp};
 
 use super::{Harness, ctx};
-use crate::{Op, PageRequest, Store, WriteBatch, WriteContext};
+use crate::{AccessOp, Op, PageRequest, Store, WriteBatch, WriteContext};
 
 fn write(store: &Store, ctx: &WriteContext, ops: Vec<Op>) -> crate::Result<Vec<Change>> {
     store.write(WriteBatch {
@@ -53,9 +53,9 @@ pub fn x1_access_log_is_filtered_paged_and_pruned(h: &mut dyn Harness) {
     let changes = write(
         &s,
         &c,
-        vec![Op::RecordAccess {
+        vec![Op::Access(AccessOp::RecordAccess {
             entries: entries.clone(),
-        }],
+        })],
     )
     .unwrap();
     assert!(changes.is_empty(), "{changes:?}");
@@ -112,9 +112,9 @@ pub fn x1_access_log_is_filtered_paged_and_pruned(h: &mut dyn Harness) {
     let changes = write(
         &s,
         &c,
-        vec![Op::PruneAccessLog {
+        vec![Op::Access(AccessOp::PruneAccessLog {
             older_than: at(base + 10),
-        }],
+        })],
     )
     .unwrap();
     assert!(changes.is_empty(), "{changes:?}");
@@ -155,7 +155,12 @@ pub fn x1_key_use_moves_forward_and_listings_keep_byte_order(h: &mut dyn Harness
         ("00000000000000b2", "B"),
         ("00000000000000a1", "a"),
     ] {
-        write(&s, &c, vec![Op::CreateKey(api_key(id, name))]).unwrap();
+        write(
+            &s,
+            &c,
+            vec![Op::Access(AccessOp::CreateKey(api_key(id, name)))],
+        )
+        .unwrap();
     }
     let listed = s.access().keys(&ns, &PageRequest::default()).unwrap();
     let names: Vec<&str> = listed.items.iter().map(|k| k.name.as_str()).collect();
@@ -177,9 +182,9 @@ pub fn x1_key_use_moves_forward_and_listings_keep_byte_order(h: &mut dyn Harness
         let changes = write(
             &s,
             &c,
-            vec![Op::TouchKeys {
+            vec![Op::Access(AccessOp::TouchKeys {
                 uses: vec![("00000000000000a1".into(), when)],
-            }],
+            })],
         )
         .unwrap();
         assert!(changes.is_empty(), "{changes:?}");
@@ -197,10 +202,10 @@ pub fn x1_key_use_moves_forward_and_listings_keep_byte_order(h: &mut dyn Harness
         write(
             &s,
             &c,
-            vec![Op::SetClearance {
+            vec![Op::Access(AccessOp::SetClearance {
                 actor: actor(who),
                 level: Classification::Internal,
-            }],
+            })],
         )
         .unwrap();
     }

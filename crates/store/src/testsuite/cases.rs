@@ -8,8 +8,8 @@ use kontextual_model::{
 
 use super::{Harness, coll, ctx, name};
 use crate::{
-    ArtifactKey, ArtifactQuery, Content, ErrorKind, Expect, Op, PageRequest, PutArtifact,
-    RelationQuery, Store, WriteBatch, WriteContext,
+    AccessOp, ArtifactKey, ArtifactQuery, Content, ErrorKind, Expect, FeedOp, KnowledgeOp, Op,
+    PageRequest, PutArtifact, RelationQuery, RunOp, Store, WriteBatch, WriteContext,
 };
 
 fn write(store: &Store, ctx: &WriteContext, ops: Vec<Op>) -> crate::Result<Vec<Change>> {
@@ -23,21 +23,21 @@ fn mkcoll(store: &Store, ctx: &WriteContext, c: &str) {
     write(
         store,
         ctx,
-        vec![Op::CreateCollection {
+        vec![Op::Knowledge(KnowledgeOp::CreateCollection {
             name: coll(c),
             description: String::new(),
             if_absent: true,
-        }],
+        })],
     )
     .expect("create collection");
 }
 
 fn put_op(c: &str, n: &str, bytes: &[u8]) -> Op {
-    Op::PutArtifact(PutArtifact::new(
+    Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
         coll(c),
         name(n),
         Content::Bytes(bytes.to_vec()),
-    ))
+    )))
 }
 
 fn put(store: &Store, ctx: &WriteContext, c: &str, n: &str, bytes: &[u8]) -> Artifact {
@@ -200,7 +200,7 @@ pub fn k2_stale_expected_revision_is_a_conflict(h: &mut dyn Harness) {
     put(&s, &c, "h", "a.md", b"2");
     let mut stale = PutArtifact::new(coll("h"), name("a.md"), Content::Bytes(b"3".to_vec()));
     stale.expect = Expect::Revision(1);
-    let e = write(&s, &c, vec![Op::PutArtifact(stale)]).unwrap_err();
+    let e = write(&s, &c, vec![Op::Knowledge(KnowledgeOp::PutArtifact(stale))]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("expected revision 1"), "{e}");
     let a = s
@@ -215,20 +215,25 @@ pub fn k2_stale_expected_revision_is_a_conflict(h: &mut dyn Harness) {
     );
     let mut ok = PutArtifact::new(coll("h"), name("a.md"), Content::Bytes(b"3".to_vec()));
     ok.expect = Expect::Revision(2);
-    write(&s, &c, vec![Op::PutArtifact(ok)]).unwrap();
+    write(&s, &c, vec![Op::Knowledge(KnowledgeOp::PutArtifact(ok))]).unwrap();
     let e = write(
         &s,
         &c,
-        vec![Op::DeleteArtifact {
+        vec![Op::Knowledge(KnowledgeOp::DeleteArtifact {
             key: key("h", "a.md"),
             expect: Some(2),
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     let mut absent = PutArtifact::new(coll("h"), name("a.md"), Content::Bytes(b"x".to_vec()));
     absent.expect = Expect::Absent;
-    let e = write(&s, &c, vec![Op::PutArtifact(absent)]).unwrap_err();
+    let e = write(
+        &s,
+        &c,
+        vec![Op::Knowledge(KnowledgeOp::PutArtifact(absent))],
+    )
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
 }
 
@@ -239,11 +244,11 @@ pub fn k2_duplicate_names_and_missing_collections_are_typed_errors(h: &mut dyn H
     let e = write(
         &s,
         &c,
-        vec![Op::CreateCollection {
+        vec![Op::Knowledge(KnowledgeOp::CreateCollection {
             name: coll("h"),
             description: String::new(),
             if_absent: false,
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
@@ -263,21 +268,21 @@ pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::CreateRelation {
+        vec![Op::Knowledge(KnowledgeOp::CreateRelation {
             source: key("h", "a.md"),
             rel_type: refs.clone(),
             target: key("h", "b.md"),
             properties: Metadata::empty(),
-        }],
+        })],
     )
     .unwrap();
     let changes = write(
         &s,
         &c,
-        vec![Op::DeleteArtifact {
+        vec![Op::Knowledge(KnowledgeOp::DeleteArtifact {
             key: key("h", "b.md"),
             expect: None,
-        }],
+        })],
     )
     .unwrap();
     assert!(
@@ -343,10 +348,10 @@ pub fn k2_delete_tombstones_hides_and_cascades_relations(h: &mut dyn Harness) {
     let e = write(
         &s,
         &c,
-        vec![Op::DeleteArtifact {
+        vec![Op::Knowledge(KnowledgeOp::DeleteArtifact {
             key: key("h", "b.md"),
             expect: None,
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "deleting twice: {e}");
@@ -366,10 +371,10 @@ pub fn k2_put_after_delete_restores_same_id(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::DeleteArtifact {
+        vec![Op::Knowledge(KnowledgeOp::DeleteArtifact {
             key: ArtifactKey::Id(a.id),
             expect: Some(1),
-        }],
+        })],
     )
     .unwrap();
     let changes = write(&s, &c, vec![put_op("h", "a.md", b"a2")]).unwrap();
@@ -394,11 +399,13 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
     mkcoll(&s, &c, "h");
     let a = put(&s, &c, "h", "a.md", b"a");
     let b = put(&s, &c, "h", "b.md", b"b");
-    let rel = |t: &str| Op::CreateRelation {
-        source: ArtifactKey::Id(a.id),
-        rel_type: RelationType::new(t).unwrap(),
-        target: ArtifactKey::Id(b.id),
-        properties: Metadata::parse(r#"{"weight": 1}"#).unwrap(),
+    let rel = |t: &str| {
+        Op::Knowledge(KnowledgeOp::CreateRelation {
+            source: ArtifactKey::Id(a.id),
+            rel_type: RelationType::new(t).unwrap(),
+            target: ArtifactKey::Id(b.id),
+            properties: Metadata::parse(r#"{"weight": 1}"#).unwrap(),
+        })
     };
     let r = match &write(&s, &c, vec![rel("references")]).unwrap()[..] {
         [Change::RelationCreated { relation }] => relation.clone(),
@@ -408,32 +415,32 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
     let e = write(&s, &c, vec![rel("references")]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     write(&s, &c, vec![rel("depends-on")]).expect("another type is another edge");
-    let selfie = Op::CreateRelation {
+    let selfie = Op::Knowledge(KnowledgeOp::CreateRelation {
         source: ArtifactKey::Id(a.id),
         rel_type: RelationType::new("references").unwrap(),
         target: ArtifactKey::Id(a.id),
         properties: Metadata::empty(),
-    };
+    });
     assert_eq!(
         write(&s, &c, vec![selfie]).unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
-    let up = Op::UpdateRelation {
+    let up = Op::Knowledge(KnowledgeOp::UpdateRelation {
         id: r.id,
         rel_type: None,
         properties: Some(Metadata::parse(r#"{"weight": 2}"#).unwrap()),
         expect: Some(1),
-    };
+    });
     write(&s, &c, vec![up]).unwrap();
     let got = s.knowledge().relation(&c.namespace, r.id).unwrap().unwrap();
     assert_eq!(
         (got.revision, got.properties.as_str()),
         (2, r#"{"weight": 2}"#)
     );
-    let stale = Op::DeleteRelation {
+    let stale = Op::Knowledge(KnowledgeOp::DeleteRelation {
         id: r.id,
         expect: Some(1),
-    };
+    });
     assert_eq!(
         write(&s, &c, vec![stale]).unwrap_err().kind(),
         ErrorKind::Conflict
@@ -441,10 +448,10 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::DeleteRelation {
+        vec![Op::Knowledge(KnowledgeOp::DeleteRelation {
             id: r.id,
             expect: Some(2),
-        }],
+        })],
     )
     .unwrap();
     assert!(
@@ -454,10 +461,10 @@ pub fn k2_relations_create_update_delete(h: &mut dyn Harness) {
             .unwrap()
             .deleted
     );
-    let again = Op::DeleteRelation {
+    let again = Op::Knowledge(KnowledgeOp::DeleteRelation {
         id: r.id,
         expect: None,
-    };
+    });
     assert_eq!(
         write(&s, &c, vec![again]).unwrap_err().kind(),
         ErrorKind::NotFound
@@ -484,12 +491,12 @@ pub fn k2_dangling_references_are_refused(h: &mut dyn Harness) {
     let e = write(
         &s,
         &c,
-        vec![Op::CreateRelation {
+        vec![Op::Knowledge(KnowledgeOp::CreateRelation {
             source: key("h", "a.md"),
             rel_type: RelationType::new("references").unwrap(),
             target: key("h", "ghost.md"),
             properties: Metadata::empty(),
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DanglingReference);
@@ -512,7 +519,7 @@ pub fn k2_derived_artifacts_record_existing_inputs(h: &mut dyn Harness) {
         transformation: Some("summarize".into()),
         ..Default::default()
     });
-    write(&s, &c, vec![Op::PutArtifact(d)]).unwrap();
+    write(&s, &c, vec![Op::Knowledge(KnowledgeOp::PutArtifact(d))]).unwrap();
     let got = s
         .knowledge()
         .artifact(&c.namespace, &key("h", "summary.md"))
@@ -524,7 +531,7 @@ pub fn k2_derived_artifacts_record_existing_inputs(h: &mut dyn Harness) {
         derived_from: vec![kontextual_model::ArtifactId::new()],
         ..Default::default()
     });
-    let e = write(&s, &c, vec![Op::PutArtifact(bad)]).unwrap_err();
+    let e = write(&s, &c, vec![Op::Knowledge(KnowledgeOp::PutArtifact(bad))]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DanglingReference);
 }
 
@@ -540,10 +547,10 @@ pub fn k2_batch_writes_are_atomic(h: &mut dyn Harness) {
         vec![
             put_op("h", "one.md", b"1"),
             put_op("h", "two.md", b"2"),
-            Op::DeleteArtifact {
+            Op::Knowledge(KnowledgeOp::DeleteArtifact {
                 key: key("h", "ghost.md"),
                 expect: None,
-            },
+            }),
         ],
     )
     .unwrap_err();
@@ -589,11 +596,11 @@ pub fn k2_failed_content_read_leaves_no_trace(h: &mut dyn Harness) {
     let c = ctx("default");
     mkcoll(&s, &c, "h");
     let before = s.status().unwrap();
-    let op = Op::PutArtifact(PutArtifact::new(
+    let op = Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
         coll("h"),
         name("big.bin"),
         Content::Reader(Box::new(FailingReader { sent: 0 })),
-    ));
+    )));
     let e = write(&s, &c, vec![op]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("file vanished"), "{e}");
@@ -659,7 +666,7 @@ pub fn k2_metadata_is_preserved_exactly(h: &mut dyn Harness) {
     let text = r#"{ "z": 1.50, "a": {"nested": [1, 2.0e3]}, "big": 12345678901234567890123 }"#;
     let mut p = PutArtifact::new(coll("h"), name("m.json"), Content::Bytes(b"{}".to_vec()));
     p.metadata = Some(Metadata::parse(text).unwrap());
-    write(&s, &c, vec![Op::PutArtifact(p)]).unwrap();
+    write(&s, &c, vec![Op::Knowledge(KnowledgeOp::PutArtifact(p))]).unwrap();
     let s = h.reopen();
     let a = s
         .knowledge()
@@ -691,12 +698,12 @@ pub fn x9_namespaces_isolate_names_and_ids(h: &mut dyn Harness) {
     let e = write(
         &s,
         &two,
-        vec![Op::CreateRelation {
+        vec![Op::Knowledge(KnowledgeOp::CreateRelation {
             source: ArtifactKey::Id(a2.id),
             rel_type: RelationType::new("references").unwrap(),
             target: ArtifactKey::Id(a1.id),
             properties: Metadata::empty(),
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(
@@ -722,11 +729,11 @@ pub fn k4_blobs_are_deduplicated_and_streamed(h: &mut dyn Harness) {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let op = |n: &str| {
-        Op::PutArtifact(PutArtifact::new(
+        Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
             coll("h"),
             name(n),
             Content::Reader(Box::new(io::Cursor::new(big.clone()))),
-        ))
+        )))
     };
     write(&s, &c, vec![op("big1.bin")]).unwrap();
     write(&s, &c, vec![op("big2.bin")]).unwrap();
@@ -761,10 +768,10 @@ pub fn k4_purge_erases_content_and_collects_unneeded_blobs(h: &mut dyn Harness) 
     let changes = write(
         &s,
         &c,
-        vec![Op::PurgeArtifact {
+        vec![Op::Knowledge(KnowledgeOp::PurgeArtifact {
             key: key("h", "secret.md"),
             expect: None,
-        }],
+        })],
     )
     .unwrap();
     assert!(matches!(
@@ -812,10 +819,10 @@ pub fn k4_purge_erases_content_and_collects_unneeded_blobs(h: &mut dyn Harness) 
     let e = write(
         &s,
         &c,
-        vec![Op::PurgeArtifact {
+        vec![Op::Knowledge(KnowledgeOp::PurgeArtifact {
             key: key("h", "secret.md"),
             expect: None,
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -831,10 +838,10 @@ pub fn x3_every_mutation_is_audited_with_an_event(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::DeleteArtifact {
+        vec![Op::Knowledge(KnowledgeOp::DeleteArtifact {
             key: key("h", "a.md"),
             expect: None,
-        }],
+        })],
     )
     .unwrap();
     let recs = s.audit().records(0, 100).unwrap();
@@ -971,9 +978,9 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
         write(
             s,
             &c,
-            vec![Op::PruneOutbox {
+            vec![Op::Feed(FeedOp::PruneOutbox {
                 older_than: far_future,
-            }],
+            })],
         )
         .unwrap()
     };
@@ -985,10 +992,10 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
         write(
             &s,
             &c,
-            vec![Op::AckOutbox {
+            vec![Op::Feed(FeedOp::AckOutbox {
                 consumer: consumer.to_owned(),
                 seq,
-            }],
+            })],
         )
     };
     assert!(
@@ -1027,9 +1034,9 @@ pub fn outbox_retention_follows_consumer_cursors(h: &mut dyn Harness) {
     let recent = write(
         &s,
         &c,
-        vec![Op::PruneOutbox {
+        vec![Op::Feed(FeedOp::PruneOutbox {
             older_than: kontextual_model::Timestamp::UNIX_EPOCH,
-        }],
+        })],
     )
     .unwrap();
     assert!(recent.is_empty(), "events newer than the cutoff stay");
@@ -1066,10 +1073,10 @@ pub fn k2_failing_batches_do_not_disturb_concurrent_ones(h: &mut dyn Harness) {
                     let good = put_op("h", &format!("t{t}-{i}.md"), format!("{t}/{i}").as_bytes());
                     if (t + i) % 3 == 0 {
                         // same batch, then a failing op: the whole batch must vanish
-                        let bad = Op::DeleteArtifact {
+                        let bad = Op::Knowledge(KnowledgeOp::DeleteArtifact {
                             key: key("h", "ghost.md"),
                             expect: None,
-                        };
+                        });
                         let e = write(&s, &c, vec![good, bad]).unwrap_err();
                         assert_eq!(e.kind(), ErrorKind::NotFound);
                     } else {
@@ -1100,13 +1107,13 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
     let c = ctx("default");
     mkcoll(&s, &c, "h");
     let id = RunId::new();
-    let start = Op::StartRun {
+    let start = Op::Runs(RunOp::StartRun {
         id,
         kind: "ingest".into(),
         input: serde_json::json!({"paths": ["docs"]}),
         owner: "host:1:1".into(),
         job: None,
-    };
+    });
     write(&s, &c, vec![start]).unwrap();
     let in_run = WriteContext {
         run_id: Some(id),
@@ -1118,12 +1125,12 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
         Some(id),
         "the artifact links to the run that produced it"
     );
-    let step = Op::RunStep {
+    let step = Op::Runs(RunOp::RunStep {
         id,
         name: "write".into(),
         status: RunStatus::Succeeded,
         detail: serde_json::json!({"files": 1}),
-    };
+    });
     assert!(write(&s, &c, vec![step]).unwrap().is_empty());
     assert_eq!(s.runs().running().unwrap().len(), 1);
     let s = h.reopen();
@@ -1140,10 +1147,12 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
             .unwrap()
             .is_none()
     );
-    let finish = |st| Op::FinishRun {
-        id,
-        status: st,
-        manifest: serde_json::json!({"outputs": 1}),
+    let finish = |st| {
+        Op::Runs(RunOp::FinishRun {
+            id,
+            status: st,
+            manifest: serde_json::json!({"outputs": 1}),
+        })
     };
     write(&s, &c, vec![finish(RunStatus::Succeeded)]).unwrap();
     let e = write(&s, &c, vec![finish(RunStatus::Failed)]).unwrap_err();
@@ -1176,13 +1185,13 @@ pub fn k6_runs_record_steps_outputs_and_final_status(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::StartRun {
+        vec![Op::Runs(RunOp::StartRun {
             id: second,
             kind: "ingest".into(),
             input: serde_json::json!({}),
             owner: "x".into(),
             job: None,
-        }],
+        })],
     )
     .unwrap();
     let listed: Vec<RunId> = s
@@ -1236,11 +1245,11 @@ pub fn k7_context_packages_are_versioned_by_digest(h: &mut dyn Harness) {
         write(
             &s,
             &c,
-            vec![Op::SaveContextPackage {
+            vec![Op::Knowledge(KnowledgeOp::SaveContextPackage {
                 name: pname.clone(),
                 digest,
                 manifest: m,
-            }],
+            })],
         )
         .expect("save")
         .pop()
@@ -1347,9 +1356,9 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         last_used_at: None,
         secret_hash: Some(Digest::of(b"secret")),
     };
-    let made = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap();
+    let made = write(&s, &c, vec![Op::Access(AccessOp::CreateKey(key.clone()))]).unwrap();
     assert!(matches!(&made[0], Change::KeyCreated { key, .. } if key.secret_hash.is_none()));
-    let e = write(&s, &c, vec![Op::CreateKey(key.clone())]).unwrap_err();
+    let e = write(&s, &c, vec![Op::Access(AccessOp::CreateKey(key.clone()))]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     let got = s.access().key("0123456789abcdef").unwrap().unwrap();
     assert_eq!(got.secret_hash, Some(Digest::of(b"secret")));
@@ -1366,9 +1375,9 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         write(
             &s,
             &c,
-            vec![Op::TouchKeys {
+            vec![Op::Access(AccessOp::TouchKeys {
                 uses: vec![("0123456789abcdef".into(), at)]
-            }]
+            })]
         )
         .unwrap()
         .is_empty()
@@ -1385,18 +1394,18 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
     let e = write(
         &s,
         &ctx("other"),
-        vec![Op::RevokeKey {
+        vec![Op::Access(AccessOp::RevokeKey {
             id: "0123456789abcdef".into(),
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let revoked = write(
         &s,
         &c,
-        vec![Op::RevokeKey {
+        vec![Op::Access(AccessOp::RevokeKey {
             id: "0123456789abcdef".into(),
-        }],
+        })],
     )
     .unwrap();
     assert!(matches!(&revoked[0], Change::KeyRevoked { .. }));
@@ -1404,9 +1413,9 @@ pub fn x1_api_keys_are_hashed_revocable_and_touched(h: &mut dyn Harness) {
         write(
             &s,
             &c,
-            vec![Op::RevokeKey {
+            vec![Op::Access(AccessOp::RevokeKey {
                 id: "0123456789abcdef".into()
-            }]
+            })]
         )
         .unwrap()
         .is_empty()
@@ -1442,12 +1451,12 @@ pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
     let begin = |key: &str, body: &[u8], expire_before| match write(
         &s,
         &c,
-        vec![Op::BeginIdempotent {
+        vec![Op::Access(AccessOp::BeginIdempotent {
             scope: "agent:a".into(),
             key: key.into(),
             request_hash: Digest::of(body),
             expire_before,
-        }],
+        })],
     )
     .unwrap()
     .pop()
@@ -1461,13 +1470,13 @@ pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::FinishIdempotent {
+        vec![Op::Access(AccessOp::FinishIdempotent {
             scope: "agent:a".into(),
             key: "k1".into(),
             status: 201,
             content_type: "application/json".into(),
             body: b"{\"id\":1}".to_vec(),
-        }],
+        })],
     )
     .unwrap();
     assert_eq!(
@@ -1482,12 +1491,12 @@ pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
     let other = write(
         &s,
         &c,
-        vec![Op::BeginIdempotent {
+        vec![Op::Access(AccessOp::BeginIdempotent {
             scope: "agent:b".into(),
             key: "k1".into(),
             request_hash: Digest::of(b"zzz"),
             expire_before: past,
-        }],
+        })],
     )
     .unwrap();
     assert_eq!(other, vec![Change::Idempotency(Idempotency::Started)]);
@@ -1496,10 +1505,10 @@ pub fn x4_idempotency_keys_reserve_replay_and_expire(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::AbandonIdempotent {
+        vec![Op::Access(AccessOp::AbandonIdempotent {
             scope: "agent:a".into(),
             key: "k2".into(),
-        }],
+        })],
     )
     .unwrap();
     assert_eq!(begin("k2", b"req", past), Idempotency::Started);
@@ -1519,10 +1528,12 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
     let c = ctx("default");
     mkcoll(&s, &c, "h");
     let agent: kontextual_model::Actor = "agent:ci".parse().unwrap();
-    let grant = |scope: GrantScope| Op::CreateGrant {
-        actor: agent.clone(),
-        permission: GrantPermission::Read,
-        scope,
+    let grant = |scope: GrantScope| {
+        Op::Access(AccessOp::CreateGrant {
+            actor: agent.clone(),
+            permission: GrantPermission::Read,
+            scope,
+        })
     };
     write(&s, &c, vec![grant(GrantScope::Collection(coll("h")))]).unwrap();
     let e = write(&s, &c, vec![grant(GrantScope::Collection(coll("h")))]).unwrap_err();
@@ -1553,11 +1564,11 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::DeleteGrant {
+        vec![Op::Access(AccessOp::DeleteGrant {
             actor: agent.clone(),
             permission: GrantPermission::Read,
             scope: GrantScope::Artifact(coll("h"), name("doc.md")),
-        }],
+        })],
     )
     .unwrap();
     assert_eq!(s.access().grants(&ns, Some(&agent)).unwrap().len(), 2);
@@ -1576,21 +1587,21 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::DeleteGrant {
+        vec![Op::Access(AccessOp::DeleteGrant {
             actor: agent.clone(),
             permission: GrantPermission::Read,
             scope: GrantScope::Namespace,
-        }],
+        })],
     )
     .unwrap();
     let e = write(
         &s,
         &c,
-        vec![Op::DeleteGrant {
+        vec![Op::Access(AccessOp::DeleteGrant {
             actor: agent.clone(),
             permission: GrantPermission::Read,
             scope: GrantScope::Namespace,
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -1619,10 +1630,10 @@ pub fn x2_grants_are_unique_listed_and_audited(h: &mut dyn Harness) {
         write(
             &s,
             &c,
-            vec![Op::SetClearance {
+            vec![Op::Access(AccessOp::SetClearance {
                 actor: agent.clone(),
                 level,
-            }],
+            })],
         )
         .unwrap();
     }
@@ -1644,28 +1655,28 @@ pub fn k4_legal_holds_block_delete_and_purge(h: &mut dyn Harness) {
     let c = ctx("default");
     mkcoll(&s, &c, "h");
     put(&s, &c, "h", "a.md", b"keep me");
-    let hold = Op::SetHold {
+    let hold = Op::Access(AccessOp::SetHold {
         key: key("h", "a.md"),
         reason: "litigation 42".into(),
-    };
+    });
     write(&s, &c, vec![hold]).unwrap();
-    let again = Op::SetHold {
+    let again = Op::Access(AccessOp::SetHold {
         key: key("h", "a.md"),
         reason: "again".into(),
-    };
+    });
     assert_eq!(
         write(&s, &c, vec![again]).unwrap_err().kind(),
         ErrorKind::AlreadyExists
     );
     for op in [
-        Op::DeleteArtifact {
+        Op::Knowledge(KnowledgeOp::DeleteArtifact {
             key: key("h", "a.md"),
             expect: None,
-        },
-        Op::PurgeArtifact {
+        }),
+        Op::Knowledge(KnowledgeOp::PurgeArtifact {
             key: key("h", "a.md"),
             expect: None,
-        },
+        }),
     ] {
         let e = write(&s, &c, vec![op]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -1680,18 +1691,18 @@ pub fn k4_legal_holds_block_delete_and_purge(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::ReleaseHold {
+        vec![Op::Access(AccessOp::ReleaseHold {
             key: key("h", "a.md"),
-        }],
+        })],
     )
     .unwrap();
     assert_eq!(
         write(
             &s,
             &c,
-            vec![Op::ReleaseHold {
+            vec![Op::Access(AccessOp::ReleaseHold {
                 key: key("h", "a.md")
-            }]
+            })]
         )
         .unwrap_err()
         .kind(),
@@ -1700,10 +1711,10 @@ pub fn k4_legal_holds_block_delete_and_purge(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::PurgeArtifact {
+        vec![Op::Knowledge(KnowledgeOp::PurgeArtifact {
             key: key("h", "a.md"),
             expect: None,
-        }],
+        })],
     )
     .unwrap();
     let actions: Vec<String> = s

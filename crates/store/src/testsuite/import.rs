@@ -12,8 +12,8 @@ use kontextual_model::{
 
 use super::{Harness, coll, ctx, name};
 use crate::{
-    ArtifactKey, ErrorKind, ImportBlob, ImportConflict, ImportRecords, Op, PageRequest, Store,
-    WriteBatch, WriteContext,
+    ArtifactKey, ErrorKind, ImportBlob, ImportConflict, ImportRecords, KnowledgeOp, Op,
+    PageRequest, Store, WriteBatch, WriteContext,
 };
 
 fn t(s: &str) -> Timestamp {
@@ -154,7 +154,7 @@ fn records(dir: &std::path::Path, label: &str) -> (ImportRecords, Vec<Artifact>)
 fn import(store: &Store, c: &WriteContext, r: ImportRecords) -> crate::Result<Vec<Change>> {
     store.write(WriteBatch {
         ctx: c.clone(),
-        ops: vec![Op::ImportRecords(Box::new(r))],
+        ops: vec![Op::Knowledge(KnowledgeOp::ImportRecords(Box::new(r)))],
     })
 }
 

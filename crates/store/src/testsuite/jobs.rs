@@ -8,8 +8,8 @@ use kontextual_model::{
 
 use super::{Harness, coll, ctx, name};
 use crate::{
-    ArtifactKey, Content, ErrorKind, JobAction, JobQuery, NewJob, Op, PageRequest, PutArtifact,
-    Store, WriteBatch, WriteContext,
+    AccessOp, ArtifactKey, Content, ErrorKind, FeedOp, JobAction, JobOp, JobQuery, KnowledgeOp,
+    NewJob, Op, PageRequest, PutArtifact, RunOp, Store, WriteBatch, WriteContext,
 };
 
 fn write(store: &Store, ctx: &WriteContext, ops: Vec<Op>) -> crate::Result<Vec<Change>> {
@@ -33,7 +33,10 @@ fn new_job(kind: &str, max_attempts: u32) -> NewJob {
 }
 
 fn enqueue(s: &Store, c: &WriteContext, job: NewJob) -> Job {
-    match write(s, c, vec![Op::EnqueueJob(job)]).unwrap().pop() {
+    match write(s, c, vec![Op::Jobs(JobOp::EnqueueJob(job))])
+        .unwrap()
+        .pop()
+    {
         Some(Change::JobEnqueued { job }) | Some(Change::JobUnchanged { job }) => job,
         other => panic!("unexpected {other:?}"),
     }
@@ -44,12 +47,12 @@ fn claim(s: &Store, worker: &str, limit: u32, lease: Duration) -> Vec<Job> {
     match write(
         s,
         &c,
-        vec![Op::ClaimJobs {
+        vec![Op::Jobs(JobOp::ClaimJobs {
             worker: worker.to_owned(),
             kinds: Vec::new(),
             limit,
             lease,
-        }],
+        })],
     )
     .unwrap()
     .pop()
@@ -64,12 +67,12 @@ fn finish(s: &Store, job: &Job, result: JobResult) -> crate::Result<Job> {
     match write(
         s,
         &c,
-        vec![Op::FinishJob {
+        vec![Op::Jobs(JobOp::FinishJob {
             id: job.id,
             attempt: job.attempt,
             result,
             report: None,
-        }],
+        })],
     )?
     .pop()
     {
@@ -81,7 +84,7 @@ fn finish(s: &Store, job: &Job, result: JobResult) -> crate::Result<Job> {
 }
 
 fn act(s: &Store, c: &WriteContext, id: JobId, action: JobAction) -> crate::Result<(Job, bool)> {
-    match write(s, c, vec![Op::ActOnJob { id, action }])?.pop() {
+    match write(s, c, vec![Op::Jobs(JobOp::ActOnJob { id, action })])?.pop() {
         Some(Change::JobActed(t)) => Ok((t.job, t.changed)),
         other => panic!("unexpected {other:?}"),
     }
@@ -181,11 +184,11 @@ pub fn o2_expired_leases_are_rescued_and_old_workers_fenced(h: &mut dyn Harness)
     let hb = write(
         &s,
         &c,
-        vec![Op::HeartbeatJob {
+        vec![Op::Jobs(JobOp::HeartbeatJob {
             id: first.id,
             attempt: first.attempt,
             lease: LEASE,
-        }],
+        })],
     )
     .unwrap_err();
     assert_eq!(hb.kind(), ErrorKind::Conflict);
@@ -280,7 +283,7 @@ pub fn o2_unique_jobs_are_not_queued_twice(h: &mut dyn Harness) {
     a.unique_key = Some("reindex:handbook".into());
     let first = enqueue(&s, &c, a.clone());
     a.id = JobId::new();
-    let changes = write(&s, &c, vec![Op::EnqueueJob(a.clone())]).unwrap();
+    let changes = write(&s, &c, vec![Op::Jobs(JobOp::EnqueueJob(a.clone()))]).unwrap();
     assert!(
         matches!(&changes[0], Change::JobUnchanged { job } if job.id == first.id),
         "{changes:?}"
@@ -300,7 +303,12 @@ pub fn o2_unique_jobs_are_not_queued_twice(h: &mut dyn Harness) {
         .filter(|r| r.draft.action == "job.enqueue")
         .collect();
     assert_eq!(actions.len(), 2, "the deduplicated request wrote nothing");
-    let bad = write(&s, &c, vec![Op::EnqueueJob(new_job("Bad Kind", 1))]).unwrap_err();
+    let bad = write(
+        &s,
+        &c,
+        vec![Op::Jobs(JobOp::EnqueueJob(new_job("Bad Kind", 1)))],
+    )
+    .unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::InvalidInput);
 }
 
@@ -340,11 +348,11 @@ pub fn o2_recovery_actions_are_idempotent_and_audited(h: &mut dyn Harness) {
     let hb = write(
         &s,
         &c,
-        vec![Op::HeartbeatJob {
+        vec![Op::Jobs(JobOp::HeartbeatJob {
             id: running.id,
             attempt: running.attempt,
             lease: LEASE,
-        }],
+        })],
     )
     .unwrap();
     assert!(
@@ -390,18 +398,18 @@ pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
         &s,
         &c,
         vec![
-            Op::StartRun {
+            Op::Runs(RunOp::StartRun {
                 id: run,
                 kind: "noop".into(),
                 input: serde_json::json!({}),
                 owner: "test".into(),
                 job: Some((j.id, j.attempt)),
-            },
-            Op::FinishRun {
+            }),
+            Op::Runs(RunOp::FinishRun {
                 id: run,
                 status: RunStatus::Succeeded,
                 manifest: serde_json::json!({}),
-            },
+            }),
         ],
     )
     .unwrap();
@@ -418,9 +426,9 @@ pub fn k6_job_attempts_and_runs_link_both_ways(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::PruneJobs {
+        vec![Op::Jobs(JobOp::PruneJobs {
             finished_before: kontextual_model::now() + jiff::SignedDuration::from_secs(1),
-        }],
+        })],
     )
     .unwrap();
     assert!(
@@ -442,16 +450,16 @@ pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
         &s,
         &c,
         vec![
-            Op::CreateCollection {
+            Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: coll("q"),
                 description: String::new(),
                 if_absent: true,
-            },
-            Op::PutArtifact(PutArtifact::new(
+            }),
+            Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("q"),
                 name("a.md"),
                 Content::Bytes(b"x".to_vec()),
-            )),
+            ))),
         ],
     )
     .unwrap();
@@ -462,20 +470,20 @@ pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::QuarantineArtifact {
+        vec![Op::Access(AccessOp::QuarantineArtifact {
             key: key.clone(),
             reason: "malware scan".into(),
-        }],
+        })],
     )
     .unwrap();
     assert_eq!(
         write(
             &s,
             &c,
-            vec![Op::QuarantineArtifact {
+            vec![Op::Access(AccessOp::QuarantineArtifact {
                 key: key.clone(),
                 reason: "again".into()
-            }]
+            })]
         )
         .unwrap_err()
         .kind(),
@@ -484,9 +492,14 @@ pub fn o2_artifacts_are_quarantined_and_released(h: &mut dyn Harness) {
     let listed = s.access().quarantines(&c.namespace, None).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].reason, "malware scan");
-    write(&s, &c, vec![Op::ReleaseArtifact { key: key.clone() }]).unwrap();
+    write(
+        &s,
+        &c,
+        vec![Op::Access(AccessOp::ReleaseArtifact { key: key.clone() })],
+    )
+    .unwrap();
     assert_eq!(
-        write(&s, &c, vec![Op::ReleaseArtifact { key }])
+        write(&s, &c, vec![Op::Access(AccessOp::ReleaseArtifact { key })])
             .unwrap_err()
             .kind(),
         ErrorKind::NotFound
@@ -514,54 +527,56 @@ pub fn x3_bookkeeping_ops_are_never_audited(h: &mut dyn Harness) {
     write(
         &s,
         &c,
-        vec![Op::StartRun {
+        vec![Op::Runs(RunOp::StartRun {
             id: run,
             kind: "ingest".into(),
             input: serde_json::json!({}),
             owner: "host:1:1".into(),
             job: None,
-        }],
+        })],
     )
     .unwrap();
-    let begin = |key: &str| Op::BeginIdempotent {
-        scope: "agent:a".into(),
-        key: key.into(),
-        request_hash: kontextual_model::Digest::of(b"body"),
-        expire_before: kontextual_model::Timestamp::UNIX_EPOCH,
+    let begin = |key: &str| {
+        Op::Access(AccessOp::BeginIdempotent {
+            scope: "agent:a".into(),
+            key: key.into(),
+            request_hash: kontextual_model::Digest::of(b"body"),
+            expire_before: kontextual_model::Timestamp::UNIX_EPOCH,
+        })
     };
     write(&s, &c, vec![begin("k1"), begin("k2")]).unwrap();
     let bookkeeping = vec![
-        Op::ClaimJobs {
+        Op::Jobs(JobOp::ClaimJobs {
             worker: "w".into(),
             kinds: Vec::new(),
             limit: 1,
             lease: Duration::from_secs(60),
-        },
-        Op::HeartbeatJob {
+        }),
+        Op::Jobs(JobOp::HeartbeatJob {
             id: job.id,
             attempt: 1,
             lease: Duration::from_secs(60),
-        },
-        Op::FinishJob {
+        }),
+        Op::Jobs(JobOp::FinishJob {
             id: job.id,
             attempt: 1,
             result: JobResult::Succeeded,
             report: None,
-        },
-        Op::RunStep {
+        }),
+        Op::Runs(RunOp::RunStep {
             id: run,
             name: "write".into(),
             status: RunStatus::Succeeded,
             detail: serde_json::json!({ "files": 1 }),
-        },
-        Op::AckOutbox {
+        }),
+        Op::Feed(FeedOp::AckOutbox {
             consumer: "projection".into(),
             seq: 1,
-        },
-        Op::TouchKeys {
+        }),
+        Op::Access(AccessOp::TouchKeys {
             uses: vec![("no-such-key".into(), kontextual_model::now())],
-        },
-        Op::RecordAccess {
+        }),
+        Op::Access(AccessOp::RecordAccess {
             entries: vec![kontextual_model::AccessEntry {
                 seq: 0,
                 at: kontextual_model::now(),
@@ -572,21 +587,21 @@ pub fn x3_bookkeeping_ops_are_never_audited(h: &mut dyn Harness) {
                 target: "h/a.md".into(),
                 correlation_id: c.correlation_id.to_string(),
             }],
-        },
-        Op::FinishIdempotent {
+        }),
+        Op::Access(AccessOp::FinishIdempotent {
             scope: "agent:a".into(),
             key: "k1".into(),
             status: 200,
             content_type: "application/json".into(),
             body: b"{}".to_vec(),
-        },
-        Op::AbandonIdempotent {
+        }),
+        Op::Access(AccessOp::AbandonIdempotent {
             scope: "agent:a".into(),
             key: "k2".into(),
-        },
-        Op::PruneAccessLog {
+        }),
+        Op::Access(AccessOp::PruneAccessLog {
             older_than: kontextual_model::Timestamp::UNIX_EPOCH,
-        },
+        }),
     ];
     for op in bookkeeping {
         let what = format!("{op:?}");
@@ -606,7 +621,7 @@ pub fn x3_bookkeeping_ops_are_never_audited(h: &mut dyn Harness) {
     );
     assert_eq!(s.runs().steps(&c.namespace, run).unwrap().len(), 1);
     // and an operation that can be audited is not bookkeeping
-    assert!(!Op::EnqueueJob(new_job("noop", 1)).is_bookkeeping());
+    assert!(!Op::Jobs(JobOp::EnqueueJob(new_job("noop", 1))).is_bookkeeping());
     assert!(!begin("k3").is_bookkeeping());
 }
 
@@ -631,13 +646,13 @@ pub fn o2_unique_key_conflicts_cancel_or_refuse_without_failing_the_batch(h: &mu
         &s,
         &c,
         vec![
-            Op::FinishJob {
+            Op::Jobs(JobOp::FinishJob {
                 id: running.id,
                 attempt: running.attempt,
                 result: JobResult::Returned,
                 report: None,
-            },
-            Op::EnqueueJob(other.clone()),
+            }),
+            Op::Jobs(JobOp::EnqueueJob(other.clone())),
         ],
     )
     .unwrap();

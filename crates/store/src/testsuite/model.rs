@@ -9,8 +9,8 @@ use proptest::test_runner::{Config, TestRunner};
 
 use super::{Harness, coll, ctx, name};
 use crate::{
-    ArtifactKey, ArtifactQuery, Content, ErrorKind, Op, PageRequest, PutArtifact, RelationQuery,
-    WriteBatch,
+    ArtifactKey, ArtifactQuery, Content, ErrorKind, KnowledgeOp, Op, PageRequest, PutArtifact,
+    RelationQuery, WriteBatch,
 };
 
 #[derive(Clone, Debug)]
@@ -72,11 +72,11 @@ fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
     };
     write(
         &store,
-        Op::CreateCollection {
+        Op::Knowledge(KnowledgeOp::CreateCollection {
             name: coll("m"),
             description: String::new(),
             if_absent: false,
-        },
+        }),
     )
     .unwrap();
     let mut o = Oracle::default();
@@ -84,11 +84,11 @@ fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
         match *step {
             Step::Put { n, v } => {
                 let content = format!("content {v}").into_bytes();
-                let op = Op::PutArtifact(PutArtifact::new(
+                let op = Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                     coll("m"),
                     name(&nm(n)),
                     Content::Bytes(content.clone()),
-                ));
+                )));
                 let changes = write(&store, op).expect("put never fails here");
                 let entry = o.artifacts.entry(nm(n)).or_insert((Vec::new(), 0, false));
                 let unchanged = entry.2 && entry.0 == content;
@@ -106,10 +106,10 @@ fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
             Step::Delete { n } => {
                 let r = write(
                     &store,
-                    Op::DeleteArtifact {
+                    Op::Knowledge(KnowledgeOp::DeleteArtifact {
                         key: key(n),
                         expect: None,
-                    },
+                    }),
                 );
                 match o.artifacts.get_mut(&nm(n)) {
                     Some(e) if e.2 => {
@@ -124,12 +124,12 @@ fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
             Step::Relate { a, b } => {
                 let r = write(
                     &store,
-                    Op::CreateRelation {
+                    Op::Knowledge(KnowledgeOp::CreateRelation {
                         source: key(a),
                         rel_type: refs.clone(),
                         target: key(b),
                         properties: Metadata::empty(),
-                    },
+                    }),
                 );
                 let live = |n: u8| o.artifacts.get(&nm(n)).is_some_and(|e| e.2);
                 if !live(a) || !live(b) {
@@ -149,7 +149,11 @@ fn run_steps(mut h: Box<dyn Harness>, steps: &[Step]) {
             }
             Step::Unrelate { a, b } => {
                 if let Some(id) = o.edges.remove(&(nm(a), nm(b))) {
-                    write(&store, Op::DeleteRelation { id, expect: None }).expect("unrelate");
+                    write(
+                        &store,
+                        Op::Knowledge(KnowledgeOp::DeleteRelation { id, expect: None }),
+                    )
+                    .expect("unrelate");
                 }
             }
             Step::Reopen => store = h.reopen(),

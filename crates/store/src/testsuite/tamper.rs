@@ -10,7 +10,10 @@ use kontextual_model::{
 };
 
 use super::{coll, ctx, name};
-use crate::{ArtifactKey, Content, Op, ProblemCategory, PutArtifact, Store, WriteBatch};
+use crate::{
+    AccessOp, ArtifactKey, Content, KnowledgeOp, Op, ProblemCategory, PutArtifact, Store,
+    WriteBatch,
+};
 
 /// One edit and what `verify` must then report.
 pub struct Tamper {
@@ -137,57 +140,57 @@ pub fn seed_authority(s: &Store) {
     };
     let batches = vec![
         vec![
-            Op::CreateCollection {
+            Op::Knowledge(KnowledgeOp::CreateCollection {
                 name: coll("h"),
                 description: String::new(),
                 if_absent: false,
-            },
-            Op::PutArtifact(PutArtifact::new(
+            }),
+            Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("a.md"),
                 Content::Bytes(b"alpha".to_vec()),
-            )),
-            Op::PutArtifact(PutArtifact::new(
+            ))),
+            Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
                 coll("h"),
                 name("b.md"),
                 Content::Bytes(b"beta".to_vec()),
-            )),
+            ))),
         ],
-        vec![Op::PutArtifact(PutArtifact::new(
+        vec![Op::Knowledge(KnowledgeOp::PutArtifact(PutArtifact::new(
             coll("h"),
             name("a.md"),
             Content::Bytes(b"alpha 2".to_vec()),
-        ))],
-        vec![Op::CreateRelation {
+        )))],
+        vec![Op::Knowledge(KnowledgeOp::CreateRelation {
             source: by_name("a.md"),
             rel_type: RelationType::new("references").expect("type"),
             target: by_name("b.md"),
             properties: Metadata::default(),
-        }],
+        })],
         vec![
-            Op::CreateKey(key("0123456789abcdef")),
-            Op::CreateKey(key("fedcba9876543210")),
+            Op::Access(AccessOp::CreateKey(key("0123456789abcdef"))),
+            Op::Access(AccessOp::CreateKey(key("fedcba9876543210"))),
         ],
-        vec![Op::RevokeKey {
+        vec![Op::Access(AccessOp::RevokeKey {
             id: "fedcba9876543210".into(),
-        }],
-        vec![Op::CreateGrant {
+        })],
+        vec![Op::Access(AccessOp::CreateGrant {
             actor: "agent:ci".parse().expect("actor"),
             permission: GrantPermission::Read,
             scope: GrantScope::Collection(coll("h")),
-        }],
-        vec![Op::SetClearance {
+        })],
+        vec![Op::Access(AccessOp::SetClearance {
             actor: "agent:ci".parse().expect("actor"),
             level: Classification::Internal,
-        }],
-        vec![Op::SetHold {
+        })],
+        vec![Op::Access(AccessOp::SetHold {
             key: by_name("a.md"),
             reason: "litigation".into(),
-        }],
-        vec![Op::QuarantineArtifact {
+        })],
+        vec![Op::Access(AccessOp::QuarantineArtifact {
             key: by_name("b.md"),
             reason: "scan hit".into(),
-        }],
+        })],
     ];
     for ops in batches {
         s.write(WriteBatch {

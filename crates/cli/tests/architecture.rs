@@ -18,6 +18,7 @@ const PACKAGE: &str = "kontextual-package";
 const ADAPTERS: &str = "kontextual-adapters";
 const STORE: &str = "kontextual-store";
 const INDEX: &str = "kontextual-index";
+const KERNEL: &str = "kontextual-kernel";
 const SERVICES: &str = "kontextual-services";
 const SERVER: &str = "kontextual-server";
 const CLI: &str = "kontextual";
@@ -81,7 +82,7 @@ const LAYERS: &[Layer] = &[
         never: &[
             IO,
             SURFACE,
-            &[PACKAGE, ADAPTERS, STORE, INDEX, SERVICES, SERVER, CLI, APP],
+            &[PACKAGE, ADAPTERS, STORE, INDEX, KERNEL, SERVICES, SERVER, CLI, APP],
         ],
     },
     Layer {
@@ -90,20 +91,20 @@ const LAYERS: &[Layer] = &[
         never: &[
             DRIVERS,
             &["tantivy", "axum", "hyper"],
-            &[STORE, SERVICES, SERVER, CLI],
+            &[STORE, KERNEL, SERVICES, SERVER, CLI],
         ],
     },
     Layer {
         krate: ADAPTERS,
         never_directly: &[SURFACE],
-        never: &[IO, &[STORE, INDEX, SERVICES, SERVER, CLI]],
+        never: &[IO, &[STORE, INDEX, KERNEL, SERVICES, SERVER, CLI]],
     },
     Layer {
         krate: STORE,
         never_directly: &[SURFACE],
         never: &[
             &["tantivy", "axum", "hyper", "clap"],
-            &[INDEX, SERVICES, SERVER, CLI],
+            &[INDEX, KERNEL, SERVICES, SERVER, CLI],
         ],
     },
     Layer {
@@ -112,7 +113,17 @@ const LAYERS: &[Layer] = &[
         never: &[
             DRIVERS,
             &["axum", "hyper", "clap"],
-            &[STORE, SERVICES, SERVER, CLI],
+            &[STORE, KERNEL, SERVICES, SERVER, CLI],
+        ],
+    },
+    // what every domain stands on: it knows no domain, no engine but the
+    // store's handle, no surface
+    Layer {
+        krate: KERNEL,
+        never_directly: &[SURFACE, DRIVERS],
+        never: &[
+            &["tantivy", "axum", "hyper", "clap"],
+            &[INDEX, ADAPTERS, PACKAGE, SERVICES, SERVER, CLI, APP],
         ],
     },
     Layer {

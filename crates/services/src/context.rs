@@ -20,6 +20,7 @@ use kontextual_model::{
 use kontextual_store::{ArtifactKey, Op, Page, PageRequest, RelationQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::error::index_err;
 use crate::search::{SearchFilters, artifact_ref, expand_depth, relation_types};
 use crate::sections::without_section;
 use crate::{Caller, Error, Permission, Resource, Result, Services};
@@ -231,7 +232,7 @@ impl Services {
             if lag > 0 {
                 // A package is a record meant to be reproduced and verified;
                 // one built from a stale index would silently miss changes.
-                return Err(Error::Index(kontextual_index::IndexError::Unavailable(
+                return Err(index_err(kontextual_index::IndexError::Unavailable(
                     format!(
                         "the search index is {lag} change(s) behind the store and another process owns it; \
                      try again when it has caught up (`kontextual index status`)"
@@ -252,7 +253,7 @@ impl Services {
                     limit: PER_QUERY + 10,
                     snippet_chars: 0,
                 };
-                let mut hits = p.index().search(&ir)?.hits;
+                let mut hits = p.index().search(&ir).map_err(index_err)?.hits;
                 let key = |h: &kontextual_index::Hit| {
                     (h.collection.clone(), h.name.clone(), h.selector.clone())
                 };

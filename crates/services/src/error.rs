@@ -1,118 +1,42 @@
-//! Service errors: what went wrong, in words a user can act on.
+//! The knowledge domain's own failures (its search index, an ingest that
+//! read nothing), classified for the kernel's one error table.
 
-use kontextual_model::ModelError;
-use kontextual_store::{ErrorKind as StoreKind, StoreError};
+use kontextual_index::IndexError;
 
-use crate::ErrorCode;
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Coarse classes of failure; [`ErrorKind::code`] gives each its code,
-/// HTTP status, exit code and retryability.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    InvalidInput,
-    NotFound,
-    Conflict,
-    Denied,
-    /// No valid credentials (HTTP 401).
-    Unauthenticated,
-    Unavailable,
-    Corrupted,
-    Io,
-    Internal,
-}
+use crate::{DomainError, Error, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
+pub enum KnowledgeError {
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Invalid(#[from] ModelError),
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("permission denied: {actor} may not {permission} {target}")]
-    Denied {
-        actor: String,
-        permission: &'static str,
-        target: String,
-    },
-    #[error(transparent)]
-    Index(#[from] kontextual_index::IndexError),
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// Work stopped at a safe point because its job was cancelled,
-    /// quarantined or given back at shutdown.
-    #[error("stopped: {0}")]
-    Stopped(String),
-    #[error("{context}: {cause}")]
-    Io {
-        context: String,
-        cause: std::io::Error,
-    },
+    Index(#[from] IndexError),
     /// An ingest in which not one file could be read or parsed; each file's
     /// reason is in the run's report. Reading may succeed later (a mount
     /// comes back, a file is fixed), so it counts as I/O and is retried.
     #[error("no file could be ingested ({failed} failed){first}")]
     NothingIngested { failed: u64, first: String },
-    /// A failure of Kontextual itself — a panic, a broken invariant, a
-    /// missing operating-system facility — never of the caller's input.
-    #[error("{0}")]
-    Internal(String),
 }
 
-impl Error {
+impl KnowledgeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Store(e) => match e.kind() {
-                StoreKind::NotFound => ErrorKind::NotFound,
-                StoreKind::AlreadyExists | StoreKind::Conflict => ErrorKind::Conflict,
-                StoreKind::DanglingReference | StoreKind::InvalidInput => ErrorKind::InvalidInput,
-                StoreKind::Locked | StoreKind::NotAStore | StoreKind::SchemaMismatch => {
-                    ErrorKind::Unavailable
-                }
-                StoreKind::Corrupted => ErrorKind::Corrupted,
-                StoreKind::Io => ErrorKind::Io,
+            KnowledgeError::Index(e) => match e {
+                IndexError::Query(_) => ErrorKind::InvalidInput,
+                IndexError::Unavailable(_) | IndexError::NotOwner(_) => ErrorKind::Unavailable,
+                IndexError::Io { .. } => ErrorKind::Io,
                 _ => ErrorKind::Internal,
             },
-            Error::Invalid(_) | Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Denied { .. } => ErrorKind::Denied,
-            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
-            Error::Stopped(_) => ErrorKind::Conflict,
-            Error::Io { .. } | Error::NothingIngested { .. } => ErrorKind::Io,
-            Error::Internal(_) => ErrorKind::Internal,
-            Error::Index(e) => match e {
-                kontextual_index::IndexError::Query(_) => ErrorKind::InvalidInput,
-                kontextual_index::IndexError::Unavailable(_)
-                | kontextual_index::IndexError::NotOwner(_) => ErrorKind::Unavailable,
-                kontextual_index::IndexError::Io { .. } => ErrorKind::Io,
-                _ => ErrorKind::Internal,
-            },
+            KnowledgeError::NothingIngested { .. } => ErrorKind::Io,
         }
     }
+}
 
-    /// Stable code, HTTP status and exit code of this error.
-    pub fn code(&self) -> ErrorCode {
-        self.kind().code()
+impl From<KnowledgeError> for Error {
+    fn from(e: KnowledgeError) -> Self {
+        Error::Domain(DomainError::new(e.kind(), e))
     }
+}
 
-    /// Whether trying the same thing again may succeed (see [`ErrorCode::retryable`]).
-    pub fn retryable(&self) -> bool {
-        self.code().retryable
-    }
-
-    pub fn internal(what: impl Into<String>) -> Self {
-        Error::Internal(what.into())
-    }
-
-    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            cause,
-        }
-    }
+/// A search-index failure as a service error (the kernel knows no index).
+pub(crate) fn index_err(e: IndexError) -> Error {
+    KnowledgeError::Index(e).into()
 }

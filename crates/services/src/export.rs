@@ -19,6 +19,7 @@ use kontextual_store::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::error::index_err;
 use crate::search::{SearchFilters, SearchRequest, artifact_resource};
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
@@ -991,7 +992,7 @@ impl Services {
         let indexed = if p.is_owner() {
             // opening a new index already rebuilt it from the imported store
             if p.rebuilt_since(written_up_to) {
-                Some(p.index().stats()?.artifacts)
+                Some(p.index().stats().map_err(index_err)?.artifacts)
             } else {
                 Some(p.rebuild()?.artifacts_reindexed)
             }

@@ -4,6 +4,7 @@ use kontextual_index::{Access, SearchIndex};
 use kontextual_store::{Problem, ProblemCategory};
 use serde::Serialize;
 
+use crate::error::index_err;
 use crate::projection::CatchUp;
 use crate::{Caller, Permission, Resource, Result, Services};
 
@@ -142,7 +143,7 @@ impl Services {
         let caught_up = if p.is_owner() {
             Some(p.catch_up()?)
         } else {
-            p.index().reload()?;
+            p.index().reload().map_err(index_err)?;
             None
         };
         self.index_report(&p, caught_up)
@@ -165,7 +166,7 @@ impl Services {
         p: &crate::projection::Projection,
         caught_up: Option<CatchUp>,
     ) -> Result<IndexStatus> {
-        let stats = p.index().stats()?;
+        let stats = p.index().stats().map_err(index_err)?;
         let pos = self.store().feed().position()?;
         let live = self.live_unquarantined()?;
         let applied = stats.checkpoint.as_ref().map_or(0, |c| c.applied_seq);
@@ -208,7 +209,7 @@ impl Services {
 /// this process owns the index.
 pub(crate) struct SearchIndexFollower;
 
-impl crate::FeedConsumer for SearchIndexFollower {
+impl crate::FeedConsumer<Services> for SearchIndexFollower {
     fn name(&self) -> &str {
         crate::projection::CONSUMER
     }

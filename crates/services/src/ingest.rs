@@ -20,7 +20,7 @@ use kontextual_store::{
 use serde::Serialize;
 
 use crate::artifacts::sniff;
-use crate::runs::this_process;
+use crate::this_process;
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 /// Files per write batch (one group commit each).

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::job_registry::{JobContext, JobFailure, JobHandler};
-use crate::{Caller, Error, IngestProgress, IngestRequest, Permission, Resource, Result, Services};
+use crate::{
+    Caller, EnqueueOptions, Enqueued, Error, IngestProgress, IngestRequest, JobContext, JobFailure,
+    JobHandler, Permission, Resource, Result, Services,
+};
 
 /// The input of an `ingest` job (and of an ingest run: its input bundle).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,7 +41,7 @@ pub struct ExportPayload {
 }
 
 /// The knowledge domain's handlers, in the order `job list` names them.
-pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
+pub fn handlers() -> Vec<Arc<dyn JobHandler<Services>>> {
     vec![
         Arc::new(IngestJob),
         Arc::new(ReindexJob),
@@ -79,7 +81,7 @@ fn index_owner_only(host: &Services) -> Option<String> {
 
 struct IngestJob;
 
-impl JobHandler for IngestJob {
+impl JobHandler<Services> for IngestJob {
     fn kind(&self) -> &str {
         "ingest"
     }
@@ -158,10 +160,11 @@ impl JobHandler for IngestJob {
                 .first()
                 .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
             return Err(JobFailure {
-                error: Error::NothingIngested {
+                error: crate::error::KnowledgeError::NothingIngested {
                     failed: r.failed,
                     first,
-                },
+                }
+                .into(),
                 report: Some(report),
             });
         }
@@ -171,7 +174,7 @@ impl JobHandler for IngestJob {
 
 struct ReindexJob;
 
-impl JobHandler for ReindexJob {
+impl JobHandler<Services> for ReindexJob {
     fn kind(&self) -> &str {
         "reindex"
     }
@@ -220,7 +223,7 @@ impl JobHandler for ReindexJob {
 
 struct RepairJob;
 
-impl JobHandler for RepairJob {
+impl JobHandler<Services> for RepairJob {
     fn kind(&self) -> &str {
         "repair"
     }
@@ -259,7 +262,7 @@ impl JobHandler for RepairJob {
 /// An export package written to a path on the worker's machine.
 struct ExportJob;
 
-impl JobHandler for ExportJob {
+impl JobHandler<Services> for ExportJob {
     fn kind(&self) -> &str {
         "export"
     }
@@ -298,5 +301,63 @@ impl JobHandler for ExportJob {
             &StopWhenAsked(ctx),
         )?;
         Ok(serde_json::to_value(r).ok())
+    }
+}
+
+impl Services {
+    /// `ingest --background`: checks the request now (so a typo fails at
+    /// once), then enqueues it with absolute paths.
+    pub fn ingest_background(&self, caller: &Caller, req: &IngestRequest) -> Result<Enqueued> {
+        let mut paths = Vec::new();
+        for p in &req.paths {
+            let canonical = std::fs::canonicalize(p).map_err(|_| {
+                Error::NotFound(format!("{} (no such file or directory)", p.display()))
+            })?;
+            paths.push(canonical.display().to_string());
+        }
+        let payload = IngestPayload {
+            paths,
+            collection: req.collection.clone(),
+            prune: req.prune,
+            source_system: req.source_system.clone(),
+        };
+        let payload = serde_json::to_value(&payload)
+            .map_err(|e| Error::InvalidInput(format!("ingest payload: {e}")))?;
+        self.job_enqueue(caller, "ingest", payload, EnqueueOptions::default())
+    }
+
+    /// `export --background`: checked now, written by a worker.
+    pub fn export_background(
+        &self,
+        caller: &Caller,
+        scope: &crate::ExportScope,
+        out: &std::path::Path,
+    ) -> Result<Enqueued> {
+        let out = crate::export::absolute(out)?;
+        let payload = serde_json::to_value(ExportPayload {
+            scope: scope.clone(),
+            out: out.display().to_string(),
+        })
+        .map_err(|e| Error::InvalidInput(format!("export payload: {e}")))?;
+        self.job_enqueue(caller, "export", payload, EnqueueOptions::default())
+    }
+
+    /// `reindex [--collection C]` as a job, deduplicated per collection: no
+    /// second re-index of the same scope is queued while one waits.
+    pub fn reindex_enqueue(&self, caller: &Caller, collection: Option<&str>) -> Result<Enqueued> {
+        let key = format!("reindex:{}", collection.unwrap_or("*"));
+        let payload = serde_json::to_value(ReindexPayload {
+            collection: collection.map(str::to_owned),
+        })
+        .map_err(|e| Error::InvalidInput(format!("reindex payload: {e}")))?;
+        self.job_enqueue(
+            caller,
+            "reindex",
+            payload,
+            EnqueueOptions {
+                unique_key: Some(key),
+                ..Default::default()
+            },
+        )
     }
 }

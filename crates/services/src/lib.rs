@@ -6,43 +6,29 @@
 //! Invariant: no surface holds a `Store`; they hold `Services`.
 //! Boundary: this crate knows no CLI or HTTP types, and no database driver.
 
-mod access;
 mod artifacts;
 mod context;
 mod diff;
 mod error;
-mod error_codes;
 mod export;
-mod feed;
-mod grants;
+mod holds;
 mod index_admin;
 mod ingest;
-mod job_registry;
-mod jobs;
-mod keys;
 mod knowledge_jobs;
 mod media;
-mod policy;
 mod projection;
 mod recovery;
 mod relations;
-mod runs;
 mod search;
 mod sections;
 mod telemetry;
-mod worker;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kontextual_model::audit::ChainReport;
-use kontextual_model::{
-    Actor, AuditRecord, ChainHead, Collection, CollectionName, CorrelationId, Namespace,
-};
+use kontextual_model::{ChainHead, Collection, CollectionName};
 use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
-use kontextual_store::{
-    CheckReport, Op, Page, PageRequest, Store, StoreStatus, WriteBatch, WriteContext,
-};
+use kontextual_store::{CheckReport, Op, Page, PageRequest, Store};
 
 pub use artifacts::{ContentSource, Diff, DiffContent, PutOutcome, PutRequest};
 
@@ -54,24 +40,24 @@ pub use context::{
     ContextRequest, ContextVerification, ContextView, Encoding, Item as ContextItem, Manifest,
     Reason, VerifyProblem,
 };
-pub use error::{Error, ErrorKind, Result};
-pub use error_codes::ErrorCode;
+pub use error::KnowledgeError;
 pub use export::{
     CheckedPackage, ExportReport, ExportScope, ExportTarget, ImportReport, Progress, Silent,
     check_package,
 };
-pub use feed::{
-    FeedConsumer, FeedConsumers, FeedPass, Finish as FeedFinish, acknowledge, catch_up,
-};
-pub use grants::GrantOn;
 pub use index_admin::{IndexStatus, Unextractable};
 pub use ingest::{
     FileFailure, IndexedReport, IngestProgress, IngestReport, IngestRequest, NoProgress,
 };
-pub use job_registry::{JobContext, JobFailure, JobHandler, JobRegistry, NoopJob, NoopPayload};
-pub use jobs::{EnqueueOptions, Enqueued, JobView, MAX_ENQUEUE_BATCH};
-pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use kontextual_index::Snippet;
+pub use kontextual_kernel::AUTH_CACHE_TTL;
+pub use kontextual_kernel::{
+    AccessPolicy, AllowAll, AuditFilter, AuditVerification, Caller, DomainError, EnqueueOptions,
+    Enqueued, Error, ErrorCode, ErrorKind, FeedConsumer, FeedConsumers, FeedFinish, FeedPass,
+    GrantOn, JobContext, JobFailure, JobHandler, JobHost, JobQueue, JobRegistry, JobView, Kernel,
+    MAX_ENQUEUE_BATCH, NewKey, NoopJob, NoopPayload, Permission, Policy, Resource, Result,
+    WorkerConfig, WorkerSummary, acknowledge, catch_up, this_process,
+};
 pub use kontextual_package::{
     Limits as UnpackLimits, Problem as PackageProblem, Verdict as PackageVerdict,
 };
@@ -82,57 +68,14 @@ pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
     ProblemCategory,
 };
-pub use policy::{AccessPolicy, AllowAll, Permission, Policy, Resource};
 pub use projection::{CatchUp, FOLLOWER_WAIT};
 pub use recovery::{ReindexReport, RepairReport};
-pub use runs::this_process;
 pub use search::{
     Freshness, MAX_EXPAND_DEPTH, MAX_SEARCH_LIMIT, Related, SearchFilters, SearchHit,
     SearchRequest, SearchResponse, artifact_ref,
 };
 pub use sections::{SectionEntry, SectionView};
 pub use telemetry::MetricsSnapshot;
-pub use worker::{WorkerConfig, WorkerSummary};
-
-/// Who is calling: actor, namespace and the correlation id of this request.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub actor: Actor,
-    pub namespace: Namespace,
-    pub correlation_id: CorrelationId,
-    /// What the caller's API key allows; `None` for the local administrator
-    /// (the CLI on its own data directory).
-    pub scopes: Option<Vec<kontextual_model::Scope>>,
-    /// The key the caller authenticated with, if any.
-    pub key_id: Option<String>,
-    /// The actor's grants, loaded when the key was checked.
-    pub grants: Option<std::sync::Arc<Vec<kontextual_model::Grant>>>,
-    /// The highest classification the caller may read; `None`: any.
-    pub clearance: Option<kontextual_model::Classification>,
-}
-
-impl Caller {
-    pub fn new(actor: Actor, namespace: Namespace) -> Self {
-        Caller {
-            actor,
-            namespace,
-            correlation_id: CorrelationId::new(),
-            scopes: None,
-            key_id: None,
-            grants: None,
-            clearance: None,
-        }
-    }
-
-    pub(crate) fn write_ctx(&self) -> WriteContext {
-        WriteContext {
-            namespace: self.namespace.clone(),
-            actor: self.actor.clone(),
-            correlation_id: self.correlation_id.clone(),
-            run_id: None,
-        }
-    }
-}
 
 /// Where the store lives and how to open it.
 #[derive(Clone, Debug)]
@@ -141,39 +84,41 @@ pub struct StoreConfig {
     pub busy_timeout: Duration,
 }
 
-/// The services over one open store.
+/// The services over one open store: the kernel, and the knowledge
+/// domain's state beside it. Kernel operations are reached through it
+/// (`Deref`), so surfaces call one object.
 pub struct Services {
-    store: Store,
-    policy: Box<dyn Policy>,
+    kernel: Kernel,
     /// Where the data directory is (the search index lives in it); `None`
     /// for stores without one (in memory).
     data_dir: Option<PathBuf>,
     /// Opened on first use: most commands never need the index.
     projection: std::sync::Mutex<Option<std::sync::Arc<projection::Projection>>>,
-    /// API key uses not written yet (coalesced).
-    touches: keys::TouchState,
-    /// Reads not written to the access log yet.
-    access: access::AccessState,
-    /// Recently verified API keys.
-    auth_cache: keys::AuthCacheState,
     /// What follows the change feed in this process (the search index).
-    feed_consumers: FeedConsumers,
+    feed_consumers: FeedConsumers<Services>,
     /// Every job kind this process knows, and how to run it.
-    job_handlers: JobRegistry,
-    /// Wakes idle workers of this process when it enqueues a job.
-    job_signal: std::sync::Arc<worker::JobSignal>,
+    job_handlers: JobRegistry<Services>,
     /// Whether a follower refreshes the index (a server): reads then never
     /// catch up themselves.
     background_refresh: std::sync::atomic::AtomicBool,
 }
 
-/// Result of `audit verify`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AuditVerification {
-    #[serde(flatten)]
-    pub report: ChainReport,
-    /// Where the expected head came from (`given`, or the head file), if any.
-    pub expected_head_source: Option<String>,
+impl std::ops::Deref for Services {
+    type Target = Kernel;
+
+    fn deref(&self) -> &Kernel {
+        &self.kernel
+    }
+}
+
+impl JobHost for Services {
+    fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    fn job_handlers(&self) -> &JobRegistry<Services> {
+        &self.job_handlers
+    }
 }
 
 impl Services {
@@ -229,7 +174,7 @@ impl Services {
         // Distinct names by construction: registering cannot fail here.
         for handler in knowledge_jobs::handlers()
             .into_iter()
-            .chain([std::sync::Arc::new(NoopJob) as std::sync::Arc<dyn JobHandler>])
+            .chain([std::sync::Arc::new(NoopJob) as std::sync::Arc<dyn JobHandler<Services>>])
         {
             if let Err(e) = job_handlers.register(handler) {
                 tracing::error!(error = %e, "job kind not registered");
@@ -242,16 +187,11 @@ impl Services {
             tracing::error!(error = %e, "feed consumer not registered");
         }
         Services {
-            store,
-            policy,
+            kernel: Kernel::new(store, policy),
             data_dir: None,
             projection: std::sync::Mutex::new(None),
-            touches: Default::default(),
-            access: Default::default(),
-            auth_cache: Default::default(),
             feed_consumers,
             job_handlers,
-            job_signal: Default::default(),
             background_refresh: Default::default(),
         }
     }
@@ -259,34 +199,6 @@ impl Services {
     /// Whether a data directory already holds a store.
     pub fn store_exists(data_dir: &Path) -> bool {
         data_dir.join(kontextual_store::sqlite::DB_FILE).exists()
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Writes one op and returns what `pick` finds in its changes.
-    pub(crate) fn write_one<T>(
-        &self,
-        caller: &Caller,
-        op: Op,
-        pick: impl Fn(kontextual_model::Change) -> Option<T>,
-    ) -> Result<T> {
-        self.write(caller, vec![op])?
-            .into_iter()
-            .find_map(pick)
-            .ok_or_else(|| Error::internal("the store reported no change of the expected kind"))
-    }
-
-    pub(crate) fn write(
-        &self,
-        caller: &Caller,
-        ops: Vec<Op>,
-    ) -> Result<Vec<kontextual_model::Change>> {
-        Ok(self.store.write(WriteBatch {
-            ctx: caller.write_ctx(),
-            ops,
-        })?)
     }
 
     // ---- collections ----
@@ -322,7 +234,7 @@ impl Services {
             &Resource::Collection(name.as_str()),
         )?;
         let c = self
-            .store
+            .store()
             .knowledge()
             .collection(&caller.namespace, &name)?
             .ok_or_else(|| Error::NotFound(format!("collection {name}")))?;
@@ -335,7 +247,7 @@ impl Services {
         let (max_classification, exclude_quarantined) =
             self.listing_visibility(caller, &Resource::Collection(c.name.as_str()));
         if max_classification.is_some() || exclude_quarantined {
-            c.artifact_count = self.store.knowledge().count_artifacts(
+            c.artifact_count = self.store().knowledge().count_artifacts(
                 &caller.namespace,
                 &kontextual_store::ArtifactQuery {
                     collection: Some(c.name.clone()),
@@ -351,7 +263,7 @@ impl Services {
     pub fn collection_list(&self, caller: &Caller, page: &PageRequest) -> Result<Page<Collection>> {
         // everyone sees the collections they may read, and no others
         let mut page = self
-            .store
+            .store()
             .knowledge()
             .collections(&caller.namespace, page)?;
         page.items.retain(|c| {
@@ -368,75 +280,69 @@ impl Services {
         Ok(page)
     }
 
-    // ---- audit and integrity ----
-
-    /// Audit records after `after`, filtered; the chain is store-wide but a
-    /// caller sees only its namespace.
-    pub fn audit_list(
-        &self,
-        caller: &Caller,
-        filter: &AuditFilter,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<AuditRecord>> {
-        self.authorize(caller, Permission::Admin, &Resource::Namespace("audit log"))?;
-        let q = kontextual_store::AuditQuery {
-            namespace: Some(caller.namespace.clone()),
-            actor: filter.actor.clone(),
-            action: filter.action.clone(),
-            target: filter.target.clone(),
-            since: filter.since,
-            until: filter.until,
-            correlation_id: filter.correlation_id.clone(),
-        };
-        Ok(self.store.audit().query(&q, after, limit)?)
-    }
-
-    pub fn audit_verify(
-        &self,
-        caller: &Caller,
-        expect: Option<ChainHead>,
-    ) -> Result<AuditVerification> {
-        self.authorize(caller, Permission::Admin, &Resource::Namespace("audit log"))?;
-        let (report, expected_head_source) = self.store.audit().verify(expect)?;
-        Ok(AuditVerification {
-            report,
-            expected_head_source,
-        })
-    }
+    // ---- integrity ----
 
     pub fn verify(&self, caller: &Caller, expect: Option<ChainHead>) -> Result<CheckReport> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
-        let mut report = self.store.check(expect)?;
+        let mut report = self.store().check(expect)?;
         report.problems.extend(self.index_problems());
         Ok(report)
     }
-
-    pub fn status(&self, caller: &Caller) -> Result<StoreStatus> {
-        self.authorize(caller, Permission::Admin, &Resource::Namespace("store"))?;
-        Ok(self.store.status()?)
-    }
 }
 
-/// Filters for `audit list`.
-#[derive(Clone, Debug, Default)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// Matches the target id or the target name.
-    pub target: Option<String>,
-    /// Only records at or after this instant.
-    pub since: Option<kontextual_model::Timestamp>,
-    /// Only records before this instant.
-    pub until: Option<kontextual_model::Timestamp>,
-    /// Only records of one request (its correlation id).
-    pub correlation_id: Option<String>,
+/// The job queue's entry points, so surfaces need not import [`JobQueue`].
+impl Services {
+    pub fn job_enqueue(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        payload: serde_json::Value,
+        opts: EnqueueOptions,
+    ) -> Result<Enqueued> {
+        JobQueue::job_enqueue(self, caller, kind, payload, opts)
+    }
+
+    pub fn job_enqueue_many(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        payloads: Vec<serde_json::Value>,
+        opts: EnqueueOptions,
+    ) -> Result<Vec<Enqueued>> {
+        JobQueue::job_enqueue_many(self, caller, kind, payloads, opts)
+    }
+
+    pub fn job_kinds(&self) -> Vec<String> {
+        JobQueue::job_kinds(self)
+    }
+
+    pub fn job_list(
+        &self,
+        caller: &Caller,
+        state: Option<kontextual_model::JobState>,
+        kind: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Job>> {
+        JobQueue::job_list(self, caller, state, kind, page)
+    }
+
+    pub fn rerun(&self, caller: &Caller, run: kontextual_model::RunId) -> Result<Enqueued> {
+        JobQueue::rerun(self, caller, run)
+    }
+
+    pub fn run_workers(
+        &self,
+        cfg: &WorkerConfig,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<WorkerSummary> {
+        JobQueue::run_workers(self, cfg, stop)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kontextual_model::Outcome;
+    use kontextual_model::{Namespace, Outcome};
 
     struct ReadOnly;
     impl Policy for ReadOnly {

@@ -7,7 +7,8 @@ use kontextual_model::{JobId, RunId, RunStatus};
 use kontextual_store::{Op, Problem, ProblemCategory, WriteBatch};
 use serde::Serialize;
 
-use crate::runs::this_process;
+use crate::error::index_err;
+use crate::this_process;
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
 /// What a re-index did.
@@ -169,7 +170,7 @@ impl Services {
                     if p.is_owner() {
                         p.catch_up()?;
                     }
-                    let stats = p.index().stats()?;
+                    let stats = p.index().stats().map_err(index_err)?;
                     Ok(stats.artifacts != self.live_unquarantined()?)
                 })
                 .unwrap_or(false);

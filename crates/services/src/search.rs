@@ -13,6 +13,7 @@ use kontextual_model::{
 use kontextual_store::{ArtifactKey, PageRequest, RelationQuery};
 use serde::Serialize;
 
+use crate::error::index_err;
 use crate::projection::{FOLLOWER_WAIT, Projection, index_dir};
 use crate::{Caller, Error, Permission, Resource, Result, Services};
 
@@ -149,7 +150,7 @@ impl Services {
             return Ok(p.clone());
         }
         let dir = self.data_dir.as_ref().ok_or_else(|| {
-            Error::Index(kontextual_index::IndexError::Unavailable(
+            index_err(kontextual_index::IndexError::Unavailable(
                 "this store has no data directory for an index".to_owned(),
             ))
         })?;
@@ -349,7 +350,7 @@ impl Services {
             limit: limit as usize,
             snippet_chars: 160,
         };
-        let found = p.index().search(&ir)?;
+        let found = p.index().search(&ir).map_err(index_err)?;
         let mut hits = Vec::with_capacity(found.hits.len());
         let mut dropped = 0;
         for (i, h) in found.hits.into_iter().enumerate() {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::index_err;
 use crate::this_process;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// What a re-index did.
 #[derive(Clone, Debug, Serialize)]
@@ -39,7 +39,7 @@ impl RepairReport {
     }
 }
 
-impl Services {
+impl Knowledge {
     /// Starts a run for recovery work and finishes it with the outcome of
     /// `work` (its manifest, or the error).
     pub(crate) fn recovery_run<T: Serialize>(

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::index_err;
 use crate::search::{SearchFilters, SearchRequest, artifact_resource};
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// What to export. Selectors (`artifact_ids`, `collections`, `query`,
 /// `run`) and filters combine: an artifact is exported when it matches
@@ -282,7 +282,7 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
 /// Text longer than this is not given a normalized representation.
 const MAX_REPRESENTATION_BYTES: u64 = 16 << 20;
 
-impl Services {
+impl Knowledge {
     /// Exports what `scope` selects and the caller may read (O3).
     pub fn export(
         &self,
@@ -1134,7 +1134,8 @@ mod tests {
     use kontextual_store::sqlite::SqliteBackend;
 
     use super::*;
-    use crate::{AllowAll, ContentSource, PutRequest};
+    use crate::{ContentSource, PutRequest};
+    use kontextual_kernel::AllowAll;
 
     /// Stages and bytes, as a progress bar would see them; asks to stop
     /// once `stop_after` bytes were written (`u64::MAX`: never).
@@ -1166,8 +1167,8 @@ mod tests {
         }
     }
 
-    fn seeded() -> (Services, Caller) {
-        let svc = Services::with_store(
+    fn seeded() -> (Knowledge, Caller) {
+        let svc = Knowledge::with_store(
             Store::new(SqliteBackend::memory().unwrap()),
             Box::new(AllowAll),
         );

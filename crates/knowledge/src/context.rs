@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::index_err;
 use crate::search::{SearchFilters, artifact_ref, expand_depth, relation_types};
 use crate::sections::without_section;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 pub const MANIFEST_SCHEMA: &str = "kontextual.context-package/1";
 /// Candidates taken from each query's ranking.
@@ -192,7 +192,7 @@ struct Candidate {
     reason: Reason,
 }
 
-impl Services {
+impl Knowledge {
     pub fn context_build(&self, caller: &Caller, req: &ContextRequest) -> Result<ContextView> {
         let name = PackageName::new(&req.name)?;
         self.authorize(
@@ -846,7 +846,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Knowledge {
     /// Whether the artifact's current revision still holds exactly the
     /// item's bytes (a metadata-only update, or a change elsewhere in the
     /// document than the packaged section).

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::artifacts::sniff;
 use crate::this_process;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// Files per write batch (one group commit each).
 const BATCH_FILES: usize = 512;
@@ -129,7 +129,7 @@ struct Output {
     change: &'static str,
 }
 
-impl Services {
+impl Knowledge {
     /// Ingests while a follower thread feeds the search index from the
     /// change feed, so storing and indexing overlap; returns once both are
     /// done and the index is committed (a search right after sees it all).

@@ -5,9 +5,9 @@
 use kontextual_model::Change;
 use kontextual_store::Op;
 
-use crate::{Caller, Permission, Result, Services};
+use crate::{Caller, Knowledge, Permission, Result};
 
-impl Services {
+impl Knowledge {
     /// Puts an artifact under legal hold (admin on the artifact).
     pub fn hold_set(
         &self,

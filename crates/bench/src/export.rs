@@ -11,11 +11,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kontextual_model::{Actor, Namespace};
-use kontextual_services::{
+use kontextual_app::{
     Caller, ExportScope, ExportTarget, Services, Silent, StoreConfig, StoreOpenMode, UnpackLimits,
     check_package,
 };
+use kontextual_model::{Actor, Namespace};
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
@@ -94,13 +94,13 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
     let r = svc.ingest(
         &caller,
-        &kontextual_services::IngestRequest {
+        &kontextual_app::IngestRequest {
             paths: vec![corpus],
             collection: "bench".to_owned(),
             prune: false,
             source_system: None,
         },
-        &kontextual_services::NoProgress,
+        &kontextual_app::NoProgress,
     )?;
     if r.new != n as u64 {
         bail!("ingested {} of {n}", r.new);

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use kontextual_app::{Caller, GrantOn, Services, StoreConfig, StoreOpenMode};
 use kontextual_model::{Actor, Namespace};
-use kontextual_services::{Caller, GrantOn, Services, StoreConfig, StoreOpenMode};
 
 /// CPU seconds this process has used (user + system).
 fn cpu_seconds() -> f64 {
@@ -136,13 +136,13 @@ pub fn run(n: usize, seconds: u64) -> Result<()> {
     let admin = Caller::new(Actor::local_admin(), Namespace::default());
     let r = svc.ingest_and_index(
         &admin,
-        &kontextual_services::IngestRequest {
+        &kontextual_app::IngestRequest {
             paths: vec![corpus.clone()],
             collection: "bench".to_owned(),
             prune: false,
             source_system: None,
         },
-        &kontextual_services::NoProgress,
+        &kontextual_app::NoProgress,
     )?;
     if r.new != n as u64 {
         bail!("ingest stored {} of {n}", r.new);
@@ -165,8 +165,8 @@ pub fn run(n: usize, seconds: u64) -> Result<()> {
         .token;
     let some = svc.artifact_list(
         &admin,
-        &kontextual_services::store_types::ArtifactQuery::default(),
-        &kontextual_services::store_types::PageRequest::first(1),
+        &kontextual_app::store_types::ArtifactQuery::default(),
+        &kontextual_app::store_types::PageRequest::first(1),
     )?;
     let id = some.items[0].id.to_string();
 
@@ -358,13 +358,13 @@ fn pg_server(
     let admin = Caller::new(Actor::local_admin(), Namespace::default());
     let r = svc.ingest_and_index(
         &admin,
-        &kontextual_services::IngestRequest {
+        &kontextual_app::IngestRequest {
             paths: vec![corpus.to_owned()],
             collection: "bench".to_owned(),
             prune: false,
             source_system: None,
         },
-        &kontextual_services::NoProgress,
+        &kontextual_app::NoProgress,
     )?;
     if r.new != n as u64 {
         bail!("PostgreSQL ingest stored {} of {n}", r.new);
@@ -387,8 +387,8 @@ fn pg_server(
         .token;
     let some = svc.artifact_list(
         &admin,
-        &kontextual_services::store_types::ArtifactQuery::default(),
-        &kontextual_services::store_types::PageRequest::first(1),
+        &kontextual_app::store_types::ArtifactQuery::default(),
+        &kontextual_app::store_types::PageRequest::first(1),
     )?;
     let id = some.items[0].id.to_string();
     let svc = Arc::new(svc);

@@ -19,10 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use kontextual_app::{Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig};
 use kontextual_model::{Actor, Namespace};
-use kontextual_services::{
-    Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig,
-};
 
 const BATCH: u32 = 64;
 

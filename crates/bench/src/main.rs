@@ -27,11 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use kontextual_app::{Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode};
 use kontextual_model::{
     Actor, ArtifactName, ArtifactRef, CollectionName, CorrelationId, Namespace,
-};
-use kontextual_services::{
-    Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode,
 };
 use kontextual_store::sqlite::{OpenMode, OpenOptions, SqliteBackend};
 use kontextual_store::{Content, KnowledgeOp, Op, PutArtifact, Store, WriteBatch, WriteContext};
@@ -182,21 +180,21 @@ fn kontextual_ingest(
     dir: &Path,
     corpus: &Path,
     n: usize,
-) -> Result<(Duration, kontextual_services::IngestReport)> {
+) -> Result<(Duration, kontextual_app::IngestReport)> {
     let cfg = StoreConfig {
         data_dir: dir.join("ingest"),
         busy_timeout: Duration::from_secs(30),
     };
     let svc = Services::open(&cfg, StoreOpenMode::Create)?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
-    let req = kontextual_services::IngestRequest {
+    let req = kontextual_app::IngestRequest {
         paths: vec![corpus.to_path_buf()],
         collection: "bench".to_owned(),
         prune: false,
         source_system: None,
     };
     let start = Instant::now();
-    let report = svc.ingest(&caller, &req, &kontextual_services::NoProgress)?;
+    let report = svc.ingest(&caller, &req, &kontextual_app::NoProgress)?;
     let elapsed = start.elapsed();
     if report.new != n as u64 || report.failed != 0 {
         bail!("ingest stored {} new, {} failed", report.new, report.failed);

@@ -16,10 +16,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use kontextual_app::{Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig};
 use kontextual_model::{Actor, Namespace};
-use kontextual_services::{
-    Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig,
-};
 
 struct Db {
     admin: String,
@@ -134,7 +132,7 @@ fn peer(admin: &str, n: usize, concurrency: usize) -> Result<Option<f64>> {
 /// index until searchable).
 fn ingest(admin: &str, corpus: &Path, n: usize) -> Result<(f64, f64)> {
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
-    let req = kontextual_services::IngestRequest {
+    let req = kontextual_app::IngestRequest {
         paths: vec![corpus.to_owned()],
         collection: "bench".to_owned(),
         prune: false,
@@ -150,7 +148,7 @@ fn ingest(admin: &str, corpus: &Path, n: usize) -> Result<(f64, f64)> {
         true,
         Duration::from_secs(30),
     )?;
-    let r = svc.ingest_and_index(&caller, &req, &kontextual_services::NoProgress)?;
+    let r = svc.ingest_and_index(&caller, &req, &kontextual_app::NoProgress)?;
     let pg = t.elapsed().as_secs_f64();
     if r.new != n as u64 {
         bail!("PostgreSQL ingest stored {} of {n}", r.new);
@@ -164,7 +162,7 @@ fn ingest(admin: &str, corpus: &Path, n: usize) -> Result<(f64, f64)> {
         },
         StoreOpenMode::Create,
     )?;
-    let r = svc.ingest_and_index(&caller, &req, &kontextual_services::NoProgress)?;
+    let r = svc.ingest_and_index(&caller, &req, &kontextual_app::NoProgress)?;
     let lite = t.elapsed().as_secs_f64();
     if r.new != n as u64 {
         bail!("SQLite ingest stored {} of {n}", r.new);

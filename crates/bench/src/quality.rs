@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use kontextual_app::{Caller, SearchRequest, Services, StoreConfig, StoreOpenMode};
 use kontextual_model::{Actor, Namespace};
-use kontextual_services::{Caller, SearchRequest, Services, StoreConfig, StoreOpenMode};
 
 /// Hits scored per query.
 const DEPTH: usize = 10;
@@ -163,13 +163,13 @@ pub(crate) fn ours(dir: &Path, pages: &[PathBuf], queries: &[&str]) -> Result<Ve
     };
     let svc = Services::open(&cfg, StoreOpenMode::Create)?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
-    let req = kontextual_services::IngestRequest {
+    let req = kontextual_app::IngestRequest {
         paths: vec![corpus],
         collection: "book".to_owned(),
         prune: false,
         source_system: None,
     };
-    let report = svc.ingest_and_index(&caller, &req, &kontextual_services::NoProgress)?;
+    let report = svc.ingest_and_index(&caller, &req, &kontextual_app::NoProgress)?;
     let indexed = report.indexed.as_ref().map_or(0, |i| i.artifacts);
     if indexed < pages.len() as u64 {
         bail!("indexed {indexed} of {} pages", pages.len());

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use kontextual_model::{Actor, Namespace};
-use kontextual_services::{
+use kontextual_app::{
     Caller, ContextRequest, SearchFilters, SearchRequest, Services, StoreConfig, StoreOpenMode,
 };
+use kontextual_model::{Actor, Namespace};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery};
 use tantivy::schema::{
@@ -277,13 +277,13 @@ pub fn run(n: usize, rounds: usize) -> Result<()> {
                 let start = Instant::now();
                 let svc = Services::open(&cfg, StoreOpenMode::Create)?;
                 let caller = Caller::new(Actor::local_admin(), Namespace::default());
-                let req = kontextual_services::IngestRequest {
+                let req = kontextual_app::IngestRequest {
                     paths: vec![corpus.clone()],
                     collection: "bench".to_owned(),
                     prune: false,
                     source_system: None,
                 };
-                let r = svc.ingest_and_index(&caller, &req, &kontextual_services::NoProgress)?;
+                let r = svc.ingest_and_index(&caller, &req, &kontextual_app::NoProgress)?;
                 let d = start.elapsed();
                 let idx = r.indexed.as_ref().map_or(0, |i| i.artifacts);
                 if r.new != n as u64 || idx < n as u64 {

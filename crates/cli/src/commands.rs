@@ -4,11 +4,11 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use kontextual_model::{Actor, ArtifactRef, ChainHead, Metadata, Namespace, RelationId, Revision};
-use kontextual_services::{
+use kontextual_app::{
     AuditFilter, Caller, ContentSource, PutRequest, Services, StoreConfig, StoreOpenMode,
     StorePageRequest,
 };
+use kontextual_model::{Actor, ArtifactRef, ChainHead, Metadata, Namespace, RelationId, Revision};
 use kontextual_store_types::{ArtifactQuery, Cursor};
 
 use crate::cli::*;
@@ -17,7 +17,7 @@ use crate::output::{Out, bytes, short_digest, time};
 
 /// Re-exported store types the CLI needs for queries and cursors.
 mod kontextual_store_types {
-    pub use kontextual_services::store_types::{ArtifactQuery, Cursor};
+    pub use kontextual_app::store_types::{ArtifactQuery, Cursor};
 }
 
 pub(crate) struct Ctx {
@@ -530,7 +530,7 @@ fn artifact(ctx: &Ctx, cmd: ArtifactCmd) -> Result<ExitCode> {
                 for (field, old, new) in &d.attributes {
                     println!("  {field}: {old} → {new}");
                 }
-                use kontextual_services::DiffContent;
+                use kontextual_app::DiffContent;
                 match &d.content {
                     DiffContent::Same => println!("content: unchanged"),
                     DiffContent::Unavailable => println!("content: unavailable (purged)"),
@@ -1149,9 +1149,9 @@ fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
         ),
     };
     let on = match (&a.collection, &a.artifact) {
-        (Some(c), _) => kontextual_services::GrantOn::Collection(c),
-        (None, Some(r)) => kontextual_services::GrantOn::Artifact(r),
-        (None, None) => kontextual_services::GrantOn::Namespace,
+        (Some(c), _) => kontextual_app::GrantOn::Collection(c),
+        (None, Some(r)) => kontextual_app::GrantOn::Artifact(r),
+        (None, None) => kontextual_app::GrantOn::Namespace,
     };
     let g = if give {
         svc.grant(&ctx.caller, actor, permission, on)?
@@ -1190,7 +1190,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         request_timeout: std::time::Duration::from_secs(a.request_timeout),
         // With --workers 0 the server still runs the index maintenance jobs
         // (re-index, repair): only the index's owner can, and it is the owner.
-        workers: Some(kontextual_services::WorkerConfig {
+        workers: Some(kontextual_app::WorkerConfig {
             threads: (a.workers as usize).max(1),
             kinds: if a.workers == 0 {
                 vec!["reindex".to_owned(), "repair".to_owned()]

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use kontextual_app::{IngestProgress, IngestRequest, NoProgress, StorePageRequest};
 use kontextual_model::{RunId, RunStatus};
-use kontextual_services::{IngestProgress, IngestRequest, NoProgress, StorePageRequest};
 
 use crate::cli::{IngestArgs, RunCmd};
 use crate::commands::Ctx;
@@ -181,10 +181,7 @@ pub fn run(ctx: &Ctx, cmd: RunCmd) -> Result<ExitCode> {
         RunCmd::List { status, page } => {
             let status = status.as_deref().map(str::parse::<RunStatus>).transpose()?;
             let req = StorePageRequest {
-                after: page
-                    .after
-                    .clone()
-                    .map(kontextual_services::store_types::Cursor),
+                after: page.after.clone().map(kontextual_app::store_types::Cursor),
                 limit: page.limit,
             };
             let pg = svc.run_list(&ctx.caller, status, &req)?;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use kontextual_model::{Job, JobId, JobState, RunId};
-use kontextual_services::{
+use kontextual_app::{
     EnqueueOptions, Enqueued, JobAction, Services, StorePageRequest, WorkerConfig,
 };
+use kontextual_model::{Job, JobId, JobState, RunId};
 
 use crate::cli::{JobCmd, QuarantineCmd, ReindexArgs, RepairArgs, RerunArgs, WorkerArgs};
 use crate::commands::Ctx;
@@ -116,7 +116,7 @@ pub fn job(ctx: &Ctx, cmd: JobCmd) -> Result<ExitCode> {
         JobCmd::List { state, kind, page } => {
             let state = state.as_deref().map(str::parse::<JobState>).transpose()?;
             let req = StorePageRequest {
-                after: page.after.map(kontextual_services::store_types::Cursor),
+                after: page.after.map(kontextual_app::store_types::Cursor),
                 limit: page.limit,
             };
             let pg = svc.job_list(&ctx.caller, state, kind.as_deref(), &req)?;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind as ClapKind;
-use kontextual_services::ErrorKind;
+use kontextual_app::ErrorKind;
 
 fn main() -> ExitCode {
     reset_sigpipe();
@@ -88,7 +88,7 @@ fn init_tracing(quiet: bool) {
 /// which ends the command quietly and successfully.
 fn classify(err: &anyhow::Error) -> Option<ErrorKind> {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<kontextual_services::Error>() {
+        if let Some(e) = cause.downcast_ref::<kontextual_app::Error>() {
             return Some(e.kind());
         }
         if cause

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kontextual_services::{
+use kontextual_app::{
     ExportScope, ExportTarget, ImportConflict, PackageVerdict, StoreOpenMode, UnpackLimits,
     check_package,
 };
@@ -13,7 +13,7 @@ use crate::cli::{ExportArgs, ImportArgs, UnpackArgs};
 use crate::commands::{Ctx, parse_time};
 
 fn invalid(msg: String) -> anyhow::Error {
-    kontextual_services::Error::InvalidInput(msg).into()
+    kontextual_app::Error::InvalidInput(msg).into()
 }
 
 fn limits(a: &UnpackArgs) -> UnpackLimits {
@@ -243,7 +243,7 @@ pub fn import(ctx: &Ctx, a: ImportArgs) -> Result<ExitCode> {
     // A data directory this command creates is removed again if the
     // import fails: a refused import leaves nothing behind.
     let created = !ctx.cfg.data_dir.exists();
-    let attempt = (|| -> Result<kontextual_services::ImportReport> {
+    let attempt = (|| -> Result<kontextual_app::ImportReport> {
         let svc = ctx.open(StoreOpenMode::Create)?;
         crate::commands::write_default_config(ctx)?;
         Ok(svc.import_package(&ctx.caller, checked, on_conflict, &bar)?)

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kontextual_services::Progress;
+use kontextual_app::Progress;
 
 use crate::commands::Ctx;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use kontextual_services::{
+use kontextual_app::{
     ContextRequest, ContextView, Reason, SearchFilters, SearchHit, SearchRequest, StorePageRequest,
 };
 
@@ -38,12 +38,12 @@ fn filters(f: &FilterArgs) -> Result<SearchFilters> {
 /// A snippet with its matches in bold on a terminal (ANSI), and plain when
 /// piped: a marker such as `**` would collide with the content itself
 /// (Markdown); `--json` gives the highlight ranges.
-fn marked(s: &kontextual_services::Snippet) -> String {
+fn marked(s: &kontextual_app::Snippet) -> String {
     use std::io::IsTerminal;
     mark_with(s, std::io::stdout().is_terminal())
 }
 
-fn mark_with(s: &kontextual_services::Snippet, bold: bool) -> String {
+fn mark_with(s: &kontextual_app::Snippet, bold: bool) -> String {
     let (on, off) = if bold {
         ("\x1b[1m", "\x1b[22m")
     } else {
@@ -256,10 +256,7 @@ pub(crate) fn context(ctx: &Ctx, cmd: ContextCmd) -> Result<ExitCode> {
 
 fn page_req(p: &PageArgs) -> StorePageRequest {
     StorePageRequest {
-        after: p
-            .after
-            .clone()
-            .map(kontextual_services::store_types::Cursor),
+        after: p.after.clone().map(kontextual_app::store_types::Cursor),
         limit: p.limit,
     }
 }
@@ -441,7 +438,7 @@ mod tests {
     /// X5: highlights cannot collide with Markdown in the content.
     #[test]
     fn x5_snippet_highlights_never_collide_with_content() {
-        let s = kontextual_services::Snippet {
+        let s = kontextual_app::Snippet {
             text: "**Retries** in CHANGELOG_V10.md".to_owned(),
             highlights: vec![(2, 9)],
         };

@@ -18,18 +18,19 @@ const PACKAGE: &str = "kontextual-package";
 const ADAPTERS: &str = "kontextual-adapters";
 const STORE: &str = "kontextual-store";
 const INDEX: &str = "kontextual-index";
-const SERVICES: &str = "kontextual-services";
+const KERNEL: &str = "kontextual-kernel";
+const KNOWLEDGE: &str = "kontextual-knowledge";
 const SERVER: &str = "kontextual-server";
 const CLI: &str = "kontextual";
 const BENCH: &str = "kontextual-bench";
-/// The composition root, once it exists: it may start the server.
+/// The composition root: it wires the kernel and the domains.
 const APP: &str = "kontextual-app";
 
 /// Domain crates (knowledge, memory, …): each stands on the kernel and the
 /// store alone. None may reach another domain, the server, the CLI or the
 /// composition root. A new domain is one more name here, plus its row in
 /// [`LAYERS`].
-const DOMAINS: &[&str] = &[];
+const DOMAINS: &[&str] = &[KNOWLEDGE];
 
 const DRIVERS: &[&str] = &["rusqlite", "libsqlite3-sys", "postgres", "tokio-postgres"];
 /// Crates that do I/O: files, sockets, databases, an async runtime.
@@ -81,7 +82,9 @@ const LAYERS: &[Layer] = &[
         never: &[
             IO,
             SURFACE,
-            &[PACKAGE, ADAPTERS, STORE, INDEX, SERVICES, SERVER, CLI, APP],
+            &[
+                PACKAGE, ADAPTERS, STORE, INDEX, KERNEL, KNOWLEDGE, APP, SERVER, CLI,
+            ],
         ],
     },
     Layer {
@@ -90,20 +93,20 @@ const LAYERS: &[Layer] = &[
         never: &[
             DRIVERS,
             &["tantivy", "axum", "hyper"],
-            &[STORE, SERVICES, SERVER, CLI],
+            &[STORE, KERNEL, KNOWLEDGE, APP, SERVER, CLI],
         ],
     },
     Layer {
         krate: ADAPTERS,
         never_directly: &[SURFACE],
-        never: &[IO, &[STORE, INDEX, SERVICES, SERVER, CLI]],
+        never: &[IO, &[STORE, INDEX, KERNEL, KNOWLEDGE, APP, SERVER, CLI]],
     },
     Layer {
         krate: STORE,
         never_directly: &[SURFACE],
         never: &[
             &["tantivy", "axum", "hyper", "clap"],
-            &[INDEX, SERVICES, SERVER, CLI],
+            &[INDEX, KERNEL, KNOWLEDGE, APP, SERVER, CLI],
         ],
     },
     Layer {
@@ -112,19 +115,37 @@ const LAYERS: &[Layer] = &[
         never: &[
             DRIVERS,
             &["axum", "hyper", "clap"],
-            &[STORE, SERVICES, SERVER, CLI],
+            &[STORE, KERNEL, KNOWLEDGE, APP, SERVER, CLI],
         ],
     },
+    // what every domain stands on: it knows no domain, no engine but the
+    // store's handle, no surface
     Layer {
-        krate: SERVICES,
+        krate: KERNEL,
+        never_directly: &[SURFACE, DRIVERS],
+        never: &[
+            &["tantivy", "axum", "hyper", "clap"],
+            &[INDEX, ADAPTERS, PACKAGE, KNOWLEDGE, APP, SERVER, CLI],
+        ],
+    },
+    // a domain: the kernel, the store and its engines; never a surface,
+    // the composition root or another domain (DOMAINS adds those)
+    Layer {
+        krate: KNOWLEDGE,
         never_directly: &[SURFACE, DRIVERS, &["tantivy"]],
         never: &[&["axum", "hyper", "clap"], &[SERVER, CLI, APP]],
     },
-    // the HTTP layer reaches data only through the services
+    // wiring only: no surface, no driver, no engine of its own
+    Layer {
+        krate: APP,
+        never_directly: &[SURFACE, DRIVERS, &["tantivy"]],
+        never: &[&["axum", "hyper", "clap"], &[SERVER, CLI]],
+    },
+    // the HTTP layer reaches data only through the composition root's facade
     Layer {
         krate: SERVER,
         never_directly: &[&[STORE, INDEX, "tantivy"], DRIVERS],
-        never: &[&["clap"], &[CLI, APP]],
+        never: &[&["clap"], &[CLI]],
     },
     Layer {
         krate: CLI,

@@ -1,6 +1,6 @@
 //! Context packages (K7): named, versioned bundles handed to an agent. The
 //! store keeps each version's manifest and its digest; what a manifest says
-//! is the services' business (see `kontextual-services` `context`).
+//! is the services' business (see `kontextual-knowledge` `context`).
 
 use serde::{Deserialize, Serialize};
 

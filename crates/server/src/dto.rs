@@ -87,11 +87,11 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-impl<W, D> From<kontextual_services::store_types::Page<D>> for Page<W>
+impl<W, D> From<kontextual_app::store_types::Page<D>> for Page<W>
 where
     W: From<D>,
 {
-    fn from(p: kontextual_services::store_types::Page<D>) -> Self {
+    fn from(p: kontextual_app::store_types::Page<D>) -> Self {
         Page {
             items: all(p.items),
             next: p.next.map(|c| c.0),
@@ -192,7 +192,7 @@ dto!(
 
 dto!(
     /// What an upload did: the change (`null` when nothing changed) and the artifact.
-    PutOutcome from kontextual_services::PutOutcome {
+    PutOutcome from kontextual_app::PutOutcome {
         #[schema(value_type = Option<crate::wire::ChangeKind>)]
         change: Option<ChangeKind>,
         artifact: Artifact,
@@ -343,7 +343,7 @@ dto!(
 
 dto!(
     /// A new key and its token; the token is shown in this answer only.
-    NewKey from kontextual_services::NewKey {
+    NewKey from kontextual_app::NewKey {
         key: ApiKey,
         /// `kx_…`: send it as `Authorization: Bearer kx_…`.
         token: String,
@@ -396,7 +396,7 @@ dto!(
 dto!(
     /// A queued job; `created` is false when a waiting job with the same
     /// unique key was returned instead.
-    Enqueued from kontextual_services::Enqueued {
+    Enqueued from kontextual_app::Enqueued {
         job: Job,
         created: bool,
     }
@@ -404,7 +404,7 @@ dto!(
 
 dto!(
     /// A section's place in a document, without its text.
-    SectionEntry from kontextual_services::SectionEntry {
+    SectionEntry from kontextual_app::SectionEntry {
         /// Heading path of slugs joined by `/`.
         selector: String,
         heading: String,
@@ -417,7 +417,7 @@ dto!(
 
 dto!(
     /// One section of one revision, with its text.
-    SectionView from kontextual_services::SectionView {
+    SectionView from kontextual_app::SectionView {
         #[serde(rename = "ref")]
         reference: String,
         #[schema(value_type = String, format = Uuid)]
@@ -438,7 +438,7 @@ dto!(
 
 dto!(
     /// Differences between two revisions.
-    Diff from kontextual_services::Diff {
+    Diff from kontextual_app::Diff {
         artifact: String,
         from: Revision,
         to: Revision,
@@ -448,13 +448,13 @@ dto!(
         /// `{"kind": "same"}`, `{"kind": "text", "unified": …}`,
         /// `{"kind": "binary", "from_size": …, "to_size": …}` or `{"kind": "unavailable"}`.
         #[schema(value_type = Object)]
-        content: kontextual_services::DiffContent,
+        content: kontextual_app::DiffContent,
     }
 );
 
 dto!(
     /// An artifact reached by following relationships.
-    Related from kontextual_services::Related {
+    Related from kontextual_app::Related {
         depth: u32,
         /// The relation type followed.
         via: String,
@@ -473,7 +473,7 @@ dto!(
 
 dto!(
     /// One ranked search hit.
-    SearchHit from kontextual_services::SearchHit {
+    SearchHit from kontextual_app::SearchHit {
         rank: u32,
         score: f32,
         /// `COLLECTION/NAME` or `COLLECTION/NAME#selector`.
@@ -493,7 +493,7 @@ dto!(
         updated_at: Timestamp,
         /// `{"text": …, "highlights": [[start, end], …]}` (byte ranges in `text`).
         #[schema(value_type = Option<Object>)]
-        snippet: Option<kontextual_services::Snippet>,
+        snippet: Option<kontextual_app::Snippet>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         related: Vec<Related> => all,
     }
@@ -501,7 +501,7 @@ dto!(
 
 dto!(
     /// How current the index was for an answer.
-    Freshness from kontextual_services::Freshness {
+    Freshness from kontextual_app::Freshness {
         applied_seq: u64,
         /// Changes in the store not applied yet (0 = read-your-writes).
         lag: u64,
@@ -512,7 +512,7 @@ dto!(
 
 dto!(
     /// Ranked hits with snippets.
-    SearchResponse from kontextual_services::SearchResponse {
+    SearchResponse from kontextual_app::SearchResponse {
         query: String,
         /// Matching documents in the index (before store and policy checks).
         #[schema(value_type = u64)]
@@ -529,7 +529,7 @@ dto!(
 
 dto!(
     /// A stored context package with its manifest.
-    ContextView from kontextual_services::ContextView {
+    ContextView from kontextual_app::ContextView {
         name: String,
         version: u64,
         #[schema(value_type = String, format = Uuid)]
@@ -543,13 +543,13 @@ dto!(
         new_version: bool,
         /// What the package holds (items with their digests), how it was asked for, and its budget.
         #[schema(value_type = Object)]
-        manifest: kontextual_services::Manifest,
+        manifest: kontextual_app::Manifest,
     }
 );
 
 dto!(
     /// One thing a package verification found.
-    VerifyProblem from kontextual_services::VerifyProblem {
+    VerifyProblem from kontextual_app::VerifyProblem {
         subject: String,
         /// `missing`, `altered`, `deleted` or `changed`.
         kind: String,
@@ -559,7 +559,7 @@ dto!(
 
 dto!(
     /// Whether a package still matches what it recorded.
-    ContextVerification from kontextual_services::ContextVerification {
+    ContextVerification from kontextual_app::ContextVerification {
         name: String,
         version: u64,
         #[schema(value_type = String)]
@@ -693,8 +693,8 @@ pub struct AuditVerification {
     pub valid: bool,
 }
 
-impl From<kontextual_services::AuditVerification> for AuditVerification {
-    fn from(v: kontextual_services::AuditVerification) -> Self {
+impl From<kontextual_app::AuditVerification> for AuditVerification {
+    fn from(v: kontextual_app::AuditVerification) -> Self {
         AuditVerification {
             valid: v.report.is_valid(),
             records: v.report.records,
@@ -707,7 +707,7 @@ impl From<kontextual_services::AuditVerification> for AuditVerification {
 
 dto!(
     /// What one index catch-up applied.
-    CatchUp from kontextual_services::CatchUp {
+    CatchUp from kontextual_app::CatchUp {
         from_seq: u64,
         to_seq: u64,
         artifacts_reindexed: u64,
@@ -716,7 +716,7 @@ dto!(
 
 dto!(
     /// The search index compared with the store.
-    IndexStatus from kontextual_services::IndexStatus {
+    IndexStatus from kontextual_app::IndexStatus {
         /// `ok`, `lagging` or `diverged`.
         health: String,
         path: String,
@@ -741,7 +741,7 @@ dto!(
 
 dto!(
     /// An artifact indexed without its text, and why.
-    Unextractable from kontextual_services::Unextractable {
+    Unextractable from kontextual_app::Unextractable {
         #[schema(value_type = String, format = Uuid)]
         artifact_id: kontextual_model::ArtifactId,
         #[serde(rename = "ref")]
@@ -805,7 +805,7 @@ dto!(
 
 dto!(
     /// A job with its attempts and the runs they made.
-    JobView from kontextual_services::JobView {
+    JobView from kontextual_app::JobView {
         #[serde(flatten)]
         job: Job,
         attempts: Vec<JobAttempt> => all,

@@ -117,10 +117,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 pub async fn run<T, F>(state: &AppState, call: Call, precondition: bool, f: F) -> Result<T, Problem>
 where
     T: Send + 'static,
-    F: FnOnce(
-            &kontextual_services::Services,
-            &kontextual_services::Caller,
-        ) -> kontextual_services::Result<T>
+    F: FnOnce(&kontextual_app::Services, &kontextual_app::Caller) -> kontextual_app::Result<T>
         + Send
         + 'static,
 {
@@ -133,7 +130,7 @@ where
         Err(join) => {
             tracing::error!(correlation_id = id, error = %join, "handler panicked");
             let mut p = Problem::of(
-                kontextual_services::ErrorKind::Internal,
+                kontextual_app::ErrorKind::Internal,
                 format!(
                     "the server could not complete the request; quote correlation id {id} to its operator"
                 ),

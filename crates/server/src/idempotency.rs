@@ -123,7 +123,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(Err(e)) => return Problem::from_service(&e, "-", false).into_response(),
         Err(_) => {
             return Problem::of(
-                kontextual_services::ErrorKind::Internal,
+                kontextual_app::ErrorKind::Internal,
                 "idempotency check failed",
             )
             .into_response();
@@ -175,7 +175,7 @@ async fn finish(state: &AppState, scope: String, key: String, res: Response) -> 
             let _ =
                 tokio::task::spawn_blocking(move || svc.idempotency_abandon(&scope, &key)).await;
             return Problem::of(
-                kontextual_services::ErrorKind::Internal,
+                kontextual_app::ErrorKind::Internal,
                 "the answer was too large to keep for Idempotency-Key replays",
             )
             .into_response();

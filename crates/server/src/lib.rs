@@ -31,8 +31,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use kontextual_app::Services;
 use kontextual_model::{Actor, Namespace};
-use kontextual_services::Services;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -77,7 +77,7 @@ pub struct ServeConfig {
     /// long a write by another process takes to become searchable here).
     pub follow_interval: Duration,
     /// Job workers run alongside the API (`None`: no workers here).
-    pub workers: Option<kontextual_services::WorkerConfig>,
+    pub workers: Option<kontextual_app::WorkerConfig>,
 }
 
 impl Default for ServeConfig {
@@ -256,14 +256,14 @@ pub enum ServeError {
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Service(#[from] kontextual_services::Error),
+    Service(#[from] kontextual_app::Error),
 }
 
 impl ServeError {
     /// Where this failure sits in the services' error table (and so its
     /// code and exit code).
-    pub fn kind(&self) -> kontextual_services::ErrorKind {
-        use kontextual_services::ErrorKind;
+    pub fn kind(&self) -> kontextual_app::ErrorKind {
+        use kontextual_app::ErrorKind;
         match self {
             ServeError::NotLoopback(_) => ErrorKind::InvalidInput,
             ServeError::Bind { .. } | ServeError::Io(_) => ErrorKind::Io,
@@ -273,8 +273,8 @@ impl ServeError {
 }
 
 /// A blocking start-up step that panicked: a bug, not an I/O failure.
-fn panicked(step: &str, e: tokio::task::JoinError) -> kontextual_services::Error {
-    kontextual_services::Error::internal(format!("{step} failed: {e}"))
+fn panicked(step: &str, e: tokio::task::JoinError) -> kontextual_app::Error {
+    kontextual_app::Error::internal(format!("{step} failed: {e}"))
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and
@@ -393,7 +393,6 @@ pub async fn shutdown_signal() {
 /// A start-up failure met while answering a request is the server's own.
 impl IntoResponse for ServeError {
     fn into_response(self) -> axum::response::Response {
-        problem::Problem::of(kontextual_services::ErrorKind::Internal, self.to_string())
-            .into_response()
+        problem::Problem::of(kontextual_app::ErrorKind::Internal, self.to_string()).into_response()
     }
 }

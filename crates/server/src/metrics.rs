@@ -225,7 +225,7 @@ pub async fn scrape(State(s): State<AppState>, call: Call) -> Result<Response, P
     let snap = run(&s, call, false, |svc, c| svc.metrics_snapshot(c)).await?;
     let Some(h) = handle() else {
         return Err(Problem::of(
-            kontextual_services::ErrorKind::Unavailable,
+            kontextual_app::ErrorKind::Unavailable,
             "another metrics recorder is installed in this process",
         ));
     };

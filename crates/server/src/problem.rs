@@ -7,7 +7,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use kontextual_services::{Error, ErrorCode, ErrorKind};
+use kontextual_app::{Error, ErrorCode, ErrorKind};
 use serde::Serialize;
 
 /// One problem, as the client sees it (`type` is a stable URN per code).

@@ -10,8 +10,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use kontextual_app::Caller;
 use kontextual_model::CorrelationId;
-use kontextual_services::Caller;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -153,7 +153,7 @@ impl FromRequestParts<AppState> for Call {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         let svc = state.services.clone();
-        let blocking = |r: Result<kontextual_services::Result<Caller>, tokio::task::JoinError>| {
+        let blocking = |r: Result<kontextual_app::Result<Caller>, tokio::task::JoinError>| {
             r.map_err(|_| unauthenticated("authentication failed", &id))?
                 .map_err(|e| Problem::from_service(&e, id.as_str(), false))
         };

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use kontextual_app::{Services, StoreConfig, StoreOpenMode};
 use kontextual_model::{Actor, Namespace};
 use kontextual_server::{AppState, ServeConfig, router};
-use kontextual_services::{Services, StoreConfig, StoreOpenMode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -967,20 +967,20 @@ async fn x1_api_keys_authenticate_and_scope_requests() {
     // writes made with a key are attributed to its actor; the admin key is
     // made the way the CLI makes it (the local admin, through the services)
     let admin_tok = {
-        let svc = kontextual_services::Services::open(
-            &kontextual_services::StoreConfig {
+        let svc = kontextual_app::Services::open(
+            &kontextual_app::StoreConfig {
                 data_dir: api._dir.path().join("data"),
                 busy_timeout: std::time::Duration::from_secs(5),
             },
-            kontextual_services::StoreOpenMode::ReadWrite,
+            kontextual_app::StoreOpenMode::ReadWrite,
         )
         .unwrap();
-        let local = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+        let local = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
         svc.grant(
             &local,
             "service:ops".parse().unwrap(),
             kontextual_model::GrantPermission::Admin,
-            kontextual_services::GrantOn::Namespace,
+            kontextual_app::GrantOn::Namespace,
         )
         .unwrap();
         svc.key_create(
@@ -1495,7 +1495,7 @@ async fn x4_rate_limits_answer_429_with_retry_after() {
     assert!(r.headers.get(header::RETRY_AFTER).is_some());
     // another valid key from the locked-out address still gets through
     let b = api.svc.key_create(
-        &kontextual_services::Caller::new(Actor::local_admin(), Namespace::default()),
+        &kontextual_app::Caller::new(Actor::local_admin(), Namespace::default()),
         "b",
         "agent:a".parse().unwrap(),
         vec![kontextual_model::Scope::Read],
@@ -1706,19 +1706,19 @@ async fn o2_queued_jobs_are_authorized_again_when_they_run() {
         String::from_utf8_lossy(&r.body)
     );
     let id = r.json()["job"]["id"].as_str().unwrap().to_owned();
-    let admin = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+    let admin = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
     api.svc
         .revoke_grant(
             &admin,
             "user:ops".parse().unwrap(),
             kontextual_model::GrantPermission::Admin,
-            kontextual_services::GrantOn::Namespace,
+            kontextual_app::GrantOn::Namespace,
         )
         .unwrap();
     let svc = api.svc.clone();
     let summary = tokio::task::spawn_blocking(move || {
         svc.run_workers(
-            &kontextual_services::WorkerConfig {
+            &kontextual_app::WorkerConfig {
                 threads: 1,
                 drain: true,
                 ..Default::default()
@@ -1788,7 +1788,7 @@ async fn o3_export_streams_only_what_the_caller_may_read() {
             StatusCode::CREATED
         );
     }
-    let admin = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
+    let admin = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
     let mut tokens = Vec::new();
     for (name, actor, scopes) in [
         (
@@ -2144,15 +2144,15 @@ async fn x2_server_paths_are_for_administrators() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("docs/ops")).unwrap();
     std::fs::write(dir.path().join("docs/ops/run.md"), "# Run\n\nthe runbook\n").unwrap();
-    let admin = kontextual_services::Caller::new(Actor::local_admin(), Namespace::default());
-    let req = kontextual_services::IngestRequest {
+    let admin = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
+    let req = kontextual_app::IngestRequest {
         paths: vec![dir.path().join("docs")],
         collection: "handbook".into(),
         prune: false,
         source_system: None,
     };
     api.svc
-        .ingest(&admin, &req, &kontextual_services::NoProgress)
+        .ingest(&admin, &req, &kontextual_app::NoProgress)
         .unwrap();
     let tokens = keys_for(
         &api,

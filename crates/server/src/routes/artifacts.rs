@@ -4,9 +4,9 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use kontextual_app::store_types::{ArtifactQuery, Cursor, PageRequest};
+use kontextual_app::{ContentSource, PutRequest};
 use kontextual_model::{ArtifactId, ArtifactRef, Metadata, RelationId};
-use kontextual_services::store_types::{ArtifactQuery, Cursor, PageRequest};
-use kontextual_services::{ContentSource, PutRequest};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 

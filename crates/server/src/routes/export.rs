@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use kontextual_services::{ExportScope, ExportTarget};
+use kontextual_app::{ExportScope, ExportTarget};
 use tokio::sync::mpsc;
 
 use crate::AppState;

@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use kontextual_app::{EnqueueOptions, JobAction};
 use kontextual_model::{JobId, JobState, RunId};
-use kontextual_services::{EnqueueOptions, JobAction};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -21,7 +21,7 @@ fn job_id(s: &str) -> Result<JobId, Problem> {
         .map_err(|_| Problem::bad_request(format!("{s:?} is not a job id")))
 }
 
-fn enqueued(e: kontextual_services::Enqueued) -> Response {
+fn enqueued(e: kontextual_app::Enqueued) -> Response {
     // 202: accepted for processing; 200 when a waiting job was returned instead
     let status = if e.created {
         StatusCode::ACCEPTED

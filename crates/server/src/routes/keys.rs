@@ -110,16 +110,16 @@ pub struct GrantBody {
     pub artifact: Option<String>,
 }
 
-fn grant_on(b: &GrantBody) -> Result<kontextual_services::GrantOn<'_>, Problem> {
+fn grant_on(b: &GrantBody) -> Result<kontextual_app::GrantOn<'_>, Problem> {
     Ok(match (&b.collection, &b.artifact) {
         (Some(_), Some(_)) => {
             return Err(Problem::bad_request(
                 "give a collection or an artifact, not both",
             ));
         }
-        (Some(c), None) => kontextual_services::GrantOn::Collection(c),
-        (None, Some(a)) => kontextual_services::GrantOn::Artifact(a),
-        (None, None) => kontextual_services::GrantOn::Namespace,
+        (Some(c), None) => kontextual_app::GrantOn::Collection(c),
+        (None, Some(a)) => kontextual_app::GrantOn::Artifact(a),
+        (None, None) => kontextual_app::GrantOn::Namespace,
     })
 }
 
@@ -138,7 +138,7 @@ pub async fn create_grant(
     let (actor, permission) = parse_grant(&b)?;
     grant_on(&b)?;
     let g = run(&s, call, false, move |svc, c| {
-        let on = grant_on(&b).map_err(|p| kontextual_services::Error::InvalidInput(p.detail))?;
+        let on = grant_on(&b).map_err(|p| kontextual_app::Error::InvalidInput(p.detail))?;
         svc.grant(c, actor, permission, on)
     })
     .await?;
@@ -162,7 +162,7 @@ pub async fn delete_grant(
     let (actor, permission) = parse_grant(&b)?;
     grant_on(&b)?;
     let g = run(&s, call, false, move |svc, c| {
-        let on = grant_on(&b).map_err(|p| kontextual_services::Error::InvalidInput(p.detail))?;
+        let on = grant_on(&b).map_err(|p| kontextual_app::Error::InvalidInput(p.detail))?;
         svc.revoke_grant(c, actor, permission, on)
     })
     .await?;

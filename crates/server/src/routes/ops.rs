@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use kontextual_app::{AuditFilter, ErrorKind};
 use kontextual_model::{ChainHead, RunId};
-use kontextual_services::{AuditFilter, ErrorKind};
 use serde::Deserialize;
 use utoipa::IntoParams;
 

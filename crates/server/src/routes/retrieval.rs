@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kontextual_services::{ContextRequest, SearchFilters, SearchRequest};
+use kontextual_app::{ContextRequest, SearchFilters, SearchRequest};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -329,7 +329,7 @@ pub async fn build_context(
             .as_deref()
             .unwrap_or("cl100k_base")
             .parse()
-            .map_err(|e: kontextual_services::Error| Problem::bad_request(e.to_string()))?,
+            .map_err(|e: kontextual_app::Error| Problem::bad_request(e.to_string()))?,
     };
     let v = run(&s, call, false, move |svc, c| svc.context_build(c, &req)).await?;
     let status = if v.new_version {

@@ -15,17 +15,18 @@ use std::sync::Arc;
 use kontextual_model::{Actor, CorrelationId, Namespace, OutboxEvent};
 use kontextual_store::{FeedOp, Op, Store, WriteBatch, WriteContext};
 
-use crate::{Result, Services};
+use crate::Result;
 
-/// Something that follows the change feed, registered by name.
-pub trait FeedConsumer: Send + Sync {
+/// Something that follows the change feed, registered by name, on the host
+/// `H` that holds its domain.
+pub trait FeedConsumer<H>: Send + Sync {
     /// The name its acknowledgements are recorded under (retention keeps
     /// what this consumer has not acknowledged).
     fn name(&self) -> &str;
 
     /// Applies what the feed has after the consumer's cursor: typically
     /// opens a [`FeedPass`] and hands it to [`catch_up`].
-    fn follow(&self, host: &Services) -> Result<()>;
+    fn follow(&self, host: &H) -> Result<()>;
 }
 
 /// One pass of a consumer over the feed. It holds whatever the consumer
@@ -111,14 +112,21 @@ pub fn prune_op(older_than: kontextual_model::Timestamp) -> Op {
 }
 
 /// The consumers this process runs, in registration order.
-#[derive(Default)]
-pub struct FeedConsumers {
-    consumers: Vec<Arc<dyn FeedConsumer>>,
+pub struct FeedConsumers<H> {
+    consumers: Vec<Arc<dyn FeedConsumer<H>>>,
 }
 
-impl FeedConsumers {
+impl<H> Default for FeedConsumers<H> {
+    fn default() -> Self {
+        FeedConsumers {
+            consumers: Vec::new(),
+        }
+    }
+}
+
+impl<H> FeedConsumers<H> {
     /// Adds a consumer. A name registered twice is a wiring mistake.
-    pub fn register(&mut self, consumer: Arc<dyn FeedConsumer>) -> Result<()> {
+    pub fn register(&mut self, consumer: Arc<dyn FeedConsumer<H>>) -> Result<()> {
         if self.consumers.iter().any(|c| c.name() == consumer.name()) {
             return Err(crate::Error::InvalidInput(format!(
                 "feed consumer {:?} is registered twice",
@@ -131,7 +139,7 @@ impl FeedConsumers {
 
     /// One step of every consumer; a consumer's failure is logged and does
     /// not hold the others back.
-    pub(crate) fn follow_all(&self, host: &Services) {
+    pub fn follow_all(&self, host: &H) {
         for c in &self.consumers {
             if let Err(e) = c.follow(host) {
                 tracing::warn!(consumer = c.name(), error = %e, "feed consumer");

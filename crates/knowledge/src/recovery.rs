@@ -7,8 +7,9 @@ use kontextual_model::{JobId, RunId, RunStatus};
 use kontextual_store::{Op, Problem, ProblemCategory, RunOp, WriteBatch};
 use serde::Serialize;
 
-use crate::runs::this_process;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::error::index_err;
+use crate::this_process;
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// What a re-index did.
 #[derive(Clone, Debug, Serialize)]
@@ -38,7 +39,7 @@ impl RepairReport {
     }
 }
 
-impl Services {
+impl Knowledge {
     /// Starts a run for recovery work and finishes it with the outcome of
     /// `work` (its manifest, or the error).
     pub(crate) fn recovery_run<T: Serialize>(
@@ -169,7 +170,7 @@ impl Services {
                     if p.is_owner() {
                         p.catch_up()?;
                     }
-                    let stats = p.index().stats()?;
+                    let stats = p.index().stats().map_err(index_err)?;
                     Ok(stats.artifacts != self.live_unquarantined()?)
                 })
                 .unwrap_or(false);

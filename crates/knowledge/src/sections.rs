@@ -8,7 +8,7 @@ use kontextual_adapters::sections::{Section, find, for_content, sectioner_for};
 use kontextual_model::{Artifact, ArtifactRef, Digest, Revision};
 use serde::Serialize;
 
-use crate::{Caller, Error, Result, Services};
+use crate::{Caller, Error, Knowledge, Result};
 
 /// One section of one revision, with its bytes.
 #[derive(Clone, Debug, Serialize)]
@@ -36,7 +36,7 @@ pub struct SectionEntry {
     pub byte_range: (usize, usize),
 }
 
-impl Services {
+impl Knowledge {
     /// Reads a revision's content whole (sections need the whole document).
     pub(crate) fn revision_bytes(&self, a: &Artifact, rev: &Revision) -> Result<Vec<u8>> {
         if !rev.content_available {

@@ -21,8 +21,8 @@ use kontextual_store::{
 use serde::Serialize;
 
 use crate::artifacts::sniff;
-use crate::runs::this_process;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::this_process;
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// Files per write batch (one group commit each).
 const BATCH_FILES: usize = 512;
@@ -130,7 +130,7 @@ struct Output {
     change: &'static str,
 }
 
-impl Services {
+impl Knowledge {
     /// Ingests while a follower thread feeds the search index from the
     /// change feed, so storing and indexing overlap; returns once both are
     /// done and the index is committed (a search right after sees it all).

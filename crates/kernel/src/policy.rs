@@ -6,7 +6,7 @@
 use kontextual_model::{AuditDraft, Outcome};
 use kontextual_store::Op;
 
-use crate::{Caller, Error, Result, Services};
+use crate::{Caller, Error, Kernel, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
@@ -113,15 +113,10 @@ impl Policy for AccessPolicy {
     }
 }
 
-impl Services {
+impl Kernel {
     /// Whether the policy allows it, without auditing: for filtering what a
     /// caller sees (search hits, listings), where a refusal is not a denial.
-    pub(crate) fn can(
-        &self,
-        caller: &Caller,
-        permission: Permission,
-        resource: &Resource<'_>,
-    ) -> bool {
+    pub fn can(&self, caller: &Caller, permission: Permission, resource: &Resource<'_>) -> bool {
         self.policy.allows(caller, permission, resource)
     }
 
@@ -130,9 +125,9 @@ impl Services {
     /// and — unless the caller may administer it — no quarantine. Every
     /// single read, listing, count, filter and reference check asks this (or
     /// pushes the same three conditions into the store query,
-    /// [`Services::listing_visibility`]), so what a caller may not read
+    /// [`Kernel::listing_visibility`]), so what a caller may not read
     /// cannot be told apart from what does not exist.
-    pub(crate) fn readable(&self, caller: &Caller, a: &kontextual_model::Artifact) -> bool {
+    pub fn readable(&self, caller: &Caller, a: &kontextual_model::Artifact) -> bool {
         if caller.scopes.is_none() {
             return true;
         }
@@ -150,7 +145,7 @@ impl Services {
     /// already covers every artifact it can return (a collection or the
     /// namespace): the caller's clearance, and quarantined artifacts left out
     /// unless the caller may administer `scope`.
-    pub(crate) fn listing_visibility(
+    pub fn listing_visibility(
         &self,
         caller: &Caller,
         scope: &Resource<'_>,
@@ -165,14 +160,14 @@ impl Services {
     }
 
     /// Whether the caller's clearance reaches a classification.
-    pub(crate) fn cleared(&self, caller: &Caller, level: kontextual_model::Classification) -> bool {
+    pub fn cleared(&self, caller: &Caller, level: kontextual_model::Classification) -> bool {
         caller.clearance.is_none_or(|c| level <= c)
     }
 
     /// Checks the policy; a denial is appended to the audit chain and
     /// returned as an error. A caller who may not even read a collection or
     /// artifact is told it is not found, so ids and names cannot be probed.
-    pub(crate) fn authorize(
+    pub fn authorize(
         &self,
         caller: &Caller,
         permission: Permission,
@@ -199,7 +194,7 @@ impl Services {
     }
 
     /// Appends a denial to the audit chain.
-    pub(crate) fn audit_denial(&self, caller: &Caller, permission: Permission, target: &str) {
+    pub fn audit_denial(&self, caller: &Caller, permission: Permission, target: &str) {
         let draft = AuditDraft {
             action: format!("policy.deny.{}", permission.as_str()),
             target_kind: "resource".into(),

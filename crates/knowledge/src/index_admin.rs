@@ -4,8 +4,9 @@ use kontextual_index::{Access, SearchIndex};
 use kontextual_store::{Problem, ProblemCategory};
 use serde::Serialize;
 
+use crate::error::index_err;
 use crate::projection::CatchUp;
-use crate::{Caller, Permission, Resource, Result, Services};
+use crate::{Caller, Knowledge, Permission, Resource, Result};
 
 /// The search projection compared with the store.
 #[derive(Clone, Debug, Serialize)]
@@ -42,18 +43,12 @@ pub struct Unextractable {
     pub reason: String,
 }
 
-impl Services {
+impl Knowledge {
     /// Applies pending changes to the search index when this process owns
     /// it (a server's follower calls this on a timer). System maintenance:
     /// it exposes nothing and takes no caller.
     pub fn index_follow(&self) -> Result<CatchUp> {
         self.projection()?.catch_up()
-    }
-
-    /// One step of every registered feed consumer (a server's follower
-    /// calls this on a timer); failures are logged per consumer.
-    pub fn follow_feeds(&self) {
-        self.feed_consumers.follow_all(self);
     }
 
     /// Whether the store answers and the search index can be opened.
@@ -142,7 +137,7 @@ impl Services {
         let caught_up = if p.is_owner() {
             Some(p.catch_up()?)
         } else {
-            p.index().reload()?;
+            p.index().reload().map_err(index_err)?;
             None
         };
         self.index_report(&p, caught_up)
@@ -165,7 +160,7 @@ impl Services {
         p: &crate::projection::Projection,
         caught_up: Option<CatchUp>,
     ) -> Result<IndexStatus> {
-        let stats = p.index().stats()?;
+        let stats = p.index().stats().map_err(index_err)?;
         let pos = self.store().feed().position()?;
         let live = self.live_unquarantined()?;
         let applied = stats.checkpoint.as_ref().map_or(0, |c| c.applied_seq);
@@ -206,14 +201,14 @@ impl Services {
 
 /// The search index as a feed consumer: it follows the change feed when
 /// this process owns the index.
-pub(crate) struct SearchIndexFollower;
+pub struct SearchIndexFollower;
 
-impl crate::FeedConsumer for SearchIndexFollower {
+impl<H: crate::KnowledgeHost> crate::FeedConsumer<H> for SearchIndexFollower {
     fn name(&self) -> &str {
         crate::projection::CONSUMER
     }
 
-    fn follow(&self, host: &Services) -> Result<()> {
-        host.index_follow().map(|_| ())
+    fn follow(&self, host: &H) -> Result<()> {
+        host.knowledge().index_follow().map(|_| ())
     }
 }

@@ -4,7 +4,7 @@
 use kontextual_model::{Actor, CorrelationId, Run, RunId, RunStatus, RunStep};
 use kontextual_store::{Op, Page, PageRequest, RunOp, WriteBatch, WriteContext};
 
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Kernel, Permission, Resource, Result};
 
 /// This process, as a run owner: `host:pid:start-ticks`. The start time
 /// tells a live process from a later one that reused the pid.
@@ -48,7 +48,7 @@ fn owner_is_dead(owner: &str) -> bool {
     start_ticks(pid) != Some(ticks)
 }
 
-impl Services {
+impl Kernel {
     /// Marks runs whose owning process died as `interrupted` (K6). Called
     /// when a store is opened for writing; safe to call any time.
     pub fn recover_interrupted_runs(&self) -> Result<Vec<RunId>> {
@@ -179,7 +179,7 @@ mod tests {
         use std::time::Duration;
 
         let store = Store::new(SqliteBackend::memory().unwrap());
-        let svc = Services::with_store(store.clone(), Box::new(crate::AllowAll));
+        let svc = crate::Kernel::new(store.clone(), Box::new(crate::AllowAll));
         let ctx = WriteContext {
             namespace: Namespace::default(),
             actor: Actor::system(),

@@ -13,7 +13,7 @@ use kontextual_store::{
 };
 use serde::Serialize;
 
-use crate::{Caller, Error, Permission, Resource, Result, Services, media};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result, media};
 
 /// Where new content comes from.
 #[derive(Debug)]
@@ -165,7 +165,7 @@ pub(crate) fn sniff(
     ))
 }
 
-impl Services {
+impl Knowledge {
     /// Turns a user reference into a store key; sections are for retrieval.
     pub(crate) fn key(&self, r: &ArtifactRef) -> Result<ArtifactKey> {
         match r {

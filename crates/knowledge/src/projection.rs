@@ -23,6 +23,7 @@ use kontextual_model::{Artifact, ArtifactId, Namespace};
 use kontextual_store::{ArtifactKey, ArtifactQuery, PageRequest, Store};
 use serde::Serialize;
 
+use crate::error::index_err;
 use crate::{Error, Result};
 
 /// The outbox consumer name of the search projection.
@@ -89,10 +90,10 @@ impl Projection {
                 Err(kontextual_index::IndexError::Unavailable(_)) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                other => break other?,
+                other => break other.map_err(index_err)?,
             }
         };
-        let checkpoint = index.checkpoint()?;
+        let checkpoint = index.checkpoint().map_err(index_err)?;
         let applied = checkpoint.as_ref().map_or(0, |c| c.applied_seq);
         let last_event = checkpoint.as_ref().and_then(|c| {
             let (audit_seq, micros) = c.applied_event.as_deref()?.split_once(':')?;
@@ -114,7 +115,7 @@ impl Projection {
         };
         if p.index.is_owner() {
             let pos = p.store.feed().position()?;
-            let reason = match (&p.opened, p.index.checkpoint()?) {
+            let reason = match (&p.opened, p.index.checkpoint().map_err(index_err)?) {
                 (Opened::Fresh { reason }, _) => Some(reason.clone()),
                 (_, None) => Some("no checkpoint".to_owned()),
                 (_, Some(c)) if c.store_id != pos.store_id => {
@@ -205,11 +206,11 @@ impl Projection {
             since_commit: 0,
         };
         let finish = if commit {
-            crate::feed::Finish::Commit
+            crate::FeedFinish::Commit
         } else {
-            crate::feed::Finish::WhenAsked
+            crate::FeedFinish::WhenAsked
         };
-        crate::feed::catch_up(&self.store, CONSUMER, FEED_BATCH, &mut pass, finish)?;
+        crate::catch_up(&self.store, CONSUMER, FEED_BATCH, &mut pass, finish)?;
         Ok(CatchUp {
             from_seq: pass.from,
             to_seq: pass.progress.applied,
@@ -226,7 +227,7 @@ impl Projection {
         // that does not hold what it indexed is done again once, then
         // reported, never left to look healthy.
         let done = self.rebuild_once()?;
-        let held = self.index.stats()?.artifacts;
+        let held = self.index.stats().map_err(index_err)?.artifacts;
         if held == done.artifacts_reindexed {
             return Ok(done);
         }
@@ -236,9 +237,9 @@ impl Projection {
             "the rebuilt search index does not hold what was indexed; rebuilding again"
         );
         let again = self.rebuild_once()?;
-        let held = self.index.stats()?.artifacts;
+        let held = self.index.stats().map_err(index_err)?.artifacts;
         if held != again.artifacts_reindexed {
-            return Err(Error::Index(kontextual_index::IndexError::Engine {
+            return Err(index_err(kontextual_index::IndexError::Engine {
                 path: self.index.path().display().to_string(),
                 cause: format!(
                     "the rebuilt index holds {held} artifacts but {} were indexed",
@@ -251,7 +252,7 @@ impl Projection {
 
     fn rebuild_once(&self) -> Result<CatchUp> {
         if !self.index.is_owner() {
-            return Err(Error::Index(kontextual_index::IndexError::NotOwner(
+            return Err(index_err(kontextual_index::IndexError::NotOwner(
                 self.index
                     .path()
                     .with_extension("lock")
@@ -261,7 +262,7 @@ impl Projection {
         }
         let mut progress = self.lock();
         let pos = self.store.feed().position()?;
-        self.index.clear()?;
+        self.index.clear().map_err(index_err)?;
         let mut n = 0u64;
         for ns in self.store.knowledge().namespaces()? {
             let quarantined = self.quarantined(&ns)?;
@@ -272,7 +273,9 @@ impl Projection {
                     .knowledge()
                     .artifacts(&ns, &ArtifactQuery::default(), &page)?;
                 for a in p.items.iter().filter(|a| !quarantined.contains(&a.id)) {
-                    self.index.replace(&a.id.to_string(), &self.documents(a)?)?;
+                    self.index
+                        .replace(&a.id.to_string(), &self.documents(a)?)
+                        .map_err(index_err)?;
                     n += 1;
                     if n.is_multiple_of(COMMIT_EVERY as u64) {
                         // Intermediate commits keep the old checkpoint: a
@@ -315,7 +318,7 @@ impl Projection {
         collection: &kontextual_model::CollectionName,
     ) -> Result<u64> {
         if !self.index.is_owner() {
-            return Err(Error::Index(kontextual_index::IndexError::NotOwner(
+            return Err(index_err(kontextual_index::IndexError::NotOwner(
                 self.index
                     .path()
                     .with_extension("lock")
@@ -371,13 +374,15 @@ impl Projection {
         let applied_event = self
             .event_at(seq)?
             .map(|(audit_seq, at)| format!("{audit_seq}:{}", at.as_microsecond()));
-        self.index.commit(&Checkpoint {
-            format: kontextual_index::FORMAT,
-            store_id,
-            applied_seq: seq,
-            committed_at: kontextual_model::now().to_string(),
-            applied_event,
-        })?;
+        self.index
+            .commit(&Checkpoint {
+                format: kontextual_index::FORMAT,
+                store_id,
+                applied_seq: seq,
+                committed_at: kontextual_model::now().to_string(),
+                applied_event,
+            })
+            .map_err(index_err)?;
         self.committed
             .store(seq, std::sync::atomic::Ordering::Release);
         Ok(())
@@ -400,7 +405,7 @@ impl Projection {
     fn commit(&self, seq: u64) -> Result<()> {
         self.commit_raw(seq)?;
         // Tell retention what we have applied.
-        crate::feed::acknowledge(&self.store, CONSUMER, seq);
+        crate::acknowledge(&self.store, CONSUMER, seq);
         Ok(())
     }
 
@@ -422,7 +427,9 @@ impl Projection {
             Some(a) if a.is_live() && !quarantined => self.documents(&a)?,
             _ => Vec::new(),
         };
-        self.index.replace(&id.to_string(), &docs)?;
+        self.index
+            .replace(&id.to_string(), &docs)
+            .map_err(index_err)?;
         Ok(())
     }
 
@@ -528,8 +535,12 @@ impl Projection {
         let target = self.store.feed().position()?.last_seq;
         let deadline = Instant::now() + timeout;
         loop {
-            self.index.reload()?;
-            let applied = self.index.checkpoint()?.map_or(0, |c| c.applied_seq);
+            self.index.reload().map_err(index_err)?;
+            let applied = self
+                .index
+                .checkpoint()
+                .map_err(index_err)?
+                .map_or(0, |c| c.applied_seq);
             if applied >= target {
                 return Ok(0);
             }
@@ -546,7 +557,11 @@ impl Projection {
         if self.index.is_owner() {
             return Ok(self.lock().applied);
         }
-        Ok(self.index.checkpoint()?.map_or(0, |c| c.applied_seq))
+        Ok(self
+            .index
+            .checkpoint()
+            .map_err(index_err)?
+            .map_or(0, |c| c.applied_seq))
     }
 }
 
@@ -560,7 +575,7 @@ struct IndexPass<'a> {
     since_commit: usize,
 }
 
-impl crate::feed::FeedPass for IndexPass<'_> {
+impl crate::FeedPass for IndexPass<'_> {
     fn cursor(&self) -> u64 {
         self.progress.applied
     }

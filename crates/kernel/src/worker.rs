@@ -20,7 +20,7 @@ use kontextual_store::{AccessOp, ErrorKind as StoreKind, JobOp, Op, WriteBatch, 
 use serde::Serialize;
 
 use crate::job_registry::{JobContext, JobFailure};
-use crate::{Caller, Error, Services};
+use crate::{Caller, Error, JobHost, Kernel};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
@@ -180,16 +180,17 @@ fn nap(d: Duration, stop: &AtomicBool) {
     }
 }
 
-impl Services {
+impl Kernel {
     /// Runs workers until `stop` is set, then gives back what was claimed
     /// but not started, asks running jobs to stop at a safe point (they
     /// return to the queue) and returns once every thread is done.
-    pub fn run_workers(
+    pub(crate) fn run_workers<H: JobHost>(
         &self,
+        host: &H,
         cfg: &WorkerConfig,
         stop: Arc<AtomicBool>,
     ) -> Result<WorkerSummary, Error> {
-        let kinds = self.runnable_kinds(cfg)?;
+        let kinds = self.runnable_kinds(host, cfg)?;
         tracing::info!(worker = %cfg.name, threads = cfg.threads, kinds = ?kinds, "workers started");
         // Where the store can say when another process enqueues (PostgreSQL
         // NOTIFY), idle workers wait for that and poll only now and then
@@ -223,9 +224,9 @@ impl Services {
             for n in 0..cfg.threads.max(1) {
                 let (held, counters, stop, kinds) = (&held, &counters, stop.clone(), kinds.clone());
                 let name = format!("{}/w{n}", cfg.name);
-                workers.push(
-                    scope.spawn(move || self.work_loop(cfg, &name, &kinds, held, counters, stop)),
-                );
+                workers.push(scope.spawn(move || {
+                    Kernel::work_loop(host, cfg, &name, &kinds, held, counters, stop)
+                }));
             }
             scope.spawn(|| self.heartbeat_loop(cfg, &held, &stop));
             scope.spawn(|| self.housekeeping_loop(cfg, &stop));
@@ -236,8 +237,8 @@ impl Services {
             stop.store(true, Ordering::Relaxed);
         });
         tracing::info!(worker = %cfg.name, "workers stopped");
-        let not_run_here = self
-            .job_handlers
+        let not_run_here = host
+            .job_handlers()
             .kinds()
             .filter(|k| {
                 !kinds.iter().any(|x| x == k)
@@ -257,17 +258,21 @@ impl Services {
 
     /// The kinds this process can run: some need what only another
     /// process has (the search index's owner runs re-index and repair).
-    fn runnable_kinds(&self, cfg: &WorkerConfig) -> Result<Vec<String>, Error> {
+    fn runnable_kinds<H: JobHost>(
+        &self,
+        host: &H,
+        cfg: &WorkerConfig,
+    ) -> Result<Vec<String>, Error> {
         for k in &cfg.kinds {
-            self.job_handlers.get(k)?;
+            host.job_handlers().get(k)?;
         }
         let mut elsewhere: Vec<(String, String)> = Vec::new();
         let mut kinds: Vec<String> = Vec::new();
-        for h in self.job_handlers.handlers() {
+        for h in host.job_handlers().handlers() {
             if !cfg.kinds.is_empty() && !cfg.kinds.iter().any(|k| k == h.kind()) {
                 continue;
             }
-            match h.unavailable_here(self) {
+            match h.unavailable_here(host) {
                 None => kinds.push(h.kind().to_owned()),
                 Some(why) => elsewhere.push((h.kind().to_owned(), why)),
             }
@@ -285,8 +290,8 @@ impl Services {
         Ok(kinds)
     }
 
-    fn work_loop(
-        &self,
+    fn work_loop<H: JobHost>(
+        host: &H,
         cfg: &WorkerConfig,
         name: &str,
         kinds: &[String],
@@ -294,6 +299,7 @@ impl Services {
         counters: &Counters,
         stop: Arc<AtomicBool>,
     ) {
+        let this = host.kernel();
         let mut prefetch = 1u32;
         let claim = |limit: u32| {
             Op::Jobs(JobOp::ClaimJobs {
@@ -306,10 +312,10 @@ impl Services {
         // jobs claimed in the same commit as the previous batch's completions
         let mut next: Option<Vec<Job>> = None;
         while !stop.load(Ordering::Relaxed) {
-            let seen = self.job_signal.generation();
+            let seen = this.job_signal.generation();
             let claimed = match next.take() {
                 Some(jobs) if !jobs.is_empty() => Ok(vec![Change::JobsClaimed { jobs }]),
-                _ => self.store().write(WriteBatch {
+                _ => this.store().write(WriteBatch {
                     ctx: system_ctx(),
                     ops: vec![claim(prefetch)],
                 }),
@@ -328,7 +334,7 @@ impl Services {
                     return;
                 }
                 prefetch = 1;
-                self.job_signal.wait(seen, cfg.idle_poll);
+                this.job_signal.wait(seen, cfg.idle_poll);
                 continue;
             }
             let controls: Vec<Arc<JobControl>> = {
@@ -353,7 +359,7 @@ impl Services {
                     continue;
                 }
                 let t = Instant::now();
-                let (result, report) = self.execute(cfg, &job, &ctl);
+                let (result, report) = this.execute(host, cfg, &job, &ctl);
                 let elapsed = t.elapsed();
                 let result = match result {
                     JobResult::Stopped if !ctl.requested.load(Ordering::Relaxed) => {
@@ -377,7 +383,7 @@ impl Services {
                 pending.push((job, result, report));
                 if elapsed > Duration::from_millis(20) {
                     quick = false;
-                    self.complete(&mut pending, held, counters, None);
+                    this.complete(&mut pending, held, counters, None);
                 }
             }
             prefetch = if quick && !stop.load(Ordering::Relaxed) {
@@ -387,7 +393,7 @@ impl Services {
             };
             // Quick jobs: complete this batch and claim the next in one commit.
             let then = (quick && !stop.load(Ordering::Relaxed)).then(|| claim(prefetch));
-            next = self.complete(&mut pending, held, counters, then);
+            next = this.complete(&mut pending, held, counters, then);
         }
     }
 
@@ -581,13 +587,14 @@ impl Services {
     }
 
     /// Runs one attempt of a job as its enqueuer, with its correlation id.
-    fn execute(
+    fn execute<H: JobHost>(
         &self,
+        host: &H,
         cfg: &WorkerConfig,
         job: &Job,
         ctl: &JobControl,
     ) -> (JobResult, Option<serde_json::Value>) {
-        let run = std::panic::catch_unwind(AssertUnwindSafe(|| self.attempt(job, ctl)));
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| self.attempt(host, job, ctl)));
         let outcome = run.unwrap_or_else(|panic| {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -632,23 +639,24 @@ impl Services {
     }
 
     /// Hands the job to its kind's handler, as its enqueuer.
-    fn attempt(
+    fn attempt<H: JobHost>(
         &self,
+        host: &H,
         job: &Job,
         ctl: &JobControl,
     ) -> Result<Option<serde_json::Value>, JobFailure> {
         let caller = self.job_caller(job)?;
-        let handler = self.job_handlers.get(&job.kind)?;
+        let handler = host.job_handlers().get(&job.kind)?;
         // Whoever enqueued it must still be allowed to (a revoked key or
         // grant stops queued and retried work too).
         if caller.scopes.is_some() {
-            handler.check(self, &caller, &job.payload)?;
+            handler.check(host, &caller, &job.payload)?;
         }
-        handler.run(self, &JobContext::new(caller, job, ctl))
+        handler.run(host, &JobContext::new(caller, job, ctl))
     }
 }
 
-impl Services {
+impl Kernel {
     /// The caller a job runs as: its enqueuer, with the job's correlation id
     /// — and, for a job enqueued with an API key, that key (still valid),
     /// its scopes, and the actor's grants and clearance as they are now.

@@ -6,7 +6,7 @@
 use kontextual_model::JobStats;
 use serde::Serialize;
 
-use crate::{Caller, Permission, Resource, Result, Services};
+use crate::{Caller, Knowledge, Permission, Resource, Result};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MetricsSnapshot {
@@ -31,7 +31,7 @@ pub struct MetricsSnapshot {
     pub ingest_bytes: u64,
 }
 
-impl Services {
+impl Knowledge {
     pub fn metrics_snapshot(&self, caller: &Caller) -> Result<MetricsSnapshot> {
         self.authorize(caller, Permission::Admin, &Resource::Namespace("metrics"))?;
         let jobs = self.store().jobs().stats()?;

@@ -3,9 +3,9 @@
 use kontextual_model::{ArtifactRef, Change, Metadata, Relation, RelationId, RelationType};
 use kontextual_store::{KnowledgeOp, Op, Page, PageRequest, RelationQuery};
 
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
-impl Services {
+impl Knowledge {
     pub fn relate(
         &self,
         caller: &Caller,

@@ -19,8 +19,9 @@ use kontextual_store::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::error::index_err;
 use crate::search::{SearchFilters, SearchRequest, artifact_resource};
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// What to export. Selectors (`artifact_ids`, `collections`, `query`,
 /// `run`) and filters combine: an artifact is exported when it matches
@@ -281,7 +282,7 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
 /// Text longer than this is not given a normalized representation.
 const MAX_REPRESENTATION_BYTES: u64 = 16 << 20;
 
-impl Services {
+impl Knowledge {
     /// Exports what `scope` selects and the caller may read (O3).
     pub fn export(
         &self,
@@ -991,7 +992,7 @@ impl Services {
         let indexed = if p.is_owner() {
             // opening a new index already rebuilt it from the imported store
             if p.rebuilt_since(written_up_to) {
-                Some(p.index().stats()?.artifacts)
+                Some(p.index().stats().map_err(index_err)?.artifacts)
             } else {
                 Some(p.rebuild()?.artifacts_reindexed)
             }
@@ -1133,7 +1134,8 @@ mod tests {
     use kontextual_store::sqlite::SqliteBackend;
 
     use super::*;
-    use crate::{AllowAll, ContentSource, PutRequest};
+    use crate::{ContentSource, PutRequest};
+    use kontextual_kernel::AllowAll;
 
     /// Stages and bytes, as a progress bar would see them; asks to stop
     /// once `stop_after` bytes were written (`u64::MAX`: never).
@@ -1165,8 +1167,8 @@ mod tests {
         }
     }
 
-    fn seeded() -> (Services, Caller) {
-        let svc = Services::with_store(
+    fn seeded() -> (Knowledge, Caller) {
+        let svc = Knowledge::with_store(
             Store::new(SqliteBackend::memory().unwrap()),
             Box::new(AllowAll),
         );

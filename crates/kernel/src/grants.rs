@@ -5,9 +5,9 @@
 use kontextual_model::{Actor, Change, CollectionName, Grant, GrantPermission, GrantScope};
 use kontextual_store::{AccessOp, Op};
 
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Kernel, Permission, Resource, Result};
 
-impl Services {
+impl Kernel {
     pub fn grant(
         &self,
         caller: &Caller,
@@ -93,46 +93,7 @@ fn scope(on: GrantOn<'_>) -> Result<GrantScope> {
     })
 }
 
-impl Services {
-    /// Puts an artifact under legal hold (admin on the artifact).
-    pub fn hold_set(
-        &self,
-        caller: &Caller,
-        r: &kontextual_model::ArtifactRef,
-        reason: &str,
-    ) -> Result<kontextual_model::Hold> {
-        self.artifact_for(caller, r, Permission::Admin)?;
-        let hold = self.write_one(
-            caller,
-            Op::Access(AccessOp::SetHold {
-                key: self.key(r)?,
-                reason: reason.to_owned(),
-            }),
-            |c| match c {
-                Change::HoldSet { hold } => Some(hold),
-                _ => None,
-            },
-        )?;
-        Ok(hold)
-    }
-
-    pub fn hold_release(
-        &self,
-        caller: &Caller,
-        r: &kontextual_model::ArtifactRef,
-    ) -> Result<kontextual_model::Hold> {
-        self.artifact_for(caller, r, Permission::Admin)?;
-        let hold = self.write_one(
-            caller,
-            Op::Access(AccessOp::ReleaseHold { key: self.key(r)? }),
-            |c| match c {
-                Change::HoldReleased { hold } => Some(hold),
-                _ => None,
-            },
-        )?;
-        Ok(hold)
-    }
-
+impl Kernel {
     /// Active holds of the namespace.
     pub fn hold_list(&self, caller: &Caller) -> Result<Vec<kontextual_model::Hold>> {
         self.authorize(
@@ -144,7 +105,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Kernel {
     /// Sets the highest classification an actor may read (admin).
     pub fn clearance_set(
         &self,

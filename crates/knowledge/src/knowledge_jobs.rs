@@ -6,8 +6,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::job_registry::{JobContext, JobFailure, JobHandler};
-use crate::{Caller, Error, IngestProgress, IngestRequest, Permission, Resource, Result, Services};
+use crate::{
+    Caller, EnqueueOptions, Enqueued, Error, IngestProgress, IngestRequest, JobContext, JobFailure,
+    JobHandler, JobHost, JobQueue, Knowledge, Permission, Resource, Result,
+};
+
+/// A job host that holds the knowledge domain: what its handlers run on.
+pub trait KnowledgeHost: JobHost {
+    fn knowledge(&self) -> &Knowledge;
+}
 
 /// The input of an `ingest` job (and of an ingest run: its input bundle).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,7 +46,7 @@ pub struct ExportPayload {
 }
 
 /// The knowledge domain's handlers, in the order `job list` names them.
-pub fn handlers() -> Vec<Arc<dyn JobHandler>> {
+pub fn handlers<H: KnowledgeHost>() -> Vec<Arc<dyn JobHandler<H>>> {
     vec![
         Arc::new(IngestJob),
         Arc::new(ReindexJob),
@@ -72,14 +79,14 @@ impl kontextual_package::Progress for StopWhenAsked<'_> {
 }
 
 /// Re-index and repair write the search index, which only its owner can.
-fn index_owner_only(host: &Services) -> Option<String> {
+fn index_owner_only(host: &Knowledge) -> Option<String> {
     let owner = host.projection().map(|p| p.is_owner()).unwrap_or(false);
     (!owner).then(|| "the search index, which another process owns".to_owned())
 }
 
 struct IngestJob;
 
-impl JobHandler for IngestJob {
+impl<H: KnowledgeHost> JobHandler<H> for IngestJob {
     fn kind(&self) -> &str {
         "ingest"
     }
@@ -88,10 +95,10 @@ impl JobHandler for IngestJob {
         5
     }
 
-    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
-        let p: IngestPayload = parse(self.kind(), payload)?;
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let p: IngestPayload = parse(JobHandler::<H>::kind(self), payload)?;
         let collection = kontextual_model::CollectionName::new(&p.collection)?;
-        host.authorize(
+        host.knowledge().authorize(
             caller,
             Permission::Write,
             &Resource::Collection(collection.as_str()),
@@ -121,7 +128,7 @@ impl JobHandler for IngestJob {
         // could otherwise read any file the server can. Only a namespace
         // admin may ask for that.
         if caller.scopes.is_some() {
-            host.authorize(
+            host.knowledge().authorize(
                 caller,
                 Permission::Admin,
                 &Resource::Namespace("server-side files (ingest by path)"),
@@ -132,7 +139,7 @@ impl JobHandler for IngestJob {
 
     fn run(
         &self,
-        host: &Services,
+        host: &H,
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         let p: IngestPayload = ctx.payload()?;
@@ -142,7 +149,12 @@ impl JobHandler for IngestJob {
             prune: p.prune,
             source_system: p.source_system,
         };
-        let r = host.ingest_and_index_linked(&ctx.caller, &req, &StopWhenAsked(ctx), ctx.link())?;
+        let r = host.knowledge().ingest_and_index_linked(
+            &ctx.caller,
+            &req,
+            &StopWhenAsked(ctx),
+            ctx.link(),
+        )?;
         let report = serde_json::json!({
             "run_id": r.run_id,
             "status": r.status,
@@ -158,10 +170,11 @@ impl JobHandler for IngestJob {
                 .first()
                 .map_or(String::new(), |f| format!(": {} ({})", f.path, f.reason));
             return Err(JobFailure {
-                error: Error::NothingIngested {
+                error: crate::error::KnowledgeError::NothingIngested {
                     failed: r.failed,
                     first,
-                },
+                }
+                .into(),
                 report: Some(report),
             });
         }
@@ -171,7 +184,7 @@ impl JobHandler for IngestJob {
 
 struct ReindexJob;
 
-impl JobHandler for ReindexJob {
+impl<H: KnowledgeHost> JobHandler<H> for ReindexJob {
     fn kind(&self) -> &str {
         "reindex"
     }
@@ -191,16 +204,16 @@ impl JobHandler for ReindexJob {
         ))
     }
 
-    fn unavailable_here(&self, host: &Services) -> Option<String> {
-        index_owner_only(host)
+    fn unavailable_here(&self, host: &H) -> Option<String> {
+        index_owner_only(host.knowledge())
     }
 
-    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
-        let p: ReindexPayload = parse(self.kind(), payload)?;
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let p: ReindexPayload = parse(JobHandler::<H>::kind(self), payload)?;
         if let Some(c) = &p.collection {
             kontextual_model::CollectionName::new(c)?;
         }
-        host.authorize(
+        host.knowledge().authorize(
             caller,
             Permission::Admin,
             &Resource::Namespace("search index"),
@@ -209,18 +222,20 @@ impl JobHandler for ReindexJob {
 
     fn run(
         &self,
-        host: &Services,
+        host: &H,
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         let p: ReindexPayload = ctx.payload()?;
-        let r = host.reindex_linked(&ctx.caller, p.collection.as_deref(), ctx.link())?;
+        let r =
+            host.knowledge()
+                .reindex_linked(&ctx.caller, p.collection.as_deref(), ctx.link())?;
         Ok(serde_json::to_value(r).ok())
     }
 }
 
 struct RepairJob;
 
-impl JobHandler for RepairJob {
+impl<H: KnowledgeHost> JobHandler<H> for RepairJob {
     fn kind(&self) -> &str {
         "repair"
     }
@@ -233,25 +248,26 @@ impl JobHandler for RepairJob {
         Some("repair".to_owned())
     }
 
-    fn unavailable_here(&self, host: &Services) -> Option<String> {
-        index_owner_only(host)
+    fn unavailable_here(&self, host: &H) -> Option<String> {
+        index_owner_only(host.knowledge())
     }
 
-    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
         if !payload.is_null() && *payload != serde_json::json!({}) {
             return Err(Error::InvalidInput(
                 "a repair job takes no payload".to_owned(),
             ));
         }
-        host.authorize(caller, Permission::Admin, &Resource::Namespace("store"))
+        host.knowledge()
+            .authorize(caller, Permission::Admin, &Resource::Namespace("store"))
     }
 
     fn run(
         &self,
-        host: &Services,
+        host: &H,
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
-        let r = host.repair_linked(&ctx.caller, ctx.link())?;
+        let r = host.knowledge().repair_linked(&ctx.caller, ctx.link())?;
         Ok(serde_json::to_value(r).ok())
     }
 }
@@ -259,7 +275,7 @@ impl JobHandler for RepairJob {
 /// An export package written to a path on the worker's machine.
 struct ExportJob;
 
-impl JobHandler for ExportJob {
+impl<H: KnowledgeHost> JobHandler<H> for ExportJob {
     fn kind(&self) -> &str {
         "export"
     }
@@ -268,14 +284,14 @@ impl JobHandler for ExportJob {
         3
     }
 
-    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
-        let p: ExportPayload = parse(self.kind(), payload)?;
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        let p: ExportPayload = parse(JobHandler::<H>::kind(self), payload)?;
         crate::export::check_out_path(std::path::Path::new(&p.out), true)?;
-        host.export_preflight(caller, &p.scope)?;
+        host.knowledge().export_preflight(caller, &p.scope)?;
         // The path is this machine's: only a namespace admin may have the
         // server write files.
         if caller.scopes.is_some() {
-            host.authorize(
+            host.knowledge().authorize(
                 caller,
                 Permission::Admin,
                 &Resource::Namespace("server-side files (export to a path)"),
@@ -286,11 +302,11 @@ impl JobHandler for ExportJob {
 
     fn run(
         &self,
-        host: &Services,
+        host: &H,
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         let p: ExportPayload = ctx.payload()?;
-        let r = host.export_to_path(
+        let r = host.knowledge().export_to_path(
             &ctx.caller,
             &p.scope,
             std::path::Path::new(&p.out),
@@ -300,3 +316,65 @@ impl JobHandler for ExportJob {
         Ok(serde_json::to_value(r).ok())
     }
 }
+
+/// Enqueueing the domain's work needs the host's registry, so these take
+/// the host (the composition root's facade), not the domain alone.
+pub trait KnowledgeJobs: KnowledgeHost {
+    /// `ingest --background`: checks the request now (so a typo fails at
+    /// once), then enqueues it with absolute paths.
+    fn ingest_background(&self, caller: &Caller, req: &IngestRequest) -> Result<Enqueued> {
+        let mut paths = Vec::new();
+        for p in &req.paths {
+            let canonical = std::fs::canonicalize(p).map_err(|_| {
+                Error::NotFound(format!("{} (no such file or directory)", p.display()))
+            })?;
+            paths.push(canonical.display().to_string());
+        }
+        let payload = IngestPayload {
+            paths,
+            collection: req.collection.clone(),
+            prune: req.prune,
+            source_system: req.source_system.clone(),
+        };
+        let payload = serde_json::to_value(&payload)
+            .map_err(|e| Error::InvalidInput(format!("ingest payload: {e}")))?;
+        self.job_enqueue(caller, "ingest", payload, EnqueueOptions::default())
+    }
+
+    /// `export --background`: checked now, written by a worker.
+    fn export_background(
+        &self,
+        caller: &Caller,
+        scope: &crate::ExportScope,
+        out: &std::path::Path,
+    ) -> Result<Enqueued> {
+        let out = crate::export::absolute(out)?;
+        let payload = serde_json::to_value(ExportPayload {
+            scope: scope.clone(),
+            out: out.display().to_string(),
+        })
+        .map_err(|e| Error::InvalidInput(format!("export payload: {e}")))?;
+        self.job_enqueue(caller, "export", payload, EnqueueOptions::default())
+    }
+
+    /// `reindex [--collection C]` as a job, deduplicated per collection: no
+    /// second re-index of the same scope is queued while one waits.
+    fn reindex_enqueue(&self, caller: &Caller, collection: Option<&str>) -> Result<Enqueued> {
+        let key = format!("reindex:{}", collection.unwrap_or("*"));
+        let payload = serde_json::to_value(ReindexPayload {
+            collection: collection.map(str::to_owned),
+        })
+        .map_err(|e| Error::InvalidInput(format!("reindex payload: {e}")))?;
+        self.job_enqueue(
+            caller,
+            "reindex",
+            payload,
+            EnqueueOptions {
+                unique_key: Some(key),
+                ..Default::default()
+            },
+        )
+    }
+}
+
+impl<H: KnowledgeHost> KnowledgeJobs for H {}

@@ -40,8 +40,11 @@ pub enum Error {
         permission: &'static str,
         target: String,
     },
+    /// A failure a domain classified itself (its engine's errors: the
+    /// search index, a package reader), so the kernel needs no domain's
+    /// error types to map it.
     #[error(transparent)]
-    Index(#[from] kontextual_index::IndexError),
+    Domain(DomainError),
     #[error("{0}")]
     Unauthenticated(String),
     /// Work stopped at a safe point because its job was cancelled,
@@ -53,11 +56,6 @@ pub enum Error {
         context: String,
         cause: std::io::Error,
     },
-    /// An ingest in which not one file could be read or parsed; each file's
-    /// reason is in the run's report. Reading may succeed later (a mount
-    /// comes back, a file is fixed), so it counts as I/O and is retried.
-    #[error("no file could be ingested ({failed} failed){first}")]
-    NothingIngested { failed: u64, first: String },
     /// A failure of Kontextual itself — a panic, a broken invariant, a
     /// missing operating-system facility — never of the caller's input.
     #[error("{0}")]
@@ -83,15 +81,9 @@ impl Error {
             Error::Denied { .. } => ErrorKind::Denied,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Stopped(_) => ErrorKind::Conflict,
-            Error::Io { .. } | Error::NothingIngested { .. } => ErrorKind::Io,
+            Error::Io { .. } => ErrorKind::Io,
             Error::Internal(_) => ErrorKind::Internal,
-            Error::Index(e) => match e {
-                kontextual_index::IndexError::Query(_) => ErrorKind::InvalidInput,
-                kontextual_index::IndexError::Unavailable(_)
-                | kontextual_index::IndexError::NotOwner(_) => ErrorKind::Unavailable,
-                kontextual_index::IndexError::Io { .. } => ErrorKind::Io,
-                _ => ErrorKind::Internal,
-            },
+            Error::Domain(e) => e.kind,
         }
     }
 
@@ -114,5 +106,39 @@ impl Error {
             context: context.into(),
             cause,
         }
+    }
+}
+
+/// A domain's own failure with the kind the domain gave it. It shows and
+/// chains exactly as the wrapped error does.
+#[derive(Debug)]
+pub struct DomainError {
+    kind: ErrorKind,
+    error: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+impl DomainError {
+    pub fn new(kind: ErrorKind, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DomainError {
+            kind,
+            error: Box::new(error),
+        }
+    }
+
+    /// The wrapped error, for a domain that looks at its own failures.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.error
+    }
+}
+
+impl std::fmt::Display for DomainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for DomainError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
     }
 }

@@ -20,9 +20,10 @@ use kontextual_model::{
 use kontextual_store::{ArtifactKey, KnowledgeOp, Op, Page, PageRequest, RelationQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::error::index_err;
 use crate::search::{SearchFilters, artifact_ref, expand_depth, relation_types};
 use crate::sections::without_section;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 pub const MANIFEST_SCHEMA: &str = "kontextual.context-package/1";
 /// Candidates taken from each query's ranking.
@@ -191,7 +192,7 @@ struct Candidate {
     reason: Reason,
 }
 
-impl Services {
+impl Knowledge {
     pub fn context_build(&self, caller: &Caller, req: &ContextRequest) -> Result<ContextView> {
         let name = PackageName::new(&req.name)?;
         self.authorize(
@@ -231,7 +232,7 @@ impl Services {
             if lag > 0 {
                 // A package is a record meant to be reproduced and verified;
                 // one built from a stale index would silently miss changes.
-                return Err(Error::Index(kontextual_index::IndexError::Unavailable(
+                return Err(index_err(kontextual_index::IndexError::Unavailable(
                     format!(
                         "the search index is {lag} change(s) behind the store and another process owns it; \
                      try again when it has caught up (`kontextual index status`)"
@@ -252,7 +253,7 @@ impl Services {
                     limit: PER_QUERY + 10,
                     snippet_chars: 0,
                 };
-                let mut hits = p.index().search(&ir)?.hits;
+                let mut hits = p.index().search(&ir).map_err(index_err)?.hits;
                 let key = |h: &kontextual_index::Hit| {
                     (h.collection.clone(), h.name.clone(), h.selector.clone())
                 };
@@ -845,7 +846,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Knowledge {
     /// Whether the artifact's current revision still holds exactly the
     /// item's bytes (a metadata-only update, or a change elsewhere in the
     /// document than the packaged section).

@@ -13,8 +13,9 @@ use kontextual_model::{
 use kontextual_store::{ArtifactKey, PageRequest, RelationQuery};
 use serde::Serialize;
 
+use crate::error::index_err;
 use crate::projection::{FOLLOWER_WAIT, Projection, index_dir};
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Knowledge, Permission, Resource, Result};
 
 /// What a caller restricted by grants may read.
 #[derive(Clone, Debug, Default)]
@@ -141,7 +142,7 @@ pub fn artifact_ref(a: &Artifact) -> String {
     format!("{}/{}", a.collection, escape_name(a.name.as_str()))
 }
 
-impl Services {
+impl Knowledge {
     /// The search projection, opened (and caught up or rebuilt) on first use.
     pub(crate) fn projection(&self) -> Result<Arc<Projection>> {
         let mut slot = self.projection.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,7 +150,7 @@ impl Services {
             return Ok(p.clone());
         }
         let dir = self.data_dir.as_ref().ok_or_else(|| {
-            Error::Index(kontextual_index::IndexError::Unavailable(
+            index_err(kontextual_index::IndexError::Unavailable(
                 "this store has no data directory for an index".to_owned(),
             ))
         })?;
@@ -349,7 +350,7 @@ impl Services {
             limit: limit as usize,
             snippet_chars: 160,
         };
-        let found = p.index().search(&ir)?;
+        let found = p.index().search(&ir).map_err(index_err)?;
         let mut hits = Vec::with_capacity(found.hits.len());
         let mut dropped = 0;
         for (i, h) in found.hits.into_iter().enumerate() {
@@ -487,7 +488,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Knowledge {
     /// Artifacts related to `r` over `types` (names), up to `depth` hops.
     pub fn artifact_related(
         &self,
@@ -524,7 +525,7 @@ pub(crate) fn expand_depth(types: &[RelationType], depth: u32) -> Result<u32> {
     Ok(if types.is_empty() { 0 } else { depth.max(1) })
 }
 
-impl Services {
+impl Knowledge {
     /// A hit from an index that is known to be current: built from the
     /// index's stored fields, filtered by the policy.
     fn current_hit(&self, caller: &Caller, rank: u32, h: Hit) -> Option<SearchHit> {

@@ -11,7 +11,7 @@ use kontextual_model::key::{TOKEN_PREFIX, digests_match, parse_token};
 use kontextual_model::{Actor, ApiKey, Digest, Scope, Timestamp};
 use kontextual_store::{AccessOp, Op, Page, PageRequest};
 
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Kernel, Permission, Resource, Result};
 
 /// How often coalesced last-use times are written.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -58,7 +58,7 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(hex::encode(buf))
 }
 
-impl Services {
+impl Kernel {
     pub fn key_create(
         &self,
         caller: &Caller,
@@ -269,7 +269,7 @@ pub(crate) type TouchState = Mutex<Touches>;
 /// How long an idempotency key's answer is kept.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
-impl Services {
+impl Kernel {
     /// Reserves `key` for a request (by `request_hash`) in `scope` (the
     /// caller). Bookkeeping for the HTTP layer; never audited.
     pub fn idempotency_begin(

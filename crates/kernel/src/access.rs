@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use kontextual_model::{AccessEntry, Actor};
 use kontextual_store::{AccessOp, Op};
 
-use crate::{Caller, Permission, Resource, Result, Services};
+use crate::{Caller, Kernel, Permission, Resource, Result};
 
 const FLUSH_AT: usize = 4096;
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
@@ -30,9 +30,9 @@ impl Default for AccessBuffer {
 
 pub(crate) type AccessState = Mutex<AccessBuffer>;
 
-impl Services {
+impl Kernel {
     /// Records one read (`action` is `read` or `search`).
-    pub(crate) fn record_access(&self, caller: &Caller, action: &str, target: String) {
+    pub fn record_access(&self, caller: &Caller, action: &str, target: String) {
         let due = {
             let mut b = self.access.lock().unwrap_or_else(|p| p.into_inner());
             b.entries.push(AccessEntry {
@@ -102,7 +102,7 @@ impl Services {
     }
 }
 
-impl Drop for Services {
+impl Drop for Kernel {
     fn drop(&mut self) {
         // On a thread of its own: the last owner may be an async runtime
         // shutting down, and a blocking database client must not run there.

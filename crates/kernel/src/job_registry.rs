@@ -11,10 +11,19 @@ use kontextual_model::{Job, JobId};
 use serde::de::DeserializeOwned;
 
 use crate::worker::JobControl;
-use crate::{Caller, Error, Permission, Resource, Result, Services};
+use crate::{Caller, Error, Kernel, Permission, Resource, Result};
 
-/// One kind of background work.
-pub trait JobHandler: Send + Sync {
+/// What jobs run on: the kernel, the handlers of every kind this process
+/// knows, and whatever domains those handlers need. The composition root
+/// builds it; the queue and the worker take it.
+pub trait JobHost: Sync + Sized {
+    fn kernel(&self) -> &Kernel;
+    fn job_handlers(&self) -> &JobRegistry<Self>;
+}
+
+/// One kind of background work, run on the host `H` that holds the domain
+/// it belongs to.
+pub trait JobHandler<H>: Send + Sync {
     /// The kind's name, as stored in the queue (`ingest`, `noop`, …).
     fn kind(&self) -> &str;
 
@@ -29,19 +38,19 @@ pub trait JobHandler: Send + Sync {
 
     /// Why this process cannot run the kind (`None`: it can). Such kinds
     /// are left to the process that can.
-    fn unavailable_here(&self, _host: &Services) -> Option<String> {
+    fn unavailable_here(&self, _host: &H) -> Option<String> {
         None
     }
 
     /// Whether `caller` may enqueue this work, and its payload fits the
     /// kind. Also checked again before each attempt of a job enqueued with
     /// an API key (a revoked key or grant stops queued work too).
-    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()>;
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()>;
 
     /// Runs one attempt; `Ok` carries the report kept with the job.
     fn run(
         &self,
-        host: &Services,
+        host: &H,
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure>;
 }
@@ -98,14 +107,21 @@ impl From<Error> for JobFailure {
 }
 
 /// The handlers this process knows, in registration order.
-#[derive(Default)]
-pub struct JobRegistry {
-    handlers: Vec<Arc<dyn JobHandler>>,
+pub struct JobRegistry<H> {
+    handlers: Vec<Arc<dyn JobHandler<H>>>,
 }
 
-impl JobRegistry {
+impl<H> Default for JobRegistry<H> {
+    fn default() -> Self {
+        JobRegistry {
+            handlers: Vec::new(),
+        }
+    }
+}
+
+impl<H> JobRegistry<H> {
     /// Adds a kind. A name registered twice is a wiring mistake.
-    pub fn register(&mut self, handler: Arc<dyn JobHandler>) -> Result<()> {
+    pub fn register(&mut self, handler: Arc<dyn JobHandler<H>>) -> Result<()> {
         if self.handlers.iter().any(|h| h.kind() == handler.kind()) {
             return Err(Error::InvalidInput(format!(
                 "job kind {:?} is registered twice",
@@ -117,7 +133,7 @@ impl JobRegistry {
     }
 
     /// The handler of `kind`, or an error naming the kinds there are.
-    pub fn get(&self, kind: &str) -> Result<&Arc<dyn JobHandler>> {
+    pub fn get(&self, kind: &str) -> Result<&Arc<dyn JobHandler<H>>> {
         self.handlers
             .iter()
             .find(|h| h.kind() == kind)
@@ -133,7 +149,7 @@ impl JobRegistry {
         self.handlers.iter().map(|h| h.kind())
     }
 
-    pub fn handlers(&self) -> impl Iterator<Item = &Arc<dyn JobHandler>> {
+    pub fn handlers(&self) -> impl Iterator<Item = &Arc<dyn JobHandler<H>>> {
         self.handlers.iter()
     }
 }
@@ -158,7 +174,7 @@ pub struct NoopPayload {
 /// kind: it needs no domain.
 pub struct NoopJob;
 
-impl JobHandler for NoopJob {
+impl<H: JobHost> JobHandler<H> for NoopJob {
     fn kind(&self) -> &str {
         "noop"
     }
@@ -167,15 +183,16 @@ impl JobHandler for NoopJob {
         3
     }
 
-    fn check(&self, host: &Services, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
         let _: NoopPayload = serde_json::from_value(payload.clone())
             .map_err(|e| Error::InvalidInput(format!("noop job payload: {e}")))?;
-        host.authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))
+        host.kernel()
+            .authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))
     }
 
     fn run(
         &self,
-        _host: &Services,
+        _host: &H,
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         use std::time::{Duration, Instant};

@@ -1,85 +1,12 @@
 //! End-to-end tests: the real `kontextual` binary in a temporary directory.
 //! Each command is a new process, so every step also proves persistence.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn data(&self) -> PathBuf {
-        self.path("data")
-    }
-    fn write(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, body).unwrap();
-        p
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
-        c.current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--data-dir")
-            .arg(self.data())
-            .args(args);
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    /// Runs and asserts success.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-    /// Runs, asserts the exit code, returns stderr.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stderr(&out)
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn db(env: &Env) -> rusqlite::Connection {
-    rusqlite::Connection::open(env.data().join("kontextual.db")).unwrap()
-}
+use support::{Env, stderr, stdout};
 
 fn seeded() -> Env {
     let env = Env::new();
@@ -398,7 +325,7 @@ fn x8_foreign_and_locked_stores_are_clear_errors() {
         "busy_timeout_ms = 300\n",
     )
     .unwrap();
-    let holder = db(&env);
+    let holder = env.sqlite();
     holder
         .execute_batch("BEGIN IMMEDIATE; INSERT INTO store_meta VALUES ('lock-test', 'x');")
         .unwrap();
@@ -432,7 +359,7 @@ fn x3_audit_verify_detects_tampering_and_truncation() {
         v["head"]["seq"],
         v["head"]["hash"].as_str().unwrap()
     );
-    db(&env)
+    env.sqlite()
         .execute(
             "UPDATE audit_log SET target_name = 'handbook/other.md' WHERE seq = 2",
             [],
@@ -457,7 +384,7 @@ fn x3_audit_verify_detects_tampering_and_truncation() {
         v["head"]["hash"].as_str().unwrap()
     );
     std::fs::remove_file(env.data().join("audit.head")).unwrap();
-    db(&env)
+    env.sqlite()
         .execute("DELETE FROM audit_log WHERE seq = 2", [])
         .unwrap();
     let out = env.run(&["audit", "verify", "--expect-head", &head2]);
@@ -476,7 +403,7 @@ fn k3_schema_version_is_inspectable_and_newer_stores_are_refused() {
         "{s}"
     );
     assert!(env.ok(&["db", "migrate"]).contains("up to date"));
-    db(&env)
+    env.sqlite()
         .execute(
             "INSERT INTO schema_migrations VALUES (999, 'from-the-future', 'x', 0)",
             [],
@@ -536,7 +463,7 @@ fn k4_large_content_streams_and_purge_erases() {
 #[test]
 fn k4_verify_reports_corrupt_content() {
     let env = seeded();
-    db(&env)
+    env.sqlite()
         .execute("UPDATE blobs SET data = x'41'", [])
         .unwrap();
     let out = env.run(&["verify"]);
@@ -632,7 +559,12 @@ fn k2_json_documents_are_stable() {
         ".items[].provenance.source_mtime" => "[time]",
     });
     let status = env.json(&["db", "status"]);
-    insta::assert_json_snapshot!("db_status", status, {
+    // the engines number their schemas apart, so each has its own document
+    let name = match env.engine() {
+        support::Engine::Sqlite => "db_status",
+        support::Engine::Postgres => "db_status_postgres",
+    };
+    insta::assert_json_snapshot!(name, status, {
         ".location" => "[location]",
         ".store_id" => "[id]",
         ".size_bytes" => "[size]",
@@ -707,7 +639,7 @@ fn k2_provenance_only_changes_make_no_revision() {
 #[test]
 fn k4_corrupted_content_is_not_served_silently() {
     let env = seeded();
-    db(&env)
+    env.sqlite()
         .execute("UPDATE blobs SET data = x'41414141'", [])
         .unwrap();
     let e = env.fails(7, &["artifact", "show", "handbook/intro.md", "--content"]);

@@ -3,51 +3,20 @@
 //! independent checker), import into a fresh data directory, round trips
 //! with identical payloads, conflicts, and hostile packages.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
-
-fn kx(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--data-dir")
-        .arg(data);
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    kx(data).args(args).output().unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = run(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(data: &Path, args: &[&str]) -> Value {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    serde_json::from_str(&ok(data, &a)).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::{Store, s};
 
 /// A store with two collections, markdown/HTML/JSON content, a second
 /// revision, a relation, a deleted and a purged artifact, lifecycles,
 /// classifications and a source system.
-fn seeded(root: &Path) -> PathBuf {
-    let data = root.join("data");
-    ok(&data, &["init"]);
+fn seeded(root: &Path) -> Store {
+    let data = Store::new(root.join("data"));
+    data.ok(&["init"]);
     let docs = root.join("docs");
     std::fs::create_dir_all(docs.join("sub")).unwrap();
     std::fs::write(
@@ -66,54 +35,42 @@ fn seeded(root: &Path) -> PathBuf {
     )
     .unwrap();
     std::fs::write(docs.join("conf.json"), "{\"deploy\": true}").unwrap();
-    ok(&data, &["ingest", s(&docs), "--collection", "handbook"]);
+    data.ok(&["ingest", s(&docs), "--collection", "handbook"]);
     std::fs::write(
         docs.join("deploy.md"),
         "# Deploy\n\n## Steps\n\nRun the deploy script twice.\n",
     )
     .unwrap();
-    ok(&data, &["ingest", s(&docs), "--collection", "handbook"]);
-    ok(
-        &data,
-        &[
-            "relate",
-            "handbook/deploy.md",
-            "references",
-            "handbook/sub/rollback.md",
-        ],
-    );
+    data.ok(&["ingest", s(&docs), "--collection", "handbook"]);
+    data.ok(&[
+        "relate",
+        "handbook/deploy.md",
+        "references",
+        "handbook/sub/rollback.md",
+    ]);
     let note = root.join("note.md");
     std::fs::write(&note, "# Ops note\n\nPager duty.\n").unwrap();
-    ok(&data, &["collection", "create", "ops"]);
-    ok(
-        &data,
-        &[
-            "artifact",
-            "put",
-            "ops/note.md",
-            "--file",
-            s(&note),
-            "--lifecycle",
-            "deprecated",
-            "--classification",
-            "confidential",
-            "--source-system",
-            "wiki",
-            "--metadata",
-            "{\"owner\": \"ops\",\n \"tier\": 2}",
-        ],
-    );
+    data.ok(&["collection", "create", "ops"]);
+    data.ok(&[
+        "artifact",
+        "put",
+        "ops/note.md",
+        "--file",
+        s(&note),
+        "--lifecycle",
+        "deprecated",
+        "--classification",
+        "confidential",
+        "--source-system",
+        "wiki",
+        "--metadata",
+        "{\"owner\": \"ops\",\n \"tier\": 2}",
+    ]);
     std::fs::write(&note, "# Gone\n").unwrap();
-    ok(
-        &data,
-        &["artifact", "put", "ops/gone.md", "--file", s(&note)],
-    );
-    ok(&data, &["artifact", "delete", "ops/gone.md"]);
-    ok(
-        &data,
-        &["artifact", "put", "ops/secret.md", "--file", s(&note)],
-    );
-    ok(&data, &["artifact", "purge", "ops/secret.md", "--yes"]);
+    data.ok(&["artifact", "put", "ops/gone.md", "--file", s(&note)]);
+    data.ok(&["artifact", "delete", "ops/gone.md"]);
+    data.ok(&["artifact", "put", "ops/secret.md", "--file", s(&note)]);
+    data.ok(&["artifact", "purge", "ops/secret.md", "--yes"]);
     data
 }
 
@@ -165,10 +122,10 @@ fn k9_snapshot_round_trip_is_identical() {
     let t = tempfile::tempdir().unwrap();
     let data = seeded(t.path());
     let bag = t.path().join("snap");
-    let e = json(&data, &["export", "--all", "--out", s(&bag)]);
+    let e = data.json(&["export", "--all", "--out", s(&bag)]);
     assert_eq!(e["export"]["counts"]["artifacts"], 7, "{e}");
     assert_eq!(e["export"]["counts"]["collections"], 2);
-    let v = json(&data, &["package", "validate", s(&bag)]);
+    let v = data.json(&["package", "validate", s(&bag)]);
     assert_eq!(
         (v["complete"].as_bool(), v["valid"].as_bool()),
         (Some(true), Some(true)),
@@ -187,26 +144,26 @@ fn k9_snapshot_round_trip_is_identical() {
     }
     // the archive form carries the same payload
     let tar = t.path().join("snap.tar.zst");
-    let e2 = json(&data, &["export", "--all", "--out", s(&tar)]);
+    let e2 = data.json(&["export", "--all", "--out", s(&tar)]);
     assert_eq!(
         e2["export"]["payload_digest"],
         e["export"]["payload_digest"]
     );
 
-    let restored = t.path().join("restored");
+    let restored = Store::new(t.path().join("restored"));
     assert!(!restored.exists());
-    let r = json(&restored, &["import", s(&tar)]);
+    let r = restored.json(&["import", s(&tar)]);
     assert_eq!(r["summary"]["written"]["artifacts"], 7, "{r}");
     let again = t.path().join("again");
-    let e3 = json(&restored, &["export", "--all", "--out", s(&again)]);
+    let e3 = restored.json(&["export", "--all", "--out", s(&again)]);
     assert_eq!(
         e3["export"]["payload_digest"],
         e["export"]["payload_digest"]
     );
     assert_eq!(payload_files(&bag), payload_files(&again));
     // same ids, digests and history; the import is its own run and audit record
-    let a = json(&data, &["artifact", "show", "handbook/deploy.md"]);
-    let b = json(&restored, &["artifact", "show", "handbook/deploy.md"]);
+    let a = data.json(&["artifact", "show", "handbook/deploy.md"]);
+    let b = restored.json(&["artifact", "show", "handbook/deploy.md"]);
     for k in [
         "id",
         "digest",
@@ -218,17 +175,17 @@ fn k9_snapshot_round_trip_is_identical() {
     ] {
         assert_eq!(a[k], b[k], "{k}");
     }
-    let runs = json(&restored, &["run", "show", b["run_id"].as_str().unwrap()]);
+    let runs = restored.json(&["run", "show", b["run_id"].as_str().unwrap()]);
     assert_eq!(runs["run"]["kind"], "ingest", "{runs}");
-    let audit = ok(&restored, &["audit", "list", "--action", "store.import"]);
+    let audit = restored.ok(&["audit", "list", "--action", "store.import"]);
     assert!(audit.contains("store.import"), "{audit}");
-    ok(&restored, &["verify"]);
-    let hits = json(&restored, &["search", "twice"]);
+    restored.ok(&["verify"]);
+    let hits = restored.json(&["search", "twice"]);
     assert_eq!(hits["hits"][0]["ref"], "handbook/deploy.md", "{hits}");
     // the reverse direction: what was restored exports and imports again
-    let third = t.path().join("third");
-    json(&third, &["import", s(&again)]);
-    ok(&third, &["verify"]);
+    let third = Store::new(t.path().join("third"));
+    third.json(&["import", s(&again)]);
+    third.ok(&["verify"]);
 }
 
 /// O3: scopes combine, the manifest records them, and quarantined
@@ -241,8 +198,8 @@ fn o3_export_scopes_combine() {
         let out = t.path().join(name);
         let mut a = vec!["export", "--out", s(&out)];
         a.extend_from_slice(args);
-        let e = json(&data, &a);
-        let v = json(&data, &["package", "validate", s(&out)]);
+        let e = data.json(&a);
+        let v = data.json(&["package", "validate", s(&out)]);
         assert_eq!(v["valid"], true, "{args:?}: {v}");
         e["export"]["counts"]["artifacts"].as_u64().unwrap()
     };
@@ -257,7 +214,7 @@ fn o3_export_scopes_combine() {
         0
     );
     assert_eq!(count(&["--collection", "ops", "--include-deleted"], "h"), 3);
-    let deploy = json(&data, &["artifact", "show", "handbook/deploy.md"]);
+    let deploy = data.json(&["artifact", "show", "handbook/deploy.md"]);
     let id = deploy["id"].as_str().unwrap();
     assert_eq!(count(&["--id", id], "i"), 1);
     let run_id = deploy["run_id"].as_str().unwrap();
@@ -281,20 +238,17 @@ fn o3_export_scopes_combine() {
     );
     // current only: one revision per artifact; such a package is refused by import
     let cur = t.path().join("cur");
-    let e = json(
-        &data,
-        &[
-            "export",
-            "--collection",
-            "handbook",
-            "--current-only",
-            "--out",
-            s(&cur),
-        ],
-    );
+    let e = data.json(&[
+        "export",
+        "--collection",
+        "handbook",
+        "--current-only",
+        "--out",
+        s(&cur),
+    ]);
     assert_eq!(e["export"]["counts"]["revisions"], 4);
-    let fresh = t.path().join("fresh");
-    let out = run(&fresh, &["import", s(&cur)]);
+    let fresh = Store::new(t.path().join("fresh"));
+    let out = fresh.run(&["import", s(&cur)]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -308,68 +262,47 @@ fn o3_export_scopes_combine() {
     );
     // archive names other than .tar.zst are refused rather than made directories
     for name in ["x.tar", "x.tar.gz", "x.zip"] {
-        let out = run(
-            &data,
-            &["export", "--all", "--out", s(&t.path().join(name))],
-        );
+        let out = data.run(&["export", "--all", "--out", s(&t.path().join(name))]);
         assert_eq!(out.status.code(), Some(2), "{name}");
         assert!(!t.path().join(name).exists());
     }
     // ... and the extension is not case-sensitive; `-` streams to stdout
-    json(
-        &data,
-        &["export", "--all", "--out", s(&t.path().join("UP.TAR.ZST"))],
-    );
-    let v = json(
-        &data,
-        &["package", "validate", s(&t.path().join("UP.TAR.ZST"))],
-    );
+    data.json(&["export", "--all", "--out", s(&t.path().join("UP.TAR.ZST"))]);
+    let v = data.json(&["package", "validate", s(&t.path().join("UP.TAR.ZST"))]);
     assert_eq!(v["valid"], true);
-    let out = run(&data, &["export", "--collection", "ops", "--out", "-"]);
+    let out = data.run(&["export", "--collection", "ops", "--out", "-"]);
     assert!(out.status.success());
     std::fs::write(t.path().join("stdout.tar.zst"), &out.stdout).unwrap();
-    let v = json(
-        &data,
-        &["package", "validate", s(&t.path().join("stdout.tar.zst"))],
-    );
+    let v = data.json(&["package", "validate", s(&t.path().join("stdout.tar.zst"))]);
     assert_eq!(v["valid"], true, "{v}");
     // --id takes COLLECTION/NAME too; unknown ids and runs are not found
     assert_eq!(count(&["--id", "handbook/deploy.md"], "m"), 1);
-    let out = run(
-        &data,
-        &[
-            "export",
-            "--id",
-            "handbook/nope.md",
-            "--out",
-            s(&t.path().join("n")),
-        ],
-    );
+    let out = data.run(&[
+        "export",
+        "--id",
+        "handbook/nope.md",
+        "--out",
+        s(&t.path().join("n")),
+    ]);
     assert_eq!(out.status.code(), Some(3));
-    let out = run(
-        &data,
-        &[
-            "export",
-            "--since",
-            "2027-01-01",
-            "--until",
-            "2026-01-01",
-            "--out",
-            s(&t.path().join("o")),
-        ],
-    );
+    let out = data.run(&[
+        "export",
+        "--since",
+        "2027-01-01",
+        "--until",
+        "2026-01-01",
+        "--out",
+        s(&t.path().join("o")),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     // quarantine excludes
-    ok(
-        &data,
-        &["quarantine", "set", "handbook/page.html", "--reason", "bad"],
-    );
+    data.ok(&["quarantine", "set", "handbook/page.html", "--reason", "bad"]);
     assert_eq!(count(&["--collection", "handbook"], "k"), 3);
     // nothing selected, and an existing --out, are clear errors
-    let out = run(&data, &["export", "--out", s(&t.path().join("l"))]);
+    let out = data.run(&["export", "--out", s(&t.path().join("l"))]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("say what to export"));
-    let out = run(&data, &["export", "--all", "--out", s(&t.path().join("a"))]);
+    let out = data.run(&["export", "--all", "--out", s(&t.path().join("a"))]);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -377,7 +310,7 @@ fn o3_export_scopes_combine() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     // the export is a run with a manifest, and audited
-    let audit = ok(&data, &["audit", "list", "--action", "export.create"]);
+    let audit = data.ok(&["audit", "list", "--action", "export.create"]);
     assert!(audit.contains("export.create"));
 }
 
@@ -388,8 +321,8 @@ fn k9_import_conflicts_fail_or_skip() {
     let t = tempfile::tempdir().unwrap();
     let data = seeded(t.path());
     let bag = t.path().join("snap");
-    json(&data, &["export", "--all", "--out", s(&bag)]);
-    let out = run(&data, &["import", s(&bag)]);
+    data.json(&["export", "--all", "--out", s(&bag)]);
+    let out = data.run(&["import", s(&bag)]);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -398,13 +331,13 @@ fn k9_import_conflicts_fail_or_skip() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already in the store"));
     // the refused import left only its own failed run's records, no data
-    let list = json(&data, &["artifact", "list", "--include-deleted"]);
+    let list = data.json(&["artifact", "list", "--include-deleted"]);
     assert_eq!(list["items"].as_array().unwrap().len(), 7);
-    let failed = json(&data, &["run", "list", "--status", "failed"]);
+    let failed = data.json(&["run", "list", "--status", "failed"]);
     assert_eq!(failed["items"][0]["kind"], "import", "{failed}");
-    let r = json(&data, &["import", s(&bag), "--on-conflict", "skip"]);
+    let r = data.json(&["import", s(&bag), "--on-conflict", "skip"]);
     assert_eq!(r["summary"]["skipped"]["artifacts"], 7, "{r}");
-    ok(&data, &["verify"]);
+    data.ok(&["verify"]);
 }
 
 /// X8: invalid and hostile packages are refused with a clear error, and
@@ -414,7 +347,7 @@ fn x8_bad_packages_change_nothing() {
     let t = tempfile::tempdir().unwrap();
     let data = seeded(t.path());
     let bag = t.path().join("snap");
-    json(&data, &["export", "--all", "--out", s(&bag)]);
+    data.json(&["export", "--all", "--out", s(&bag)]);
     // tamper with one blob
     let blobs = bag.join("data/blobs/sha256");
     let sub = std::fs::read_dir(&blobs)
@@ -432,7 +365,7 @@ fn x8_bad_packages_change_nothing() {
     let mut bytes = std::fs::read(&f).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&f, bytes).unwrap();
-    let out = run(&data, &["package", "validate", s(&bag)]);
+    let out = data.run(&["package", "validate", s(&bag)]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hash_mismatch data/blobs/sha256/"), "{text}");
@@ -440,8 +373,8 @@ fn x8_bad_packages_change_nothing() {
         text.contains("complete           yes") && text.contains("valid              no"),
         "{text}"
     );
-    let target = t.path().join("never");
-    let out = run(&target, &["import", s(&bag)]);
+    let target = Store::new(t.path().join("never"));
+    let out = target.run(&["import", s(&bag)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hash_mismatch"));
     assert!(
@@ -463,12 +396,12 @@ fn x8_bad_packages_change_nothing() {
         b.append(&h, &b"bad"[..]).unwrap();
         b.finish().unwrap();
     }
-    let out = run(&target, &["import", s(&evil)]);
+    let out = target.run(&["import", s(&evil)]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unsafe_path") && err.contains(".."), "{err}");
     // validate gives a verdict on the refused archive, not a bare error
-    let out = run(&data, &["package", "validate", s(&evil)]);
+    let out = data.run(&["package", "validate", s(&evil)]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -483,12 +416,12 @@ fn x8_bad_packages_change_nothing() {
         "https://example.invalid/a 1 data/a\n",
     )
     .unwrap();
-    let out = run(&data, &["package", "validate", s(&bag)]);
+    let out = data.run(&["package", "validate", s(&bag)]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("fetch_refused"));
     // not a package at all
     let junk = t.path().join("junk.tar.zst");
     std::fs::write(&junk, b"definitely not zstd").unwrap();
-    let out = run(&target, &["import", s(&junk)]);
+    let out = target.run(&["import", s(&junk)]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -505,33 +438,27 @@ fn o3_export_runs_as_a_background_job() {
     let t = tempfile::tempdir().unwrap();
     let data = seeded(t.path());
     let out = t.path().join("bg.tar.zst");
-    let job = ok(
-        &data,
-        &[
-            "--quiet",
-            "export",
-            "--collection",
-            "handbook",
-            "--out",
-            s(&out),
-            "--background",
-        ],
-    );
+    let job = data.ok(&[
+        "--quiet",
+        "export",
+        "--collection",
+        "handbook",
+        "--out",
+        s(&out),
+        "--background",
+    ]);
     let job = job.trim();
     assert!(!out.exists(), "nothing is written until a worker runs it");
-    ok(&data, &["--quiet", "worker", "--drain"]);
-    let j = json(&data, &["job", "show", job]);
+    data.ok(&["--quiet", "worker", "--drain"]);
+    let j = data.json(&["job", "show", job]);
     assert_eq!(j["state"], "succeeded", "{j}");
     assert_eq!(j["kind"], "export");
     assert_eq!(j["runs"][0]["kind"], "export", "the run links to its job");
-    let v = json(&data, &["package", "validate", s(&out)]);
+    let v = data.json(&["package", "validate", s(&out)]);
     assert_eq!(v["valid"], true, "{v}");
     assert_eq!(v["counts"]["artifacts"], 4);
     // a relative or existing path is refused when enqueued, not when run
-    let again = run(
-        &data,
-        &["export", "--all", "--out", s(&out), "--background"],
-    );
+    let again = data.run(&["export", "--all", "--out", s(&out), "--background"]);
     assert_eq!(again.status.code(), Some(4));
     let leftovers: Vec<_> = std::fs::read_dir(t.path())
         .unwrap()
@@ -543,25 +470,22 @@ fn o3_export_runs_as_a_background_job() {
     // two jobs for one output: the second cannot succeed, and is not retried
     let twin = t.path().join("twin.tar.zst");
     let enqueue = || {
-        ok(
-            &data,
-            &[
-                "--quiet",
-                "export",
-                "--all",
-                "--out",
-                s(&twin),
-                "--background",
-            ],
-        )
+        data.ok(&[
+            "--quiet",
+            "export",
+            "--all",
+            "--out",
+            s(&twin),
+            "--background",
+        ])
         .trim()
         .to_owned()
     };
     let (first, second) = (enqueue(), enqueue());
-    let _ = run(&data, &["--quiet", "worker", "--drain"]);
+    let _ = data.run(&["--quiet", "worker", "--drain"]);
     let states: Vec<Value> = [&first, &second]
         .iter()
-        .map(|j| json(&data, &["job", "show", j]))
+        .map(|j| data.json(&["job", "show", j]))
         .collect();
     let done = states.iter().filter(|j| j["state"] == "succeeded").count();
     let refused: Vec<&Value> = states
@@ -592,9 +516,9 @@ fn x5_export_to_a_terminal_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let data = seeded(t.path());
     let cmd = format!(
-        "{} --data-dir {} export --all --out -",
+        "{} {} export --all --out -",
         env!("CARGO_BIN_EXE_kontextual"),
-        s(&data)
+        data.global_args().join(" ")
     );
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])

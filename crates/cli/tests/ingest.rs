@@ -1,78 +1,24 @@
 //! K5, K6, X8: ingest end to end with the real binary, including SIGKILL crash safety.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        env.ok(&["init"]);
-        env
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
-        c.current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .args(args);
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.run(&a);
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}{}", text(&out.stdout), text(&out.stderr)))
-    }
-    fn write(&self, rel: &str, body: &[u8]) {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use support::{Env, text};
 
 fn ingest(env: &Env, extra: &[&str]) -> Value {
     let mut a = vec!["ingest", "docs", "--collection", "handbook"];
     a.extend_from_slice(extra);
-    env.json(&a)
+    env.json_any(&a)
 }
 
 /// K5: formats detected from bytes, re-ingest is a no-op, a change makes one
 /// revision, --prune tombstones what is gone; K6: the run records it all.
 #[test]
 fn k5_ingest_detects_changes_and_prunes() {
-    let env = Env::new();
+    let env = Env::init();
     env.write("docs/guide.md", b"# Guide\n\nInstall it.\n");
     env.write(
         "docs/web/page.html",
@@ -90,7 +36,7 @@ fn k5_ingest_detects_changes_and_prunes() {
         (Some(5), Some(5), Some(0)),
         "{r}"
     );
-    let show = |name: &str| env.json(&["artifact", "show", &format!("handbook/{name}")]);
+    let show = |name: &str| env.json_any(&["artifact", "show", &format!("handbook/{name}")]);
     assert_eq!(show("guide.md")["type"], "markdown");
     assert_eq!(show("guide.md")["title"], "Guide");
     assert_eq!(show("web/page.html")["type"], "html");
@@ -144,14 +90,14 @@ fn k5_ingest_detects_changes_and_prunes() {
         (Some(0), Some(1), Some(4))
     );
     assert_eq!(show("notes")["state"], "deleted");
-    let colls = env.json(&["collection", "list"]);
+    let colls = env.json_any(&["collection", "list"]);
     assert_eq!(colls["items"][0]["artifact_count"], 4);
 
-    let runs = env.json(&["run", "list"]);
+    let runs = env.json_any(&["run", "list"]);
     let items = runs["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
     assert!(items.iter().all(|r| r["status"] == "succeeded"));
-    let shown = env.json(&["run", "show", &first_run]);
+    let shown = env.json_any(&["run", "show", &first_run]);
     let steps: Vec<&str> = shown["steps"]
         .as_array()
         .unwrap()
@@ -170,7 +116,7 @@ fn k5_ingest_detects_changes_and_prunes() {
 /// X8: bad files are reported one by one, skipped, and the rest lands; exit 1.
 #[test]
 fn x8_bad_files_are_skipped_with_reasons() {
-    let env = Env::new();
+    let env = Env::init();
     env.write("docs/good.md", b"# Good\n");
     env.write("docs/bad.md", b"caf\xe9 in latin-1");
     env.write("docs/broken.json", b"{\"a\": ");
@@ -199,7 +145,7 @@ fn x8_bad_files_are_skipped_with_reasons() {
         summary.contains("4 files: 2 new, 0 updated, 0 unchanged, 0 pruned, 2 failed, 2 skipped"),
         "{summary}"
     );
-    let runs = env.json(&["run", "list"]);
+    let runs = env.json_any(&["run", "list"]);
     assert_eq!(runs["items"][0]["status"], "partial");
     let e = env.run(&["ingest", "nowhere", "--collection", "handbook"]);
     assert_eq!(e.status.code(), Some(3));
@@ -233,7 +179,7 @@ fn live_pid_of(child: &std::process::Child) -> u32 {
 /// visible, and a re-run converges to exactly one artifact per file.
 #[test]
 fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
-    let env = Env::new();
+    let env = Env::init();
     let n = 1500;
     for i in 0..n {
         let body = format!(
@@ -257,7 +203,7 @@ fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
         // let it work a while before the kill
         let started = std::time::Instant::now();
         while started.elapsed() < Duration::from_secs(20) {
-            let running = env.json(&["run", "list", "--status", "running"]);
+            let running = env.json_any(&["run", "list", "--status", "running"]);
             if running["items"].as_array().is_some_and(|a| !a.is_empty())
                 || child.try_wait().ok().flatten().is_some()
             {
@@ -276,7 +222,7 @@ fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
             "round {round}: {}",
             text(&verify.stdout)
         );
-        let runs = env.json(&["run", "list"]);
+        let runs = env.json_any(&["run", "list"]);
         // killed before the run began (opening the store and the index
         // comes first): nothing to mark in this round
         if let Some(latest) = runs["items"].as_array().and_then(|a| a.first()) {
@@ -303,7 +249,7 @@ fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
             "round {round}: {runs}"
         );
         // whatever committed is intact: every live artifact's content matches its digest
-        let listed = env.json(&[
+        let listed = env.json_any(&[
             "artifact",
             "list",
             "--collection",
@@ -327,7 +273,7 @@ fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
     assert_eq!(r["failed"], 0);
     let total = r["new"].as_u64().unwrap() + r["unchanged"].as_u64().unwrap();
     assert_eq!(total, n as u64, "{r}");
-    let status = env.json(&["db", "status"]);
+    let status = env.json_any(&["db", "status"]);
     assert_eq!(status["artifacts_live"], n);
     assert_eq!(
         status["revisions"], n,
@@ -343,7 +289,7 @@ fn k6_a_killed_ingest_is_interrupted_and_a_rerun_converges() {
 /// ingests the store itself.
 #[test]
 fn k5_ingest_touches_only_its_own() {
-    let env = Env::new();
+    let env = Env::init();
     env.write("docs/a.md", b"# A\n");
     env.write("docs/b.md", b"# B\n");
     env.write("other/c.md", b"# C\n");
@@ -354,7 +300,7 @@ fn k5_ingest_touches_only_its_own() {
     std::fs::remove_file(env.path("docs/b.md")).unwrap();
     let pruned = ingest(&env, &["--prune"]);
     assert_eq!(pruned["pruned"], 1, "{pruned}");
-    let list = env.json(&["artifact", "list", "--collection", "handbook"]);
+    let list = env.json_any(&["artifact", "list", "--collection", "handbook"]);
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -371,8 +317,8 @@ fn k5_ingest_touches_only_its_own() {
         .output()
         .unwrap();
     assert!(init.status.success());
-    let report = env.json(&["ingest", ".", "--collection", "everything"]);
-    let list = env.json(&[
+    let report = env.json_any(&["ingest", ".", "--collection", "everything"]);
+    let list = env.json_any(&[
         "artifact",
         "list",
         "--collection",
@@ -401,7 +347,7 @@ fn k5_ingest_touches_only_its_own() {
 /// worded right ("1 file").
 #[test]
 fn k5_ingest_summary_time_covers_indexing() {
-    let env = Env::new();
+    let env = Env::init();
     env.write("docs/a.md", b"# A\n\nalpha\n");
     let report = ingest(&env, &[]);
     let elapsed = report["elapsed_ms"].as_u64().unwrap();
@@ -418,7 +364,7 @@ fn k5_ingest_summary_time_covers_indexing() {
 #[cfg(unix)]
 #[test]
 fn x5_skipped_files_are_counted_by_reason() {
-    let env = Env::new();
+    let env = Env::init();
     env.write("docs/a.md", b"# A\n");
     for i in 0..3 {
         std::os::unix::fs::symlink(env.path("docs/a.md"), env.path(&format!("docs/link{i}.md")))

@@ -2,44 +2,17 @@
 //! killed with SIGKILL, poison jobs, cancel, quarantine, re-run, re-index
 //! and repair.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::Store;
 
-fn kx(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--data-dir")
-        .arg(data);
-    c
-}
-
-fn run(data: &Path, args: &[&str]) -> Output {
-    kx(data).args(args).output().unwrap()
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = run(data, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(data: &Path, args: &[&str]) -> Value {
-    let mut a = vec!["--json"];
-    a.extend_from_slice(args);
-    serde_json::from_str(&ok(data, &a)).unwrap()
-}
-
-fn job(data: &Path, id: &str) -> Value {
-    json(data, &["job", "show", id])
+fn job(data: &Store, id: &str) -> Value {
+    data.json(&["job", "show", id])
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -59,9 +32,9 @@ impl Drop for Worker {
     }
 }
 
-fn spawn_worker(data: &Path, args: &[&str]) -> Worker {
+fn spawn_worker(data: &Store, args: &[&str]) -> Worker {
     Worker(
-        kx(data)
+        data.kx()
             .args(["--quiet", "worker"])
             .args(args)
             .stdout(Stdio::null())
@@ -93,23 +66,21 @@ fn tree(root: &Path, n: usize) {
 #[test]
 fn o2_a_sigkilled_worker_job_is_rescued_and_completed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = Store::new(dir.path().join("data"));
     let docs = dir.path().join("docs");
     let n = 4000;
     tree(&docs, n);
-    ok(&data, &["init"]);
-    let id = ok(
-        &data,
-        &[
+    data.ok(&["init"]);
+    let id = data
+        .ok(&[
             "ingest",
             docs.to_str().unwrap(),
             "--collection",
             "big",
             "--background",
-        ],
-    )
-    .trim()
-    .to_owned();
+        ])
+        .trim()
+        .to_owned();
     let mut first = spawn_worker(&data, &["--lease", "1", "--threads", "1"]);
     wait_until("the job to run", Duration::from_secs(30), || {
         job(&data, &id)["state"] == "running"
@@ -146,7 +117,7 @@ fn o2_a_sigkilled_worker_job_is_rescued_and_completed_once() {
     let runs = j["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2, "{j}");
     assert_eq!(runs[1]["status"], "succeeded");
-    let killed_run = json(&data, &["run", "show", runs[0]["id"].as_str().unwrap()]);
+    let killed_run = data.json(&["run", "show", runs[0]["id"].as_str().unwrap()]);
     assert_eq!(killed_run["run"]["job_id"], id.as_str());
     assert_ne!(killed_run["run"]["status"], "running", "{killed_run}");
     // exactly once in effect: every file once, nothing written twice
@@ -157,7 +128,7 @@ fn o2_a_sigkilled_worker_job_is_rescued_and_completed_once() {
         if let Some(a) = &after {
             args.extend(["--after", a.as_str()]);
         }
-        let page = json(&data, &args);
+        let page = data.json(&args);
         listed.extend(page["items"].as_array().unwrap().clone());
         match page["next"].as_str() {
             Some(n) => after = Some(n.to_owned()),
@@ -173,10 +144,10 @@ fn o2_a_sigkilled_worker_job_is_rescued_and_completed_once() {
         "{report}"
     );
     assert_eq!(
-        json(&data, &["search", "word3999"])["hits"][0]["ref"],
+        data.json(&["search", "word3999"])["hits"][0]["ref"],
         "big/d19/f3999.md"
     );
-    ok(&data, &["verify"]);
+    data.ok(&["verify"]);
 }
 
 /// O2: a poison job fails, retries with backoff, and ends dead with its
@@ -184,11 +155,10 @@ fn o2_a_sigkilled_worker_job_is_rescued_and_completed_once() {
 #[test]
 fn o2_a_poison_job_ends_dead_without_blocking_others() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&data, &["init"]);
-    let poison = ok(
-        &data,
-        &[
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    let poison = data
+        .ok(&[
             "job",
             "enqueue",
             "noop",
@@ -196,33 +166,30 @@ fn o2_a_poison_job_ends_dead_without_blocking_others() {
             r#"{"fail":"the input is cursed"}"#,
             "--max-attempts",
             "2",
-        ],
-    )
-    .trim()
-    .to_owned();
-    let fatal = ok(
-        &data,
-        &[
+        ])
+        .trim()
+        .to_owned();
+    let fatal = data
+        .ok(&[
             "job",
             "enqueue",
             "noop",
             "--payload",
             r#"{"fail":"bad payload","permanent":true}"#,
-        ],
-    )
-    .trim()
-    .to_owned();
+        ])
+        .trim()
+        .to_owned();
     // payloads carry instructions, not data
     let huge = dir.path().join("huge.json");
     std::fs::write(&huge, format!(r#"{{"fail":"{}"}}"#, "x".repeat(300_000))).unwrap();
     let arg = format!("@{}", huge.display());
-    let out = run(&data, &["job", "enqueue", "noop", "--payload", &arg]);
+    let out = data.run(&["job", "enqueue", "noop", "--payload", &arg]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("over the limit"));
     let good: Vec<String> = (0..5)
-        .map(|_| ok(&data, &["job", "enqueue", "noop"]).trim().to_owned())
+        .map(|_| data.ok(&["job", "enqueue", "noop"]).trim().to_owned())
         .collect();
-    ok(&data, &["worker", "--drain"]);
+    data.ok(&["worker", "--drain"]);
     for g in &good {
         assert_eq!(job(&data, g)["state"], "succeeded");
     }
@@ -231,7 +198,7 @@ fn o2_a_poison_job_ends_dead_without_blocking_others() {
     assert_eq!(p["state"], "failed", "waiting for its retry: {p}");
     // the retry is due within the backoff (≤ 2 s for a first retry)
     wait_until("the retry to be due", Duration::from_secs(5), || {
-        ok(&data, &["worker", "--drain"]);
+        data.ok(&["worker", "--drain"]);
         job(&data, &poison)["state"] == "dead"
     });
     let p = job(&data, &poison);
@@ -243,13 +210,13 @@ fn o2_a_poison_job_ends_dead_without_blocking_others() {
         .collect();
     assert_eq!(errors.len(), 2, "{p}");
     assert!(errors.iter().all(|e| e.contains("the input is cursed")));
-    let dead = json(&data, &["job", "list", "--state", "dead"]);
+    let dead = data.json(&["job", "list", "--state", "dead"]);
     assert_eq!(dead["items"].as_array().unwrap().len(), 2);
     // an operator retries it: one more attempt is allowed, and it is audited
-    let r = json(&data, &["job", "retry", &poison]);
+    let r = data.json(&["job", "retry", &poison]);
     assert_eq!(r["job"]["state"], "queued");
     assert_eq!(r["job"]["max_attempts"], 3);
-    let audit = json(&data, &["audit", "list", "--action", "job.retry"]);
+    let audit = data.json(&["audit", "list", "--action", "job.retry"]);
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
 }
 
@@ -258,34 +225,32 @@ fn o2_a_poison_job_ends_dead_without_blocking_others() {
 #[test]
 fn o2_a_running_job_is_cancelled_cooperatively() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&data, &["init"]);
-    let id = ok(
-        &data,
-        &[
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    let id = data
+        .ok(&[
             "job",
             "enqueue",
             "noop",
             "--payload",
             r#"{"sleep_ms":60000}"#,
-        ],
-    )
-    .trim()
-    .to_owned();
+        ])
+        .trim()
+        .to_owned();
     let _w = spawn_worker(&data, &["--lease", "1"]);
     wait_until("the job to run", Duration::from_secs(30), || {
         job(&data, &id)["state"] == "running"
     });
-    let t = json(&data, &["job", "cancel", &id]);
+    let t = data.json(&["job", "cancel", &id]);
     assert_eq!(t["job"]["stop_requested"], "cancelled", "{t}");
     wait_until("the worker to stop it", Duration::from_secs(10), || {
         job(&data, &id)["state"] == "cancelled"
     });
     let j = job(&data, &id);
     assert_eq!(j["attempts"][0]["outcome"], "stopped");
-    let again = json(&data, &["job", "cancel", &id]);
+    let again = data.json(&["job", "cancel", &id]);
     assert_eq!(again["changed"], false);
-    let actions: Vec<String> = json(&data, &["audit", "list", "--action", "job"])["items"]
+    let actions: Vec<String> = data.json(&["audit", "list", "--action", "job"])["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -299,45 +264,33 @@ fn o2_a_running_job_is_cancelled_cooperatively() {
 #[test]
 fn o2_quarantine_excludes_from_search_and_processing_until_released() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = Store::new(dir.path().join("data"));
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("bad.md"), "# Bad\n\nsuspicious payload\n").unwrap();
     std::fs::write(docs.join("good.md"), "# Good\n\nfine payload\n").unwrap();
-    ok(&data, &["init"]);
-    ok(
-        &data,
-        &["ingest", docs.to_str().unwrap(), "--collection", "h"],
-    );
-    assert_eq!(json(&data, &["search", "payload"])["total"], 2);
-    ok(
-        &data,
-        &[
-            "quarantine",
-            "set",
-            "h/bad.md",
-            "--reason",
-            "malware scan hit",
-        ],
-    );
-    let s = json(&data, &["search", "payload"]);
+    data.ok(&["init"]);
+    data.ok(&["ingest", docs.to_str().unwrap(), "--collection", "h"]);
+    assert_eq!(data.json(&["search", "payload"])["total"], 2);
+    data.ok(&[
+        "quarantine",
+        "set",
+        "h/bad.md",
+        "--reason",
+        "malware scan hit",
+    ]);
+    let s = data.json(&["search", "payload"]);
     assert_eq!(s["total"], 1, "{s}");
     assert_eq!(s["hits"][0]["ref"], "h/good.md");
-    assert_eq!(
-        json(&data, &["artifact", "show", "h/bad.md"])["revision"],
-        1
-    );
+    assert_eq!(data.json(&["artifact", "show", "h/bad.md"])["revision"], 1);
     // nor does it reach agents through context packages or relations
-    let out = run(
-        &data,
-        &[
-            "context", "build", "--name", "c", "--select", "h/bad.md", "--budget", "500",
-        ],
-    );
+    let out = data.run(&[
+        "context", "build", "--name", "c", "--select", "h/bad.md", "--budget", "500",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("quarantined"));
-    ok(&data, &["relate", "h/good.md", "references", "h/bad.md"]);
-    let s = json(&data, &["search", "fine", "--expand", "references"]);
+    data.ok(&["relate", "h/good.md", "references", "h/bad.md"]);
+    let s = data.json(&["search", "fine", "--expand", "references"]);
     assert_eq!(
         s["hits"][0]["related"].as_array().map_or(0, Vec::len),
         0,
@@ -345,31 +298,25 @@ fn o2_quarantine_excludes_from_search_and_processing_until_released() {
     );
     // ingest leaves it alone, and says so
     std::fs::write(docs.join("bad.md"), "# Bad\n\nchanged payload\n").unwrap();
-    let r = json(
-        &data,
-        &["ingest", docs.to_str().unwrap(), "--collection", "h"],
-    );
+    let r = data.json(&["ingest", docs.to_str().unwrap(), "--collection", "h"]);
     assert!(r["skipped"].to_string().contains("quarantined"), "{r}");
+    assert_eq!(data.json(&["artifact", "show", "h/bad.md"])["revision"], 1);
     assert_eq!(
-        json(&data, &["artifact", "show", "h/bad.md"])["revision"],
-        1
-    );
-    assert_eq!(
-        json(&data, &["index", "status"])["health"],
+        data.json(&["index", "status"])["health"],
         "ok",
         "a quarantined artifact is not a divergence"
     );
-    ok(&data, &["quarantine", "release", "h/bad.md"]);
-    assert_eq!(json(&data, &["search", "payload"])["total"], 2);
-    let s = json(&data, &["search", "fine", "--expand", "references"]);
+    data.ok(&["quarantine", "release", "h/bad.md"]);
+    assert_eq!(data.json(&["search", "payload"])["total"], 2);
+    let s = data.json(&["search", "fine", "--expand", "references"]);
     assert_eq!(s["hits"][0]["related"][0]["ref"], "h/bad.md", "{s}");
     // a quarantined job is never claimed until released
-    let id = ok(&data, &["job", "enqueue", "noop"]).trim().to_owned();
-    ok(&data, &["job", "quarantine", &id]);
-    ok(&data, &["worker", "--drain"]);
+    let id = data.ok(&["job", "enqueue", "noop"]).trim().to_owned();
+    data.ok(&["job", "quarantine", &id]);
+    data.ok(&["worker", "--drain"]);
     assert_eq!(job(&data, &id)["state"], "quarantined");
-    ok(&data, &["job", "release", &id]);
-    ok(&data, &["worker", "--drain"]);
+    data.ok(&["job", "release", &id]);
+    data.ok(&["worker", "--drain"]);
     assert_eq!(job(&data, &id)["state"], "succeeded");
 }
 
@@ -378,48 +325,43 @@ fn o2_quarantine_excludes_from_search_and_processing_until_released() {
 #[test]
 fn o2_rerun_reindex_and_repair() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = Store::new(dir.path().join("data"));
     let docs = dir.path().join("docs");
     tree(&docs, 30);
-    ok(&data, &["init"]);
-    let first = json(
-        &data,
-        &["ingest", docs.to_str().unwrap(), "--collection", "h"],
-    );
+    data.ok(&["init"]);
+    let first = data.json(&["ingest", docs.to_str().unwrap(), "--collection", "h"]);
     let run_id = first["run_id"].as_str().unwrap().to_owned();
     std::fs::write(docs.join("d0/f0.md"), "# File 0\n\nrewritten\n").unwrap();
-    let again = json(&data, &["rerun", &run_id, "--wait"]);
+    let again = data.json(&["rerun", &run_id, "--wait"]);
     assert_eq!(again["state"], "succeeded", "{again}");
     assert_eq!(again["report"]["updated"], 1);
     assert_eq!(again["report"]["unchanged"], 29);
     let new_run = again["runs"][0]["id"].as_str().unwrap();
     assert_ne!(new_run, run_id);
-    let r = json(&data, &["reindex", "--collection", "h"]);
+    let r = data.json(&["reindex", "--collection", "h"]);
     assert_eq!(r["artifacts"], 30);
     assert_eq!(
-        run(&data, &["reindex", "--collection", "nope"])
-            .status
-            .code(),
+        data.run(&["reindex", "--collection", "nope"]).status.code(),
         Some(3)
     );
     // a healthy store: nothing to repair
-    let r = json(&data, &["repair"]);
+    let r = data.json(&["repair"]);
     assert!(r["remaining"].as_array().unwrap().is_empty(), "{r}");
     // damage the index: repair rebuilds it, and search works again
-    let index = data.join("index");
+    let index = data.dir().join("index");
     for e in std::fs::read_dir(&index).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "idx") {
             std::fs::write(&p, b"garbage").unwrap();
         }
     }
-    let r = json(&data, &["repair"]);
+    let r = data.json(&["repair"]);
     assert!(r["fixed"].to_string().contains("search index"), "{r}");
     assert!(r["remaining"].as_array().unwrap().is_empty(), "{r}");
-    assert_eq!(json(&data, &["search", "rewritten"])["total"], 1);
-    ok(&data, &["verify"]);
+    assert_eq!(data.json(&["search", "rewritten"])["total"], 1);
+    data.ok(&["verify"]);
     // both recovery runs are recorded
-    let kinds: Vec<String> = json(&data, &["run", "list"])["items"]
+    let kinds: Vec<String> = data.json(&["run", "list"])["items"]
         .as_array()
         .unwrap()
         .iter()

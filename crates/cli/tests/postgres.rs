@@ -4,61 +4,13 @@
 //! identical payloads, and concurrent ingests from several processes keep
 //! one audit chain. Needs `KONTEXTUAL_TEST_DATABASE_URL` (CI sets it).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-/// A fresh database, dropped at the end.
-struct Db {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Db {
-    fn new() -> Option<Db> {
-        let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
-            eprintln!("SKIPPED: KONTEXTUAL_TEST_DATABASE_URL is not set");
-            assert!(
-                std::env::var_os("CI_REQUIRE_POSTGRES").is_none(),
-                "CI requires the PostgreSQL tests"
-            );
-            return None;
-        };
-        let name = format!("kx_cli_{}_{}", std::process::id(), uniq());
-        let ok = Command::new("psql")
-            .args(["-q", "-d", &admin, "-c", &format!("CREATE DATABASE {name}")])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "could not create database {name} (psql)");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(Db { admin, name, url })
-    }
-}
-
-fn uniq() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-q",
-                "-d",
-                &self.admin,
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
+use support::{Db, Proc, http, s};
 
 fn kx(data: &Path, db: Option<&str>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
@@ -91,10 +43,6 @@ fn json(data: &Path, db: Option<&str>, args: &[&str]) -> Value {
     let mut a = vec!["--json"];
     a.extend_from_slice(args);
     serde_json::from_str(&ok(data, db, &a)).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn payload(bag: &Path) -> Vec<(String, Vec<u8>)> {
@@ -244,34 +192,6 @@ fn x7_concurrent_ingests_from_several_processes() {
     let v = json(&t.path().join("p0"), url, &["audit", "verify"]);
     assert_eq!(v["problems"].as_array().map(Vec::len), Some(0), "{v}");
     ok(&t.path().join("p1"), url, &["verify"]);
-}
-
-/// One HTTP/1.1 exchange over a fresh connection: (status, body).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-    (status, body)
-}
-
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn serve(data: &Path, url: &str) -> (Proc, String) {

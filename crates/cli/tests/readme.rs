@@ -3,6 +3,8 @@
 //! sections and context packages" are run in order, as one `sh -e` script,
 //! in an empty directory with the real binary first on PATH.
 
+mod support;
+
 use std::process::Command;
 
 /// The ```sh blocks between two headings of the README, in order.
@@ -37,14 +39,18 @@ fn x5_the_readme_tour_runs_as_written() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("sh")
-        .args(["-e", "-x", "-c", &script])
+    // on PostgreSQL the commands, as written, find the database in the environment
+    let store = support::Store::new(dir.path().join("kontextual-data"));
+    let mut sh = Command::new("sh");
+    sh.args(["-e", "-x", "-c", &script])
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", path)
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
+        .env("HOME", dir.path());
+    if let Some(db) = store.db() {
+        sh.env("KONTEXTUAL_DATABASE_URL", &db.url);
+    }
+    let out = sh.output().unwrap();
     assert!(
         out.status.success(),
         "the README tour stopped ({}):\n{}\n{}",

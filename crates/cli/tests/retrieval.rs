@@ -2,82 +2,18 @@
 //! the real binary, one process per step, so every step crosses the
 //! projection's catch-up from the change feed.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
 
 use serde_json::Value;
+use support::{Env, text};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        let env = Env {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        env.ok(&["init"]);
-        env
-    }
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kontextual"))
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg("--data-dir")
-            .arg(self.path("data"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-    /// Runs and expects exit `code`; returns stderr.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "{args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stderr)
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.run(&a);
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}{}", text(&out.stdout), text(&out.stderr)))
-    }
-    fn write(&self, rel: &str, body: &str) {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-    fn put(&self, target: &str, body: &str, extra: &[&str]) {
-        let file = format!("in/{}", target.replace('/', "_"));
-        self.write(&file, body);
-        let mut a = vec!["artifact", "put", target, "--file", &file];
-        a.extend_from_slice(extra);
-        self.ok(&a);
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Writes `body` to a file and puts it as `target`.
+fn put(env: &Env, target: &str, body: &str, extra: &[&str]) {
+    let file = format!("in/{}", target.replace('/', "_"));
+    env.write(&file, body);
+    let mut a = vec!["artifact", "put", target, "--file", &file];
+    a.extend_from_slice(extra);
+    env.ok(&a);
 }
 
 fn refs(v: &Value) -> Vec<String> {
@@ -93,7 +29,7 @@ const GUIDE: &str = "# Guide\n\nHow we deploy the service to production.\n\n## I
 
 /// A small fixed corpus whose ranking is known.
 fn corpus() -> Env {
-    let env = Env::new();
+    let env = Env::init();
     env.write("docs/guide.md", GUIDE);
     env.write(
         "docs/rust/borrow.md",
@@ -116,7 +52,7 @@ fn corpus() -> Env {
 #[test]
 fn k8_search_ranks_in_a_known_order() {
     let env = corpus();
-    let v = env.json(&["search", "borrow checker lifetimes"]);
+    let v = env.json_any(&["search", "borrow checker lifetimes"]);
     assert_eq!(
         refs(&v),
         ["handbook/rust/borrow.md", "handbook/rust/traits.md"]
@@ -135,12 +71,12 @@ fn k8_search_ranks_in_a_known_order() {
     assert_eq!(v["hits"][0]["title"], "The borrow checker");
     // a phrase matches only where the words are adjacent; the shorter
     // document ranks first (BM25 length normalisation)
-    let v = env.json(&["search", "--syntax", "\"retry policy\""]);
+    let v = env.json_any(&["search", "--syntax", "\"retry policy\""]);
     assert_eq!(refs(&v), ["handbook/runbook.html", "handbook/guide.md"]);
-    let v = env.json(&["search", "--syntax", "\"policy retry\""]);
+    let v = env.json_any(&["search", "--syntax", "\"policy retry\""]);
     assert!(refs(&v).is_empty());
     // sections: the heading-path selector addresses the hit
-    let v = env.json(&["search", "--syntax", "\"retry policy\"", "--sections"]);
+    let v = env.json_any(&["search", "--syntax", "\"retry policy\"", "--sections"]);
     // an HTML page is split by its headings like markdown
     assert_eq!(
         refs(&v),
@@ -150,7 +86,7 @@ fn k8_search_ranks_in_a_known_order() {
         ]
     );
     // "install" and the heading "Installation" share a stem; headings weigh more
-    let v = env.json(&["search", "install", "--sections"]);
+    let v = env.json_any(&["search", "install", "--sections"]);
     assert_eq!(
         refs(&v),
         [
@@ -160,16 +96,16 @@ fn k8_search_ranks_in_a_known_order() {
         ]
     );
     // users name the same fields whatever the granularity
-    let v = env.json(&["search", "--syntax", "heading:linux", "--sections"]);
+    let v = env.json_any(&["search", "--syntax", "heading:linux", "--sections"]);
     assert_eq!(refs(&v), ["handbook/guide.md#installation/linux"]);
-    let v = env.json(&["search", "--syntax", "title:traits"]);
+    let v = env.json_any(&["search", "--syntax", "title:traits"]);
     assert_eq!(refs(&v), ["handbook/rust/traits.md"]);
     // paging: stable order, total, next offset
-    let all = env.json(&["search", "--syntax", "*", "--limit", "100"]);
+    let all = env.json_any(&["search", "--syntax", "*", "--limit", "100"]);
     assert_eq!(all["total"], 4);
-    let p1 = env.json(&["search", "--syntax", "*", "--limit", "3"]);
+    let p1 = env.json_any(&["search", "--syntax", "*", "--limit", "3"]);
     assert_eq!(p1["next_offset"], 3);
-    let p2 = env.json(&["search", "--syntax", "*", "--limit", "3", "--offset", "3"]);
+    let p2 = env.json_any(&["search", "--syntax", "*", "--limit", "3", "--offset", "3"]);
     assert!(p2["next_offset"].is_null());
     let mut paged = refs(&p1);
     paged.extend(refs(&p2));
@@ -187,12 +123,14 @@ fn k8_search_ranks_in_a_known_order() {
 fn k8_search_filters() {
     let env = corpus();
     env.ok(&["collection", "create", "ops"]);
-    env.put(
+    put(
+        &env,
         "ops/payments.md",
         "# Payments\n\nRetry policy for card payments.\n",
         &["--meta", "team=payments", "--lifecycle", "deprecated"],
     );
-    env.put(
+    put(
+        &env,
         "ops/search.md",
         "# Search\n\nRetry policy for the search cluster.\n",
         &["--meta", "team=search"],
@@ -200,7 +138,7 @@ fn k8_search_filters() {
     let q = |extra: &[&str]| {
         let mut a = vec!["search", "retry policy"];
         a.extend_from_slice(extra);
-        refs(&env.json(&a))
+        refs(&env.json_any(&a))
     };
     assert_eq!(
         q(&["--collection", "ops", "--meta", "team=payments"]),
@@ -225,7 +163,7 @@ fn k8_search_filters() {
 #[test]
 fn k8_questions_are_searched_as_words() {
     let env = corpus();
-    let words = |q: &str| refs(&env.json(&["search", "--syntax", q]));
+    let words = |q: &str| refs(&env.json_any(&["search", "--syntax", q]));
     for (question, same_as) in [
         ("notes on /retry policy/ in CI .", "notes retry policy CI"),
         (
@@ -252,12 +190,12 @@ fn k8_questions_are_searched_as_words() {
             "https example org retry policy 1 deploy",
         ),
     ] {
-        let v = env.json(&["search", question]);
+        let v = env.json_any(&["search", question]);
         assert_eq!(refs(&v), words(same_as), "{question:?}: {v}");
         assert!(!refs(&v).is_empty(), "{question:?} found nothing");
     }
     // no match is an empty answer, not an error
-    let v = env.json(&["search", "what is \"ownership"]);
+    let v = env.json_any(&["search", "what is \"ownership"]);
     assert_eq!(v["total"], 0, "{v}");
     // context packages and exports take the same plain text
     env.ok(&[
@@ -276,7 +214,7 @@ fn k8_questions_are_searched_as_words() {
 /// K8: English stop words do not rank: a question is about its topic words.
 #[test]
 fn k8_stop_words_do_not_dominate_questions() {
-    let env = Env::new();
+    let env = Env::init();
     env.write(
         "docs/functions.md",
         "# How Functions Work\n\nHow do functions work? A function is how you name a step.\n",
@@ -286,7 +224,7 @@ fn k8_stop_words_do_not_dominate_questions() {
         "# Traits\n\nTraits define shared behaviour that types implement.\n",
     );
     env.ok(&["ingest", "docs", "--collection", "book"]);
-    let v = env.json(&["search", "how do traits work"]);
+    let v = env.json_any(&["search", "how do traits work"]);
     assert_eq!(refs(&v)[0], "book/traits.md", "{v}");
 }
 
@@ -307,12 +245,12 @@ fn k8_search_bad_input_is_explained() {
         "see https://x/y at 12:30",
         "[retry]",
     ] {
-        let v = env.json(&["search", "--syntax", q]);
+        let v = env.json_any(&["search", "--syntax", q]);
         assert!(v["hits"].is_array(), "{q}: {v}");
     }
     assert_eq!(
-        refs(&env.json(&["search", "--syntax", "retry: policy"])),
-        refs(&env.json(&["search", "--syntax", "retry policy"]))
+        refs(&env.json_any(&["search", "--syntax", "retry: policy"])),
+        refs(&env.json_any(&["search", "--syntax", "retry policy"]))
     );
     let e = env.fails(2, &["search", "--syntax", "retry \"unclosed"]);
     assert!(
@@ -340,25 +278,28 @@ fn k8_search_bad_input_is_explained() {
 #[test]
 fn k8_search_reflects_updates_and_deletes() {
     let env = corpus();
-    env.put("handbook/note.md", "# Note\n\nzebra crossing\n", &[]);
-    assert_eq!(refs(&env.json(&["search", "zebra"])), ["handbook/note.md"]);
-    env.put("handbook/note.md", "# Note\n\ngiraffe neck\n", &[]);
-    assert!(refs(&env.json(&["search", "zebra"])).is_empty());
-    let v = env.json(&["search", "giraffe"]);
+    put(&env, "handbook/note.md", "# Note\n\nzebra crossing\n", &[]);
+    assert_eq!(
+        refs(&env.json_any(&["search", "zebra"])),
+        ["handbook/note.md"]
+    );
+    put(&env, "handbook/note.md", "# Note\n\ngiraffe neck\n", &[]);
+    assert!(refs(&env.json_any(&["search", "zebra"])).is_empty());
+    let v = env.json_any(&["search", "giraffe"]);
     assert_eq!(refs(&v), ["handbook/note.md"]);
     assert_eq!(v["hits"][0]["revision"], 2);
     env.ok(&["artifact", "delete", "handbook/note.md"]);
-    assert!(refs(&env.json(&["search", "giraffe"])).is_empty());
+    assert!(refs(&env.json_any(&["search", "giraffe"])).is_empty());
     // restored by a new put
-    env.put("handbook/note.md", "# Note\n\ngiraffe again\n", &[]);
+    put(&env, "handbook/note.md", "# Note\n\ngiraffe again\n", &[]);
     assert_eq!(
-        refs(&env.json(&["search", "giraffe"])),
+        refs(&env.json_any(&["search", "giraffe"])),
         ["handbook/note.md"]
     );
     // a purge removes it from the index too
     env.ok(&["artifact", "purge", "handbook/note.md", "--yes"]);
-    assert!(refs(&env.json(&["search", "giraffe"])).is_empty());
-    let s = env.json(&["index", "status"]);
+    assert!(refs(&env.json_any(&["search", "giraffe"])).is_empty());
+    let s = env.json_any(&["index", "status"]);
     assert_eq!(s["health"], "ok");
     assert_eq!(s["indexed_artifacts"], s["store_live_artifacts"]);
 }
@@ -368,7 +309,7 @@ fn k8_search_reflects_updates_and_deletes() {
 #[test]
 fn k8_index_rebuilds_when_deleted_or_damaged() {
     let env = corpus();
-    let s = env.json(&["index", "status"]);
+    let s = env.json_any(&["index", "status"]);
     assert_eq!(s["health"], "ok");
     assert_eq!(s["indexed_artifacts"], 4);
     // parts: guide.md's 5 sections, each rust note's 1 (its title), and the
@@ -377,7 +318,7 @@ fn k8_index_rebuilds_when_deleted_or_damaged() {
     assert_eq!(s["lag"], 0);
     std::fs::remove_dir_all(env.path("data/index")).unwrap();
     assert_eq!(
-        refs(&env.json(&["search", "lifetimes"])),
+        refs(&env.json_any(&["search", "lifetimes"])),
         ["handbook/rust/borrow.md"]
     );
     for e in std::fs::read_dir(env.path("data/index")).unwrap() {
@@ -392,14 +333,14 @@ fn k8_index_rebuilds_when_deleted_or_damaged() {
     let report = text(&out.stdout);
     assert!(report.contains("[search_index]"), "{report}");
     assert!(report.contains("kontextual index rebuild"), "{report}");
-    let s = env.json(&["index", "status"]);
+    let s = env.json_any(&["index", "status"]);
     assert_eq!(s["health"], "ok", "{s}");
     assert_eq!(s["indexed_artifacts"], 4);
     env.ok(&["verify"]);
-    let r = env.json(&["index", "rebuild"]);
+    let r = env.json_any(&["index", "rebuild"]);
     assert_eq!(r["caught_up"]["artifacts_reindexed"], 4);
     assert_eq!(
-        refs(&env.json(&["search", "lifetimes"])),
+        refs(&env.json_any(&["search", "lifetimes"])),
         ["handbook/rust/borrow.md"]
     );
 }
@@ -416,16 +357,21 @@ fn k8_search_while_another_process_owns_the_index() {
         .open(env.path("data/index.lock"))
         .unwrap();
     lock.try_lock().unwrap();
-    env.put("handbook/fresh.md", "# Fresh\n\nlifetimes again\n", &[]);
+    put(
+        &env,
+        "handbook/fresh.md",
+        "# Fresh\n\nlifetimes again\n",
+        &[],
+    );
     env.ok(&["artifact", "delete", "handbook/rust/traits.md"]);
-    let v = env.json(&["search", "lifetimes borrow"]);
+    let v = env.json_any(&["search", "lifetimes borrow"]);
     assert_eq!(v["index"]["owner"], false);
     assert!(v["index"]["lag"].as_u64().unwrap() > 0, "{v}");
     // the deleted artifact is still in the (stale) index but not returned
     assert_eq!(refs(&v), ["handbook/rust/borrow.md"]);
     assert_eq!(v["dropped"], 1);
     drop(lock);
-    let v = env.json(&["search", "lifetimes borrow"]);
+    let v = env.json_any(&["search", "lifetimes borrow"]);
     assert_eq!(v["index"]["lag"], 0);
     assert_eq!(refs(&v), ["handbook/rust/borrow.md", "handbook/fresh.md"]);
 }
@@ -435,7 +381,7 @@ fn k8_search_while_another_process_owns_the_index() {
 #[test]
 fn k5_sections_by_selector() {
     let env = corpus();
-    let v = env.json(&["artifact", "show", "handbook/guide.md#installation/linux"]);
+    let v = env.json_any(&["artifact", "show", "handbook/guide.md#installation/linux"]);
     assert_eq!(v["selector"], "installation/linux");
     assert_eq!(v["heading"], "Linux");
     assert_eq!(v["text"], "### Linux\n\nRun apt install kontextual.\n\n");
@@ -445,18 +391,18 @@ fn k5_sections_by_selector() {
     );
     assert_eq!(&GUIDE[a..b], v["text"].as_str().unwrap());
     // by id, too
-    let id = env.json(&["artifact", "show", "handbook/guide.md"])["id"]
+    let id = env.json_any(&["artifact", "show", "handbook/guide.md"])["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let by_id = env.json(&["artifact", "show", &format!("{id}#installation/linux")]);
+    let by_id = env.json_any(&["artifact", "show", &format!("{id}#installation/linux")]);
     assert_eq!(by_id["text"], v["text"]);
     let out = env.ok(&["artifact", "show", "handbook/guide.md#macos", "--content"]);
     assert_eq!(out, "### macOS\n\nUse brew install kontextual.\n\n");
     let e = env.fails(3, &["artifact", "show", "handbook/guide.md#windows"]);
     assert!(e.contains("section #windows"), "{e}");
     assert!(e.contains("installation/linux"), "{e}");
-    let list = env.json(&["artifact", "show", "handbook/guide.md", "--sections"]);
+    let list = env.json_any(&["artifact", "show", "handbook/guide.md", "--sections"]);
     let sels: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -474,7 +420,7 @@ fn k5_sections_by_selector() {
         ]
     );
     // HTML pages have sections too: a byte range into the stored markup
-    let v = env.json(&["artifact", "show", "handbook/runbook.html#deploy"]);
+    let v = env.json_any(&["artifact", "show", "handbook/runbook.html#deploy"]);
     assert_eq!(v["heading"], "Deploy");
     assert!(
         v["text"].as_str().unwrap().starts_with("<h1>Deploy</h1>"),
@@ -522,7 +468,7 @@ fn k8_expand_follows_relations_without_looping() {
         "depends-on",
         "handbook/runbook.html",
     ]);
-    let v = env.json(&[
+    let v = env.json_any(&[
         "search",
         "lifetimes",
         "--expand",
@@ -548,7 +494,7 @@ fn k8_expand_follows_relations_without_looping() {
             ("handbook/guide.md".to_owned(), 1)
         ]
     );
-    let v = env.json(&[
+    let v = env.json_any(&[
         "artifact",
         "show",
         "handbook/rust/traits.md",
@@ -602,7 +548,7 @@ fn k7_context_packages_are_deterministic_and_verifiable() {
         "--memory-ref",
         r#"{"source":"pmem","id":"m-42","note":"kept as given"}"#,
     ];
-    let first = env.json(&build);
+    let first = env.json_any(&build);
     assert_eq!(first["version"], 1);
     assert_eq!(first["new_version"], true);
     let m = &first["manifest"];
@@ -622,7 +568,7 @@ fn k7_context_packages_are_deterministic_and_verifiable() {
     assert!(!m["relations"].as_array().unwrap().is_empty(), "{m}");
     assert_eq!(m["runs"].as_array().unwrap().len(), 1, "the ingest run");
     // same data, same manifest: no new version
-    let again = env.json(&build);
+    let again = env.json_any(&build);
     assert_eq!(again["version"], 1);
     assert_eq!(again["new_version"], false);
     assert_eq!(again["digest"], first["digest"]);
@@ -637,7 +583,7 @@ fn k7_context_packages_are_deterministic_and_verifiable() {
     // change an included artifact: verify fails and says what changed
     env.write(
         "docs/guide.md",
-        &GUIDE.replace("apt install", "snap install"),
+        GUIDE.replace("apt install", "snap install"),
     );
     env.ok(&["ingest", "docs", "--collection", "handbook"]);
     let out = env.run(&["--json", "context", "verify", "deploy-brief"]);
@@ -656,9 +602,9 @@ fn k7_context_packages_are_deterministic_and_verifiable() {
     let md = env.ok(&["context", "show", "deploy-brief", "--format", "markdown"]);
     assert!(md.contains("apt install"), "{md}");
     // rebuilding makes version 2
-    let v2 = env.json(&build);
+    let v2 = env.json_any(&build);
     assert_eq!(v2["version"], 2);
-    let list = env.json(&["context", "list"]);
+    let list = env.json_any(&["context", "list"]);
     assert_eq!(list["items"][0]["version"], 2);
 }
 
@@ -667,7 +613,7 @@ fn k7_context_packages_are_deterministic_and_verifiable() {
 #[test]
 fn k7_small_budget_and_bad_requests() {
     let env = corpus();
-    let v = env.json(&[
+    let v = env.json_any(&[
         "context", "build", "--name", "tiny", "--query", "deploy", "--budget", "3",
     ]);
     let m = &v["manifest"];
@@ -724,11 +670,11 @@ fn k7_small_budget_and_bad_requests() {
 #[test]
 fn k8_lookup_by_id_name_and_digest() {
     let env = corpus();
-    let a = env.json(&["artifact", "show", "handbook/guide.md"]);
-    let by_id = env.json(&["artifact", "show", a["id"].as_str().unwrap()]);
+    let a = env.json_any(&["artifact", "show", "handbook/guide.md"]);
+    let by_id = env.json_any(&["artifact", "show", a["id"].as_str().unwrap()]);
     assert_eq!(by_id["name"], "guide.md");
     let digest = a["digest"].as_str().unwrap();
-    let list = env.json(&["artifact", "list", "--digest", digest]);
+    let list = env.json_any(&["artifact", "list", "--digest", digest]);
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -747,7 +693,7 @@ fn k8_lookup_by_id_name_and_digest() {
 fn k7_overlaps_unchanged_sections_and_lag() {
     let env = corpus();
     // a section, then its whole document: the overlap is recorded, not silent
-    let v = env.json(&[
+    let v = env.json_any(&[
         "context",
         "build",
         "--name",
@@ -770,7 +716,7 @@ fn k7_overlaps_unchanged_sections_and_lag() {
         "{m}"
     );
     // editing another section leaves a packaged section verified
-    env.json(&[
+    env.json_any(&[
         "context",
         "build",
         "--name",
@@ -784,16 +730,16 @@ fn k7_overlaps_unchanged_sections_and_lag() {
     ]);
     env.write(
         "docs/guide.md",
-        &GUIDE.replace("Three attempts", "Five attempts"),
+        GUIDE.replace("Three attempts", "Five attempts"),
     );
     env.ok(&["ingest", "docs", "--collection", "handbook"]);
     assert!(env.ok(&["context", "verify", "sec"]).contains("Verified"));
     env.write(
         "docs/guide.md",
-        &GUIDE.replace("apt install", "snap install"),
+        GUIDE.replace("apt install", "snap install"),
     );
     env.ok(&["ingest", "docs", "--collection", "handbook"]);
-    let r = env.json(&["context", "verify", "sec"]);
+    let r = env.json_any(&["context", "verify", "sec"]);
     assert_eq!(r["problems"].as_array().unwrap().len(), 1, "{r}");
     assert!(
         r["problems"][0]["detail"]
@@ -811,7 +757,7 @@ fn k7_overlaps_unchanged_sections_and_lag() {
         "{}",
         text(&out.stdout)
     );
-    let r = env.json(&["context", "verify", "sec"]);
+    let r = env.json_any(&["context", "verify", "sec"]);
     assert!(
         r["problems"]
             .as_array()
@@ -822,14 +768,14 @@ fn k7_overlaps_unchanged_sections_and_lag() {
     );
     // headings are searchable at artifact level too
     assert_eq!(
-        refs(&env.json(&["search", "--syntax", "heading:macos"])),
+        refs(&env.json_any(&["search", "--syntax", "heading:macos"])),
         ["handbook/guide.md"]
     );
     // text before the first heading is found by a section search
     env.write("docs/pre.md", "preambleword here\n\n# Heading\n\nbody\n");
     env.ok(&["ingest", "docs", "--collection", "handbook"]);
     assert_eq!(
-        refs(&env.json(&["search", "preambleword", "--sections"])),
+        refs(&env.json_any(&["search", "preambleword", "--sections"])),
         ["handbook/pre.md"]
     );
     // while another process owns a lagging index, a build refuses (exit 5)
@@ -848,7 +794,7 @@ fn k7_overlaps_unchanged_sections_and_lag() {
     );
     assert!(e.contains("behind the store"), "{e}");
     drop(lock);
-    let v = env.json(&[
+    let v = env.json_any(&[
         "context", "build", "--name", "l", "--query", "lateword", "--budget", "100",
     ]);
     // the whole note or its title section: both hold the word
@@ -889,7 +835,7 @@ fn k4_holds_from_the_cli() {
 /// package can take one section of an HTML page.
 #[test]
 fn k5_real_html_never_poisons_the_index_and_has_sections() {
-    let env = Env::new();
+    let env = Env::init();
     std::fs::create_dir_all(env.path("site")).unwrap();
     std::fs::write(
         env.path("site/poison.html"),
@@ -909,15 +855,15 @@ fn k5_real_html_never_poisons_the_index_and_has_sections() {
          <h2>Rollback</h2><p>Undo a deploy with the rollback lever.</p></main></body></html>",
     );
     env.ok(&["ingest", "site", "--collection", "web"]);
-    let hits = env.json(&["search", "Hn", "--collection", "web"]);
+    let hits = env.json_any(&["search", "Hn", "--collection", "web"]);
     assert_eq!(refs(&hits), ["web/poison.html"], "{hits}");
-    let hits = env.json(&["search", "crème", "--collection", "web"]);
+    let hits = env.json_any(&["search", "crème", "--collection", "web"]);
     assert_eq!(refs(&hits), ["web/latin1.html"], "{hits}");
     // entities decoded, no text lost, chrome outside <main> left out
-    let hits = env.json(&["search", "overview", "--collection", "web"]);
+    let hits = env.json_any(&["search", "overview", "--collection", "web"]);
     assert_eq!(refs(&hits), ["web/guide.html"]);
     assert_eq!(
-        refs(&env.json(&["search", "Coal", "--collection", "web"])),
+        refs(&env.json_any(&["search", "Coal", "--collection", "web"])),
         Vec::<String>::new()
     );
     // sections of an HTML page, by id and by heading slug
@@ -926,7 +872,7 @@ fn k5_real_html_never_poisons_the_index_and_has_sections() {
         secs.contains("install") && secs.contains("rollback"),
         "{secs}"
     );
-    let hits = env.json(&[
+    let hits = env.json_any(&[
         "search",
         "rollback lever",
         "--sections",
@@ -940,7 +886,7 @@ fn k5_real_html_never_poisons_the_index_and_has_sections() {
             .ends_with("rollback"),
         "{hits}"
     );
-    let pkg = env.json(&[
+    let pkg = env.json_any(&[
         "context",
         "build",
         "--name",
@@ -959,13 +905,13 @@ fn k5_real_html_never_poisons_the_index_and_has_sections() {
     );
     env.ok(&["context", "verify", "html-part"]);
     // nothing poisoned: status, rebuild, repair and verify all work
-    let status = env.json(&["index", "status"]);
+    let status = env.json_any(&["index", "status"]);
     assert_eq!(status["health"], "ok", "{status}");
     env.ok(&["index", "rebuild"]);
     env.ok(&["repair"]);
     env.ok(&["verify"]);
     assert_eq!(
-        refs(&env.json(&["search", "Hd", "--collection", "web"])),
+        refs(&env.json_any(&["search", "Hd", "--collection", "web"])),
         ["web/poison.html"]
     );
 }
@@ -990,7 +936,7 @@ fn k7_a_selection_that_cannot_fit_fails_and_left_outs_are_listed_once() {
     );
     assert!(e.contains("does not fit the budget"), "{e}");
     env.fails(3, &["context", "show", "tiny"]);
-    let v = env.json(&[
+    let v = env.json_any(&[
         "context",
         "build",
         "--name",

@@ -2,91 +2,25 @@
 //! while CLI processes keep working on the same data directory (the server
 //! owns the search index; the CLI waits for its follower).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-
-fn kx(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kontextual"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--data-dir")
-        .arg(data);
-    c
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out: Output = kx(data).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// One HTTP/1.1 exchange over a fresh connection: (status, body).
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-    (status, body)
-}
-
-struct Server(Child);
-
-/// `serve` on a free loopback port: the process and the address it says it
-/// listens on (its first line of `--json` output).
-fn start(data: &Path, extra: &[&str]) -> (Server, String) {
-    let mut child = kx(data)
-        .args(["--json", "serve", "--bind", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server(child);
-    let addr = serde_json::from_str::<Value>(&line).unwrap()["listening"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (server, addr)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Store, http, serve, serve_on};
 
 /// X4: serve on a free port; write over HTTP and from the CLI; both are
 /// searchable from both; SIGTERM shuts down cleanly.
 #[test]
 fn x4_serve_end_to_end_with_cli_alongside() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&data, &["init"]);
-    ok(&data, &["collection", "create", "handbook"]);
-    let (server, addr) = start(&data, &[]);
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    data.ok(&["collection", "create", "handbook"]);
+    let (server, addr) = serve(&data, &[]);
     assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
     assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
     // a write over HTTP is searchable over HTTP with read-your-writes
@@ -134,18 +68,15 @@ fn x4_serve_end_to_end_with_cli_alongside() {
         "# From the CLI\n\ngiraffe neck\n",
     )
     .unwrap();
-    ok(
-        &data,
-        &[
-            "artifact",
-            "put",
-            "handbook/cli.md",
-            "--file",
-            dir.path().join("cli.md").to_str().unwrap(),
-        ],
-    );
+    data.ok(&[
+        "artifact",
+        "put",
+        "handbook/cli.md",
+        "--file",
+        dir.path().join("cli.md").to_str().unwrap(),
+    ]);
     let v: Value =
-        serde_json::from_str(&ok(&data, &["--json", "search", "giraffe OR zebra"])).unwrap();
+        serde_json::from_str(&data.ok(&["--json", "search", "giraffe OR zebra"])).unwrap();
     assert_eq!(v["index"]["owner"], false, "the server owns the index");
     assert_eq!(v["index"]["lag"], 0, "{v}");
     assert_eq!(v["total"], 2, "{v}");
@@ -162,7 +93,7 @@ fn x4_serve_end_to_end_with_cli_alongside() {
     let status = server.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     // after it, the CLI owns the index again
-    let v: Value = serde_json::from_str(&ok(&data, &["--json", "search", "giraffe"])).unwrap();
+    let v: Value = serde_json::from_str(&data.ok(&["--json", "search", "giraffe"])).unwrap();
     assert_eq!(v["index"]["owner"], true);
 }
 
@@ -170,9 +101,10 @@ fn x4_serve_end_to_end_with_cli_alongside() {
 #[test]
 fn x4_serve_refuses_public_bind_without_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&data, &["init"]);
-    let out = kx(&data)
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    let out = data
+        .kx()
         .args(["serve", "--bind", "0.0.0.0:0"])
         .output()
         .unwrap();
@@ -199,11 +131,10 @@ fn http_auth(addr: &str, path: &str, token: &str) -> u16 {
 #[test]
 fn x1_keys_from_the_cli_guard_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&data, &["init"]);
-    let token = ok(
-        &data,
-        &[
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    let token = data
+        .ok(&[
             "key",
             "create",
             "--name",
@@ -212,42 +143,25 @@ fn x1_keys_from_the_cli_guard_the_server() {
             "agent:ci",
             "--scopes",
             "read,write",
-        ],
-    )
-    .trim()
-    .to_owned();
+        ])
+        .trim()
+        .to_owned();
     assert!(token.starts_with("kx_"), "{token}");
-    let list = ok(&data, &["--json", "key", "list"]);
+    let list = data.ok(&["--json", "key", "list"]);
     assert!(
         !list.contains(token.rsplit('_').next().unwrap()),
         "secret listed"
     );
     let keys: Value = serde_json::from_str(&list).unwrap();
     let id = keys["items"][0]["id"].as_str().unwrap().to_owned();
-    let mut child = kx(&data)
-        .args(["--json", "serve", "--bind", "0.0.0.0:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let port = serde_json::from_str::<Value>(&line).unwrap()["listening"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (_server, listening) = serve_on(&data, "0.0.0.0:0", &[]);
+    let port = listening.rsplit(':').next().unwrap();
     let addr = format!("127.0.0.1:{port}");
     assert_eq!(http(&addr, "GET", "/v1/collections", "").0, 401);
     assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
     assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
     assert_eq!(http_auth(&addr, "/v1/collections", &token), 200);
-    ok(&data, &["key", "revoke", &id]);
+    data.ok(&["key", "revoke", &id]);
     // revoked by another process: refused within the verified-key cache's 2 s
     let started = std::time::Instant::now();
     while http_auth(&addr, "/v1/collections", &token) != 401 {
@@ -257,7 +171,8 @@ fn x1_keys_from_the_cli_guard_the_server() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let e = kx(&data)
+    let e = data
+        .kx()
         .args([
             "key", "create", "--name", "x", "--for", "robot:x", "--scopes", "read",
         ])
@@ -274,17 +189,14 @@ fn x1_keys_from_the_cli_guard_the_server() {
 #[test]
 fn o1_metrics_pass_promtool_and_count_cli_ingests() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = Store::new(dir.path().join("data"));
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("a.md"), "# A\n\nalpha\n").unwrap();
     std::fs::write(docs.join("b.md"), "# B\n\nbeta beta\n").unwrap();
-    ok(&data, &["init"]);
-    ok(
-        &data,
-        &["ingest", docs.to_str().unwrap(), "--collection", "handbook"],
-    );
-    let (_server, addr) = start(&data, &["--workers", "0"]);
+    data.ok(&["init"]);
+    data.ok(&["ingest", docs.to_str().unwrap(), "--collection", "handbook"]);
+    let (_server, addr) = serve(&data, &["--workers", "0"]);
     let (status, text) = http(&addr, "GET", "/metrics", "");
     assert_eq!(status, 200, "{text}");
     for family in [

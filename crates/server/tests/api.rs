@@ -3,19 +3,22 @@
 //! problem+json errors, ETag/If-Match, correlation ids, and the OpenAPI
 //! document against the real routes.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use kontextual_app::{Services, StoreConfig, StoreOpenMode};
+use kontextual_app::{Services, StoreOpenMode};
 use kontextual_model::{Actor, Namespace};
 use kontextual_server::{AppState, ServeConfig, router};
 use serde_json::{Value, json};
+use support::TestStore;
 use tower::ServiceExt;
 
 struct Api {
-    _dir: tempfile::TempDir,
+    store: TestStore,
     svc: Arc<Services>,
     app: axum::Router,
     doc: utoipa::openapi::OpenApi,
@@ -61,16 +64,8 @@ impl Api {
     }
 
     fn with_limits(limits: kontextual_server::limits::LimitConfig) -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let svc = Services::open(
-            &StoreConfig {
-                data_dir: dir.path().join("data"),
-                busy_timeout: std::time::Duration::from_secs(5),
-            },
-            StoreOpenMode::Create,
-        )
-        .unwrap();
-        let svc = Arc::new(svc);
+        let store = TestStore::new();
+        let svc = Arc::new(store.open(StoreOpenMode::Create));
         let state = AppState::new(
             svc.clone(),
             Actor::local_admin(),
@@ -83,7 +78,7 @@ impl Api {
         };
         let (app, doc) = router(state, &cfg);
         Api {
-            _dir: dir,
+            store,
             svc,
             app,
             doc,
@@ -820,15 +815,8 @@ async fn x4_far_times_are_forever_not_a_crash() {
 /// problem+json with the request's correlation id (it was an empty 408).
 #[tokio::test]
 async fn x4_timeouts_are_problems_with_a_correlation_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Services::open(
-        &StoreConfig {
-            data_dir: dir.path().join("data"),
-            busy_timeout: std::time::Duration::from_secs(5),
-        },
-        StoreOpenMode::Create,
-    )
-    .unwrap();
+    let store = TestStore::new();
+    let svc = store.open(StoreOpenMode::Create);
     let state = AppState::new(
         Arc::new(svc),
         Actor::local_admin(),
@@ -966,15 +954,8 @@ async fn x1_api_keys_authenticate_and_scope_requests() {
     .problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     // writes made with a key are attributed to its actor; the admin key is
     // made the way the CLI makes it (the local admin, through the services)
-    let admin_tok = {
-        let svc = kontextual_app::Services::open(
-            &kontextual_app::StoreConfig {
-                data_dir: api._dir.path().join("data"),
-                busy_timeout: std::time::Duration::from_secs(5),
-            },
-            kontextual_app::StoreOpenMode::ReadWrite,
-        )
-        .unwrap();
+    let admin_tok = support::blocking(|| {
+        let svc = api.store.open(StoreOpenMode::ReadWrite);
         let local = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
         svc.grant(
             &local,
@@ -992,7 +973,7 @@ async fn x1_api_keys_authenticate_and_scope_requests() {
         )
         .unwrap()
         .token
-    };
+    });
     let w = api
         .with_key(
             Method::POST,
@@ -1494,13 +1475,15 @@ async fn x4_rate_limits_answer_429_with_retry_after() {
     r.problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert!(r.headers.get(header::RETRY_AFTER).is_some());
     // another valid key from the locked-out address still gets through
-    let b = api.svc.key_create(
-        &kontextual_app::Caller::new(Actor::local_admin(), Namespace::default()),
-        "b",
-        "agent:a".parse().unwrap(),
-        vec![kontextual_model::Scope::Read],
-        None,
-    );
+    let b = support::blocking(|| {
+        api.svc.key_create(
+            &kontextual_app::Caller::new(Actor::local_admin(), Namespace::default()),
+            "b",
+            "agent:a".parse().unwrap(),
+            vec![kontextual_model::Scope::Read],
+            None,
+        )
+    });
     let b = b.unwrap().token;
     let r = api.with_key(Method::GET, "/v1/collections", &b, None).await;
     assert_eq!(
@@ -1707,14 +1690,15 @@ async fn o2_queued_jobs_are_authorized_again_when_they_run() {
     );
     let id = r.json()["job"]["id"].as_str().unwrap().to_owned();
     let admin = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
-    api.svc
-        .revoke_grant(
+    support::blocking(|| {
+        api.svc.revoke_grant(
             &admin,
             "user:ops".parse().unwrap(),
             kontextual_model::GrantPermission::Admin,
             kontextual_app::GrantOn::Namespace,
         )
-        .unwrap();
+    })
+    .unwrap();
     let svc = api.svc.clone();
     let summary = tokio::task::spawn_blocking(move || {
         svc.run_workers(
@@ -1730,7 +1714,9 @@ async fn o2_queued_jobs_are_authorized_again_when_they_run() {
     .unwrap()
     .unwrap();
     assert_eq!(summary.failed, 1, "{summary:?}");
-    let job = api.svc.job_show(&admin, id.parse().unwrap()).unwrap().job;
+    let job = support::blocking(|| api.svc.job_show(&admin, id.parse().unwrap()))
+        .unwrap()
+        .job;
     assert_eq!(job.state, kontextual_model::JobState::Dead);
     // refused as the policy refuses it: a collection the actor may not
     // touch is "not found" to it
@@ -1740,7 +1726,7 @@ async fn o2_queued_jobs_are_authorized_again_when_they_run() {
         "{job:?}"
     );
     assert!(
-        api.svc.collection_show(&admin, "loot").is_err(),
+        support::blocking(|| api.svc.collection_show(&admin, "loot")).is_err(),
         "nothing was ingested"
     );
 }
@@ -1805,10 +1791,11 @@ async fn o3_export_streams_only_what_the_caller_may_read() {
             vec![kontextual_model::Scope::Read],
         ),
     ] {
-        let k = api
-            .svc
-            .key_create(&admin, name, actor.parse().unwrap(), scopes, None)
-            .unwrap();
+        let k = support::blocking(|| {
+            api.svc
+                .key_create(&admin, name, actor.parse().unwrap(), scopes, None)
+        })
+        .unwrap();
         tokens.push(k.token);
     }
     let r = api
@@ -2113,7 +2100,21 @@ async fn x1_idempotent_key_creation_never_stores_the_token() {
     assert!(v.get("token").is_none(), "{v}");
     assert_eq!(v["secrets_withheld"], json!(["token"]));
     assert_eq!(v["key"]["id"], first.json()["key"]["id"]);
-    for entry in walk(api._dir.path()) {
+    if let Some(db) = api.store.db() {
+        let dump = std::process::Command::new("pg_dump")
+            .args(["--data-only", &db.url])
+            .output()
+            .unwrap();
+        assert!(dump.status.success());
+        assert!(
+            !dump
+                .stdout
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "the token's secret is stored in the database"
+        );
+    }
+    for entry in walk(api.store.root()) {
         let bytes = std::fs::read(&entry).unwrap();
         assert!(
             !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -2151,9 +2152,7 @@ async fn x2_server_paths_are_for_administrators() {
         prune: false,
         source_system: None,
     };
-    api.svc
-        .ingest(&admin, &req, &kontextual_app::NoProgress)
-        .unwrap();
+    support::blocking(|| api.svc.ingest(&admin, &req, &kontextual_app::NoProgress)).unwrap();
     let tokens = keys_for(
         &api,
         &[

@@ -7,6 +7,8 @@
 //! Boundary: wiring only. Domain logic lives in the domains and the
 //! kernel; this crate knows no CLI or HTTP types and no database driver.
 
+mod background;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use kontextual_store::{Page, PageRequest, Store};
 pub mod store_types {
     pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
 }
+pub use background::{Background, BackgroundConfig};
 pub use kontextual_index::Snippet;
 pub use kontextual_kernel::{
     AUTH_CACHE_TTL, AccessPolicy, AllowAll, AuditFilter, AuditVerification, Caller, DomainError,

@@ -24,7 +24,6 @@ mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -310,32 +309,9 @@ pub async fn serve(
             cause,
         })?;
     let addr = listener.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    // From here on the follower refreshes the index every
-    // `follow_interval`: searches read the last refresh and never commit.
-    svc.refresh_in_background();
-    let follower = std::thread::spawn({
-        let (svc, stop, every) = (svc.clone(), stop.clone(), cfg.follow_interval);
-        move || {
-            let mut last_flush = std::time::Instant::now();
-            let mut last_touch = std::time::Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                svc.follow_feeds();
-                if last_flush.elapsed() >= Duration::from_secs(2) {
-                    svc.flush_access_log();
-                    last_flush = std::time::Instant::now();
-                }
-                if last_touch.elapsed() >= Duration::from_secs(60) {
-                    svc.flush_key_uses();
-                    last_touch = std::time::Instant::now();
-                }
-                std::thread::sleep(every);
-            }
-        }
-    });
-    let workers = cfg.workers.clone().map(|wcfg| {
-        let (svc, stop) = (svc.clone(), stop.clone());
-        std::thread::spawn(move || svc.run_workers(&wcfg, stop))
+    let background = svc.start_background(kontextual_app::BackgroundConfig {
+        follow_interval: cfg.follow_interval,
+        workers: cfg.workers.clone(),
     });
     let (app, _) = router(state, &cfg);
     tracing::info!(%addr, "serving");
@@ -346,23 +322,14 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown_signal())
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let _ = follower.join();
-    // Workers give back what they hold and stop at a safe point.
-    if let Some(w) = workers {
-        match tokio::task::spawn_blocking(move || w.join()).await {
-            Ok(Ok(Ok(summary))) => tracing::info!(?summary, "workers stopped"),
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "workers stopped with an error"),
-            _ => tracing::warn!("a worker thread panicked"),
-        }
+    // Workers give back what they hold and stop at a safe point; what the
+    // follower had not applied yet is committed.
+    if tokio::task::spawn_blocking(move || background.stop())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping the background work panicked");
     }
-    // Commit what the follower had not applied yet, and record key uses.
-    let _ = tokio::task::spawn_blocking(move || {
-        svc.flush_key_uses();
-        svc.flush_access_log();
-        svc.follow_feeds();
-    })
-    .await;
     served?;
     Ok(())
 }

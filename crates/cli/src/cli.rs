@@ -744,6 +744,12 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408
     #[arg(long, default_value_t = 30, value_parser = u64_in::<1, 3600>)]
     pub request_timeout: u64,
+    /// Seconds a client has to send a request's headers; also how long an idle kept-alive connection stays open
+    #[arg(long, default_value_t = 10, value_parser = u64_in::<1, 3600>)]
+    pub header_timeout: u64,
+    /// Open connections at most; beyond, new connections are closed at once (and a warning is logged)
+    #[arg(long, default_value_t = 4096, value_parser = u64_in::<1, 1_000_000>)]
+    pub max_connections: u64,
 }
 
 #[derive(Subcommand, Debug)]

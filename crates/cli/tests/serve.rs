@@ -250,3 +250,74 @@ fn o1_metrics_pass_promtool_and_count_cli_ingests() {
         }
     }
 }
+
+/// Reads until the server closes the connection (or `within` passes):
+/// whether it was closed, and what arrived.
+fn closed_within(s: &mut TcpStream, within: Duration) -> (bool, String) {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (true, String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            // reset by the server counts as closed
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (true, String::from_utf8_lossy(&got).into_owned());
+            }
+            Err(_) => return (false, String::from_utf8_lossy(&got).into_owned()),
+        }
+    }
+}
+
+/// X4: connections are bounded — a client that sends its headers a byte
+/// at a time (slowloris) and a kept-alive connection left idle are closed
+/// after `--header-timeout`; beyond `--max-connections` a new connection
+/// is closed at once, and the server keeps answering once slots free up.
+#[test]
+fn x4_slow_idle_and_excess_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    let (_server, addr) = serve(&data, &["--header-timeout", "1", "--max-connections", "3"]);
+    // slowloris: one header byte every 300 ms never completes the request
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    let slow_writer = {
+        let mut w = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa".iter()
+            {
+                if w.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    // idle after one answered request on a kept-alive connection
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    write!(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first[9..12], b"200");
+    // a third connection, opened and left silent: the cap (3) is reached
+    let silent = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut excess = TcpStream::connect(&addr).unwrap();
+    let (closed, got) = closed_within(&mut excess, Duration::from_secs(5));
+    assert!(
+        closed && got.is_empty(),
+        "a 4th connection is closed at once: {got:?}"
+    );
+    // the header timeout (1 s) closes the slow and the idle connection
+    let (closed, got) = closed_within(&mut slow, Duration::from_secs(8));
+    assert!(closed, "the slowloris connection is closed: {got:?}");
+    let (closed, _) = closed_within(&mut idle, Duration::from_secs(8));
+    assert!(closed, "the idle kept-alive connection is closed");
+    drop(silent);
+    let _ = slow_writer.join();
+    // slots are free again: the server answers
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = http(&addr, "GET", "/healthz", "");
+    assert_eq!(status, 200);
+}

@@ -16,6 +16,7 @@ mod dto;
 mod extract;
 mod idempotency;
 pub mod limits;
+mod listen;
 pub mod metrics;
 pub mod problem;
 mod request;
@@ -72,6 +73,11 @@ pub struct ServeConfig {
     /// Largest request body (artifact content uploads included).
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Time for a client to send a request's headers; also the longest a
+    /// kept-alive connection may sit idle.
+    pub header_timeout: Duration,
+    /// Open connections at most; beyond, new ones are closed at once.
+    pub max_connections: usize,
     /// How often the index follower applies new changes (the bound on how
     /// long a write by another process takes to become searchable here).
     pub follow_interval: Duration,
@@ -85,6 +91,8 @@ impl Default for ServeConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 7700)),
             max_body_bytes: 64 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
             follow_interval: Duration::from_millis(250),
             workers: None,
         }
@@ -316,11 +324,15 @@ pub async fn serve(
     let (app, _) = router(state, &cfg);
     tracing::info!(%addr, "serving");
     ready(addr);
-    let served = axum::serve(
+    let served = listen::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        listen::ConnectionLimits {
+            header_timeout: cfg.header_timeout,
+            max_connections: cfg.max_connections,
+        },
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await;
     // Workers give back what they hold and stop at a safe point; what the
     // follower had not applied yet is committed.

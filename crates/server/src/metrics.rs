@@ -55,6 +55,10 @@ fn describe() {
     );
     describe_histogram!("kontextual_query_duration_seconds", "Search latency");
     describe_counter!(
+        "kontextual_http_connections_refused_total",
+        "Connections closed at once because --max-connections were open"
+    );
+    describe_counter!(
         "kontextual_ingest_documents_total",
         "Files ingested (stored or unchanged)"
     );

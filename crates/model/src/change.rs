@@ -157,6 +157,39 @@ pub enum Change {
         package: String,
         summary: serde_json::Value,
     },
+    /// A webhook was created, updated, enabled or disabled, or had its
+    /// secret rotated (audited as `webhook.<verb>`). Never carries a secret.
+    Webhook {
+        action: crate::WebhookAction,
+        webhook: crate::Webhook,
+    },
+    /// A webhook was deleted; its pending and failed deliveries were cancelled.
+    WebhookDeleted {
+        webhook: crate::Webhook,
+        cancelled: u64,
+    },
+    /// Deliveries created for outbox events, each with the job that will
+    /// deliver it (bookkeeping, not audited). Only newly created ones: a
+    /// delivery whose (webhook, event) already existed is not listed.
+    WebhookDeliveriesCreated {
+        deliveries: Vec<crate::DeliveryId>,
+        jobs: Vec<crate::JobId>,
+    },
+    /// A delivery attempt was recorded (bookkeeping, not audited): the
+    /// delivery as it is now.
+    WebhookAttemptRecorded {
+        delivery: crate::Delivery,
+    },
+    /// An operator sent deliveries again (audited as `webhook.resend`).
+    WebhookDeliveriesResent {
+        webhook: crate::Webhook,
+        deliveries: Vec<crate::DeliveryId>,
+        jobs: Vec<crate::JobId>,
+    },
+    /// Finished deliveries past retention were deleted (bookkeeping).
+    WebhookDeliveriesPruned {
+        count: u64,
+    },
     /// An audit-only record (a denial, a recovery action) with no state change.
     Audited {
         action: String,
@@ -424,7 +457,27 @@ impl Change {
                     ROW_HASH: mark_fingerprint("quarantine", quarantine),
                 })),
             },
+            Change::Webhook { action, webhook } => {
+                webhook_draft(&format!("webhook.{}", action.verb()), webhook, None)
+            }
+            Change::WebhookDeleted { webhook, cancelled } => webhook_draft(
+                "webhook.delete",
+                webhook,
+                Some(("cancelled", json!(cancelled))),
+            ),
+            Change::WebhookDeliveriesResent {
+                webhook,
+                deliveries,
+                ..
+            } => webhook_draft(
+                "webhook.resend",
+                webhook,
+                Some(("deliveries", json!(deliveries))),
+            ),
             Change::Audited { .. }
+            | Change::WebhookDeliveriesCreated { .. }
+            | Change::WebhookAttemptRecorded { .. }
+            | Change::WebhookDeliveriesPruned { .. }
             | Change::ContextPackageUnchanged { .. }
             | Change::Idempotency(_)
             | Change::JobUnchanged { .. }
@@ -519,7 +572,21 @@ impl Change {
                 t.job.id.to_string(),
                 json!({ "kind": t.job.kind, "state": t.job.state }),
             ),
+            Change::Webhook { action, webhook } => (
+                format!("webhook.{action}"),
+                webhook.id.to_string(),
+                webhook_facts(webhook),
+            ),
+            Change::WebhookDeleted { webhook, .. } => (
+                "webhook.deleted".to_owned(),
+                webhook.id.to_string(),
+                json!({ "url": webhook.url }),
+            ),
             Change::ArtifactUnchanged { .. }
+            | Change::WebhookDeliveriesCreated { .. }
+            | Change::WebhookAttemptRecorded { .. }
+            | Change::WebhookDeliveriesResent { .. }
+            | Change::WebhookDeliveriesPruned { .. }
             | Change::Idempotency(_)
             | Change::ContextPackageUnchanged { .. }
             | Change::Audited { .. }
@@ -832,6 +899,40 @@ fn verb(kind: ChangeKind) -> &'static str {
         ChangeKind::Deleted => "delete",
         ChangeKind::Restored => "restore",
         ChangeKind::Purged => "purge",
+    }
+}
+
+/// What an audit record or event says about a webhook: never its secrets
+/// (a [`crate::Webhook`] holds none).
+fn webhook_facts(w: &crate::Webhook) -> serde_json::Value {
+    json!({
+        "url": w.url,
+        "types": w.types,
+        "collections": w.collections,
+        "state": w.state,
+        "disabled_reason": w.disabled_reason,
+    })
+}
+
+fn webhook_draft(
+    action: &str,
+    w: &crate::Webhook,
+    extra: Option<(&str, serde_json::Value)>,
+) -> AuditDraft {
+    let mut detail = webhook_facts(w);
+    if let (Some((k, v)), Some(obj)) = (extra, detail.as_object_mut()) {
+        obj.insert(k.to_owned(), v);
+    }
+    AuditDraft {
+        action: action.into(),
+        target_kind: "webhook".into(),
+        target_id: w.id.to_string(),
+        target_name: Some(w.url.clone()),
+        revision: None,
+        prev_digest: None,
+        digest: None,
+        outcome: Outcome::Success,
+        detail: Some(detail),
     }
 }
 

@@ -56,6 +56,8 @@ uuid_id!(CollectionId, "collection id");
 uuid_id!(RelationId, "relation id");
 uuid_id!(RunId, "run id");
 uuid_id!(JobId, "job id");
+uuid_id!(WebhookId, "webhook id");
+uuid_id!(DeliveryId, "delivery id");
 
 /// Correlates every audit record, event and log line caused by one request.
 /// Shaped like a W3C trace-context trace-id: 32 lowercase hex digits, not all zero.

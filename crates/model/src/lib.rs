@@ -21,6 +21,7 @@ pub mod metadata;
 pub mod names;
 pub mod relation;
 pub mod run;
+pub mod webhook;
 
 pub use actor::{Actor, ActorKind};
 pub use artifact::{Artifact, ArtifactState, Classification, Lifecycle, Provenance, Revision};
@@ -31,13 +32,19 @@ pub use digest::{Digest, DigestWriter};
 pub use error::ModelError;
 pub use event::{EventDraft, OutboxEvent};
 pub use grant::{AccessEntry, Clearance, Grant, GrantPermission, GrantScope, Hold};
-pub use ids::{ArtifactId, CollectionId, CorrelationId, JobId, RelationId, RunId};
+pub use ids::{
+    ArtifactId, CollectionId, CorrelationId, DeliveryId, JobId, RelationId, RunId, WebhookId,
+};
 pub use job::{AttemptOutcome, Job, JobAttempt, JobResult, JobState, JobStats, JobTransition};
 pub use key::{ApiKey, Idempotency, Scope};
 pub use metadata::Metadata;
 pub use names::{ArtifactName, ArtifactRef, CollectionName, Namespace, PackageName, RelationType};
 pub use relation::{Collection, Relation};
 pub use run::{Run, RunStatus, RunStep, RunSummary};
+pub use webhook::{
+    DELIVER_JOB, Delivery, DeliveryAttempt, DeliveryCounts, DeliveryDetail, DeliveryState, Webhook,
+    WebhookAction, WebhookSecrets, WebhookState,
+};
 
 /// Timestamps are UTC instants; they serialize as RFC 3339 strings.
 pub type Timestamp = jiff::Timestamp;

@@ -14,6 +14,7 @@ use crate::jobs::write as jobs;
 use crate::knowledge::write as knowledge;
 use crate::runs::write as runs;
 use crate::sql::Tx;
+use crate::webhooks::write as webhooks;
 use crate::{KnowledgeOp, Op, Result, StoreError, WriteBatch, audit};
 
 /// Applies `batch` after `head` and moves `head` to the last record it
@@ -39,6 +40,7 @@ pub(crate) fn apply(
             Op::Runs(op) => runs::apply(tx, &ctx, op, now)?,
             Op::Jobs(op) => jobs::apply(tx, &ctx, op, now)?,
             Op::Access(op) => access::apply(tx, &ctx, op, now)?,
+            Op::Webhooks(op) => webhooks::apply(tx, &ctx, op, now)?,
             Op::Audit(draft) => audit::record_only(tx, &ctx, head, now, draft)?,
         };
         for change in &changes {

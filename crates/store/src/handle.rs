@@ -17,8 +17,8 @@ use crate::access::Mark;
 use crate::access::read as access;
 use crate::engine::Engine;
 use crate::port::{
-    ArtifactKey, ArtifactQuery, AuditQuery, CheckReport, FeedPosition, JobQuery, Page, PageRequest,
-    RelationQuery, StoreStatus, WriteBatch,
+    ArtifactKey, ArtifactQuery, AuditQuery, CheckReport, DeliveryQuery, FeedPosition, JobQuery,
+    Page, PageRequest, RelationQuery, StoreStatus, WriteBatch,
 };
 use crate::sql::Tx;
 use crate::{Result, StoreError};
@@ -106,6 +106,10 @@ impl Store {
 
     pub fn jobs(&self) -> JobStore<'_> {
         JobStore(self)
+    }
+
+    pub fn webhooks(&self) -> WebhookStore<'_> {
+        WebhookStore(self)
     }
 }
 
@@ -379,6 +383,77 @@ impl JobStore<'_> {
 
     pub fn stats(&self) -> Result<kontextual_model::JobStats> {
         self.0.read(crate::jobs::read::stats)
+    }
+}
+
+/// Webhooks (O5): subscriptions, their secrets, deliveries and attempts.
+#[derive(Clone, Copy)]
+pub struct WebhookStore<'s>(&'s Store);
+
+impl WebhookStore<'_> {
+    /// A webhook of the namespace, without its secrets.
+    pub fn get(
+        &self,
+        ns: &Namespace,
+        id: kontextual_model::WebhookId,
+    ) -> Result<Option<kontextual_model::Webhook>> {
+        self.0.read(|tx| crate::webhooks::read::webhook(tx, ns, id))
+    }
+
+    /// The namespace's webhooks, newest first.
+    pub fn list(
+        &self,
+        ns: &Namespace,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Webhook>> {
+        self.0
+            .read(|tx| crate::webhooks::read::webhooks(tx, ns, page))
+    }
+
+    /// Every enabled webhook of every namespace (for the dispatcher).
+    pub fn enabled(&self) -> Result<Vec<kontextual_model::Webhook>> {
+        self.0.read(crate::webhooks::read::enabled)
+    }
+
+    /// A webhook's signing secrets (for the deliverer only).
+    pub fn secrets(
+        &self,
+        ns: &Namespace,
+        id: kontextual_model::WebhookId,
+    ) -> Result<Option<kontextual_model::WebhookSecrets>> {
+        self.0.read(|tx| crate::webhooks::read::secrets(tx, ns, id))
+    }
+
+    /// A webhook's deliveries, newest first.
+    pub fn deliveries(
+        &self,
+        ns: &Namespace,
+        webhook: kontextual_model::WebhookId,
+        q: &DeliveryQuery,
+        page: &PageRequest,
+    ) -> Result<Page<kontextual_model::Delivery>> {
+        self.0
+            .read(|tx| crate::webhooks::read::deliveries(tx, ns, webhook, q, page))
+    }
+
+    /// A delivery with its body and attempts.
+    pub fn delivery(
+        &self,
+        ns: &Namespace,
+        id: kontextual_model::DeliveryId,
+    ) -> Result<Option<kontextual_model::DeliveryDetail>> {
+        self.0
+            .read(|tx| crate::webhooks::read::delivery(tx, ns, id))
+    }
+
+    /// A webhook's deliveries counted by state.
+    pub fn counts(
+        &self,
+        ns: &Namespace,
+        webhook: kontextual_model::WebhookId,
+    ) -> Result<kontextual_model::DeliveryCounts> {
+        self.0
+            .read(|tx| crate::webhooks::read::counts(tx, ns, webhook))
     }
 }
 

@@ -34,12 +34,15 @@ mod sql;
 #[cfg(test)]
 mod sql_statements;
 pub mod sqlite;
+mod webhooks;
 
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
 pub use error::{ErrorKind, StoreError};
-pub use handle::{AccessStore, AuditStore, FeedStore, JobStore, KnowledgeStore, RunStore, Store};
+pub use handle::{
+    AccessStore, AuditStore, FeedStore, JobStore, KnowledgeStore, RunStore, Store, WebhookStore,
+};
 pub use port::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -13,13 +13,13 @@
 
 use std::io::Read;
 
-use kontextual_model::JobId;
 use kontextual_model::audit::ChainReport;
 use kontextual_model::{
     Actor, Artifact, ArtifactId, ArtifactName, AuditDraft, ChainHead, Classification,
     CollectionName, CorrelationId, Digest, Lifecycle, Metadata, Namespace, Provenance, Relation,
     RelationId, RelationType, Revision, RunId,
 };
+use kontextual_model::{DeliveryId, JobId, WebhookId};
 use serde::Serialize;
 
 use crate::Result;
@@ -144,6 +144,7 @@ pub enum Op {
     Jobs(JobOp),
     Runs(RunOp),
     Feed(FeedOp),
+    Webhooks(WebhookOp),
     /// Append an audit record that accompanies no state change (e.g. a denial).
     Audit(AuditDraft),
 }
@@ -364,6 +365,135 @@ pub enum FeedOp {
     },
 }
 
+/// Webhook subscriptions and their deliveries (O5). Secrets are stored
+/// with the webhook but never appear in a change, audit record or event.
+#[derive(Debug)]
+pub enum WebhookOp {
+    /// Creates a webhook in the batch's namespace (audited as
+    /// `webhook.create`). `AlreadyExists` if the id is taken.
+    CreateWebhook {
+        webhook: kontextual_model::Webhook,
+        secret: Secret,
+    },
+    /// Changes the given fields of a webhook (audited as `webhook.update`).
+    UpdateWebhook { id: WebhookId, patch: WebhookPatch },
+    /// Enables or disables a webhook (audited as `webhook.enable` /
+    /// `webhook.disable`). Enabling clears the failure streak and the reason.
+    SetWebhookState {
+        id: WebhookId,
+        state: kontextual_model::WebhookState,
+        reason: Option<String>,
+    },
+    /// The current secret becomes the previous one (valid until
+    /// `previous_expires_at`) and `secret` the current one (audited as
+    /// `webhook.rotate_secret`, without either secret).
+    RotateSecret {
+        id: WebhookId,
+        secret: Secret,
+        previous_expires_at: Option<kontextual_model::Timestamp>,
+    },
+    /// Deletes a webhook and cancels its pending and failed deliveries
+    /// (audited as `webhook.delete`); the deliveries stay until pruned.
+    DeleteWebhook { id: WebhookId },
+    /// Creates deliveries of outbox events, each in its webhook's namespace
+    /// (whatever the batch's), and in the same transaction enqueues a
+    /// [`kontextual_model::DELIVER_JOB`] job for each new one with
+    /// `max_attempts`. A (webhook, event) pair that already has a delivery
+    /// is skipped, so replaying events after a crash creates nothing twice;
+    /// so is a webhook that no longer exists. Bookkeeping: not audited.
+    /// Yields [`Change::WebhookDeliveriesCreated`](kontextual_model::Change).
+    CreateDeliveries {
+        deliveries: Vec<NewDelivery>,
+        max_attempts: u32,
+    },
+    /// Records one delivery attempt: appends it, updates the delivery, and
+    /// the webhook's failure streak (set by the first failure, cleared by a
+    /// success). Bookkeeping: not audited. `NotFound` for an unknown delivery.
+    RecordAttempt(DeliveryOutcome),
+    /// An operator sends deliveries of a webhook again: each goes back to
+    /// `pending` with a fresh delivery job (audited as `webhook.resend`).
+    /// `NotFound` if a delivery is not the webhook's.
+    ResendDeliveries {
+        webhook: WebhookId,
+        deliveries: Vec<DeliveryId>,
+        max_attempts: u32,
+    },
+    /// Deletes finished deliveries (succeeded, dead, cancelled) last updated
+    /// before `older_than`, with their attempts. Bookkeeping: not audited.
+    PruneDeliveries {
+        older_than: kontextual_model::Timestamp,
+    },
+}
+
+/// A webhook signing secret on its way into the store; `Debug` never
+/// shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+/// The fields of a webhook to change; `None` keeps the current value.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub types: Option<Vec<String>>,
+    pub collections: Option<Vec<CollectionName>>,
+}
+
+/// A delivery to create: one outbox event for one webhook.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub webhook: WebhookId,
+    pub event_seq: u64,
+    pub event_type: String,
+    /// The exact bytes every attempt sends.
+    pub body: Vec<u8>,
+}
+
+/// How one delivery attempt went, and where the delivery goes next.
+#[derive(Clone, Debug)]
+pub struct DeliveryOutcome {
+    pub delivery: DeliveryId,
+    pub at: kontextual_model::Timestamp,
+    pub status: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+    /// The start of the answer's body (the deliverer truncates it).
+    pub response: Option<String>,
+    /// The delivery's new state: `Succeeded`, `Failed` (retried at
+    /// `next_attempt_at`) or `Dead`; a success clears the failure streak,
+    /// anything else starts or continues it.
+    pub state: kontextual_model::DeliveryState,
+    pub next_attempt_at: Option<kontextual_model::Timestamp>,
+}
+
+/// Delivery listing filter. Order: newest first.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryQuery {
+    /// Only these states; empty: any.
+    pub states: Vec<kontextual_model::DeliveryState>,
+    /// Only deliveries created at or after this instant.
+    pub since: Option<kontextual_model::Timestamp>,
+}
+
 impl Op {
     /// Whether the operation is bookkeeping: it never yields an audited
     /// change (see `Change::audit_draft`), so an engine need not serialise
@@ -381,6 +511,11 @@ impl Op {
                 JobOp::ClaimJobs { .. } | JobOp::HeartbeatJob { .. } | JobOp::FinishJob { .. }
             ) | Op::Runs(RunOp::RunStep { .. })
                 | Op::Feed(FeedOp::AckOutbox { .. })
+                | Op::Webhooks(
+                    WebhookOp::CreateDeliveries { .. }
+                        | WebhookOp::RecordAttempt(_)
+                        | WebhookOp::PruneDeliveries { .. }
+                )
                 | Op::Access(
                     AccessOp::TouchKeys { .. }
                         | AccessOp::RecordAccess { .. }

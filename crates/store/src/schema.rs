@@ -7,7 +7,8 @@
 //!
 //! The engines keep their own lists only because their DDL differs (types,
 //! `STRICT`, collations) and shipped migrations never change: SQLite's
-//! history has twelve steps, PostgreSQL's started later as one. A future
+//! history has thirteen steps, PostgreSQL's started later as one (and
+//! then followed with webhooks as its second). A future
 //! migration whose DDL is the same on both is one `const` listed in both.
 //! The engine owns the transaction and its lock (SQLite: `BEGIN
 //! IMMEDIATE`; PostgreSQL: an advisory lock), so concurrent `init`s from

@@ -37,9 +37,9 @@ fn notify_workers(tx: &mut Tx<'_>, kind: &str) -> Result<()> {
 fn valid_kind(kind: &str) -> bool {
     !kind.is_empty()
         && kind.len() <= 64
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && kind.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
 }
 
 pub(crate) fn enqueue(
@@ -50,7 +50,7 @@ pub(crate) fn enqueue(
 ) -> Result<Change> {
     if !valid_kind(&new.kind) {
         return Err(StoreError::InvalidInput(format!(
-            "job kind {:?}: use 1-64 lowercase letters, digits, '-' or '_'",
+            "job kind {:?}: use 1-64 lowercase letters, digits, '-', '_' or '.'",
             new.kind
         )));
     }

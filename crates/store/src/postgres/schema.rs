@@ -8,11 +8,18 @@ use crate::postgres::{Conn, pg_err};
 pub use crate::schema::{Migration, SchemaState};
 use crate::sql::Tx;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "schema",
-    sql: include_str!("migrations/0001_schema.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("migrations/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "webhooks",
+        sql: include_str!("migrations/0002_webhooks.sql"),
+    },
+];
 
 /// `pg_advisory_xact_lock` key for schema changes ("KNTX" + 1).
 const MIGRATION_LOCK: i64 = 0x4B4E_5458_0000_0001;

@@ -1,0 +1,228 @@
+//! Webhook reads: subscriptions, their secrets, deliveries and attempts.
+
+use kontextual_model::{
+    Delivery, DeliveryAttempt, DeliveryCounts, DeliveryDetail, DeliveryId, DeliveryState,
+    Namespace, Webhook, WebhookId, WebhookSecrets,
+};
+
+use crate::port::{Cursor, DeliveryQuery, Page, PageRequest};
+use crate::sql::{Row, Tx, args};
+use crate::{Result, StoreError};
+
+/// The columns [`webhook_row`] reads, in its order (never the secrets).
+pub(super) const WEBHOOK_COLS: &str = "id, namespace, url, description, types, collections, state, \
+     disabled_reason, created_at, updated_at, created_by, first_failure_at";
+
+pub(super) fn webhook_row(r: &Row<'_>) -> Result<Webhook> {
+    Ok(Webhook {
+        id: WebhookId(r.get(0)?),
+        namespace: r.parsed(1)?,
+        url: r.get(2)?,
+        description: r.get(3)?,
+        types: r.json(4)?,
+        collections: r.json(5)?,
+        state: r.parsed(6)?,
+        disabled_reason: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        created_by: r.parsed(10)?,
+        first_failure_at: r.get(11)?,
+    })
+}
+
+/// The columns [`delivery_row`] reads, in its order (not the body).
+pub(super) const DELIVERY_COLS: &str = "id, webhook_id, namespace, event_seq, event_type, state, \
+     attempts, last_status, last_error, last_latency_ms, created_at, updated_at, next_attempt_at";
+
+/// An HTTP status at rest (an integer column) as the model's `u16`.
+fn status(r: &Row<'_>, idx: usize) -> Result<Option<u16>> {
+    r.get::<Option<i64>>(idx)?
+        .map(|v| {
+            u16::try_from(v)
+                .map_err(|_| StoreError::Corrupted(format!("HTTP status {v} in column {idx}")))
+        })
+        .transpose()
+}
+
+pub(super) fn delivery_row(r: &Row<'_>) -> Result<Delivery> {
+    Ok(Delivery {
+        id: DeliveryId(r.get(0)?),
+        webhook: WebhookId(r.get(1)?),
+        namespace: r.parsed(2)?,
+        event_seq: r.get(3)?,
+        event_type: r.get(4)?,
+        state: r.parsed(5)?,
+        attempts: r.get(6)?,
+        last_status: status(r, 7)?,
+        last_error: r.get(8)?,
+        last_latency_ms: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        next_attempt_at: r.get(12)?,
+    })
+}
+
+pub(crate) fn webhook(tx: &mut Tx<'_>, ns: &Namespace, id: WebhookId) -> Result<Option<Webhook>> {
+    tx.query_opt(
+        &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE id = ?1 AND namespace = ?2"),
+        args![id.0, ns.as_str()],
+        webhook_row,
+    )
+}
+
+/// Newest first. `LIMIT (SELECT …)` and the casts: see `jobs::read::jobs`.
+pub(crate) fn webhooks(
+    tx: &mut Tx<'_>,
+    ns: &Namespace,
+    req: &PageRequest,
+) -> Result<Page<Webhook>> {
+    let limit = req.effective_limit();
+    let before = req.before_id()?;
+    tx.page(
+        &format!(
+            "SELECT {WEBHOOK_COLS} FROM webhooks WHERE namespace = ?1 AND id < ?2 \
+             ORDER BY id DESC LIMIT (SELECT CAST(?3 AS BIGINT))"
+        ),
+        args![ns.as_str(), before, u64::from(limit) + 1],
+        limit,
+        webhook_row,
+        |w| Cursor(w.id.to_string()),
+    )
+}
+
+/// Every enabled webhook of every namespace, oldest first (the dispatcher's view).
+pub(crate) fn enabled(tx: &mut Tx<'_>) -> Result<Vec<Webhook>> {
+    tx.query(
+        &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE state = 'enabled' ORDER BY id"),
+        &[],
+        webhook_row,
+    )
+}
+
+pub(crate) fn secrets(
+    tx: &mut Tx<'_>,
+    ns: &Namespace,
+    id: WebhookId,
+) -> Result<Option<WebhookSecrets>> {
+    tx.query_opt(
+        "SELECT secret, previous_secret, previous_expires_at FROM webhooks \
+         WHERE id = ?1 AND namespace = ?2",
+        args![id.0, ns.as_str()],
+        |r| {
+            Ok(WebhookSecrets {
+                current: r.get(0)?,
+                previous: r.get(1)?,
+                previous_expires_at: r.get(2)?,
+            })
+        },
+    )
+}
+
+/// The states a listing may show, spelled `,pending,failed,` for a
+/// containment test in SQL; `None`: every state.
+fn state_set(states: &[DeliveryState]) -> Option<String> {
+    (!states.is_empty()).then(|| {
+        let mut s = String::from(",");
+        for st in states {
+            s.push_str(st.as_str());
+            s.push(',');
+        }
+        s
+    })
+}
+
+/// A webhook's deliveries, newest first.
+pub(crate) fn deliveries(
+    tx: &mut Tx<'_>,
+    ns: &Namespace,
+    webhook: WebhookId,
+    q: &DeliveryQuery,
+    req: &PageRequest,
+) -> Result<Page<Delivery>> {
+    let limit = req.effective_limit();
+    let before = req.before_id()?;
+    tx.page(
+        &format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = ?1 AND namespace = ?2 \
+             AND id < ?3 \
+             AND (CAST(?4 AS TEXT) IS NULL OR CAST(?4 AS TEXT) LIKE ('%,' || state || ',%')) \
+             AND (CAST(?5 AS BIGINT) IS NULL OR created_at >= CAST(?5 AS BIGINT)) \
+             ORDER BY id DESC LIMIT (SELECT CAST(?6 AS BIGINT))"
+        ),
+        args![
+            webhook.0,
+            ns.as_str(),
+            before,
+            state_set(&q.states),
+            q.since,
+            u64::from(limit) + 1
+        ],
+        limit,
+        delivery_row,
+        |d| Cursor(d.id.to_string()),
+    )
+}
+
+/// A delivery in any namespace (the deliverer's and bookkeeping's view).
+pub(crate) fn delivery_by_id(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<Delivery>> {
+    tx.query_opt(
+        &format!("SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = ?1"),
+        args![id.0],
+        delivery_row,
+    )
+}
+
+pub(crate) fn delivery(
+    tx: &mut Tx<'_>,
+    ns: &Namespace,
+    id: DeliveryId,
+) -> Result<Option<DeliveryDetail>> {
+    let found = tx.query_opt(
+        &format!(
+            "SELECT {DELIVERY_COLS}, body FROM webhook_deliveries WHERE id = ?1 AND namespace = ?2"
+        ),
+        args![id.0, ns.as_str()],
+        |r| Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?)),
+    )?;
+    let Some((delivery, body)) = found else {
+        return Ok(None);
+    };
+    let attempts = tx.query(
+        "SELECT at, status, latency_ms, error, response FROM webhook_attempts \
+         WHERE delivery_id = ?1 ORDER BY attempt",
+        args![id.0],
+        |r| {
+            Ok(DeliveryAttempt {
+                at: r.get(0)?,
+                status: status(r, 1)?,
+                latency_ms: r.get(2)?,
+                error: r.get(3)?,
+                response: r.get(4)?,
+            })
+        },
+    )?;
+    Ok(Some(DeliveryDetail {
+        delivery,
+        body,
+        attempts,
+    }))
+}
+
+/// A webhook's deliveries counted by state.
+pub(crate) fn counts(
+    tx: &mut Tx<'_>,
+    ns: &Namespace,
+    webhook: WebhookId,
+) -> Result<DeliveryCounts> {
+    let rows = tx.query(
+        "SELECT state, count(*) FROM webhook_deliveries WHERE webhook_id = ?1 AND namespace = ?2 \
+         GROUP BY state",
+        args![webhook.0, ns.as_str()],
+        |r| Ok((r.parsed::<DeliveryState>(0)?, r.get::<u64>(1)?)),
+    )?;
+    let mut counts = DeliveryCounts::default();
+    for (state, n) in rows {
+        counts.add(state, n);
+    }
+    Ok(counts)
+}

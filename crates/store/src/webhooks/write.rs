@@ -1,0 +1,503 @@
+//! Webhook writes: each runs inside the engine's transaction and returns
+//! the change it made (the caller audits the audited ones). Secrets are
+//! written here and read only by `read::secrets`: no change carries one.
+
+use kontextual_model::{
+    Change, DELIVER_JOB, DeliveryId, DeliveryState, JobId, Timestamp, Webhook, WebhookAction,
+    WebhookId, WebhookState,
+};
+
+use super::read::{WEBHOOK_COLS, delivery_by_id, webhook, webhook_row};
+use crate::port::{
+    DeliveryOutcome, NewDelivery, NewJob, Secret, WebhookOp, WebhookPatch, WriteContext,
+};
+use crate::sql::{Tx, args};
+use crate::{Result, StoreError};
+
+const MAX_URL: usize = 2048;
+const MAX_TEXT: usize = 1024;
+const MAX_TYPES: usize = 64;
+/// The most deliveries one `CreateDeliveries` or `ResendDeliveries` takes.
+const MAX_BATCH: usize = 10_000;
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidInput(msg.into())
+}
+
+fn check_url(url: &str) -> Result<()> {
+    if url.trim().is_empty() || url.len() > MAX_URL {
+        return Err(invalid(format!("a webhook URL must be 1-{MAX_URL} bytes")));
+    }
+    Ok(())
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.len() > MAX_TEXT {
+        return Err(invalid(format!(
+            "a webhook description must be at most {MAX_TEXT} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_types(types: &[String]) -> Result<()> {
+    if types.len() > MAX_TYPES {
+        return Err(invalid(format!(
+            "a webhook takes at most {MAX_TYPES} event types"
+        )));
+    }
+    if let Some(t) = types
+        .iter()
+        .find(|t| t.is_empty() || t.len() > 128 || t.chars().any(char::is_whitespace))
+    {
+        return Err(invalid(format!(
+            "event type pattern {t:?}: use 1-128 characters without spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn check_secret(secret: &Secret) -> Result<()> {
+    if secret.0.is_empty() || secret.0.len() > MAX_TEXT {
+        // the secret itself is never part of an error
+        return Err(invalid(format!(
+            "a webhook secret must be 1-{MAX_TEXT} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_max_attempts(n: u32) -> Result<()> {
+    if n == 0 || n > 1000 {
+        return Err(invalid("max attempts must be between 1 and 1000"));
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+fn not_found(id: WebhookId) -> StoreError {
+    StoreError::not_found(format!("webhook {id}"))
+}
+
+/// The webhook of the batch's namespace, or `NotFound`.
+fn existing(tx: &mut Tx<'_>, ctx: &WriteContext, id: WebhookId) -> Result<Webhook> {
+    webhook(tx, &ctx.namespace, id)?.ok_or_else(|| not_found(id))
+}
+
+fn reread(tx: &mut Tx<'_>, id: WebhookId) -> Result<Webhook> {
+    tx.query_opt(
+        &format!("SELECT {WEBHOOK_COLS} FROM webhooks WHERE id = ?1"),
+        args![id.0],
+        webhook_row,
+    )?
+    .ok_or_else(|| StoreError::Internal(format!("webhook {id} vanished")))
+}
+
+fn create(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    webhook: Webhook,
+    secret: Secret,
+    now: Timestamp,
+) -> Result<Change> {
+    check_url(&webhook.url)?;
+    check_description(&webhook.description)?;
+    check_types(&webhook.types)?;
+    check_secret(&secret)?;
+    let webhook = Webhook {
+        namespace: ctx.namespace.clone(),
+        disabled_reason: match webhook.state {
+            WebhookState::Enabled => None,
+            WebhookState::Disabled => webhook.disabled_reason,
+        },
+        created_at: now,
+        updated_at: now,
+        created_by: ctx.actor.clone(),
+        first_failure_at: None,
+        ..webhook
+    };
+    // A taken id fails the batch, so the failed statement needs no
+    // savepoint on PostgreSQL.
+    tx.execute(
+        "INSERT INTO webhooks (id, namespace, url, description, types, collections, state, \
+           disabled_reason, secret, created_by, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        args![
+            webhook.id.0,
+            webhook.namespace.as_str(),
+            &webhook.url,
+            &webhook.description,
+            to_json(&webhook.types)?,
+            to_json(&webhook.collections)?,
+            webhook.state.as_str(),
+            &webhook.disabled_reason,
+            secret.0,
+            webhook.created_by.to_string(),
+            now,
+        ],
+    )
+    .map_err(|e| match e {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+            what: format!("webhook {}", webhook.id),
+        },
+        other => other,
+    })?;
+    Ok(Change::Webhook {
+        action: WebhookAction::Created,
+        webhook,
+    })
+}
+
+fn update(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    id: WebhookId,
+    patch: WebhookPatch,
+    now: Timestamp,
+) -> Result<Change> {
+    let current = existing(tx, ctx, id)?;
+    let url = patch.url.unwrap_or(current.url);
+    let description = patch.description.unwrap_or(current.description);
+    let types = patch.types.unwrap_or(current.types);
+    let collections = patch.collections.unwrap_or(current.collections);
+    check_url(&url)?;
+    check_description(&description)?;
+    check_types(&types)?;
+    tx.execute(
+        "UPDATE webhooks SET url = ?2, description = ?3, types = ?4, collections = ?5, updated_at = ?6 \
+         WHERE id = ?1",
+        args![
+            id.0,
+            &url,
+            &description,
+            to_json(&types)?,
+            to_json(&collections)?,
+            now
+        ],
+    )?;
+    Ok(Change::Webhook {
+        action: WebhookAction::Updated,
+        webhook: reread(tx, id)?,
+    })
+}
+
+fn set_state(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    id: WebhookId,
+    state: WebhookState,
+    reason: Option<String>,
+    now: Timestamp,
+) -> Result<Change> {
+    existing(tx, ctx, id)?;
+    let action = match state {
+        WebhookState::Enabled => {
+            tx.execute(
+                "UPDATE webhooks SET state = 'enabled', disabled_reason = NULL, \
+                   first_failure_at = NULL, updated_at = ?2 WHERE id = ?1",
+                args![id.0, now],
+            )?;
+            WebhookAction::Enabled
+        }
+        WebhookState::Disabled => {
+            if reason.as_ref().is_some_and(|r| r.len() > MAX_TEXT) {
+                return Err(invalid(format!(
+                    "a reason must be at most {MAX_TEXT} bytes"
+                )));
+            }
+            tx.execute(
+                "UPDATE webhooks SET state = 'disabled', disabled_reason = ?2, updated_at = ?3 \
+                 WHERE id = ?1",
+                args![id.0, reason, now],
+            )?;
+            WebhookAction::Disabled
+        }
+    };
+    Ok(Change::Webhook {
+        action,
+        webhook: reread(tx, id)?,
+    })
+}
+
+fn rotate_secret(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    id: WebhookId,
+    secret: Secret,
+    previous_expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Change> {
+    check_secret(&secret)?;
+    existing(tx, ctx, id)?;
+    tx.execute(
+        "UPDATE webhooks SET previous_secret = secret, previous_expires_at = ?3, secret = ?2, \
+           updated_at = ?4 WHERE id = ?1",
+        args![id.0, secret.0, previous_expires_at, now],
+    )?;
+    Ok(Change::Webhook {
+        action: WebhookAction::SecretRotated,
+        webhook: reread(tx, id)?,
+    })
+}
+
+fn delete(tx: &mut Tx<'_>, ctx: &WriteContext, id: WebhookId, now: Timestamp) -> Result<Change> {
+    let webhook = existing(tx, ctx, id)?;
+    let cancelled = tx.execute(
+        "UPDATE webhook_deliveries SET state = 'cancelled', next_attempt_at = NULL, updated_at = ?2 \
+         WHERE webhook_id = ?1 AND state IN ('pending', 'delivering', 'failed')",
+        args![id.0, now],
+    )?;
+    tx.execute("DELETE FROM webhooks WHERE id = ?1", args![id.0])?;
+    Ok(Change::WebhookDeleted { webhook, cancelled })
+}
+
+/// Enqueues the job that delivers `delivery`, in `ctx`'s namespace. A
+/// delivery job already waiting for the same delivery is kept instead.
+fn enqueue_delivery(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    delivery: DeliveryId,
+    max_attempts: u32,
+    now: Timestamp,
+) -> Result<JobId> {
+    let new = NewJob {
+        id: JobId::new(),
+        kind: DELIVER_JOB.to_owned(),
+        payload: serde_json::json!({ "delivery": delivery.to_string() }),
+        max_attempts,
+        run_at: None,
+        unique_key: Some(format!("{DELIVER_JOB}:{delivery}")),
+        key_id: None,
+        scopes: None,
+    };
+    match crate::jobs::write::enqueue(tx, ctx, new, now)? {
+        Change::JobEnqueued { job } | Change::JobUnchanged { job } => Ok(job.id),
+        other => Err(StoreError::Internal(format!(
+            "enqueueing a delivery job yielded {other:?}"
+        ))),
+    }
+}
+
+fn create_deliveries(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    deliveries: Vec<NewDelivery>,
+    max_attempts: u32,
+    now: Timestamp,
+) -> Result<Change> {
+    check_max_attempts(max_attempts)?;
+    if deliveries.len() > MAX_BATCH {
+        return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
+    }
+    let mut created = Vec::new();
+    let mut jobs = Vec::new();
+    for d in deliveries {
+        if d.event_type.is_empty() || d.event_type.len() > 128 {
+            return Err(invalid("an event type must be 1-128 bytes"));
+        }
+        let ns = tx.query_opt(
+            "SELECT namespace FROM webhooks WHERE id = ?1",
+            args![d.webhook.0],
+            |r| r.parsed::<kontextual_model::Namespace>(0),
+        )?;
+        // deleted since the dispatcher read it: nothing to deliver
+        let Some(ns) = ns else { continue };
+        let n = tx.execute(
+            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
+               state, attempts, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7) \
+             ON CONFLICT (webhook_id, event_seq) DO NOTHING",
+            args![
+                d.id.0,
+                d.webhook.0,
+                ns.as_str(),
+                d.event_seq,
+                &d.event_type,
+                &d.body,
+                now
+            ],
+        )?;
+        if n == 0 {
+            continue;
+        }
+        let job_ctx = WriteContext {
+            namespace: ns,
+            ..ctx.clone()
+        };
+        jobs.push(enqueue_delivery(tx, &job_ctx, d.id, max_attempts, now)?);
+        created.push(d.id);
+    }
+    Ok(Change::WebhookDeliveriesCreated {
+        deliveries: created,
+        jobs,
+    })
+}
+
+fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result<Change> {
+    if !matches!(
+        o.state,
+        DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Dead
+    ) {
+        return Err(invalid(format!(
+            "an attempt ends a delivery as succeeded, failed or dead, not {}",
+            o.state
+        )));
+    }
+    let delivery = delivery_by_id(tx, o.delivery)?
+        .ok_or_else(|| StoreError::not_found(format!("delivery {}", o.delivery)))?;
+    let attempt = delivery.attempts + 1;
+    tx.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        args![
+            o.delivery.0,
+            attempt,
+            o.at,
+            o.status.map(u32::from),
+            o.latency_ms,
+            &o.error,
+            &o.response
+        ],
+    )?;
+    let next = (o.state == DeliveryState::Failed)
+        .then_some(o.next_attempt_at)
+        .flatten();
+    // A delivery cancelled meanwhile (its webhook was deleted) stays cancelled.
+    tx.execute(
+        "UPDATE webhook_deliveries SET \
+           state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
+           attempts = ?3, last_status = ?4, last_error = ?5, last_latency_ms = ?6, \
+           next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?7 AS BIGINT) END, \
+           updated_at = ?8 \
+         WHERE id = ?1",
+        args![
+            o.delivery.0,
+            o.state.as_str(),
+            attempt,
+            o.status.map(u32::from),
+            &o.error,
+            o.latency_ms,
+            next,
+            now
+        ],
+    )?;
+    if o.state == DeliveryState::Succeeded {
+        tx.execute(
+            "UPDATE webhooks SET first_failure_at = NULL WHERE id = ?1 AND first_failure_at IS NOT NULL",
+            args![delivery.webhook.0],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE webhooks SET first_failure_at = ?2 WHERE id = ?1 AND first_failure_at IS NULL",
+            args![delivery.webhook.0, o.at],
+        )?;
+    }
+    let delivery = delivery_by_id(tx, o.delivery)?
+        .ok_or_else(|| StoreError::Internal(format!("delivery {} vanished", o.delivery)))?;
+    Ok(Change::WebhookAttemptRecorded { delivery })
+}
+
+fn resend(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    id: WebhookId,
+    deliveries: Vec<DeliveryId>,
+    max_attempts: u32,
+    now: Timestamp,
+) -> Result<Change> {
+    check_max_attempts(max_attempts)?;
+    if deliveries.len() > MAX_BATCH {
+        return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
+    }
+    let webhook = existing(tx, ctx, id)?;
+    let mut done = Vec::with_capacity(deliveries.len());
+    let mut jobs = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        if done.contains(&d) {
+            continue;
+        }
+        let n = tx.execute(
+            "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = NULL, updated_at = ?3 \
+             WHERE id = ?1 AND webhook_id = ?2",
+            args![d.0, id.0, now],
+        )?;
+        if n == 0 {
+            return Err(StoreError::not_found(format!(
+                "delivery {d} of webhook {id}"
+            )));
+        }
+        jobs.push(enqueue_delivery(tx, ctx, d, max_attempts, now)?);
+        done.push(d);
+    }
+    Ok(Change::WebhookDeliveriesResent {
+        webhook,
+        deliveries: done,
+        jobs,
+    })
+}
+
+fn prune(tx: &mut Tx<'_>, older_than: Timestamp) -> Result<Vec<Change>> {
+    const FINISHED: &str = "state IN ('succeeded', 'dead', 'cancelled') AND updated_at < ?1";
+    tx.execute(
+        &format!(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE {FINISHED})"
+        ),
+        args![older_than],
+    )?;
+    let count = tx.execute(
+        &format!("DELETE FROM webhook_deliveries WHERE {FINISHED}"),
+        args![older_than],
+    )?;
+    Ok(if count == 0 {
+        Vec::new()
+    } else {
+        vec![Change::WebhookDeliveriesPruned { count }]
+    })
+}
+
+/// Applies one webhook operation inside the engine's transaction and
+/// returns the changes it made (`crate::apply` appends their audit records).
+pub(crate) fn apply(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    op: WebhookOp,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    Ok(match op {
+        WebhookOp::CreateWebhook { webhook, secret } => {
+            vec![create(tx, ctx, webhook, secret, now)?]
+        }
+        WebhookOp::UpdateWebhook { id, patch } => vec![update(tx, ctx, id, patch, now)?],
+        WebhookOp::SetWebhookState { id, state, reason } => {
+            vec![set_state(tx, ctx, id, state, reason, now)?]
+        }
+        WebhookOp::RotateSecret {
+            id,
+            secret,
+            previous_expires_at,
+        } => vec![rotate_secret(
+            tx,
+            ctx,
+            id,
+            secret,
+            previous_expires_at,
+            now,
+        )?],
+        WebhookOp::DeleteWebhook { id } => vec![delete(tx, ctx, id, now)?],
+        WebhookOp::CreateDeliveries {
+            deliveries,
+            max_attempts,
+        } => vec![create_deliveries(tx, ctx, deliveries, max_attempts, now)?],
+        WebhookOp::RecordAttempt(outcome) => vec![record_attempt(tx, outcome, now)?],
+        WebhookOp::ResendDeliveries {
+            webhook,
+            deliveries,
+            max_attempts,
+        } => vec![resend(tx, ctx, webhook, deliveries, max_attempts, now)?],
+        WebhookOp::PruneDeliveries { older_than } => prune(tx, older_than)?,
+    })
+}

@@ -42,6 +42,15 @@ pub trait JobHandler<H>: Send + Sync {
         None
     }
 
+    /// How long to wait before the attempt after a failed `attempt`
+    /// (1-based) of a retryable failure. `None` (the default): the worker's
+    /// exponential backoff with jitter (`WorkerConfig::retry_base`,
+    /// `retry_cap`). A failure's own [`JobFailure::retry_after`] can only
+    /// make the wait longer.
+    fn retry_delay(&self, _attempt: u32) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether `caller` may enqueue this work, and its payload fits the
     /// kind. Also checked again before each attempt of a job enqueued with
     /// an API key (a revoked key or grant stops queued work too).
@@ -95,6 +104,10 @@ impl<'a> JobContext<'a> {
 pub struct JobFailure {
     pub error: Error,
     pub report: Option<serde_json::Value>,
+    /// Retry no sooner than this (a `Retry-After` the handler was given);
+    /// the worker waits the longer of this and the kind's retry delay.
+    /// Ignored when the error is not retryable.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl From<Error> for JobFailure {
@@ -102,6 +115,7 @@ impl From<Error> for JobFailure {
         JobFailure {
             error,
             report: None,
+            retry_after: None,
         }
     }
 }

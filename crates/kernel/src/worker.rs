@@ -180,6 +180,36 @@ fn nap(d: Duration, stop: &AtomicBool) {
     }
 }
 
+/// The longest wait before a retry, whatever a kind or a failure asks.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long a job waits after a failed attempt: its kind's delay for the
+/// attempt (else the configured backoff with jitter), but never less than
+/// what the failure asked for.
+fn retry_delay<H: JobHost>(
+    host: &H,
+    cfg: &WorkerConfig,
+    job: &Job,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let kind = host
+        .job_handlers()
+        .get(&job.kind)
+        .ok()
+        .and_then(|h| h.retry_delay(job.attempt));
+    let delay = kind.unwrap_or_else(|| {
+        kontextual_model::job::backoff(
+            job.attempt,
+            cfg.retry_base,
+            cfg.retry_cap,
+            unit_random(job.id),
+        )
+    });
+    retry_after
+        .map_or(delay, |after| delay.max(after))
+        .min(MAX_RETRY_DELAY)
+}
+
 impl Kernel {
     /// Runs workers until `stop` is set, then gives back what was claimed
     /// but not started, asks running jobs to stop at a safe point (they
@@ -610,19 +640,19 @@ impl Kernel {
             Err(JobFailure {
                 error: Error::Stopped(_),
                 report,
+                ..
             }) => (JobResult::Stopped, report),
-            Err(JobFailure { error, report }) => {
+            Err(JobFailure {
+                error,
+                report,
+                retry_after,
+            }) => {
                 // Bad input, a missing or forbidden target, and conflicts
                 // (the output already exists, a legal hold, a stale
                 // revision) fail the same way every time: no retry; an
                 // operator fixes the cause and runs `job retry`.
                 let retry_at = error.retryable().then(|| {
-                    let delay = kontextual_model::job::backoff(
-                        job.attempt,
-                        cfg.retry_base,
-                        cfg.retry_cap,
-                        unit_random(job.id),
-                    );
+                    let delay = retry_delay(host, cfg, job, retry_after);
                     kontextual_model::now()
                         + jiff::SignedDuration::try_from(delay)
                             .unwrap_or(jiff::SignedDuration::ZERO)
@@ -701,5 +731,121 @@ impl Kernel {
                 .map_or(kontextual_model::Classification::Internal, |c| c.level),
         );
         Ok(caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kontextual_store::Store;
+    use kontextual_store::sqlite::SqliteBackend;
+
+    use super::*;
+    use crate::job_registry::{JobHandler, JobRegistry, NoopJob};
+
+    struct Host {
+        kernel: Kernel,
+        jobs: JobRegistry<Host>,
+    }
+
+    impl JobHost for Host {
+        fn kernel(&self) -> &Kernel {
+            &self.kernel
+        }
+        fn job_handlers(&self) -> &JobRegistry<Self> {
+            &self.jobs
+        }
+    }
+
+    /// A kind with its own schedule: 7 s per attempt.
+    struct Paced;
+
+    impl JobHandler<Host> for Paced {
+        fn kind(&self) -> &str {
+            "paced.kind"
+        }
+        fn max_attempts(&self) -> u32 {
+            5
+        }
+        fn retry_delay(&self, attempt: u32) -> Option<Duration> {
+            Some(Duration::from_secs(7 * u64::from(attempt)))
+        }
+        fn check(&self, _: &Host, _: &crate::Caller, _: &serde_json::Value) -> crate::Result<()> {
+            Ok(())
+        }
+        fn run(
+            &self,
+            _: &Host,
+            _: &JobContext<'_>,
+        ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+            Ok(None)
+        }
+    }
+
+    fn job(kind: &str, attempt: u32) -> Job {
+        let now = kontextual_model::now();
+        Job {
+            id: JobId::new(),
+            namespace: Default::default(),
+            kind: kind.to_owned(),
+            payload: serde_json::json!({}),
+            state: JobState::Running,
+            attempt,
+            max_attempts: 5,
+            run_at: now,
+            unique_key: None,
+            worker: None,
+            lease_expires_at: None,
+            stop_requested: None,
+            last_error: None,
+            report: None,
+            actor: kontextual_model::Actor::system(),
+            correlation_id: Default::default(),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            key_id: None,
+            scopes: None,
+        }
+    }
+
+    /// O5/O2: a kind may set its own retry delay, a failure may ask for a
+    /// longer one (`Retry-After`), and other kinds keep the backoff.
+    #[test]
+    fn o5_retry_delays_come_from_the_kind_and_the_failure() {
+        let mut jobs = JobRegistry::default();
+        jobs.register(Arc::new(NoopJob)).unwrap();
+        jobs.register(Arc::new(Paced)).unwrap();
+        let host = Host {
+            kernel: Kernel::new(
+                Store::new(SqliteBackend::memory().unwrap()),
+                Box::new(crate::AllowAll),
+            ),
+            jobs,
+        };
+        let cfg = WorkerConfig::default();
+        let paced = job("paced.kind", 2);
+        assert_eq!(
+            retry_delay(&host, &cfg, &paced, None),
+            Duration::from_secs(14)
+        );
+        assert_eq!(
+            retry_delay(&host, &cfg, &paced, Some(Duration::from_secs(60))),
+            Duration::from_secs(60),
+            "a failure's retry-after is a lower bound"
+        );
+        assert_eq!(
+            retry_delay(&host, &cfg, &paced, Some(Duration::from_secs(1))),
+            Duration::from_secs(14)
+        );
+        assert_eq!(
+            retry_delay(&host, &cfg, &paced, Some(Duration::from_secs(u64::MAX))),
+            MAX_RETRY_DELAY
+        );
+        // the default: exponential backoff with jitter, within its bounds
+        let noop = job("noop", 3);
+        let d = retry_delay(&host, &cfg, &noop, None);
+        assert!(d >= cfg.retry_base * 2 && d <= cfg.retry_base * 4, "{d:?}");
     }
 }

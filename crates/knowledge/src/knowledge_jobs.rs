@@ -176,6 +176,7 @@ impl<H: KnowledgeHost> JobHandler<H> for IngestJob {
                 }
                 .into(),
                 report: Some(report),
+                retry_after: None,
             });
         }
         Ok(Some(report))

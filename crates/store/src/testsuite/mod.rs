@@ -10,6 +10,7 @@ mod import;
 mod jobs;
 mod model;
 mod tamper;
+mod webhooks;
 
 pub use access::*;
 pub use cases::*;
@@ -17,6 +18,7 @@ pub use import::*;
 pub use jobs::*;
 pub use model::model_test;
 pub use tamper::{TAMPERS, Tamper, seed_authority};
+pub use webhooks::*;
 
 use std::path::PathBuf;
 
@@ -182,6 +184,13 @@ macro_rules! conformance_suite {
             k9_import_conflicts_and_bad_input_leave_nothing,
             x1_access_log_is_filtered_paged_and_pruned,
             x1_key_use_moves_forward_and_listings_keep_byte_order,
+            o5_webhooks_are_created_updated_rotated_and_deleted,
+            o5_deliveries_are_created_once_with_their_job,
+            o5_attempts_update_the_delivery_and_the_failure_streak,
+            o5_resend_requeues_and_delete_cancels,
+            o5_finished_deliveries_are_pruned,
+            o5_webhooks_are_scoped_to_their_namespace,
+            o5_secrets_never_reach_audit_records_or_events,
         );
     };
     (@cases $attrs:tt $make:expr; $($case:ident),+ $(,)?) => {

@@ -1,0 +1,942 @@
+//! Conformance cases for webhook storage (O5): subscriptions, secrets,
+//! deliveries, attempts, their jobs, retention and namespace scoping.
+
+use kontextual_model::{
+    Change, DELIVER_JOB, Delivery, DeliveryId, DeliveryState, JobId, JobState, Namespace,
+    Timestamp, Webhook, WebhookAction, WebhookId, WebhookState,
+};
+
+use super::{Harness, coll, ctx};
+use crate::{
+    DeliveryOutcome, DeliveryQuery, ErrorKind, JobQuery, NewDelivery, Op, PageRequest, Store,
+    WebhookOp, WebhookPatch, WriteBatch, WriteContext,
+};
+
+const SECRET: &str = "whsec_c0nf0rmance_current_9f2d";
+const ROTATED: &str = "whsec_c0nf0rmance_rotated_41ab";
+
+fn write(store: &Store, ctx: &WriteContext, ops: Vec<Op>) -> crate::Result<Vec<Change>> {
+    store.write(WriteBatch {
+        ctx: ctx.clone(),
+        ops,
+    })
+}
+
+fn one(store: &Store, ctx: &WriteContext, op: WebhookOp) -> crate::Result<Change> {
+    let mut changes = write(store, ctx, vec![Op::Webhooks(op)])?;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    Ok(changes.pop().expect("one change"))
+}
+
+fn draft(url: &str) -> Webhook {
+    let now = kontextual_model::now();
+    Webhook {
+        id: WebhookId::new(),
+        namespace: Namespace::default(),
+        url: url.to_owned(),
+        description: "conformance".to_owned(),
+        types: vec!["artifact.*".to_owned()],
+        collections: vec![coll("docs")],
+        state: WebhookState::Enabled,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+        created_by: kontextual_model::Actor::system(),
+        first_failure_at: None,
+    }
+}
+
+fn create(s: &Store, c: &WriteContext, url: &str) -> Webhook {
+    match one(
+        s,
+        c,
+        WebhookOp::CreateWebhook {
+            webhook: draft(url),
+            secret: SECRET.into(),
+        },
+    )
+    .unwrap()
+    {
+        Change::Webhook {
+            action: WebhookAction::Created,
+            webhook,
+        } => webhook,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn new_delivery(webhook: WebhookId, seq: u64) -> NewDelivery {
+    NewDelivery {
+        id: DeliveryId::new(),
+        webhook,
+        event_seq: seq,
+        event_type: "artifact.created".to_owned(),
+        body: format!("{{\"seq\":{seq}}}").into_bytes(),
+    }
+}
+
+fn deliver(s: &Store, c: &WriteContext, d: Vec<NewDelivery>) -> (Vec<DeliveryId>, Vec<JobId>) {
+    match one(
+        s,
+        c,
+        WebhookOp::CreateDeliveries {
+            deliveries: d,
+            max_attempts: 7,
+        },
+    )
+    .unwrap()
+    {
+        Change::WebhookDeliveriesCreated { deliveries, jobs } => (deliveries, jobs),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn attempt(
+    s: &Store,
+    c: &WriteContext,
+    id: DeliveryId,
+    at: Timestamp,
+    state: DeliveryState,
+) -> crate::Result<Delivery> {
+    let ok = state == DeliveryState::Succeeded;
+    match one(
+        s,
+        c,
+        WebhookOp::RecordAttempt(DeliveryOutcome {
+            delivery: id,
+            at,
+            status: Some(if ok { 204 } else { 503 }),
+            latency_ms: Some(12),
+            error: (!ok).then(|| "503 Service Unavailable".to_owned()),
+            response: Some("busy".to_owned()),
+            state,
+            next_attempt_at: (state == DeliveryState::Failed)
+                .then(|| at + jiff::SignedDuration::from_secs(30)),
+        }),
+    )? {
+        Change::WebhookAttemptRecorded { delivery } => Ok(delivery),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn delivery_jobs(s: &Store, ns: &Namespace) -> Vec<kontextual_model::Job> {
+    s.jobs()
+        .list(
+            ns,
+            &JobQuery {
+                kind: Some(DELIVER_JOB.to_owned()),
+                ..JobQuery::default()
+            },
+            &PageRequest::first(100),
+        )
+        .unwrap()
+        .items
+}
+
+fn audit_actions(s: &Store) -> Vec<String> {
+    s.audit()
+        .records(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.draft.action)
+        .collect()
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().expect("timestamp")
+}
+
+/// O5: a webhook is created, read, listed, updated, disabled and enabled,
+/// has its secret rotated and is deleted; each write returns its change
+/// and is audited with an event, and reads never show the secret.
+pub fn o5_webhooks_are_created_updated_rotated_and_deleted(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    assert_eq!(w.namespace, ns);
+    assert_eq!(w.created_by, c.actor);
+    assert_eq!(w.types, vec!["artifact.*".to_owned()]);
+    assert_eq!(w.collections, vec![coll("docs")]);
+    assert_eq!(s.webhooks().get(&ns, w.id).unwrap().as_ref(), Some(&w));
+    let secrets = s.webhooks().secrets(&ns, w.id).unwrap().expect("secrets");
+    assert_eq!(secrets.current, SECRET);
+    assert_eq!(secrets.previous, None);
+
+    // a taken id
+    let mut again = draft("https://hooks.example.com/other");
+    again.id = w.id;
+    let e = one(
+        &s,
+        &c,
+        WebhookOp::CreateWebhook {
+            webhook: again,
+            secret: SECRET.into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    // bad input
+    let e = one(
+        &s,
+        &c,
+        WebhookOp::CreateWebhook {
+            webhook: draft(""),
+            secret: SECRET.into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = one(
+        &s,
+        &c,
+        WebhookOp::CreateWebhook {
+            webhook: draft("https://hooks.example.com/b"),
+            secret: "".into(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    // listing: newest first, paged
+    let w2 = create(&s, &c, "https://hooks.example.com/b");
+    let w3 = create(&s, &c, "https://hooks.example.com/c");
+    let p1 = s.webhooks().list(&ns, &PageRequest::first(2)).unwrap();
+    assert_eq!(
+        p1.items.iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![w3.id, w2.id]
+    );
+    let p2 = s
+        .webhooks()
+        .list(
+            &ns,
+            &PageRequest {
+                after: p1.next.clone(),
+                limit: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        p2.items.iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![w.id]
+    );
+    assert!(p2.next.is_none());
+
+    // update: only the given fields change
+    let updated = match one(
+        &s,
+        &c,
+        WebhookOp::UpdateWebhook {
+            id: w.id,
+            patch: WebhookPatch {
+                url: Some("https://hooks.example.com/a2".into()),
+                types: Some(vec!["artifact.*".into(), "run.*".into()]),
+                collections: Some(Vec::new()),
+                ..WebhookPatch::default()
+            },
+        },
+    )
+    .unwrap()
+    {
+        Change::Webhook {
+            action: WebhookAction::Updated,
+            webhook,
+        } => webhook,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(updated.url, "https://hooks.example.com/a2");
+    assert_eq!(updated.description, "conformance");
+    assert_eq!(updated.types.len(), 2);
+    assert!(updated.collections.is_empty());
+    assert_eq!(updated.created_at, w.created_at);
+    assert_eq!(s.webhooks().get(&ns, w.id).unwrap(), Some(updated.clone()));
+
+    // disable, then enable
+    let disabled = match one(
+        &s,
+        &c,
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Disabled,
+            reason: Some("maintenance".into()),
+        },
+    )
+    .unwrap()
+    {
+        Change::Webhook {
+            action: WebhookAction::Disabled,
+            webhook,
+        } => webhook,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(disabled.state, WebhookState::Disabled);
+    assert_eq!(disabled.disabled_reason.as_deref(), Some("maintenance"));
+    let enabled: Vec<WebhookId> = s
+        .webhooks()
+        .enabled()
+        .unwrap()
+        .iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(enabled, vec![w2.id, w3.id], "the dispatcher skips it");
+    match one(
+        &s,
+        &c,
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Enabled,
+            reason: None,
+        },
+    )
+    .unwrap()
+    {
+        Change::Webhook {
+            action: WebhookAction::Enabled,
+            webhook,
+        } => {
+            assert_eq!(webhook.state, WebhookState::Enabled);
+            assert_eq!(webhook.disabled_reason, None);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // rotate: current becomes previous, until it expires
+    let expires = ts("2030-01-01T00:00:00Z");
+    match one(
+        &s,
+        &c,
+        WebhookOp::RotateSecret {
+            id: w.id,
+            secret: ROTATED.into(),
+            previous_expires_at: Some(expires),
+        },
+    )
+    .unwrap()
+    {
+        Change::Webhook {
+            action: WebhookAction::SecretRotated,
+            webhook,
+        } => assert_eq!(webhook.id, w.id),
+        other => panic!("unexpected {other:?}"),
+    }
+    let secrets = s.webhooks().secrets(&ns, w.id).unwrap().expect("secrets");
+    assert_eq!(secrets.current, ROTATED);
+    assert_eq!(secrets.previous.as_deref(), Some(SECRET));
+    assert_eq!(secrets.previous_expires_at, Some(expires));
+
+    // unknown ids
+    for op in [
+        WebhookOp::UpdateWebhook {
+            id: WebhookId::new(),
+            patch: WebhookPatch::default(),
+        },
+        WebhookOp::SetWebhookState {
+            id: WebhookId::new(),
+            state: WebhookState::Disabled,
+            reason: None,
+        },
+        WebhookOp::RotateSecret {
+            id: WebhookId::new(),
+            secret: ROTATED.into(),
+            previous_expires_at: None,
+        },
+        WebhookOp::DeleteWebhook {
+            id: WebhookId::new(),
+        },
+    ] {
+        let e = one(&s, &c, op).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+
+    // delete
+    match one(&s, &c, WebhookOp::DeleteWebhook { id: w.id }).unwrap() {
+        Change::WebhookDeleted { webhook, cancelled } => {
+            assert_eq!(webhook.id, w.id);
+            assert_eq!(cancelled, 0);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(s.webhooks().get(&ns, w.id).unwrap(), None);
+    assert!(s.webhooks().secrets(&ns, w.id).unwrap().is_none());
+
+    // every configuration change is audited, with an event
+    let actions = audit_actions(&s);
+    for a in [
+        "webhook.create",
+        "webhook.update",
+        "webhook.disable",
+        "webhook.enable",
+        "webhook.rotate_secret",
+        "webhook.delete",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+    let kinds: Vec<String> = s
+        .feed()
+        .events(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.draft.kind)
+        .collect();
+    for k in [
+        "webhook.created",
+        "webhook.updated",
+        "webhook.disabled",
+        "webhook.enabled",
+        "webhook.secret_rotated",
+        "webhook.deleted",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+    let rec = s
+        .audit()
+        .records(0, 1000)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.draft.action == "webhook.create")
+        .expect("create record");
+    assert_eq!(rec.draft.target_kind, "webhook");
+    assert_eq!(rec.draft.target_id, w.id.to_string());
+    assert_eq!(
+        rec.draft.target_name.as_deref(),
+        Some("https://hooks.example.com/a")
+    );
+}
+
+/// O5: creating the deliveries of an event twice (a replay after a crash)
+/// creates one delivery and one delivery job; the job is enqueued in the
+/// same transaction, in the webhook's namespace, and nothing is audited.
+pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let audited = s.audit().head().unwrap();
+    let first = new_delivery(w.id, 41);
+    let (created, jobs) = deliver(&s, &c, vec![first.clone(), new_delivery(w.id, 42)]);
+    assert_eq!(created.len(), 2);
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(created[0], first.id);
+    // the replay: same (webhook, event) pairs, fresh ids
+    let (again, again_jobs) = deliver(&s, &c, vec![new_delivery(w.id, 41), new_delivery(w.id, 42)]);
+    assert!(again.is_empty() && again_jobs.is_empty(), "{again:?}");
+    // a deleted (unknown) webhook is skipped
+    let (none, _) = deliver(&s, &c, vec![new_delivery(WebhookId::new(), 41)]);
+    assert!(none.is_empty());
+    assert_eq!(
+        s.audit().head().unwrap(),
+        audited,
+        "bookkeeping: not audited"
+    );
+
+    let page = s
+        .webhooks()
+        .deliveries(
+            &ns,
+            w.id,
+            &DeliveryQuery::default(),
+            &PageRequest::first(10),
+        )
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let d = s
+        .webhooks()
+        .delivery(&ns, first.id)
+        .unwrap()
+        .expect("delivery");
+    assert_eq!(d.body, first.body, "the exact bytes, fixed at creation");
+    assert_eq!(d.delivery.state, DeliveryState::Pending);
+    assert_eq!(d.delivery.event_seq, 41);
+    assert_eq!(d.delivery.event_type, "artifact.created");
+    assert_eq!(d.delivery.webhook, w.id);
+    assert_eq!(d.delivery.attempts, 0);
+    assert!(d.attempts.is_empty());
+
+    let queued = delivery_jobs(&s, &ns);
+    assert_eq!(queued.len(), 2, "one job per delivery");
+    let job = queued
+        .iter()
+        .find(|j| j.id == jobs[0])
+        .expect("the first delivery's job");
+    assert_eq!(job.kind, DELIVER_JOB);
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.max_attempts, 7);
+    assert_eq!(
+        job.payload,
+        serde_json::json!({ "delivery": first.id.to_string() })
+    );
+
+    // a webhook of another namespace: its delivery and job land there
+    let other = ctx("other");
+    let w_other = create(&s, &other, "https://hooks.example.com/o");
+    let (made, _) = deliver(&s, &c, vec![new_delivery(w_other.id, 41)]);
+    assert_eq!(made.len(), 1);
+    assert!(s.webhooks().delivery(&ns, made[0]).unwrap().is_none());
+    assert!(
+        s.webhooks()
+            .delivery(&other.namespace, made[0])
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(delivery_jobs(&s, &other.namespace).len(), 1);
+    assert_eq!(delivery_jobs(&s, &ns).len(), 2);
+
+    // a bad max_attempts is refused
+    let e = one(
+        &s,
+        &c,
+        WebhookOp::CreateDeliveries {
+            deliveries: vec![new_delivery(w.id, 43)],
+            max_attempts: 0,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+/// O5: attempts are appended to the delivery, which keeps the latest
+/// outcome; the webhook's failure streak starts at the first failure,
+/// survives further failures and ends with a success or on enabling.
+pub fn o5_attempts_update_the_delivery_and_the_failure_streak(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let (ids, _) = deliver(&s, &c, vec![new_delivery(w.id, 1), new_delivery(w.id, 2)]);
+    let audited = s.audit().head().unwrap();
+    let t1 = ts("2026-12-01T10:00:00Z");
+    let t2 = ts("2026-12-01T10:05:00Z");
+    let t3 = ts("2026-12-01T10:10:00Z");
+
+    let d = attempt(&s, &c, ids[0], t1, DeliveryState::Failed).unwrap();
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.last_status, Some(503));
+    assert_eq!(d.last_error.as_deref(), Some("503 Service Unavailable"));
+    assert_eq!(d.last_latency_ms, Some(12));
+    assert_eq!(
+        d.next_attempt_at,
+        Some(t1 + jiff::SignedDuration::from_secs(30))
+    );
+    let streak = |s: &Store| {
+        s.webhooks()
+            .get(&ns, w.id)
+            .unwrap()
+            .expect("webhook")
+            .first_failure_at
+    };
+    assert_eq!(streak(&s), Some(t1));
+    attempt(&s, &c, ids[1], t2, DeliveryState::Failed).unwrap();
+    assert_eq!(streak(&s), Some(t1), "a streak keeps its start");
+
+    let d = attempt(&s, &c, ids[0], t3, DeliveryState::Succeeded).unwrap();
+    assert_eq!(d.state, DeliveryState::Succeeded);
+    assert_eq!(d.attempts, 2);
+    assert_eq!(d.last_status, Some(204));
+    assert_eq!(d.last_error, None);
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(streak(&s), None, "a success ends the streak");
+
+    let detail = s.webhooks().delivery(&ns, ids[0]).unwrap().expect("detail");
+    assert_eq!(detail.attempts.len(), 2);
+    assert_eq!(detail.attempts[0].at, t1);
+    assert_eq!(detail.attempts[0].status, Some(503));
+    assert_eq!(detail.attempts[0].response.as_deref(), Some("busy"));
+    assert_eq!(detail.attempts[1].at, t3);
+    assert_eq!(detail.attempts[1].error, None);
+
+    // dead: the streak starts again; enabling clears it
+    let d = attempt(&s, &c, ids[1], t3, DeliveryState::Dead).unwrap();
+    assert_eq!(d.state, DeliveryState::Dead);
+    assert_eq!(d.next_attempt_at, None);
+    assert_eq!(streak(&s), Some(t3));
+    assert_eq!(
+        s.audit().head().unwrap(),
+        audited,
+        "attempts are not audited"
+    );
+    one(
+        &s,
+        &c,
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Disabled,
+            reason: Some("failing since 10:10".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(streak(&s), Some(t3), "disabling keeps the streak");
+    one(
+        &s,
+        &c,
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Enabled,
+            reason: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(streak(&s), None, "enabling clears the streak");
+
+    let counts = s.webhooks().counts(&ns, w.id).unwrap();
+    assert_eq!(counts.succeeded, 1);
+    assert_eq!(counts.dead, 1);
+    assert_eq!(counts.pending, 0);
+    let failed_only = s
+        .webhooks()
+        .deliveries(
+            &ns,
+            w.id,
+            &DeliveryQuery {
+                states: vec![DeliveryState::Dead, DeliveryState::Failed],
+                since: None,
+            },
+            &PageRequest::first(10),
+        )
+        .unwrap();
+    assert_eq!(
+        failed_only.items.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+
+    // an attempt does not end a delivery as pending; unknown ids are NotFound
+    let e = attempt(&s, &c, ids[0], t3, DeliveryState::Pending).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = attempt(&s, &c, DeliveryId::new(), t3, DeliveryState::Failed).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}
+
+/// O5: an operator's resend puts deliveries back to pending with a fresh
+/// delivery job each (audited); deleting a webhook cancels what it still
+/// had to deliver, and a late attempt does not revive a cancelled delivery.
+pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let other = create(&s, &c, "https://hooks.example.com/b");
+    let (ids, jobs) = deliver(&s, &c, vec![new_delivery(w.id, 1), new_delivery(w.id, 2)]);
+    let (other_ids, _) = deliver(&s, &c, vec![new_delivery(other.id, 1)]);
+    let t = ts("2026-12-01T10:00:00Z");
+    attempt(&s, &c, ids[0], t, DeliveryState::Dead).unwrap();
+    // the first job is done with
+    let done: Vec<Op> = jobs
+        .iter()
+        .map(|id| {
+            Op::Jobs(crate::JobOp::ActOnJob {
+                id: *id,
+                action: crate::JobAction::Cancel,
+            })
+        })
+        .collect();
+    write(&s, &c, done).unwrap();
+
+    match one(
+        &s,
+        &c,
+        WebhookOp::ResendDeliveries {
+            webhook: w.id,
+            deliveries: vec![ids[0]],
+            max_attempts: 4,
+        },
+    )
+    .unwrap()
+    {
+        Change::WebhookDeliveriesResent {
+            webhook,
+            deliveries,
+            jobs: fresh,
+        } => {
+            assert_eq!(webhook.id, w.id);
+            assert_eq!(deliveries, vec![ids[0]]);
+            assert_eq!(fresh.len(), 1);
+            assert!(!jobs.contains(&fresh[0]), "a fresh job");
+            let job = s.jobs().get(&ns, fresh[0]).unwrap().expect("job");
+            assert_eq!(job.kind, DELIVER_JOB);
+            assert_eq!(job.state, JobState::Queued);
+            assert_eq!(job.max_attempts, 4);
+            assert_eq!(
+                job.payload,
+                serde_json::json!({ "delivery": ids[0].to_string() })
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let d = s
+        .webhooks()
+        .delivery(&ns, ids[0])
+        .unwrap()
+        .expect("delivery");
+    assert_eq!(d.delivery.state, DeliveryState::Pending);
+    assert_eq!(d.attempts.len(), 1, "history is kept");
+    assert!(audit_actions(&s).iter().any(|a| a == "webhook.resend"));
+    // a delivery of another webhook, or an unknown one: NotFound, nothing changed
+    for wrong in [other_ids[0], DeliveryId::new()] {
+        let e = one(
+            &s,
+            &c,
+            WebhookOp::ResendDeliveries {
+                webhook: w.id,
+                deliveries: vec![ids[1], wrong],
+                max_attempts: 4,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+
+    // delete: pending and failed deliveries are cancelled, finished ones kept
+    attempt(&s, &c, ids[1], t, DeliveryState::Succeeded).unwrap();
+    match one(&s, &c, WebhookOp::DeleteWebhook { id: w.id }).unwrap() {
+        Change::WebhookDeleted { cancelled, .. } => assert_eq!(cancelled, 1),
+        other => panic!("unexpected {other:?}"),
+    }
+    let state = |id| {
+        s.webhooks()
+            .delivery(&ns, id)
+            .unwrap()
+            .expect("kept")
+            .delivery
+            .state
+    };
+    assert_eq!(state(ids[0]), DeliveryState::Cancelled);
+    assert_eq!(state(ids[1]), DeliveryState::Succeeded);
+    assert_eq!(
+        state(other_ids[0]),
+        DeliveryState::Pending,
+        "other webhooks untouched"
+    );
+    // an attempt that was under way when the webhook went
+    let d = attempt(&s, &c, ids[0], t, DeliveryState::Failed).unwrap();
+    assert_eq!(d.state, DeliveryState::Cancelled);
+    assert_eq!(d.next_attempt_at, None);
+    let e = one(
+        &s,
+        &c,
+        WebhookOp::ResendDeliveries {
+            webhook: w.id,
+            deliveries: vec![ids[0]],
+            max_attempts: 4,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "the webhook is gone");
+}
+
+/// O5: retention deletes finished deliveries (and their attempts) older
+/// than the cutoff, keeps those still to deliver, and is not audited.
+pub fn o5_finished_deliveries_are_pruned(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let (ids, _) = deliver(&s, &c, (1..=4).map(|seq| new_delivery(w.id, seq)).collect());
+    let t = ts("2026-12-01T10:00:00Z");
+    attempt(&s, &c, ids[0], t, DeliveryState::Succeeded).unwrap();
+    attempt(&s, &c, ids[1], t, DeliveryState::Dead).unwrap();
+    attempt(&s, &c, ids[2], t, DeliveryState::Failed).unwrap();
+    let audited = s.audit().head().unwrap();
+    // a cutoff before they finished: nothing
+    let changes = write(
+        &s,
+        &c,
+        vec![Op::Webhooks(WebhookOp::PruneDeliveries {
+            older_than: ts("2020-01-01T00:00:00Z"),
+        })],
+    )
+    .unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+    let future = kontextual_model::now() + jiff::SignedDuration::from_hours(1);
+    let changes = write(
+        &s,
+        &c,
+        vec![Op::Webhooks(WebhookOp::PruneDeliveries {
+            older_than: future,
+        })],
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            changes.as_slice(),
+            [Change::WebhookDeliveriesPruned { count: 2 }]
+        ),
+        "{changes:?}"
+    );
+    assert!(s.webhooks().delivery(&ns, ids[0]).unwrap().is_none());
+    assert!(s.webhooks().delivery(&ns, ids[1]).unwrap().is_none());
+    assert!(
+        s.webhooks().delivery(&ns, ids[2]).unwrap().is_some(),
+        "failed: still retried"
+    );
+    assert!(
+        s.webhooks().delivery(&ns, ids[3]).unwrap().is_some(),
+        "pending"
+    );
+    assert_eq!(
+        s.audit().head().unwrap(),
+        audited,
+        "bookkeeping: not audited"
+    );
+    // a pruned (webhook, event) may be delivered again: it is gone
+    let (again, _) = deliver(&s, &c, vec![new_delivery(w.id, 1)]);
+    assert_eq!(again.len(), 1);
+}
+
+/// O5/X9: a webhook, its secrets and its deliveries are invisible from
+/// another namespace, and cannot be changed from there.
+pub fn o5_webhooks_are_scoped_to_their_namespace(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let other = ctx("other");
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let (ids, _) = deliver(&s, &c, vec![new_delivery(w.id, 1)]);
+    let ons = &other.namespace;
+    assert!(s.webhooks().get(ons, w.id).unwrap().is_none());
+    assert!(s.webhooks().secrets(ons, w.id).unwrap().is_none());
+    assert!(
+        s.webhooks()
+            .list(ons, &PageRequest::first(10))
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(s.webhooks().delivery(ons, ids[0]).unwrap().is_none());
+    assert!(
+        s.webhooks()
+            .deliveries(
+                ons,
+                w.id,
+                &DeliveryQuery::default(),
+                &PageRequest::first(10)
+            )
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(s.webhooks().counts(ons, w.id).unwrap(), Default::default());
+    for op in [
+        WebhookOp::UpdateWebhook {
+            id: w.id,
+            patch: WebhookPatch {
+                url: Some("https://evil.example.com".into()),
+                ..WebhookPatch::default()
+            },
+        },
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Disabled,
+            reason: None,
+        },
+        WebhookOp::RotateSecret {
+            id: w.id,
+            secret: ROTATED.into(),
+            previous_expires_at: None,
+        },
+        WebhookOp::ResendDeliveries {
+            webhook: w.id,
+            deliveries: ids.clone(),
+            max_attempts: 3,
+        },
+        WebhookOp::DeleteWebhook { id: w.id },
+    ] {
+        let e = one(&s, &other, op).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+    assert_eq!(s.webhooks().get(&c.namespace, w.id).unwrap(), Some(w));
+    assert_eq!(
+        s.webhooks()
+            .counts(&c.namespace, ids_webhook(&s, &c, ids[0]))
+            .unwrap()
+            .pending,
+        1
+    );
+}
+
+fn ids_webhook(s: &Store, c: &WriteContext, id: DeliveryId) -> WebhookId {
+    s.webhooks()
+        .delivery(&c.namespace, id)
+        .unwrap()
+        .expect("delivery")
+        .delivery
+        .webhook
+}
+
+/// O5: a webhook's secrets appear in no audit record, no outbox event, no
+/// change and no `Debug` output of an operation — through create, rotate,
+/// update, state changes, resend and delete.
+pub fn o5_secrets_never_reach_audit_records_or_events(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let ops = vec![
+        WebhookOp::RotateSecret {
+            id: w.id,
+            secret: ROTATED.into(),
+            previous_expires_at: None,
+        },
+        WebhookOp::UpdateWebhook {
+            id: w.id,
+            patch: WebhookPatch {
+                description: Some("renamed".into()),
+                ..WebhookPatch::default()
+            },
+        },
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Disabled,
+            reason: Some("testing".into()),
+        },
+        WebhookOp::SetWebhookState {
+            id: w.id,
+            state: WebhookState::Enabled,
+            reason: None,
+        },
+    ];
+    let mut seen = String::new();
+    for op in ops {
+        seen.push_str(&format!("{op:?}"));
+        let change = one(&s, &c, op).unwrap();
+        seen.push_str(&format!("{change:?}"));
+        seen.push_str(&serde_json::to_string(&change).unwrap());
+    }
+    let (ids, _) = deliver(&s, &c, vec![new_delivery(w.id, 1)]);
+    let resend = WebhookOp::ResendDeliveries {
+        webhook: w.id,
+        deliveries: ids,
+        max_attempts: 3,
+    };
+    seen.push_str(&format!("{resend:?}"));
+    seen.push_str(&format!("{:?}", one(&s, &c, resend).unwrap()));
+    let create_op = WebhookOp::CreateWebhook {
+        webhook: draft("https://hooks.example.com/b"),
+        secret: SECRET.into(),
+    };
+    seen.push_str(&format!("{create_op:?}"));
+    seen.push_str(&format!("{:?}", one(&s, &c, create_op).unwrap()));
+    seen.push_str(&format!(
+        "{:?}",
+        one(&s, &c, WebhookOp::DeleteWebhook { id: w.id }).unwrap()
+    ));
+    seen.push_str(&format!(
+        "{:?}",
+        s.webhooks().secrets(&c.namespace, w.id).unwrap()
+    ));
+    for rec in s.audit().records(0, 1000).unwrap() {
+        seen.push_str(&serde_json::to_string(&rec).unwrap());
+    }
+    let events = s.feed().events(0, 1000).unwrap();
+    assert!(events.iter().any(|e| e.draft.kind.starts_with("webhook.")));
+    for e in events {
+        seen.push_str(&serde_json::to_string(&e).unwrap());
+    }
+    for jobs in [delivery_jobs(&s, &c.namespace)] {
+        seen.push_str(&serde_json::to_string(&jobs).unwrap());
+    }
+    assert!(
+        seen.contains("https://hooks.example.com/a"),
+        "the URL is named"
+    );
+    assert!(!seen.contains(SECRET), "the secret leaked: {seen}");
+    assert!(!seen.contains(ROTATED), "the rotated secret leaked: {seen}");
+    assert!(!seen.contains("whsec_"), "a secret leaked: {seen}");
+}

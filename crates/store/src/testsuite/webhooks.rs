@@ -929,9 +929,7 @@ pub fn o5_secrets_never_reach_audit_records_or_events(h: &mut dyn Harness) {
     for e in events {
         seen.push_str(&serde_json::to_string(&e).unwrap());
     }
-    for jobs in [delivery_jobs(&s, &c.namespace)] {
-        seen.push_str(&serde_json::to_string(&jobs).unwrap());
-    }
+    seen.push_str(&serde_json::to_string(&delivery_jobs(&s, &c.namespace)).unwrap());
     assert!(
         seen.contains("https://hooks.example.com/a"),
         "the URL is named"

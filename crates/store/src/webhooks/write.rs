@@ -346,9 +346,33 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
             o.state
         )));
     }
-    let delivery = delivery_by_id(tx, o.delivery)?
-        .ok_or_else(|| StoreError::not_found(format!("delivery {}", o.delivery)))?;
-    let attempt = delivery.attempts + 1;
+    let next = (o.state == DeliveryState::Failed)
+        .then_some(o.next_attempt_at)
+        .flatten();
+    // One statement numbers the attempt, so two recorders of the same
+    // delivery (a rescued job and its old worker) never take one number.
+    // A delivery cancelled meanwhile (its webhook was deleted) stays cancelled.
+    let updated = tx.query_opt(
+        "UPDATE webhook_deliveries SET \
+           state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
+           attempts = attempts + 1, last_status = ?3, last_error = ?4, last_latency_ms = ?5, \
+           next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?6 AS BIGINT) END, \
+           updated_at = ?7 \
+         WHERE id = ?1 RETURNING attempts, webhook_id",
+        args![
+            o.delivery.0,
+            o.state.as_str(),
+            o.status.map(u32::from),
+            &o.error,
+            o.latency_ms,
+            next,
+            now
+        ],
+        |r| Ok((r.get::<u32>(0)?, WebhookId(r.get(1)?))),
+    )?;
+    let Some((attempt, webhook)) = updated else {
+        return Err(StoreError::not_found(format!("delivery {}", o.delivery)));
+    };
     tx.execute(
         "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -362,37 +386,15 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
             &o.response
         ],
     )?;
-    let next = (o.state == DeliveryState::Failed)
-        .then_some(o.next_attempt_at)
-        .flatten();
-    // A delivery cancelled meanwhile (its webhook was deleted) stays cancelled.
-    tx.execute(
-        "UPDATE webhook_deliveries SET \
-           state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
-           attempts = ?3, last_status = ?4, last_error = ?5, last_latency_ms = ?6, \
-           next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?7 AS BIGINT) END, \
-           updated_at = ?8 \
-         WHERE id = ?1",
-        args![
-            o.delivery.0,
-            o.state.as_str(),
-            attempt,
-            o.status.map(u32::from),
-            &o.error,
-            o.latency_ms,
-            next,
-            now
-        ],
-    )?;
     if o.state == DeliveryState::Succeeded {
         tx.execute(
             "UPDATE webhooks SET first_failure_at = NULL WHERE id = ?1 AND first_failure_at IS NOT NULL",
-            args![delivery.webhook.0],
+            args![webhook.0],
         )?;
     } else {
         tx.execute(
             "UPDATE webhooks SET first_failure_at = ?2 WHERE id = ?1 AND first_failure_at IS NULL",
-            args![delivery.webhook.0, o.at],
+            args![webhook.0, o.at],
         )?;
     }
     let delivery = delivery_by_id(tx, o.delivery)?

@@ -370,7 +370,10 @@ pub enum FeedOp {
 #[derive(Debug)]
 pub enum WebhookOp {
     /// Creates a webhook in the batch's namespace (audited as
-    /// `webhook.create`). `AlreadyExists` if the id is taken.
+    /// `webhook.create`). The store sets its namespace, times, creator (the
+    /// batch's actor) and failure streak (none); the rest is kept as given.
+    /// `AlreadyExists` if the id is taken; `InvalidInput` for an empty or
+    /// over-long URL, type pattern or secret.
     CreateWebhook {
         webhook: kontextual_model::Webhook,
         secret: Secret,

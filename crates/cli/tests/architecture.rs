@@ -20,6 +20,7 @@ const STORE: &str = "kontextual-store";
 const INDEX: &str = "kontextual-index";
 const KERNEL: &str = "kontextual-kernel";
 const KNOWLEDGE: &str = "kontextual-knowledge";
+const WEBHOOKS: &str = "kontextual-webhooks";
 const SERVER: &str = "kontextual-server";
 const CLI: &str = "kontextual";
 const BENCH: &str = "kontextual-bench";
@@ -30,7 +31,7 @@ const APP: &str = "kontextual-app";
 /// store alone. None may reach another domain, the server, the CLI or the
 /// composition root. A new domain is one more name here, plus its row in
 /// [`LAYERS`].
-const DOMAINS: &[&str] = &[KNOWLEDGE];
+const DOMAINS: &[&str] = &[KNOWLEDGE, WEBHOOKS];
 
 const DRIVERS: &[&str] = &["rusqlite", "libsqlite3-sys", "postgres", "tokio-postgres"];
 /// Crates that do I/O: files, sockets, databases, an async runtime.
@@ -64,6 +65,8 @@ const OWNED: &[(&str, &[&str])] = &[
     ("tantivy", &[INDEX, BENCH]),
     ("axum", &[SERVER, BENCH]),
     ("hyper", &[SERVER, BENCH]),
+    // the webhook domain's HTTP client (ADR 0010)
+    ("ureq", &[WEBHOOKS]),
 ];
 
 /// One crate's layer: what it may not list in its own `[dependencies]`,
@@ -134,6 +137,13 @@ const LAYERS: &[Layer] = &[
         krate: KNOWLEDGE,
         never_directly: &[SURFACE, DRIVERS, &["tantivy"]],
         never: &[&["axum", "hyper", "clap"], &[SERVER, CLI, APP]],
+    },
+    // the webhook domain: delivery primitives now, its service later; may
+    // stand on model, store and kernel, owns the HTTP client (ureq)
+    Layer {
+        krate: WEBHOOKS,
+        never_directly: &[SURFACE, DRIVERS, &["tantivy", "reqwest"]],
+        never: &[&["axum", "hyper", "clap"], &[INDEX, ADAPTERS, PACKAGE]],
     },
     // wiring only: no surface, no driver, no engine of its own
     Layer {

@@ -22,7 +22,12 @@ pub mod store_types {
     pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
 }
 pub use background::{Background, BackgroundConfig};
+pub use kontextual_events::{
+    CATALOG as EVENT_CATALOG, CloudEvent, Emission as EventEmission, EventType,
+};
 pub use kontextual_index::Snippet;
+pub use kontextual_kernel::{DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventQuery, MAX_EVENTS_PAGE};
+pub use kontextual_model::{TypePattern, TypePatternError};
 pub use kontextual_kernel::{
     AUTH_CACHE_TTL, AccessPolicy, AllowAll, AuditFilter, AuditVerification, Caller, DomainError,
     EnqueueOptions, Enqueued, Error, ErrorCode, ErrorKind, FeedConsumer, FeedConsumers, FeedFinish,
@@ -256,5 +261,51 @@ impl Services {
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<WorkerSummary> {
         JobQueue::run_workers(self, cfg, stop)
+    }
+}
+
+/// A page of the change feed as a caller sees it (O5).
+#[derive(Clone, Debug)]
+pub struct EventsPage {
+    /// CloudEvents 1.0 envelopes, in seq order.
+    pub events: Vec<CloudEvent>,
+    /// Continue after this seq: the last seq the page examined, past
+    /// events the caller may not see too.
+    pub next_after: u64,
+}
+
+/// The event catalog and the change feed (O5), for every surface.
+impl Services {
+    /// Every event type (sorted by name).
+    pub fn event_types(&self) -> &'static [EventType] {
+        kontextual_events::CATALOG
+    }
+
+    /// One event type by name.
+    pub fn event_type(&self, name: &str) -> Result<&'static EventType> {
+        kontextual_events::find(name).ok_or_else(|| Error::NotFound(format!("event type {name}")))
+    }
+
+    /// The last event sequence number so far (a stream that asks for no
+    /// cursor starts after it).
+    pub fn events_head(&self) -> Result<u64> {
+        Ok(self.store().feed().position()?.last_seq)
+    }
+
+    /// The events `caller` may see after `q.after` (types, collection,
+    /// limit as asked), as CloudEvents. Only events about what the caller
+    /// may read are returned (X2); the read is in the access log.
+    pub fn events(&self, caller: &Caller, q: &EventQuery) -> Result<EventsPage> {
+        let page = self.knowledge.event_page(caller, q)?;
+        if caller.scopes.is_some()
+            && let (Some(first), Some(last)) = (page.events.first(), page.events.last())
+        {
+            self.record_access(caller, "read", format!("events {}..={}", first.seq, last.seq));
+        }
+        let base = kontextual_events::source_base(&page.store_id);
+        Ok(EventsPage {
+            events: page.events.iter().map(|e| CloudEvent::of(e, &base)).collect(),
+            next_after: page.next_after,
+        })
     }
 }

@@ -26,8 +26,6 @@ pub use kontextual_events::{
     CATALOG as EVENT_CATALOG, CloudEvent, Emission as EventEmission, EventType,
 };
 pub use kontextual_index::Snippet;
-pub use kontextual_kernel::{DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventQuery, MAX_EVENTS_PAGE};
-pub use kontextual_model::{TypePattern, TypePatternError};
 pub use kontextual_kernel::{
     AUTH_CACHE_TTL, AccessPolicy, AllowAll, AuditFilter, AuditVerification, Caller, DomainError,
     EnqueueOptions, Enqueued, Error, ErrorCode, ErrorKind, FeedConsumer, FeedConsumers, FeedFinish,
@@ -35,6 +33,7 @@ pub use kontextual_kernel::{
     Kernel, MAX_ENQUEUE_BATCH, NewKey, NoopJob, NoopPayload, Permission, Policy, Resource, Result,
     WorkerConfig, WorkerSummary, acknowledge, catch_up, this_process,
 };
+pub use kontextual_kernel::{DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventQuery, MAX_EVENTS_PAGE};
 pub use kontextual_knowledge::{
     CatchUp, CheckedPackage, ContentSource, ContextItem, ContextRequest, ContextVerification,
     ContextView, Diff, DiffContent, Encoding, ExportReport, ExportScope, ExportTarget,
@@ -45,6 +44,7 @@ pub use kontextual_knowledge::{
     SearchResponse, SectionEntry, SectionView, Silent, Unextractable, VerifyProblem, artifact_ref,
     check_package,
 };
+pub use kontextual_model::{TypePattern, TypePatternError};
 pub use kontextual_package::{
     Limits as UnpackLimits, Problem as PackageProblem, Verdict as PackageVerdict,
 };
@@ -276,13 +276,14 @@ pub struct EventsPage {
 
 /// The event catalog and the change feed (O5), for every surface.
 impl Services {
-    /// Every event type (sorted by name).
-    pub fn event_types(&self) -> &'static [EventType] {
+    /// Every event type (sorted by name). The catalog is public
+    /// documentation: it needs no store.
+    pub fn event_types() -> &'static [EventType] {
         kontextual_events::CATALOG
     }
 
     /// One event type by name.
-    pub fn event_type(&self, name: &str) -> Result<&'static EventType> {
+    pub fn event_type(name: &str) -> Result<&'static EventType> {
         kontextual_events::find(name).ok_or_else(|| Error::NotFound(format!("event type {name}")))
     }
 
@@ -300,11 +301,19 @@ impl Services {
         if caller.scopes.is_some()
             && let (Some(first), Some(last)) = (page.events.first(), page.events.last())
         {
-            self.record_access(caller, "read", format!("events {}..={}", first.seq, last.seq));
+            self.record_access(
+                caller,
+                "read",
+                format!("events {}..={}", first.seq, last.seq),
+            );
         }
         let base = kontextual_events::source_base(&page.store_id);
         Ok(EventsPage {
-            events: page.events.iter().map(|e| CloudEvent::of(e, &base)).collect(),
+            events: page
+                .events
+                .iter()
+                .map(|e| CloudEvent::of(e, &base))
+                .collect(),
             next_after: page.next_after,
         })
     }

@@ -34,7 +34,11 @@ impl Knowledge {
         {
             Ok(Some(a)) => self.readable(caller, &a),
             Ok(None) => fallback.is_some_and(|(collection, name)| {
-                self.can(caller, Permission::Read, &Resource::Artifact { collection, name })
+                self.can(
+                    caller,
+                    Permission::Read,
+                    &Resource::Artifact { collection, name },
+                )
             }),
             Err(_) => false,
         }
@@ -60,9 +64,8 @@ impl EventVisibility for Knowledge {
             "relation" => ["source", "target"].iter().all(|end| {
                 str_of(e, end).is_some_and(|id| self.artifact_visible(caller, id, None))
             }),
-            "collection" => str_of(e, "collection").is_some_and(|c| {
-                self.can(caller, Permission::Read, &Resource::Collection(c))
-            }),
+            "collection" => str_of(e, "collection")
+                .is_some_and(|c| self.can(caller, Permission::Read, &Resource::Collection(c))),
             // a run in a collection (an ingest) is about that collection
             "ingest" | "run" | "export" => match str_of(e, "collection") {
                 Some(c) => self.can(caller, Permission::Read, &Resource::Collection(c)),

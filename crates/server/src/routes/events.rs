@@ -32,7 +32,11 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 #[utoipa::path(get, path = "/v1/event-types", tag = "events",
     responses((status = 200, description = "Every event type: name, version, description and the JSON Schema of its data", body = dto::List<dto::EventType>, content_type = "application/json")))]
 pub async fn list_event_types(State(s): State<AppState>, call: Call) -> Result<Response, Problem> {
-    let types = run(&s, call, false, |svc, _| Ok(svc.event_types())).await?;
+    // authenticated like every route, though the catalog reads no store
+    let types = run(&s, call, false, |_, _| {
+        Ok(kontextual_app::Services::event_types())
+    })
+    .await?;
     let body: Vec<dto::EventType> = types.iter().map(dto::EventType::from).collect();
     Ok(axum::Json(body).into_response())
 }
@@ -46,7 +50,9 @@ pub struct EventParams {
     pub after: Option<u64>,
     /// Comma-separated type patterns: exact names (`run.failed`),
     /// families (`artifact.*`) or `*`.
-    #[param(pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)(,(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?))*$")]
+    #[param(
+        pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)(,(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?))*$"
+    )]
     pub types: Option<String>,
     /// Only events about something in this collection.
     pub collection: Option<String>,
@@ -87,7 +93,12 @@ pub async fn list_events(
     call: Call,
     Query(p): Query<EventParams>,
 ) -> Result<Response, Problem> {
-    let q = query(p.after.unwrap_or(0), p.types.as_deref(), p.collection, p.limit)?;
+    let q = query(
+        p.after.unwrap_or(0),
+        p.types.as_deref(),
+        p.collection,
+        p.limit,
+    )?;
     let page = run(&s, call, false, move |svc, c| svc.events(c, &q)).await?;
     Ok(axum::Json(dto::EventPage {
         items: page.events.into_iter().map(dto::CloudEvent::from).collect(),
@@ -105,7 +116,9 @@ pub struct StreamParams {
     #[param(minimum = 0)]
     pub after: Option<u64>,
     /// Comma-separated type patterns, as for `GET /v1/events`.
-    #[param(pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)(,(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?))*$")]
+    #[param(
+        pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)(,(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?))*$"
+    )]
     pub types: Option<String>,
     /// Only events about something in this collection.
     pub collection: Option<String>,

@@ -436,3 +436,22 @@ pub fn find(name: &str) -> Option<&'static EventType> {
 /// Types the memory domain will add with its emitters (not in the catalog
 /// until then): review decisions.
 pub const COMING_WITH_MEMORY: &[&str] = &["review.approved", "review.rejected"];
+
+/// The catalog as a Markdown table (docs/events.md embeds it; a test
+/// keeps the two equal).
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| type | version | subject | status | description |\n|---|---|---|---|---|\n",
+    );
+    for t in CATALOG {
+        let status = match t.emission {
+            Emission::Emitted(_) => "emitted".to_owned(),
+            Emission::Reserved(_) => "reserved".to_owned(),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            t.name, t.version, t.subject, status, t.description
+        ));
+    }
+    out
+}

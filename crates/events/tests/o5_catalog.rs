@@ -472,3 +472,24 @@ impl Rfc3339 for jiff::Timestamp {
         s.parse::<jiff::Timestamp>().is_ok() && s.ends_with('Z')
     }
 }
+
+/// O5: the catalog table in docs/events.md is the catalog (set
+/// `KONTEXTUAL_BLESS=1` to rewrite it after changing the catalog).
+#[test]
+fn o5_docs_events_md_lists_the_catalog() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = ("<!-- catalog:start -->\n", "<!-- catalog:end -->");
+    let a = doc.find(start).expect("docs/events.md has the catalog markers") + start.len();
+    let b = doc.find(end).unwrap();
+    let table = kontextual_events::catalog::markdown_table();
+    if std::env::var_os("KONTEXTUAL_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{}{}", &doc[..a], table, &doc[b..])).unwrap();
+        return;
+    }
+    assert_eq!(
+        &doc[a..b],
+        table,
+        "docs/events.md's catalog is stale: run with KONTEXTUAL_BLESS=1"
+    );
+}

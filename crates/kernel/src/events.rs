@@ -67,7 +67,8 @@ const ADMIN_FAMILIES: &[&str] = &["key.", "grant.", "clearance.", "policy.", "we
 
 impl Kernel {
     /// A page of the events `caller` may see after `q.after`. A cursor
-    /// older than what retention pruned is refused (`conflict`), naming
+    /// (other than 0, "from the oldest kept") older than what retention
+    /// pruned is refused (`conflict`), naming
     /// the oldest cursor that still is complete, so a follower never
     /// misses events silently.
     pub fn events_page(
@@ -87,7 +88,8 @@ impl Kernel {
         }
         let feed = self.store().feed();
         let pruned = feed.pruned_through()?;
-        if q.after < pruned {
+        // 0 asks for "from the oldest kept": nothing to lose there
+        if q.after > 0 && q.after < pruned {
             return Err(Error::Store(kontextual_store::StoreError::Refused {
                 what: format!("event cursor {}", q.after),
                 why: format!(

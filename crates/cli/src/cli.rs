@@ -184,7 +184,7 @@ pub enum EventCmd {
         #[arg(long = "type", value_name = "PATTERN")]
         types: Vec<String>,
         /// Only events about something in this collection
-        #[arg(long, value_name = "C")]
+        #[arg(long, short = 'c', value_name = "C")]
         collection: Option<String>,
         /// At most this many events (1-1000)
         #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -480,7 +480,10 @@ fn o5_docs_events_md_lists_the_catalog() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.md");
     let doc = std::fs::read_to_string(&path).unwrap();
     let (start, end) = ("<!-- catalog:start -->\n", "<!-- catalog:end -->");
-    let a = doc.find(start).expect("docs/events.md has the catalog markers") + start.len();
+    let a = doc
+        .find(start)
+        .expect("docs/events.md has the catalog markers")
+        + start.len();
     let b = doc.find(end).unwrap();
     let table = kontextual_events::catalog::markdown_table();
     if std::env::var_os("KONTEXTUAL_BLESS").is_some() {

@@ -75,3 +75,78 @@ impl EventVisibility for Knowledge {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kontextual_kernel::{AllowAll, Caller, ErrorKind, EventQuery};
+    use kontextual_model::{Actor, CorrelationId, Namespace, Timestamp, TypePattern};
+    use kontextual_store::sqlite::SqliteBackend;
+    use kontextual_store::{FeedOp, Op, Store, WriteBatch, WriteContext};
+
+    use crate::Knowledge;
+
+    fn feed_op(store: &Store, op: FeedOp) {
+        store
+            .write(WriteBatch {
+                ctx: WriteContext {
+                    namespace: Namespace::default(),
+                    actor: Actor::local_admin(),
+                    correlation_id: CorrelationId::new(),
+                    run_id: None,
+                },
+                ops: vec![Op::Feed(op)],
+            })
+            .unwrap();
+    }
+
+    /// O5: a cursor older than what retention deleted is refused with a
+    /// message that says so (not silently moved forward); 0 reads from the
+    /// oldest event kept; a denial is a `policy.denied` event.
+    #[test]
+    fn o5_a_cursor_older_than_retention_is_refused() {
+        let store = Store::new(SqliteBackend::memory().unwrap());
+        let k = Knowledge::with_store(store.clone(), Box::new(AllowAll));
+        let caller = Caller::new(Actor::local_admin(), Namespace::default());
+        for name in ["a", "b", "c", "d"] {
+            k.collection_create(&caller, name, "").unwrap();
+        }
+        let q = |after| EventQuery {
+            after,
+            ..Default::default()
+        };
+        assert_eq!(k.event_page(&caller, &q(0)).unwrap().events.len(), 4);
+        // a consumer applied the first two; retention deletes them
+        feed_op(
+            &store,
+            FeedOp::AckOutbox {
+                consumer: "test".into(),
+                seq: 2,
+            },
+        );
+        feed_op(
+            &store,
+            FeedOp::PruneOutbox {
+                older_than: Timestamp::from_second(4_000_000_000).unwrap(),
+            },
+        );
+        let e = k.event_page(&caller, &q(1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        let text = e.to_string();
+        assert!(
+            text.contains("deleted by retention") && text.contains("after=2"),
+            "{text}"
+        );
+        let from_oldest = k.event_page(&caller, &q(0)).unwrap();
+        assert_eq!(from_oldest.events.len(), 2);
+        assert_eq!(from_oldest.events[0].seq, 3);
+        assert_eq!(k.event_page(&caller, &q(2)).unwrap().events.len(), 2);
+        let only = EventQuery {
+            types: TypePattern::parse_list("collection.*").unwrap(),
+            collection: Some("d".into()),
+            ..Default::default()
+        };
+        let page = k.event_page(&caller, &only).unwrap();
+        assert_eq!(page.events.len(), 1);
+        assert_eq!(page.next_after, 4);
+    }
+}

@@ -2736,3 +2736,48 @@ async fn o5_event_types_are_served_with_json_schemas() {
         .unwrap();
     assert_eq!(webhook["status"], "reserved");
 }
+
+/// O5: open event streams are capped (503 `too_many_streams` beyond, and
+/// a permit comes back when a stream ends); streams end when the server
+/// shuts down, so the drain does not wait for them.
+#[tokio::test]
+async fn o5_event_streams_are_capped_and_end_on_shutdown() {
+    let store = TestStore::new();
+    let svc = Arc::new(store.open(StoreOpenMode::Create));
+    let mut state = AppState::new(
+        svc,
+        Actor::local_admin(),
+        Namespace::default(),
+        kontextual_server::limits::LimitConfig {
+            per_key_per_second: 1000,
+            per_key_burst: 1000,
+            failed_auth_per_minute: 10,
+        },
+    );
+    state.event_streams = Arc::new(tokio::sync::Semaphore::new(1));
+    let shutdown = state.shutdown.clone();
+    let permits = state.event_streams.clone();
+    let (app, _) = router(state, &ServeConfig::default());
+    let open = || {
+        app.clone().oneshot(
+            Request::get("/v1/events/stream")
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let first = open().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open().await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = second.into_body().collect().await.unwrap().to_bytes();
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(p["code"], "too_many_streams", "{p}");
+    shutdown.send(true).unwrap();
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        first.into_body().collect(),
+    )
+    .await;
+    assert!(ended.is_ok(), "the stream did not end on shutdown");
+    assert_eq!(permits.available_permits(), 1);
+}

@@ -2769,6 +2769,7 @@ async fn o5_event_streams_are_capped_and_end_on_shutdown() {
     assert_eq!(first.status(), StatusCode::OK);
     let second = open().await.unwrap();
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers()[header::RETRY_AFTER], "5");
     let body = second.into_body().collect().await.unwrap().to_bytes();
     let p: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(p["code"], "too_many_streams", "{p}");

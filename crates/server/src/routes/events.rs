@@ -162,13 +162,15 @@ pub async fn stream_events(
         None => None,
     };
     let permit = s.event_streams.clone().try_acquire_owned().map_err(|_| {
-        Problem::new(
+        let mut p = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_streams",
             format!(
                 "this server already serves {MAX_EVENT_STREAMS} event streams; retry later or page with GET /v1/events"
             ),
-        )
+        );
+        p.retry_after = Some(5);
+        p
     })?;
     let mut q = query(0, p.types.as_deref(), p.collection, None)?;
     let caller = call.caller.clone();

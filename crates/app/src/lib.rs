@@ -296,7 +296,15 @@ impl Services {
     /// The events `caller` may see after `q.after` (types, collection,
     /// limit as asked), as CloudEvents. Only events about what the caller
     /// may read are returned (X2); the read is in the access log.
+    /// A pattern that matches no type in the catalog is refused (a typo
+    /// would otherwise read as "nothing happened").
     pub fn events(&self, caller: &Caller, q: &EventQuery) -> Result<EventsPage> {
+        if let Some(p) = q.types.iter().find(|p| !kontextual_events::matches_any(p)) {
+            return Err(Error::InvalidInput(format!(
+                "event type pattern {p:?} matches no event type; the catalog is GET /v1/event-types (`kontextual event-type list`)",
+                p = p.to_string()
+            )));
+        }
         let page = self.knowledge.event_page(caller, q)?;
         if caller.scopes.is_some()
             && let (Some(first), Some(last)) = (page.events.first(), page.events.last())

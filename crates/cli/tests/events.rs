@@ -97,6 +97,8 @@ fn o5_event_list_follows_the_feed() {
     let p2 = env.json(&["event", "list", "--after", &next, "--limit", "1"]);
     assert_eq!(p2["items"][0]["id"], all["items"][2]["id"]);
     env.fails(2, &["event", "list", "--type", "Artifact"]);
+    let err = env.fails(2, &["event", "list", "--type", "artifact.craeted"]);
+    assert!(err.contains("matches no event type"), "{err}");
 
     env.ok(&["hold", "set", "handbook/a.md", "--reason", "case 7"]);
     env.fails(4, &["artifact", "delete", "handbook/a.md"]);

@@ -428,6 +428,12 @@ pub static CATALOG: &[EventType] = &[
     ),
 ];
 
+/// Whether `pattern` asks for at least one type in the catalog (a
+/// subscription or a filter that matches none is a typo).
+pub fn matches_any(pattern: &kontextual_model::TypePattern) -> bool {
+    CATALOG.iter().any(|t| pattern.matches(t.name))
+}
+
 /// The type named `name`.
 pub fn find(name: &str) -> Option<&'static EventType> {
     CATALOG.iter().find(|t| t.name == name)

@@ -13,6 +13,6 @@ pub mod check;
 pub mod data;
 pub mod envelope;
 
-pub use catalog::{CATALOG, COMING_WITH_MEMORY, Emission, EventType, find};
+pub use catalog::{CATALOG, COMING_WITH_MEMORY, Emission, EventType, find, matches_any};
 pub use check::{CheckError, check};
 pub use envelope::{CloudEvent, source_base};

@@ -2703,6 +2703,17 @@ async fn o5_event_filters_and_pages() {
     api.get("/v1/events?types=artifact.*.x")
         .await
         .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    let p = api
+        .get("/v1/events?types=artifact.craeted")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("matches no event type"),
+        "{p}"
+    );
     api.get("/v1/events?limit=0")
         .await
         .problem(StatusCode::BAD_REQUEST, "invalid_input");

@@ -33,6 +33,7 @@ with open(config, "w") as f:
             "content_type_overrides": {
                 "application/zstd": "application/octet-stream",
                 "text/markdown": "text/plain",
+                "text/event-stream": "text/plain",
                 "*/*": "application/octet-stream",
             },
         },

@@ -22,6 +22,9 @@ pub mod store_types {
     pub use kontextual_store::{ArtifactQuery, Cursor, Page, PageRequest};
 }
 pub use background::{Background, BackgroundConfig};
+pub use kontextual_events::{
+    CATALOG as EVENT_CATALOG, CloudEvent, Emission as EventEmission, EventType,
+};
 pub use kontextual_index::Snippet;
 pub use kontextual_kernel::{
     AUTH_CACHE_TTL, AccessPolicy, AllowAll, AuditFilter, AuditVerification, Caller, DomainError,
@@ -30,6 +33,7 @@ pub use kontextual_kernel::{
     Kernel, MAX_ENQUEUE_BATCH, NewKey, NoopJob, NoopPayload, Permission, Policy, Resource, Result,
     WorkerConfig, WorkerSummary, acknowledge, catch_up, this_process,
 };
+pub use kontextual_kernel::{DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventQuery, MAX_EVENTS_PAGE};
 pub use kontextual_knowledge::{
     CatchUp, CheckedPackage, ContentSource, ContextItem, ContextRequest, ContextVerification,
     ContextView, Diff, DiffContent, Encoding, ExportReport, ExportScope, ExportTarget,
@@ -40,6 +44,7 @@ pub use kontextual_knowledge::{
     SearchResponse, SectionEntry, SectionView, Silent, Unextractable, VerifyProblem, artifact_ref,
     check_package,
 };
+pub use kontextual_model::{TypePattern, TypePatternError};
 pub use kontextual_package::{
     Limits as UnpackLimits, Problem as PackageProblem, Verdict as PackageVerdict,
 };
@@ -256,5 +261,68 @@ impl Services {
         stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<WorkerSummary> {
         JobQueue::run_workers(self, cfg, stop)
+    }
+}
+
+/// A page of the change feed as a caller sees it (O5).
+#[derive(Clone, Debug)]
+pub struct EventsPage {
+    /// CloudEvents 1.0 envelopes, in seq order.
+    pub events: Vec<CloudEvent>,
+    /// Continue after this seq: the last seq the page examined, past
+    /// events the caller may not see too.
+    pub next_after: u64,
+}
+
+/// The event catalog and the change feed (O5), for every surface.
+impl Services {
+    /// Every event type (sorted by name). The catalog is public
+    /// documentation: it needs no store.
+    pub fn event_types() -> &'static [EventType] {
+        kontextual_events::CATALOG
+    }
+
+    /// One event type by name.
+    pub fn event_type(name: &str) -> Result<&'static EventType> {
+        kontextual_events::find(name).ok_or_else(|| Error::NotFound(format!("event type {name}")))
+    }
+
+    /// The last event sequence number so far (a stream that asks for no
+    /// cursor starts after it).
+    pub fn events_head(&self) -> Result<u64> {
+        Ok(self.store().feed().position()?.last_seq)
+    }
+
+    /// The events `caller` may see after `q.after` (types, collection,
+    /// limit as asked), as CloudEvents. Only events about what the caller
+    /// may read are returned (X2); the read is in the access log.
+    /// A pattern that matches no type in the catalog is refused (a typo
+    /// would otherwise read as "nothing happened").
+    pub fn events(&self, caller: &Caller, q: &EventQuery) -> Result<EventsPage> {
+        if let Some(p) = q.types.iter().find(|p| !kontextual_events::matches_any(p)) {
+            return Err(Error::InvalidInput(format!(
+                "event type pattern {p:?} matches no event type; the catalog is GET /v1/event-types (`kontextual event-type list`)",
+                p = p.to_string()
+            )));
+        }
+        let page = self.knowledge.event_page(caller, q)?;
+        if caller.scopes.is_some()
+            && let (Some(first), Some(last)) = (page.events.first(), page.events.last())
+        {
+            self.record_access(
+                caller,
+                "read",
+                format!("events {}..={}", first.seq, last.seq),
+            );
+        }
+        let base = kontextual_events::source_base(&page.store_id);
+        Ok(EventsPage {
+            events: page
+                .events
+                .iter()
+                .map(|e| CloudEvent::of(e, &base))
+                .collect(),
+            next_after: page.next_after,
+        })
     }
 }

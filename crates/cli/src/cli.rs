@@ -154,6 +154,42 @@ pub enum Command {
     Package(PackageCmd),
     /// Import an export package (directory or .tar.zst); initialises the data directory if needed
     Import(ImportArgs),
+    /// The event catalog: every event type, its version and the JSON Schema of its data
+    #[command(subcommand)]
+    EventType(EventTypeCmd),
+    /// The change feed: events after a cursor, as CloudEvents (only what you may read)
+    #[command(subcommand)]
+    Event(EventCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventTypeCmd {
+    /// Every event type: name, version, status (emitted or reserved), description
+    List,
+    /// One event type, with the JSON Schema of its data
+    Show {
+        /// The type's name, e.g. artifact.created
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventCmd {
+    /// Events after a cursor, oldest first (at most --limit)
+    List {
+        /// Events after this sequence number (0: from the oldest kept)
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        after: u64,
+        /// Only these types: exact names, families (artifact.*) or *; repeatable or comma-separated
+        #[arg(long = "type", value_name = "PATTERN")]
+        types: Vec<String>,
+        /// Only events about something in this collection
+        #[arg(long, short = 'c', value_name = "C")]
+        collection: Option<String>,
+        /// At most this many events (1-1000)
+        #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
 }
 
 #[derive(Args, Debug)]

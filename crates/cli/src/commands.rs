@@ -113,6 +113,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::package::validate(&ctx, &package, &limits)
         }
         Command::Import(a) => crate::package::import(&ctx, a),
+        Command::EventType(c) => crate::events::event_type(&ctx, c),
+        Command::Event(c) => crate::events::event(&ctx, c),
     }
 }
 

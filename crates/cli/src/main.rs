@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod events;
 mod ingest;
 mod jobs;
 mod output;

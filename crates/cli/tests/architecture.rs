@@ -19,6 +19,7 @@ const ADAPTERS: &str = "kontextual-adapters";
 const STORE: &str = "kontextual-store";
 const INDEX: &str = "kontextual-index";
 const KERNEL: &str = "kontextual-kernel";
+const EVENTS: &str = "kontextual-events";
 const KNOWLEDGE: &str = "kontextual-knowledge";
 const WEBHOOKS: &str = "kontextual-webhooks";
 const SERVER: &str = "kontextual-server";
@@ -86,7 +87,7 @@ const LAYERS: &[Layer] = &[
             IO,
             SURFACE,
             &[
-                PACKAGE, ADAPTERS, STORE, INDEX, KERNEL, KNOWLEDGE, APP, SERVER, CLI,
+                PACKAGE, ADAPTERS, STORE, INDEX, KERNEL, EVENTS, KNOWLEDGE, APP, SERVER, CLI,
             ],
         ],
     },
@@ -119,6 +120,17 @@ const LAYERS: &[Layer] = &[
             DRIVERS,
             &["axum", "hyper", "clap"],
             &[STORE, KERNEL, KNOWLEDGE, APP, SERVER, CLI],
+        ],
+    },
+    // the event catalog and envelope: pure, beside the kernel
+    Layer {
+        krate: EVENTS,
+        never_directly: &[SURFACE],
+        never: &[
+            IO,
+            &[
+                PACKAGE, ADAPTERS, STORE, INDEX, KERNEL, KNOWLEDGE, APP, SERVER, CLI,
+            ],
         ],
     },
     // what every domain stands on: it knows no domain, no engine but the

@@ -16,6 +16,7 @@ mod access;
 mod audit;
 mod error;
 mod error_codes;
+mod events;
 mod feed;
 mod grants;
 mod job_registry;
@@ -31,6 +32,10 @@ use kontextual_store::{Op, Store, WriteBatch, WriteContext};
 pub use audit::{AuditFilter, AuditVerification};
 pub use error::{DomainError, Error, ErrorKind, Result};
 pub use error_codes::ErrorCode;
+pub use events::{
+    DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventPage, EventQuery, EventVisibility,
+    MAX_EVENTS_PAGE, event_collection,
+};
 pub use feed::{
     FeedConsumer, FeedConsumers, FeedPass, Finish as FeedFinish, acknowledge, catch_up,
 };
@@ -133,10 +138,21 @@ impl Kernel {
     }
 
     /// Writes ops in one transaction, as `caller` (audited by the store).
+    ///
+    /// A write refused by a legal hold is a denial (X2): it is audited as
+    /// `policy.deny.write` with the hold as its reason, which the outbox
+    /// announces as `policy.denied`.
     pub fn write(&self, caller: &Caller, ops: Vec<Op>) -> Result<Vec<kontextual_model::Change>> {
-        Ok(self.store.write(WriteBatch {
+        match self.store.write(WriteBatch {
             ctx: caller.write_ctx(),
             ops,
-        })?)
+        }) {
+            Ok(changes) => Ok(changes),
+            Err(kontextual_store::StoreError::Held { what, reason }) => {
+                self.audit_hold_denial(caller, &what);
+                Err(kontextual_store::StoreError::Held { what, reason }.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

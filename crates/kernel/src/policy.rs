@@ -193,6 +193,28 @@ impl Kernel {
         })
     }
 
+    /// Appends the denial of a write a legal hold refused (`what`: the
+    /// refused operation and its target).
+    pub(crate) fn audit_hold_denial(&self, caller: &Caller, what: &str) {
+        let draft = AuditDraft {
+            action: "policy.deny.write".to_owned(),
+            target_kind: "resource".into(),
+            target_id: what.to_owned(),
+            target_name: None,
+            revision: None,
+            prev_digest: None,
+            digest: None,
+            outcome: Outcome::Denied,
+            detail: Some(serde_json::json!({ "reason": "hold" })),
+        };
+        if let Err(e) = self.store().write(kontextual_store::WriteBatch {
+            ctx: caller.write_ctx(),
+            ops: vec![Op::Audit(draft)],
+        }) {
+            tracing::error!(error = %e, "could not audit a denial");
+        }
+    }
+
     /// Appends a denial to the audit chain.
     pub fn audit_denial(&self, caller: &Caller, permission: Permission, target: &str) {
         let draft = AuditDraft {

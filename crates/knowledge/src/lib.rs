@@ -13,6 +13,7 @@ mod artifacts;
 mod context;
 mod diff;
 mod error;
+mod events;
 mod export;
 mod holds;
 mod index_admin;

@@ -489,35 +489,63 @@ impl Change {
         Some(d)
     }
 
-    /// The outbox event for this change.
+    /// The outbox event for this change. Its `kind` and `payload` follow
+    /// the event catalog (`kontextual-events`): a test there checks every
+    /// event this yields against its type's schema.
     pub fn event(&self) -> Option<EventDraft> {
         let (kind, subject, payload) = match self {
             Change::CollectionCreated { collection } => (
                 "collection.created".to_owned(),
                 collection.id.to_string(),
-                json!({ "name": collection.name }),
+                json!({ "collection": collection.name }),
             ),
             Change::Artifact {
                 kind,
                 artifact,
                 prev_digest,
-            } => (
-                format!("artifact.{kind}"),
-                artifact.id.to_string(),
-                json!({
+            } => {
+                let derived =
+                    *kind == ChangeKind::Created && !artifact.provenance.derived_from.is_empty();
+                let mut payload = json!({
                     "collection": artifact.collection,
                     "name": artifact.name,
                     "revision": artifact.revision,
                     "digest": artifact.digest,
                     "prev_digest": prev_digest,
                     "state": artifact.state,
-                }),
-            ),
-            Change::Run { run } => (
-                format!("run.{}", run.status),
-                run.id.to_string(),
-                json!({ "kind": run.kind, "status": run.status }),
-            ),
+                    "classification": artifact.classification,
+                });
+                if derived {
+                    payload["derived_from"] = json!(artifact.provenance.derived_from);
+                    payload["transformation"] = json!(artifact.provenance.transformation);
+                }
+                (
+                    if derived {
+                        "artifact.derived".to_owned()
+                    } else {
+                        format!("artifact.{kind}")
+                    },
+                    artifact.id.to_string(),
+                    payload,
+                )
+            }
+            Change::Run { run } => {
+                let phase = if run.status == crate::RunStatus::Running {
+                    "started"
+                } else {
+                    run.status.as_str()
+                };
+                let kind = match (run.kind.as_str(), run.status) {
+                    ("ingest", _) => format!("ingest.{phase}"),
+                    ("export", crate::RunStatus::Succeeded) => "export.created".to_owned(),
+                    _ => format!("run.{phase}"),
+                };
+                let mut payload = json!({ "kind": run.kind, "status": run.status });
+                if let Some(c) = run.input.get("collection").and_then(|c| c.as_str()) {
+                    payload["collection"] = json!(c);
+                }
+                (kind, run.id.to_string(), payload)
+            }
             Change::ContextPackageSaved { package } => (
                 "context.built".to_owned(),
                 package.id.to_string(),
@@ -553,7 +581,7 @@ impl Change {
                     "grant.deleted".to_owned()
                 },
                 grant.id.to_string(),
-                json!({ "actor": grant.actor.to_string(), "permission": grant.permission, "scope": grant.scope }),
+                json!({ "actor": grant.actor.to_string(), "permission": grant.permission, "scope": grant.scope.to_string() }),
             ),
             // The search projection drops a quarantined artifact and indexes
             // it again on release: both are `artifact.*` events.
@@ -567,10 +595,24 @@ impl Change {
                 quarantine.artifact_id.to_string(),
                 json!({ "collection": quarantine.collection, "name": quarantine.name }),
             ),
+            Change::JobEnqueued { job } => (
+                "job.enqueued".to_owned(),
+                job.id.to_string(),
+                json!({ "kind": job.kind, "state": job.state }),
+            ),
             Change::JobActed(t) => (
-                format!("job.{}", t.action),
+                format!(
+                    "job.{}",
+                    match t.action.as_str() {
+                        "cancel" => "cancelled",
+                        "retry" => "retried",
+                        "quarantine" => "quarantined",
+                        "release" => "released",
+                        other => other,
+                    }
+                ),
                 t.job.id.to_string(),
-                json!({ "kind": t.job.kind, "state": t.job.state }),
+                json!({ "kind": t.job.kind, "state": t.job.state, "from": t.from }),
             ),
             Change::Webhook { action, webhook } => (
                 format!("webhook.{action}"),
@@ -591,7 +633,6 @@ impl Change {
             | Change::ContextPackageUnchanged { .. }
             | Change::Audited { .. }
             | Change::OutboxPruned { .. }
-            | Change::JobEnqueued { .. }
             | Change::JobUnchanged { .. }
             | Change::JobsClaimed { .. }
             | Change::JobLeased { .. }
@@ -613,12 +654,13 @@ impl Change {
                     "revision": revision.revision,
                     "digest": artifact.digest,
                     "state": artifact.state,
+                    "classification": artifact.classification,
                 }),
             ),
             Change::Imported { package, summary } => (
                 "store.imported".to_owned(),
                 package.clone(),
-                summary.clone(),
+                json!({ "package": package, "summary": summary }),
             ),
             Change::RelationCreated { relation }
             | Change::RelationUpdated { relation }
@@ -628,22 +670,45 @@ impl Change {
                     Change::RelationUpdated { .. } => "relation.updated",
                     _ => "relation.deleted",
                 };
-                (
-                    kind.to_owned(),
-                    relation.id.to_string(),
-                    json!({
-                        "type": relation.rel_type,
-                        "source": relation.source,
-                        "target": relation.target,
-                        "revision": relation.revision,
-                    }),
-                )
+                let mut payload = json!({
+                    "type": relation.rel_type,
+                    "source": relation.source,
+                    "target": relation.target,
+                    "revision": relation.revision,
+                });
+                if let Change::RelationDeleted { cause, .. } = self {
+                    payload["cause"] = json!(cause);
+                }
+                (kind.to_owned(), relation.id.to_string(), payload)
             }
         };
         Some(EventDraft {
             kind,
             subject,
             payload,
+        })
+    }
+
+    /// The event of an audit-only record (`Op::Audit`): a policy denial
+    /// (`policy.deny.*`) is announced as `policy.denied`; other records
+    /// (recovery actions, reads) have none.
+    pub fn audit_only_event(draft: &AuditDraft) -> Option<EventDraft> {
+        let permission = draft.action.strip_prefix("policy.deny.")?;
+        let reason = draft
+            .detail
+            .as_ref()
+            .and_then(|d| d.get("reason"))
+            .and_then(|r| r.as_str())
+            .unwrap_or("policy");
+        Some(EventDraft {
+            kind: "policy.denied".to_owned(),
+            subject: draft.target_id.clone(),
+            payload: json!({
+                "action": draft.action,
+                "permission": permission,
+                "target": draft.target_id,
+                "reason": reason,
+            }),
         })
     }
 }

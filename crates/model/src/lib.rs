@@ -13,6 +13,7 @@ pub mod context;
 pub mod digest;
 pub mod error;
 pub mod event;
+pub mod event_type;
 pub mod grant;
 pub mod ids;
 pub mod job;
@@ -31,6 +32,7 @@ pub use context::ContextPackage;
 pub use digest::{Digest, DigestWriter};
 pub use error::ModelError;
 pub use event::{EventDraft, OutboxEvent};
+pub use event_type::{TypePattern, TypePatternError};
 pub use grant::{AccessEntry, Clearance, Grant, GrantPermission, GrantScope, Hold};
 pub use ids::{
     ArtifactId, CollectionId, CorrelationId, DeliveryId, JobId, RelationId, RunId, WebhookId,

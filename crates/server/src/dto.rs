@@ -867,3 +867,101 @@ mod tests {
         let _: Drifted = wire(Domain { a: 1, b: None });
     }
 }
+
+/// One event as CloudEvents 1.0 (structured JSON), O5.
+#[derive(Serialize, ToSchema)]
+pub struct CloudEvent {
+    /// Always `1.0`.
+    pub specversion: String,
+    /// The event's sequence number, decimal; unique with `source`.
+    pub id: String,
+    /// `kontextual://<store id>/<namespace>`.
+    pub source: String,
+    /// The catalog type (`GET /v1/event-types`), e.g. `artifact.created`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// When it was committed (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub time: String,
+    /// The id of what the event is about.
+    pub subject: String,
+    /// Always `application/json`.
+    pub datacontenttype: String,
+    /// The type's data; its schema is in the catalog.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// The request that caused it (also on its audit record).
+    pub correlationid: String,
+    /// The sequence number again, as the CloudEvents sequence extension has it.
+    pub sequence: String,
+    pub namespace: String,
+    /// The collection the event is about something in, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+}
+
+impl From<kontextual_app::CloudEvent> for CloudEvent {
+    fn from(e: kontextual_app::CloudEvent) -> Self {
+        CloudEvent {
+            specversion: e.specversion,
+            id: e.id,
+            source: e.source,
+            ty: e.ty,
+            time: e.time,
+            subject: e.subject,
+            datacontenttype: e.datacontenttype,
+            data: e.data,
+            correlationid: e.correlationid,
+            sequence: e.sequence,
+            namespace: e.namespace,
+            collection: e.collection,
+        }
+    }
+}
+
+/// A page of events.
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    pub items: Vec<CloudEvent>,
+    /// The `after` of the next request: the last sequence number this page
+    /// examined (it moves past events the caller may not see, too).
+    pub next_after: u64,
+}
+
+/// One event type of the catalog.
+#[derive(Serialize, ToSchema)]
+pub struct EventType {
+    /// Dotted name, e.g. `artifact.created`.
+    pub name: &'static str,
+    /// The version of its data schema.
+    pub version: u32,
+    pub description: &'static str,
+    /// What the event's `subject` is the id of.
+    pub subject: &'static str,
+    /// `emitted`, or `reserved` (in the catalog, not emitted yet).
+    #[schema(inline, value_type = String, pattern = "^(emitted|reserved)$")]
+    pub status: &'static str,
+    /// What emits it, or why it is reserved.
+    pub note: &'static str,
+    /// The JSON Schema (2020-12) of its `data`.
+    #[schema(value_type = Object)]
+    pub schema: serde_json::Value,
+}
+
+impl From<&'static kontextual_app::EventType> for EventType {
+    fn from(t: &'static kontextual_app::EventType) -> Self {
+        let (status, note) = match t.emission {
+            kontextual_app::EventEmission::Emitted(by) => ("emitted", by),
+            kontextual_app::EventEmission::Reserved(why) => ("reserved", why),
+        };
+        EventType {
+            name: t.name,
+            version: t.version,
+            description: t.description,
+            subject: t.subject,
+            status,
+            note,
+            schema: t.schema(),
+        }
+    }
+}

@@ -48,6 +48,10 @@ pub struct AppState {
     pub actor: Arc<Actor>,
     pub namespace: Arc<Namespace>,
     pub limits: Arc<limits::Limits>,
+    /// Open event streams (`GET /v1/events/stream`) at most: a permit each.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Set when the server shuts down: event streams end.
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -62,6 +66,10 @@ impl AppState {
             actor: Arc::new(actor),
             namespace: Arc::new(namespace),
             limits: Arc::new(limits::Limits::new(limits)),
+            event_streams: Arc::new(tokio::sync::Semaphore::new(
+                routes::events::MAX_EVENT_STREAMS,
+            )),
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }
@@ -111,7 +119,7 @@ struct ApiDoc;
 
 /// The routes and their OpenAPI description, from one registration.
 pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
-    use routes::{artifacts as a, jobs as j, keys as k, ops as o, retrieval as r};
+    use routes::{artifacts as a, events as e, jobs as j, keys as k, ops as o, retrieval as r};
     metrics::handle();
     metrics::register_job_kinds(&state.services.job_kinds());
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -157,6 +165,9 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(j::list_quarantines, j::quarantine))
         .routes(routes!(j::release_quarantine))
         .routes(routes!(crate::routes::export::export))
+        .routes(routes!(e::list_event_types))
+        .routes(routes!(e::list_events))
+        .routes(routes!(e::stream_events))
         .routes(routes!(metrics::scrape))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(
@@ -321,6 +332,7 @@ pub async fn serve(
         follow_interval: cfg.follow_interval,
         workers: cfg.workers.clone(),
     });
+    let stop = state.shutdown.clone();
     let (app, _) = router(state, &cfg);
     tracing::info!(%addr, "serving");
     ready(addr);
@@ -331,7 +343,11 @@ pub async fn serve(
             header_timeout: cfg.header_timeout,
             max_connections: cfg.max_connections,
         },
-        shutdown_signal(),
+        async move {
+            shutdown_signal().await;
+            // event streams end, so the drain does not wait for them
+            let _ = stop.send(true);
+        },
     )
     .await;
     // Workers give back what they hold and stop at a safe point; what the

@@ -555,6 +555,9 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/context-packages/{name}"),
         ("GET", "/v1/context-packages/{name}/markdown"),
         ("GET", "/v1/context-packages/{name}/verify"),
+        ("GET", "/v1/event-types"),
+        ("GET", "/v1/events"),
+        ("GET", "/v1/events/stream"),
         ("GET", "/v1/grants"),
         ("GET", "/v1/holds"),
         ("GET", "/v1/index"),
@@ -594,6 +597,17 @@ async fn x4_openapi_matches_the_routes() {
             .replace("{name}", "handbook")
             .replace("{action}", "retry")
             .replace("{artifact}", &id);
+        if path == "/v1/events/stream" {
+            // a stream never ends: its head is the answer
+            let res = api
+                .app
+                .clone()
+                .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{method} {uri}");
+            continue;
+        }
         let r = api
             .send(
                 Request::builder()
@@ -717,7 +731,7 @@ async fn x4_openapi_is_a_complete_contract() {
             }
         }
     }
-    assert_eq!(checked, 55);
+    assert_eq!(checked, 58);
 }
 
 /// X4: DELETE /v1/holds/{artifact} takes COLLECTION/NAME like every other
@@ -2342,4 +2356,440 @@ async fn x4_integral_numbers_are_integers() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
+}
+
+/// Reads Server-Sent Events from a streaming answer.
+struct SseReader {
+    body: Body,
+    buf: String,
+}
+
+/// One SSE event: id, event name, data.
+type SseEvent = (u64, String, Value);
+
+impl SseReader {
+    async fn open(api: &Api, uri: &str, token: &str, last_id: Option<u64>) -> SseReader {
+        let mut b = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(id) = last_id {
+            b = b.header("Last-Event-ID", id.to_string());
+        }
+        let res = api
+            .app
+            .clone()
+            .oneshot(b.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        SseReader {
+            body: res.into_body(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next `n` events (panics after 10 s).
+    async fn next(&mut self, n: usize) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut out = Vec::new();
+        while out.len() < n {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                let (mut id, mut ev, mut data) = (None, String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse::<u64>().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if let Some(id) = id {
+                    out.push((id, ev, serde_json::from_str(&data).unwrap()));
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {n} events arrived", out.len()))
+                .expect("the stream ended")
+                .unwrap();
+            if let Ok(bytes) = frame.into_data() {
+                self.buf.push_str(std::str::from_utf8(&bytes).unwrap());
+            }
+        }
+        out
+    }
+
+    /// Nothing more arrives within `ms`.
+    async fn quiet(&mut self, ms: u64) {
+        assert!(
+            !self.buf.contains("id:"),
+            "an event is pending: {}",
+            self.buf
+        );
+        if let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(std::time::Duration::from_millis(ms), self.body.frame()).await
+            && let Ok(bytes) = frame.into_data()
+        {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("id:"), "an unexpected event: {text}");
+        }
+    }
+}
+
+/// A store with `handbook` (readable by `agent:reader`) and `ops` (not),
+/// a confidential note in `handbook` (above the reader's clearance) and
+/// a quarantined note; returns the API, the boss's and the reader's tokens,
+/// and the ids the reader must never hear of.
+async fn events_fixture() -> (Api, String, String, Vec<String>) {
+    let (api, _) = Api::seeded().await;
+    api.json(Method::POST, "/v1/collections", json!({"name": "ops"}))
+        .await;
+    let secret = api
+        .put("ops/secret.md", "# Secret\n\nlaunch codes\n", &[])
+        .await
+        .json()["artifact"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let merger = api
+        .put(
+            "handbook/merger.md&classification=confidential",
+            "# Merger\n\nmoney\n",
+            &[],
+        )
+        .await
+        .json()["artifact"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api
+        .json(
+            Method::POST,
+            "/v1/quarantines",
+            json!({"artifact": "handbook/notes.md", "reason": "malware scan"}),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let notes = r.json()["artifact_id"].as_str().unwrap().to_owned();
+    for body in [
+        json!({"actor": "agent:reader", "permission": "read", "collection": "handbook"}),
+        json!({"actor": "user:boss", "permission": "admin"}),
+    ] {
+        let r = api.json(Method::POST, "/v1/grants", body).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let boss = api
+        .json(
+            Method::POST,
+            "/v1/keys",
+            json!({"name": "boss", "actor": "user:boss", "scopes": ["admin"]}),
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reader = api
+        .with_key(
+            Method::POST,
+            "/v1/keys",
+            &boss,
+            Some(json!({"name": "reader", "actor": "agent:reader", "scopes": ["read"]})),
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (api, boss, reader, vec![secret, merger, notes])
+}
+
+fn ids_of(items: &Value) -> Vec<u64> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// O5/X2: a key sees only events about what it may read — not another
+/// collection's, not above its clearance, not a quarantined artifact's,
+/// not keys and grants — on `/v1/events` and on the stream; what it may
+/// not see leaves no trace but the cursor still moves past it. Every
+/// event the administrator sees validates against its catalog schema.
+#[tokio::test]
+async fn o5_x2_events_show_a_key_only_what_it_may_read() {
+    let (api, boss, reader, hidden) = events_fixture().await;
+    let all = api
+        .with_key(Method::GET, "/v1/events?limit=1000", &boss, None)
+        .await;
+    assert_eq!(
+        all.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&all.body)
+    );
+    let all = all.json();
+    let everything = all["items"].as_array().unwrap();
+    assert!(everything.len() > 8, "{all}");
+    for e in everything {
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["datacontenttype"], "application/json");
+        assert!(e["source"].as_str().unwrap().starts_with("kontextual://"));
+        assert_eq!(e["id"], e["sequence"]);
+        kontextual_events::check(e["type"].as_str().unwrap(), &e["data"])
+            .unwrap_or_else(|err| panic!("{err}: {e}"));
+    }
+    let kinds: Vec<&str> = everything
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for k in [
+        "collection.created",
+        "artifact.created",
+        "artifact.quarantined",
+        "grant.created",
+        "key.created",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    let last = *ids_of(&all["items"]).last().unwrap();
+    assert_eq!(all["next_after"], last);
+
+    let mine = api
+        .with_key(Method::GET, "/v1/events?limit=1000", &reader, None)
+        .await
+        .json();
+    let seen = mine["items"].as_array().unwrap();
+    assert!(!seen.is_empty());
+    let text = mine.to_string();
+    for id in &hidden {
+        assert!(!text.contains(id.as_str()), "{id} leaked: {text}");
+    }
+    assert!(!text.contains("\"ops\""), "{text}");
+    for e in seen {
+        assert_eq!(e["collection"], "handbook", "{e}");
+        let t = e["type"].as_str().unwrap();
+        assert!(!t.starts_with("key.") && !t.starts_with("grant."), "{e}");
+    }
+    // the cursor still moves past what the reader may not see
+    assert_eq!(mine["next_after"], last);
+    let ops = api
+        .with_key(Method::GET, "/v1/events?collection=ops", &reader, None)
+        .await
+        .json();
+    assert_eq!(ops["items"], json!([]));
+    assert_eq!(ops["next_after"], last);
+
+    // the stream: the same events, nothing more
+    let mut s = SseReader::open(&api, "/v1/events/stream?after=0", &reader, None).await;
+    let streamed = s.next(seen.len()).await;
+    assert_eq!(
+        streamed.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+        ids_of(&mine["items"])
+    );
+    for (_, ev, data) in &streamed {
+        assert_eq!(data["type"].as_str().unwrap(), ev);
+        assert_eq!(data["collection"], "handbook");
+    }
+    // a new write in ops stays hidden; one in handbook arrives live
+    let auth = format!("Bearer {boss}");
+    api.put("ops/more.md", "# More\n", &[("authorization", &auth)])
+        .await;
+    s.quiet(700).await;
+    let r = api
+        .put("handbook/live.md", "# Live\n", &[("authorization", &auth)])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let live = s.next(1).await;
+    assert_eq!(live[0].1, "artifact.created");
+    assert_eq!(live[0].2["data"]["name"], "live.md");
+}
+
+/// O5: the stream resumes from `Last-Event-ID` with no gap and no
+/// duplicate; without a cursor it starts at the head.
+#[tokio::test]
+async fn o5_stream_resumes_from_last_event_id_without_gaps_or_duplicates() {
+    let (api, boss, _, _) = events_fixture().await;
+    let all = api
+        .with_key(Method::GET, "/v1/events?limit=1000", &boss, None)
+        .await
+        .json();
+    let ids = ids_of(&all["items"]);
+    assert!(ids.len() > 4);
+    let mut first = SseReader::open(&api, "/v1/events/stream?after=0", &boss, None).await;
+    let head: Vec<u64> = first.next(3).await.iter().map(|e| e.0).collect();
+    assert_eq!(head, ids[..3]);
+    drop(first);
+    let mut resumed = SseReader::open(&api, "/v1/events/stream", &boss, Some(head[2])).await;
+    let rest: Vec<u64> = resumed
+        .next(ids.len() - 3)
+        .await
+        .iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(rest, ids[3..]);
+    resumed.quiet(500).await;
+    // no cursor: only what happens from now on
+    let mut fresh =
+        SseReader::open(&api, "/v1/events/stream?types=collection.*", &boss, None).await;
+    fresh.quiet(400).await;
+    let r = api
+        .with_key(
+            Method::POST,
+            "/v1/collections",
+            &boss,
+            Some(json!({"name": "later"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let got = fresh.next(1).await;
+    assert_eq!(got[0].1, "collection.created");
+    assert_eq!(got[0].2["data"]["collection"], "later");
+    assert_eq!(got[0].2["collection"], "later");
+    // a malformed Last-Event-ID is refused, not ignored
+    let r = api
+        .send(
+            Request::get("/v1/events/stream")
+                .header(header::AUTHORIZATION, format!("Bearer {boss}"))
+                .header("Last-Event-ID", "yesterday")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    r.problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// O5: type and collection filters, pages that continue without overlap,
+/// clear errors for bad patterns and limits.
+#[tokio::test]
+async fn o5_event_filters_and_pages() {
+    let (api, _) = Api::seeded().await;
+    let arts = api.get("/v1/events?types=artifact.*").await.json();
+    let items = arts["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|e| e["type"] == "artifact.created"));
+    let mixed = api
+        .get("/v1/events?types=collection.created,artifact.*&collection=handbook")
+        .await
+        .json();
+    assert_eq!(mixed["items"].as_array().unwrap().len(), 3);
+    let none = api.get("/v1/events?collection=elsewhere").await.json();
+    assert_eq!(none["items"], json!([]));
+    let p1 = api.get("/v1/events?limit=2").await.json();
+    assert_eq!(p1["items"].as_array().unwrap().len(), 2);
+    let next = p1["next_after"].as_u64().unwrap();
+    assert_eq!(next, ids_of(&p1["items"])[1]);
+    let p2 = api
+        .get(&format!("/v1/events?after={next}&limit=2"))
+        .await
+        .json();
+    assert_eq!(ids_of(&p2["items"])[0], next + 1);
+    api.get("/v1/events?types=Artifact.*")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/events?types=artifact.*.x")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    let p = api
+        .get("/v1/events?types=artifact.craeted")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("matches no event type"),
+        "{p}"
+    );
+    api.get("/v1/events?limit=0")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// O5: the catalog is served; each type has a version, a description and
+/// a JSON Schema (2020-12) for its data.
+#[tokio::test]
+async fn o5_event_types_are_served_with_json_schemas() {
+    let api = Api::new();
+    let r = api.get("/v1/event-types").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let types = r.json();
+    let types = types.as_array().unwrap();
+    assert_eq!(types.len(), kontextual_events::CATALOG.len());
+    for t in types {
+        assert_eq!(t["version"], 1);
+        assert!(!t["description"].as_str().unwrap().is_empty());
+        let s = &t["schema"];
+        assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(s["type"], "object");
+        assert!(
+            s["properties"].is_object() && s["required"].is_array(),
+            "{t}"
+        );
+        assert!(["emitted", "reserved"].contains(&t["status"].as_str().unwrap()));
+    }
+    let webhook = types
+        .iter()
+        .find(|t| t["name"] == "webhook.created")
+        .unwrap();
+    assert_eq!(webhook["status"], "reserved");
+}
+
+/// O5: open event streams are capped (503 `too_many_streams` beyond, and
+/// a permit comes back when a stream ends); streams end when the server
+/// shuts down, so the drain does not wait for them.
+#[tokio::test]
+async fn o5_event_streams_are_capped_and_end_on_shutdown() {
+    let store = TestStore::new();
+    let svc = Arc::new(store.open(StoreOpenMode::Create));
+    let mut state = AppState::new(
+        svc,
+        Actor::local_admin(),
+        Namespace::default(),
+        kontextual_server::limits::LimitConfig {
+            per_key_per_second: 1000,
+            per_key_burst: 1000,
+            failed_auth_per_minute: 10,
+        },
+    );
+    state.event_streams = Arc::new(tokio::sync::Semaphore::new(1));
+    let shutdown = state.shutdown.clone();
+    let permits = state.event_streams.clone();
+    let (app, _) = router(state, &ServeConfig::default());
+    let open = || {
+        app.clone().oneshot(
+            Request::get("/v1/events/stream")
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let first = open().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open().await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers()[header::RETRY_AFTER], "5");
+    let body = second.into_body().collect().await.unwrap().to_bytes();
+    let p: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(p["code"], "too_many_streams", "{p}");
+    shutdown.send(true).unwrap();
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        first.into_body().collect(),
+    )
+    .await;
+    assert!(ended.is_ok(), "the stream did not end on shutdown");
+    assert_eq!(permits.available_permits(), 1);
 }

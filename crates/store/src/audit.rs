@@ -50,7 +50,8 @@ pub(crate) fn record_only(
     draft: AuditDraft,
 ) -> Result<Vec<Change>> {
     let action = draft.action.clone();
-    append(tx, ctx, head, now, draft, None)?;
+    let event = Change::audit_only_event(&draft);
+    append(tx, ctx, head, now, draft, event)?;
     Ok(vec![Change::Audited { action }])
 }
 
@@ -262,6 +263,18 @@ pub(crate) fn last_event_seq(tx: &mut Tx<'_>) -> Result<u64> {
     }
 }
 
+/// The highest event seq retention has deleted (0 when none was).
+pub(crate) fn pruned_through(tx: &mut Tx<'_>) -> Result<u64> {
+    Ok(tx
+        .query_opt(
+            "SELECT value FROM store_meta WHERE key = 'outbox_pruned_through'",
+            &[],
+            |r| r.get::<String>(0),
+        )?
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0))
+}
+
 /// Every consumer's cursor, by name.
 /// The store's id (set at `init`).
 pub(crate) fn store_id(tx: &mut Tx<'_>) -> Result<String> {
@@ -326,6 +339,12 @@ pub(crate) fn prune(tx: &mut Tx<'_>, older_than: Timestamp) -> Result<Vec<Change
     tx.execute(
         "DELETE FROM outbox WHERE seq <= ?1 AND at < ?2",
         args![min_cursor, older_than],
+    )?;
+    // What a reader after an older cursor has lost (`pruned_through`).
+    tx.execute(
+        "INSERT INTO store_meta (key, value) VALUES ('outbox_pruned_through', ?1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        args![through.to_string()],
     )?;
     Ok(vec![Change::OutboxPruned {
         through_seq: through,

@@ -250,6 +250,12 @@ impl FeedStore<'_> {
     pub fn cursors(&self) -> Result<Vec<(String, u64)>> {
         self.0.read(crate::audit::cursors)
     }
+
+    /// The highest event seq retention has deleted (0 when none was): a
+    /// reader whose cursor is below it has missed events.
+    pub fn pruned_through(&self) -> Result<u64> {
+        self.0.read(crate::audit::pruned_through)
+    }
 }
 
 /// Keys, grants, clearances, holds, quarantines and the access log.

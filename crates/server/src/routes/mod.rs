@@ -1,6 +1,7 @@
 //! Route handlers, grouped by resource.
 
 pub mod artifacts;
+pub mod events;
 pub mod export;
 pub mod jobs;
 pub mod keys;

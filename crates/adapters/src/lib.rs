@@ -11,8 +11,15 @@
 //! as that text format (`Parsed::content_encoding` says `gzip`); adapters'
 //! `parse` and `text` take the stored, still compressed bytes.
 //!
+//! Formats are registered in one table, [`FORMATS`]: a format's adapter,
+//! the file extensions that name it and its [`sections::Sectioner`]. A new
+//! format is a row there, passing the contract suites of [`contract`]
+//! (feature `contract`; see `docs/extension-points.md`).
+//!
 //! Invariant: no IO; every function takes bytes and returns facts.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod gzip;
 mod html;
 mod markdown;
@@ -56,8 +63,10 @@ pub enum AdapterError {
 pub use gzip::GZIP_MAX_INFLATED;
 
 /// The bytes an adapter reads: gzip content decompressed (within the
-/// limits), anything else as it is; with the content encoding undone.
-fn inflated(bytes: &[u8]) -> Result<(Cow<'_, [u8]>, Option<&'static str>), AdapterError> {
+/// limits, [`GZIP_MAX_INFLATED`]), anything else as it is; with the content
+/// encoding undone (`Some("gzip")`). Every adapter's `parse` and `text`
+/// start here, so stored gzip content reads as the text inside it.
+pub fn inflated(bytes: &[u8]) -> Result<(Cow<'_, [u8]>, Option<&'static str>), AdapterError> {
     if !gzip::is_gzip(bytes) {
         return Ok((Cow::Borrowed(bytes), None));
     }
@@ -72,7 +81,13 @@ fn inflated_or_empty(bytes: &[u8]) -> Cow<'_, [u8]> {
     inflated(bytes).map_or(Cow::Borrowed(&[][..]), |(b, _)| b)
 }
 
-/// One format. Implementations are cheap, stateless and thread-safe.
+/// One format: validates content, describes it and extracts its readable
+/// text. Implementations are cheap, stateless and thread-safe.
+///
+/// Contract (`contract::check_source_adapter`): `artifact_type` is a stable
+/// lowercase word; `parse` and `text` never panic and are deterministic;
+/// what `parse` accepts it describes as its own type; gzip content (undone
+/// by [`inflated`]) parses and reads as the content inside.
 pub trait SourceAdapter: Send + Sync + fmt::Debug {
     /// The artifact type this adapter produces.
     fn artifact_type(&self) -> &'static str;
@@ -268,25 +283,64 @@ fn looks_like_html(head: &str) -> bool {
     lower.starts_with("<!doctype html") || lower.starts_with("<html")
 }
 
-/// Chooses the adapter for `bytes` named `name`, validates, and describes.
-/// Errors only for content that claims a text format but is not valid in it.
+/// A registered format: its adapter, the file names that claim it, and how
+/// its documents split into sections.
+pub struct Format {
+    pub adapter: &'static dyn SourceAdapter,
+    /// Lowercase file extensions, without the dot, that name this format.
+    /// A file so named must be valid in it (or it is refused), whatever its
+    /// bytes look like — unless they carry a binary signature.
+    pub extensions: &'static [&'static str],
+    /// Its sectioner, if its documents have addressable sections.
+    pub sectioner: Option<&'static dyn sections::Sectioner>,
+}
+
+/// Every format with readable text: the one place a format is registered.
+/// Detection, [`for_type`], [`has_text`] and [`sections::sectioner_for`]
+/// read it. Opaque content is not a row: it is what no format claims.
+pub static FORMATS: &[Format] = &[
+    Format {
+        adapter: &Html,
+        extensions: &["html", "htm"],
+        sectioner: Some(&sections::HtmlSections),
+    },
+    Format {
+        adapter: &Markdown,
+        extensions: &["md", "markdown"],
+        sectioner: Some(&sections::MarkdownSections),
+    },
+    Format {
+        adapter: &Json,
+        extensions: &["json"],
+        sectioner: None,
+    },
+    Format {
+        adapter: &Text,
+        extensions: &["txt", "text"],
+        sectioner: None,
+    },
+];
+
+/// The registered format of an artifact type.
+pub fn format(artifact_type: &str) -> Option<&'static Format> {
+    FORMATS
+        .iter()
+        .find(|f| f.adapter.artifact_type() == artifact_type)
+}
+
 /// The adapter that produced `artifact_type`, to read stored content back
 /// (readable text, sections). Unknown types are treated as opaque bytes.
 pub fn for_type(artifact_type: &str) -> &'static dyn SourceAdapter {
-    match artifact_type {
-        "markdown" => &Markdown,
-        "html" => &Html,
-        "json" => &Json,
-        "text" => &Text,
-        _ => &Opaque("application/octet-stream"),
-    }
+    format(artifact_type).map_or(&Opaque("application/octet-stream"), |f| f.adapter)
 }
 
 /// Whether content of this type has readable text worth indexing.
 pub fn has_text(artifact_type: &str) -> bool {
-    matches!(artifact_type, "markdown" | "html" | "json" | "text")
+    format(artifact_type).is_some()
 }
 
+/// Chooses the adapter for `bytes` named `name`, validates, and describes.
+/// Errors only for content that claims a text format but is not valid in it.
 pub fn detect(
     name: &str,
     bytes: &[u8],
@@ -327,7 +381,6 @@ fn detect_inner(
     complete: bool,
     open_gzip: bool,
 ) -> Result<(&'static dyn SourceAdapter, Parsed), AdapterError> {
-    static MARKDOWN: Markdown = Markdown;
     static HTML: Html = Html;
     static JSON: Json = Json;
     static TEXT: Text = Text;
@@ -356,22 +409,18 @@ fn detect_inner(
     }
     let head = &bytes[..bytes.len().min(8192)];
     let ext = extension(name);
-    let claims_text = matches!(
-        ext.as_str(),
-        "md" | "markdown" | "txt" | "text" | "html" | "htm" | "json"
-    );
-    if head.contains(&0) && !claims_text {
+    let claimed = FORMATS
+        .iter()
+        .find(|f| f.extensions.contains(&ext.as_str()));
+    if head.contains(&0) && claimed.is_none() {
         static BIN: Opaque = Opaque("application/octet-stream");
         return Ok((&BIN, BIN.parse(bytes)?));
     }
     let head_str = String::from_utf8_lossy(head);
-    let adapter: &'static dyn SourceAdapter = match ext.as_str() {
-        "html" | "htm" => &HTML,
-        "md" | "markdown" => &MARKDOWN,
-        "json" => &JSON,
-        "txt" | "text" => &TEXT,
-        _ if looks_like_html(&head_str) => &HTML,
-        _ => {
+    let adapter: &'static dyn SourceAdapter = match claimed {
+        Some(f) => f.adapter,
+        None if looks_like_html(&head_str) => &HTML,
+        None => {
             // Unknown name: text if it is valid UTF-8 (JSON if it parses), else opaque.
             if std::str::from_utf8(bytes).is_ok() {
                 let t = strip_bom(&head_str).trim_start();

@@ -39,9 +39,12 @@ impl Section {
 
 /// Splits one format into sections. Stateless and cheap.
 ///
-/// Contract (checked by property tests for every implementation): sections
-/// come in document order; every `range` lies within `text` and on char
-/// boundaries; `range.start <= own_end <= range.end`; selectors are unique.
+/// Contract (`contract::check_sectioner`, run for every implementation):
+/// sections come in document order; every `range` lies within `text` and on
+/// char boundaries; `range.start <= own_end <= range.end`; ranges nest or
+/// are disjoint and own ranges never overlap; selectors are unique and
+/// [`find`] resolves each; `text_of` gives "" for a range it cannot cut.
+/// A format registers its sectioner in its [`crate::FORMATS`] row.
 pub trait Sectioner: Send + Sync {
     /// Sections in document order. `text` is the whole document.
     fn sections(&self, text: &str) -> Vec<Section>;
@@ -70,11 +73,7 @@ pub fn for_content(artifact_type: &str, bytes: &[u8]) -> Option<(&'static dyn Se
 
 /// The sectioner for an artifact type, if that format has sections.
 pub fn sectioner_for(artifact_type: &str) -> Option<&'static dyn Sectioner> {
-    match artifact_type {
-        "markdown" => Some(&MarkdownSections),
-        "html" => Some(&HtmlSections),
-        _ => None,
-    }
+    crate::format(artifact_type)?.sectioner
 }
 
 /// Markdown (CommonMark + GFM tables): ATX and setext headings. Headings in

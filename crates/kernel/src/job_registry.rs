@@ -95,9 +95,21 @@ impl<'a> JobContext<'a> {
 
     /// The payload as the kind's input type.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.job.payload.clone())
-            .map_err(|e| Error::InvalidInput(format!("job payload: {e}")))
+        parse_payload(&self.job.kind, &self.job.payload)
     }
+}
+
+/// A job payload as its kind's input type: a JSON object with the type's
+/// fields (an array is refused, though serde would fill a struct from one
+/// by position). A payload that does not fit is `InvalidInput`.
+pub fn parse_payload<T: DeserializeOwned>(kind: &str, payload: &serde_json::Value) -> Result<T> {
+    if !payload.is_object() {
+        return Err(Error::InvalidInput(format!(
+            "{kind} job payload: expected a JSON object"
+        )));
+    }
+    serde_json::from_value(payload.clone())
+        .map_err(|e| Error::InvalidInput(format!("{kind} job payload: {e}")))
 }
 
 /// Why an attempt failed, with the partial-failure report to keep.
@@ -198,8 +210,7 @@ impl<H: JobHost> JobHandler<H> for NoopJob {
     }
 
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
-        let _: NoopPayload = serde_json::from_value(payload.clone())
-            .map_err(|e| Error::InvalidInput(format!("noop job payload: {e}")))?;
+        let _: NoopPayload = parse_payload("noop", payload)?;
         host.kernel()
             .authorize(caller, Permission::Admin, &Resource::Namespace("jobs"))
     }

@@ -14,6 +14,8 @@
 
 mod access;
 mod audit;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod error;
 mod error_codes;
 mod events;
@@ -41,7 +43,7 @@ pub use feed::{
 };
 pub use grants::GrantOn;
 pub use job_registry::{
-    JobContext, JobFailure, JobHandler, JobHost, JobRegistry, NoopJob, NoopPayload,
+    JobContext, JobFailure, JobHandler, JobHost, JobRegistry, NoopJob, NoopPayload, parse_payload,
 };
 pub use jobs::{EnqueueOptions, Enqueued, JobQueue, JobView, MAX_ENQUEUE_BATCH};
 pub use keys::{AUTH_CACHE_TTL, NewKey};

@@ -106,6 +106,16 @@ pub(crate) struct JobControl {
 }
 
 impl JobControl {
+    /// The control of an attempt no worker runs (the contract suites),
+    /// asked to stop from the start or not.
+    #[cfg(feature = "contract")]
+    pub(crate) fn new(stop: bool) -> Self {
+        JobControl {
+            requested: AtomicBool::new(stop),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     pub(crate) fn should_stop(&self) -> bool {
         self.requested.load(Ordering::Relaxed) || self.shutdown.load(Ordering::Relaxed)
     }

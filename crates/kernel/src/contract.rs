@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use kontextual_model::{
     Actor, ArtifactName, CollectionName, CorrelationId, Grant, GrantPermission, GrantScope, Job,
-    JobId, JobState, Namespace, OutboxEvent, Scope,
+    Namespace, OutboxEvent, Scope,
 };
 use kontextual_store::{Content, KnowledgeOp, Op, PutArtifact, Store, WriteBatch, WriteContext};
 
@@ -634,40 +634,52 @@ pub fn check_job_handler<H: JobHost>(
     }
 }
 
-/// A job of `handler`'s kind with `payload`, as the worker would hand it
-/// over for its first attempt, enqueued by `caller`.
-fn job_for<H>(handler: &dyn JobHandler<H>, caller: &Caller, payload: &serde_json::Value) -> Job {
-    let now = kontextual_model::now();
-    Job {
-        id: JobId::new(),
-        namespace: caller.namespace.clone(),
-        kind: handler.kind().to_owned(),
-        payload: payload.clone(),
-        state: JobState::Running,
-        attempt: 1,
-        max_attempts: handler.max_attempts(),
-        run_at: now,
-        unique_key: handler.unique_key(payload),
-        worker: Some("contract".to_owned()),
-        lease_expires_at: None,
-        stop_requested: None,
-        last_error: None,
-        report: None,
-        actor: caller.actor.clone(),
-        correlation_id: caller.correlation_id.clone(),
-        created_at: now,
-        updated_at: now,
-        finished_at: None,
-        key_id: caller.key_id.clone(),
-        scopes: caller.scopes.clone(),
-    }
+/// Enqueues `payload` as `caller` and claims the job, as a worker would
+/// before handing it to the handler.
+fn claimed_job<H: JobHost>(
+    host: &H,
+    kind: &str,
+    caller: &Caller,
+    payload: &serde_json::Value,
+) -> Job {
+    let enqueued = crate::JobQueue::job_enqueue(
+        host,
+        caller,
+        kind,
+        payload.clone(),
+        crate::EnqueueOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{kind}: enqueueing {payload}: {e}"));
+    let changes = host
+        .kernel()
+        .store()
+        .write(WriteBatch {
+            ctx: admin_ctx(),
+            ops: vec![Op::Jobs(kontextual_store::JobOp::ClaimJobs {
+                worker: "contract".to_owned(),
+                kinds: vec![kind.to_owned()],
+                limit: 1,
+                lease: std::time::Duration::from_secs(600),
+            })],
+        })
+        .unwrap_or_else(|e| panic!("{kind}: claiming the job: {e}"));
+    changes
+        .into_iter()
+        .find_map(|c| match c {
+            kontextual_model::Change::JobsClaimed { jobs } => {
+                jobs.into_iter().find(|j| j.id == enqueued.job.id)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{kind}: the enqueued job was not claimed"))
 }
 
-/// Jobs run at least once, so a handler's work is idempotent: `payload`
-/// (which `check` accepts) runs to success twice in a row, as two
-/// attempts would; and a job asked to stop before it starts ends at once
-/// — successfully, or with a failure that is not worth retrying or is the
-/// `stopped` conflict — rather than doing its work.
+/// Jobs run at least once, so a handler's work is idempotent. The
+/// handler must be registered in `host`'s registry: `payload` is
+/// enqueued by `caller` and claimed, then its attempt runs to success
+/// twice in a row (as a redelivered attempt would); and, asked to stop
+/// before it starts, it ends at once — successfully, with a failure not
+/// worth retrying, or with the `stopped` conflict.
 pub fn check_job_runs<H: JobHost>(
     host: &H,
     handler: &dyn JobHandler<H>,
@@ -675,20 +687,18 @@ pub fn check_job_runs<H: JobHost>(
     payload: &serde_json::Value,
 ) {
     let kind = handler.kind().to_owned();
-    if let Err(e) = handler.check(host, caller, payload) {
-        panic!("{kind}: check refuses {payload}: {e}");
-    }
+    let job = claimed_job(host, &kind, caller, payload);
+    let mut runner = caller.clone();
+    runner.correlation_id = job.correlation_id.clone();
     for attempt in ["first", "second"] {
-        let job = job_for(handler, caller, payload);
         let control = JobControl::new(false);
-        let ctx = JobContext::new(caller.clone(), &job, &control);
+        let ctx = JobContext::new(runner.clone(), &job, &control);
         if let Err(f) = handler.run(host, &ctx) {
             panic!("{kind}: the {attempt} run of {payload} failed: {}", f.error);
         }
     }
-    let job = job_for(handler, caller, payload);
     let control = JobControl::new(true);
-    let ctx = JobContext::new(caller.clone(), &job, &control);
+    let ctx = JobContext::new(runner, &job, &control);
     assert!(ctx.should_stop());
     if let Err(f) = handler.run(host, &ctx) {
         assert!(

@@ -87,9 +87,12 @@ impl JobHost for Host {
 }
 
 fn host(store: Store) -> Host {
+    let mut jobs = JobRegistry::default();
+    jobs.register(std::sync::Arc::new(NoopJob)).unwrap();
+    jobs.register(std::sync::Arc::new(Echo)).unwrap();
     Host {
         kernel: Kernel::new(store, Box::new(AccessPolicy)),
-        jobs: JobRegistry::default(),
+        jobs,
         latest: Latest::default(),
     }
 }

@@ -56,8 +56,7 @@ pub fn handlers<H: KnowledgeHost>() -> Vec<Arc<dyn JobHandler<H>>> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(kind: &str, payload: &serde_json::Value) -> Result<T> {
-    serde_json::from_value(payload.clone())
-        .map_err(|e| Error::InvalidInput(format!("{kind} job payload: {e}")))
+    kontextual_kernel::parse_payload(kind, payload)
 }
 
 /// Lets ingest and export stop at their safe points when the job is asked to.

@@ -613,8 +613,12 @@ impl crate::FeedPass for IndexPass<'_> {
             self.reindexed += 1;
             self.since_commit += 1;
         }
-        self.progress.last_event = Some((last.seq, last.audit_seq, last.at));
-        self.progress.applied = last.seq;
+        // the cursor only moves forward: a batch of events it has passed
+        // (a replay) re-reads their artifacts but does not move it back
+        if last.seq >= self.progress.applied {
+            self.progress.last_event = Some((last.seq, last.audit_seq, last.at));
+            self.progress.applied = last.seq;
+        }
         self.progress.uncommitted = true;
         Ok(self.since_commit >= COMMIT_EVERY)
     }
@@ -711,4 +715,144 @@ fn truncate(mut s: String, max: usize) -> String {
 /// Where the index of a data directory lives.
 pub(crate) fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kontextual_kernel::contract::{FeedFixture, check_feed_pass};
+    use kontextual_kernel::{AllowAll, FeedPass, Kernel};
+    use kontextual_model::{Actor, ArtifactName, CollectionName, CorrelationId, Namespace};
+    use kontextual_store::sqlite::SqliteBackend;
+    use kontextual_store::{
+        ArtifactKey, Content, KnowledgeOp, Op, PutArtifact, Store, WriteBatch, WriteContext,
+    };
+
+    use super::{IndexPass, Projection};
+    use crate::Knowledge;
+
+    struct IndexFixture {
+        _dir: tempfile::TempDir,
+        knowledge: Knowledge,
+        projection: Arc<Projection>,
+    }
+
+    fn put(name: &str, body: String) -> Op {
+        let mut put = PutArtifact::new(
+            CollectionName::new("docs").unwrap(),
+            ArtifactName::new(name).unwrap(),
+            Content::Bytes(body.into_bytes()),
+        );
+        put.artifact_type = Some("markdown".to_owned());
+        Op::Knowledge(KnowledgeOp::PutArtifact(put))
+    }
+
+    impl FeedFixture for IndexFixture {
+        fn store(&self) -> &Store {
+            self.knowledge.store()
+        }
+
+        fn consumer(&self) -> &str {
+            super::CONSUMER
+        }
+
+        /// A new document each round, the guide's sections changed, and
+        /// from round 2 on the first round's document deleted.
+        fn produce(&self, round: u32) {
+            let mut ops = vec![
+                Op::Knowledge(KnowledgeOp::CreateCollection {
+                    name: CollectionName::new("docs").unwrap(),
+                    description: String::new(),
+                    if_absent: true,
+                }),
+                put(&format!("r{round}.md"), format!("# Round {round}\n\nwords")),
+                put(
+                    "guide.md",
+                    format!("# Guide\n\nintro\n\n## Step {round}\n\ndo {round}\n"),
+                ),
+            ];
+            if round == 2 {
+                ops.push(Op::Knowledge(KnowledgeOp::DeleteArtifact {
+                    key: ArtifactKey::Name {
+                        collection: CollectionName::new("docs").unwrap(),
+                        name: ArtifactName::new("r0.md").unwrap(),
+                    },
+                    expect: None,
+                }));
+            }
+            self.store()
+                .write(WriteBatch {
+                    ctx: WriteContext {
+                        namespace: Namespace::default(),
+                        actor: Actor::local_admin(),
+                        correlation_id: CorrelationId::new(),
+                        run_id: None,
+                    },
+                    ops,
+                })
+                .unwrap();
+        }
+
+        fn open(&self) -> Box<dyn FeedPass + '_> {
+            let progress = self.projection.lock();
+            Box::new(IndexPass {
+                from: progress.applied,
+                projection: &self.projection,
+                progress,
+                reindexed: 0,
+                since_commit: 0,
+            })
+        }
+
+        /// Every committed document: artifact, section, revision.
+        fn observe(&self) -> String {
+            let index = self.projection.index();
+            index.reload().unwrap();
+            let hits = index
+                .search(&kontextual_index::SearchRequest {
+                    namespace: Namespace::default().as_str(),
+                    query: "*",
+                    syntax: true,
+                    filters: Default::default(),
+                    granularity: kontextual_index::Granularity::All,
+                    offset: 0,
+                    limit: 10_000,
+                    snippet_chars: 0,
+                })
+                .unwrap();
+            let mut docs: Vec<String> = hits
+                .hits
+                .iter()
+                .map(|h| format!("{} {:?} r{}", h.name, h.selector, h.revision))
+                .collect();
+            docs.sort();
+            docs.join("\n")
+        }
+    }
+
+    /// O5: the search index, the feed consumer the knowledge domain
+    /// registers, keeps the feed-consumer contract.
+    #[test]
+    fn o5_contract_search_index_feed_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(SqliteBackend::memory().unwrap());
+        let knowledge = Knowledge::new(
+            Arc::new(Kernel::new(store, Box::new(AllowAll))),
+            Some(dir.path().to_owned()),
+        );
+        let projection = knowledge.projection().unwrap();
+        let fixture = IndexFixture {
+            _dir: dir,
+            knowledge,
+            projection,
+        };
+        check_feed_pass(&fixture);
+        let seen = fixture.observe();
+        assert!(seen.contains("guide.md Some(\"step-3\")"), "{seen}");
+        assert!(
+            !seen.contains("r0.md"),
+            "a deleted document is gone: {seen}"
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! kernel; this crate knows no CLI or HTTP types and no database driver.
 
 mod background;
+mod nats;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub use kontextual_knowledge::{
     check_package,
 };
 pub use kontextual_model::{TypePattern, TypePatternError};
+/// Publishing the event feed to NATS JetStream (`Services::publish_events_to_nats`).
+pub use kontextual_nats::{NatsConfig, NatsPublisher, NatsStatus};
 pub use kontextual_package::{
     Limits as UnpackLimits, Problem as PackageProblem, Verdict as PackageVerdict,
 };

@@ -1175,7 +1175,11 @@ fn grant(ctx: &Ctx, a: GrantArgs, give: bool) -> Result<ExitCode> {
 }
 
 fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
-    let svc = std::sync::Arc::new(ctx.rw()?);
+    let mut svc = ctx.rw()?;
+    if let Some(nats) = &ctx.cfg.nats {
+        svc.publish_events_to_nats(nats.clone())?;
+    }
+    let svc = std::sync::Arc::new(svc);
     let state = kontextual_server::AppState::new(
         svc,
         ctx.caller.actor.clone(),

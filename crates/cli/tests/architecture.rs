@@ -22,6 +22,8 @@ const KERNEL: &str = "kontextual-kernel";
 const EVENTS: &str = "kontextual-events";
 const KNOWLEDGE: &str = "kontextual-knowledge";
 const WEBHOOKS: &str = "kontextual-webhooks";
+/// Publishes the event feed to NATS JetStream (ADR 0011): an outlet, not a domain.
+const NATS: &str = "kontextual-nats";
 const SERVER: &str = "kontextual-server";
 const CLI: &str = "kontextual";
 const BENCH: &str = "kontextual-bench";
@@ -48,6 +50,7 @@ const IO: &[&str] = &[
     "mio",
     "reqwest",
     "ureq",
+    "async-nats",
 ];
 /// What a library crate never lists itself: the CLI's parser and error
 /// type, and the HTTP stack with its runtime.
@@ -68,6 +71,8 @@ const OWNED: &[(&str, &[&str])] = &[
     ("hyper", &[SERVER, BENCH]),
     // the webhook domain's HTTP client (ADR 0010)
     ("ureq", &[WEBHOOKS]),
+    // the NATS client, and the async runtime it needs, stay in the publisher (ADR 0011)
+    ("async-nats", &[NATS]),
 ];
 
 /// One crate's layer: what it may not list in its own `[dependencies]`,
@@ -140,7 +145,7 @@ const LAYERS: &[Layer] = &[
         never_directly: &[SURFACE, DRIVERS],
         never: &[
             &["tantivy", "axum", "hyper", "clap"],
-            &[INDEX, ADAPTERS, PACKAGE, KNOWLEDGE, APP, SERVER, CLI],
+            &[INDEX, ADAPTERS, PACKAGE, KNOWLEDGE, NATS, APP, SERVER, CLI],
         ],
     },
     // a domain: the kernel, the store and its engines; never a surface,
@@ -148,14 +153,31 @@ const LAYERS: &[Layer] = &[
     Layer {
         krate: KNOWLEDGE,
         never_directly: &[SURFACE, DRIVERS, &["tantivy"]],
-        never: &[&["axum", "hyper", "clap"], &[SERVER, CLI, APP]],
+        never: &[&["axum", "hyper", "clap"], &[SERVER, CLI, APP, NATS]],
     },
     // the webhook domain: delivery primitives now, its service later; may
     // stand on model, store and kernel, owns the HTTP client (ureq)
     Layer {
         krate: WEBHOOKS,
         never_directly: &[SURFACE, DRIVERS, &["tantivy", "reqwest"]],
-        never: &[&["axum", "hyper", "clap"], &[INDEX, ADAPTERS, PACKAGE]],
+        never: &[
+            &["axum", "hyper", "clap"],
+            &[INDEX, ADAPTERS, PACKAGE, NATS],
+        ],
+    },
+    // the NATS publisher: a feed consumer on model, store, kernel and
+    // events; it owns the NATS client and the tokio runtime that drives it
+    // (so tokio is allowed here, unlike in other libraries), no domain,
+    // surface or composition root
+    Layer {
+        krate: NATS,
+        never_directly: &[DRIVERS, &["tantivy", "axum", "hyper", "clap", "anyhow"]],
+        never: &[
+            &["tantivy", "axum", "hyper", "clap", "ureq"],
+            &[
+                INDEX, ADAPTERS, PACKAGE, KNOWLEDGE, WEBHOOKS, APP, SERVER, CLI,
+            ],
+        ],
     },
     // wiring only: no surface, no driver, no engine of its own
     Layer {

@@ -321,3 +321,76 @@ fn x4_slow_idle_and_excess_connections_are_closed() {
     let (status, _) = http(&addr, "GET", "/healthz", "");
     assert_eq!(status, 200);
 }
+
+/// The one number `sql` answers, from the store's own database.
+fn scalar(data: &Store, sql: &str) -> u64 {
+    match data.db() {
+        Some(db) => db.query(sql).parse().unwrap_or(0),
+        None => data
+            .sqlite()
+            .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .ok()
+            .flatten()
+            .map_or(0, |v| u64::try_from(v).unwrap_or(0)),
+    }
+}
+
+/// O5: with `[events] nats_url` in kontextual.toml, `serve` publishes the
+/// feed to NATS JetStream: its `nats` feed consumer reaches the feed's head
+/// (it moves only on JetStream's acknowledgements; `crates/nats` reads the
+/// stream back). Needs a NATS server with JetStream; skipped with the
+/// reason when none answers, unless `CI_REQUIRE_NATS` is set.
+#[test]
+fn o5_serve_publishes_events_to_nats_when_configured() {
+    let url = std::env::var("KONTEXTUAL_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let hostport = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let up = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !up {
+        assert!(
+            std::env::var_os("CI_REQUIRE_NATS").is_none(),
+            "CI_REQUIRE_NATS is set but no NATS server answers at {url}"
+        );
+        eprintln!("SKIPPED: no NATS server answers at {url}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = Store::new(dir.path().join("data"));
+    data.ok(&["init"]);
+    data.ok(&["collection", "create", "handbook"]);
+    // one stream for every run of this test (message ids carry the store id)
+    let mut toml = std::fs::read_to_string(data.dir().join("kontextual.toml")).unwrap();
+    toml.push_str(&format!(
+        "\n[events]\nnats_url = \"{url}\"\nnats_subject_prefix = \"kxtest.cli-serve\"\nnats_stream = \"KXTEST_CLI_SERVE\"\n"
+    ));
+    std::fs::write(data.dir().join("kontextual.toml"), toml).unwrap();
+    let (server, addr) = serve(&data, &[]);
+    let (st, _) = http(
+        &addr,
+        "PUT",
+        "/v1/artifacts?ref=handbook/nats.md",
+        "# Published\n\nto NATS\n",
+    );
+    assert_eq!(st, 201);
+    let head = scalar(&data, "SELECT max(seq) FROM outbox");
+    assert!(head >= 2, "{head}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let cursor = scalar(
+            &data,
+            "SELECT cursor FROM outbox_consumers WHERE name = 'nats'",
+        );
+        if cursor >= head {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the NATS publisher stayed at {cursor} of {head}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+}

@@ -79,7 +79,7 @@ macro_rules! t {
 use Emission::{Emitted as E, Reserved as R};
 
 const JOB_COMPLETION: &str = "worker completions are bookkeeping, not audited yet; until they are, follow the job's run (`run.*`, `ingest.*`, `export.created`)";
-const WEBHOOKS: &str = "emitted by the webhooks service (O5, issue 19)";
+const WEBHOOK_CHANGE: &str = "Change::Webhook";
 
 /// Every event type, sorted by name.
 pub static CATALOG: &[EventType] = &[
@@ -387,42 +387,42 @@ pub static CATALOG: &[EventType] = &[
     t!(
         "webhook.created",
         "webhook id",
-        R(WEBHOOKS),
+        E(WEBHOOK_CHANGE),
         WebhookData,
         "A webhook subscription was created."
     ),
     t!(
         "webhook.deleted",
         "webhook id",
-        R(WEBHOOKS),
-        WebhookData,
+        E("Change::WebhookDeleted"),
+        WebhookDeletedData,
         "A webhook subscription was deleted."
     ),
     t!(
         "webhook.disabled",
         "webhook id",
-        R(WEBHOOKS),
+        E(WEBHOOK_CHANGE),
         WebhookData,
         "A webhook subscription was disabled (by an operator, or after persistent delivery failure)."
     ),
     t!(
         "webhook.enabled",
         "webhook id",
-        R(WEBHOOKS),
+        E(WEBHOOK_CHANGE),
         WebhookData,
         "A disabled webhook subscription was enabled again."
     ),
     t!(
         "webhook.secret_rotated",
         "webhook id",
-        R(WEBHOOKS),
+        E(WEBHOOK_CHANGE),
         WebhookData,
         "A webhook's signing secret was rotated (the old one is still sent for a while)."
     ),
     t!(
         "webhook.updated",
         "webhook id",
-        R(WEBHOOKS),
+        E(WEBHOOK_CHANGE),
         WebhookData,
         "A webhook subscription's URL or type patterns changed."
     ),

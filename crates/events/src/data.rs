@@ -178,15 +178,28 @@ pub struct StoreImportedData {
     pub summary: serde_json::Map<String, serde_json::Value>,
 }
 
-/// `webhook.*`: a webhook subscription's lifecycle (emitted by the
-/// webhooks service). Never its secret.
+/// `webhook.*` (but `webhook.deleted`): a webhook subscription as the
+/// change left it. Never its secret.
 #[derive(Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookData {
     /// The endpoint URL.
     pub url: String,
-    /// The type patterns it subscribes to.
+    /// The event type patterns it subscribes to.
     pub types: Vec<String>,
-    /// Whether deliveries are being made.
-    pub enabled: bool,
+    /// Only events about these collections; empty: every collection.
+    pub collections: Vec<String>,
+    /// `enabled` or `disabled`.
+    pub state: String,
+    /// Why it is disabled (an operator's reason, `the receiver answered
+    /// 410 Gone`, `deliveries failed for 5 days`).
+    pub disabled_reason: Option<String>,
+}
+
+/// `webhook.deleted`: the subscription that was deleted.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDeletedData {
+    /// The endpoint URL.
+    pub url: String,
 }

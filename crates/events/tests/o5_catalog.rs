@@ -282,6 +282,35 @@ fn changes() -> Vec<Change> {
         relation: relation(),
         cause: RelationDeleteCause::EndpointDeleted,
     });
+    let webhook = |state: WebhookState| Webhook {
+        id: WebhookId::new(),
+        namespace: Namespace::default(),
+        url: "https://hooks.example.com/kx".into(),
+        description: String::new(),
+        types: vec!["artifact.*".into()],
+        collections: vec!["docs".parse().unwrap()],
+        state,
+        disabled_reason: (state == WebhookState::Disabled).then(|| "gone".to_owned()),
+        created_at: now(),
+        updated_at: now(),
+        created_by: Actor::local_admin(),
+        first_failure_at: None,
+    };
+    for action in WebhookAction::ALL {
+        let state = if *action == WebhookAction::Disabled {
+            WebhookState::Disabled
+        } else {
+            WebhookState::Enabled
+        };
+        out.push(Change::Webhook {
+            action: *action,
+            webhook: webhook(state),
+        });
+    }
+    out.push(Change::WebhookDeleted {
+        webhook: webhook(WebhookState::Enabled),
+        cancelled: 2,
+    });
     out
 }
 

@@ -126,6 +126,13 @@ impl Kernel {
         &self.store
     }
 
+    /// Wakes this process's idle workers: a domain wrote jobs itself (as
+    /// part of its own ops, e.g. webhook deliveries) rather than through
+    /// the queue's enqueue.
+    pub fn jobs_enqueued(&self) {
+        self.job_signal.notify();
+    }
+
     /// Writes one op and returns what `pick` finds in its changes.
     pub fn write_one<T>(
         &self,

@@ -1,6 +1,17 @@
-//! Kontextual's webhook delivery primitives (requirement O5), following
-//! Standard Webhooks 1.0: no store and no kernel here, only the pure parts a
-//! delivery service is built from.
+//! Kontextual's webhooks domain (requirement O5), following Standard
+//! Webhooks 1.0.
+//!
+//! The service, on the kernel:
+//!
+//! - [`service`]: create, list, show, update, enable/disable, delete,
+//!   rotate the secret, deliveries, resend — admin-scoped, audited.
+//! - [`dispatch`]: the feed consumer that turns each outbox event into one
+//!   delivery per matching webhook, with its job, in one transaction with
+//!   its cursor.
+//! - [`jobs`]: `webhook.deliver` (one attempt per job attempt, on the
+//!   schedule, 410 and five days of failure disable) and `webhook.recover`.
+//!
+//! The pure parts it is built from:
 //!
 //! - [`signing`]: `whsec_` secrets, `v1` HMAC-SHA256 signatures, the three
 //!   `webhook-*` headers (several signatures while a secret rotates) and
@@ -18,9 +29,16 @@
 //! line or a `Debug`/`Display` output.
 
 pub mod deliver;
+pub mod dispatch;
+pub mod jobs;
 pub mod schedule;
+pub mod service;
 pub mod signing;
 pub mod ssrf;
+
+pub use dispatch::{CONSUMER, Dispatched, WebhookDispatcher, body_of, feed_consumer};
+pub use jobs::{RECOVER_JOB, WebhooksHost, job_handlers, recover};
+pub use service::{NewWebhook, WebhookChange, WebhookDetail, Webhooks, WebhooksConfig, WithSecret};
 
 pub use deliver::{
     Attempt, Client, ClientConfig, Lookup, MAX_BODY, RESPONSE_CAPTURE, SystemLookup,

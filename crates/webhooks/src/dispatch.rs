@@ -1,0 +1,248 @@
+//! The dispatcher: a feed consumer that turns outbox events into
+//! deliveries. For each event, in sequence order, every enabled webhook of
+//! the event's namespace whose filters match gets one delivery, whose body
+//! (the CloudEvent, or the thin payload above 20 KiB) is fixed now. The
+//! deliveries, their delivery jobs and the consumer's cursor are written
+//! in one transaction: a crash before it loses nothing (the events are read
+//! again), a crash after it creates nothing twice — and if two processes
+//! dispatch the same events, the store's unique (webhook, event) key keeps
+//! one delivery each.
+
+use std::time::{Duration, Instant};
+
+use kontextual_events::{CloudEvent, source_base};
+use kontextual_kernel::{Caller, FeedConsumer, Result};
+use kontextual_model::{Actor, DeliveryId, Namespace, OutboxEvent, TypePattern, Webhook};
+use kontextual_store::{FeedOp, NewDelivery, Op, WebhookOp};
+
+use crate::{MAX_ATTEMPTS, Webhooks, WebhooksHost, select_body};
+
+/// The name the dispatcher's cursor is recorded under.
+pub const CONSUMER: &str = "webhooks";
+/// Events read per batch.
+const BATCH: u32 = 256;
+/// At most this many deliveries per transaction (the store takes 10,000).
+const MAX_DELIVERIES: usize = 4096;
+/// How often a process prunes finished deliveries past retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The feed consumer that creates deliveries (see the module docs).
+pub struct WebhookDispatcher;
+
+/// The dispatcher, to register with the feed runtime.
+pub fn feed_consumer<H: WebhooksHost>() -> std::sync::Arc<dyn FeedConsumer<H>> {
+    std::sync::Arc::new(WebhookDispatcher)
+}
+
+impl<H: WebhooksHost> FeedConsumer<H> for WebhookDispatcher {
+    fn name(&self) -> &str {
+        CONSUMER
+    }
+
+    fn follow(&self, host: &H) -> Result<()> {
+        host.webhooks().dispatch().map(|_| ())
+    }
+}
+
+/// One webhook's filters, parsed once per pass.
+struct Subscriber<'w> {
+    webhook: &'w Webhook,
+    patterns: Vec<TypePattern>,
+}
+
+impl<'w> Subscriber<'w> {
+    fn new(webhook: &'w Webhook) -> Subscriber<'w> {
+        Subscriber {
+            webhook,
+            // stored patterns were checked when written
+            patterns: webhook
+                .types
+                .iter()
+                .filter_map(|t| TypePattern::parse(t).ok())
+                .collect(),
+        }
+    }
+
+    fn wants(&self, event: &OutboxEvent) -> bool {
+        let w = self.webhook;
+        w.namespace == event.namespace
+            // a webhook receives what happened after it was created
+            && event.at >= w.created_at
+            && TypePattern::any_matches(&self.patterns, &event.draft.kind)
+            && (w.collections.is_empty()
+                || event
+                    .draft
+                    .payload
+                    .get("collection")
+                    .and_then(|c| c.as_str())
+                    .is_some_and(|c| w.collections.iter().any(|n| n.as_str() == c)))
+    }
+}
+
+/// The body every attempt of a delivery sends: the CloudEvent as JSON, or
+/// — above [`crate::MAX_BODY`] — the envelope without `data`, with a
+/// `dataref` the receiver can fetch the event from (`/v1/events`).
+pub fn body_of(event: &OutboxEvent, base: &str) -> Vec<u8> {
+    let ce = CloudEvent::of(event, base);
+    let full = serde_json::to_vec(&ce).unwrap_or_default();
+    select_body(&full, || {
+        let mut thin = serde_json::to_value(&ce).unwrap_or_default();
+        if let Some(obj) = thin.as_object_mut() {
+            obj.remove("data");
+            obj.insert(
+                "dataref".into(),
+                format!(
+                    "/v1/events?after={}&limit=1",
+                    event.seq.saturating_sub(1)
+                )
+                .into(),
+            );
+        }
+        serde_json::to_vec(&thin).unwrap_or_default()
+    })
+    .into_owned()
+}
+
+/// What a dispatch pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Events read.
+    pub events: u64,
+    /// Deliveries created (a repeat of an existing one is not counted).
+    pub deliveries: u64,
+}
+
+impl Webhooks {
+    /// The store's own actor in the webhooks' namespace, for what the
+    /// service does on its own (dispatching, disabling a failing webhook).
+    pub(crate) fn system(ns: Namespace) -> Caller {
+        Caller::new(Actor::system(), ns)
+    }
+
+    fn cursor(&self) -> Result<u64> {
+        Ok(self
+            .kernel
+            .store()
+            .feed()
+            .cursors()?
+            .into_iter()
+            .find(|(name, _)| name == CONSUMER)
+            .map_or(0, |(_, c)| c))
+    }
+
+    /// One dispatch pass: every event after the cursor, to the end of the
+    /// feed. Passes of one process never overlap; passes of several
+    /// processes may, harmlessly (see the module docs).
+    pub fn dispatch(&self) -> Result<Dispatched> {
+        let _pass = self
+            .dispatching
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let store = self.kernel.store();
+        let mut done = Dispatched::default();
+        loop {
+            let cursor = self.cursor()?;
+            // Read the head before the webhooks: a webhook created after
+            // this read only wants events after it, which stay unread.
+            let position = store.feed().position()?;
+            if position.last_seq <= cursor {
+                break;
+            }
+            let webhooks = store.webhooks().enabled()?;
+            if webhooks.is_empty() {
+                // Nobody to deliver to: skip to the head.
+                self.commit(Vec::new(), position.last_seq)?;
+                break;
+            }
+            let events = store.feed().events(cursor, BATCH)?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let subscribers: Vec<Subscriber<'_>> = webhooks.iter().map(Subscriber::new).collect();
+            let base = source_base(&position.store_id);
+            let mut pending = Vec::new();
+            let mut through = cursor;
+            for event in &events {
+                let mut body = None;
+                let mut wanted = Vec::new();
+                for s in subscribers.iter().filter(|s| s.wants(event)) {
+                    let body = body.get_or_insert_with(|| body_of(event, &base));
+                    wanted.push(NewDelivery {
+                        id: DeliveryId::new(),
+                        webhook: s.webhook.id,
+                        event_seq: event.seq,
+                        event_type: event.draft.kind.clone(),
+                        body: body.clone(),
+                    });
+                }
+                if !pending.is_empty() && pending.len() + wanted.len() > MAX_DELIVERIES {
+                    done.deliveries += self.commit(std::mem::take(&mut pending), through)?;
+                }
+                pending.extend(wanted);
+                through = event.seq;
+                done.events += 1;
+            }
+            done.deliveries += self.commit(pending, last)?;
+        }
+        self.prune_now_and_then();
+        Ok(done)
+    }
+
+    /// Writes deliveries (with their jobs) and the cursor in one
+    /// transaction; returns how many deliveries were new.
+    fn commit(&self, deliveries: Vec<NewDelivery>, through: u64) -> Result<u64> {
+        let mut ops = Vec::with_capacity(2);
+        if !deliveries.is_empty() {
+            ops.push(Op::Webhooks(WebhookOp::CreateDeliveries {
+                deliveries,
+                max_attempts: MAX_ATTEMPTS,
+            }));
+        }
+        ops.push(Op::Feed(FeedOp::AckOutbox {
+            consumer: CONSUMER.to_owned(),
+            seq: through,
+        }));
+        let changes = self
+            .kernel
+            .write(&Self::system(Namespace::default()), ops)?;
+        let created: u64 = changes
+            .iter()
+            .map(|c| match c {
+                kontextual_model::Change::WebhookDeliveriesCreated { deliveries, .. } => {
+                    deliveries.len() as u64
+                }
+                _ => 0,
+            })
+            .sum();
+        if created > 0 {
+            // wake this process's idle workers
+            self.kernel.jobs_enqueued();
+        }
+        Ok(created)
+    }
+
+    /// Deletes finished deliveries past retention, at most hourly.
+    fn prune_now_and_then(&self) {
+        let mut last = self
+            .last_prune
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let Ok(retention) = jiff::SignedDuration::try_from(self.config.retention) else {
+            return;
+        };
+        let Ok(older_than) = kontextual_model::now().checked_sub(retention) else {
+            return;
+        };
+        let r = self.kernel.write(
+            &Self::system(Namespace::default()),
+            vec![Op::Webhooks(WebhookOp::PruneDeliveries { older_than })],
+        );
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not prune old webhook deliveries");
+        }
+    }
+}

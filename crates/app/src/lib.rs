@@ -9,6 +9,7 @@
 
 mod background;
 mod nats;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,7 +52,13 @@ pub use kontextual_nats::{NatsConfig, NatsPublisher, NatsStatus};
 pub use kontextual_package::{
     Limits as UnpackLimits, Problem as PackageProblem, Verdict as PackageVerdict,
 };
+pub use kontextual_store::DeliveryQuery;
 pub use kontextual_store::ImportConflict;
+/// The webhooks domain's types (O5).
+pub use kontextual_webhooks::{
+    ALLOW_ENV as WEBHOOKS_ALLOW_ENV, AllowList as WebhookAllowList, NewWebhook, WebhookChange,
+    WebhookDetail, Webhooks, WebhooksConfig, WithSecret as WebhookWithSecret,
+};
 pub use kontextual_store::JobAction;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
@@ -76,6 +83,8 @@ pub struct Services {
     feed_consumers: FeedConsumers<Services>,
     /// Every job kind this process knows, and how to run it.
     job_handlers: JobRegistry<Services>,
+    /// The webhooks domain (O5).
+    webhooks: kontextual_webhooks::Webhooks,
 }
 
 impl std::ops::Deref for Services {
@@ -168,6 +177,7 @@ impl Services {
         // Distinct names by construction: registering cannot fail here.
         for handler in kontextual_knowledge::job_handlers()
             .into_iter()
+            .chain(kontextual_webhooks::job_handlers())
             .chain([Arc::new(NoopJob) as Arc<dyn JobHandler<Services>>])
         {
             if let Err(e) = job_handlers.register(handler) {
@@ -175,11 +185,16 @@ impl Services {
             }
         }
         let mut feed_consumers = FeedConsumers::default();
-        if let Err(e) = feed_consumers.register(Arc::new(kontextual_knowledge::SearchIndexFollower))
-        {
-            tracing::error!(error = %e, "feed consumer not registered");
+        for consumer in [
+            Arc::new(kontextual_knowledge::SearchIndexFollower) as Arc<dyn FeedConsumer<Services>>,
+            kontextual_webhooks::feed_consumer(),
+        ] {
+            if let Err(e) = feed_consumers.register(consumer) {
+                tracing::error!(error = %e, "feed consumer not registered");
+            }
         }
         Services {
+            webhooks: kontextual_webhooks::Webhooks::new(kernel.clone(), Default::default()),
             knowledge: Knowledge::new(kernel, data_dir),
             feed_consumers,
             job_handlers,

@@ -160,6 +160,88 @@ pub enum Command {
     /// The change feed: events after a cursor, as CloudEvents (only what you may read)
     #[command(subcommand)]
     Event(EventCmd),
+    /// Webhooks: signed HTTP deliveries of events (Standard Webhooks 1.0); administrators only
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookCmd {
+    /// Subscribe a URL to events; prints the signing secret (whsec_…) once
+    Create {
+        /// Where deliveries are POSTed (http or https, no user:password@)
+        #[arg(long)]
+        url: String,
+        /// Event types: exact names, families (artifact.*) or *; comma-separated or repeated (default: *)
+        #[arg(long, value_name = "PATTERNS")]
+        types: Vec<String>,
+        /// Only events about things in this collection; comma-separated or repeated (default: every collection)
+        #[arg(long = "collection", short = 'c', value_name = "C")]
+        collections: Vec<String>,
+        /// What it is for
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// The namespace's webhooks, newest first
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// A webhook and its deliveries counted by state
+    Show { webhook: String },
+    /// Change a webhook's URL, types, collections or description
+    Update {
+        webhook: String,
+        #[arg(long)]
+        url: Option<String>,
+        /// Replaces the type patterns (comma-separated or repeated)
+        #[arg(long, value_name = "PATTERNS")]
+        types: Vec<String>,
+        /// Replaces the collections (comma-separated or repeated)
+        #[arg(long = "collection", short = 'c', value_name = "C", conflicts_with = "all_collections")]
+        collections: Vec<String>,
+        /// Deliver events of every collection again
+        #[arg(long)]
+        all_collections: bool,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Start delivering again (clears the failure streak)
+    Enable { webhook: String },
+    /// Stop delivering (events meanwhile are not delivered)
+    Disable {
+        webhook: String,
+        /// Why (shown with the webhook and in its webhook.disabled event)
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Delete a webhook; its pending and failed deliveries are cancelled
+    Delete { webhook: String },
+    /// A new signing secret, printed once; the old one keeps signing for 24 h
+    RotateSecret { webhook: String },
+    /// A webhook's deliveries, newest first
+    Deliveries {
+        webhook: String,
+        /// Only these states: pending, delivering, succeeded, failed, dead, cancelled (comma-separated or repeated)
+        #[arg(long, value_name = "STATE")]
+        state: Vec<String>,
+        /// Only deliveries created since then (RFC 3339, a date, yesterday, 2h, …)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// One delivery: every attempt (time, status, latency, error, response) and its body
+    Delivery { delivery: String },
+    /// Send a delivery again (same webhook-id, a fresh retry schedule)
+    Resend { delivery: String },
+    /// Resend, as a background job, every failed or dead delivery since a time
+    Recover {
+        webhook: String,
+        /// RFC 3339, a date, yesterday, 2h, …
+        #[arg(long, value_name = "TIME")]
+        since: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -41,7 +41,8 @@ impl Ctx {
                 &self.cfg.data_dir,
                 create,
                 self.cfg.busy_timeout,
-            )?);
+            )?
+            .with_webhooks(self.cfg.webhooks.clone()));
         }
         Ok(Services::open(
             &StoreConfig {
@@ -49,14 +50,15 @@ impl Ctx {
                 busy_timeout: self.cfg.busy_timeout,
             },
             mode,
-        )?)
+        )?
+        .with_webhooks(self.cfg.webhooks.clone()))
     }
     pub(crate) fn rw(&self) -> Result<Services> {
         self.open(StoreOpenMode::ReadWrite)
     }
 }
 
-fn page(p: &PageArgs) -> StorePageRequest {
+pub(crate) fn page(p: &PageArgs) -> StorePageRequest {
     StorePageRequest {
         after: p.after.clone().map(Cursor),
         limit: p.limit,
@@ -115,6 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(a) => crate::package::import(&ctx, a),
         Command::EventType(c) => crate::events::event_type(&ctx, c),
         Command::Event(c) => crate::events::event(&ctx, c),
+        Command::Webhook(c) => crate::webhooks::webhook(&ctx, c),
     }
 }
 

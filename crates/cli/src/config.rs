@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kontextual_app::NatsConfig;
+use kontextual_app::{NatsConfig, WEBHOOKS_ALLOW_ENV, WebhookAllowList, WebhooksConfig};
 use serde::Deserialize;
 
 use crate::cli::Global;
@@ -25,6 +25,21 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// `[events]`: where the event feed is published besides the API.
     pub events: Option<EventsFileConfig>,
+    /// `[webhooks]`: how webhook deliveries are made.
+    pub webhooks: Option<WebhooksFileConfig>,
+}
+
+/// The `[webhooks]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksFileConfig {
+    /// Networks (CIDRs or addresses) deliveries may reach although they are
+    /// private, loopback, … — for a receiver on the LAN.
+    pub allow: Option<Vec<String>>,
+    /// One attempt's deadline in seconds (1-300; default 15).
+    pub timeout_secs: Option<u64>,
+    /// Finished deliveries are kept this many days (default 30).
+    pub retention_days: Option<u64>,
 }
 
 /// The `[events]` table.
@@ -50,6 +65,8 @@ pub struct Config {
     pub busy_timeout: Duration,
     /// Publish the event feed to NATS JetStream (`serve`), if configured.
     pub nats: Option<NatsConfig>,
+    /// How webhook deliveries are made.
+    pub webhooks: WebhooksConfig,
 }
 
 pub const DEFAULT_CONFIG: &str = "\
@@ -74,6 +91,14 @@ pub const DEFAULT_CONFIG: &str = "\
 # nats_url = \"nats://127.0.0.1:4222\"
 # nats_subject_prefix = \"kontextual.events\"
 # nats_stream = \"KONTEXTUAL_EVENTS\"
+
+# Webhook deliveries (docs/webhooks.md). Deliveries never reach loopback, private,
+# link-local or metadata addresses unless their network is allowed here (or in
+# KONTEXTUAL_WEBHOOKS_ALLOW=10.1.2.0/24,…, which adds to this list).
+# [webhooks]
+# allow = [\"10.1.2.0/24\"]
+# timeout_secs = 15
+# retention_days = 30
 ";
 
 impl Config {
@@ -97,8 +122,12 @@ impl Config {
         }
         .unwrap_or_default();
         let nats = nats_config(file.events.unwrap_or_default(), |k| std::env::var(k).ok());
+        let webhooks = webhooks_config(file.webhooks.unwrap_or_default(), |k| {
+            std::env::var(k).ok()
+        })?;
         Ok(Config {
             nats,
+            webhooks,
             database_url: g.database_url.clone().or(file.database_url.clone()),
             namespace: g
                 .namespace
@@ -114,6 +143,43 @@ impl Config {
             data_dir,
         })
     }
+}
+
+/// The webhooks' settings: the file's `[webhooks]` table, with the
+/// networks of `KONTEXTUAL_WEBHOOKS_ALLOW` added to its allowlist.
+fn webhooks_config(
+    file: WebhooksFileConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<WebhooksConfig> {
+    let mut allow: Vec<String> = file.allow.unwrap_or_default();
+    if let Some(v) = env(WEBHOOKS_ALLOW_ENV) {
+        allow.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let mut cfg = WebhooksConfig {
+        allow: WebhookAllowList::from_values(&allow)
+            .context("[webhooks] allow / KONTEXTUAL_WEBHOOKS_ALLOW")?,
+        ..WebhooksConfig::default()
+    };
+    if let Some(t) = file.timeout_secs {
+        anyhow::ensure!(
+            (1..=300).contains(&t),
+            "[webhooks] timeout_secs must be 1 to 300 seconds, not {t}"
+        );
+        cfg.timeout = Duration::from_secs(t);
+    }
+    if let Some(d) = file.retention_days {
+        anyhow::ensure!(
+            (1..=3650).contains(&d),
+            "[webhooks] retention_days must be 1 to 3650 days, not {d}"
+        );
+        cfg.retention = Duration::from_secs(d * 86_400);
+    }
+    Ok(cfg)
 }
 
 /// The NATS publisher's settings: the environment over the file's
@@ -178,7 +244,35 @@ mod tests {
         // the shipped default file parses, [events] commented out
         let shipped: FileConfig = toml::from_str(DEFAULT_CONFIG).unwrap();
         assert!(shipped.events.is_none());
+        assert!(shipped.webhooks.is_none());
         let typo = toml::from_str::<FileConfig>("[events]\nnats_uri = \"x\"\n");
         assert!(typo.is_err());
+    }
+
+    #[test]
+    fn o5_webhook_settings_layer_env_onto_file() {
+        let none = |_: &str| None;
+        let cfg = webhooks_config(WebhooksFileConfig::default(), none).unwrap();
+        assert!(cfg.allow.nets().is_empty());
+        let file: FileConfig = toml::from_str(
+            "[webhooks]\nallow = [\"127.0.0.1/32\"]\ntimeout_secs = 2\nretention_days = 7\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == WEBHOOKS_ALLOW_ENV).then(|| "10.1.2.0/24, ".to_owned());
+        let cfg = webhooks_config(file.webhooks.unwrap(), env).unwrap();
+        assert_eq!(cfg.allow.nets().len(), 2);
+        assert_eq!(cfg.timeout, Duration::from_secs(2));
+        assert_eq!(cfg.retention, Duration::from_secs(7 * 86_400));
+        let bad = WebhooksFileConfig {
+            timeout_secs: Some(0),
+            ..Default::default()
+        };
+        assert!(webhooks_config(bad, none).is_err());
+        let bad = WebhooksFileConfig {
+            allow: Some(vec!["not-a-net".into()]),
+            ..Default::default()
+        };
+        let e = webhooks_config(bad, none).unwrap_err();
+        assert!(format!("{e:#}").contains("not-a-net"), "{e:#}");
     }
 }

@@ -398,6 +398,17 @@ pub fn worker(ctx: &Ctx, a: WorkerArgs) -> Result<ExitCode> {
         "Worker {} running {} thread(s); Ctrl-C stops (running jobs are given back at a safe point).",
         cfg.name, cfg.threads
     ));
+    // Feed consumers whose results are in the shared store (the webhook
+    // dispatcher) run here too, so a worker alone delivers webhooks.
+    let follower = std::thread::spawn({
+        let (svc, stop) = (svc.clone(), stop.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                svc.follow_shared_feeds();
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
+    });
     let summary = rt.block_on(async {
         let mut work = tokio::task::spawn_blocking({
             let (svc, stop) = (svc.clone(), stop.clone());
@@ -410,7 +421,12 @@ pub fn worker(ctx: &Ctx, a: WorkerArgs) -> Result<ExitCode> {
                 work.await
             }
         }
-    })??;
+    });
+    stop.store(true, Ordering::Relaxed);
+    if follower.join().is_err() {
+        tracing::warn!("the feed follower panicked");
+    }
+    let summary = summary??;
     if ctx.out.json {
         ctx.out.json(&summary)?;
     } else {

@@ -10,6 +10,7 @@ mod output;
 mod package;
 mod progress;
 mod retrieval;
+mod webhooks;
 
 use std::process::ExitCode;
 

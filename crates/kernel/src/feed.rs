@@ -24,6 +24,15 @@ pub trait FeedConsumer<H>: Send + Sync {
     /// what this consumer has not acknowledged).
     fn name(&self) -> &str;
 
+    /// Whether it follows the feed into something this process holds (a
+    /// search index in its data directory), so only the process that owns
+    /// that runs it. `false` (the default): its results are in the shared
+    /// store, and any process may step it — a `worker` too
+    /// ([`FeedConsumers::follow_shared`]).
+    fn local(&self) -> bool {
+        false
+    }
+
     /// Applies what the feed has after the consumer's cursor: typically
     /// opens a [`FeedPass`] and hands it to [`catch_up`].
     fn follow(&self, host: &H) -> Result<()>;
@@ -140,7 +149,17 @@ impl<H> FeedConsumers<H> {
     /// One step of every consumer; a consumer's failure is logged and does
     /// not hold the others back.
     pub fn follow_all(&self, host: &H) {
-        for c in &self.consumers {
+        self.follow(host, |_| true);
+    }
+
+    /// One step of every consumer that is not [`FeedConsumer::local`]
+    /// (what a process that owns no search index, a `worker`, runs).
+    pub fn follow_shared(&self, host: &H) {
+        self.follow(host, |c| !c.local());
+    }
+
+    fn follow(&self, host: &H, which: impl Fn(&dyn FeedConsumer<H>) -> bool) {
+        for c in self.consumers.iter().filter(|c| which(c.as_ref())) {
             if let Err(e) = c.follow(host) {
                 tracing::warn!(consumer = c.name(), error = %e, "feed consumer");
             }

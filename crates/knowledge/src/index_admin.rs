@@ -208,6 +208,11 @@ impl<H: crate::KnowledgeHost> crate::FeedConsumer<H> for SearchIndexFollower {
         crate::projection::CONSUMER
     }
 
+    /// The index lives in this process's data directory.
+    fn local(&self) -> bool {
+        true
+    }
+
     fn follow(&self, host: &H) -> Result<()> {
         host.knowledge().index_follow().map(|_| ())
     }

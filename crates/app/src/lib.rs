@@ -54,16 +54,16 @@ pub use kontextual_package::{
 };
 pub use kontextual_store::DeliveryQuery;
 pub use kontextual_store::ImportConflict;
-/// The webhooks domain's types (O5).
-pub use kontextual_webhooks::{
-    ALLOW_ENV as WEBHOOKS_ALLOW_ENV, AllowList as WebhookAllowList, NewWebhook, WebhookChange,
-    WebhookDetail, Webhooks, WebhooksConfig, WithSecret as WebhookWithSecret,
-};
 pub use kontextual_store::JobAction;
 pub use kontextual_store::sqlite::OpenMode as StoreOpenMode;
 pub use kontextual_store::{
     CheckReport as StoreCheck, Page as StorePage, PageRequest as StorePageRequest, Problem,
     ProblemCategory,
+};
+/// The webhooks domain's types (O5).
+pub use kontextual_webhooks::{
+    ALLOW_ENV as WEBHOOKS_ALLOW_ENV, AllowList as WebhookAllowList, NewWebhook, WebhookChange,
+    WebhookDetail, Webhooks, WebhooksConfig, WithSecret as WebhookWithSecret,
 };
 
 /// Where the store lives and how to open it.

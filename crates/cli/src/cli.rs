@@ -198,7 +198,12 @@ pub enum WebhookCmd {
         #[arg(long, value_name = "PATTERNS")]
         types: Vec<String>,
         /// Replaces the collections (comma-separated or repeated)
-        #[arg(long = "collection", short = 'c', value_name = "C", conflicts_with = "all_collections")]
+        #[arg(
+            long = "collection",
+            short = 'c',
+            value_name = "C",
+            conflicts_with = "all_collections"
+        )]
         collections: Vec<String>,
         /// Deliver events of every collection again
         #[arg(long)]

@@ -122,9 +122,8 @@ impl Config {
         }
         .unwrap_or_default();
         let nats = nats_config(file.events.unwrap_or_default(), |k| std::env::var(k).ok());
-        let webhooks = webhooks_config(file.webhooks.unwrap_or_default(), |k| {
-            std::env::var(k).ok()
-        })?;
+        let webhooks =
+            webhooks_config(file.webhooks.unwrap_or_default(), |k| std::env::var(k).ok())?;
         Ok(Config {
             nats,
             webhooks,

@@ -64,7 +64,10 @@ fn describe(w: &Webhook) -> Vec<(&'static str, String)> {
     if let Some(f) = w.first_failure_at {
         rows.push(("failing since", time(f)));
     }
-    rows.push(("created", format!("{} by {}", time(w.created_at), w.created_by)));
+    rows.push((
+        "created",
+        format!("{} by {}", time(w.created_at), w.created_by),
+    ));
     rows
 }
 

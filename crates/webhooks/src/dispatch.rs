@@ -91,11 +91,7 @@ pub fn body_of(event: &OutboxEvent, base: &str) -> Vec<u8> {
             obj.remove("data");
             obj.insert(
                 "dataref".into(),
-                format!(
-                    "/v1/events?after={}&limit=1",
-                    event.seq.saturating_sub(1)
-                )
-                .into(),
+                format!("/v1/events?after={}&limit=1", event.seq.saturating_sub(1)).into(),
             );
         }
         serde_json::to_vec(&thin).unwrap_or_default()

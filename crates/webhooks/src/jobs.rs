@@ -77,7 +77,8 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverJob {
 
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
         parse_payload::<DeliverPayload>(DELIVER_JOB, payload)?;
-        host.kernel().authorize(caller, Permission::Admin, &RESOURCE)
+        host.kernel()
+            .authorize(caller, Permission::Admin, &RESOURCE)
     }
 
     fn run(
@@ -104,7 +105,8 @@ impl<H: WebhooksHost> JobHandler<H> for RecoverJob {
 
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
         parse_payload::<RecoverPayload>(RECOVER_JOB, payload)?;
-        host.kernel().authorize(caller, Permission::Admin, &RESOURCE)
+        host.kernel()
+            .authorize(caller, Permission::Admin, &RESOURCE)
     }
 
     fn run(
@@ -113,7 +115,9 @@ impl<H: WebhooksHost> JobHandler<H> for RecoverJob {
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         let p: RecoverPayload = ctx.payload()?;
-        let resent = host.webhooks().recover_now(&ctx.caller, p.webhook, p.since)?;
+        let resent = host
+            .webhooks()
+            .recover_now(&ctx.caller, p.webhook, p.since)?;
         Ok(Some(serde_json::json!({ "resent": resent })))
     }
 }
@@ -168,15 +172,22 @@ impl Webhooks {
         let ns = &ctx.job.namespace;
         let store = self.kernel.store().webhooks();
         let Some(detail) = store.delivery(ns, id).map_err(Error::from)? else {
-            return Ok(Some(serde_json::json!({ "skipped": "the delivery no longer exists" })));
+            return Ok(Some(
+                serde_json::json!({ "skipped": "the delivery no longer exists" }),
+            ));
         };
         if detail.delivery.state.is_final() {
             return Ok(Some(
                 serde_json::json!({ "skipped": format!("the delivery is {}", detail.delivery.state) }),
             ));
         }
-        let Some(webhook) = store.get(ns, detail.delivery.webhook).map_err(Error::from)? else {
-            return Ok(Some(serde_json::json!({ "skipped": "the webhook was deleted" })));
+        let Some(webhook) = store
+            .get(ns, detail.delivery.webhook)
+            .map_err(Error::from)?
+        else {
+            return Ok(Some(
+                serde_json::json!({ "skipped": "the webhook was deleted" }),
+            ));
         };
         let ending = if webhook.state == WebhookState::Disabled {
             Ending::dead("not sent: the webhook is disabled".into())

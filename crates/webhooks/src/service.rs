@@ -165,7 +165,8 @@ impl Webhooks {
     /// host is an address — not a forbidden one (a name is checked on every
     /// address it resolves to, at each delivery).
     fn check_url(&self, url: &str) -> Result<String> {
-        let dest = Destination::parse(url.trim()).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let dest =
+            Destination::parse(url.trim()).map_err(|e| Error::InvalidInput(e.to_string()))?;
         if let Err((addr, class)) = self.policy.check_destination(&dest) {
             return Err(Error::InvalidInput(format!(
                 "webhook URL {}: {addr} is {class}; deliveries never go there unless an operator \
@@ -293,7 +294,11 @@ impl Webhooks {
         self.admin(caller)?;
         self.found(caller, id)?;
         let patch = WebhookPatch {
-            url: change.url.as_deref().map(|u| self.check_url(u)).transpose()?,
+            url: change
+                .url
+                .as_deref()
+                .map(|u| self.check_url(u))
+                .transpose()?,
             description: change.description,
             types: change.types.as_deref().map(Self::check_types).transpose()?,
             collections: change
@@ -369,9 +374,10 @@ impl Webhooks {
         self.found(caller, id)?;
         let secret = Secret::generate().map_err(|e| Error::internal(e.to_string()))?;
         let expires = kontextual_model::now()
-            .checked_add(jiff::SignedDuration::try_from(self.config.rotation_grace).unwrap_or(
-                jiff::SignedDuration::from_hours(24),
-            ))
+            .checked_add(
+                jiff::SignedDuration::try_from(self.config.rotation_grace)
+                    .unwrap_or(jiff::SignedDuration::from_hours(24)),
+            )
             .map_err(|e| Error::internal(format!("rotation grace: {e}")))?;
         let exposed = secret.expose();
         let webhook = self.kernel.write_one(
@@ -458,12 +464,11 @@ impl Webhooks {
             limit: 1000,
         };
         loop {
-            let got = self.kernel.store().webhooks().deliveries(
-                &caller.namespace,
-                id,
-                &query,
-                &page,
-            )?;
+            let got =
+                self.kernel
+                    .store()
+                    .webhooks()
+                    .deliveries(&caller.namespace, id, &query, &page)?;
             ids.extend(got.items.iter().map(|d| d.id));
             match got.next {
                 Some(next) => page.after = Some(next),

@@ -141,7 +141,9 @@ impl<H> FeedConsumers<H> {
     /// not hold the others back.
     pub fn follow_all(&self, host: &H) {
         for c in &self.consumers {
-            if let Err(e) = c.follow(host) {
+            if let Err(e) = c.follow(host)
+                && !crate::store_unavailable(&e, c.name())
+            {
                 tracing::warn!(consumer = c.name(), error = %e, "feed consumer");
             }
         }

@@ -105,6 +105,9 @@ pub fn acknowledge(store: &Store, consumer: &str, seq: u64) {
     }
 }
 
+/// Failures of feed consumers are logged at most this often.
+static CONSUMER_FAILED: crate::LogThrottle = crate::LogThrottle::new(crate::STORE_DOWN_EVERY);
+
 /// Retention: deletes feed events older than `older_than` that every
 /// registered consumer has acknowledged (with no consumer, none).
 pub fn prune_op(older_than: kontextual_model::Timestamp) -> Op {
@@ -143,8 +146,11 @@ impl<H> FeedConsumers<H> {
         for c in &self.consumers {
             if let Err(e) = c.follow(host)
                 && !crate::store_unavailable(&e, c.name())
+                && let Some(suppressed) = CONSUMER_FAILED.admit()
             {
-                tracing::warn!(consumer = c.name(), error = %e, "feed consumer");
+                // a consumer that keeps failing (a full disk) fails every
+                // tick: one line per interval says so
+                tracing::warn!(consumer = c.name(), error = %e, suppressed, "feed consumer");
             }
         }
     }

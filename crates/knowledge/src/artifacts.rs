@@ -392,6 +392,8 @@ impl Knowledge {
                 let (c, p) = sniff(collection.as_str(), name.as_str(), r)?;
                 (c, Some(p))
             }
+            // only the store stages content, after this point
+            c @ Content::Staged(_) => (c, None),
         };
         let fresh = existing.is_none();
         let (guess_type, guess_media) = match &parsed {

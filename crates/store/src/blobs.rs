@@ -1,10 +1,12 @@
 //! Content-addressed blobs, for both engines: content of less than one
 //! chunk inline in its `blobs` row (`chunks = 0`), larger content in 1 MiB
-//! `blob_chunks` rows. Large content streams in: chunks are written under a
-//! staging key while being hashed, then renamed to the digest (or dropped if
-//! that digest already exists). Either way the blob appears in the same
-//! transaction as the revision that needs it. Reading a blob back is the
-//! engines' own (`sqlite::blobs`, `postgres::blobs`).
+//! `blob_chunks` rows. Large content streams in: it is spooled and hashed
+//! before the write transaction ([`stage`]), which then writes its chunks
+//! under the digest at once — or nothing, when that digest already exists.
+//! (A reader that reaches [`store`] unstaged has its chunks written under a
+//! staging key while being hashed, then renamed.) Either way the blob
+//! appears in the same transaction as the revision that needs it. Reading a
+//! blob back is the engines' own (`sqlite::blobs`, `postgres::blobs`).
 
 use std::io::{self, Read};
 

@@ -33,7 +33,8 @@ pub use kontextual_kernel::{
     EnqueueOptions, Enqueued, Error, ErrorCode, ErrorKind, FeedConsumer, FeedConsumers, FeedFinish,
     FeedPass, GrantOn, JobContext, JobFailure, JobHandler, JobHost, JobQueue, JobRegistry, JobView,
     Kernel, MAX_ENQUEUE_BATCH, NewKey, NoopJob, NoopPayload, Permission, Policy, Resource, Result,
-    WorkerConfig, WorkerSummary, acknowledge, catch_up, this_process,
+    WorkerConfig, WorkerSummary, acknowledge, catch_up, is_storage_full, store_unavailable,
+    this_process,
 };
 pub use kontextual_kernel::{DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventQuery, MAX_EVENTS_PAGE};
 pub use kontextual_knowledge::{

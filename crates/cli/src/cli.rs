@@ -873,6 +873,9 @@ pub struct ServeArgs {
     /// Open connections at most; beyond, new connections are closed at once (and a warning is logged)
     #[arg(long, default_value_t = 4096, value_parser = u64_in::<1, 1_000_000>)]
     pub max_connections: u64,
+    /// Uploads over 1 MiB (or of unknown length) read at once; more wait their turn. Each streams to a spool file, so this bounds the server's memory for bodies
+    #[arg(long, default_value_t = 4, value_parser = u64_in::<1, 1024>)]
+    pub max_large_uploads: u64,
 }
 
 #[derive(Subcommand, Debug)]

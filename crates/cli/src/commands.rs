@@ -1199,6 +1199,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
         request_timeout: std::time::Duration::from_secs(a.request_timeout),
         header_timeout: std::time::Duration::from_secs(a.header_timeout),
         max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+        large_uploads: usize::try_from(a.max_large_uploads).unwrap_or(usize::MAX),
         // With --workers 0 the server still runs the index maintenance jobs
         // (re-index, repair): only the index's owner can, and it is the owner.
         workers: Some(kontextual_app::WorkerConfig {

@@ -107,6 +107,7 @@ fn classify(err: &anyhow::Error) -> Option<ErrorKind> {
                 std::io::ErrorKind::BrokenPipe => None,
                 // a content stream whose bytes do not match their digest
                 std::io::ErrorKind::InvalidData => Some(ErrorKind::Corrupted),
+                _ if kontextual_app::is_storage_full(io) => Some(ErrorKind::StorageFull),
                 _ => Some(ErrorKind::Io),
             };
         }

@@ -112,13 +112,35 @@ pub struct IndexStats {
     pub checkpoint: Option<Checkpoint>,
 }
 
+/// The owner's writer. A tantivy writer whose indexing thread failed (a
+/// full disk: ENOSPC) is dead for good — every later call answers "an
+/// index writer was killed" — so a failure is remembered here and
+/// [`SearchIndex::recover`] replaces the writer (rolled back to the last
+/// commit) instead of the process needing a restart.
+pub(crate) struct WriterSlot {
+    writer: Option<IndexWriter<TantivyDocument>>,
+    threads: usize,
+    /// Why the writer failed, until it is replaced.
+    failed: Option<String>,
+}
+
+impl WriterSlot {
+    pub(crate) fn new(writer: IndexWriter<TantivyDocument>, threads: usize) -> WriterSlot {
+        WriterSlot {
+            writer: Some(writer),
+            threads,
+            failed: None,
+        }
+    }
+}
+
 /// An open index: always readable, writable when this handle owns it.
 pub struct SearchIndex {
     path: PathBuf,
     index: Index,
     reader: IndexReader,
     fields: Fields,
-    writer: Option<Mutex<IndexWriter<TantivyDocument>>>,
+    writer: Option<Mutex<WriterSlot>>,
     /// Held for the life of the handle; dropping it releases ownership.
     _lock: Option<std::fs::File>,
 }
@@ -148,7 +170,7 @@ impl SearchIndex {
         }
     }
 
-    fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter<TantivyDocument>>> {
+    fn slot(&self) -> Result<std::sync::MutexGuard<'_, WriterSlot>> {
         let w = self
             .writer
             .as_ref()
@@ -157,6 +179,75 @@ impl SearchIndex {
         // way a later commit would publish wrongly: uncommitted work is
         // either committed whole or rolled back by tantivy.
         Ok(w.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs `f` with the writer. A writer that failed is not used again
+    /// until [`SearchIndex::recover`] replaced it (its uncommitted work is
+    /// lost: the caller re-applies from the last checkpoint); a failure of
+    /// `f` marks it failed.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut IndexWriter<TantivyDocument>) -> tantivy::Result<T>,
+    ) -> Result<T> {
+        let mut slot = self.slot()?;
+        if let Some(why) = &slot.failed {
+            return Err(self.engine(format!(
+                "the index writer failed ({why}) and is not reopened yet"
+            )));
+        }
+        let Some(w) = slot.writer.as_mut() else {
+            return Err(self.engine("the index writer is not open"));
+        };
+        match f(w) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                slot.failed = Some(e.to_string());
+                Err(self.engine(e))
+            }
+        }
+    }
+
+    /// Why the writer failed, while it is not replaced (`None`: it works,
+    /// or this handle does not own the index).
+    pub fn writer_failure(&self) -> Option<String> {
+        self.writer
+            .as_ref()
+            .and_then(|w| w.lock().unwrap_or_else(|p| p.into_inner()).failed.clone())
+    }
+
+    /// Replaces a failed writer by one rolled back to the last commit (a
+    /// no-op when the writer works). Fails while it cannot be reopened (the
+    /// disk is still full, say); call it again later.
+    pub fn recover(&self) -> Result<()> {
+        let mut slot = self.slot()?;
+        if slot.failed.is_none() && slot.writer.is_some() {
+            return Ok(());
+        }
+        // rollback() replaces a killed writer in place, keeping its
+        // directory lock; if that fails the old writer is dropped (its lock
+        // with it) and a fresh one is opened.
+        if let Some(w) = slot.writer.as_mut()
+            && w.rollback().is_ok()
+        {
+            slot.failed = None;
+            return Ok(());
+        }
+        slot.writer = None;
+        let threads = slot.threads;
+        match self
+            .index
+            .writer_with_num_threads(threads, open::WRITER_MEMORY * threads)
+        {
+            Ok(w) => {
+                slot.writer = Some(w);
+                slot.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                slot.failed = Some(e.to_string());
+                Err(self.engine(e))
+            }
+        }
     }
 
     /// The last committed checkpoint, as this handle's reader sees it.
@@ -172,13 +263,13 @@ impl SearchIndex {
     /// Replaces every document of an artifact with `docs` (empty removes it).
     /// Invisible until [`SearchIndex::commit`].
     pub fn replace(&self, artifact_id: &str, docs: &[IndexDoc]) -> Result<()> {
-        let w = self.writer()?;
-        w.delete_term(Term::from_field_text(self.fields.artifact_id, artifact_id));
-        for d in docs {
-            w.add_document(self.fields.document(d))
-                .map_err(|e| self.engine(e))?;
-        }
-        Ok(())
+        self.with_writer(|w| {
+            w.delete_term(Term::from_field_text(self.fields.artifact_id, artifact_id));
+            for d in docs {
+                w.add_document(self.fields.document(d))?;
+            }
+            Ok(())
+        })
     }
 
     /// Drops every document (before a rebuild). Invisible until commit.
@@ -189,23 +280,23 @@ impl SearchIndex {
     /// operation counter under background merges and segments still being
     /// finalised; a rebuild right after a commit once lost a document.)
     pub fn clear(&self) -> Result<()> {
-        let w = self.writer()?;
-        for kind in [fields::KIND_ARTIFACT, fields::KIND_SECTION] {
-            w.delete_term(Term::from_field_text(self.fields.kind, kind));
-        }
-        Ok(())
+        self.with_writer(|w| {
+            for kind in [fields::KIND_ARTIFACT, fields::KIND_SECTION] {
+                w.delete_term(Term::from_field_text(self.fields.kind, kind));
+            }
+            Ok(())
+        })
     }
 
     /// Publishes everything written so far together with `checkpoint`, and
     /// makes it visible to this handle's searches at once.
     pub fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
         let payload = serde_json::to_string(checkpoint).map_err(|e| self.engine(e))?;
-        {
-            let mut w = self.writer()?;
-            let mut prepared = w.prepare_commit().map_err(|e| self.engine(e))?;
+        self.with_writer(|w| {
+            let mut prepared = w.prepare_commit()?;
             prepared.set_payload(&payload);
-            prepared.commit().map_err(|e| self.engine(e))?;
-        }
+            prepared.commit()
+        })?;
         self.reader.reload().map_err(|e| self.engine(e))
     }
 
@@ -251,8 +342,9 @@ impl SearchIndex {
 
     /// Waits for background merges to finish (on shutdown) and releases ownership.
     pub fn close(self) -> Result<()> {
-        if let Some(w) = self.writer {
-            let w = w.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = self.writer
+            && let Some(w) = w.into_inner().unwrap_or_else(|p| p.into_inner()).writer
+        {
             w.wait_merging_threads().map_err(|e| IndexError::Engine {
                 path: self.path.display().to_string(),
                 cause: e.to_string(),

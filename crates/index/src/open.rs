@@ -32,7 +32,7 @@ pub enum Opened {
 }
 
 /// Writer memory: tantivy needs ≥ 15 MB per thread.
-const WRITER_MEMORY: usize = 128 * 1024 * 1024;
+pub(crate) const WRITER_MEMORY: usize = 128 * 1024 * 1024;
 
 impl SearchIndex {
     /// Opens the index in `dir` (`DATA_DIR/index`), whose lock file is
@@ -73,8 +73,9 @@ impl SearchIndex {
             }
         };
         let fields = Fields::from_schema(&index.schema()).ok_or_else(|| engine(dir, "schema"))?;
+        let threads = threads.clamp(1, 8);
         let writer = index
-            .writer_with_num_threads(threads.clamp(1, 8), WRITER_MEMORY * threads.clamp(1, 8))
+            .writer_with_num_threads(threads, WRITER_MEMORY * threads)
             .map_err(|e| engine(dir, e))?;
         let reader = index
             .reader_builder()
@@ -87,7 +88,7 @@ impl SearchIndex {
                 index,
                 reader,
                 fields,
-                writer: Some(Mutex::new(writer)),
+                writer: Some(Mutex::new(crate::WriterSlot::new(writer, threads))),
                 _lock: Some(lock),
             },
             opened,

@@ -75,7 +75,8 @@ impl Kernel {
         if let Err(e) = self.write(
             &system,
             vec![Op::Access(AccessOp::RecordAccess { entries })],
-        ) {
+        ) && !crate::store_unavailable(&e, "writing the access log")
+        {
             tracing::warn!(error = %e, "could not write the access log");
         }
     }

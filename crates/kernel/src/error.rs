@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Unavailable,
     Corrupted,
     Io,
+    /// The disk (or the database's) is full: writes fail until space is
+    /// freed; reads go on.
+    StorageFull,
     Internal,
 }
 
@@ -73,6 +76,7 @@ impl Error {
                     ErrorKind::Unavailable
                 }
                 StoreKind::Corrupted => ErrorKind::Corrupted,
+                StoreKind::Io if storage_full(e) => ErrorKind::StorageFull,
                 StoreKind::Io => ErrorKind::Io,
                 _ => ErrorKind::Internal,
             },
@@ -81,6 +85,7 @@ impl Error {
             Error::Denied { .. } => ErrorKind::Denied,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Stopped(_) => ErrorKind::Conflict,
+            Error::Io { cause, .. } if is_storage_full(cause) => ErrorKind::StorageFull,
             Error::Io { .. } => ErrorKind::Io,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Domain(e) => e.kind,
@@ -107,6 +112,18 @@ impl Error {
             cause,
         }
     }
+}
+
+/// Whether an I/O failure is a full disk (ENOSPC, EDQUOT, or the engines'
+/// own "disk full").
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || e.to_string().contains("No space left on device")
+}
+
+fn storage_full(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { cause, .. } if is_storage_full(cause))
 }
 
 /// A domain's own failure with the kind the domain gave it. It shows and

@@ -32,7 +32,7 @@ const fn row(code: &'static str, http_status: u16, exit_code: u8, retryable: boo
 
 impl ErrorKind {
     /// Every kind, in the order of the README's exit-code table.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::InvalidInput,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
@@ -41,6 +41,7 @@ impl ErrorKind {
         ErrorKind::Unauthenticated,
         ErrorKind::Corrupted,
         ErrorKind::Io,
+        ErrorKind::StorageFull,
         ErrorKind::Internal,
     ];
 
@@ -64,6 +65,10 @@ impl ErrorKind {
             // exit 8, not 10, and its own code on both surfaces (over HTTP
             // it is still a 500 whose detail is withheld).
             ErrorKind::Io => row("io_error", 500, 8, true),
+            // A full disk is a condition of the system, not a bug or a
+            // failed device: 507 Insufficient Storage, exit 9, retryable
+            // once space is freed.
+            ErrorKind::StorageFull => row("storage_full", 507, 9, true),
             ErrorKind::Internal => row("internal", 500, 10, true),
         }
     }
@@ -98,6 +103,7 @@ mod tests {
                 ErrorKind::Unavailable,
                 ErrorKind::Corrupted,
                 ErrorKind::Io,
+                ErrorKind::StorageFull,
                 ErrorKind::Internal
             ]
         );
@@ -121,6 +127,7 @@ mod tests {
             (ErrorKind::Unauthenticated, "permission denied"),
             (ErrorKind::Corrupted, "corruption"),
             (ErrorKind::Io, "I/O error"),
+            (ErrorKind::StorageFull, "storage full"),
             (ErrorKind::Internal, "internal error"),
         ] {
             let line = format!("| {} | {meaning}", kind.code().exit_code);

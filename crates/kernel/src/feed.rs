@@ -114,6 +114,9 @@ pub fn acknowledge(store: &Store, consumer: &str, seq: u64) {
     }
 }
 
+/// Failures of feed consumers are logged at most this often.
+static CONSUMER_FAILED: crate::LogThrottle = crate::LogThrottle::new(crate::STORE_DOWN_EVERY);
+
 /// Retention: deletes feed events older than `older_than` that every
 /// registered consumer has acknowledged (with no consumer, none).
 pub fn prune_op(older_than: kontextual_model::Timestamp) -> Op {
@@ -160,8 +163,13 @@ impl<H> FeedConsumers<H> {
 
     fn follow(&self, host: &H, which: impl Fn(&dyn FeedConsumer<H>) -> bool) {
         for c in self.consumers.iter().filter(|c| which(c.as_ref())) {
-            if let Err(e) = c.follow(host) {
-                tracing::warn!(consumer = c.name(), error = %e, "feed consumer");
+            if let Err(e) = c.follow(host)
+                && !crate::store_unavailable(&e, c.name())
+                && let Some(suppressed) = CONSUMER_FAILED.admit()
+            {
+                // a consumer that keeps failing (a full disk) fails every
+                // tick: one line per interval says so
+                tracing::warn!(consumer = c.name(), error = %e, suppressed, "feed consumer");
             }
         }
     }

@@ -258,7 +258,8 @@ impl Kernel {
         if let Err(e) = self.write(
             &system_caller(),
             vec![Op::Access(AccessOp::TouchKeys { uses })],
-        ) {
+        ) && !crate::store_unavailable(&e, "recording API key use")
+        {
             tracing::warn!(error = %e, "could not record API key use");
         }
     }

@@ -26,13 +26,14 @@ mod jobs;
 mod keys;
 mod policy;
 mod runs;
+mod throttle;
 mod worker;
 
 use kontextual_model::{Actor, CorrelationId, Namespace};
 use kontextual_store::{Op, Store, WriteBatch, WriteContext};
 
 pub use audit::{AuditFilter, AuditVerification};
-pub use error::{DomainError, Error, ErrorKind, Result};
+pub use error::{DomainError, Error, ErrorKind, Result, is_storage_full};
 pub use error_codes::ErrorCode;
 pub use events::{
     DEFAULT_EVENTS_PAGE, EVENTS_SCAN_BUDGET, EventPage, EventQuery, EventVisibility,
@@ -49,6 +50,7 @@ pub use jobs::{EnqueueOptions, Enqueued, JobQueue, JobView, MAX_ENQUEUE_BATCH};
 pub use keys::{AUTH_CACHE_TTL, NewKey};
 pub use policy::{AccessPolicy, AllowAll, Permission, Policy, Resource};
 pub use runs::this_process;
+pub use throttle::{LogThrottle, STORE_DOWN_EVERY, store_unavailable};
 pub use worker::{WorkerConfig, WorkerSummary};
 
 /// Who is calling: actor, namespace and the correlation id of this request.

@@ -364,7 +364,10 @@ impl Kernel {
                 Ok(Some(Change::JobsClaimed { jobs })) => jobs,
                 Ok(_) => Vec::new(),
                 Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    let e = crate::Error::from(e);
+                    if !crate::store_unavailable(&e, "claiming jobs") {
+                        tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                    }
                     nap(cfg.idle_poll.max(Duration::from_millis(500)), &stop);
                     continue;
                 }

@@ -16,13 +16,27 @@ use serde::Serialize;
 use crate::{Caller, Error, Knowledge, Permission, Resource, Result, media};
 
 /// Where new content comes from.
-#[derive(Debug)]
 pub enum ContentSource {
     File(PathBuf),
     Stdin,
     Bytes(Vec<u8>),
+    /// Content read as it arrives (an HTTP upload): it streams to the
+    /// store's spool like a file, never held whole in memory.
+    Reader(Box<dyn Read + Send>),
     /// Keep the current content; change attributes only.
     Keep,
+}
+
+impl std::fmt::Debug for ContentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentSource::File(p) => f.debug_tuple("File").field(p).finish(),
+            ContentSource::Stdin => f.write_str("Stdin"),
+            ContentSource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            ContentSource::Reader(_) => f.write_str("Reader"),
+            ContentSource::Keep => f.write_str("Keep"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -139,7 +153,9 @@ pub(crate) fn sniff(
     name: &str,
     mut r: Box<dyn Read + Send>,
 ) -> Result<(Content, kontextual_adapters::Parsed)> {
-    let mut buf = Vec::new();
+    // Sized once: growing by doubling would reserve 16 MiB for content
+    // over 8 MiB (pages are only resident once written).
+    let mut buf = Vec::with_capacity(SNIFF_WHOLE as usize + 1);
     (&mut r)
         .take(SNIFF_WHOLE + 1)
         .read_to_end(&mut buf)
@@ -148,6 +164,7 @@ pub(crate) fn sniff(
         Error::InvalidInput(format!("{collection}/{name}: {e}"))
     };
     if buf.len() as u64 <= SNIFF_WHOLE {
+        buf.shrink_to_fit();
         let (_, p) = detect_guarded(name, &buf).map_err(refuse)?;
         return Ok((Content::Bytes(buf), p));
     }
@@ -302,6 +319,7 @@ impl Knowledge {
             ContentSource::Bytes(b) => Content::Bytes(b),
             ContentSource::Keep => Content::Keep,
             ContentSource::Stdin => Content::Reader(Box::new(std::io::stdin())),
+            ContentSource::Reader(r) => Content::Reader(r),
             ContentSource::File(path) => {
                 let file = File::open(&path)
                     .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
@@ -374,6 +392,8 @@ impl Knowledge {
                 let (c, p) = sniff(collection.as_str(), name.as_str(), r)?;
                 (c, Some(p))
             }
+            // only the store stages content, after this point
+            c @ Content::Staged(_) => (c, None),
         };
         let fresh = existing.is_none();
         let (guess_type, guess_media) = match &parsed {

@@ -22,7 +22,15 @@ impl KnowledgeError {
             KnowledgeError::Index(e) => match e {
                 IndexError::Query(_) => ErrorKind::InvalidInput,
                 IndexError::Unavailable(_) | IndexError::NotOwner(_) => ErrorKind::Unavailable,
+                IndexError::Io { cause, .. } if kontextual_kernel::is_storage_full(cause) => {
+                    ErrorKind::StorageFull
+                }
                 IndexError::Io { .. } => ErrorKind::Io,
+                // tantivy reports a full disk as text (an I/O error inside
+                // its own error type, or a writer the failure killed)
+                IndexError::Engine { cause, .. } if cause.contains("No space left on device") => {
+                    ErrorKind::StorageFull
+                }
                 _ => ErrorKind::Internal,
             },
             KnowledgeError::NothingIngested { .. } => ErrorKind::Io,

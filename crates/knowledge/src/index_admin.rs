@@ -54,7 +54,14 @@ impl Knowledge {
     /// Whether the store answers and the search index can be opened.
     pub fn ready(&self) -> Result<()> {
         self.store().feed().position()?;
-        self.projection()?;
+        let p = self.projection()?;
+        if let Some(why) = p.trouble() {
+            return Err(index_err(kontextual_index::IndexError::Unavailable(
+                format!(
+                    "its writer failed ({why}); searches answer from the last commit until changes can be applied again"
+                ),
+            )));
+        }
         Ok(())
     }
 

@@ -40,6 +40,10 @@ const FEED_BATCH: u32 = 2048;
 /// so a crash loses little work and memory stays bounded.
 const COMMIT_EVERY: usize = 20_000;
 
+/// A writer that cannot be reopened is reported at most this often.
+static WRITER_DOWN: kontextual_kernel::LogThrottle =
+    kontextual_kernel::LogThrottle::new(kontextual_kernel::STORE_DOWN_EVERY);
+
 /// How long a process that does not own the index waits for the owner to
 /// apply changes that are already in the store before searching anyway.
 pub const FOLLOWER_WAIT: Duration = Duration::from_secs(5);
@@ -68,6 +72,9 @@ pub(crate) struct Projection {
     /// The feed position of the last commit, readable without waiting for
     /// a catch-up in progress (which holds `progress`).
     committed: std::sync::atomic::AtomicU64,
+    /// Why the last pass failed in the index writer (a full disk), until a
+    /// pass succeeds: the index is not ready meanwhile.
+    trouble: Mutex<Option<String>>,
 }
 
 /// What one catch-up did.
@@ -95,11 +102,7 @@ impl Projection {
         };
         let checkpoint = index.checkpoint().map_err(index_err)?;
         let applied = checkpoint.as_ref().map_or(0, |c| c.applied_seq);
-        let last_event = checkpoint.as_ref().and_then(|c| {
-            let (audit_seq, micros) = c.applied_event.as_deref()?.split_once(':')?;
-            let at = kontextual_model::Timestamp::from_microsecond(micros.parse().ok()?).ok()?;
-            Some((c.applied_seq, audit_seq.parse().ok()?, at))
-        });
+        let last_event = checkpoint.as_ref().and_then(last_event_of);
         let p = Projection {
             index,
             store,
@@ -112,6 +115,7 @@ impl Projection {
             opened,
             unextractable: Mutex::new(Default::default()),
             committed: std::sync::atomic::AtomicU64::new(applied),
+            trouble: Mutex::new(None),
         };
         if p.index.is_owner() {
             let pos = p.store.feed().position()?;
@@ -170,6 +174,15 @@ impl Projection {
         if !self.index.is_owner() {
             return Ok(CatchUp::default());
         }
+        // A writer that failed earlier (a full disk) is reopened first.
+        if self.index.writer_failure().is_some() {
+            self.after_failure(&mut self.lock());
+            if let Some(why) = self.index.writer_failure() {
+                return Err(index_err(kontextual_index::IndexError::Unavailable(
+                    format!("its writer failed ({why}) and cannot be reopened yet"),
+                )));
+            }
+        }
         // A feed behind what the index applied means the store was
         // restored from an older copy: the index describes a state that no
         // longer exists, so it is rebuilt rather than trusted.
@@ -210,7 +223,13 @@ impl Projection {
         } else {
             crate::FeedFinish::WhenAsked
         };
-        crate::catch_up(&self.store, CONSUMER, FEED_BATCH, &mut pass, finish)?;
+        if let Err(e) = crate::catch_up(&self.store, CONSUMER, FEED_BATCH, &mut pass, finish) {
+            self.after_failure(&mut pass.progress);
+            return Err(e);
+        }
+        if !pass.progress.uncommitted {
+            *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         Ok(CatchUp {
             from_seq: pass.from,
             to_seq: pass.progress.applied,
@@ -226,7 +245,9 @@ impl Projection {
         // The result is counted back from the committed index: a rebuild
         // that does not hold what it indexed is done again once, then
         // reported, never left to look healthy.
-        let done = self.rebuild_once()?;
+        let done = self
+            .rebuild_once()
+            .inspect_err(|_| self.after_failure(&mut self.lock()))?;
         let held = self.index.stats().map_err(index_err)?.artifacts;
         if held == done.artifacts_reindexed {
             return Ok(done);
@@ -236,7 +257,9 @@ impl Projection {
             held,
             "the rebuilt search index does not hold what was indexed; rebuilding again"
         );
-        let again = self.rebuild_once()?;
+        let again = self
+            .rebuild_once()
+            .inspect_err(|_| self.after_failure(&mut self.lock()))?;
         let held = self.index.stats().map_err(index_err)?.artifacts;
         if held != again.artifacts_reindexed {
             return Err(index_err(kontextual_index::IndexError::Engine {
@@ -349,6 +372,48 @@ impl Projection {
         self.commit(progress.applied)?;
         progress.uncommitted = false;
         Ok(n)
+    }
+
+    /// After a failed pass: when the index writer failed (a full disk), what
+    /// it held uncommitted is lost, so progress goes back to the last commit
+    /// and the writer is replaced — the next pass re-applies the changes
+    /// since, and no restart is needed. While it cannot be reopened, search
+    /// serves the last commit and readiness says not ready.
+    fn after_failure(&self, progress: &mut Progress) {
+        let Some(why) = self.index.writer_failure() else {
+            return;
+        };
+        *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        let checkpoint = self.index.checkpoint().ok().flatten();
+        progress.applied = checkpoint.as_ref().map_or(0, |c| c.applied_seq);
+        progress.last_event = checkpoint.as_ref().and_then(last_event_of);
+        progress.uncommitted = false;
+        match self.index.recover() {
+            Ok(()) => tracing::warn!(
+                failure = %why,
+                from_seq = progress.applied,
+                "the search index writer failed and was reopened; re-applying the changes since its last commit"
+            ),
+            Err(e) => {
+                if let Some(suppressed) = WRITER_DOWN.admit() {
+                    tracing::warn!(
+                        failure = %why,
+                        error = %e,
+                        suppressed,
+                        "the search index writer failed and cannot be reopened yet; searches answer from its last commit (retrying)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Why the index writer is failing (a full disk), from the failure
+    /// until a pass commits again; `None` when it works.
+    pub(crate) fn trouble(&self) -> Option<String> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The feed position searches see: what the last commit covers.
@@ -635,6 +700,13 @@ impl crate::FeedPass for IndexPass<'_> {
         self.since_commit = 0;
         Ok(seq)
     }
+}
+
+/// The event a checkpoint says it applied last, as (seq, audit seq, time).
+fn last_event_of(c: &Checkpoint) -> Option<(u64, u64, kontextual_model::Timestamp)> {
+    let (audit_seq, micros) = c.applied_event.as_deref()?.split_once(':')?;
+    let at = kontextual_model::Timestamp::from_microsecond(micros.parse().ok()?).ok()?;
+    Some((c.applied_seq, audit_seq.parse().ok()?, at))
 }
 
 fn read_all(store: &Store, a: &Artifact) -> Result<Vec<u8>> {

@@ -25,7 +25,7 @@ pub const BEARER: &str = "bearer";
 pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/openapi.json"];
 
 /// The shared error answers: (status, component name, description).
-const ANSWERS: [(&str, &str, &str); 14] = [
+const ANSWERS: [(&str, &str, &str); 15] = [
     (
         "400",
         "BadRequest",
@@ -96,6 +96,11 @@ const ANSWERS: [(&str, &str, &str); 14] = [
         "Unavailable",
         "The store or the search index is not reachable; retry later",
     ),
+    (
+        "507",
+        "InsufficientStorage",
+        "The disk (or the database) is full (`storage_full`): writes fail until space is freed; reads go on",
+    ),
 ];
 
 /// Which shared answers an operation can give.
@@ -121,9 +126,10 @@ fn answers_for(path: &str, write: bool, op: &Operation) -> Vec<&'static str> {
             codes.extend(["415", "422"]);
         }
     }
-    // any write can meet a concurrent one or a state that forbids it
+    // any write can meet a concurrent one or a state that forbids it, or
+    // a full disk
     if write {
-        codes.push("409");
+        codes.extend(["409", "507"]);
     }
     let takes_if_match = op.parameters.iter().flatten().any(|p| match p {
         RefOr::T(p) => p.name.eq_ignore_ascii_case("If-Match"),

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem+json (axum's are plain text),
 //! and the bridge from async handlers to the synchronous services.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -96,19 +96,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|p| Path(p.0))
             .map_err(|e: PathRejection| rejected(StatusCode::BAD_REQUEST, e.body_text()))
-    }
-}
-
-/// A raw body, bounded by the route's body limit.
-pub struct Body(pub axum::body::Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for Body {
-    type Rejection = Problem;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        axum::body::Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e: BytesRejection| rejected(e.status(), e.body_text()))
     }
 }
 

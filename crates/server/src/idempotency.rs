@@ -95,7 +95,8 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, usize::MAX).await {
+    let limit = usize::try_from(state.uploads.max_body).unwrap_or(usize::MAX);
+    let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) => {
             return Problem::new(

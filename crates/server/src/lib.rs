@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod problem;
 mod request;
 mod routes;
+pub mod upload;
 mod wire;
 
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ pub struct AppState {
     pub event_streams: Arc<tokio::sync::Semaphore>,
     /// Set when the server shuts down: event streams end.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The body limit and the slots for large uploads ([`router`] sets them
+    /// from the [`ServeConfig`]).
+    pub uploads: Arc<upload::Uploads>,
 }
 
 impl AppState {
@@ -70,6 +74,10 @@ impl AppState {
                 routes::events::MAX_EVENT_STREAMS,
             )),
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+            uploads: Arc::new(upload::Uploads::new(
+                ServeConfig::default().max_body_bytes as u64,
+                upload::DEFAULT_LARGE_UPLOADS,
+            )),
         }
     }
 }
@@ -86,6 +94,9 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// Open connections at most; beyond, new ones are closed at once.
     pub max_connections: usize,
+    /// Uploads larger than 1 MiB (or of unknown length) read at once; more
+    /// wait for a slot (the server's memory bound for bodies).
+    pub large_uploads: usize,
     /// How often the index follower applies new changes (the bound on how
     /// long a write by another process takes to become searchable here).
     pub follow_interval: Duration,
@@ -101,6 +112,7 @@ impl Default for ServeConfig {
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            large_uploads: upload::DEFAULT_LARGE_UPLOADS,
             follow_interval: Duration::from_millis(250),
             workers: None,
         }
@@ -122,6 +134,13 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
     use routes::{artifacts as a, events as e, jobs as j, keys as k, ops as o, retrieval as r};
     metrics::handle();
     metrics::register_job_kinds(&state.services.job_kinds());
+    let state = AppState {
+        uploads: Arc::new(upload::Uploads::new(
+            cfg.max_body_bytes as u64,
+            cfg.large_uploads,
+        )),
+        ..state
+    };
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(o::healthz))
         .routes(routes!(o::readyz))

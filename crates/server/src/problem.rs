@@ -88,6 +88,9 @@ impl Problem {
                 (status_of(row), row.code)
             }
         };
+        // An unavailable store fails every request the same way: one
+        // rate-limited line says so, not one per request (O1).
+        kontextual_app::store_unavailable(e, "answering requests");
         let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(correlation_id, error = %e, "request failed");
             format!(

@@ -1,10 +1,12 @@
 //! Content-addressed blobs, for both engines: content of less than one
 //! chunk inline in its `blobs` row (`chunks = 0`), larger content in 1 MiB
-//! `blob_chunks` rows. Large content streams in: chunks are written under a
-//! staging key while being hashed, then renamed to the digest (or dropped if
-//! that digest already exists). Either way the blob appears in the same
-//! transaction as the revision that needs it. Reading a blob back is the
-//! engines' own (`sqlite::blobs`, `postgres::blobs`).
+//! `blob_chunks` rows. Large content streams in: it is spooled and hashed
+//! before the write transaction ([`stage`]), which then writes its chunks
+//! under the digest at once — or nothing, when that digest already exists.
+//! (A reader that reaches [`store`] unstaged has its chunks written under a
+//! staging key while being hashed, then renamed.) Either way the blob
+//! appears in the same transaction as the revision that needs it. Reading a
+//! blob back is the engines' own (`sqlite::blobs`, `postgres::blobs`).
 
 use std::io::{self, Read};
 
@@ -52,14 +54,90 @@ pub(crate) fn stage(
         None => tempfile::tempfile(),
     }
     .map_err(|e| StoreError::io("creating a spool file for large content", e))?;
-    let mut w = io::BufWriter::with_capacity(CHUNK, file);
+    // hashed on the way to the spool: the transaction then writes the
+    // chunks under their digest once (never staged and renamed, which made
+    // SQLite copy the whole content again through an in-memory temp table)
+    let mut w = Hashing {
+        inner: io::BufWriter::with_capacity(CHUNK, file),
+        hasher: DigestWriter::new(),
+    };
     io::Write::write_all(&mut w, &head).map_err(|e| StoreError::io("spooling content", e))?;
     io::copy(&mut r, &mut w).map_err(|e| StoreError::io("reading content", e))?;
+    let (digest, size) = w.hasher.finish();
     let mut file = w
+        .inner
         .into_inner()
         .map_err(|e| StoreError::io("spooling content", e.into_error()))?;
     io::Seek::rewind(&mut file).map_err(|e| StoreError::io("spooling content", e))?;
-    Ok(Content::Reader(Box::new(file)))
+    Ok(Content::Staged(crate::port::Staged { file, digest, size }))
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: DigestWriter,
+}
+
+impl<W: io::Write> io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Content whose digest and size are known: its chunks under its digest,
+/// unless the blob exists.
+fn store_known(
+    tx: &mut Tx<'_>,
+    digest: Digest,
+    size: u64,
+    file: &mut dyn Read,
+    now: Timestamp,
+) -> Result<(Digest, u64)> {
+    if exists(tx, &digest)? {
+        return Ok((digest, size));
+    }
+    let hex = digest.hex();
+    let mut buf = vec![0u8; CHUNK];
+    let (mut idx, mut read) = (0i64, 0u64);
+    loop {
+        let n = fill(file, &mut buf).map_err(|e| StoreError::io("reading spooled content", e))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        // a concurrent writer of the same content (PostgreSQL) wrote the
+        // same bytes under the same key
+        tx.execute(
+            "INSERT INTO blob_chunks (digest, idx, data) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (digest, idx) DO NOTHING",
+            args![&hex, idx, &buf[..n]],
+        )?;
+        idx += 1;
+        if n < CHUNK {
+            break;
+        }
+    }
+    if read != size {
+        return Err(StoreError::io(
+            "reading spooled content",
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the spool file holds {read} bytes, {size} were written"),
+            ),
+        ));
+    }
+    tx.execute(
+        "INSERT INTO blobs (digest, size, chunks, created_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (digest) DO NOTHING",
+        args![&hex, size, idx, now],
+    )?;
+    Ok((digest, size))
 }
 
 fn exists(tx: &mut Tx<'_>, digest: &Digest) -> Result<bool> {
@@ -77,8 +155,15 @@ fn exists(tx: &mut Tx<'_>, digest: &Digest) -> Result<bool> {
 pub(crate) fn store(tx: &mut Tx<'_>, content: Content, now: Timestamp) -> Result<(Digest, u64)> {
     match content {
         Content::Keep => Err(StoreError::InvalidInput("content is required".to_owned())),
+        Content::Staged(mut s) => store_known(tx, s.digest, s.size, &mut s.file, now),
         Content::Bytes(bytes) if bytes.len() < CHUNK => store_small(tx, &bytes, now),
-        Content::Bytes(bytes) => store_chunked(tx, &mut io::Cursor::new(bytes), now),
+        Content::Bytes(bytes) => store_known(
+            tx,
+            Digest::of(&bytes),
+            bytes.len() as u64,
+            &mut io::Cursor::new(&bytes),
+            now,
+        ),
         Content::Reader(mut r) => {
             // Most content fits one chunk: read it without zeroing a whole
             // chunk buffer, and only switch to streaming when it does not.

@@ -15,7 +15,10 @@ pub const FILE: &str = "audit.head";
 
 /// Records `head` unless the file already holds a later one. Written to a
 /// per-process temporary file and renamed, so readers never see half a
-/// head. A failure is logged, not raised: the commit already happened.
+/// head. A failure is logged, not raised: the commit already happened; the
+/// temporary file is removed (a full disk leaves no empty `*.tmp` behind)
+/// and the next commit records its later head, so the copy catches up as
+/// soon as there is space again.
 pub fn record(path: &Path, head: &ChainHead) {
     if let Some(old) = read(path)
         && old.seq >= head.seq
@@ -25,6 +28,7 @@ pub fn record(path: &Path, head: &ChainHead) {
     let tmp = path.with_extension(format!("head.{}.tmp", std::process::id()));
     let ok = std::fs::write(&tmp, format!("{head}\n")).and_then(|_| std::fs::rename(&tmp, path));
     if let Err(e) = ok {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(error = %e, "could not record the audit head outside the database");
     }
 }

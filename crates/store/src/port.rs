@@ -78,6 +78,19 @@ pub enum Content {
     Reader(Box<dyn Read + Send>),
     /// Keep the current content (attribute-only update). Invalid on create.
     Keep,
+    /// Large content the store already spooled and hashed while preparing
+    /// a write (it reads streamed content before its transaction). Only
+    /// the store makes one.
+    Staged(Staged),
+}
+
+/// Content of 1 MiB or more in a spool file, with its digest and size, so
+/// the write transaction inserts its chunks under their digest at once (or
+/// not at all when the blob exists) instead of staging and renaming them.
+pub struct Staged {
+    pub(crate) file: std::fs::File,
+    pub(crate) digest: kontextual_model::Digest,
+    pub(crate) size: u64,
 }
 
 impl std::fmt::Debug for Content {
@@ -86,6 +99,7 @@ impl std::fmt::Debug for Content {
             Content::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             Content::Reader(_) => f.write_str("Reader"),
             Content::Keep => f.write_str("Keep"),
+            Content::Staged(s) => write!(f, "Staged({} bytes, {})", s.size, s.digest),
         }
     }
 }

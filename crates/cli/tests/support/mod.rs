@@ -47,6 +47,11 @@ pub const SQLITE_ONLY: &[(&str, &str, &str)] = &[
         "k4_corrupted_content_is_not_served_silently",
         "corrupts a blob in kontextual.db with rusqlite",
     ),
+    (
+        "serve",
+        "o1_a_full_disk_is_a_condition_not_a_crash",
+        "fills the small tmpfs that holds the SQLite data directory",
+    ),
 ];
 
 /// The engine the end-to-end tests run on.

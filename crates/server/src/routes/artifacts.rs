@@ -12,9 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::dto::{self, wire};
-use crate::extract::{Body, Json, Path, Query, run};
+use crate::extract::{Json, Path, Query, run};
 use crate::problem::{Problem, ProblemBody};
 use crate::request::Call;
+use crate::upload::BodyReader;
 
 /// Largest page any listing returns.
 pub const MAX_PAGE: u32 = 1000;
@@ -267,10 +268,13 @@ pub async fn put_artifact(
     call: Call,
     headers: HeaderMap,
     Query(p): Query<PutParams>,
-    Body(bytes): Body,
+    body: axum::body::Body,
 ) -> Result<Response, Problem> {
     let target: ArtifactRef = p.reference.parse()?;
-    let mut req = PutRequest::new(target, ContentSource::Bytes(bytes.to_vec()));
+    // Large bodies wait for a slot, then stream to the store's spool.
+    let _slot = s.uploads.admit(&headers).await;
+    let (reader, _reading, cut) = BodyReader::new(body, s.uploads.max_body);
+    let mut req = PutRequest::new(target, ContentSource::Reader(Box::new(reader)));
     req.artifact_type = p.artifact_type;
     req.lifecycle = p.lifecycle.as_deref().map(str::parse).transpose()?;
     req.classification = p.classification.as_deref().map(str::parse).transpose()?;
@@ -284,7 +288,18 @@ pub async fn put_artifact(
     let out = run(&s, call, precondition, move |svc, c| {
         svc.artifact_put(c, req)
     })
-    .await?;
+    .await
+    .map_err(|p| {
+        // a body cut short is the client's problem, whatever the store said
+        match cut.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(cut) => {
+                let mut answer = cut.problem();
+                answer.correlation_id = p.correlation_id;
+                answer
+            }
+            None => p,
+        }
+    })?;
     let status = match out.change {
         Some(kontextual_model::ChangeKind::Created) => StatusCode::CREATED,
         _ => StatusCode::OK,

@@ -30,7 +30,9 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Response, Problem> {
     match tokio::task::spawn_blocking(move || svc.ready()).await {
         Ok(Ok(())) => Ok(axum::Json(dto::Status { status: "ready" }).into_response()),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready");
+            if !kontextual_app::store_unavailable(&e, "readiness probe") {
+                tracing::warn!(error = %e, "not ready");
+            }
             Err(Problem::of(
                 ErrorKind::Unavailable,
                 "the store or the search index is not reachable",

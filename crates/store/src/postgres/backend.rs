@@ -196,6 +196,20 @@ impl crate::engine::Engine for PostgresBackend {
             .name("kontextual-listen".into())
             .spawn(move || {
                 let tick = std::time::Duration::from_millis(500);
+                // While the database is down every retry fails the same
+                // way: one line per 10 s says so, with the count held back.
+                let mut last_warned: Option<std::time::Instant> = None;
+                let mut suppressed = 0u64;
+                let mut warn = |what: &str, e: &dyn std::fmt::Display| {
+                    if last_warned.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10))
+                    {
+                        tracing::warn!(error = %e, suppressed, "{what}");
+                        last_warned = Some(std::time::Instant::now());
+                        suppressed = 0;
+                    } else {
+                        suppressed += 1;
+                    }
+                };
                 while !stop.load(Ordering::Relaxed) {
                     let mut broken = false;
                     {
@@ -208,7 +222,7 @@ impl crate::engine::Engine for PostgresBackend {
                                 Ok(Some(_)) => wake(),
                                 Ok(None) => break,
                                 Err(e) => {
-                                    tracing::warn!(error = %e, "job notifications interrupted; reconnecting");
+                                    warn("job notifications interrupted; reconnecting", &e);
                                     broken = true;
                                     break;
                                 }
@@ -226,7 +240,7 @@ impl crate::engine::Engine for PostgresBackend {
                                 // a notification may have been missed meanwhile
                                 wake();
                             }
-                            Err(e) => tracing::warn!(error = %e, "reconnecting the job listener failed"),
+                            Err(e) => warn("reconnecting the job listener failed", &e),
                         }
                     }
                 }

@@ -61,7 +61,16 @@ impl Pool {
             Tls::None => self.config.connect(NoTls),
             Tls::Rustls(t) => self.config.connect(t.clone()),
         }
-        .map_err(pg_err)
+        .map_err(|e| match pg_err(e) {
+            // whatever the server answers a new session with (a database
+            // not accepting connections: 55000), the store cannot be used
+            // now: unavailable (503, exit 5), not an internal error
+            StoreError::Internal(reason) => StoreError::Unavailable {
+                what: "the PostgreSQL database".into(),
+                reason,
+            },
+            other => other,
+        })
     }
 
     /// A connection outside the pool (a long-lived listener).

@@ -114,7 +114,13 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
 }
 
 enum Location {
-    File { dir: PathBuf, db: PathBuf },
+    File {
+        dir: PathBuf,
+        db: PathBuf,
+        /// Opened read-only (`verify` on a full disk): readers open this
+        /// URI read-only instead of `db` read-write.
+        read_only: Option<PathBuf>,
+    },
     Memory,
 }
 
@@ -144,6 +150,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // (its own transaction handling covers that), so poisoning is ignored.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// SQLite reports a failed write while opening (creating the WAL index)
+/// as a bare "disk I/O error". When that is a full disk, say so: a small
+/// probe write next to the database tells.
+fn explain_io(dir: &Path, e: StoreError) -> StoreError {
+    if e.kind() != crate::ErrorKind::Io {
+        return e;
+    }
+    let probe = tempfile::tempfile_in(dir).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, &[0u8; 64 * 1024])?;
+        f.sync_all()
+    });
+    match probe {
+        Err(p) if p.kind() == std::io::ErrorKind::StorageFull => StoreError::io(
+            "opening the store for writing",
+            std::io::Error::new(std::io::ErrorKind::StorageFull, "the disk is full"),
+        ),
+        _ => e,
+    }
+}
+
+/// How a store opened for inspection on a full disk is read.
+const READ_ONLY: OpenFlags = OpenFlags::SQLITE_OPEN_READ_ONLY
+    .union(OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    .union(OpenFlags::SQLITE_OPEN_URI);
 
 /// `file_writer`: the write connection of a file store (WAL switch, big cache).
 fn configure(conn: &Connection, busy: Duration, file_writer: bool) -> Result<()> {
@@ -253,23 +284,88 @@ impl SqliteBackend {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
         let open = || Connection::open_with_flags(&db, flags).map_err(sql_err);
-        let mut conn = open()?;
+        let mut conn = match open() {
+            Ok(c) => c,
+            Err(e) if opts.mode == OpenMode::Inspect && e.kind() == crate::ErrorKind::Io => {
+                return Self::open_read_only(dir, &db, opts, e);
+            }
+            Err(e) => return Err(explain_io(dir, e)),
+        };
         // Before the first read: a concurrent `init` may hold the lock while
         // it switches the file to WAL, and without a busy timeout the
         // identity check would fail at once instead of waiting.
         conn.busy_timeout(opts.busy_timeout).map_err(sql_err)?;
-        Self::check_identity(&conn, dir)?;
-        configure(&conn, opts.busy_timeout, true)?;
+        let ready = Self::check_identity(&conn, dir)
+            .and_then(|()| configure(&conn, opts.busy_timeout, true));
+        match ready {
+            Ok(()) => {}
+            // A full disk (or a read-only medium) cannot create the WAL
+            // index the read-write open needs: inspection (`verify`,
+            // `audit verify`, `db status`) goes on read-only.
+            Err(e) if opts.mode == OpenMode::Inspect && e.kind() == crate::ErrorKind::Io => {
+                drop(conn);
+                return Self::open_read_only(dir, &db, opts, e);
+            }
+            Err(e) => return Err(explain_io(dir, e)),
+        }
         Self::prepare_schema(&mut conn, opts, dir)?;
         let backend = SqliteBackend::start(
             Location::File {
                 dir: dir.to_owned(),
                 db: db.clone(),
+                read_only: None,
             },
             opts.busy_timeout,
             conn,
         );
         Ok(backend)
+    }
+
+    /// Opens the store without writing anything, for inspection when the
+    /// read-write open failed with `cause` (a full disk). With an empty or
+    /// absent WAL the file is the whole store and is opened immutable (no
+    /// WAL index, no locks); otherwise plainly read-only.
+    fn open_read_only(
+        dir: &Path,
+        db: &Path,
+        opts: &OpenOptions,
+        cause: StoreError,
+    ) -> Result<Self> {
+        let wal = dir.join("kontextual.db-wal");
+        let wal_empty = fs::metadata(&wal).ok().is_none_or(|m| m.len() == 0);
+        let mut uri = String::from("file:");
+        // percent-escape what a URI path cannot hold as is
+        for b in db.to_string_lossy().bytes() {
+            match b {
+                b'%' | b'?' | b'#' => uri.push_str(&format!("%{b:02X}")),
+                _ => uri.push(char::from(b)),
+            }
+        }
+        uri.push_str(if wal_empty {
+            "?immutable=1"
+        } else {
+            "?mode=ro"
+        });
+        let uri = PathBuf::from(uri);
+        let conn =
+            Connection::open_with_flags(&uri, READ_ONLY).map_err(|_| explain_io(dir, cause))?;
+        conn.busy_timeout(opts.busy_timeout).map_err(sql_err)?;
+        Self::check_identity(&conn, dir)?;
+        let mut conn = conn;
+        Self::prepare_schema(&mut conn, opts, dir)?;
+        tracing::warn!(
+            path = %db.display(),
+            "opened the store read-only: it cannot be opened for writing (is the disk full?)"
+        );
+        Ok(SqliteBackend::start(
+            Location::File {
+                dir: dir.to_owned(),
+                db: db.to_owned(),
+                read_only: Some(uri),
+            },
+            opts.busy_timeout,
+            conn,
+        ))
     }
 
     /// A fresh, private in-memory store (tests, dry runs). Lost on drop.
@@ -301,8 +397,16 @@ impl SqliteBackend {
             let _ = conn.execute_batch("COMMIT");
             out
         };
-        let (app_id, tables) = read_both()
-            .map_err(|e| not_a_store(format!("{DB_FILE} is not a SQLite database ({e})")))?;
+        // Only a file SQLite does not recognise is "not a store": a read
+        // that fails (a full disk cannot create the WAL index, say) is that
+        // failure, with its own kind and exit code.
+        let (app_id, tables) = read_both().map_err(|e| match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase => {
+                not_a_store(format!("{DB_FILE} is not a SQLite database ({e})"))
+            }
+            rusqlite::Error::SqliteFailure(..) => sql_err(e),
+            _ => not_a_store(format!("{DB_FILE} is not a SQLite database ({e})")),
+        })?;
         if app_id == schema::APPLICATION_ID {
             return Ok(());
         }
@@ -395,7 +499,7 @@ impl SqliteBackend {
         if let Some(shared) = &self.inner.shared {
             return f(&lock(shared));
         }
-        let Location::File { db, .. } = &self.inner.location else {
+        let Location::File { db, read_only, .. } = &self.inner.location else {
             return Err(StoreError::Internal(
                 "memory store without connection".to_owned(),
             ));
@@ -404,10 +508,13 @@ impl SqliteBackend {
         let conn = match pooled {
             Some(c) => c,
             None => {
-                let c = Connection::open_with_flags(
-                    db,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
+                let c = match read_only {
+                    Some(uri) => Connection::open_with_flags(uri, READ_ONLY),
+                    None => Connection::open_with_flags(
+                        db,
+                        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    ),
+                }
                 .map_err(sql_err)?;
                 configure(&c, self.inner.busy_timeout, false)?;
                 c

@@ -155,8 +155,8 @@ const LAYERS: &[Layer] = &[
         never_directly: &[SURFACE, DRIVERS, &["tantivy"]],
         never: &[&["axum", "hyper", "clap"], &[SERVER, CLI, APP, NATS]],
     },
-    // the webhook domain: delivery primitives now, its service later; may
-    // stand on model, store and kernel, owns the HTTP client (ureq)
+    // the webhook domain (service, dispatcher, delivery jobs): may stand
+    // on model, store, kernel and events; owns the HTTP client (ureq)
     Layer {
         krate: WEBHOOKS,
         never_directly: &[SURFACE, DRIVERS, &["tantivy", "reqwest"]],

@@ -965,3 +965,164 @@ impl From<&'static kontextual_app::EventType> for EventType {
         }
     }
 }
+
+dto!(
+    /// A webhook subscription (never its signing secret).
+    Webhook from kontextual_model::Webhook {
+        #[schema(value_type = String, format = Uuid)]
+        id: kontextual_model::WebhookId,
+        #[schema(value_type = String)]
+        namespace: Namespace,
+        /// Where deliveries are POSTed.
+        url: String,
+        description: String,
+        /// Event type patterns (`artifact.*`, `run.failed`, `*`).
+        types: Vec<String>,
+        /// Only events about these collections; empty: every collection.
+        #[schema(value_type = Vec<String>)]
+        collections: Vec<CollectionName>,
+        #[schema(value_type = crate::wire::WebhookState)]
+        state: kontextual_model::WebhookState,
+        /// Why it was disabled (by an operator, after a 410, or after
+        /// failing for 5 days).
+        #[schema(value_type = Option<String>)]
+        disabled_reason: Option<String>,
+        #[schema(value_type = String, format = DateTime)]
+        created_at: Timestamp,
+        #[schema(value_type = String, format = DateTime)]
+        updated_at: Timestamp,
+        #[schema(value_type = String)]
+        created_by: Actor,
+        /// When the current streak of failed attempts began.
+        #[schema(value_type = Option<String>, format = DateTime)]
+        first_failure_at: Option<Timestamp>,
+    }
+);
+
+/// A webhook and its signing secret: the answer to create and to
+/// rotate-secret, the only times the secret is shown.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    pub webhook: Webhook,
+    /// `whsec_…` (Standard Webhooks): verify `webhook-signature` with it.
+    pub secret: String,
+    /// After a rotation: until when the previous secret still signs
+    /// (both signatures are sent meanwhile).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub previous_secret_expires_at: Option<Timestamp>,
+}
+
+impl From<kontextual_app::WebhookWithSecret> for WebhookWithSecret {
+    fn from(w: kontextual_app::WebhookWithSecret) -> Self {
+        WebhookWithSecret {
+            webhook: w.webhook.into(),
+            secret: w.secret,
+            previous_secret_expires_at: w.previous_expires_at,
+        }
+    }
+}
+
+dto!(
+    /// A webhook's deliveries counted by state.
+    DeliveryCounts from kontextual_model::DeliveryCounts {
+        pending: u64,
+        delivering: u64,
+        succeeded: u64,
+        failed: u64,
+        dead: u64,
+        cancelled: u64,
+    }
+);
+
+/// A webhook with its deliveries counted by state.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookDetail {
+    pub webhook: Webhook,
+    pub deliveries: DeliveryCounts,
+    /// While a rotated-out secret still signs: until when.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub previous_secret_expires_at: Option<Timestamp>,
+}
+
+impl From<kontextual_app::WebhookDetail> for WebhookDetail {
+    fn from(d: kontextual_app::WebhookDetail) -> Self {
+        WebhookDetail {
+            webhook: d.webhook.into(),
+            deliveries: d.deliveries.into(),
+            previous_secret_expires_at: d.previous_secret_expires_at,
+        }
+    }
+}
+
+/// A deleted webhook; its deliveries still waiting were cancelled.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookDeleted {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: kontextual_model::WebhookId,
+    pub cancelled_deliveries: u64,
+}
+
+dto!(
+    /// One event to deliver to one webhook; every retry sends the same
+    /// bytes with the same `webhook-id` (the delivery id).
+    Delivery from kontextual_model::Delivery {
+        #[schema(value_type = String, format = Uuid)]
+        id: kontextual_model::DeliveryId,
+        #[schema(value_type = String, format = Uuid)]
+        webhook: kontextual_model::WebhookId,
+        #[schema(value_type = String)]
+        namespace: Namespace,
+        /// The sequence number of the event delivered (`GET /v1/events`).
+        event_seq: u64,
+        event_type: String,
+        #[schema(value_type = crate::wire::DeliveryState)]
+        state: kontextual_model::DeliveryState,
+        /// Attempts made so far.
+        attempts: u32,
+        /// The HTTP status of the last answer.
+        last_status: Option<u16>,
+        last_error: Option<String>,
+        last_latency_ms: Option<u64>,
+        #[schema(value_type = String, format = DateTime)]
+        created_at: Timestamp,
+        #[schema(value_type = String, format = DateTime)]
+        updated_at: Timestamp,
+        /// When a failed delivery is tried again.
+        #[schema(value_type = Option<String>, format = DateTime)]
+        next_attempt_at: Option<Timestamp>,
+    }
+);
+
+dto!(
+    /// One attempt to deliver.
+    DeliveryAttempt from kontextual_model::DeliveryAttempt {
+        #[schema(value_type = String, format = DateTime)]
+        at: Timestamp,
+        /// The HTTP status received (none when no answer came).
+        status: Option<u16>,
+        latency_ms: Option<u64>,
+        error: Option<String>,
+        /// The start of the answer's body.
+        response: Option<String>,
+    }
+);
+
+/// A delivery with the exact body it sends and every attempt so far.
+#[derive(Serialize, ToSchema)]
+pub struct DeliveryDetail {
+    pub delivery: Delivery,
+    /// The body POSTed (JSON: the CloudEvent, or a thin payload with a
+    /// `dataref` above 20 KiB).
+    pub body: String,
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+impl From<kontextual_model::DeliveryDetail> for DeliveryDetail {
+    fn from(d: kontextual_model::DeliveryDetail) -> Self {
+        DeliveryDetail {
+            delivery: d.delivery.into(),
+            body: String::from_utf8_lossy(&d.body).into_owned(),
+            attempts: all(d.attempts),
+        }
+    }
+}

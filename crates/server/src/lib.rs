@@ -131,7 +131,9 @@ struct ApiDoc;
 
 /// The routes and their OpenAPI description, from one registration.
 pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::OpenApi) {
-    use routes::{artifacts as a, events as e, jobs as j, keys as k, ops as o, retrieval as r};
+    use routes::{
+        artifacts as a, events as e, jobs as j, keys as k, ops as o, retrieval as r, webhooks as w,
+    };
     metrics::handle();
     metrics::register_job_kinds(&state.services.job_kinds());
     let state = AppState {
@@ -187,6 +189,19 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(e::list_event_types))
         .routes(routes!(e::list_events))
         .routes(routes!(e::stream_events))
+        .routes(routes!(w::list_webhooks, w::create_webhook))
+        .routes(routes!(
+            w::get_webhook,
+            w::update_webhook,
+            w::delete_webhook
+        ))
+        .routes(routes!(w::enable_webhook))
+        .routes(routes!(w::disable_webhook))
+        .routes(routes!(w::rotate_secret))
+        .routes(routes!(w::list_deliveries))
+        .routes(routes!(w::recover))
+        .routes(routes!(w::get_delivery))
+        .routes(routes!(w::resend))
         .routes(routes!(metrics::scrape))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(

@@ -129,3 +129,25 @@ pub enum Outcome {
     Denied,
     Failure,
 }
+
+/// Whether a webhook receives events.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum WebhookState {
+    Enabled,
+    Disabled,
+}
+
+/// Where a webhook delivery is.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum DeliveryState {
+    Pending,
+    Delivering,
+    Succeeded,
+    Failed,
+    Dead,
+    Cancelled,
+}

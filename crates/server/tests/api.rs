@@ -532,6 +532,7 @@ async fn x4_openapi_matches_the_routes() {
         ("DELETE", "/v1/keys/{id}"),
         ("DELETE", "/v1/quarantines/{artifact}"),
         ("DELETE", "/v1/relations/{id}"),
+        ("DELETE", "/v1/webhooks/{id}"),
         ("GET", "/healthz"),
         ("GET", "/metrics"),
         ("GET", "/readyz"),
@@ -569,6 +570,11 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/runs"),
         ("GET", "/v1/runs/{id}"),
         ("GET", "/v1/search"),
+        ("GET", "/v1/webhook-deliveries/{id}"),
+        ("GET", "/v1/webhooks"),
+        ("GET", "/v1/webhooks/{id}"),
+        ("GET", "/v1/webhooks/{id}/deliveries"),
+        ("PATCH", "/v1/webhooks/{id}"),
         ("POST", "/v1/collections"),
         ("POST", "/v1/context-packages"),
         ("POST", "/v1/export"),
@@ -582,6 +588,12 @@ async fn x4_openapi_matches_the_routes() {
         ("POST", "/v1/relations"),
         ("POST", "/v1/repair"),
         ("POST", "/v1/runs/{id}/rerun"),
+        ("POST", "/v1/webhook-deliveries/{id}/resend"),
+        ("POST", "/v1/webhooks"),
+        ("POST", "/v1/webhooks/{id}/disable"),
+        ("POST", "/v1/webhooks/{id}/enable"),
+        ("POST", "/v1/webhooks/{id}/recover"),
+        ("POST", "/v1/webhooks/{id}/rotate-secret"),
         ("PUT", "/v1/artifacts"),
         ("PUT", "/v1/clearances"),
     ];
@@ -735,7 +747,7 @@ async fn x4_openapi_is_a_complete_contract() {
             }
         }
     }
-    assert_eq!(checked, 58);
+    assert_eq!(checked, 70);
 }
 
 /// X4: DELETE /v1/holds/{artifact} takes COLLECTION/NAME like every other
@@ -2749,7 +2761,7 @@ async fn o5_event_types_are_served_with_json_schemas() {
         .iter()
         .find(|t| t["name"] == "webhook.created")
         .unwrap();
-    assert_eq!(webhook["status"], "reserved");
+    assert_eq!(webhook["status"], "emitted");
 }
 
 /// O5: open event streams are capped (503 `too_many_streams` beyond, and
@@ -2796,4 +2808,193 @@ async fn o5_event_streams_are_capped_and_end_on_shutdown() {
     .await;
     assert!(ended.is_ok(), "the stream did not end on shutdown");
     assert_eq!(permits.available_permits(), 1);
+}
+
+/// O5: webhooks are managed over HTTP through the same service as the
+/// CLI: the secret is in the create and rotate answers only (never in a
+/// listing, a show or an Idempotency-Key replay); addresses the policy
+/// refuses are a 400 that says why; deliveries are listed and shown with
+/// their body; only administrators manage webhooks.
+#[tokio::test]
+async fn o5_webhooks_are_managed_over_http() {
+    let (api, _) = Api::seeded().await;
+    let create = |key: &'static str| {
+        Request::post("/v1/webhooks")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", key)
+            .body(Body::from(
+                json!({"url": "https://hooks.example.com/kx", "types": ["artifact.*"],
+                       "collections": ["handbook"], "description": "indexer"})
+                .to_string(),
+            ))
+            .unwrap()
+    };
+    let made = api.send(create("wh-1")).await;
+    assert_eq!(
+        made.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&made.body)
+    );
+    let made = made.json();
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{made}");
+    let id = made["webhook"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(made["webhook"]["types"], json!(["artifact.*"]));
+    assert_eq!(made["webhook"]["state"], "enabled");
+    // a replay answers the same webhook without its secret
+    let again = api.send(create("wh-1")).await;
+    assert_eq!(again.headers["idempotency-replayed"], "true");
+    assert_eq!(again.json()["webhook"]["id"], id.as_str());
+    assert!(again.json().get("secret").is_none());
+
+    let refused = api
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            json!({"url": "http://169.254.169.254/latest"}),
+        )
+        .await;
+    let p = refused.problem(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(
+        p["detail"].as_str().unwrap().contains("169.254.169.254"),
+        "{p}"
+    );
+    let refused = api
+        .json(
+            Method::POST,
+            "/v1/webhooks",
+            json!({"url": "https://hooks.example.com/kx", "types": ["artifact.exploded"]}),
+        )
+        .await;
+    refused.problem(StatusCode::BAD_REQUEST, "invalid_input");
+
+    let list = api.get("/v1/webhooks").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json()["items"].as_array().unwrap().len(), 1);
+    let shown = api.get(&format!("/v1/webhooks/{id}")).await;
+    assert_eq!(shown.json()["deliveries"]["pending"], 0);
+    for body in [&list.body, &shown.body] {
+        let text = String::from_utf8_lossy(body);
+        assert!(
+            !text.contains(&secret) && !text.contains("secret\""),
+            "{text}"
+        );
+    }
+
+    let patched = api
+        .json(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            json!({"description": "search indexer"}),
+        )
+        .await;
+    assert_eq!(patched.json()["description"], "search indexer");
+    assert_eq!(patched.json()["collections"], json!(["handbook"]));
+    let off = api
+        .json(
+            Method::POST,
+            &format!("/v1/webhooks/{id}/disable"),
+            json!({"reason": "maintenance"}),
+        )
+        .await;
+    assert_eq!(off.json()["state"], "disabled");
+    assert_eq!(off.json()["disabled_reason"], "maintenance");
+    let on = api
+        .send(
+            Request::post(format!("/v1/webhooks/{id}/enable"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(on.json()["state"], "enabled");
+    let rotated = api
+        .send(
+            Request::post(format!("/v1/webhooks/{id}/rotate-secret"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let rotated = rotated.json();
+    assert_ne!(rotated["secret"], secret.as_str());
+    assert!(
+        rotated["previous_secret_expires_at"].is_string(),
+        "{rotated}"
+    );
+
+    // a change in handbook becomes a delivery once the feed is followed
+    api.put("handbook/new.md", "# New\n\nfresh\n", &[]).await;
+    api.svc.follow_shared_feeds();
+    let d = api.get(&format!("/v1/webhooks/{id}/deliveries")).await;
+    let items = d.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["event_type"], "artifact.created");
+    assert_eq!(items[0]["state"], "pending");
+    let did = items[0]["id"].as_str().unwrap().to_owned();
+    let none = api
+        .get(&format!(
+            "/v1/webhooks/{id}/deliveries?state=succeeded,dead"
+        ))
+        .await;
+    assert_eq!(none.json()["items"], json!([]));
+    let bad = api
+        .get(&format!("/v1/webhooks/{id}/deliveries?state=lost"))
+        .await;
+    bad.problem(StatusCode::BAD_REQUEST, "invalid_input");
+    let detail = api.get(&format!("/v1/webhook-deliveries/{did}")).await;
+    let detail = detail.json();
+    let body: Value = serde_json::from_str(detail["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["type"], "artifact.created");
+    assert_eq!(body["data"]["name"], "new.md");
+    let busy = api
+        .send(
+            Request::post(format!("/v1/webhook-deliveries/{did}/resend"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    busy.problem(StatusCode::BAD_REQUEST, "invalid_input");
+    let recover = api
+        .json(
+            Method::POST,
+            &format!("/v1/webhooks/{id}/recover"),
+            json!({"since": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(recover.status, StatusCode::ACCEPTED);
+    assert_eq!(recover.json()["job"]["kind"], "webhook.recover");
+
+    api.get("/v1/webhooks/not-an-id")
+        .await
+        .problem(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/webhooks/0190c6a4-0000-7000-8000-000000000000")
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+
+    let gone = api
+        .send(
+            Request::delete(format!("/v1/webhooks/{id}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::OK);
+    assert_eq!(gone.json()["cancelled_deliveries"], 1);
+    api.get(&format!("/v1/webhooks/{id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND, "not_found");
+
+    // a reader may not manage webhooks
+    let key = api
+        .json(
+            Method::POST,
+            "/v1/keys",
+            json!({"name": "reader", "actor": "agent:reader", "scopes": ["read"]}),
+        )
+        .await
+        .json();
+    let reader = key["token"].as_str().unwrap();
+    api.with_key(Method::GET, "/v1/webhooks", reader, None)
+        .await
+        .problem(StatusCode::FORBIDDEN, "permission_denied");
 }

@@ -21,7 +21,7 @@ fn job_id(s: &str) -> Result<JobId, Problem> {
         .map_err(|_| Problem::bad_request(format!("{s:?} is not a job id")))
 }
 
-fn enqueued(e: kontextual_app::Enqueued) -> Response {
+pub(crate) fn enqueued(e: kontextual_app::Enqueued) -> Response {
     // 202: accepted for processing; 200 when a waiting job was returned instead
     let status = if e.created {
         StatusCode::ACCEPTED

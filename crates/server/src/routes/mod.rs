@@ -7,3 +7,4 @@ pub mod jobs;
 pub mod keys;
 pub mod ops;
 pub mod retrieval;
+pub mod webhooks;

@@ -1,0 +1,538 @@
+//! O5 webhooks end to end, from the real binary on either engine: a
+//! receiver thread on 127.0.0.1 (allowed in the data directory's
+//! `[webhooks] allow`), `webhook …` commands, and `worker` processes that
+//! deliver. Signatures are checked by the reference `standardwebhooks`
+//! Python package (required in CI: `CI_REQUIRE_STANDARDWEBHOOKS=1`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Env, Proc, Store};
+
+// ---------------------------------------------------------------- receiver
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Hit {
+    at: Instant,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Hit {
+    fn id(&self) -> &str {
+        &self.headers["webhook-id"]
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// What the receiver answers: a status, extra header lines, and how long
+/// to wait before answering.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: String,
+    hold: Duration,
+}
+
+fn status(status: u16) -> Reply {
+    Reply {
+        status,
+        headers: String::new(),
+        hold: Duration::ZERO,
+    }
+}
+
+type Script = dyn Fn(&Hit, usize) -> Reply + Send + Sync;
+
+/// An HTTP/1.1 receiver on 127.0.0.1: records every request and answers
+/// with `script(request, how many requests with this webhook-id came
+/// before)`; the script can be swapped while it runs.
+struct Receiver {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    script: Arc<Mutex<Arc<Script>>>,
+}
+
+impl Receiver {
+    fn new(script: impl Fn(&Hit, usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let script: Arc<Mutex<Arc<Script>>> = Arc::new(Mutex::new(Arc::new(script)));
+        let (h, s) = (hits.clone(), script.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (h, s) = (h.clone(), s.clone());
+                std::thread::spawn(move || serve_connection(conn, &h, &s));
+            }
+        });
+        Receiver { url, hits, script }
+    }
+
+    fn answer(&self, script: impl Fn(&Hit, usize) -> Reply + Send + Sync + 'static) {
+        *self.script.lock().unwrap() = Arc::new(script);
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+fn serve_connection(mut conn: TcpStream, hits: &Mutex<Vec<Hit>>, script: &Mutex<Arc<Script>>) {
+    conn.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let mut buf = Vec::new();
+    loop {
+        let Some(hit) = read_request(&mut conn, &mut buf) else {
+            return;
+        };
+        let seen = {
+            let mut all = hits.lock().unwrap();
+            let seen = all.iter().filter(|h| h.id() == hit.id()).count();
+            all.push(hit.clone());
+            seen
+        };
+        let script = script.lock().unwrap().clone();
+        let reply = script(&hit, seen);
+        std::thread::sleep(reply.hold);
+        let answer = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: 2\r\n{}\r\nok",
+            reply.status, reply.headers
+        );
+        if conn.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The next request on a (keep-alive) connection; `None` when it closes.
+fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Hit> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let headers: HashMap<String, String> = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let len: usize = headers
+                .get("content-length")
+                .map_or(0, |v| v.parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                return Some(Hit {
+                    at: Instant::now(),
+                    headers,
+                    body,
+                });
+            }
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A store whose deliveries may reach this machine's loopback receiver,
+/// with a short per-attempt timeout.
+fn env_for_webhooks() -> Env {
+    let env = Env::init();
+    let config = env.data().join("kontextual.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.push_str("\n[webhooks]\nallow = [\"127.0.0.1/32\"]\ntimeout_secs = 2\n");
+    std::fs::write(&config, text).unwrap();
+    env
+}
+
+fn create(store: &Store, url: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["webhook", "create", "--url", url];
+    args.extend_from_slice(extra);
+    let w = store.json(&args);
+    let secret = w["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{w}");
+    (w["webhook"]["id"].as_str().unwrap().to_owned(), secret)
+}
+
+fn worker(store: &Store, extra: &[&str]) -> Proc {
+    Proc(
+        store
+            .cmd(&["worker"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn deliveries(store: &Store, webhook: &str) -> Vec<Value> {
+    store.json(&["webhook", "deliveries", webhook])["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Polls until `f` says yes (at most a minute; the deliveries are a few
+/// seconds away at most in these tests).
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn succeeded(store: &Store, webhook: &str, n: usize) -> Vec<Value> {
+    wait_for(&format!("{n} succeeded deliveries"), || {
+        let d = deliveries(store, webhook);
+        (d.iter().filter(|d| d["state"] == "succeeded").count() == n).then_some(d)
+    })
+}
+
+/// Whether the reference implementation accepts each (secret, request).
+/// `None` when python3 cannot import `standardwebhooks` (and CI does not
+/// require it).
+fn standardwebhooks_verdicts(cases: &[(&str, &Hit)]) -> Option<Vec<bool>> {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI_REQUIRE_STANDARDWEBHOOKS").as_deref() != Ok("1"),
+            "CI_REQUIRE_STANDARDWEBHOOKS=1 but python3 cannot import standardwebhooks: {probe:?}"
+        );
+        eprintln!("SKIPPED: python3 package standardwebhooks not installed");
+        return None;
+    }
+    let input: Vec<Value> = cases
+        .iter()
+        .map(|(secret, hit)| {
+            serde_json::json!({
+                "secret": secret,
+                "headers": {
+                    "webhook-id": hit.headers["webhook-id"],
+                    "webhook-timestamp": hit.headers["webhook-timestamp"],
+                    "webhook-signature": hit.headers["webhook-signature"],
+                },
+                "body": String::from_utf8(hit.body.clone()).unwrap(),
+            })
+        })
+        .collect();
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+for case in json.load(sys.stdin):
+    try:
+        Webhook(case["secret"]).verify(case["body"].encode(), case["headers"])
+        print("ok")
+    except Exception as e:
+        print("fail " + type(e).__name__)
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l == "ok")
+            .collect(),
+    )
+}
+
+// ---------------------------------------------------------------- tests
+
+/// O5: a failed attempt (500) is retried on the schedule (≈5 s, jittered)
+/// and a 429's `Retry-After` is honoured; every attempt of a delivery
+/// carries the same `webhook-id` and body; the collection and type filters
+/// hold; the signatures verify with the reference implementation, and
+/// after a rotation both the old and the new secret verify.
+#[test]
+fn o5_webhooks_retry_and_deliver_signed_events() {
+    let env = env_for_webhooks();
+    let rx = Receiver::new(|hit, seen| {
+        let name = hit.json()["data"]["name"].as_str().unwrap_or("").to_owned();
+        match (seen, name.as_str()) {
+            (0, "a.md") => status(500),
+            (0, "b.md") => Reply {
+                headers: "retry-after: 7\r\n".to_owned(),
+                ..status(429)
+            },
+            _ => status(200),
+        }
+    });
+    let (id, secret) = create(
+        &env,
+        &rx.url,
+        &["--types", "artifact.*", "--collection", "handbook"],
+    );
+    env.write("docs/a.md", "# A\n\nalpha\n");
+    env.write("docs/b.md", "# B\n\nbeta\n");
+    env.write("ops/c.md", "# C\n\ngamma\n");
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    env.ok(&["ingest", "ops", "--collection", "ops"]);
+    let _w = worker(&env, &[]);
+    let got = succeeded(&env, &id, 2);
+    assert_eq!(got.len(), 2, "only handbook's artifact events: {got:?}");
+    for d in &got {
+        assert_eq!(d["event_type"], "artifact.created");
+        assert_eq!(d["attempts"], 2, "{d}");
+        assert_eq!(d["last_status"], 200);
+    }
+
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 4, "two attempts each");
+    for name in ["a.md", "b.md"] {
+        let attempts: Vec<&Hit> = hits
+            .iter()
+            .filter(|h| h.json()["data"]["name"] == name)
+            .collect();
+        assert_eq!(attempts.len(), 2, "{name}");
+        let (first, second) = (attempts[0], attempts[1]);
+        assert_eq!(
+            first.id(),
+            second.id(),
+            "{name}: one webhook-id per delivery"
+        );
+        assert_eq!(first.body, second.body, "{name}: the same bytes on retry");
+        assert!(got.iter().any(|d| d["id"] == first.id()));
+        let gap = second.at - first.at;
+        if name == "a.md" {
+            // the schedule's 5 s, jittered by at most ±20 %
+            assert!(
+                gap >= Duration::from_secs(3),
+                "{name}: retried after {gap:?}"
+            );
+        } else {
+            // Retry-After: 7 wins over the 5 s of the schedule
+            assert!(
+                gap >= Duration::from_millis(6_900),
+                "{name}: retried after {gap:?}, before Retry-After"
+            );
+        }
+        let event = first.json();
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["type"], "artifact.created");
+        assert_eq!(
+            first.headers["content-type"], "application/json",
+            "{:?}",
+            first.headers
+        );
+    }
+    // every attempt is recorded, with its status
+    let detail = env.json(&["webhook", "delivery", hits[0].id()]);
+    let statuses: Vec<&Value> = detail["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[1], 200);
+
+    // a rotation: the old secret keeps verifying for the grace period
+    let rotated = env.json(&["webhook", "rotate-secret", &id]);
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    assert!(
+        rotated["previous_secret_expires_at"].is_string(),
+        "{rotated}"
+    );
+    env.write("docs/d.md", "# D\n\ndelta\n");
+    env.ok(&["ingest", "docs/d.md", "--collection", "handbook"]);
+    succeeded(&env, &id, 3);
+    let hits = rx.hits();
+    let after = hits.last().unwrap();
+    assert_eq!(after.json()["data"]["name"], "d.md");
+    assert_eq!(
+        after.headers["webhook-signature"].split(' ').count(),
+        2,
+        "both secrets sign during the grace period"
+    );
+
+    let wrong = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut cases: Vec<(&str, &Hit)> = hits[..4].iter().map(|h| (secret.as_str(), h)).collect();
+    cases.push((secret.as_str(), after));
+    cases.push((new_secret.as_str(), after));
+    cases.push((wrong, after));
+    if let Some(verdicts) = standardwebhooks_verdicts(&cases) {
+        let mut expected = vec![true; 6];
+        expected.push(false);
+        assert_eq!(verdicts, expected);
+    }
+}
+
+/// O5: a 410 ends the delivery (dead, no retry) and disables the webhook,
+/// which a `webhook.disabled` event and an audit record by the system
+/// actor say; after the receiver is fixed, enable + recover resend what
+/// died, with the same webhook-id.
+#[test]
+fn o5_a_410_disables_and_recover_resends() {
+    let env = env_for_webhooks();
+    let rx = Receiver::new(|_, _| status(410));
+    let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
+    env.write("docs/a.md", "# A\n\nalpha\n");
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let w = worker(&env, &[]);
+    let shown = wait_for("the webhook disabled", || {
+        let s = env.json(&["webhook", "show", &id]);
+        (s["webhook"]["state"] == "disabled").then_some(s)
+    });
+    drop(w);
+    let reason = shown["webhook"]["disabled_reason"].as_str().unwrap();
+    assert!(reason.contains("410"), "{reason}");
+    let dead = deliveries(&env, &id);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["state"], "dead");
+    assert_eq!(dead[0]["attempts"], 1, "a 410 is not retried");
+
+    let events = env.json(&["event", "list", "--type", "webhook.disabled"]);
+    let events = events["items"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["subject"], id.as_str());
+    let audit = env.json(&["audit", "list", "--action", "webhook.disable"]);
+    let records = audit.as_array().or(audit["items"].as_array()).unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["actor"], "service:kontextual", "{audit}");
+
+    rx.answer(|_, _| status(204));
+    env.ok(&["webhook", "enable", &id]);
+    let since = dead[0]["created_at"].as_str().unwrap().to_owned();
+    env.ok(&["webhook", "recover", &id, "--since", &since]);
+    let _w = worker(&env, &[]);
+    let done = succeeded(&env, &id, 1);
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].id(), hits[1].id(), "a resend keeps the webhook-id");
+    assert_eq!(done[0]["last_status"], 204);
+}
+
+/// O5: a worker killed (SIGKILL) in the middle of an attempt loses
+/// nothing: once its lease lapses another worker delivers, with the same
+/// webhook-id (at least once, so receivers de-duplicate on it).
+#[test]
+fn o5_a_killed_worker_loses_no_delivery() {
+    let env = env_for_webhooks();
+    // the first attempt is held unanswered until the worker is dead
+    let rx = Receiver::new(|_, seen| Reply {
+        hold: if seen == 0 {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        },
+        ..status(200)
+    });
+    let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
+    env.write("docs/a.md", "# A\n\nalpha\n");
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let mut first = worker(&env, &["--lease", "2"]);
+    wait_for("the first attempt", || {
+        (!rx.hits().is_empty()).then_some(())
+    });
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let _second = worker(&env, &["--lease", "2"]);
+    let done = succeeded(&env, &id, 1);
+    let hits = rx.hits();
+    assert!(hits.len() >= 2, "{hits:?}");
+    assert!(hits.iter().all(|h| h.id() == hits[0].id()));
+    assert_eq!(done[0]["id"], hits[0].id());
+}
+
+/// O5/X7: two workers on one store deliver every event exactly once
+/// between them (on PostgreSQL, the scale-out shape).
+#[test]
+fn o5_two_workers_share_the_deliveries() {
+    let env = env_for_webhooks();
+    let rx = Receiver::new(|_, _| status(200));
+    let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
+    for i in 0..12 {
+        env.write(
+            &format!("docs/{i:02}.md"),
+            format!("# Doc {i}\n\ntext {i}\n"),
+        );
+    }
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let _a = worker(&env, &[]);
+    let _b = worker(&env, &[]);
+    succeeded(&env, &id, 12);
+    // a moment for a duplicate, if any, to arrive
+    std::thread::sleep(Duration::from_millis(500));
+    let hits = rx.hits();
+    let mut ids: Vec<&str> = hits.iter().map(Hit::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
+    assert_eq!(hits.len(), 12, "each event once");
+}
+
+/// O5: what the policy refuses is refused before anything is stored: an
+/// address not allowed, a type pattern matching nothing, a bad URL.
+#[test]
+fn o5_webhook_create_refuses_bad_input_clearly() {
+    let env = env_for_webhooks();
+    let err = env.fails(2, &["webhook", "create", "--url", "http://127.0.0.2:9/x"]);
+    assert!(err.contains("loopback"), "{err}");
+    let err = env.fails(
+        2,
+        &[
+            "webhook",
+            "create",
+            "--url",
+            "https://hooks.example.com/x",
+            "--types",
+            "artifact.exploded",
+        ],
+    );
+    assert!(err.contains("artifact.exploded"), "{err}");
+    let err = env.fails(
+        2,
+        &["webhook", "create", "--url", "ftp://hooks.example.com/x"],
+    );
+    assert!(err.contains("ftp"), "{err}");
+    let listed = env.json(&["webhook", "list"]);
+    assert_eq!(listed["items"], serde_json::json!([]));
+    let err = env.fails(
+        3,
+        &["webhook", "show", "0190c6a4-0000-7000-8000-000000000000"],
+    );
+    assert!(
+        err.contains("not found") || err.contains("no webhook"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@
 //!        cargo run --release -p kontextual-bench -- --only http --n 20000   (needs `cargo install oha`)
 //!        cargo run --release -p kontextual-bench -- --only jobs --n 50000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only export --n 20000 --runs 3
+//!        cargo run --release -p kontextual-bench -- --only webhooks --n 2000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only postgres --n 3000 --runs 1
 //!        cargo run --release -p kontextual-bench -- --only quality [--verbose]   (needs `pip install bm25s PyStemmer` for the reference)
 
@@ -21,6 +22,7 @@ mod jobs;
 mod postgres;
 mod quality;
 mod retrieval;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -295,6 +297,9 @@ fn main() -> Result<()> {
     }
     if a.only.as_deref() == Some("jobs") {
         return jobs::run(a.n, a.runs);
+    }
+    if a.only.as_deref() == Some("webhooks") {
+        return webhooks::run(a.n, a.runs);
     }
     let tmp = tempfile::tempdir()?;
     eprintln!("generating {} files of 1–50 KB…", a.n);

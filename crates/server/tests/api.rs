@@ -2924,7 +2924,11 @@ async fn o5_webhooks_are_managed_over_http() {
 
     // a change in handbook becomes a delivery once the feed is followed
     api.put("handbook/new.md", "# New\n\nfresh\n", &[]).await;
-    api.svc.follow_shared_feeds();
+    // (blocking: the PostgreSQL client must not run on the async thread)
+    let svc = api.svc.clone();
+    tokio::task::spawn_blocking(move || svc.follow_shared_feeds())
+        .await
+        .unwrap();
     let d = api.get(&format!("/v1/webhooks/{id}/deliveries")).await;
     let items = d.json()["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 1, "{items:?}");

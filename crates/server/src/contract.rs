@@ -79,7 +79,7 @@ const ANSWERS: [(&str, &str, &str); 15] = [
     (
         "422",
         "UnprocessableEntity",
-        "The JSON body does not have the documented shape",
+        "The JSON body does not have the documented shape, or the `Idempotency-Key` was used for a different request",
     ),
     (
         "429",
@@ -137,6 +137,14 @@ fn answers_for(path: &str, write: bool, op: &Operation) -> Vec<&'static str> {
     });
     if takes_if_match {
         codes.push("412");
+    }
+    // a key reused for a different request is 422 (idempotency_key_reused)
+    let takes_idempotency_key = op.parameters.iter().flatten().any(|p| match p {
+        RefOr::T(p) => p.name.eq_ignore_ascii_case("Idempotency-Key"),
+        RefOr::Ref(_) => false,
+    });
+    if takes_idempotency_key && !codes.contains(&"422") {
+        codes.push("422");
     }
     codes
 }

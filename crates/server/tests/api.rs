@@ -711,6 +711,15 @@ async fn x4_openapi_is_a_complete_contract() {
                     errors.extend(["415", "422"]);
                 }
             }
+            // a reused Idempotency-Key is 422, with a body or without
+            let idempotent = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "Idempotency-Key");
+            if idempotent && !errors.contains(&"422") {
+                errors.push("422");
+            }
             for status in errors {
                 let answer = resolve(
                     &responses
@@ -2900,6 +2909,27 @@ async fn o5_webhooks_are_managed_over_http() {
         .await;
     assert_eq!(off.json()["state"], "disabled");
     assert_eq!(off.json()["disabled_reason"], "maintenance");
+    let on = api
+        .send(
+            Request::post(format!("/v1/webhooks/{id}/enable"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(on.json()["state"], "enabled");
+    // the body is optional: a JSON `null` is no reason, as no body is
+    let off = api
+        .json(
+            Method::POST,
+            &format!("/v1/webhooks/{id}/disable"),
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(off.json()["state"], "disabled", "{}", off.json());
+    assert_eq!(
+        off.json()["disabled_reason"],
+        "disabled by user:local-admin"
+    );
     let on = api
         .send(
             Request::post(format!("/v1/webhooks/{id}/enable"))

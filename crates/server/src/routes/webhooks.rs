@@ -200,13 +200,13 @@ pub async fn disable_webhook(
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
     let id = webhook_id(&id)?;
-    // the body is optional: none, or `{"reason": …}`
+    // the body is optional: none, `null`, or `{"reason": …}`
     let reason = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<DisableBody>(&body)
+        serde_json::from_slice::<Option<DisableBody>>(&body)
             .map_err(|e| Problem::bad_request(format!("the body: {e}")))?
-            .reason
+            .and_then(|b| b.reason)
     };
     let v = run(&s, call, false, move |svc, c| {
         svc.webhooks().set_enabled(c, id, false, reason)

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem+json (axum's are plain text),
 //! and the bridge from async handlers to the synchronous services.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -47,7 +47,7 @@ pub struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = Problem;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
         if let Some(q) = parts.uri.query()
             && let Some(name) = non_utf8_parameter(q)
         {
@@ -58,10 +58,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 ),
             ));
         }
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| Query(q.0))
-            .map_err(|e: QueryRejection| rejected(StatusCode::BAD_REQUEST, e.body_text()))
+        // serde_html_form: serde_urlencoded's rules plus repeated keys
+        // into sequences (`meta=a=1&meta=b=2`)
+        // into sequences (`meta=a=1&meta=b=2`); the error names the
+        // parameter whose value it could not read
+        let query = parts.uri.query().unwrap_or("");
+        let form = serde_html_form::Deserializer::from_bytes(query.as_bytes());
+        serde_path_to_error::deserialize::<_, T>(form)
+            .map(Query)
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let detail = if at == "." {
+                    format!("the query string: {}", e.inner())
+                } else {
+                    format!("query parameter {at}: {}", e.inner())
+                };
+                rejected(StatusCode::BAD_REQUEST, detail)
+            })
     }
 }
 

@@ -2232,6 +2232,68 @@ async fn x2_server_paths_are_for_administrators() {
     assert_eq!(path("reader").await, "ops/run.md");
 }
 
+/// K7/X4: `GET /v1/search` reads its parameters with one typed extractor:
+/// `meta` repeats (all must match), flags are `true`/`false`/`1`/`0` or
+/// bare, numbers are numbers, and a bad value or an unknown or missing
+/// parameter is a 400 that names it.
+#[tokio::test]
+async fn k7_search_parameters_are_one_typed_query() {
+    let (api, _) = Api::seeded().await;
+    for (name, meta) in [
+        (
+            "m1.md",
+            "%7B%22team%22%3A%22core%22%2C%22lang%22%3A%22en%22%7D",
+        ),
+        (
+            "m2.md",
+            "%7B%22team%22%3A%22core%22%2C%22lang%22%3A%22de%22%7D",
+        ),
+    ] {
+        let r = api
+            .put(
+                &format!("handbook/{name}&metadata={meta}"),
+                "# Zebra\n\nzebra crossing\n",
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let total = |v: Value| v["total"].as_u64().unwrap();
+    let both = api
+        .get("/v1/search?q=zebra&meta=team%3Dcore&refresh=wait_for")
+        .await
+        .json();
+    assert_eq!(total(both), 2);
+    let one = api
+        .get("/v1/search?q=zebra&meta=team%3Dcore&meta=lang%3Den&refresh=wait_for")
+        .await
+        .json();
+    assert_eq!(one["hits"][0]["name"], "m1.md", "{one}");
+    assert_eq!(total(one), 1);
+    let page = api
+        .get("/v1/search?q=zebra&limit=1&offset=1&sections")
+        .await
+        .json();
+    assert_eq!(page["hits"].as_array().unwrap().len(), 1, "{page}");
+    for (query, names) in [
+        ("q=zebra&sections=maybe", "true or false"),
+        ("q=zebra&limit=ten", "limit"),
+        ("q=zebra&colour=red", "colour"),
+        ("sections=true", "q"),
+        ("q=zebra&meta=novalue", "KEY=VALUE"),
+        ("q=zebra&refresh=later", "wait_for"),
+    ] {
+        let p = api
+            .get(&format!("/v1/search?{query}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST, "invalid_input");
+        assert!(
+            p["detail"].as_str().unwrap().contains(names),
+            "{query}: {p}"
+        );
+    }
+}
+
 /// X8 (regression): names, references and metadata whose percent-escapes
 /// are not UTF-8 are refused with a 400 naming the parameter — never turned
 /// into U+FFFD, which once made three different names one artifact.

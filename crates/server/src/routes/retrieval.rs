@@ -69,11 +69,10 @@ fn split(list: &Option<String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The parameters of `GET /v1/search` (documentation; parsed by hand so
-/// `meta` can repeat).
-#[derive(IntoParams, Default)]
+/// The parameters of `GET /v1/search` (`meta` repeats).
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SearchParams {
     /// What to search for: plain text, searched as words (any string; punctuation,
     /// quotes and operators are not syntax). With `syntax=true`: words, "phrases",
@@ -81,6 +80,7 @@ pub struct SearchParams {
     #[param(min_length = 1, pattern = r"\S")]
     q: String,
     /// Read `q` as query syntax rather than plain text.
+    #[serde(default, deserialize_with = "flag")]
     syntax: Option<bool>,
     /// `wait_for`: answer only once the index covers every write made before
     /// this search (read-your-writes; waits at most 5 s). Without it the
@@ -91,13 +91,15 @@ pub struct SearchParams {
     /// Collections, comma-separated (any of them).
     collection: Option<String>,
     /// Artifact types, comma-separated.
+    #[serde(rename = "type")]
     #[param(rename = "type")]
     types: Option<String>,
     /// Lifecycle states, comma-separated.
     lifecycle: Option<String>,
     /// Metadata `KEY=VALUE`; repeat the parameter for several (all must match).
+    #[serde(default)]
     #[param(inline, value_type = Option<Vec<String>>, pattern = r"^[^=]*[^=\s][^=]*=[\s\S]*$")]
-    meta: Option<Vec<String>>,
+    meta: Vec<String>,
     /// RFC 3339 time (or a date, `2026-11-21`).
     #[param(format = DateTime)]
     since: Option<String>,
@@ -105,6 +107,7 @@ pub struct SearchParams {
     #[param(format = DateTime)]
     until: Option<String>,
     /// One hit per section.
+    #[serde(default, deserialize_with = "flag")]
     sections: Option<bool>,
     /// Hits per page: up to 100; absent or 0 means 10.
     #[param(minimum = 0, maximum = 100)]
@@ -118,134 +121,56 @@ pub struct SearchParams {
     depth: Option<u32>,
 }
 
+/// A flag in a query string: `true`, `1` or bare (`?sections`) is on;
+/// `false` or `0` is off.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let v = String::deserialize(d)?;
+    match v.as_str() {
+        "" | "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{v:?} is not a flag: use true or false"
+        ))),
+    }
+}
+
 #[utoipa::path(get, path = "/v1/search", tag = "search", params(SearchParams),
     responses((status = 200, description = "Ranked hits with snippets, total, next offset and index freshness", body = dto::SearchResponse, content_type = "application/json"),
         (status = 400, description = "Invalid query or filter", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn search(
     State(s): State<AppState>,
     call: Call,
-    RawQuery(raw): RawQuery,
+    Query(p): Query<SearchParams>,
 ) -> Result<Response, Problem> {
-    let mut q = None;
-    let (mut collection, mut types, mut lifecycle, mut expand) = (None, None, None, None);
-    let (mut since, mut until) = (None, None);
-    let mut meta = Vec::new();
-    let (mut sections, mut limit, mut offset, mut depth) = (false, 10u32, 0u32, 0u32);
-    let mut syntax = false;
-    let mut read_your_writes = false;
-    let number = |k: &str, v: &str| -> Result<u32, Problem> {
-        v.parse()
-            .map_err(|_| Problem::bad_request(format!("{k}={v:?}: expected a whole number")))
-    };
-    let flag = |k: &str, v: &str| -> Result<bool, Problem> {
-        match v {
-            "" | "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(Problem::bad_request(format!(
-                "{k}={v:?}: use true or false"
-            ))),
+    let read_your_writes = match p.refresh.as_deref() {
+        None | Some("false") => false,
+        Some("wait_for") => true,
+        Some(v) => {
+            return Err(Problem::bad_request(format!(
+                "refresh={v:?}: use wait_for (see every write made before this search) or false"
+            )));
         }
     };
-    for (k, v) in form_pairs(raw.as_deref().unwrap_or(""))? {
-        match k.as_str() {
-            "q" => q = Some(v),
-            "collection" => collection = Some(v),
-            "type" => types = Some(v),
-            "lifecycle" => lifecycle = Some(v),
-            "meta" => meta.push(v),
-            "since" => since = Some(v),
-            "until" => until = Some(v),
-            "expand" => expand = Some(v),
-            "sections" => sections = flag(&k, &v)?,
-            "syntax" => syntax = flag(&k, &v)?,
-            "refresh" => {
-                read_your_writes = match v.as_str() {
-                    "wait_for" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(Problem::bad_request(format!(
-                            "refresh={v:?}: use wait_for (see every write made before this search) or false"
-                        )));
-                    }
-                }
-            }
-            "limit" => limit = number(&k, &v)?,
-            "offset" => offset = number(&k, &v)?,
-            "depth" => depth = number(&k, &v)?,
-            other => {
-                return Err(Problem::bad_request(format!(
-                    "unknown query parameter {other:?} (see /openapi.json)"
-                )));
-            }
-        }
-    }
-    let q = q.ok_or_else(|| Problem::bad_request("the query parameter q is required"))?;
     let req = SearchRequest {
-        query: q,
-        syntax,
+        query: p.q,
+        syntax: p.syntax.unwrap_or(false),
         filters: SearchFilters {
-            collections: split(&collection),
-            types: split(&types),
-            lifecycles: split(&lifecycle),
-            metadata: meta_pairs(&meta)?,
-            since: time(&since, "since")?,
-            until: time(&until, "until")?,
+            collections: split(&p.collection),
+            types: split(&p.types),
+            lifecycles: split(&p.lifecycle),
+            metadata: meta_pairs(&p.meta)?,
+            since: time(&p.since, "since")?,
+            until: time(&p.until, "until")?,
         },
-        sections,
-        offset,
-        limit,
-        expand: split(&expand),
-        depth,
+        sections: p.sections.unwrap_or(false),
+        offset: p.offset.unwrap_or(0),
+        limit: p.limit.unwrap_or(10),
+        expand: split(&p.expand),
+        depth: p.depth.unwrap_or(0),
         read_your_writes,
     };
     let v = run(&s, call, false, move |svc, c| svc.search(c, &req)).await?;
     Ok(axum::Json(wire::<dto::SearchResponse, _>(v)).into_response())
-}
-
-/// The raw query string (parameters that repeat, like `meta`).
-pub struct RawQuery(Option<String>);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RawQuery {
-    type Rejection = Problem;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Problem> {
-        Ok(RawQuery(parts.uri.query().map(str::to_owned)))
-    }
-}
-
-fn form_pairs(q: &str) -> Result<Vec<(String, String)>, Problem> {
-    let decode = |s: &str| -> Result<String, Problem> {
-        let s = s.replace('+', " ");
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        Problem::bad_request("malformed %-escape in the query string")
-                    })?;
-                out.push(hex);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).map_err(|_| Problem::bad_request("the query string is not UTF-8"))
-    };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((decode(k)?, decode(v)?))
-        })
-        .collect()
 }
 
 #[derive(Deserialize, ToSchema, Default)]

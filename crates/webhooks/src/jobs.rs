@@ -50,6 +50,19 @@ struct RecoverPayload {
     since: Timestamp,
 }
 
+/// The check both kinds make at enqueue time: the payload has the kind's
+/// shape and the caller administers webhooks.
+fn check_admin<H: WebhooksHost, P: serde::de::DeserializeOwned>(
+    host: &H,
+    caller: &Caller,
+    kind: &str,
+    payload: &serde_json::Value,
+) -> Result<()> {
+    parse_payload::<P>(kind, payload)?;
+    host.kernel()
+        .authorize(caller, Permission::Admin, &RESOURCE)
+}
+
 /// A delivery attempt that did not succeed, for the job's last error.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -76,9 +89,7 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverJob {
     }
 
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
-        parse_payload::<DeliverPayload>(DELIVER_JOB, payload)?;
-        host.kernel()
-            .authorize(caller, Permission::Admin, &RESOURCE)
+        check_admin::<H, DeliverPayload>(host, caller, DELIVER_JOB, payload)
     }
 
     fn run(
@@ -104,9 +115,7 @@ impl<H: WebhooksHost> JobHandler<H> for RecoverJob {
     }
 
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
-        parse_payload::<RecoverPayload>(RECOVER_JOB, payload)?;
-        host.kernel()
-            .authorize(caller, Permission::Admin, &RESOURCE)
+        check_admin::<H, RecoverPayload>(host, caller, RECOVER_JOB, payload)
     }
 
     fn run(

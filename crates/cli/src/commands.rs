@@ -1216,6 +1216,7 @@ fn serve(ctx: &Ctx, a: ServeArgs) -> Result<ExitCode> {
     };
     let quiet = ctx.out.quiet;
     let json = ctx.out.json;
+    crate::heap::spawn_trimmer();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod events;
+mod heap;
 mod ingest;
 mod jobs;
 mod output;

@@ -595,9 +595,64 @@ enum WriterConn {
     Shared(Arc<Mutex<Connection>>),
 }
 
+/// The writer gives its page cache back (`PRAGMA shrink_memory`) once idle
+/// for [`IDLE_SHRINK`] after a write, and at most every [`BUSY_SHRINK`]
+/// while writes keep coming (a store whose small periodic writes never let
+/// it idle): a burst of large writes fills the 64 MiB cache, which would
+/// otherwise stay resident for the life of the process. The next group
+/// re-reads the pages it needs from the OS cache.
+const IDLE_SHRINK: std::time::Duration = std::time::Duration::from_secs(2);
+const BUSY_SHRINK: std::time::Duration = std::time::Duration::from_secs(10);
+
+struct Shrinker {
+    wrote: bool,
+    last: std::time::Instant,
+}
+
+impl Shrinker {
+    fn shrink(&mut self, conn: &WriterConn) {
+        let shrink = |c: &Connection| {
+            if let Err(e) = c.execute_batch("PRAGMA shrink_memory;") {
+                tracing::debug!(error = %e, "releasing the writer's page cache");
+            }
+        };
+        match conn {
+            WriterConn::Own(c) => shrink(c),
+            WriterConn::Shared(m) => shrink(&lock(m)),
+        }
+        self.wrote = false;
+        self.last = std::time::Instant::now();
+    }
+
+    /// After a group: shrink if writes have kept coming for a while.
+    fn wrote(&mut self, conn: &WriterConn) {
+        self.wrote = true;
+        if self.last.elapsed() >= BUSY_SHRINK {
+            self.shrink(conn);
+        }
+    }
+
+    /// The next write job, shrinking the cache once if none comes for
+    /// [`IDLE_SHRINK`] after a write. `None` when every sender is gone.
+    fn next_job(&mut self, conn: &WriterConn, rx: &Receiver<WriteJob>) -> Option<WriteJob> {
+        if self.wrote {
+            match rx.recv_timeout(IDLE_SHRINK) {
+                Ok(job) => return Some(job),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => self.shrink(conn),
+            }
+        }
+        rx.recv().ok()
+    }
+}
+
 fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathBuf>, busy_ms: u64) {
     let mut wipe_pending = false;
-    while let Ok(first) = rx.recv() {
+    let mut shrinker = Shrinker {
+        wrote: false,
+        last: std::time::Instant::now(),
+    };
+    while let Some(first) = shrinker.next_job(&conn, &rx) {
         let jobs = gather(first, &rx);
         // the head recorded outside the database, which the chain must still hold
         let anchor = head_file.as_deref().and_then(crate::head_copy::read);
@@ -619,6 +674,7 @@ fn writer_loop(conn: WriterConn, rx: Receiver<WriteJob>, head_file: Option<PathB
                 _ => crate::head_copy::record(path, head),
             }
         }
+        shrinker.wrote(&conn);
     }
 }
 

@@ -8,6 +8,13 @@ omission). The mix: 70 % search, 20 % artifact GET, 10 % writes (PUT).
 
 Usage:
   mixed_load.py URL COLLECTION RATE SECONDS [--queries FILE] [--ids FILE]
+                [--writes FRACTION] [--unloaded N] [--floor]
+
+--writes: the share of PUTs (default 0.1; GETs stay 20 %, search the rest).
+--unloaded N: first, each query N times alone, one at a time (the slowest
+  query's median is the "no query slower than 20 ms unloaded" figure).
+--floor: after the run, the same rate again without writes (the peer in the
+  same run): the report gives search p99 with writes / without.
 
 Prints one JSON object: per kind, count, errors, p50/p90/p99/max in ms.
 Only the standard library; connections are kept alive and opened as
@@ -87,38 +94,51 @@ async def exchange(pool, method, path, body=b""):
         raise
 
 
-async def main():
-    url, collection, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-    queries, ids = QUERIES_DEFAULT, []
-    args = sys.argv[5:]
-    for i, a in enumerate(args):
-        if a == "--queries":
-            queries = [q.strip() for q in open(args[i + 1]) if q.strip()]
-        if a == "--ids":
-            ids = [x.strip() for x in open(args[i + 1]) if x.strip()]
-    u = urllib.parse.urlparse(url)
-    pool = Pool(u.hostname, u.port or 80)
-    rng = random.Random(17)
+def pct(v, p):
+    if not v:
+        return None
+    v = sorted(v)
+    return round(v[min(len(v) - 1, int(p / 100 * len(v)))], 2)
+
+
+async def unloaded(pool, queries, n):
+    """Each query n times, alone: its median and worst latency in ms."""
+    out = {}
+    for q in queries:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            await exchange(pool, "GET", f"/v1/search?q={urllib.parse.quote(q)}&limit=10")
+            times.append((time.perf_counter() - t) * 1000)
+        out[q] = {"p50": pct(times, 50), "max": round(max(times), 2)}
+    return out
+
+
+async def load(pool, collection, rate, seconds, writes, queries, ids, seed=17):
+    rng = random.Random(seed)
     results = {"search": [], "get": [], "put": []}
     errors = {"search": 0, "get": 0, "put": 0}
     start = time.perf_counter() + 0.2
     n = int(rate * seconds)
-    tasks = []
+    search_share = 0.8 - writes if ids else 1.0 - writes
 
     async def one(i):
         scheduled = start + i / rate
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
         x = rng.random()
+        if x < search_share:
+            kind = "search"
+        elif x < 1.0 - writes:
+            kind = "get"
+        else:
+            kind = "put"
         try:
-            if x < 0.7:
-                kind = "search"
+            if kind == "search":
                 q = urllib.parse.quote(rng.choice(queries))
                 status = await exchange(pool, "GET", f"/v1/search?q={q}&limit=10")
-            elif x < 0.9 and ids:
-                kind = "get"
+            elif kind == "get":
                 status = await exchange(pool, "GET", f"/v1/artifacts/{rng.choice(ids)}")
             else:
-                kind = "put"
                 body = f"# Load {i}\n\nwritten under load {rng.random()}\n".encode()
                 status = await exchange(
                     pool, "PUT", f"/v1/artifacts?ref={collection}/load/{i % 500}.md", body
@@ -129,19 +149,10 @@ async def main():
             else:
                 results[kind].append((done - scheduled) * 1000)
         except Exception:
-            errors["search" if x < 0.7 else ("get" if x < 0.9 and ids else "put")] += 1
+            errors[kind] += 1
 
-    for i in range(n):
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-
-    def pct(v, p):
-        if not v:
-            return None
-        v = sorted(v)
-        return round(v[min(len(v) - 1, int(p / 100 * len(v)))], 2)
-
-    out = {"rate": rate, "seconds": seconds, "connections": pool.open}
+    await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(n)))
+    out = {"rate": rate, "seconds": seconds, "writes": writes}
     for k, v in results.items():
         out[k] = {
             "count": len(v),
@@ -151,6 +162,40 @@ async def main():
             "p99": pct(v, 99),
             "max": round(max(v), 2) if v else None,
         }
+    return out
+
+
+async def main():
+    url, collection, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    queries, ids, writes, alone, floor = QUERIES_DEFAULT, [], 0.1, 0, False
+    args = sys.argv[5:]
+    for i, a in enumerate(args):
+        if a == "--queries":
+            queries = [q.strip() for q in open(args[i + 1]) if q.strip()]
+        if a == "--ids":
+            ids = [x.strip() for x in open(args[i + 1]) if x.strip()]
+        if a == "--writes":
+            writes = float(args[i + 1])
+        if a == "--unloaded":
+            alone = int(args[i + 1])
+        if a == "--floor":
+            floor = True
+    u = urllib.parse.urlparse(url)
+    pool = Pool(u.hostname, u.port or 80)
+    out = {}
+    if alone:
+        per_query = await unloaded(pool, queries, alone)
+        slowest = max(per_query, key=lambda q: per_query[q]["p50"])
+        out["unloaded"] = {"queries": per_query, "slowest": slowest,
+                           "slowest_p50": per_query[slowest]["p50"]}
+    out.update(await load(pool, collection, rate, seconds, writes, queries, ids))
+    if floor:
+        without = await load(pool, collection, rate, seconds, 0.0, queries, ids)
+        out["without_writes"] = without
+        if out["search"]["p99"] and without["search"]["p99"]:
+            out["search_p99_with_over_without"] = round(
+                out["search"]["p99"] / without["search"]["p99"], 2)
+    out["connections"] = pool.open
     print(json.dumps(out))
 
 

@@ -618,6 +618,130 @@ fn hits(addr: &str, word: &str) -> Option<u64> {
     })
 }
 
+/// A PostgreSQL tablespace on a small tmpfs, dropped (after the databases
+/// in it) and unmounted at the end.
+struct FullTablespace {
+    name: String,
+    _tmpfs: Tmpfs,
+}
+
+impl Drop for FullTablespace {
+    fn drop(&mut self) {
+        let _ = support::Db::admin_psql(&format!("DROP TABLESPACE IF EXISTS {}", self.name));
+    }
+}
+
+/// O1/X4/X7 (issue 17): a full disk under PostgreSQL is the same condition
+/// as under SQLite. The store's database lives in a tablespace on a 32 MiB
+/// tmpfs; once it is full, HTTP writes are a 507 `storage_full` problem
+/// (PostgreSQL's DISK_FULL, "could not extend file"), the CLI exits 9,
+/// reads and searches go on, and when space returns writes succeed and are
+/// searchable — no restart of either server. Needs a PostgreSQL server on
+/// this host and root (mount, chown); skipped with the reason otherwise.
+#[cfg(target_os = "linux")]
+#[test]
+fn o1_a_full_postgres_tablespace_is_a_condition_not_a_crash() {
+    if std::env::var_os("KONTEXTUAL_TEST_DATABASE_URL").is_none() {
+        eprintln!("SKIPPED: KONTEXTUAL_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let tmpfs = match Tmpfs::mount(&mnt, "32m") {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a tmpfs to fill ({why})");
+            return;
+        }
+    };
+    let location = mnt.join("ts");
+    std::fs::create_dir(&location).unwrap();
+    let owned = Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&location)
+        .status();
+    if !owned.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot give the tablespace directory to the postgres user");
+        return;
+    }
+    let name = format!("kx_full_{}", std::process::id());
+    if let Err(why) = support::Db::admin_psql(&format!(
+        "CREATE TABLESPACE {name} LOCATION '{}'",
+        location.display()
+    )) {
+        eprintln!("SKIPPED: cannot create a tablespace on the tmpfs ({why})");
+        return;
+    }
+    let _tablespace = FullTablespace {
+        name: name.clone(),
+        _tmpfs: tmpfs,
+    };
+    let db = support::Db::new_in(&name).unwrap();
+    let data = Store::on_database(dir.path().join("data"), db);
+    data.ok(&["init"]);
+    let (_server, addr) = serve(&data, &[]);
+    assert_eq!(put_doc(&addr, "first.md", &doc("alpha", 8)).0, 201);
+    let searchable = |word: &str, n: u64| {
+        (0..100).any(|_| {
+            let ok = hits(&addr, word).is_some_and(|h| h >= n);
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        })
+    };
+    assert!(searchable("alpha", 1));
+    // fill what the database has left (a root-owned file beside it)
+    let filler = mnt.join("filler");
+    fill(&filler);
+    let mut problem = Value::Null;
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let (status, body) = put_doc(&addr, &format!("full{i}.md"), &doc("bravo", 256));
+        statuses.push(status);
+        if status != 201 {
+            problem = serde_json::from_str(&body).unwrap();
+            break;
+        }
+    }
+    assert_eq!(problem["status"], 507, "{statuses:?} {problem}");
+    assert_eq!(problem["code"], "storage_full", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the disk is full"),
+        "{problem}"
+    );
+    assert_eq!(hits(&addr, "alpha"), Some(1), "search answers while full");
+    let (status, _) = http(&addr, "GET", "/v1/artifacts?collection=disk", "");
+    assert_eq!(status, 200, "reads answer while full");
+    // (a document as large as the one refused: a small row may still fit
+    // in the free space of pages the database already has)
+    let mut put = data
+        .cmd(&["artifact", "put", "disk/cli.md", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let big = doc("echo", 256);
+    let _ = put.stdin.take().unwrap().write_all(big.as_bytes());
+    let cli = put.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&cli.stderr).into_owned();
+    assert_eq!(cli.status.code(), Some(9), "{said}");
+    assert!(said.contains("the disk is full"), "{said}");
+    // space returns: writes succeed and become searchable, no restart
+    std::fs::remove_file(&filler).unwrap();
+    for i in 0..3 {
+        let (status, body) = put_doc(&addr, &format!("after{i}.md"), &doc("charlie", 8));
+        assert_eq!(status, 201, "{body}");
+    }
+    assert!(searchable("charlie", 3), "writes are searchable again");
+    assert_eq!(http(&addr, "GET", "/readyz", "").0, 200);
+    data.ok(&["audit", "verify"]);
+}
+
 /// O1/X4 (issue 17): a full disk is a condition, not a crash. On a small
 /// tmpfs filled to the last byte: HTTP writes are refused with a 507
 /// `storage_full` problem and the CLI exits 9 saying the disk is full;

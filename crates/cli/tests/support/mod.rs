@@ -111,6 +111,28 @@ impl Db {
         Some(Db::create(admin))
     }
 
+    /// Like [`Db::new`], with the database's files in `tablespace`.
+    pub fn new_in(tablespace: &str) -> Option<Db> {
+        let admin = std::env::var("KONTEXTUAL_TEST_DATABASE_URL").ok()?;
+        Some(Db::create_with(admin, &format!(" TABLESPACE {tablespace}")))
+    }
+
+    /// Runs SQL on the server's admin database (the one the tests' URL
+    /// names) with psql; the error, if any.
+    pub fn admin_psql(sql: &str) -> Result<(), String> {
+        let admin = std::env::var("KONTEXTUAL_TEST_DATABASE_URL")
+            .map_err(|_| "KONTEXTUAL_TEST_DATABASE_URL is not set".to_owned())?;
+        let out = Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &admin, "-c", sql])
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
     /// A database for a store on the PostgreSQL engine: needs
     /// `KONTEXTUAL_TEST_DATABASE_URL`.
     fn required() -> Db {
@@ -123,6 +145,10 @@ impl Db {
     }
 
     fn create(admin: String) -> Db {
+        Db::create_with(admin, "")
+    }
+
+    fn create_with(admin: String, options: &str) -> Db {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
@@ -135,7 +161,13 @@ impl Db {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let out = Command::new("psql")
-            .args(["-q", "-d", &admin, "-c", &format!("CREATE DATABASE {name}")])
+            .args([
+                "-q",
+                "-d",
+                &admin,
+                "-c",
+                &format!("CREATE DATABASE {name}{options}"),
+            ])
             .output();
         let ok = out.as_ref().is_ok_and(|o| o.status.success());
         assert!(
@@ -211,6 +243,16 @@ impl Store {
         Store {
             data: data.into(),
             db,
+            cwd: None,
+        }
+    }
+
+    /// A store on PostgreSQL in the given database, whatever the engine of
+    /// this test.
+    pub fn on_database(data: impl Into<PathBuf>, db: Db) -> Store {
+        Store {
+            data: data.into(),
+            db: Some(Rc::new(db)),
             cwd: None,
         }
     }

@@ -609,6 +609,17 @@ fn put_doc(addr: &str, name: &str, body: &str) -> (u16, String) {
     http(addr, "PUT", &format!("/v1/artifacts?ref=disk/{name}"), body)
 }
 
+/// Whether a search for `word` finds at least `n` hits within 10 s.
+fn searchable_within_10s(addr: &str, word: &str, n: u64) -> bool {
+    (0..100).any(|_| {
+        let ok = hits(addr, word).is_some_and(|h| h >= n);
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    })
+}
+
 fn hits(addr: &str, word: &str) -> Option<u64> {
     let (status, body) = http(addr, "GET", &format!("/v1/search?q={word}"), "");
     (status == 200).then(|| {
@@ -681,15 +692,7 @@ fn o1_a_full_postgres_tablespace_is_a_condition_not_a_crash() {
     data.ok(&["init"]);
     let (_server, addr) = serve(&data, &[]);
     assert_eq!(put_doc(&addr, "first.md", &doc("alpha", 8)).0, 201);
-    let searchable = |word: &str, n: u64| {
-        (0..100).any(|_| {
-            let ok = hits(&addr, word).is_some_and(|h| h >= n);
-            if !ok {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            ok
-        })
-    };
+    let searchable = |word: &str, n: u64| searchable_within_10s(&addr, word, n);
     assert!(searchable("alpha", 1));
     // fill what the database has left (a root-owned file beside it)
     let filler = mnt.join("filler");
@@ -767,15 +770,7 @@ fn o1_a_full_disk_is_a_condition_not_a_crash() {
     data.ok(&["init"]);
     let (server, addr) = serve(&data, &[]);
     assert_eq!(put_doc(&addr, "first.md", &doc("alpha", 8)).0, 201);
-    let searchable = |word: &str, n: u64| {
-        (0..100).any(|_| {
-            let ok = hits(&addr, word).is_some_and(|h| h >= n);
-            if !ok {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            ok
-        })
-    };
+    let searchable = |word: &str, n: u64| searchable_within_10s(&addr, word, n);
     assert!(searchable("alpha", 1));
     // fill the disk, keeping 512 KiB back to give away while it is full
     let reserve = mnt.join("reserve");

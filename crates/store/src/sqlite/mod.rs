@@ -151,10 +151,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// SQLite reports a failed write while opening (creating the WAL index)
-/// as a bare "disk I/O error". When that is a full disk, say so: a small
-/// probe write next to the database tells.
+/// SQLite reports a failed write while opening (creating the WAL index),
+/// and some failed writes in the middle of a transaction (growing the WAL
+/// or the shared-memory index), as a bare "disk I/O error". When that is a
+/// full disk, say so: a small probe write next to the database tells.
 fn explain_io(dir: &Path, e: StoreError) -> StoreError {
+    explain_io_while(dir, e, "opening the store for writing")
+}
+
+fn explain_io_while(dir: &Path, e: StoreError, doing: &'static str) -> StoreError {
     if e.kind() != crate::ErrorKind::Io {
         return e;
     }
@@ -164,7 +169,7 @@ fn explain_io(dir: &Path, e: StoreError) -> StoreError {
     });
     match probe {
         Err(p) if p.kind() == std::io::ErrorKind::StorageFull => StoreError::io(
-            "opening the store for writing",
+            doing,
             std::io::Error::new(std::io::ErrorKind::StorageFull, "the disk is full"),
         ),
         _ => e,
@@ -553,9 +558,13 @@ impl SqliteBackend {
             tx.send(WriteJob { batch, reply })
                 .map_err(|_| StoreError::Internal("the store writer has stopped".to_owned()))?;
         }
-        rx.recv().map_err(|_| {
+        let result = rx.recv().map_err(|_| {
             StoreError::Internal("the store writer stopped before answering".to_owned())
-        })?
+        })?;
+        match (result, self.spool_dir()) {
+            (Err(e), Some(dir)) => Err(explain_io_while(&dir, e, "writing the store")),
+            (result, _) => result,
+        }
     }
 
     /// Where large content is staged before its write transaction.

@@ -40,8 +40,8 @@ class Pool:
         self.idle = []
         self.open = 0
 
-    async def get(self):
-        if self.idle:
+    async def get(self, fresh=False):
+        if self.idle and not fresh:
             return self.idle.pop()
         self.open += 1
         return await asyncio.open_connection(self.host, self.port)
@@ -58,7 +58,24 @@ class Pool:
 
 
 async def exchange(pool, method, path, body=b""):
-    conn = await pool.get()
+    # A kept-alive connection the server closed for idleness (its keep-alive
+    # timeout) reads as an empty status line: retry once on a fresh one, as
+    # HTTP clients do. The retry's time counts (from the scheduled send).
+    reused = bool(pool.idle)
+    try:
+        return await exchange_once(pool, method, path, body)
+    except (ConnectionClosed, ConnectionResetError, BrokenPipeError):
+        if not reused:
+            raise
+        return await exchange_once(pool, method, path, body, fresh=True)
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+async def exchange_once(pool, method, path, body, fresh=False):
+    conn = await pool.get(fresh)
     r, w = conn
     try:
         head = (
@@ -68,6 +85,8 @@ async def exchange(pool, method, path, body=b""):
         w.write(head + body)
         await w.drain()
         status_line = await r.readline()
+        if not status_line:
+            raise ConnectionClosed()
         status = int(status_line.split()[1])
         length, chunked = 0, False
         while True:
@@ -118,6 +137,7 @@ async def load(pool, collection, rate, seconds, writes, queries, ids, seed=17):
     rng = random.Random(seed)
     results = {"search": [], "get": [], "put": []}
     errors = {"search": 0, "get": 0, "put": 0}
+    reasons = {}
     start = time.perf_counter() + 0.2
     n = int(rate * seconds)
     search_share = 0.8 - writes if ids else 1.0 - writes
@@ -146,13 +166,17 @@ async def load(pool, collection, rate, seconds, writes, queries, ids, seed=17):
             done = time.perf_counter()
             if status >= 400:
                 errors[kind] += 1
+                why = f"{kind} HTTP {status}"
+                reasons[why] = reasons.get(why, 0) + 1
             else:
                 results[kind].append((done - scheduled) * 1000)
-        except Exception:
+        except Exception as e:
             errors[kind] += 1
+            why = f"{kind} {type(e).__name__}: {e}"[:160]
+            reasons[why] = reasons.get(why, 0) + 1
 
     await asyncio.gather(*(asyncio.create_task(one(i)) for i in range(n)))
-    out = {"rate": rate, "seconds": seconds, "writes": writes}
+    out = {"rate": rate, "seconds": seconds, "writes": writes, "error_reasons": reasons}
     for k, v in results.items():
         out[k] = {
             "count": len(v),

@@ -696,6 +696,17 @@ pub fn check_job_runs<H: JobHost>(
         if let Err(f) = handler.run(host, &ctx) {
             panic!("{kind}: the {attempt} run of {payload} failed: {}", f.error);
         }
+        // what the worker writes with the outcome
+        let ops: Vec<_> = ctx.take_deferred().iter().flat_map(|make| make()).collect();
+        if !ops.is_empty() {
+            host.kernel()
+                .store()
+                .write(kontextual_store::WriteBatch {
+                    ctx: runner.write_ctx(),
+                    ops,
+                })
+                .unwrap_or_else(|e| panic!("{kind}: writing the {attempt} run's records: {e}"));
+        }
     }
     let control = JobControl::new(true);
     let ctx = JobContext::new(runner, &job, &control);

@@ -64,6 +64,10 @@ pub trait JobHandler<H>: Send + Sync {
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure>;
 }
 
+/// Makes bookkeeping ops to write with an attempt's outcome (see
+/// [`JobContext::record_with_outcome`]).
+pub(crate) type Deferred = Box<dyn Fn() -> Vec<kontextual_store::Op> + Send>;
+
 /// What a running attempt knows: who it runs as, which job it is, and
 /// whether it has been asked to stop.
 pub struct JobContext<'a> {
@@ -71,6 +75,8 @@ pub struct JobContext<'a> {
     pub caller: Caller,
     pub job: &'a Job,
     control: &'a JobControl,
+    /// Bookkeeping written with the attempt's outcome (see [`Self::record_with_outcome`]).
+    deferred: std::sync::Mutex<Vec<Deferred>>,
 }
 
 impl<'a> JobContext<'a> {
@@ -79,7 +85,45 @@ impl<'a> JobContext<'a> {
             caller,
             job,
             control,
+            deferred: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Writes the ops `make` returns in the same transaction as this
+    /// attempt's outcome (with the worker's batch of quick jobs: one commit
+    /// for many attempts), instead of a commit of their own now. `make` may
+    /// be called more than once (if the batch is refused, each outcome is
+    /// written alone). Only bookkeeping the store does not audit may be
+    /// deferred — it is written as the system, not as the job's caller;
+    /// anything else is refused here with `InvalidInput`, so a handler
+    /// cannot slip an unaudited change in. If the attempt's outcome cannot
+    /// be recorded (the lease was lost), the ops are still written on their
+    /// own: they record what happened.
+    pub fn record_with_outcome(
+        &self,
+        make: impl Fn() -> Vec<kontextual_store::Op> + Send + 'static,
+    ) -> Result<()> {
+        if !make().iter().all(kontextual_store::Op::is_bookkeeping) {
+            return Err(Error::InvalidInput(
+                "only unaudited bookkeeping (job, feed and delivery-attempt records) can be written with a job's outcome"
+                    .to_owned(),
+            ));
+        }
+        self.deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(make));
+        Ok(())
+    }
+
+    /// What [`Self::record_with_outcome`] collected, for the worker.
+    pub(crate) fn take_deferred(&self) -> Vec<Deferred> {
+        std::mem::take(
+            &mut *self
+                .deferred
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// The attempt, for runs that point back at it (K6).

@@ -152,7 +152,14 @@ impl JobSignal {
 
 /// How one attempt ended, waiting to be committed: the job, its result and
 /// its partial-failure report.
-type Outcome = (Job, JobResult, Option<serde_json::Value>);
+/// An attempt's end: the job, its result, its report and the bookkeeping
+/// its handler deferred to the outcome's commit.
+type Outcome = (
+    Job,
+    JobResult,
+    Option<serde_json::Value>,
+    Vec<crate::job_registry::Deferred>,
+);
 
 /// Jobs this process holds leases on, for the heartbeat.
 type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>, kontextual_model::Namespace)>>;
@@ -398,11 +405,11 @@ impl Kernel {
             for (job, ctl) in jobs.into_iter().zip(controls) {
                 if stop.load(Ordering::Relaxed) {
                     // claimed but not started: give it back
-                    pending.push((job, JobResult::Returned, None));
+                    pending.push((job, JobResult::Returned, None, Vec::new()));
                     continue;
                 }
                 let t = Instant::now();
-                let (result, report) = this.execute(host, cfg, &job, &ctl);
+                let (result, report, deferred) = this.execute(host, cfg, &job, &ctl);
                 let elapsed = t.elapsed();
                 let result = match result {
                     JobResult::Stopped if !ctl.requested.load(Ordering::Relaxed) => {
@@ -423,7 +430,7 @@ impl Kernel {
                     correlation_id = %job.correlation_id, ms = elapsed.as_millis() as u64,
                     "job attempt ended"
                 );
-                pending.push((job, result, report));
+                pending.push((job, result, report, deferred));
                 if elapsed > Duration::from_millis(20) {
                     quick = false;
                     this.complete(&mut pending, held, counters, None);
@@ -468,7 +475,7 @@ impl Kernel {
             metrics::counter!("kontextual_jobs_finished_total", "kind" => job.kind.clone(), "state" => state)
                 .increment(1);
         };
-        let finish = |(job, result, report): &Outcome| {
+        let finish = |(job, result, report, _): &Outcome| {
             Op::Jobs(JobOp::FinishJob {
                 id: job.id,
                 attempt: job.attempt,
@@ -476,7 +483,14 @@ impl Kernel {
                 report: report.clone(),
             })
         };
-        let mut ops: Vec<Op> = batch.iter().map(finish).collect();
+        let deferred = |(_, _, _, deferred): &Outcome| -> Vec<Op> {
+            deferred.iter().flat_map(|make| make()).collect()
+        };
+        let mut ops: Vec<Op> = Vec::with_capacity(batch.len() * 2 + 1);
+        for outcome in &batch {
+            ops.extend(deferred(outcome));
+            ops.push(finish(outcome));
+        }
         ops.extend(then_claim);
         let mut claimed = None;
         match self.store().write(WriteBatch {
@@ -484,24 +498,29 @@ impl Kernel {
             ops,
         }) {
             Ok(changes) => {
-                let mut changes = changes.into_iter();
-                for (job, _, _) in &batch {
-                    let state = match changes.next() {
-                        Some(Change::JobFinished { state, .. }) => Some(state),
-                        _ => None,
-                    };
-                    count(job, state);
+                let mut finished = HashMap::new();
+                for change in changes {
+                    match change {
+                        Change::JobFinished { id, state } => {
+                            finished.insert(id, state);
+                        }
+                        Change::JobsClaimed { jobs } => claimed = Some(jobs),
+                        _ => {}
+                    }
                 }
-                if let Some(Change::JobsClaimed { jobs }) = changes.next() {
-                    claimed = Some(jobs);
+                for (job, _, _, _) in &batch {
+                    count(job, finished.get(&job.id).copied());
                 }
             }
             Err(_) => {
                 for outcome in &batch {
                     let job = &outcome.0;
+                    let mut ops = deferred(outcome);
+                    let own = ops.len();
+                    ops.push(finish(outcome));
                     let r = self.store().write(WriteBatch {
                         ctx: system_ctx(),
-                        ops: vec![finish(outcome)],
+                        ops,
                     });
                     match r.map(|mut c| c.pop()) {
                         Ok(Some(Change::JobFinished { state, .. })) => count(job, Some(state)),
@@ -512,6 +531,15 @@ impl Kernel {
                             } else {
                                 tracing::warn!(job = %job.id, error = %e, "the job was rescued by another worker; this result is dropped");
                             }
+                            // what the attempt did still happened: record it
+                            if own > 0
+                                && let Err(e) = self.store().write(WriteBatch {
+                                    ctx: system_ctx(),
+                                    ops: deferred(outcome),
+                                })
+                            {
+                                tracing::warn!(job = %job.id, error = %e, "could not record what a job's attempt did");
+                            }
                             count(job, None);
                         }
                     }
@@ -519,7 +547,7 @@ impl Kernel {
             }
         }
         let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-        for (j, _, _) in &batch {
+        for (j, _, _, _) in &batch {
             h.remove(&j.id);
         }
         claimed
@@ -636,8 +664,15 @@ impl Kernel {
         cfg: &WorkerConfig,
         job: &Job,
         ctl: &JobControl,
-    ) -> (JobResult, Option<serde_json::Value>) {
-        let run = std::panic::catch_unwind(AssertUnwindSafe(|| self.attempt(host, job, ctl)));
+    ) -> (
+        JobResult,
+        Option<serde_json::Value>,
+        Vec<crate::job_registry::Deferred>,
+    ) {
+        let mut deferred = Vec::new();
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.attempt(host, job, ctl, &mut deferred)
+        }));
         let outcome = run.unwrap_or_else(|panic| {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -648,7 +683,7 @@ impl Kernel {
                 "the job panicked: {msg}"
             ))))
         });
-        match outcome {
+        let (result, report) = match outcome {
             Ok(report) => (JobResult::Succeeded, report),
             Err(JobFailure {
                 error: Error::Stopped(_),
@@ -678,7 +713,8 @@ impl Kernel {
                     report,
                 )
             }
-        }
+        };
+        (result, report, deferred)
     }
 
     /// Hands the job to its kind's handler, as its enqueuer.
@@ -687,6 +723,7 @@ impl Kernel {
         host: &H,
         job: &Job,
         ctl: &JobControl,
+        deferred: &mut Vec<crate::job_registry::Deferred>,
     ) -> Result<Option<serde_json::Value>, JobFailure> {
         let caller = self.job_caller(job)?;
         let handler = host.job_handlers().get(&job.kind)?;
@@ -695,7 +732,10 @@ impl Kernel {
         if caller.scopes.is_some() {
             handler.check(host, &caller, &job.payload)?;
         }
-        handler.run(host, &JobContext::new(caller, job, ctl))
+        let ctx = JobContext::new(caller, job, ctl);
+        let result = handler.run(host, &ctx);
+        *deferred = ctx.take_deferred();
+        result
     }
 }
 

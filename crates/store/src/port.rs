@@ -521,7 +521,7 @@ impl Op {
     /// Not bookkeeping although never audited: `BeginIdempotent`, whose
     /// look-up-then-reserve relies on the writer lock to answer a second
     /// concurrent request "in flight" rather than fail it on the key.
-    pub(crate) fn is_bookkeeping(&self) -> bool {
+    pub fn is_bookkeeping(&self) -> bool {
         matches!(
             self,
             Op::Jobs(

@@ -326,10 +326,11 @@ impl Webhooks {
             next_attempt_at,
         };
         let system = Self::system(webhook.namespace.clone());
-        self.kernel.write(
-            &system,
-            vec![Op::Webhooks(WebhookOp::RecordAttempt(outcome))],
-        )?;
+        // The attempt is recorded in the commit that records the job's
+        // outcome: one commit for a worker's whole batch of deliveries.
+        ctx.record_with_outcome(move || {
+            vec![Op::Webhooks(WebhookOp::RecordAttempt(outcome.clone()))]
+        })?;
         if let Some(reason) = &ending.disable {
             tracing::warn!(webhook = %webhook.id, %reason, "webhook disabled");
             self.kernel.write(

@@ -836,6 +836,99 @@ mod tests {
         }
     }
 
+    /// Defers an outbox acknowledgement to its outcome's commit, after
+    /// checking that an audited op cannot be deferred.
+    struct Deferring;
+
+    impl JobHandler<Host> for Deferring {
+        fn kind(&self) -> &str {
+            "deferring.kind"
+        }
+        fn max_attempts(&self) -> u32 {
+            1
+        }
+        fn check(&self, _: &Host, _: &crate::Caller, _: &serde_json::Value) -> crate::Result<()> {
+            Ok(())
+        }
+        fn run(
+            &self,
+            host: &Host,
+            ctx: &JobContext<'_>,
+        ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+            let id = ctx.job.id;
+            let refused = ctx.record_with_outcome(move || {
+                vec![Op::Jobs(JobOp::ActOnJob {
+                    id,
+                    action: kontextual_store::JobAction::Cancel,
+                })]
+            });
+            assert!(
+                matches!(refused, Err(Error::InvalidInput(_))),
+                "an audited op is refused"
+            );
+            let seq = host
+                .kernel
+                .store()
+                .feed()
+                .position()
+                .map_err(Error::from)?
+                .last_seq;
+            ctx.record_with_outcome(move || {
+                vec![Op::Feed(kontextual_store::FeedOp::AckOutbox {
+                    consumer: "probe".to_owned(),
+                    seq,
+                })]
+            })?;
+            // not written yet: it goes with the outcome
+            let cursors = host.kernel.store().feed().cursors().map_err(Error::from)?;
+            assert!(!cursors.iter().any(|(name, _)| name == "probe"));
+            Ok(Some(serde_json::json!({ "acked": seq })))
+        }
+    }
+
+    /// O5/O2: what a handler defers with `record_with_outcome` is written
+    /// in the commit that records the job's outcome, and only unaudited
+    /// bookkeeping may be deferred.
+    #[test]
+    fn o5_deferred_bookkeeping_is_written_with_the_outcome() {
+        let mut jobs = JobRegistry::default();
+        jobs.register(Arc::new(Deferring)).unwrap();
+        let host = Host {
+            kernel: Kernel::new(
+                Store::new(SqliteBackend::memory().unwrap()),
+                Box::new(crate::AllowAll),
+            ),
+            jobs,
+        };
+        let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
+        let enqueued = crate::JobQueue::job_enqueue(
+            &host,
+            &admin,
+            "deferring.kind",
+            serde_json::json!({}),
+            Default::default(),
+        )
+        .unwrap();
+        let cfg = WorkerConfig {
+            threads: 1,
+            drain: true,
+            ..WorkerConfig::default()
+        };
+        let summary = host
+            .kernel
+            .run_workers(&host, &cfg, Arc::new(AtomicBool::new(false)))
+            .unwrap();
+        assert_eq!(summary.succeeded, 1, "{summary:?}");
+        let view = host.kernel.job_show(&admin, enqueued.job.id).unwrap();
+        let acked = view.job.report.as_ref().unwrap()["acked"].as_u64().unwrap();
+        assert!(acked > 0);
+        let cursors = host.kernel.store().feed().cursors().unwrap();
+        assert!(
+            cursors.contains(&("probe".to_owned(), acked)),
+            "{cursors:?}"
+        );
+    }
+
     fn job(kind: &str, attempt: u32) -> Job {
         let now = kontextual_model::now();
         Job {

@@ -8,6 +8,12 @@
 //! `webhook.deliver` jobs — lease, signed POST, attempt recorded, state
 //! updated. deliveries/s = N / that time.
 //!
+//! **Peer.** What the issue names as the peer: a minimal program that
+//! reads the same events from the same store (the events API, pages of
+//! 256) and POSTs each as a CloudEvent with the same client and signing —
+//! one reader, the POSTs on the same number of threads — recording
+//! nothing: no delivery, no attempt, no retry state.
+//!
 //! **Floor.** The same HTTP client (`kontextual_webhooks::Client`: address
 //! check, signing, ureq) POSTs N bodies of the same size to the same
 //! receiver from the same number of threads, with no store at all: what
@@ -77,8 +83,15 @@ fn loopback() -> Result<WebhookAllowList> {
     Ok(WebhookAllowList::from_values(&["127.0.0.1/32".to_owned()])?)
 }
 
-/// Ours: dispatch + deliver `n` events; (seconds, mean body bytes).
-fn ours(n: usize, threads: usize) -> Result<(f64, usize)> {
+/// One run: ours and then the peer, on the same store's events.
+struct Run {
+    ours_secs: f64,
+    peer_secs: f64,
+    body_bytes: usize,
+}
+
+/// Ours: dispatch + deliver `n` events; then the peer over the same events.
+fn ours(n: usize, threads: usize) -> Result<Run> {
     let tmp = tempfile::tempdir()?;
     let (url, hits) = receiver()?;
     let svc = Services::open(
@@ -152,7 +165,70 @@ fn ours(n: usize, threads: usize) -> Result<(f64, usize)> {
         Some(d) => svc.webhooks().delivery(&caller, d.id)?.body.len(),
         None => 0,
     };
-    Ok((secs, size))
+    let peer_secs = peer(&svc, &caller, n, threads)?;
+    Ok(Run {
+        ours_secs: secs,
+        peer_secs,
+        body_bytes: size,
+    })
+}
+
+/// The peer (see the module docs): read the events, sign, POST; nothing
+/// recorded.
+fn peer(svc: &Services, caller: &Caller, n: usize, threads: usize) -> Result<f64> {
+    let (url, hits) = receiver()?;
+    let client = Client::new(ClientConfig {
+        policy: AddressPolicy::new(loopback()?),
+        ..ClientConfig::default()
+    });
+    let dest = Destination::parse(&url)?;
+    let secret = Secret::generate()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(1024);
+    let rx = std::sync::Mutex::new(rx);
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let next = rx.lock().map(|r| r.recv());
+                    let Ok(Ok((id, body))) = next else { return };
+                    let ts = kontextual_webhooks::unix_now();
+                    if let Ok(headers) = Headers::sign(&id, ts, &body, &[&secret]) {
+                        client.attempt(&dest, &headers, &body);
+                    }
+                }
+            });
+        }
+        let created = kontextual_app::TypePattern::parse("artifact.created")?;
+        let query = |after| kontextual_app::EventQuery {
+            after,
+            types: vec![created.clone()],
+            collection: None,
+            limit: 256,
+        };
+        let (mut after, mut sent) = (0, 0);
+        while sent < n {
+            let page = svc.events(caller, &query(after))?;
+            if page.events.is_empty() {
+                bail!("peer: the feed ended after {sent} of {n} events");
+            }
+            for event in &page.events {
+                tx.send((event.id.clone(), serde_json::to_vec(event)?))?;
+                sent += 1;
+            }
+            after = page.next_after;
+        }
+        drop(tx);
+        Ok(())
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    if hits.load(Ordering::Relaxed) != n {
+        bail!(
+            "peer: {} of {n} requests received",
+            hits.load(Ordering::Relaxed)
+        );
+    }
+    Ok(secs)
 }
 
 /// The floor: the same client, signing and bodies of the same size, no store.
@@ -197,16 +273,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(n: usize, runs: usize) -> Result<()> {
     println!("webhook deliveries: {n} events to a loopback receiver, median of {runs} runs");
-    println!("threads | ours deliveries/s | floor requests/s | ratio");
+    println!(
+        "threads | ours deliveries/s | peer events/s | floor requests/s | ours/peer | ours/floor"
+    );
     for threads in [1, 2, 4] {
-        let (mut o, mut f) = (Vec::new(), Vec::new());
+        let (mut o, mut p, mut f) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs.max(1) {
-            let (secs, size) = ours(n, threads)?;
-            o.push(secs);
-            f.push(floor(n, threads, size)?);
+            let run = ours(n, threads)?;
+            o.push(run.ours_secs);
+            p.push(run.peer_secs);
+            f.push(floor(n, threads, run.body_bytes)?);
         }
-        let (o, f) = (n as f64 / median(o), n as f64 / median(f));
-        println!("{threads:>7} | {o:>17.0} | {f:>16.0} | {:.2}×", o / f);
+        let (o, p, f) = (
+            n as f64 / median(o),
+            n as f64 / median(p),
+            n as f64 / median(f),
+        );
+        println!(
+            "{threads:>7} | {o:>17.0} | {p:>13.0} | {f:>16.0} | {:>8.2}× | {:>9.2}×",
+            o / p,
+            o / f
+        );
     }
     Ok(())
 }

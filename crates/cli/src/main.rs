@@ -59,7 +59,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    if std::env::args().any(|a| a == "--json") {
+    // (args_os: an argument that is not UTF-8 must not panic here)
+    let json = std::env::args_os().any(|a| a == "--json");
+    if e.kind() == ClapKind::InvalidUtf8 {
+        return not_utf8(json);
+    }
+    if json {
         let message = e
             .kind()
             .as_str()
@@ -71,6 +76,36 @@ fn usage_error(e: clap::Error) -> ExitCode {
         return ExitCode::from(2);
     }
     let _ = e.print();
+    ExitCode::from(2)
+}
+
+/// Names, refs, metadata and every other argument are text: one that is
+/// not valid UTF-8 is refused (exit 2), naming the option it belongs to —
+/// never replaced lossily (that would make different bytes one name).
+fn not_utf8(json: bool) -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let at = args.iter().position(|a| a.to_str().is_none()).unwrap_or(0);
+    let shown = args
+        .get(at)
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let option = at
+        .checked_sub(1)
+        .and_then(|p| args[p].to_str())
+        .filter(|p| p.starts_with('-'));
+    let what = match option {
+        Some(o) => format!("the value of {o}"),
+        None => format!("argument {at}"),
+    };
+    let message = format!(
+        "{what} is not valid UTF-8 ({shown:?}, with U+FFFD where the bytes are invalid): names, refs, metadata and queries must be UTF-8"
+    );
+    if json {
+        let body = serde_json::json!({ "error": { "code": "usage", "message": message } });
+        println!("{body}");
+    } else {
+        eprintln!("error: {message}");
+    }
     ExitCode::from(2)
 }
 

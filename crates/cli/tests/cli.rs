@@ -295,6 +295,67 @@ fn x8_bad_input_is_refused_and_loses_nothing() {
 }
 
 /// X8: a directory that is not a store, a file that is not our database, a locked store.
+/// X8 (issue 17): names, refs and metadata that are not valid UTF-8 are
+/// refused with exit 2 naming where — never replaced lossily, never a
+/// panic — on the plain and the `--json` error path; nothing is stored.
+#[cfg(unix)]
+#[test]
+fn x8_arguments_that_are_not_utf8_are_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = seeded();
+    let before = env.json(&["db", "status"]);
+    let f = env.write("x.md", "x");
+    let bad = |s: &[u8]| std::ffi::OsStr::from_bytes(s).to_owned();
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec![
+                "artifact".into(),
+                "put".into(),
+                bad(b"handbook/x\xff.md"),
+                "--file".into(),
+                f.clone().into(),
+            ],
+            "argument ",
+        ),
+        (
+            vec![
+                "artifact".into(),
+                "put".into(),
+                "handbook/y.md".into(),
+                "--file".into(),
+                f.clone().into(),
+                "--meta".into(),
+                bad(b"k=v\xfe"),
+            ],
+            "the value of --meta",
+        ),
+        (vec!["search".into(), bad(b"caf\xc3")], "argument "),
+    ];
+    for (args, names) in &cases {
+        let out = env.kx().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is not valid UTF-8") && err.contains(names),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        let out = env.kx().arg("--json").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["code"], "usage", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid UTF-8"),
+            "{v}"
+        );
+        assert!(out.stderr.is_empty(), "--json errors go to stdout only");
+    }
+    assert_eq!(env.json(&["db", "status"]), before, "nothing stored");
+}
+
 #[test]
 fn x8_foreign_and_locked_stores_are_clear_errors() {
     let env = Env::new();

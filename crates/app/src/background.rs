@@ -15,6 +15,8 @@ use crate::Services;
 
 /// How often buffered access-log entries are written.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_secs(2);
+/// After a write wakes the dispatcher, how long it lets more arrive.
+const DISPATCH_GATHER: Duration = Duration::from_millis(5);
 /// How often key last-use times are written.
 const KEY_USE_FLUSH: Duration = Duration::from_secs(60);
 
@@ -33,6 +35,7 @@ pub struct Background {
     svc: Arc<Services>,
     stop: Arc<AtomicBool>,
     follower: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
     workers: Option<JoinHandle<Result<WorkerSummary>>>,
 }
 
@@ -61,6 +64,22 @@ impl Services {
                 }
             }
         });
+        // The webhook dispatcher (the feed consumers whose results live in
+        // the shared store) reacts to this process's writes at once rather
+        // than at the follower's next tick: event-to-delivery latency is
+        // then the dispatch and delivery, not up to a whole interval.
+        let dispatcher = std::thread::spawn({
+            let (svc, stop, every) = (self.clone(), stop.clone(), cfg.follow_interval);
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let seen = svc.kernel().writes_seen();
+                    svc.follow_shared_feeds();
+                    svc.kernel().wait_for_writes(seen, every);
+                    // let a burst of writes gather into one pass
+                    std::thread::sleep(DISPATCH_GATHER);
+                }
+            }
+        });
         let workers = cfg.workers.map(|wcfg| {
             let (svc, stop) = (self.clone(), stop.clone());
             std::thread::spawn(move || svc.run_workers(&wcfg, stop))
@@ -69,6 +88,7 @@ impl Services {
             svc: self.clone(),
             stop,
             follower,
+            dispatcher,
             workers,
         }
     }
@@ -82,6 +102,9 @@ impl Background {
         self.stop.store(true, Ordering::Relaxed);
         if self.follower.join().is_err() {
             tracing::warn!("the feed follower panicked");
+        }
+        if self.dispatcher.join().is_err() {
+            tracing::warn!("the webhook dispatcher panicked");
         }
         if let Some(w) = self.workers {
             match w.join() {

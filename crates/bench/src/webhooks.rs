@@ -79,6 +79,127 @@ fn answer_all(mut conn: TcpStream, hits: &AtomicUsize) {
     }
 }
 
+/// A receiver that answers 200 and records, per request, how long after
+/// the event's CloudEvents `time` it arrived (ms).
+fn timing_receiver() -> Result<(String, Arc<std::sync::Mutex<Vec<f64>>>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = lat.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let l = l.clone();
+            std::thread::spawn(move || answer_timed(conn, &l));
+        }
+    });
+    Ok((url, lat))
+}
+
+fn answer_timed(mut conn: TcpStream, lat: &std::sync::Mutex<Vec<f64>>) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or_default();
+                let sent = body["time"]
+                    .as_str()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                if let Some(sent) = sent {
+                    let ms = jiff::Timestamp::now().duration_since(sent).as_secs_f64() * 1000.0;
+                    if let Ok(mut v) = lat.lock() {
+                        v.push(ms);
+                    }
+                }
+                buf.drain(..end + 4 + len);
+                if conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Event-to-delivery latency: artifacts put at a fixed `rate` for `secs`
+/// while the serving process's background (feed follower, one worker
+/// thread) dispatches and delivers; latency = arrival at the receiver
+/// minus the event's time. Returns (p50, p99, max) in ms and the count.
+fn latency(rate: f64, secs: f64) -> Result<(f64, f64, f64, usize)> {
+    let tmp = tempfile::tempdir()?;
+    let (url, lat) = timing_receiver()?;
+    let svc = Arc::new(
+        Services::open(
+            &StoreConfig {
+                data_dir: tmp.path().join("data"),
+                busy_timeout: Duration::from_secs(30),
+            },
+            StoreOpenMode::Create,
+        )?
+        .with_webhooks(WebhooksConfig {
+            allow: loopback()?,
+            ..WebhooksConfig::default()
+        }),
+    );
+    let caller = Caller::new(Actor::local_admin(), Namespace::default());
+    svc.collection_create(&caller, "bench", "")?;
+    svc.webhooks().create(
+        &caller,
+        NewWebhook {
+            url,
+            types: vec!["artifact.created".to_owned()],
+            ..NewWebhook::default()
+        },
+    )?;
+    let background = svc.start_background(kontextual_app::BackgroundConfig {
+        follow_interval: Duration::from_millis(250),
+        workers: Some(WorkerConfig {
+            threads: 1,
+            ..Default::default()
+        }),
+    });
+    let n = (rate * secs) as usize;
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let target: ArtifactRef = format!("bench/doc-{i:06}.md").parse()?;
+        let body = format!("# Doc {i}\n\nSome text for document {i}.\n");
+        svc.artifact_put(
+            &caller,
+            PutRequest::new(target, ContentSource::Bytes(body.into_bytes())),
+        )?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lat.lock().map(|v| v.len()).unwrap_or(0) < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    background.stop();
+    let mut v = lat.lock().map(|v| v.clone()).unwrap_or_default();
+    if v.len() != n {
+        bail!("latency: {} of {n} deliveries arrived", v.len());
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| v[((p * v.len() as f64) as usize).min(v.len() - 1)];
+    Ok((at(0.5), at(0.99), v[v.len() - 1], v.len()))
+}
+
 fn loopback() -> Result<WebhookAllowList> {
     Ok(WebhookAllowList::from_values(&["127.0.0.1/32".to_owned()])?)
 }
@@ -295,5 +416,9 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
             o / f
         );
     }
+    let (p50, p99, max, count) = latency(200.0, 10.0)?;
+    println!(
+        "event-to-delivery at 200 events/s for 10 s ({count} deliveries, one worker thread): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+    );
     Ok(())
 }

@@ -107,6 +107,9 @@ pub struct Kernel {
     auth_cache: keys::AuthCacheState,
     /// Wakes idle workers of this process when it enqueues a job.
     job_signal: std::sync::Arc<worker::JobSignal>,
+    /// Wakes this process's feed followers when it writes (see
+    /// [`Kernel::wait_for_writes`]).
+    write_signal: worker::JobSignal,
 }
 
 impl Kernel {
@@ -119,7 +122,23 @@ impl Kernel {
             access: Default::default(),
             auth_cache: Default::default(),
             job_signal: Default::default(),
+            write_signal: Default::default(),
         }
+    }
+
+    /// How many writes this kernel has made so far (a generation to pass
+    /// to [`Kernel::wait_for_writes`]).
+    pub fn writes_seen(&self) -> u64 {
+        self.write_signal.generation()
+    }
+
+    /// Waits until this kernel writes again after generation `seen`, or
+    /// `timeout` passes: a follower that must react quickly to what this
+    /// process writes (the webhook dispatcher) waits here instead of
+    /// sleeping a whole interval. Writes by other processes arrive at the
+    /// timeout.
+    pub fn wait_for_writes(&self, seen: u64, timeout: std::time::Duration) {
+        self.write_signal.wait(seen, timeout);
     }
 
     /// The store, for the domains built on this kernel. Surfaces never
@@ -158,7 +177,10 @@ impl Kernel {
             ctx: caller.write_ctx(),
             ops,
         }) {
-            Ok(changes) => Ok(changes),
+            Ok(changes) => {
+                self.write_signal.notify();
+                Ok(changes)
+            }
             Err(kontextual_store::StoreError::Held { what, reason }) => {
                 self.audit_hold_denial(caller, &what);
                 Err(kontextual_store::StoreError::Held { what, reason }.into())

@@ -121,8 +121,9 @@ impl JobControl {
     }
 }
 
-/// Wakes this process's idle workers when it enqueues a job (workers in
-/// other processes find it at their next poll).
+/// A generation counter to wait on: wakes this process's idle workers when
+/// it enqueues a job (workers in other processes find it at their next
+/// poll), and its feed followers when it writes.
 #[derive(Default)]
 pub(crate) struct JobSignal {
     generation: Mutex<u64>,
@@ -136,12 +137,12 @@ impl JobSignal {
         self.changed.notify_all();
     }
 
-    fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         *self.generation.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until the generation moves past `seen`, or `timeout`.
-    fn wait(&self, seen: u64, timeout: Duration) {
+    pub(crate) fn wait(&self, seen: u64, timeout: Duration) {
         let g = self.generation.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self
             .changed
@@ -150,8 +151,6 @@ impl JobSignal {
     }
 }
 
-/// How one attempt ended, waiting to be committed: the job, its result and
-/// its partial-failure report.
 /// An attempt's end: the job, its result, its report and the bookkeeping
 /// its handler deferred to the outcome's commit.
 type Outcome = (

@@ -123,7 +123,9 @@ pub struct Webhooks {
     pub(crate) policy: AddressPolicy,
     pub(crate) client: Client,
     /// Held for a dispatch pass, so passes of this process never overlap.
-    pub(crate) dispatching: Mutex<()>,
+    /// Held by a dispatch pass, with when a pass last skipped the cursor
+    /// to the head because no webhook was enabled.
+    pub(crate) dispatching: Mutex<Option<Instant>>,
     /// When this process last pruned old deliveries.
     pub(crate) last_prune: Mutex<Option<Instant>>,
 }
@@ -144,7 +146,7 @@ impl Webhooks {
             policy,
             client: Client::new(client_config),
             config,
-            dispatching: Mutex::new(()),
+            dispatching: Mutex::new(None),
             last_prune: Mutex::new(None),
         }
     }

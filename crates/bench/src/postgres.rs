@@ -19,14 +19,14 @@ use anyhow::{Context, Result, bail};
 use kontextual_app::{Caller, EnqueueOptions, Services, StoreConfig, StoreOpenMode, WorkerConfig};
 use kontextual_model::{Actor, Namespace};
 
-struct Db {
+pub(crate) struct Db {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Db {
-    fn new(admin: &str, tag: &str) -> Result<Db> {
+    pub(crate) fn new(admin: &str, tag: &str) -> Result<Db> {
         let name = format!("kx_bench_{tag}_{}", std::process::id());
         psql(
             admin,

@@ -139,22 +139,11 @@ fn answer_timed(mut conn: TcpStream, lat: &std::sync::Mutex<Vec<f64>>) {
 /// while the serving process's background (feed follower, one worker
 /// thread) dispatches and delivers; latency = arrival at the receiver
 /// minus the event's time. Returns (p50, p99, max) in ms and the count.
-fn latency(rate: f64, secs: f64) -> Result<(f64, f64, f64, usize)> {
+fn latency(engine: Engine<'_>, rate: f64, secs: f64) -> Result<(f64, f64, f64, usize)> {
     let tmp = tempfile::tempdir()?;
     let (url, lat) = timing_receiver()?;
-    let svc = Arc::new(
-        Services::open(
-            &StoreConfig {
-                data_dir: tmp.path().join("data"),
-                busy_timeout: Duration::from_secs(30),
-            },
-            StoreOpenMode::Create,
-        )?
-        .with_webhooks(WebhooksConfig {
-            allow: loopback()?,
-            ..WebhooksConfig::default()
-        }),
-    );
+    let (svc, _db) = open(engine, tmp.path())?;
+    let svc = Arc::new(svc);
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
     svc.collection_create(&caller, "bench", "")?;
     svc.webhooks().create(
@@ -204,6 +193,45 @@ fn loopback() -> Result<WebhookAllowList> {
     Ok(WebhookAllowList::from_values(&["127.0.0.1/32".to_owned()])?)
 }
 
+/// Which store the run uses.
+#[derive(Clone, Copy)]
+enum Engine<'a> {
+    Sqlite,
+    /// An admin URL to create a database per run from.
+    Postgres(&'a str),
+}
+
+/// Opens a fresh store on `engine` with webhooks allowed to loopback; the
+/// guard keeps the PostgreSQL database until dropped.
+fn open(
+    engine: Engine<'_>,
+    dir: &std::path::Path,
+) -> Result<(Services, Option<crate::postgres::Db>)> {
+    let config = WebhooksConfig {
+        allow: loopback()?,
+        ..WebhooksConfig::default()
+    };
+    Ok(match engine {
+        Engine::Sqlite => (
+            Services::open(
+                &StoreConfig {
+                    data_dir: dir.join("data"),
+                    busy_timeout: Duration::from_secs(30),
+                },
+                StoreOpenMode::Create,
+            )?
+            .with_webhooks(config),
+            None,
+        ),
+        Engine::Postgres(admin) => {
+            let db = crate::postgres::Db::new(admin, "webhooks")?;
+            let svc = Services::open_postgres(&db.url, dir, true, Duration::from_secs(30))?
+                .with_webhooks(config);
+            (svc, Some(db))
+        }
+    })
+}
+
 /// One run: ours and then the peer, on the same store's events.
 struct Run {
     ours_secs: f64,
@@ -211,31 +239,31 @@ struct Run {
     body_bytes: usize,
 }
 
-/// Ours: dispatch + deliver `n` events; then the peer over the same events.
-fn ours(n: usize, threads: usize) -> Result<Run> {
+/// Ours: dispatch + deliver `n` events to each of `endpoints` webhooks;
+/// then the peer over the same events and endpoints.
+fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Result<Run> {
     let tmp = tempfile::tempdir()?;
     let (url, hits) = receiver()?;
-    let svc = Services::open(
-        &StoreConfig {
-            data_dir: tmp.path().join("data"),
-            busy_timeout: Duration::from_secs(30),
-        },
-        StoreOpenMode::Create,
-    )?
-    .with_webhooks(WebhooksConfig {
-        allow: loopback()?,
-        ..WebhooksConfig::default()
-    });
+    let (svc, _db) = open(engine, tmp.path())?;
     let caller = Caller::new(Actor::local_admin(), Namespace::default());
     svc.collection_create(&caller, "bench", "")?;
-    let hook = svc.webhooks().create(
-        &caller,
-        NewWebhook {
-            url,
-            types: vec!["artifact.created".to_owned()],
-            ..NewWebhook::default()
-        },
-    )?;
+    let mut hooks = Vec::new();
+    for e in 0..endpoints {
+        hooks.push(
+            svc.webhooks()
+                .create(
+                    &caller,
+                    NewWebhook {
+                        url: format!("{url}/{e}"),
+                        types: vec!["artifact.created".to_owned()],
+                        ..NewWebhook::default()
+                    },
+                )?
+                .webhook
+                .id,
+        );
+    }
+    let total = n * endpoints;
     for i in 0..n {
         let target: ArtifactRef = format!("bench/doc-{i:06}.md").parse()?;
         let body = format!("# Doc {i}\n\nSome text for document {i}.\n");
@@ -248,14 +276,18 @@ fn ours(n: usize, threads: usize) -> Result<Run> {
     // dispatch until every event is a delivery, then drain the jobs
     loop {
         svc.follow_shared_feeds();
-        let d = svc.webhooks().get(&caller, hook.webhook.id)?.deliveries;
-        if d.pending >= n as u64 {
+        let mut pending = 0;
+        for hook in &hooks {
+            pending += svc.webhooks().get(&caller, *hook)?.deliveries.pending;
+        }
+        if pending >= total as u64 {
             break;
         }
         if start.elapsed() > Duration::from_secs(600) {
-            bail!("dispatch made {} of {n} deliveries", d.pending);
+            bail!("dispatch made {pending} of {total} deliveries");
         }
     }
+    let dispatched = start.elapsed().as_secs_f64();
     let cfg = WorkerConfig {
         threads,
         drain: true,
@@ -265,17 +297,24 @@ fn ours(n: usize, threads: usize) -> Result<Run> {
     };
     let summary = svc.run_workers(&cfg, Arc::new(AtomicBool::new(false)))?;
     let secs = start.elapsed().as_secs_f64();
-    let done = svc.webhooks().get(&caller, hook.webhook.id)?.deliveries;
-    if done.succeeded != n as u64 || hits.load(Ordering::Relaxed) != n {
+    eprintln!(
+        "  ({total} deliveries: dispatch {:.0} ms, drain {:.0} ms)",
+        dispatched * 1000.0,
+        (secs - dispatched) * 1000.0
+    );
+    let mut succeeded = 0;
+    for hook in &hooks {
+        succeeded += svc.webhooks().get(&caller, *hook)?.deliveries.succeeded;
+    }
+    if succeeded != total as u64 || hits.load(Ordering::Relaxed) != total {
         bail!(
-            "{} of {n} deliveries succeeded, {} requests received ({summary:?})",
-            done.succeeded,
+            "{succeeded} of {total} deliveries succeeded, {} requests received ({summary:?})",
             hits.load(Ordering::Relaxed)
         );
     }
     let page = svc.webhooks().deliveries(
         &caller,
-        hook.webhook.id,
+        hooks[0],
         &kontextual_app::DeliveryQuery::default(),
         &kontextual_app::store_types::PageRequest {
             after: None,
@@ -286,7 +325,7 @@ fn ours(n: usize, threads: usize) -> Result<Run> {
         Some(d) => svc.webhooks().delivery(&caller, d.id)?.body.len(),
         None => 0,
     };
-    let peer_secs = peer(&svc, &caller, n, threads)?;
+    let peer_secs = peer(&svc, &caller, n, endpoints, threads)?;
     Ok(Run {
         ours_secs: secs,
         peer_secs,
@@ -296,15 +335,23 @@ fn ours(n: usize, threads: usize) -> Result<Run> {
 
 /// The peer (see the module docs): read the events, sign, POST; nothing
 /// recorded.
-fn peer(svc: &Services, caller: &Caller, n: usize, threads: usize) -> Result<f64> {
+fn peer(
+    svc: &Services,
+    caller: &Caller,
+    n: usize,
+    endpoints: usize,
+    threads: usize,
+) -> Result<f64> {
     let (url, hits) = receiver()?;
     let client = Client::new(ClientConfig {
         policy: AddressPolicy::new(loopback()?),
         ..ClientConfig::default()
     });
-    let dest = Destination::parse(&url)?;
+    let dests = (0..endpoints)
+        .map(|e| Destination::parse(&format!("{url}/{e}")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let secret = Secret::generate()?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(1024);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Arc<Vec<u8>>, usize)>(1024);
     let rx = std::sync::Mutex::new(rx);
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
@@ -312,10 +359,10 @@ fn peer(svc: &Services, caller: &Caller, n: usize, threads: usize) -> Result<f64
             s.spawn(|| {
                 loop {
                     let next = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((id, body))) = next else { return };
+                    let Ok(Ok((id, body, e))) = next else { return };
                     let ts = kontextual_webhooks::unix_now();
                     if let Ok(headers) = Headers::sign(&id, ts, &body, &[&secret]) {
-                        client.attempt(&dest, &headers, &body);
+                        client.attempt(&dests[e], &headers, &body);
                     }
                 }
             });
@@ -334,7 +381,10 @@ fn peer(svc: &Services, caller: &Caller, n: usize, threads: usize) -> Result<f64
                 bail!("peer: the feed ended after {sent} of {n} events");
             }
             for event in &page.events {
-                tx.send((event.id.clone(), serde_json::to_vec(event)?))?;
+                let body = Arc::new(serde_json::to_vec(event)?);
+                for e in 0..endpoints {
+                    tx.send((format!("{}-{e}", event.id), body.clone(), e))?;
+                }
                 sent += 1;
             }
             after = page.next_after;
@@ -343,10 +393,11 @@ fn peer(svc: &Services, caller: &Caller, n: usize, threads: usize) -> Result<f64
         Ok(())
     })?;
     let secs = start.elapsed().as_secs_f64();
-    if hits.load(Ordering::Relaxed) != n {
+    if hits.load(Ordering::Relaxed) != n * endpoints {
         bail!(
-            "peer: {} of {n} requests received",
-            hits.load(Ordering::Relaxed)
+            "peer: {} of {} requests received",
+            hits.load(Ordering::Relaxed),
+            n * endpoints
         );
     }
     Ok(secs)
@@ -393,32 +444,44 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(n: usize, runs: usize) -> Result<()> {
-    println!("webhook deliveries: {n} events to a loopback receiver, median of {runs} runs");
-    println!(
-        "threads | ours deliveries/s | peer events/s | floor requests/s | ours/peer | ours/floor"
-    );
-    for threads in [1, 2, 4] {
-        let (mut o, mut p, mut f) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..runs.max(1) {
-            let run = ours(n, threads)?;
-            o.push(run.ours_secs);
-            p.push(run.peer_secs);
-            f.push(floor(n, threads, run.body_bytes)?);
-        }
-        let (o, p, f) = (
-            n as f64 / median(o),
-            n as f64 / median(p),
-            n as f64 / median(f),
+    let admin = std::env::var("KX_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/postgres".to_owned());
+    for (name, engine) in [
+        ("SQLite", Engine::Sqlite),
+        ("PostgreSQL", Engine::Postgres(&admin)),
+    ] {
+        println!(
+            "\n{name}: webhook deliveries, {n} events to loopback endpoints, median of {runs} runs"
         );
         println!(
-            "{threads:>7} | {o:>17.0} | {p:>13.0} | {f:>16.0} | {:>8.2}× | {:>9.2}×",
-            o / p,
-            o / f
+            "endpoints | threads | ours deliveries/s | peer POSTs/s | floor POSTs/s | ours/peer | ours/floor"
+        );
+        for (endpoints, threads) in [(1, 1), (1, 2), (1, 4), (4, 2), (16, 2)] {
+            // the same number of deliveries whatever the endpoints
+            let events = (n / endpoints).max(1);
+            let total = events * endpoints;
+            let (mut o, mut p, mut f) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..runs.max(1) {
+                let run = ours(engine, events, endpoints, threads)?;
+                o.push(run.ours_secs);
+                p.push(run.peer_secs);
+                f.push(floor(total, threads, run.body_bytes)?);
+            }
+            let (o, p, f) = (
+                total as f64 / median(o),
+                total as f64 / median(p),
+                total as f64 / median(f),
+            );
+            println!(
+                "{endpoints:>9} | {threads:>7} | {o:>17.0} | {p:>13.0} | {f:>16.0} | {:>8.2}× | {:>9.2}×",
+                o / p,
+                o / f
+            );
+        }
+        let (p50, p99, max, count) = latency(engine, 200.0, 10.0)?;
+        println!(
+            "{name}: event-to-delivery at 200 events/s for 10 s ({count} deliveries, one worker thread): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
         );
     }
-    let (p50, p99, max, count) = latency(200.0, 10.0)?;
-    println!(
-        "event-to-delivery at 200 events/s for 10 s ({count} deliveries, one worker thread): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
-    );
     Ok(())
 }

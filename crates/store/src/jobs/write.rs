@@ -27,7 +27,7 @@ fn lease_until(now: Timestamp, lease: Duration) -> i64 {
 
 /// Wakes idle workers on PostgreSQL (delivered when the transaction
 /// commits; `listen_for_jobs`). SQLite workers share the process and poll.
-fn notify_workers(tx: &mut Tx<'_>, kind: &str) -> Result<()> {
+pub(crate) fn notify_workers(tx: &mut Tx<'_>, kind: &str) -> Result<()> {
     if tx.dialect() == Dialect::Postgres {
         tx.execute("SELECT pg_notify('kontextual_jobs', ?1)", args![kind])?;
     }
@@ -48,6 +48,35 @@ pub(crate) fn enqueue(
     new: NewJob,
     now: Timestamp,
 ) -> Result<Change> {
+    enqueue_checked(tx, ctx, new, now, true)
+}
+
+/// Enqueues a job whose unique key (if any) is new by construction — it
+/// names something created in this same transaction — without looking
+/// for an existing job under it, and without waking workers: the caller
+/// calls [`notify_workers`] once for the batch. (Per job, both are a
+/// round trip each on PostgreSQL.)
+pub(crate) fn enqueue_new(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    new: NewJob,
+    now: Timestamp,
+) -> Result<Job> {
+    match enqueue_checked(tx, ctx, new, now, false)? {
+        Change::JobEnqueued { job } => Ok(job),
+        other => Err(StoreError::Internal(format!(
+            "enqueueing a new job yielded {other:?}"
+        ))),
+    }
+}
+
+fn enqueue_checked(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    new: NewJob,
+    now: Timestamp,
+    lookup_and_notify: bool,
+) -> Result<Change> {
     if !valid_kind(&new.kind) {
         return Err(StoreError::InvalidInput(format!(
             "job kind {:?}: use 1-64 lowercase letters, digits, '-', '_' or '.'",
@@ -59,7 +88,7 @@ pub(crate) fn enqueue(
             "max attempts must be between 1 and 1000".to_owned(),
         ));
     }
-    if let Some(key) = &new.unique_key {
+    if let Some(key) = new.unique_key.as_ref().filter(|_| lookup_and_notify) {
         let existing = tx.query_opt(
             &format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE namespace = ?1 AND unique_key = ?2 \
@@ -128,7 +157,9 @@ pub(crate) fn enqueue(
         },
         other => other,
     })?;
-    notify_workers(tx, &job.kind)?;
+    if lookup_and_notify {
+        notify_workers(tx, &job.kind)?;
+    }
     Ok(Change::JobEnqueued { job })
 }
 

@@ -256,12 +256,17 @@ fn delete(tx: &mut Tx<'_>, ctx: &WriteContext, id: WebhookId, now: Timestamp) ->
 
 /// Enqueues the job that delivers `delivery`, in `ctx`'s namespace. A
 /// delivery job already waiting for the same delivery is kept instead.
+/// A delivery's job. `fresh`: the delivery was inserted in this
+/// transaction, so no job can hold its unique key yet (no lookup; the
+/// caller wakes workers once for the batch). A resent delivery may still
+/// have its job queued: then that job is kept.
 fn enqueue_delivery(
     tx: &mut Tx<'_>,
     ctx: &WriteContext,
     delivery: DeliveryId,
     max_attempts: u32,
     now: Timestamp,
+    fresh: bool,
 ) -> Result<JobId> {
     let new = NewJob {
         id: JobId::new(),
@@ -273,6 +278,9 @@ fn enqueue_delivery(
         key_id: None,
         scopes: None,
     };
+    if fresh {
+        return Ok(crate::jobs::write::enqueue_new(tx, ctx, new, now)?.id);
+    }
     match crate::jobs::write::enqueue(tx, ctx, new, now)? {
         Change::JobEnqueued { job } | Change::JobUnchanged { job } => Ok(job.id),
         other => Err(StoreError::Internal(format!(
@@ -294,15 +302,24 @@ fn create_deliveries(
     }
     let mut created = Vec::new();
     let mut jobs = Vec::new();
+    // a batch has many deliveries per webhook: look each up once
+    let mut namespaces = std::collections::HashMap::new();
     for d in deliveries {
         if d.event_type.is_empty() || d.event_type.len() > 128 {
             return Err(invalid("an event type must be 1-128 bytes"));
         }
-        let ns = tx.query_opt(
-            "SELECT namespace FROM webhooks WHERE id = ?1",
-            args![d.webhook.0],
-            |r| r.parsed::<kontextual_model::Namespace>(0),
-        )?;
+        let ns = match namespaces.get(&d.webhook) {
+            Some(ns) => Option::clone(ns),
+            None => {
+                let ns = tx.query_opt(
+                    "SELECT namespace FROM webhooks WHERE id = ?1",
+                    args![d.webhook.0],
+                    |r| r.parsed::<kontextual_model::Namespace>(0),
+                )?;
+                namespaces.insert(d.webhook, ns.clone());
+                ns
+            }
+        };
         // deleted since the dispatcher read it: nothing to deliver
         let Some(ns) = ns else { continue };
         let n = tx.execute(
@@ -327,8 +344,18 @@ fn create_deliveries(
             namespace: ns,
             ..ctx.clone()
         };
-        jobs.push(enqueue_delivery(tx, &job_ctx, d.id, max_attempts, now)?);
+        jobs.push(enqueue_delivery(
+            tx,
+            &job_ctx,
+            d.id,
+            max_attempts,
+            now,
+            true,
+        )?);
         created.push(d.id);
+    }
+    if !jobs.is_empty() {
+        crate::jobs::write::notify_workers(tx, DELIVER_JOB)?;
     }
     Ok(Change::WebhookDeliveriesCreated {
         deliveries: created,
@@ -431,7 +458,7 @@ fn resend(
                 "delivery {d} of webhook {id}"
             )));
         }
-        jobs.push(enqueue_delivery(tx, ctx, d, max_attempts, now)?);
+        jobs.push(enqueue_delivery(tx, ctx, d, max_attempts, now, false)?);
         done.push(d);
     }
     Ok(Change::WebhookDeliveriesResent {

@@ -25,7 +25,7 @@ fn refs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-const GUIDE: &str = "# Guide\n\nHow we deploy the service to production.\n\n## Installation\n\n### Linux\n\nRun apt install kontextual.\n\n### macOS\n\nUse brew install kontextual.\n\n## Retry policy\n\nThree attempts with exponential backoff, then page the on-call.\n";
+const GUIDE: &str = "# Guide\n\nHow we deploy the service to production.\n\n## Installation\n\n### Linux\n\nRun apt install kontextual.\n\n### macOS\n\nUse brew install kontextual on a Mac.\n\n## Retry policy\n\nThree attempts with exponential backoff, then page the on-call.\n";
 
 /// A small fixed corpus whose ranking is known.
 fn corpus() -> Env {
@@ -85,7 +85,9 @@ fn k8_search_ranks_in_a_known_order() {
             "handbook/runbook.html#deploy"
         ]
     );
-    // "install" and the heading "Installation" share a stem; headings weigh more
+    // "install" and the heading "Installation" share a stem; headings weigh
+    // more; the shorter of the two subsections ranks first (no exact tie,
+    // whose order would be the index's)
     let v = env.json_any(&["search", "install", "--sections"]);
     assert_eq!(
         refs(&v),
@@ -398,7 +400,10 @@ fn k5_sections_by_selector() {
     let by_id = env.json_any(&["artifact", "show", &format!("{id}#installation/linux")]);
     assert_eq!(by_id["text"], v["text"]);
     let out = env.ok(&["artifact", "show", "handbook/guide.md#macos", "--content"]);
-    assert_eq!(out, "### macOS\n\nUse brew install kontextual.\n\n");
+    assert_eq!(
+        out,
+        "### macOS\n\nUse brew install kontextual on a Mac.\n\n"
+    );
     let e = env.fails(3, &["artifact", "show", "handbook/guide.md#windows"]);
     assert!(e.contains("section #windows"), "{e}");
     assert!(e.contains("installation/linux"), "{e}");

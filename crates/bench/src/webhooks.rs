@@ -34,68 +34,51 @@ use kontextual_app::{
 use kontextual_model::{Actor, ArtifactRef, Namespace};
 use kontextual_webhooks::{AddressPolicy, Client, ClientConfig, Destination, Headers, Secret};
 
-/// A receiver answering 200 to every request, keep-alive; counts them.
-fn receiver() -> Result<(String, Arc<AtomicUsize>)> {
+/// A loopback receiver answering 200 to every request (keep-alive); each
+/// request's body goes to `on_body`. Returns its URL.
+fn listen(on_body: impl Fn(&[u8]) + Clone + Send + 'static) -> Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}/hook", listener.local_addr()?);
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let h = h.clone();
-            std::thread::spawn(move || answer_all(conn, &h));
+            let on_body = on_body.clone();
+            std::thread::spawn(move || answer_all(conn, on_body));
         }
     });
+    Ok(url)
+}
+
+/// A receiver that counts requests.
+fn receiver() -> Result<(String, Arc<AtomicUsize>)> {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let url = listen(move |_| {
+        h.fetch_add(1, Ordering::Relaxed);
+    })?;
     Ok((url, hits))
 }
 
-fn answer_all(mut conn: TcpStream, hits: &AtomicUsize) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                buf.drain(..end + 4 + len);
-                hits.fetch_add(1, Ordering::Relaxed);
-                if conn
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                    .is_err()
-                {
-                    return;
-                }
-                continue;
-            }
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-/// A receiver that answers 200 and records, per request, how long after
-/// the event's CloudEvents `time` it arrived (ms).
+/// A receiver that records, per request, how long after the event's
+/// CloudEvents `time` it arrived (ms).
 fn timing_receiver() -> Result<(String, Arc<std::sync::Mutex<Vec<f64>>>)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
     let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
     let l = lat.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let l = l.clone();
-            std::thread::spawn(move || answer_timed(conn, &l));
+    let url = listen(move |body| {
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let sent = body["time"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if let Some(sent) = sent {
+            let ms = jiff::Timestamp::now().duration_since(sent).as_secs_f64() * 1000.0;
+            if let Ok(mut v) = l.lock() {
+                v.push(ms);
+            }
         }
-    });
+    })?;
     Ok((url, lat))
 }
 
-fn answer_timed(mut conn: TcpStream, lat: &std::sync::Mutex<Vec<f64>>) {
+fn answer_all(mut conn: TcpStream, on_body: impl Fn(&[u8])) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -107,17 +90,7 @@ fn answer_timed(mut conn: TcpStream, lat: &std::sync::Mutex<Vec<f64>>) {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
-                let body: serde_json::Value =
-                    serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or_default();
-                let sent = body["time"]
-                    .as_str()
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-                if let Some(sent) = sent {
-                    let ms = jiff::Timestamp::now().duration_since(sent).as_secs_f64() * 1000.0;
-                    if let Ok(mut v) = lat.lock() {
-                        v.push(ms);
-                    }
-                }
+                on_body(&buf[end + 4..end + 4 + len]);
                 buf.drain(..end + 4 + len);
                 if conn
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
@@ -133,6 +106,10 @@ fn answer_timed(mut conn: TcpStream, lat: &std::sync::Mutex<Vec<f64>>) {
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+fn loopback() -> Result<WebhookAllowList> {
+    Ok(WebhookAllowList::from_values(&["127.0.0.1/32".to_owned()])?)
 }
 
 /// Event-to-delivery latency: artifacts put at a fixed `rate` for `secs`
@@ -187,10 +164,6 @@ fn latency(engine: Engine<'_>, rate: f64, secs: f64) -> Result<(f64, f64, f64, u
     v.sort_by(f64::total_cmp);
     let at = |p: f64| v[((p * v.len() as f64) as usize).min(v.len() - 1)];
     Ok((at(0.5), at(0.99), v[v.len() - 1], v.len()))
-}
-
-fn loopback() -> Result<WebhookAllowList> {
-    Ok(WebhookAllowList::from_values(&["127.0.0.1/32".to_owned()])?)
 }
 
 /// Which store the run uses.

@@ -12,8 +12,7 @@ use crate::IndexDoc;
 pub(crate) const KIND_ARTIFACT: &str = "artifact";
 pub(crate) const KIND_SECTION: &str = "section";
 
-/// Stemmed English analysis with positions (phrase queries need them).
-const STEMMED: &str = "en_stem";
+use crate::analysis::STEMMED;
 
 /// Field handles. Searchable text fields carry the names users may type in a
 /// query (`title:deploy`); filter fields start with `_`.

@@ -14,6 +14,7 @@
 //! Boundary: this crate knows tantivy and nothing of the store; the services
 //! turn store changes into [`IndexDoc`]s.
 
+mod analysis;
 mod fields;
 mod open;
 mod query;

@@ -72,6 +72,7 @@ impl SearchIndex {
                 (index, Opened::Fresh { reason })
             }
         };
+        crate::analysis::register(&index);
         let fields = Fields::from_schema(&index.schema()).ok_or_else(|| engine(dir, "schema"))?;
         let threads = threads.clamp(1, 8);
         let writer = index
@@ -159,6 +160,7 @@ fn open_reader(dir: &Path) -> Result<(SearchIndex, Opened)> {
             "another process owns it and it cannot be read ({reason}); it is rebuilt by its owner"
         ))
     })?;
+    crate::analysis::register(&index);
     let fields = Fields::from_schema(&index.schema()).ok_or_else(|| engine(dir, "schema"))?;
     let reader = index
         .reader_builder()

@@ -452,6 +452,15 @@ impl WebhookStore<'_> {
             .read(|tx| crate::webhooks::read::delivery(tx, ns, id))
     }
 
+    /// What the deliverer needs for one attempt, in one statement.
+    pub fn to_send(
+        &self,
+        ns: &Namespace,
+        id: kontextual_model::DeliveryId,
+    ) -> Result<Option<crate::port::DeliveryToSend>> {
+        self.0.read(|tx| crate::webhooks::read::to_send(tx, ns, id))
+    }
+
     /// A webhook's deliveries counted by state.
     pub fn counts(
         &self,

@@ -502,6 +502,16 @@ pub struct DeliveryOutcome {
     pub next_attempt_at: Option<kontextual_model::Timestamp>,
 }
 
+/// What the deliverer needs for one attempt, read in one query: the
+/// delivery and its body, its webhook (`None` once deleted) and the
+/// webhook's signing secrets.
+#[derive(Clone, Debug)]
+pub struct DeliveryToSend {
+    pub delivery: kontextual_model::Delivery,
+    pub body: Vec<u8>,
+    pub webhook: Option<(kontextual_model::Webhook, kontextual_model::WebhookSecrets)>,
+}
+
 /// Delivery listing filter. Order: newest first.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryQuery {

@@ -189,19 +189,49 @@ impl postgres::types::ToSql for Value<'_> {
     postgres::types::to_sql_checked!();
 }
 
-/// One result row, whichever engine produced it.
-pub(crate) enum Row<'r> {
+/// One result row, whichever engine produced it — or the columns of one
+/// from an offset on (see [`Row::offset`]).
+pub(crate) struct Row<'r> {
+    engine: EngineRow<'r>,
+    base: usize,
+}
+
+#[derive(Clone, Copy)]
+enum EngineRow<'r> {
     Sqlite(&'r rusqlite::Row<'r>),
     Postgres(&'r postgres::Row),
 }
 
-impl Row<'_> {
+impl<'r> Row<'r> {
+    fn sqlite(r: &'r rusqlite::Row<'r>) -> Row<'r> {
+        Row {
+            engine: EngineRow::Sqlite(r),
+            base: 0,
+        }
+    }
+
+    fn postgres(r: &'r postgres::Row) -> Row<'r> {
+        Row {
+            engine: EngineRow::Postgres(r),
+            base: 0,
+        }
+    }
+
+    /// The same row seen from column `n` on, so one row reader can parse
+    /// columns a join selected after another reader's.
+    pub(crate) fn offset(&self, n: usize) -> Row<'r> {
+        Row {
+            engine: self.engine,
+            base: self.base + n,
+        }
+    }
+
     /// Column `idx` (0-based) as `T`; a value of the wrong type or out of
     /// range is corruption, named with its column.
     pub(crate) fn get<T: Column>(&self, idx: usize) -> Result<T> {
-        match self {
-            Row::Sqlite(r) => T::from_sqlite(r, idx),
-            Row::Postgres(r) => T::from_postgres(r, idx),
+        match self.engine {
+            EngineRow::Sqlite(r) => T::from_sqlite(r, self.base + idx),
+            EngineRow::Postgres(r) => T::from_postgres(r, self.base + idx),
         }
     }
 }
@@ -393,7 +423,7 @@ impl Tx<'_> {
                     .query(rusqlite::params_from_iter(args.iter()))
                     .map_err(crate::sqlite::sql_err)?;
                 while let Some(r) = rows.next().map_err(crate::sqlite::sql_err)? {
-                    f(&Row::Sqlite(r))?;
+                    f(&Row::sqlite(r))?;
                 }
                 Ok(())
             }
@@ -402,7 +432,7 @@ impl Tx<'_> {
                     .query(sql, &pg_args(args))
                     .map_err(crate::postgres::pg_err)?;
                 for r in &rows {
-                    f(&Row::Postgres(r))?;
+                    f(&Row::postgres(r))?;
                 }
                 Ok(())
             }

@@ -13,9 +13,9 @@ use kontextual_kernel::{
 };
 use kontextual_model::{
     DELIVER_JOB, DeliveryDetail, DeliveryId, DeliveryState, Timestamp, Webhook, WebhookId,
-    WebhookState,
+    WebhookSecrets, WebhookState,
 };
-use kontextual_store::{DeliveryOutcome, Op, WebhookOp};
+use kontextual_store::{DeliveryOutcome, DeliveryToSend, Op, WebhookOp};
 use serde::{Deserialize, Serialize};
 
 use crate::service::RESOURCE;
@@ -179,29 +179,42 @@ impl Webhooks {
         id: DeliveryId,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         let ns = &ctx.job.namespace;
-        let store = self.kernel.store().webhooks();
-        let Some(detail) = store.delivery(ns, id).map_err(Error::from)? else {
+        // one statement: the delivery, its webhook and the secrets
+        let Some(found) = self
+            .kernel
+            .store()
+            .webhooks()
+            .to_send(ns, id)
+            .map_err(Error::from)?
+        else {
             return Ok(Some(
                 serde_json::json!({ "skipped": "the delivery no longer exists" }),
             ));
         };
-        if detail.delivery.state.is_final() {
+        let DeliveryToSend {
+            delivery,
+            body,
+            webhook,
+        } = found;
+        if delivery.state.is_final() {
             return Ok(Some(
-                serde_json::json!({ "skipped": format!("the delivery is {}", detail.delivery.state) }),
+                serde_json::json!({ "skipped": format!("the delivery is {}", delivery.state) }),
             ));
         }
-        let Some(webhook) = store
-            .get(ns, detail.delivery.webhook)
-            .map_err(Error::from)?
-        else {
+        let Some((webhook, secrets)) = webhook else {
             return Ok(Some(
                 serde_json::json!({ "skipped": "the webhook was deleted" }),
             ));
         };
+        let detail = DeliveryDetail {
+            delivery,
+            body,
+            attempts: Vec::new(),
+        };
         let ending = if webhook.state == WebhookState::Disabled {
             Ending::dead("not sent: the webhook is disabled".into())
         } else {
-            self.attempt(ctx, &webhook, &detail)?
+            self.attempt(ctx, &webhook, &secrets, &detail)?
         };
         self.record(ctx, &webhook, &detail, ending)
     }
@@ -211,19 +224,12 @@ impl Webhooks {
         &self,
         ctx: &JobContext<'_>,
         webhook: &Webhook,
+        stored: &WebhookSecrets,
         detail: &DeliveryDetail,
     ) -> Result<Ending> {
         let dest = match Destination::parse(&webhook.url) {
             Ok(d) => d,
             Err(e) => return Ok(Ending::dead(format!("not sent: {e}"))),
-        };
-        let Some(stored) = self
-            .kernel
-            .store()
-            .webhooks()
-            .secrets(&webhook.namespace, webhook.id)?
-        else {
-            return Ok(Ending::dead("not sent: the webhook has no secret".into()));
         };
         let now = kontextual_model::now();
         let mut secrets = vec![Secret::parse(&stored.current)];

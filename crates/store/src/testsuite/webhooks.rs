@@ -685,6 +685,27 @@ pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     }
 
+    // the deliverer's read: delivery, body, webhook and secrets at once
+    let found = s.webhooks().to_send(&ns, ids[1]).unwrap().expect("to send");
+    assert_eq!(found.delivery.id, ids[1]);
+    assert_eq!(found.delivery.state, DeliveryState::Pending);
+    assert_eq!(found.body, b"{\"seq\":2}".to_vec());
+    let (webhook, secrets) = found.webhook.expect("its webhook");
+    assert_eq!(webhook.id, w.id);
+    assert_eq!(webhook.url, w.url);
+    assert_eq!(secrets.current, SECRET);
+    assert!(
+        s.webhooks()
+            .to_send(&ns, DeliveryId::new())
+            .unwrap()
+            .is_none()
+    );
+    let elsewhere: Namespace = "elsewhere".parse().expect("namespace");
+    assert!(
+        s.webhooks().to_send(&elsewhere, ids[1]).unwrap().is_none(),
+        "another namespace's delivery is not there"
+    );
+
     // delete: pending and failed deliveries are cancelled, finished ones kept
     attempt(&s, &c, ids[1], t, DeliveryState::Succeeded).unwrap();
     match one(&s, &c, WebhookOp::DeleteWebhook { id: w.id }).unwrap() {
@@ -701,6 +722,8 @@ pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
     };
     assert_eq!(state(ids[0]), DeliveryState::Cancelled);
     assert_eq!(state(ids[1]), DeliveryState::Succeeded);
+    let orphan = s.webhooks().to_send(&ns, ids[0]).unwrap().expect("kept");
+    assert!(orphan.webhook.is_none(), "the webhook is gone");
     assert_eq!(
         state(other_ids[0]),
         DeliveryState::Pending,

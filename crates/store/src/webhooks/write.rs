@@ -7,7 +7,7 @@ use kontextual_model::{
     WebhookId, WebhookState,
 };
 
-use super::read::{WEBHOOK_COLS, delivery_by_id, webhook, webhook_row};
+use super::read::{DELIVERY_COLS, WEBHOOK_COLS, delivery_row, webhook, webhook_row};
 use crate::port::{
     DeliveryOutcome, NewDelivery, NewJob, Secret, WebhookOp, WebhookPatch, WriteContext,
 };
@@ -380,12 +380,14 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
     // delivery (a rescued job and its old worker) never take one number.
     // A delivery cancelled meanwhile (its webhook was deleted) stays cancelled.
     let updated = tx.query_opt(
-        "UPDATE webhook_deliveries SET \
-           state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
-           attempts = attempts + 1, last_status = ?3, last_error = ?4, last_latency_ms = ?5, \
-           next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?6 AS BIGINT) END, \
-           updated_at = ?7 \
-         WHERE id = ?1 RETURNING attempts, webhook_id",
+        &format!(
+            "UPDATE webhook_deliveries SET \
+               state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
+               attempts = attempts + 1, last_status = ?3, last_error = ?4, last_latency_ms = ?5, \
+               next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?6 AS BIGINT) END, \
+               updated_at = ?7 \
+             WHERE id = ?1 RETURNING {DELIVERY_COLS}"
+        ),
         args![
             o.delivery.0,
             o.state.as_str(),
@@ -395,11 +397,12 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
             next,
             now
         ],
-        |r| Ok((r.get::<u32>(0)?, WebhookId(r.get(1)?))),
+        delivery_row,
     )?;
-    let Some((attempt, webhook)) = updated else {
+    let Some(delivery) = updated else {
         return Err(StoreError::not_found(format!("delivery {}", o.delivery)));
     };
+    let (attempt, webhook) = (delivery.attempts, delivery.webhook);
     tx.execute(
         "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -424,8 +427,6 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
             args![webhook.0, o.at],
         )?;
     }
-    let delivery = delivery_by_id(tx, o.delivery)?
-        .ok_or_else(|| StoreError::Internal(format!("delivery {} vanished", o.delivery)))?;
     Ok(Change::WebhookAttemptRecorded { delivery })
 }
 

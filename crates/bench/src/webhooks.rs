@@ -245,6 +245,9 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
             PutRequest::new(target, ContentSource::Bytes(body.into_bytes())),
         )?;
     }
+    // the search index catches up with the puts first: its threads would
+    // otherwise take the cores from ours (and not from the peer, after)
+    svc.index_follow()?;
     let start = Instant::now();
     // dispatch until every event is a delivery, then drain the jobs
     loop {

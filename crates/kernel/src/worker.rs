@@ -485,11 +485,13 @@ impl Kernel {
         let deferred = |(_, _, _, deferred): &Outcome| -> Vec<Op> {
             deferred.iter().flat_map(|make| make()).collect()
         };
+        // Every job's bookkeeping, then every outcome: runs of one kind,
+        // which the store writes in a few statements.
         let mut ops: Vec<Op> = Vec::with_capacity(batch.len() * 2 + 1);
         for outcome in &batch {
             ops.extend(deferred(outcome));
-            ops.push(finish(outcome));
         }
+        ops.extend(batch.iter().map(finish));
         ops.extend(then_claim);
         let mut claimed = None;
         match self.store().write(WriteBatch {

@@ -7,7 +7,7 @@
 //! changes it made; the audit record and outbox event of every change are
 //! appended here, in the same transaction.
 
-use kontextual_model::{ChainHead, Change, Timestamp};
+use kontextual_model::{ChainHead, Change, JobResult, Timestamp};
 
 use crate::access::write as access;
 use crate::jobs::write as jobs;
@@ -15,7 +15,7 @@ use crate::knowledge::write as knowledge;
 use crate::runs::write as runs;
 use crate::sql::Tx;
 use crate::webhooks::write as webhooks;
-use crate::{KnowledgeOp, Op, Result, StoreError, WriteBatch, audit};
+use crate::{JobOp, KnowledgeOp, Op, Result, StoreError, WebhookOp, WriteBatch, audit};
 
 /// Applies `batch` after `head` and moves `head` to the last record it
 /// appended. `may_audit` is false when the engine took no writer lock (a
@@ -30,11 +30,43 @@ pub(crate) fn apply(
     let WriteBatch { ctx, ops } = batch;
     let mut out = Vec::with_capacity(ops.len());
     let mut collections = knowledge::CollectionIds::default();
-    for op in ops {
+    let mut ops = ops.into_iter().peekable();
+    while let Some(op) = ops.next() {
         if !matches!(op, Op::Knowledge(KnowledgeOp::PutArtifact(_))) {
             collections.forget();
         }
         let changes = match op {
+            // A run of one kind of bookkeeping (a worker's batch) in a few
+            // statements instead of a few per operation.
+            Op::Jobs(JobOp::FinishJob {
+                id,
+                attempt,
+                result: JobResult::Succeeded,
+                report,
+            }) if is_success(ops.peek()) => {
+                let mut run = vec![(id, attempt, report)];
+                while is_success(ops.peek()) {
+                    if let Some(Op::Jobs(JobOp::FinishJob {
+                        id,
+                        attempt,
+                        report,
+                        ..
+                    })) = ops.next()
+                    {
+                        run.push((id, attempt, report));
+                    }
+                }
+                jobs::finish_succeeded(tx, &run, now)?
+            }
+            Op::Webhooks(WebhookOp::RecordAttempt(first)) if is_attempt(ops.peek()) => {
+                let mut run = vec![first];
+                while is_attempt(ops.peek()) {
+                    if let Some(Op::Webhooks(WebhookOp::RecordAttempt(o))) = ops.next() {
+                        run.push(o);
+                    }
+                }
+                webhooks::record_attempts(tx, run, now)?
+            }
             Op::Knowledge(op) => knowledge::apply(tx, &ctx, op, now, &mut collections)?,
             Op::Feed(op) => audit::apply(tx, &ctx, op, now)?,
             Op::Runs(op) => runs::apply(tx, &ctx, op, now)?,
@@ -56,4 +88,18 @@ pub(crate) fn apply(
         out.extend(changes);
     }
     Ok(out)
+}
+
+fn is_success(op: Option<&Op>) -> bool {
+    matches!(
+        op,
+        Some(Op::Jobs(JobOp::FinishJob {
+            result: JobResult::Succeeded,
+            ..
+        }))
+    )
+}
+
+fn is_attempt(op: Option<&Op>) -> bool {
+    matches!(op, Some(Op::Webhooks(WebhookOp::RecordAttempt(_))))
 }

@@ -687,3 +687,65 @@ pub fn o2_unique_key_conflicts_cancel_or_refuse_without_failing_the_batch(h: &mu
         Some(JobState::Queued)
     );
 }
+
+/// O1: a worker's batch of succeeded jobs is finished in one write, as one
+/// by one: every job succeeds; a batch holding a job whose lease was lost
+/// is refused whole (Conflict, naming that job) and changes nothing.
+pub fn o1_a_batch_of_successes_finishes_as_one_by_one(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    for _ in 0..5 {
+        enqueue(&s, &c, new_job("noop", 3));
+    }
+    let jobs = claim(&s, "batch-worker", 5, LEASE);
+    assert_eq!(jobs.len(), 5);
+    let finish_all = |jobs: &[Job]| {
+        write(
+            &s,
+            &c,
+            jobs.iter()
+                .map(|j| {
+                    Op::Jobs(JobOp::FinishJob {
+                        id: j.id,
+                        attempt: j.attempt,
+                        result: JobResult::Succeeded,
+                        report: Some(serde_json::json!({ "job": j.id.to_string() })),
+                    })
+                })
+                .collect(),
+        )
+    };
+    // one of them rescued by another worker first: the batch is refused
+    let mut stale = jobs[..3].to_vec();
+    stale[1].attempt += 1;
+    let e = finish_all(&stale).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains(&stale[1].id.to_string()), "{e}");
+    for j in &jobs {
+        let now = s.jobs().get(&c.namespace, j.id).unwrap().expect("job");
+        assert_eq!(now.state, JobState::Running, "nothing changed");
+    }
+    let changes = finish_all(&jobs).unwrap();
+    assert_eq!(
+        changes,
+        jobs.iter()
+            .map(|j| Change::JobFinished {
+                id: j.id,
+                state: JobState::Succeeded
+            })
+            .collect::<Vec<_>>(),
+        "one change per job, in order"
+    );
+    for j in &jobs {
+        let done = s.jobs().get(&c.namespace, j.id).unwrap().expect("job");
+        assert_eq!(done.state, JobState::Succeeded);
+        assert_eq!(
+            done.report,
+            Some(serde_json::json!({ "job": j.id.to_string() }))
+        );
+        assert!(done.finished_at.is_some());
+        assert_eq!(done.lease_expires_at, None);
+    }
+    // finished jobs cannot be finished again
+    assert_eq!(finish_all(&jobs).unwrap_err().kind(), ErrorKind::Conflict);
+}

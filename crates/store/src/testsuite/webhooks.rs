@@ -961,3 +961,172 @@ pub fn o5_secrets_never_reach_audit_records_or_events(h: &mut dyn Harness) {
     assert!(!seen.contains(ROTATED), "the rotated secret leaked: {seen}");
     assert!(!seen.contains("whsec_"), "a secret leaked: {seen}");
 }
+
+/// O5: a worker's batch of attempts, written in one batch, ends exactly as
+/// the same attempts written one by one: delivery states, attempt numbers
+/// and history, and each webhook's failure streak; a batch naming an
+/// unknown delivery is refused whole.
+pub fn o5_a_batch_of_attempts_records_as_one_by_one(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let t = |m: i64| ts("2026-12-01T10:00:00Z") + jiff::SignedDuration::from_mins(m);
+    // (webhook A or B, delivery index, state, minute); a delivery may take
+    // two attempts, which the batch then records one by one
+    let plan = [
+        (0, 0, DeliveryState::Failed, 1),
+        (0, 1, DeliveryState::Succeeded, 2),
+        (1, 0, DeliveryState::Failed, 3),
+        (0, 2, DeliveryState::Failed, 4),
+        (1, 1, DeliveryState::Dead, 5),
+        (0, 3, DeliveryState::Dead, 6),
+    ];
+    let outcome = |id, state: DeliveryState, at: Timestamp| {
+        let ok = state == DeliveryState::Succeeded;
+        DeliveryOutcome {
+            delivery: id,
+            at,
+            status: Some(if ok { 204 } else { 503 }),
+            latency_ms: Some(7),
+            error: (!ok).then(|| format!("503 at {at}")),
+            response: Some(format!("answer at {at}")),
+            state,
+            next_attempt_at: (state == DeliveryState::Failed)
+                .then(|| at + jiff::SignedDuration::from_secs(30)),
+        }
+    };
+    let setup = |label: &str| {
+        let a = create(&s, &c, &format!("https://hooks.example.com/{label}/a"));
+        let b = create(&s, &c, &format!("https://hooks.example.com/{label}/b"));
+        let (da, _) = deliver(&s, &c, (1..=4).map(|q| new_delivery(a.id, q)).collect());
+        let (db, _) = deliver(&s, &c, (1..=2).map(|q| new_delivery(b.id, q)).collect());
+        ([a, b], [da, db])
+    };
+    let ops = |ids: &[Vec<DeliveryId>; 2]| -> Vec<DeliveryOutcome> {
+        plan.iter()
+            .map(|&(w, d, state, m)| outcome(ids[w][d], state, t(m)))
+            .collect()
+    };
+    let (one_hooks, one_ids) = setup("one");
+    for o in ops(&one_ids) {
+        one(&s, &c, WebhookOp::RecordAttempt(o)).unwrap();
+    }
+    let (batch_hooks, batch_ids) = setup("batch");
+    // an unknown delivery refuses the whole batch
+    let mut bad: Vec<Op> = ops(&batch_ids)
+        .into_iter()
+        .map(|o| Op::Webhooks(WebhookOp::RecordAttempt(o)))
+        .collect();
+    bad.push(Op::Webhooks(WebhookOp::RecordAttempt(outcome(
+        DeliveryId::new(),
+        DeliveryState::Succeeded,
+        t(7),
+    ))));
+    let e = write(&s, &c, bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let untouched = s
+        .webhooks()
+        .delivery(&ns, batch_ids[0][0])
+        .unwrap()
+        .expect("delivery");
+    assert_eq!(untouched.delivery.attempts, 0, "nothing was recorded");
+    assert!(untouched.attempts.is_empty());
+
+    let changes = write(
+        &s,
+        &c,
+        ops(&batch_ids)
+            .into_iter()
+            .map(|o| Op::Webhooks(WebhookOp::RecordAttempt(o)))
+            .collect(),
+    )
+    .unwrap();
+    let recorded: Vec<DeliveryId> = changes
+        .iter()
+        .map(|ch| match ch {
+            Change::WebhookAttemptRecorded { delivery } => delivery.id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        plan.iter()
+            .map(|&(w, d, _, _)| batch_ids[w][d])
+            .collect::<Vec<_>>(),
+        "one change per attempt, in order"
+    );
+    for w in 0..2 {
+        for (x, y) in one_ids[w].iter().zip(&batch_ids[w]) {
+            let x = s.webhooks().delivery(&ns, *x).unwrap().expect("one by one");
+            let y = s.webhooks().delivery(&ns, *y).unwrap().expect("batched");
+            assert_eq!(
+                (
+                    x.delivery.state,
+                    x.delivery.attempts,
+                    x.delivery.last_status,
+                    &x.delivery.last_error,
+                    x.delivery.last_latency_ms,
+                    x.delivery.next_attempt_at
+                ),
+                (
+                    y.delivery.state,
+                    y.delivery.attempts,
+                    y.delivery.last_status,
+                    &y.delivery.last_error,
+                    y.delivery.last_latency_ms,
+                    y.delivery.next_attempt_at
+                )
+            );
+            assert_eq!(x.attempts, y.attempts, "the same history");
+        }
+        let streak = |id| {
+            s.webhooks()
+                .get(&ns, id)
+                .unwrap()
+                .expect("webhook")
+                .first_failure_at
+        };
+        assert_eq!(
+            streak(one_hooks[w].id),
+            streak(batch_hooks[w].id),
+            "webhook {w}'s failure streak"
+        );
+    }
+    // A: failed at 1, succeeded at 2, failed at 4: the streak starts at 4
+    assert_eq!(
+        s.webhooks()
+            .get(&ns, batch_hooks[0].id)
+            .unwrap()
+            .expect("webhook")
+            .first_failure_at,
+        Some(t(4))
+    );
+
+    // two attempts of one delivery in one batch are numbered 1 and 2
+    let (_, again) = setup("again");
+    let id = again[0][0];
+    write(
+        &s,
+        &c,
+        vec![
+            Op::Webhooks(WebhookOp::RecordAttempt(outcome(
+                id,
+                DeliveryState::Failed,
+                t(1),
+            ))),
+            Op::Webhooks(WebhookOp::RecordAttempt(outcome(
+                id,
+                DeliveryState::Succeeded,
+                t(2),
+            ))),
+        ],
+    )
+    .unwrap();
+    let d = s.webhooks().delivery(&ns, id).unwrap().expect("delivery");
+    assert_eq!(d.delivery.attempts, 2);
+    assert_eq!(d.delivery.state, DeliveryState::Succeeded);
+    assert_eq!(
+        d.attempts.iter().map(|a| a.at).collect::<Vec<_>>(),
+        [t(1), t(2)]
+    );
+}

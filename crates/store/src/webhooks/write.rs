@@ -11,7 +11,7 @@ use super::read::{DELIVERY_COLS, WEBHOOK_COLS, delivery_row, webhook, webhook_ro
 use crate::port::{
     DeliveryOutcome, NewDelivery, NewJob, Secret, WebhookOp, WebhookPatch, WriteContext,
 };
-use crate::sql::{Tx, args};
+use crate::sql::{Dialect, Tx, args};
 use crate::{Result, StoreError};
 
 const MAX_URL: usize = 2048;
@@ -428,6 +428,161 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
         )?;
     }
     Ok(Change::WebhookAttemptRecorded { delivery })
+}
+
+/// Records several attempts in three statements plus one per webhook
+/// (a worker's batch of deliveries: a few round trips on PostgreSQL instead
+/// of three per attempt). The outcome is [`record_attempt`]'s for each, in
+/// order. Outcomes for one delivery more than once go one by one.
+pub(crate) fn record_attempts(
+    tx: &mut Tx<'_>,
+    outcomes: Vec<DeliveryOutcome>,
+    now: Timestamp,
+) -> Result<Vec<Change>> {
+    let distinct: std::collections::HashSet<DeliveryId> =
+        outcomes.iter().map(|o| o.delivery).collect();
+    if distinct.len() != outcomes.len() {
+        return outcomes
+            .into_iter()
+            .map(|o| record_attempt(tx, o, now))
+            .collect();
+    }
+    let mut rows = Vec::with_capacity(outcomes.len());
+    for o in &outcomes {
+        if !matches!(
+            o.state,
+            DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Dead
+        ) {
+            return Err(invalid(format!(
+                "an attempt ends a delivery as succeeded, failed or dead, not {}",
+                o.state
+            )));
+        }
+        let next = (o.state == DeliveryState::Failed)
+            .then_some(o.next_attempt_at)
+            .flatten();
+        rows.push(serde_json::json!({
+            "k_id": o.delivery.0.simple().to_string(),
+            "k_state": o.state.as_str(),
+            "k_status": o.status,
+            "k_error": o.error,
+            "k_latency": o.latency_ms,
+            "k_next": next.map(|t| t.as_microsecond()),
+            "k_at": o.at.as_microsecond(),
+            "k_response": o.response,
+        }));
+    }
+    let rows = serde_json::Value::Array(rows).to_string();
+    let (update, insert) = attempts_sql(tx.dialect());
+    let updated = tx.query(update, args![&rows, now], delivery_row)?;
+    let mut by_id: std::collections::HashMap<DeliveryId, kontextual_model::Delivery> =
+        updated.into_iter().map(|d| (d.id, d)).collect();
+    if let Some(missing) = outcomes.iter().find(|o| !by_id.contains_key(&o.delivery)) {
+        return Err(StoreError::not_found(format!(
+            "delivery {}",
+            missing.delivery
+        )));
+    }
+    tx.execute(insert, args![&rows])?;
+    // The failure streak, per webhook, as one by one: the last success
+    // clears it, and the first failure after that (or, with no success,
+    // into an empty streak) starts it.
+    let mut streaks: Vec<(WebhookId, bool, Option<Timestamp>)> = Vec::new();
+    for o in &outcomes {
+        let webhook = by_id[&o.delivery].webhook;
+        let i = match streaks.iter().position(|(w, _, _)| *w == webhook) {
+            Some(i) => i,
+            None => {
+                streaks.push((webhook, false, None));
+                streaks.len() - 1
+            }
+        };
+        let (_, cleared, started) = &mut streaks[i];
+        if o.state == DeliveryState::Succeeded {
+            *cleared = true;
+            *started = None;
+        } else if started.is_none() {
+            *started = Some(o.at);
+        }
+    }
+    for (webhook, cleared, started) in streaks {
+        match (cleared, started) {
+            (true, None) => tx.execute(
+                "UPDATE webhooks SET first_failure_at = NULL WHERE id = ?1 AND first_failure_at IS NOT NULL",
+                args![webhook.0],
+            )?,
+            (true, Some(at)) => tx.execute(
+                "UPDATE webhooks SET first_failure_at = ?2 WHERE id = ?1",
+                args![webhook.0, at],
+            )?,
+            (false, Some(at)) => tx.execute(
+                "UPDATE webhooks SET first_failure_at = ?2 WHERE id = ?1 AND first_failure_at IS NULL",
+                args![webhook.0, at],
+            )?,
+            (false, None) => 0,
+        };
+    }
+    Ok(outcomes
+        .iter()
+        .filter_map(|o| by_id.remove(&o.delivery))
+        .map(|delivery| Change::WebhookAttemptRecorded { delivery })
+        .collect())
+}
+
+/// [`record_attempt`]'s update and insert for a JSON array of outcomes
+/// (keys named as the record's columns, which PostgreSQL matches them by;
+/// ids as 32 hex digits, instants in microseconds). The insert numbers
+/// each attempt with the count the update left, in the same transaction.
+fn attempts_sql(dialect: Dialect) -> (&'static str, &'static str) {
+    static SQLITE: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let v = "(SELECT unhex(value ->> '$.k_id') AS k_id, value ->> '$.k_state' AS k_state, \
+                   value ->> '$.k_status' AS k_status, value ->> '$.k_error' AS k_error, \
+                   value ->> '$.k_latency' AS k_latency, value ->> '$.k_next' AS k_next, \
+                   value ->> '$.k_at' AS k_at, value ->> '$.k_response' AS k_response \
+                 FROM json_each(?1)) AS v";
+        (
+            format!(
+                "UPDATE webhook_deliveries SET \
+                   state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
+                   attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
+                   last_latency_ms = v.k_latency, \
+                   next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
+                   updated_at = ?2 \
+                 FROM {v} WHERE id = v.k_id RETURNING {DELIVERY_COLS}"
+            ),
+            format!(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
+                 SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
+                 FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id"
+            ),
+        )
+    });
+    static POSTGRES: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let v = "jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
+                   k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
+                   k_response text)";
+        (
+            format!(
+                "UPDATE webhook_deliveries SET \
+                   state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
+                   attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
+                   last_latency_ms = v.k_latency, \
+                   next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
+                   updated_at = ?2 \
+                 FROM {v} WHERE id = v.k_id RETURNING {DELIVERY_COLS}"
+            ),
+            format!(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
+                 SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
+                 FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id"
+            ),
+        )
+    });
+    let (update, insert) = match dialect {
+        Dialect::Sqlite => &*SQLITE,
+        Dialect::Postgres => &*POSTGRES,
+    };
+    (update, insert)
 }
 
 fn resend(

@@ -56,6 +56,16 @@ pub trait JobHandler<H>: Send + Sync {
     /// an API key (a revoked key or grant stops queued work too).
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()>;
 
+    /// Reads ahead for a worker's claimed batch of this kind, before its
+    /// first attempt runs (e.g. every job's input in one query); each
+    /// attempt finds the result in [`JobContext::prepared`]. `None` (the
+    /// default, and whenever reading ahead fails): attempts read their own.
+    /// What was read ahead is at most one batch old — a few milliseconds
+    /// for quick jobs — so only read what an attempt may act on that late.
+    fn prepare(&self, _host: &H, _jobs: &[&Job]) -> Option<Prepared> {
+        None
+    }
+
     /// Runs one attempt; `Ok` carries the report kept with the job.
     fn run(
         &self,
@@ -63,6 +73,9 @@ pub trait JobHandler<H>: Send + Sync {
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure>;
 }
+
+/// What [`JobHandler::prepare`] read ahead for a batch.
+pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
 
 /// Makes bookkeeping ops to write with an attempt's outcome (see
 /// [`JobContext::record_with_outcome`]).
@@ -77,6 +90,8 @@ pub struct JobContext<'a> {
     control: &'a JobControl,
     /// Bookkeeping written with the attempt's outcome (see [`Self::record_with_outcome`]).
     deferred: std::sync::Mutex<Vec<Deferred>>,
+    /// What the kind's handler read ahead for the batch, if anything.
+    prepared: Option<&'a (dyn std::any::Any + Send + Sync)>,
 }
 
 impl<'a> JobContext<'a> {
@@ -86,7 +101,23 @@ impl<'a> JobContext<'a> {
             job,
             control,
             deferred: std::sync::Mutex::new(Vec::new()),
+            prepared: None,
         }
+    }
+
+    /// With what the handler read ahead for this job's batch.
+    pub(crate) fn with_prepared(
+        mut self,
+        prepared: Option<&'a (dyn std::any::Any + Send + Sync)>,
+    ) -> Self {
+        self.prepared = prepared;
+        self
+    }
+
+    /// What this kind's [`JobHandler::prepare`] read ahead for the batch
+    /// this attempt belongs to, if it did and it is a `T`.
+    pub fn prepared<T: 'static>(&self) -> Option<&T> {
+        self.prepared.and_then(|p| p.downcast_ref::<T>())
     }
 
     /// Writes the ops `make` returns in the same transaction as this

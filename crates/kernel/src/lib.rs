@@ -44,7 +44,8 @@ pub use feed::{
 };
 pub use grants::GrantOn;
 pub use job_registry::{
-    JobContext, JobFailure, JobHandler, JobHost, JobRegistry, NoopJob, NoopPayload, parse_payload,
+    JobContext, JobFailure, JobHandler, JobHost, JobRegistry, NoopJob, NoopPayload, Prepared,
+    parse_payload,
 };
 pub use jobs::{EnqueueOptions, Enqueued, JobQueue, JobView, MAX_ENQUEUE_BATCH};
 pub use keys::{AUTH_CACHE_TTL, NewKey};

@@ -399,6 +399,7 @@ impl Kernel {
                     })
                     .collect()
             };
+            let prepared = Self::prepare(host, &jobs);
             let mut pending: Vec<Outcome> = Vec::new();
             let mut quick = true;
             for (job, ctl) in jobs.into_iter().zip(controls) {
@@ -408,7 +409,8 @@ impl Kernel {
                     continue;
                 }
                 let t = Instant::now();
-                let (result, report, deferred) = this.execute(host, cfg, &job, &ctl);
+                let ahead = prepared.get(job.kind.as_str()).map(|p| &**p);
+                let (result, report, deferred) = this.execute(host, cfg, &job, &ctl, ahead);
                 let elapsed = t.elapsed();
                 let result = match result {
                     JobResult::Stopped if !ctl.requested.load(Ordering::Relaxed) => {
@@ -444,6 +446,40 @@ impl Kernel {
             let then = (quick && !stop.load(Ordering::Relaxed)).then(|| claim(prefetch));
             next = this.complete(&mut pending, held, counters, then);
         }
+    }
+
+    /// Each kind's read-ahead for a claimed batch (see
+    /// [`crate::JobHandler::prepare`]); a handler that panics reading ahead
+    /// gets none, and its attempts read their own.
+    fn prepare<H: JobHost>(
+        host: &H,
+        jobs: &[Job],
+    ) -> HashMap<String, crate::job_registry::Prepared> {
+        let mut by_kind: Vec<(&str, Vec<&Job>)> = Vec::new();
+        for job in jobs {
+            match by_kind.iter_mut().find(|(k, _)| *k == job.kind) {
+                Some((_, list)) => list.push(job),
+                None => by_kind.push((job.kind.as_str(), vec![job])),
+            }
+        }
+        let mut out = HashMap::new();
+        for (kind, list) in by_kind {
+            let Ok(handler) = host.job_handlers().get(kind) else {
+                continue;
+            };
+            let ahead = std::panic::catch_unwind(AssertUnwindSafe(|| handler.prepare(host, &list)));
+            match ahead {
+                Ok(Some(p)) => {
+                    out.insert(kind.to_owned(), p);
+                }
+                Ok(None) => {}
+                Err(_) => tracing::warn!(
+                    kind,
+                    "reading ahead for a batch panicked; each job reads its own"
+                ),
+            }
+        }
+        out
     }
 
     /// Commits the completions in one batch — with `then_claim`, the claim
@@ -665,6 +701,7 @@ impl Kernel {
         cfg: &WorkerConfig,
         job: &Job,
         ctl: &JobControl,
+        prepared: Option<&(dyn std::any::Any + Send + Sync)>,
     ) -> (
         JobResult,
         Option<serde_json::Value>,
@@ -672,7 +709,7 @@ impl Kernel {
     ) {
         let mut deferred = Vec::new();
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            self.attempt(host, job, ctl, &mut deferred)
+            self.attempt(host, job, ctl, prepared, &mut deferred)
         }));
         let outcome = run.unwrap_or_else(|panic| {
             let msg = panic
@@ -724,6 +761,7 @@ impl Kernel {
         host: &H,
         job: &Job,
         ctl: &JobControl,
+        prepared: Option<&(dyn std::any::Any + Send + Sync)>,
         deferred: &mut Vec<crate::job_registry::Deferred>,
     ) -> Result<Option<serde_json::Value>, JobFailure> {
         let caller = self.job_caller(job)?;
@@ -733,7 +771,7 @@ impl Kernel {
         if caller.scopes.is_some() {
             handler.check(host, &caller, &job.payload)?;
         }
-        let ctx = JobContext::new(caller, job, ctl);
+        let ctx = JobContext::new(caller, job, ctl).with_prepared(prepared);
         let result = handler.run(host, &ctx);
         *deferred = ctx.take_deferred();
         result
@@ -927,6 +965,103 @@ mod tests {
         assert!(
             cursors.contains(&("probe".to_owned(), acked)),
             "{cursors:?}"
+        );
+    }
+
+    /// Reads ahead for its batch (the batch's job ids), counting the calls;
+    /// each attempt reports whether its id was read ahead.
+    #[derive(Default)]
+    struct ReadsAhead {
+        batches: std::sync::atomic::AtomicUsize,
+    }
+
+    struct Ahead(Vec<JobId>);
+
+    impl JobHandler<Host> for ReadsAhead {
+        fn kind(&self) -> &str {
+            "ahead.kind"
+        }
+        fn max_attempts(&self) -> u32 {
+            1
+        }
+        fn check(&self, _: &Host, _: &crate::Caller, _: &serde_json::Value) -> crate::Result<()> {
+            Ok(())
+        }
+        fn prepare(&self, _: &Host, jobs: &[&Job]) -> Option<crate::Prepared> {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            assert!(jobs.iter().all(|j| j.kind == "ahead.kind"), "only its kind");
+            Some(Box::new(Ahead(jobs.iter().map(|j| j.id).collect())))
+        }
+        fn run(
+            &self,
+            _: &Host,
+            ctx: &JobContext<'_>,
+        ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+            let ahead = ctx
+                .prepared::<Ahead>()
+                .is_some_and(|a| a.0.contains(&ctx.job.id));
+            assert!(
+                ctx.prepared::<String>().is_none(),
+                "typed: a wrong type is none"
+            );
+            Ok(Some(serde_json::json!({ "ahead": ahead })))
+        }
+    }
+
+    /// O1: a kind's handler reads ahead once per claimed batch, and every
+    /// attempt of the batch finds what was read; other kinds in the batch
+    /// are not given it.
+    #[test]
+    fn o1_a_handler_reads_ahead_once_per_batch() {
+        let ahead = Arc::new(ReadsAhead::default());
+        let mut jobs = JobRegistry::default();
+        jobs.register(ahead.clone()).unwrap();
+        jobs.register(Arc::new(NoopJob)).unwrap();
+        let host = Host {
+            kernel: Kernel::new(
+                Store::new(SqliteBackend::memory().unwrap()),
+                Box::new(crate::AllowAll),
+            ),
+            jobs,
+        };
+        let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let kind = if i % 5 == 4 { "noop" } else { "ahead.kind" };
+            let payload = if kind == "noop" {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "i": i })
+            };
+            let e = crate::JobQueue::job_enqueue(&host, &admin, kind, payload, Default::default())
+                .unwrap();
+            if kind == "ahead.kind" {
+                ids.push(e.job.id);
+            }
+        }
+        let cfg = WorkerConfig {
+            threads: 1,
+            drain: true,
+            ..WorkerConfig::default()
+        };
+        let summary = host
+            .kernel
+            .run_workers(&host, &cfg, Arc::new(AtomicBool::new(false)))
+            .unwrap();
+        assert_eq!(summary.succeeded, 20, "{summary:?}");
+        for id in ids {
+            let view = host.kernel.job_show(&admin, id).unwrap();
+            assert_eq!(
+                view.job.report,
+                Some(serde_json::json!({ "ahead": true })),
+                "job {id}"
+            );
+        }
+        // batches of 1, 2, 4, 8, 16 (the prefetch grows while jobs are quick)
+        let batches = ahead.batches.load(Ordering::Relaxed);
+        assert!(
+            (2..=6).contains(&batches),
+            "{batches} read-aheads for 16 jobs"
         );
     }
 

@@ -461,6 +461,17 @@ impl WebhookStore<'_> {
         self.0.read(|tx| crate::webhooks::read::to_send(tx, ns, id))
     }
 
+    /// What the deliverer needs for a batch of attempts, in any namespace
+    /// (scope each with [`crate::DeliveryToSend::scoped`]); unknown ids are
+    /// left out.
+    pub fn to_send_many(
+        &self,
+        ids: &[kontextual_model::DeliveryId],
+    ) -> Result<Vec<crate::port::DeliveryToSend>> {
+        self.0
+            .read(|tx| crate::webhooks::read::to_send_many(tx, ids))
+    }
+
     /// A webhook's deliveries counted by state.
     pub fn counts(
         &self,

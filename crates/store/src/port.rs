@@ -512,6 +512,20 @@ pub struct DeliveryToSend {
     pub webhook: Option<(kontextual_model::Webhook, kontextual_model::WebhookSecrets)>,
 }
 
+impl DeliveryToSend {
+    /// The delivery as namespace `ns` sees it: none if it is another
+    /// namespace's; no webhook if that is another namespace's.
+    pub fn scoped(self, ns: &kontextual_model::Namespace) -> Option<DeliveryToSend> {
+        if &self.delivery.namespace != ns {
+            return None;
+        }
+        Some(DeliveryToSend {
+            webhook: self.webhook.filter(|(w, _)| &w.namespace == ns),
+            ..self
+        })
+    }
+}
+
 /// Delivery listing filter. Order: newest first.
 #[derive(Clone, Debug, Default)]
 pub struct DeliveryQuery {

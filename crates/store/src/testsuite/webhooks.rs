@@ -705,6 +705,26 @@ pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
         s.webhooks().to_send(&elsewhere, ids[1]).unwrap().is_none(),
         "another namespace's delivery is not there"
     );
+    // a batch's read: every known id, any namespace, scoped by the caller
+    let mut many = s
+        .webhooks()
+        .to_send_many(&[ids[1], DeliveryId::new(), other_ids[0], ids[0]])
+        .unwrap();
+    many.sort_by_key(|f| f.delivery.id);
+    let mut want = vec![ids[0], ids[1], other_ids[0]];
+    want.sort();
+    assert_eq!(
+        many.iter().map(|f| f.delivery.id).collect::<Vec<_>>(),
+        want,
+        "unknown ids are left out"
+    );
+    for f in many {
+        let (hook, secrets) = f.webhook.clone().expect("a webhook");
+        assert_eq!(hook.id, f.delivery.webhook);
+        assert_eq!(secrets.current, SECRET);
+        assert!(f.clone().scoped(&elsewhere).is_none());
+        assert!(f.scoped(&ns).is_some_and(|f| f.webhook.is_some()));
+    }
 
     // delete: pending and failed deliveries are cancelled, finished ones kept
     attempt(&s, &c, ids[1], t, DeliveryState::Succeeded).unwrap();

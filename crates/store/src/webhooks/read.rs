@@ -209,57 +209,76 @@ pub(crate) fn to_send(
     ns: &Namespace,
     id: DeliveryId,
 ) -> Result<Option<DeliveryToSend>> {
-    fn secrets_at(r: &Row<'_>, at: usize) -> Result<WebhookSecrets> {
-        Ok(WebhookSecrets {
-            current: r.get(at)?,
-            previous: r.get(at + 1)?,
-            previous_expires_at: r.get(at + 2)?,
-        })
-    }
     let found = match tx.dialect() {
+        Dialect::Sqlite => to_send_by_keys(tx, id)?,
+        Dialect::Postgres => tx.query_opt(&DELIVERY_TO_SEND, args![id.0], to_send_row)?,
+    };
+    Ok(found.and_then(|f| f.scoped(ns)))
+}
+
+/// Several deliveries with their webhooks and secrets, for a worker's batch
+/// (any namespace: the caller scopes each with [`DeliveryToSend::scoped`]).
+/// PostgreSQL reads them in one round trip; SQLite by keys, as [`to_send`].
+pub(crate) fn to_send_many(tx: &mut Tx<'_>, ids: &[DeliveryId]) -> Result<Vec<DeliveryToSend>> {
+    match tx.dialect() {
         Dialect::Sqlite => {
-            let Some((delivery, body)) = tx.query_opt(&DELIVERY_BY_ID, args![id.0], |r| {
-                Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
-            })?
-            else {
-                return Ok(None);
-            };
-            let webhook = tx.query_opt(
-                &WEBHOOK_WITH_SECRETS_BY_ID,
-                args![delivery.webhook.0],
-                |r| Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?)),
-            )?;
-            DeliveryToSend {
-                delivery,
-                body,
-                webhook,
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.extend(to_send_by_keys(tx, *id)?);
             }
+            Ok(out)
         }
         Dialect::Postgres => {
-            let Some(found) = tx.query_opt(&DELIVERY_TO_SEND, args![id.0], |r| {
-                let webhook = match r.get::<Option<String>>(14)? {
-                    None => None,
-                    Some(_) => Some((webhook_row(&r.offset(17))?, secrets_at(r, 14)?)),
-                };
-                Ok(DeliveryToSend {
-                    delivery: delivery_row(r)?,
-                    body: r.get::<Vec<u8>>(13)?,
-                    webhook,
-                })
-            })?
-            else {
-                return Ok(None);
-            };
-            found
+            let ids = serde_json::Value::Array(
+                ids.iter()
+                    .map(|id| serde_json::Value::String(id.0.simple().to_string()))
+                    .collect(),
+            )
+            .to_string();
+            tx.query(&DELIVERIES_TO_SEND, args![ids], to_send_row)
         }
-    };
-    if &found.delivery.namespace != ns {
-        return Ok(None);
     }
+}
+
+fn secrets_at(r: &Row<'_>, at: usize) -> Result<WebhookSecrets> {
+    Ok(WebhookSecrets {
+        current: r.get(at)?,
+        previous: r.get(at + 1)?,
+        previous_expires_at: r.get(at + 2)?,
+    })
+}
+
+/// SQLite: the delivery, then its webhook, each by primary key alone.
+fn to_send_by_keys(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<DeliveryToSend>> {
+    let Some((delivery, body)) = tx.query_opt(&DELIVERY_BY_ID, args![id.0], |r| {
+        Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
+    })?
+    else {
+        return Ok(None);
+    };
+    let webhook = tx.query_opt(
+        &WEBHOOK_WITH_SECRETS_BY_ID,
+        args![delivery.webhook.0],
+        |r| Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?)),
+    )?;
     Ok(Some(DeliveryToSend {
-        webhook: found.webhook.filter(|(w, _)| &w.namespace == ns),
-        ..found
+        delivery,
+        body,
+        webhook,
     }))
+}
+
+/// A row of [`DELIVERY_TO_SEND`] / [`DELIVERIES_TO_SEND`].
+fn to_send_row(r: &Row<'_>) -> Result<DeliveryToSend> {
+    let webhook = match r.get::<Option<String>>(14)? {
+        None => None,
+        Some(_) => Some((webhook_row(&r.offset(17))?, secrets_at(r, 14)?)),
+    };
+    Ok(DeliveryToSend {
+        delivery: delivery_row(r)?,
+        body: r.get::<Vec<u8>>(13)?,
+        webhook,
+    })
 }
 
 static DELIVERY_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -272,14 +291,24 @@ static WEBHOOK_WITH_SECRETS_BY_ID: std::sync::LazyLock<String> = std::sync::Lazy
     )
 });
 
-static DELIVERY_TO_SEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static DELIVERY_TO_SEND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{} WHERE d.id = ?1", to_send_select()));
+
+static DELIVERIES_TO_SEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} WHERE d.id IN (SELECT CAST(jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) AS uuid))",
+        to_send_select()
+    )
+});
+
+fn to_send_select() -> String {
     format!(
         "SELECT {}, d.body, w.secret, w.previous_secret, w.previous_expires_at, {} \
-         FROM webhook_deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = ?1",
+         FROM webhook_deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id",
         prefixed("d", DELIVERY_COLS),
         prefixed("w", WEBHOOK_COLS)
     )
-});
+}
 
 /// `a, b` as `t.a, t.b`.
 fn prefixed(table: &str, cols: &str) -> String {

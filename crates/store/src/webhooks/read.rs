@@ -222,9 +222,27 @@ pub(crate) fn to_send(
 pub(crate) fn to_send_many(tx: &mut Tx<'_>, ids: &[DeliveryId]) -> Result<Vec<DeliveryToSend>> {
     match tx.dialect() {
         Dialect::Sqlite => {
+            // each webhook read once per batch (a batch is mostly one
+            // endpoint's deliveries)
+            let mut webhooks = std::collections::HashMap::new();
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                out.extend(to_send_by_keys(tx, *id)?);
+                let Some((delivery, body)) = delivery_by_key(tx, *id)? else {
+                    continue;
+                };
+                let webhook = match webhooks.get(&delivery.webhook) {
+                    Some(w) => Option::clone(w),
+                    None => {
+                        let w = webhook_with_secrets(tx, delivery.webhook)?;
+                        webhooks.insert(delivery.webhook, w.clone());
+                        w
+                    }
+                };
+                out.push(DeliveryToSend {
+                    delivery,
+                    body,
+                    webhook,
+                });
             }
             Ok(out)
         }
@@ -250,22 +268,30 @@ fn secrets_at(r: &Row<'_>, at: usize) -> Result<WebhookSecrets> {
 
 /// SQLite: the delivery, then its webhook, each by primary key alone.
 fn to_send_by_keys(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<DeliveryToSend>> {
-    let Some((delivery, body)) = tx.query_opt(&DELIVERY_BY_ID, args![id.0], |r| {
-        Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
-    })?
-    else {
+    let Some((delivery, body)) = delivery_by_key(tx, id)? else {
         return Ok(None);
     };
-    let webhook = tx.query_opt(
-        &WEBHOOK_WITH_SECRETS_BY_ID,
-        args![delivery.webhook.0],
-        |r| Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?)),
-    )?;
+    let webhook = webhook_with_secrets(tx, delivery.webhook)?;
     Ok(Some(DeliveryToSend {
         delivery,
         body,
         webhook,
     }))
+}
+
+fn delivery_by_key(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<(Delivery, Vec<u8>)>> {
+    tx.query_opt(&DELIVERY_BY_ID, args![id.0], |r| {
+        Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
+    })
+}
+
+fn webhook_with_secrets(
+    tx: &mut Tx<'_>,
+    id: WebhookId,
+) -> Result<Option<(Webhook, WebhookSecrets)>> {
+    tx.query_opt(&WEBHOOK_WITH_SECRETS_BY_ID, args![id.0], |r| {
+        Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?))
+    })
 }
 
 /// A row of [`DELIVERY_TO_SEND`] / [`DELIVERIES_TO_SEND`].

@@ -336,6 +336,11 @@ impl Kernel {
         Ok(kinds)
     }
 
+    /// One worker thread. While jobs are quick, a batch's completions (and
+    /// the next claim) are committed by a companion thread while the next
+    /// batch already runs: the commit is off the critical path. Jobs claimed
+    /// ahead are held (heartbeats extend their leases) from the moment
+    /// they are claimed, and given back if the worker stops first.
     fn work_loop<H: JobHost>(
         host: &H,
         cfg: &WorkerConfig,
@@ -346,7 +351,6 @@ impl Kernel {
         stop: Arc<AtomicBool>,
     ) {
         let this = host.kernel();
-        let mut prefetch = 1u32;
         let claim = |limit: u32| {
             Op::Jobs(JobOp::ClaimJobs {
                 worker: name.to_owned(),
@@ -355,97 +359,174 @@ impl Kernel {
                 lease: cfg.lease,
             })
         };
-        // jobs claimed in the same commit as the previous batch's completions
-        let mut next: Option<Vec<Job>> = None;
-        while !stop.load(Ordering::Relaxed) {
-            let seen = this.job_signal.generation();
-            let claimed = match next.take() {
-                Some(jobs) if !jobs.is_empty() => Ok(vec![Change::JobsClaimed { jobs }]),
-                _ => this.store().write(WriteBatch {
-                    ctx: system_ctx(),
-                    ops: vec![claim(prefetch)],
-                }),
-            };
-            let jobs = match claimed.map(|mut c| c.pop()) {
-                Ok(Some(Change::JobsClaimed { jobs })) => jobs,
-                Ok(_) => Vec::new(),
-                Err(e) => {
-                    let e = crate::Error::from(e);
-                    if !crate::store_unavailable(&e, "claiming jobs") {
-                        tracing::warn!(error = %e, "claiming jobs failed; retrying");
+        let hold = |jobs: &[Job]| -> Vec<Arc<JobControl>> {
+            let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.iter()
+                .map(|j| {
+                    let c = Arc::new(JobControl {
+                        requested: AtomicBool::new(false),
+                        shutdown: stop.clone(),
+                    });
+                    h.insert(j.id, (j.attempt, c.clone(), j.namespace.clone()));
+                    c
+                })
+                .collect()
+        };
+        // claimed jobs not started yet, each with its control (held)
+        type Queue = std::collections::VecDeque<(Job, Arc<JobControl>)>;
+        let queue_up = |queue: &mut Queue, jobs: Vec<Job>| {
+            let controls = hold(&jobs);
+            queue.extend(jobs.into_iter().zip(controls));
+        };
+        std::thread::scope(|s| {
+            // the companion: commits completions with the next claim
+            let (to_commit, commits) = std::sync::mpsc::channel::<(Vec<Outcome>, Op)>();
+            let (to_worker, committed) = std::sync::mpsc::channel::<Vec<Job>>();
+            s.spawn(move || {
+                for (mut pending, then_claim) in commits {
+                    let claimed = this
+                        .complete(&mut pending, held, counters, Some(then_claim))
+                        .unwrap_or_default();
+                    if to_worker.send(claimed).is_err() {
+                        return;
                     }
-                    nap(cfg.idle_poll.max(Duration::from_millis(500)), &stop);
-                    continue;
+                }
+            });
+            let mut in_flight = false;
+            let mut queue = Queue::new();
+            // waits for the commit in flight and queues what it claimed
+            let settle = |in_flight: &mut bool, queue: &mut Queue| {
+                if std::mem::take(in_flight)
+                    && let Ok(jobs) = committed.recv()
+                {
+                    queue_up(queue, jobs);
                 }
             };
-            if jobs.is_empty() {
-                if cfg.drain {
-                    return;
+            let mut prefetch = 1u32;
+            while !stop.load(Ordering::Relaxed) {
+                let seen = this.job_signal.generation();
+                if queue.is_empty() {
+                    settle(&mut in_flight, &mut queue);
                 }
-                prefetch = 1;
-                this.job_signal.wait(seen, cfg.idle_poll);
-                continue;
-            }
-            let controls: Vec<Arc<JobControl>> = {
-                let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-                jobs.iter()
-                    .map(|j| {
-                        let c = Arc::new(JobControl {
-                            requested: AtomicBool::new(false),
-                            shutdown: stop.clone(),
-                        });
-                        h.insert(j.id, (j.attempt, c.clone(), j.namespace.clone()));
-                        c
-                    })
-                    .collect()
-            };
-            let prepared = Self::prepare(host, &jobs);
-            let mut pending: Vec<Outcome> = Vec::new();
-            let mut quick = true;
-            for (job, ctl) in jobs.into_iter().zip(controls) {
-                if stop.load(Ordering::Relaxed) {
-                    // claimed but not started: give it back
-                    pending.push((job, JobResult::Returned, None, Vec::new()));
-                    continue;
-                }
-                let t = Instant::now();
-                let ahead = prepared.get(job.kind.as_str()).map(|p| &**p);
-                let (result, report, deferred) = this.execute(host, cfg, &job, &ctl, ahead);
-                let elapsed = t.elapsed();
-                let result = match result {
-                    JobResult::Stopped if !ctl.requested.load(Ordering::Relaxed) => {
-                        JobResult::Returned
+                if queue.is_empty() {
+                    let claimed = this.store().write(WriteBatch {
+                        ctx: system_ctx(),
+                        ops: vec![claim(prefetch)],
+                    });
+                    let jobs = match claimed.map(|mut c| c.pop()) {
+                        Ok(Some(Change::JobsClaimed { jobs })) => jobs,
+                        Ok(_) => Vec::new(),
+                        Err(e) => {
+                            let e = crate::Error::from(e);
+                            if !crate::store_unavailable(&e, "claiming jobs") {
+                                tracing::warn!(error = %e, "claiming jobs failed; retrying");
+                            }
+                            nap(cfg.idle_poll.max(Duration::from_millis(500)), &stop);
+                            continue;
+                        }
+                    };
+                    if jobs.is_empty() {
+                        if cfg.drain {
+                            break;
+                        }
+                        prefetch = 1;
+                        this.job_signal.wait(seen, cfg.idle_poll);
+                        continue;
                     }
-                    r => r,
+                    queue_up(&mut queue, jobs);
+                }
+                let take = queue.len().min(prefetch.max(1) as usize);
+                let batch: Vec<(Job, Arc<JobControl>)> = queue.drain(..take).collect();
+                let prepared = {
+                    let jobs: Vec<&Job> = batch.iter().map(|(j, _)| j).collect();
+                    Self::prepare(host, &jobs)
                 };
-                let outcome = match &result {
-                    JobResult::Succeeded => "succeeded",
-                    JobResult::Failed { .. } => "failed",
-                    JobResult::Stopped => "stopped",
-                    JobResult::Returned => "returned",
+                let mut pending: Vec<Outcome> = Vec::new();
+                let mut quick = true;
+                for (job, ctl) in batch {
+                    if stop.load(Ordering::Relaxed) {
+                        // claimed but not started: give it back
+                        pending.push((job, JobResult::Returned, None, Vec::new()));
+                        continue;
+                    }
+                    let t = Instant::now();
+                    let ahead_read = prepared.get(job.kind.as_str()).map(|p| &**p);
+                    let (result, report, deferred) =
+                        this.execute(host, cfg, &job, &ctl, ahead_read);
+                    let elapsed = t.elapsed();
+                    let result = match result {
+                        JobResult::Stopped if !ctl.requested.load(Ordering::Relaxed) => {
+                            JobResult::Returned
+                        }
+                        r => r,
+                    };
+                    let outcome = match &result {
+                        JobResult::Succeeded => "succeeded",
+                        JobResult::Failed { .. } => "failed",
+                        JobResult::Stopped => "stopped",
+                        JobResult::Returned => "returned",
+                    };
+                    metrics::histogram!("kontextual_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => outcome)
+                        .record(elapsed.as_secs_f64());
+                    tracing::info!(
+                        job = %job.id, kind = %job.kind, attempt = job.attempt, outcome,
+                        correlation_id = %job.correlation_id, ms = elapsed.as_millis() as u64,
+                        "job attempt ended"
+                    );
+                    pending.push((job, result, report, deferred));
+                    if elapsed > Duration::from_millis(20) {
+                        // A slow job: jobs claimed ahead go back to the
+                        // queue for other workers rather than wait behind
+                        // the next slow one.
+                        quick = false;
+                        settle(&mut in_flight, &mut queue);
+                        pending.extend(
+                            queue
+                                .drain(..)
+                                .map(|(job, _)| (job, JobResult::Returned, None, Vec::new())),
+                        );
+                        this.complete(&mut pending, held, counters, None);
+                    }
+                }
+                let go_on = quick && !stop.load(Ordering::Relaxed);
+                prefetch = if go_on {
+                    (prefetch * 2).min(cfg.max_prefetch.max(1))
+                } else {
+                    1
                 };
-                metrics::histogram!("kontextual_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => outcome)
-                    .record(elapsed.as_secs_f64());
-                tracing::info!(
-                    job = %job.id, kind = %job.kind, attempt = job.attempt, outcome,
-                    correlation_id = %job.correlation_id, ms = elapsed.as_millis() as u64,
-                    "job attempt ended"
-                );
-                pending.push((job, result, report, deferred));
-                if elapsed > Duration::from_millis(20) {
-                    quick = false;
+                // the previous batch's commit ran while this batch ran
+                settle(&mut in_flight, &mut queue);
+                if !go_on {
                     this.complete(&mut pending, held, counters, None);
+                } else if !queue.is_empty() {
+                    // the next batch is in hand: commit this one beside it
+                    match to_commit.send((pending, claim(prefetch))) {
+                        Ok(()) => in_flight = true,
+                        Err(std::sync::mpsc::SendError((mut pending, _))) => {
+                            this.complete(&mut pending, held, counters, None);
+                        }
+                    }
+                } else {
+                    // nothing in hand: complete and claim two batches' worth
+                    // in one commit, so the next commit can run beside one
+                    let jobs = this
+                        .complete(&mut pending, held, counters, Some(claim(prefetch * 2)))
+                        .unwrap_or_default();
+                    queue_up(&mut queue, jobs);
                 }
             }
-            prefetch = if quick && !stop.load(Ordering::Relaxed) {
-                (prefetch * 2).min(cfg.max_prefetch.max(1))
-            } else {
-                1
-            };
-            // Quick jobs: complete this batch and claim the next in one commit.
-            let then = (quick && !stop.load(Ordering::Relaxed)).then(|| claim(prefetch));
-            next = this.complete(&mut pending, held, counters, then);
-        }
+            // Stopping (or drained): wait for the commit in flight, and give
+            // back what was claimed and never started.
+            settle(&mut in_flight, &mut queue);
+            if !queue.is_empty() {
+                let mut back: Vec<Outcome> = queue
+                    .drain(..)
+                    .map(|(job, _)| (job, JobResult::Returned, None, Vec::new()))
+                    .collect();
+                this.complete(&mut back, held, counters, None);
+            }
+            drop(to_commit);
+        });
     }
 
     /// Each kind's read-ahead for a claimed batch (see
@@ -453,7 +534,7 @@ impl Kernel {
     /// gets none, and its attempts read their own.
     fn prepare<H: JobHost>(
         host: &H,
-        jobs: &[Job],
+        jobs: &[&Job],
     ) -> HashMap<String, crate::job_registry::Prepared> {
         let mut by_kind: Vec<(&str, Vec<&Job>)> = Vec::new();
         for job in jobs {
@@ -1063,6 +1144,75 @@ mod tests {
             (2..=6).contains(&batches),
             "{batches} read-aheads for 16 jobs"
         );
+    }
+
+    /// O1/O2: quick jobs claimed ahead while a batch runs are all run
+    /// once; after a slow job they go back to the queue, and a drained
+    /// worker leaves nothing claimed.
+    #[test]
+    fn o1_jobs_claimed_ahead_run_once_or_go_back() {
+        let mut jobs = JobRegistry::default();
+        jobs.register(Arc::new(NoopJob)).unwrap();
+        let host = Host {
+            kernel: Kernel::new(
+                Store::new(SqliteBackend::memory().unwrap()),
+                Box::new(crate::AllowAll),
+            ),
+            jobs,
+        };
+        let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
+        let mut ids = Vec::new();
+        for i in 0..300 {
+            // a slow job now and then, among quick ones
+            let sleep_ms = if i % 97 == 50 { 40 } else { 0 };
+            let e = crate::JobQueue::job_enqueue(
+                &host,
+                &admin,
+                "noop",
+                serde_json::json!({ "sleep_ms": sleep_ms }),
+                Default::default(),
+            )
+            .unwrap();
+            ids.push(e.job.id);
+        }
+        let cfg = WorkerConfig {
+            threads: 2,
+            drain: true,
+            ..WorkerConfig::default()
+        };
+        let summary = host
+            .kernel
+            .run_workers(&host, &cfg, Arc::new(AtomicBool::new(false)))
+            .unwrap();
+        assert_eq!(summary.succeeded, 300, "{summary:?}");
+        for id in ids {
+            let view = host.kernel.job_show(&admin, id).unwrap();
+            assert_eq!(view.job.state, kontextual_model::JobState::Succeeded);
+            // given back unstarted at most; run (and succeeded) once
+            let attempts = host
+                .kernel
+                .store()
+                .jobs()
+                .attempts(&Default::default(), id)
+                .unwrap();
+            let ran: Vec<_> = attempts
+                .iter()
+                .filter(|a| {
+                    matches!(
+                        a.outcome,
+                        kontextual_model::AttemptOutcome::Succeeded
+                            | kontextual_model::AttemptOutcome::Failed
+                            | kontextual_model::AttemptOutcome::Lost
+                    )
+                })
+                .map(|a| a.outcome)
+                .collect();
+            assert_eq!(
+                ran,
+                [kontextual_model::AttemptOutcome::Succeeded],
+                "job {id}: {attempts:?}"
+            );
+        }
     }
 
     fn job(kind: &str, attempt: u32) -> Job {

@@ -931,6 +931,33 @@ mod tests {
         }
     }
 
+    /// A host on an in-memory store with these job handlers.
+    fn host(handlers: Vec<Arc<dyn JobHandler<Host>>>) -> Host {
+        let mut jobs = JobRegistry::default();
+        for h in handlers {
+            jobs.register(h).unwrap();
+        }
+        Host {
+            kernel: Kernel::new(
+                Store::new(SqliteBackend::memory().unwrap()),
+                Box::new(crate::AllowAll),
+            ),
+            jobs,
+        }
+    }
+
+    /// Runs `threads` workers until no job is due.
+    fn drain(host: &Host, threads: usize) -> WorkerSummary {
+        let cfg = WorkerConfig {
+            threads,
+            drain: true,
+            ..WorkerConfig::default()
+        };
+        host.kernel
+            .run_workers(host, &cfg, Arc::new(AtomicBool::new(false)))
+            .unwrap()
+    }
+
     /// A kind with its own schedule: 7 s per attempt.
     struct Paced;
 
@@ -1011,15 +1038,7 @@ mod tests {
     /// bookkeeping may be deferred.
     #[test]
     fn o5_deferred_bookkeeping_is_written_with_the_outcome() {
-        let mut jobs = JobRegistry::default();
-        jobs.register(Arc::new(Deferring)).unwrap();
-        let host = Host {
-            kernel: Kernel::new(
-                Store::new(SqliteBackend::memory().unwrap()),
-                Box::new(crate::AllowAll),
-            ),
-            jobs,
-        };
+        let host = host(vec![Arc::new(Deferring)]);
         let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
         let enqueued = crate::JobQueue::job_enqueue(
             &host,
@@ -1029,15 +1048,7 @@ mod tests {
             Default::default(),
         )
         .unwrap();
-        let cfg = WorkerConfig {
-            threads: 1,
-            drain: true,
-            ..WorkerConfig::default()
-        };
-        let summary = host
-            .kernel
-            .run_workers(&host, &cfg, Arc::new(AtomicBool::new(false)))
-            .unwrap();
+        let summary = drain(&host, 1);
         assert_eq!(summary.succeeded, 1, "{summary:?}");
         let view = host.kernel.job_show(&admin, enqueued.job.id).unwrap();
         let acked = view.job.report.as_ref().unwrap()["acked"].as_u64().unwrap();
@@ -1095,16 +1106,7 @@ mod tests {
     #[test]
     fn o1_a_handler_reads_ahead_once_per_batch() {
         let ahead = Arc::new(ReadsAhead::default());
-        let mut jobs = JobRegistry::default();
-        jobs.register(ahead.clone()).unwrap();
-        jobs.register(Arc::new(NoopJob)).unwrap();
-        let host = Host {
-            kernel: Kernel::new(
-                Store::new(SqliteBackend::memory().unwrap()),
-                Box::new(crate::AllowAll),
-            ),
-            jobs,
-        };
+        let host = host(vec![ahead.clone(), Arc::new(NoopJob)]);
         let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
         let mut ids = Vec::new();
         for i in 0..20 {
@@ -1120,15 +1122,7 @@ mod tests {
                 ids.push(e.job.id);
             }
         }
-        let cfg = WorkerConfig {
-            threads: 1,
-            drain: true,
-            ..WorkerConfig::default()
-        };
-        let summary = host
-            .kernel
-            .run_workers(&host, &cfg, Arc::new(AtomicBool::new(false)))
-            .unwrap();
+        let summary = drain(&host, 1);
         assert_eq!(summary.succeeded, 20, "{summary:?}");
         for id in ids {
             let view = host.kernel.job_show(&admin, id).unwrap();
@@ -1151,15 +1145,7 @@ mod tests {
     /// worker leaves nothing claimed.
     #[test]
     fn o1_jobs_claimed_ahead_run_once_or_go_back() {
-        let mut jobs = JobRegistry::default();
-        jobs.register(Arc::new(NoopJob)).unwrap();
-        let host = Host {
-            kernel: Kernel::new(
-                Store::new(SqliteBackend::memory().unwrap()),
-                Box::new(crate::AllowAll),
-            ),
-            jobs,
-        };
+        let host = host(vec![Arc::new(NoopJob)]);
         let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
         let mut ids = Vec::new();
         for i in 0..300 {
@@ -1175,15 +1161,7 @@ mod tests {
             .unwrap();
             ids.push(e.job.id);
         }
-        let cfg = WorkerConfig {
-            threads: 2,
-            drain: true,
-            ..WorkerConfig::default()
-        };
-        let summary = host
-            .kernel
-            .run_workers(&host, &cfg, Arc::new(AtomicBool::new(false)))
-            .unwrap();
+        let summary = drain(&host, 2);
         assert_eq!(summary.succeeded, 300, "{summary:?}");
         for id in ids {
             let view = host.kernel.job_show(&admin, id).unwrap();
@@ -1246,16 +1224,7 @@ mod tests {
     /// longer one (`Retry-After`), and other kinds keep the backoff.
     #[test]
     fn o5_retry_delays_come_from_the_kind_and_the_failure() {
-        let mut jobs = JobRegistry::default();
-        jobs.register(Arc::new(NoopJob)).unwrap();
-        jobs.register(Arc::new(Paced)).unwrap();
-        let host = Host {
-            kernel: Kernel::new(
-                Store::new(SqliteBackend::memory().unwrap()),
-                Box::new(crate::AllowAll),
-            ),
-            jobs,
-        };
+        let host = host(vec![Arc::new(NoopJob), Arc::new(Paced)]);
         let cfg = WorkerConfig::default();
         let paced = job("paced.kind", 2);
         assert_eq!(

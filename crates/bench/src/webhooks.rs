@@ -422,10 +422,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(n: usize, runs: usize) -> Result<()> {
     let admin = std::env::var("KX_BENCH_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/postgres".to_owned());
+    // KX_BENCH_ENGINE=sqlite or =postgres runs one engine only
+    let only = std::env::var("KX_BENCH_ENGINE")
+        .unwrap_or_default()
+        .to_lowercase();
     for (name, engine) in [
         ("SQLite", Engine::Sqlite),
         ("PostgreSQL", Engine::Postgres(&admin)),
     ] {
+        if !name.to_lowercase().starts_with(&only) {
+            continue;
+        }
         println!(
             "\n{name}: webhook deliveries, {n} events to loopback endpoints, median of {runs} runs"
         );

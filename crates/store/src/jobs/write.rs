@@ -70,13 +70,90 @@ pub(crate) fn enqueue_new(
     }
 }
 
-fn enqueue_checked(
+/// [`enqueue_new`] for several jobs, each in its namespace, in one
+/// statement (a dispatcher's batch of deliveries: one round trip on
+/// PostgreSQL instead of one per job). Returns their ids, in order.
+pub(crate) fn enqueue_new_many(
     tx: &mut Tx<'_>,
     ctx: &WriteContext,
-    new: NewJob,
+    jobs: Vec<(kontextual_model::Namespace, NewJob)>,
     now: Timestamp,
-    lookup_and_notify: bool,
-) -> Result<Change> {
+) -> Result<Vec<JobId>> {
+    let mut rows = Vec::with_capacity(jobs.len());
+    let mut ids = Vec::with_capacity(jobs.len());
+    for (ns, new) in jobs {
+        check_new(&new)?;
+        let scopes = new
+            .scopes
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        rows.push(serde_json::json!({
+            "k_id": new.id.0.simple().to_string(),
+            "k_ns": ns.as_str(),
+            "k_kind": new.kind,
+            "k_payload": new.payload.to_string(),
+            "k_max": new.max_attempts,
+            "k_run_at": new.run_at.unwrap_or(now).as_microsecond(),
+            "k_unique": new.unique_key,
+            "k_key_id": new.key_id,
+            "k_scopes": scopes,
+        }));
+        ids.push(new.id);
+    }
+    if rows.is_empty() {
+        return Ok(ids);
+    }
+    let rows = serde_json::Value::Array(rows).to_string();
+    let n = tx
+        .execute(
+            enqueue_many_sql(tx.dialect()),
+            args![
+                rows,
+                ctx.actor.to_string(),
+                ctx.correlation_id.as_str(),
+                now
+            ],
+        )
+        .map_err(|e| match e {
+            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+                what: "a job id of the batch".to_owned(),
+            },
+            other => other,
+        })?;
+    if n != ids.len() as u64 {
+        return Err(StoreError::Internal(format!(
+            "enqueued {n} of {} jobs",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+fn enqueue_many_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
+               actor, correlation_id, created_at, updated_at, key_id, scopes) \
+             SELECT unhex(value ->> '$.k_id'), value ->> '$.k_ns', value ->> '$.k_kind', \
+               value ->> '$.k_payload', 'queued', 0, value ->> '$.k_max', value ->> '$.k_run_at', \
+               value ->> '$.k_unique', ?2, ?3, ?4, ?4, value ->> '$.k_key_id', value ->> '$.k_scopes' \
+             FROM json_each(?1)"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
+               actor, correlation_id, created_at, updated_at, key_id, scopes) \
+             SELECT v.k_id, v.k_ns, v.k_kind, v.k_payload, 'queued', 0, v.k_max, v.k_run_at, v.k_unique, \
+               ?2, ?3, ?4, ?4, v.k_key_id, v.k_scopes \
+             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_ns text, k_kind text, \
+               k_payload text, k_max bigint, k_run_at bigint, k_unique text, k_key_id text, k_scopes text)"
+        }
+    }
+}
+
+/// A new job's kind and attempts are within bounds.
+fn check_new(new: &NewJob) -> Result<()> {
     if !valid_kind(&new.kind) {
         return Err(StoreError::InvalidInput(format!(
             "job kind {:?}: use 1-64 lowercase letters, digits, '-', '_' or '.'",
@@ -88,6 +165,17 @@ fn enqueue_checked(
             "max attempts must be between 1 and 1000".to_owned(),
         ));
     }
+    Ok(())
+}
+
+fn enqueue_checked(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    new: NewJob,
+    now: Timestamp,
+    lookup_and_notify: bool,
+) -> Result<Change> {
+    check_new(&new)?;
     if let Some(key) = new.unique_key.as_ref().filter(|_| lookup_and_notify) {
         let existing = tx.query_opt(
             &format!(

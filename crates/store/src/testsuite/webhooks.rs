@@ -465,6 +465,40 @@ pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
         job.payload,
         serde_json::json!({ "delivery": first.id.to_string() })
     );
+    assert_eq!(job.namespace, ns);
+    assert_eq!(job.attempt, 0);
+    assert_eq!(
+        job.unique_key.as_deref(),
+        Some(format!("{DELIVER_JOB}:{}", first.id).as_str())
+    );
+    assert_eq!(job.actor, c.actor);
+    assert_eq!(job.correlation_id, c.correlation_id);
+    assert!(job.run_at <= kontextual_model::now());
+    assert_eq!((job.key_id.as_ref(), job.scopes.as_ref()), (None, None));
+
+    // a batch mixing a replayed event and new ones: only the new are made,
+    // in order, each with its job; any bytes survive as they are
+    let mut binary = new_delivery(w.id, 44);
+    binary.body = vec![0, 255, 1, 0x80, b'"', b'\\'];
+    let fresh = new_delivery(w.id, 43);
+    let (made, made_jobs) = deliver(
+        &s,
+        &c,
+        vec![new_delivery(w.id, 42), fresh.clone(), binary.clone()],
+    );
+    assert_eq!(made, vec![fresh.id, binary.id]);
+    assert_eq!(made_jobs.len(), 2);
+    let stored = s
+        .webhooks()
+        .delivery(&ns, binary.id)
+        .unwrap()
+        .expect("delivery");
+    assert_eq!(stored.body, binary.body);
+    let job = s.jobs().get(&ns, made_jobs[1]).unwrap().expect("job");
+    assert_eq!(
+        job.payload,
+        serde_json::json!({ "delivery": binary.id.to_string() })
+    );
 
     // a webhook of another namespace: its delivery and job land there
     let other = ctx("other");
@@ -479,7 +513,7 @@ pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
             .is_some()
     );
     assert_eq!(delivery_jobs(&s, &other.namespace).len(), 1);
-    assert_eq!(delivery_jobs(&s, &ns).len(), 2);
+    assert_eq!(delivery_jobs(&s, &ns).len(), 4);
 
     // a bad max_attempts is refused
     let e = one(

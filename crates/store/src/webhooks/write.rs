@@ -260,15 +260,9 @@ fn delete(tx: &mut Tx<'_>, ctx: &WriteContext, id: WebhookId, now: Timestamp) ->
 /// transaction, so no job can hold its unique key yet (no lookup; the
 /// caller wakes workers once for the batch). A resent delivery may still
 /// have its job queued: then that job is kept.
-fn enqueue_delivery(
-    tx: &mut Tx<'_>,
-    ctx: &WriteContext,
-    delivery: DeliveryId,
-    max_attempts: u32,
-    now: Timestamp,
-    fresh: bool,
-) -> Result<JobId> {
-    let new = NewJob {
+/// A delivery's job: the deliverer's payload, keyed by the delivery.
+fn delivery_job(delivery: DeliveryId, max_attempts: u32) -> NewJob {
+    NewJob {
         id: JobId::new(),
         kind: DELIVER_JOB.to_owned(),
         payload: serde_json::json!({ "delivery": delivery.to_string() }),
@@ -277,7 +271,18 @@ fn enqueue_delivery(
         unique_key: Some(format!("{DELIVER_JOB}:{delivery}")),
         key_id: None,
         scopes: None,
-    };
+    }
+}
+
+fn enqueue_delivery(
+    tx: &mut Tx<'_>,
+    ctx: &WriteContext,
+    delivery: DeliveryId,
+    max_attempts: u32,
+    now: Timestamp,
+    fresh: bool,
+) -> Result<JobId> {
+    let new = delivery_job(delivery, max_attempts);
     if fresh {
         return Ok(crate::jobs::write::enqueue_new(tx, ctx, new, now)?.id);
     }
@@ -300,11 +305,11 @@ fn create_deliveries(
     if deliveries.len() > MAX_BATCH {
         return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
     }
-    let mut created = Vec::new();
-    let mut jobs = Vec::new();
     // a batch has many deliveries per webhook: look each up once
     let mut namespaces = std::collections::HashMap::new();
-    for d in deliveries {
+    let mut rows = Vec::with_capacity(deliveries.len());
+    let mut order = Vec::with_capacity(deliveries.len());
+    for d in &deliveries {
         if d.event_type.is_empty() || d.event_type.len() > 128 {
             return Err(invalid("an event type must be 1-128 bytes"));
         }
@@ -322,38 +327,47 @@ fn create_deliveries(
         };
         // deleted since the dispatcher read it: nothing to deliver
         let Some(ns) = ns else { continue };
-        let n = tx.execute(
-            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
-               state, attempts, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7) \
-             ON CONFLICT (webhook_id, event_seq) DO NOTHING",
-            args![
-                d.id.0,
-                d.webhook.0,
-                ns.as_str(),
-                d.event_seq,
-                &d.event_type,
-                &d.body,
-                now
-            ],
-        )?;
-        if n == 0 {
-            continue;
-        }
-        let job_ctx = WriteContext {
-            namespace: ns,
-            ..ctx.clone()
-        };
-        jobs.push(enqueue_delivery(
-            tx,
-            &job_ctx,
-            d.id,
-            max_attempts,
-            now,
-            true,
-        )?);
-        created.push(d.id);
+        rows.push(serde_json::json!({
+            "k_id": d.id.0.simple().to_string(),
+            "k_webhook": d.webhook.0.simple().to_string(),
+            "k_ns": ns.as_str(),
+            "k_seq": d.event_seq,
+            "k_type": d.event_type,
+            "k_body": hex::encode(&d.body),
+        }));
+        order.push((d.id, ns));
     }
+    if rows.is_empty() {
+        return Ok(Change::WebhookDeliveriesCreated {
+            deliveries: Vec::new(),
+            jobs: Vec::new(),
+        });
+    }
+    // One statement inserts the batch; a delivery for an (endpoint,
+    // event) that already has one is skipped (a replayed event).
+    let rows = serde_json::Value::Array(rows).to_string();
+    let inserted: std::collections::HashSet<DeliveryId> = tx
+        .query(insert_deliveries_sql(tx.dialect()), args![rows, now], |r| {
+            Ok(DeliveryId(r.get(0)?))
+        })?
+        .into_iter()
+        .collect();
+    // Each fresh delivery's job, in one statement: no job can hold a key
+    // naming a delivery that did not exist (so no unique-key lookup).
+    let created: Vec<(DeliveryId, kontextual_model::Namespace)> = order
+        .into_iter()
+        .filter(|(id, _)| inserted.contains(id))
+        .collect();
+    let jobs = crate::jobs::write::enqueue_new_many(
+        tx,
+        ctx,
+        created
+            .iter()
+            .map(|(id, ns)| (ns.clone(), delivery_job(*id, max_attempts)))
+            .collect(),
+        now,
+    )?;
+    let created: Vec<DeliveryId> = created.into_iter().map(|(id, _)| id).collect();
     if !jobs.is_empty() {
         crate::jobs::write::notify_workers(tx, DELIVER_JOB)?;
     }
@@ -361,6 +375,31 @@ fn create_deliveries(
         deliveries: created,
         jobs,
     })
+}
+
+/// Inserts a JSON array of new deliveries (keys named as the record's
+/// columns; ids as 32 hex digits, bodies as hex), skipping those whose
+/// (webhook, event) already has one; returns the ids inserted.
+fn insert_deliveries_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        // `WHERE true`: SQLite's parser needs it before an upsert's ON CONFLICT
+        Dialect::Sqlite => {
+            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
+               state, attempts, created_at, updated_at) \
+             SELECT unhex(value ->> '$.k_id'), unhex(value ->> '$.k_webhook'), value ->> '$.k_ns', \
+               value ->> '$.k_seq', value ->> '$.k_type', unhex(value ->> '$.k_body'), 'pending', 0, ?2, ?2 \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id"
+        }
+        Dialect::Postgres => {
+            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
+               state, attempts, created_at, updated_at) \
+             SELECT v.k_id, v.k_webhook, v.k_ns, v.k_seq, v.k_type, decode(v.k_body, 'hex'), 'pending', 0, ?2, ?2 \
+             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_webhook uuid, k_ns text, \
+               k_seq bigint, k_type text, k_body text) \
+             ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id"
+        }
+    }
 }
 
 fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result<Change> {

@@ -48,31 +48,15 @@ pub(crate) fn enqueue(
     new: NewJob,
     now: Timestamp,
 ) -> Result<Change> {
-    enqueue_checked(tx, ctx, new, now, true)
+    enqueue_checked(tx, ctx, new, now)
 }
 
-/// Enqueues a job whose unique key (if any) is new by construction — it
-/// names something created in this same transaction — without looking
-/// for an existing job under it, and without waking workers: the caller
-/// calls [`notify_workers`] once for the batch. (Per job, both are a
-/// round trip each on PostgreSQL.)
-pub(crate) fn enqueue_new(
-    tx: &mut Tx<'_>,
-    ctx: &WriteContext,
-    new: NewJob,
-    now: Timestamp,
-) -> Result<Job> {
-    match enqueue_checked(tx, ctx, new, now, false)? {
-        Change::JobEnqueued { job } => Ok(job),
-        other => Err(StoreError::Internal(format!(
-            "enqueueing a new job yielded {other:?}"
-        ))),
-    }
-}
-
-/// [`enqueue_new`] for several jobs, each in its namespace, in one
-/// statement (a dispatcher's batch of deliveries: one round trip on
-/// PostgreSQL instead of one per job). Returns their ids, in order.
+/// Enqueues several jobs, each in its namespace, in one statement (a
+/// dispatcher's batch of deliveries: one round trip on PostgreSQL instead
+/// of one per job). Their unique keys (if any) are new by construction —
+/// they name things created in this same transaction — so nothing looks
+/// for an existing job under them, and no worker is woken: the caller
+/// calls [`notify_workers`] once. Returns their ids, in order.
 pub(crate) fn enqueue_new_many(
     tx: &mut Tx<'_>,
     ctx: &WriteContext,
@@ -173,10 +157,9 @@ fn enqueue_checked(
     ctx: &WriteContext,
     new: NewJob,
     now: Timestamp,
-    lookup_and_notify: bool,
 ) -> Result<Change> {
     check_new(&new)?;
-    if let Some(key) = new.unique_key.as_ref().filter(|_| lookup_and_notify) {
+    if let Some(key) = new.unique_key.as_ref() {
         let existing = tx.query_opt(
             &format!(
                 "SELECT {JOB_COLS} FROM jobs WHERE namespace = ?1 AND unique_key = ?2 \
@@ -245,9 +228,7 @@ fn enqueue_checked(
         },
         other => other,
     })?;
-    if lookup_and_notify {
-        notify_workers(tx, &job.kind)?;
-    }
+    notify_workers(tx, &job.kind)?;
     Ok(Change::JobEnqueued { job })
 }
 

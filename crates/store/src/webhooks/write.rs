@@ -280,12 +280,8 @@ fn enqueue_delivery(
     delivery: DeliveryId,
     max_attempts: u32,
     now: Timestamp,
-    fresh: bool,
 ) -> Result<JobId> {
     let new = delivery_job(delivery, max_attempts);
-    if fresh {
-        return Ok(crate::jobs::write::enqueue_new(tx, ctx, new, now)?.id);
-    }
     match crate::jobs::write::enqueue(tx, ctx, new, now)? {
         Change::JobEnqueued { job } | Change::JobUnchanged { job } => Ok(job.id),
         other => Err(StoreError::Internal(format!(
@@ -574,47 +570,19 @@ pub(crate) fn record_attempts(
 /// each attempt with the count the update left, in the same transaction.
 fn attempts_sql(dialect: Dialect) -> (&'static str, &'static str) {
     static SQLITE: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
-        let v = "(SELECT unhex(value ->> '$.k_id') AS k_id, value ->> '$.k_state' AS k_state, \
-                   value ->> '$.k_status' AS k_status, value ->> '$.k_error' AS k_error, \
-                   value ->> '$.k_latency' AS k_latency, value ->> '$.k_next' AS k_next, \
-                   value ->> '$.k_at' AS k_at, value ->> '$.k_response' AS k_response \
-                 FROM json_each(?1)) AS v";
-        (
-            format!(
-                "UPDATE webhook_deliveries SET \
-                   state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
-                   attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
-                   last_latency_ms = v.k_latency, \
-                   next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
-                   updated_at = ?2 \
-                 FROM {v} WHERE id = v.k_id RETURNING {DELIVERY_COLS}"
-            ),
-            format!(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
-                 SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
-                 FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id"
-            ),
+        attempts_statements(
+            "(SELECT unhex(value ->> '$.k_id') AS k_id, value ->> '$.k_state' AS k_state, \
+               value ->> '$.k_status' AS k_status, value ->> '$.k_error' AS k_error, \
+               value ->> '$.k_latency' AS k_latency, value ->> '$.k_next' AS k_next, \
+               value ->> '$.k_at' AS k_at, value ->> '$.k_response' AS k_response \
+             FROM json_each(?1)) AS v",
         )
     });
     static POSTGRES: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
-        let v = "jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
-                   k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
-                   k_response text)";
-        (
-            format!(
-                "UPDATE webhook_deliveries SET \
-                   state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
-                   attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
-                   last_latency_ms = v.k_latency, \
-                   next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
-                   updated_at = ?2 \
-                 FROM {v} WHERE id = v.k_id RETURNING {DELIVERY_COLS}"
-            ),
-            format!(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
-                 SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
-                 FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id"
-            ),
+        attempts_statements(
+            "jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
+               k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
+               k_response text)",
         )
     });
     let (update, insert) = match dialect {
@@ -622,6 +590,27 @@ fn attempts_sql(dialect: Dialect) -> (&'static str, &'static str) {
         Dialect::Postgres => &*POSTGRES,
     };
     (update, insert)
+}
+
+/// The update and insert of [`attempts_sql`] over the rows `v` (the
+/// engine's reading of the JSON array as a table).
+fn attempts_statements(v: &str) -> (String, String) {
+    (
+        format!(
+            "UPDATE webhook_deliveries SET \
+               state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
+               attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
+               last_latency_ms = v.k_latency, \
+               next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
+               updated_at = ?2 \
+             FROM {v} WHERE id = v.k_id RETURNING {DELIVERY_COLS}"
+        ),
+        format!(
+            "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
+             SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
+             FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id"
+        ),
+    )
 }
 
 fn resend(
@@ -653,7 +642,7 @@ fn resend(
                 "delivery {d} of webhook {id}"
             )));
         }
-        jobs.push(enqueue_delivery(tx, ctx, d, max_attempts, now, false)?);
+        jobs.push(enqueue_delivery(tx, ctx, d, max_attempts, now)?);
         done.push(d);
     }
     Ok(Change::WebhookDeliveriesResent {

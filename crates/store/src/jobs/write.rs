@@ -51,9 +51,9 @@ pub(crate) fn enqueue(
     enqueue_checked(tx, ctx, new, now)
 }
 
-/// Enqueues several jobs, each in its namespace, in one statement (a
-/// dispatcher's batch of deliveries: one round trip on PostgreSQL instead
-/// of one per job). Their unique keys (if any) are new by construction —
+/// Enqueues several jobs, each in its namespace (a dispatcher's batch of
+/// deliveries): one statement on PostgreSQL (one round trip instead of one
+/// per job), a cached statement per job on SQLite. Their unique keys (if any) are new by construction —
 /// they name things created in this same transaction — so nothing looks
 /// for an existing job under them, and no worker is woken: the caller
 /// calls [`notify_workers`] once. Returns their ids, in order.
@@ -63,49 +63,81 @@ pub(crate) fn enqueue_new_many(
     jobs: Vec<(kontextual_model::Namespace, NewJob)>,
     now: Timestamp,
 ) -> Result<Vec<JobId>> {
-    let mut rows = Vec::with_capacity(jobs.len());
     let mut ids = Vec::with_capacity(jobs.len());
-    for (ns, new) in jobs {
-        check_new(&new)?;
-        let scopes = new
-            .scopes
+    for (_, new) in &jobs {
+        check_new(new)?;
+        ids.push(new.id);
+    }
+    if jobs.is_empty() {
+        return Ok(ids);
+    }
+    let scopes_of = |new: &NewJob| {
+        new.scopes
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        rows.push(serde_json::json!({
-            "k_id": new.id.0.simple().to_string(),
-            "k_ns": ns.as_str(),
-            "k_kind": new.kind,
-            "k_payload": new.payload.to_string(),
-            "k_max": new.max_attempts,
-            "k_run_at": new.run_at.unwrap_or(now).as_microsecond(),
-            "k_unique": new.unique_key,
-            "k_key_id": new.key_id,
-            "k_scopes": scopes,
-        }));
-        ids.push(new.id);
-    }
-    if rows.is_empty() {
-        return Ok(ids);
-    }
-    let rows = serde_json::Value::Array(rows).to_string();
-    let n = tx
-        .execute(
-            enqueue_many_sql(tx.dialect()),
-            args![
-                rows,
-                ctx.actor.to_string(),
-                ctx.correlation_id.as_str(),
-                now
-            ],
-        )
-        .map_err(|e| match e {
-            StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
-                what: "a job id of the batch".to_owned(),
-            },
-            other => other,
-        })?;
+            .map_err(|e| StoreError::Internal(e.to_string()))
+    };
+    let actor = ctx.actor.to_string();
+    let already = |e| match e {
+        StoreError::AlreadyExists { .. } => StoreError::AlreadyExists {
+            what: "a job id of the batch".to_owned(),
+        },
+        other => other,
+    };
+    let n = match tx.dialect() {
+        // In process, a cached statement per row costs less than encoding
+        // the batch as JSON and decoding it again.
+        Dialect::Sqlite => {
+            let mut n = 0;
+            for (ns, new) in &jobs {
+                let payload = new.payload.to_string();
+                n += tx
+                    .execute(
+                        INSERT_JOB,
+                        args![
+                            new.id.0,
+                            ns.as_str(),
+                            new.kind.as_str(),
+                            payload,
+                            new.max_attempts,
+                            new.run_at.unwrap_or(now),
+                            &new.unique_key,
+                            actor.as_str(),
+                            ctx.correlation_id.as_str(),
+                            now,
+                            &new.key_id,
+                            scopes_of(new)?
+                        ],
+                    )
+                    .map_err(already)?;
+            }
+            n
+        }
+        // One round trip: the batch as a JSON array.
+        Dialect::Postgres => {
+            let mut rows = Vec::with_capacity(jobs.len());
+            for (ns, new) in &jobs {
+                rows.push(serde_json::json!({
+                    "k_id": new.id.0.simple().to_string(),
+                    "k_ns": ns.as_str(),
+                    "k_kind": new.kind,
+                    "k_payload": new.payload.to_string(),
+                    "k_max": new.max_attempts,
+                    "k_run_at": new.run_at.unwrap_or(now).as_microsecond(),
+                    "k_unique": new.unique_key,
+                    "k_key_id": new.key_id,
+                    "k_scopes": scopes_of(new)?,
+                }));
+            }
+            let rows = serde_json::Value::Array(rows).to_string();
+            tx.execute(
+                ENQUEUE_MANY_PG,
+                args![rows, actor.as_str(), ctx.correlation_id.as_str(), now],
+            )
+            .map_err(already)?
+        }
+    };
     if n != ids.len() as u64 {
         return Err(StoreError::Internal(format!(
             "enqueued {n} of {} jobs",
@@ -115,26 +147,20 @@ pub(crate) fn enqueue_new_many(
     Ok(ids)
 }
 
-fn enqueue_many_sql(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => {
-            "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
-               actor, correlation_id, created_at, updated_at, key_id, scopes) \
-             SELECT unhex(value ->> '$.k_id'), value ->> '$.k_ns', value ->> '$.k_kind', \
-               value ->> '$.k_payload', 'queued', 0, value ->> '$.k_max', value ->> '$.k_run_at', \
-               value ->> '$.k_unique', ?2, ?3, ?4, ?4, value ->> '$.k_key_id', value ->> '$.k_scopes' \
-             FROM json_each(?1)"
-        }
-        Dialect::Postgres => {
-            "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
-               actor, correlation_id, created_at, updated_at, key_id, scopes) \
-             SELECT v.k_id, v.k_ns, v.k_kind, v.k_payload, 'queued', 0, v.k_max, v.k_run_at, v.k_unique, \
-               ?2, ?3, ?4, ?4, v.k_key_id, v.k_scopes \
-             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_ns text, k_kind text, \
-               k_payload text, k_max bigint, k_run_at bigint, k_unique text, k_key_id text, k_scopes text)"
-        }
-    }
-}
+/// One new job: id, namespace, kind, payload, max attempts, run at,
+/// unique key, actor, correlation id, now, key id, scopes.
+const INSERT_JOB: &str = "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, \
+    max_attempts, run_at, unique_key, actor, correlation_id, created_at, updated_at, key_id, scopes) \
+    VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)";
+
+/// A batch of new jobs as a JSON array (keys named k_ + the column); the
+/// actor, correlation id and now shared.
+const ENQUEUE_MANY_PG: &str = "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, \
+    max_attempts, run_at, unique_key, actor, correlation_id, created_at, updated_at, key_id, scopes) \
+    SELECT v.k_id, v.k_ns, v.k_kind, v.k_payload, 'queued', 0, v.k_max, v.k_run_at, v.k_unique, \
+      ?2, ?3, ?4, ?4, v.k_key_id, v.k_scopes \
+    FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_ns text, k_kind text, \
+      k_payload text, k_max bigint, k_run_at bigint, k_unique text, k_key_id text, k_scopes text)";
 
 /// A new job's kind and attempts are within bounds.
 fn check_new(new: &NewJob) -> Result<()> {
@@ -204,9 +230,7 @@ fn enqueue_checked(
     // A taken id fails the batch, so the failed statement needs no
     // savepoint on PostgreSQL.
     tx.execute(
-        "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, max_attempts, run_at, unique_key, \
-         actor, correlation_id, created_at, updated_at, key_id, scopes) \
-         VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
+        INSERT_JOB,
         args![
             job.id.0,
             job.namespace.as_str(),

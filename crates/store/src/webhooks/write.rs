@@ -304,7 +304,6 @@ fn create_deliveries(
     // a batch has many deliveries per webhook: look each up once
     let mut namespaces = std::collections::HashMap::new();
     let mut rows = Vec::with_capacity(deliveries.len());
-    let mut order = Vec::with_capacity(deliveries.len());
     for d in &deliveries {
         if d.event_type.is_empty() || d.event_type.len() > 128 {
             return Err(invalid("an event type must be 1-128 bytes"));
@@ -323,15 +322,7 @@ fn create_deliveries(
         };
         // deleted since the dispatcher read it: nothing to deliver
         let Some(ns) = ns else { continue };
-        rows.push(serde_json::json!({
-            "k_id": d.id.0.simple().to_string(),
-            "k_webhook": d.webhook.0.simple().to_string(),
-            "k_ns": ns.as_str(),
-            "k_seq": d.event_seq,
-            "k_type": d.event_type,
-            "k_body": hex::encode(&d.body),
-        }));
-        order.push((d.id, ns));
+        rows.push((d, ns));
     }
     if rows.is_empty() {
         return Ok(Change::WebhookDeliveriesCreated {
@@ -339,20 +330,15 @@ fn create_deliveries(
             jobs: Vec::new(),
         });
     }
-    // One statement inserts the batch; a delivery for an (endpoint,
-    // event) that already has one is skipped (a replayed event).
-    let rows = serde_json::Value::Array(rows).to_string();
-    let inserted: std::collections::HashSet<DeliveryId> = tx
-        .query(insert_deliveries_sql(tx.dialect()), args![rows, now], |r| {
-            Ok(DeliveryId(r.get(0)?))
-        })?
-        .into_iter()
-        .collect();
-    // Each fresh delivery's job, in one statement: no job can hold a key
+    // A delivery for an (endpoint, event) that already has one is skipped
+    // (a replayed event).
+    let inserted = insert_deliveries(tx, &rows, now)?;
+    // Each fresh delivery's job, in one batch: no job can hold a key
     // naming a delivery that did not exist (so no unique-key lookup).
-    let created: Vec<(DeliveryId, kontextual_model::Namespace)> = order
+    let created: Vec<(DeliveryId, kontextual_model::Namespace)> = rows
         .into_iter()
-        .filter(|(id, _)| inserted.contains(id))
+        .filter(|(d, _)| inserted.contains(&d.id))
+        .map(|(d, ns)| (d.id, ns))
         .collect();
     let jobs = crate::jobs::write::enqueue_new_many(
         tx,
@@ -373,29 +359,76 @@ fn create_deliveries(
     })
 }
 
-/// Inserts a JSON array of new deliveries (keys named as the record's
-/// columns; ids as 32 hex digits, bodies as hex), skipping those whose
-/// (webhook, event) already has one; returns the ids inserted.
-fn insert_deliveries_sql(dialect: Dialect) -> &'static str {
-    match dialect {
-        // `WHERE true`: SQLite's parser needs it before an upsert's ON CONFLICT
+/// One new delivery unless its (webhook, event) has one.
+const INSERT_DELIVERY_SQLITE: &str = "INSERT INTO webhook_deliveries (id, webhook_id, namespace, \
+    event_seq, event_type, body, state, attempts, created_at, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7) \
+    ON CONFLICT (webhook_id, event_seq) DO NOTHING";
+
+/// A batch of new deliveries as a JSON array, skipping each whose
+/// (webhook, event) has one; returns the ids inserted.
+const INSERT_DELIVERIES_PG: &str = "INSERT INTO webhook_deliveries (id, webhook_id, namespace, \
+    event_seq, event_type, body, state, attempts, created_at, updated_at) \
+    SELECT v.k_id, v.k_webhook, v.k_ns, v.k_seq, v.k_type, decode(v.k_body, 'hex'), \
+      'pending', 0, ?2, ?2 \
+    FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_webhook uuid, \
+      k_ns text, k_seq bigint, k_type text, k_body text) \
+    ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id";
+
+/// Inserts new deliveries, skipping those whose (webhook, event) already
+/// has one; returns the ids inserted. PostgreSQL takes the batch as one
+/// JSON array (keys named as the record's columns; ids as 32 hex digits,
+/// bodies as hex): one round trip. SQLite, in process, runs a cached
+/// statement per delivery, binding the body as it is — encoding it as
+/// hex JSON and decoding it again cost more than the statements.
+fn insert_deliveries(
+    tx: &mut Tx<'_>,
+    rows: &[(&NewDelivery, kontextual_model::Namespace)],
+    now: Timestamp,
+) -> Result<std::collections::HashSet<DeliveryId>> {
+    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+    match tx.dialect() {
         Dialect::Sqlite => {
-            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
-               state, attempts, created_at, updated_at) \
-             SELECT unhex(value ->> '$.k_id'), unhex(value ->> '$.k_webhook'), value ->> '$.k_ns', \
-               value ->> '$.k_seq', value ->> '$.k_type', unhex(value ->> '$.k_body'), 'pending', 0, ?2, ?2 \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id"
+            for (d, ns) in rows {
+                let n = tx.execute(
+                    INSERT_DELIVERY_SQLITE,
+                    args![
+                        d.id.0,
+                        d.webhook.0,
+                        ns.as_str(),
+                        d.event_seq,
+                        d.event_type.as_str(),
+                        d.body.as_slice(),
+                        now
+                    ],
+                )?;
+                if n == 1 {
+                    inserted.insert(d.id);
+                }
+            }
         }
         Dialect::Postgres => {
-            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
-               state, attempts, created_at, updated_at) \
-             SELECT v.k_id, v.k_webhook, v.k_ns, v.k_seq, v.k_type, decode(v.k_body, 'hex'), 'pending', 0, ?2, ?2 \
-             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_webhook uuid, k_ns text, \
-               k_seq bigint, k_type text, k_body text) \
-             ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id"
+            let json: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(d, ns)| {
+                    serde_json::json!({
+                        "k_id": d.id.0.simple().to_string(),
+                        "k_webhook": d.webhook.0.simple().to_string(),
+                        "k_ns": ns.as_str(),
+                        "k_seq": d.event_seq,
+                        "k_type": d.event_type,
+                        "k_body": hex::encode(&d.body),
+                    })
+                })
+                .collect();
+            let json = serde_json::Value::Array(json).to_string();
+            tx.for_each(INSERT_DELIVERIES_PG, args![json, now], |r| {
+                inserted.insert(DeliveryId(r.get(0)?));
+                Ok(())
+            })?;
         }
     }
+    Ok(inserted)
 }
 
 fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result<Change> {

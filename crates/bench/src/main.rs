@@ -14,6 +14,7 @@
 //!        cargo run --release -p kontextual-bench -- --only export --n 20000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only webhooks --n 2000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only postgres --n 3000 --runs 1
+//!        cargo run --release -p kontextual-bench -- --only corpus --n 20000 --out DIR   (the retrieval corpus, to profile `kontextual ingest DIR`)
 //!        cargo run --release -p kontextual-bench -- --only quality [--verbose]   (needs `pip install bm25s PyStemmer` for the reference)
 
 mod export;
@@ -43,6 +44,8 @@ struct Args {
     writers: usize,
     batch: usize,
     verbose: bool,
+    /// Where `--only corpus` writes the retrieval corpus.
+    out: Option<PathBuf>,
 }
 
 fn args() -> Result<Args> {
@@ -53,6 +56,7 @@ fn args() -> Result<Args> {
         writers: 8,
         batch: 256,
         verbose: false,
+        out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -64,9 +68,10 @@ fn args() -> Result<Args> {
             "--only" => a.only = it.next(),
             "--runs" => a.runs = val()?.max(1),
             "--verbose" => a.verbose = true,
+            "--out" => a.out = it.next().map(PathBuf::from),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
-                "unknown flag {other}; use --n, --writers, --batch, --runs, --verbose, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export|postgres|quality"
+                "unknown flag {other}; use --n, --writers, --batch, --runs, --verbose, --out, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export|postgres|quality|corpus"
             ),
         }
     }
@@ -282,6 +287,13 @@ fn main() -> Result<()> {
     let a = args()?;
     if a.only.as_deref() == Some("quality") {
         return quality::run(a.verbose);
+    }
+    if a.only.as_deref() == Some("corpus") {
+        // the retrieval benchmark's corpus, for profiling `kontextual ingest` on it
+        let out = a.out.context("--only corpus needs --out DIR")?;
+        let files = retrieval::generate(&out, a.n)?;
+        eprintln!("wrote {} files under {}", files.len(), out.display());
+        return Ok(());
     }
     if a.only.as_deref() == Some("retrieval") {
         return retrieval::run(a.n, a.runs);

@@ -751,7 +751,12 @@ fn prepare(collection: &CollectionName, req: &IngestRequest, f: &Found) -> Resul
         .ok()
         .and_then(|t| Timestamp::try_from(t).ok())
         .and_then(|t| Timestamp::from_microsecond(t.as_microsecond()).ok());
-    let (content, parsed) = match sniff(collection.as_str(), f.name.as_str(), Box::new(file)) {
+    let (content, parsed) = match sniff(
+        collection.as_str(),
+        f.name.as_str(),
+        Box::new(file),
+        Some(meta.len()),
+    ) {
         Ok(x) => x,
         Err(Error::Io { cause, .. }) => return Err(format!("cannot read: {cause}")),
         Err(e) => return Err(strip_prefix(&e.to_string(), collection, &f.name)),

@@ -57,6 +57,10 @@ pub struct PutRequest {
     /// Inputs of a derived artifact, and the transformation that derived it.
     pub derived_from: Vec<ArtifactRef>,
     pub transformation: Option<String>,
+    /// The content's size when the caller knows it (an upload's
+    /// Content-Length): it sizes the read buffer and nothing else, so a
+    /// wrong value costs a reallocation, never a wrong result.
+    pub size_hint: Option<u64>,
 }
 
 impl PutRequest {
@@ -74,6 +78,7 @@ impl PutRequest {
             create_only: false,
             derived_from: Vec::new(),
             transformation: None,
+            size_hint: None,
         }
     }
 }
@@ -324,6 +329,7 @@ impl Knowledge {
             },
         )?;
         let mut provenance: Option<Provenance> = None;
+        let mut size_hint = req.size_hint;
         let content = match req.content {
             ContentSource::Bytes(b) => Content::Bytes(b),
             ContentSource::Keep => Content::Keep,
@@ -356,6 +362,7 @@ impl Knowledge {
                         .map(|a| a.provenance.clone())
                         .unwrap_or_default()
                 });
+                size_hint = Some(meta.len());
                 Content::Reader(Box::new(file) as Box<dyn Read + Send>)
             }
         };
@@ -398,7 +405,7 @@ impl Knowledge {
                 (Content::Bytes(b), Some(p))
             }
             Content::Reader(r) => {
-                let (c, p) = sniff(collection.as_str(), name.as_str(), r, None)?;
+                let (c, p) = sniff(collection.as_str(), name.as_str(), r, size_hint)?;
                 (c, Some(p))
             }
             // only the store stages content, after this point
@@ -712,4 +719,31 @@ fn relative_source(p: &mut kontextual_model::Provenance, name: &str) {
         unified.rsplit('/').next().unwrap_or_default().to_owned()
     };
     *path = relative;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sniffed(bytes: &[u8], hint: Option<u64>) -> Vec<u8> {
+        let r: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(bytes.to_vec()));
+        match sniff("c", "n.txt", r, hint) {
+            Ok((Content::Bytes(b), _)) => b,
+            other => panic!("expected whole bytes, got {:?}", other.map(|(c, _)| c)),
+        }
+    }
+
+    #[test]
+    fn k5_a_wrong_size_hint_never_changes_the_content() {
+        let text: Vec<u8> = b"line of text\n".repeat(1000);
+        for hint in [
+            None,
+            Some(0),
+            Some(10),
+            Some(text.len() as u64),
+            Some(u64::MAX),
+        ] {
+            assert_eq!(sniffed(&text, hint), text, "hint {hint:?}");
+        }
+    }
 }

@@ -252,7 +252,7 @@ mod tests {
             "a-very-long-hyphenated-word-that-goes-on-and-on-and-on-beyond-forty-bytes ok",
             "",
             "   \u{0}\u{feff} mixed 123 4.5e6 0xdeadbeef ownership borrowing lifetimes",
-            // longer than a remembered word (23 bytes), shorter than a dropped one (40)
+            // longer than a remembered word (16 bytes), shorter than a dropped one (40)
             "internationalizationalisations Überinternationalisierungen counterrevolutionaries",
         ];
         // twice: the second pass reads the memo

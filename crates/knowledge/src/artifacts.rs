@@ -166,7 +166,7 @@ pub(crate) fn sniff(
     // over 8 MiB (pages are only resident once written). A known size
     // matters: an 8 MiB reservation is an mmap, and freeing it (on the
     // store's writer thread) an munmap whose TLB shootdown interrupts
-    // every core — once per file, ~5 % of an ingest's CPU. Content
+    // every core — once per file, ~4 % of an ingest's CPU. Content
     // that grew since it was measured still reads whole (the buffer grows).
     let capacity = size_hint.map_or(SNIFF_WHOLE, |n| n.min(SNIFF_WHOLE)) + 1;
     let mut buf = Vec::with_capacity(capacity as usize);

@@ -253,11 +253,7 @@ async fn refuse_declared_oversize(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = upload::declared_length(req.headers());
     match declared {
         Some(n) if n > limit as u64 => {
             axum::response::IntoResponse::into_response(problem::Problem::new(

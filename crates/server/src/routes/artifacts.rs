@@ -275,10 +275,7 @@ pub async fn put_artifact(
     let _slot = s.uploads.admit(&headers).await;
     let (reader, _reading, cut) = BodyReader::new(body, s.uploads.max_body);
     let mut req = PutRequest::new(target, ContentSource::Reader(Box::new(reader)));
-    req.size_hint = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    req.size_hint = crate::upload::declared_length(&headers);
     req.artifact_type = p.artifact_type;
     req.lifecycle = p.lifecycle.as_deref().map(str::parse).transpose()?;
     req.classification = p.classification.as_deref().map(str::parse).transpose()?;

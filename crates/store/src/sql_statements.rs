@@ -230,6 +230,51 @@ fn statements() -> (Vec<Statement>, usize) {
             });
         }
     }
+    // statements built once at run time (hot paths), checked the same way
+    // (the batched read is PostgreSQL's; SQLite reads one at a time)
+    for (at, sql, only) in [
+        (
+            "knowledge/read.rs ARTIFACT_BY_ID",
+            &*crate::knowledge::read::ARTIFACT_BY_ID,
+            Only::Both,
+        ),
+        (
+            "knowledge/read.rs ARTIFACT_BY_NAME",
+            &*crate::knowledge::read::ARTIFACT_BY_NAME,
+            Only::Both,
+        ),
+        (
+            "knowledge/read.rs ARTIFACT_BY_NAMES",
+            &*crate::knowledge::read::ARTIFACT_BY_NAMES,
+            Only::Both,
+        ),
+        (
+            "webhooks/read.rs DELIVERY_BY_ID",
+            &*crate::webhooks::read::DELIVERY_BY_ID,
+            Only::Both,
+        ),
+        (
+            "webhooks/read.rs WEBHOOK_WITH_SECRETS_BY_ID",
+            &*crate::webhooks::read::WEBHOOK_WITH_SECRETS_BY_ID,
+            Only::Both,
+        ),
+        (
+            "webhooks/read.rs DELIVERY_TO_SEND",
+            &*crate::webhooks::read::DELIVERY_TO_SEND,
+            Only::Both,
+        ),
+        (
+            "webhooks/read.rs DELIVERIES_TO_SEND",
+            &*crate::webhooks::read::DELIVERIES_TO_SEND,
+            Only::Postgres,
+        ),
+    ] {
+        out.push(Statement {
+            at: at.to_owned(),
+            sql: sql.clone(),
+            only,
+        });
+    }
     (out, dynamic)
 }
 
@@ -299,19 +344,7 @@ fn x7_every_shared_statement_prepares_on_sqlite() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_every_shared_statement_prepares_on_postgres() {
-    let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
-        return;
-    };
-    let name = format!("kx_test_{}", uuid::Uuid::now_v7().simple());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let result = std::panic::catch_unwind(|| {
-        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        let mut conn = crate::postgres::Conn::new(client);
-        crate::postgres::schema::migrate(&mut conn, true).expect("migrate");
+    on_a_fresh_postgres_database(|conn| {
         let (stmts, dynamic) = statements();
         let failures: Vec<String> = stmts
             .iter()
@@ -331,6 +364,140 @@ fn x7_every_shared_statement_prepares_on_postgres() {
             stmts.len(),
             failures.join("\n")
         );
+    });
+}
+
+/// PostgreSQL caches a generic plan per prepared statement after five runs,
+/// costed with the statistics of that moment — on a fresh store, empty
+/// tables, where any index looks as good as another. A lookup by a key
+/// then ran as a scan of whatever index the planner happened to pick,
+/// filtering every artifact of a collection or every running job
+/// (migration 0003). So: planned generically on an empty database, no
+/// statement may compare a parameter in the filter of an index scan that
+/// walks a whole index (no index condition) or a range of a non-unique one
+/// — unless listed in [`FILTER_NARROWS_NOTHING`] with the reason.
+#[test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
+)]
+fn x7_generic_plans_on_an_empty_store_use_the_right_index() {
+    on_a_fresh_postgres_database(|conn| {
+        let c = conn.client();
+        c.batch_execute("SET plan_cache_mode = force_generic_plan")
+            .expect("set");
+        let unique: Vec<String> = c
+            .query(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE indisunique",
+                &[],
+            )
+            .expect("unique indexes")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (stmts, _) = statements();
+        let mut failures = Vec::new();
+        for s in stmts.iter().filter(|s| s.only != Only::Sqlite) {
+            if s.sql.starts_with("CREATE ") || s.sql.starts_with("ALTER ") {
+                continue;
+            }
+            let sql = crate::sql::to_postgres(&s.sql);
+            let params = c.prepare(&sql).expect("prepares").params().len();
+            c.batch_execute(&format!("PREPARE kx_plan AS {sql}"))
+                .expect("prepare");
+            let explain = if params == 0 {
+                "EXPLAIN EXECUTE kx_plan".to_owned()
+            } else {
+                format!(
+                    "EXPLAIN EXECUTE kx_plan({})",
+                    vec!["NULL"; params].join(", ")
+                )
+            };
+            let plan: Vec<String> = c
+                .query(&explain, &[])
+                .expect("explain")
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            c.batch_execute("DEALLOCATE kx_plan").expect("deallocate");
+            if let Some(bad) = filtered_index_scan(&plan, &unique) {
+                failures.push(format!(
+                    "{}: {bad}\n    {sql}\n    {}",
+                    s.at,
+                    plan.join("\n    ")
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} statements filter a parameter over a walk of an index:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    });
+}
+
+/// (index, filter) pairs whose filter narrows nothing the index condition
+/// has not: every delivery of a webhook is in the webhook's namespace.
+const FILTER_NARROWS_NOTHING: &[(&str, &str)] =
+    &[("webhook_deliveries_listing", "Filter: (namespace = $2)")];
+
+/// The first index scan of a plan that compares a parameter in its filter
+/// (`Filter: (… = $2)`) while walking the whole index (no `Index Cond`) or
+/// a range of a non-unique index; as its node and filter lines.
+fn filtered_index_scan(plan: &[String], unique: &[String]) -> Option<String> {
+    let mut node: Option<&str> = None;
+    let mut has_cond = false;
+    for line in plan {
+        let t = line.trim_start().trim_start_matches("->").trim_start();
+        if line.contains("->") || node.is_none() {
+            node = Some(t);
+            has_cond = false;
+            continue;
+        }
+        has_cond |= t.starts_with("Index Cond:");
+        let Some(n) = node.filter(|n| n.contains("Index Scan") || n.contains("Index Only Scan"))
+        else {
+            continue;
+        };
+        let index = n
+            .split_once(" using ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or_default();
+        let compares_a_parameter = t
+            .match_indices(" = $")
+            .any(|(i, _)| t[i + 4..].starts_with(|c: char| c.is_ascii_digit()));
+        let walks = !has_cond || !unique.iter().any(|u| u == index);
+        if t.starts_with("Filter:")
+            && compares_a_parameter
+            && walks
+            && !FILTER_NARROWS_NOTHING.contains(&(index, t))
+        {
+            return Some(format!("{n} / {t}"));
+        }
+    }
+    None
+}
+
+/// Runs `f` on a migrated database of its own (dropped after), on the
+/// server `KONTEXTUAL_TEST_DATABASE_URL` names; does nothing without one.
+fn on_a_fresh_postgres_database(
+    f: impl FnOnce(&mut crate::postgres::Conn) + std::panic::UnwindSafe,
+) {
+    let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
+        return;
+    };
+    let name = format!("kx_test_{}", uuid::Uuid::now_v7().simple());
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+    c.batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create database");
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let result = std::panic::catch_unwind(|| {
+        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        let mut conn = crate::postgres::Conn::new(client);
+        crate::postgres::schema::migrate(&mut conn, true).expect("migrate");
+        f(&mut conn);
     });
     let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     if let Err(p) = result {

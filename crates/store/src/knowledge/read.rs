@@ -110,7 +110,7 @@ pub(crate) fn collections(
 /// SQLite a join (or a second constraint) lets a STAT4 build mark the
 /// statement for re-preparation on every bind, which profiling showed as
 /// SQL parsing on every read.
-static ARTIFACT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static ARTIFACT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {} FROM artifacts a WHERE a.id = ?1",
         ARTIFACT_COLS.replace(
@@ -121,14 +121,14 @@ static ARTIFACT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
 });
 /// By collection id and name, the collection's name passed in: no join
 /// (see [`artifact_in`]).
-static ARTIFACT_BY_NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static ARTIFACT_BY_NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {} FROM artifacts a WHERE a.namespace = ?1 AND a.collection_id = ?2 AND a.name = ?3",
         ARTIFACT_COLS.replacen("c.name", "CAST(?4 AS TEXT)", 1)
     )
 });
 /// PostgreSQL looks an artifact up by names in one round trip.
-static ARTIFACT_BY_NAMES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static ARTIFACT_BY_NAMES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {ARTIFACT_COLS} FROM artifacts a JOIN collections c ON c.id = a.collection_id \
          WHERE c.namespace = ?1 AND c.name = ?2 AND a.name = ?3"

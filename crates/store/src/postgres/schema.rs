@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("migrations/0002_webhooks.sql"),
     },
+    Migration {
+        version: 3,
+        name: "generic plans",
+        sql: include_str!("migrations/0003_generic_plans.sql"),
+    },
 ];
 
 /// `pg_advisory_xact_lock` key for schema changes ("KNTX" + 1).

@@ -307,25 +307,28 @@ fn to_send_row(r: &Row<'_>) -> Result<DeliveryToSend> {
     })
 }
 
-static DELIVERY_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static DELIVERY_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("SELECT {DELIVERY_COLS}, body FROM webhook_deliveries WHERE id = ?1")
 });
 
-static WEBHOOK_WITH_SECRETS_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT secret, previous_secret, previous_expires_at, {WEBHOOK_COLS} FROM webhooks WHERE id = ?1"
-    )
-});
+pub(crate) static WEBHOOK_WITH_SECRETS_BY_ID: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT secret, previous_secret, previous_expires_at, {WEBHOOK_COLS} FROM webhooks WHERE id = ?1"
+        )
+    });
 
-static DELIVERY_TO_SEND: std::sync::LazyLock<String> =
+pub(crate) static DELIVERY_TO_SEND: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} WHERE d.id = ?1", to_send_select()));
 
-static DELIVERIES_TO_SEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "{} WHERE d.id IN (SELECT CAST(jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) AS uuid))",
-        to_send_select()
-    )
-});
+pub(crate) static DELIVERIES_TO_SEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(
+    || {
+        format!(
+            "{} WHERE d.id IN (SELECT CAST(jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) AS uuid))",
+            to_send_select()
+        )
+    },
+);
 
 fn to_send_select() -> String {
     format!(

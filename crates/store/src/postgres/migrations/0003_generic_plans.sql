@@ -1,0 +1,32 @@
+-- Index shapes that keep lookups by key on their key, whatever the planner
+-- knows about the tables.
+--
+-- PostgreSQL caches a generic plan for a prepared statement after five
+-- executions, costed with the statistics of that moment. On a fresh store
+-- the tables are empty and every usable index looks as cheap as another,
+-- and a smaller one cheaper, so the cached plans were:
+--
+-- * the lookup of an artifact by name (`namespace = $1 AND collection_id =
+--   $2 AND name = $3`) on `artifacts_collection_state` (collection_id,
+--   state), filtering every artifact of the collection: 2 ms a put at
+--   10,000 artifacts, growing with the collection; with that index gone,
+--   on `artifacts_digest` (namespace, digest), filtering the namespace;
+-- * every update of a running job (`id = $1 AND attempt = $2 AND state =
+--   'running'`) on the partial `jobs_leases` (its predicate is implied),
+--   walking every running job's entry;
+--
+-- until autovacuum's ANALYZE replaced the plans, a minute or more into a
+-- bulk load. So no index other than the key starts with a column these
+-- lookups constrain, and no partial index's predicate is implied by them:
+-- the collection index is partial on live artifacts (counting them is what
+-- it is for), the digest index leads with the digest, and the lease index
+-- also requires a lease (implied by the lease sweep's `lease_expires_at <
+-- $1`, not by an update by id). `sql_statements.rs` checks every statement's
+-- generic plan on an empty database.
+DROP INDEX artifacts_collection_state;
+CREATE INDEX artifacts_live_by_collection ON artifacts (collection_id) WHERE state = 'live';
+DROP INDEX artifacts_digest;
+CREATE INDEX artifacts_digest ON artifacts (digest, namespace);
+DROP INDEX jobs_leases;
+CREATE INDEX jobs_leases ON jobs (lease_expires_at)
+    WHERE state = 'running' AND lease_expires_at IS NOT NULL;

@@ -11,22 +11,14 @@
 --   state), filtering every artifact of the collection: 2 ms a put at
 --   10,000 artifacts, growing with the collection; with that index gone,
 --   on `artifacts_digest` (namespace, digest), filtering the namespace;
--- * every update of a running job (`id = $1 AND attempt = $2 AND state =
---   'running'`) on the partial `jobs_leases` (its predicate is implied),
---   walking every running job's entry;
 --
 -- until autovacuum's ANALYZE replaced the plans, a minute or more into a
--- bulk load. So no index other than the key starts with a column these
--- lookups constrain, and no partial index's predicate is implied by them:
--- the collection index is partial on live artifacts (counting them is what
--- it is for), the digest index leads with the digest, and the lease index
--- also requires a lease (implied by the lease sweep's `lease_expires_at <
--- $1`, not by an update by id). `sql_statements.rs` checks every statement's
--- generic plan on an empty database.
+-- bulk load. So no index other than the key starts with a column that
+-- lookup constrains: the collection index is partial on live artifacts
+-- (counting them is what it is for) and the digest index leads with the
+-- digest. `sql_statements.rs` checks every statement's generic plan on an
+-- empty database (and lists the walks it still allows, with the reason).
 DROP INDEX artifacts_collection_state;
 CREATE INDEX artifacts_live_by_collection ON artifacts (collection_id) WHERE state = 'live';
 DROP INDEX artifacts_digest;
 CREATE INDEX artifacts_digest ON artifacts (digest, namespace);
-DROP INDEX jobs_leases;
-CREATE INDEX jobs_leases ON jobs (lease_expires_at)
-    WHERE state = 'running' AND lease_expires_at IS NOT NULL;

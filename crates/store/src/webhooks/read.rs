@@ -247,12 +247,7 @@ pub(crate) fn to_send_many(tx: &mut Tx<'_>, ids: &[DeliveryId]) -> Result<Vec<De
             Ok(out)
         }
         Dialect::Postgres => {
-            let ids = serde_json::Value::Array(
-                ids.iter()
-                    .map(|id| serde_json::Value::String(id.0.simple().to_string()))
-                    .collect(),
-            )
-            .to_string();
+            let ids = crate::sql::pg_uuid_array(ids.iter().map(|id| id.0));
             tx.query(&DELIVERIES_TO_SEND, args![ids], to_send_row)
         }
     }
@@ -321,14 +316,13 @@ pub(crate) static WEBHOOK_WITH_SECRETS_BY_ID: std::sync::LazyLock<String> =
 pub(crate) static DELIVERY_TO_SEND: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} WHERE d.id = ?1", to_send_select()));
 
-pub(crate) static DELIVERIES_TO_SEND: std::sync::LazyLock<String> = std::sync::LazyLock::new(
-    || {
+pub(crate) static DELIVERIES_TO_SEND: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
         format!(
-            "{} WHERE d.id IN (SELECT CAST(jsonb_array_elements_text(CAST(?1 AS TEXT)::jsonb) AS uuid))",
+            "{} WHERE d.id = ANY(CAST(?1 AS TEXT)::uuid[])",
             to_send_select()
         )
-    },
-);
+    });
 
 fn to_send_select() -> String {
     format!(

@@ -371,11 +371,12 @@ fn x7_every_shared_statement_prepares_on_postgres() {
 /// costed with the statistics of that moment — on a fresh store, empty
 /// tables, where any index looks as good as another. A lookup by a key
 /// then ran as a scan of whatever index the planner happened to pick,
-/// filtering every artifact of a collection (migration 0003). So: planned generically on an empty database, no
-/// statement may compare a parameter in the filter of an index scan that
-/// walks a whole index (no index condition) or a range of a non-unique one
-/// — unless listed in [`ALLOWED_FILTERS`] with the reason — nor scan a
-/// growing table whole (unless in [`WHOLE_TABLE_STATEMENTS`]).
+/// filtering every artifact of a collection (migration 0003). So, planned
+/// generically on an empty database, no statement may compare a parameter
+/// in the filter of an index scan that walks a whole index (no index
+/// condition) or a range of a non-unique one — unless listed in
+/// [`ALLOWED_FILTERS`] with the reason — nor scan a growing table whole
+/// (unless listed in [`WHOLE_TABLE_STATEMENTS`]).
 #[test]
 #[cfg_attr(
     not(postgres_tests),

@@ -543,28 +543,14 @@ fn filtered_index_scan(plan: &[String], unique: &[String]) -> Option<String> {
     None
 }
 
-/// Runs `f` on a migrated database of its own (dropped after), on the
-/// server `KONTEXTUAL_TEST_DATABASE_URL` names; does nothing without one.
-fn on_a_fresh_postgres_database(
-    f: impl FnOnce(&mut crate::postgres::Conn) + std::panic::UnwindSafe,
-) {
-    let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
+/// Runs `f` on a migrated database of its own (dropped after); does
+/// nothing without a test server.
+fn on_a_fresh_postgres_database(f: impl FnOnce(&mut crate::postgres::Conn)) {
+    let Some(db) = crate::testsuite::PgTestDatabase::create() else {
         return;
     };
-    let name = format!("kx_test_{}", uuid::Uuid::now_v7().simple());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
-    c.batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let result = std::panic::catch_unwind(|| {
-        let client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        let mut conn = crate::postgres::Conn::new(client);
-        crate::postgres::schema::migrate(&mut conn, true).expect("migrate");
-        f(&mut conn);
-    });
-    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+    let client = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    let mut conn = crate::postgres::Conn::new(client);
+    crate::postgres::schema::migrate(&mut conn, true).expect("migrate");
+    f(&mut conn);
 }

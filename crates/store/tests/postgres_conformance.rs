@@ -4,34 +4,20 @@
 
 use kontextual_store::Store;
 use kontextual_store::postgres::{PgOptions, PostgresBackend};
-use kontextual_store::testsuite::Harness;
+use kontextual_store::testsuite::{Harness, PgTestDatabase};
 
 struct PgHarness {
-    admin: String,
-    name: String,
-    url: String,
     store: Option<Store>,
+    /// Dropped after the store (fields drop after `Drop::drop`).
+    db: PgTestDatabase,
 }
 
 impl PgHarness {
     fn new() -> Option<PgHarness> {
-        let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
-            eprintln!("SKIPPED: KONTEXTUAL_TEST_DATABASE_URL is not set");
-            assert!(
-                std::env::var_os("CI_REQUIRE_POSTGRES").is_none(),
-                "CI requires the PostgreSQL tests"
-            );
-            return None;
-        };
-        let name = format!("kx_test_{}", uuid::Uuid::now_v7().simple());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
+        let db = PgTestDatabase::create()?;
         let store = Store::new(
             PostgresBackend::open(
-                &url,
+                &db.url,
                 &PgOptions {
                     create: true,
                     ..PgOptions::default()
@@ -40,23 +26,16 @@ impl PgHarness {
             .expect("open"),
         );
         Some(PgHarness {
-            admin,
-            name,
-            url,
             store: Some(store),
+            db,
         })
     }
 }
 
 impl Drop for PgHarness {
     fn drop(&mut self) {
+        // close the store's connections before the database is dropped
         self.store = None;
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
     }
 }
 
@@ -67,7 +46,7 @@ impl Harness for PgHarness {
     fn reopen(&mut self) -> Store {
         self.store = None;
         let s =
-            Store::new(PostgresBackend::open(&self.url, &PgOptions::default()).expect("reopen"));
+            Store::new(PostgresBackend::open(&self.db.url, &PgOptions::default()).expect("reopen"));
         self.store = Some(s.clone());
         s
     }
@@ -114,7 +93,7 @@ fn x3_verify_names_every_row_edited_behind_the_audit_chain() {
             return;
         };
         kontextual_store::testsuite::seed_authority(&h.store());
-        let mut c = postgres::Client::connect(&h.url, postgres::NoTls).expect("connect");
+        let mut c = postgres::Client::connect(&h.db.url, postgres::NoTls).expect("connect");
         c.batch_execute(t.sql).expect("tamper");
         drop(c);
         let report = h.reopen().check(None).expect("check");

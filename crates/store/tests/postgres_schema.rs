@@ -6,46 +6,7 @@ use std::sync::Arc;
 
 use kontextual_store::StoreError;
 use kontextual_store::postgres::{PgOptions, PgStore, schema};
-
-/// A fresh database on the test server, dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    fn new() -> Option<TestDb> {
-        let Ok(admin) = std::env::var("KONTEXTUAL_TEST_DATABASE_URL") else {
-            eprintln!(
-                "SKIPPED: KONTEXTUAL_TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1/postgres)"
-            );
-            assert!(
-                std::env::var_os("CI_REQUIRE_POSTGRES").is_none(),
-                "CI requires the PostgreSQL tests"
-            );
-            return None;
-        };
-        let name = format!("kx_test_{}", uuid::Uuid::now_v7().simple());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(TestDb { admin, name, url })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+use kontextual_store::testsuite::PgTestDatabase;
 
 fn create() -> PgOptions {
     PgOptions {
@@ -60,7 +21,9 @@ fn create() -> PgOptions {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_init_creates_schema_and_identity_once() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     // not initialised yet: a clear error
     let e = PgStore::open(&db.url, &PgOptions::default())
         .err()
@@ -82,7 +45,9 @@ fn x7_init_creates_schema_and_identity_once() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_concurrent_inits_do_not_race() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let url = Arc::new(db.url.clone());
     let ids: Vec<String> = (0..6)
         .map(|_| {
@@ -104,7 +69,9 @@ fn x7_concurrent_inits_do_not_race() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_diverged_or_newer_schemas_are_refused() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let s = PgStore::open(&db.url, &create()).expect("init");
     let mut c = s.pool().get().expect("connection");
     c.execute(
@@ -135,7 +102,9 @@ fn x7_diverged_or_newer_schemas_are_refused() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_the_pool_bounds_connections_and_waits() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let s = PgStore::open(
         &db.url,
         &PgOptions {
@@ -164,7 +133,9 @@ fn x7_the_pool_bounds_connections_and_waits() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_tls_is_used_when_the_url_asks_for_it() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let sep = if db.url.contains('?') { '&' } else { '?' };
     let url = format!("{}{sep}sslmode=require", db.url);
     let s = match PgStore::open(&url, &create()) {
@@ -239,7 +210,9 @@ fn tls_child() {
 )]
 fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
     use kontextual_store::{KnowledgeOp, Op, WriteBatch, WriteContext};
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let backend = kontextual_store::Store::new(
         kontextual_store::postgres::PostgresBackend::open(
             &db.url,
@@ -296,7 +269,9 @@ fn x7_writes_wait_for_the_writer_lock_at_most_the_timeout() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_statements_are_prepared_once_per_connection() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let s = PgStore::open(&db.url, &create()).expect("init");
     let mut c = s.pool().get().expect("connection");
     let before = c.prepared_count();
@@ -328,7 +303,9 @@ fn x7_statements_are_prepared_once_per_connection() {
     ignore = "PostgreSQL: set KONTEXTUAL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1/postgres to run"
 )]
 fn x7_transactions_end_cleanly_on_error_and_panic() {
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let s = PgStore::open(&db.url, &create()).expect("init");
     let pool = s.pool();
     pool.get()
@@ -413,7 +390,9 @@ fn x7_transactions_end_cleanly_on_error_and_panic() {
 )]
 fn x7_reads_and_writes_survive_terminated_sessions() {
     use kontextual_store::{KnowledgeOp, Op, PageRequest, WriteBatch, WriteContext};
-    let Some(db) = TestDb::new() else { return };
+    let Some(db) = PgTestDatabase::create() else {
+        return;
+    };
     let backend = kontextual_store::Store::new(
         kontextual_store::postgres::PostgresBackend::open(
             &db.url,
@@ -510,7 +489,7 @@ fn x7_reads_and_writes_survive_terminated_sessions() {
 fn x7_both_engines_have_the_same_schema() {
     use std::collections::BTreeMap;
     type Columns = BTreeMap<String, BTreeMap<String, (&'static str, bool)>>;
-    let Some(db) = TestDb::new() else {
+    let Some(db) = PgTestDatabase::create() else {
         return;
     };
     // Logical types: SQLite keeps booleans as integers and ids as blobs.

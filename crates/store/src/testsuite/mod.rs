@@ -9,6 +9,7 @@ mod cases;
 mod import;
 mod jobs;
 mod model;
+mod pg_database;
 mod tamper;
 mod webhooks;
 
@@ -17,6 +18,7 @@ pub use cases::*;
 pub use import::*;
 pub use jobs::*;
 pub use model::model_test;
+pub use pg_database::PgTestDatabase;
 pub use tamper::{TAMPERS, Tamper, seed_authority};
 pub use webhooks::*;
 

@@ -127,11 +127,16 @@ pub(crate) static ARTIFACT_BY_NAME: std::sync::LazyLock<String> = std::sync::Laz
         ARTIFACT_COLS.replacen("c.name", "CAST(?4 AS TEXT)", 1)
     )
 });
-/// PostgreSQL looks an artifact up by names in one round trip.
+/// PostgreSQL looks an artifact up by names in one round trip. The
+/// collection's id comes from a subquery, not a join: joined, a generic
+/// plan may read the artifacts first by `(namespace, …, name)`, skipping
+/// the collection column — every artifact of the namespace per lookup.
 pub(crate) static ARTIFACT_BY_NAMES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "SELECT {ARTIFACT_COLS} FROM artifacts a JOIN collections c ON c.id = a.collection_id \
-         WHERE c.namespace = ?1 AND c.name = ?2 AND a.name = ?3"
+        "SELECT {} FROM artifacts a WHERE a.namespace = ?1 \
+           AND a.collection_id = (SELECT c.id FROM collections c WHERE c.namespace = ?1 AND c.name = ?2) \
+           AND a.name = ?3",
+        ARTIFACT_COLS.replacen("c.name", "CAST(?2 AS TEXT)", 1)
     )
 });
 

@@ -268,6 +268,21 @@ fn statements() -> (Vec<Statement>, usize) {
             &*crate::webhooks::read::DELIVERIES_TO_SEND,
             Only::Postgres,
         ),
+        (
+            "webhooks/write.rs UPDATE_DELIVERY",
+            &*crate::webhooks::write::UPDATE_DELIVERY,
+            Only::Both,
+        ),
+        (
+            "webhooks/write.rs ATTEMPTS_PG (update)",
+            &crate::webhooks::write::ATTEMPTS_PG.0,
+            Only::Postgres,
+        ),
+        (
+            "webhooks/write.rs ATTEMPTS_PG (insert)",
+            &crate::webhooks::write::ATTEMPTS_PG.1,
+            Only::Postgres,
+        ),
     ] {
         out.push(Statement {
             at: at.to_owned(),

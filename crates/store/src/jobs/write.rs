@@ -408,32 +408,36 @@ pub(crate) fn heartbeat(
     Ok(Change::JobLeased { job })
 }
 
-/// Finishes several succeeded jobs in one statement (a worker's batch of
-/// quick jobs: one round trip on PostgreSQL instead of one per job). The
+/// [`finish`]'s statement for a job that succeeded.
+const FINISH_SUCCEEDED: &str = "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, last_error = NULL, \
+       stop_requested = NULL, report = coalesce(?3, report), finished_at = ?4, updated_at = ?4 \
+     WHERE id = ?1 AND attempt = ?2 AND state = 'running'";
+
+/// Finishes several succeeded jobs (a worker's batch of quick jobs). The
 /// outcome is [`finish`]'s for each, in order; if a lease was lost the
 /// first such job's error fails the batch, as one by one it would.
+/// PostgreSQL takes the batch as one statement over a JSON array (one
+/// round trip instead of one per job); SQLite, in process, runs the one
+/// job's cached statement per job — parsing the JSON cost its single
+/// writer more than the statements.
 pub(crate) fn finish_succeeded(
     tx: &mut Tx<'_>,
     jobs: &[(JobId, u32, Option<serde_json::Value>)],
     now: Timestamp,
 ) -> Result<Vec<Change>> {
-    let rows: Vec<serde_json::Value> = jobs
-        .iter()
-        .map(|(id, attempt, report)| {
-            serde_json::json!({
-                "k_id": id.0.simple().to_string(),
-                "k_attempt": attempt,
-                "k_report": report.as_ref().map(|r| r.to_string()),
-            })
-        })
-        .collect();
-    let rows = serde_json::Value::Array(rows).to_string();
-    let finished: std::collections::HashSet<JobId> = tx
-        .query(finish_many_sql(tx.dialect()), args![rows, now], |r| {
-            Ok(JobId(r.get(0)?))
-        })?
-        .into_iter()
-        .collect();
+    let finished = match tx.dialect() {
+        Dialect::Sqlite => {
+            let mut finished = std::collections::HashSet::with_capacity(jobs.len());
+            for (id, attempt, report) in jobs {
+                let report = report.as_ref().map(|r| r.to_string());
+                if tx.execute(FINISH_SUCCEEDED, args![id.0, *attempt, report, now])? == 1 {
+                    finished.insert(*id);
+                }
+            }
+            finished
+        }
+        Dialect::Postgres => finish_succeeded_pg(tx, jobs, now)?,
+    };
     let mut out = Vec::with_capacity(jobs.len());
     for (id, attempt, _) in jobs {
         if !finished.contains(id) {
@@ -447,26 +451,36 @@ pub(crate) fn finish_succeeded(
     Ok(out)
 }
 
-/// [`finish`]'s success statement for a JSON array of `{k_id, k_attempt,
-/// k_report}` (ids as 32 hex digits; PostgreSQL matches keys to the
-/// record's column names).
-fn finish_many_sql(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => {
-            "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, last_error = NULL, \
-               stop_requested = NULL, report = coalesce(v.k_report, report), finished_at = ?2, updated_at = ?2 \
-             FROM (SELECT unhex(value ->> '$.k_id') AS k_id, value ->> '$.k_attempt' AS k_attempt, \
-                     value ->> '$.k_report' AS k_report FROM json_each(?1)) AS v \
-             WHERE id = v.k_id AND attempt = v.k_attempt AND state = 'running' RETURNING id"
-        }
-        Dialect::Postgres => {
-            "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, last_error = NULL, \
-               stop_requested = NULL, report = coalesce(v.k_report, report), finished_at = ?2, updated_at = ?2 \
-             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_attempt bigint, k_report text) \
-             WHERE id = v.k_id AND attempt = v.k_attempt AND state = 'running' RETURNING id"
-        }
-    }
+/// [`finish_succeeded`] on PostgreSQL; returns the jobs finished.
+fn finish_succeeded_pg(
+    tx: &mut Tx<'_>,
+    jobs: &[(JobId, u32, Option<serde_json::Value>)],
+    now: Timestamp,
+) -> Result<std::collections::HashSet<JobId>> {
+    let rows: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|(id, attempt, report)| {
+            serde_json::json!({
+                "k_id": id.0.simple().to_string(),
+                "k_attempt": attempt,
+                "k_report": report.as_ref().map(|r| r.to_string()),
+            })
+        })
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    tx.query(FINISH_SUCCEEDED_MANY_PG, args![rows, now], |r| {
+        Ok(JobId(r.get(0)?))
+    })
+    .map(|ids| ids.into_iter().collect())
 }
+
+/// [`FINISH_SUCCEEDED`] for a JSON array of `{k_id, k_attempt, k_report}`
+/// (keys matched to the record's column names; ids as 32 hex digits).
+const FINISH_SUCCEEDED_MANY_PG: &str = "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, \
+       last_error = NULL, stop_requested = NULL, report = coalesce(v.k_report, report), \
+       finished_at = ?2, updated_at = ?2 \
+     FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_attempt bigint, k_report text) \
+     WHERE id = v.k_id AND attempt = v.k_attempt AND state = 'running' RETURNING id";
 
 pub(crate) fn finish(
     tx: &mut Tx<'_>,
@@ -480,12 +494,7 @@ pub(crate) fn finish(
     // The common case in one statement: the job row keeps this attempt's
     // worker, start and run.
     if matches!(result, JobResult::Succeeded) {
-        let n = tx.execute(
-            "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, last_error = NULL, \
-               stop_requested = NULL, report = coalesce(?3, report), finished_at = ?4, updated_at = ?4 \
-             WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
-            args![id.0, attempt, report, now],
-        )?;
+        let n = tx.execute(FINISH_SUCCEEDED, args![id.0, attempt, report, now])?;
         if n == 0 {
             return Err(lease_lost(tx, id, attempt)?);
         }
@@ -693,5 +702,56 @@ mod tests {
         }
         let stmt = conn.prepare_cached(&claim_sql(Dialect::Sqlite)).unwrap();
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
+    /// A worker's batch of successes runs the one-job statement per job on
+    /// SQLite: prepared once, whatever the ids and attempts bound.
+    #[test]
+    fn o1_finishing_a_batch_never_re_prepares() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::sqlite::schema::migrate(&mut conn, None, true).unwrap();
+        let ctx = WriteContext {
+            namespace: kontextual_model::Namespace::default(),
+            actor: kontextual_model::Actor::system(),
+            correlation_id: kontextual_model::CorrelationId::new(),
+            run_id: None,
+        };
+        let now = kontextual_model::now();
+        let tx = &mut Tx::Sqlite(&conn);
+        let new = (0..6)
+            .map(|i| {
+                let job = NewJob {
+                    id: JobId::new(),
+                    kind: "test.quick".to_owned(),
+                    payload: serde_json::json!({ "i": i }),
+                    max_attempts: 3,
+                    run_at: None,
+                    unique_key: None,
+                    key_id: None,
+                    scopes: None,
+                };
+                (ctx.namespace.clone(), job)
+            })
+            .collect();
+        enqueue_new_many(tx, &ctx, new, now).unwrap();
+        let Change::JobsClaimed { jobs } =
+            claim(tx, "w", &[], 6, Duration::from_secs(60), now).unwrap()
+        else {
+            panic!("a claim answers JobsClaimed");
+        };
+        assert_eq!(jobs.len(), 6);
+        for batch in jobs.chunks(3) {
+            let run: Vec<_> = batch
+                .iter()
+                .map(|j| (j.id, j.attempt, Some(serde_json::json!({ "ok": true }))))
+                .collect();
+            let changes = finish_succeeded(tx, &run, now).unwrap();
+            assert_eq!(changes.len(), 3);
+        }
+        let stmt = conn.prepare_cached(FINISH_SUCCEEDED).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        // a lost lease still fails the batch, naming the job
+        let again = [(jobs[0].id, jobs[0].attempt, None)];
+        assert!(finish_succeeded(tx, &again, now).is_err());
     }
 }

@@ -431,7 +431,7 @@ fn insert_deliveries(
     Ok(inserted)
 }
 
-fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result<Change> {
+fn check_outcome(o: &DeliveryOutcome) -> Result<()> {
     if !matches!(
         o.state,
         DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Dead
@@ -441,28 +441,48 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
             o.state
         )));
     }
-    let next = (o.state == DeliveryState::Failed)
+    Ok(())
+}
+
+/// When a failed delivery is tried next (nothing for a final outcome).
+fn next_attempt(o: &DeliveryOutcome) -> Option<Timestamp> {
+    (o.state == DeliveryState::Failed)
         .then_some(o.next_attempt_at)
-        .flatten();
-    // One statement numbers the attempt, so two recorders of the same
-    // delivery (a rescued job and its old worker) never take one number.
-    // A delivery cancelled meanwhile (its webhook was deleted) stays cancelled.
+        .flatten()
+}
+
+/// The delivery's side of one attempt, numbering it: one statement, so two
+/// recorders of the same delivery (a rescued job and its old worker) never
+/// take one number. A delivery cancelled meanwhile (its webhook was
+/// deleted) stays cancelled.
+pub(crate) static UPDATE_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE webhook_deliveries SET \
+           state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
+           attempts = attempts + 1, last_status = ?3, last_error = ?4, last_latency_ms = ?5, \
+           next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?6 AS BIGINT) END, \
+           updated_at = ?7 \
+         WHERE id = ?1 RETURNING {DELIVERY_COLS}"
+    )
+});
+
+/// Records one attempt's delivery update and attempt row (not the
+/// webhook's failure streak); returns the delivery as updated.
+fn record_one(
+    tx: &mut Tx<'_>,
+    o: &DeliveryOutcome,
+    now: Timestamp,
+) -> Result<kontextual_model::Delivery> {
+    check_outcome(o)?;
     let updated = tx.query_opt(
-        &format!(
-            "UPDATE webhook_deliveries SET \
-               state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
-               attempts = attempts + 1, last_status = ?3, last_error = ?4, last_latency_ms = ?5, \
-               next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?6 AS BIGINT) END, \
-               updated_at = ?7 \
-             WHERE id = ?1 RETURNING {DELIVERY_COLS}"
-        ),
+        &UPDATE_DELIVERY,
         args![
             o.delivery.0,
             o.state.as_str(),
             o.status.map(u32::from),
             &o.error,
             o.latency_ms,
-            next,
+            next_attempt(o),
             now
         ],
         delivery_row,
@@ -470,13 +490,12 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
     let Some(delivery) = updated else {
         return Err(StoreError::not_found(format!("delivery {}", o.delivery)));
     };
-    let (attempt, webhook) = (delivery.attempts, delivery.webhook);
     tx.execute(
         "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         args![
             o.delivery.0,
-            attempt,
+            delivery.attempts,
             o.at,
             o.status.map(u32::from),
             o.latency_ms,
@@ -484,6 +503,12 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
             &o.response
         ],
     )?;
+    Ok(delivery)
+}
+
+fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result<Change> {
+    let delivery = record_one(tx, &o, now)?;
+    let webhook = delivery.webhook;
     if o.state == DeliveryState::Succeeded {
         tx.execute(
             "UPDATE webhooks SET first_failure_at = NULL WHERE id = ?1 AND first_failure_at IS NOT NULL",
@@ -498,10 +523,13 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
     Ok(Change::WebhookAttemptRecorded { delivery })
 }
 
-/// Records several attempts in three statements plus one per webhook
-/// (a worker's batch of deliveries: a few round trips on PostgreSQL instead
-/// of three per attempt). The outcome is [`record_attempt`]'s for each, in
-/// order. Outcomes for one delivery more than once go one by one.
+/// Records several attempts (a worker's batch of deliveries) with one
+/// statement per webhook for the failure streaks. The outcome is
+/// [`record_attempt`]'s for each, in order. Outcomes for one delivery more
+/// than once go one by one. PostgreSQL takes the batch's updates and
+/// inserts as two statements over a JSON array (a few round trips instead
+/// of three per attempt); SQLite, in process, runs [`record_one`]'s cached
+/// statements per attempt — parsing the JSON cost its single writer more.
 pub(crate) fn record_attempts(
     tx: &mut Tx<'_>,
     outcomes: Vec<DeliveryOutcome>,
@@ -515,43 +543,17 @@ pub(crate) fn record_attempts(
             .map(|o| record_attempt(tx, o, now))
             .collect();
     }
-    let mut rows = Vec::with_capacity(outcomes.len());
-    for o in &outcomes {
-        if !matches!(
-            o.state,
-            DeliveryState::Succeeded | DeliveryState::Failed | DeliveryState::Dead
-        ) {
-            return Err(invalid(format!(
-                "an attempt ends a delivery as succeeded, failed or dead, not {}",
-                o.state
-            )));
+    let mut by_id = match tx.dialect() {
+        Dialect::Sqlite => {
+            let mut by_id = std::collections::HashMap::with_capacity(outcomes.len());
+            for o in &outcomes {
+                let delivery = record_one(tx, o, now)?;
+                by_id.insert(o.delivery, delivery);
+            }
+            by_id
         }
-        let next = (o.state == DeliveryState::Failed)
-            .then_some(o.next_attempt_at)
-            .flatten();
-        rows.push(serde_json::json!({
-            "k_id": o.delivery.0.simple().to_string(),
-            "k_state": o.state.as_str(),
-            "k_status": o.status,
-            "k_error": o.error,
-            "k_latency": o.latency_ms,
-            "k_next": next.map(|t| t.as_microsecond()),
-            "k_at": o.at.as_microsecond(),
-            "k_response": o.response,
-        }));
-    }
-    let rows = serde_json::Value::Array(rows).to_string();
-    let (update, insert) = attempts_sql(tx.dialect());
-    let updated = tx.query(update, args![&rows, now], delivery_row)?;
-    let mut by_id: std::collections::HashMap<DeliveryId, kontextual_model::Delivery> =
-        updated.into_iter().map(|d| (d.id, d)).collect();
-    if let Some(missing) = outcomes.iter().find(|o| !by_id.contains_key(&o.delivery)) {
-        return Err(StoreError::not_found(format!(
-            "delivery {}",
-            missing.delivery
-        )));
-    }
-    tx.execute(insert, args![&rows])?;
+        Dialect::Postgres => record_attempts_pg(tx, &outcomes, now)?,
+    };
     // The failure streak, per webhook, as one by one: the last success
     // clears it, and the first failure after that (or, with no success,
     // into an empty streak) starts it.
@@ -597,54 +599,75 @@ pub(crate) fn record_attempts(
         .collect())
 }
 
-/// [`record_attempt`]'s update and insert for a JSON array of outcomes
-/// (keys named as the record's columns, which PostgreSQL matches them by;
-/// ids as 32 hex digits, instants in microseconds). The insert numbers
-/// each attempt with the count the update left, in the same transaction.
-fn attempts_sql(dialect: Dialect) -> (&'static str, &'static str) {
-    static SQLITE: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
-        attempts_statements(
-            "(SELECT unhex(value ->> '$.k_id') AS k_id, value ->> '$.k_state' AS k_state, \
-               value ->> '$.k_status' AS k_status, value ->> '$.k_error' AS k_error, \
-               value ->> '$.k_latency' AS k_latency, value ->> '$.k_next' AS k_next, \
-               value ->> '$.k_at' AS k_at, value ->> '$.k_response' AS k_response \
-             FROM json_each(?1)) AS v",
-        )
-    });
-    static POSTGRES: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
-        attempts_statements(
-            "jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
-               k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
-               k_response text)",
-        )
-    });
-    let (update, insert) = match dialect {
-        Dialect::Sqlite => &*SQLITE,
-        Dialect::Postgres => &*POSTGRES,
-    };
-    (update, insert)
+/// [`record_attempts`]' deliveries and attempts on PostgreSQL: the
+/// deliveries as updated, by id.
+fn record_attempts_pg(
+    tx: &mut Tx<'_>,
+    outcomes: &[DeliveryOutcome],
+    now: Timestamp,
+) -> Result<std::collections::HashMap<DeliveryId, kontextual_model::Delivery>> {
+    let mut rows = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        check_outcome(o)?;
+        let next = next_attempt(o);
+        rows.push(serde_json::json!({
+            "k_id": o.delivery.0.simple().to_string(),
+            "k_state": o.state.as_str(),
+            "k_status": o.status,
+            "k_error": o.error,
+            "k_latency": o.latency_ms,
+            "k_next": next.map(|t| t.as_microsecond()),
+            "k_at": o.at.as_microsecond(),
+            "k_response": o.response,
+        }));
+    }
+    let rows = serde_json::Value::Array(rows).to_string();
+    let ids = crate::sql::pg_uuid_array(outcomes.iter().map(|o| o.delivery.0));
+    let (update, insert) = &*ATTEMPTS_PG;
+    let updated = tx.query(update, args![&rows, now, &ids], delivery_row)?;
+    let by_id: std::collections::HashMap<DeliveryId, kontextual_model::Delivery> =
+        updated.into_iter().map(|d| (d.id, d)).collect();
+    if let Some(missing) = outcomes.iter().find(|o| !by_id.contains_key(&o.delivery)) {
+        return Err(StoreError::not_found(format!(
+            "delivery {}",
+            missing.delivery
+        )));
+    }
+    tx.execute(insert, args![&rows, &ids])?;
+    Ok(by_id)
 }
 
-/// The update and insert of [`attempts_sql`] over the rows `v` (the
-/// engine's reading of the JSON array as a table).
-fn attempts_statements(v: &str) -> (String, String) {
-    (
-        format!(
-            "UPDATE webhook_deliveries SET \
+/// [`record_one`]'s update and insert for a JSON array of outcomes on
+/// PostgreSQL (keys matched to the record's column names; ids as 32 hex
+/// digits, instants in microseconds). The insert numbers each attempt
+/// with the count the update left, in the same transaction. The ids come
+/// again as an array (`?3`, `?2`): joined only with the JSON rows, a plan
+/// cached while the table was empty reads every delivery (a hash join).
+pub(crate) static ATTEMPTS_PG: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(
+    || {
+        let v = "jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
+               k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
+               k_response text)";
+        (
+            format!(
+                "UPDATE webhook_deliveries SET \
                state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
                attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
                last_latency_ms = v.k_latency, \
                next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
                updated_at = ?2 \
-             FROM {v} WHERE id = v.k_id RETURNING {DELIVERY_COLS}"
-        ),
-        format!(
-            "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
+             FROM {v} WHERE id = v.k_id AND id = ANY(CAST(?3 AS TEXT)::uuid[]) \
+             RETURNING {DELIVERY_COLS}"
+            ),
+            format!(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
              SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
-             FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id"
-        ),
-    )
-}
+             FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id \
+             WHERE d.id = ANY(CAST(?2 AS TEXT)::uuid[])"
+            ),
+        )
+    },
+);
 
 fn resend(
     tx: &mut Tx<'_>,

@@ -232,6 +232,21 @@ fn statements() -> (Vec<Statement>, usize) {
     }
     // statements built once at run time (hot paths), checked the same way
     // (the batched read is PostgreSQL's; SQLite reads one at a time)
+    use crate::knowledge::read::{listing_after_collection, listing_in_collection};
+    use crate::sql::Dialect;
+    let listings = [
+        (listing_in_collection(Dialect::Sqlite), Only::Sqlite),
+        (listing_in_collection(Dialect::Postgres), Only::Postgres),
+        (listing_after_collection(Dialect::Sqlite), Only::Sqlite),
+        (listing_after_collection(Dialect::Postgres), Only::Postgres),
+    ];
+    for (sql, only) in &listings {
+        out.push(Statement {
+            at: "knowledge/read.rs listing".to_owned(),
+            sql: sql.clone(),
+            only: *only,
+        });
+    }
     for (at, sql, only) in [
         (
             "knowledge/read.rs ARTIFACT_BY_ID",

@@ -236,6 +236,41 @@ pub(crate) fn count_artifacts(tx: &mut Tx<'_>, ns: &Namespace, q: &ArtifactQuery
     )
 }
 
+/// [`artifacts`]' page within the cursor's collection (`?2`), after the
+/// artifact name `?3`. On PostgreSQL the artifacts are read by a lateral
+/// subquery of the collection: as a join, a generic plan may scan the
+/// artifacts by (namespace, name) alone, skipping the collection column of
+/// the index — every artifact of the namespace per page.
+pub(crate) fn listing_in_collection(d: Dialect) -> String {
+    listing(d, "c.name = ?2", "AND a.name > ?3", "a.name")
+}
+
+/// [`artifacts`]' page from the collections after `?2` (`?3` unused).
+pub(crate) fn listing_after_collection(d: Dialect) -> String {
+    listing(d, "c.name > ?2 AND ?3 = ''", "", "c.name, a.name")
+}
+
+fn listing(d: Dialect, collections: &str, names: &str, order: &str) -> String {
+    let filters = artifact_filters(d);
+    match d {
+        Dialect::Sqlite => format!(
+            "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
+               ON a.namespace = c.namespace AND a.collection_id = c.id \
+             WHERE c.namespace = ?1 AND {collections} {names} {filters} \
+             ORDER BY {order} LIMIT (SELECT CAST(?9 AS BIGINT))"
+        ),
+        // each collection's first page by the index, then merged
+        Dialect::Postgres => format!(
+            "SELECT {ARTIFACT_COLS} FROM collections c CROSS JOIN LATERAL \
+               (SELECT a.* FROM artifacts a \
+                WHERE a.namespace = c.namespace AND a.collection_id = c.id {names} {filters} \
+                ORDER BY a.name LIMIT (SELECT CAST(?9 AS BIGINT))) a \
+             WHERE c.namespace = ?1 AND {collections} \
+             ORDER BY {order} LIMIT (SELECT CAST(?9 AS BIGINT))"
+        ),
+    }
+}
+
 /// Lists artifacts in (collection name, artifact name) byte order with a
 /// keyset cursor. Two index-ordered range scans instead of one filtered
 /// scan, so a page costs O(log n + page) however deep the cursor: first the
@@ -254,7 +289,6 @@ pub(crate) fn artifacts(
     let coll = q.collection.as_ref().map(|c| c.as_str());
     let dig = q.digest.map(|d| d.hex());
     let classes = q.classification_set();
-    let filters = artifact_filters(tx.dialect());
     let mut items: Vec<Artifact> = Vec::with_capacity(limit + 1);
     let run = |tx: &mut Tx<'_>,
                sql: String,
@@ -284,12 +318,7 @@ pub(crate) fn artifacts(
     if req.after.is_some() {
         run(
             tx,
-            format!(
-                "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
-                   ON a.namespace = c.namespace AND a.collection_id = c.id \
-                 WHERE c.namespace = ?1 AND c.name = ?2 AND a.name > ?3 {filters} \
-                 ORDER BY a.name LIMIT (SELECT CAST(?9 AS BIGINT))"
-            ),
+            listing_in_collection(tx.dialect()),
             &after_c,
             &after_n,
             limit + 1,
@@ -300,12 +329,7 @@ pub(crate) fn artifacts(
     if have <= limit {
         run(
             tx,
-            format!(
-                "SELECT {ARTIFACT_COLS} FROM collections c JOIN artifacts a \
-                   ON a.namespace = c.namespace AND a.collection_id = c.id \
-                 WHERE c.namespace = ?1 AND c.name > ?2 AND ?3 = '' {filters} \
-                 ORDER BY c.name, a.name LIMIT (SELECT CAST(?9 AS BIGINT))"
-            ),
+            listing_after_collection(tx.dialect()),
             &after_c,
             "",
             limit + 1 - have,

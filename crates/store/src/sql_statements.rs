@@ -105,6 +105,7 @@ fn consts(src: &str) -> BTreeMap<String, String> {
         }
         let head = head
             .trim_start_matches("pub(crate) ")
+            .trim_start_matches("pub(super) ")
             .trim_start_matches("pub ");
         if let Some(rest) = head.strip_prefix("const ")
             && let Some((name, _)) = rest.split_once(':')
@@ -198,16 +199,43 @@ fn statements() -> (Vec<Statement>, usize) {
         &mut files,
     );
     files.sort();
+    let sources: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| {
+            let src = std::fs::read_to_string(&f).expect("read source");
+            // unit tests make their own tables
+            let src = match src.find("#[cfg(test)]\nmod ") {
+                Some(end) => src[..end].to_owned(),
+                None => src,
+            };
+            (f, src)
+        })
+        .collect();
+    // Column lists and pieces are shared across modules (`ARTIFACT_COLS`):
+    // a name every file agrees on fills another file's `format!` too.
+    let mut shared: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (_, src) in &sources {
+        for (name, value) in consts(src) {
+            shared
+                .entry(name)
+                .and_modify(|v| {
+                    if v.as_ref() != Some(&value) {
+                        *v = None;
+                    }
+                })
+                .or_insert(Some(value));
+        }
+    }
+    let shared: BTreeMap<String, String> = shared
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
     let mut out = Vec::new();
     let mut dynamic = 0;
-    for f in files {
-        let src = std::fs::read_to_string(&f).expect("read source");
-        // unit tests make their own tables
-        let src = match src.find("#[cfg(test)]\nmod ") {
-            Some(end) => &src[..end],
-            None => &src[..],
-        };
-        let consts = consts(src);
+    for (f, src) in &sources {
+        let src = src.as_str();
+        let mut consts = shared.clone();
+        consts.extend(self::consts(src));
         for (at, lit) in literals(src) {
             if !VERBS.iter().any(|v| lit.starts_with(v)) {
                 continue;
@@ -222,7 +250,7 @@ fn statements() -> (Vec<Statement>, usize) {
                 at: format!(
                     "{}:{line}",
                     f.strip_prefix(env!("CARGO_MANIFEST_DIR"))
-                        .unwrap_or(&f)
+                        .unwrap_or(f)
                         .display()
                 ),
                 sql,
@@ -495,6 +523,8 @@ fn x7_generic_plans_on_an_empty_store_use_the_right_index() {
 /// (index, filter) pairs allowed, each for its reason:
 /// - every delivery of a webhook is in the webhook's namespace, so that
 ///   filter narrows nothing the index condition has not;
+/// - a listing's optional filters (state, kind, status, since) are checked
+///   while it walks its keyset order, as any filtered keyset listing;
 /// - an update of one running job walks the partial index of running jobs'
 ///   leases (its predicate is implied): bounded by how many jobs run at
 ///   once, and the batched completions' plans rely on that index (without
@@ -502,6 +532,17 @@ fn x7_generic_plans_on_an_empty_store_use_the_right_index() {
 ///   that join on the key by plan rather than by chance are the fix.
 const ALLOWED_FILTERS: &[(&str, &str)] = &[
     ("webhook_deliveries_listing", "Filter: (namespace = $2)"),
+    // listings with optional filters walk their keyset order until a page
+    // matches: the page plus what the filters skip, as any keyset listing
+    (
+        "webhook_deliveries_listing",
+        "Filter: ((($5 IS NULL) OR (created_at >= $5)) AND (namespace = $2) AND (($4 IS NULL) OR ($4 ~~ (('%,'::text || state) || ',%'::text))))",
+    ),
+    (
+        "jobs_listing",
+        "Filter: ((($3 IS NULL) OR (state = $3)) AND (($4 IS NULL) OR (kind = $4)))",
+    ),
+    ("runs_namespace", "Filter: (($3 IS NULL) OR (status = $3))"),
     ("jobs_leases", "Filter: ((id = $1) AND (attempt = $2))"),
     (
         "jobs_leases",

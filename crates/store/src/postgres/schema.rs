@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "generic plans",
         sql: include_str!("migrations/0003_generic_plans.sql"),
     },
+    Migration {
+        version: 4,
+        name: "pending job keys",
+        sql: include_str!("migrations/0004_pending_job_keys.sql"),
+    },
 ];
 
 /// `pg_advisory_xact_lock` key for schema changes ("KNTX" + 1).

@@ -80,6 +80,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("migrations/0013_webhooks.sql"),
     },
+    Migration {
+        version: 14,
+        name: "pending job keys",
+        sql: include_str!("migrations/0014_pending_job_keys.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -129,10 +134,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+            (1..=14).collect::<Vec<u32>>()
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 12);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 13);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

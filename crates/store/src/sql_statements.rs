@@ -173,8 +173,27 @@ fn inside_concat(src: &str, at: usize) -> bool {
     let Some(open) = src[..at].rfind("concat!(") else {
         return false;
     };
-    let between = &src[open + "concat!".len()..at];
-    between.matches('(').count() > between.matches(')').count()
+    // the macro's parentheses, not those inside its string pieces
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in src[open + "concat!".len()..at].chars() {
+        match (in_string, c) {
+            (true, _) if escaped => escaped = false,
+            (true, '\\') => escaped = true,
+            (_, '"') => in_string = !in_string,
+            (false, '(') => depth += 1,
+            (false, ')') => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    // the macro closed before the literal
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth > 0
 }
 
 /// Fills `{NAME}` pieces from the file's consts; `None` when a piece is a
@@ -370,6 +389,14 @@ fn x7_the_scanner_reads_literals_consts_and_dialect_arms() {
             Only::Both
         ]
     );
+    // a piece of `concat!` is a fragment; a statement after the macro is
+    // not, whatever parentheses the pieces leave open
+    let src = "m!(concat!(\"AND (x = ?1 OR \", \"y)\", \"AND (z \"));\nq(\"SELECT 1\");\n";
+    let inside: Vec<_> = literals(src)
+        .into_iter()
+        .map(|(at, _)| inside_concat(src, at))
+        .collect();
+    assert_eq!(inside, [true, true, true, false]);
 }
 
 #[test]
@@ -645,6 +672,7 @@ fn skipped_index_column(
         if line.contains("->") || index.is_none() {
             index = t
                 .split_once(" using ")
+                .or_else(|| t.split_once("Bitmap Index Scan on "))
                 .and_then(|(_, rest)| rest.split_whitespace().next())
                 .map(|name| (t, name))
                 .or(Some((t, "")));

@@ -442,16 +442,22 @@ pub(crate) fn relations(
     }
 }
 
-/// Live relations touching an artifact (for cascades).
+/// Live relations touching an artifact (for cascades). Deleted ones are
+/// dropped here, not in the statement: with `NOT deleted` a cached plan may
+/// take the partial index of live edges (namespace, source, type, target)
+/// for each side, walking all of it, instead of the source and target
+/// indexes.
 pub(crate) fn live_relations_of(tx: &mut Tx<'_>, id: ArtifactId) -> Result<Vec<Relation>> {
-    tx.query(
+    let mut relations = tx.query(
         &format!(
             "SELECT {RELATION_COLS} FROM relations \
-             WHERE (source_id = ?1 OR target_id = ?1) AND NOT deleted ORDER BY id"
+             WHERE source_id = ?1 OR target_id = ?1 ORDER BY id"
         ),
         args![id.0],
         rows::relation,
-    )
+    )?;
+    relations.retain(|r| !r.deleted);
+    Ok(relations)
 }
 
 /// A context package's latest version, or the version asked for.

@@ -750,7 +750,7 @@ mod tests {
         }
         let stmt = conn.prepare_cached(FINISH_SUCCEEDED).unwrap();
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
-        // a lost lease still fails the batch, naming the job
+        // a lost lease still fails the batch
         let again = [(jobs[0].id, jobs[0].attempt, None)];
         assert!(finish_succeeded(tx, &again, now).is_err());
     }

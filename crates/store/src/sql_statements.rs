@@ -279,79 +279,87 @@ fn statements() -> (Vec<Statement>, usize) {
     }
     // statements built once at run time (hot paths), checked the same way
     // (the batched read is PostgreSQL's; SQLite reads one at a time)
-    use crate::knowledge::read::{listing_after_collection, listing_in_collection};
-    use crate::sql::Dialect;
-    let listings = [
-        (listing_in_collection(Dialect::Sqlite), Only::Sqlite),
-        (listing_in_collection(Dialect::Postgres), Only::Postgres),
-        (listing_after_collection(Dialect::Sqlite), Only::Sqlite),
-        (listing_after_collection(Dialect::Postgres), Only::Postgres),
-    ];
-    for (sql, only) in &listings {
-        out.push(Statement {
-            at: "knowledge/read.rs listing".to_owned(),
-            sql: sql.clone(),
-            only: *only,
-        });
-    }
-    for (at, sql, only) in [
-        (
+    use crate::knowledge::read as k;
+    use crate::sql::Dialect::{Postgres, Sqlite};
+    use crate::webhooks::{read as wr, write as ww};
+    use Only::{Both, Postgres as Pg, Sqlite as Lite};
+    let built = |at: &str, sql: String, only| Statement {
+        at: at.to_owned(),
+        sql,
+        only,
+    };
+    out.extend([
+        built(
             "knowledge/read.rs ARTIFACT_BY_ID",
-            &*crate::knowledge::read::ARTIFACT_BY_ID,
-            Only::Both,
+            k::ARTIFACT_BY_ID.clone(),
+            Both,
         ),
-        (
+        built(
             "knowledge/read.rs ARTIFACT_BY_NAME",
-            &*crate::knowledge::read::ARTIFACT_BY_NAME,
-            Only::Both,
+            k::ARTIFACT_BY_NAME.clone(),
+            Both,
         ),
-        (
+        built(
             "knowledge/read.rs ARTIFACT_BY_NAMES",
-            &*crate::knowledge::read::ARTIFACT_BY_NAMES,
-            Only::Both,
+            k::ARTIFACT_BY_NAMES.clone(),
+            Both,
         ),
-        (
+        built(
+            "knowledge/read.rs listing",
+            k::listing_in_collection(Sqlite),
+            Lite,
+        ),
+        built(
+            "knowledge/read.rs listing",
+            k::listing_in_collection(Postgres),
+            Pg,
+        ),
+        built(
+            "knowledge/read.rs listing",
+            k::listing_after_collection(Sqlite),
+            Lite,
+        ),
+        built(
+            "knowledge/read.rs listing",
+            k::listing_after_collection(Postgres),
+            Pg,
+        ),
+        built(
             "webhooks/read.rs DELIVERY_BY_ID",
-            &*crate::webhooks::read::DELIVERY_BY_ID,
-            Only::Both,
+            wr::DELIVERY_BY_ID.clone(),
+            Both,
         ),
-        (
-            "webhooks/read.rs WEBHOOK_WITH_SECRETS_BY_ID",
-            &*crate::webhooks::read::WEBHOOK_WITH_SECRETS_BY_ID,
-            Only::Both,
+        built(
+            "webhooks/read.rs WEBHOOK_WITH_SECRETS",
+            wr::WEBHOOK_WITH_SECRETS_BY_ID.clone(),
+            Both,
         ),
-        (
+        built(
             "webhooks/read.rs DELIVERY_TO_SEND",
-            &*crate::webhooks::read::DELIVERY_TO_SEND,
-            Only::Both,
+            wr::DELIVERY_TO_SEND.clone(),
+            Both,
         ),
-        (
+        built(
             "webhooks/read.rs DELIVERIES_TO_SEND",
-            &*crate::webhooks::read::DELIVERIES_TO_SEND,
-            Only::Postgres,
+            wr::DELIVERIES_TO_SEND.clone(),
+            Pg,
         ),
-        (
+        built(
             "webhooks/write.rs UPDATE_DELIVERY",
-            &*crate::webhooks::write::UPDATE_DELIVERY,
-            Only::Both,
+            ww::UPDATE_DELIVERY.clone(),
+            Both,
         ),
-        (
+        built(
             "webhooks/write.rs ATTEMPTS_PG (update)",
-            &crate::webhooks::write::ATTEMPTS_PG.0,
-            Only::Postgres,
+            ww::ATTEMPTS_PG.0.clone(),
+            Pg,
         ),
-        (
+        built(
             "webhooks/write.rs ATTEMPTS_PG (insert)",
-            &crate::webhooks::write::ATTEMPTS_PG.1,
-            Only::Postgres,
+            ww::ATTEMPTS_PG.1.clone(),
+            Pg,
         ),
-    ] {
-        out.push(Statement {
-            at: at.to_owned(),
-            sql: sql.clone(),
-            only,
-        });
-    }
+    ]);
     (out, dynamic)
 }
 

@@ -614,6 +614,14 @@ const WHOLE_TABLE_STATEMENTS: &[(&str, &str)] = &[
         "pruning: a range of old jobs, at most hourly",
     ),
     (
+        "DELETE FROM webhook_deliveries WHERE id < ",
+        "pruning: a range of old deliveries, at most hourly",
+    ),
+    (
+        "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE id < ",
+        "pruning: the attempts of a range of old deliveries, at most hourly",
+    ),
+    (
         "SELECT count(*), max(seq) FROM outbox",
         "pruning the outbox",
     ),

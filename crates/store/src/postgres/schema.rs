@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pending job keys",
         sql: include_str!("migrations/0004_pending_job_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "delivery updates in place",
+        sql: include_str!("migrations/0005_delivery_updates_in_place.sql"),
+    },
 ];
 
 /// `pg_advisory_xact_lock` key for schema changes ("KNTX" + 1).

@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pending job keys",
         sql: include_str!("migrations/0014_pending_job_keys.sql"),
     },
+    Migration {
+        version: 15,
+        name: "delivery updates in place",
+        sql: include_str!("migrations/0015_delivery_updates_in_place.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -134,10 +139,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            (1..=14).collect::<Vec<u32>>()
+            (1..=15).collect::<Vec<u32>>()
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 13);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 14);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

@@ -708,24 +708,44 @@ fn resend(
     })
 }
 
+/// Removes the deliveries that finished before `older_than`, with their
+/// attempts. They are found by id, through the primary key: ids are
+/// UUIDv7, minted before a delivery's first update, so one updated before
+/// `older_than` has an id below [`first_id_at`] of it (no index on
+/// `updated_at`, so recording an attempt touches no index: migration PG
+/// 0005 / SQLite 0015). A delivery whose id came from a process whose clock
+/// runs ahead of the one that finished it can be left for the next prune;
+/// none is ever removed early.
 fn prune(tx: &mut Tx<'_>, older_than: Timestamp) -> Result<Vec<Change>> {
-    const FINISHED: &str = "state IN ('succeeded', 'dead', 'cancelled') AND updated_at < ?1";
+    const FINISHED: &str =
+        "id < ?2 AND state IN ('succeeded', 'dead', 'cancelled') AND updated_at < ?1";
+    let below = first_id_at(older_than);
     tx.execute(
         &format!(
             "DELETE FROM webhook_attempts WHERE delivery_id IN \
              (SELECT id FROM webhook_deliveries WHERE {FINISHED})"
         ),
-        args![older_than],
+        args![older_than, below],
     )?;
     let count = tx.execute(
         &format!("DELETE FROM webhook_deliveries WHERE {FINISHED}"),
-        args![older_than],
+        args![older_than, below],
     )?;
     Ok(if count == 0 {
         Vec::new()
     } else {
         vec![Change::WebhookDeliveriesPruned { count }]
     })
+}
+
+/// The smallest UUIDv7 of the millisecond of `t` (every id minted before
+/// `t` sorts below it, as bytes and as PostgreSQL's `uuid`). Instants
+/// before the epoch give the nil id, below every v7 id.
+fn first_id_at(t: Timestamp) -> uuid::Uuid {
+    match u64::try_from(t.as_millisecond()) {
+        Ok(ms) => uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid(),
+        Err(_) => uuid::Uuid::nil(),
+    }
 }
 
 /// Applies one webhook operation inside the engine's transaction and
@@ -769,4 +789,33 @@ pub(crate) fn apply(
         } => vec![resend(tx, ctx, webhook, deliveries, max_attempts, now)?],
         WebhookOp::PruneDeliveries { older_than } => prune(tx, older_than)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retention's id bound: ids minted before the instant sort below it,
+    /// ids minted in its millisecond or later do not.
+    #[test]
+    fn o5_first_id_at_separates_ids_minted_before_and_after() {
+        let t = jiff::Timestamp::from_millisecond(1_796_000_000_123).unwrap();
+        let bound = first_id_at(t);
+        let minted = |ms: u64, rand: [u8; 10]| {
+            uuid::Builder::from_unix_timestamp_millis(ms, &rand).into_uuid()
+        };
+        assert!(minted(1_796_000_000_122, [0xff; 10]) < bound);
+        assert!(minted(1_796_000_000_123, [0; 10]) >= bound);
+        assert!(minted(1_796_000_000_124, [0; 10]) > bound);
+        assert!(
+            minted(1_796_000_000_122, [0xff; 10]).as_bytes() < bound.as_bytes(),
+            "SQLite compares the bytes"
+        );
+        let before_epoch = jiff::Timestamp::from_second(-1).unwrap();
+        assert_eq!(first_id_at(before_epoch), uuid::Uuid::nil());
+        assert!(
+            uuid::Uuid::now_v7()
+                > first_id_at(kontextual_model::now() - jiff::SignedDuration::from_secs(1))
+        );
+    }
 }

@@ -9,8 +9,8 @@
 //! `concat!` pieces are counted, not checked. A literal written in an arm of
 //! `match tx.dialect() { Dialect::Sqlite => …, Dialect::Postgres => … }` is
 //! prepared only on its engine: the nearest `Dialect::…` before the literal,
-//! with no `;` between them, names it; so does a `const` whose name ends in
-//! `_PG` (or `_POSTGRES`) or `_SQLITE`. Unit-test modules (which make their
+//! with no `;` between them, names it; so does a `const` or `static` whose
+//! name ends in `_PG` (or `_POSTGRES`) or `_SQLITE`. Unit-test modules (which make their
 //! own tables) are not scanned.
 
 use std::collections::BTreeMap;
@@ -126,6 +126,19 @@ fn which_dialect(src: &str, at: usize) -> Only {
         .strip_prefix("const ")
     {
         let name = rest.split(':').next().unwrap_or_default().trim();
+        if name.ends_with("_PG") || name.ends_with("_POSTGRES") {
+            return Only::Postgres;
+        }
+        if name.ends_with("_SQLITE") {
+            return Only::Sqlite;
+        }
+    }
+    // `static NAME_PG: LazyLock<String> = LazyLock::new(|| format!("…"))`:
+    // the literal is in the initializer when no `;` follows the name
+    if let Some(p) = before.rfind("static ")
+        && !before[p..].contains(';')
+    {
+        let name = before[p + 7..].split(':').next().unwrap_or_default().trim();
         if name.ends_with("_PG") || name.ends_with("_POSTGRES") {
             return Only::Postgres;
         }
@@ -350,13 +363,13 @@ fn statements() -> (Vec<Statement>, usize) {
             Both,
         ),
         built(
-            "webhooks/write.rs ATTEMPTS_PG (update)",
-            ww::ATTEMPTS_PG.0.clone(),
-            Pg,
+            "webhooks/write.rs FIRST_ATTEMPT",
+            ww::FIRST_ATTEMPT.clone(),
+            Both,
         ),
         built(
-            "webhooks/write.rs ATTEMPTS_PG (insert)",
-            ww::ATTEMPTS_PG.1.clone(),
+            "webhooks/write.rs FIRST_ATTEMPTS_PG",
+            ww::FIRST_ATTEMPTS_PG.clone(),
             Pg,
         ),
     ]);
@@ -397,6 +410,13 @@ fn x7_the_scanner_reads_literals_consts_and_dialect_arms() {
             Only::Both
         ]
     );
+    // a `static` named for one engine holds that engine's statement
+    let src = "static ONE_PG: L<String> = L::new(|| format!(\"SELECT 1\"));\nstatic BOTH: L<String> = L::new(|| format!(\"SELECT 2\"));\nfn f() { q(\"SELECT 3\"); }\n";
+    let dialects: Vec<_> = literals(src)
+        .into_iter()
+        .map(|(at, _)| which_dialect(src, at))
+        .collect();
+    assert_eq!(dialects, [Only::Postgres, Only::Both, Only::Both]);
     // a piece of `concat!` is a fragment; a statement after the macro is
     // not, whatever parentheses the pieces leave open
     let src = "m!(concat!(\"AND (x = ?1 OR \", \"y)\", \"AND (z \"));\nq(\"SELECT 1\");\n";

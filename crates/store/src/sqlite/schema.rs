@@ -163,4 +163,43 @@ mod tests {
             "{e}"
         );
     }
+
+    /// O5: migration 15 moves each delivery's latest attempt into its row
+    /// and keeps the earlier ones where they were.
+    #[test]
+    fn o5_migration_15_moves_the_latest_attempt_into_the_delivery() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate(&mut c, Some(14), true).unwrap();
+        c.execute_batch(
+            "INSERT INTO webhook_deliveries (id, webhook_id, namespace, event_seq, event_type, body, \
+               state, attempts, last_status, created_at, updated_at) VALUES \
+               (x'01', x'aa', 'default', 1, 'artifact.created', x'7b7d', 'succeeded', 2, 200, 1, 9), \
+               (x'02', x'aa', 'default', 2, 'artifact.created', x'7b7d', 'pending', 0, NULL, 1, 1);
+             INSERT INTO webhook_attempts VALUES \
+               (x'01', 1, 5, 503, 10, 'busy', 'try later'), \
+               (x'01', 2, 8, 200, 12, NULL, 'ok');",
+        )
+        .unwrap();
+        migrate(&mut c, None, false).unwrap();
+        let row = |sql: &str| -> (Option<i64>, Option<String>) {
+            c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        assert_eq!(
+            row("SELECT last_attempt_at, last_response FROM webhook_deliveries WHERE id = x'01'"),
+            (Some(8), Some("ok".to_owned()))
+        );
+        assert_eq!(
+            row("SELECT last_attempt_at, last_response FROM webhook_deliveries WHERE id = x'02'"),
+            (None, None)
+        );
+        assert_eq!(
+            row("SELECT attempt, response FROM webhook_attempts"),
+            (Some(1), Some("try later".to_owned()))
+        );
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM webhook_attempts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
 }

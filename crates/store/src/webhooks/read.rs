@@ -2,7 +2,7 @@
 
 use kontextual_model::{
     Delivery, DeliveryAttempt, DeliveryCounts, DeliveryDetail, DeliveryId, DeliveryState,
-    Namespace, Webhook, WebhookId, WebhookSecrets,
+    Namespace, Timestamp, Webhook, WebhookId, WebhookSecrets,
 };
 
 use crate::port::{Cursor, DeliveryQuery, DeliveryToSend, Page, PageRequest};
@@ -163,6 +163,8 @@ pub(crate) fn deliveries(
     )
 }
 
+/// A delivery with its body and every attempt, oldest first: the earlier
+/// ones from `webhook_attempts`, the latest from the delivery's row.
 pub(crate) fn delivery(
     tx: &mut Tx<'_>,
     ns: &Namespace,
@@ -170,15 +172,29 @@ pub(crate) fn delivery(
 ) -> Result<Option<DeliveryDetail>> {
     let found = tx.query_opt(
         &format!(
-            "SELECT {DELIVERY_COLS}, body FROM webhook_deliveries WHERE id = ?1 AND namespace = ?2"
+            "SELECT {DELIVERY_COLS}, body, last_attempt_at, last_response FROM webhook_deliveries \
+             WHERE id = ?1 AND namespace = ?2"
         ),
         args![id.0, ns.as_str()],
-        |r| Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?)),
+        |r| {
+            let delivery = delivery_row(r)?;
+            let latest = match r.get::<Option<Timestamp>>(14)? {
+                Some(at) if delivery.attempts > 0 => Some(DeliveryAttempt {
+                    at,
+                    status: delivery.last_status,
+                    latency_ms: delivery.last_latency_ms,
+                    error: delivery.last_error.clone(),
+                    response: r.get(15)?,
+                }),
+                _ => None,
+            };
+            Ok((delivery, r.get::<Vec<u8>>(13)?, latest))
+        },
     )?;
-    let Some((delivery, body)) = found else {
+    let Some((delivery, body, latest)) = found else {
         return Ok(None);
     };
-    let attempts = tx.query(
+    let mut attempts = tx.query(
         "SELECT at, status, latency_ms, error, response FROM webhook_attempts \
          WHERE delivery_id = ?1 ORDER BY attempt",
         args![id.0],
@@ -192,6 +208,7 @@ pub(crate) fn delivery(
             })
         },
     )?;
+    attempts.extend(latest);
     Ok(Some(DeliveryDetail {
         delivery,
         body,

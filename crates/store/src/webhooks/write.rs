@@ -453,57 +453,87 @@ fn next_attempt(o: &DeliveryOutcome) -> Option<Timestamp> {
 
 /// The delivery's side of one attempt, numbering it: one statement, so two
 /// recorders of the same delivery (a rescued job and its old worker) never
-/// take one number. A delivery cancelled meanwhile (its webhook was
-/// deleted) stays cancelled.
-pub(crate) static UPDATE_DELIVERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// take one number. The attempt becomes the delivery's latest (`last_*`).
+/// A delivery cancelled meanwhile (its webhook was deleted) stays
+/// cancelled. Parameters: id, state, status, error, latency, next attempt,
+/// now, the attempt's time, its response.
+fn update_delivery(only_first: bool) -> String {
     format!(
         "UPDATE webhook_deliveries SET \
            state = CASE WHEN state = 'cancelled' THEN state ELSE CAST(?2 AS TEXT) END, \
            attempts = attempts + 1, last_status = ?3, last_error = ?4, last_latency_ms = ?5, \
            next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE CAST(?6 AS BIGINT) END, \
-           updated_at = ?7 \
-         WHERE id = ?1 RETURNING {DELIVERY_COLS}"
+           updated_at = ?7, last_attempt_at = ?8, last_response = ?9 \
+         WHERE id = ?1{} RETURNING {DELIVERY_COLS}",
+        if only_first { " AND attempts = 0" } else { "" }
     )
-});
+}
 
-/// Records one attempt's delivery update and attempt row (not the
-/// webhook's failure streak); returns the delivery as updated.
+/// [`update_delivery`] for any attempt.
+pub(crate) static UPDATE_DELIVERY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| update_delivery(false));
+
+/// [`update_delivery`] for a delivery not tried yet (no row otherwise):
+/// nothing to move to `webhook_attempts` first.
+pub(crate) static FIRST_ATTEMPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| update_delivery(true));
+
+/// Moves a delivery's latest attempt from its row into `webhook_attempts`,
+/// before a newer one takes its place. PostgreSQL locks the delivery's row
+/// until the update that follows (another recorder waits, then moves the
+/// attempt this one records).
+fn move_latest_attempt(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => MOVE_LATEST_ATTEMPT,
+        Dialect::Postgres => MOVE_LATEST_ATTEMPT_PG,
+    }
+}
+
+const MOVE_LATEST_ATTEMPT: &str = "INSERT INTO webhook_attempts \
+    (delivery_id, attempt, at, status, latency_ms, error, response) \
+    SELECT id, attempts, last_attempt_at, last_status, last_latency_ms, last_error, last_response \
+    FROM webhook_deliveries WHERE id = ?1 AND attempts > 0 AND last_attempt_at IS NOT NULL";
+
+const MOVE_LATEST_ATTEMPT_PG: &str = "INSERT INTO webhook_attempts \
+    (delivery_id, attempt, at, status, latency_ms, error, response) \
+    SELECT id, attempts, last_attempt_at, last_status, last_latency_ms, last_error, last_response \
+    FROM webhook_deliveries WHERE id = ?1 AND attempts > 0 AND last_attempt_at IS NOT NULL \
+    FOR UPDATE";
+
+/// Records one attempt (not the webhook's failure streak); returns the
+/// delivery as updated. A first attempt is one update; a later one first
+/// moves the latest attempt so far into `webhook_attempts`.
 fn record_one(
     tx: &mut Tx<'_>,
     o: &DeliveryOutcome,
     now: Timestamp,
 ) -> Result<kontextual_model::Delivery> {
     check_outcome(o)?;
-    let updated = tx.query_opt(
-        &UPDATE_DELIVERY,
-        args![
-            o.delivery.0,
-            o.state.as_str(),
-            o.status.map(u32::from),
-            &o.error,
-            o.latency_ms,
-            next_attempt(o),
-            now
-        ],
-        delivery_row,
-    )?;
-    let Some(delivery) = updated else {
-        return Err(StoreError::not_found(format!("delivery {}", o.delivery)));
+    let update = |tx: &mut Tx<'_>, sql: &str| {
+        tx.query_opt(
+            sql,
+            args![
+                o.delivery.0,
+                o.state.as_str(),
+                o.status.map(u32::from),
+                &o.error,
+                o.latency_ms,
+                next_attempt(o),
+                now,
+                o.at,
+                &o.response
+            ],
+            delivery_row,
+        )
     };
-    tx.execute(
-        "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        args![
-            o.delivery.0,
-            delivery.attempts,
-            o.at,
-            o.status.map(u32::from),
-            o.latency_ms,
-            &o.error,
-            &o.response
-        ],
-    )?;
-    Ok(delivery)
+    if let Some(delivery) = update(tx, &FIRST_ATTEMPT)? {
+        return Ok(delivery);
+    }
+    tx.execute(move_latest_attempt(tx.dialect()), args![o.delivery.0])?;
+    match update(tx, &UPDATE_DELIVERY)? {
+        Some(delivery) => Ok(delivery),
+        None => Err(StoreError::not_found(format!("delivery {}", o.delivery))),
+    }
 }
 
 fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result<Change> {
@@ -526,9 +556,9 @@ fn record_attempt(tx: &mut Tx<'_>, o: DeliveryOutcome, now: Timestamp) -> Result
 /// Records several attempts (a worker's batch of deliveries) with one
 /// statement per webhook for the failure streaks. The outcome is
 /// [`record_attempt`]'s for each, in order. Outcomes for one delivery more
-/// than once go one by one. PostgreSQL takes the batch's updates and
-/// inserts as two statements over a JSON array (a few round trips instead
-/// of three per attempt); SQLite, in process, runs [`record_one`]'s cached
+/// than once go one by one. PostgreSQL takes the batch's first attempts as
+/// one statement over a JSON array (one round trip instead of one or two
+/// per attempt); SQLite, in process, runs [`record_one`]'s cached
 /// statements per attempt — parsing the JSON cost its single writer more.
 pub(crate) fn record_attempts(
     tx: &mut Tx<'_>,
@@ -600,7 +630,9 @@ pub(crate) fn record_attempts(
 }
 
 /// [`record_attempts`]' deliveries and attempts on PostgreSQL: the
-/// deliveries as updated, by id.
+/// deliveries as updated, by id. First attempts (nearly all) go in one
+/// statement; a delivery tried before, or unknown, goes through
+/// [`record_one`].
 fn record_attempts_pg(
     tx: &mut Tx<'_>,
     outcomes: &[DeliveryOutcome],
@@ -623,51 +655,37 @@ fn record_attempts_pg(
     }
     let rows = serde_json::Value::Array(rows).to_string();
     let ids = crate::sql::pg_uuid_array(outcomes.iter().map(|o| o.delivery.0));
-    let (update, insert) = &*ATTEMPTS_PG;
-    let updated = tx.query(update, args![&rows, now, &ids], delivery_row)?;
-    let by_id: std::collections::HashMap<DeliveryId, kontextual_model::Delivery> =
+    let updated = tx.query(&FIRST_ATTEMPTS_PG, args![&rows, now, &ids], delivery_row)?;
+    let mut by_id: std::collections::HashMap<DeliveryId, kontextual_model::Delivery> =
         updated.into_iter().map(|d| (d.id, d)).collect();
-    if let Some(missing) = outcomes.iter().find(|o| !by_id.contains_key(&o.delivery)) {
-        return Err(StoreError::not_found(format!(
-            "delivery {}",
-            missing.delivery
-        )));
+    for o in outcomes {
+        if let std::collections::hash_map::Entry::Vacant(e) = by_id.entry(o.delivery) {
+            e.insert(record_one(tx, o, now)?);
+        }
     }
-    tx.execute(insert, args![&rows, &ids])?;
     Ok(by_id)
 }
 
-/// [`record_one`]'s update and insert for a JSON array of outcomes on
-/// PostgreSQL (keys matched to the record's column names; ids as 32 hex
-/// digits, instants in microseconds). The insert numbers each attempt
-/// with the count the update left, in the same transaction. The ids come
-/// again as an array (`?3`, `?2`): joined only with the JSON rows, a plan
-/// cached while the table was empty reads every delivery (a hash join).
-pub(crate) static ATTEMPTS_PG: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(
-    || {
-        let v = "jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
-               k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
-               k_response text)";
-        (
-            format!(
-                "UPDATE webhook_deliveries SET \
+/// [`FIRST_ATTEMPT`] for a JSON array of outcomes on PostgreSQL (keys
+/// matched to the record's column names; ids as 32 hex digits, instants in
+/// microseconds). The ids come again as an array (`?3`): joined only with
+/// the JSON rows, a plan cached while the table was empty reads every
+/// delivery (a hash join).
+pub(crate) static FIRST_ATTEMPTS_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE webhook_deliveries SET \
                state = CASE WHEN state = 'cancelled' THEN state ELSE v.k_state END, \
                attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
                last_latency_ms = v.k_latency, \
                next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
-               updated_at = ?2 \
-             FROM {v} WHERE id = v.k_id AND id = ANY(CAST(?3 AS TEXT)::uuid[]) \
+               updated_at = ?2, last_attempt_at = v.k_at, last_response = v.k_response \
+             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
+               k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
+               k_response text) \
+             WHERE id = v.k_id AND id = ANY(CAST(?3 AS TEXT)::uuid[]) AND attempts = 0 \
              RETURNING {DELIVERY_COLS}"
-            ),
-            format!(
-                "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, latency_ms, error, response) \
-             SELECT v.k_id, d.attempts, v.k_at, v.k_status, v.k_latency, v.k_error, v.k_response \
-             FROM {v} JOIN webhook_deliveries d ON d.id = v.k_id \
-             WHERE d.id = ANY(CAST(?2 AS TEXT)::uuid[])"
-            ),
-        )
-    },
-);
+    )
+});
 
 fn resend(
     tx: &mut Tx<'_>,

@@ -494,6 +494,32 @@ pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
         .unwrap()
         .expect("delivery");
     assert_eq!(stored.body, binary.body);
+    // text bodies (PostgreSQL sends them as text, others as hex): quotes,
+    // escapes, non-ASCII, a NUL byte in valid UTF-8
+    let texts: Vec<Vec<u8>> = vec![
+        "{\"q\":\"\\\"a\\\\b\\u0000\",\"é\":\"日本 🎉\"}".into(),
+        "nul \0 inside".into(),
+        Vec::new(),
+    ];
+    let batch: Vec<NewDelivery> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| NewDelivery {
+            body: t.clone(),
+            ..new_delivery(w.id, 50 + i as u64)
+        })
+        .collect();
+    let (made_texts, _) = deliver(&s, &c, batch.clone());
+    assert_eq!(made_texts.len(), texts.len());
+    for d in &batch {
+        let stored = s.webhooks().delivery(&ns, d.id).unwrap().expect("delivery");
+        assert_eq!(
+            stored.body,
+            d.body,
+            "{:?}",
+            String::from_utf8_lossy(&d.body)
+        );
+    }
     let job = s.jobs().get(&ns, made_jobs[1]).unwrap().expect("job");
     assert_eq!(
         job.payload,
@@ -513,7 +539,7 @@ pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
             .is_some()
     );
     assert_eq!(delivery_jobs(&s, &other.namespace).len(), 1);
-    assert_eq!(delivery_jobs(&s, &ns).len(), 4);
+    assert_eq!(delivery_jobs(&s, &ns).len(), 4 + texts.len());
 
     // a bad max_attempts is refused
     let e = one(

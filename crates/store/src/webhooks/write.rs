@@ -381,9 +381,10 @@ const INSERT_DELIVERIES_PG: &str = "INSERT INTO webhook_deliveries (id, webhook_
 /// JSON array (keys named as the record's columns; ids as 32 hex digits):
 /// one round trip. A body goes as a JSON string when it is UTF-8 without
 /// NUL (every CloudEvent body: half the bytes of hex, and a quarter less
-/// server time per batch, measured), else as hex. SQLite, in process, runs a cached
-/// statement per delivery, binding the body as it is — encoding it as
-/// hex JSON and decoding it again cost more than the statements.
+/// server time per batch, measured), else as hex. SQLite, in process,
+/// runs a cached statement per delivery, binding the body as it is —
+/// encoding it as hex JSON and decoding it again cost more than the
+/// statements.
 fn insert_deliveries(
     tx: &mut Tx<'_>,
     rows: &[(&NewDelivery, kontextual_model::Namespace)],

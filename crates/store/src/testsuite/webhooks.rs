@@ -826,6 +826,52 @@ pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
     assert_eq!(e.kind(), ErrorKind::NotFound, "the webhook is gone");
 }
 
+/// O5: recorders of one delivery at once (a rescued job and its old
+/// worker, or a resend racing a retry) each add their attempt: none is
+/// lost or numbered twice, whether the delivery had been tried before or
+/// not. On PostgreSQL they run on separate connections, so this exercises
+/// the row lock that moves the latest attempt aside.
+pub fn o5_concurrent_recorders_keep_every_attempt(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let (ids, _) = deliver(&s, &c, vec![new_delivery(w.id, 1), new_delivery(w.id, 2)]);
+    let t = |m: i64| ts("2026-12-01T10:00:00Z") + jiff::SignedDuration::from_mins(m);
+    // the second delivery has been tried once already
+    attempt(&s, &c, ids[1], t(0), DeliveryState::Failed).unwrap();
+    const RECORDERS: i64 = 4;
+    for round in 0..3 {
+        std::thread::scope(|scope| {
+            for r in 0..RECORDERS {
+                for id in &ids {
+                    let (s, c, id) = (s.clone(), c.clone(), *id);
+                    scope.spawn(move || {
+                        attempt(
+                            &s,
+                            &c,
+                            id,
+                            t(1 + round * RECORDERS + r),
+                            DeliveryState::Failed,
+                        )
+                        .expect("recorded")
+                    });
+                }
+            }
+        });
+    }
+    for (id, before) in ids.iter().zip([0, 1]) {
+        let d = s.webhooks().delivery(&ns, *id).unwrap().expect("delivery");
+        let want = before + 3 * RECORDERS as u32;
+        assert_eq!(d.delivery.attempts, want, "every attempt counted");
+        let mut at: Vec<Timestamp> = d.attempts.iter().map(|a| a.at).collect();
+        assert_eq!(at.len() as u32, want, "every attempt listed once");
+        at.sort();
+        at.dedup();
+        assert_eq!(at.len() as u32, want, "no attempt listed twice");
+    }
+}
+
 /// O5: retention deletes finished deliveries (and their attempts) older
 /// than the cutoff, keeps those still to deliver, and is not audited.
 pub fn o5_finished_deliveries_are_pruned(h: &mut dyn Harness) {

@@ -379,29 +379,29 @@ struct Out {
 }
 
 impl Out {
+    /// Appends text: outside `pre`, runs of whitespace become one space
+    /// (none at the start of a line); inside, text stays as it is but for
+    /// `\r`. NUL is never text (the tokenizer reports it as an error).
+    /// Runs of ordinary characters are copied as slices, not one by one.
     fn text(&mut self, t: &str, pre: bool) {
-        for c in t.chars() {
-            if c == '\0' {
-                continue; // NUL is never text (the tokenizer reports it as an error)
-            }
-            if pre {
-                if c == '\r' {
-                    continue;
-                }
+        let special = |c: char| c == '\0' || if pre { c == '\r' } else { c.is_whitespace() };
+        let mut rest = t;
+        while !rest.is_empty() {
+            let end = rest.find(special).unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            if !run.is_empty() {
                 if self.space && !self.s.is_empty() && !self.s.ends_with('\n') {
                     self.s.push(' ');
                 }
                 self.space = false;
-                self.s.push(c);
-            } else if c.is_whitespace() {
-                self.space = true;
-            } else {
-                if self.space && !self.s.is_empty() && !self.s.ends_with('\n') {
-                    self.s.push(' ');
-                }
-                self.space = false;
-                self.s.push(c);
+                self.s.push_str(run);
             }
+            let mut chars = tail.chars();
+            match chars.next() {
+                Some(c) if !pre && c.is_whitespace() => self.space = true,
+                _ => {}
+            }
+            rest = chars.as_str();
         }
     }
 
@@ -850,6 +850,47 @@ mod tests {
             <body><h1>Deploy</h1><p>Use <b>kontextual</b>&nbsp;serve.</p><!-- hidden --><ul><li>one</li><li>two &#x2713;</li></ul></body></html>";
         assert_eq!(title(page), Some("Deploy & Run".into()));
         assert_eq!(text(page), "Deploy\nUse kontextual serve.\none\ntwo ✓");
+    }
+
+    /// The one-character-at-a-time reading `Out::text` replaced.
+    fn text_by_chars(out: &mut Out, t: &str, pre: bool) {
+        for c in t.chars() {
+            if c == '\0' || (pre && c == '\r') {
+                continue;
+            }
+            if !pre && c.is_whitespace() {
+                out.space = true;
+                continue;
+            }
+            if out.space && !out.s.is_empty() && !out.s.ends_with('\n') {
+                out.s.push(' ');
+            }
+            out.space = false;
+            out.s.push(c);
+        }
+    }
+
+    /// K5: appending by runs gives exactly what appending character by
+    /// character gave, for any pieces, in and out of `pre`, after any
+    /// line break.
+    #[test]
+    fn k5_text_by_runs_matches_text_by_characters() {
+        use proptest::prelude::*;
+        let piece = "[a-z \\t\\r\\n\\u{0}\\u{a0}\\u{2003}é日🎉]{0,12}";
+        proptest!(|(pieces in proptest::collection::vec((piece, any::<bool>(), any::<bool>()), 0..8))| {
+            let mut fast = Out::default();
+            let mut slow = Out::default();
+            for (t, pre, br) in &pieces {
+                if *br {
+                    fast.line_break();
+                    slow.line_break();
+                }
+                fast.text(t, *pre);
+                text_by_chars(&mut slow, t, *pre);
+                prop_assert_eq!(&fast.s, &slow.s);
+                prop_assert_eq!(fast.space, slow.space);
+            }
+        });
     }
 
     /// K5 (issue 15): text is never lost to a guess about where a tag ends.

@@ -10,8 +10,8 @@
 //! `match tx.dialect() { Dialect::Sqlite => …, Dialect::Postgres => … }` is
 //! prepared only on its engine: the nearest `Dialect::…` before the literal,
 //! with no `;` between them, names it; so does a `const` or `static` whose
-//! name ends in `_PG` (or `_POSTGRES`) or `_SQLITE`. Unit-test modules (which make their
-//! own tables) are not scanned.
+//! name ends in `_PG` (or `_POSTGRES`) or `_SQLITE`. Unit-test modules
+//! (which make their own tables) are not scanned.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -116,35 +116,39 @@ fn consts(src: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// The engine a `const` or `static` is named for (`…_PG`, `…_POSTGRES`,
+/// `…_SQLITE`), from the text after `const ` / `static `.
+fn named_for(declaration: &str) -> Option<Only> {
+    let name = declaration.split(':').next().unwrap_or_default().trim();
+    if name.ends_with("_PG") || name.ends_with("_POSTGRES") {
+        Some(Only::Postgres)
+    } else if name.ends_with("_SQLITE") {
+        Some(Only::Sqlite)
+    } else {
+        None
+    }
+}
+
 fn which_dialect(src: &str, at: usize) -> Only {
     let before = &src[..at];
     // `const NAME_PG: &str = "…"` / `NAME_SQLITE`: one engine's spelling
     let line = &before[before.rfind('\n').map_or(0, |p| p + 1)..];
-    if let Some(rest) = line
+    if let Some(only) = line
         .trim_start()
         .trim_start_matches("pub(crate) ")
         .strip_prefix("const ")
+        .and_then(named_for)
     {
-        let name = rest.split(':').next().unwrap_or_default().trim();
-        if name.ends_with("_PG") || name.ends_with("_POSTGRES") {
-            return Only::Postgres;
-        }
-        if name.ends_with("_SQLITE") {
-            return Only::Sqlite;
-        }
+        return only;
     }
     // `static NAME_PG: LazyLock<String> = LazyLock::new(|| format!("…"))`:
     // the literal is in the initializer when no `;` follows the name
-    if let Some(p) = before.rfind("static ")
-        && !before[p..].contains(';')
+    if let Some(only) = before
+        .rfind("static ")
+        .filter(|&p| !before[p..].contains(';'))
+        .and_then(|p| named_for(&before[p + "static ".len()..]))
     {
-        let name = before[p + 7..].split(':').next().unwrap_or_default().trim();
-        if name.ends_with("_PG") || name.ends_with("_POSTGRES") {
-            return Only::Postgres;
-        }
-        if name.ends_with("_SQLITE") {
-            return Only::Sqlite;
-        }
+        return only;
     }
     let sqlite = before.rfind("Dialect::Sqlite");
     let postgres = before.rfind("Dialect::Postgres");

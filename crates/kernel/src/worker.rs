@@ -170,6 +170,12 @@ type Held = Mutex<HashMap<JobId, (u32, Arc<JobControl>, kontextual_model::Namesp
 /// How often running jobs are checked for a stop request (cancel, quarantine).
 const STOP_POLL: Duration = Duration::from_millis(500);
 
+/// A batch of quick jobs commits once it has run this long, even with jobs
+/// of it left (they stay claimed and are the first to run after): a job
+/// that is itself a batch (a webhook's deliveries) is quick, and 256 of
+/// them would hold thousands of outcomes uncommitted for seconds.
+const BATCH_TIME: Duration = Duration::from_millis(50);
+
 fn system_ctx() -> WriteContext {
     WriteContext {
         namespace: kontextual_model::Namespace::default(),
@@ -447,7 +453,12 @@ impl Kernel {
                 };
                 let mut pending: Vec<Outcome> = Vec::new();
                 let mut quick = true;
-                for (job, ctl) in batch {
+                let started = Instant::now();
+                // jobs run before the batch was cut at BATCH_TIME, if it was
+                let mut cut_at = None;
+                let mut batch = batch.into_iter();
+                let mut ran = 0u32;
+                while let Some((job, ctl)) = batch.next() {
                     if stop.load(Ordering::Relaxed) {
                         // claimed but not started: give it back
                         pending.push((job, JobResult::Returned, None, Vec::new()));
@@ -491,12 +502,22 @@ impl Kernel {
                         );
                         this.complete(&mut pending, held, counters, None);
                     }
+                    ran += 1;
+                    if quick && started.elapsed() >= BATCH_TIME {
+                        // the rest run next, first; this batch commits now
+                        let rest: Vec<_> = batch.by_ref().collect();
+                        for item in rest.into_iter().rev() {
+                            queue.push_front(item);
+                        }
+                        cut_at = Some(ran);
+                    }
                 }
                 let go_on = quick && !stop.load(Ordering::Relaxed);
-                prefetch = if go_on {
-                    (prefetch * 2).min(cfg.max_prefetch.max(1))
-                } else {
-                    1
+                prefetch = match cut_at {
+                    // as many as fit in the time: claims keep pace with runs
+                    Some(ran) if go_on => ran.clamp(1, cfg.max_prefetch.max(1)),
+                    _ if go_on => (prefetch * 2).min(cfg.max_prefetch.max(1)),
+                    _ => 1,
                 };
                 // the previous batch's commit ran while this batch ran
                 settle(&mut in_flight, &mut queue);
@@ -1093,6 +1114,9 @@ mod tests {
             _: &Host,
             ctx: &JobContext<'_>,
         ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+            if let Some(ms) = ctx.job.payload.get("sleep_ms").and_then(|v| v.as_u64()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
             let ahead = ctx
                 .prepared::<Ahead>()
                 .is_some_and(|a| a.0.contains(&ctx.job.id));
@@ -1142,6 +1166,44 @@ mod tests {
             (2..=6).contains(&batches),
             "{batches} read-aheads for 16 jobs"
         );
+    }
+
+    /// O1: a batch of quick jobs commits once it has run for BATCH_TIME;
+    /// the jobs it did not reach run next, read ahead again with their
+    /// new batch, and the prefetch follows what fits in the time.
+    #[test]
+    fn o1_a_long_batch_of_quick_jobs_commits_in_time() {
+        let ahead = Arc::new(ReadsAhead::default());
+        let host = host(vec![ahead.clone()]);
+        let admin = crate::Caller::new(kontextual_model::Actor::system(), Default::default());
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            // quick (under 20 ms) each, slow together
+            let payload = serde_json::json!({ "i": i, "sleep_ms": 8 });
+            let e = crate::JobQueue::job_enqueue(
+                &host,
+                &admin,
+                "ahead.kind",
+                payload,
+                Default::default(),
+            )
+            .unwrap();
+            ids.push(e.job.id);
+        }
+        let summary = drain(&host, 1);
+        assert_eq!(summary.succeeded, 40, "{summary:?}");
+        for id in ids {
+            let view = host.kernel.job_show(&admin, id).unwrap();
+            assert_eq!(
+                view.job.report,
+                Some(serde_json::json!({ "ahead": true })),
+                "job {id}"
+            );
+        }
+        // uncut, batches of 1, 2, 4, 8, 16 and 9 (six); cut at 50 ms, at
+        // most about six jobs of 8 ms each
+        let batches = ahead.batches.load(Ordering::Relaxed);
+        assert!(batches >= 8, "{batches} batches for 40 jobs of 8 ms");
     }
 
     /// O1/O2: quick jobs claimed ahead while a batch runs are all run

@@ -1,7 +1,7 @@
 //! The webhooks domain (O5) in this process: its service, its job kinds
-//! (`webhook.deliver`, `webhook.recover`) and its feed consumer (the
-//! dispatcher), registered by `Services::assemble`; the surfaces reach the
-//! service through [`Services::webhooks`].
+//! (`webhook.deliver_batch`, `webhook.deliver`, `webhook.recover`) and its
+//! feed consumer (the dispatcher), registered by `Services::assemble`; the
+//! surfaces reach the service through [`Services::webhooks`].
 
 use kontextual_webhooks::{Webhooks, WebhooksConfig, WebhooksHost};
 

@@ -4,9 +4,9 @@
 //! **Ours.** A webhook on a loopback receiver, N artifacts put (untimed:
 //! N `artifact.created` events in the feed). Timed, as a serving process
 //! runs them: the dispatcher turns the feed into N deliveries (body fixed,
-//! job enqueued, feed acknowledged in one transaction per batch) while 1,
-//! 2 or 4 worker threads drain the `webhook.deliver` jobs — lease, signed
-//! POST, attempt recorded, state updated — until every delivery is
+//! jobs enqueued, feed acknowledged in one transaction per batch) while 1,
+//! 2 or 4 worker threads drain the `webhook.deliver_batch` jobs — lease,
+//! signed POSTs, attempts recorded, state updated — until every delivery is
 //! recorded as succeeded. deliveries/s = N / that time.
 //!
 //! **Peer.** What the issue names as the peer: a minimal program that

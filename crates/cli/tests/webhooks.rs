@@ -446,6 +446,62 @@ fn o5_two_workers_share_the_deliveries() {
     assert_eq!(hits.len(), 12, "each event once");
 }
 
+/// O5: fresh deliveries of one webhook go out as one batch job; when an
+/// attempt in it fails, that delivery goes on to its retry and the ones
+/// not tried yet go on as jobs of their own — every event arrives, once
+/// per webhook-id, and only the failed one is tried twice.
+#[test]
+fn o5_a_batch_hands_on_after_a_failed_attempt() {
+    let env = env_for_webhooks();
+    let first_tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&first_tries);
+    let rx = Receiver::new(move |_, seen| {
+        let nth = if seen == 0 {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        } else {
+            usize::MAX
+        };
+        // the third delivery's first attempt fails
+        status(if nth == 2 { 503 } else { 200 })
+    });
+    let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
+    for i in 0..10 {
+        env.write(
+            &format!("docs/{i:02}.md"),
+            format!("# Doc {i}\n\ntext {i}\n"),
+        );
+    }
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let _w = worker(&env, &[]);
+    let done = succeeded(&env, &id, 10);
+    let tried: Vec<u64> = done
+        .iter()
+        .map(|d| d["attempts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tried.iter().filter(|&&n| n == 2).count(), 1, "{tried:?}");
+    assert_eq!(tried.iter().filter(|&&n| n == 1).count(), 9, "{tried:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 11, "ten deliveries, one retried");
+    let mut ids: Vec<&str> = hits.iter().map(Hit::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+
+    let batches = env.json(&["job", "list", "--kind", "webhook.deliver_batch"]);
+    let batches = batches["items"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "one batch for the ten: {batches:?}");
+    let report = &env.json(&["job", "show", batches[0]["id"].as_str().unwrap()])["report"];
+    assert_eq!(report["delivered"], 2, "{report}");
+    assert_eq!(report["not_delivered"], 1, "{report}");
+    assert_eq!(
+        report["handed_on"], 8,
+        "the failed one and the seven after it: {report}"
+    );
+    let singles = env.json(&["job", "list", "--kind", "webhook.deliver"]);
+    assert_eq!(singles["items"].as_array().unwrap().len(), 8, "{singles}");
+}
+
 /// O5: what the policy refuses is refused before anything is stored: an
 /// address not allowed, a type pattern matching nothing, a bad URL.
 #[test]

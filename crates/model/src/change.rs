@@ -175,6 +175,12 @@ pub enum Change {
         deliveries: Vec<crate::DeliveryId>,
         jobs: Vec<crate::JobId>,
     },
+    /// Deliveries handed on to jobs of their own (bookkeeping, not
+    /// audited): a failed first attempt's retry, or deliveries a batch did
+    /// not try. Lists the jobs enqueued (or already pending).
+    WebhookDeliveriesContinued {
+        jobs: Vec<crate::JobId>,
+    },
     /// A delivery attempt was recorded (bookkeeping, not audited): the
     /// delivery as it is now.
     WebhookAttemptRecorded {
@@ -476,6 +482,7 @@ impl Change {
             ),
             Change::Audited { .. }
             | Change::WebhookDeliveriesCreated { .. }
+            | Change::WebhookDeliveriesContinued { .. }
             | Change::WebhookAttemptRecorded { .. }
             | Change::WebhookDeliveriesPruned { .. }
             | Change::ContextPackageUnchanged { .. }
@@ -626,6 +633,7 @@ impl Change {
             ),
             Change::ArtifactUnchanged { .. }
             | Change::WebhookDeliveriesCreated { .. }
+            | Change::WebhookDeliveriesContinued { .. }
             | Change::WebhookAttemptRecorded { .. }
             | Change::WebhookDeliveriesResent { .. }
             | Change::WebhookDeliveriesPruned { .. }

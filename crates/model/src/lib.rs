@@ -44,8 +44,8 @@ pub use names::{ArtifactName, ArtifactRef, CollectionName, Namespace, PackageNam
 pub use relation::{Collection, Relation};
 pub use run::{Run, RunStatus, RunStep, RunSummary};
 pub use webhook::{
-    DELIVER_JOB, Delivery, DeliveryAttempt, DeliveryCounts, DeliveryDetail, DeliveryState, Webhook,
-    WebhookAction, WebhookSecrets, WebhookState,
+    DELIVER_BATCH_JOB, DELIVER_JOB, Delivery, DeliveryAttempt, DeliveryCounts, DeliveryDetail,
+    DeliveryState, Webhook, WebhookAction, WebhookSecrets, WebhookState,
 };
 
 /// Timestamps are UTC instants; they serialize as RFC 3339 strings.

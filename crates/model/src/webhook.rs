@@ -23,8 +23,15 @@ use crate::names::{CollectionName, Namespace};
 use crate::{Actor, Timestamp};
 
 /// The job kind that delivers one webhook delivery (payload
-/// `{"delivery": "<id>"}`).
+/// `{"delivery": "<id>"}`, plus `"tried": n` when `n` attempts were made
+/// before the job): one attempt per job attempt, on the retry schedule.
 pub const DELIVER_JOB: &str = "webhook.deliver";
+
+/// The job kind that makes the first attempt of several fresh deliveries
+/// of one webhook (payload `{"deliveries": ["<id>", …]}`): the
+/// dispatcher's fast path. A delivery whose attempt fails, and any the
+/// batch does not reach, goes on as its own [`DELIVER_JOB`].
+pub const DELIVER_BATCH_JOB: &str = "webhook.deliver_batch";
 
 crate::artifact::word_enum!(
     /// Whether a webhook receives events.

@@ -413,14 +413,30 @@ pub enum WebhookOp {
     /// (audited as `webhook.delete`); the deliveries stay until pruned.
     DeleteWebhook { id: WebhookId },
     /// Creates deliveries of outbox events, each in its webhook's namespace
-    /// (whatever the batch's), and in the same transaction enqueues a
-    /// [`kontextual_model::DELIVER_JOB`] job for each new one with
-    /// `max_attempts`. A (webhook, event) pair that already has a delivery
-    /// is skipped, so replaying events after a crash creates nothing twice;
-    /// so is a webhook that no longer exists. Bookkeeping: not audited.
-    /// Yields [`Change::WebhookDeliveriesCreated`](kontextual_model::Change).
+    /// (whatever the batch's), and in the same transaction enqueues the
+    /// jobs that deliver the new ones, with `max_attempts`: with
+    /// `per_job` 1, a [`kontextual_model::DELIVER_JOB`] each; above, a
+    /// [`kontextual_model::DELIVER_BATCH_JOB`] per run of up to `per_job`
+    /// new deliveries of one webhook, in event order. A (webhook, event)
+    /// pair that already has a delivery is skipped, so replaying events
+    /// after a crash creates nothing twice; so is a webhook that no longer
+    /// exists. Bookkeeping: not audited. Yields
+    /// [`Change::WebhookDeliveriesCreated`](kontextual_model::Change).
     CreateDeliveries {
         deliveries: Vec<NewDelivery>,
+        max_attempts: u32,
+        per_job: u32,
+    },
+    /// Hands deliveries on to a [`kontextual_model::DELIVER_JOB`] each, due
+    /// at the instant given (now if none): a batch's failed first attempt
+    /// goes on to its retry, a delivery the batch did not try to its first
+    /// attempt. The job carries the attempts already made (`tried`) and may
+    /// make the rest of `max_attempts`. A delivery that is no longer
+    /// pending or failed is skipped; one whose job is already pending keeps
+    /// that job. Bookkeeping: not audited. Yields
+    /// [`Change::WebhookDeliveriesContinued`](kontextual_model::Change).
+    ContinueDeliveries {
+        deliveries: Vec<(DeliveryId, Option<kontextual_model::Timestamp>)>,
         max_attempts: u32,
     },
     /// Records one delivery attempt: appends it, updates the delivery, and
@@ -554,6 +570,7 @@ impl Op {
                 | Op::Feed(FeedOp::AckOutbox { .. })
                 | Op::Webhooks(
                     WebhookOp::CreateDeliveries { .. }
+                        | WebhookOp::ContinueDeliveries { .. }
                         | WebhookOp::RecordAttempt(_)
                         | WebhookOp::PruneDeliveries { .. }
                 )

@@ -2,7 +2,8 @@
 //! deliveries. For each event, in sequence order, every enabled webhook of
 //! the event's namespace whose filters match gets one delivery, whose body
 //! (the CloudEvent, or the thin payload above 20 KiB) is fixed now. The
-//! deliveries, their delivery jobs and the consumer's cursor are written
+//! deliveries, their jobs (a `webhook.deliver_batch` per run of up to
+//! [`DELIVERIES_PER_JOB`] of one webhook) and the consumer's cursor are written
 //! in one transaction: a crash before it loses nothing (the events are read
 //! again), a crash after it creates nothing twice — and if two processes
 //! dispatch the same events, the store's unique (webhook, event) key keeps
@@ -23,6 +24,11 @@ pub const CONSUMER: &str = "webhooks";
 const BATCH: u32 = 256;
 /// At most this many deliveries per transaction (the store takes 10,000).
 const MAX_DELIVERIES: usize = 4096;
+/// A webhook's fresh deliveries go out in `webhook.deliver_batch` jobs of
+/// up to this many: one job's three row writes (enqueue, claim, finish)
+/// shared by 32 deliveries instead of each paying them, while a burst of
+/// events still spreads over the worker threads.
+pub const DELIVERIES_PER_JOB: u32 = 32;
 /// With no webhook enabled, how often the cursor skips to the head.
 const SKIP_EVERY: Duration = Duration::from_secs(1);
 /// How often a process prunes finished deliveries past retention.
@@ -201,6 +207,7 @@ impl Webhooks {
             ops.push(Op::Webhooks(WebhookOp::CreateDeliveries {
                 deliveries,
                 max_attempts: MAX_ATTEMPTS,
+                per_job: DELIVERIES_PER_JOB,
             }));
         }
         ops.push(Op::Feed(FeedOp::AckOutbox {

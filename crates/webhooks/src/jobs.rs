@@ -1,19 +1,29 @@
-//! The webhooks' job kinds: `webhook.deliver` (one delivery, one attempt
-//! per job attempt, on the Standard Webhooks schedule) and
-//! `webhook.recover` (resend what failed since a time). Both run on any
-//! process with workers; the worker's claims (`SKIP LOCKED` on PostgreSQL)
-//! make each attempt run once.
+//! The webhooks' job kinds: `webhook.deliver_batch` (the first attempts of
+//! a webhook's fresh deliveries, the dispatcher's fast path),
+//! `webhook.deliver` (one delivery, one attempt per job attempt, on the
+//! Standard Webhooks schedule) and `webhook.recover` (resend what failed
+//! since a time). All run on any process with workers; the worker's claims
+//! (`SKIP LOCKED` on PostgreSQL) make each attempt run once.
+//!
+//! A batch is only a fast path: a delivery whose first attempt fails goes
+//! on as its own `webhook.deliver` at its retry time, and once one attempt
+//! fails (or the batch has run for [`HAND_ON_AFTER`]) the deliveries not
+//! tried yet go on as their own jobs at once — so a failing endpoint is
+//! tried delivery by delivery, as before, and a slow one is shared out
+//! among the worker threads. A batch makes first attempts only: run again
+//! (after a crash or a lost lease), it hands a delivery already tried on
+//! to the job that has it and tries the others.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kontextual_kernel::{
     Caller, DomainError, EnqueueOptions, Enqueued, Error, ErrorKind, JobContext, JobFailure,
     JobHandler, JobHost, JobQueue, Permission, Prepared, Result, parse_payload,
 };
 use kontextual_model::{
-    DELIVER_JOB, DeliveryDetail, DeliveryId, DeliveryState, Timestamp, Webhook, WebhookId,
-    WebhookSecrets, WebhookState,
+    DELIVER_BATCH_JOB, DELIVER_JOB, DeliveryDetail, DeliveryId, DeliveryState, Timestamp, Webhook,
+    WebhookId, WebhookSecrets, WebhookState,
 };
 use kontextual_store::{DeliveryOutcome, DeliveryToSend, Op, WebhookOp};
 use serde::{Deserialize, Serialize};
@@ -27,6 +37,10 @@ use crate::{
 /// The job kind that resends a webhook's failed deliveries.
 pub const RECOVER_JOB: &str = "webhook.recover";
 
+/// After this long, a batch hands the deliveries it has not tried on to
+/// jobs of their own, which the other worker threads share.
+pub const HAND_ON_AFTER: Duration = Duration::from_millis(500);
+
 /// What the webhooks' jobs run on: a job host that holds the domain.
 pub trait WebhooksHost: JobHost {
     fn webhooks(&self) -> &Webhooks;
@@ -34,13 +48,31 @@ pub trait WebhooksHost: JobHost {
 
 /// The webhooks' job handlers, to register with the job registry.
 pub fn job_handlers<H: WebhooksHost>() -> Vec<Arc<dyn JobHandler<H>>> {
-    vec![Arc::new(DeliverJob), Arc::new(RecoverJob)]
+    vec![
+        Arc::new(DeliverJob),
+        Arc::new(DeliverBatchJob),
+        Arc::new(RecoverJob),
+    ]
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeliverPayload {
     delivery: DeliveryId,
+    /// Attempts made before this job (by a batch): the schedule goes on
+    /// from there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    tried: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliverBatchPayload {
+    deliveries: Vec<DeliveryId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,26 +124,16 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverJob {
         check_admin::<H, DeliverPayload>(host, caller, DELIVER_JOB, payload)
     }
 
-    /// Every delivery of the batch with its webhook and secrets in one
-    /// read (one round trip on PostgreSQL instead of one per delivery).
-    /// At most a batch old when sent: a webhook disabled or a secret
-    /// rotated meanwhile shows from the next batch on (a rotated-out secret
-    /// stays valid for its grace period anyway).
+    /// Every delivery of the worker's batch of jobs with its webhook and
+    /// secrets in one read (one round trip on PostgreSQL instead of one per
+    /// delivery).
     fn prepare(&self, host: &H, jobs: &[&kontextual_model::Job]) -> Option<Prepared> {
         let ids: Vec<DeliveryId> = jobs
             .iter()
             .filter_map(|j| parse_payload::<DeliverPayload>(DELIVER_JOB, &j.payload).ok())
             .map(|p| p.delivery)
             .collect();
-        match host.webhooks().kernel.store().webhooks().to_send_many(&ids) {
-            Ok(found) => Some(Box::new(ReadAhead(
-                found.into_iter().map(|f| (f.delivery.id, f)).collect(),
-            ))),
-            Err(e) => {
-                tracing::debug!(error = %e, "reading a batch of deliveries ahead failed; each reads its own");
-                None
-            }
-        }
+        read_ahead(host, &ids)
     }
 
     fn run(
@@ -120,11 +142,66 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverJob {
         ctx: &JobContext<'_>,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
         let p: DeliverPayload = ctx.payload()?;
-        host.webhooks().deliver(ctx, p.delivery)
+        host.webhooks().deliver(ctx, p.delivery, p.tried)
     }
 }
 
-/// A batch's deliveries read ahead by [`DeliverJob::prepare`], any namespace.
+/// The first attempts of a webhook's fresh deliveries (see the module docs).
+struct DeliverBatchJob;
+
+impl<H: WebhooksHost> JobHandler<H> for DeliverBatchJob {
+    fn kind(&self) -> &str {
+        DELIVER_BATCH_JOB
+    }
+
+    /// A batch job is run again only after a crash, a lost lease or a
+    /// refused commit; keep trying on the schedule.
+    fn max_attempts(&self) -> u32 {
+        MAX_ATTEMPTS
+    }
+
+    fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
+        check_admin::<H, DeliverBatchPayload>(host, caller, DELIVER_BATCH_JOB, payload)
+    }
+
+    fn prepare(&self, host: &H, jobs: &[&kontextual_model::Job]) -> Option<Prepared> {
+        let ids: Vec<DeliveryId> = jobs
+            .iter()
+            .filter_map(|j| {
+                parse_payload::<DeliverBatchPayload>(DELIVER_BATCH_JOB, &j.payload).ok()
+            })
+            .flat_map(|p| p.deliveries)
+            .collect();
+        read_ahead(host, &ids)
+    }
+
+    fn run(
+        &self,
+        host: &H,
+        ctx: &JobContext<'_>,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        let p: DeliverBatchPayload = ctx.payload()?;
+        Ok(Some(host.webhooks().deliver_batch(ctx, &p.deliveries)))
+    }
+}
+
+/// Deliveries with their webhook and secrets, read in one go. At most a
+/// batch old when sent: a webhook disabled or a secret rotated meanwhile
+/// shows from the next batch on (a rotated-out secret stays valid for its
+/// grace period anyway).
+fn read_ahead<H: WebhooksHost>(host: &H, ids: &[DeliveryId]) -> Option<Prepared> {
+    match host.webhooks().kernel.store().webhooks().to_send_many(ids) {
+        Ok(found) => Some(Box::new(ReadAhead(
+            found.into_iter().map(|f| (f.delivery.id, f)).collect(),
+        ))),
+        Err(e) => {
+            tracing::debug!(error = %e, "reading a batch of deliveries ahead failed; each reads its own");
+            None
+        }
+    }
+}
+
+/// A batch's deliveries read ahead by [`read_ahead`], any namespace.
 struct ReadAhead(std::collections::HashMap<DeliveryId, DeliveryToSend>);
 
 /// Resends a webhook's failed and dead deliveries since a time.
@@ -196,33 +273,38 @@ impl Ending {
     }
 }
 
+/// Which attempt of its delivery an attempt is, on the whole schedule.
+#[derive(Clone, Copy, Debug)]
+struct Nth {
+    /// 1 for the first attempt.
+    number: u32,
+    /// No attempt follows this one, whatever its outcome.
+    last: bool,
+}
+
+/// What one delivery comes to before it is sent: sent, or not (and why).
+enum Found {
+    /// Send it (its webhook is enabled) or end it unsent (disabled).
+    Open(Box<(DeliveryDetail, Webhook, WebhookSecrets)>),
+    /// Nothing to do: the report's reason.
+    Skip(String),
+}
+
 impl Webhooks {
-    /// One attempt of a delivery job (see [`DeliverJob`]).
-    fn deliver(
-        &self,
-        ctx: &JobContext<'_>,
-        id: DeliveryId,
-    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+    /// A delivery with its webhook and secrets, as the job's namespace
+    /// sees it: read ahead with the worker's batch, or now.
+    fn find(&self, ctx: &JobContext<'_>, id: DeliveryId) -> Result<Found> {
         let ns = &ctx.job.namespace;
-        // read ahead with the batch, or now: the delivery, its webhook and
-        // the secrets, as this job's namespace sees them
         let ahead = ctx
             .prepared::<ReadAhead>()
             .and_then(|a| a.0.get(&id))
             .map(|f| f.clone().scoped(ns));
         let found = match ahead {
             Some(found) => found,
-            None => self
-                .kernel
-                .store()
-                .webhooks()
-                .to_send(ns, id)
-                .map_err(Error::from)?,
+            None => self.kernel.store().webhooks().to_send(ns, id)?,
         };
         let Some(found) = found else {
-            return Ok(Some(
-                serde_json::json!({ "skipped": "the delivery no longer exists" }),
-            ));
+            return Ok(Found::Skip("the delivery no longer exists".into()));
         };
         let DeliveryToSend {
             delivery,
@@ -230,32 +312,196 @@ impl Webhooks {
             webhook,
         } = found;
         if delivery.state.is_final() {
-            return Ok(Some(
-                serde_json::json!({ "skipped": format!("the delivery is {}", delivery.state) }),
-            ));
+            return Ok(Found::Skip(format!("the delivery is {}", delivery.state)));
         }
         let Some((webhook, secrets)) = webhook else {
-            return Ok(Some(
-                serde_json::json!({ "skipped": "the webhook was deleted" }),
-            ));
+            return Ok(Found::Skip("the webhook was deleted".into()));
         };
         let detail = DeliveryDetail {
             delivery,
             body,
             attempts: Vec::new(),
         };
-        let ending = if webhook.state == WebhookState::Disabled {
-            Ending::dead("not sent: the webhook is disabled".into())
-        } else {
-            self.attempt(ctx, &webhook, &secrets, &detail)?
+        Ok(Found::Open(Box::new((detail, webhook, secrets))))
+    }
+
+    /// Sends the delivery once — or, its webhook disabled, ends it unsent.
+    fn try_once(
+        &self,
+        nth: Nth,
+        webhook: &Webhook,
+        secrets: &WebhookSecrets,
+        detail: &DeliveryDetail,
+    ) -> Result<Ending> {
+        if webhook.state == WebhookState::Disabled {
+            return Ok(Ending::dead("not sent: the webhook is disabled".into()));
+        }
+        self.attempt(nth, webhook, secrets, detail)
+    }
+
+    /// One attempt of a delivery job (see [`DeliverJob`]); `tried`
+    /// attempts were made before the job.
+    fn deliver(
+        &self,
+        ctx: &JobContext<'_>,
+        id: DeliveryId,
+        tried: u32,
+    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
+        let (detail, webhook, secrets) = match self.find(ctx, id)? {
+            Found::Open(open) => *open,
+            Found::Skip(why) => return Ok(Some(serde_json::json!({ "skipped": why }))),
         };
-        self.record(ctx, &webhook, &detail, ending)
+        let nth = Nth {
+            number: tried.saturating_add(ctx.job.attempt),
+            last: ctx.job.attempt >= ctx.job.max_attempts,
+        };
+        let ending = self.try_once(nth, &webhook, &secrets, &detail)?;
+        let outcome = outcome_of(&detail, &ending);
+        // The attempt is recorded in the commit that records the job's
+        // outcome: one commit for a worker's whole batch of jobs.
+        ctx.record_with_outcome(move || {
+            vec![Op::Webhooks(WebhookOp::RecordAttempt(outcome.clone()))]
+        })?;
+        if let Some(reason) = &ending.disable {
+            self.disable(&webhook, reason)?;
+        }
+        let report = report_of(&detail, &ending);
+        match ending.retry_in {
+            None => Ok(Some(report)),
+            Some(wait) => Err(JobFailure {
+                error: Error::Domain(DomainError::new(
+                    ErrorKind::Unavailable,
+                    NotDelivered(format!(
+                        "delivery {} attempt {} failed: {}",
+                        detail.delivery.id,
+                        nth.number,
+                        ending.error.as_deref().unwrap_or("no 2xx answer")
+                    )),
+                )),
+                report: Some(report),
+                retry_after: Some(wait),
+            }),
+        }
+    }
+
+    /// The first attempts of a batch of fresh deliveries (see
+    /// [`DeliverBatchJob`] and the module docs). Every attempt, and every
+    /// hand-on, is recorded in the commit that finishes the job; a batch
+    /// never fails as a whole.
+    fn deliver_batch(&self, ctx: &JobContext<'_>, ids: &[DeliveryId]) -> serde_json::Value {
+        let started = Instant::now();
+        let mut sending = true;
+        let mut outcomes = Vec::new();
+        let mut hand_on: Vec<(DeliveryId, Option<Timestamp>)> = Vec::new();
+        let mut disable: Option<(Webhook, String)> = None;
+        let (mut delivered, mut not_delivered, mut skipped) = (0u32, 0u32, 0u32);
+        for &id in ids {
+            if !sending {
+                // the store skips it if it is finished meanwhile
+                hand_on.push((id, None));
+                continue;
+            }
+            let (detail, webhook, secrets) = match self.find(ctx, id) {
+                Ok(Found::Open(open)) => *open,
+                Ok(Found::Skip(_)) => {
+                    skipped += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(delivery = %id, error = %e, "could not read a delivery of a batch; handing the rest on");
+                    sending = false;
+                    hand_on.push((id, None));
+                    continue;
+                }
+            };
+            if detail.delivery.attempts > 0 {
+                // tried by an earlier run of this batch, and handed on then
+                // (the store keeps the job it has)
+                hand_on.push((id, None));
+                continue;
+            }
+            let nth = Nth {
+                number: 1,
+                last: MAX_ATTEMPTS <= 1,
+            };
+            let ending = match self.try_once(nth, &webhook, &secrets, &detail) {
+                Ok(ending) => ending,
+                Err(e) => {
+                    tracing::warn!(delivery = %id, error = %e, "could not attempt a delivery of a batch; handing the rest on");
+                    sending = false;
+                    hand_on.push((id, None));
+                    continue;
+                }
+            };
+            let outcome = outcome_of(&detail, &ending);
+            if ending.state == DeliveryState::Succeeded {
+                delivered += 1;
+            } else {
+                not_delivered += 1;
+                if webhook.state == WebhookState::Enabled {
+                    // a failing endpoint: the rest go one by one, on the
+                    // schedule, as any delivery's retries do
+                    sending = false;
+                }
+            }
+            if let Some(at) = outcome.next_attempt_at {
+                hand_on.push((id, Some(at)));
+            }
+            if let Some(reason) = ending.disable {
+                disable = Some((webhook, reason));
+            }
+            outcomes.push(outcome);
+            if started.elapsed() >= HAND_ON_AFTER {
+                sending = false;
+            }
+        }
+        let handed_on = hand_on.len();
+        ctx.record_with_outcome(move || {
+            let mut ops: Vec<Op> = outcomes
+                .iter()
+                .map(|o| Op::Webhooks(WebhookOp::RecordAttempt(o.clone())))
+                .collect();
+            if !hand_on.is_empty() {
+                ops.push(Op::Webhooks(WebhookOp::ContinueDeliveries {
+                    deliveries: hand_on.clone(),
+                    max_attempts: MAX_ATTEMPTS,
+                }));
+            }
+            ops
+        })
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a batch's attempts could not be deferred to its outcome");
+        });
+        if let Some((webhook, reason)) = &disable
+            && let Err(e) = self.disable(webhook, reason)
+        {
+            tracing::warn!(webhook = %webhook.id, error = %e, "could not disable a webhook");
+        }
+        serde_json::json!({
+            "delivered": delivered,
+            "not_delivered": not_delivered,
+            "handed_on": handed_on,
+            "skipped": skipped,
+        })
+    }
+
+    fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
+        tracing::warn!(webhook = %webhook.id, %reason, "webhook disabled");
+        self.kernel.write(
+            &Self::system(webhook.namespace.clone()),
+            vec![Op::Webhooks(WebhookOp::SetWebhookState {
+                id: webhook.id,
+                state: WebhookState::Disabled,
+                reason: Some(reason.to_owned()),
+            })],
+        )?;
+        Ok(())
     }
 
     /// Signs and sends the delivery's body once, and says how that ends it.
     fn attempt(
         &self,
-        ctx: &JobContext<'_>,
+        nth: Nth,
         webhook: &Webhook,
         stored: &WebhookSecrets,
         detail: &DeliveryDetail,
@@ -280,7 +526,6 @@ impl Webhooks {
         let headers = Headers::sign(&msg_id, unix_now(), &detail.body, &refs)
             .map_err(|e| Error::internal(e.to_string()))?;
         let attempt = self.client.attempt(&dest, &headers, &detail.body);
-        let last_attempt = ctx.job.attempt >= ctx.job.max_attempts;
         Ok(match attempt {
             Attempt::Delivered {
                 status,
@@ -316,10 +561,10 @@ impl Webhooks {
                 } else {
                     None
                 };
-                let retry_in = if disable.is_some() || last_attempt {
+                let retry_in = if disable.is_some() || nth.last {
                     None
                 } else {
-                    next_delay(ctx.job.attempt, retry_after, seed_of(&msg_id))
+                    next_delay(nth.number, retry_after, seed_of(&msg_id))
                 };
                 Ending {
                     state: if retry_in.is_some() {
@@ -337,71 +582,35 @@ impl Webhooks {
             }
         })
     }
+}
 
-    /// Records the attempt, disables the webhook if the attempt says so,
-    /// and tells the worker whether to try again.
-    fn record(
-        &self,
-        ctx: &JobContext<'_>,
-        webhook: &Webhook,
-        detail: &DeliveryDetail,
-        ending: Ending,
-    ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
-        let now = kontextual_model::now();
-        let next_attempt_at = ending.retry_in.and_then(|d| {
-            let d = jiff::SignedDuration::try_from(d).ok()?;
-            now.checked_add(d).ok()
-        });
-        let outcome = DeliveryOutcome {
-            delivery: detail.delivery.id,
-            at: now,
-            status: ending.status,
-            latency_ms: ending
-                .latency
-                .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
-            error: ending.error.clone(),
-            response: ending.response.clone(),
-            state: ending.state,
-            next_attempt_at,
-        };
-        let system = Self::system(webhook.namespace.clone());
-        // The attempt is recorded in the commit that records the job's
-        // outcome: one commit for a worker's whole batch of deliveries.
-        ctx.record_with_outcome(move || {
-            vec![Op::Webhooks(WebhookOp::RecordAttempt(outcome.clone()))]
-        })?;
-        if let Some(reason) = &ending.disable {
-            tracing::warn!(webhook = %webhook.id, %reason, "webhook disabled");
-            self.kernel.write(
-                &system,
-                vec![Op::Webhooks(WebhookOp::SetWebhookState {
-                    id: webhook.id,
-                    state: WebhookState::Disabled,
-                    reason: Some(reason.clone()),
-                })],
-            )?;
-        }
-        let report = serde_json::json!({
-            "delivery": detail.delivery.id,
-            "state": ending.state,
-            "status": ending.status,
-            "error": ending.error,
-        });
-        match ending.retry_in {
-            None => Ok(Some(report)),
-            Some(wait) => Err(JobFailure {
-                error: Error::Domain(DomainError::new(
-                    ErrorKind::Unavailable,
-                    NotDelivered(format!(
-                        "delivery {} attempt {} failed: {}",
-                        detail.delivery.id,
-                        ctx.job.attempt,
-                        ending.error.as_deref().unwrap_or("no 2xx answer")
-                    )),
-                )),
-                report: Some(report),
-                retry_after: Some(wait),
-            }),
-        }
+/// The attempt as the store records it.
+fn outcome_of(detail: &DeliveryDetail, ending: &Ending) -> DeliveryOutcome {
+    let now = kontextual_model::now();
+    let next_attempt_at = ending.retry_in.and_then(|d| {
+        let d = jiff::SignedDuration::try_from(d).ok()?;
+        now.checked_add(d).ok()
+    });
+    DeliveryOutcome {
+        delivery: detail.delivery.id,
+        at: now,
+        status: ending.status,
+        latency_ms: ending
+            .latency
+            .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+        error: ending.error.clone(),
+        response: ending.response.clone(),
+        state: ending.state,
+        next_attempt_at,
     }
+}
+
+/// A delivery job's report.
+fn report_of(detail: &DeliveryDetail, ending: &Ending) -> serde_json::Value {
+    serde_json::json!({
+        "delivery": detail.delivery.id,
+        "state": ending.state,
+        "status": ending.status,
+        "error": ending.error,
+    })
 }

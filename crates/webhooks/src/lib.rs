@@ -6,10 +6,12 @@
 //! - [`service`]: create, list, show, update, enable/disable, delete,
 //!   rotate the secret, deliveries, resend — admin-scoped, audited.
 //! - [`dispatch`]: the feed consumer that turns each outbox event into one
-//!   delivery per matching webhook, with its job, in one transaction with
-//!   its cursor.
-//! - [`jobs`]: `webhook.deliver` (one attempt per job attempt, on the
-//!   schedule, 410 and five days of failure disable) and `webhook.recover`.
+//!   delivery per matching webhook, with the jobs that send them, in one
+//!   transaction with its cursor.
+//! - [`jobs`]: `webhook.deliver_batch` (the first attempts of a webhook's
+//!   fresh deliveries; what fails or is not reached goes on as its own
+//!   job), `webhook.deliver` (one attempt per job attempt, on the schedule,
+//!   410 and five days of failure disable) and `webhook.recover`.
 //!
 //! The pure parts it is built from:
 //!
@@ -36,8 +38,10 @@ pub mod service;
 pub mod signing;
 pub mod ssrf;
 
-pub use dispatch::{CONSUMER, Dispatched, WebhookDispatcher, body_of, feed_consumer};
-pub use jobs::{RECOVER_JOB, WebhooksHost, job_handlers, recover};
+pub use dispatch::{
+    CONSUMER, DELIVERIES_PER_JOB, Dispatched, WebhookDispatcher, body_of, feed_consumer,
+};
+pub use jobs::{HAND_ON_AFTER, RECOVER_JOB, WebhooksHost, job_handlers, recover};
 pub use service::{NewWebhook, WebhookChange, WebhookDetail, Webhooks, WebhooksConfig, WithSecret};
 
 pub use deliver::{

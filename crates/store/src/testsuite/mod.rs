@@ -192,6 +192,7 @@ macro_rules! conformance_suite {
             o5_attempts_update_the_delivery_and_the_failure_streak,
             o5_resend_requeues_and_delete_cancels,
             o5_a_batch_of_attempts_records_as_one_by_one,
+            o5_batch_jobs_group_fresh_deliveries_and_hand_on,
             o5_concurrent_recorders_keep_every_attempt,
             o5_finished_deliveries_are_pruned,
             o5_webhooks_are_scoped_to_their_namespace,

@@ -82,6 +82,7 @@ fn deliver(s: &Store, c: &WriteContext, d: Vec<NewDelivery>) -> (Vec<DeliveryId>
         WebhookOp::CreateDeliveries {
             deliveries: d,
             max_attempts: 7,
+            per_job: 1,
         },
     )
     .unwrap()
@@ -548,6 +549,7 @@ pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
         WebhookOp::CreateDeliveries {
             deliveries: vec![new_delivery(w.id, 43)],
             max_attempts: 0,
+            per_job: 1,
         },
     )
     .unwrap_err();
@@ -1254,5 +1256,151 @@ pub fn o5_a_batch_of_attempts_records_as_one_by_one(h: &mut dyn Harness) {
     assert_eq!(
         d.attempts.iter().map(|a| a.at).collect::<Vec<_>>(),
         [t(1), t(2)]
+    );
+}
+
+fn jobs_of(s: &Store, ns: &Namespace, kind: &str) -> Vec<kontextual_model::Job> {
+    let mut jobs = s
+        .jobs()
+        .list(
+            ns,
+            &JobQuery {
+                kind: Some(kind.to_owned()),
+                ..JobQuery::default()
+            },
+            &PageRequest::first(100),
+        )
+        .unwrap()
+        .items;
+    jobs.sort_by_key(|j| j.id);
+    jobs
+}
+
+fn batch_ids(job: &kontextual_model::Job) -> Vec<String> {
+    serde_json::from_value(job.payload["deliveries"].clone()).expect("a list of deliveries")
+}
+
+/// O5: above one delivery per job, a webhook's fresh deliveries are
+/// grouped into `webhook.deliver_batch` jobs of up to that many, in event
+/// order, each in its webhook's namespace; handing deliveries on gives each
+/// pending or failed one its own `webhook.deliver` job that knows the
+/// attempts made, once, and skips finished ones — none of it audited.
+pub fn o5_batch_jobs_group_fresh_deliveries_and_hand_on(h: &mut dyn Harness) {
+    use kontextual_model::DELIVER_BATCH_JOB;
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let other = ctx("other");
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let v = create(&s, &other, "https://hooks.example.com/b");
+    let made = [
+        new_delivery(w.id, 1),
+        new_delivery(v.id, 1),
+        new_delivery(w.id, 2),
+        new_delivery(w.id, 3),
+    ];
+    let ids: Vec<DeliveryId> = made.iter().map(|d| d.id).collect();
+    let audited = s.audit().head().unwrap();
+    let jobs = match one(
+        &s,
+        &c,
+        WebhookOp::CreateDeliveries {
+            deliveries: made.to_vec(),
+            max_attempts: 7,
+            per_job: 2,
+        },
+    )
+    .unwrap()
+    {
+        Change::WebhookDeliveriesCreated { deliveries, jobs } => {
+            assert_eq!(deliveries, ids, "every delivery, in order");
+            jobs
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(jobs.len(), 3, "w: [1, 2] and [3]; v: [1]");
+    let mine = jobs_of(&s, &ns, DELIVER_BATCH_JOB);
+    assert_eq!(mine.len(), 2);
+    let runs: Vec<Vec<String>> = mine.iter().map(batch_ids).collect();
+    assert_eq!(
+        runs,
+        vec![
+            vec![ids[0].to_string(), ids[2].to_string()],
+            vec![ids[3].to_string()]
+        ]
+    );
+    for job in &mine {
+        assert_eq!(job.max_attempts, 7);
+        assert_eq!(job.unique_key, None);
+        assert_eq!(job.state, JobState::Queued);
+    }
+    let theirs = jobs_of(&s, &other.namespace, DELIVER_BATCH_JOB);
+    assert_eq!(theirs.len(), 1, "in the webhook's namespace");
+    assert_eq!(batch_ids(&theirs[0]), vec![ids[1].to_string()]);
+    assert!(
+        jobs_of(&s, &ns, DELIVER_JOB).is_empty(),
+        "no job per delivery"
+    );
+
+    // per_job 0 is refused, and nothing is made
+    let e = one(
+        &s,
+        &c,
+        WebhookOp::CreateDeliveries {
+            deliveries: vec![new_delivery(w.id, 9)],
+            max_attempts: 7,
+            per_job: 0,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+
+    // The batch tried 1 (failed) and 3 (succeeded), and hands on 1 to its
+    // retry, 2 (not tried) now, and 3 — which is finished, so skipped.
+    let t = ts("2026-12-01T10:00:00Z");
+    let retry_at = t + jiff::SignedDuration::from_secs(5);
+    attempt(&s, &c, ids[0], t, DeliveryState::Failed).unwrap();
+    attempt(&s, &c, ids[3], t, DeliveryState::Succeeded).unwrap();
+    let hand_on = |s: &Store| match one(
+        s,
+        &c,
+        WebhookOp::ContinueDeliveries {
+            deliveries: vec![(ids[0], Some(retry_at)), (ids[2], None), (ids[3], None)],
+            max_attempts: 7,
+        },
+    )
+    .unwrap()
+    {
+        Change::WebhookDeliveriesContinued { jobs } => jobs,
+        other => panic!("unexpected {other:?}"),
+    };
+    let continued = hand_on(&s);
+    assert_eq!(continued.len(), 2, "the finished one is skipped");
+    let retry = s.jobs().get(&ns, continued[0]).unwrap().expect("job");
+    assert_eq!(retry.kind, DELIVER_JOB);
+    assert_eq!(
+        retry.payload,
+        serde_json::json!({ "delivery": ids[0].to_string(), "tried": 1 })
+    );
+    assert_eq!(retry.max_attempts, 6, "the attempts left");
+    assert_eq!(retry.run_at, retry_at);
+    assert_eq!(
+        retry.unique_key.as_deref(),
+        Some(format!("{DELIVER_JOB}:{}", ids[0]).as_str())
+    );
+    let untried = s.jobs().get(&ns, continued[1]).unwrap().expect("job");
+    assert_eq!(
+        untried.payload,
+        serde_json::json!({ "delivery": ids[2].to_string() })
+    );
+    assert_eq!(untried.max_attempts, 7);
+    assert!(untried.run_at <= kontextual_model::now());
+    // handing on again keeps the pending jobs
+    assert_eq!(hand_on(&s), continued);
+    assert_eq!(jobs_of(&s, &ns, DELIVER_JOB).len(), 2);
+    assert_eq!(
+        s.audit().head().unwrap(),
+        audited,
+        "bookkeeping: not audited"
     );
 }

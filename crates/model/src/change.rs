@@ -168,9 +168,10 @@ pub enum Change {
         webhook: crate::Webhook,
         cancelled: u64,
     },
-    /// Deliveries created for outbox events, each with the job that will
-    /// deliver it (bookkeeping, not audited). Only newly created ones: a
-    /// delivery whose (webhook, event) already existed is not listed.
+    /// Deliveries created for outbox events, and the jobs that will deliver
+    /// them — one per delivery, or one per batch of a webhook's deliveries
+    /// (bookkeeping, not audited). Only newly created ones: a delivery whose
+    /// (webhook, event) already existed is not listed.
     WebhookDeliveriesCreated {
         deliveries: Vec<crate::DeliveryId>,
         jobs: Vec<crate::JobId>,

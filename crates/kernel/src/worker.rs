@@ -1128,6 +1128,17 @@ mod tests {
         }
     }
 
+    fn every_job_found_its_read_ahead(host: &Host, admin: &crate::Caller, ids: &[JobId]) {
+        for id in ids {
+            let view = host.kernel.job_show(admin, *id).unwrap();
+            assert_eq!(
+                view.job.report,
+                Some(serde_json::json!({ "ahead": true })),
+                "job {id}"
+            );
+        }
+    }
+
     /// O1: a kind's handler reads ahead once per claimed batch, and every
     /// attempt of the batch finds what was read; other kinds in the batch
     /// are not given it.
@@ -1152,14 +1163,7 @@ mod tests {
         }
         let summary = drain(&host, 1);
         assert_eq!(summary.succeeded, 20, "{summary:?}");
-        for id in ids {
-            let view = host.kernel.job_show(&admin, id).unwrap();
-            assert_eq!(
-                view.job.report,
-                Some(serde_json::json!({ "ahead": true })),
-                "job {id}"
-            );
-        }
+        every_job_found_its_read_ahead(&host, &admin, &ids);
         // batches of 1, 2, 4, 8, 16 (the prefetch grows while jobs are quick)
         let batches = ahead.batches.load(Ordering::Relaxed);
         assert!(
@@ -1192,14 +1196,7 @@ mod tests {
         }
         let summary = drain(&host, 1);
         assert_eq!(summary.succeeded, 40, "{summary:?}");
-        for id in ids {
-            let view = host.kernel.job_show(&admin, id).unwrap();
-            assert_eq!(
-                view.job.report,
-                Some(serde_json::json!({ "ahead": true })),
-                "job {id}"
-            );
-        }
+        every_job_found_its_read_ahead(&host, &admin, &ids);
         // uncut, batches of 1, 2, 4, 8, 16 and 9 (six); cut at 50 ms, at
         // most about six jobs of 8 ms each
         let batches = ahead.batches.load(Ordering::Relaxed);

@@ -77,6 +77,15 @@ fn check_max_attempts(n: u32) -> Result<()> {
     Ok(())
 }
 
+/// A batch of deliveries to write: its size and the attempts its jobs may make.
+fn check_batch(len: usize, max_attempts: u32) -> Result<()> {
+    check_max_attempts(max_attempts)?;
+    if len > MAX_BATCH {
+        return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
+    }
+    Ok(())
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
 }
@@ -328,14 +337,13 @@ fn jobs_for(
         .collect()
 }
 
+/// Enqueues a delivery's job, or finds the one pending under its key.
 fn enqueue_delivery(
     tx: &mut Tx<'_>,
     ctx: &WriteContext,
-    delivery: DeliveryId,
-    max_attempts: u32,
+    new: NewJob,
     now: Timestamp,
 ) -> Result<JobId> {
-    let new = delivery_job(delivery, max_attempts);
     match crate::jobs::write::enqueue(tx, ctx, new, now)? {
         Change::JobEnqueued { job } | Change::JobUnchanged { job } => Ok(job.id),
         other => Err(StoreError::Internal(format!(
@@ -352,14 +360,11 @@ fn create_deliveries(
     per_job: u32,
     now: Timestamp,
 ) -> Result<Change> {
-    check_max_attempts(max_attempts)?;
+    check_batch(deliveries.len(), max_attempts)?;
     if per_job == 0 || per_job > MAX_PER_JOB {
         return Err(invalid(format!(
             "deliveries per job must be between 1 and {MAX_PER_JOB}"
         )));
-    }
-    if deliveries.len() > MAX_BATCH {
-        return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
     }
     // a batch has many deliveries per webhook: look each up once
     let mut namespaces = std::collections::HashMap::new();
@@ -509,10 +514,7 @@ fn continue_deliveries(
     max_attempts: u32,
     now: Timestamp,
 ) -> Result<Change> {
-    check_max_attempts(max_attempts)?;
-    if deliveries.len() > MAX_BATCH {
-        return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
-    }
+    check_batch(deliveries.len(), max_attempts)?;
     let mut jobs = Vec::with_capacity(deliveries.len());
     for (id, run_at) in deliveries {
         let row = tx.query_opt(
@@ -541,14 +543,7 @@ fn continue_deliveries(
             namespace,
             ..ctx.clone()
         };
-        match crate::jobs::write::enqueue(tx, &in_ns, new, now)? {
-            Change::JobEnqueued { job } | Change::JobUnchanged { job } => jobs.push(job.id),
-            other => {
-                return Err(StoreError::Internal(format!(
-                    "enqueueing a delivery job yielded {other:?}"
-                )));
-            }
-        }
+        jobs.push(enqueue_delivery(tx, &in_ns, new, now)?);
     }
     if !jobs.is_empty() {
         crate::jobs::write::notify_workers(tx, DELIVER_JOB)?;
@@ -845,10 +840,7 @@ fn resend(
     max_attempts: u32,
     now: Timestamp,
 ) -> Result<Change> {
-    check_max_attempts(max_attempts)?;
-    if deliveries.len() > MAX_BATCH {
-        return Err(invalid(format!("at most {MAX_BATCH} deliveries at once")));
-    }
+    check_batch(deliveries.len(), max_attempts)?;
     let webhook = existing(tx, ctx, id)?;
     let mut done = Vec::with_capacity(deliveries.len());
     let mut jobs = Vec::with_capacity(deliveries.len());
@@ -866,7 +858,12 @@ fn resend(
                 "delivery {d} of webhook {id}"
             )));
         }
-        jobs.push(enqueue_delivery(tx, ctx, d, max_attempts, now)?);
+        jobs.push(enqueue_delivery(
+            tx,
+            ctx,
+            delivery_job(d, max_attempts),
+            now,
+        )?);
         done.push(d);
     }
     Ok(Change::WebhookDeliveriesResent {

@@ -43,6 +43,28 @@ pub(crate) enum Value<'a> {
     Text(Cow<'a, str>),
     Bytes(Cow<'a, [u8]>),
     Uuid(Uuid),
+    /// PostgreSQL only (SQLite has no arrays): see [`Array`].
+    Array(Array<'a>),
+}
+
+/// A column of many rows' values, bound as one PostgreSQL array parameter
+/// (`unnest(CAST(?1 AS uuid[]), …)`): a batch of rows in one round trip,
+/// each value sent in binary as it is — no text to escape on our side and
+/// to parse on the server's, which a JSON array of rows costs (bodies of
+/// 1 KiB: about half the statement's time, measured). Each variant's SQL
+/// type is the one to cast to: `uuid[]`, `bigint[]`, `text[]`, `bytea[]`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Array<'a> {
+    Uuid(Vec<Uuid>),
+    I64(Vec<Option<i64>>),
+    Text(Vec<Option<&'a str>>),
+    Bytes(Vec<&'a [u8]>),
+}
+
+impl<'a> From<Array<'a>> for Value<'a> {
+    fn from(v: Array<'a>) -> Self {
+        Value::Array(v)
+    }
 }
 
 /// The arguments of a statement, converted to [`Value`]s:
@@ -150,6 +172,11 @@ impl rusqlite::ToSql for Value<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
         Ok(ToSqlOutput::Borrowed(match self {
+            Value::Array(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite takes no array parameters (PostgreSQL only)".into(),
+                ));
+            }
             Value::Null => ValueRef::Null,
             Value::I64(v) => ValueRef::Integer(*v),
             Value::Bool(v) => ValueRef::Integer(i64::from(*v)),
@@ -178,6 +205,10 @@ impl postgres::types::ToSql for Value<'_> {
             Value::Text(v) => v.as_ref().to_sql_checked(ty, out),
             Value::Bytes(v) => v.as_ref().to_sql_checked(ty, out),
             Value::Uuid(v) => v.to_sql_checked(ty, out),
+            Value::Array(Array::Uuid(v)) => v.to_sql_checked(ty, out),
+            Value::Array(Array::I64(v)) => v.to_sql_checked(ty, out),
+            Value::Array(Array::Text(v)) => v.to_sql_checked(ty, out),
+            Value::Array(Array::Bytes(v)) => v.to_sql_checked(ty, out),
         }
     }
 
@@ -615,5 +646,17 @@ mod tests {
             .query_one("SELECT -1", &[], |r| r.get::<u64>(0))
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupted(_)), "{err:?}");
+    }
+
+    #[test]
+    fn x7_sqlite_refuses_array_parameters_by_name() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let mut tx = Tx::Sqlite(&c);
+        let err = tx
+            .query_one("SELECT ?1", args![Array::Uuid(vec![Uuid::nil()])], |r| {
+                r.get::<i64>(0)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("array parameters"), "{err}");
     }
 }

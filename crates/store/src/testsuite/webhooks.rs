@@ -495,8 +495,8 @@ pub fn o5_deliveries_are_created_once_with_their_job(h: &mut dyn Harness) {
         .unwrap()
         .expect("delivery");
     assert_eq!(stored.body, binary.body);
-    // text bodies (PostgreSQL sends them as text, others as hex): quotes,
-    // escapes, non-ASCII, a NUL byte in valid UTF-8
+    // text bodies (PostgreSQL once took them inside JSON text): quotes,
+    // escapes, non-ASCII, a NUL byte in valid UTF-8, the empty body
     let texts: Vec<Vec<u8>> = vec![
         "{\"q\":\"\\\"a\\\\b\\u0000\",\"é\":\"日本 🎉\"}".into(),
         "nul \0 inside".into(),

@@ -11,7 +11,7 @@ use super::read::{DELIVERY_COLS, WEBHOOK_COLS, delivery_row, webhook, webhook_ro
 use crate::port::{
     DeliveryOutcome, NewDelivery, NewJob, Secret, WebhookOp, WebhookPatch, WriteContext,
 };
-use crate::sql::{Dialect, Tx, args};
+use crate::sql::{Array, Dialect, Tx, args};
 use crate::{Result, StoreError};
 
 const MAX_URL: usize = 2048;
@@ -428,26 +428,20 @@ const INSERT_DELIVERY_SQLITE: &str = "INSERT INTO webhook_deliveries (id, webhoo
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7) \
     ON CONFLICT (webhook_id, event_seq) DO NOTHING";
 
-/// A batch of new deliveries as a JSON array, skipping each whose
-/// (webhook, event) has one; returns the ids inserted. A body is either
-/// UTF-8 text (`k_text`) or hex (`k_body`), see [`insert_deliveries`].
+/// A batch of new deliveries as one array per column, skipping each whose
+/// (webhook, event) has one; returns the ids inserted.
 const INSERT_DELIVERIES_PG: &str = "INSERT INTO webhook_deliveries (id, webhook_id, namespace, \
     event_seq, event_type, body, state, attempts, created_at, updated_at) \
-    SELECT v.k_id, v.k_webhook, v.k_ns, v.k_seq, v.k_type, \
-      coalesce(convert_to(v.k_text, 'UTF8'), decode(v.k_body, 'hex')), 'pending', 0, ?2, ?2 \
-    FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_webhook uuid, \
-      k_ns text, k_seq bigint, k_type text, k_text text, k_body text) \
+    SELECT v.id, v.webhook, v.ns, v.seq, v.kind, v.body, 'pending', 0, ?7, ?7 \
+    FROM unnest(CAST(?1 AS uuid[]), CAST(?2 AS uuid[]), CAST(?3 AS text[]), \
+      CAST(?4 AS bigint[]), CAST(?5 AS text[]), CAST(?6 AS bytea[])) \
+      AS v(id, webhook, ns, seq, kind, body) \
     ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id";
 
 /// Inserts new deliveries, skipping those whose (webhook, event) already
 /// has one; returns the ids inserted. PostgreSQL takes the batch as one
-/// JSON array (keys named as the record's columns; ids as 32 hex digits):
-/// one round trip. A body goes as a JSON string when it is UTF-8 without
-/// NUL (every CloudEvent body: half the bytes of hex, and a quarter less
-/// server time per batch, measured), else as hex. SQLite, in process,
-/// runs a cached statement per delivery, binding the body as it is —
-/// encoding it as hex JSON and decoding it again cost more than the
-/// statements.
+/// array per column ([`Array`]): one round trip, bodies in binary. SQLite,
+/// in process, runs a cached statement per delivery.
 fn insert_deliveries(
     tx: &mut Tx<'_>,
     rows: &[(&NewDelivery, kontextual_model::Namespace)],
@@ -475,29 +469,28 @@ fn insert_deliveries(
             }
         }
         Dialect::Postgres => {
-            let json: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(d, ns)| {
-                    // jsonb refuses U+0000 in a string
-                    let text = std::str::from_utf8(&d.body)
-                        .ok()
-                        .filter(|t| !t.contains('\0'));
-                    serde_json::json!({
-                        "k_id": d.id.0.simple().to_string(),
-                        "k_webhook": d.webhook.0.simple().to_string(),
-                        "k_ns": ns.as_str(),
-                        "k_seq": d.event_seq,
-                        "k_type": d.event_type,
-                        "k_text": text,
-                        "k_body": text.is_none().then(|| hex::encode(&d.body)),
-                    })
-                })
-                .collect();
-            let json = serde_json::Value::Array(json).to_string();
-            tx.for_each(INSERT_DELIVERIES_PG, args![json, now], |r| {
-                inserted.insert(DeliveryId(r.get(0)?));
-                Ok(())
-            })?;
+            let ids = Array::Uuid(rows.iter().map(|(d, _)| d.id.0).collect());
+            let webhooks = Array::Uuid(rows.iter().map(|(d, _)| d.webhook.0).collect());
+            let namespaces = Array::Text(rows.iter().map(|(_, ns)| Some(ns.as_str())).collect());
+            let seqs = Array::I64(
+                rows.iter()
+                    .map(|(d, _)| Some(i64::try_from(d.event_seq).unwrap_or(i64::MAX)))
+                    .collect(),
+            );
+            let kinds = Array::Text(
+                rows.iter()
+                    .map(|(d, _)| Some(d.event_type.as_str()))
+                    .collect(),
+            );
+            let bodies = Array::Bytes(rows.iter().map(|(d, _)| d.body.as_slice()).collect());
+            tx.for_each(
+                INSERT_DELIVERIES_PG,
+                args![ids, webhooks, namespaces, seqs, kinds, bodies, now],
+                |r| {
+                    inserted.insert(DeliveryId(r.get(0)?));
+                    Ok(())
+                },
+            )?;
         }
     }
     Ok(inserted)
@@ -766,27 +759,30 @@ fn record_attempts_pg(
     sorted.sort_by_key(|o| o.delivery);
     let mut by_id = std::collections::HashMap::with_capacity(outcomes.len());
     for chunk in sorted.chunks(FIRST_ATTEMPTS_PER_STATEMENT) {
-        let rows: Vec<serde_json::Value> = chunk
-            .iter()
-            .map(|o| {
-                serde_json::json!({
-                    "k_id": o.delivery.0.simple().to_string(),
-                    "k_state": o.state.as_str(),
-                    "k_status": o.status,
-                    "k_error": o.error,
-                    "k_latency": o.latency_ms,
-                    "k_next": next_attempt(o).map(|t| t.as_microsecond()),
-                    "k_at": o.at.as_microsecond(),
-                    "k_response": o.response,
-                })
-            })
-            .collect();
-        let rows = serde_json::Value::Array(rows).to_string();
         let (Some(low), Some(high)) = (chunk.first(), chunk.last()) else {
             continue;
         };
         let (low, high) = (low.delivery.0, high.delivery.0);
-        tx.for_each(&FIRST_ATTEMPTS_PG, args![&rows, now, low, high], |r| {
+        let i64s = |f: fn(&DeliveryOutcome) -> Option<i64>| {
+            Array::I64(chunk.iter().map(|o| f(o)).collect())
+        };
+        let texts = |f: fn(&DeliveryOutcome) -> Option<&str>| {
+            Array::Text(chunk.iter().map(|o| f(o)).collect())
+        };
+        let columns = args![
+            Array::Uuid(chunk.iter().map(|o| o.delivery.0).collect()),
+            texts(|o| Some(o.state.as_str())),
+            i64s(|o| o.status.map(i64::from)),
+            texts(|o| o.error.as_deref()),
+            i64s(|o| o.latency_ms.and_then(|l| i64::try_from(l).ok())),
+            i64s(|o| next_attempt(o).map(|t| t.as_microsecond())),
+            i64s(|o| Some(o.at.as_microsecond())),
+            texts(|o| o.response.as_deref()),
+            now,
+            low,
+            high
+        ];
+        tx.for_each(&FIRST_ATTEMPTS_PG, columns, |r| {
             let d = delivery_row(r)?;
             by_id.insert(d.id, d);
             Ok(())
@@ -805,17 +801,17 @@ fn record_attempts_pg(
 /// round trips per commit cost less than a wide range.
 const FIRST_ATTEMPTS_PER_STATEMENT: usize = 64;
 
-/// [`FIRST_ATTEMPT`] for a JSON array of outcomes on PostgreSQL (keys
-/// matched to the record's column names; ids as 32 hex digits, instants in
-/// microseconds). The ids' range comes too (`?3`, `?4`, the chunk's
-/// lowest and highest id): joined only with the JSON rows, a plan cached
-/// while the table was empty reads every delivery (a hash join); with the
-/// range a plan reads the range at most — ids are UUIDv7, so the chunk's
-/// deliveries and the few created between them — or looks each id up by
-/// key. (The ids as an array did that too, but a plan that puts
-/// `id = ANY(…)` into the nested loop's index condition searches the
-/// whole array once per row: 1,000 outcomes took 1.2 s, against 9 ms by
-/// range.)
+/// [`FIRST_ATTEMPT`] for a chunk of outcomes on PostgreSQL, one array per
+/// column (?1-?8: id, state, status, error, latency, next attempt, the
+/// attempt's time, response; instants in microseconds). The ids' range
+/// comes too (`?10`, `?11`, the chunk's lowest and highest id): joined
+/// only with the arrays' rows, a plan cached while the table was empty
+/// reads every delivery (a hash join); with the range a plan reads the
+/// range at most — ids are UUIDv7, so the chunk's deliveries and the few
+/// created between them — or looks each id up by key. (The ids as
+/// `id = ANY(…)` did that too, but a plan that puts it into the nested
+/// loop's index condition searches the whole array once per row: 1,000
+/// outcomes took 1.2 s, against 9 ms by range.)
 pub(crate) static FIRST_ATTEMPTS_PG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "UPDATE webhook_deliveries SET \
@@ -823,11 +819,13 @@ pub(crate) static FIRST_ATTEMPTS_PG: std::sync::LazyLock<String> = std::sync::La
                attempts = attempts + 1, last_status = v.k_status, last_error = v.k_error, \
                last_latency_ms = v.k_latency, \
                next_attempt_at = CASE WHEN state = 'cancelled' THEN NULL ELSE v.k_next END, \
-               updated_at = ?2, last_attempt_at = v.k_at, last_response = v.k_response \
-             FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_state text, \
-               k_status bigint, k_error text, k_latency bigint, k_next bigint, k_at bigint, \
-               k_response text) \
-             WHERE id = v.k_id AND id BETWEEN ?3 AND ?4 AND attempts = 0 \
+               updated_at = ?9, last_attempt_at = v.k_at, last_response = v.k_response \
+             FROM unnest(CAST(?1 AS uuid[]), CAST(?2 AS text[]), CAST(?3 AS bigint[]), \
+               CAST(?4 AS text[]), CAST(?5 AS bigint[]), CAST(?6 AS bigint[]), \
+               CAST(?7 AS bigint[]), CAST(?8 AS text[])) \
+               AS v(k_id, k_state, k_status, k_error, k_latency, k_next, k_at, k_response) \
+             WHERE id = v.k_id AND id BETWEEN ?10 AND ?11 \
+               AND attempts = 0 \
              RETURNING {DELIVERY_COLS}"
     )
 });

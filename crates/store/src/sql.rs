@@ -556,21 +556,6 @@ fn pg_args<'v>(args: &'v [Value<'_>]) -> Vec<&'v (dyn postgres::types::ToSql + S
         .collect()
 }
 
-/// A PostgreSQL array literal of ids (`{a,b}`), for `id = ANY(CAST(?1 AS
-/// TEXT)::uuid[])`: unlike a join with a JSON array, a generic plan looks
-/// that up in the primary key whatever it guesses about the table's size.
-pub(crate) fn pg_uuid_array(ids: impl IntoIterator<Item = Uuid>) -> String {
-    let mut out = String::from("{");
-    for (i, id) in ids.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&id.hyphenated().to_string());
-    }
-    out.push('}');
-    out
-}
-
 /// Rewrites `?N` placeholders to PostgreSQL's `$N`, leaving quoted text
 /// alone. Runs once per statement per connection (the result is prepared
 /// and kept).

@@ -20,8 +20,11 @@ use crate::{MAX_ATTEMPTS, Webhooks, WebhooksHost, select_body};
 
 /// The name the dispatcher's cursor is recorded under.
 pub const CONSUMER: &str = "webhooks";
-/// Events read per batch.
-const BATCH: u32 = 256;
+/// Events read per batch: each batch also reads the cursor, the feed's
+/// head and the enabled webhooks, and commits at least once; 1,024 rather
+/// than 256 took a PostgreSQL dispatch of 10,000 events from ~750 to ~500
+/// ms beside four busy workers.
+const BATCH: u32 = 1024;
 /// At most this many deliveries per transaction (the store takes 10,000).
 const MAX_DELIVERIES: usize = 4096;
 /// A webhook's fresh deliveries go out in `webhook.deliver_batch` jobs of

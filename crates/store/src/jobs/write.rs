@@ -9,7 +9,7 @@ use kontextual_model::{
 
 use super::read::{JOB_COLS, job, job_by_id, job_row};
 use crate::port::{JobAction, NewJob, WriteContext};
-use crate::sql::{Dialect, Tx, args};
+use crate::sql::{Array, Dialect, Tx, args};
 use crate::{Result, StoreError, rules};
 
 /// Most jobs one claim takes, whatever the caller asks.
@@ -114,26 +114,43 @@ pub(crate) fn enqueue_new_many(
             }
             n
         }
-        // One round trip: the batch as a JSON array.
+        // One round trip: the batch as one array per column.
         Dialect::Postgres => {
-            let mut rows = Vec::with_capacity(jobs.len());
-            for (ns, new) in &jobs {
-                rows.push(serde_json::json!({
-                    "k_id": new.id.0.simple().to_string(),
-                    "k_ns": ns.as_str(),
-                    "k_kind": new.kind,
-                    "k_payload": new.payload.to_string(),
-                    "k_max": new.max_attempts,
-                    "k_run_at": new.run_at.unwrap_or(now).as_microsecond(),
-                    "k_unique": new.unique_key,
-                    "k_key_id": new.key_id,
-                    "k_scopes": scopes_of(new)?,
-                }));
-            }
-            let rows = serde_json::Value::Array(rows).to_string();
+            let payloads: Vec<String> = jobs
+                .iter()
+                .map(|(_, new)| new.payload.to_string())
+                .collect();
+            let scopes = jobs
+                .iter()
+                .map(|(_, new)| scopes_of(new))
+                .collect::<Result<Vec<Option<String>>>>()?;
+            let texts = |f: fn(&(kontextual_model::Namespace, NewJob)) -> Option<&str>| {
+                Array::Text(jobs.iter().map(f).collect())
+            };
             tx.execute(
                 ENQUEUE_MANY_PG,
-                args![rows, actor.as_str(), ctx.correlation_id.as_str(), now],
+                args![
+                    Array::Uuid(jobs.iter().map(|(_, new)| new.id.0).collect()),
+                    texts(|(ns, _)| Some(ns.as_str())),
+                    texts(|(_, new)| Some(new.kind.as_str())),
+                    Array::Text(payloads.iter().map(|p| Some(p.as_str())).collect()),
+                    Array::I64(
+                        jobs.iter()
+                            .map(|(_, new)| Some(i64::from(new.max_attempts)))
+                            .collect()
+                    ),
+                    Array::I64(
+                        jobs.iter()
+                            .map(|(_, new)| Some(new.run_at.unwrap_or(now).as_microsecond()))
+                            .collect()
+                    ),
+                    texts(|(_, new)| new.unique_key.as_deref()),
+                    texts(|(_, new)| new.key_id.as_deref()),
+                    Array::Text(scopes.iter().map(Option::as_deref).collect()),
+                    actor.as_str(),
+                    ctx.correlation_id.as_str(),
+                    now
+                ],
             )
             .map_err(already)?
         }
@@ -153,14 +170,17 @@ const INSERT_JOB: &str = "INSERT INTO jobs (id, namespace, kind, payload, state,
     max_attempts, run_at, unique_key, actor, correlation_id, created_at, updated_at, key_id, scopes) \
     VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)";
 
-/// A batch of new jobs as a JSON array (keys named k_ + the column); the
-/// actor, correlation id and now shared.
+/// A batch of new jobs, one array per column (?1-?9: id, namespace, kind,
+/// payload, max attempts, run at, unique key, key id, scopes); the actor,
+/// correlation id and now (?10-?12) shared.
 const ENQUEUE_MANY_PG: &str = "INSERT INTO jobs (id, namespace, kind, payload, state, attempt, \
     max_attempts, run_at, unique_key, actor, correlation_id, created_at, updated_at, key_id, scopes) \
     SELECT v.k_id, v.k_ns, v.k_kind, v.k_payload, 'queued', 0, v.k_max, v.k_run_at, v.k_unique, \
-      ?2, ?3, ?4, ?4, v.k_key_id, v.k_scopes \
-    FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_ns text, k_kind text, \
-      k_payload text, k_max bigint, k_run_at bigint, k_unique text, k_key_id text, k_scopes text)";
+      ?10, ?11, ?12, ?12, v.k_key_id, v.k_scopes \
+    FROM unnest(CAST(?1 AS uuid[]), CAST(?2 AS text[]), CAST(?3 AS text[]), CAST(?4 AS text[]), \
+      CAST(?5 AS bigint[]), CAST(?6 AS bigint[]), CAST(?7 AS text[]), CAST(?8 AS text[]), \
+      CAST(?9 AS text[])) \
+      AS v(k_id, k_ns, k_kind, k_payload, k_max, k_run_at, k_unique, k_key_id, k_scopes)";
 
 /// A new job's kind and attempts are within bounds.
 fn check_new(new: &NewJob) -> Result<()> {
@@ -457,30 +477,31 @@ fn finish_succeeded_pg(
     jobs: &[(JobId, u32, Option<serde_json::Value>)],
     now: Timestamp,
 ) -> Result<std::collections::HashSet<JobId>> {
-    let rows: Vec<serde_json::Value> = jobs
+    let reports: Vec<Option<String>> = jobs
         .iter()
-        .map(|(id, attempt, report)| {
-            serde_json::json!({
-                "k_id": id.0.simple().to_string(),
-                "k_attempt": attempt,
-                "k_report": report.as_ref().map(|r| r.to_string()),
-            })
-        })
+        .map(|(_, _, report)| report.as_ref().map(|r| r.to_string()))
         .collect();
-    let rows = serde_json::Value::Array(rows).to_string();
-    tx.query(FINISH_SUCCEEDED_MANY_PG, args![rows, now], |r| {
-        Ok(JobId(r.get(0)?))
-    })
-    .map(|ids| ids.into_iter().collect())
+    let columns = args![
+        Array::Uuid(jobs.iter().map(|(id, _, _)| id.0).collect()),
+        Array::I64(jobs.iter().map(|(_, a, _)| Some(i64::from(*a))).collect()),
+        Array::Text(reports.iter().map(Option::as_deref).collect()),
+        now
+    ];
+    tx.query(FINISH_SUCCEEDED_MANY_PG, columns, |r| Ok(JobId(r.get(0)?)))
+        .map(|ids| ids.into_iter().collect())
 }
 
-/// [`FINISH_SUCCEEDED`] for a JSON array of `{k_id, k_attempt, k_report}`
-/// (keys matched to the record's column names; ids as 32 hex digits).
+/// [`FINISH_SUCCEEDED`] for a batch, one array per column (?1-?3: id,
+/// attempt, report). No id range is needed: the plan reads the partial
+/// index of running jobs (see `sql_statements::ALLOWED_FILTERS`), bounded
+/// by how many jobs run at once.
 const FINISH_SUCCEEDED_MANY_PG: &str = "UPDATE jobs SET state = 'succeeded', lease_expires_at = NULL, \
        last_error = NULL, stop_requested = NULL, report = coalesce(v.k_report, report), \
-       finished_at = ?2, updated_at = ?2 \
-     FROM jsonb_to_recordset(CAST(?1 AS TEXT)::jsonb) AS v(k_id uuid, k_attempt bigint, k_report text) \
-     WHERE id = v.k_id AND attempt = v.k_attempt AND state = 'running' RETURNING id";
+       finished_at = ?4, updated_at = ?4 \
+     FROM unnest(CAST(?1 AS uuid[]), CAST(?2 AS bigint[]), CAST(?3 AS text[])) \
+       AS v(k_id, k_attempt, k_report) \
+     WHERE id = v.k_id AND attempt = v.k_attempt AND state = 'running' \
+     RETURNING id";
 
 pub(crate) fn finish(
     tx: &mut Tx<'_>,

@@ -176,6 +176,20 @@ const STOP_POLL: Duration = Duration::from_millis(500);
 /// them would hold thousands of outcomes uncommitted for seconds.
 const BATCH_TIME: Duration = Duration::from_millis(50);
 
+/// The next prefetch after a batch of quick jobs that was not cut: as many
+/// as fit in [`BATCH_TIME`] at the pace `ran` jobs took `took`, at least
+/// the prefetch so far and at most twice it. (Doubling every time made a
+/// prefetch that fits swing between right and twice too many: every other
+/// batch was cut, and the jobs it did not reach were read ahead twice — a
+/// third of a webhook worker's delivery reads on PostgreSQL.)
+fn paced(prefetch: u32, ran: u32, took: Duration, max: u32) -> u32 {
+    let per_job = took.as_nanos() / u128::from(ran.max(1));
+    let fit = BATCH_TIME.as_nanos() / per_job.max(1);
+    let fit = u32::try_from(fit).unwrap_or(u32::MAX);
+    fit.clamp(prefetch.max(1), prefetch.max(1).saturating_mul(2))
+        .min(max.max(1))
+}
+
 fn system_ctx() -> WriteContext {
     WriteContext {
         namespace: kontextual_model::Namespace::default(),
@@ -516,7 +530,7 @@ impl Kernel {
                 prefetch = match cut_at {
                     // as many as fit in the time: claims keep pace with runs
                     Some(ran) if go_on => ran.clamp(1, cfg.max_prefetch.max(1)),
-                    _ if go_on => (prefetch * 2).min(cfg.max_prefetch.max(1)),
+                    _ if go_on => paced(prefetch, ran, started.elapsed(), cfg.max_prefetch),
                     _ => 1,
                 };
                 // the previous batch's commit ran while this batch ran
@@ -1170,6 +1184,27 @@ mod tests {
             (2..=6).contains(&batches),
             "{batches} read-aheads for 16 jobs"
         );
+    }
+
+    /// O1: after a batch that was not cut, the prefetch is what fits in
+    /// BATCH_TIME at that batch's pace — doubling while jobs are instant,
+    /// never more than fits, never less than before.
+    #[test]
+    fn o1_the_prefetch_follows_the_pace_of_quick_jobs() {
+        let ms = Duration::from_millis;
+        // instant jobs: doubles, up to the maximum
+        assert_eq!(paced(8, 8, Duration::from_micros(80), 256), 16);
+        assert_eq!(paced(200, 200, ms(1), 256), 256);
+        // 4 jobs of 8 ms: about six fit in 50 ms
+        assert_eq!(paced(4, 4, ms(32), 256), 6);
+        // the prefetch that fits stays where it is
+        assert_eq!(paced(24, 24, ms(48), 256), 25);
+        assert_eq!(paced(24, 24, ms(49), 256), 24);
+        // a batch slower than the time but not cut (too few to cut) keeps it
+        assert_eq!(paced(6, 6, ms(60), 256), 6);
+        // nothing ran, or took no time: no division by zero
+        assert_eq!(paced(1, 0, Duration::ZERO, 256), 2);
+        assert_eq!(paced(0, 0, Duration::ZERO, 0), 1);
     }
 
     /// O1: a batch of quick jobs commits once it has run for BATCH_TIME;

@@ -20,11 +20,13 @@ use crate::{MAX_ATTEMPTS, Webhooks, WebhooksHost, select_body};
 
 /// The name the dispatcher's cursor is recorded under.
 pub const CONSUMER: &str = "webhooks";
-/// Events read per batch: each batch also reads the cursor, the feed's
-/// head and the enabled webhooks, and commits at least once; 1,024 rather
-/// than 256 took a PostgreSQL dispatch of 10,000 events from ~750 to ~500
-/// ms beside four busy workers.
+/// Events read per batch, at most: each batch is a read and at least one
+/// commit; 1,024 rather than 256 took a PostgreSQL dispatch of 10,000
+/// events from ~750 to ~500 ms beside four busy workers.
 const BATCH: u32 = 1024;
+/// The first batch of a pass: small, so the workers have deliveries soon
+/// after a burst of events; each batch after it doubles, up to [`BATCH`].
+const FIRST_BATCH: u32 = 128;
 /// At most this many deliveries per transaction (the store takes 10,000).
 const MAX_DELIVERIES: usize = 4096;
 /// A webhook's fresh deliveries go out in `webhook.deliver_batch` jobs of
@@ -148,11 +150,12 @@ impl Webhooks {
         let store = self.kernel.store();
         let mut done = Dispatched::default();
         loop {
-            let cursor = self.cursor()?;
+            let mut cursor = self.cursor()?;
             // Read the head before the webhooks: a webhook created after
             // this read only wants events after it, which stay unread.
             let position = store.feed().position()?;
-            if position.last_seq <= cursor {
+            let head = position.last_seq;
+            if head <= cursor {
                 break;
             }
             let webhooks = store.webhooks().enabled()?;
@@ -163,43 +166,75 @@ impl Webhooks {
                 // webhooks). Events left unacknowledged are read again
                 // later and wanted by no webhook created before them.
                 if pass.is_none_or(|at| at.elapsed() >= SKIP_EVERY) {
-                    self.commit(Vec::new(), position.last_seq)?;
+                    self.commit(Vec::new(), head)?;
                     *pass = Some(Instant::now());
                 }
                 break;
             }
-            let events = store.feed().events(cursor, BATCH)?;
-            let Some(last) = events.last().map(|e| e.seq) else {
-                break;
-            };
             let subscribers: Vec<Subscriber<'_>> = webhooks.iter().map(Subscriber::new).collect();
             let base = source_base(&position.store_id);
-            let mut pending = Vec::new();
-            let mut through = cursor;
-            for event in &events {
-                let mut body = None;
-                let mut wanted = Vec::new();
-                for s in subscribers.iter().filter(|s| s.wants(event)) {
-                    let body = body.get_or_insert_with(|| body_of(event, &base));
-                    wanted.push(NewDelivery {
-                        id: DeliveryId::new(),
-                        webhook: s.webhook.id,
-                        event_seq: event.seq,
-                        event_type: event.draft.kind.clone(),
-                        body: body.clone(),
-                    });
-                }
-                if !pending.is_empty() && pending.len() + wanted.len() > MAX_DELIVERIES {
-                    done.deliveries += self.commit(std::mem::take(&mut pending), through)?;
-                }
-                pending.extend(wanted);
-                through = event.seq;
-                done.events += 1;
+            // Everything up to the head goes to these webhooks, in batches
+            // that grow from a small first one (the workers start on it
+            // while the next is read) — each batch one read and one commit,
+            // the cursor, head and webhooks read once for them all.
+            let mut batch = FIRST_BATCH;
+            while cursor < head {
+                let read = store.feed().events(cursor, batch)?;
+                let events: Vec<&OutboxEvent> = read.iter().take_while(|e| e.seq <= head).collect();
+                let Some(last) = events.last().map(|e| e.seq) else {
+                    // nothing readable up to the head (pruned meanwhile):
+                    // the next pass starts over
+                    self.prune_now_and_then();
+                    return Ok(done);
+                };
+                self.dispatch_events(&subscribers, &base, &events, &mut done)?;
+                cursor = last;
+                batch = batch.saturating_mul(2).min(BATCH);
             }
-            done.deliveries += self.commit(pending, last)?;
         }
         self.prune_now_and_then();
         Ok(done)
+    }
+
+    /// Turns a batch of events into deliveries for the subscribers that
+    /// want them, and commits them with the cursor (in several
+    /// transactions if they are many).
+    fn dispatch_events(
+        &self,
+        subscribers: &[Subscriber<'_>],
+        base: &str,
+        events: &[&OutboxEvent],
+        done: &mut Dispatched,
+    ) -> Result<()> {
+        let mut pending = Vec::new();
+        let mut through = None;
+        for event in events {
+            let mut body = None;
+            let mut wanted = Vec::new();
+            for s in subscribers.iter().filter(|s| s.wants(event)) {
+                let body = body.get_or_insert_with(|| body_of(event, base));
+                wanted.push(NewDelivery {
+                    id: DeliveryId::new(),
+                    webhook: s.webhook.id,
+                    event_seq: event.seq,
+                    event_type: event.draft.kind.clone(),
+                    body: body.clone(),
+                });
+            }
+            if let Some(through) = through
+                && !pending.is_empty()
+                && pending.len() + wanted.len() > MAX_DELIVERIES
+            {
+                done.deliveries += self.commit(std::mem::take(&mut pending), through)?;
+            }
+            pending.extend(wanted);
+            through = Some(event.seq);
+            done.events += 1;
+        }
+        if let Some(through) = through {
+            done.deliveries += self.commit(pending, through)?;
+        }
+        Ok(())
     }
 
     /// Writes deliveries (with their jobs) and the cursor in one

@@ -366,45 +366,27 @@ fn create_deliveries(
             "deliveries per job must be between 1 and {MAX_PER_JOB}"
         )));
     }
-    // a batch has many deliveries per webhook: look each up once
-    let mut namespaces = std::collections::HashMap::new();
-    let mut rows = Vec::with_capacity(deliveries.len());
     for d in &deliveries {
         if d.event_type.is_empty() || d.event_type.len() > 128 {
             return Err(invalid("an event type must be 1-128 bytes"));
         }
-        let ns = match namespaces.get(&d.webhook) {
-            Some(ns) => Option::clone(ns),
-            None => {
-                let ns = tx.query_opt(
-                    "SELECT namespace FROM webhooks WHERE id = ?1",
-                    args![d.webhook.0],
-                    |r| r.parsed::<kontextual_model::Namespace>(0),
-                )?;
-                namespaces.insert(d.webhook, ns.clone());
-                ns
-            }
-        };
-        // deleted since the dispatcher read it: nothing to deliver
-        let Some(ns) = ns else { continue };
-        rows.push((d, ns));
     }
-    if rows.is_empty() {
+    // A delivery for an (endpoint, event) that already has one is skipped
+    // (a replayed event), and so is one whose webhook was deleted since
+    // the dispatcher read it.
+    let inserted = insert_deliveries(tx, &deliveries, now)?;
+    // The fresh deliveries' jobs, in one batch: no job can hold a key
+    // naming a delivery that did not exist (so no unique-key lookup).
+    let created: Vec<(DeliveryId, WebhookId, kontextual_model::Namespace)> = deliveries
+        .iter()
+        .filter_map(|d| Some((d.id, d.webhook, inserted.get(&d.id)?.clone())))
+        .collect();
+    if created.is_empty() {
         return Ok(Change::WebhookDeliveriesCreated {
             deliveries: Vec::new(),
             jobs: Vec::new(),
         });
     }
-    // A delivery for an (endpoint, event) that already has one is skipped
-    // (a replayed event).
-    let inserted = insert_deliveries(tx, &rows, now)?;
-    // The fresh deliveries' jobs, in one batch: no job can hold a key
-    // naming a delivery that did not exist (so no unique-key lookup).
-    let created: Vec<(DeliveryId, WebhookId, kontextual_model::Namespace)> = rows
-        .into_iter()
-        .filter(|(d, _)| inserted.contains(&d.id))
-        .map(|(d, ns)| (d.id, d.webhook, ns))
-        .collect();
     let new_jobs = jobs_for(&created, max_attempts, per_job);
     let kind = if per_job > 1 {
         DELIVER_BATCH_JOB
@@ -428,29 +410,49 @@ const INSERT_DELIVERY_SQLITE: &str = "INSERT INTO webhook_deliveries (id, webhoo
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7) \
     ON CONFLICT (webhook_id, event_seq) DO NOTHING";
 
-/// A batch of new deliveries as one array per column, skipping each whose
-/// (webhook, event) has one; returns the ids inserted.
+/// A batch of new deliveries as one array per column, in their webhooks'
+/// namespaces, skipping each whose (webhook, event) has one or whose
+/// webhook is gone; returns the ids inserted with their namespaces.
 const INSERT_DELIVERIES_PG: &str = "INSERT INTO webhook_deliveries (id, webhook_id, namespace, \
     event_seq, event_type, body, state, attempts, created_at, updated_at) \
-    SELECT v.id, v.webhook, v.ns, v.seq, v.kind, v.body, 'pending', 0, ?7, ?7 \
-    FROM unnest(CAST(?1 AS uuid[]), CAST(?2 AS uuid[]), CAST(?3 AS text[]), \
-      CAST(?4 AS bigint[]), CAST(?5 AS text[]), CAST(?6 AS bytea[])) \
-      AS v(id, webhook, ns, seq, kind, body) \
-    ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id";
+    SELECT v.id, v.webhook, w.namespace, v.seq, v.kind, v.body, 'pending', 0, ?6, ?6 \
+    FROM unnest(CAST(?1 AS uuid[]), CAST(?2 AS uuid[]), \
+      CAST(?3 AS bigint[]), CAST(?4 AS text[]), CAST(?5 AS bytea[])) \
+      AS v(id, webhook, seq, kind, body) \
+    JOIN webhooks w ON w.id = v.webhook \
+    ON CONFLICT (webhook_id, event_seq) DO NOTHING RETURNING id, namespace";
 
-/// Inserts new deliveries, skipping those whose (webhook, event) already
-/// has one; returns the ids inserted. PostgreSQL takes the batch as one
-/// array per column ([`Array`]): one round trip, bodies in binary. SQLite,
-/// in process, runs a cached statement per delivery.
+/// Inserts new deliveries in their webhooks' namespaces, skipping those
+/// whose (webhook, event) already has one and those whose webhook is gone;
+/// returns the ids inserted, with their namespaces. PostgreSQL takes the
+/// batch as one array per column ([`Array`]) and finds the namespaces in
+/// the same statement: one round trip, bodies in binary. SQLite, in
+/// process, looks each webhook up once and runs a cached statement per
+/// delivery.
 fn insert_deliveries(
     tx: &mut Tx<'_>,
-    rows: &[(&NewDelivery, kontextual_model::Namespace)],
+    deliveries: &[NewDelivery],
     now: Timestamp,
-) -> Result<std::collections::HashSet<DeliveryId>> {
-    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+) -> Result<std::collections::HashMap<DeliveryId, kontextual_model::Namespace>> {
+    let mut inserted = std::collections::HashMap::with_capacity(deliveries.len());
     match tx.dialect() {
         Dialect::Sqlite => {
-            for (d, ns) in rows {
+            // a batch has many deliveries per webhook: look each up once
+            let mut namespaces = std::collections::HashMap::new();
+            for d in deliveries {
+                let ns = match namespaces.get(&d.webhook) {
+                    Some(ns) => Option::clone(ns),
+                    None => {
+                        let ns = tx.query_opt(
+                            "SELECT namespace FROM webhooks WHERE id = ?1",
+                            args![d.webhook.0],
+                            |r| r.parsed::<kontextual_model::Namespace>(0),
+                        )?;
+                        namespaces.insert(d.webhook, ns.clone());
+                        ns
+                    }
+                };
+                let Some(ns) = ns else { continue };
                 let n = tx.execute(
                     INSERT_DELIVERY_SQLITE,
                     args![
@@ -464,30 +466,31 @@ fn insert_deliveries(
                     ],
                 )?;
                 if n == 1 {
-                    inserted.insert(d.id);
+                    inserted.insert(d.id, ns);
                 }
             }
         }
         Dialect::Postgres => {
-            let ids = Array::Uuid(rows.iter().map(|(d, _)| d.id.0).collect());
-            let webhooks = Array::Uuid(rows.iter().map(|(d, _)| d.webhook.0).collect());
-            let namespaces = Array::Text(rows.iter().map(|(_, ns)| Some(ns.as_str())).collect());
+            let ids = Array::Uuid(deliveries.iter().map(|d| d.id.0).collect());
+            let webhooks = Array::Uuid(deliveries.iter().map(|d| d.webhook.0).collect());
             let seqs = Array::I64(
-                rows.iter()
-                    .map(|(d, _)| Some(i64::try_from(d.event_seq).unwrap_or(i64::MAX)))
+                deliveries
+                    .iter()
+                    .map(|d| Some(i64::try_from(d.event_seq).unwrap_or(i64::MAX)))
                     .collect(),
             );
             let kinds = Array::Text(
-                rows.iter()
-                    .map(|(d, _)| Some(d.event_type.as_str()))
+                deliveries
+                    .iter()
+                    .map(|d| Some(d.event_type.as_str()))
                     .collect(),
             );
-            let bodies = Array::Bytes(rows.iter().map(|(d, _)| d.body.as_slice()).collect());
+            let bodies = Array::Bytes(deliveries.iter().map(|d| d.body.as_slice()).collect());
             tx.for_each(
                 INSERT_DELIVERIES_PG,
-                args![ids, webhooks, namespaces, seqs, kinds, bodies, now],
+                args![ids, webhooks, seqs, kinds, bodies, now],
                 |r| {
-                    inserted.insert(DeliveryId(r.get(0)?));
+                    inserted.insert(DeliveryId(r.get(0)?), r.parsed(1)?);
                     Ok(())
                 },
             )?;

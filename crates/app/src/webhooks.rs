@@ -11,6 +11,12 @@ impl WebhooksHost for Services {
     fn webhooks(&self) -> &Webhooks {
         &self.webhooks
     }
+
+    fn event_visible(&self, caller: &Caller, event: &kontextual_model::OutboxEvent) -> bool {
+        self.knowledge
+            .kernel()
+            .event_visible_to(caller, event, &self.knowledge)
+    }
 }
 
 impl Services {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Env, Proc, Store};
+use support::{Env, Proc, Store, s};
 
 // ---------------------------------------------------------------- receiver
 
@@ -451,6 +451,48 @@ fn o5_two_workers_share_the_deliveries() {
     ids.dedup();
     assert_eq!(ids.len(), N);
     assert_eq!(hits.len(), N, "each event once");
+}
+
+/// O5/X2: a webhook is sent only what its creator may read — created by
+/// `user:ops` (an administrator of the namespace, cleared for internal),
+/// it gets the internal artifact's event and not the restricted one's;
+/// nor its own `webhook.created`.
+#[test]
+fn o5_x2_a_webhook_gets_only_what_its_creator_may_read() {
+    let env = env_for_webhooks();
+    let rx = Receiver::new(|_, _| status(200));
+    env.ok(&["grant", "user:ops", "admin"]);
+    env.ok(&["clearance", "set", "user:ops", "internal"]);
+    let made = env.json(&[
+        "--actor", "user:ops", "webhook", "create", "--url", &rx.url, "--types", "*",
+    ]);
+    let id = made["webhook"]["id"].as_str().unwrap().to_owned();
+    let note = env.write("note.md", "# Note\n\nopen\n");
+    env.ok(&["artifact", "put", "handbook/open.md", "--file", s(&note)]);
+    env.ok(&[
+        "artifact",
+        "put",
+        "handbook/secret.md",
+        "--file",
+        s(&note),
+        "--classification",
+        "restricted",
+    ]);
+    let _w = worker(&env, &[]);
+    wait_for("the open artifact's delivery", || {
+        let shown = env.json(&["webhook", "show", &id]);
+        (shown["deliveries"]["succeeded"].as_u64() >= Some(1)).then_some(())
+    });
+    // a moment for anything else to arrive
+    std::thread::sleep(Duration::from_millis(1500));
+    let hits = rx.hits();
+    let text: Vec<String> = hits.iter().map(|h| h.json().to_string()).collect();
+    assert!(text.iter().any(|t| t.contains("open.md")), "{text:?}");
+    assert!(!text.iter().any(|t| t.contains("secret.md")), "{text:?}");
+    assert!(
+        !hits.iter().any(|h| h.json()["type"] == "webhook.created"),
+        "{text:?}"
+    );
 }
 
 /// O5: fresh deliveries of one webhook go out as one batch job; when an

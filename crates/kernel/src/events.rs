@@ -146,6 +146,22 @@ impl Kernel {
         {
             return false;
         }
+        self.event_visible_to(caller, e, domains)
+    }
+
+    /// The read rule for one event (X2), without a reader's filters: the
+    /// caller's namespace, then the domain that owns what the event is
+    /// about, else the kernel's own rules. The feed's pages and the webhook
+    /// dispatcher (for a webhook's creator) both ask this.
+    pub fn event_visible_to(
+        &self,
+        caller: &Caller,
+        e: &OutboxEvent,
+        domains: &dyn EventVisibility,
+    ) -> bool {
+        if e.namespace != caller.namespace {
+            return false;
+        }
         if caller.scopes.is_none() {
             return true;
         }

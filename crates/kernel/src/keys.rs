@@ -208,19 +208,29 @@ impl Kernel {
             return Err(Error::Unauthenticated(format!("API key {id} has expired")));
         }
         self.touch(id, now, true);
-        let grants = self
-            .store()
-            .access()
-            .grants(&key.namespace, Some(&key.actor))?;
+        let mut caller = self.caller_as(key.actor, key.namespace, key.scopes)?;
+        caller.key_id = Some(key.id);
+        Ok(caller)
+    }
+
+    /// The caller `actor` is with a key of `scopes` in `namespace`: its
+    /// grants and clearance as the store holds them now. For whoever acts
+    /// for an actor later (a webhook delivers what its creator may read).
+    pub fn caller_as(
+        &self,
+        actor: kontextual_model::Actor,
+        namespace: kontextual_model::Namespace,
+        scopes: Vec<kontextual_model::Scope>,
+    ) -> Result<Caller> {
+        let grants = self.store().access().grants(&namespace, Some(&actor))?;
         let clearance = self
             .store()
             .access()
-            .clearances(&key.namespace, Some(&key.actor))?
+            .clearances(&namespace, Some(&actor))?
             .pop()
             .map_or(kontextual_model::Classification::Internal, |c| c.level);
-        let mut caller = Caller::new(key.actor, key.namespace);
-        caller.scopes = Some(key.scopes);
-        caller.key_id = Some(key.id);
+        let mut caller = Caller::new(actor, namespace);
+        caller.scopes = Some(scopes);
         caller.grants = Some(std::sync::Arc::new(grants));
         caller.clearance = Some(clearance);
         Ok(caller)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kontextual_events::{CloudEvent, source_base};
 use kontextual_kernel::{Caller, FeedConsumer, Result};
-use kontextual_model::{Actor, DeliveryId, Namespace, OutboxEvent, TypePattern, Webhook};
+use kontextual_model::{Actor, DeliveryId, Namespace, OutboxEvent, Scope, TypePattern, Webhook};
 use kontextual_store::{FeedOp, NewDelivery, Op, WebhookOp};
 
 use crate::{MAX_ATTEMPTS, Webhooks, WebhooksHost, select_body};
@@ -53,19 +53,38 @@ impl<H: WebhooksHost> FeedConsumer<H> for WebhookDispatcher {
     }
 
     fn follow(&self, host: &H) -> Result<()> {
-        host.webhooks().dispatch().map(|_| ())
+        host.webhooks()
+            .dispatch(&|caller, event| host.event_visible(caller, event))
+            .map(|_| ())
     }
 }
 
-/// One webhook's filters, parsed once per pass.
+/// Whether a caller may see an event (the host's read rule).
+pub type Visibility<'a> = &'a dyn Fn(&Caller, &OutboxEvent) -> bool;
+
+/// One webhook's filters, parsed once per pass, and the caller it reads
+/// the feed as: its creator.
 struct Subscriber<'w> {
     webhook: &'w Webhook,
     patterns: Vec<TypePattern>,
+    /// Whom the webhook's events must be visible to: the actor that
+    /// created it, with an administrator's key (its grants and clearance
+    /// now) — or, when that was the local administrator, no one narrower.
+    viewer: Caller,
 }
 
 impl<'w> Subscriber<'w> {
-    fn new(webhook: &'w Webhook) -> Subscriber<'w> {
-        Subscriber {
+    fn new(webhooks: &Webhooks, webhook: &'w Webhook) -> Result<Subscriber<'w>> {
+        let viewer = if webhook.created_by == Actor::local_admin() {
+            Caller::new(webhook.created_by.clone(), webhook.namespace.clone())
+        } else {
+            webhooks.kernel.caller_as(
+                webhook.created_by.clone(),
+                webhook.namespace.clone(),
+                vec![Scope::Admin],
+            )?
+        };
+        Ok(Subscriber {
             webhook,
             // stored patterns were checked when written
             patterns: webhook
@@ -73,14 +92,17 @@ impl<'w> Subscriber<'w> {
                 .iter()
                 .filter_map(|t| TypePattern::parse(t).ok())
                 .collect(),
-        }
+            viewer,
+        })
     }
 
-    fn wants(&self, event: &OutboxEvent) -> bool {
+    fn wants(&self, event: &OutboxEvent, visible: Visibility<'_>) -> bool {
         let w = self.webhook;
         w.namespace == event.namespace
-            // a webhook receives what happened after it was created
+            // a webhook receives what happened after it was created (not
+            // its own creation)
             && event.at >= w.created_at
+            && !(event.draft.kind == "webhook.created" && event.draft.subject == w.id.to_string())
             && TypePattern::any_matches(&self.patterns, &event.draft.kind)
             && (w.collections.is_empty()
                 || event
@@ -88,7 +110,8 @@ impl<'w> Subscriber<'w> {
                     .payload
                     .get("collection")
                     .and_then(|c| c.as_str())
-                    .is_some_and(|c| w.collections.iter().any(|n| n.as_str() == c)))
+                    .is_some_and(|n| w.collections.iter().any(|c| c.as_str() == n)))
+            && visible(&self.viewer, event)
     }
 }
 
@@ -142,7 +165,7 @@ impl Webhooks {
     /// One dispatch pass: every event after the cursor, to the end of the
     /// feed. Passes of one process never overlap; passes of several
     /// processes may, harmlessly (see the module docs).
-    pub fn dispatch(&self) -> Result<Dispatched> {
+    pub fn dispatch(&self, visible: Visibility<'_>) -> Result<Dispatched> {
         let mut pass = self
             .dispatching
             .lock()
@@ -171,7 +194,10 @@ impl Webhooks {
                 }
                 break;
             }
-            let subscribers: Vec<Subscriber<'_>> = webhooks.iter().map(Subscriber::new).collect();
+            let subscribers = webhooks
+                .iter()
+                .map(|w| Subscriber::new(self, w))
+                .collect::<Result<Vec<_>>>()?;
             let base = source_base(&position.store_id);
             // Everything up to the head goes to these webhooks, in batches
             // that grow from a small first one (the workers start on it
@@ -187,7 +213,7 @@ impl Webhooks {
                     self.prune_now_and_then();
                     return Ok(done);
                 };
-                self.dispatch_events(&subscribers, &base, &events, &mut done)?;
+                self.dispatch_events(&subscribers, &base, &events, visible, &mut done)?;
                 cursor = last;
                 batch = batch.saturating_mul(2).min(BATCH);
             }
@@ -204,6 +230,7 @@ impl Webhooks {
         subscribers: &[Subscriber<'_>],
         base: &str,
         events: &[&OutboxEvent],
+        visible: Visibility<'_>,
         done: &mut Dispatched,
     ) -> Result<()> {
         let mut pending = Vec::new();
@@ -211,7 +238,7 @@ impl Webhooks {
         for event in events {
             let mut body = None;
             let mut wanted = Vec::new();
-            for s in subscribers.iter().filter(|s| s.wants(event)) {
+            for s in subscribers.iter().filter(|s| s.wants(event, visible)) {
                 let body = body.get_or_insert_with(|| body_of(event, base));
                 wanted.push(NewDelivery {
                     id: DeliveryId::new(),

@@ -44,6 +44,10 @@ pub const HAND_ON_AFTER: Duration = Duration::from_millis(500);
 /// What the webhooks' jobs run on: a job host that holds the domain.
 pub trait WebhooksHost: JobHost {
     fn webhooks(&self) -> &Webhooks;
+    /// Whether `caller` may see `event` on the feed (the kernel's read rule
+    /// with every domain's say): a webhook is sent only what its creator
+    /// may read.
+    fn event_visible(&self, caller: &Caller, event: &kontextual_model::OutboxEvent) -> bool;
 }
 
 /// The webhooks' job handlers, to register with the job registry.

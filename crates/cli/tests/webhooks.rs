@@ -453,6 +453,58 @@ fn o5_two_workers_share_the_deliveries() {
     assert_eq!(hits.len(), N, "each event once");
 }
 
+/// O5: managing a webhook does what it says and nothing more — an empty
+/// type list never widens a filtered webhook to every type; disabling
+/// (or enabling) twice records and announces one change; resending to a
+/// disabled webhook is refused up front; and a resend starts the retry
+/// schedule over, due now, even for a delivery a `Retry-After` of an hour
+/// had put off.
+#[test]
+fn o5_webhook_changes_and_resends_do_what_they_say() {
+    let env = env_for_webhooks();
+    let rx = Receiver::new(|_, seen| match seen {
+        0 => Reply {
+            headers: "retry-after: 3600\r\n".to_owned(),
+            ..status(503)
+        },
+        _ => status(200),
+    });
+    let (id, _) = create(&env, &rx.url, &["--types", "artifact.*"]);
+    let err = env.fails(2, &["webhook", "update", &id, "--types", ""]);
+    assert!(err.contains("at least one event type pattern"), "{err}");
+    assert_eq!(
+        env.json(&["webhook", "show", &id])["webhook"]["types"],
+        serde_json::json!(["artifact.*"])
+    );
+
+    env.write("docs/a.md", "# A\n\nalpha\n");
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let w = worker(&env, &[]);
+    let failed = wait_for("the first attempt's failure", || {
+        deliveries(&env, &id)
+            .into_iter()
+            .find(|d| d["state"] == "failed")
+    });
+    let delivery = failed["id"].as_str().unwrap().to_owned();
+
+    env.ok(&["webhook", "disable", &id]);
+    env.ok(&["webhook", "disable", &id]);
+    let disabled = env.json(&["event", "list", "--type", "webhook.disabled"]);
+    assert_eq!(disabled["items"].as_array().unwrap().len(), 1, "{disabled}");
+    let err = env.fails(4, &["webhook", "resend", &delivery]);
+    assert!(err.contains("disabled") && err.contains("enable"), "{err}");
+    let err = env.fails(4, &["webhook", "recover", &id, "--since", "1h"]);
+    assert!(err.contains("disabled"), "{err}");
+    env.ok(&["webhook", "enable", &id]);
+
+    // the retry is an hour away; a resend sends it now
+    env.ok(&["webhook", "resend", &delivery]);
+    let done = succeeded(&env, &id, 1);
+    assert_eq!(done[0]["id"], delivery.as_str());
+    assert_eq!(rx.hits().len(), 2);
+    drop(w);
+}
+
 /// O5/X2: a webhook is sent only what its creator may read — created by
 /// `user:ops` (an administrator of the namespace, cleared for internal),
 /// it gets the internal artifact's event and not the restricted one's;

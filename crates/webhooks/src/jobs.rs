@@ -244,7 +244,7 @@ pub fn recover<H: WebhooksHost>(
     webhook: WebhookId,
     since: Timestamp,
 ) -> Result<Enqueued> {
-    host.webhooks().get(caller, webhook)?;
+    crate::service::refuse_if_disabled(&host.webhooks().get(caller, webhook)?.webhook)?;
     let payload = serde_json::to_value(RecoverPayload { webhook, since })
         .map_err(|e| Error::internal(e.to_string()))?;
     host.job_enqueue(caller, RECOVER_JOB, payload, EnqueueOptions::default())

@@ -295,6 +295,17 @@ impl Webhooks {
     pub fn update(&self, caller: &Caller, id: WebhookId, change: WebhookChange) -> Result<Webhook> {
         self.admin(caller)?;
         self.found(caller, id)?;
+        if let Some(types) = &change.types
+            && types
+                .iter()
+                .all(|t| t.split(',').all(|p| p.trim().is_empty()))
+        {
+            // on create no types means every type; on a change it would
+            // silently widen a filtered webhook to every event
+            return Err(Error::InvalidInput(
+                "types: give at least one event type pattern (`*` for every type)".into(),
+            ));
+        }
         let patch = WebhookPatch {
             url: change
                 .url
@@ -337,7 +348,11 @@ impl Webhooks {
         reason: Option<String>,
     ) -> Result<Webhook> {
         self.admin(caller)?;
-        self.found(caller, id)?;
+        let current = self.found(caller, id)?;
+        if (current.state == WebhookState::Enabled) == enabled {
+            // already so: nothing changes, nothing is recorded or announced
+            return Ok(current);
+        }
         let (state, reason) = if enabled {
             (WebhookState::Enabled, None)
         } else {
@@ -429,6 +444,7 @@ impl Webhooks {
     /// `webhook-id`); a delivery still in progress is refused.
     pub fn resend(&self, caller: &Caller, id: DeliveryId) -> Result<Delivery> {
         let detail = self.delivery(caller, id)?;
+        refuse_if_disabled(&self.found(caller, detail.delivery.webhook)?)?;
         if matches!(
             detail.delivery.state,
             DeliveryState::Pending | DeliveryState::Delivering
@@ -454,7 +470,7 @@ impl Webhooks {
     /// many. Run by the `webhook.recover` job (`jobs.rs`).
     pub fn recover_now(&self, caller: &Caller, id: WebhookId, since: Timestamp) -> Result<u64> {
         self.admin(caller)?;
-        self.found(caller, id)?;
+        refuse_if_disabled(&self.found(caller, id)?)?;
         let query = DeliveryQuery {
             states: vec![DeliveryState::Failed, DeliveryState::Dead],
             since: Some(since),
@@ -499,6 +515,20 @@ fn changed_webhook(change: Change) -> Option<Webhook> {
         Change::Webhook { webhook, .. } => Some(webhook),
         _ => None,
     }
+}
+
+/// Resending to a disabled webhook would only end each delivery unsent
+/// (and count an attempt): refused, saying what to do.
+pub(crate) fn refuse_if_disabled(webhook: &Webhook) -> Result<()> {
+    if webhook.state == WebhookState::Disabled {
+        return Err(Error::Store(kontextual_store::StoreError::Refused {
+            what: format!("resending to webhook {}", webhook.id),
+            why: "it is disabled, so nothing would be sent; enable it first \
+                  (`kontextual webhook enable`)"
+                .to_owned(),
+        }));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

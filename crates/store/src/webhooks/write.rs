@@ -859,12 +859,22 @@ fn resend(
                 "delivery {d} of webhook {id}"
             )));
         }
-        jobs.push(enqueue_delivery(
-            tx,
-            ctx,
-            delivery_job(d, max_attempts),
-            now,
-        )?);
+        let job = enqueue_delivery(tx, ctx, delivery_job(d, max_attempts), now)?;
+        // A delivery waiting for a retry keeps its job (one per delivery,
+        // by key): that job starts the schedule over, due now — not at the
+        // retry time a `Retry-After` of hours may have set. One a worker
+        // is running is left to it. (The state test is in the values, not
+        // the WHERE, so the row is found by its key: see sql_statements.)
+        tx.execute(
+            "UPDATE jobs SET \
+               run_at = CASE WHEN state IN ('queued', 'failed') THEN ?2 ELSE run_at END, \
+               attempt = CASE WHEN state IN ('queued', 'failed') THEN 0 ELSE attempt END, \
+               max_attempts = CASE WHEN state IN ('queued', 'failed') THEN ?3 ELSE max_attempts END, \
+               state = CASE WHEN state IN ('queued', 'failed') THEN 'queued' ELSE state END \
+             WHERE id = ?1",
+            args![job.0, now, max_attempts],
+        )?;
+        jobs.push(job);
         done.push(d);
     }
     Ok(Change::WebhookDeliveriesResent {

@@ -116,12 +116,14 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverJob {
         MAX_ATTEMPTS
     }
 
-    /// The schedule's shortest wait (its delay less the jitter); the
-    /// attempt's own jittered delay, or a longer `Retry-After`, arrives as
-    /// the failure's `retry_after` and wins.
-    fn retry_delay(&self, attempt: u32) -> Option<Duration> {
-        let base = DELAYS.get(usize::try_from(attempt).ok()?)?;
-        Some(base.mul_f64(0.8))
+    /// A floor only: the schedule's first wait less the jitter. A failed
+    /// attempt's own delay — the schedule's, from the attempts its delivery
+    /// has recorded, or a longer `Retry-After` — arrives as the failure's
+    /// `retry_after` and wins. (The job's attempt number is no guide: a
+    /// job given back unstarted, or rescued after a lost lease, counts an
+    /// attempt that sent nothing.)
+    fn retry_delay(&self, _attempt: u32) -> Option<Duration> {
+        Some(DELAYS[1].mul_f64(0.8))
     }
 
     fn check(&self, host: &H, caller: &Caller, payload: &serde_json::Value) -> Result<()> {
@@ -355,9 +357,13 @@ impl Webhooks {
             Found::Open(open) => *open,
             Found::Skip(why) => return Ok(Some(serde_json::json!({ "skipped": why }))),
         };
+        // Which attempt this is on the schedule: one more than its delivery
+        // has recorded (batch attempts included) — not the job's attempt
+        // number, which also counts runs that sent nothing.
+        let number = detail.delivery.attempts.max(tried).saturating_add(1);
         let nth = Nth {
-            number: tried.saturating_add(ctx.job.attempt),
-            last: ctx.job.attempt >= ctx.job.max_attempts,
+            number,
+            last: number >= MAX_ATTEMPTS || ctx.job.attempt >= ctx.job.max_attempts,
         };
         let ending = self.try_once(nth, &webhook, &secrets, &detail)?;
         let outcome = outcome_of(&detail, &ending);

@@ -96,7 +96,7 @@ pub(crate) fn event(ctx: &Ctx, cmd: EventCmd) -> Result<ExitCode> {
         &EventQuery {
             after,
             types: patterns,
-            collection,
+            collection: collection.clone(),
             limit,
         },
     )?;
@@ -121,10 +121,31 @@ pub(crate) fn event(ctx: &Ctx, cmd: EventCmd) -> Result<ExitCode> {
             .collect();
         ctx.out
             .table(&["seq", "time", "type", "collection", "subject"], rows);
-        ctx.out.note(format!(
-            "next: kontextual event list --after {}",
-            page.next_after
-        ));
+        let mut next = vec![
+            "kontextual".to_owned(),
+            "event".to_owned(),
+            "list".to_owned(),
+            "--after".to_owned(),
+            page.next_after.to_string(),
+        ];
+        for t in &types {
+            next.extend(["--type".to_owned(), t.clone()]);
+        }
+        if let Some(c) = &collection {
+            next.extend(["--collection".to_owned(), c.clone()]);
+        }
+        next.extend(["--limit".to_owned(), limit.to_string()]);
+        ctx.out.note(format!("next: {}", command_line(&next)));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command line to copy and run: each word quoted for a POSIX shell
+/// where it needs it (`'artifact.*'`).
+pub(crate) fn command_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

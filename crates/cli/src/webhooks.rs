@@ -276,10 +276,20 @@ pub(crate) fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<ExitCode> {
             } else {
                 ctx.out.table(DELIVERY_HEADER, delivery_rows(&got.items));
                 if let Some(next) = got.next {
-                    ctx.out.note(format!(
-                        "next: kontextual webhook deliveries {webhook} --after {}",
-                        next.0
-                    ));
+                    let mut words: Vec<String> = ["kontextual", "webhook", "deliveries"]
+                        .iter()
+                        .map(|w| (*w).to_owned())
+                        .collect();
+                    words.extend([webhook.clone(), "--after".to_owned(), next.0.to_string()]);
+                    for s in &state {
+                        words.extend(["--state".to_owned(), s.clone()]);
+                    }
+                    if let Some(since) = &since {
+                        words.extend(["--since".to_owned(), since.clone()]);
+                    }
+                    words.extend(["--limit".to_owned(), p.limit.to_string()]);
+                    ctx.out
+                        .note(format!("next: {}", crate::events::command_line(&words)));
                 }
             }
         }

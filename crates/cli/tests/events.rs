@@ -96,6 +96,23 @@ fn o5_event_list_follows_the_feed() {
     let next = p1["next_after"].as_u64().unwrap().to_string();
     let p2 = env.json(&["event", "list", "--after", &next, "--limit", "1"]);
     assert_eq!(p2["items"][0]["id"], all["items"][2]["id"]);
+    // the hint for the next page keeps the filters, quoted for a shell
+    let out = env.run(&[
+        "event",
+        "list",
+        "--type",
+        "ingest.*",
+        "--collection",
+        "handbook",
+        "--limit",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let text = format!("{}{}", support::stdout(&out), support::stderr(&out));
+    assert!(
+        text.contains("--type 'ingest.*' --collection handbook --limit 1"),
+        "{text}"
+    );
     env.fails(2, &["event", "list", "--type", "Artifact"]);
     let err = env.fails(2, &["event", "list", "--type", "artifact.craeted"]);
     assert!(err.contains("matches no event type"), "{err}");

@@ -397,13 +397,23 @@ impl AddressPolicy {
     }
 
     /// Checks a destination before any network use: an IP-literal host is
-    /// checked now; a name is checked at connect time on every address it
+    /// checked now, and so is `localhost` (and `*.localhost`, which RFC 6761
+    /// reserves for loopback: refused unless 127.0.0.1 or ::1 is allowed);
+    /// any other name is checked at connect time on every address it
     /// resolves to (`deliver::Client`).
     pub fn check_destination(&self, dest: &Destination) -> Result<(), (IpAddr, Forbidden)> {
-        match dest.ip() {
-            Some(ip) => self.check(ip).map_err(|class| (ip, class)),
-            None => Ok(()),
+        if let Some(ip) = dest.ip() {
+            return self.check(ip).map_err(|class| (ip, class));
         }
+        let host = dest.host().trim_end_matches('.').to_ascii_lowercase();
+        if host == "localhost" || host.ends_with(".localhost") {
+            let v4 = IpAddr::from([127, 0, 0, 1]);
+            let v6 = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+            if let (Err(class), Err(_)) = (self.check(v4), self.check(v6)) {
+                return Err((v4, class));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -522,6 +532,33 @@ mod tests {
         assert_eq!(AllowList::parse("").unwrap(), AllowList::default());
         assert_eq!(AllowList::parse(" , ").unwrap().nets().len(), 0);
         assert_eq!(AllowList::parse("::1, 10.0.0.1").unwrap().nets().len(), 2);
+    }
+
+    /// O5: `localhost` is loopback by definition (RFC 6761): refused when
+    /// the webhook is created unless a loopback network is allowed.
+    #[test]
+    fn o5_localhost_names_are_loopback() {
+        let none = AddressPolicy::new(AllowList::default());
+        for url in [
+            "http://localhost:9/x",
+            "http://LOCALHOST./x",
+            "https://api.localhost/x",
+        ] {
+            let dest = Destination::parse(url).unwrap();
+            let (ip, class) = none.check_destination(&dest).unwrap_err();
+            assert_eq!(ip, IpAddr::from([127, 0, 0, 1]), "{url}");
+            assert_eq!(class, Forbidden::Loopback, "{url}");
+        }
+        let open = AddressPolicy::new(AllowList::parse("127.0.0.1/32").unwrap());
+        assert!(
+            open.check_destination(&Destination::parse("http://localhost:9/x").unwrap())
+                .is_ok()
+        );
+        // other names wait for their addresses
+        assert!(
+            none.check_destination(&Destination::parse("https://hooks.example.com/x").unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

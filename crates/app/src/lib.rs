@@ -312,6 +312,31 @@ impl Services {
         Ok(self.store().feed().position()?.last_seq)
     }
 
+    /// The event with sequence number `seq`, if `caller` may see it (the
+    /// same read rule as [`Services::events`]); one it may not see, or one
+    /// retention deleted, is not found. What a webhook's thin payload links
+    /// to (`dataref`).
+    pub fn event(&self, caller: &Caller, seq: u64) -> Result<CloudEvent> {
+        let missing = || Error::NotFound(format!("event {seq}"));
+        let feed = self.store().feed();
+        let found = feed
+            .events(seq.checked_sub(1).ok_or_else(missing)?, 1)?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == seq)
+            .filter(|e| {
+                self.knowledge
+                    .kernel()
+                    .event_visible_to(caller, e, &self.knowledge)
+            })
+            .ok_or_else(missing)?;
+        if caller.scopes.is_some() {
+            self.record_access(caller, "read", format!("event {seq}"));
+        }
+        let base = kontextual_events::source_base(&feed.position()?.store_id);
+        Ok(CloudEvent::of(&found, &base))
+    }
+
     /// The events `caller` may see after `q.after` (types, collection,
     /// limit as asked), as CloudEvents. Only events about what the caller
     /// may read are returned (X2); the read is in the access log.

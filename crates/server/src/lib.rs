@@ -189,6 +189,7 @@ pub fn router(state: AppState, cfg: &ServeConfig) -> (Router, utoipa::openapi::O
         .routes(routes!(e::list_event_types))
         .routes(routes!(e::list_events))
         .routes(routes!(e::stream_events))
+        .routes(routes!(e::get_event))
         .routes(routes!(w::list_webhooks, w::create_webhook))
         .routes(routes!(
             w::get_webhook,

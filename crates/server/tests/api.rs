@@ -559,6 +559,7 @@ async fn x4_openapi_matches_the_routes() {
         ("GET", "/v1/event-types"),
         ("GET", "/v1/events"),
         ("GET", "/v1/events/stream"),
+        ("GET", "/v1/events/{seq}"),
         ("GET", "/v1/grants"),
         ("GET", "/v1/holds"),
         ("GET", "/v1/index"),
@@ -756,7 +757,7 @@ async fn x4_openapi_is_a_complete_contract() {
             }
         }
     }
-    assert_eq!(checked, 70);
+    assert_eq!(checked, 71);
 }
 
 /// X4: DELETE /v1/holds/{artifact} takes COLLECTION/NAME like every other
@@ -2673,6 +2674,34 @@ async fn o5_x2_events_show_a_key_only_what_it_may_read() {
     }
     // the cursor still moves past what the reader may not see
     assert_eq!(mine["next_after"], last);
+    // one event by its sequence number (a webhook's `dataref`): the same
+    // rule — what the reader may not see is not found, as is no event
+    let first = seen[0]["id"].as_str().unwrap();
+    let one = api
+        .with_key(Method::GET, &format!("/v1/events/{first}"), &reader, None)
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json(), seen[0]);
+    let unseen = everything
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .find(|id| !seen.iter().any(|e| e["id"] == *id))
+        .unwrap();
+    for path in [
+        format!("/v1/events/{unseen}"),
+        format!("/v1/events/{}", last + 1000),
+    ] {
+        let r = api.with_key(Method::GET, &path, &reader, None).await;
+        r.problem(StatusCode::NOT_FOUND, "not_found");
+    }
+    let boss_sees = api
+        .with_key(Method::GET, &format!("/v1/events/{unseen}"), &boss, None)
+        .await;
+    assert_eq!(boss_sees.status, StatusCode::OK);
+    let r = api
+        .with_key(Method::GET, "/v1/events/seven", &reader, None)
+        .await;
+    r.problem(StatusCode::BAD_REQUEST, "invalid_input");
     let ops = api
         .with_key(Method::GET, "/v1/events?collection=ops", &reader, None)
         .await

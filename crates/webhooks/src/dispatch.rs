@@ -117,7 +117,7 @@ impl<'w> Subscriber<'w> {
 
 /// The body every attempt of a delivery sends: the CloudEvent as JSON, or
 /// — above [`crate::MAX_BODY`] — the envelope without `data`, with a
-/// `dataref` the receiver can fetch the event from (`/v1/events`).
+/// `dataref` the receiver can fetch the event from (`/v1/events/{seq}`).
 pub fn body_of(event: &OutboxEvent, base: &str) -> Vec<u8> {
     let ce = CloudEvent::of(event, base);
     let full = serde_json::to_vec(&ce).unwrap_or_default();
@@ -125,10 +125,7 @@ pub fn body_of(event: &OutboxEvent, base: &str) -> Vec<u8> {
         let mut thin = serde_json::to_value(&ce).unwrap_or_default();
         if let Some(obj) = thin.as_object_mut() {
             obj.remove("data");
-            obj.insert(
-                "dataref".into(),
-                format!("/v1/events?after={}&limit=1", event.seq.saturating_sub(1)).into(),
-            );
+            obj.insert("dataref".into(), format!("/v1/events/{}", event.seq).into());
         }
         serde_json::to_vec(&thin).unwrap_or_default()
     })
@@ -321,5 +318,44 @@ impl Webhooks {
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not prune old webhook deliveries");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kontextual_model::{CorrelationId, EventDraft, Namespace, OutboxEvent};
+
+    use super::body_of;
+
+    fn event(seq: u64, text: &str) -> OutboxEvent {
+        OutboxEvent {
+            seq,
+            at: kontextual_model::now(),
+            namespace: Namespace::default(),
+            correlation_id: CorrelationId::new(),
+            audit_seq: seq,
+            draft: EventDraft {
+                kind: "artifact.created".to_owned(),
+                subject: "0190c6a4-0000-7000-8000-000000000001".to_owned(),
+                payload: serde_json::json!({"collection": "handbook", "name": "a.md", "title": text}),
+            },
+        }
+    }
+
+    /// O5: a body over 20 KiB goes as the envelope without `data`, with a
+    /// `dataref` to that one event (`GET /v1/events/{seq}`); a small one is
+    /// the whole CloudEvent.
+    #[test]
+    fn o5_a_large_event_goes_as_a_thin_payload_linking_to_itself() {
+        let small: serde_json::Value =
+            serde_json::from_slice(&body_of(&event(7, "short"), "kontextual://s")).unwrap();
+        assert_eq!(small["data"]["title"], "short");
+        assert!(small.get("dataref").is_none());
+        let big = body_of(&event(210, &"x".repeat(30 * 1024)), "kontextual://s");
+        assert!(big.len() < crate::MAX_BODY, "{}", big.len());
+        let thin: serde_json::Value = serde_json::from_slice(&big).unwrap();
+        assert!(thin.get("data").is_none(), "{thin}");
+        assert_eq!(thin["dataref"], "/v1/events/210");
+        assert_eq!(thin["id"], "210");
     }
 }

@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::dto;
-use crate::extract::{Query, run};
+use crate::extract::{Path, Query, run};
 use crate::problem::Problem;
 use crate::request::Call;
 
@@ -105,6 +105,25 @@ pub async fn list_events(
         next_after: page.next_after,
     })
     .into_response())
+}
+
+#[utoipa::path(get, path = "/v1/events/{seq}", tag = "events",
+    params(("seq" = u64, Path, description = "The event's sequence number (its CloudEvents `id`)", minimum = 1)),
+    responses(
+        (status = 200, description = "The event, as a CloudEvent", body = dto::CloudEvent, content_type = "application/json"),
+        (status = 404, description = "No such event, or not one the caller may see", body = crate::problem::ProblemBody, content_type = "application/problem+json")))]
+pub async fn get_event(
+    State(s): State<AppState>,
+    call: Call,
+    Path(seq): Path<String>,
+) -> Result<Response, Problem> {
+    let seq: u64 = seq.parse().map_err(|_| {
+        Problem::bad_request(format!(
+            "event {seq:?}: a sequence number is a whole number from 1"
+        ))
+    })?;
+    let event = run(&s, call, false, move |svc, c| svc.event(c, seq)).await?;
+    Ok(axum::Json(dto::CloudEvent::from(event)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]

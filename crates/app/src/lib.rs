@@ -343,6 +343,10 @@ impl Services {
     /// A pattern that matches no type in the catalog is refused (a typo
     /// would otherwise read as "nothing happened").
     pub fn events(&self, caller: &Caller, q: &EventQuery) -> Result<EventsPage> {
+        if let Some(c) = &q.collection {
+            // a name no collection can have is a mistake, not "no events"
+            kontextual_model::CollectionName::new(c)?;
+        }
         if let Some(p) = q.types.iter().find(|p| !kontextual_events::matches_any(p)) {
             return Err(Error::InvalidInput(format!(
                 "event type pattern {p:?} matches no event type; the catalog is GET /v1/event-types (`kontextual event-type list`)",

@@ -113,6 +113,8 @@ fn o5_event_list_follows_the_feed() {
         text.contains("--type 'ingest.*' --collection handbook --limit 1"),
         "{text}"
     );
+    let err = env.fails(2, &["event", "list", "--collection", "no such"]);
+    assert!(err.contains("no such"), "{err}");
     env.fails(2, &["event", "list", "--type", "Artifact"]);
     let err = env.fails(2, &["event", "list", "--type", "artifact.craeted"]);
     assert!(err.contains("matches no event type"), "{err}");

@@ -362,7 +362,11 @@ pub fn attempt_end(
             None => (
                 JobState::Queued,
                 AttemptOutcome::Stopped,
-                Some("returned to the queue: the worker shut down".to_owned()),
+                Some(
+                    "returned to the queue unstarted: its worker gave back what it had claimed \
+                     ahead (a slow job, or shutting down)"
+                        .to_owned(),
+                ),
                 Some(now),
             ),
         },

@@ -357,10 +357,7 @@ impl Webhooks {
             Found::Open(open) => *open,
             Found::Skip(why) => return Ok(Some(serde_json::json!({ "skipped": why }))),
         };
-        // Which attempt this is on the schedule: one more than its delivery
-        // has recorded (batch attempts included) — not the job's attempt
-        // number, which also counts runs that sent nothing.
-        let number = detail.delivery.attempts.max(tried).saturating_add(1);
+        let number = schedule_position(tried, ctx.job.attempt, detail.delivery.attempts);
         let nth = Nth {
             number,
             last: number >= MAX_ATTEMPTS || ctx.job.attempt >= ctx.job.max_attempts,
@@ -594,6 +591,19 @@ impl Webhooks {
     }
 }
 
+/// Which attempt on the schedule a delivery job's run makes (1 for the
+/// first): its job's count — the attempts made before the job (`tried`,
+/// by a batch) plus the job's attempt number — but never more than one
+/// past the attempts its delivery has recorded, because a job's attempt
+/// number also counts runs that sent nothing (a job given back
+/// unstarted, or rescued after a lost lease). A resend's job starts at 1
+/// whatever the delivery recorded before: a fresh schedule.
+fn schedule_position(tried: u32, job_attempt: u32, recorded: u32) -> u32 {
+    let by_job = tried.saturating_add(job_attempt);
+    let by_delivery = recorded.max(tried).saturating_add(1);
+    by_job.min(by_delivery).max(1)
+}
+
 /// The attempt as the store records it.
 fn outcome_of(detail: &DeliveryDetail, ending: &Ending) -> DeliveryOutcome {
     let now = kontextual_model::now();
@@ -623,4 +633,26 @@ fn report_of(detail: &DeliveryDetail, ending: &Ending) -> serde_json::Value {
         "status": ending.status,
         "error": ending.error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schedule_position;
+
+    /// O5: a delivery's place on the retry schedule.
+    #[test]
+    fn o5_the_schedule_counts_attempts_that_sent_something() {
+        // a delivery's own job, first run: attempt 1
+        assert_eq!(schedule_position(0, 1, 0), 1);
+        // its retries: 2, 3
+        assert_eq!(schedule_position(0, 2, 1), 2);
+        assert_eq!(schedule_position(0, 3, 2), 3);
+        // given back unstarted twice before its second try: still 2
+        assert_eq!(schedule_position(0, 4, 1), 2);
+        // handed on by a batch after one attempt there: the second
+        assert_eq!(schedule_position(1, 1, 1), 2);
+        // a resend of a delivery that gave up after eight: a fresh start
+        assert_eq!(schedule_position(0, 1, 8), 1);
+        assert_eq!(schedule_position(0, 2, 9), 2);
+    }
 }

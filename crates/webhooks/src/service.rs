@@ -349,8 +349,13 @@ impl Webhooks {
     ) -> Result<Webhook> {
         self.admin(caller)?;
         let current = self.found(caller, id)?;
-        if (current.state == WebhookState::Enabled) == enabled {
-            // already so: nothing changes, nothing is recorded or announced
+        let already = match current.state {
+            // enabling also clears a failure streak, if there is one
+            WebhookState::Enabled => enabled && current.first_failure_at.is_none(),
+            WebhookState::Disabled => !enabled,
+        };
+        if already {
+            // nothing changes: nothing is recorded or announced
             return Ok(current);
         }
         let (state, reason) = if enabled {

@@ -295,6 +295,7 @@ fn changes() -> Vec<Change> {
         updated_at: now(),
         created_by: Actor::local_admin(),
         first_failure_at: None,
+        creator_scopes: None,
     };
     for action in WebhookAction::ALL {
         let state = if *action == WebhookAction::Disabled {

@@ -105,6 +105,12 @@ pub struct Webhook {
     /// When the current streak of failed attempts began; cleared by a
     /// successful attempt and when the webhook is enabled.
     pub first_failure_at: Option<Timestamp>,
+    /// The scopes of the API key that created it: with them (and the
+    /// creator's grants and clearance) the dispatcher judges which events
+    /// the webhook may be sent. `None`: the local administrator created it
+    /// (the CLI on its own data directory), who reads everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_scopes: Option<Vec<crate::Scope>>,
 }
 
 /// A webhook's signing secrets: the current one and, during a rotation,

@@ -2734,6 +2734,79 @@ async fn o5_x2_events_show_a_key_only_what_it_may_read() {
     assert_eq!(live[0].2["data"]["name"], "live.md");
 }
 
+/// O5/X2: a webhook created with an API key is sent only what that key's
+/// actor may read — `user:boss` (admin, cleared for internal) gets the
+/// internal artifact's event and not the confidential one's — while one
+/// the local administrator created gets both.
+#[tokio::test]
+async fn o5_x2_a_webhook_gets_only_what_its_creator_may_read() {
+    let (api, boss, _, _) = events_fixture().await;
+    let hook = json!({"url": "https://hooks.example.com/kx", "types": ["artifact.created"]});
+    let by_boss = api
+        .with_key(Method::POST, "/v1/webhooks", &boss, Some(hook))
+        .await;
+    assert_eq!(by_boss.status, StatusCode::CREATED);
+    let by_boss = by_boss.json()["webhook"]["id"].as_str().unwrap().to_owned();
+    // the local administrator (the CLI's caller) creates the other one
+    let svc = api.svc.clone();
+    let by_admin = tokio::task::spawn_blocking(move || {
+        let admin = kontextual_app::Caller::new(Actor::local_admin(), Namespace::default());
+        let new = kontextual_app::NewWebhook {
+            url: "https://hooks.example.com/kx".to_owned(),
+            types: vec!["artifact.created".to_owned()],
+            ..kontextual_app::NewWebhook::default()
+        };
+        svc.webhooks()
+            .create(&admin, new)
+            .unwrap()
+            .webhook
+            .id
+            .to_string()
+    })
+    .await
+    .unwrap();
+    let auth = format!("Bearer {boss}");
+    for path in [
+        "handbook/open.md",
+        "handbook/board.md&classification=confidential",
+    ] {
+        let r = api
+            .put(path, "# Minutes\n", &[("authorization", &auth)])
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{path}");
+    }
+    let svc = api.svc.clone();
+    tokio::task::spawn_blocking(move || svc.follow_shared_feeds())
+        .await
+        .unwrap();
+    let boss = boss.as_str();
+    let names = |id: String| {
+        let api = &api;
+        async move {
+            let page = api
+                .with_key(
+                    Method::GET,
+                    &format!("/v1/webhooks/{id}/deliveries"),
+                    boss,
+                    None,
+                )
+                .await
+                .json();
+            let mut names = Vec::new();
+            for d in page["items"].as_array().unwrap() {
+                let path = format!("/v1/webhook-deliveries/{}", d["id"].as_str().unwrap());
+                let one = api.with_key(Method::GET, &path, boss, None).await.json();
+                let body: Value = serde_json::from_str(one["body"].as_str().unwrap()).unwrap();
+                names.push(body["data"]["name"].as_str().unwrap().to_owned());
+            }
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(names(by_boss).await, ["open.md"]);
+    assert_eq!(names(by_admin).await, ["board.md", "open.md"]);
+}
+
 /// O5: the stream resumes from `Last-Event-ID` with no gap and no
 /// duplicate; without a cursor it starts at the head.
 #[tokio::test]

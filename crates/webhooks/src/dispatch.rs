@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kontextual_events::{CloudEvent, source_base};
 use kontextual_kernel::{Caller, FeedConsumer, Result};
-use kontextual_model::{Actor, DeliveryId, Namespace, OutboxEvent, Scope, TypePattern, Webhook};
+use kontextual_model::{Actor, DeliveryId, Namespace, OutboxEvent, TypePattern, Webhook};
 use kontextual_store::{FeedOp, NewDelivery, Op, WebhookOp};
 
 use crate::{MAX_ATTEMPTS, Webhooks, WebhooksHost, select_body};
@@ -68,21 +68,21 @@ struct Subscriber<'w> {
     webhook: &'w Webhook,
     patterns: Vec<TypePattern>,
     /// Whom the webhook's events must be visible to: the actor that
-    /// created it, with an administrator's key (its grants and clearance
-    /// now) — or, when that was the local administrator, no one narrower.
+    /// created it, with the scopes of the key it used (and its grants and
+    /// clearance now) — or, created by the local administrator (the CLI),
+    /// no one narrower.
     viewer: Caller,
 }
 
 impl<'w> Subscriber<'w> {
     fn new(webhooks: &Webhooks, webhook: &'w Webhook) -> Result<Subscriber<'w>> {
-        let viewer = if webhook.created_by == Actor::local_admin() {
-            Caller::new(webhook.created_by.clone(), webhook.namespace.clone())
-        } else {
-            webhooks.kernel.caller_as(
+        let viewer = match &webhook.creator_scopes {
+            None => Caller::new(webhook.created_by.clone(), webhook.namespace.clone()),
+            Some(scopes) => webhooks.kernel.caller_as(
                 webhook.created_by.clone(),
                 webhook.namespace.clone(),
-                vec![Scope::Admin],
-            )?
+                scopes.clone(),
+            )?,
         };
         Ok(Subscriber {
             webhook,

@@ -247,6 +247,7 @@ impl Webhooks {
             updated_at: now,
             created_by: caller.actor.clone(),
             first_failure_at: None,
+            creator_scopes: caller.scopes.clone(),
         };
         let exposed = secret.expose();
         let webhook = self.kernel.write_one(

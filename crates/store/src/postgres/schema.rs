@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delivery updates in place",
         sql: include_str!("migrations/0005_delivery_updates_in_place.sql"),
     },
+    Migration {
+        version: 6,
+        name: "webhook creator scopes",
+        sql: include_str!("migrations/0006_webhook_creator_scopes.sql"),
+    },
 ];
 
 /// `pg_advisory_xact_lock` key for schema changes ("KNTX" + 1).

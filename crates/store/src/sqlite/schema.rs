@@ -90,6 +90,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delivery updates in place",
         sql: include_str!("migrations/0015_delivery_updates_in_place.sql"),
     },
+    Migration {
+        version: 16,
+        name: "webhook creator scopes",
+        sql: include_str!("migrations/0016_webhook_creator_scopes.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -139,10 +144,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            (1..=15).collect::<Vec<u32>>()
+            (1..=16).collect::<Vec<u32>>()
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 14);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 15);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

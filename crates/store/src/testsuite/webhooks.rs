@@ -43,6 +43,7 @@ fn draft(url: &str) -> Webhook {
         updated_at: now,
         created_by: kontextual_model::Actor::system(),
         first_failure_at: None,
+        creator_scopes: None,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::{Result, StoreError};
 
 /// The columns [`webhook_row`] reads, in its order (never the secrets).
 pub(super) const WEBHOOK_COLS: &str = "id, namespace, url, description, types, collections, state, \
-     disabled_reason, created_at, updated_at, created_by, first_failure_at";
+     disabled_reason, created_at, updated_at, created_by, first_failure_at, creator_scopes";
 
 pub(super) fn webhook_row(r: &Row<'_>) -> Result<Webhook> {
     Ok(Webhook {
@@ -27,6 +27,14 @@ pub(super) fn webhook_row(r: &Row<'_>) -> Result<Webhook> {
         updated_at: r.get(9)?,
         created_by: r.parsed(10)?,
         first_failure_at: r.get(11)?,
+        creator_scopes: r
+            .get::<Option<String>>(12)?
+            .map(|s| {
+                serde_json::from_str(&s).map_err(|e| {
+                    StoreError::Corrupted(format!("unreadable webhook creator scopes: {e}"))
+                })
+            })
+            .transpose()?,
     })
 }
 

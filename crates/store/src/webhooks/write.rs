@@ -135,8 +135,8 @@ fn create(
     // savepoint on PostgreSQL.
     tx.execute(
         "INSERT INTO webhooks (id, namespace, url, description, types, collections, state, \
-           disabled_reason, secret, created_by, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+           disabled_reason, secret, created_by, created_at, updated_at, creator_scopes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         args![
             webhook.id.0,
             webhook.namespace.as_str(),
@@ -149,6 +149,7 @@ fn create(
             secret.0,
             webhook.created_by.to_string(),
             now,
+            webhook.creator_scopes.as_ref().map(to_json).transpose()?,
         ],
     )
     .map_err(|e| match e {

@@ -212,6 +212,12 @@ pub(crate) fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<ExitCode> {
             all_collections,
             description,
         } => {
+            if !collections.is_empty() && list(&collections).is_empty() {
+                // an empty list would widen the webhook to every collection
+                anyhow::bail!(
+                    "--collection: give at least one collection name (--all-collections for every collection)"
+                );
+            }
             let change = WebhookChange {
                 url,
                 types: (!types.is_empty()).then(|| list(&types)),
@@ -276,7 +282,7 @@ pub(crate) fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<ExitCode> {
             } else {
                 ctx.out.table(DELIVERY_HEADER, delivery_rows(&got.items));
                 if let Some(next) = got.next {
-                    let mut words: Vec<String> = ["kontextual", "webhook", "deliveries"]
+                    let mut words: Vec<String> = ["webhook", "deliveries"]
                         .iter()
                         .map(|w| (*w).to_owned())
                         .collect();
@@ -288,8 +294,10 @@ pub(crate) fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<ExitCode> {
                         words.extend(["--since".to_owned(), since.clone()]);
                     }
                     words.extend(["--limit".to_owned(), p.limit.to_string()]);
-                    ctx.out
-                        .note(format!("next: {}", crate::events::command_line(&words)));
+                    ctx.out.note(format!(
+                        "next: {}",
+                        crate::events::command_line(ctx, &words)
+                    ));
                 }
             }
         }

@@ -113,6 +113,14 @@ fn o5_event_list_follows_the_feed() {
         text.contains("--type 'ingest.*' --collection handbook --limit 1"),
         "{text}"
     );
+    // and the store and namespace it read, so pasted it reads the same
+    let other = env.run(&["--namespace", "other", "event", "list", "--limit", "1"]);
+    let text = format!("{}{}", support::stdout(&other), support::stderr(&other));
+    // (on PostgreSQL the URL is not printed: it may hold a password)
+    if support::engine() == support::Engine::Sqlite {
+        assert!(text.contains("--data-dir "), "{text}");
+    }
+    assert!(text.contains("--namespace other event list"), "{text}");
     let err = env.fails(2, &["event", "list", "--collection", "no such"]);
     assert!(err.contains("no such"), "{err}");
     env.fails(2, &["event", "list", "--type", "Artifact"]);

@@ -472,6 +472,8 @@ fn o5_webhook_changes_and_resends_do_what_they_say() {
     let (id, _) = create(&env, &rx.url, &["--types", "artifact.*"]);
     let err = env.fails(2, &["webhook", "update", &id, "--types", ""]);
     assert!(err.contains("at least one event type pattern"), "{err}");
+    let err = env.fails(2, &["webhook", "update", &id, "--collection", ""]);
+    assert!(err.contains("--all-collections"), "{err}");
     assert_eq!(
         env.json(&["webhook", "show", &id])["webhook"]["types"],
         serde_json::json!(["artifact.*"])

@@ -1323,6 +1323,29 @@ fn db(ctx: &Ctx, cmd: DbCmd) -> Result<ExitCode> {
     ok()
 }
 
+/// A `kontextual` command line to copy and run for the same store and
+/// namespace as this one: `--data-dir` and `--namespace` when they are not
+/// the defaults (a PostgreSQL URL is never printed: it may hold a
+/// password), then `words`, each quoted for a POSIX shell where it needs it
+/// (`'artifact.*'`).
+pub(crate) fn command_line(ctx: &Ctx, words: &[String]) -> String {
+    let mut all = vec!["kontextual".to_owned()];
+    if ctx.cfg.database_url.is_none() && ctx.cfg.data_dir != std::path::Path::new("kontextual-data")
+    {
+        all.push("--data-dir".to_owned());
+        all.push(ctx.cfg.data_dir.display().to_string());
+    }
+    if ctx.cfg.namespace != kontextual_model::Namespace::default().as_str() {
+        all.push("--namespace".to_owned());
+        all.push(ctx.cfg.namespace.clone());
+    }
+    all.extend(words.iter().cloned());
+    all.iter()
+        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod time_tests {
     use super::parse_time_at;

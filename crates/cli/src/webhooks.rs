@@ -296,7 +296,7 @@ pub(crate) fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<ExitCode> {
                     words.extend(["--limit".to_owned(), p.limit.to_string()]);
                     ctx.out.note(format!(
                         "next: {}",
-                        crate::events::command_line(ctx, &words)
+                        crate::commands::command_line(ctx, &words)
                     ));
                 }
             }

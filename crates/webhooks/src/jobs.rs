@@ -117,11 +117,11 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverJob {
     }
 
     /// A floor only: the schedule's first wait less the jitter. A failed
-    /// attempt's own delay — the schedule's, from the attempts its delivery
-    /// has recorded, or a longer `Retry-After` — arrives as the failure's
-    /// `retry_after` and wins. (The job's attempt number is no guide: a
-    /// job given back unstarted, or rescued after a lost lease, counts an
-    /// attempt that sent nothing.)
+    /// attempt's own delay — the schedule's at [`schedule_position`], or a
+    /// longer `Retry-After` — arrives as the failure's `retry_after` and
+    /// wins. (The job's attempt number alone is no guide: a job given back
+    /// unstarted, or rescued after a lost lease, counts an attempt that
+    /// sent nothing.)
     fn retry_delay(&self, _attempt: u32) -> Option<Duration> {
         Some(DELAYS[1].mul_f64(0.8))
     }

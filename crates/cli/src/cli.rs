@@ -224,7 +224,7 @@ pub enum WebhookCmd {
     Delete { webhook: String },
     /// A new signing secret, printed once; the old one keeps signing for 24 h
     RotateSecret { webhook: String },
-    /// A webhook's deliveries, newest first
+    /// A webhook's deliveries, newest event first
     Deliveries {
         webhook: String,
         /// Only these states: pending, delivering, succeeded, failed, dead, cancelled (comma-separated or repeated)

@@ -460,7 +460,7 @@ fn k3_schema_version_is_inspectable_and_newer_stores_are_refused() {
     let env = seeded();
     let s = env.ok(&["db", "status"]);
     assert!(
-        s.contains("schema version      16 (this kontextual: 16)"),
+        s.contains("schema version      17 (this kontextual: 17)"),
         "{s}"
     );
     assert!(env.ok(&["db", "migrate"]).contains("up to date"));
@@ -472,7 +472,7 @@ fn k3_schema_version_is_inspectable_and_newer_stores_are_refused() {
         .unwrap();
     let e = env.fails(5, &["artifact", "list"]);
     assert!(
-        e.contains("schema is version 999, newer than this kontextual supports (16)"),
+        e.contains("schema is version 999, newer than this kontextual supports (17)"),
         "{e}"
     );
     let e = env.fails(5, &["db", "status"]);

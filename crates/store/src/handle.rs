@@ -430,7 +430,7 @@ impl WebhookStore<'_> {
         self.0.read(|tx| crate::webhooks::read::secrets(tx, ns, id))
     }
 
-    /// A webhook's deliveries, newest first.
+    /// A webhook's deliveries, newest event first.
     pub fn deliveries(
         &self,
         ns: &Namespace,

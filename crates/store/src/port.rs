@@ -708,6 +708,22 @@ impl PageRequest {
     }
 }
 
+impl PageRequest {
+    /// Where a newest-first listing keyed by a sequence number (a webhook's
+    /// deliveries, by event) resumes: below the cursor's number, or below
+    /// every number on the first page.
+    pub(crate) fn before_seq(&self) -> Result<i64> {
+        match &self.after {
+            Some(c) => c.0.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                crate::StoreError::InvalidInput(
+                    "the page cursor is malformed or belongs to another listing".to_owned(),
+                )
+            }),
+            None => Ok(i64::MAX),
+        }
+    }
+}
+
 /// An opaque position in a listing. Only valid for the listing that produced it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

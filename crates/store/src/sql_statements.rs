@@ -590,11 +590,14 @@ fn x7_generic_plans_on_an_empty_store_use_the_right_index() {
 ///   it, a generic plan scans the whole jobs table). Batched statements
 ///   that join on the key by plan rather than by chance are the fix.
 const ALLOWED_FILTERS: &[(&str, &str)] = &[
-    ("webhook_deliveries_listing", "Filter: (namespace = $2)"),
+    (
+        "webhook_deliveries_webhook_id_event_seq_key",
+        "Filter: (namespace = $2)",
+    ),
     // listings with optional filters walk their keyset order until a page
     // matches: the page plus what the filters skip, as any keyset listing
     (
-        "webhook_deliveries_listing",
+        "webhook_deliveries_webhook_id_event_seq_key",
         "Filter: ((($5 IS NULL) OR (created_at >= $5)) AND (namespace = $2) AND (($4 IS NULL) OR ($4 ~~ (('%,'::text || state) || ',%'::text))))",
     ),
     (

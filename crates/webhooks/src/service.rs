@@ -419,7 +419,7 @@ impl Webhooks {
         })
     }
 
-    /// A webhook's deliveries, newest first.
+    /// A webhook's deliveries, newest event first.
     pub fn deliveries(
         &self,
         caller: &Caller,

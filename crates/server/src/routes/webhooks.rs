@@ -260,7 +260,7 @@ fn time(what: &str, t: &str) -> Result<Timestamp, Problem> {
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, format = Uuid, description = "Webhook id"), DeliveryParams),
-    responses((status = 200, description = "The webhook's deliveries, newest first", body = dto::Page<dto::Delivery>, content_type = "application/json"),
+    responses((status = 200, description = "The webhook's deliveries, newest event first", body = dto::Page<dto::Delivery>, content_type = "application/json"),
         (status = 404, description = "No such webhook", body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn list_deliveries(
     State(s): State<AppState>,

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhook creator scopes",
         sql: include_str!("migrations/0006_webhook_creator_scopes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "deliveries listed by event",
+        sql: include_str!("migrations/0007_deliveries_listed_by_event.sql"),
+    },
 ];
 
 /// `pg_advisory_xact_lock` key for schema changes ("KNTX" + 1).

@@ -95,6 +95,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhook creator scopes",
         sql: include_str!("migrations/0016_webhook_creator_scopes.sql"),
     },
+    Migration {
+        version: 17,
+        name: "deliveries listed by event",
+        sql: include_str!("migrations/0017_deliveries_listed_by_event.sql"),
+    },
 ];
 
 pub fn latest_version() -> u32 {
@@ -144,10 +149,10 @@ mod tests {
         let mut b = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut a, None, true).unwrap(),
-            (1..=16).collect::<Vec<u32>>()
+            (1..=17).collect::<Vec<u32>>()
         );
         migrate(&mut b, Some(1), true).unwrap();
-        assert_eq!(inspect(&b).unwrap().pending.len(), 15);
+        assert_eq!(inspect(&b).unwrap().pending.len(), 16);
         migrate(&mut b, None, false).unwrap();
         assert_eq!(dump(&a), dump(&b));
         assert!(migrate(&mut a, None, false).unwrap().is_empty());

@@ -189,6 +189,7 @@ macro_rules! conformance_suite {
             x1_key_use_moves_forward_and_listings_keep_byte_order,
             o5_webhooks_are_created_updated_rotated_and_deleted,
             o5_deliveries_are_created_once_with_their_job,
+            o5_deliveries_are_paged_by_event,
             o5_attempts_update_the_delivery_and_the_failure_streak,
             o5_resend_requeues_and_delete_cancels,
             o5_a_batch_of_attempts_records_as_one_by_one,

@@ -405,6 +405,50 @@ pub fn o5_webhooks_are_created_updated_rotated_and_deleted(h: &mut dyn Harness) 
     );
 }
 
+/// O5: a webhook's deliveries are listed newest event first, in pages
+/// that resume after the last event shown (whatever order their ids were
+/// minted in), with the state filter; a cursor of another listing is
+/// refused, not misread.
+pub fn o5_deliveries_are_paged_by_event(h: &mut dyn Harness) {
+    let s = h.store();
+    let c = ctx("default");
+    let ns = c.namespace.clone();
+    let w = create(&s, &c, "https://hooks.example.com/a");
+    let other = create(&s, &c, "https://hooks.example.com/b");
+    // ids minted in the opposite order of the events
+    let mut batch: Vec<NewDelivery> = (1..=5)
+        .rev()
+        .map(|seq| new_delivery(w.id, seq * 10))
+        .collect();
+    batch.reverse();
+    deliver(&s, &c, batch);
+    deliver(&s, &c, vec![new_delivery(other.id, 25)]);
+    let list = |q: &DeliveryQuery, after: Option<crate::Cursor>| {
+        s.webhooks()
+            .deliveries(&ns, w.id, q, &PageRequest { after, limit: 2 })
+    };
+    let all = DeliveryQuery::default();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(&all, after).unwrap();
+        seen.extend(page.items.iter().map(|d| d.event_seq));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [50, 40, 30, 20, 10], "newest event first, each once");
+    let failed = DeliveryQuery {
+        states: vec![DeliveryState::Failed],
+        ..DeliveryQuery::default()
+    };
+    assert!(list(&failed, None).unwrap().items.is_empty());
+    let foreign = crate::Cursor(DeliveryId::new().to_string());
+    let err = list(&all, Some(foreign)).unwrap_err();
+    assert!(err.to_string().contains("cursor"), "{err}");
+}
+
 /// O5: creating the deliveries of an event twice (a replay after a crash)
 /// creates one delivery and one delivery job; the job is enqueued in the
 /// same transaction, in the webhook's namespace, and nothing is audited.

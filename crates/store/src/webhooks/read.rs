@@ -139,7 +139,9 @@ fn state_set(states: &[DeliveryState]) -> Option<String> {
     })
 }
 
-/// A webhook's deliveries, newest first.
+/// A webhook's deliveries, newest event first (the order the dispatcher
+/// created them in), paged by event: the unique (webhook, event) key is
+/// the listing's index, so a delivery's insert maintains no index for it.
 pub(crate) fn deliveries(
     tx: &mut Tx<'_>,
     ns: &Namespace,
@@ -148,14 +150,14 @@ pub(crate) fn deliveries(
     req: &PageRequest,
 ) -> Result<Page<Delivery>> {
     let limit = req.effective_limit();
-    let before = req.before_id()?;
+    let before = req.before_seq()?;
     tx.page(
         &format!(
             "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = ?1 AND namespace = ?2 \
-             AND id < ?3 \
+             AND event_seq < ?3 \
              AND (CAST(?4 AS TEXT) IS NULL OR CAST(?4 AS TEXT) LIKE ('%,' || state || ',%')) \
              AND (CAST(?5 AS BIGINT) IS NULL OR created_at >= CAST(?5 AS BIGINT)) \
-             ORDER BY id DESC LIMIT (SELECT CAST(?6 AS BIGINT))"
+             ORDER BY event_seq DESC LIMIT (SELECT CAST(?6 AS BIGINT))"
         ),
         args![
             webhook.0,
@@ -167,7 +169,7 @@ pub(crate) fn deliveries(
         ],
         limit,
         delivery_row,
-        |d| Cursor(d.id.to_string()),
+        |d| Cursor(d.event_seq.to_string()),
     )
 }
 

@@ -34,6 +34,9 @@ const MAX_DELIVERIES: usize = 4096;
 /// shared by 32 deliveries instead of each paying them, while a burst of
 /// events still spreads over the worker threads.
 pub const DELIVERIES_PER_JOB: u32 = 32;
+/// Deliveries to create and the event they go up to, for the committing
+/// thread of a dispatch pass.
+type Commit = (Vec<NewDelivery>, u64);
 /// With no webhook enabled, how often the cursor skips to the head.
 const SKIP_EVERY: Duration = Duration::from_secs(1);
 /// How often a process prunes finished deliveries past retention.
@@ -199,20 +202,60 @@ impl Webhooks {
             // Everything up to the head goes to these webhooks, in batches
             // that grow from a small first one (the workers start on it
             // while the next is read) — each batch one read and one commit,
-            // the cursor, head and webhooks read once for them all.
+            // the cursor, head and webhooks read once for them all. A
+            // second thread commits the batches, in order, while the next
+            // one is read and its bodies built: a commit's round trips and
+            // the server's work no longer wait for the reading, nor the
+            // reading for them. It stops at the first commit that fails, so
+            // no batch is acknowledged after one that was not.
             let mut batch = FIRST_BATCH;
-            while cursor < head {
-                let read = store.feed().events(cursor, batch)?;
-                let events: Vec<&OutboxEvent> = read.iter().take_while(|e| e.seq <= head).collect();
-                let Some(last) = events.last().map(|e| e.seq) else {
-                    // nothing readable up to the head (pruned meanwhile):
-                    // the next pass starts over
-                    self.prune_now_and_then();
-                    return Ok(done);
-                };
-                self.dispatch_events(&subscribers, &base, &events, visible, &mut done)?;
-                cursor = last;
-                batch = batch.saturating_mul(2).min(BATCH);
+            let (read_all, created) = std::thread::scope(|s| -> Result<(bool, u64)> {
+                let (to_commit, commits) = std::sync::mpsc::sync_channel::<Commit>(1);
+                let committer = s.spawn(move || -> Result<u64> {
+                    let mut created = 0;
+                    for (deliveries, through) in commits {
+                        created += self.commit(deliveries, through)?;
+                    }
+                    Ok(created)
+                });
+                let mut read_all = true;
+                while cursor < head {
+                    let read = store.feed().events(cursor, batch)?;
+                    let events: Vec<&OutboxEvent> =
+                        read.iter().take_while(|e| e.seq <= head).collect();
+                    let Some(last) = events.last().map(|e| e.seq) else {
+                        // nothing readable up to the head (pruned
+                        // meanwhile): the next pass starts over
+                        read_all = false;
+                        break;
+                    };
+                    let handed = self.dispatch_events(
+                        &subscribers,
+                        &base,
+                        &events,
+                        visible,
+                        &mut done,
+                        &to_commit,
+                    );
+                    if !handed {
+                        // the committer stopped: its error is the pass's
+                        break;
+                    }
+                    cursor = last;
+                    batch = batch.saturating_mul(2).min(BATCH);
+                }
+                drop(to_commit);
+                let created = committer.join().map_err(|_| {
+                    kontextual_kernel::Error::Internal(
+                        "the dispatcher's committing thread panicked".to_owned(),
+                    )
+                })??;
+                Ok((read_all, created))
+            })?;
+            done.deliveries += created;
+            if !read_all {
+                self.prune_now_and_then();
+                return Ok(done);
             }
         }
         self.prune_now_and_then();
@@ -220,8 +263,9 @@ impl Webhooks {
     }
 
     /// Turns a batch of events into deliveries for the subscribers that
-    /// want them, and commits them with the cursor (in several
-    /// transactions if they are many).
+    /// want them and hands them, with the cursor, to the committing thread
+    /// (in several transactions if they are many). `false`: that thread
+    /// has stopped (a commit failed), so nothing more may be handed on.
     fn dispatch_events(
         &self,
         subscribers: &[Subscriber<'_>],
@@ -229,7 +273,8 @@ impl Webhooks {
         events: &[&OutboxEvent],
         visible: Visibility<'_>,
         done: &mut Dispatched,
-    ) -> Result<()> {
+        to_commit: &std::sync::mpsc::SyncSender<Commit>,
+    ) -> bool {
         let mut pending = Vec::new();
         let mut through = None;
         for event in events {
@@ -248,17 +293,20 @@ impl Webhooks {
             if let Some(through) = through
                 && !pending.is_empty()
                 && pending.len() + wanted.len() > MAX_DELIVERIES
+                && to_commit
+                    .send((std::mem::take(&mut pending), through))
+                    .is_err()
             {
-                done.deliveries += self.commit(std::mem::take(&mut pending), through)?;
+                return false;
             }
             pending.extend(wanted);
             through = Some(event.seq);
             done.events += 1;
         }
-        if let Some(through) = through {
-            done.deliveries += self.commit(pending, through)?;
+        match through {
+            Some(through) => to_commit.send((pending, through)).is_ok(),
+            None => true,
         }
-        Ok(())
     }
 
     /// Writes deliveries (with their jobs) and the cursor in one

@@ -478,6 +478,14 @@ fn o5_webhook_changes_and_resends_do_what_they_say() {
         env.json(&["webhook", "show", &id])["webhook"]["types"],
         serde_json::json!(["artifact.*"])
     );
+    // a change to what it already is records and announces nothing
+    env.ok(&["webhook", "update", &id, "--types", "artifact.*"]);
+    let updated = env.json(&["event", "list", "--type", "webhook.updated"]);
+    assert!(updated["items"].as_array().unwrap().is_empty(), "{updated}");
+    env.ok(&["webhook", "update", &id, "--types", "artifact.*,ingest.*"]);
+    let updated = env.json(&["event", "list", "--type", "webhook.updated"]);
+    assert_eq!(updated["items"].as_array().unwrap().len(), 1, "{updated}");
+    env.ok(&["webhook", "update", &id, "--types", "artifact.*"]);
 
     env.write("docs/a.md", "# A\n\nalpha\n");
     env.ok(&["ingest", "docs", "--collection", "handbook"]);

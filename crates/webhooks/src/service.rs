@@ -292,10 +292,12 @@ impl Webhooks {
         })
     }
 
-    /// Changes a webhook's URL, types, collections or description.
+    /// Changes a webhook's URL, types, collections or description. A
+    /// change to what it already is writes nothing (no audit record, no
+    /// `webhook.updated` event).
     pub fn update(&self, caller: &Caller, id: WebhookId, change: WebhookChange) -> Result<Webhook> {
         self.admin(caller)?;
-        self.found(caller, id)?;
+        let current = self.found(caller, id)?;
         if let Some(types) = &change.types
             && types
                 .iter()
@@ -329,6 +331,17 @@ impl Webhooks {
             return Err(Error::InvalidInput(
                 "nothing to change: give a URL, types, collections or a description".into(),
             ));
+        }
+        fn same<T: PartialEq>(given: &Option<T>, now: &T) -> bool {
+            given.as_ref().is_none_or(|v| v == now)
+        }
+        if same(&patch.url, &current.url)
+            && same(&patch.description, &current.description)
+            && same(&patch.types, &current.types)
+            && same(&patch.collections, &current.collections)
+        {
+            // what was given is what it is: nothing is recorded or announced
+            return Ok(current);
         }
         self.kernel.write_one(
             caller,

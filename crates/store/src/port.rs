@@ -698,30 +698,32 @@ impl PageRequest {
     /// the cursor's id, or below every id on the first page.
     pub(crate) fn before_id(&self) -> Result<uuid::Uuid> {
         match &self.after {
-            Some(c) => uuid::Uuid::parse_str(&c.0).map_err(|_| {
-                crate::StoreError::InvalidInput(
-                    "the page cursor is malformed or belongs to another listing".to_owned(),
-                )
-            }),
+            Some(c) => uuid::Uuid::parse_str(&c.0).map_err(|_| foreign_cursor()),
             None => Ok(uuid::Uuid::max()),
         }
     }
-}
 
-impl PageRequest {
     /// Where a newest-first listing keyed by a sequence number (a webhook's
     /// deliveries, by event) resumes: below the cursor's number, or below
     /// every number on the first page.
     pub(crate) fn before_seq(&self) -> Result<i64> {
         match &self.after {
-            Some(c) => c.0.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                crate::StoreError::InvalidInput(
-                    "the page cursor is malformed or belongs to another listing".to_owned(),
-                )
-            }),
+            Some(c) => {
+                c.0.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(foreign_cursor)
+            }
             None => Ok(i64::MAX),
         }
     }
+}
+
+/// A cursor this listing did not produce.
+fn foreign_cursor() -> crate::StoreError {
+    crate::StoreError::InvalidInput(
+        "the page cursor is malformed or belongs to another listing".to_owned(),
+    )
 }
 
 /// An opaque position in a listing. Only valid for the listing that produced it.

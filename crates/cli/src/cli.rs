@@ -265,7 +265,7 @@ pub enum EventCmd {
     /// Events after a cursor, oldest first (at most --limit)
     List {
         /// Events after this sequence number (0: from the oldest kept)
-        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        #[arg(long, value_name = "SEQ", default_value_t = 0, allow_hyphen_values = true, value_parser = sequence)]
         after: u64,
         /// Only these types: exact names, families (artifact.*) or *; repeatable or comma-separated
         #[arg(long = "type", value_name = "PATTERN")]
@@ -665,7 +665,7 @@ pub enum AuditCmd {
         #[arg(long, value_name = "ID")]
         correlation: Option<String>,
         /// Start after this sequence number
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_name = "SEQ", default_value_t = 0, allow_hyphen_values = true, value_parser = sequence)]
         after: u64,
         /// Maximum number of records (1-10000)
         #[arg(long, default_value_t = 100, value_parser = u32_in::<1, 10_000>)]
@@ -958,7 +958,7 @@ pub enum AccessCmd {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
         /// Start after this sequence number
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_name = "SEQ", default_value_t = 0, allow_hyphen_values = true, value_parser = sequence)]
         after: u64,
         /// Maximum entries (1-10000)
         #[arg(long, default_value_t = 100, value_parser = u32_in::<1, 10_000>)]
@@ -1013,6 +1013,14 @@ pub(crate) fn u32_in<const LO: u32, const HI: u32>(s: &str) -> Result<u32, Strin
 
 pub(crate) fn u64_in<const LO: u64, const HI: u64>(s: &str) -> Result<u64, String> {
     number_in(s, LO, HI)
+}
+
+/// A position in a sequence (events, audit records): 0 (before the first)
+/// or more, as the HTTP API takes it (a cursor past the last is an empty
+/// page). Negative numbers reach the parser (`allow_hyphen_values`) so they
+/// get this message, not "unexpected argument '-1'".
+pub(crate) fn sequence(s: &str) -> Result<u64, String> {
+    number_in(s, 0, u64::MAX)
 }
 
 #[cfg(test)]
@@ -1140,5 +1148,36 @@ mod tests {
             bad.is_empty(),
             "arguments shadowing global options: {bad:?}"
         );
+    }
+    /// A negative or oversized sequence number is refused with the range,
+    /// not clap's "unexpected argument '-1'".
+    #[test]
+    fn o5_sequence_numbers_name_their_range() {
+        for args in [
+            ["kontextual", "event", "list", "--after", "-1"],
+            ["kontextual", "audit", "list", "--after", "-1"],
+            ["kontextual", "access", "list", "--after", "-1"],
+            [
+                "kontextual",
+                "event",
+                "list",
+                "--after",
+                "18446744073709551616",
+            ],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(
+                e.contains("use 0 to 18,446,744,073,709,551,615"),
+                "{args:?}: {e}"
+            );
+        }
+        let ok = Cli::try_parse_from([
+            "kontextual",
+            "event",
+            "list",
+            "--after",
+            "18446744073709551615",
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

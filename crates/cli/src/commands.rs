@@ -748,6 +748,18 @@ fn parse_time_at(s: &str, now: jiff::Timestamp) -> Result<kontextual_model::Time
     if let Ok(ts) = t.parse::<kontextual_model::Timestamp>() {
         return Ok(ts);
     }
+    let out_of_range = || {
+        anyhow::anyhow!(
+            "{s:?} is out of range: times run from {} to {}",
+            jiff::Timestamp::MIN,
+            jiff::Timestamp::MAX
+        )
+    };
+    if jiff::fmt::temporal::Pieces::parse(t).is_ok_and(|p| p.offset().is_some()) {
+        // well-formed, but past the last instant that is a date at every
+        // UTC offset (`9999-12-31T23:59:59Z`)
+        return Err(out_of_range());
+    }
     let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
     let midnight = |z: &jiff::Zoned| -> Result<kontextual_model::Timestamp> {
         Ok(z.date().to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
@@ -759,7 +771,10 @@ fn parse_time_at(s: &str, now: jiff::Timestamp) -> Result<kontextual_model::Time
         _ => {}
     }
     if let Ok(date) = t.parse::<jiff::civil::Date>() {
-        return Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
+        return date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .map_err(|_| out_of_range());
     }
     let age = t.strip_suffix(" ago").unwrap_or(t);
     if let Ok(span) = age.parse::<jiff::Span>()
@@ -1365,5 +1380,13 @@ mod time_tests {
         let e = at("last tuesday-ish").unwrap_err().to_string();
         assert!(e.contains("is not a time") && e.contains("7d"), "{e}");
         assert!(!e.contains("four digit"), "no parser internals: {e}");
+        for far in [
+            "9999-12-31T23:59:59Z",
+            "9999-12-31",
+            "-009999-01-01T00:00:00Z",
+        ] {
+            let e = at(far).unwrap_err().to_string();
+            assert!(e.contains("is out of range: times run from"), "{far}: {e}");
+        }
     }
 }

@@ -547,7 +547,7 @@ impl Walk {
             },
             CallbackEvent::CloseStartTag { self_closing } => self.start_tag(self_closing),
             CallbackEvent::EndTag { name } => self.end_tag(name, span.start),
-            CallbackEvent::String { value } => self.string(&String::from_utf8_lossy(value)),
+            CallbackEvent::String { value } => self.string(&crate::lossy(value)),
             _ => {}
         }
     }

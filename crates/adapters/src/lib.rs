@@ -137,7 +137,7 @@ impl SourceAdapter for Markdown {
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        String::from_utf8_lossy(&inflated_or_empty(bytes)).into_owned()
+        lossy(&inflated_or_empty(bytes)).into_owned()
     }
 }
 
@@ -199,7 +199,7 @@ impl SourceAdapter for Json {
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        String::from_utf8_lossy(&inflated_or_empty(bytes)).into_owned()
+        lossy(&inflated_or_empty(bytes)).into_owned()
     }
 }
 
@@ -218,7 +218,7 @@ impl SourceAdapter for Text {
         })
     }
     fn text(&self, bytes: &[u8]) -> String {
-        String::from_utf8_lossy(&inflated_or_empty(bytes)).into_owned()
+        lossy(&inflated_or_empty(bytes)).into_owned()
     }
 }
 
@@ -416,7 +416,7 @@ fn detect_inner(
         static BIN: Opaque = Opaque("application/octet-stream");
         return Ok((&BIN, BIN.parse(bytes)?));
     }
-    let head_str = String::from_utf8_lossy(head);
+    let head_str = lossy(head);
     let adapter: &'static dyn SourceAdapter = match claimed {
         Some(f) => f.adapter,
         None if looks_like_html(&head_str) => &HTML,
@@ -475,9 +475,28 @@ fn text_media_type(ext: &str) -> &'static str {
     }
 }
 
+/// `String::from_utf8_lossy`, with valid UTF-8 (nearly every text) checked
+/// by `str::from_utf8` first: its word-at-a-time ASCII path is several times
+/// quicker than the lossy decoder's walk (`Utf8Chunks`, ~3 % of ingest's
+/// instructions in a callgrind profile, run over every text).
+pub(crate) fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lossy_borrows_valid_text_and_replaces_invalid_bytes() {
+        assert!(matches!(lossy("héllo".as_bytes()), Cow::Borrowed("héllo")));
+        assert_eq!(lossy(b"a\xffb\xe2\x82"), "a\u{fffd}b\u{fffd}");
+        let long: Vec<u8> = b"ascii ".repeat(100).into_iter().chain(*b"\xc3").collect();
+        assert_eq!(lossy(&long), String::from_utf8_lossy(&long));
+    }
 
     fn kind(name: &str, bytes: &[u8]) -> (String, String, Option<String>) {
         let (_, p) = detect(name, bytes).unwrap();

@@ -68,7 +68,7 @@ pub fn for_content(artifact_type: &str, bytes: &[u8]) -> Option<(&'static dyn Se
     if crate::gzip::is_gzip(bytes) {
         return None;
     }
-    Some((sectioner, String::from_utf8_lossy(bytes).into_owned()))
+    Some((sectioner, crate::lossy(bytes).into_owned()))
 }
 
 /// The sectioner for an artifact type, if that format has sections.

@@ -227,6 +227,9 @@ fn sectioner_laws(s: &dyn Sectioner, text: &str) -> Result<Vec<Section>, String>
     if secs != s.sections(text) {
         return Err("sections are not deterministic".into());
     }
+    if s.sections_and_text(text).0 != secs {
+        return Err("sections_and_text gives other sections than sections".into());
+    }
     let mut seen = std::collections::HashSet::new();
     for (i, sec) in secs.iter().enumerate() {
         let r = &sec.range;

@@ -49,6 +49,15 @@ pub trait Sectioner: Send + Sync {
     /// Sections in document order. `text` is the whole document.
     fn sections(&self, text: &str) -> Vec<Section>;
 
+    /// [`Sectioner::sections`], and — where the same pass over the document
+    /// gives it — the document's whole readable text, exactly as its
+    /// format's adapter extracts it from these bytes (`SourceAdapter::text`);
+    /// `None` means "ask the adapter". Indexing needs both, and a markup
+    /// format would otherwise parse every document twice for them.
+    fn sections_and_text(&self, document: &str) -> (Vec<Section>, Option<String>) {
+        (self.sections(document), None)
+    }
+
     /// The readable text of `range` of `document` (a range or own range of
     /// one of its sections, or the preamble before the first): what search
     /// indexes and a reader is shown. By default the source as it is, which
@@ -139,16 +148,15 @@ impl Sectioner for MarkdownSections {
 #[derive(Debug)]
 pub struct HtmlSections;
 
-impl Sectioner for HtmlSections {
-    fn sections(&self, text: &str) -> Vec<Section> {
-        let (enc, _, _) = crate::html::sniff(text.as_bytes());
-        if enc != encoding_rs::UTF_8 && !text.is_ascii() {
-            return Vec::new();
-        }
-        let page = crate::html::walk(text, false);
-        let end = page.region_end.unwrap_or(text.len()).min(text.len());
-        let headings: Vec<Heading> = page
-            .headings
+impl HtmlSections {
+    /// The sections of `text` from one walk of it.
+    fn from_page(
+        text: &str,
+        region_end: Option<usize>,
+        headings: Vec<crate::html::Heading>,
+    ) -> Vec<Section> {
+        let end = region_end.unwrap_or(text.len()).min(text.len());
+        let headings: Vec<Heading> = headings
             .into_iter()
             // offsets are those of `<`, so on char boundaries; checked anyway
             .filter(|h| h.start < end && text.is_char_boundary(h.start))
@@ -158,6 +166,30 @@ impl Sectioner for HtmlSections {
             return Vec::new();
         }
         build(end, headings)
+    }
+}
+
+impl Sectioner for HtmlSections {
+    fn sections(&self, text: &str) -> Vec<Section> {
+        let (enc, _, _) = crate::html::sniff(text.as_bytes());
+        if enc != encoding_rs::UTF_8 && !text.is_ascii() {
+            return Vec::new();
+        }
+        let page = crate::html::walk(text, false);
+        Self::from_page(text, page.region_end, page.headings)
+    }
+
+    /// One walk for both when the adapter would read the same characters:
+    /// UTF-8 without a byte-order mark (nearly every page). Otherwise the
+    /// adapter decodes by the page's encoding and the text is its to give.
+    fn sections_and_text(&self, document: &str) -> (Vec<Section>, Option<String>) {
+        let (enc, bom, _) = crate::html::sniff(document.as_bytes());
+        if enc != encoding_rs::UTF_8 || bom != 0 {
+            return (self.sections(document), None);
+        }
+        let page = crate::html::walk(document, true);
+        let sections = Self::from_page(document, page.region_end, page.headings);
+        (sections, Some(page.text))
     }
 
     fn text_of(&self, document: &str, range: Range<usize>) -> String {

@@ -128,6 +128,12 @@ fn exercise(bytes: &[u8]) {
     }
     check_sections(&HtmlSections, &text);
     check_sections(&MarkdownSections, &text);
+    // one walk for the sections and the text gives what two walks give
+    let (sections, whole) = HtmlSections.sections_and_text(&text);
+    assert_eq!(sections, HtmlSections.sections(&text), "{text:?}");
+    if let Some(whole) = whole {
+        assert_eq!(whole, for_type("html").text(text.as_bytes()), "{text:?}");
+    }
     // an HTML section starts at its heading's start tag, CRLF or not
     for sec in HtmlSections.sections(&text) {
         let at = text

@@ -736,12 +736,15 @@ fn extract(artifact_type: &str, bytes: &[u8]) -> Extracted {
     if bytes.is_empty() {
         return Extracted::default();
     }
-    let text = truncate(
-        kontextual_adapters::for_type(artifact_type).text(bytes),
-        MAX_INDEXED_TEXT,
-    );
+    let adapter_text = || {
+        truncate(
+            kontextual_adapters::for_type(artifact_type).text(bytes),
+            MAX_INDEXED_TEXT,
+        )
+    };
     let Some((sectioner, raw)) = kontextual_adapters::sections::for_content(artifact_type, bytes)
     else {
+        let text = adapter_text();
         let whole = text.clone();
         return Extracted {
             parts: if whole.trim().is_empty() {
@@ -753,8 +756,18 @@ fn extract(artifact_type: &str, bytes: &[u8]) -> Extracted {
             headings: Vec::new(),
         };
     };
+    // the sectioner reads what the adapter reads only if the bytes were
+    // UTF-8 (else `raw` holds replacement characters where the adapter
+    // decodes by the document's encoding) and nothing was cut (a cut
+    // document's text is not the document's text, cut)
+    let whole_document = raw.len() <= MAX_INDEXED_TEXT && raw.as_bytes() == bytes;
     let raw = truncate(raw, MAX_INDEXED_TEXT);
-    let sections = sectioner.sections(&raw);
+    // one pass for the sections and the whole text where the format can
+    // (HTML: one parse fewer per page)
+    let (sections, text) = match sectioner.sections_and_text(&raw) {
+        (sections, Some(text)) if whole_document => (sections, truncate(text, MAX_INDEXED_TEXT)),
+        (sections, _) => (sections, adapter_text()),
+    };
     let mut parts = Vec::with_capacity(sections.len() + 1);
     let preamble_end = sections.first().map_or(raw.len(), |s| s.range.start);
     let preamble = sectioner.text_of(&raw, 0..preamble_end);
@@ -787,6 +800,47 @@ fn truncate(mut s: String, max: usize) -> String {
 /// Where the index of a data directory lives.
 pub(crate) fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
+}
+
+#[cfg(test)]
+mod extract_tests {
+    use super::{MAX_INDEXED_TEXT, extract, truncate};
+
+    /// K5: the whole text indexed for a page is the HTML adapter's text of
+    /// it, whether it comes from the sectioner's walk (UTF-8) or from the
+    /// adapter (a byte-order mark, another encoding, a page cut to the
+    /// indexed maximum).
+    #[test]
+    fn k5_one_walk_indexes_the_adapters_text() {
+        let page = "<html><head><title>T</title></head><body><nav>menu</nav><main>\
+                    <p>intro &amp; more</p><h2 id=a>Alpha</h2><p>one é</p>\
+                    <h2>Beta</h2><pre>a  <  b</pre></main></body></html>";
+        let mut bom = b"\xef\xbb\xbf".to_vec();
+        bom.extend(page.as_bytes());
+        let latin1 =
+            b"<html><body><h1>Caf\xe9</h1><p>cr\xe8me br\xfbl\xe9e</p></body></html>".to_vec();
+        let mut long = String::from("<html><body><h1>Long</h1><p>");
+        while long.len() <= MAX_INDEXED_TEXT {
+            long.push_str("word &lt;tag&gt; ");
+        }
+        long.push_str("</p></body></html>");
+        for bytes in [page.as_bytes().to_vec(), bom, latin1, long.into_bytes()] {
+            let want = truncate(
+                kontextual_adapters::for_type("html").text(&bytes),
+                MAX_INDEXED_TEXT,
+            );
+            let got = extract("html", &bytes);
+            assert_eq!(
+                got.text,
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&bytes[..80.min(bytes.len())])
+            );
+            assert!(!got.parts.is_empty());
+        }
+        let latin1 = extract("html", b"<html><body><h1>Caf\xe9</h1></body></html>");
+        assert!(latin1.text.contains("Café"), "{:?}", latin1.text);
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,24 @@ fn delivery_id(s: &str) -> Result<DeliveryId> {
 }
 
 /// Repeated and comma-separated values, flattened.
+/// A filter given on the command line: `None` when the option was left
+/// out; an option given with nothing in it (`--types ""`, e.g. an empty
+/// shell variable) is refused rather than read as "no filter", which would
+/// send the webhook every event.
+fn given_list(option: &str, values: &[String]) -> Result<Option<Vec<String>>> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let items = list(values);
+    if items.is_empty() {
+        anyhow::bail!(
+            "{option} is empty: give at least one value (for types, `*` is every type), \
+             or leave {option} out for no filter"
+        );
+    }
+    Ok(Some(items))
+}
+
 fn list(values: &[String]) -> Vec<String> {
     values
         .iter()
@@ -136,8 +154,8 @@ pub(crate) fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<ExitCode> {
                 caller,
                 NewWebhook {
                     url,
-                    types: list(&types),
-                    collections: list(&collections),
+                    types: given_list("--types", &types)?.unwrap_or_default(),
+                    collections: given_list("--collection", &collections)?.unwrap_or_default(),
                     description,
                 },
             )?;

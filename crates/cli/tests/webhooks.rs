@@ -469,6 +469,27 @@ fn o5_webhook_changes_and_resends_do_what_they_say() {
         },
         _ => status(200),
     });
+    // an empty filter (an unset shell variable) is refused, not read as
+    // "every event" — on create as on update
+    for empty in [
+        &["--types", ""][..],
+        &["--types", " , "],
+        &["--collection", ""],
+    ] {
+        let mut args = vec!["webhook", "create", "--url", rx.url.as_str()];
+        args.extend_from_slice(empty);
+        let err = env.fails(2, &args);
+        assert!(
+            err.contains("is empty") && err.contains("leave"),
+            "{empty:?}: {err}"
+        );
+    }
+    assert!(
+        env.json(&["webhook", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let (id, _) = create(&env, &rx.url, &["--types", "artifact.*"]);
     let err = env.fails(2, &["webhook", "update", &id, "--types", ""]);
     assert!(err.contains("at least one event type pattern"), "{err}");

@@ -15,6 +15,7 @@
 //!        cargo run --release -p kontextual-bench -- --only webhooks --n 2000 --runs 3
 //!        cargo run --release -p kontextual-bench -- --only postgres --n 3000 --runs 1
 //!        cargo run --release -p kontextual-bench -- --only corpus --n 20000 --out DIR   (the retrieval corpus, to profile `kontextual ingest DIR`)
+//!        cargo run --release -p kontextual-bench -- --only tree --dir DIR   (a real tree until searchable, beside its rusqlite and tantivy floors)
 //!        cargo run --release -p kontextual-bench -- --only quality [--verbose]   (needs `pip install bm25s PyStemmer` for the reference)
 
 mod export;
@@ -23,6 +24,7 @@ mod jobs;
 mod postgres;
 mod quality;
 mod retrieval;
+mod tree;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ struct Args {
     verbose: bool,
     /// Where `--only corpus` writes the retrieval corpus.
     out: Option<PathBuf>,
+    /// The tree `--only tree` ingests.
+    dir: Option<PathBuf>,
 }
 
 fn args() -> Result<Args> {
@@ -57,6 +61,7 @@ fn args() -> Result<Args> {
         batch: 256,
         verbose: false,
         out: None,
+        dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -69,6 +74,7 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.max(1),
             "--verbose" => a.verbose = true,
             "--out" => a.out = it.next().map(PathBuf::from),
+            "--dir" => a.dir = it.next().map(PathBuf::from),
             "--bench" => {} // passed by `cargo bench`
             other => bail!(
                 "unknown flag {other}; use --n, --writers, --batch, --runs, --verbose, --out, --only floor|concurrent|batched|ingest|retrieval|http|jobs|export|postgres|quality|corpus"
@@ -297,6 +303,10 @@ fn main() -> Result<()> {
     }
     if a.only.as_deref() == Some("retrieval") {
         return retrieval::run(a.n, a.runs);
+    }
+    if a.only.as_deref() == Some("tree") {
+        let dir = a.dir.context("--only tree needs --dir DIR")?;
+        return tree::run(&dir);
     }
     if a.only.as_deref() == Some("http") {
         return http::run(a.n, 10);

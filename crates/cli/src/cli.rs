@@ -1149,6 +1149,7 @@ mod tests {
             "arguments shadowing global options: {bad:?}"
         );
     }
+
     /// A negative or oversized sequence number is refused with the range,
     /// not clap's "unexpected argument '-1'".
     #[test]

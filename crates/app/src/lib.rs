@@ -63,8 +63,9 @@ pub use kontextual_store::{
 };
 /// The webhooks domain's types (O5).
 pub use kontextual_webhooks::{
-    ALLOW_ENV as WEBHOOKS_ALLOW_ENV, AllowList as WebhookAllowList, NewWebhook, WebhookChange,
-    WebhookDetail, Webhooks, WebhooksConfig, WithSecret as WebhookWithSecret,
+    ALLOW_ENV as WEBHOOKS_ALLOW_ENV, AllowList as WebhookAllowList,
+    MAX_IN_FLIGHT as MAX_WEBHOOK_IN_FLIGHT, NewWebhook, WebhookChange, WebhookDetail, Webhooks,
+    WebhooksConfig, WithSecret as WebhookWithSecret,
 };
 
 /// Where the store lives and how to open it.

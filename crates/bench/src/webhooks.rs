@@ -13,7 +13,10 @@
 //! reads the same events from the same store (the events API, pages of
 //! 256) and POSTs each as a CloudEvent with the same client and signing —
 //! one reader, the POSTs on the same number of threads — recording
-//! nothing: no delivery, no attempt, no retry state.
+//! nothing: no delivery, no attempt, no retry state. Each of our worker
+//! threads keeps up to `[webhooks] in_flight` requests in flight, so the
+//! peer runs twice: with as many POSTing threads as ours has worker
+//! threads, and ("wide") with as many as ours has requests in flight.
 //!
 //! **Floor.** The same HTTP client (`kontextual_webhooks::Client`: address
 //! check, signing, ureq) POSTs N bodies of the same size to the same
@@ -175,6 +178,19 @@ enum Engine<'a> {
     Postgres(&'a str),
 }
 
+/// `[webhooks] in_flight` for ours: the default, or `KX_BENCH_IN_FLIGHT`
+/// (1 is one attempt at a time per worker thread, as before it existed).
+fn in_flight() -> Result<usize> {
+    match std::env::var("KX_BENCH_IN_FLIGHT") {
+        Err(_) => Ok(kontextual_webhooks::DEFAULT_IN_FLIGHT),
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=kontextual_webhooks::MAX_IN_FLIGHT).contains(n))
+            .ok_or_else(|| anyhow::anyhow!("KX_BENCH_IN_FLIGHT: {v:?} is not 1 to 64")),
+    }
+}
+
 /// Opens a fresh store on `engine` with webhooks allowed to loopback; the
 /// guard keeps the PostgreSQL database until dropped.
 fn open(
@@ -183,6 +199,7 @@ fn open(
 ) -> Result<(Services, Option<crate::postgres::Db>)> {
     let config = WebhooksConfig {
         allow: loopback()?,
+        in_flight: in_flight()?,
         ..WebhooksConfig::default()
     };
     Ok(match engine {
@@ -210,6 +227,9 @@ fn open(
 struct Run {
     ours_secs: f64,
     peer_secs: f64,
+    /// The peer with as many POSTing threads as ours has requests in
+    /// flight (threads × `in_flight`).
+    peer_wide_secs: f64,
     body_bytes: usize,
 }
 
@@ -343,9 +363,12 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
         None => 0,
     };
     let peer_secs = peer(&svc, &caller, n, endpoints, threads)?;
+    let in_flight = svc.webhooks().config().in_flight;
+    let peer_wide_secs = peer(&svc, &caller, n, endpoints, threads * in_flight)?;
     Ok(Run {
         ours_secs: secs,
         peer_secs,
+        peer_wide_secs,
         body_bytes: size,
     })
 }
@@ -534,27 +557,35 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
             "\n{name}: webhook deliveries, {n} events to loopback endpoints, median of {runs} runs"
         );
         println!(
-            "endpoints | threads | ours deliveries/s | peer POSTs/s | floor POSTs/s | ours/peer | ours/floor"
+            "(ours keeps up to `in_flight` = {} requests in flight per worker thread; the wide \
+             peer POSTs from threads × in_flight threads, as many connections as ours)",
+            in_flight()?
+        );
+        println!(
+            "endpoints | threads | ours deliveries/s | peer POSTs/s | wide peer POSTs/s | floor POSTs/s | ours/peer | ours/wide peer | ours/floor"
         );
         for (endpoints, threads) in configs()? {
             // the same number of deliveries whatever the endpoints
             let events = (n / endpoints).max(1);
             let total = events * endpoints;
-            let (mut o, mut p, mut f) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut o, mut p, mut w, mut f) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..runs.max(1) {
                 let run = ours(engine, events, endpoints, threads)?;
                 o.push(run.ours_secs);
                 p.push(run.peer_secs);
+                w.push(run.peer_wide_secs);
                 f.push(floor(total, threads, run.body_bytes)?);
             }
-            let (o, p, f) = (
+            let (o, p, w, f) = (
                 total as f64 / median(o),
                 total as f64 / median(p),
+                total as f64 / median(w),
                 total as f64 / median(f),
             );
             println!(
-                "{endpoints:>9} | {threads:>7} | {o:>17.0} | {p:>13.0} | {f:>16.0} | {:>8.2}× | {:>9.2}×",
+                "{endpoints:>9} | {threads:>7} | {o:>17.0} | {p:>12.0} | {w:>17.0} | {f:>13.0} | {:>8.2}× | {:>13.2}× | {:>9.2}×",
                 o / p,
+                o / w,
                 o / f
             );
         }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kontextual_app::{NatsConfig, WEBHOOKS_ALLOW_ENV, WebhookAllowList, WebhooksConfig};
+use kontextual_app::{
+    MAX_WEBHOOK_IN_FLIGHT as MAX_IN_FLIGHT, NatsConfig, WEBHOOKS_ALLOW_ENV, WebhookAllowList,
+    WebhooksConfig,
+};
 use serde::Deserialize;
 
 use crate::cli::Global;
@@ -40,6 +43,9 @@ pub struct WebhooksFileConfig {
     pub timeout_secs: Option<u64>,
     /// Finished deliveries are kept this many days (default 30).
     pub retention_days: Option<u64>,
+    /// A delivery job's attempts in flight at once, per worker thread
+    /// (1-64; default 4).
+    pub in_flight: Option<usize>,
 }
 
 /// The `[events]` table.
@@ -99,6 +105,7 @@ pub const DEFAULT_CONFIG: &str = "\
 # allow = [\"10.1.2.0/24\"]
 # timeout_secs = 15
 # retention_days = 30
+# in_flight = 4          # attempts in flight per worker thread (one connection each)
 ";
 
 impl Config {
@@ -178,6 +185,13 @@ fn webhooks_config(
         );
         cfg.retention = Duration::from_secs(d * 86_400);
     }
+    if let Some(n) = file.in_flight {
+        anyhow::ensure!(
+            (1..=MAX_IN_FLIGHT).contains(&n),
+            "[webhooks] in_flight must be 1 to {MAX_IN_FLIGHT}, not {n}"
+        );
+        cfg.in_flight = n;
+    }
     Ok(cfg)
 }
 
@@ -254,7 +268,7 @@ mod tests {
         let cfg = webhooks_config(WebhooksFileConfig::default(), none).unwrap();
         assert!(cfg.allow.nets().is_empty());
         let file: FileConfig = toml::from_str(
-            "[webhooks]\nallow = [\"127.0.0.1/32\"]\ntimeout_secs = 2\nretention_days = 7\n",
+            "[webhooks]\nallow = [\"127.0.0.1/32\"]\ntimeout_secs = 2\nretention_days = 7\nin_flight = 9\n",
         )
         .unwrap();
         let env = |k: &str| (k == WEBHOOKS_ALLOW_ENV).then(|| "10.1.2.0/24, ".to_owned());
@@ -262,6 +276,18 @@ mod tests {
         assert_eq!(cfg.allow.nets().len(), 2);
         assert_eq!(cfg.timeout, Duration::from_secs(2));
         assert_eq!(cfg.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(cfg.in_flight, 9);
+        for n in [0, MAX_IN_FLIGHT + 1] {
+            let bad = WebhooksFileConfig {
+                in_flight: Some(n),
+                ..Default::default()
+            };
+            let e = webhooks_config(bad, none).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("in_flight must be 1 to 64"),
+                "{e:#}"
+            );
+        }
         let bad = WebhooksFileConfig {
             timeout_secs: Some(0),
             ..Default::default()

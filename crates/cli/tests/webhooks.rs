@@ -154,10 +154,16 @@ fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Hit> {
 /// A store whose deliveries may reach this machine's loopback receiver,
 /// with a short per-attempt timeout.
 fn env_for_webhooks() -> Env {
+    env_for_webhooks_with("")
+}
+
+/// [`env_for_webhooks`] with more `[webhooks]` settings.
+fn env_for_webhooks_with(settings: &str) -> Env {
     let env = Env::init();
     let config = env.data().join("kontextual.toml");
     let mut text = std::fs::read_to_string(&config).unwrap_or_default();
     text.push_str("\n[webhooks]\nallow = [\"127.0.0.1/32\"]\ntimeout_secs = 2\n");
+    text.push_str(settings);
     std::fs::write(&config, text).unwrap();
     env
 }
@@ -585,7 +591,8 @@ fn o5_a_cli_webhook_gets_what_the_cli_reads_and_not_its_own_creation() {
 /// per webhook-id, and only the failed one is tried twice.
 #[test]
 fn o5_a_batch_hands_on_after_a_failed_attempt() {
-    let env = env_for_webhooks();
+    // one attempt in flight: which deliveries come after the failure is exact
+    let env = env_for_webhooks_with("in_flight = 1\n");
     let first_tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = Arc::clone(&first_tries);
     let rx = Receiver::new(move |_, seen| {
@@ -633,6 +640,75 @@ fn o5_a_batch_hands_on_after_a_failed_attempt() {
     );
     let singles = env.json(&["job", "list", "--kind", "webhook.deliver"]);
     assert_eq!(singles["items"].as_array().unwrap().len(), 8, "{singles}");
+}
+
+/// O5: a batch keeps up to `[webhooks] in_flight` attempts in flight at
+/// once — here three, from one worker thread — and never more; a failure
+/// among them hands on the deliveries not taken yet, and every delivery
+/// still arrives, each `webhook-id` succeeding once.
+#[test]
+fn o5_a_batch_keeps_its_attempts_in_flight_bounded() {
+    const N: usize = 24;
+    const HOLD: Duration = Duration::from_millis(60);
+    let env = env_for_webhooks_with("in_flight = 3\n");
+    let first_tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&first_tries);
+    let rx = Receiver::new(move |_, seen| {
+        let nth = if seen == 0 {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        } else {
+            usize::MAX
+        };
+        // every answer takes a while; the tenth first attempt fails
+        Reply {
+            hold: HOLD,
+            ..status(if nth == 9 { 503 } else { 200 })
+        }
+    });
+    let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
+    for i in 0..N {
+        env.write(
+            &format!("docs/{i:02}.md"),
+            format!("# Doc {i}\n\ntext {i}\n"),
+        );
+    }
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    let _w = worker(&env, &["--threads", "1"]);
+    succeeded(&env, &id, N);
+    std::thread::sleep(Duration::from_millis(300));
+    let hits = rx.hits();
+    let mut ids: Vec<&str> = hits.iter().map(Hit::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N);
+    // a lane sends its next request only after its last answer (HOLD
+    // later), so the requests arriving within less than HOLD of each
+    // other are the attempts in flight at once
+    let mut at: Vec<Instant> = hits.iter().map(|h| h.at).collect();
+    at.sort_unstable();
+    let window = HOLD - Duration::from_millis(5);
+    let most = (0..at.len())
+        .map(|i| at[i..].iter().take_while(|t| **t - at[i] < window).count())
+        .max()
+        .unwrap();
+    assert!(most <= 3, "at most three in flight, saw {most}");
+    assert!(most >= 2, "attempts overlap, saw at most {most} at once");
+
+    let batches = env.json(&["job", "list", "--kind", "webhook.deliver_batch"]);
+    let batches = batches["items"].as_array().unwrap();
+    assert_eq!(batches.len(), 1, "one batch for all: {batches:?}");
+    let report = &env.json(&["job", "show", batches[0]["id"].as_str().unwrap()])["report"];
+    let count = |k: &str| report[k].as_u64().unwrap();
+    assert_eq!(count("not_delivered"), 1, "{report}");
+    // the failure stops the batch: the two other lanes finish what they
+    // hold, and what no lane took yet is handed on untried
+    let delivered = count("delivered");
+    assert!((9..=13).contains(&delivered), "{report}");
+    assert_eq!(
+        count("handed_on"),
+        N as u64 - delivered,
+        "the failed one and every untried one: {report}"
+    );
 }
 
 /// O5: what the policy refuses is refused before anything is stored: an

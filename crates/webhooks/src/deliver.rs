@@ -43,6 +43,11 @@ pub const RESPONSE_CAPTURE: usize = 1024;
 /// The default request timeout (Standard Webhooks: 15–30 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Idle keep-alive connections kept per receiver (host and port)…
+const IDLE_PER_HOST: usize = 64;
+/// … and in all.
+const IDLE_IN_ALL: usize = 256;
+
 /// Resolves a host name to addresses. Injectable so tests can make a name
 /// resolve wherever they like.
 pub trait Lookup: Send + Sync + 'static {
@@ -284,6 +289,11 @@ impl Client {
             .max_redirects(0)
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout))
+            // every worker thread keeps up to `in_flight` connections to a
+            // busy endpoint; ureq's defaults (3 per host, 10 in all) would
+            // close and reopen most of them between batches
+            .max_idle_connections_per_host(IDLE_PER_HOST)
+            .max_idle_connections(IDLE_IN_ALL)
             .user_agent(concat!("kontextual-webhooks/", env!("CARGO_PKG_VERSION")))
             .build();
         let connector = ()

@@ -12,9 +12,13 @@
 //! tried delivery by delivery, as before, and a slow one is shared out
 //! among the worker threads. A batch makes first attempts only: run again
 //! (after a crash or a lost lease), it hands a delivery already tried on
-//! to the job that has it and tries the others.
+//! to the job that has it and tries the others. A batch keeps up to
+//! `in_flight` attempts in flight at once (scoped threads taking the next
+//! delivery in turn, one keep-alive connection each); a failure stops the
+//! taking, and the attempts already in flight finish and are recorded.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kontextual_kernel::{
@@ -296,6 +300,37 @@ enum Found {
     Skip(String),
 }
 
+/// A batch's shared state while its lanes send (see
+/// [`Webhooks::deliver_batch`]).
+struct Batch<'a> {
+    ids: &'a [DeliveryId],
+    /// The index of the next delivery a lane takes.
+    next: AtomicUsize,
+    /// False once an attempt failed or could not be made, or the batch has
+    /// run for [`HAND_ON_AFTER`]: the deliveries not taken yet are handed on.
+    sending: AtomicBool,
+    started: Instant,
+}
+
+impl Batch<'_> {
+    fn stop(&self) {
+        self.sending.store(false, Ordering::Relaxed);
+    }
+}
+
+/// What a batch did with one of its deliveries.
+enum Step {
+    /// Nothing to do (finished, deleted).
+    Skipped,
+    /// Not tried: on to a job of its own, at once.
+    HandOn(DeliveryId),
+    /// Tried once; disable the webhook if the attempt says so.
+    Tried {
+        outcome: DeliveryOutcome,
+        disable: Option<Box<(Webhook, String)>>,
+    },
+}
+
 impl Webhooks {
     /// A delivery with its webhook and secrets, as the job's namespace
     /// sees it: read ahead with the worker's batch, or now.
@@ -392,74 +427,67 @@ impl Webhooks {
     }
 
     /// The first attempts of a batch of fresh deliveries (see
-    /// [`DeliverBatchJob`] and the module docs). Every attempt, and every
-    /// hand-on, is recorded in the commit that finishes the job; a batch
-    /// never fails as a whole.
+    /// [`DeliverBatchJob`] and the module docs). Up to
+    /// [`WebhooksConfig::in_flight`] attempts are in flight at once (one
+    /// connection each): a worker thread would otherwise spend most of a
+    /// batch waiting on one receiver's answer at a time. Every attempt, and
+    /// every hand-on, is recorded in the commit that finishes the job; a
+    /// batch never fails as a whole.
     fn deliver_batch(&self, ctx: &JobContext<'_>, ids: &[DeliveryId]) -> serde_json::Value {
         let started = Instant::now();
-        let mut sending = true;
+        let lanes = self.config.in_flight.clamp(1, ids.len().max(1));
+        let batch = Batch {
+            ids,
+            next: AtomicUsize::new(0),
+            sending: AtomicBool::new(true),
+            started,
+        };
+        let steps: Vec<Step> = if lanes == 1 {
+            self.lane(ctx, &batch)
+        } else {
+            // the lanes log within the job's span, as the job's own thread does
+            let span = tracing::Span::current();
+            std::thread::scope(|s| {
+                let others: Vec<_> = (1..lanes)
+                    .map(|_| s.spawn(|| span.in_scope(|| self.lane(ctx, &batch))))
+                    .collect();
+                let mut steps = self.lane(ctx, &batch);
+                for lane in others {
+                    match lane.join() {
+                        Ok(more) => steps.extend(more),
+                        // the job fails and runs again: what was tried is
+                        // handed on then (see the module docs)
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                steps
+            })
+        };
         let mut outcomes = Vec::new();
         let mut hand_on: Vec<(DeliveryId, Option<Timestamp>)> = Vec::new();
         let mut disable: Option<(Webhook, String)> = None;
         let (mut delivered, mut not_delivered, mut skipped) = (0u32, 0u32, 0u32);
-        for &id in ids {
-            if !sending {
-                // the store skips it if it is finished meanwhile
-                hand_on.push((id, None));
-                continue;
-            }
-            let (detail, webhook, secrets) = match self.find(ctx, id) {
-                Ok(Found::Open(open)) => *open,
-                Ok(Found::Skip(_)) => {
-                    skipped += 1;
-                    continue;
+        for step in steps {
+            match step {
+                Step::Skipped => skipped += 1,
+                Step::HandOn(id) => hand_on.push((id, None)),
+                Step::Tried {
+                    outcome,
+                    disable: reason,
+                } => {
+                    if outcome.state == DeliveryState::Succeeded {
+                        delivered += 1;
+                    } else {
+                        not_delivered += 1;
+                    }
+                    if let Some(at) = outcome.next_attempt_at {
+                        hand_on.push((outcome.delivery, Some(at)));
+                    }
+                    if let Some(reason) = reason {
+                        disable = Some(*reason);
+                    }
+                    outcomes.push(outcome);
                 }
-                Err(e) => {
-                    tracing::warn!(delivery = %id, error = %e, "could not read a delivery of a batch; handing the rest on");
-                    sending = false;
-                    hand_on.push((id, None));
-                    continue;
-                }
-            };
-            if detail.delivery.attempts > 0 {
-                // tried by an earlier run of this batch, and handed on then
-                // (the store keeps the job it has)
-                hand_on.push((id, None));
-                continue;
-            }
-            let nth = Nth {
-                number: 1,
-                last: MAX_ATTEMPTS <= 1,
-            };
-            let ending = match self.try_once(nth, &webhook, &secrets, &detail) {
-                Ok(ending) => ending,
-                Err(e) => {
-                    tracing::warn!(delivery = %id, error = %e, "could not attempt a delivery of a batch; handing the rest on");
-                    sending = false;
-                    hand_on.push((id, None));
-                    continue;
-                }
-            };
-            let outcome = outcome_of(&detail, &ending);
-            if ending.state == DeliveryState::Succeeded {
-                delivered += 1;
-            } else {
-                not_delivered += 1;
-                if webhook.state == WebhookState::Enabled {
-                    // a failing endpoint: the rest go one by one, on the
-                    // schedule, as any delivery's retries do
-                    sending = false;
-                }
-            }
-            if let Some(at) = outcome.next_attempt_at {
-                hand_on.push((id, Some(at)));
-            }
-            if let Some(reason) = ending.disable {
-                disable = Some((webhook, reason));
-            }
-            outcomes.push(outcome);
-            if started.elapsed() >= HAND_ON_AFTER {
-                sending = false;
             }
         }
         let handed_on = hand_on.len();
@@ -490,6 +518,69 @@ impl Webhooks {
             "handed_on": handed_on,
             "skipped": skipped,
         })
+    }
+
+    /// One lane of a batch: takes the batch's next delivery until none is
+    /// left, sending it while the batch is still sending and handing it on
+    /// otherwise.
+    fn lane(&self, ctx: &JobContext<'_>, batch: &Batch<'_>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        loop {
+            let i = batch.next.fetch_add(1, Ordering::Relaxed);
+            let Some(&id) = batch.ids.get(i) else {
+                return steps;
+            };
+            let step = if batch.sending.load(Ordering::Relaxed) {
+                self.first_attempt(ctx, id, batch)
+            } else {
+                // the store skips it if it is finished meanwhile
+                Step::HandOn(id)
+            };
+            steps.push(step);
+            if batch.started.elapsed() >= HAND_ON_AFTER {
+                batch.stop();
+            }
+        }
+    }
+
+    /// A batch's first attempt of one delivery.
+    fn first_attempt(&self, ctx: &JobContext<'_>, id: DeliveryId, batch: &Batch<'_>) -> Step {
+        let (detail, webhook, secrets) = match self.find(ctx, id) {
+            Ok(Found::Open(open)) => *open,
+            Ok(Found::Skip(_)) => return Step::Skipped,
+            Err(e) => {
+                tracing::warn!(delivery = %id, error = %e, "could not read a delivery of a batch; handing the rest on");
+                batch.stop();
+                return Step::HandOn(id);
+            }
+        };
+        if detail.delivery.attempts > 0 {
+            // tried by an earlier run of this batch, and handed on then
+            // (the store keeps the job it has)
+            return Step::HandOn(id);
+        }
+        let nth = Nth {
+            number: 1,
+            last: MAX_ATTEMPTS <= 1,
+        };
+        let ending = match self.try_once(nth, &webhook, &secrets, &detail) {
+            Ok(ending) => ending,
+            Err(e) => {
+                tracing::warn!(delivery = %id, error = %e, "could not attempt a delivery of a batch; handing the rest on");
+                batch.stop();
+                return Step::HandOn(id);
+            }
+        };
+        if ending.state != DeliveryState::Succeeded && webhook.state == WebhookState::Enabled {
+            // a failing endpoint: the rest go one by one, on the schedule,
+            // as any delivery's retries do
+            batch.stop();
+        }
+        let outcome = outcome_of(&detail, &ending);
+        Step::Tried {
+            outcome,
+            disable: ending.disable.map(|reason| Box::new((webhook, reason))),
+        }
     }
 
     fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {

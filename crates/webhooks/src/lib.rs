@@ -42,7 +42,10 @@ pub use dispatch::{
     CONSUMER, DELIVERIES_PER_JOB, Dispatched, WebhookDispatcher, body_of, feed_consumer,
 };
 pub use jobs::{HAND_ON_AFTER, RECOVER_JOB, WebhooksHost, job_handlers, recover};
-pub use service::{NewWebhook, WebhookChange, WebhookDetail, Webhooks, WebhooksConfig, WithSecret};
+pub use service::{
+    DEFAULT_IN_FLIGHT, MAX_IN_FLIGHT, NewWebhook, WebhookChange, WebhookDetail, Webhooks,
+    WebhooksConfig, WithSecret,
+};
 
 pub use deliver::{
     Attempt, Client, ClientConfig, Lookup, MAX_BODY, RESPONSE_CAPTURE, SystemLookup,

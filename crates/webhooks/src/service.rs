@@ -25,6 +25,11 @@ pub(crate) const RESOURCE: Resource<'static> = Resource::Namespace("webhooks");
 /// Deliveries resent per transaction by `recover`.
 pub(crate) const RECOVER_BATCH: u32 = 500;
 
+/// A batch job's attempts in flight at once, by default.
+pub const DEFAULT_IN_FLIGHT: usize = 4;
+/// The most `[webhooks] in_flight` may be.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 /// How the webhooks of this process deliver.
 #[derive(Clone)]
 pub struct WebhooksConfig {
@@ -37,6 +42,11 @@ pub struct WebhooksConfig {
     pub retention: Duration,
     /// After a rotation, the previous secret still signs for this long.
     pub rotation_grace: Duration,
+    /// A batch job's attempts in flight at once, each on its own
+    /// connection (`[webhooks] in_flight`, 1-64; default
+    /// [`DEFAULT_IN_FLIGHT`]). With `threads` worker threads, one endpoint
+    /// sees at most `threads × in_flight` concurrent requests.
+    pub in_flight: usize,
     /// The resolver (tests make names resolve where they like); `None`:
     /// the operating system's.
     pub lookup: Option<Arc<dyn Lookup>>,
@@ -49,6 +59,7 @@ impl Default for WebhooksConfig {
             timeout: DEFAULT_TIMEOUT,
             retention: Duration::from_secs(30 * 86_400),
             rotation_grace: Duration::from_secs(86_400),
+            in_flight: DEFAULT_IN_FLIGHT,
             lookup: None,
         }
     }
@@ -61,6 +72,7 @@ impl std::fmt::Debug for WebhooksConfig {
             .field("timeout", &self.timeout)
             .field("retention", &self.retention)
             .field("rotation_grace", &self.rotation_grace)
+            .field("in_flight", &self.in_flight)
             .finish_non_exhaustive()
     }
 }

@@ -82,6 +82,17 @@ fn timing_receiver() -> Result<(String, Arc<std::sync::Mutex<Vec<f64>>>)> {
     Ok((url, lat))
 }
 
+/// How long the receiver takes to answer each request: none, or
+/// `KX_BENCH_RECEIVER_MS` milliseconds — a receiver across a network, or
+/// one that does work before it answers, as real ones are.
+static RECEIVER_HOLD: std::sync::LazyLock<Option<Duration>> = std::sync::LazyLock::new(|| {
+    std::env::var("KX_BENCH_RECEIVER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&ms: &u64| ms > 0)
+        .map(Duration::from_millis)
+});
+
 fn answer_all(mut conn: TcpStream, on_body: impl Fn(&[u8])) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -96,6 +107,9 @@ fn answer_all(mut conn: TcpStream, on_body: impl Fn(&[u8])) {
             if buf.len() >= end + 4 + len {
                 on_body(&buf[end + 4..end + 4 + len]);
                 buf.drain(..end + 4 + len);
+                if let Some(hold) = *RECEIVER_HOLD {
+                    std::thread::sleep(hold);
+                }
                 if conn
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                     .is_err()
@@ -325,6 +339,11 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
             }
         }
         let delivered = start.elapsed().as_secs_f64();
+        if std::env::var_os("KX_BENCH_PRINT_WINDOW").is_some() {
+            // CLOCK_MONOTONIC (Instant's Debug on Linux), for `perf record
+            // -k CLOCK_MONOTONIC` and `perf report --time` of this window
+            eprintln!("  (timed window: {start:?} to {:?})", Instant::now());
+        }
         stop.store(true, Ordering::Relaxed);
         let dispatched = dispatcher
             .join()
@@ -515,11 +534,15 @@ fn floor(n: usize, threads: usize, size: usize) -> Result<f64> {
 
 /// The (endpoints, threads) configurations to run: all five, or those
 /// `KX_BENCH_WEBHOOK_CONFIGS` names (`4/2,16/2`; for profiling one, so
-/// the latency run is then left out).
+/// the latency run is then left out; set and empty, the latency run alone).
 fn configs() -> Result<Vec<(usize, usize)>> {
     let Ok(list) = std::env::var("KX_BENCH_WEBHOOK_CONFIGS") else {
         return Ok(vec![(1, 1), (1, 2), (1, 4), (4, 2), (16, 2)]);
     };
+    if list.trim().is_empty() {
+        // set and empty: the latency run alone
+        return Ok(Vec::new());
+    }
     list.split(',')
         .map(|c| {
             let parsed = c
@@ -589,7 +612,7 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
                 o / f
             );
         }
-        if std::env::var_os("KX_BENCH_WEBHOOK_CONFIGS").is_some() {
+        if std::env::var("KX_BENCH_WEBHOOK_CONFIGS").is_ok_and(|c| !c.trim().is_empty()) {
             continue;
         }
         let (p50, p99, max, count) = latency(engine, 200.0, 10.0)?;

@@ -595,22 +595,26 @@ impl Projection {
     }
 
     /// Waits (bounded) until the index has applied everything the store had
-    /// when called. Returns the remaining lag (0 when caught up).
+    /// when called, and the reader shows it. Returns the remaining lag (0
+    /// when caught up).
+    ///
+    /// The checkpoint is read before the reader reloads: reloading loads
+    /// the newest commit, so the reader then holds at least the commit
+    /// whose checkpoint was read. (Reloading first raced the owner: a
+    /// commit between the two made the newer checkpoint vouch for an older
+    /// reader, and a search missed what it had waited for.)
     pub(crate) fn wait_for_owner(&self, timeout: Duration) -> Result<u64> {
         let target = self.store.feed().position()?.last_seq;
         let deadline = Instant::now() + timeout;
         loop {
-            self.index.reload().map_err(index_err)?;
             let applied = self
                 .index
                 .checkpoint()
                 .map_err(index_err)?
                 .map_or(0, |c| c.applied_seq);
-            if applied >= target {
-                return Ok(0);
-            }
-            if Instant::now() >= deadline {
-                return Ok(target - applied);
+            if applied >= target || Instant::now() >= deadline {
+                self.index.reload().map_err(index_err)?;
+                return Ok(target.saturating_sub(applied));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -448,8 +448,18 @@ impl Webhooks {
             // the lanes log within the job's span, as the job's own thread does
             let span = tracing::Span::current();
             std::thread::scope(|s| {
+                // a lane the OS will not start is one fewer: the others
+                // take its share
                 let others: Vec<_> = (1..lanes)
-                    .map(|_| s.spawn(|| span.in_scope(|| self.lane(ctx, &batch))))
+                    .filter_map(|_| {
+                        std::thread::Builder::new()
+                            .name("kx-webhook-lane".into())
+                            .spawn_scoped(s, || span.in_scope(|| self.lane(ctx, &batch)))
+                            .map_err(
+                                |e| tracing::warn!(error = %e, "could not start a delivery lane"),
+                            )
+                            .ok()
+                    })
                     .collect();
                 let mut steps = self.lane(ctx, &batch);
                 for lane in others {

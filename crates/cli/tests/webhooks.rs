@@ -216,6 +216,35 @@ fn succeeded(store: &Store, webhook: &str, n: usize) -> Vec<Value> {
     })
 }
 
+/// Writes `n` small Markdown files under `docs/` and ingests them into
+/// `handbook` (one `artifact.created` event each).
+fn ingest_docs(env: &Env, n: usize) {
+    for i in 0..n {
+        env.write(
+            &format!("docs/{i:03}.md"),
+            format!("# Doc {i}\n\ntext {i}\n"),
+        );
+    }
+    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+}
+
+/// A receiver answering every request after `hold`: 503 to the `nth`
+/// first attempt to arrive (0-based), 200 to everything else.
+fn first_try_fails(nth: usize, hold: Duration) -> Receiver {
+    let first_tries = std::sync::atomic::AtomicUsize::new(0);
+    Receiver::new(move |_, seen| {
+        let this = if seen == 0 {
+            first_tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        } else {
+            usize::MAX
+        };
+        Reply {
+            hold,
+            ..status(if this == nth { 503 } else { 200 })
+        }
+    })
+}
+
 // ---------------------------------------------------------------- tests
 
 /// O5: a failed attempt (500) is retried on the schedule (≈5 s, jittered)
@@ -435,13 +464,7 @@ fn o5_two_workers_share_the_deliveries() {
     let env = env_for_webhooks();
     let rx = Receiver::new(|_, _| status(200));
     let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
-    for i in 0..N {
-        env.write(
-            &format!("docs/{i:03}.md"),
-            format!("# Doc {i}\n\ntext {i}\n"),
-        );
-    }
-    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    ingest_docs(&env, N);
     let _a = worker(&env, &[]);
     let _b = worker(&env, &[]);
     // counted by state (a page of the listing holds fewer)
@@ -593,25 +616,10 @@ fn o5_a_cli_webhook_gets_what_the_cli_reads_and_not_its_own_creation() {
 fn o5_a_batch_hands_on_after_a_failed_attempt() {
     // one attempt in flight: which deliveries come after the failure is exact
     let env = env_for_webhooks_with("in_flight = 1\n");
-    let first_tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&first_tries);
-    let rx = Receiver::new(move |_, seen| {
-        let nth = if seen == 0 {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        } else {
-            usize::MAX
-        };
-        // the third delivery's first attempt fails
-        status(if nth == 2 { 503 } else { 200 })
-    });
+    // the third delivery's first attempt fails
+    let rx = first_try_fails(2, Duration::ZERO);
     let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
-    for i in 0..10 {
-        env.write(
-            &format!("docs/{i:02}.md"),
-            format!("# Doc {i}\n\ntext {i}\n"),
-        );
-    }
-    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    ingest_docs(&env, 10);
     let _w = worker(&env, &[]);
     let done = succeeded(&env, &id, 10);
     let tried: Vec<u64> = done
@@ -651,28 +659,10 @@ fn o5_a_batch_keeps_its_attempts_in_flight_bounded() {
     const N: usize = 24;
     const HOLD: Duration = Duration::from_millis(60);
     let env = env_for_webhooks_with("in_flight = 3\n");
-    let first_tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = Arc::clone(&first_tries);
-    let rx = Receiver::new(move |_, seen| {
-        let nth = if seen == 0 {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        } else {
-            usize::MAX
-        };
-        // every answer takes a while; the tenth first attempt fails
-        Reply {
-            hold: HOLD,
-            ..status(if nth == 9 { 503 } else { 200 })
-        }
-    });
+    // every answer takes a while; the tenth first attempt fails
+    let rx = first_try_fails(9, HOLD);
     let (id, _) = create(&env, &rx.url, &["--types", "artifact.created"]);
-    for i in 0..N {
-        env.write(
-            &format!("docs/{i:02}.md"),
-            format!("# Doc {i}\n\ntext {i}\n"),
-        );
-    }
-    env.ok(&["ingest", "docs", "--collection", "handbook"]);
+    ingest_docs(&env, N);
     let _w = worker(&env, &["--threads", "1"]);
     succeeded(&env, &id, N);
     std::thread::sleep(Duration::from_millis(300));

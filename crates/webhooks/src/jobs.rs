@@ -434,13 +434,12 @@ impl Webhooks {
     /// every hand-on, is recorded in the commit that finishes the job; a
     /// batch never fails as a whole.
     fn deliver_batch(&self, ctx: &JobContext<'_>, ids: &[DeliveryId]) -> serde_json::Value {
-        let started = Instant::now();
         let lanes = self.config.in_flight.clamp(1, ids.len().max(1));
         let batch = Batch {
             ids,
             next: AtomicUsize::new(0),
             sending: AtomicBool::new(true),
-            started,
+            started: Instant::now(),
         };
         let steps: Vec<Step> = if lanes == 1 {
             self.lane(ctx, &batch)

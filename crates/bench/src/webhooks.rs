@@ -38,6 +38,10 @@ use kontextual_app::{
 use kontextual_model::{Actor, ArtifactRef, Namespace};
 use kontextual_webhooks::{AddressPolicy, Client, ClientConfig, Destination, Headers, Secret};
 
+/// Connections every receiver of this process has accepted: a client that
+/// keeps its connections alive opens a few per run, not one per request.
+static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+
 /// A loopback receiver answering 200 to every request (keep-alive); each
 /// request's body goes to `on_body`. Returns its URL.
 fn listen(on_body: impl Fn(&[u8]) + Clone + Send + 'static) -> Result<String> {
@@ -45,6 +49,7 @@ fn listen(on_body: impl Fn(&[u8]) + Clone + Send + 'static) -> Result<String> {
     let url = format!("http://{}/hook", listener.local_addr()?);
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
+            ACCEPTED.fetch_add(1, Ordering::Relaxed);
             let on_body = on_body.clone();
             std::thread::spawn(move || answer_all(conn, on_body));
         }
@@ -245,6 +250,9 @@ struct Run {
     /// flight (threads × `in_flight`).
     peer_wide_secs: f64,
     body_bytes: usize,
+    /// Busy CPU of the whole machine per delivery (ours) and per POST
+    /// (the peer), µs.
+    cpu: Option<(f64, f64)>,
 }
 
 /// Ours: dispatch + deliver `n` events to each of `endpoints` webhooks;
@@ -297,8 +305,10 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let accepted = ACCEPTED.load(Ordering::Relaxed);
+    let busy_before = busy_ticks();
     let start = Instant::now();
-    let (dispatched, secs, summary) = std::thread::scope(|s| -> Result<_> {
+    let (dispatched, secs, summary, busy_after) = std::thread::scope(|s| -> Result<_> {
         let dispatcher = s.spawn(|| -> Result<f64> {
             loop {
                 // a pass reads the feed to its head; done when the
@@ -339,6 +349,7 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
             }
         }
         let delivered = start.elapsed().as_secs_f64();
+        let busy_after = busy_ticks();
         if std::env::var_os("KX_BENCH_PRINT_WINDOW").is_some() {
             // CLOCK_MONOTONIC (Instant's Debug on Linux), for `perf record
             // -k CLOCK_MONOTONIC` and `perf report --time` of this window
@@ -351,10 +362,12 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
         let summary = workers
             .join()
             .map_err(|_| anyhow::anyhow!("the workers panicked"))??;
-        Ok((dispatched, delivered, summary))
+        Ok((dispatched, delivered, summary, busy_after))
     })?;
+    let ours_cpu = cpu_us_per(busy_before, busy_after, total);
     eprintln!(
-        "  ({total} deliveries: all dispatched after {:.0} ms, all delivered after {:.0} ms)",
+        "  ({total} deliveries over {} connections: all dispatched after {:.0} ms, all delivered after {:.0} ms)",
+        ACCEPTED.load(Ordering::Relaxed) - accepted,
         dispatched * 1000.0,
         secs * 1000.0
     );
@@ -381,15 +394,45 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
         Some(d) => svc.webhooks().delivery(&caller, d.id)?.body.len(),
         None => 0,
     };
-    let peer_secs = peer(&svc, &caller, n, endpoints, threads)?;
+    let (peer_secs, peer_cpu) = peer(&svc, &caller, n, endpoints, threads)?;
     let in_flight = svc.webhooks().config().in_flight;
-    let peer_wide_secs = peer(&svc, &caller, n, endpoints, threads * in_flight)?;
+    let (peer_wide_secs, _) = peer(&svc, &caller, n, endpoints, threads * in_flight)?;
+    if let (Some(ours), Some(peer)) = (ours_cpu, peer_cpu) {
+        eprintln!("  (busy CPU, every process: ours {ours:.0} µs per delivery, the peer {peer:.0} µs per POST)");
+    }
     Ok(Run {
         ours_secs: secs,
         peer_secs,
         peer_wide_secs,
         body_bytes: size,
+        cpu: ours_cpu.zip(peer_cpu),
     })
+}
+
+/// CPU time the whole machine has been busy (not idle, not waiting on I/O)
+/// since boot, in clock ticks (`/proc/stat`): over a timed window, what
+/// one side cost every process — ours, PostgreSQL, the receiver — less
+/// swayed by scheduling luck than the window's wall time. None elsewhere
+/// than Linux.
+fn busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq: steal (time the hypervisor
+    // gave another machine) is not ours
+    Some(cpu.iter().take(7).sum::<u64>() - cpu.get(3)? - cpu.get(4)?)
+}
+
+/// Busy CPU per request, in µs, between two [`busy_ticks`] readings
+/// (clock ticks of 10 ms: `getconf CLK_TCK` is 100 on Linux).
+fn cpu_us_per(before: Option<u64>, after: Option<u64>, requests: usize) -> Option<f64> {
+    let ticks = after?.checked_sub(before?)?;
+    Some(ticks as f64 * 10_000.0 / requests.max(1) as f64)
 }
 
 /// Waits (at most 20 s) until the machine is quiet — at least 90 % idle
@@ -434,7 +477,7 @@ fn peer(
     n: usize,
     endpoints: usize,
     threads: usize,
-) -> Result<f64> {
+) -> Result<(f64, Option<f64>)> {
     let (url, hits) = receiver()?;
     let client = Client::new(ClientConfig {
         policy: AddressPolicy::new(loopback()?),
@@ -447,6 +490,7 @@ fn peer(
     let secret = Secret::generate()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<(String, Arc<Vec<u8>>, usize)>(1024);
     let rx = std::sync::Mutex::new(rx);
+    let busy_before = busy_ticks();
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..threads {
@@ -487,6 +531,7 @@ fn peer(
         Ok(())
     })?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_us_per(busy_before, busy_ticks(), n * endpoints);
     if hits.load(Ordering::Relaxed) != n * endpoints {
         bail!(
             "peer: {} of {} requests received",
@@ -494,7 +539,7 @@ fn peer(
             n * endpoints
         );
     }
-    Ok(secs)
+    Ok((secs, cpu))
 }
 
 /// The floor: the same client, signing and bodies of the same size, no store.
@@ -585,18 +630,23 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
             in_flight()?
         );
         println!(
-            "endpoints | threads | ours deliveries/s | peer POSTs/s | wide peer POSTs/s | floor POSTs/s | ours/peer | ours/wide peer | ours/floor"
+            "endpoints | threads | ours deliveries/s | peer POSTs/s | wide peer POSTs/s | floor POSTs/s | ours/peer | ours/wide peer | ours/floor | busy CPU per delivery, ours / peer (peer/ours)"
         );
         for (endpoints, threads) in configs()? {
             // the same number of deliveries whatever the endpoints
             let events = (n / endpoints).max(1);
             let total = events * endpoints;
             let (mut o, mut p, mut w, mut f) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut oc, mut pc) = (Vec::new(), Vec::new());
             for _ in 0..runs.max(1) {
                 let run = ours(engine, events, endpoints, threads)?;
                 o.push(run.ours_secs);
                 p.push(run.peer_secs);
                 w.push(run.peer_wide_secs);
+                if let Some((ours, peer)) = run.cpu {
+                    oc.push(ours);
+                    pc.push(peer);
+                }
                 f.push(floor(total, threads, run.body_bytes)?);
             }
             let (o, p, w, f) = (
@@ -605,8 +655,16 @@ pub fn run(n: usize, runs: usize) -> Result<()> {
                 total as f64 / median(w),
                 total as f64 / median(f),
             );
+            // the peer's CPU per POST over ours per delivery: what ours
+            // would reach against it were both alone on their cores
+            let cpu = if oc.is_empty() {
+                "n/a".to_owned()
+            } else {
+                let (oc, pc) = (median(oc), median(pc));
+                format!("{oc:.0} / {pc:.0} µs ({:.2}×)", pc / oc)
+            };
             println!(
-                "{endpoints:>9} | {threads:>7} | {o:>17.0} | {p:>12.0} | {w:>17.0} | {f:>13.0} | {:>8.2}× | {:>13.2}× | {:>9.2}×",
+                "{endpoints:>9} | {threads:>7} | {o:>17.0} | {p:>12.0} | {w:>17.0} | {f:>13.0} | {:>8.2}× | {:>13.2}× | {:>9.2}× | {cpu}",
                 o / p,
                 o / w,
                 o / f

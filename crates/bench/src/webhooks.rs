@@ -398,7 +398,9 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
     let in_flight = svc.webhooks().config().in_flight;
     let (peer_wide_secs, _) = peer(&svc, &caller, n, endpoints, threads * in_flight)?;
     if let (Some(ours), Some(peer)) = (ours_cpu, peer_cpu) {
-        eprintln!("  (busy CPU, every process: ours {ours:.0} µs per delivery, the peer {peer:.0} µs per POST)");
+        eprintln!(
+            "  (busy CPU, every process: ours {ours:.0} µs per delivery, the peer {peer:.0} µs per POST)"
+        );
     }
     Ok(Run {
         ours_secs: secs,

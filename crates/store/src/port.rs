@@ -518,15 +518,18 @@ pub struct DeliveryOutcome {
     pub next_attempt_at: Option<kontextual_model::Timestamp>,
 }
 
-/// What the deliverer needs for one attempt, read in one query: the
-/// delivery and its body, its webhook (`None` once deleted) and the
-/// webhook's signing secrets.
+/// What the deliverer needs for one attempt: the delivery and its body,
+/// its webhook (`None` once deleted) and the webhook's signing secrets —
+/// read once per batch and shared by the batch's deliveries of it.
 #[derive(Clone, Debug)]
 pub struct DeliveryToSend {
     pub delivery: kontextual_model::Delivery,
     pub body: Vec<u8>,
-    pub webhook: Option<(kontextual_model::Webhook, kontextual_model::WebhookSecrets)>,
+    pub webhook: Option<std::sync::Arc<WebhookToSend>>,
 }
+
+/// A webhook with its signing secrets.
+pub type WebhookToSend = (kontextual_model::Webhook, kontextual_model::WebhookSecrets);
 
 impl DeliveryToSend {
     /// The delivery as namespace `ns` sees it: none if it is another
@@ -536,7 +539,7 @@ impl DeliveryToSend {
             return None;
         }
         Some(DeliveryToSend {
-            webhook: self.webhook.filter(|(w, _)| &w.namespace == ns),
+            webhook: self.webhook.filter(|w| &w.0.namespace == ns),
             ..self
         })
     }

@@ -357,8 +357,13 @@ fn statements() -> (Vec<Statement>, usize) {
             Both,
         ),
         built(
-            "webhooks/read.rs DELIVERIES_TO_SEND",
-            wr::DELIVERIES_TO_SEND.clone(),
+            "webhooks/read.rs DELIVERIES_WITH_BODIES_PG",
+            wr::DELIVERIES_WITH_BODIES_PG.clone(),
+            Pg,
+        ),
+        built(
+            "webhooks/read.rs WEBHOOKS_WITH_SECRETS_PG",
+            wr::WEBHOOKS_WITH_SECRETS_PG.clone(),
             Pg,
         ),
         built(

@@ -14,8 +14,9 @@
 //! (after a crash or a lost lease), it hands a delivery already tried on
 //! to the job that has it and tries the others. A batch keeps up to
 //! `in_flight` attempts in flight at once (scoped threads taking the next
-//! delivery in turn, one keep-alive connection each); a failure stops the
-//! taking, and the attempts already in flight finish and are recorded.
+//! delivery in turn, one keep-alive connection each) once an attempt has
+//! taken [`LANES_AFTER`]; a failure stops the taking, and the attempts
+//! already in flight finish and are recorded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,7 +30,7 @@ use kontextual_model::{
     DELIVER_BATCH_JOB, DELIVER_JOB, DeliveryDetail, DeliveryId, DeliveryState, Timestamp, Webhook,
     WebhookId, WebhookSecrets, WebhookState,
 };
-use kontextual_store::{DeliveryOutcome, DeliveryToSend, Op, WebhookOp};
+use kontextual_store::{DeliveryOutcome, DeliveryToSend, Op, WebhookOp, WebhookToSend};
 use serde::{Deserialize, Serialize};
 
 use crate::service::RESOURCE;
@@ -44,6 +45,14 @@ pub const RECOVER_JOB: &str = "webhook.recover";
 /// After this long, a batch hands the deliveries it has not tried on to
 /// jobs of their own, which the other worker threads share.
 pub const HAND_ON_AFTER: Duration = Duration::from_millis(500);
+
+/// A batch's other lanes start once one attempt has taken this long: a
+/// receiver that answers within it (on the same machine or the same rack)
+/// leaves the thread little time to wait, and every lane costs a thread
+/// and a connection — on a busy machine, more CPU than the waiting it
+/// saves. A receiver a network away, or one that works before it answers,
+/// takes longer, and then the lanes keep `in_flight` attempts going.
+pub const LANES_AFTER: Duration = Duration::from_millis(2);
 
 /// What the webhooks' jobs run on: a job host that holds the domain.
 pub trait WebhooksHost: JobHost {
@@ -201,9 +210,9 @@ impl<H: WebhooksHost> JobHandler<H> for DeliverBatchJob {
 /// grace period anyway).
 fn read_ahead<H: WebhooksHost>(host: &H, ids: &[DeliveryId]) -> Option<Prepared> {
     match host.webhooks().kernel.store().webhooks().to_send_many(ids) {
-        Ok(found) => Some(Box::new(ReadAhead(
+        Ok(found) => Some(Box::new(ReadAhead(std::sync::Mutex::new(
             found.into_iter().map(|f| (f.delivery.id, f)).collect(),
-        ))),
+        )))),
         Err(e) => {
             tracing::debug!(error = %e, "reading a batch of deliveries ahead failed; each reads its own");
             None
@@ -211,8 +220,10 @@ fn read_ahead<H: WebhooksHost>(host: &H, ids: &[DeliveryId]) -> Option<Prepared>
     }
 }
 
-/// A batch's deliveries read ahead by [`read_ahead`], any namespace.
-struct ReadAhead(std::collections::HashMap<DeliveryId, DeliveryToSend>);
+/// A batch's deliveries read ahead by [`read_ahead`], any namespace; each
+/// taken (not copied) by the attempt that sends it — the batch's lanes
+/// take them at once, hence the lock.
+struct ReadAhead(std::sync::Mutex<std::collections::HashMap<DeliveryId, DeliveryToSend>>);
 
 /// Resends a webhook's failed and dead deliveries since a time.
 struct RecoverJob;
@@ -295,7 +306,7 @@ struct Nth {
 /// What one delivery comes to before it is sent: sent, or not (and why).
 enum Found {
     /// Send it (its webhook is enabled) or end it unsent (disabled).
-    Open(Box<(DeliveryDetail, Webhook, WebhookSecrets)>),
+    Open(Box<(DeliveryDetail, Arc<WebhookToSend>)>),
     /// Nothing to do: the report's reason.
     Skip(String),
 }
@@ -310,6 +321,8 @@ struct Batch<'a> {
     /// run for [`HAND_ON_AFTER`]: the deliveries not taken yet are handed on.
     sending: AtomicBool,
     started: Instant,
+    /// An attempt took [`LANES_AFTER`] or more.
+    slow: AtomicBool,
 }
 
 impl Batch<'_> {
@@ -338,8 +351,12 @@ impl Webhooks {
         let ns = &ctx.job.namespace;
         let ahead = ctx
             .prepared::<ReadAhead>()
-            .and_then(|a| a.0.get(&id))
-            .map(|f| f.clone().scoped(ns));
+            .and_then(|a| {
+                a.0.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&id)
+            })
+            .map(|f| f.scoped(ns));
         let found = match ahead {
             Some(found) => found,
             None => self.kernel.store().webhooks().to_send(ns, id)?,
@@ -355,7 +372,7 @@ impl Webhooks {
         if delivery.state.is_final() {
             return Ok(Found::Skip(format!("the delivery is {}", delivery.state)));
         }
-        let Some((webhook, secrets)) = webhook else {
+        let Some(webhook) = webhook else {
             return Ok(Found::Skip("the webhook was deleted".into()));
         };
         let detail = DeliveryDetail {
@@ -363,7 +380,7 @@ impl Webhooks {
             body,
             attempts: Vec::new(),
         };
-        Ok(Found::Open(Box::new((detail, webhook, secrets))))
+        Ok(Found::Open(Box::new((detail, webhook))))
     }
 
     /// Sends the delivery once — or, its webhook disabled, ends it unsent.
@@ -388,16 +405,17 @@ impl Webhooks {
         id: DeliveryId,
         tried: u32,
     ) -> std::result::Result<Option<serde_json::Value>, JobFailure> {
-        let (detail, webhook, secrets) = match self.find(ctx, id)? {
+        let (detail, hook) = match self.find(ctx, id)? {
             Found::Open(open) => *open,
             Found::Skip(why) => return Ok(Some(serde_json::json!({ "skipped": why }))),
         };
+        let (webhook, secrets) = &*hook;
         let number = schedule_position(tried, ctx.job.attempt, detail.delivery.attempts);
         let nth = Nth {
             number,
             last: number >= MAX_ATTEMPTS || ctx.job.attempt >= ctx.job.max_attempts,
         };
-        let ending = self.try_once(nth, &webhook, &secrets, &detail)?;
+        let ending = self.try_once(nth, webhook, secrets, &detail)?;
         let outcome = outcome_of(&detail, &ending);
         // The attempt is recorded in the commit that records the job's
         // outcome: one commit for a worker's whole batch of jobs.
@@ -405,7 +423,7 @@ impl Webhooks {
             vec![Op::Webhooks(WebhookOp::RecordAttempt(outcome.clone()))]
         })?;
         if let Some(reason) = &ending.disable {
-            self.disable(&webhook, reason)?;
+            self.disable(webhook, reason)?;
         }
         let report = report_of(&detail, &ending);
         match ending.retry_in {
@@ -427,10 +445,11 @@ impl Webhooks {
     }
 
     /// The first attempts of a batch of fresh deliveries (see
-    /// [`DeliverBatchJob`] and the module docs). Up to
-    /// [`WebhooksConfig::in_flight`] attempts are in flight at once (one
-    /// connection each): a worker thread would otherwise spend most of a
-    /// batch waiting on one receiver's answer at a time. Every attempt, and
+    /// [`DeliverBatchJob`] and the module docs). Once an attempt has taken
+    /// [`LANES_AFTER`], up to [`WebhooksConfig::in_flight`] attempts are in
+    /// flight at once (one connection each): a worker thread would
+    /// otherwise spend most of a batch waiting on one slow receiver's
+    /// answer at a time. Every attempt, and
     /// every hand-on, is recorded in the commit that finishes the job; a
     /// batch never fails as a whole.
     fn deliver_batch(&self, ctx: &JobContext<'_>, ids: &[DeliveryId]) -> serde_json::Value {
@@ -440,27 +459,57 @@ impl Webhooks {
             next: AtomicUsize::new(0),
             sending: AtomicBool::new(true),
             started: Instant::now(),
+            slow: AtomicBool::new(false),
         };
+        // the batch's webhook (a batch is one webhook's), if read ahead
+        let webhook = ctx.prepared::<ReadAhead>().and_then(|a| {
+            let ahead =
+                a.0.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            ids.first()
+                .and_then(|id| ahead.get(id))
+                .map(|f| f.delivery.webhook)
+        });
+        let slow_receivers = || {
+            self.slow_receivers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let eager = webhook.is_some_and(|w| slow_receivers().contains(&w));
         let steps: Vec<Step> = if lanes == 1 {
-            self.lane(ctx, &batch)
+            self.lane(ctx, &batch, &mut || {})
         } else {
             // the lanes log within the job's span, as the job's own thread does
             let span = tracing::Span::current();
             std::thread::scope(|s| {
-                // a lane the OS will not start is one fewer: the others
-                // take its share
-                let others: Vec<_> = (1..lanes)
-                    .filter_map(|_| {
-                        std::thread::Builder::new()
-                            .name("kx-webhook-lane".into())
-                            .spawn_scoped(s, || span.in_scope(|| self.lane(ctx, &batch)))
-                            .map_err(
-                                |e| tracing::warn!(error = %e, "could not start a delivery lane"),
-                            )
-                            .ok()
-                    })
-                    .collect();
-                let mut steps = self.lane(ctx, &batch);
+                // The other lanes start once an attempt has kept this one
+                // waiting (see [`LANES_AFTER`]) — at once if the webhook's
+                // last batch needed them; a lane the OS will not start is
+                // one fewer: the others take its share.
+                let mut others = Vec::new();
+                let mut started = false;
+                let mut start_others = || {
+                    if std::mem::replace(&mut started, true) {
+                        return;
+                    }
+                    others = (1..lanes)
+                        .filter_map(|_| {
+                            std::thread::Builder::new()
+                                .name("kx-webhook-lane".into())
+                                .spawn_scoped(s, || {
+                                    span.in_scope(|| self.lane(ctx, &batch, &mut || {}))
+                                })
+                                .map_err(
+                                    |e| tracing::warn!(error = %e, "could not start a delivery lane"),
+                                )
+                                .ok()
+                        })
+                        .collect();
+                };
+                if eager {
+                    start_others();
+                }
+                let mut steps = self.lane(ctx, &batch, &mut start_others);
                 for lane in others {
                     match lane.join() {
                         Ok(more) => steps.extend(more),
@@ -472,6 +521,18 @@ impl Webhooks {
                 steps
             })
         };
+        if let Some(w) = webhook {
+            let mut slow = slow_receivers();
+            if batch.slow.load(Ordering::Relaxed) {
+                // bounded by the webhooks this process has served
+                if slow.len() >= 4096 {
+                    slow.clear();
+                }
+                slow.insert(w);
+            } else {
+                slow.remove(&w);
+            }
+        }
         let mut outcomes = Vec::new();
         let mut hand_on: Vec<(DeliveryId, Option<Timestamp>)> = Vec::new();
         let mut disable: Option<(Webhook, String)> = None;
@@ -531,8 +592,9 @@ impl Webhooks {
 
     /// One lane of a batch: takes the batch's next delivery until none is
     /// left, sending it while the batch is still sending and handing it on
-    /// otherwise.
-    fn lane(&self, ctx: &JobContext<'_>, batch: &Batch<'_>) -> Vec<Step> {
+    /// otherwise. `slow` is called after an attempt that took
+    /// [`LANES_AFTER`] or more.
+    fn lane(&self, ctx: &JobContext<'_>, batch: &Batch<'_>, slow: &mut dyn FnMut()) -> Vec<Step> {
         let mut steps = Vec::new();
         loop {
             let i = batch.next.fetch_add(1, Ordering::Relaxed);
@@ -540,7 +602,13 @@ impl Webhooks {
                 return steps;
             };
             let step = if batch.sending.load(Ordering::Relaxed) {
-                self.first_attempt(ctx, id, batch)
+                let sent = Instant::now();
+                let step = self.first_attempt(ctx, id, batch);
+                if sent.elapsed() >= LANES_AFTER {
+                    batch.slow.store(true, Ordering::Relaxed);
+                    slow();
+                }
+                step
             } else {
                 // the store skips it if it is finished meanwhile
                 Step::HandOn(id)
@@ -554,7 +622,7 @@ impl Webhooks {
 
     /// A batch's first attempt of one delivery.
     fn first_attempt(&self, ctx: &JobContext<'_>, id: DeliveryId, batch: &Batch<'_>) -> Step {
-        let (detail, webhook, secrets) = match self.find(ctx, id) {
+        let (detail, hook) = match self.find(ctx, id) {
             Ok(Found::Open(open)) => *open,
             Ok(Found::Skip(_)) => return Step::Skipped,
             Err(e) => {
@@ -572,7 +640,8 @@ impl Webhooks {
             number: 1,
             last: MAX_ATTEMPTS <= 1,
         };
-        let ending = match self.try_once(nth, &webhook, &secrets, &detail) {
+        let (webhook, secrets) = &*hook;
+        let ending = match self.try_once(nth, webhook, secrets, &detail) {
             Ok(ending) => ending,
             Err(e) => {
                 tracing::warn!(delivery = %id, error = %e, "could not attempt a delivery of a batch; handing the rest on");
@@ -588,7 +657,9 @@ impl Webhooks {
         let outcome = outcome_of(&detail, &ending);
         Step::Tried {
             outcome,
-            disable: ending.disable.map(|reason| Box::new((webhook, reason))),
+            disable: ending
+                .disable
+                .map(|reason| Box::new((webhook.clone(), reason))),
         }
     }
 

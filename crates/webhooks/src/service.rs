@@ -140,6 +140,9 @@ pub struct Webhooks {
     pub(crate) dispatching: Mutex<Option<Instant>>,
     /// When this process last pruned old deliveries.
     pub(crate) last_prune: Mutex<Option<Instant>>,
+    /// Webhooks whose last batch here needed its lanes (an attempt took
+    /// [`crate::jobs::LANES_AFTER`]): their next batch starts them at once.
+    pub(crate) slow_receivers: Mutex<std::collections::HashSet<kontextual_model::WebhookId>>,
 }
 
 impl Webhooks {
@@ -160,6 +163,7 @@ impl Webhooks {
             config,
             dispatching: Mutex::new(None),
             last_prune: Mutex::new(None),
+            slow_receivers: Mutex::new(std::collections::HashSet::new()),
         }
     }
 

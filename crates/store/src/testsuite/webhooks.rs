@@ -797,7 +797,8 @@ pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
     assert_eq!(found.delivery.id, ids[1]);
     assert_eq!(found.delivery.state, DeliveryState::Pending);
     assert_eq!(found.body, b"{\"seq\":2}".to_vec());
-    let (webhook, secrets) = found.webhook.expect("its webhook");
+    let hook = found.webhook.expect("its webhook");
+    let (webhook, secrets) = &*hook;
     assert_eq!(webhook.id, w.id);
     assert_eq!(webhook.url, w.url);
     assert_eq!(secrets.current, SECRET);
@@ -826,7 +827,8 @@ pub fn o5_resend_requeues_and_delete_cancels(h: &mut dyn Harness) {
         "unknown ids are left out"
     );
     for f in many {
-        let (hook, secrets) = f.webhook.clone().expect("a webhook");
+        let shared = f.webhook.clone().expect("a webhook");
+        let (hook, secrets) = &*shared;
         assert_eq!(hook.id, f.delivery.webhook);
         assert_eq!(secrets.current, SECRET);
         assert!(f.clone().scoped(&elsewhere).is_none());

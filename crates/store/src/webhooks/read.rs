@@ -5,7 +5,7 @@ use kontextual_model::{
     Namespace, Timestamp, Webhook, WebhookId, WebhookSecrets,
 };
 
-use crate::port::{Cursor, DeliveryQuery, DeliveryToSend, Page, PageRequest};
+use crate::port::{Cursor, DeliveryQuery, DeliveryToSend, Page, PageRequest, WebhookToSend};
 use crate::sql::{Array, Dialect, Row, Tx, args};
 use crate::{Result, StoreError};
 
@@ -245,42 +245,62 @@ pub(crate) fn to_send(
 
 /// Several deliveries with their webhooks and secrets, for a worker's batch
 /// (any namespace: the caller scopes each with [`DeliveryToSend::scoped`]).
-/// PostgreSQL reads them in one round trip; SQLite by keys, as [`to_send`].
+/// Each webhook is read once and shared: a batch is mostly one endpoint's
+/// deliveries, and a webhook's columns and secrets on every delivery's row
+/// cost PostgreSQL rows to build and this side rows to parse. PostgreSQL
+/// reads the deliveries in one round trip and their webhooks in another;
+/// SQLite by keys, as [`to_send`].
 pub(crate) fn to_send_many(tx: &mut Tx<'_>, ids: &[DeliveryId]) -> Result<Vec<DeliveryToSend>> {
-    match tx.dialect() {
+    let found: Vec<(Delivery, Vec<u8>)> = match tx.dialect() {
         Dialect::Sqlite => {
-            // each webhook read once per batch (a batch is mostly one
-            // endpoint's deliveries)
-            let mut webhooks = std::collections::HashMap::new();
-            let mut out = Vec::with_capacity(ids.len());
+            let mut found = Vec::with_capacity(ids.len());
             for id in ids {
-                let Some((delivery, body)) = delivery_by_key(tx, *id)? else {
-                    continue;
-                };
-                let webhook = match webhooks.get(&delivery.webhook) {
-                    Some(w) => Option::clone(w),
-                    None => {
-                        let w = webhook_with_secrets(tx, delivery.webhook)?;
-                        webhooks.insert(delivery.webhook, w.clone());
-                        w
-                    }
-                };
-                out.push(DeliveryToSend {
-                    delivery,
-                    body,
-                    webhook,
-                });
+                found.extend(delivery_by_key(tx, *id)?);
             }
-            Ok(out)
+            found
         }
         Dialect::Postgres => {
             let (Some(low), Some(high)) = (ids.iter().min(), ids.iter().max()) else {
                 return Ok(Vec::new());
             };
             let ids = Array::Uuid(ids.iter().map(|id| id.0).collect());
-            tx.query(&DELIVERIES_TO_SEND, args![ids, low.0, high.0], to_send_row)
+            tx.query(&DELIVERIES_WITH_BODIES_PG, args![ids, low.0, high.0], |r| {
+                Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
+            })?
+        }
+    };
+    let mut wanted: Vec<WebhookId> = found.iter().map(|(d, _)| d.webhook).collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut webhooks: std::collections::HashMap<WebhookId, std::sync::Arc<WebhookToSend>> =
+        std::collections::HashMap::with_capacity(wanted.len());
+    match tx.dialect() {
+        Dialect::Sqlite => {
+            for id in wanted {
+                if let Some(w) = webhook_with_secrets(tx, id)? {
+                    webhooks.insert(id, std::sync::Arc::new(w));
+                }
+            }
+        }
+        Dialect::Postgres => {
+            if !wanted.is_empty() {
+                let ids = Array::Uuid(wanted.iter().map(|id| id.0).collect());
+                for w in tx.query(&WEBHOOKS_WITH_SECRETS_PG, args![ids], |r| {
+                    Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?))
+                })? {
+                    webhooks.insert(w.0.id, std::sync::Arc::new(w));
+                }
+            }
         }
     }
+    Ok(found
+        .into_iter()
+        .map(|(delivery, body)| DeliveryToSend {
+            webhook: webhooks.get(&delivery.webhook).cloned(),
+            delivery,
+            body,
+        })
+        .collect())
 }
 
 fn secrets_at(r: &Row<'_>, at: usize) -> Result<WebhookSecrets> {
@@ -296,7 +316,7 @@ fn to_send_by_keys(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<DeliveryToS
     let Some((delivery, body)) = delivery_by_key(tx, id)? else {
         return Ok(None);
     };
-    let webhook = webhook_with_secrets(tx, delivery.webhook)?;
+    let webhook = webhook_with_secrets(tx, delivery.webhook)?.map(std::sync::Arc::new);
     Ok(Some(DeliveryToSend {
         delivery,
         body,
@@ -319,11 +339,14 @@ fn webhook_with_secrets(
     })
 }
 
-/// A row of [`DELIVERY_TO_SEND`] / [`DELIVERIES_TO_SEND`].
+/// A row of [`DELIVERY_TO_SEND`].
 fn to_send_row(r: &Row<'_>) -> Result<DeliveryToSend> {
     let webhook = match r.get::<Option<String>>(14)? {
         None => None,
-        Some(_) => Some((webhook_row(&r.offset(17))?, secrets_at(r, 14)?)),
+        Some(_) => Some(std::sync::Arc::new((
+            webhook_row(&r.offset(17))?,
+            secrets_at(r, 14)?,
+        ))),
     };
     Ok(DeliveryToSend {
         delivery: delivery_row(r)?,
@@ -351,20 +374,29 @@ pub(crate) static DELIVERY_TO_SEND: std::sync::LazyLock<String> = std::sync::Laz
     )
 });
 
-/// [`DELIVERY_TO_SEND`] for many: the ids as one array (`?1`, bound in
-/// binary), joined by key, with their range (`?2`, `?3`) — as in
-/// `FIRST_ATTEMPTS_PG`, so a plan cached while the table was empty reads
-/// the range at most, never every delivery. (`d.id = ANY(text cast to
-/// uuid[])` was a custom plan each time that estimated every element: 1.5
-/// ms of planning per read-ahead of ~600 ids.)
-pub(crate) static DELIVERIES_TO_SEND: std::sync::LazyLock<String> =
+/// Deliveries with their bodies, for [`to_send_many`]: the ids as one
+/// array (`?1`, bound in binary), joined by key, with their range (`?2`,
+/// `?3`) — as in `FIRST_ATTEMPTS_PG`, so a plan cached while the table was
+/// empty reads the range at most, never every delivery. (`d.id = ANY(text
+/// cast to uuid[])` was a custom plan each time that estimated every
+/// element: 1.5 ms of planning per read-ahead of ~600 ids.)
+pub(crate) static DELIVERIES_WITH_BODIES_PG: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {} FROM unnest(CAST(?1 AS uuid[])) AS k(k_id) \
+            "SELECT {}, d.body FROM unnest(CAST(?1 AS uuid[])) AS k(k_id) \
              JOIN webhook_deliveries d ON d.id = k.k_id \
-             LEFT JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.id BETWEEN ?2 AND ?3",
-            to_send_columns()
+            prefixed("d", DELIVERY_COLS)
+        )
+    });
+
+/// Webhooks with their secrets, for [`to_send_many`]: the ids as one array
+/// (a handful; the table is small).
+pub(crate) static WEBHOOKS_WITH_SECRETS_PG: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT secret, previous_secret, previous_expires_at, {WEBHOOK_COLS} FROM webhooks \
+             WHERE id = ANY(CAST(?1 AS uuid[]))"
         )
     });
 

@@ -417,17 +417,24 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
 /// swayed by scheduling luck than the window's wall time. None elsewhere
 /// than Linux.
 fn busy_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let cpu = cpu_ticks()?;
     // user nice system idle iowait irq softirq: steal (time the hypervisor
     // gave another machine) is not ours
     Some(cpu.iter().take(7).sum::<u64>() - cpu.get(3)? - cpu.get(4)?)
+}
+
+/// The machine's CPU time by kind since boot, in clock ticks: the first
+/// line of `/proc/stat` (user nice system idle iowait irq softirq steal …).
+fn cpu_ticks() -> Option<Vec<u64>> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    Some(
+        stat.lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect(),
+    )
 }
 
 /// Busy CPU per request, in µs, between two [`busy_ticks`] readings
@@ -444,15 +451,8 @@ fn cpu_us_per(before: Option<u64>, after: Option<u64>, requests: usize) -> Optio
 /// other's. Elsewhere than Linux, a fixed pause.
 fn settle() {
     fn idle_and_total() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        // user nice system idle iowait …: idle + iowait is idle
+        let cpu = cpu_ticks()?;
+        // idle + iowait is idle
         Some((cpu.get(3)? + cpu.get(4)?, cpu.iter().sum()))
     }
     let deadline = Instant::now() + Duration::from_secs(20);

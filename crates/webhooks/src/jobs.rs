@@ -46,13 +46,50 @@ pub const RECOVER_JOB: &str = "webhook.recover";
 /// jobs of their own, which the other worker threads share.
 pub const HAND_ON_AFTER: Duration = Duration::from_millis(500);
 
-/// A batch's other lanes start once one attempt has taken this long: a
-/// receiver that answers within it (on the same machine or the same rack)
-/// leaves the thread little time to wait, and every lane costs a thread
-/// and a connection — on a busy machine, more CPU than the waiting it
-/// saves. A receiver a network away, or one that works before it answers,
-/// takes longer, and then the lanes keep `in_flight` attempts going.
+/// A batch's other lanes start once its attempts have all taken at least
+/// this long, over [`SLOW_AFTER_ATTEMPTS`] of them or more: a receiver
+/// that answers sooner (on the same machine or the same rack) leaves the
+/// thread little time to wait, and every lane costs a thread and a
+/// connection — on a busy machine, more CPU than the waiting it saves. A
+/// receiver a network away, or one that works before it answers, takes
+/// longer every time, and then the lanes keep `in_flight` attempts going.
+/// (The fastest attempt, not any one: on a machine whose cores are all
+/// busy, a quick receiver's answer now and then waits for a core longer.)
 pub const LANES_AFTER: Duration = Duration::from_millis(2);
+
+/// A batch counted in [`Webhooks::batches_running`] while it sends.
+struct RunningBatch<'a> {
+    webhooks: &'a Webhooks,
+    /// Fewer batches were sending, this one included, than there are cores.
+    spare_core: bool,
+}
+
+impl<'a> RunningBatch<'a> {
+    fn enter(webhooks: &'a Webhooks) -> RunningBatch<'a> {
+        let running = webhooks.batches_running.fetch_add(1, Ordering::Relaxed) + 1;
+        RunningBatch {
+            webhooks,
+            spare_core: running < webhooks.cores,
+        }
+    }
+}
+
+impl Drop for RunningBatch<'_> {
+    fn drop(&mut self) {
+        self.webhooks
+            .batches_running
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How many attempts of a batch judge its receiver (see [`LANES_AFTER`]).
+pub const SLOW_AFTER_ATTEMPTS: usize = 2;
+
+/// Whether a batch's attempts say its receiver is slow: `tried` attempts,
+/// the fastest of them `fastest`.
+fn receiver_is_slow(tried: usize, fastest: Duration) -> bool {
+    tried >= SLOW_AFTER_ATTEMPTS && fastest >= LANES_AFTER
+}
 
 /// What the webhooks' jobs run on: a job host that holds the domain.
 pub trait WebhooksHost: JobHost {
@@ -321,13 +358,31 @@ struct Batch<'a> {
     /// run for [`HAND_ON_AFTER`]: the deliveries not taken yet are handed on.
     sending: AtomicBool,
     started: Instant,
-    /// An attempt took [`LANES_AFTER`] or more.
-    slow: AtomicBool,
+    /// Attempts made, and the fastest of them (µs): see [`LANES_AFTER`].
+    tried: AtomicUsize,
+    fastest_us: std::sync::atomic::AtomicU64,
 }
 
 impl Batch<'_> {
     fn stop(&self) {
         self.sending.store(false, Ordering::Relaxed);
+    }
+
+    /// Counts an attempt that took `took`; says whether the batch's
+    /// receiver is slow now.
+    fn attempted(&self, took: Duration) -> bool {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let fastest = self.fastest_us.fetch_min(us, Ordering::Relaxed).min(us);
+        let tried = self.tried.fetch_add(1, Ordering::Relaxed) + 1;
+        receiver_is_slow(tried, Duration::from_micros(fastest))
+    }
+
+    /// What the batch's attempts say of its receiver: slow, quick, or
+    /// (fewer than [`SLOW_AFTER_ATTEMPTS`]) nothing.
+    fn verdict(&self) -> Option<bool> {
+        let tried = self.tried.load(Ordering::Relaxed);
+        let fastest = Duration::from_micros(self.fastest_us.load(Ordering::Relaxed));
+        (tried >= SLOW_AFTER_ATTEMPTS).then(|| receiver_is_slow(tried, fastest))
     }
 }
 
@@ -459,7 +514,8 @@ impl Webhooks {
             next: AtomicUsize::new(0),
             sending: AtomicBool::new(true),
             started: Instant::now(),
-            slow: AtomicBool::new(false),
+            tried: AtomicUsize::new(0),
+            fastest_us: std::sync::atomic::AtomicU64::new(u64::MAX),
         };
         // the batch's webhook (a batch is one webhook's), if read ahead
         let webhook = ctx.prepared::<ReadAhead>().and_then(|a| {
@@ -475,7 +531,10 @@ impl Webhooks {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        let eager = webhook.is_some_and(|w| slow_receivers().contains(&w));
+        // A core no other batch is using: the lanes keep it busy while
+        // this thread waits, however quick the receiver.
+        let running = RunningBatch::enter(self);
+        let eager = running.spare_core || webhook.is_some_and(|w| slow_receivers().contains(&w));
         let steps: Vec<Step> = if lanes == 1 {
             self.lane(ctx, &batch, &mut || {})
         } else {
@@ -521,9 +580,9 @@ impl Webhooks {
                 steps
             })
         };
-        if let Some(w) = webhook {
+        if let (Some(w), Some(verdict)) = (webhook, batch.verdict()) {
             let mut slow = slow_receivers();
-            if batch.slow.load(Ordering::Relaxed) {
+            if verdict {
                 // bounded by the webhooks this process has served
                 if slow.len() >= 4096 {
                     slow.clear();
@@ -592,8 +651,8 @@ impl Webhooks {
 
     /// One lane of a batch: takes the batch's next delivery until none is
     /// left, sending it while the batch is still sending and handing it on
-    /// otherwise. `slow` is called after an attempt that took
-    /// [`LANES_AFTER`] or more.
+    /// otherwise. `slow` is called after each attempt once the batch's
+    /// receiver is found slow (see [`LANES_AFTER`]).
     fn lane(&self, ctx: &JobContext<'_>, batch: &Batch<'_>, slow: &mut dyn FnMut()) -> Vec<Step> {
         let mut steps = Vec::new();
         loop {
@@ -604,8 +663,7 @@ impl Webhooks {
             let step = if batch.sending.load(Ordering::Relaxed) {
                 let sent = Instant::now();
                 let step = self.first_attempt(ctx, id, batch);
-                if sent.elapsed() >= LANES_AFTER {
-                    batch.slow.store(true, Ordering::Relaxed);
+                if batch.attempted(sent.elapsed()) {
                     slow();
                 }
                 step
@@ -808,7 +866,38 @@ fn report_of(detail: &DeliveryDetail, ending: &Ending) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::schedule_position;
+    use std::time::Duration;
+
+    use super::{Batch, receiver_is_slow, schedule_position};
+
+    /// O5: a batch's other lanes start when every attempt so far, two at
+    /// least, took 2 ms or more — not on one slow attempt among quick
+    /// ones (a busy machine's hiccup), not on one attempt alone.
+    #[test]
+    fn o5_lanes_start_for_a_receiver_that_is_slow_every_time() {
+        let ms = Duration::from_millis;
+        assert!(!receiver_is_slow(1, ms(60)), "one attempt judges nothing");
+        assert!(receiver_is_slow(2, ms(2)));
+        assert!(!receiver_is_slow(5, Duration::from_micros(1_999)));
+        let ids = [kontextual_model::DeliveryId::new(); 4];
+        let batch = Batch {
+            ids: &ids,
+            next: Default::default(),
+            sending: std::sync::atomic::AtomicBool::new(true),
+            started: std::time::Instant::now(),
+            tried: Default::default(),
+            fastest_us: std::sync::atomic::AtomicU64::new(u64::MAX),
+        };
+        assert_eq!(batch.verdict(), None);
+        assert!(!batch.attempted(ms(10)), "one slow attempt");
+        assert_eq!(batch.verdict(), None);
+        assert!(batch.attempted(ms(12)), "two slow attempts");
+        assert_eq!(batch.verdict(), Some(true));
+        // a quick answer among them: a quick receiver on a busy machine
+        assert!(!batch.attempted(Duration::from_micros(300)));
+        assert!(!batch.attempted(ms(40)));
+        assert_eq!(batch.verdict(), Some(false));
+    }
 
     /// O5: a delivery's place on the retry schedule.
     #[test]

@@ -140,9 +140,14 @@ pub struct Webhooks {
     pub(crate) dispatching: Mutex<Option<Instant>>,
     /// When this process last pruned old deliveries.
     pub(crate) last_prune: Mutex<Option<Instant>>,
-    /// Webhooks whose last batch here needed its lanes (an attempt took
-    /// [`crate::jobs::LANES_AFTER`]): their next batch starts them at once.
+    /// Webhooks whose last batch here found the receiver slow (see
+    /// [`crate::jobs::LANES_AFTER`]): their next batch starts its lanes at
+    /// once.
     pub(crate) slow_receivers: Mutex<std::collections::HashSet<kontextual_model::WebhookId>>,
+    /// Batches sending on this process now, and the cores it may use: a
+    /// batch that starts while a core is spare starts its lanes at once.
+    pub(crate) batches_running: std::sync::atomic::AtomicUsize,
+    pub(crate) cores: usize,
 }
 
 impl Webhooks {
@@ -164,6 +169,8 @@ impl Webhooks {
             dispatching: Mutex::new(None),
             last_prune: Mutex::new(None),
             slow_receivers: Mutex::new(std::collections::HashSet::new()),
+            batches_running: std::sync::atomic::AtomicUsize::new(0),
+            cores: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         }
     }
 

@@ -14,8 +14,8 @@
 //! (after a crash or a lost lease), it hands a delivery already tried on
 //! to the job that has it and tries the others. A batch keeps up to
 //! `in_flight` attempts in flight at once (scoped threads taking the next
-//! delivery in turn, one keep-alive connection each) once an attempt has
-//! taken [`LANES_AFTER`]; a failure stops the taking, and the attempts
+//! delivery in turn, one keep-alive connection each) when they can help
+//! (see [`LANES_AFTER`]); a failure stops the taking, and the attempts
 //! already in flight finish and are recorded.
 
 use std::sync::Arc;
@@ -55,7 +55,19 @@ pub const HAND_ON_AFTER: Duration = Duration::from_millis(500);
 /// longer every time, and then the lanes keep `in_flight` attempts going.
 /// (The fastest attempt, not any one: on a machine whose cores are all
 /// busy, a quick receiver's answer now and then waits for a core longer.)
+/// A batch also starts them at once while fewer batches are sending than
+/// the process has cores (the lanes keep the spare one busy while the
+/// thread waits), and for a webhook whose last batch found it slow.
 pub const LANES_AFTER: Duration = Duration::from_millis(2);
+
+/// How many attempts of a batch judge its receiver (see [`LANES_AFTER`]).
+pub const SLOW_AFTER_ATTEMPTS: usize = 2;
+
+/// Whether a batch's attempts say its receiver is slow: `tried` attempts,
+/// the fastest of them `fastest`.
+fn receiver_is_slow(tried: usize, fastest: Duration) -> bool {
+    tried >= SLOW_AFTER_ATTEMPTS && fastest >= LANES_AFTER
+}
 
 /// A batch counted in [`Webhooks::batches_running`] while it sends.
 struct RunningBatch<'a> {
@@ -80,15 +92,6 @@ impl Drop for RunningBatch<'_> {
             .batches_running
             .fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// How many attempts of a batch judge its receiver (see [`LANES_AFTER`]).
-pub const SLOW_AFTER_ATTEMPTS: usize = 2;
-
-/// Whether a batch's attempts say its receiver is slow: `tried` attempts,
-/// the fastest of them `fastest`.
-fn receiver_is_slow(tried: usize, fastest: Duration) -> bool {
-    tried >= SLOW_AFTER_ATTEMPTS && fastest >= LANES_AFTER
 }
 
 /// What the webhooks' jobs run on: a job host that holds the domain.
@@ -500,11 +503,11 @@ impl Webhooks {
     }
 
     /// The first attempts of a batch of fresh deliveries (see
-    /// [`DeliverBatchJob`] and the module docs). Once an attempt has taken
-    /// [`LANES_AFTER`], up to [`WebhooksConfig::in_flight`] attempts are in
-    /// flight at once (one connection each): a worker thread would
-    /// otherwise spend most of a batch waiting on one slow receiver's
-    /// answer at a time. Every attempt, and
+    /// [`DeliverBatchJob`] and the module docs). When the receiver is slow
+    /// (see [`LANES_AFTER`]) or a core is spare, up to
+    /// [`WebhooksConfig::in_flight`] attempts are in flight at once (one
+    /// connection each): a worker thread would otherwise spend most of a
+    /// batch waiting on one receiver's answer at a time. Every attempt, and
     /// every hand-on, is recorded in the commit that finishes the job; a
     /// batch never fails as a whole.
     fn deliver_batch(&self, ctx: &JobContext<'_>, ids: &[DeliveryId]) -> serde_json::Value {
@@ -541,10 +544,11 @@ impl Webhooks {
             // the lanes log within the job's span, as the job's own thread does
             let span = tracing::Span::current();
             std::thread::scope(|s| {
-                // The other lanes start once an attempt has kept this one
-                // waiting (see [`LANES_AFTER`]) — at once if the webhook's
-                // last batch needed them; a lane the OS will not start is
-                // one fewer: the others take its share.
+                // The other lanes start once the batch's attempts find the
+                // receiver slow (see [`LANES_AFTER`]) — at once if a core
+                // is spare or the webhook's last batch found it slow; a
+                // lane the OS will not start is one fewer: the others take
+                // its share.
                 let mut others = Vec::new();
                 let mut started = false;
                 let mut start_others = || {

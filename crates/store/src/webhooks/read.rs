@@ -264,9 +264,11 @@ pub(crate) fn to_send_many(tx: &mut Tx<'_>, ids: &[DeliveryId]) -> Result<Vec<De
                 return Ok(Vec::new());
             };
             let ids = Array::Uuid(ids.iter().map(|id| id.0).collect());
-            tx.query(&DELIVERIES_WITH_BODIES_PG, args![ids, low.0, high.0], |r| {
-                Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
-            })?
+            tx.query(
+                &DELIVERIES_WITH_BODIES_PG,
+                args![ids, low.0, high.0],
+                delivery_with_body_row,
+            )?
         }
     };
     let mut wanted: Vec<WebhookId> = found.iter().map(|(d, _)| d.webhook).collect();
@@ -285,9 +287,11 @@ pub(crate) fn to_send_many(tx: &mut Tx<'_>, ids: &[DeliveryId]) -> Result<Vec<De
         Dialect::Postgres => {
             if !wanted.is_empty() {
                 let ids = Array::Uuid(wanted.iter().map(|id| id.0).collect());
-                for w in tx.query(&WEBHOOKS_WITH_SECRETS_PG, args![ids], |r| {
-                    Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?))
-                })? {
+                for w in tx.query(
+                    &WEBHOOKS_WITH_SECRETS_PG,
+                    args![ids],
+                    webhook_with_secrets_row,
+                )? {
                     webhooks.insert(w.0.id, std::sync::Arc::new(w));
                 }
             }
@@ -325,18 +329,30 @@ fn to_send_by_keys(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<DeliveryToS
 }
 
 fn delivery_by_key(tx: &mut Tx<'_>, id: DeliveryId) -> Result<Option<(Delivery, Vec<u8>)>> {
-    tx.query_opt(&DELIVERY_BY_ID, args![id.0], |r| {
-        Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
-    })
+    tx.query_opt(&DELIVERY_BY_ID, args![id.0], delivery_with_body_row)
 }
 
 fn webhook_with_secrets(
     tx: &mut Tx<'_>,
     id: WebhookId,
 ) -> Result<Option<(Webhook, WebhookSecrets)>> {
-    tx.query_opt(&WEBHOOK_WITH_SECRETS_BY_ID, args![id.0], |r| {
-        Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?))
-    })
+    tx.query_opt(
+        &WEBHOOK_WITH_SECRETS_BY_ID,
+        args![id.0],
+        webhook_with_secrets_row,
+    )
+}
+
+/// A row of [`DELIVERY_BY_ID`] / [`DELIVERIES_WITH_BODIES_PG`]: the
+/// delivery's columns, then its body.
+fn delivery_with_body_row(r: &Row<'_>) -> Result<(Delivery, Vec<u8>)> {
+    Ok((delivery_row(r)?, r.get::<Vec<u8>>(13)?))
+}
+
+/// A row of [`WEBHOOK_WITH_SECRETS_BY_ID`] / [`WEBHOOKS_WITH_SECRETS_PG`]:
+/// the three secret columns, then the webhook's.
+fn webhook_with_secrets_row(r: &Row<'_>) -> Result<WebhookToSend> {
+    Ok((webhook_row(&r.offset(3))?, secrets_at(r, 0)?))
 }
 
 /// A row of [`DELIVERY_TO_SEND`].

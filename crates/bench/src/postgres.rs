@@ -33,10 +33,18 @@ impl Db {
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         )?;
         psql(admin, &format!("CREATE DATABASE {name}"))?;
-        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        // the same server and options (`?sslmode=…`), another database
+        let (path, query) = admin
+            .split_once('?')
+            .map_or((admin, None), |(p, q)| (p, Some(q)));
+        let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+        let url = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
         Ok(Db {
             admin: admin.to_owned(),
-            url: format!("{base}/{name}"),
+            url,
             name,
         })
     }

@@ -117,11 +117,17 @@ pub async fn get_event(
     call: Call,
     Path(seq): Path<String>,
 ) -> Result<Response, Problem> {
-    let seq: u64 = seq.parse().map_err(|_| {
-        Problem::bad_request(format!(
-            "event {seq:?}: a sequence number is a whole number from 1"
-        ))
-    })?;
+    // Only the id as events carry it: `01` or `+1` would name event 1
+    // under a second spelling.
+    let seq: u64 = seq
+        .parse()
+        .ok()
+        .filter(|n: &u64| n.to_string() == seq)
+        .ok_or_else(|| {
+            Problem::bad_request(format!(
+                "event {seq:?}: a sequence number is a whole number from 1, written without sign or leading zeros"
+            ))
+        })?;
     let event = run(&s, call, false, move |svc, c| svc.event(c, seq)).await?;
     Ok(axum::Json(dto::CloudEvent::from(event)).into_response())
 }

@@ -213,6 +213,29 @@ impl Kernel {
         Ok(caller)
     }
 
+    /// `caller` as its key, grants and clearance stand now. A long-lived
+    /// request (an event stream) checks its caller again with this, so a
+    /// revoked or expired key ends it and a revoked grant or a lowered
+    /// clearance narrows it, as they do new requests. A caller without a
+    /// key (the local administrator, a server without keys) stays as it is.
+    pub fn recheck(&self, caller: &Caller) -> Result<Caller> {
+        let Some(id) = &caller.key_id else {
+            return Ok(caller.clone());
+        };
+        let revoked = || Error::Unauthenticated(format!("API key {id} was revoked"));
+        let key = self.store().access().key(id)?.ok_or_else(revoked)?;
+        if key.revoked_at.is_some() || key.secret_hash.is_none() {
+            return Err(revoked());
+        }
+        if key.expires_at.is_some_and(|e| kontextual_model::now() >= e) {
+            return Err(Error::Unauthenticated(format!("API key {id} has expired")));
+        }
+        let mut now = self.caller_as(key.actor, key.namespace, key.scopes)?;
+        now.key_id = Some(key.id);
+        now.correlation_id = caller.correlation_id.clone();
+        Ok(now)
+    }
+
     /// The caller `actor` is with a key of `scopes` in `namespace`: its
     /// grants and clearance as the store holds them now. For whoever acts
     /// for an actor later (a webhook delivers what its creator may read).

@@ -2514,6 +2514,23 @@ impl SseReader {
         out
     }
 
+    /// The stream ends within `ms`, and no event comes before its end.
+    async fn ended(&mut self, ms: u64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(ms);
+        loop {
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => panic!("the stream is still open after {ms} ms"),
+                Ok(None | Some(Err(_))) => return,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(bytes) = frame.into_data() {
+                        let text = String::from_utf8_lossy(&bytes);
+                        assert!(!text.contains("id:"), "an event before the end: {text}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Nothing more arrives within `ms`.
     async fn quiet(&mut self, ms: u64) {
         assert!(
@@ -2862,6 +2879,73 @@ async fn o5_stream_resumes_from_last_event_id_without_gaps_or_duplicates() {
         )
         .await;
     r.problem(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+/// O5/X2: a stream checks its caller again, as new requests do (within
+/// the key cache's 2 s): once the reader's grant is revoked it hears
+/// nothing more of the collection, and once its key is revoked the stream
+/// ends — it does not keep the access it had when it connected.
+#[tokio::test]
+async fn o5_x2_a_stream_follows_revoked_grants_and_keys() {
+    let (api, boss, reader, _) = events_fixture().await;
+    let auth = format!("Bearer {boss}");
+    let auth = [("authorization", auth.as_str())];
+    let mut s = SseReader::open(&api, "/v1/events/stream?types=artifact.*", &reader, None).await;
+    s.quiet(300).await;
+    let r = api.put("handbook/before.md", "# Before\n", &auth).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let got = s.next(1).await;
+    assert_eq!(got[0].1, "artifact.created");
+    assert_eq!(got[0].2["collection"], "handbook");
+    let r = api
+        .with_key(
+            Method::DELETE,
+            "/v1/grants",
+            &boss,
+            Some(json!({"actor": "agent:reader", "permission": "read", "collection": "handbook"})),
+        )
+        .await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // the stream checks its caller at least every 2.25 s (the key cache's
+    // 2 s and a poll)
+    tokio::time::sleep(std::time::Duration::from_millis(2600)).await;
+    let r = api.put("handbook/after.md", "# After\n", &auth).await;
+    assert!(
+        r.status.is_success(),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    s.quiet(1000).await;
+    let keys = api
+        .with_key(Method::GET, "/v1/keys", &boss, None)
+        .await
+        .json();
+    let reader_id = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "reader")
+        .and_then(|k| k["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let r = api
+        .with_key(
+            Method::DELETE,
+            &format!("/v1/keys/{reader_id}"),
+            &boss,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    s.ended(3000).await;
 }
 
 /// O5: type and collection filters, pages that continue without overlap,

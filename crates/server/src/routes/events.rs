@@ -153,6 +153,9 @@ pub struct StreamParams {
 struct Follow {
     svc: Arc<kontextual_app::Services>,
     caller: kontextual_app::Caller,
+    /// When `caller` was last checked against the store (key, grants,
+    /// clearance).
+    checked: std::time::Instant,
     q: EventQuery,
     buffered: std::collections::VecDeque<kontextual_app::CloudEvent>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -215,6 +218,7 @@ pub async fn stream_events(
     let follow = Follow {
         svc: s.services.clone(),
         caller,
+        checked: std::time::Instant::now(),
         q,
         buffered: events.into(),
         stop: s.shutdown.subscribe(),
@@ -231,9 +235,27 @@ pub async fn stream_events(
             let svc = f.svc.clone();
             let caller = f.caller.clone();
             let q = f.q.clone();
-            let page = tokio::task::spawn_blocking(move || svc.events(&caller, &q)).await;
+            // A stream outlives its request's authentication: its caller is
+            // checked again as often as the key cache lets new requests
+            // use what it verified, so a revoked key ends the stream and a
+            // revoked grant narrows it within that bound.
+            let recheck = f.checked.elapsed() >= kontextual_app::AUTH_CACHE_TTL;
+            let page = tokio::task::spawn_blocking(move || {
+                let caller = if recheck {
+                    svc.recheck(&caller)?
+                } else {
+                    caller
+                };
+                let page = svc.events(&caller, &q)?;
+                Ok::<_, kontextual_app::Error>((caller, page))
+            })
+            .await;
             match page {
-                Ok(Ok(page)) => {
+                Ok(Ok((caller, page))) => {
+                    if recheck {
+                        f.caller = caller;
+                        f.checked = std::time::Instant::now();
+                    }
                     let idle = page.events.is_empty();
                     f.q.after = page.next_after;
                     f.buffered.extend(page.events);

@@ -7,11 +7,16 @@
 //! sends the same bytes under the same delivery id.
 //!
 //! ```text
-//!  pending ──▶ delivering ──▶ succeeded
-//!     ▲            │  └─ error, attempts left ─▶ failed ──(next_attempt_at)─▶ delivering
+//!  pending ──attempt──▶ succeeded
+//!     ▲            │  └─ error, attempts left ─▶ failed ──(next_attempt_at)─▶ attempt
 //!     │ resend     └─ no attempts left ─▶ dead
 //!     └──────── failed / dead / cancelled        (webhook deleted ─▶ cancelled)
 //! ```
+//!
+//! An attempt is recorded when it ends (state, status and latency in one
+//! write), so a delivery shows its earlier state while one is in flight;
+//! `delivering` is no longer entered (stores written by early versions may
+//! hold it).
 //!
 //! Secrets never appear in a [`Webhook`], an audit record, an event or a
 //! `Debug` output: they are read on their own ([`WebhookSecrets`]).

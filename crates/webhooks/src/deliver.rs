@@ -271,6 +271,8 @@ impl<In: Transport> Connector<In> for AddressGuard {
 pub struct Client {
     agent: ureq::Agent,
     policy: AddressPolicy,
+    /// An attempt's whole time bound (named in its timeout error).
+    timeout: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -310,6 +312,7 @@ impl Client {
         Client {
             agent: ureq::Agent::with_parts(agent_config, connector, resolver),
             policy: config.policy,
+            timeout: config.timeout,
         }
     }
 
@@ -339,9 +342,18 @@ impl Client {
                     };
                 }
                 tracing::debug!(host = %dest.host(), error = %err, "webhook attempt failed");
+                // ureq says only which of its clocks ran out ("timeout: global")
+                let within = self.timeout.as_secs_f64();
+                let error = match err {
+                    ureq::Error::Timeout(ureq::Timeout::Resolve) => {
+                        format!("timeout: the host name was not resolved within {within} s")
+                    }
+                    ureq::Error::Timeout(_) => format!("timeout: no answer within {within} s"),
+                    err => err.to_string(),
+                };
                 return Attempt::Failed {
                     status: None,
-                    error: err.to_string(),
+                    error,
                     retry_after: None,
                     gone: false,
                     latency,

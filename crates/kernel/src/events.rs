@@ -70,7 +70,7 @@ impl Kernel {
     /// (other than 0, "from the oldest kept") older than what retention
     /// pruned is refused (`conflict`), naming
     /// the oldest cursor that still is complete, so a follower never
-    /// misses events silently.
+    /// misses events silently; so is one past the newest event.
     pub fn events_page(
         &self,
         caller: &Caller,
@@ -98,7 +98,21 @@ impl Kernel {
                 ),
             }));
         }
-        let store_id = feed.position()?.store_id;
+        let position = feed.position()?;
+        // A cursor past the newest event was not made by this store (or
+        // was made before a restore): refused, not an empty page that
+        // looks like "nothing happened" forever.
+        if q.after > position.last_seq {
+            return Err(Error::Store(kontextual_store::StoreError::Refused {
+                what: format!("event cursor {}", q.after),
+                why: format!(
+                    "the newest event is seq {}: the cursor comes from another store or from \
+                     before a restore; continue from after={} or resynchronise",
+                    position.last_seq, position.last_seq
+                ),
+            }));
+        }
+        let store_id = position.store_id;
         let limit = match q.limit {
             0 => DEFAULT_EVENTS_PAGE,
             n => n.min(MAX_EVENTS_PAGE),

@@ -101,7 +101,8 @@ mod tests {
 
     /// O5: a cursor older than what retention deleted is refused with a
     /// message that says so (not silently moved forward); 0 reads from the
-    /// oldest event kept; a denial is a `policy.denied` event.
+    /// oldest event kept; a denial is a `policy.denied` event; a cursor past
+    /// the newest event is refused too.
     #[test]
     fn o5_a_cursor_older_than_retention_is_refused() {
         let store = Store::new(SqliteBackend::memory().unwrap());
@@ -148,5 +149,15 @@ mod tests {
         let page = k.event_page(&caller, &only).unwrap();
         assert_eq!(page.events.len(), 1);
         assert_eq!(page.next_after, 4);
+        // the head itself is a cursor with nothing after it yet; past it,
+        // the cursor is not this store's
+        assert!(k.event_page(&caller, &q(4)).unwrap().events.is_empty());
+        let e = k.event_page(&caller, &q(5)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(
+            e.to_string().contains("the newest event is seq 4")
+                && e.to_string().contains("after=4"),
+            "{e}"
+        );
     }
 }

@@ -2973,6 +2973,19 @@ async fn o5_event_filters_and_pages() {
         .await
         .json();
     assert_eq!(ids_of(&p2["items"])[0], next + 1);
+    // a cursor past the newest event is not this store's: refused, not an
+    // empty page forever
+    let p = api
+        .get("/v1/events?after=18446744073709551615")
+        .await
+        .problem(StatusCode::CONFLICT, "conflict");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the newest event is seq"),
+        "{p}"
+    );
     api.get("/v1/events?types=Artifact.*")
         .await
         .problem(StatusCode::BAD_REQUEST, "invalid_input");

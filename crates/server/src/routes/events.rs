@@ -87,7 +87,9 @@ fn query(
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventParams),
-    responses((status = 200, description = "Events after the cursor that the caller may see, as CloudEvents, in sequence order", body = dto::EventPage, content_type = "application/json")))]
+    responses((status = 200, description = "Events after the cursor that the caller may see, as CloudEvents, in sequence order", body = dto::EventPage, content_type = "application/json"),
+        (status = 400, description = "A malformed type pattern, collection or limit; the detail says which", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The cursor is older than what retention deleted, or past the newest event (another store's); the detail names the cursor to continue from", body = crate::problem::ProblemBody, content_type = "application/problem+json")))]
 pub async fn list_events(
     State(s): State<AppState>,
     call: Call,
@@ -171,7 +173,10 @@ fn sse_event(e: kontextual_app::CloudEvent) -> Event {
 
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamParams,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (its id, the sequence number)")),
-    responses((status = 200, description = "Server-Sent Events: each event's `id` is its sequence number, its `event` the type, its `data` the CloudEvent (JSON); a comment line every 15 s while idle. Ends when the server shuts down.", body = String, content_type = "text/event-stream")))]
+    responses((status = 200, description = "Server-Sent Events: each event's `id` is its sequence number, its `event` the type, its `data` the CloudEvent (JSON); a comment line every 15 s while idle. Ends when the server shuts down, or once the caller's key is revoked.", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A malformed Last-Event-ID, cursor, type pattern or collection", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The cursor is older than what retention deleted, or past the newest event", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Too many open streams (`too_many_streams`, with Retry-After)", body = crate::problem::ProblemBody, content_type = "application/problem+json")))]
 pub async fn stream_events(
     State(s): State<AppState>,
     call: Call,

@@ -194,12 +194,7 @@ fn latency(engine: Engine<'_>, rate: f64, secs: f64) -> Result<Latency> {
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let target: ArtifactRef = format!("bench/doc-{i:06}.md").parse()?;
-            let body = format!("# Doc {i}\n\nSome text for document {i}.\n");
-            svc.artifact_put(
-                &caller,
-                PutRequest::new(target, ContentSource::Bytes(body.into_bytes())),
-            )?;
+            put_doc(&svc, &caller, i)?;
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         while lat.lock().map(|v| v.len()).unwrap_or(0) < n && Instant::now() < deadline {
@@ -233,6 +228,17 @@ fn latency(engine: Engine<'_>, rate: f64, secs: f64) -> Result<Latency> {
         count: v.len(),
         cold_max,
     })
+}
+
+/// Puts the `i`th small document of the runs (one `artifact.created`).
+fn put_doc(svc: &Services, caller: &Caller, i: usize) -> Result<()> {
+    let target: ArtifactRef = format!("bench/doc-{i:06}.md").parse()?;
+    let body = format!("# Doc {i}\n\nSome text for document {i}.\n");
+    svc.artifact_put(
+        caller,
+        PutRequest::new(target, ContentSource::Bytes(body.into_bytes())),
+    )?;
+    Ok(())
 }
 
 /// Events sent, at the latency run's rate, before its measured ones.
@@ -366,12 +372,7 @@ fn ours(engine: Engine<'_>, n: usize, endpoints: usize, threads: usize) -> Resul
     }
     let total = n * endpoints;
     for i in 0..n {
-        let target: ArtifactRef = format!("bench/doc-{i:06}.md").parse()?;
-        let body = format!("# Doc {i}\n\nSome text for document {i}.\n");
-        svc.artifact_put(
-            &caller,
-            PutRequest::new(target, ContentSource::Bytes(body.into_bytes())),
-        )?;
+        put_doc(&svc, &caller, i)?;
     }
     // the search index catches up with the puts first: its threads would
     // otherwise take the cores from ours (and not from the peer, after)

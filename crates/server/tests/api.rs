@@ -2761,6 +2761,20 @@ async fn o5_x2_events_show_a_key_only_what_it_may_read() {
 #[tokio::test]
 async fn o5_x2_a_webhook_gets_only_what_its_creator_may_read() {
     let (api, boss, _, _) = events_fixture().await;
+    // an empty type list is not "every type": refused, as on PATCH and the CLI
+    let r = api
+        .with_key(
+            Method::POST,
+            "/v1/webhooks",
+            &boss,
+            Some(json!({"url": "https://hooks.example.com/kx", "types": []})),
+        )
+        .await;
+    let p = r.problem(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(
+        p["detail"].as_str().unwrap().contains("types is empty"),
+        "{p}"
+    );
     let hook = json!({"url": "https://hooks.example.com/kx", "types": ["artifact.created"]});
     let by_boss = api
         .with_key(Method::POST, "/v1/webhooks", &boss, Some(hook))

@@ -45,10 +45,12 @@ pub struct NewWebhookBody {
     /// `[webhooks] allow` lists them.
     #[schema(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$", max_length = 2048)]
     pub url: String,
-    /// Event type patterns; absent or empty: every type.
+    /// Event type patterns; absent: every type. An empty list is refused
+    /// (a client that built no patterns would otherwise get every event);
+    /// `["*"]` asks for every type.
     #[serde(default)]
-    #[schema(inline, value_type = Vec<String>, pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")]
-    pub types: Vec<String>,
+    #[schema(inline, value_type = Option<Vec<String>>, min_items = 1, pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")]
+    pub types: Option<Vec<String>>,
     /// Only events about these collections; absent or empty: every one.
     #[serde(default)]
     #[schema(inline, value_type = Vec<String>, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -69,9 +71,17 @@ pub async fn create_webhook(
     call: Call,
     Json(b): Json<NewWebhookBody>,
 ) -> Result<Response, Problem> {
+    let types = match b.types {
+        Some(t) if t.is_empty() => {
+            return Err(Problem::bad_request(
+                "types is empty: give at least one event type pattern (`*` for every type), or leave types out",
+            ));
+        }
+        t => t.unwrap_or_default(),
+    };
     let new = NewWebhook {
         url: b.url,
-        types: b.types,
+        types,
         collections: b.collections,
         description: b.description,
     };
@@ -110,7 +120,8 @@ pub async fn get_webhook(
 pub struct WebhookPatch {
     #[schema(pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$", max_length = 2048)]
     pub url: Option<String>,
-    /// Replaces the type patterns; empty: every type.
+    /// Replaces the type patterns; an empty list is refused (`["*"]` for
+    /// every type).
     #[schema(inline, value_type = Option<Vec<String>>, pattern = r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")]
     pub types: Option<Vec<String>>,
     /// Replaces the collections; empty: every collection.
